@@ -1,0 +1,1 @@
+"""The FastAPI front end of cairn."""

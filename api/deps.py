@@ -1,0 +1,204 @@
+"""Dependencies every route uses: database session, caller identity, access rules."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.problems import Problem, forbidden, not_found
+from api.request_id import current_request_id
+from core.settings import Settings
+from core.tokens import hash_token
+from db.audit import Actor
+from db.models import ApiToken, Application, User, Workspace, WorkspaceMember
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_temporal(request: Request) -> Client:
+    try:
+        client: Client = await request.app.state.temporal.get()
+    except Exception as exc:
+        raise Problem(
+            503,
+            "temporal-unavailable",
+            "Temporal unavailable",
+            f"the Temporal service cannot be reached ({type(exc).__name__}); nothing was changed,"
+            " retry later",
+        ) from exc
+    return client
+
+
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    token_id: uuid.UUID
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(label=self.user.email, user_id=self.user.id, request_id=current_request_id())
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized", detail)
+
+
+async def current_principal(
+    session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    if not authorization:
+        raise _unauthorized("send an API token as 'Authorization: Bearer <token>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    row = (
+        await session.execute(
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == hash_token(token.strip()))
+        )
+    ).one_or_none()
+    if row is None or row.ApiToken.revoked_at is not None:
+        raise _unauthorized("the token is unknown or revoked")
+    await session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == row.ApiToken.id)
+        .values(last_used_at=datetime.now(UTC))
+    )
+    await session.commit()
+    return Principal(user=row.User, token_id=row.ApiToken.id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def platform_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.user.is_platform_admin:
+        raise forbidden("this operation needs a platform administrator")
+    return principal
+
+
+PlatformAdmin = Annotated[Principal, Depends(platform_admin)]
+
+
+@dataclass(frozen=True)
+class WorkspaceAccess:
+    principal: Principal
+    workspace: Workspace
+    role: str | None  # None: a platform admin who is not a member
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin" or self.principal.user.is_platform_admin
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise forbidden("this operation needs a workspace administrator")
+
+    def require_dedicated(self) -> None:
+        if self.workspace.plan != "dedicated":
+            raise Problem(
+                403,
+                "plan-required",
+                "Dedicated plan required",
+                f"backups are available on the Dedicated plan; workspace {self.workspace.id}"
+                f" is on the '{self.workspace.plan}' plan",
+            )
+
+
+async def _workspace_access(
+    session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
+) -> WorkspaceAccess:
+    workspace = await session.get(Workspace, workspace_id)
+    role = None
+    if workspace is not None:
+        role = await session.scalar(
+            select(WorkspaceMember.role).where(
+                WorkspaceMember.workspace_id == workspace_id,
+                WorkspaceMember.user_id == principal.user.id,
+            )
+        )
+    if workspace is None or (role is None and not principal.user.is_platform_admin):
+        raise not_found("workspace", workspace_id)
+    return WorkspaceAccess(principal=principal, workspace=workspace, role=role)
+
+
+async def workspace_reader(
+    workspace_id: Annotated[uuid.UUID, Path()], principal: CurrentPrincipal, session: SessionDep
+) -> WorkspaceAccess:
+    return await _workspace_access(session, principal, workspace_id)
+
+
+WorkspaceReader = Annotated[WorkspaceAccess, Depends(workspace_reader)]
+
+
+async def workspace_admin(access: WorkspaceReader) -> WorkspaceAccess:
+    access.require_admin()
+    return access
+
+
+WorkspaceAdmin = Annotated[WorkspaceAccess, Depends(workspace_admin)]
+
+
+@dataclass(frozen=True)
+class ApplicationAccess:
+    workspace: WorkspaceAccess
+    application: Application
+
+    @property
+    def is_owner(self) -> bool:
+        return self.application.owner_id == self.workspace.principal.user.id
+
+    @property
+    def can_write(self) -> bool:
+        return self.is_owner or self.workspace.is_admin
+
+
+async def application_reader(
+    app_id: Annotated[uuid.UUID, Path()], principal: CurrentPrincipal, session: SessionDep
+) -> ApplicationAccess:
+    application = await session.get(Application, app_id)
+    if application is None:
+        raise not_found("application", app_id)
+    try:
+        access = await _workspace_access(session, principal, application.workspace_id)
+    except Problem:
+        raise not_found("application", app_id) from None
+    return ApplicationAccess(workspace=access, application=application)
+
+
+ApplicationReader = Annotated[ApplicationAccess, Depends(application_reader)]
+
+
+async def application_writer(access: ApplicationReader) -> ApplicationAccess:
+    if not access.can_write:
+        raise forbidden("this operation needs the application's owner or a workspace administrator")
+    return access
+
+
+ApplicationWriter = Annotated[ApplicationAccess, Depends(application_writer)]

@@ -1,0 +1,41 @@
+"""The FastAPI application: built by ``create_app`` so tests and uvicorn share one path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.request_id import RequestIdMiddleware
+from api.routes import applications, audit_events, health, me, members, users, workspaces
+from core.settings import Settings, get_settings
+from core.temporal import LazyClient
+from db.session import make_engine, make_sessionmaker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessions = make_sessionmaker(engine)
+        app.state.temporal = LazyClient(settings)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="cairn",
+        version="0.1.0",
+        description="Backup and restore of PaaS applications, orchestrated by Temporal.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestIdMiddleware)
+    problems.install(app)
+    for module in (health, me, users, workspaces, members, applications, audit_events):
+        app.include_router(module.router)
+    return app

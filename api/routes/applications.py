@@ -1,0 +1,157 @@
+"""Applications of a workspace, with their platform settings (secrets write-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from api.deps import (
+    ApplicationReader,
+    PlatformAdmin,
+    SessionDep,
+    SettingsDep,
+    WorkspaceReader,
+)
+from api.pagination import Cursor, Limit, Page, fetch_page
+from api.problems import Problem, conflict
+from api.schemas.applications import ApplicationCreate, ApplicationOut
+from core import crypto
+from core.local_platform import database_url, split_database_url
+from db import audit
+from db.models import Application, BackupPolicy, WorkspaceMember
+
+router = APIRouter(tags=["applications"])
+
+
+def secrets_context(application: Application) -> str:
+    return f"applications/{application.id}/platform_secrets"
+
+
+def present(application: Application) -> dict[str, Any]:
+    settings = application.platform_settings
+    database = settings.get("database")
+    return {
+        "id": application.id,
+        "workspace_id": application.workspace_id,
+        "owner_id": application.owner_id,
+        "name": application.name,
+        "platform": {
+            "kind": application.platform_kind,
+            "database_url": database_url(database) if database else None,
+            "database_password_set": bool(settings.get("database_password_set")),
+            "volumes": settings.get("volumes", {}),
+        },
+        "created_at": application.created_at,
+        "updated_at": application.updated_at,
+    }
+
+
+@router.post(
+    "/api/v1/workspaces/{workspace_id}/applications", status_code=201, response_model=ApplicationOut
+)
+async def create_application(
+    body: ApplicationCreate,
+    access: WorkspaceReader,
+    admin: PlatformAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    workspace_id = access.workspace.id
+    if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
+        raise Problem(
+            422,
+            "validation-error",
+            "Invalid request",
+            f"owner_id: user {body.owner_id} is not a member of this workspace; add it first",
+            errors=[{"field": "body.owner_id", "message": "not a member of this workspace"}],
+        )
+    if await session.scalar(
+        select(Application.id).where(
+            Application.workspace_id == workspace_id, Application.name == body.name
+        )
+    ):
+        raise conflict(f"an application named {body.name} already exists in this workspace")
+    platform = body.platform
+    stored: dict[str, Any] = {"volumes": platform.volumes}
+    password = None
+    if platform.database_url:
+        stored["database"], password = split_database_url(platform.database_url)
+    stored["database_password_set"] = password is not None
+    application = Application(
+        workspace_id=workspace_id,
+        owner_id=body.owner_id,
+        name=body.name,
+        platform_kind=platform.kind,
+        platform_settings=stored,
+    )
+    session.add(application)
+    await session.flush()
+    if password is not None:
+        try:
+            application.platform_secrets = crypto.seal_json(
+                {"database_password": password},
+                master_key=settings.master_key.get_secret_value() if settings.master_key else None,
+                context=secrets_context(application),
+            )
+        except crypto.CryptoError as exc:
+            raise Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc)) from exc
+    audit.record(
+        session,
+        admin.actor,
+        "application.create",
+        "application",
+        application.id,
+        workspace_id=workspace_id,
+        details={"name": body.name, "owner_id": str(body.owner_id), "kind": platform.kind},
+    )
+    await session.commit()
+    await session.refresh(application)
+    return present(application)
+
+
+@router.get("/api/v1/workspaces/{workspace_id}/applications", response_model=Page[ApplicationOut])
+async def list_applications(
+    access: WorkspaceReader, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, object]:
+    items, next_cursor = await fetch_page(
+        session,
+        select(Application).where(Application.workspace_id == access.workspace.id),
+        Application.created_at,
+        Application.id,
+        limit,
+        cursor,
+    )
+    return {"items": [present(app) for app in items], "next_cursor": next_cursor}
+
+
+@router.get("/api/v1/applications/{app_id}", response_model=ApplicationOut)
+async def get_application(access: ApplicationReader) -> dict[str, Any]:
+    return present(access.application)
+
+
+@router.delete("/api/v1/applications/{app_id}", status_code=204)
+async def delete_application(
+    access: ApplicationReader, admin: PlatformAdmin, session: SessionDep
+) -> Response:
+    application = access.application
+    if await session.scalar(
+        select(BackupPolicy.id).where(BackupPolicy.application_id == application.id)
+    ):
+        raise conflict(
+            "the application has a backup policy; delete the policy first so no backup"
+            " history is dropped by accident"
+        )
+    audit.record(
+        session,
+        admin.actor,
+        "application.delete",
+        "application",
+        application.id,
+        workspace_id=application.workspace_id,
+        details={"name": application.name},
+    )
+    await session.delete(application)
+    await session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,49 @@
+"""Field types shared by several resources; strict, so bad input never reaches the database."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+Slug = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
+]
+"""A DNS-label name: lowercase letters, digits and inner hyphens, at most 63 characters."""
+
+DisplayName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Email = Annotated[
+    str,
+    StringConstraints(
+        min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s]+$"
+    ),
+]
+
+
+def _clean_absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    if posixpath.normpath(value) != value or value == "/":
+        raise ValueError("must be a normalised path below / (no '..', '.', '//' or trailing '/')")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+AbsolutePath = Annotated[
+    str, StringConstraints(max_length=4096), AfterValidator(_clean_absolute_path)
+]
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are refused rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)

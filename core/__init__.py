@@ -1,0 +1,1 @@
+"""Pieces every process of cairn shares: settings, secrets, identifiers."""

@@ -1,0 +1,11 @@
+"""Search attributes set on every backup and restore run, so operators can filter in the UI."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+WORKSPACE_ID = SearchAttributeKey.for_keyword("WorkspaceId")
+APPLICATION_ID = SearchAttributeKey.for_keyword("ApplicationId")
+BACKUP_TRIGGER = SearchAttributeKey.for_keyword("BackupTrigger")
+
+SEARCH_ATTRIBUTE_KEYS = (WORKSPACE_ID, APPLICATION_ID, BACKUP_TRIGGER)

@@ -1,0 +1,47 @@
+"""The one place cairn reads its configuration from (``CAIRN_*`` environment variables)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONTROL_TASK_QUEUE = "cairn-control"
+DATA_TASK_QUEUE = "cairn-data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAIRN_", extra="ignore")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/cairn"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    master_key: SecretStr | None = Field(
+        default=None, description="base64 of 32 random bytes; wraps every stored secret"
+    )
+    storage_mount_root: Path = Path("/var/lib/cairn/storages")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    worker_data_concurrency: int = 2
+    worker_shutdown_grace_seconds: float = 30.0
+
+    proxmox_host: str | None = None
+    proxmox_port: int = 8006
+    proxmox_token_id: str | None = None
+    proxmox_token_secret: SecretStr | None = None
+    proxmox_node: str = "pve"
+    proxmox_verify: str = "true"
+    proxmox_dir_root: str = "/mnt/pve"
+    usage_refresh_minutes: int = 5
+
+    @property
+    def proxmox_configured(self) -> bool:
+        return bool(self.proxmox_host and self.proxmox_token_id and self.proxmox_token_secret)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,31 @@
+"""Connecting to Temporal the same way from the API, the worker and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+
+from core.settings import Settings
+
+
+async def connect(settings: Settings, wait_seconds: float = 5.0) -> Client:
+    return await asyncio.wait_for(
+        Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+        timeout=wait_seconds,
+    )
+
+
+class LazyClient:
+    """Connects on first use, so the API starts (and reports readiness) while Temporal is down."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect(self._settings)
+            return self._client

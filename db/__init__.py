@@ -1,0 +1,1 @@
+"""The metadata database: SQLAlchemy models, sessions and shared queries."""

@@ -1,0 +1,236 @@
+"""SQLAlchemy models of cairn's tables; the schema itself is owned by ``migrations/``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PLANS = ("free", "pro", "dedicated")
+WORKSPACE_ROLES = ("admin", "member")
+PLATFORM_KINDS = ("local",)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    is_platform_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    __table_args__ = (
+        CheckConstraint("plan IN ('free', 'pro', 'dedicated')", name="workspaces_plan"),
+        CheckConstraint("backup_quota_gb >= 0", name="workspaces_quota_nonneg"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    plan: Mapped[str] = mapped_column(String(50), server_default="free")
+    backup_quota_gb: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WorkspaceMember(Base):
+    __tablename__ = "workspace_members"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'member')", name="workspace_members_role"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = _created()
+
+
+class Application(Base):
+    __tablename__ = "applications"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        CheckConstraint("platform_kind IN ('local')", name="applications_platform_kind"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    platform_kind: Mapped[str] = mapped_column(String(50))
+    platform_settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    platform_secrets: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    occurred_at: Mapped[datetime] = _created()
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    actor: Mapped[str] = mapped_column(String(320))
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str] = mapped_column(String(50))
+    target_id: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+
+
+class BackupStorage(Base):
+    __tablename__ = "backup_storages"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        CheckConstraint("type IN ('nfs', 'ceph', 'local')", name="backup_storages_type"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(50))
+    proxmox_storage_id: Mapped[str] = mapped_column(String(255))
+    capacity_gb: Mapped[int] = mapped_column(Integer)
+    used_gb: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    used_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    available_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    usage_read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str | None] = mapped_column(String(50), server_default="pending")
+    status_message: Mapped[str | None] = mapped_column(Text)
+    connection_config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    connection_secrets: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = _created()
+    updated_at: Mapped[datetime | None] = _updated()
+
+
+class BackupPolicy(Base):
+    __tablename__ = "backup_policies"
+    __table_args__ = (
+        UniqueConstraint("application_id"),
+        CheckConstraint(
+            "backup_type IN ('full', 'incremental')", name="backup_policies_backup_type"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE")
+    )
+    storage_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backup_storages.id"))
+    enabled: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    schedule: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    retention_days: Mapped[int | None] = mapped_column(Integer, server_default=text("30"))
+    backup_type: Mapped[str | None] = mapped_column(String(50), server_default="full")
+    include_volumes: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    include_database: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime | None] = _created()
+    updated_at: Mapped[datetime | None] = _updated()
+
+
+class BackupExecution(Base):
+    __tablename__ = "backup_executions"
+    __table_args__ = (
+        CheckConstraint("trigger IN ('manual', 'schedule')", name="backup_executions_trigger"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    policy_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_policies.id", ondelete="CASCADE"), index=True
+    )
+    workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(20), server_default="manual")
+    schedule_id: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(50), server_default="running")
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    backup_path: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    created_at: Mapped[datetime | None] = _created()
+
+
+class BackupRestore(Base):
+    __tablename__ = "backup_restores"
+    __table_args__ = (
+        CheckConstraint(
+            "restore_type IN ('full', 'selective')", name="backup_restores_restore_type"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    backup_execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backup_executions.id"))
+    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id"))
+    workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(50), server_default="pending")
+    restore_type: Mapped[str] = mapped_column(String(50))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = _created()

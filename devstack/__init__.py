@@ -1,0 +1,1 @@
+"""Starting cairn's real dependencies on a developer machine: PostgreSQL, Temporal."""

