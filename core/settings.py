@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     usage_refresh_minutes: int = 5
 
     @property
+    def master_key_text(self) -> str | None:
+        return self.master_key.get_secret_value() if self.master_key else None
+
+    @property
     def proxmox_configured(self) -> bool:
         return bool(self.proxmox_host and self.proxmox_token_id and self.proxmox_token_secret)
 

@@ -29,3 +29,30 @@ class LazyClient:
             if self._client is None:
                 self._client = await connect(self._settings)
             return self._client
+
+
+async def register_search_attributes(settings: Settings) -> list[str]:
+    """Adds the missing Keyword search attributes; returns the names it added."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
+
+    client = await connect(settings)
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+    )
+    missing = [k.name for k in SEARCH_ATTRIBUTE_KEYS if k.name not in existing.custom_attributes]
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=settings.temporal_namespace,
+                search_attributes={
+                    name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing
+                },
+            )
+        )
+    return missing

@@ -150,7 +150,7 @@ class BackupStorage(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(50))
-    proxmox_storage_id: Mapped[str] = mapped_column(String(255))
+    proxmox_storage_id: Mapped[str] = mapped_column(String(255), unique=True)
     capacity_gb: Mapped[int] = mapped_column(Integer)
     used_gb: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     used_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
@@ -234,3 +234,19 @@ class BackupRestore(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime | None] = _created()
+
+
+class StorageUsageSample(Base):
+    """One reading of a storage's usage, kept for the usage chart."""
+
+    __tablename__ = "storage_usage_samples"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    storage_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_storages.id", ondelete="CASCADE"), index=True
+    )
+    sampled_at: Mapped[datetime] = _created()
+    active: Mapped[bool] = mapped_column(Boolean)
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger)
+    available_bytes: Mapped[int] = mapped_column(BigInteger)

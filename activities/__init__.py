@@ -1,0 +1,1 @@
+"""The retryable steps of cairn's workflows."""

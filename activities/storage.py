@@ -1,0 +1,222 @@
+"""Storage provisioning, deprovisioning and usage activities.
+
+They read what they need from the database by id, so connection secrets never
+travel through Temporal payloads. PVE calls are blocking (requests), so they run
+in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from adapters.storage_backend import BackendError, StorageBackend, folder_usage
+from core import crypto
+from core.settings import Settings
+from db import audit
+from db.models import BackupStorage, StorageUsageSample
+
+GIB = 1024**3
+SAMPLE_RETENTION = timedelta(days=30)
+WORKFLOW_ACTOR = audit.Actor(label="system:workflow")
+
+
+@dataclass
+class StorageJob:
+    storage_id: str
+    mode: str = "create"  # create | update
+
+
+@dataclass
+class StorageStatusChange:
+    storage_id: str
+    status: str
+    message: str | None = None
+
+
+@dataclass
+class StorageUsage:
+    storage_id: str
+    status: str
+    used_bytes: int
+    total_bytes: int
+
+
+def secrets_context(storage_id: uuid.UUID | str) -> str:
+    return f"backup_storages/{storage_id}/connection_secrets"
+
+
+def _fail(exc: BackendError) -> ApplicationError:
+    return ApplicationError(exc.message, type="StorageBackendError", non_retryable=not exc.retryable)
+
+
+class StorageActivities:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        backend: StorageBackend,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.backend = backend
+
+    async def _storage(self, session: AsyncSession, storage_id: str) -> BackupStorage:
+        storage = await session.get(BackupStorage, uuid.UUID(storage_id))
+        if storage is None:
+            raise ApplicationError(
+                f"backup storage {storage_id} no longer exists", type="NotFound", non_retryable=True
+            )
+        return storage
+
+    def _secrets(self, storage: BackupStorage) -> dict[str, Any]:
+        if not storage.connection_secrets:
+            return {}
+        return crypto.open_json(
+            storage.connection_secrets,
+            master_key=self.settings.master_key_text,
+            context=secrets_context(storage.id),
+        )
+
+    @activity.defn
+    async def provision_storage(self, job: StorageJob) -> None:
+        """Creates or updates the storage definition; an existing one is updated, so retries are safe."""
+        async with self.sessions() as session:
+            storage = await self._storage(session, job.storage_id)
+            kind, pve_id = storage.type, storage.proxmox_storage_id
+            config, secrets = dict(storage.connection_config or {}), self._secrets(storage)
+        try:
+            exists = await asyncio.to_thread(self.backend.exists, pve_id)
+            operation = self.backend.update if exists else self.backend.create
+            await asyncio.to_thread(operation, kind, pve_id, config, secrets)
+        except BackendError as exc:
+            raise _fail(exc) from None
+
+    @activity.defn
+    async def deprovision_storage(self, storage_id: str) -> None:
+        async with self.sessions() as session:
+            pve_id = (await self._storage(session, storage_id)).proxmox_storage_id
+        try:
+            await asyncio.to_thread(self.backend.delete, pve_id)
+        except BackendError as exc:
+            raise _fail(exc) from None
+
+    @activity.defn
+    async def remove_storage_backups(self, storage_id: str) -> int:
+        """Deletes every repository in the storage (forced delete); returns the bytes freed."""
+        async with self.sessions() as session:
+            pve_id = (await self._storage(session, storage_id)).proxmox_storage_id
+        root = self.settings.storage_mount_root / pve_id / "workspaces"
+        if not root.exists():
+            return 0
+        freed = await asyncio.to_thread(folder_usage, root)
+        await asyncio.to_thread(shutil.rmtree, root)
+        return freed
+
+    @activity.defn
+    async def set_storage_status(self, change: StorageStatusChange) -> None:
+        async with self.sessions() as session:
+            storage = await self._storage(session, change.storage_id)
+            if storage.status == change.status and storage.status_message == change.message:
+                return
+            storage.status, storage.status_message = change.status, change.message
+            audit.record(
+                session, WORKFLOW_ACTOR, f"storage.{change.status}", "backup_storage", storage.id,
+                workspace_id=storage.workspace_id,
+                details={"message": change.message} if change.message else {},
+            )
+            await session.commit()
+
+    @activity.defn
+    async def forget_storage(self, storage_id: str) -> None:
+        async with self.sessions() as session:
+            storage = await session.get(BackupStorage, uuid.UUID(storage_id))
+            if storage is None:
+                return
+            audit.record(
+                session, WORKFLOW_ACTOR, "storage.deleted", "backup_storage", storage.id,
+                workspace_id=storage.workspace_id, details={"name": storage.name},
+            )
+            await session.delete(storage)
+            await session.commit()
+
+    @activity.defn
+    async def list_monitored_storages(self) -> list[str]:
+        async with self.sessions() as session:
+            ids = await session.scalars(
+                select(BackupStorage.id).where(BackupStorage.status.in_(("active", "unavailable")))
+            )
+            return [str(i) for i in ids]
+
+    @activity.defn
+    async def refresh_storage_usage(self, storage_id: str) -> StorageUsage:
+        """Records one usage reading; an unreachable or inactive storage becomes ``unavailable``."""
+        async with self.sessions() as session:
+            pve_id = (await self._storage(session, storage_id)).proxmox_storage_id
+        reason = None
+        try:
+            status = await asyncio.to_thread(self.backend.status, pve_id)
+            if not status.active:
+                reason = "the storage reports itself inactive (not mounted or unreachable)"
+        except BackendError as exc:
+            status, reason = None, exc.message
+        now = datetime.now(UTC)
+        async with self.sessions() as session:
+            storage = await self._storage(session, storage_id)
+            if storage.status not in ("active", "unavailable"):
+                return StorageUsage(storage_id, storage.status or "", storage.used_bytes, 0)
+            new_status = "unavailable" if reason else "active"
+            if new_status != storage.status:
+                audit.record(
+                    session, WORKFLOW_ACTOR, f"storage.{new_status}", "backup_storage", storage.id,
+                    workspace_id=storage.workspace_id, details={"reason": reason} if reason else {},
+                )
+            storage.status, storage.status_message = new_status, reason
+            if status is not None and status.active:
+                storage.used_bytes = status.used_bytes
+                storage.used_gb = math.ceil(status.used_bytes / GIB)
+                storage.available_bytes = status.avail_bytes
+                storage.usage_read_at = now
+            session.add(
+                StorageUsageSample(
+                    storage_id=storage.id,
+                    sampled_at=now,
+                    active=reason is None,
+                    total_bytes=status.total_bytes if status else 0,
+                    used_bytes=status.used_bytes if status else storage.used_bytes,
+                    available_bytes=status.avail_bytes if status else 0,
+                )
+            )
+            await session.execute(
+                delete(StorageUsageSample).where(
+                    StorageUsageSample.storage_id == storage.id,
+                    StorageUsageSample.sampled_at < now - SAMPLE_RETENTION,
+                )
+            )
+            await session.commit()
+            return StorageUsage(
+                storage_id, new_status, storage.used_bytes, status.total_bytes if status else 0
+            )
+
+    def control(self) -> list[Any]:
+        return [
+            self.provision_storage,
+            self.deprovision_storage,
+            self.set_storage_status,
+            self.forget_storage,
+            self.list_monitored_storages,
+            self.refresh_storage_usage,
+        ]
+
+    def data(self) -> list[Any]:
+        return [self.remove_storage_backups]

@@ -1,0 +1,1 @@
+"""Adapters to the systems cairn drives: Proxmox VE, Kubernetes, restic, database dumps."""

@@ -1,0 +1,228 @@
+"""``cairn admin``: the registry API from a terminal (a thin HTTP client, no database access)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.client = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        try:
+            response = self.client.request(method, f"/api/v1{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach the API: {exc}") from exc
+        payload = response.json() if response.content else None
+        if response.is_error:
+            detail = payload.get("detail") if isinstance(payload, dict) else response.text
+            raise click.ClickException(f"{response.status_code}: {detail}")
+        if payload is not None:
+            click.echo(json.dumps(payload, indent=2))
+
+
+def _token(token: str | None, token_file: Path) -> str:
+    if token:
+        return token
+    if token_file.exists():
+        return token_file.read_text().strip()
+    raise click.ClickException(f"no token: pass --token, set CAIRN_TOKEN or create {token_file}")
+
+
+@click.group()
+@click.option("--api-url", envvar="CAIRN_API_URL", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--token", envvar="CAIRN_TOKEN", default=None, help="platform admin token")
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    default=Path(os.environ.get("CAIRN_DATA_DIR", ".cairn")) / "admin-token",
+    show_default=True,
+)
+@click.pass_context
+def admin(ctx: click.Context, api_url: str, token: str | None, token_file: Path) -> None:
+    """Manage users, tokens, workspaces, members and applications."""
+    ctx.obj = Api(api_url, _token(token, token_file))
+
+
+pass_api = click.make_pass_decorator(Api)
+
+
+@admin.command()
+@pass_api
+def me(api: Api) -> None:
+    """Who the token belongs to."""
+    api.call("GET", "/me")
+
+
+@admin.group()
+def users() -> None:
+    """Users and their tokens."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--platform-admin", is_flag=True)
+@pass_api
+def users_create(api: Api, email: str, name: str, platform_admin: bool) -> None:
+    api.call(
+        "POST", "/admin/users", {"email": email, "name": name, "is_platform_admin": platform_admin}
+    )
+
+
+@users.command("list")
+@pass_api
+def users_list(api: Api) -> None:
+    api.call("GET", "/admin/users?limit=200")
+
+
+@users.command("token")
+@click.argument("user_id")
+@click.option("--name", default="default", show_default=True)
+@pass_api
+def users_token(api: Api, user_id: str, name: str) -> None:
+    """Issue a token (printed once)."""
+    api.call("POST", f"/admin/users/{user_id}/tokens", {"name": name})
+
+
+@admin.command("revoke-token")
+@click.argument("token_id")
+@pass_api
+def revoke_token(api: Api, token_id: str) -> None:
+    api.call("DELETE", f"/admin/tokens/{token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
+@admin.group()
+def workspaces() -> None:
+    """Workspaces, their plan and backup quota."""
+
+
+@workspaces.command("create")
+@click.argument("name")
+@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]), default="free")
+@click.option("--quota-gb", type=int, default=0)
+@pass_api
+def workspaces_create(api: Api, name: str, plan: str, quota_gb: int) -> None:
+    api.call("POST", "/admin/workspaces", {"name": name, "plan": plan, "backup_quota_gb": quota_gb})
+
+
+@workspaces.command("list")
+@pass_api
+def workspaces_list(api: Api) -> None:
+    api.call("GET", "/admin/workspaces?limit=200")
+
+
+@workspaces.command("get")
+@click.argument("workspace_id")
+@pass_api
+def workspaces_get(api: Api, workspace_id: str) -> None:
+    api.call("GET", f"/admin/workspaces/{workspace_id}")
+
+
+@workspaces.command("update")
+@click.argument("workspace_id")
+@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]))
+@click.option("--quota-gb", type=int)
+@pass_api
+def workspaces_update(api: Api, workspace_id: str, plan: str | None, quota_gb: int | None) -> None:
+    body: dict[str, Any] = {}
+    if plan:
+        body["plan"] = plan
+    if quota_gb is not None:
+        body["backup_quota_gb"] = quota_gb
+    api.call("PATCH", f"/admin/workspaces/{workspace_id}", body)
+
+
+@admin.group()
+def members() -> None:
+    """Workspace members."""
+
+
+@members.command("add")
+@click.argument("workspace_id")
+@click.argument("user_id")
+@click.option("--role", type=click.Choice(["admin", "member"]), default="member")
+@pass_api
+def members_add(api: Api, workspace_id: str, user_id: str, role: str) -> None:
+    api.call("POST", f"/workspaces/{workspace_id}/members", {"user_id": user_id, "role": role})
+
+
+@members.command("list")
+@click.argument("workspace_id")
+@pass_api
+def members_list(api: Api, workspace_id: str) -> None:
+    api.call("GET", f"/workspaces/{workspace_id}/members?limit=200")
+
+
+@admin.group()
+def apps() -> None:
+    """Applications."""
+
+
+@apps.command("create")
+@click.argument("workspace_id")
+@click.option("--name", required=True)
+@click.option("--owner", "owner_id", required=True, help="user id of the owner")
+@click.option("--database-url", help="postgresql://user:password@host:port/dbname")
+@click.option("--volume", multiple=True, help="name=/absolute/folder (repeatable)")
+@pass_api
+def apps_create(
+    api: Api,
+    workspace_id: str,
+    name: str,
+    owner_id: str,
+    database_url: str | None,
+    volume: tuple[str, ...],
+) -> None:
+    volumes = {}
+    for item in volume:
+        key, sep, path = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not name=/path", param_hint="--volume")
+        volumes[key] = path
+    platform = {"kind": "local", "database_url": database_url, "volumes": volumes}
+    api.call(
+        "POST",
+        f"/workspaces/{workspace_id}/applications",
+        {"name": name, "owner_id": owner_id, "platform": platform},
+    )
+
+
+@apps.command("list")
+@click.argument("workspace_id")
+@pass_api
+def apps_list(api: Api, workspace_id: str) -> None:
+    api.call("GET", f"/workspaces/{workspace_id}/applications?limit=200")
+
+
+@apps.command("get")
+@click.argument("app_id")
+@pass_api
+def apps_get(api: Api, app_id: str) -> None:
+    api.call("GET", f"/applications/{app_id}")
+
+
+@apps.command("delete")
+@click.argument("app_id")
+@pass_api
+def apps_delete(api: Api, app_id: str) -> None:
+    api.call("DELETE", f"/applications/{app_id}")
+    click.echo(f"application {app_id} deleted")
+
+
+@admin.command()
+@click.argument("workspace_id")
+@pass_api
+def audit(api: Api, workspace_id: str) -> None:
+    """A workspace's audit events, newest first."""
+    api.call("GET", f"/workspaces/{workspace_id}/audit-events?limit=200")

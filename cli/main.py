@@ -1,0 +1,71 @@
+"""Entry point of the ``cairn`` console script."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import uvicorn
+
+from cli.admin import admin
+from cli.dev import dev
+from core.settings import get_settings
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True)
+def cli(log_level: str) -> None:
+    """cairn: backup and restore of PaaS applications on Temporal."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    from db.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    click.echo("database schema is at head")
+
+
+@cli.command()
+def worker() -> None:
+    """Serve the cairn-control and cairn-data task queues (graceful on SIGTERM)."""
+    from worker.main import main as run_worker
+
+    run_worker(get_settings())
+
+
+@cli.command()
+def api() -> None:
+    """Serve the REST API with uvicorn."""
+    settings = get_settings()
+    uvicorn.run("api.asgi:app", host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+@cli.group()
+def temporal() -> None:
+    """Temporal cluster set-up."""
+
+
+@temporal.command("setup")
+def temporal_setup() -> None:
+    """Register cairn's search attributes on the configured namespace (idempotent)."""
+    import asyncio
+
+    from core.temporal import register_search_attributes
+
+    added = asyncio.run(register_search_attributes(get_settings()))
+    click.echo(f"search attributes added: {', '.join(added) or 'none (already present)'}")
+
+
+cli.add_command(dev)
+cli.add_command(admin)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

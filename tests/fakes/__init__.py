@@ -1,0 +1,1 @@
+"""Fakes of the outside APIs cairn talks to, served over real sockets for unmodified clients."""

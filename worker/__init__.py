@@ -1,0 +1,1 @@
+"""The worker process: serves cairn's task queues."""

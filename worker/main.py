@@ -1,0 +1,69 @@
+"""Runs the workers of both task queues until SIGTERM/SIGINT, then drains them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from activities.storage import StorageActivities
+from adapters.storage_backend import backend_for
+from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
+from core.temporal import connect
+from db.session import make_engine, make_sessionmaker
+from worker.schedules import ensure_usage_schedule
+from workflows.storage import WORKFLOWS
+
+log = logging.getLogger("cairn.worker")
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    client = await connect(settings, wait_seconds=30)
+    engine = make_engine(settings.database_url)
+    storage = StorageActivities(make_sessionmaker(engine), settings, backend_for(settings))
+    grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
+    workers = [
+        Worker(
+            client,
+            task_queue=CONTROL_TASK_QUEUE,
+            workflows=WORKFLOWS,
+            activities=storage.control(),
+            graceful_shutdown_timeout=grace,
+        ),
+        Worker(
+            client,
+            task_queue=DATA_TASK_QUEUE,
+            activities=storage.data(),
+            max_concurrent_activities=settings.worker_data_concurrency,
+            graceful_shutdown_timeout=grace,
+        ),
+    ]
+    await ensure_usage_schedule(client, settings)
+    log.info("worker serving %s and %s", CONTROL_TASK_QUEUE, DATA_TASK_QUEUE)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        log.info("worker stopping: running activities get %ss to finish", grace.total_seconds())
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        waiter.cancel()
+        await engine.dispose()
+    for task in tasks:
+        if task.done() and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+
+def main(settings: Settings) -> None:
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())
