@@ -57,7 +57,9 @@ def secrets_context(storage_id: uuid.UUID | str) -> str:
 
 
 def _fail(exc: BackendError) -> ApplicationError:
-    return ApplicationError(exc.message, type="StorageBackendError", non_retryable=not exc.retryable)
+    return ApplicationError(
+        exc.message, type="StorageBackendError", non_retryable=not exc.retryable
+    )
 
 
 class StorageActivities:
@@ -90,7 +92,7 @@ class StorageActivities:
 
     @activity.defn
     async def provision_storage(self, job: StorageJob) -> None:
-        """Creates or updates the storage definition; an existing one is updated, so retries are safe."""
+        """Creates the storage, or updates it when it exists already, so retries are safe."""
         async with self.sessions() as session:
             storage = await self._storage(session, job.storage_id)
             kind, pve_id = storage.type, storage.proxmox_storage_id
@@ -131,7 +133,11 @@ class StorageActivities:
                 return
             storage.status, storage.status_message = change.status, change.message
             audit.record(
-                session, WORKFLOW_ACTOR, f"storage.{change.status}", "backup_storage", storage.id,
+                session,
+                WORKFLOW_ACTOR,
+                f"storage.{change.status}",
+                "backup_storage",
+                storage.id,
                 workspace_id=storage.workspace_id,
                 details={"message": change.message} if change.message else {},
             )
@@ -144,8 +150,13 @@ class StorageActivities:
             if storage is None:
                 return
             audit.record(
-                session, WORKFLOW_ACTOR, "storage.deleted", "backup_storage", storage.id,
-                workspace_id=storage.workspace_id, details={"name": storage.name},
+                session,
+                WORKFLOW_ACTOR,
+                "storage.deleted",
+                "backup_storage",
+                storage.id,
+                workspace_id=storage.workspace_id,
+                details={"name": storage.name},
             )
             await session.delete(storage)
             await session.commit()
@@ -178,8 +189,13 @@ class StorageActivities:
             new_status = "unavailable" if reason else "active"
             if new_status != storage.status:
                 audit.record(
-                    session, WORKFLOW_ACTOR, f"storage.{new_status}", "backup_storage", storage.id,
-                    workspace_id=storage.workspace_id, details={"reason": reason} if reason else {},
+                    session,
+                    WORKFLOW_ACTOR,
+                    f"storage.{new_status}",
+                    "backup_storage",
+                    storage.id,
+                    workspace_id=storage.workspace_id,
+                    details={"reason": reason} if reason else {},
                 )
             storage.status, storage.status_message = new_status, reason
             if status is not None and status.active:

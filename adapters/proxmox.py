@@ -310,7 +310,9 @@ class ProxmoxClient:
         except requests.exceptions.RequestException as exc:
             error = ProxmoxError(
                 None,
-                _redact(f"cannot reach PVE at {where} to {what}: {type(exc).__name__}: {exc}", hidden),
+                _redact(
+                    f"cannot reach PVE at {where} to {what}: {type(exc).__name__}: {exc}", hidden
+                ),
             )
         logger.debug("PVE call failed: %s: %s", what, error)
         raise error

@@ -122,13 +122,17 @@ class ProxmoxBackend:
         self, kind: str, storage_id: str, config: Mapping[str, Any], secrets: Mapping[str, str]
     ) -> None:
         params = self._config(kind, storage_id, config)
-        self._call("create", storage_id, self.client.create_storage, kind, storage_id, params, secrets)
+        self._call(
+            "create", storage_id, self.client.create_storage, kind, storage_id, params, secrets
+        )
 
     def update(
         self, kind: str, storage_id: str, config: Mapping[str, Any], secrets: Mapping[str, str]
     ) -> None:
         params = self._config(kind, storage_id, config)
-        self._call("update", storage_id, self.client.update_storage, kind, storage_id, params, secrets)
+        self._call(
+            "update", storage_id, self.client.update_storage, kind, storage_id, params, secrets
+        )
 
     def delete(self, storage_id: str) -> None:
         self._call("delete", storage_id, self.client.delete_storage, storage_id)

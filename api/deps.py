@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
@@ -64,6 +64,10 @@ class Principal:
         return Actor(label=self.user.email, user_id=self.user.id, request_id=current_request_id())
 
 
+# Writing last_used_at on every request would turn each read into a write.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
 def _unauthorized(detail: str) -> Problem:
     return Problem(401, "unauthorized", "Unauthorized", detail)
 
@@ -85,12 +89,13 @@ async def current_principal(
     ).one_or_none()
     if row is None or row.ApiToken.revoked_at is not None:
         raise _unauthorized("the token is unknown or revoked")
-    await session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == row.ApiToken.id)
-        .values(last_used_at=datetime.now(UTC))
-    )
-    await session.commit()
+    now = datetime.now(UTC)
+    last_used = row.ApiToken.last_used_at
+    if last_used is None or now - last_used > LAST_USED_GRANULARITY:
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == row.ApiToken.id).values(last_used_at=now)
+        )
+        await session.commit()
     return Principal(user=row.User, token_id=row.ApiToken.id)
 
 

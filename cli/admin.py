@@ -39,7 +39,9 @@ def _token(token: str | None, token_file: Path) -> str:
 
 
 @click.group()
-@click.option("--api-url", envvar="CAIRN_API_URL", default="http://127.0.0.1:8000", show_default=True)
+@click.option(
+    "--api-url", envvar="CAIRN_API_URL", default="http://127.0.0.1:8000", show_default=True
+)
 @click.option("--token", envvar="CAIRN_TOKEN", default=None, help="platform admin token")
 @click.option(
     "--token-file",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -25,6 +25,11 @@ from devstack.temporal import start_dev_server, wait_for_port
 ADMIN_EMAIL = "admin@cairn.local"
 
 
+def database_name(data_dir: Path) -> str:
+    """One database per data folder: its master key must match the secrets inside."""
+    return "cairn_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+
+
 def _secret_file(path: Path, make: str) -> str:
     """Reads a 0600 file, creating it with ``make`` on first start."""
     if not path.exists():
@@ -34,17 +39,13 @@ def _secret_file(path: Path, make: str) -> str:
     return path.read_text().strip()
 
 
-async def _bootstrap_admin(database_url: str, token_file: Path) -> bool:
-    if token_file.exists():
-        return False
+async def _new_admin_token(database_url: str) -> str:
     engine = make_engine(database_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            token = await create_admin(session, ADMIN_EMAIL)
+            return await create_admin(session, ADMIN_EMAIL)
     finally:
         await engine.dispose()
-    _secret_file(token_file, token)
-    return True
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -73,7 +74,9 @@ def _wait_ready(api_url: str, processes: list[subprocess.Popen[bytes]], seconds:
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".cairn"), show_default=True)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path(".cairn"), show_default=True
+)
 @click.option("--api-port", type=int, default=8000, show_default=True)
 @click.option("--temporal-port", type=int, default=7233, show_default=True)
 @click.option("--ui-port", type=int, default=8233, show_default=True)
@@ -95,8 +98,7 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> None
     processes: list[subprocess.Popen[bytes]] = []
     with running_server(data_dir) as pg:
         try:
-            # One database per data folder: its master key must match the secrets inside.
-            dbname = "cairn_" + hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
+            dbname = database_name(data_dir)
             pg.create_database(dbname)
             database_url = pg.url(dbname)
             click.echo(f"database      {database_url}")
@@ -117,7 +119,8 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> None
                 or _secret_file(data_dir / "master-key", generate_master_key()),
             }
             token_file = data_dir / "admin-token"
-            if asyncio.run(_bootstrap_admin(database_url, token_file)):
+            if not token_file.exists():
+                _secret_file(token_file, asyncio.run(_new_admin_token(database_url)))
                 click.echo(f"created platform admin {ADMIN_EMAIL}; token in {token_file}")
             for role in ("worker", "api"):
                 log = (logs / f"{role}.log").open("ab")

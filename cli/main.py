@@ -16,7 +16,9 @@ from core.settings import get_settings
 @click.option("--log-level", default="INFO", show_default=True)
 def cli(log_level: str) -> None:
     """cairn: backup and restore of PaaS applications on Temporal."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
 
 @cli.command()

@@ -32,7 +32,9 @@ def usage_schedule(settings: Settings) -> Schedule:
             execution_timeout=timedelta(minutes=settings.usage_refresh_minutes),
         ),
         spec=ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=timedelta(minutes=settings.usage_refresh_minutes))]
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(minutes=settings.usage_refresh_minutes))
+            ]
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )

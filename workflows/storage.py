@@ -26,7 +26,9 @@ PVE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=8,
 )
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
 PVE_TIMEOUT = timedelta(seconds=60)
 
 
@@ -43,7 +45,7 @@ class DeleteStorageJob:
 
 @workflow.defn
 class ProvisionStorageWorkflow:
-    """Creates (or reprovisions) a storage and leaves it ``active`` or ``error`` with PVE's reason."""
+    """Creates or reprovisions a storage; it ends ``active``, or ``error`` with the reason."""
 
     @workflow.run
     async def run(self, job: StorageJob) -> str:

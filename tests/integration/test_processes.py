@@ -1,0 +1,127 @@
+"""The processes an operator runs: ``cairn worker`` and ``cairn dev``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from cli.dev import database_name
+from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
+from devstack.postgres import PostgresServer, answers
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def cairn(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        env={**os.environ, **(env or {})},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> int:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
+        )
+    )
+    return len(response.pollers)
+
+
+async def test_worker_serves_both_queues_and_stops_on_sigterm(
+    settings: Settings, temporal_client: Client, tmp_path: Path
+) -> None:
+    env = {
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address,
+        "CAIRN_MASTER_KEY": settings.master_key_text or "",
+        "CAIRN_STORAGE_MOUNT_ROOT": str(tmp_path),
+    }
+    process = cairn("worker", env=env, log=tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            control = await pollers(
+                temporal_client, CONTROL_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+            )
+            data = await pollers(
+                temporal_client, DATA_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+            )
+            if control and data:
+                break
+            assert process.poll() is None, (tmp_path / "worker.log").read_text()
+            await asyncio.sleep(0.5)
+        else:
+            pytest.fail("the worker never polled both task queues")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "worker stopping" in (tmp_path / "worker.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return
+        assert process.poll() is None, path.read_text()
+        time.sleep(0.5)
+    pytest.fail(f"{text!r} not printed in {seconds}s:\n{path.read_text()}")
+
+
+def _port_closed(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
+    args = (
+        "dev", "--data-dir", str(data), "--api-port", str(api_port),
+        "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
+    )  # fmt: skip
+    tokens = []
+    for attempt in range(2):
+        log = tmp_path / f"dev-{attempt}.log"
+        process = cairn(*args, log=log)
+        try:
+            _wait_for(log, "cairn is running", process, seconds=120)
+            api = f"http://127.0.0.1:{api_port}"
+            assert httpx.get(f"{api}/readyz").status_code == 200
+            token_file = data / "admin-token"
+            assert token_file.stat().st_mode & 0o777 == 0o600
+            token = token_file.read_text().strip()
+            me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200 and me.json()["user"]["is_platform_admin"]
+            assert httpx.get(f"http://127.0.0.1:{ui_port}/").status_code == 200
+            tokens.append(token)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+            assert _port_closed(api_port) and _port_closed(ui_port)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert tokens[0] == tokens[1]
+    if answers():
+        PostgresServer().drop_database(database_name(data))
