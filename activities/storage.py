@@ -34,6 +34,7 @@ WORKFLOW_ACTOR = audit.Actor(label="system:workflow")
 @dataclass
 class StorageJob:
     storage_id: str
+    revision: str  # the row's updated_at when the job was made; older rows are not yet visible
     mode: str = "create"  # create | update
 
 
@@ -73,8 +74,20 @@ class StorageActivities:
         self.settings = settings
         self.backend = backend
 
-    async def _storage(self, session: AsyncSession, storage_id: str) -> BackupStorage:
+    async def _storage(
+        self, session: AsyncSession, storage_id: str, revision: str | None = None
+    ) -> BackupStorage:
+        """The row; with ``revision``, waits (by retrying) until the API's commit is visible."""
         storage = await session.get(BackupStorage, uuid.UUID(storage_id))
+        if revision is not None and (
+            storage is None
+            or storage.updated_at is None
+            or storage.updated_at < datetime.fromisoformat(revision)
+        ):
+            raise ApplicationError(
+                f"backup storage {storage_id} at revision {revision} is not visible yet",
+                type="NotYetVisible",
+            )
         if storage is None:
             raise ApplicationError(
                 f"backup storage {storage_id} no longer exists", type="NotFound", non_retryable=True
@@ -94,7 +107,7 @@ class StorageActivities:
     async def provision_storage(self, job: StorageJob) -> None:
         """Creates the storage, or updates it when it exists already, so retries are safe."""
         async with self.sessions() as session:
-            storage = await self._storage(session, job.storage_id)
+            storage = await self._storage(session, job.storage_id, job.revision)
             kind, pve_id = storage.type, storage.proxmox_storage_id
             config, secrets = dict(storage.connection_config or {}), self._secrets(storage)
         try:
@@ -105,19 +118,19 @@ class StorageActivities:
             raise _fail(exc) from None
 
     @activity.defn
-    async def deprovision_storage(self, storage_id: str) -> None:
+    async def deprovision_storage(self, job: StorageJob) -> None:
         async with self.sessions() as session:
-            pve_id = (await self._storage(session, storage_id)).proxmox_storage_id
+            pve_id = (await self._storage(session, job.storage_id, job.revision)).proxmox_storage_id
         try:
             await asyncio.to_thread(self.backend.delete, pve_id)
         except BackendError as exc:
             raise _fail(exc) from None
 
     @activity.defn
-    async def remove_storage_backups(self, storage_id: str) -> int:
+    async def remove_storage_backups(self, job: StorageJob) -> int:
         """Deletes every repository in the storage (forced delete); returns the bytes freed."""
         async with self.sessions() as session:
-            pve_id = (await self._storage(session, storage_id)).proxmox_storage_id
+            pve_id = (await self._storage(session, job.storage_id, job.revision)).proxmox_storage_id
         root = self.settings.storage_mount_root / pve_id / "workspaces"
         if not root.exists():
             return 0

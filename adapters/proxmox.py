@@ -230,8 +230,12 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# Secrets of the PVE call running in this thread, for scrubbing what proxmoxer logs meanwhile.
+_in_flight = threading.local()
+
+
 class _RedactProxmoxerLogs(logging.Filter):
-    """proxmoxer logs request bodies (keyring included) at INFO; scrub them if enabled."""
+    """proxmoxer logs request bodies (keyring included) at INFO and answers at DEBUG."""
 
     _SENSITIVE = re.compile(
         r"""(['"](?:keyring|password|encryption-key|master-pubkey|token_value)['"]\s*:\s*)"""
@@ -241,6 +245,7 @@ class _RedactProxmoxerLogs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         scrubbed = self._SENSITIVE.sub(r"\1'***'", message)
+        scrubbed = _redact(scrubbed, getattr(_in_flight, "secrets", ()))
         if scrubbed != message:
             record.msg, record.args = scrubbed, ()
         return True
@@ -295,7 +300,11 @@ class ProxmoxClient:
         where = f"{self._config.host}:{self._config.port}"
         try:
             with self._lock:
-                return request()
+                _in_flight.secrets = hidden
+                try:
+                    return request()
+                finally:
+                    _in_flight.secrets = ()
         except ResourceException as exc:
             error = self._from_resource_exception(exc, hidden)
         except requests.exceptions.Timeout as exc:

@@ -6,6 +6,7 @@ which one they drive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Mapping
@@ -84,7 +85,9 @@ class LocalFolderBackend:
         self.create(kind, storage_id, config, secrets)
 
     def delete(self, storage_id: str) -> None:
-        shutil.rmtree(self._path(storage_id), ignore_errors=True)
+        """Like PVE, removing the definition leaves data in place: only an empty folder goes."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self._path(storage_id).rmdir()
 
     def status(self, storage_id: str) -> StorageStatus:
         path = self._path(storage_id)
@@ -113,6 +116,10 @@ class ProxmoxBackend:
             raise BackendError(
                 f"Proxmox VE refused to {action} storage {storage_id}: {exc.message}",
                 retryable=exc.retryable,
+            ) from None
+        except ValueError as exc:
+            raise BackendError(
+                f"cannot {action} storage {storage_id}: {exc}", retryable=False
             ) from None
 
     def exists(self, storage_id: str) -> bool:

@@ -207,3 +207,19 @@ async def application_writer(access: ApplicationReader) -> ApplicationAccess:
 
 
 ApplicationWriter = Annotated[ApplicationAccess, Depends(application_writer)]
+
+
+async def dedicated_reader(access: WorkspaceReader) -> WorkspaceAccess:
+    access.require_dedicated()
+    return access
+
+
+DedicatedReader = Annotated[WorkspaceAccess, Depends(dedicated_reader)]
+
+
+async def dedicated_admin(access: DedicatedReader) -> WorkspaceAccess:
+    access.require_admin()
+    return access
+
+
+DedicatedAdmin = Annotated[WorkspaceAccess, Depends(dedicated_admin)]

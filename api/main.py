@@ -9,7 +9,17 @@ from fastapi import FastAPI
 
 from api import problems
 from api.request_id import RequestIdMiddleware
-from api.routes import applications, audit_events, health, me, members, users, workspaces
+from api.routes import (
+    applications,
+    audit_events,
+    backup_storages,
+    backup_usage,
+    health,
+    me,
+    members,
+    users,
+    workspaces,
+)
 from core.settings import Settings, get_settings
 from core.temporal import LazyClient
 from db.session import make_engine, make_sessionmaker
@@ -36,6 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
-    for module in (health, me, users, workspaces, members, applications, audit_events):
+    routers = (
+        health, me, users, workspaces, members, applications, audit_events,
+        backup_storages, backup_usage,
+    )  # fmt: skip
+    for module in routers:
         app.include_router(module.router)
     return app

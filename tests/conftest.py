@@ -15,8 +15,10 @@ from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from devstack.temporal import cli_path
+from tests.fakes.pve import FakePVE
 from tests.support import database as dbsupport
 from tests.support.api import ApiClient, World, build_world, running_app
+from tests.support.workers import running_workers
 
 
 def free_port() -> int:
@@ -57,16 +59,43 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture(scope="session")
+def pve() -> Iterator[FakePVE]:
+    with FakePVE() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
 def settings(
-    database_url: str, temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    temporal_client: Client,
+    pve: FakePVE,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
+    """The API and the worker of the tests: real database and Temporal, Proxmox is the fake."""
+    mount_root = tmp_path_factory.mktemp("storages")
     return Settings(
         database_url=database_url,
         temporal_address=temporal_client.service_client.config.target_host,
         temporal_namespace=temporal_client.namespace,
         master_key=generate_master_key(),
-        storage_mount_root=tmp_path_factory.mktemp("storages"),
+        storage_mount_root=mount_root,
+        proxmox_host=pve.host,
+        proxmox_port=pve.port,
+        proxmox_token_id=pve.token_id,
+        proxmox_token_secret=pve.token_secret,
+        proxmox_node=pve.node,
+        proxmox_verify=pve.ca_path,
+        # the fake is "the node": its dir storages are folders the worker sees directly
+        proxmox_dir_root=str(mount_root),
+        worker_shutdown_grace_seconds=2,
     )
+
+
+@pytest.fixture(scope="session")
+async def worker(settings: Settings, temporal_client: Client) -> AsyncIterator[None]:
+    """The project's real workers, in-process, for the whole session."""
+    async with running_workers(settings, temporal_client):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import logging
 import signal
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.storage import StorageActivities
@@ -20,13 +22,13 @@ from workflows.storage import WORKFLOWS
 log = logging.getLogger("cairn.worker")
 
 
-async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    client = await connect(settings, wait_seconds=30)
-    engine = make_engine(settings.database_url)
-    storage = StorageActivities(make_sessionmaker(engine), settings, backend_for(settings))
+def build_workers(
+    client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> list[Worker]:
+    """Every workflow and activity of the project, on the queue where it belongs."""
+    storage = StorageActivities(sessions, settings, backend_for(settings))
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
-    workers = [
+    return [
         Worker(
             client,
             task_queue=CONTROL_TASK_QUEUE,
@@ -42,6 +44,14 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             graceful_shutdown_timeout=grace,
         ),
     ]
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    client = await connect(settings, wait_seconds=30)
+    engine = make_engine(settings.database_url)
+    workers = build_workers(client, settings, make_sessionmaker(engine))
+    grace = settings.worker_shutdown_grace_seconds
     await ensure_usage_schedule(client, settings)
     log.info("worker serving %s and %s", CONTROL_TASK_QUEUE, DATA_TASK_QUEUE)
     tasks = [asyncio.create_task(w.run()) for w in workers]
@@ -49,7 +59,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        log.info("worker stopping: running activities get %ss to finish", grace.total_seconds())
+        log.info("worker stopping: running activities get %ss to finish", grace)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         waiter.cancel()
         await engine.dispose()

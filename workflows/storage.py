@@ -39,7 +39,7 @@ def _reason(error: ActivityError) -> str:
 
 @dataclass
 class DeleteStorageJob:
-    storage_id: str
+    storage: StorageJob
     force: bool = False
 
 
@@ -81,28 +81,30 @@ class DeleteStorageWorkflow:
             if job.force:
                 await workflow.execute_activity_method(
                     StorageActivities.remove_storage_backups,
-                    job.storage_id,
+                    job.storage,
                     task_queue=DATA_TASK_QUEUE,
                     start_to_close_timeout=timedelta(hours=2),
                     retry_policy=DB_RETRY,
                 )
             await workflow.execute_activity_method(
                 StorageActivities.deprovision_storage,
-                job.storage_id,
+                job.storage,
                 start_to_close_timeout=PVE_TIMEOUT,
                 retry_policy=PVE_RETRY,
             )
         except ActivityError as error:
             await workflow.execute_activity_method(
                 StorageActivities.set_storage_status,
-                StorageStatusChange(job.storage_id, "error", f"deletion failed: {_reason(error)}"),
+                StorageStatusChange(
+                    job.storage.storage_id, "error", f"deletion failed: {_reason(error)}"
+                ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=DB_RETRY,
             )
             return "error"
         await workflow.execute_activity_method(
             StorageActivities.forget_storage,
-            job.storage_id,
+            job.storage.storage_id,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DB_RETRY,
         )

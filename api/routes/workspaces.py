@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.deps import PlatformAdmin, SessionDep, WorkspaceReader
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict
 from api.schemas.registry import WorkspaceCreate, WorkspaceOut, WorkspaceUpdate
 from db import audit
-from db.models import BackupStorage, Workspace
+from db.models import Workspace
+from db.quota import allocated_gb, lock_workspace
 
 router = APIRouter(prefix="/api/v1/admin/workspaces", tags=["admin"])
 
@@ -61,12 +62,9 @@ async def update_workspace(
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     quota = changes.get("backup_quota_gb")
     if quota is not None:
-        allocated = await session.scalar(
-            select(func.coalesce(func.sum(BackupStorage.capacity_gb), 0)).where(
-                BackupStorage.workspace_id == workspace.id
-            )
-        )
-        if quota < (allocated or 0):
+        await lock_workspace(session, workspace.id)
+        allocated = await allocated_gb(session, workspace.id)
+        if quota < allocated:
             raise Problem(
                 409,
                 "quota-exceeded",

@@ -51,6 +51,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
@@ -1188,6 +1189,7 @@ def main(argv: list[str] | None = None) -> None:
         ca_dir=args.ca_dir,
     )
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # clean up the CA folder on kill
     with fake:
         print(f"fake PVE listening on {fake.url}", flush=True)
         print(f"node:         {fake.node}")

@@ -132,3 +132,54 @@ async def build_world(client: httpx.AsyncClient) -> World:
     world.revoked_token = tokens["token"]
     await expect(await client.delete(f"/api/v1/admin/tokens/{tokens['id']}", headers=root), 204)
     return world
+
+
+async def new_workspace(
+    client: httpx.AsyncClient,
+    world: World,
+    *,
+    plan: str = "dedicated",
+    quota_gb: int = 1000,
+    admin: str = "ws_admin",
+    members: tuple[str, ...] = ("member",),
+) -> str:
+    """A fresh workspace, so a test's quota arithmetic starts from zero."""
+    root = world.auth("platform_admin")
+    body = {"name": f"ws-{uuid.uuid4().hex[:12]}", "plan": plan, "backup_quota_gb": quota_gb}
+    workspace = await expect(
+        await client.post("/api/v1/admin/workspaces", json=body, headers=root), 201
+    )
+    for name, role in ((admin, "admin"), *((m, "member") for m in members)):
+        await expect(
+            await client.post(
+                f"/api/v1/workspaces/{workspace['id']}/members",
+                json={"user_id": world.users[name], "role": role},
+                headers=root,
+            ),
+            201,
+        )
+    return str(workspace["id"])
+
+
+async def wait_for(
+    client: httpx.AsyncClient,
+    path: str,
+    headers: dict[str, str],
+    done: Any,
+    seconds: float = 30,
+) -> Any:
+    """Polls ``path`` until ``done(body)`` holds (or the resource is gone, when done is None)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + seconds
+    body = None
+    while time.monotonic() < deadline:
+        response = await client.get(path, headers=headers)
+        if done is None and response.status_code == 404:
+            return None
+        body = response.json()
+        if done is not None and response.status_code == 200 and done(body):
+            return body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{path} did not reach the expected state in {seconds}s: {body}")

@@ -475,13 +475,13 @@ def test_error_survives_pickling() -> None:
 # --- fidelity of the fake where the adapter cannot reach (raw HTTP) ---------------------
 
 
-def raw(fake: FakePVE, method: str, path: str, **params: str) -> requests.Response:
+def raw(fake: FakePVE, method: str, endpoint: str, **params: str) -> requests.Response:
     headers = {"Authorization": f"PVEAPIToken={fake.token_id}={fake.token_secret}"}
     body = params if method in ("POST", "PUT") else None
     query = None if body is not None else params
     return requests.request(
         method,
-        fake.url + path,
+        fake.url + endpoint,
         data=body,
         params=query,
         headers=headers,

@@ -1,0 +1,75 @@
+"""The embedded default: no Proxmox, ``local`` storages are folders under the mount root.
+
+Runs its own Temporal dev server and worker, because the session's worker drives the PVE fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
+from core.settings import Settings
+from devstack.temporal import cli_path
+from tests.conftest import free_port
+from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
+from tests.support.workers import running_workers
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def local_api(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[ApiClient, Settings]]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=cli_path(),
+        port=free_port(),
+        search_attributes=SEARCH_ATTRIBUTE_KEYS,
+        dev_server_log_level="error",
+    )
+    local = settings.model_copy(
+        update={
+            "temporal_address": env.client.service_client.config.target_host,
+            "proxmox_host": None,
+            "proxmox_token_id": None,
+            "proxmox_token_secret": None,
+            "storage_mount_root": tmp_path_factory.mktemp("local-storages"),
+        }
+    )
+    try:
+        async with running_workers(local, env.client), running_app(local) as client:
+            yield client, local
+    finally:
+        await env.shutdown()
+
+
+async def test_local_storage_is_a_folder_and_remote_types_are_refused(
+    local_api: tuple[ApiClient, Settings], api: ApiClient, world: World
+) -> None:
+    client, local = local_api
+    ws = await new_workspace(api, world)
+    admin = world.auth("ws_admin")
+    url = f"/api/v1/workspaces/{ws}/backup-storages"
+    accepted = await expect(
+        await client.post(
+            url, json={"name": "disk", "type": "local", "capacity_gb": 5}, headers=admin
+        ),
+        202,
+    )
+    storage = await wait_for(
+        client, f"{url}/{accepted['id']}", admin, lambda s: s["status"] == "active"
+    )
+    folder = Path(local.storage_mount_root) / storage["proxmox_storage_id"]
+    assert folder.is_dir()
+    body = {"name": "share", "type": "nfs", "capacity_gb": 5,
+            "connection": {"server": "nas", "export": "/backup"}}  # fmt: skip
+    problem = await expect(await client.post(url, json=body, headers=admin), 422)
+    assert problem["type"] == "/problems/proxmox-not-configured"
+    assert "CAIRN_PROXMOX" in problem["detail"]
+    await expect(await client.delete(f"{url}/{accepted['id']}", headers=admin), 202)
+    await wait_for(client, f"{url}/{accepted['id']}", admin, None)
+    assert not folder.exists()
