@@ -223,3 +223,18 @@ async def dedicated_admin(access: DedicatedReader) -> WorkspaceAccess:
 
 
 DedicatedAdmin = Annotated[WorkspaceAccess, Depends(dedicated_admin)]
+
+
+async def dedicated_app_reader(access: ApplicationReader) -> ApplicationAccess:
+    access.workspace.require_dedicated()
+    return access
+
+
+DedicatedAppReader = Annotated[ApplicationAccess, Depends(dedicated_app_reader)]
+
+
+async def dedicated_app_writer(access: DedicatedAppReader) -> ApplicationAccess:
+    return await application_writer(access)
+
+
+DedicatedAppWriter = Annotated[ApplicationAccess, Depends(dedicated_app_writer)]

@@ -12,6 +12,7 @@ from api.request_id import RequestIdMiddleware
 from api.routes import (
     applications,
     audit_events,
+    backup_policies,
     backup_storages,
     backup_usage,
     health,
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     routers = (
         health, me, users, workspaces, members, applications, audit_events,
-        backup_storages, backup_usage,
+        backup_storages, backup_usage, backup_policies,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -61,6 +61,34 @@ def temporal_setup() -> None:
     click.echo(f"search attributes added: {', '.join(added) or 'none (already present)'}")
 
 
+@cli.group()
+def schedules() -> None:
+    """Backup policy schedules in Temporal."""
+
+
+@schedules.command("reconcile")
+def schedules_reconcile() -> None:
+    """Repair drift between policies and their schedules; prints what changed."""
+    import asyncio
+    import json
+    from dataclasses import asdict
+
+    from core.temporal import connect
+    from db.session import make_engine, make_sessionmaker
+    from schedules.backup_policy import reconcile
+
+    async def run() -> dict[str, object]:
+        settings = get_settings()
+        engine = make_engine(settings.database_url)
+        try:
+            client = await connect(settings)
+            return asdict(await reconcile(client, make_sessionmaker(engine), settings))
+        finally:
+            await engine.dispose()
+
+    click.echo(json.dumps(asyncio.run(run()), indent=2))
+
+
 cli.add_command(dev)
 cli.add_command(admin)
 

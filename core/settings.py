@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     proxmox_verify: str = "true"
     proxmox_dir_root: str = "/mnt/pve"
     usage_refresh_minutes: int = 5
+    policy_min_interval_minutes: int = 15
+    schedule_catchup_minutes: int = 60
+    reconcile_minutes: int = 10
 
     @property
     def master_key_text(self) -> str | None:

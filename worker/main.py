@@ -11,13 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.schedules import ScheduleActivities
 from activities.storage import StorageActivities
 from adapters.storage_backend import backend_for
 from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
-from worker.schedules import ensure_usage_schedule
-from workflows.storage import WORKFLOWS
+from worker.schedules import ensure_system_schedules
+from workflows.reconcile import ReconcileSchedulesWorkflow
+from workflows.storage import WORKFLOWS as STORAGE_WORKFLOWS
 
 log = logging.getLogger("cairn.worker")
 
@@ -27,13 +29,14 @@ def build_workers(
 ) -> list[Worker]:
     """Every workflow and activity of the project, on the queue where it belongs."""
     storage = StorageActivities(sessions, settings, backend_for(settings))
+    schedules = ScheduleActivities(client, sessions, settings)
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     return [
         Worker(
             client,
             task_queue=CONTROL_TASK_QUEUE,
-            workflows=WORKFLOWS,
-            activities=storage.control(),
+            workflows=[*STORAGE_WORKFLOWS, ReconcileSchedulesWorkflow],
+            activities=[*storage.control(), schedules.reconcile_policy_schedules],
             graceful_shutdown_timeout=grace,
         ),
         Worker(
@@ -52,7 +55,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     engine = make_engine(settings.database_url)
     workers = build_workers(client, settings, make_sessionmaker(engine))
     grace = settings.worker_shutdown_grace_seconds
-    await ensure_usage_schedule(client, settings)
+    await ensure_system_schedules(client, settings)
     log.info("worker serving %s and %s", CONTROL_TASK_QUEUE, DATA_TASK_QUEUE)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     waiter = asyncio.create_task(stop.wait())

@@ -1,8 +1,9 @@
-"""Schedules the worker owns (not per-policy ones): the storage usage refresh."""
+"""Schedules the worker owns (not per-policy ones): usage refresh and policy reconcile."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -18,36 +19,46 @@ from temporalio.client import (
 )
 
 from core.settings import CONTROL_TASK_QUEUE, Settings
+from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.storage import RefreshStorageUsageWorkflow
 
 USAGE_SCHEDULE_ID = "storage-usage-refresh"
+RECONCILE_SCHEDULE_ID = "policy-schedules-reconcile"
 
 
-def usage_schedule(settings: Settings) -> Schedule:
+def _every(workflow: Any, schedule_id: str, minutes: int) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            RefreshStorageUsageWorkflow.run,
-            id=USAGE_SCHEDULE_ID,
+            workflow,
+            id=schedule_id,
             task_queue=CONTROL_TASK_QUEUE,
-            execution_timeout=timedelta(minutes=settings.usage_refresh_minutes),
+            execution_timeout=timedelta(minutes=minutes),
         ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(minutes=settings.usage_refresh_minutes))
-            ]
-        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=minutes))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
-async def ensure_usage_schedule(client: Client, settings: Settings) -> None:
+async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
     """Creates the schedule, or brings an existing one to the configured interval."""
-    schedule = usage_schedule(settings)
     try:
-        await client.create_schedule(USAGE_SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
 
         async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(USAGE_SCHEDULE_ID).update(replace)
+        await client.get_schedule_handle(schedule_id).update(replace)
+
+
+async def ensure_system_schedules(client: Client, settings: Settings) -> None:
+    await _ensure(
+        client,
+        USAGE_SCHEDULE_ID,
+        _every(RefreshStorageUsageWorkflow.run, USAGE_SCHEDULE_ID, settings.usage_refresh_minutes),
+    )
+    await _ensure(
+        client,
+        RECONCILE_SCHEDULE_ID,
+        _every(ReconcileSchedulesWorkflow.run, RECONCILE_SCHEDULE_ID, settings.reconcile_minutes),
+    )

@@ -34,13 +34,14 @@ def cairn(*args: str, env: dict[str, str] | None = None, log: Path) -> subproces
     )
 
 
-async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> int:
+async def polled_by(client: Client, queue: str, kind: TaskQueueType.ValueType, pid: int) -> bool:
+    """Whether the process ``pid`` polls the queue (the SDK's identity is ``pid@host``)."""
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
         )
     )
-    return len(response.pollers)
+    return any(p.identity.startswith(f"{pid}@") for p in response.pollers)
 
 
 async def test_worker_serves_both_queues_and_stops_on_sigterm(
@@ -56,11 +57,17 @@ async def test_worker_serves_both_queues_and_stops_on_sigterm(
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            control = await pollers(
-                temporal_client, CONTROL_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+            control = await polled_by(
+                temporal_client,
+                CONTROL_TASK_QUEUE,
+                TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                process.pid,
             )
-            data = await pollers(
-                temporal_client, DATA_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+            data = await polled_by(
+                temporal_client,
+                DATA_TASK_QUEUE,
+                TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                process.pid,
             )
             if control and data:
                 break

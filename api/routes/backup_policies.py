@@ -1,0 +1,173 @@
+"""An application's backup policy, which is one Temporal Schedule."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Response
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import select
+from temporalio.client import Client, ScheduleOverlapPolicy
+
+from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
+from api.problems import Problem, conflict, not_found
+from api.schemas.policies import PolicyIn, PolicyOut, TriggerOut
+from core.temporal import LazyClient
+from db import audit
+from db.models import BackupPolicy, BackupStorage
+from schedules import backup_policy as sync
+from schedules.cron import CronError, check, check_timezone
+
+router = APIRouter(prefix="/api/v1/applications/{app_id}/backup-policy", tags=["backup policies"])
+log = logging.getLogger(__name__)
+
+
+def _invalid(field: str, message: str, code: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": code}])
+
+
+def _temporal_down(exc: Exception) -> Problem:
+    return Problem(
+        503,
+        "temporal-unavailable",
+        "Temporal unavailable",
+        f"the schedule could not be changed in Temporal ({type(exc).__name__}); the policy was"
+        " left as it was, retry later",
+    )
+
+
+async def _present(policy: BackupPolicy, temporal: LazyClient | Client | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        **{c.key: getattr(policy, c.key) for c in BackupPolicy.__mapper__.column_attrs},
+        "schedule_id": sync.schedule_id(policy.application_id),
+    }
+    if temporal is None:
+        return body
+    try:
+        client = temporal if isinstance(temporal, Client) else await temporal.get()
+        body["schedule_state"] = await sync.live_state(
+            client, policy.application_id, ZoneInfo(policy.timezone)
+        )
+    except Exception as exc:
+        log.warning("schedule state of %s unreadable: %s", policy.application_id, exc)
+        body["schedule_error"] = f"Temporal could not be reached ({type(exc).__name__})"
+    return body
+
+
+async def _policy(session: SessionDep, access: DedicatedAppReader) -> BackupPolicy:
+    policy = await session.scalar(
+        select(BackupPolicy).where(BackupPolicy.application_id == access.application.id)
+    )
+    if policy is None:
+        raise not_found("backup policy of application", access.application.id)
+    return policy
+
+
+@router.get("", response_model=PolicyOut)
+async def get_policy(
+    access: DedicatedAppReader, session: SessionDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    return await _present(await _policy(session, access), temporal)
+
+
+@router.post("", response_model=PolicyOut, responses={201: {"model": PolicyOut}})
+async def put_policy(
+    body: PolicyIn,
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    response: Response,
+) -> dict[str, Any]:
+    try:
+        zone = check_timezone(body.timezone)
+    except CronError as exc:
+        raise _invalid("timezone", str(exc), "invalid_timezone") from exc
+    try:
+        check(body.schedule, zone, timedelta(minutes=settings.policy_min_interval_minutes))
+    except CronError as exc:
+        raise _invalid("schedule", str(exc), "invalid_schedule") from exc
+    application = access.application
+    storage = await session.get(BackupStorage, body.storage_id)
+    if storage is None or storage.workspace_id != application.workspace_id:
+        raise not_found("backup storage", body.storage_id)
+    if storage.status != "active":
+        raise conflict(
+            f"backup storage {storage.name} is {storage.status}"
+            f"{': ' + storage.status_message if storage.status_message else ''};"
+            " a policy needs an active storage"
+        )
+    policy = await session.scalar(
+        select(BackupPolicy).where(BackupPolicy.application_id == application.id).with_for_update()
+    )
+    created = policy is None
+    if policy is None:
+        policy = BackupPolicy(id=uuid.uuid4(), application_id=application.id)
+        session.add(policy)
+    before = {k: getattr(policy, k) for k in PolicyIn.model_fields} if not created else {}
+    values = body.model_dump()
+    for key, value in values.items():
+        setattr(policy, key, value)
+    changes = {k: v for k, v in values.items() if created or before.get(k) != v}
+    actor = access.workspace.principal.actor
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    note = f"paused by {actor.label} at {now}"
+    audit.record(
+        session, actor, "policy.create" if created else "policy.update", "backup_policy",
+        policy.id, workspace_id=application.workspace_id,
+        details={k: str(v) if isinstance(v, uuid.UUID) else v for k, v in changes.items()},
+    )  # fmt: skip
+    await session.flush()
+    try:
+        await sync.upsert(temporal, policy, application, settings, note)
+    except sync.ScheduleRejected as exc:
+        raise _invalid(
+            "schedule", f"Temporal cannot run this schedule: {exc}", "invalid_schedule"
+        ) from exc
+    except Exception as exc:
+        raise _temporal_down(exc) from exc
+    await session.commit()
+    await session.refresh(policy)
+    response.status_code = 201 if created else 200
+    return await _present(policy, temporal)
+
+
+@router.delete("", status_code=204)
+async def delete_policy(
+    access: DedicatedAppWriter, session: SessionDep, temporal: TemporalDep
+) -> Response:
+    policy = await _policy(session, access)
+    audit.record(
+        session, access.workspace.principal.actor, "policy.delete", "backup_policy", policy.id,
+        workspace_id=access.application.workspace_id, details={"schedule": policy.schedule},
+    )  # fmt: skip
+    await session.delete(policy)
+    await session.flush()
+    try:
+        await sync.remove(temporal, access.application.id)
+    except Exception as exc:
+        raise _temporal_down(exc) from exc
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/trigger", status_code=202, response_model=TriggerOut)
+async def trigger_policy(
+    access: DedicatedAppWriter, session: SessionDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    policy = await _policy(session, access)
+    sid = sync.schedule_id(access.application.id)
+    try:
+        await temporal.get_schedule_handle(sid).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+    except Exception as exc:
+        raise _temporal_down(exc) from exc
+    audit.record(
+        session, access.workspace.principal.actor, "policy.trigger", "backup_policy", policy.id,
+        workspace_id=access.application.workspace_id, details={"schedule_id": sid},
+    )  # fmt: skip
+    await session.commit()
+    return {"schedule_id": sid, "triggered_at": datetime.now(UTC), "overlap": "skip"}

@@ -1,0 +1,1 @@
+"""Backup policies as Temporal Schedules: validation, sync and drift repair."""

@@ -1,0 +1,253 @@
+"""One Temporal Schedule per backup policy, kept equal to the database row.
+
+The database is the source of truth: the API writes the row and the schedule in
+one request (the row commits only after Temporal accepted the change), and
+``reconcile`` repairs whatever drift remains (a crash between the two, a schedule
+edited by hand).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleDescription,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
+from core.settings import CONTROL_TASK_QUEUE, Settings
+from db.models import Application, BackupPolicy
+from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
+
+log = logging.getLogger(__name__)
+
+PREFIX = "backup-policy-"
+FINGERPRINT = "cairn_fingerprint"
+
+
+def schedule_id(application_id: object) -> str:
+    return f"{PREFIX}{application_id}"
+
+
+def request_for(policy: BackupPolicy, application: Application, trigger: str) -> BackupRequest:
+    return BackupRequest(
+        application_id=str(application.id),
+        workspace_id=str(application.workspace_id),
+        policy_id=str(policy.id),
+        storage_id=str(policy.storage_id),
+        trigger=trigger,
+        backup_type=policy.backup_type or "full",
+        include_volumes=bool(policy.include_volumes),
+        include_database=bool(policy.include_database),
+        retention_days=policy.retention_days or 30,
+    )
+
+
+def _fingerprint(policy: BackupPolicy, application: Application, settings: Settings) -> str:
+    facts = {
+        "schedule": policy.schedule,
+        "timezone": policy.timezone,
+        "enabled": bool(policy.enabled),
+        "request": asdict(request_for(policy, application, "schedule")),
+        "catchup_minutes": settings.schedule_catchup_minutes,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def build(
+    policy: BackupPolicy, application: Application, settings: Settings, pause_note: str | None
+) -> Schedule:
+    request = request_for(policy, application, "schedule")
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            BACKUP_WORKFLOW,
+            request,
+            id=schedule_id(application.id),
+            task_queue=CONTROL_TASK_QUEUE,
+            typed_search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(WORKSPACE_ID, str(application.workspace_id)),
+                    SearchAttributePair(APPLICATION_ID, str(application.id)),
+                    SearchAttributePair(BACKUP_TRIGGER, "schedule"),
+                ]
+            ),
+            memo={FINGERPRINT: _fingerprint(policy, application, settings)},
+        ),
+        spec=ScheduleSpec(cron_expressions=[policy.schedule], time_zone_name=policy.timezone),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=timedelta(minutes=settings.schedule_catchup_minutes),
+        ),
+        state=ScheduleState(
+            paused=not policy.enabled,
+            note=pause_note if not policy.enabled else "enabled",
+        ),
+    )
+
+
+class ScheduleRejected(Exception):
+    """Temporal refused the schedule (for example a cron expression it cannot run)."""
+
+
+async def upsert(
+    client: Client,
+    policy: BackupPolicy,
+    application: Application,
+    settings: Settings,
+    pause_note: str | None,
+) -> None:
+    schedule = build(policy, application, settings, pause_note)
+    sid = schedule_id(application.id)
+    try:
+        try:
+            await client.create_schedule(sid, schedule)
+        except ScheduleAlreadyRunningError:
+
+            async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=schedule)
+
+            handle = client.get_schedule_handle(sid)
+            await handle.update(replace)
+            # An update keeps the paused flag as it was; set it explicitly.
+            if policy.enabled:
+                await handle.unpause(note="enabled")
+            else:
+                await handle.pause(note=pause_note or "paused")
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ScheduleRejected(exc.message) from exc
+        raise
+
+
+async def remove(client: Client, application_id: object) -> bool:
+    try:
+        await client.get_schedule_handle(schedule_id(application_id)).delete()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def describe(client: Client, application_id: object) -> ScheduleDescription | None:
+    try:
+        return await client.get_schedule_handle(schedule_id(application_id)).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def _fingerprint_of(description: ScheduleDescription) -> str | None:
+    action = description.schedule.action
+    if not isinstance(action, ScheduleActionStartWorkflow) or not action.memo:
+        return None
+    payload = action.memo.get(FINGERPRINT)
+    if payload is None:
+        return None
+    value = DataConverter.default.payload_converter.from_payloads([payload])[0]
+    return value if isinstance(value, str) else None
+
+
+async def live_state(client: Client, application_id: object, zone: ZoneInfo) -> dict[str, Any]:
+    """What Temporal says about the schedule: paused, next runs, recent runs and outcomes."""
+    description = await describe(client, application_id)
+    if description is None:
+        return {"present": False, "paused": None, "note": None, "next_runs": [], "recent_runs": []}
+    runs = []
+    for action in reversed(description.info.recent_actions[-10:]):
+        execution = action.action
+        workflow_id = getattr(execution, "workflow_id", None)
+        run_id = getattr(execution, "first_execution_run_id", None)
+        status = None
+        if workflow_id:
+            try:
+                info = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+                status = info.status.name.lower() if info.status else None
+            except RPCError:
+                status = "unknown"
+        runs.append(
+            {
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "scheduled_at": action.scheduled_at,
+                "started_at": action.started_at,
+                "status": status,
+            }
+        )
+    return {
+        "present": True,
+        "paused": description.schedule.state.paused,
+        "note": description.schedule.state.note,
+        "next_runs": [t.astimezone(zone) for t in description.info.next_action_times[:5]],
+        "recent_runs": runs,
+    }
+
+
+@dataclass
+class ReconcileReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+async def reconcile(
+    client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> ReconcileReport:
+    """Makes Temporal's backup-policy schedules equal the policies in the database."""
+    report = ReconcileReport()
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(BackupPolicy, Application).join(
+                    Application, Application.id == BackupPolicy.application_id
+                )
+            )
+        ).all()
+    wanted = {schedule_id(app.id): (policy, app) for policy, app in rows}
+    existing = set()
+    async for listed in await client.list_schedules():
+        if listed.id.startswith(PREFIX):
+            existing.add(listed.id)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    note = f"paused by cairn reconcile at {now} (policy disabled)"
+    for sid, (policy, app) in wanted.items():
+        description = await describe(client, app.id) if sid in existing else None
+        if description is None:
+            await upsert(client, policy, app, settings, note)
+            report.created.append(sid)
+        elif _fingerprint_of(description) != _fingerprint(policy, app, settings) or (
+            description.schedule.state.paused != (not policy.enabled)
+        ):
+            await upsert(client, policy, app, settings, note)
+            report.updated.append(sid)
+        else:
+            report.unchanged += 1
+    for sid in sorted(existing - set(wanted)):
+        await client.get_schedule_handle(sid).delete()
+        report.deleted.append(sid)
+    if report.created or report.updated or report.deleted:
+        log.warning("schedule drift repaired: %s", report)
+    return report
