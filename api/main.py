@@ -15,9 +15,11 @@ from api.routes import (
     backup_policies,
     backup_storages,
     backup_usage,
+    backups,
     health,
     me,
     members,
+    metrics,
     users,
     workspaces,
 )
@@ -48,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     routers = (
-        health, me, users, workspaces, members, applications, audit_events,
-        backup_storages, backup_usage, backup_policies,
+        health, metrics, me, users, workspaces, members, applications, audit_events,
+        backup_storages, backup_usage, backup_policies, backups,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

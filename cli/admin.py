@@ -13,6 +13,7 @@ import httpx
 
 class Api:
     def __init__(self, url: str, token: str) -> None:
+        self.token = token
         self.client = httpx.Client(
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
@@ -220,6 +221,16 @@ def apps_get(api: Api, app_id: str) -> None:
 def apps_delete(api: Api, app_id: str) -> None:
     api.call("DELETE", f"/applications/{app_id}")
     click.echo(f"application {app_id} deleted")
+
+
+@admin.command("repo-password")
+@click.argument("app_id")
+@pass_api
+def repo_password(api: Api, app_id: str) -> None:
+    """Print an application's restic repository password (audited; reads the database)."""
+    from cli.repo_password import print_passwords
+
+    print_passwords(api.token, app_id)
 
 
 @admin.command()

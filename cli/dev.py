@@ -80,7 +80,9 @@ def _wait_ready(api_url: str, processes: list[subprocess.Popen[bytes]], seconds:
 @click.option("--api-port", type=int, default=8000, show_default=True)
 @click.option("--temporal-port", type=int, default=7233, show_default=True)
 @click.option("--ui-port", type=int, default=8233, show_default=True)
-def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> None:
+@click.option("--metrics-port", "metrics_port", type=int, default=9464, show_default=True,
+              help="the worker's Prometheus endpoint")  # fmt: skip
+def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics_port: int) -> None:
     """Start PostgreSQL, the Temporal dev server and UI, migrations, the worker and the API."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,7 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> None
                 "CAIRN_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
                 "CAIRN_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
                 "CAIRN_API_PORT": str(api_port),
+                "CAIRN_WORKER_METRICS_PORT": str(metrics_port),
                 "CAIRN_STORAGE_MOUNT_ROOT": os.environ.get(
                     "CAIRN_STORAGE_MOUNT_ROOT", str(data_dir / "storages")
                 ),
@@ -138,6 +141,7 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> None
             click.echo(f"API           {api_url}")
             click.echo(f"API docs      {api_url}/docs")
             click.echo(f"Temporal UI   http://127.0.0.1:{ui_port}")
+            click.echo(f"metrics       {api_url}/metrics, http://127.0.0.1:{metrics_port}/metrics")
             click.echo(f"admin token   {token_file}")
             click.echo(f"logs          {logs}")
             click.echo("cairn is running; Ctrl-C stops everything")

@@ -8,7 +8,7 @@ a process must connect.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -18,8 +18,12 @@ def split_database_url(url: str) -> tuple[dict[str, Any], str | None]:
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError("must be a postgresql:// URL")
-    if not parts.hostname:
-        raise ValueError("must name a host")
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host") or [""])[0]
+    if not host:
+        raise ValueError("must name a host (or a socket directory as ?host=/path)")
+    if host.startswith("/") and (".." in host.split("/") or len(query.get("host", [])) > 1):
+        raise ValueError("has an invalid socket directory")
     dbname = unquote(parts.path.lstrip("/"))
     if not dbname or "/" in dbname:
         raise ValueError("must name exactly one database, as in postgresql://user@host/dbname")
@@ -28,11 +32,10 @@ def split_database_url(url: str) -> tuple[dict[str, Any], str | None]:
     except ValueError as exc:
         raise ValueError("has an invalid port") from exc
     settings = {
-        "host": parts.hostname,
+        "host": host,
         "port": port,
         "user": unquote(parts.username) if parts.username else None,
         "dbname": dbname,
-        "query": parts.query,
     }
     password = unquote(parts.password) if parts.password else None
     return settings, password
@@ -43,9 +46,13 @@ def database_url(settings: dict[str, Any], password: str | None = None) -> str:
     user = quote(settings["user"], safe="") if settings.get("user") else ""
     if user and password:
         user = f"{user}:{quote(password, safe='')}"
-    host = settings["host"]
-    if ":" in host:
+    host, query = settings["host"], ""
+    if host.startswith("/"):  # a Unix socket directory
+        host, query = "", f"host={quote(settings['host'], safe='/')}&port={settings['port']}"
+    elif ":" in host:
         host = f"[{host}]"
-    netloc = f"{user}@{host}:{settings['port']}" if user else f"{host}:{settings['port']}"
+    if host:
+        host = f"{host}:{settings['port']}"
+    netloc = f"{user}@{host}" if user else host
     path = "/" + quote(settings["dbname"], safe="")
-    return str(urlunsplit(("postgresql", netloc, path, settings.get("query") or "", "")))
+    return str(urlunsplit(("postgresql", netloc, path, query, "")))

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     proxmox_node: str = "pve"
     proxmox_verify: str = "true"
     proxmox_dir_root: str = "/mnt/pve"
+    restic_bin: str = "restic"
+    pg_bin_dir: Path | None = None
+    failure_webhook_url: str | None = None
+    worker_metrics_port: int | None = None
     usage_refresh_minutes: int = 5
     policy_min_interval_minutes: int = 15
     schedule_catchup_minutes: int = 60

@@ -193,6 +193,7 @@ class BackupExecution(Base):
     __tablename__ = "backup_executions"
     __table_args__ = (
         CheckConstraint("trigger IN ('manual', 'schedule')", name="backup_executions_trigger"),
+        UniqueConstraint("policy_id", "idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -250,3 +251,21 @@ class StorageUsageSample(Base):
     total_bytes: Mapped[int] = mapped_column(BigInteger)
     used_bytes: Mapped[int] = mapped_column(BigInteger)
     available_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class BackupRepository(Base):
+    """The restic repository of one application in one storage; its password only sealed."""
+
+    __tablename__ = "backup_repositories"
+    __table_args__ = (UniqueConstraint("application_id", "storage_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE")
+    )
+    storage_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_storages.id", ondelete="CASCADE")
+    )
+    path: Mapped[str] = mapped_column(Text)
+    password_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()

@@ -18,6 +18,7 @@ from devstack.temporal import cli_path
 from tests.fakes.pve import FakePVE
 from tests.support import database as dbsupport
 from tests.support.api import ApiClient, World, build_world, running_app
+from tests.support.webhook import WebhookReceiver
 from tests.support.workers import running_workers
 
 
@@ -65,10 +66,17 @@ def pve() -> Iterator[FakePVE]:
 
 
 @pytest.fixture(scope="session")
+def webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
 def settings(
     database_url: str,
     temporal_client: Client,
     pve: FakePVE,
+    webhook: WebhookReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     """The API and the worker of the tests: real database and Temporal, Proxmox is the fake."""
@@ -88,6 +96,7 @@ def settings(
         # the fake is "the node": its dir storages are folders the worker sees directly
         proxmox_dir_root=str(mount_root),
         worker_shutdown_grace_seconds=2,
+        failure_webhook_url=webhook.url,
     )
 
 

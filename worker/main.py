@@ -7,17 +7,21 @@ import logging
 import signal
 from datetime import timedelta
 
+from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.backup import BackupActivities
 from activities.schedules import ScheduleActivities
 from activities.storage import StorageActivities
+from adapters.restic import Restic
 from adapters.storage_backend import backend_for
 from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from worker.schedules import ensure_system_schedules
+from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.storage import WORKFLOWS as STORAGE_WORKFLOWS
 
@@ -28,21 +32,27 @@ def build_workers(
     client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> list[Worker]:
     """Every workflow and activity of the project, on the queue where it belongs."""
-    storage = StorageActivities(sessions, settings, backend_for(settings))
+    backend = backend_for(settings)
+    storage = StorageActivities(sessions, settings, backend)
+    backups = BackupActivities(sessions, settings, Restic(settings.restic_bin), backend)
     schedules = ScheduleActivities(client, sessions, settings)
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     return [
         Worker(
             client,
             task_queue=CONTROL_TASK_QUEUE,
-            workflows=[*STORAGE_WORKFLOWS, ReconcileSchedulesWorkflow],
-            activities=[*storage.control(), schedules.reconcile_policy_schedules],
+            workflows=[*STORAGE_WORKFLOWS, ReconcileSchedulesWorkflow, BackupWorkflow],
+            activities=[
+                *storage.control(),
+                *backups.control(),
+                schedules.reconcile_policy_schedules,
+            ],
             graceful_shutdown_timeout=grace,
         ),
         Worker(
             client,
             task_queue=DATA_TASK_QUEUE,
-            activities=storage.data(),
+            activities=[*storage.data(), *backups.data()],
             max_concurrent_activities=settings.worker_data_concurrency,
             graceful_shutdown_timeout=grace,
         ),
@@ -56,6 +66,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     workers = build_workers(client, settings, make_sessionmaker(engine))
     grace = settings.worker_shutdown_grace_seconds
     await ensure_system_schedules(client, settings)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
+        log.info("worker metrics on :%s/metrics", settings.worker_metrics_port)
     log.info("worker serving %s and %s", CONTROL_TASK_QUEUE, DATA_TASK_QUEUE)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     waiter = asyncio.create_task(stop.wait())

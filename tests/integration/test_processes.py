@@ -106,6 +106,7 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
     api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
     args = (
         "dev", "--data-dir", str(data), "--api-port", str(api_port),
+        "--metrics-port", str(free_port()),
         "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
     )  # fmt: skip
     tokens = []

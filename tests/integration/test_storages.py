@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from tests.fakes.pve import FakePVE
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.database import libpq_url
 from workflows.storage import RefreshStorageUsageWorkflow
@@ -65,13 +66,17 @@ async def ws(api: ApiClient, world: World) -> str:
 
 
 async def test_each_type_becomes_active_with_exact_pve_definition(
-    api: ApiClient, world: World, ws: str, pve: FakePVE, settings: Settings
-) -> None:
+    api: ApiClient, world: World, ws: str, pve: FakePVE, settings: Settings,
+    temporal_client: Client,
+) -> None:  # fmt: skip
     local = await create(api, world, ws, "local")
     nfs = await create(api, world, ws, "nfs", NFS)
     ceph = await create(api, world, ws, "ceph", CEPH)
     for storage in (local, nfs, ceph):
         assert storage["status"] == "active", storage
+    await histories.record(
+        temporal_client, f"storage-provision-{ceph['id']}", "storage-provision-ceph"
+    )
     assert pve.storages[local["proxmox_storage_id"]] == {
         "type": "dir",
         "path": str(settings.storage_mount_root / local["proxmox_storage_id"]),
@@ -114,6 +119,7 @@ async def test_pve_rejection_ends_in_error_without_endless_retries(
     assert "Parameter verification failed" in storage["status_message"]
     handle = temporal_client.get_workflow_handle(f"storage-provision-{storage['id']}")
     assert await handle.result() == "error"
+    await histories.record(temporal_client, handle.id, "storage-provision-rejected")
     attempts = [
         e.activity_task_started_event_attributes.attempt
         async for e in handle.fetch_history_events()
@@ -285,6 +291,10 @@ async def test_delete_rules_and_forced_delete(
     assert accepted["status"] == "deleting"
     await wait_for(api, path, admin, None)
     assert pve_id not in pve.storages
+    await histories.record(
+        await api.app.state.temporal.get(),  # type: ignore[attr-defined]
+        f"storage-delete-{storage['id']}", "storage-delete-forced",
+    )  # fmt: skip
     assert not (settings.storage_mount_root / pve_id / "workspaces").exists()
     events = await expect(
         await api.get(f"/api/v1/workspaces/{ws}/audit-events", headers=admin), 200

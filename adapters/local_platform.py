@@ -1,0 +1,51 @@
+"""Applications of kind ``local``: a PostgreSQL database and folders on the worker host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapters.pg_dump import PgTarget
+from adapters.platform import PointInTime, VolumeSource
+
+
+class LocalPlatform:
+    kind = "local"
+
+    def __init__(self, settings: dict[str, Any], secrets: dict[str, Any]) -> None:
+        self.settings = settings
+        self.secrets = secrets
+
+    def database(self) -> PgTarget | None:
+        db = self.settings.get("database")
+        if not db:
+            return None
+        return PgTarget(
+            host=db["host"],
+            port=int(db["port"]),
+            user=db.get("user"),
+            dbname=db["dbname"],
+            password=self.secrets.get("database_password"),
+        )
+
+    def volume_names(self) -> list[str]:
+        return sorted(self.settings.get("volumes", {}))
+
+    def snapshot(self, execution_id: str, volumes: list[str]) -> PointInTime:
+        """Plain folders have no point-in-time copy: the upload reads them live, and says so."""
+        folders = self.settings.get("volumes", {})
+        missing = [name for name in volumes if not Path(folders[name]).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                "volume folder(s) missing on the worker host: "
+                + ", ".join(f"{name} ({folders[name]})" for name in missing)
+            )
+        return PointInTime(
+            consistent=False,
+            note="the local platform has no point-in-time snapshot for folders; files were read"
+            " live, so a file changed during the upload may be captured mid-write",
+            volumes=[VolumeSource(name, Path(folders[name])) for name in volumes],
+        )
+
+    def release(self, execution_id: str) -> None:
+        """Nothing to release: no snapshot was made."""

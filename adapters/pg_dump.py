@@ -1,0 +1,384 @@
+"""PostgreSQL dumps streamed into restic and restored from it, without a temporary file.
+
+``pg_dump``'s stdout is restic's stdin and ``restic dump``'s stdout is ``pg_restore``'s
+stdin: the kernel's pipe buffer is all the dump ever occupies on this side, whatever the
+database size. Dumps are written uncompressed (``--compress=0``): restic compresses
+them itself (zstd) and, unlike a zlib stream, an uncompressed dump deduplicates against
+the previous night's, so unchanged tables cost almost nothing.
+
+Connection settings go into a libpq conninfo string; the password only into
+``PGPASSWORD`` of the child's environment. Everything here blocks; Temporal activities
+call it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from psycopg.conninfo import make_conninfo
+
+from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_LIMIT: Final = 4000
+
+# Seconds libpq waits for a connection; without it an unreachable host hangs for minutes.
+_CONNECT_TIMEOUT: Final = "15"
+
+# Failures that the same command meets again however often it runs.
+_PERMANENT: Final = re.compile(
+    r"database \"[^\"]*\" does not exist"
+    r"|role \"[^\"]*\" does not exist"
+    r"|password authentication failed"
+    r"|no password supplied"
+    r"|(?:Peer|Ident) authentication failed"
+    r"|no pg_hba\.conf entry"
+    r"|server version mismatch"
+    r"|permission denied"
+    r"|input file (?:is too short|does not appear to be a valid archive)"
+    r"|unsupported version .* in file header"
+)
+# Server errors that depend on the moment: locks, conflicts, a restarting server.
+_TRANSIENT_SQL: Final = re.compile(
+    r"deadlock detected"
+    r"|could not obtain lock"
+    r"|could not serialize access"
+    r"|canceling statement due to"
+    r"|terminating connection"
+    r"|out of memory"
+)
+
+
+def _retryable(stderr: str) -> bool:
+    """Server-side SQL errors ("ERROR:") repeat, bar a few; connection trouble may pass."""
+    if _PERMANENT.search(stderr):
+        return False
+    if _TRANSIENT_SQL.search(stderr):
+        return True
+    return "ERROR:" not in stderr
+
+
+# count(*) of every user table in one statement, through query_to_xml's dynamic SQL.
+_COUNTS_SQL: Final = """
+SELECT format('%s.%s', n.nspname, c.relname),
+       (xpath('/row/n/text()',
+              query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname),
+                           false, true, '')))[1]::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """A database to dump or restore into; ``host`` may be a Unix socket directory."""
+
+    host: str
+    port: int
+    user: str | None
+    dbname: str
+    password: str | None = field(repr=False)
+
+
+class DumpError(Exception):
+    """Dumping or restoring failed; ``retryable`` says whether running it again can help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (self.message, self.retryable))
+
+
+def _rebuild_error(message: str, retryable: bool) -> DumpError:
+    return DumpError(message, retryable=retryable)
+
+
+def _clean(text: str, target: PgTarget) -> str:
+    """The tools never print the password; make sure a message cannot carry it anyway."""
+    text = text.strip()
+    if len(text) > _MESSAGE_LIMIT:
+        text = "…" + text[-_MESSAGE_LIMIT:]
+    if target.password and target.password in text:
+        text = text.replace(target.password, "********")
+    return text or "no message"
+
+
+def _failure(what: str, exit_code: int, stderr: str, target: PgTarget) -> DumpError:
+    return DumpError(
+        f"{what} failed (exit {exit_code}): {_clean(stderr, target)}",
+        retryable=_retryable(stderr),
+    )
+
+
+def _restic_failure(what: str, exc: ResticError) -> DumpError:
+    return DumpError(f"{what}: {exc.message}", retryable=exc.retryable)
+
+
+def tool(name: str, bin_dir: Path | None) -> str:
+    """The path of a PostgreSQL client program: in ``bin_dir`` if given, else on PATH."""
+    if bin_dir is not None:
+        path = bin_dir / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise DumpError(
+                f"{name} not found in {bin_dir} (CAIRN_PG_BIN_DIR); install the PostgreSQL "
+                "client of the application database's major version there",
+                retryable=False,
+            )
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        raise DumpError(
+            f"{name} not found on PATH; install the PostgreSQL client programs or set "
+            "CAIRN_PG_BIN_DIR",
+            retryable=False,
+        )
+    return found
+
+
+def client_major(binary: str) -> int:
+    """The major version of a client program, from ``--version``."""
+    try:
+        done = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DumpError(f"cannot run {binary}: {exc}", retryable=False) from None
+    match = re.search(r"\(PostgreSQL\) (\d+)", done.stdout)
+    if done.returncode != 0 or match is None:
+        raise DumpError(
+            f"cannot tell the version of {binary}: {done.stdout.strip()} {done.stderr.strip()}",
+            retryable=False,
+        )
+    return int(match.group(1))
+
+
+def conninfo(target: PgTarget) -> str:
+    """The libpq connection string for ``target``, password left out."""
+    return make_conninfo(
+        "",
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        dbname=target.dbname,
+        application_name="cairn",
+    )
+
+
+def environment(target: PgTarget) -> dict[str, str]:
+    """The client programs' environment: the only place the password goes."""
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    env.setdefault("PGCONNECT_TIMEOUT", _CONNECT_TIMEOUT)
+    if target.password:
+        env["PGPASSWORD"] = target.password
+    return env
+
+
+def dump_command(target: PgTarget, pg_dump: str) -> list[str]:
+    """The pg_dump command line, also what ``bench/`` measures a dump alone with."""
+    return [
+        pg_dump,
+        "--format=custom",
+        "--compress=0",
+        "--no-password",
+        f"--dbname={conninfo(target)}",
+    ]
+
+
+def restore_command(target: PgTarget, pg_restore: str) -> list[str]:
+    """pg_restore reading the archive from stdin, all or nothing."""
+    return [
+        pg_restore,
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--single-transaction",
+        "--no-password",
+        f"--dbname={conninfo(target)}",
+    ]
+
+
+def _psql(target: PgTarget, psql: str, query: str, columns: int) -> list[list[str]]:
+    """Rows of one read-only query; NUL separators, since names may hold any other byte."""
+    argv = [psql, "-X", "-A", "-t", "-q", "-z", "-0", "--no-password", "--single-transaction"]
+    argv += ["-v", "ON_ERROR_STOP=1", "-c", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"]
+    argv += ["-c", query, f"--dbname={conninfo(target)}"]
+    try:
+        done = subprocess.run(
+            argv,
+            env=environment(target),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise DumpError(f"cannot run {psql}: {exc}", retryable=False) from None
+    if done.returncode != 0:
+        raise _failure("psql", done.returncode, done.stderr.decode(errors="replace"), target)
+    fields = done.stdout.decode().split("\0")[:-1]
+    return [fields[i : i + columns] for i in range(0, len(fields), columns)]
+
+
+def server_info(target: PgTarget, psql: str) -> tuple[int, int]:
+    """(server major version, database size in bytes)."""
+    rows = _psql(
+        target,
+        psql,
+        "SELECT current_setting('server_version_num')::int / 10000,"
+        " pg_database_size(current_database())",
+        2,
+    )
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def table_row_counts(target: PgTarget, psql: str) -> dict[str, int]:
+    """Exact row counts of every user table, read in one snapshot, to verify a restore."""
+    return {name: int(count) for name, count in _psql(target, psql, _COUNTS_SQL, 2)}
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _read_tail(errors: IO[bytes]) -> str:
+    errors.seek(0, os.SEEK_END)
+    errors.seek(max(0, errors.tell() - 64 * 1024))
+    return errors.read().decode(errors="replace")
+
+
+def dump_into_restic(
+    target: PgTarget,
+    restic: Restic,
+    repo: Repository,
+    tags: Sequence[str],
+    *,
+    bin_dir: Path | None = None,
+    filename: str = "database.dump",
+    progress: Callable[[Progress], None] | None = None,
+) -> BackupResult:
+    """Dumps ``target`` into a new snapshot holding ``/{filename}``; nothing partial stays.
+
+    A pg_dump older than the server refuses to dump it, so that is checked first and
+    reported with both versions. When pg_dump fails halfway, restic has already stored
+    what came before: that snapshot is forgotten, or a retry would take it for a backup.
+    """
+    pg_dump = tool("pg_dump", bin_dir)
+    server_major, _ = server_info(target, tool("psql", bin_dir))
+    major = client_major(pg_dump)
+    if major < server_major:
+        raise DumpError(
+            f"pg_dump {major} cannot dump a PostgreSQL {server_major} server; point "
+            f"CAIRN_PG_BIN_DIR at the PostgreSQL {server_major} client programs",
+            retryable=False,
+        )
+
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                dump_command(target, pg_dump),
+                env=environment(target),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+        except OSError as exc:
+            raise DumpError(f"cannot run {pg_dump}: {exc}", retryable=False) from None
+        assert proc.stdout is not None
+        result: BackupResult | None = None
+        restic_error: ResticError | None = None
+        try:
+            result = restic.backup_stdin(repo, proc.stdout, filename, tags, progress=progress)
+        except ResticError as exc:
+            restic_error = exc
+        except BaseException:
+            proc.stdout.close()
+            _stop(proc)
+            raise
+        # Closing our end lets pg_dump fail on a broken pipe if restic stopped reading.
+        proc.stdout.close()
+        exit_code = proc.wait()
+        stderr = _read_tail(errors)
+
+    if exit_code != 0:
+        failure = _failure("pg_dump", exit_code, stderr, target)
+        if result is not None:
+            try:
+                restic.forget(repo, [result.snapshot_id])
+            except ResticError as exc:
+                raise DumpError(
+                    f"{failure.message}; discarding its partial snapshot "
+                    f"{result.snapshot_id} failed too: {exc.message}",
+                    retryable=exc.retryable,
+                ) from exc
+        broken_pipe = exit_code == -signal.SIGPIPE or "Broken pipe" in stderr
+        if restic_error is None or not broken_pipe:
+            raise failure
+    if restic_error is not None:
+        raise _restic_failure(
+            "storing the dump in the repository failed", restic_error
+        ) from restic_error
+    assert result is not None
+    return result
+
+
+def restore_from_restic(
+    target: PgTarget,
+    restic: Restic,
+    repo: Repository,
+    snapshot_id: str,
+    *,
+    bin_dir: Path | None = None,
+    filename: str = "database.dump",
+) -> None:
+    """Restores a dump into ``target`` in one transaction: a failure leaves it unchanged."""
+    pg_restore = tool("pg_restore", bin_dir)
+    dump = restic.dump(repo, snapshot_id, filename)
+    assert dump.stdout is not None
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                restore_command(target, pg_restore),
+                env=environment(target),
+                stdin=dump.stdout,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        except OSError as exc:
+            _stop(dump)
+            raise DumpError(f"cannot run {pg_restore}: {exc}", retryable=False) from None
+        finally:
+            dump.stdout.close()
+        try:
+            exit_code = proc.wait()
+        except BaseException:
+            _stop(proc)
+            _stop(dump)
+            raise
+        stderr = _read_tail(errors)
+
+    try:
+        restic.finish_dump(repo, dump)
+    except ResticError as exc:
+        # restic's failure is the cause unless it only lost its reader.
+        lost_reader = exc.exit_code == -signal.SIGPIPE or "broken pipe" in exc.message.lower()
+        if exit_code == 0 or not lost_reader:
+            raise _restic_failure("reading the dump from the repository failed", exc) from exc
+    if exit_code != 0:
+        raise _failure("pg_restore", exit_code, stderr, target)
+    logger.info("restored snapshot %s into database %s", snapshot_id, target.dbname)

@@ -1,0 +1,442 @@
+"""restic adapter: one repository per application, driven through restic's CLI.
+
+Written against restic 0.14 (the oldest version cairn supports; Debian 12 ships it).
+That version has no dedicated exit codes for "no repository" or "locked" (they came in
+0.17), so failures are told apart by restic's stderr. Of the commands used here only
+``backup`` and ``snapshots`` print JSON in 0.14; the others are run for their exit status.
+
+The repository password reaches restic only through ``RESTIC_PASSWORD`` in its
+environment: never in argv (visible in ``ps``), never in a message or a log line. Inherited
+``RESTIC_*`` variables are dropped so a stray ``RESTIC_REPOSITORY`` or
+``RESTIC_PASSWORD_COMMAND`` of the worker's environment cannot redirect a command.
+
+Everything here blocks; Temporal activities call it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+logger = logging.getLogger(__name__)
+
+# Snapshots record this host name instead of the worker's: any worker may back up any
+# application, and restic's automatic parent choice only considers snapshots of one host.
+HOST: Final = "cairn"
+
+# restic prints JSON status lines up to 60 times a second; callers heartbeat, once a
+# second is plenty.
+_PROGRESS_FPS: Final = "1"
+
+# How much of restic's stderr goes into an error message.
+_MESSAGE_LIMIT: Final = 4000
+
+# restic 0.14 exit codes; 0.17+ adds 10 (no repository), 11 (locked), 12 (wrong password).
+_EXIT_INCOMPLETE: Final = 3
+
+# Failures that recur however often the command runs. Anything else (a lock held by another
+# run, I/O errors of the storage, a full disk) may pass, and the retry policy bounds it.
+_PERMANENT: Final = re.compile(
+    r"wrong password or no key found"
+    r"|Is there a repository at the following location"
+    r"|config file already exists"
+    r"|unknown (?:flag|shorthand flag|command)"
+    r"|invalid argument"
+    r"|no matching ID found"
+    r"|not found in snapshot"
+    r"|snapshot is empty"
+    r"|repository contains errors"
+    r"|requires at least repository format version"
+)
+
+
+@dataclass(frozen=True)
+class Repository:
+    path: Path
+    password: str = field(repr=False)
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        # An empty RESTIC_PASSWORD makes restic prompt on stdin, which is the dump pipe.
+        if not self.password:
+            raise ResticError("the repository password is empty", retryable=False)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: str
+    paths: list[str]
+    tags: list[str]
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    snapshot_id: str  # the short id restic's summary gives; every command accepts it
+    files_new: int
+    files_changed: int
+    files_unmodified: int
+    data_added: int  # bytes added to the repository, after deduplication and compression
+    total_bytes_processed: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One backup status; totals are 0 while unknown (always for stdin); percent is 0-100."""
+
+    bytes_done: int
+    total_bytes: int
+    files_done: int
+    total_files: int
+    percent: float
+
+
+class ResticError(Exception):
+    """A restic command failed; ``retryable`` says whether running it again can help."""
+
+    def __init__(self, message: str, *, retryable: bool, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (self.message, self.retryable, self.exit_code))
+
+
+def _rebuild_error(message: str, retryable: bool, exit_code: int | None) -> ResticError:
+    return ResticError(message, retryable=retryable, exit_code=exit_code)
+
+
+def _redact(text: str, repo: Repository | None) -> str:
+    """Belt and braces: restic never prints the password, but a message must not carry it."""
+    if repo is not None and repo.password in text:
+        return text.replace(repo.password, "********")
+    return text
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _MESSAGE_LIMIT else "…" + text[-_MESSAGE_LIMIT:]
+
+
+def _failure(command: str, exit_code: int, stderr: str, repo: Repository | None) -> ResticError:
+    detail = _redact(_tail(stderr), repo) or "no message"
+    return ResticError(
+        f"restic {command} failed (exit {exit_code}): {detail}",
+        retryable=not _PERMANENT.search(stderr),
+        exit_code=exit_code,
+    )
+
+
+def _int(message: Mapping[str, Any], key: str) -> int:
+    value = message.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _progress(message: Mapping[str, Any]) -> Progress:
+    percent = message.get("percent_done", 0)
+    return Progress(
+        bytes_done=_int(message, "bytes_done"),
+        total_bytes=_int(message, "total_bytes"),
+        files_done=_int(message, "files_done"),
+        total_files=_int(message, "total_files"),
+        percent=float(percent) * 100 if isinstance(percent, int | float) else 0.0,
+    )
+
+
+def _result(summary: Mapping[str, Any]) -> BackupResult:
+    return BackupResult(
+        snapshot_id=str(summary["snapshot_id"]),
+        files_new=_int(summary, "files_new"),
+        files_changed=_int(summary, "files_changed"),
+        files_unmodified=_int(summary, "files_unmodified"),
+        data_added=_int(summary, "data_added"),
+        total_bytes_processed=_int(summary, "total_bytes_processed"),
+    )
+
+
+def _unreadable(stderr: str) -> str:
+    """The files restic reported it could not read, from its JSON error lines."""
+    items: list[str] = []
+    for line in stderr.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(message, dict) or message.get("message_type") != "error":
+            continue
+        error = message.get("error")
+        reason = ""
+        if isinstance(error, dict):
+            errno = error.get("Err")
+            reason = os.strerror(errno) if isinstance(errno, int) else str(error.get("Op", ""))
+        items.append(f"{message.get('item', '?')} ({reason or 'error'})")
+    shown = "; ".join(items[:10])
+    return shown + (f"; and {len(items) - 10} more" if len(items) > 10 else "")
+
+
+def _check_tags(tags: Sequence[str]) -> list[str]:
+    # restic splits --tag values on commas, so "a,b" would silently become two tags.
+    for tag in tags:
+        if not tag or "," in tag:
+            raise ResticError(f"invalid restic tag {tag!r}: empty or has a comma", retryable=False)
+    return list(tags)
+
+
+class Restic:
+    """The restic CLI; one instance serves any number of repositories and threads."""
+
+    def __init__(self, binary: str = "restic") -> None:
+        self.binary = binary
+
+    def _env(self, repo: Repository | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+        env["RESTIC_PROGRESS_FPS"] = _PROGRESS_FPS
+        if repo is not None:
+            env["RESTIC_PASSWORD"] = repo.password
+        return env
+
+    def _argv(self, repo: Repository, args: Sequence[str]) -> list[str]:
+        argv = [self.binary, "--repo", str(repo.path)]
+        if repo.cache_dir is not None:
+            argv += ["--cache-dir", str(repo.cache_dir)]
+        return [*argv, *args]
+
+    def _run(self, repo: Repository | None, args: Sequence[str]) -> str:
+        """Runs a command whose output is small, returns its stdout."""
+        argv = [self.binary, *args] if repo is None else self._argv(repo, args)
+        try:
+            done = subprocess.run(
+                argv,
+                env=self._env(repo),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as exc:
+            raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
+        if done.returncode != 0:
+            # check reports what is damaged on stdout, and the verdict on stderr
+            output = f"{done.stdout}\n{done.stderr}" if args[0] == "check" else done.stderr
+            raise _failure(args[0], done.returncode, output, repo)
+        return done.stdout
+
+    def version(self) -> str:
+        output = self._run(None, ["version"])
+        match = re.match(r"restic (\S+)", output)
+        if match is None:
+            raise ResticError(f"unexpected `restic version` output: {output!r}", retryable=False)
+        return match.group(1)
+
+    def init(self, repo: Repository) -> bool:
+        """Creates the repository (format 2, compressed) unless it exists; True if created.
+
+        An existing repository is opened once, so a wrong password fails here rather than
+        in the middle of the first backup.
+        """
+        try:
+            self._run(repo, ["init", "--repository-version", "2"])
+        except ResticError as exc:
+            if "config file already exists" not in exc.message:
+                raise
+            self._run(repo, ["cat", "config"])
+            return False
+        logger.info("initialised restic repository %s", repo.path)
+        return True
+
+    def backup_paths(
+        self,
+        repo: Repository,
+        path: Path,
+        tags: Sequence[str],
+        *,
+        parent: str | None = None,
+        force: bool = False,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> BackupResult:
+        """Backs up the contents of ``path``: restic runs in it and is given ".".
+
+        The snapshot tree then starts at the folder's contents, so a restore lands them
+        directly in its target. restic 0.14 still records the absolute folder in the
+        snapshot's ``paths``. ``parent`` makes the backup incremental against that
+        snapshot; ``force`` re-reads every file (a "full" backup: restic then compares
+        with no parent at all, whatever ``parent`` says). Without either,
+        restic picks the latest snapshot of the same path as parent.
+        """
+        if not path.is_dir():
+            raise ResticError(f"backup source {path} is not a directory", retryable=False)
+        args = ["--compression", "auto", "backup", "--json", "--host", HOST]
+        args += [f"--tag={tag}" for tag in _check_tags(tags)]
+        if parent is not None:
+            args += ["--parent", parent]
+        if force:
+            args.append("--force")
+        return self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress)
+
+    def backup_stdin(
+        self,
+        repo: Repository,
+        stdin: IO[bytes],
+        filename: str,
+        tags: Sequence[str],
+        *,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> BackupResult:
+        """Stores what is read from ``stdin`` (a pipe) as ``/{filename}`` in a new snapshot.
+
+        restic 0.14 refuses empty input ("snapshot is empty") and makes no snapshot.
+        """
+        args = ["--compression", "auto", "backup", "--json", "--host", HOST, "--stdin"]
+        args += ["--stdin-filename", filename, *(f"--tag={tag}" for tag in _check_tags(tags))]
+        return self._backup(repo, args, cwd=None, stdin=stdin, progress=progress)
+
+    def _backup(
+        self,
+        repo: Repository,
+        args: Sequence[str],
+        *,
+        cwd: Path | None,
+        stdin: IO[bytes] | None,
+        progress: Callable[[Progress], None] | None,
+    ) -> BackupResult:
+        """Streams restic's JSON lines; stderr goes to a temporary file to stay bounded.
+
+        An exception from ``progress`` (a cancelled activity) kills restic and propagates.
+        """
+        summary: dict[str, Any] | None = None
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(
+                    self._argv(repo, args),
+                    env=self._env(repo),
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL if stdin is None else stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                )
+            except OSError as exc:
+                raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
+            with proc:
+                assert proc.stdout is not None
+                try:
+                    for line in proc.stdout:
+                        try:
+                            message = json.loads(line)
+                        except ValueError:
+                            continue
+                        if not isinstance(message, dict):
+                            continue
+                        kind = message.get("message_type")
+                        if kind == "summary":
+                            summary = message
+                        elif kind == "status" and progress is not None:
+                            progress(_progress(message))
+                except BaseException:
+                    proc.kill()
+                    raise
+                exit_code = proc.wait()
+            errors.seek(0, os.SEEK_END)
+            errors.seek(max(0, errors.tell() - 64 * 1024))
+            stderr = errors.read().decode(errors="replace")
+
+        if exit_code == _EXIT_INCOMPLETE and summary is not None:
+            # A snapshot tagged with the execution would pass for a finished backup on retry.
+            self.forget(repo, [str(summary["snapshot_id"])])
+            raise ResticError(
+                _redact(
+                    f"some source files could not be read, the incomplete snapshot was "
+                    f"discarded: {_tail(_unreadable(stderr)) or _tail(stderr)}",
+                    repo,
+                ),
+                retryable=False,
+                exit_code=exit_code,
+            )
+        if exit_code != 0:
+            raise _failure("backup", exit_code, stderr, repo)
+        if summary is None:
+            raise ResticError("restic backup printed no summary", retryable=True, exit_code=0)
+        result = _result(summary)
+        logger.info(
+            "restic snapshot %s in %s: %d bytes added",
+            result.snapshot_id,
+            repo.path,
+            result.data_added,
+        )
+        return result
+
+    def snapshots(self, repo: Repository, tags: Sequence[str] = ()) -> list[Snapshot]:
+        """Snapshots carrying all of ``tags``, oldest first."""
+        args = ["snapshots", "--json"]
+        if tags:
+            args += ["--tag", ",".join(_check_tags(tags))]  # one --tag with commas means AND
+        return [
+            Snapshot(
+                id=item["id"],
+                short_id=item["short_id"],
+                time=item["time"],
+                paths=list(item.get("paths") or []),
+                tags=list(item.get("tags") or []),
+                parent=item.get("parent"),
+            )
+            for item in json.loads(self._run(repo, args))
+        ]
+
+    def forget(self, repo: Repository, snapshot_ids: Sequence[str]) -> None:
+        """Drops snapshots (the data stays until ``prune``); unknown ids are ignored."""
+        if snapshot_ids:
+            self._run(repo, ["forget", *snapshot_ids])
+            logger.info("forgot %d restic snapshot(s) in %s", len(snapshot_ids), repo.path)
+
+    def prune(self, repo: Repository) -> None:
+        self._run(repo, ["--compression", "auto", "prune"])
+
+    def check(self, repo: Repository, *, read_data: bool = False) -> None:
+        """Verifies the repository; ``read_data`` also reads and hashes every pack."""
+        self._run(repo, ["check", "--read-data"] if read_data else ["check"])
+
+    def restore(self, repo: Repository, snapshot_id: str, target: Path) -> None:
+        self._run(repo, ["restore", snapshot_id, "--target", str(target)])
+
+    def dump(self, repo: Repository, snapshot_id: str, filename: str) -> subprocess.Popen[bytes]:
+        """Starts streaming one file of a snapshot to the returned process's stdout.
+
+        The caller reads ``stdout`` to its end, then calls ``finish_dump``. stderr is a
+        pipe that restic only writes an error message to, so it cannot fill up.
+        """
+        try:
+            return subprocess.Popen(
+                self._argv(repo, ["dump", snapshot_id, "/" + filename.lstrip("/")]),
+                env=self._env(repo),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
+
+    def finish_dump(self, repo: Repository, proc: subprocess.Popen[bytes]) -> None:
+        """Waits for a ``dump`` process and raises ``ResticError`` if it failed."""
+        if proc.stdout is not None:
+            proc.stdout.close()  # a reader that stopped early must not leave restic blocked
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        exit_code = proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        if exit_code != 0:
+            raise _failure("dump", exit_code, stderr, repo)
+
+    def unlock(self, repo: Repository) -> None:
+        """Removes stale locks only: those of processes that are gone or too old."""
+        self._run(repo, ["unlock"])

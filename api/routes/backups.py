@@ -1,0 +1,234 @@
+"""Backups of an application: manual trigger, history, step timeline, cancel."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from api import timeline
+from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
+from api.pagination import Cursor, Limit, Page, fetch_page
+from api.problems import Problem, conflict, not_found
+from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
+from api.temporal_links import workflow_url
+from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
+from core.settings import CONTROL_TASK_QUEUE, Settings
+from db import audit
+from db.models import Application, BackupExecution, BackupPolicy
+from schedules.backup_policy import request_for
+from workflows.backup import BackupWorkflow
+
+router = APIRouter(prefix="/api/v1/applications/{app_id}/backups", tags=["backups"])
+log = logging.getLogger(__name__)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="a retried POST with the same key returns the same run",
+    ),
+]
+
+
+def present(
+    execution: BackupExecution, application_id: uuid.UUID, settings: Settings
+) -> dict[str, Any]:
+    return {
+        **{c.key: getattr(execution, c.key) for c in BackupExecution.__mapper__.column_attrs},
+        "metadata": execution.metadata_,
+        "application_id": application_id,
+        "temporal_ui_url": workflow_url(settings, execution.workflow_id)
+        if execution.workflow_id
+        else None,
+    }
+
+
+def _of_application(application: Application) -> Any:
+    return (
+        select(BackupExecution)
+        .join(BackupPolicy, BackupPolicy.id == BackupExecution.policy_id)
+        .where(BackupPolicy.application_id == application.id)
+    )
+
+
+async def lock_application(session: AsyncSession, application_id: uuid.UUID) -> None:
+    """The same advisory lock the workflow's first step takes: one backup per app at a time."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"backup:{application_id}"}
+    )
+
+
+async def running_backup(session: AsyncSession, application: Application) -> BackupExecution | None:
+    query = _of_application(application).where(BackupExecution.status == "running")
+    return (await session.scalars(query.limit(1))).first()
+
+
+@router.post("", status_code=202, response_model=BackupOut)
+async def trigger_backup(
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+    body: BackupTrigger | None = None,
+) -> dict[str, Any]:
+    application = access.application
+    policy = await session.scalar(
+        select(BackupPolicy).where(BackupPolicy.application_id == application.id)
+    )
+    if policy is None:
+        raise Problem(
+            409,
+            "policy-required",
+            "No backup policy",
+            "the application has no backup policy; create one (it names the storage) first",
+        )
+    await lock_application(session, application.id)
+    if idempotency_key:
+        earlier = await session.scalar(
+            select(BackupExecution).where(
+                BackupExecution.policy_id == policy.id,
+                BackupExecution.idempotency_key == idempotency_key,
+            )
+        )
+        if earlier is not None:
+            return present(earlier, application.id, settings)
+    running = await running_backup(session, application)
+    if running is not None:
+        raise conflict(
+            f"a backup of this application is already running ({running.workflow_id});"
+            " wait for it or cancel it",
+            backup_id=str(running.id),
+        )
+    execution_id = uuid.uuid4()
+    workflow_id = f"backup-{execution_id}"
+    execution = BackupExecution(
+        id=execution_id,
+        policy_id=policy.id,
+        workflow_id=workflow_id,
+        trigger="manual",
+        idempotency_key=idempotency_key,
+        status="running",
+        started_at=datetime.now(UTC),
+    )
+    session.add(execution)
+    audit.record(
+        session, access.workspace.principal.actor, "backup.trigger", "backup_execution",
+        execution_id, workspace_id=application.workspace_id, details={"workflow_id": workflow_id},
+    )  # fmt: skip
+    await session.flush()
+    request = request_for(policy, application, "manual")
+    request.execution_id = str(execution_id)
+    try:
+        handle = await temporal.start_workflow(
+            BackupWorkflow.run,
+            request,
+            id=workflow_id,
+            task_queue=CONTROL_TASK_QUEUE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(WORKSPACE_ID, str(application.workspace_id)),
+                    SearchAttributePair(APPLICATION_ID, str(application.id)),
+                    SearchAttributePair(BACKUP_TRIGGER, "manual"),
+                ]
+            ),
+        )
+    except Exception as exc:
+        raise Problem(
+            503,
+            "temporal-unavailable",
+            "Temporal unavailable",
+            f"the backup could not be started ({type(exc).__name__}); nothing was recorded",
+        ) from exc
+    execution.run_id = handle.first_execution_run_id
+    await session.commit()
+    return present(execution, application.id, settings)
+
+
+@router.get("", response_model=Page[BackupOut])
+async def list_backups(
+    access: DedicatedAppReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Annotated[Status | None, Query(description="only backups in this state")] = None,
+) -> dict[str, object]:
+    query = _of_application(access.application)
+    if status:
+        query = query.where(BackupExecution.status == status)
+    items, next_cursor = await fetch_page(
+        session, query, BackupExecution.created_at, BackupExecution.id, limit, cursor
+    )
+    return {
+        "items": [present(e, access.application.id, settings) for e in items],
+        "next_cursor": next_cursor,
+    }
+
+
+async def _execution(
+    session: AsyncSession, application: Application, backup_id: uuid.UUID
+) -> BackupExecution:
+    execution: BackupExecution | None = await session.scalar(
+        _of_application(application).where(BackupExecution.id == backup_id)
+    )
+    if execution is None:
+        raise not_found("backup", backup_id)
+    return execution
+
+
+@router.get("/{backup_id}", response_model=BackupDetail)
+async def get_backup(
+    backup_id: uuid.UUID,
+    access: DedicatedAppReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    request_temporal: TemporalDep,
+) -> dict[str, Any]:
+    execution = await _execution(session, access.application, backup_id)
+    body = present(execution, access.application.id, settings)
+    if execution.workflow_id:
+        try:
+            body["timeline"] = await timeline.read(
+                request_temporal, execution.workflow_id, execution.run_id
+            )
+        except Exception as exc:
+            log.warning("timeline of %s unreadable: %s", execution.workflow_id, exc)
+            body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
+    return body
+
+
+@router.post("/{backup_id}/cancel", status_code=202, response_model=BackupOut)
+async def cancel_backup(
+    backup_id: uuid.UUID,
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    execution = await _execution(session, access.application, backup_id)
+    if execution.status != "running" or not execution.workflow_id:
+        raise conflict(f"the backup is {execution.status}; only a running backup can be cancelled")
+    try:
+        await temporal.get_workflow_handle(execution.workflow_id, run_id=execution.run_id).cancel()
+    except Exception as exc:
+        raise Problem(
+            503, "temporal-unavailable", "Temporal unavailable",
+            f"the cancellation could not be sent ({type(exc).__name__}); retry",
+        ) from exc  # fmt: skip
+    audit.record(
+        session, access.workspace.principal.actor, "backup.cancel", "backup_execution",
+        execution.id, workspace_id=access.application.workspace_id,
+        details={"workflow_id": execution.workflow_id},
+    )  # fmt: skip
+    await session.commit()
+    return present(execution, access.application.id, settings)

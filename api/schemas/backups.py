@@ -1,0 +1,59 @@
+"""Bodies of backup executions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from api.schemas.common import Input, Output
+
+Status = Literal["running", "succeeded", "failed", "cancelled", "pruned"]
+
+
+class BackupTrigger(Input):
+    """Empty for now: a manual backup runs with the policy's settings."""
+
+
+class Step(Output):
+    activity_id: str
+    step: str
+    status: str
+    scheduled_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    attempts: int
+    last_failure: str | None
+
+
+class Timeline(Output):
+    workflow_status: str | None
+    steps: list[Step]
+    progress: dict[str, Any] | None = Field(
+        description="live heartbeat of the running data step: bytes_done, total_bytes, percent"
+    )
+
+
+class BackupOut(Output):
+    id: uuid.UUID
+    application_id: uuid.UUID
+    policy_id: uuid.UUID
+    status: str
+    trigger: str
+    workflow_id: str | None
+    run_id: str | None
+    schedule_id: str | None
+    size_bytes: int | None
+    backup_path: str | None
+    started_at: datetime
+    completed_at: datetime | None
+    error_message: str | None
+    metadata: dict[str, Any] | None
+    temporal_ui_url: str | None
+
+
+class BackupDetail(BackupOut):
+    timeline: Timeline | None = None
+    timeline_error: str | None = None

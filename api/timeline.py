@@ -1,0 +1,88 @@
+"""A run's steps read back from its Temporal history, and live progress from heartbeats."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+
+_OUTCOMES = {
+    "activity_task_started_event_attributes": "running",
+    "activity_task_completed_event_attributes": "completed",
+    "activity_task_failed_event_attributes": "failed",
+    "activity_task_timed_out_event_attributes": "timed_out",
+    "activity_task_canceled_event_attributes": "cancelled",
+}
+
+
+def _time(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime(tzinfo=UTC)
+
+
+def _decode(payloads: Any) -> Any:
+    items = list(payloads.payloads) if payloads is not None else []
+    if not items:
+        return None
+    try:
+        return json.loads(items[-1].data)
+    except ValueError:
+        return None
+
+
+async def read(client: Client, workflow_id: str, run_id: str | None) -> dict[str, Any]:
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    steps: dict[int, dict[str, Any]] = {}
+    async for event in handle.fetch_history_events():
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            scheduled = event.activity_task_scheduled_event_attributes
+            steps[event.event_id] = {
+                "activity_id": scheduled.activity_id,
+                "step": scheduled.activity_type.name,
+                "status": "scheduled",
+                "scheduled_at": _time(event),
+                "started_at": None,
+                "completed_at": None,
+                "attempts": 0,
+                "last_failure": None,
+            }
+            continue
+        status = _OUTCOMES.get(kind or "")
+        if status is None:
+            continue
+        attrs = getattr(event, kind or "")
+        step = steps.get(attrs.scheduled_event_id)
+        if step is None:
+            continue
+        step["status"] = status
+        if status == "running":
+            step["started_at"] = _time(event)
+            step["attempts"] = attrs.attempt
+            if attrs.HasField("last_failure"):
+                step["last_failure"] = attrs.last_failure.message or None
+            continue
+        step["completed_at"] = _time(event)
+        if status in ("failed", "timed_out"):
+            step["last_failure"] = attrs.failure.message or status.replace("_", " ")
+    description = await handle.describe()
+    progress = None
+    by_id = {s["activity_id"]: s for s in steps.values()}
+    for pending in description.raw_description.pending_activities:
+        step = by_id.get(pending.activity_id)
+        if step is not None:
+            step["attempts"] = max(step["attempts"], pending.attempt)
+            if pending.HasField("last_failure") and pending.last_failure.message:
+                step["last_failure"] = pending.last_failure.message
+            if pending.attempt > 1 and step["status"] == "scheduled":
+                step["status"] = "retrying"
+        details = _decode(pending.heartbeat_details)
+        if isinstance(details, dict) and details:
+            progress = {"step": pending.activity_type.name, **details}
+    return {
+        "workflow_status": description.status.name.lower() if description.status else None,
+        "steps": [steps[k] for k in sorted(steps)],
+        "progress": progress,
+    }

@@ -1,0 +1,24 @@
+"""Prometheus metrics the worker records as backups happen (the API derives its own from the DB)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BACKUPS_STARTED = Counter("cairn_backups_started_total", "Backups started", ["trigger"])
+BACKUPS_SUCCEEDED = Counter("cairn_backups_succeeded_total", "Backups succeeded", ["trigger"])
+BACKUPS_FAILED = Counter("cairn_backups_failed_total", "Backups failed or cancelled", ["trigger"])
+BACKUP_DURATION = Histogram(
+    "cairn_backup_duration_seconds",
+    "Wall time of successful backups",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400),
+)
+BACKUP_SIZE = Histogram(
+    "cairn_backup_size_bytes",
+    "Bytes read by successful backups",
+    buckets=tuple(float(2**n) for n in range(20, 42, 2)),
+)
+LAST_SUCCESS = Gauge(
+    "cairn_backup_last_success_timestamp_seconds",
+    "When the newest successful backup of an application completed",
+    ["application_id"],
+)

@@ -1,0 +1,35 @@
+"""Recorded histories of real runs still replay against today's workflow code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.support.histories import HISTORIES
+from workflows.backup import BackupWorkflow
+from workflows.reconcile import ReconcileSchedulesWorkflow
+from workflows.storage import WORKFLOWS
+
+RECORDED = sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    names = {path.stem for path in RECORDED}
+    assert {"backup-succeeded", "backup-quota-exceeded", "backup-cancelled",
+            "storage-provision-ceph", "storage-provision-rejected",
+            "storage-delete-forced"} <= names  # fmt: skip
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_history_replays(path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(path, Path)
+    events = json.loads(path.read_text())
+    workflow_id = path.stem
+    history = WorkflowHistory.from_json(workflow_id, events)
+    replayer = Replayer(workflows=[*WORKFLOWS, BackupWorkflow, ReconcileSchedulesWorkflow])
+    await replayer.replay_workflow(history)
