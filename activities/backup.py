@@ -10,36 +10,36 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.support import fatal, open_platform, restic_failure, with_progress
 from adapters import pg_dump
-from adapters.local_platform import LocalPlatform
-from adapters.platform import Platform
-from adapters.restic import Progress, Repository, Restic, ResticError
+from adapters.restic import Repository, Restic, ResticError
 from adapters.storage_backend import BackendError, StorageBackend, folder_usage
 from core import crypto, metrics
 from core.settings import Settings
 from db import audit
-from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
+from db.models import (
+    Application,
+    BackupExecution,
+    BackupPolicy,
+    BackupRestore,
+    BackupStorage,
+)
 from repository.store import open_repository
 from workflows.backup_request import BackupRequest
 
-T = TypeVar("T")
 GIB = 1024**3
-HEARTBEAT_SECONDS = 2.0
 ACTOR = audit.Actor(label="system:backup-workflow")
 
 
@@ -100,27 +100,12 @@ class FailJob:
 
 
 @dataclass
-class FailureEvent:
-    execution_id: str
-    application_id: str
-    workspace_id: str
-    workflow_id: str
-    trigger: str
-    status: str
-    message: str
-
-
-@dataclass
 class Context:
     execution: BackupExecution
     policy: BackupPolicy
     application: Application
     storage: BackupStorage
     repo: Repository
-
-
-def _fatal(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 def _tags(ctx: Context, part: str) -> list[str]:
@@ -143,13 +128,14 @@ class BackupActivities:
         self.settings = settings
         self.restic = restic
         self.backend = backend
+        self._initialised: set[Path] = set()
 
     # -- shared -------------------------------------------------------------------------
 
     async def _context(self, session: AsyncSession, execution_id: str) -> Context:
         execution = await session.get(BackupExecution, uuid.UUID(execution_id))
         if execution is None:
-            raise _fatal(f"backup execution {execution_id} does not exist", "NotFound")
+            raise fatal(f"backup execution {execution_id} does not exist", "NotFound")
         policy = await session.get(BackupPolicy, execution.policy_id)
         assert policy is not None  # executions cascade with their policy
         application = await session.get(Application, policy.application_id)
@@ -158,47 +144,24 @@ class BackupActivities:
         try:
             repo = await open_repository(session, self.settings, application, storage)
         except crypto.CryptoError as exc:
-            raise _fatal(str(exc), "SecretsUnavailable") from None
+            raise fatal(str(exc), "SecretsUnavailable") from None
         return Context(execution, policy, application, storage, repo)
 
-    def _platform(self, application: Application) -> Platform:
-        secrets: dict[str, Any] = {}
-        if application.platform_secrets:
-            secrets = crypto.open_json(
-                application.platform_secrets,
-                master_key=self.settings.master_key_text,
-                context=f"applications/{application.id}/platform_secrets",
-            )
-        return LocalPlatform(application.platform_settings, secrets)
-
-    async def _with_progress(self, work: Callable[[Callable[[Progress], None]], T]) -> T:
-        """Runs ``work`` in a thread, heartbeating its latest progress; cancellation stops it."""
-        latest: list[Progress] = []
-        cancelled = threading.Event()
-
-        def progress(p: Progress) -> None:
-            latest[:] = [p]
-            if cancelled.is_set():
-                raise ApplicationError("cancelled", type="Cancelled", non_retryable=True)
-
-        task = asyncio.ensure_future(asyncio.to_thread(work, progress))
-        try:
-            while not task.done():
-                activity.heartbeat(asdict(latest[0]) if latest else {})
-                await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-        except asyncio.CancelledError:
-            cancelled.set()
-            await asyncio.gather(task, return_exceptions=True)
-            raise
-        return task.result()
-
-    def _restic_error(self, exc: ResticError) -> ApplicationError:
-        return ApplicationError(exc.message, type="ResticError", non_retryable=not exc.retryable)
+    async def _ensure_repository(self, repo: Repository) -> None:
+        """Creates the repository on first use; once per worker process is enough."""
+        if repo.path not in self._initialised:
+            await asyncio.to_thread(self.restic.init, repo)
+            self._initialised.add(repo.path)
 
     async def _existing(self, ctx: Context, part: str) -> PartResult | None:
-        """The snapshot an earlier attempt already made for this part, if any."""
-        if activity.info().attempt > 1:
-            await asyncio.to_thread(self.restic.unlock, ctx.repo)
+        """The snapshot an earlier attempt already made for this part, if any.
+
+        Only a retry can find one (a first attempt has no predecessor); it also clears the
+        lock a killed attempt left behind.
+        """
+        if activity.info().attempt == 1:
+            return None
+        await asyncio.to_thread(self.restic.unlock, ctx.repo)
         found = await asyncio.to_thread(self.restic.snapshots, ctx.repo, _tags(ctx, part))
         if not found:
             return None
@@ -247,12 +210,21 @@ class BackupActivities:
                     BackupExecution.id != execution.id,
                 )
             )
+            if not other:
+                other = await session.scalar(
+                    select(BackupRestore.workflow_id).where(
+                        BackupRestore.application_id == app_id,
+                        BackupRestore.status.in_(("pending", "running")),
+                    )
+                )
             if other:
                 execution.status = "failed"
-                execution.error_message = f"another backup of this application is running ({other})"
+                execution.error_message = (
+                    f"another backup or a restore of this application is running ({other})"
+                )
                 execution.completed_at = datetime.now(UTC)
                 await session.commit()
-                raise _fatal(execution.error_message, "BackupRunning")
+                raise fatal(execution.error_message, "BackupRunning")
             first_attempt = execution.run_id != begin.run_id or activity.info().attempt == 1
             execution.run_id = begin.run_id
             application = await session.get(Application, app_id)
@@ -280,7 +252,7 @@ class BackupActivities:
             ctx = await self._context(session, execution_id)
             storage, application = ctx.storage, ctx.application
             if storage.status != "active":
-                raise _fatal(
+                raise fatal(
                     f"backup storage {storage.name} is {storage.status}"
                     f"{': ' + storage.status_message if storage.status_message else ''};"
                     " the backup did not start",
@@ -319,7 +291,7 @@ class BackupActivities:
             ) from None
         capacity = storage.capacity_gb * GIB
         if status.used_bytes + expected > capacity:
-            raise _fatal(
+            raise fatal(
                 f"storage {storage.name} holds {_human(status.used_bytes)} of its"
                 f" {storage.capacity_gb} GB; this backup needs about {_human(expected)} more."
                 " Grow the storage, shorten retention or prune old backups",
@@ -327,7 +299,7 @@ class BackupActivities:
             )
         quota = int(quota_gb or 0) * GIB
         if workspace_used + status.used_bytes + expected > quota:
-            raise _fatal(
+            raise fatal(
                 f"the workspace's backups use {_human(workspace_used + status.used_bytes)} of its"
                 f" {quota_gb} GB quota; this backup needs about {_human(expected)} more",
                 "QuotaExceeded",
@@ -335,7 +307,7 @@ class BackupActivities:
         return int(expected)
 
     async def _first_backup_estimate(self, ctx: Context) -> int:
-        platform = self._platform(ctx.application)
+        platform = open_platform(ctx.application, self.settings)
         total = 0
         target = platform.database() if ctx.policy.include_database else None
         if target is not None:
@@ -358,12 +330,12 @@ class BackupActivities:
     async def snapshot_volumes(self, execution_id: str) -> SnapshotStep:
         async with self.sessions() as session:
             ctx = await self._context(session, execution_id)
-        platform = self._platform(ctx.application)
+        platform = open_platform(ctx.application, self.settings)
         names = platform.volume_names() if ctx.policy.include_volumes else []
         try:
             point = await asyncio.to_thread(platform.snapshot, execution_id, names)
         except FileNotFoundError as exc:
-            raise _fatal(str(exc), "InvalidConfiguration") from None
+            raise fatal(str(exc), "InvalidConfiguration") from None
         return SnapshotStep(
             point.consistent, point.note, {v.name: str(v.path) for v in point.volumes}
         )
@@ -373,10 +345,10 @@ class BackupActivities:
         """pg_dump streamed into ``restic backup --stdin``: no temporary copy, bounded memory."""
         async with self.sessions() as session:
             ctx = await self._context(session, execution_id)
-        target = self._platform(ctx.application).database()
+        target = open_platform(ctx.application, self.settings).database()
         if target is None:
-            raise _fatal("the application has no database configured", "InvalidConfiguration")
-        await asyncio.to_thread(self.restic.init, ctx.repo)
+            raise fatal("the application has no database configured", "InvalidConfiguration")
+        await self._ensure_repository(ctx.repo)
         existing = await self._existing(ctx, "database")
         psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
         try:
@@ -385,7 +357,7 @@ class BackupActivities:
             if existing is not None:
                 existing.details = {"database_size_bytes": db_size, "row_counts": rows}
                 return existing
-            result = await self._with_progress(
+            result = await with_progress(
                 lambda progress: pg_dump.dump_into_restic(
                     target,
                     self.restic,
@@ -401,7 +373,7 @@ class BackupActivities:
                 non_retryable=not exc.retryable,
             ) from None  # fmt: skip
         except ResticError as exc:
-            raise self._restic_error(exc) from None
+            raise restic_failure(exc) from None
         return PartResult(
             "database", result.snapshot_id, result.total_bytes_processed, result.data_added, 1,
             reused=False, details={"database_size_bytes": db_size, "row_counts": rows},
@@ -414,7 +386,7 @@ class BackupActivities:
             ctx = await self._context(session, job.execution_id)
         part = f"volume:{job.volume}"
         try:
-            await asyncio.to_thread(self.restic.init, ctx.repo)
+            await self._ensure_repository(ctx.repo)
             existing = await self._existing(ctx, part)
             if existing is not None:
                 return existing
@@ -426,7 +398,7 @@ class BackupActivities:
                     [f"application={ctx.application.id}", f"part={part}"],
                 )
                 parent = previous[-1].id if previous else None
-            result = await self._with_progress(
+            result = await with_progress(
                 lambda progress: self.restic.backup_paths(
                     ctx.repo,
                     Path(job.path),
@@ -437,7 +409,7 @@ class BackupActivities:
                 )
             )
         except ResticError as exc:
-            raise self._restic_error(exc) from None
+            raise restic_failure(exc) from None
         files = result.files_new + result.files_changed + result.files_unmodified
         return PartResult(
             part, result.snapshot_id, result.total_bytes_processed, result.data_added, files,
@@ -476,7 +448,7 @@ class BackupActivities:
             else:
                 manifest_id = existing.snapshot_id
         except ResticError as exc:
-            raise self._restic_error(exc) from None
+            raise restic_failure(exc) from None
         size = sum(p.bytes_processed for p in job.parts)
         now = datetime.now(UTC)
         async with self.sessions() as session:
@@ -543,9 +515,9 @@ class BackupActivities:
                 await asyncio.to_thread(self.restic.forget, ctx.repo, [s.id for s in snapshots])
                 pruned.append(str(old.id))
             if pruned:
-                await self._with_progress(lambda _progress: self.restic.prune(ctx.repo))
+                await with_progress(lambda _progress: self.restic.prune(ctx.repo))
         except ResticError as exc:
-            raise self._restic_error(exc) from None
+            raise restic_failure(exc) from None
         async with self.sessions() as session:
             for old_id in pruned:
                 row = await session.get(BackupExecution, uuid.UUID(old_id))
@@ -577,8 +549,10 @@ class BackupActivities:
             await asyncio.to_thread(self.restic.forget, ctx.repo, [s.id for s in partial])
         except ResticError as exc:
             if "does not exist" not in exc.message and "unable to open config" not in exc.message:
-                raise self._restic_error(exc) from None
-        await asyncio.to_thread(self._platform(ctx.application).release, job.execution_id)
+                raise restic_failure(exc) from None
+        await asyncio.to_thread(
+            open_platform(ctx.application, self.settings).release, job.execution_id
+        )
         async with self.sessions() as session:
             row = await session.get(BackupExecution, uuid.UUID(job.execution_id))
             assert row is not None
@@ -587,27 +561,8 @@ class BackupActivities:
             await session.commit()
         metrics.BACKUPS_FAILED.labels(ctx.execution.trigger).inc()
 
-    @activity.defn
-    async def notify_failure(self, event: FailureEvent) -> None:
-        """Alerts the configured webhook (Temporal retries it) and audits the failure."""
-        async with self.sessions() as session:
-            audit.record(
-                session, ACTOR, f"backup.{event.status}", "backup_execution", event.execution_id,
-                workspace_id=uuid.UUID(event.workspace_id),
-                details={"message": event.message, "workflow_id": event.workflow_id},
-            )  # fmt: skip
-            await session.commit()
-        url = self.settings.failure_webhook_url
-        if not url:
-            return
-        payload = {"event": f"backup.{event.status}", **asdict(event)}
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(url, json=payload)
-        if response.status_code >= 300:
-            raise ApplicationError(f"webhook answered {response.status_code}", type="WebhookError")
-
     def control(self) -> list[Any]:
-        return [self.begin_backup, self.check_quota, self.snapshot_volumes, self.notify_failure]
+        return [self.begin_backup, self.check_quota, self.snapshot_volumes]
 
     def data(self) -> list[Any]:
         return [

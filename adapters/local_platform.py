@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,21 @@ class LocalPlatform:
 
     def release(self, execution_id: str) -> None:
         """Nothing to release: no snapshot was made."""
+
+    def quiesce(self) -> str:
+        """Stops the application's writes with its configured stop command, if it has one."""
+        return self._hook("stop")
+
+    def resume(self) -> str:
+        return self._hook("start")
+
+    def _hook(self, name: str) -> str:
+        argv = (self.settings.get("hooks") or {}).get(name)
+        if not argv:
+            return f"no {name} command configured; the application was not {name}ped"
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{name} command {argv[0]} exited with {done.returncode}: {done.stderr[-500:]}"
+            )
+        return f"ran the {name} command {argv[0]}"

@@ -20,6 +20,7 @@ from api.routes import (
     me,
     members,
     metrics,
+    restores,
     users,
     workspaces,
 )
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     routers = (
         health, metrics, me, users, workspaces, members, applications, audit_events,
-        backup_storages, backup_usage, backup_policies, backups,
+        backup_storages, backup_usage, backup_policies, backups, restores,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

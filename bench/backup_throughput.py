@@ -7,7 +7,7 @@ Builds a database of about --size-mb with pgbench, then times
 and prints sizes, times, the ratios to raw pg_dump and the worker's peak memory
 (worker process plus its pg_dump/restic children, sampled every 50 ms).
 
-    .venv/bin/python bench/backup_throughput.py --size-mb 1024
+    .venv/bin/python -m bench.backup_throughput --size-mb 1024
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.backup import BackupActivities
+from activities.notify import Notifier
+from activities.restore import RestoreActivities
 from activities.schedules import ScheduleActivities
 from activities.storage import StorageActivities
 from adapters.restic import Restic
@@ -23,9 +25,11 @@ from db.session import make_engine, make_sessionmaker
 from worker.schedules import ensure_system_schedules
 from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
+from workflows.restore import RestoreWorkflow
 from workflows.storage import WORKFLOWS as STORAGE_WORKFLOWS
 
 log = logging.getLogger("cairn.worker")
+HEARTBEAT_THROTTLE_SECONDS = 2
 
 
 def build_workers(
@@ -36,15 +40,25 @@ def build_workers(
     storage = StorageActivities(sessions, settings, backend)
     backups = BackupActivities(sessions, settings, Restic(settings.restic_bin), backend)
     schedules = ScheduleActivities(client, sessions, settings)
+    notifier = Notifier(sessions, settings)
+    restores = RestoreActivities(sessions, settings, Restic(settings.restic_bin))
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     return [
         Worker(
             client,
             task_queue=CONTROL_TASK_QUEUE,
-            workflows=[*STORAGE_WORKFLOWS, ReconcileSchedulesWorkflow, BackupWorkflow],
+            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),
+            workflows=[
+                *STORAGE_WORKFLOWS,
+                ReconcileSchedulesWorkflow,
+                BackupWorkflow,
+                RestoreWorkflow,
+            ],
             activities=[
                 *storage.control(),
                 *backups.control(),
+                *restores.control(),
+                notifier.notify_failure,
                 schedules.reconcile_policy_schedules,
             ],
             graceful_shutdown_timeout=grace,
@@ -52,8 +66,10 @@ def build_workers(
         Worker(
             client,
             task_queue=DATA_TASK_QUEUE,
-            activities=[*storage.data(), *backups.data()],
+            activities=[*storage.data(), *backups.data(), *restores.data()],
             max_concurrent_activities=settings.worker_data_concurrency,
+            # live progress in the API: send heartbeats every few seconds, not every 24 s
+            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),
             graceful_shutdown_timeout=grace,
         ),
     ]

@@ -6,40 +6,21 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.backup import (
         BackupActivities,
         BeginBackup,
         FailJob,
-        FailureEvent,
         PartResult,
         RecordJob,
         UploadJob,
     )
+    from activities.notify import FailureEvent, Notifier
     from core.settings import DATA_TASK_QUEUE
     from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
-
-QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-# Data steps: five attempts over about half a minute ride out a database restart or a
-# storage hiccup; past that the run fails with the reason instead of hiding the outage.
-DATA = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=5,
-)
-HEARTBEAT = timedelta(seconds=30)
-LONG = timedelta(hours=12)
-
-
-def _reason(error: BaseException) -> str:
-    cause = error.cause if isinstance(error, ActivityError) else error
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause or error)
+    from workflows.shared import DATA, HEARTBEAT, LONG, NOTIFY, QUICK, reason
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -69,7 +50,7 @@ class BackupWorkflow:
             )
             status = "cancelled" if cancelled else "failed"
             message = (
-                f"cancelled during {self.step}" if cancelled else f"{self.step}: {_reason(error)}"
+                f"cancelled during {self.step}" if cancelled else f"{self.step}: {reason(error)}"
             )
             await self._fail(request, ref.execution_id, status, message)
             raise
@@ -137,7 +118,7 @@ class BackupWorkflow:
             )
         except ActivityError as error:
             # The backup itself is complete; a failed prune is retried after the next backup.
-            workflow.logger.warning("retention failed, backup kept: %s", _reason(error))
+            workflow.logger.warning("retention failed, backup kept: %s", reason(error))
         self.step = "done"
         return execution_id
 
@@ -160,16 +141,17 @@ class BackupWorkflow:
             retry_policy=DATA,
         )
         await workflow.execute_activity_method(
-            BackupActivities.notify_failure,
+            Notifier.notify_failure,
             FailureEvent(
+                "backup",
                 execution_id,
                 request.application_id,
                 request.workspace_id,
                 workflow.info().workflow_id,
-                request.trigger,
                 status,
                 message,
+                request.trigger,
             ),
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20),
+            retry_policy=NOTIFY,
         )

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.storage import (
@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         StorageUsage,
     )
     from core.settings import DATA_TASK_QUEUE
+    from workflows.shared import reason
 
 # PVE answers in seconds; eight attempts over about four minutes ride out a node
 # restart without retrying a refused configuration forever.
@@ -30,11 +31,6 @@ DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 PVE_TIMEOUT = timedelta(seconds=60)
-
-
-def _reason(error: ActivityError) -> str:
-    cause = error.cause
-    return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
 
 
 @dataclass
@@ -57,7 +53,7 @@ class ProvisionStorageWorkflow:
                 retry_policy=PVE_RETRY,
             )
         except ActivityError as error:
-            await self._set(job.storage_id, "error", _reason(error))
+            await self._set(job.storage_id, "error", reason(error))
             return "error"
         await self._set(job.storage_id, "active", None)
         return "active"
@@ -96,7 +92,7 @@ class DeleteStorageWorkflow:
             await workflow.execute_activity_method(
                 StorageActivities.set_storage_status,
                 StorageStatusChange(
-                    job.storage.storage_id, "error", f"deletion failed: {_reason(error)}"
+                    job.storage.storage_id, "error", f"deletion failed: {reason(error)}"
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=DB_RETRY,

@@ -42,6 +42,7 @@ def present(application: Application) -> dict[str, Any]:
             "database_url": database_url(database) if database else None,
             "database_password_set": bool(settings.get("database_password_set")),
             "volumes": settings.get("volumes", {}),
+            "hooks": settings.get("hooks"),
         },
         "created_at": application.created_at,
         "updated_at": application.updated_at,
@@ -74,7 +75,10 @@ async def create_application(
     ):
         raise conflict(f"an application named {body.name} already exists in this workspace")
     platform = body.platform
-    stored: dict[str, Any] = {"volumes": platform.volumes}
+    stored: dict[str, Any] = {
+        "volumes": platform.volumes,
+        "hooks": platform.hooks.model_dump() if platform.hooks else None,
+    }
     password = None
     if platform.database_url:
         stored["database"], password = split_database_url(platform.database_url)

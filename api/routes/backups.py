@@ -21,7 +21,7 @@ from api.temporal_links import workflow_url
 from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db import audit
-from db.models import Application, BackupExecution, BackupPolicy
+from db.models import Application, BackupExecution, BackupPolicy, BackupRestore
 from schedules.backup_policy import request_for
 from workflows.backup import BackupWorkflow
 
@@ -109,6 +109,14 @@ async def trigger_backup(
             " wait for it or cancel it",
             backup_id=str(running.id),
         )
+    restoring = await session.scalar(
+        select(BackupRestore.id).where(
+            BackupRestore.application_id == application.id,
+            BackupRestore.status.in_(("pending", "running")),
+        )
+    )
+    if restoring is not None:
+        raise conflict(f"a restore of this application is running ({restoring}); wait for it")
     execution_id = uuid.uuid4()
     workflow_id = f"backup-{execution_id}"
     execution = BackupExecution(
@@ -175,7 +183,7 @@ async def list_backups(
     }
 
 
-async def _execution(
+async def backup_of(
     session: AsyncSession, application: Application, backup_id: uuid.UUID
 ) -> BackupExecution:
     execution: BackupExecution | None = await session.scalar(
@@ -194,7 +202,7 @@ async def get_backup(
     settings: SettingsDep,
     request_temporal: TemporalDep,
 ) -> dict[str, Any]:
-    execution = await _execution(session, access.application, backup_id)
+    execution = await backup_of(session, access.application, backup_id)
     body = present(execution, access.application.id, settings)
     if execution.workflow_id:
         try:
@@ -215,7 +223,7 @@ async def cancel_backup(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
-    execution = await _execution(session, access.application, backup_id)
+    execution = await backup_of(session, access.application, backup_id)
     if execution.status != "running" or not execution.workflow_id:
         raise conflict(f"the backup is {execution.status}; only a running backup can be cancelled")
     try:

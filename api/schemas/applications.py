@@ -22,6 +22,16 @@ DatabaseUrl = Annotated[
 ]
 
 
+Argument = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
+
+
+class LocalHooks(Input):
+    """Commands (argv, no shell) the worker runs to stop and start the application's writes."""
+
+    stop: list[Argument] | None = Field(default=None, min_length=1, max_length=32)
+    start: list[Argument] | None = Field(default=None, min_length=1, max_length=32)
+
+
 class LocalPlatformIn(Input):
     kind: Literal["local"]
     database_url: DatabaseUrl | None = Field(
@@ -31,6 +41,7 @@ class LocalPlatformIn(Input):
     volumes: dict[Slug, AbsolutePath] = Field(
         default_factory=dict, max_length=64, description="volume name -> folder on the worker host"
     )
+    hooks: LocalHooks | None = None
 
 
 class ApplicationCreate(Input):
@@ -44,6 +55,7 @@ class LocalPlatformOut(Output):
     database_url: str | None = Field(description="without the password")
     database_password_set: bool
     volumes: dict[str, str]
+    hooks: dict[str, list[str] | None] | None = None
 
 
 class ApplicationOut(Output):

@@ -97,6 +97,7 @@ async def make_app(
     capacity_gb: int = 10,
     database_url: str | None = None,
     policy: dict[str, Any] | None = None,
+    hooks: dict[str, list[str]] | None = None,
 ) -> App:
     marker = f"CAIRN-MARKER-{uuid.uuid4().hex}"
     ws = await new_workspace(api, world, members=("member", "owner"))
@@ -132,6 +133,7 @@ async def make_app(
                     "kind": "local",
                     "database_url": app_url,
                     "volumes": {k: str(v) for k, v in volumes.items()},
+                    "hooks": hooks,
                 },
             },
             headers=world.auth("platform_admin"),

@@ -40,5 +40,6 @@ class WebhookReceiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def for_execution(self, execution_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("execution_id") == execution_id]
+    def for_execution(self, subject_id: str) -> list[dict[str, Any]]:
+        """Events about one backup execution or restore."""
+        return [e for e in self.events if e.get("id") == subject_id]

@@ -1,0 +1,335 @@
+"""The steps of a restore: verify, quiesce, restore database and volumes, verify, resume, record.
+
+Nothing is written over live data: the database is restored into a fresh database and
+swapped in by rename, each volume into a staging folder beside it and swapped in by
+rename, so a failure at any point leaves the application's data as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.support import (
+    fatal,
+    open_platform,
+    restic_failure,
+    to_completion,
+    with_progress,
+)
+from adapters import pg_databases, pg_dump
+from adapters.restic import Repository, Restic, ResticError
+from core import crypto
+from core.local_platform import split_database_url
+from core.settings import Settings
+from db import audit
+from db.models import Application, BackupExecution, BackupPolicy, BackupRestore, BackupStorage
+from repository.store import open_repository
+
+ACTOR = audit.Actor(label="system:restore-workflow")
+
+
+@dataclass
+class RestorePlan:
+    restore_id: str
+    database: bool
+    volumes: list[str]
+
+
+@dataclass
+class VolumeJob:
+    restore_id: str
+    volume: str
+
+
+@dataclass
+class FinishRestore:
+    restore_id: str
+    status: str  # succeeded | failed | cancelled
+    message: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    restore: BackupRestore
+    execution: BackupExecution
+    application: Application
+    repo: Repository
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.execution.metadata_ or {}
+
+    def snapshot(self, part: str) -> str:
+        for item in self.manifest.get("parts", []):
+            if item["part"] == part:
+                return str(item["snapshot_id"])
+        raise fatal(f"the backup has no {part} part", "MissingBackup")
+
+
+def target_context(restore_id: uuid.UUID | str) -> str:
+    return f"backup_restores/{restore_id}/target_password"
+
+
+class RestoreActivities:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, restic: Restic
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.restic = restic
+
+    async def _load(self, session: AsyncSession, restore_id: str) -> Loaded:
+        restore = await session.get(BackupRestore, uuid.UUID(restore_id))
+        if restore is None:  # the API's transaction may not be visible yet
+            raise ApplicationError("restore not visible yet", type="NotYetVisible")
+        execution = await session.get(BackupExecution, restore.backup_execution_id)
+        application = await session.get(Application, restore.application_id)
+        if execution is None or execution.status != "succeeded" or application is None:
+            raise fatal("the backup to restore no longer exists or was pruned", "MissingBackup")
+        policy = await session.get(BackupPolicy, execution.policy_id)
+        assert policy is not None
+        storage = await session.get(BackupStorage, policy.storage_id)
+        assert storage is not None
+        repo = await open_repository(session, self.settings, application, storage)
+        return Loaded(restore, execution, application, repo)
+
+    def _target(self, loaded: Loaded) -> pg_dump.PgTarget:
+        """The database to restore into: the application's own, or the requested other one."""
+        original = open_platform(loaded.application, self.settings).database()
+        if original is None:
+            raise fatal("the application has no database configured", "InvalidConfiguration")
+        target = (loaded.restore.details or {}).get("target") or {}
+        if target.get("database_name"):
+            return replace(original, dbname=target["database_name"])
+        if target.get("database_url"):
+            parts, _ = split_database_url(target["database_url"])
+            password = None
+            if target.get("password_sealed"):
+                password = crypto.open_sealed(
+                    target["password_sealed"],
+                    master_key=self.settings.master_key_text,
+                    context=target_context(loaded.restore.id),
+                ).decode()
+            return pg_dump.PgTarget(
+                parts["host"], int(parts["port"]), parts.get("user"), parts["dbname"], password
+            )
+        return original
+
+    @activity.defn
+    async def begin_restore(self, restore_id: str) -> RestorePlan:
+        async with self.sessions() as session:
+            loaded = await self._load(session, restore_id)
+            restore = loaded.restore
+            if restore.status == "pending":
+                restore.status, restore.started_at = "running", datetime.now(UTC)
+                audit.record(
+                    session, ACTOR, "restore.start", "backup_restore", restore.id,
+                    workspace_id=loaded.application.workspace_id,
+                    details={"backup_id": str(loaded.execution.id)},
+                )  # fmt: skip
+                await session.commit()
+            details = restore.details or {}
+            return RestorePlan(
+                restore_id, bool(details.get("database")), details.get("volumes", [])
+            )
+
+    @activity.defn
+    async def verify_backup(self, restore_id: str) -> str:
+        """The backup's snapshots exist and the repository's data reads back intact."""
+        async with self.sessions() as session:
+            loaded = await self._load(session, restore_id)
+        tags = [f"execution={loaded.execution.id}"]
+        try:
+            snapshots = await asyncio.to_thread(self.restic.snapshots, loaded.repo, tags)
+            wanted = {p["snapshot_id"] for p in loaded.manifest.get("parts", [])}
+            missing = sorted(w for w in wanted if not any(s.id.startswith(w) for s in snapshots))
+            if missing:
+                raise fatal(
+                    f"snapshots {', '.join(missing)} of the backup are missing from the repository",
+                    "MissingBackup",
+                )
+            await with_progress(lambda _p: self.restic.check(loaded.repo, read_data=True))
+        except ResticError as exc:
+            raise fatal(f"the backup failed verification: {exc.message}", "CorruptBackup") from None
+        return f"{len(wanted)} snapshots present; repository data read back intact"
+
+    @activity.defn
+    async def quiesce(self, restore_id: str) -> str:
+        async with self.sessions() as session:
+            loaded = await self._load(session, restore_id)
+        try:
+            return await to_completion(open_platform(loaded.application, self.settings).quiesce)
+        except (RuntimeError, OSError) as exc:
+            raise fatal(f"the application could not be stopped: {exc}", "QuiesceFailed") from None
+
+    @activity.defn
+    async def resume(self, restore_id: str) -> str:
+        async with self.sessions() as session:
+            restore = await session.get(BackupRestore, uuid.UUID(restore_id))
+            assert restore is not None
+            application = await session.get(Application, restore.application_id)
+            assert application is not None
+        try:
+            return await asyncio.to_thread(open_platform(application, self.settings).resume)
+        except (RuntimeError, OSError) as exc:
+            raise ApplicationError(f"the application could not be started: {exc}") from None
+
+    @activity.defn
+    async def restore_database(self, restore_id: str) -> str:
+        """Restores into a fresh database, then swaps it in by rename."""
+        async with self.sessions() as session:
+            loaded = await self._load(session, restore_id)
+        target = self._target(loaded)
+        short = uuid.UUID(restore_id).hex[:12]
+        staging, old = f"cairn_restore_{short}", f"cairn_old_{short}"
+        snapshot = loaded.snapshot("database")
+        try:
+            swapped = await asyncio.to_thread(pg_databases.exists, target, old) and not (
+                await asyncio.to_thread(pg_databases.exists, target, staging)
+            )
+            if not swapped:  # a retry restores again: a half-done pg_restore left nothing usable
+                await asyncio.to_thread(pg_databases.create, target, staging)
+                await with_progress(
+                    lambda _p: pg_dump.restore_from_restic(
+                        replace(target, dbname=staging),
+                        self.restic,
+                        loaded.repo,
+                        snapshot,
+                        bin_dir=self.settings.pg_bin_dir,
+                    )
+                )
+            await asyncio.to_thread(pg_databases.swap, target, staging, old)
+        except pg_dump.DumpError as exc:
+            await asyncio.to_thread(pg_databases.drop, target, staging)
+            raise ApplicationError(
+                f"database restore failed: {exc.message}", type="RestoreError",
+                non_retryable=not exc.retryable,
+            ) from None  # fmt: skip
+        return f"database {target.dbname} replaced by the backup's copy"
+
+    @activity.defn
+    async def restore_volume(self, job: VolumeJob) -> str:
+        """Restores into a staging folder beside the volume, then swaps the folders."""
+        async with self.sessions() as session:
+            loaded = await self._load(session, job.restore_id)
+        folders = loaded.application.platform_settings.get("volumes", {})
+        if job.volume not in folders:
+            raise fatal(
+                f"the application has no volume {job.volume} any more", "InvalidConfiguration"
+            )
+        live = Path(folders[job.volume])
+        short = uuid.UUID(job.restore_id).hex[:12]
+        staging = live.with_name(f".{live.name}.cairn-restore-{short}")
+        old = live.with_name(f".{live.name}.cairn-old-{short}")
+        snapshot = loaded.snapshot(f"volume:{job.volume}")
+        try:
+            await to_completion(
+                lambda: _swap_in_folder(self.restic, loaded.repo, snapshot, live, staging, old)
+            )
+        except ResticError as exc:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            raise restic_failure(exc) from None
+        return f"volume {job.volume} replaced by the backup's copy"
+
+    @activity.defn
+    async def verify_restore(self, restore_id: str) -> dict[str, Any]:
+        """Row counts per table and file counts and sizes per volume equal the manifest."""
+        async with self.sessions() as session:
+            loaded = await self._load(session, restore_id)
+        details, manifest = loaded.restore.details or {}, loaded.manifest
+        problems: list[str] = []
+        result: dict[str, Any] = {}
+        if details.get("database"):
+            expected = (manifest.get("database") or {}).get("row_counts", {})
+            psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
+            actual = await asyncio.to_thread(pg_dump.table_row_counts, self._target(loaded), psql)
+            problems += [
+                f"table {t}: {actual.get(t)} rows, the backup had {n}"
+                for t, n in expected.items()
+                if actual.get(t) != n
+            ]
+            result["tables"] = len(actual)
+        folders = loaded.application.platform_settings.get("volumes", {})
+        for volume in details.get("volumes", []):
+            expected_volume = manifest.get("volumes", {}).get(volume, {})
+            files, size = await asyncio.to_thread(_count, Path(folders[volume]))
+            if (files, size) != (expected_volume.get("files"), expected_volume.get("bytes")):
+                problems.append(
+                    f"volume {volume}: {files} files / {size} bytes, the backup had"
+                    f" {expected_volume.get('files')} / {expected_volume.get('bytes')}"
+                )
+            result[f"volume:{volume}"] = {"files": files, "bytes": size}
+        if problems:
+            raise fatal(
+                "restored data differs from the backup: " + "; ".join(problems), "VerifyFailed"
+            )
+        return result
+
+    @activity.defn
+    async def finish_restore(self, finish: FinishRestore) -> None:
+        async with self.sessions() as session:
+            restore = await session.get(BackupRestore, uuid.UUID(finish.restore_id))
+            assert restore is not None
+            if restore.status in ("succeeded", "failed", "cancelled"):
+                return
+            application = await session.get(Application, restore.application_id)
+            assert application is not None
+            restore.status, restore.error_message = finish.status, finish.message
+            restore.completed_at = datetime.now(UTC)
+            restore.details = {**(restore.details or {}), "notes": finish.notes}
+            audit.record(
+                session, ACTOR, f"restore.{finish.status}", "backup_restore", restore.id,
+                workspace_id=application.workspace_id,
+                details={"message": finish.message} if finish.message else {},
+            )  # fmt: skip
+            await session.commit()
+
+    def control(self) -> list[Any]:
+        return [self.begin_restore, self.quiesce, self.resume, self.finish_restore]
+
+    def data(self) -> list[Any]:
+        return [self.verify_backup, self.restore_database, self.restore_volume, self.verify_restore]
+
+
+def _count(path: Path) -> tuple[int, int]:
+    files = size = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                files += 1
+                size += os.path.getsize(full)
+    return files, size
+
+
+def _swap_in_folder(
+    restic: Restic, repo: Repository, snapshot: str, live: Path, staging: Path, old: Path
+) -> None:
+    """Each state on the way keeps a complete copy under ``live`` or ``old``; safe to repeat."""
+    if old.exists() and staging.exists() and not live.exists():
+        staging.rename(live)  # a crash came between the two renames: finish the swap
+        shutil.rmtree(old)
+        return
+    if old.exists() and live.exists() and not staging.exists():
+        shutil.rmtree(old)  # swapped already; only the clean-up was cut short
+        return
+    shutil.rmtree(staging, ignore_errors=True)  # a half-restored staging folder is redone
+    staging.mkdir(parents=True)
+    restic.restore(repo, snapshot, staging)
+    shutil.rmtree(old, ignore_errors=True)
+    if live.exists():
+        live.rename(old)
+    staging.rename(live)
+    shutil.rmtree(old, ignore_errors=True)

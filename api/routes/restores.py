@@ -1,0 +1,198 @@
+"""Restores of an application from one of its backups."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from activities.restore import target_context
+from api import timeline
+from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
+from api.pagination import Cursor, Limit, Page, fetch_page
+from api.problems import Problem, conflict, not_found
+from api.routes.backups import backup_of, lock_application, running_backup
+from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
+from api.temporal_links import workflow_url
+from core import crypto
+from core.local_platform import database_url, split_database_url
+from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
+from core.settings import CONTROL_TASK_QUEUE, Settings
+from db import audit
+from db.models import Application, BackupRestore
+from workflows.restore import RestoreWorkflow
+
+router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restores"])
+log = logging.getLogger(__name__)
+ACTIVE = ("pending", "running")
+
+
+def present(restore: BackupRestore, settings: Settings) -> dict[str, Any]:
+    details = restore.details or {}
+    target = details.get("target")
+    return {
+        **{c.key: getattr(restore, c.key) for c in BackupRestore.__mapper__.column_attrs},
+        "backup_id": restore.backup_execution_id,
+        "database": bool(details.get("database")),
+        "volumes": details.get("volumes", []),
+        "target": {k: v for k, v in target.items() if k != "password_sealed"} if target else None,
+        "notes": details.get("notes"),
+        "temporal_ui_url": workflow_url(settings, restore.workflow_id)
+        if restore.workflow_id
+        else None,
+    }
+
+
+async def active_restore(session: AsyncSession, application: Application) -> BackupRestore | None:
+    return await session.scalar(
+        select(BackupRestore).where(
+            BackupRestore.application_id == application.id, BackupRestore.status.in_(ACTIVE)
+        )
+    )
+
+
+def _invalid(field: str, message: str) -> Problem:
+    return Problem(
+        422, "validation-error", "Invalid request", f"{field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )  # fmt: skip
+
+
+@router.post("/backups/{backup_id}/restore", status_code=202, response_model=RestoreOut)
+async def start_restore(
+    backup_id: uuid.UUID,
+    body: RestoreRequest,
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    application = access.application
+    execution = await backup_of(session, application, backup_id)
+    if execution.status != "succeeded":
+        raise conflict(
+            f"the backup is {execution.status}; only completed backups can be restored",
+            backup_status=execution.status,
+        )
+    manifest = execution.metadata_ or {}
+    parts = {p["part"] for p in manifest.get("parts", [])}
+    in_backup = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
+    if body.restore_type == "full":
+        database, volumes = "database" in parts, in_backup
+    else:
+        database, volumes = body.database, body.volumes
+        if database and "database" not in parts:
+            raise _invalid("body.database", "this backup holds no database")
+        unknown = sorted(set(volumes) - set(in_backup))
+        if unknown:
+            raise _invalid(
+                "body.volumes", f"not in this backup: {', '.join(unknown)} (it holds {in_backup})"
+            )
+    restore_id = uuid.uuid4()
+    target: dict[str, Any] | None = None
+    if body.target is not None:
+        if not database:
+            raise _invalid("body.target", "a target applies only when the database is restored")
+        if body.target.database_name:
+            own = (application.platform_settings.get("database") or {}).get("dbname")
+            if body.target.database_name == own:
+                raise _invalid("body.target.database_name", "that is the original; omit target")
+            target = {"database_name": body.target.database_name}
+        elif body.target.database_url:
+            parts_url, password = split_database_url(body.target.database_url)
+            target = {"database_url": database_url(parts_url)}
+            if password:
+                target["password_sealed"] = crypto.seal(
+                    password.encode(), master_key=settings.master_key_text,
+                    context=target_context(restore_id),
+                )  # fmt: skip
+    await lock_application(session, application.id)
+    running = await running_backup(session, application)
+    if running is not None:
+        raise conflict(f"a backup of this application is running ({running.workflow_id})")
+    other = await active_restore(session, application)
+    if other is not None:
+        raise conflict(f"a restore of this application is already {other.status} ({other.id})")
+    workflow_id = f"restore-{restore_id}"
+    restore = BackupRestore(
+        id=restore_id, backup_execution_id=execution.id, application_id=application.id,
+        workflow_id=workflow_id, status="pending", restore_type=body.restore_type,
+        details={"database": database, "volumes": volumes, "target": target},
+    )  # fmt: skip
+    session.add(restore)
+    audit.record(
+        session, access.workspace.principal.actor, "restore.request", "backup_restore",
+        restore_id, workspace_id=application.workspace_id,
+        details={"backup_id": str(execution.id), "restore_type": body.restore_type,
+                 "database": database, "volumes": volumes,
+                 "target": {k: v for k, v in (target or {}).items() if k != "password_sealed"}},
+    )  # fmt: skip
+    await session.flush()
+    try:
+        handle = await temporal.start_workflow(
+            RestoreWorkflow.run,
+            args=[str(restore_id), str(application.id), str(application.workspace_id)],
+            id=workflow_id,
+            task_queue=CONTROL_TASK_QUEUE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(WORKSPACE_ID, str(application.workspace_id)),
+                    SearchAttributePair(APPLICATION_ID, str(application.id)),
+                    SearchAttributePair(BACKUP_TRIGGER, "manual"),
+                ]
+            ),
+        )
+    except Exception as exc:
+        raise Problem(
+            503, "temporal-unavailable", "Temporal unavailable",
+            f"the restore could not be started ({type(exc).__name__}); nothing was recorded",
+        ) from exc  # fmt: skip
+    restore.run_id = handle.first_execution_run_id
+    await session.commit()
+    await session.refresh(restore)
+    return present(restore, settings)
+
+
+@router.get("/restores", response_model=Page[RestoreOut])
+async def list_restores(
+    access: DedicatedAppReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, object]:
+    items, next_cursor = await fetch_page(
+        session,
+        select(BackupRestore).where(BackupRestore.application_id == access.application.id),
+        BackupRestore.created_at,
+        BackupRestore.id,
+        limit,
+        cursor,
+    )
+    return {"items": [present(r, settings) for r in items], "next_cursor": next_cursor}
+
+
+@router.get("/restores/{restore_id}", response_model=RestoreDetail)
+async def get_restore(
+    restore_id: uuid.UUID,
+    access: DedicatedAppReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    restore = await session.get(BackupRestore, restore_id)
+    if restore is None or restore.application_id != access.application.id:
+        raise not_found("restore", restore_id)
+    body = present(restore, settings)
+    if restore.workflow_id:
+        try:
+            body["timeline"] = await timeline.read(temporal, restore.workflow_id, restore.run_id)
+        except Exception as exc:
+            log.warning("timeline of %s unreadable: %s", restore.workflow_id, exc)
+            body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
+    return body

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints ratios against the tool it wraps, measured in the same run."""

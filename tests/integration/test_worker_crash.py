@@ -1,0 +1,150 @@
+"""A worker killed (SIGKILL) in the middle of an upload: after a restart the same backup
+completes, with exactly one snapshot per part.
+
+Runs its own Temporal dev server so that only the ``cairn worker`` process under test
+serves the task queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
+from core.settings import Settings
+from devstack.temporal import cli_path
+from repository.store import read_password
+from tests.conftest import free_port
+from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
+from tests.support.backups import finished
+
+pytestmark = pytest.mark.integration
+
+VOLUME_MB = 400
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address,
+        "CAIRN_MASTER_KEY": settings.master_key_text or "",
+        "CAIRN_STORAGE_MOUNT_ROOT": str(settings.storage_mount_root),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log.open("ab"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def isolated(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Settings]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=cli_path(), port=free_port(),
+        search_attributes=SEARCH_ATTRIBUTE_KEYS, dev_server_log_level="error",
+    )  # fmt: skip
+    try:
+        yield settings.model_copy(
+            update={
+                "temporal_address": env.client.service_client.config.target_host,
+                "proxmox_host": None, "proxmox_token_id": None, "proxmox_token_secret": None,
+                "storage_mount_root": tmp_path_factory.mktemp("crash-storages"),
+            }
+        )  # fmt: skip
+    finally:
+        await env.shutdown()
+
+
+async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
+    isolated: Settings, api: ApiClient, world: World, tmp_path: Path
+) -> None:
+    volume = tmp_path / "bulk"
+    volume.mkdir()
+    with (volume / "random.bin").open("wb") as handle:
+        for _ in range(VOLUME_MB):
+            handle.write(os.urandom(1024 * 1024))
+    log = tmp_path / "worker.log"
+    worker = start_worker(isolated, log)
+    try:
+        async with running_app(isolated) as client:
+            ws = await new_workspace(api, world, members=("owner",))
+            admin, owner = world.auth("ws_admin"), world.auth("owner")
+            storage = await expect(
+                await client.post(
+                    f"/api/v1/workspaces/{ws}/backup-storages",
+                    json={"name": "disk", "type": "local", "capacity_gb": 10}, headers=admin,
+                ),
+                202,
+            )  # fmt: skip
+            await wait_for(client, f"/api/v1/workspaces/{ws}/backup-storages/{storage['id']}",
+                           admin, lambda s: s["status"] == "active")  # fmt: skip
+            app = await expect(
+                await client.post(
+                    f"/api/v1/workspaces/{ws}/applications",
+                    json={"name": "bulk", "owner_id": world.users["owner"],
+                          "platform": {"kind": "local", "volumes": {"bulk": str(volume)}}},
+                    headers=world.auth("platform_admin"),
+                ),
+                201,
+            )  # fmt: skip
+            base = f"/api/v1/applications/{app['id']}"
+            await expect(
+                await client.post(
+                    f"{base}/backup-policy",
+                    json={"storage_id": storage["id"], "schedule": "0 3 * * *",
+                          "include_database": False},
+                    headers=owner,
+                ),
+                201,
+            )  # fmt: skip
+            accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
+            path = f"{base}/backups/{accepted['id']}"
+
+            def uploading(body: dict[str, Any]) -> bool:
+                progress = (body.get("timeline") or {}).get("progress") or {}
+                return progress.get("step") == "upload_volume" and progress.get("bytes_done", 0) > 0
+
+            await wait_for(client, path, owner, uploading, seconds=60)
+            os.killpg(worker.pid, signal.SIGKILL)  # the worker and its restic child
+            worker.wait()
+            worker = start_worker(isolated, log)
+            done = await wait_for(client, path, owner, finished, seconds=180)
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert done["status"] == "succeeded", (done["error_message"], log.read_text()[-3000:])
+    upload = next(s for s in done["timeline"]["steps"] if s["step"] == "upload_volume")
+    assert upload["attempts"] >= 2
+    from sqlalchemy import select
+
+    from db.models import BackupRepository
+    from db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(isolated.database_url)
+    async with make_sessionmaker(engine)() as session:
+        row = await session.scalar(
+            select(BackupRepository).where(BackupRepository.application_id == app["id"])
+        )
+    await engine.dispose()
+    assert row is not None
+    listed = subprocess.run(
+        ["restic", "-r", row.path, "snapshots", "--json"],
+        env={**os.environ, "RESTIC_PASSWORD": read_password(isolated, row)},
+        capture_output=True, check=True,
+    )  # fmt: skip
+    parts = sorted(t for s in json.loads(listed.stdout) for t in s["tags"] if t.startswith("part="))
+    assert parts == ["part=manifest", "part=volume:bulk"]
+    await asyncio.sleep(0)
