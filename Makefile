@@ -34,3 +34,4 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench.backup_throughput --size-mb 1024
+	$(BIN)/python -m bench.restore_throughput --size-mb 1024

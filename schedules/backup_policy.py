@@ -31,11 +31,10 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
+from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db.models import Application, BackupPolicy
 from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
@@ -85,13 +84,7 @@ def build(
             request,
             id=schedule_id(application.id),
             task_queue=CONTROL_TASK_QUEUE,
-            typed_search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(WORKSPACE_ID, str(application.workspace_id)),
-                    SearchAttributePair(APPLICATION_ID, str(application.id)),
-                    SearchAttributePair(BACKUP_TRIGGER, "schedule"),
-                ]
-            ),
+            typed_search_attributes=for_run(application.workspace_id, application.id, "schedule"),
             memo={FINGERPRINT: _fingerprint(policy, application, settings)},
         ),
         spec=ScheduleSpec(cron_expressions=[policy.schedule], time_zone_name=policy.timezone),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -10,23 +9,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api import timeline
 from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
+from api.runs import start_run, with_timeline
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
 from api.temporal_links import workflow_url
-from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from core.settings import Settings
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupRestore
 from schedules.backup_policy import request_for
 from workflows.backup import BackupWorkflow
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}/backups", tags=["backups"])
-log = logging.getLogger(__name__)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -136,27 +132,9 @@ async def trigger_backup(
     await session.flush()
     request = request_for(policy, application, "manual")
     request.execution_id = str(execution_id)
-    try:
-        handle = await temporal.start_workflow(
-            BackupWorkflow.run,
-            request,
-            id=workflow_id,
-            task_queue=CONTROL_TASK_QUEUE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(WORKSPACE_ID, str(application.workspace_id)),
-                    SearchAttributePair(APPLICATION_ID, str(application.id)),
-                    SearchAttributePair(BACKUP_TRIGGER, "manual"),
-                ]
-            ),
-        )
-    except Exception as exc:
-        raise Problem(
-            503,
-            "temporal-unavailable",
-            "Temporal unavailable",
-            f"the backup could not be started ({type(exc).__name__}); nothing was recorded",
-        ) from exc
+    handle = await start_run(
+        temporal, BackupWorkflow.run, [request], workflow_id, application, "backup"
+    )
     execution.run_id = handle.first_execution_run_id
     await session.commit()
     return present(execution, application.id, settings)
@@ -204,15 +182,7 @@ async def get_backup(
 ) -> dict[str, Any]:
     execution = await backup_of(session, access.application, backup_id)
     body = present(execution, access.application.id, settings)
-    if execution.workflow_id:
-        try:
-            body["timeline"] = await timeline.read(
-                request_temporal, execution.workflow_id, execution.run_id
-            )
-        except Exception as exc:
-            log.warning("timeline of %s unreadable: %s", execution.workflow_id, exc)
-            body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
-    return body
+    return await with_timeline(body, request_temporal, execution.workflow_id, execution.run_id)
 
 
 @router.post("/{backup_id}/cancel", status_code=202, response_model=BackupOut)

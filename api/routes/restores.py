@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.restore import target_context
-from api import timeline
 from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
 from api.routes.backups import backup_of, lock_application, running_backup
+from api.runs import start_run, with_timeline
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
 from api.temporal_links import workflow_url
 from core import crypto
 from core.local_platform import database_url, split_database_url
-from core.search_attributes import APPLICATION_ID, BACKUP_TRIGGER, WORKSPACE_ID
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from core.settings import Settings
 from db import audit
 from db.models import Application, BackupRestore
 from workflows.restore import RestoreWorkflow
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restores"])
-log = logging.getLogger(__name__)
 ACTIVE = ("pending", "running")
 
 
@@ -133,25 +129,11 @@ async def start_restore(
                  "target": {k: v for k, v in (target or {}).items() if k != "password_sealed"}},
     )  # fmt: skip
     await session.flush()
-    try:
-        handle = await temporal.start_workflow(
-            RestoreWorkflow.run,
-            args=[str(restore_id), str(application.id), str(application.workspace_id)],
-            id=workflow_id,
-            task_queue=CONTROL_TASK_QUEUE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(WORKSPACE_ID, str(application.workspace_id)),
-                    SearchAttributePair(APPLICATION_ID, str(application.id)),
-                    SearchAttributePair(BACKUP_TRIGGER, "manual"),
-                ]
-            ),
-        )
-    except Exception as exc:
-        raise Problem(
-            503, "temporal-unavailable", "Temporal unavailable",
-            f"the restore could not be started ({type(exc).__name__}); nothing was recorded",
-        ) from exc  # fmt: skip
+    handle = await start_run(
+        temporal, RestoreWorkflow.run,
+        [str(restore_id), str(application.id), str(application.workspace_id)],
+        workflow_id, application, "restore",
+    )  # fmt: skip
     restore.run_id = handle.first_execution_run_id
     await session.commit()
     await session.refresh(restore)
@@ -188,11 +170,6 @@ async def get_restore(
     restore = await session.get(BackupRestore, restore_id)
     if restore is None or restore.application_id != access.application.id:
         raise not_found("restore", restore_id)
-    body = present(restore, settings)
-    if restore.workflow_id:
-        try:
-            body["timeline"] = await timeline.read(temporal, restore.workflow_id, restore.run_id)
-        except Exception as exc:
-            log.warning("timeline of %s unreadable: %s", restore.workflow_id, exc)
-            body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
-    return body
+    return await with_timeline(
+        present(restore, settings), temporal, restore.workflow_id, restore.run_id
+    )

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.database import libpq_url
@@ -103,8 +104,9 @@ async def run_restore(
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 async def test_full_restore_brings_every_table_and_file_back(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path, dataset: str
-) -> None:
+    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path, dataset: str,
+    temporal_client: Client,
+) -> None:  # fmt: skip
     app = await make_app(api, world, database_server, tmp_path)
     DATASETS[dataset](app.db_url)
     tables = all_hashes(app.db_url)
@@ -126,6 +128,8 @@ async def test_full_restore_brings_every_table_and_file_back(
     with psycopg.connect(database_server.url("postgres", driver="postgresql")) as conn:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
     assert not [n for n in names if n.startswith(("cairn_restore_", "cairn_old_"))]
+    if dataset == "default":
+        await histories.record(temporal_client, restore["workflow_id"], "restore-succeeded")
 
 
 @pytest.fixture
@@ -185,7 +189,7 @@ async def test_restore_into_another_database_leaves_the_original_untouched(
 
 async def test_corrupted_repository_fails_verification_before_anything_is_touched(
     api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    webhook: WebhookReceiver,
+    webhook: WebhookReceiver, temporal_client: Client,
 ) -> None:  # fmt: skip
     app, backup = backed_up
     database, files = table_hashes(app.db_url), {n: tree_hashes(p) for n, p in app.volumes.items()}
@@ -203,6 +207,7 @@ async def test_corrupted_repository_fails_verification_before_anything_is_touche
     assert table_hashes(app.db_url) == database
     assert {n: tree_hashes(p) for n, p in app.volumes.items()} == files
     assert [e["event"] for e in webhook.for_execution(restore["id"])] == ["restore.failed"]
+    await histories.record(temporal_client, restore["workflow_id"], "restore-verify-failed")
 
 
 async def test_cancel_resumes_the_application(
@@ -227,6 +232,7 @@ async def test_cancel_resumes_the_application(
     )
     assert done["status"] == "cancelled", done
     assert log.read_text().split() == ["stop", "start"]
+    await histories.record(temporal_client, accepted["workflow_id"], "restore-cancelled")
 
 
 async def test_rules_of_the_restore_api(

@@ -11,6 +11,7 @@ from temporalio.worker import Replayer
 from tests.support.histories import HISTORIES
 from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
+from workflows.restore import RestoreWorkflow
 from workflows.storage import WORKFLOWS
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -20,7 +21,8 @@ def test_histories_are_recorded() -> None:
     names = {path.stem for path in RECORDED}
     assert {"backup-succeeded", "backup-quota-exceeded", "backup-cancelled",
             "storage-provision-ceph", "storage-provision-rejected",
-            "storage-delete-forced"} <= names  # fmt: skip
+            "storage-delete-forced", "restore-succeeded", "restore-verify-failed",
+            "restore-cancelled"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
@@ -31,5 +33,7 @@ async def test_history_replays(path: object) -> None:
     events = json.loads(path.read_text())
     workflow_id = path.stem
     history = WorkflowHistory.from_json(workflow_id, events)
-    replayer = Replayer(workflows=[*WORKFLOWS, BackupWorkflow, ReconcileSchedulesWorkflow])
+    replayer = Replayer(
+        workflows=[*WORKFLOWS, BackupWorkflow, ReconcileSchedulesWorkflow, RestoreWorkflow]
+    )
     await replayer.replay_workflow(history)
