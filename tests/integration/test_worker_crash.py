@@ -1,5 +1,5 @@
-"""A worker killed (SIGKILL) in the middle of an upload: after a restart the same backup
-completes, with exactly one snapshot per part.
+"""A worker killed (SIGKILL) in the middle of an upload or a restore: after a restart the same
+run completes, with exactly one snapshot per part, and a restored application is resumed.
 
 Runs its own Temporal dev server so that only the ``cairn worker`` process under test
 serves the task queues.
@@ -8,11 +8,13 @@ serves the task queues.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from core.settings import Settings
 from devstack.temporal import cli_path
 from repository.store import read_password
 from tests.conftest import free_port
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
 from tests.support.backups import finished
 
@@ -79,36 +82,7 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
     worker = start_worker(isolated, log)
     try:
         async with running_app(isolated) as client:
-            ws = await new_workspace(api, world, members=("owner",))
-            admin, owner = world.auth("ws_admin"), world.auth("owner")
-            storage = await expect(
-                await client.post(
-                    f"/api/v1/workspaces/{ws}/backup-storages",
-                    json={"name": "disk", "type": "local", "capacity_gb": 10}, headers=admin,
-                ),
-                202,
-            )  # fmt: skip
-            await wait_for(client, f"/api/v1/workspaces/{ws}/backup-storages/{storage['id']}",
-                           admin, lambda s: s["status"] == "active")  # fmt: skip
-            app = await expect(
-                await client.post(
-                    f"/api/v1/workspaces/{ws}/applications",
-                    json={"name": "bulk", "owner_id": world.users["owner"],
-                          "platform": {"kind": "local", "volumes": {"bulk": str(volume)}}},
-                    headers=world.auth("platform_admin"),
-                ),
-                201,
-            )  # fmt: skip
-            base = f"/api/v1/applications/{app['id']}"
-            await expect(
-                await client.post(
-                    f"{base}/backup-policy",
-                    json={"storage_id": storage["id"], "schedule": "0 3 * * *",
-                          "include_database": False},
-                    headers=owner,
-                ),
-                201,
-            )  # fmt: skip
+            base, owner = await _bulk_app(client, api, world, volume)
             accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
             path = f"{base}/backups/{accepted['id']}"
 
@@ -136,7 +110,9 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
     engine = make_engine(isolated.database_url)
     async with make_sessionmaker(engine)() as session:
         row = await session.scalar(
-            select(BackupRepository).where(BackupRepository.application_id == app["id"])
+            select(BackupRepository).where(
+                BackupRepository.application_id == uuid.UUID(base.rsplit("/", 1)[1])
+            )
         )
     await engine.dispose()
     assert row is not None
@@ -147,4 +123,98 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
     )  # fmt: skip
     parts = sorted(t for s in json.loads(listed.stdout) for t in s["tags"] if t.startswith("part="))
     assert parts == ["part=manifest", "part=volume:bulk"]
-    await asyncio.sleep(0)
+    await histories.record(
+        await client.app.state.temporal.get(), done["workflow_id"], "backup-worker-killed"
+    )
+
+
+async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_application(
+    isolated: Settings, api: ApiClient, world: World, tmp_path: Path
+) -> None:
+    volume, hooks_log = tmp_path / "bulk", tmp_path / "hooks.log"
+    volume.mkdir()
+    with (volume / "random.bin").open("wb") as handle:
+        for _ in range(VOLUME_MB):
+            handle.write(os.urandom(1024 * 1024))
+    original = hashlib.sha256((volume / "random.bin").read_bytes()).hexdigest()
+    log = tmp_path / "worker.log"
+    worker = start_worker(isolated, log)
+    try:
+        async with running_app(isolated) as client:
+            hooks = {"stop": ["sh", "-c", f"echo stop >> {hooks_log}"],
+                     "start": ["sh", "-c", f"echo start >> {hooks_log}"]}  # fmt: skip
+            base, owner = await _bulk_app(client, api, world, volume, hooks)
+            accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
+            backup = await wait_for(
+                client, f"{base}/backups/{accepted['id']}", owner, finished, seconds=120
+            )
+            assert backup["status"] == "succeeded"
+            (volume / "random.bin").write_bytes(b"changed after the backup")
+            started = await expect(
+                await client.post(f"{base}/backups/{backup['id']}/restore",
+                                  json={"restore_type": "full"}, headers=owner),
+                202,
+            )  # fmt: skip
+            staging = list(tmp_path.glob(".bulk.cairn-restore-*"))
+            for _ in range(600):
+                staging = list(tmp_path.glob(".bulk.cairn-restore-*"))
+                if staging and any(p.is_file() for p in staging[0].rglob("*")):
+                    break
+                await asyncio.sleep(0.05)
+            assert staging, "the restore never reached its volume step"
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+            worker = start_worker(isolated, log)
+            done = await wait_for(
+                client, f"{base}/restores/{started['id']}", owner,
+                lambda r: r["status"] in ("succeeded", "failed", "cancelled")
+                and (r.get("timeline") or {}).get("workflow_status") != "running",
+                seconds=180,
+            )  # fmt: skip
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert done["status"] == "succeeded", (done["error_message"], log.read_text()[-3000:])
+    assert hashlib.sha256((volume / "random.bin").read_bytes()).hexdigest() == original
+    assert hooks_log.read_text().split() == ["stop", "start"]
+    assert not list(tmp_path.glob(".bulk.cairn-*"))
+
+
+async def _bulk_app(
+    client: ApiClient, api: ApiClient, world: World, volume: Path,
+    hooks: dict[str, list[str]] | None = None,
+) -> tuple[str, dict[str, str]]:  # fmt: skip
+    """A workspace, an active local storage, an application with one volume, and a policy."""
+    ws = await new_workspace(api, world, members=("owner",))
+    admin, owner = world.auth("ws_admin"), world.auth("owner")
+    storage = await expect(
+        await client.post(
+            f"/api/v1/workspaces/{ws}/backup-storages",
+            json={"name": "disk", "type": "local", "capacity_gb": 10}, headers=admin,
+        ),
+        202,
+    )  # fmt: skip
+    await wait_for(client, f"/api/v1/workspaces/{ws}/backup-storages/{storage['id']}",
+                   admin, lambda s: s["status"] == "active")  # fmt: skip
+    app = await expect(
+        await client.post(
+            f"/api/v1/workspaces/{ws}/applications",
+            json={"name": "bulk", "owner_id": world.users["owner"],
+                  "platform": {"kind": "local", "volumes": {"bulk": str(volume)},
+                               "hooks": hooks}},
+            headers=world.auth("platform_admin"),
+        ),
+        201,
+    )  # fmt: skip
+    base = f"/api/v1/applications/{app['id']}"
+    await expect(
+        await client.post(
+            f"{base}/backup-policy",
+            json={"storage_id": storage["id"], "schedule": "0 3 * * *",
+                  "include_database": False},
+            headers=owner,
+        ),
+        201,
+    )  # fmt: skip
+    return base, owner
