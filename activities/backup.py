@@ -12,7 +12,7 @@ import json
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -483,57 +483,6 @@ class BackupActivities:
         return {"restic": self.restic.version(), "pg_dump": str(pg_dump.client_major(pg))}
 
     @activity.defn
-    async def apply_retention(self, execution_id: str) -> list[str]:
-        """Forgets backups older than the policy's retention, never the newest good one."""
-        async with self.sessions() as session:
-            ctx = await self._context(session, execution_id)
-            cutoff = datetime.now(UTC) - timedelta(days=ctx.policy.retention_days or 30)
-            newest = await session.scalar(
-                select(BackupExecution.id)
-                .where(
-                    BackupExecution.policy_id == ctx.policy.id,
-                    BackupExecution.status == "succeeded",
-                )
-                .order_by(BackupExecution.completed_at.desc())
-                .limit(1)
-            )
-            expired = (
-                await session.scalars(
-                    select(BackupExecution).where(
-                        BackupExecution.policy_id == ctx.policy.id,
-                        BackupExecution.status.in_(("succeeded", "failed", "cancelled")),
-                        BackupExecution.started_at < cutoff,
-                        BackupExecution.id != newest,
-                    )
-                )
-            ).all()
-        pruned = []
-        try:
-            for old in expired:
-                tags = [f"application={ctx.application.id}", f"execution={old.id}"]
-                snapshots = await asyncio.to_thread(self.restic.snapshots, ctx.repo, tags)
-                await asyncio.to_thread(self.restic.forget, ctx.repo, [s.id for s in snapshots])
-                pruned.append(str(old.id))
-            if pruned:
-                await with_progress(lambda _progress: self.restic.prune(ctx.repo))
-        except ResticError as exc:
-            raise restic_failure(exc) from None
-        async with self.sessions() as session:
-            for old_id in pruned:
-                row = await session.get(BackupExecution, uuid.UUID(old_id))
-                if row is not None:
-                    row.metadata_ = {**(row.metadata_ or {}), "status_before_prune": row.status}
-                    row.status = "pruned"
-            if pruned:
-                audit.record(
-                    session, ACTOR, "backup.prune", "backup_policy", ctx.policy.id,
-                    workspace_id=ctx.application.workspace_id,
-                    details={"executions": pruned, "retention_days": ctx.policy.retention_days},
-                )  # fmt: skip
-            await session.commit()
-        return pruned
-
-    @activity.defn
     async def fail_backup(self, job: FailJob) -> None:
         """Marks the run failed (or cancelled) and removes the snapshots it left behind."""
         async with self.sessions() as session:
@@ -569,6 +518,5 @@ class BackupActivities:
             self.dump_database,
             self.upload_volume,
             self.record_backup,
-            self.apply_retention,
             self.fail_backup,
         ]

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.backup import BackupActivities
 from activities.notify import Notifier
 from activities.restore import RestoreActivities
+from activities.retention import RetentionActivities
 from activities.schedules import ScheduleActivities
 from activities.storage import StorageActivities
 from adapters.restic import Restic
@@ -26,6 +27,7 @@ from worker.schedules import ensure_system_schedules
 from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
+from workflows.retention import RetentionSweepWorkflow
 from workflows.storage import WORKFLOWS as STORAGE_WORKFLOWS
 
 log = logging.getLogger("cairn.worker")
@@ -38,10 +40,12 @@ def build_workers(
     """Every workflow and activity of the project, on the queue where it belongs."""
     backend = backend_for(settings)
     storage = StorageActivities(sessions, settings, backend)
-    backups = BackupActivities(sessions, settings, Restic(settings.restic_bin), backend)
+    restic = Restic(settings.restic_bin)
+    backups = BackupActivities(sessions, settings, restic, backend)
     schedules = ScheduleActivities(client, sessions, settings)
     notifier = Notifier(sessions, settings)
-    restores = RestoreActivities(sessions, settings, Restic(settings.restic_bin))
+    restores = RestoreActivities(sessions, settings, restic)
+    retention = RetentionActivities(sessions, settings, restic)
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     return [
         Worker(
@@ -53,6 +57,7 @@ def build_workers(
                 ReconcileSchedulesWorkflow,
                 BackupWorkflow,
                 RestoreWorkflow,
+                RetentionSweepWorkflow,
             ],
             activities=[
                 *storage.control(),
@@ -66,7 +71,7 @@ def build_workers(
         Worker(
             client,
             task_queue=DATA_TASK_QUEUE,
-            activities=[*storage.data(), *backups.data(), *restores.data()],
+            activities=[*storage.data(), *backups.data(), *restores.data(), *retention.data()],
             max_concurrent_activities=settings.worker_data_concurrency,
             # live progress in the API: send heartbeats every few seconds, not every 24 s
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),

@@ -1,4 +1,4 @@
-"""Schedules the worker owns (not per-policy ones): usage refresh and policy reconcile."""
+"""Schedules the worker owns (not per-policy ones): usage refresh, reconcile, retention sweep."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from temporalio.client import (
 
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from workflows.reconcile import ReconcileSchedulesWorkflow
+from workflows.retention import RetentionSweepWorkflow
 from workflows.storage import RefreshStorageUsageWorkflow
 
 USAGE_SCHEDULE_ID = "storage-usage-refresh"
 RECONCILE_SCHEDULE_ID = "policy-schedules-reconcile"
+RETENTION_SCHEDULE_ID = "retention-sweep"
+DAY_MINUTES = 24 * 60
 
 
 def _every(workflow: Any, schedule_id: str, minutes: int) -> Schedule:
@@ -61,4 +64,9 @@ async def ensure_system_schedules(client: Client, settings: Settings) -> None:
         client,
         RECONCILE_SCHEDULE_ID,
         _every(ReconcileSchedulesWorkflow.run, RECONCILE_SCHEDULE_ID, settings.reconcile_minutes),
+    )
+    await _ensure(
+        client,
+        RETENTION_SCHEDULE_ID,
+        _every(RetentionSweepWorkflow.run, RETENTION_SCHEDULE_ID, DAY_MINUTES),
     )

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         UploadJob,
     )
     from activities.notify import FailureEvent, Notifier
+    from activities.retention import RetentionActivities
     from core.settings import DATA_TASK_QUEUE
     from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
     from workflows.shared import DATA, HEARTBEAT, LONG, NOTIFY, QUICK, reason
@@ -109,8 +110,8 @@ class BackupWorkflow:
         self.step = "prune"
         try:
             await workflow.execute_activity_method(
-                BackupActivities.apply_retention,
-                execution_id,
+                RetentionActivities.apply_retention,
+                request.policy_id,
                 task_queue=DATA_TASK_QUEUE,
                 start_to_close_timeout=LONG,
                 heartbeat_timeout=timedelta(minutes=2),

@@ -347,3 +347,27 @@ async def test_metrics_report_backups_and_storage(api: ApiClient, world: World, 
     from core import metrics as worker_metrics
 
     assert worker_metrics.BACKUPS_SUCCEEDED.labels("manual")._value.get() >= 1
+
+
+async def test_daily_sweep_prunes_expired_backups_without_a_new_backup(
+    api: ApiClient, world: World, app: App, settings: Settings, temporal_client: Client
+) -> None:
+    from core.settings import CONTROL_TASK_QUEUE
+    from workflows.retention import RetentionSweepWorkflow
+
+    old, new = await run_backup(api, world, app), await run_backup(api, world, app)
+    assert old["status"] == new["status"] == "succeeded"
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        conn.execute("UPDATE backup_executions SET started_at = now() - interval '40 days'"
+                     " WHERE id = %s", (old["id"],))  # fmt: skip
+    swept = await temporal_client.execute_workflow(
+        RetentionSweepWorkflow.run, id=f"test-sweep-{old['id']}", task_queue=CONTROL_TASK_QUEUE
+    )
+    assert [old["id"]] in swept.values()
+    statuses = {
+        b["id"]: b["status"]
+        for b in (await expect(await api.get(app.backups, headers=world.auth("owner")), 200))[
+            "items"
+        ]
+    }
+    assert (statuses[old["id"]], statuses[new["id"]]) == ("pruned", "succeeded")

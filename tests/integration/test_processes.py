@@ -75,6 +75,12 @@ async def test_worker_serves_both_queues_and_stops_on_sigterm(
             await asyncio.sleep(0.5)
         else:
             pytest.fail("the worker never polled both task queues")
+        for schedule_id in (
+            "storage-usage-refresh",
+            "policy-schedules-reconcile",
+            "retention-sweep",
+        ):
+            await temporal_client.get_schedule_handle(schedule_id).describe()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         assert "worker stopping" in (tmp_path / "worker.log").read_text()
