@@ -183,8 +183,21 @@ async def test_restore_into_another_database_leaves_the_original_untouched(
         restored = all_hashes(database_server.url(copy, driver="postgresql"))
         assert restored["public.items"].startswith("200:")
         assert "public.intruder" not in restored
+        # another server (here: the same one, by URL, with a password that must stay sealed)
+        elsewhere = database_server.url(f"{copy}_url", driver="postgresql")
+        with_password = elsewhere.replace("postgres@", "postgres:target-secret-pw@", 1)
+        restore = await run_restore(
+            api, world, app, backup["id"],
+            {"restore_type": "selective", "database": True,
+             "target": {"database_url": with_password}},
+        )  # fmt: skip
+        assert restore["status"] == "succeeded", restore["error_message"]
+        assert "target-secret-pw" not in str(restore)
+        assert all_hashes(elsewhere) == restored
+        assert all_hashes(app.db_url) == original
     finally:
         database_server.drop_database(copy)
+        database_server.drop_database(f"{copy}_url")
 
 
 async def test_corrupted_repository_fails_verification_before_anything_is_touched(
