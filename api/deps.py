@@ -206,9 +206,6 @@ async def application_writer(access: ApplicationReader) -> ApplicationAccess:
     return access
 
 
-ApplicationWriter = Annotated[ApplicationAccess, Depends(application_writer)]
-
-
 async def dedicated_reader(access: WorkspaceReader) -> WorkspaceAccess:
     access.require_dedicated()
     return access

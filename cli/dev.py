@@ -90,7 +90,7 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics
     logs.mkdir(exist_ok=True)
     stop_requested = False
 
-    def request_stop(signum: int, _frame: object) -> None:
+    def request_stop(_signum: int, _frame: object) -> None:
         nonlocal stop_requested
         stop_requested = True
 

@@ -22,10 +22,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-PLANS = ("free", "pro", "dedicated")
-WORKSPACE_ROLES = ("admin", "member")
-PLATFORM_KINDS = ("local",)
-
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(

@@ -12,7 +12,6 @@ from api.schemas.common import DisplayName, Email, Input, Output, Slug
 
 Plan = Literal["free", "pro", "dedicated"]
 Role = Literal["admin", "member"]
-QuotaGb = int
 
 
 class UserCreate(Input):
