@@ -224,6 +224,7 @@ class BackupActivities:
                 )
                 execution.completed_at = datetime.now(UTC)
                 await session.commit()
+                metrics.BACKUPS_FAILED.labels(req.trigger).inc()
                 raise fatal(execution.error_message, "BackupRunning")
             first_attempt = execution.run_id != begin.run_id or activity.info().attempt == 1
             execution.run_id = begin.run_id

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.retention import RetentionActivities
     from core.settings import DATA_TASK_QUEUE
     from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
-    from workflows.shared import DATA, HEARTBEAT, LONG, NOTIFY, QUICK, reason
+    from workflows.shared import BEGIN, DATA, HEARTBEAT, LONG, NOTIFY, reason
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -41,7 +41,7 @@ class BackupWorkflow:
             BackupActivities.begin_backup,
             BeginBackup(request, info.workflow_id, info.run_id, self._schedule_id()),
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=QUICK,
+            retry_policy=BEGIN,
         )
         try:
             return await self._backup(request, ref.execution_id, ref.volumes, ref.include_database)

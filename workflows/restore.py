@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import FailureEvent, Notifier
     from activities.restore import FinishRestore, RestoreActivities, RestorePlan, VolumeJob
     from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import DATA, HEARTBEAT, LONG, NOTIFY, QUICK, reason
+    from workflows.shared import BEGIN, DATA, HEARTBEAT, LONG, NOTIFY, QUICK, reason
 
 
 # A cancelled step must have stopped before the application is resumed or the run recorded:
@@ -36,7 +36,7 @@ class RestoreWorkflow:
         self.step = "begin"
         plan = await workflow.execute_activity_method(
             RestoreActivities.begin_restore, restore_id,
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=QUICK,
+            start_to_close_timeout=timedelta(seconds=60), retry_policy=BEGIN,
         )  # fmt: skip
         try:
             await self._restore(plan)

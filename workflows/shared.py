@@ -8,6 +8,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# The first step waits for the API's row to become visible; if it never does, the request
+# that started the run failed, and the run ends instead of waiting forever.
+BEGIN = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+    maximum_attempts=12,
+)  # fmt: skip
 # Data steps: five attempts over about half a minute ride out a database restart or a
 # storage hiccup; past that the run fails with the reason instead of hiding the outage.
 DATA = RetryPolicy(
