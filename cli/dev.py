@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -46,6 +47,17 @@ async def _new_admin_token(database_url: str) -> str:
             return await create_admin(session, ADMIN_EMAIL)
     finally:
         await engine.dispose()
+
+
+def _write_env(path: Path, env: dict[str, str], api_port: int) -> None:
+    """The settings of this stack, for operator commands: ``set -a; . .cairn/cairn.env``."""
+    keys = ("CAIRN_DATABASE_URL", "CAIRN_TEMPORAL_ADDRESS", "CAIRN_MASTER_KEY",
+            "CAIRN_STORAGE_MOUNT_ROOT")  # fmt: skip
+    lines = [f"{key}={shlex.quote(env[key])}" for key in keys]
+    lines.append(f"CAIRN_API_URL=http://127.0.0.1:{api_port}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -121,6 +133,7 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics
                 "CAIRN_MASTER_KEY": os.environ.get("CAIRN_MASTER_KEY")
                 or _secret_file(data_dir / "master-key", generate_master_key()),
             }
+            _write_env(data_dir / "cairn.env", env, api_port)
             token_file = data_dir / "admin-token"
             if not token_file.exists():
                 _secret_file(token_file, asyncio.run(_new_admin_token(database_url)))
@@ -143,6 +156,9 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics
             click.echo(f"Temporal UI   http://127.0.0.1:{ui_port}")
             click.echo(f"metrics       {api_url}/metrics, http://127.0.0.1:{metrics_port}/metrics")
             click.echo(f"admin token   {token_file}")
+            click.echo(
+                f"settings      {data_dir / 'cairn.env'} (set -a; . {data_dir / 'cairn.env'})"
+            )
             click.echo(f"logs          {logs}")
             click.echo("cairn is running; Ctrl-C stops everything")
             while not stop_requested:

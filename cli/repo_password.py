@@ -11,6 +11,8 @@ import uuid
 
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from core.settings import get_settings
 from core.tokens import hash_token
@@ -31,7 +33,12 @@ async def reveal(token: str, application_id: uuid.UUID) -> list[tuple[str, str]]
                 .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
             )
             if user is None or not user.is_platform_admin:
-                raise click.ClickException("this needs a valid platform admin token")
+                raise click.ClickException(
+                    "this needs a platform admin token of the installation whose database is"
+                    f" {make_url(settings.database_url).render_as_string(hide_password=True)};"
+                    " set CAIRN_DATABASE_URL and CAIRN_MASTER_KEY as the worker has them"
+                    " (for cairn dev: set -a; . .cairn/cairn.env)"
+                )
             application = await session.get(Application, application_id)
             if application is None:
                 raise click.ClickException(f"application {application_id} does not exist")
@@ -61,6 +68,10 @@ def print_passwords(token: str, application_id: str) -> None:
         app_id = uuid.UUID(application_id)
     except ValueError:
         raise click.BadParameter("must be an application id (UUID)") from None
-    for path, password in asyncio.run(reveal(token, app_id)):
+    try:
+        found = asyncio.run(reveal(token, app_id))
+    except OperationalError as exc:
+        raise click.ClickException(f"cannot reach cairn's database: {exc.orig}") from None
+    for path, password in found:
         click.echo(f"repository: {path}")
         click.echo(f"password:   {password}")
