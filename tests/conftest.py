@@ -18,6 +18,7 @@ from devstack.temporal import cli_path
 from tests.fakes.pve import FakePVE
 from tests.support import database as dbsupport
 from tests.support.api import ApiClient, World, build_world, running_app
+from tests.support.backups import CREATED_DATABASES
 from tests.support.webhook import WebhookReceiver
 from tests.support.workers import running_workers
 
@@ -35,7 +36,15 @@ def database_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
-def database_url(database_server: PostgresServer) -> Iterator[str]:
+def application_databases(database_server: PostgresServer) -> Iterator[None]:
+    """Drops the applications' databases the tests created, so runs leave the server clean."""
+    yield
+    for name in CREATED_DATABASES:
+        database_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(database_server: PostgresServer, application_databases: None) -> Iterator[str]:
     with dbsupport.fresh_database(database_server, f"cairn_test_{uuid.uuid4().hex[:10]}") as url:
         yield url
 

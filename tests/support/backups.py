@@ -15,6 +15,8 @@ from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+# Application databases made by this test run, dropped when the session ends (conftest).
+CREATED_DATABASES: list[str] = []
 
 
 def finished(backup: dict[str, Any]) -> bool:
@@ -116,6 +118,7 @@ async def make_app(
     )  # fmt: skip
     dbname = f"cairn_app_{uuid.uuid4().hex[:10]}"
     pg.create_database(dbname)
+    CREATED_DATABASES.append(dbname)
     libpq = pg.url(dbname, driver="postgresql")
     fill_database(libpq, marker)
     volumes = {"uploads": tmp / "uploads", "media": tmp / "media"}
