@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CONTROL_TASK_QUEUE = "cairn-control"
 DATA_TASK_QUEUE = "cairn-data"
@@ -43,6 +44,25 @@ class Settings(BaseSettings):
     policy_min_interval_minutes: int = 15
     schedule_catchup_minutes: int = 60
     reconcile_minutes: int = 10
+    volume_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="folders application volumes may live in (':' or ',' separated); empty:"
+        " {data_dir}/apps when data_dir is set, otherwise no volume is accepted",
+    )
+    data_dir: Path | None = Field(
+        default=None, description="cairn's own data folder (cairn dev); never an app volume"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token a Prometheus scraper sends to the API's /metrics"
+    )
+
+    @field_validator("volume_roots", mode="before")
+    @classmethod
+    def _split_volume_roots(cls, value: Any) -> Any:
+        """``/srv/apps:/data/apps`` (or commas) from the environment; lists pass through."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(",", ":").split(":") if part.strip()]
+        return value
 
     @property
     def master_key_text(self) -> str | None:
