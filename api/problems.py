@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Final
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +18,10 @@ from api.request_id import current_request_id
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+
+# Seconds a client is asked to wait when the metadata database cannot be reached: about the
+# time a restarting PostgreSQL needs, and short enough for an operator's retry loop.
+DATABASE_RETRY_AFTER_SECONDS: Final = 5
 
 
 class Problem(Exception):
@@ -44,7 +51,14 @@ def forbidden(detail: str) -> Problem:
 
 
 def problem_response(
-    request: Request, status: int, kind: str, title: str, detail: str, **extra: Any
+    request: Request,
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": f"/problems/{kind}",
@@ -55,7 +69,9 @@ def problem_response(
         "request_id": current_request_id(),
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -107,7 +123,72 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATEs that mean "the server is not there for us", not "this statement is wrong":
+# class 08 (connection exception), shutdown/terminated backends, too many connections.
+_UNAVAILABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
+_LOST_CONNECTION_WORDS: Final = ("connection is closed", "connection is lost", "server closed")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, then what caused it (explicitly or while handling), without cycles."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether one exception (not its chain) says the database cannot be reached."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # every pooled connection stayed busy
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return exc.connection_invalidated or (exc.orig is not None and _unreachable(exc.orig))
+    if isinstance(exc, psycopg.OperationalError):
+        # libpq's own failures (refused, timed out, closed unexpectedly) carry no SQLSTATE
+        state = exc.sqlstate
+        return state is None or state.startswith("08") or state in _UNAVAILABLE_SQLSTATES
+    if isinstance(exc, psycopg.InterfaceError):
+        return any(words in str(exc).lower() for words in _LOST_CONNECTION_WORDS)
+    return False
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the metadata database being unreachable.
+
+    Statement errors (a missing table, a constraint, a bad query) are programming or data
+    errors and stay 500: retrying would not help.
+    """
+    return any(_unreachable(link) for link in _chain(exc))
+
+
+def _database_unavailable_response(request: Request, exc: BaseException) -> JSONResponse:
+    log.warning(
+        "metadata database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    )
+    return problem_response(
+        request,
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        "the metadata database cannot be reached; nothing was changed, retry later",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        return _database_unavailable_response(request, exc)
+    return await _on_unhandled(request, exc)
+
+
 async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        return _database_unavailable_response(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         request,
@@ -122,4 +203,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
+    for database_error in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, psycopg.Error):
+        app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unhandled)
