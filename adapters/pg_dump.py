@@ -6,9 +6,15 @@ database size. Dumps are written uncompressed (``--compress=0``): restic compres
 them itself (zstd) and, unlike a zlib stream, an uncompressed dump deduplicates against
 the previous night's, so unchanged tables cost almost nothing.
 
+A dump's figures (row counts per table, database size) are read inside the very
+snapshot pg_dump dumps: a read-only repeatable-read transaction exports its snapshot,
+counts, and stays open while ``pg_dump --snapshot`` runs, so a restore verified against
+those figures matches even when the application wrote during the backup.
+
 Connection settings go into a libpq conninfo string; the password only into
-``PGPASSWORD`` of the child's environment. Everything here blocks; Temporal activities
-call it through ``asyncio.to_thread``.
+``PGPASSWORD`` of the child's environment (or the keyword argument of our own psycopg
+connection). Everything here blocks; Temporal activities call it through
+``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Final
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
@@ -57,6 +65,8 @@ _TRANSIENT_SQL: Final = re.compile(
     r"|canceling statement due to"
     r"|terminating connection"
     r"|out of memory"
+    # pg_dump could not import the snapshot: its exporting session ended early.
+    r"|invalid snapshot identifier"
 )
 
 
@@ -79,6 +89,19 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
 ORDER BY 1
 """
+
+
+@dataclass(frozen=True)
+class DatabaseDump(BackupResult):
+    """A dump's restic snapshot plus figures read in the same database snapshot as pg_dump.
+
+    ``row_counts`` has the keys and values :func:`table_row_counts` gives for the restored
+    database, so a restore of this dump verifies against them exactly.
+    """
+
+    row_counts: dict[str, int]
+    database_size_bytes: int
+    server_major: int
 
 
 @dataclass(frozen=True)
@@ -188,15 +211,16 @@ def environment(target: PgTarget) -> dict[str, str]:
     return env
 
 
-def dump_command(target: PgTarget, pg_dump: str) -> list[str]:
-    """The pg_dump command line, also what ``bench/`` measures a dump alone with."""
-    return [
-        pg_dump,
-        "--format=custom",
-        "--compress=0",
-        "--no-password",
-        f"--dbname={conninfo(target)}",
-    ]
+def dump_command(target: PgTarget, pg_dump: str, snapshot: str | None = None) -> list[str]:
+    """The pg_dump command line, also what ``bench/`` measures a dump alone with.
+
+    ``snapshot`` is an exported snapshot id: pg_dump then reads exactly what its
+    exporter's transaction sees.
+    """
+    argv = [pg_dump, "--format=custom", "--compress=0", "--no-password"]
+    if snapshot is not None:
+        argv.append(f"--snapshot={snapshot}")
+    return [*argv, f"--dbname={conninfo(target)}"]
 
 
 def restore_command(target: PgTarget, pg_restore: str) -> list[str]:
@@ -246,7 +270,10 @@ def server_info(target: PgTarget, psql: str) -> tuple[int, int]:
 
 
 def table_row_counts(target: PgTarget, psql: str) -> dict[str, int]:
-    """Exact row counts of every user table, read in one snapshot, to verify a restore."""
+    """Exact row counts of every user table, read in one snapshot, to verify a restore.
+
+    The same statement as :func:`dump_into_restic`'s counts, so the keys always agree.
+    """
     return {name: int(count) for name, count in _psql(target, psql, _COUNTS_SQL, 2)}
 
 
@@ -262,6 +289,76 @@ def _read_tail(errors: IO[bytes]) -> str:
     return errors.read().decode(errors="replace")
 
 
+@dataclass(frozen=True)
+class _Figures:
+    snapshot_id: str
+    row_counts: dict[str, int]
+    database_size_bytes: int
+
+
+def _sql_failure(what: str, exc: psycopg.Error, target: PgTarget) -> DumpError:
+    """Connection trouble and conflicts (OperationalError) may pass; other SQL errors repeat."""
+    message = str(exc)
+    retryable = isinstance(exc, psycopg.OperationalError) and not _PERMANENT.search(message)
+    return DumpError(f"{what} failed: {_clean(message, target)}", retryable=retryable)
+
+
+@contextmanager
+def _connection(target: PgTarget) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """An autocommit psycopg connection to ``target``, closed (rolled back) on leaving."""
+    try:
+        conn = psycopg.connect(
+            conninfo(target),
+            # "" rather than None: the worker's own PGPASSWORD must not apply, as for the tools
+            password=target.password or "",
+            connect_timeout=int(_CONNECT_TIMEOUT),
+            autocommit=True,
+        )
+    except psycopg.Error as exc:
+        raise _sql_failure("connecting to the database", exc, target) from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _export_snapshot(conn: psycopg.Connection[tuple[Any, ...]], target: PgTarget) -> _Figures:
+    """Opens the snapshot pg_dump will import and reads the manifest's figures inside it.
+
+    The transaction stays open on ``conn``: the snapshot exists only while it does, and
+    the ACCESS SHARE locks the counts took keep DDL away until pg_dump has its own.
+    """
+    try:
+        # Like pg_dump for its own session: a server or role default must not end a
+        # transaction that idles for the whole dump, nor cut a long count short.
+        conn.execute("SET statement_timeout = 0")
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
+        if conn.info.server_version >= 170000:
+            conn.execute("SET transaction_timeout = 0")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    except psycopg.Error as exc:
+        raise _sql_failure("preparing the dump's transaction", exc, target) from None
+    try:
+        exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    except psycopg.Error as exc:
+        failure = _sql_failure("exporting a snapshot for pg_dump", exc, target)
+        raise DumpError(
+            f"{failure.message}. cairn reads the backup's row counts in the snapshot pg_dump "
+            "dumps, so it needs pg_export_snapshot(); a standby before PostgreSQL 10 cannot "
+            "export one: back up from the primary or a newer server",
+            retryable=failure.retryable,
+        ) from None
+    assert exported is not None
+    try:
+        # One statement for every table: one round trip, whatever the number of tables.
+        counts = {str(name): int(n) for name, n in conn.execute(_COUNTS_SQL).fetchall()}
+        sized = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    except psycopg.Error as exc:
+        raise _sql_failure("counting the rows to back up", exc, target) from None
+    assert sized is not None
+    return _Figures(str(exported[0]), counts, int(sized[0]))
+
+
 def dump_into_restic(
     target: PgTarget,
     restic: Restic,
@@ -271,27 +368,56 @@ def dump_into_restic(
     bin_dir: Path | None = None,
     filename: str = "database.dump",
     progress: Callable[[Progress], None] | None = None,
-) -> BackupResult:
+) -> DatabaseDump:
     """Dumps ``target`` into a new snapshot holding ``/{filename}``; nothing partial stays.
 
+    The returned row counts and size are read in the snapshot pg_dump dumps (see the
+    module's docstring), so they describe the dump exactly even under concurrent writes.
     A pg_dump older than the server refuses to dump it, so that is checked first and
     reported with both versions. When pg_dump fails halfway, restic has already stored
     what came before: that snapshot is forgotten, or a retry would take it for a backup.
     """
     pg_dump = tool("pg_dump", bin_dir)
-    server_major, _ = server_info(target, tool("psql", bin_dir))
     major = client_major(pg_dump)
-    if major < server_major:
-        raise DumpError(
-            f"pg_dump {major} cannot dump a PostgreSQL {server_major} server; point "
-            f"CAIRN_PG_BIN_DIR at the PostgreSQL {server_major} client programs",
-            retryable=False,
+    with _connection(target) as conn:
+        server_major = conn.info.server_version // 10000
+        if major < server_major:
+            raise DumpError(
+                f"pg_dump {major} cannot dump a PostgreSQL {server_major} server; point "
+                f"CAIRN_PG_BIN_DIR at the PostgreSQL {server_major} client programs",
+                retryable=False,
+            )
+        figures = _export_snapshot(conn, target)
+        command = dump_command(target, pg_dump, figures.snapshot_id)
+        # The exporting transaction stays open until pg_dump has finished.
+        result = _stream_into_restic(
+            command, target, restic, repo, tags, filename=filename, progress=progress
         )
+    stored = {f.name: getattr(result, f.name) for f in fields(BackupResult)}
+    return DatabaseDump(
+        **stored,
+        row_counts=figures.row_counts,
+        database_size_bytes=figures.database_size_bytes,
+        server_major=server_major,
+    )
 
+
+def _stream_into_restic(
+    command: list[str],
+    target: PgTarget,
+    restic: Restic,
+    repo: Repository,
+    tags: Sequence[str],
+    *,
+    filename: str,
+    progress: Callable[[Progress], None] | None,
+) -> BackupResult:
+    """Runs ``command`` (pg_dump) into ``restic backup --stdin``; forgets a partial snapshot."""
+    pg_dump = command[0]
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(
-                dump_command(target, pg_dump),
+                command,
                 env=environment(target),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

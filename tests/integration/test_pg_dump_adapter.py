@@ -7,8 +7,10 @@ import os
 import secrets
 import shutil
 import stat
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -77,6 +79,24 @@ def new_database(database_server: PostgresServer) -> Iterator[PgTarget]:
         yield target(database_server, name)
     finally:
         database_server.drop_database(name)
+
+
+@pytest.fixture
+def databases(database_server: PostgresServer) -> Iterator[Callable[[], PgTarget]]:
+    """Makes fresh databases on demand; every one is dropped at the end, also on failure."""
+    created: list[str] = []
+
+    def make() -> PgTarget:
+        name = f"cairn_dump_{uuid.uuid4().hex[:10]}"
+        created.append(name)
+        database_server.create_database(name)
+        return target(database_server, name)
+
+    try:
+        yield make
+    finally:
+        for name in created:
+            database_server.drop_database(name)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +176,10 @@ def test_dump_into_restic_then_restore_into_an_empty_database(
     result = dump_into_restic(source, restic, repo, snapshot_tags, progress=updates.append)
     assert updates
     assert result.files_new == 1 and result.total_bytes_processed > 0
+    assert result.row_counts == EXPECTED_COUNTS
+    assert (result.server_major, result.database_size_bytes) == server_info(
+        source, tool("psql", None)
+    )
 
     [snapshot] = restic.snapshots(repo, snapshot_tags)
     assert snapshot.short_id == result.snapshot_id
@@ -309,3 +333,124 @@ def test_missing_tools_are_reported(tmp_path: Path) -> None:
     assert "pg_dump not found in" in caught.value.message
     assert not caught.value.retryable
     assert tool("pg_restore", None) == shutil.which("pg_restore")
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_figures_are_the_dumps_own_while_the_application_writes(
+    databases: Callable[[], PgTarget], restic: Restic, repo: Repository
+) -> None:
+    """Issue 9: counts taken before pg_dump, outside its snapshot, failed the restore's check.
+
+    A writer commits an order and its event in one transaction, without pause, before,
+    during and after the dump. The figures the dump returns must be exactly what a
+    restore of that dump holds; the counts today's code took before dumping are not.
+    """
+    live = databases()
+    with connect(live) as conn:
+        conn.execute(
+            """
+            CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric(12, 2), pad text);
+            CREATE TABLE order_events (order_id bigint NOT NULL, kind text NOT NULL);
+            INSERT INTO orders (amount, pad)
+                SELECT i * 0.5, repeat(md5(i::text), 8) FROM generate_series(1, 40000) i;
+            INSERT INTO order_events SELECT id, 'created' FROM orders;
+            """
+        )
+    stop = threading.Event()
+    committed = [0]
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with connect(live) as conn:
+                while not stop.is_set():
+                    with conn.transaction():
+                        conn.execute(
+                            "WITH o AS (INSERT INTO orders (amount, pad)"
+                            " VALUES (1.25, repeat('x', 200)) RETURNING id)"
+                            " INSERT INTO order_events SELECT id, 'created' FROM o"
+                        )
+                    committed[0] += 1
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+
+    psql = tool("psql", None)
+    writer = threading.Thread(target=write, name="application-writes", daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: committed[0] >= 20, "the writer to start")
+        # what dump_database recorded until now: counts first, pg_dump afterwards
+        counted_before = table_row_counts(live, psql)
+        mark = committed[0]
+        wait_for(lambda: committed[0] >= mark + 20, "writes after the early count")
+        result = dump_into_restic(live, restic, repo, tags())
+        mark = committed[0]
+        wait_for(lambda: committed[0] >= mark + 20, "writes after the dump")
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert not failures, failures
+    final = table_row_counts(live, psql)
+
+    restored = databases()
+    restore_from_restic(restored, restic, repo, result.snapshot_id)
+    in_restore = table_row_counts(restored, psql)
+
+    assert result.row_counts == in_restore
+    # one snapshot: every restored order has its event, as in every committed transaction
+    assert in_restore["public.orders"] == in_restore["public.order_events"]
+    # the writes really raced the backup on both sides of its snapshot ...
+    assert counted_before["public.orders"] < in_restore["public.orders"] < final["public.orders"]
+    # ... so the figures taken before pg_dump would fail the restore's verification
+    assert counted_before != in_restore
+
+
+def test_unusual_names_give_the_same_keys_when_dumping_and_verifying(
+    databases: Callable[[], PgTarget], restic: Restic, repo: Repository
+) -> None:
+    """The manifest's keys (dump side) and the verification's keys (restore side) agree."""
+    odd_schema = sql.Identifier('Odd.Schema "q" ü')
+    odd_table = sql.Identifier("Ta.ble|with\nnewline")
+    source_db = databases()
+    with connect(source_db) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(odd_schema))
+        conn.execute(sql.SQL("CREATE TABLE {}.{} (x int)").format(odd_schema, odd_table))
+        conn.execute(
+            sql.SQL("INSERT INTO {}.{} SELECT generate_series(1, 7)").format(odd_schema, odd_table)
+        )
+        conn.execute(
+            """
+            CREATE TABLE "MiXeD" (x int);
+            INSERT INTO "MiXeD" VALUES (1), (2);
+            CREATE TABLE measures (at date NOT NULL, v int) PARTITION BY RANGE (at);
+            CREATE TABLE measures_2024 PARTITION OF measures
+                FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+            CREATE TABLE measures_2025 PARTITION OF measures
+                FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+            INSERT INTO measures VALUES ('2024-05-01', 1), ('2025-05-01', 2), ('2025-06-01', 3);
+            CREATE TABLE "empty table" (x int);
+            """
+        )
+    psql = tool("psql", None)
+    expected = {
+        'Odd.Schema "q" ü.Ta.ble|with\nnewline': 7,
+        "public.MiXeD": 2,
+        "public.empty table": 0,
+        "public.measures": 3,
+        "public.measures_2024": 1,
+        "public.measures_2025": 2,
+    }
+    assert table_row_counts(source_db, psql) == expected
+
+    result = dump_into_restic(source_db, restic, repo, tags())
+    assert result.row_counts == expected
+    restored = databases()
+    restore_from_restic(restored, restic, repo, result.snapshot_id)
+    assert table_row_counts(restored, psql) == expected
