@@ -18,7 +18,7 @@ from api.problems import Problem, conflict, not_found
 from api.schemas.policies import PolicyIn, PolicyOut, TriggerOut
 from core.temporal import LazyClient
 from db import audit
-from db.models import BackupPolicy, BackupStorage
+from db.models import Application, BackupPolicy, BackupStorage
 from schedules import backup_policy as sync
 from schedules.cron import CronError, check, check_timezone
 
@@ -28,6 +28,59 @@ log = logging.getLogger(__name__)
 
 def _invalid(field: str, message: str, code: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", field), "msg": message, "type": code}])
+
+
+def _effective(
+    body: PolicyIn, policy: BackupPolicy | None, application: Application
+) -> dict[str, Any]:
+    """The policy's values after this request: sent fields, else stored ones, else defaults.
+
+    An update keeps what it was not told to change. On create, ``include_database`` and
+    ``include_volumes`` follow what the application has.
+    """
+    sent = {k: v for k, v in body.model_dump().items() if k in body.model_fields_set}
+    sent = {k: v for k, v in sent.items() if not (k.startswith("include_") and v is None)}
+    if policy is not None:
+        stored = {k: getattr(policy, k) for k in PolicyIn.model_fields}
+        return {**stored, **sent}
+    platform = application.platform_settings
+    defaults = {
+        **body.model_dump(),
+        "include_database": bool(platform.get("database")),
+        "include_volumes": bool(platform.get("volumes")),
+    }
+    return {**defaults, **sent}
+
+
+def _check_parts(
+    body: PolicyIn, values: dict[str, Any], application: Application
+) -> list[dict[str, Any]]:
+    """What the policy includes must exist in the application, or every backup would fail."""
+    platform = application.platform_settings
+    errors: list[dict[str, Any]] = []
+    if body.include_database and not platform.get("database"):
+        errors.append({
+            "loc": ("body", "include_database"), "type": "missing_database",
+            "msg": "the application has no database; register one or set include_database false",
+        })  # fmt: skip
+    if body.include_volumes and not platform.get("volumes"):
+        errors.append({
+            "loc": ("body", "include_volumes"), "type": "missing_volumes",
+            "msg": "the application has no volumes; register one or set include_volumes false",
+        })  # fmt: skip
+    if not errors and not (values["include_database"] or values["include_volumes"]):
+        if not (platform.get("database") or platform.get("volumes")):
+            message = (
+                "the application has neither a database nor volumes registered: there is"
+                " nothing to back up; register one first"
+            )
+        else:
+            message = (
+                "include_volumes and include_database are both false: a backup must include"
+                " the database, the volumes or both"
+            )
+        errors.append({"loc": ("body",), "msg": message, "type": "nothing_to_back_up"})
+    return errors
 
 
 def _temporal_down(exc: Exception) -> Problem:
@@ -83,33 +136,39 @@ async def put_policy(
     temporal: TemporalDep,
     response: Response,
 ) -> dict[str, Any]:
-    try:
-        zone = check_timezone(body.timezone)
-    except CronError as exc:
-        raise _invalid("timezone", str(exc), "invalid_timezone") from exc
-    try:
-        check(body.schedule, zone, timedelta(minutes=settings.policy_min_interval_minutes))
-    except CronError as exc:
-        raise _invalid("schedule", str(exc), "invalid_schedule") from exc
     application = access.application
-    storage = await session.get(BackupStorage, body.storage_id)
+    policy = await session.scalar(
+        select(BackupPolicy).where(BackupPolicy.application_id == application.id).with_for_update()
+    )
+    values = _effective(body, policy, application)
+    errors = _check_parts(body, values, application)
+    try:
+        zone = check_timezone(values["timezone"])
+    except CronError as exc:
+        errors.append({"loc": ("body", "timezone"), "msg": str(exc), "type": "invalid_timezone"})
+    else:
+        try:
+            check(values["schedule"], zone, timedelta(minutes=settings.policy_min_interval_minutes))
+        except CronError as exc:
+            errors.append(
+                {"loc": ("body", "schedule"), "msg": str(exc), "type": "invalid_schedule"}
+            )
+    if errors:
+        raise RequestValidationError(errors)
+    storage = await session.get(BackupStorage, values["storage_id"])
     if storage is None or storage.workspace_id != application.workspace_id:
-        raise not_found("backup storage", body.storage_id)
+        raise not_found("backup storage", values["storage_id"])
     if storage.status != "active":
         raise conflict(
             f"backup storage {storage.name} is {storage.status}"
             f"{': ' + storage.status_message if storage.status_message else ''};"
             " a policy needs an active storage"
         )
-    policy = await session.scalar(
-        select(BackupPolicy).where(BackupPolicy.application_id == application.id).with_for_update()
-    )
     created = policy is None
     if policy is None:
         policy = BackupPolicy(id=uuid.uuid4(), application_id=application.id)
         session.add(policy)
     before = {k: getattr(policy, k) for k in PolicyIn.model_fields} if not created else {}
-    values = body.model_dump()
     for key, value in values.items():
         setattr(policy, key, value)
     changes = {k: v for k, v in values.items() if created or before.get(k) != v}

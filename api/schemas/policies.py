@@ -6,12 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
 from api.schemas.common import Input, Output
 
 
 class PolicyIn(Input):
+    """Create or update: on update, a field left out keeps its stored value.
+
+    ``include_database`` and ``include_volumes`` left out on create follow the application
+    (a part it has is included, one it lacks is not), so the default policy can always run.
+    """
+
     storage_id: uuid.UUID
     enabled: bool = True
     schedule: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
@@ -20,17 +26,14 @@ class PolicyIn(Input):
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
     retention_days: int = Field(default=30, ge=1, le=3650)
     backup_type: Literal["full", "incremental"] = "full"
-    include_volumes: bool = True
-    include_database: bool = True
-
-    @model_validator(mode="after")
-    def _something_to_back_up(self) -> PolicyIn:
-        if not (self.include_volumes or self.include_database):
-            raise ValueError(
-                "include_volumes and include_database are both false: a backup must include"
-                " the database, the volumes or both"
-            )
-        return self
+    include_volumes: bool | None = Field(
+        default=None,
+        description="default on create: whether the application has volumes; true needs one",
+    )
+    include_database: bool | None = Field(
+        default=None,
+        description="default on create: whether the application has a database; true needs one",
+    )
 
 
 class ScheduleRun(Output):

@@ -36,7 +36,13 @@ class Setup:
         self.url = f"/api/v1/applications/{app}/backup-policy"
 
 
-async def make_setup(api: ApiClient, world: World, *, plan: str = "dedicated") -> Setup:
+SHOP_DATABASE = "postgresql://shop:s3cret-pw@127.0.0.1:5432/shop"
+
+
+async def make_setup(
+    api: ApiClient, world: World, *, platform: dict[str, Any] | None = None
+) -> Setup:
+    """A workspace with an active storage and an application (by default one with a database)."""
     ws = await new_workspace(api, world, members=("member", "owner"))
     admin = world.auth("ws_admin")
     accepted = await expect(
@@ -54,7 +60,11 @@ async def make_setup(api: ApiClient, world: World, *, plan: str = "dedicated") -
     app = await expect(
         await api.post(
             f"/api/v1/workspaces/{ws}/applications",
-            json={"name": "shop", "owner_id": world.users["owner"], "platform": {"kind": "local"}},
+            json={
+                "name": "shop",
+                "owner_id": world.users["owner"],
+                "platform": platform or {"kind": "local", "database_url": SHOP_DATABASE},
+            },
             headers=world.auth("platform_admin"),
         ),
         201,
@@ -142,7 +152,7 @@ async def test_policy_lifecycle_is_mirrored_by_the_schedule(
     described = describe(settings, sid)
     assert described is not None and described["schedule"]["state"]["paused"] is True
     resumed = await expect(
-        await api.post(setup.url, json=policy(setup.storage), headers=owner), 200
+        await api.post(setup.url, json=policy(setup.storage, enabled=True), headers=owner), 200
     )
     assert resumed["schedule_state"]["paused"] is False
 
@@ -183,7 +193,7 @@ async def test_trigger_starts_a_backup_run_with_the_right_identity(
     assert args == {
         "application_id": setup.app, "workspace_id": setup.ws, "policy_id": created["id"],
         "storage_id": setup.storage, "trigger": "schedule", "backup_type": "incremental",
-        "include_volumes": True, "include_database": True, "retention_days": 14,
+        "include_volumes": False, "include_database": True, "retention_days": 14,
         "execution_id": None,
     }  # fmt: skip
     await temporal_client.get_workflow_handle(run.id).terminate("test: no backup workflow yet")
@@ -309,3 +319,159 @@ async def test_reconcile_repairs_every_kind_of_drift(
     assert (await expect(await api.get(third.url, headers=owner), 200))["schedule_state"]["paused"]
     again = await reconcile_cli(env)
     assert json.loads(again.stdout)["created"] == [] and json.loads(again.stdout)["updated"] == []
+
+
+NEVER_OR_MALFORMED = [
+    ("0 3 30 2 *", "this schedule never fires (no 30 February)"),
+    ("0 0 31 4 *", "this schedule never fires (no 31 April)"),
+    ("0 0 30 2 1", "this schedule never fires (no 30 February)"),
+    ("*/0 * * * *", "not a valid cron expression"),
+    ("60 * * * *", "not a valid cron expression"),
+    ("* * * * * *", "five fields"),
+    ("@reboot", "unknown macro"),
+    ("0 3 * * 1#2", "not supported"),
+    ("0 3 L * *", "not supported"),
+    ("\u00e9 3 * * *", "not a valid cron expression"),
+    ("\uff10 3 * * *", "not a valid cron expression"),  # fullwidth zero
+    ("0 3 * * *\u2028", "surrounding spaces"),
+    ("0 " * 49 + "0", "five fields"),
+]
+
+
+@pytest.mark.parametrize(("schedule", "message"), NEVER_OR_MALFORMED)
+async def test_a_schedule_that_never_fires_or_cannot_be_read_is_422(
+    api: ApiClient, world: World, setup: Setup, settings: Settings, unchanged: None,
+    schedule: str, message: str,
+) -> None:  # fmt: skip
+    response = await api.post(
+        setup.url, json=policy(setup.storage, schedule=schedule), headers=world.auth("owner")
+    )
+    problem = await expect(response, 422)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert problem["type"] == "/problems/validation-error"
+    assert [e["field"] for e in problem["errors"]] == ["body.schedule"]
+    assert message in problem["errors"][0]["message"]
+    assert describe(settings, f"backup-policy-{setup.app}") is None
+
+
+@pytest.mark.parametrize("schedule", ["", "0 3 * * *" + " " * 200, "1" * 5000])
+async def test_empty_and_oversized_schedules_are_422(
+    api: ApiClient, world: World, setup: Setup, unchanged: None, schedule: str
+) -> None:
+    problem = await expect(
+        await api.post(
+            setup.url, json=policy(setup.storage, schedule=schedule), headers=world.auth("owner")
+        ),
+        422,
+    )
+    assert problem["type"] == "/problems/validation-error"
+    assert [e["field"] for e in problem["errors"]] == ["body.schedule"]
+
+
+async def test_temporal_runs_the_schedule_the_validator_read(
+    api: ApiClient, world: World, setup: Setup
+) -> None:
+    """The interval check and Temporal agree on when an accepted schedule fires."""
+    from zoneinfo import ZoneInfo
+
+    from schedules.cron import next_times
+
+    owner = world.auth("owner")
+    for schedule in ("0 0 13 * 5", "0 3 * * mon-fri", "15 1-5/2 * * *", "0 3 * jan *",
+                     "0 3 * * 7", "@weekly", "0 0 29 2 *"):  # fmt: skip
+        response = await api.post(
+            setup.url, json=policy(setup.storage, schedule=schedule), headers=owner
+        )
+        assert response.status_code in (200, 201), (schedule, response.text)
+        body = response.json()
+        temporal = [datetime.fromisoformat(t) for t in body["schedule_state"]["next_runs"]]
+        ours = next_times(schedule, ZoneInfo("Europe/Berlin"), len(temporal))
+        assert temporal and temporal == ours, (schedule, temporal, ours)
+
+
+async def app_setup(
+    api: ApiClient, world: World, tmp: Any, *, database: bool, volumes: bool
+) -> Setup:
+    """An application with or without a database and a volume folder."""
+    platform: dict[str, Any] = {"kind": "local"}
+    if database:
+        platform["database_url"] = SHOP_DATABASE
+    if volumes:
+        folder = tmp / f"uploads-{uuid.uuid4().hex[:6]}"
+        folder.mkdir(parents=True)
+        platform["volumes"] = {"uploads": str(folder)}
+    return await make_setup(api, world, platform=platform)
+
+
+@pytest.mark.parametrize(("database", "volumes"), [(True, False), (False, True), (True, True)])
+async def test_what_a_policy_includes_defaults_to_what_the_application_has(
+    api: ApiClient, world: World, tmp_path: Any, database: bool, volumes: bool
+) -> None:
+    app = await app_setup(api, world, tmp_path, database=database, volumes=volumes)
+    body = {"storage_id": app.storage, "schedule": "0 3 * * *"}
+    created = await expect(await api.post(app.url, json=body, headers=world.auth("owner")), 201)
+    assert (created["include_database"], created["include_volumes"]) == (database, volumes)
+
+
+async def test_including_a_part_the_application_lacks_is_422_and_changes_nothing(
+    api: ApiClient, world: World, tmp_path: Any, settings: Settings
+) -> None:
+    no_db = await app_setup(api, world, tmp_path, database=False, volumes=True)
+    no_volumes = await app_setup(api, world, tmp_path, database=True, volumes=False)
+    nothing = await app_setup(api, world, tmp_path, database=False, volumes=False)
+    owner = world.auth("owner")
+    before = snapshot(settings.database_url)
+    cases = [
+        (no_db, {"include_database": True}, "body.include_database",
+         "the application has no database; register one or set include_database false"),
+        (no_volumes, {"include_volumes": True}, "body.include_volumes",
+         "the application has no volumes; register one or set include_volumes false"),
+        (nothing, {}, "body", "neither a database nor volumes"),
+        (no_db, {"include_volumes": False}, "body", "both false"),
+    ]  # fmt: skip
+    for app, extra, field, message in cases:
+        body = {"storage_id": app.storage, "schedule": "0 3 * * *", **extra}
+        problem = await expect(await api.post(app.url, json=body, headers=owner), 422)
+        assert problem["type"] == "/problems/validation-error"
+        assert [e["field"] for e in problem["errors"]] == [field], problem
+        assert message in problem["errors"][0]["message"]
+        assert describe(settings, f"backup-policy-{app.app}") is None
+    assert snapshot(settings.database_url) == before
+
+
+async def test_an_update_keeps_the_fields_it_leaves_out(
+    api: ApiClient, world: World, tmp_path: Any, settings: Settings
+) -> None:
+    app = await app_setup(api, world, tmp_path, database=True, volumes=True)
+    owner = world.auth("owner")
+    first = {"storage_id": app.storage, "schedule": "0 3 * * *", "timezone": "Europe/Berlin",
+             "retention_days": 14, "backup_type": "incremental", "enabled": False,
+             "include_volumes": False}  # fmt: skip
+    await expect(await api.post(app.url, json=first, headers=owner), 201)
+    updated = await expect(
+        await api.post(
+            app.url, json={"storage_id": app.storage, "schedule": "30 4 * * *"}, headers=owner
+        ),
+        200,
+    )
+    kept = {k: updated[k] for k in ("timezone", "retention_days", "backup_type", "enabled",
+                                      "include_volumes", "include_database")}  # fmt: skip
+    assert kept == {"timezone": "Europe/Berlin", "retention_days": 14,
+                    "backup_type": "incremental", "enabled": False, "include_volumes": False,
+                    "include_database": True}  # fmt: skip
+    assert updated["schedule"] == "30 4 * * *" and updated["schedule_state"]["paused"] is True
+    first_run = datetime.fromisoformat(updated["schedule_state"]["next_runs"][0])
+    assert (first_run.hour, first_run.minute) == (4, 30)
+    assert first_run.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
+    # A later update's explicit value wins; a stored timezone is what the schedule is read in.
+    again = await expect(
+        await api.post(
+            app.url,
+            json={"storage_id": app.storage, "schedule": "*/5 * * * *", "enabled": True},
+            headers=owner,
+        ),
+        422,
+    )
+    assert [e["field"] for e in again["errors"]] == ["body.schedule"]
+    described = describe(settings, f"backup-policy-{app.app}")
+    assert described is not None and described["schedule"]["state"]["paused"] is True
