@@ -454,3 +454,22 @@ def test_unusual_names_give_the_same_keys_when_dumping_and_verifying(
     restored = databases()
     restore_from_restic(restored, restic, repo, result.snapshot_id)
     assert table_row_counts(restored, psql) == expected
+
+
+def test_server_timeouts_do_not_end_the_snapshot_early(
+    databases: Callable[[], PgTarget], restic: Restic, repo: Repository
+) -> None:
+    """Managed servers often set these; the exporting session idles until pg_dump imports."""
+    db = databases()
+    with connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE big AS SELECT i, md5(i::text) AS h FROM generate_series(1, 300000) i"
+        )
+        conn.execute(
+            sql.SQL(
+                "ALTER DATABASE {} SET idle_in_transaction_session_timeout = '5ms'; "
+                "ALTER DATABASE {} SET statement_timeout = '5ms'"
+            ).format(sql.Identifier(db.dbname), sql.Identifier(db.dbname))
+        )
+    result = dump_into_restic(db, restic, repo, tags())
+    assert result.row_counts == {"public.big": 300000}
