@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from core.crypto import generate_master_key
 from db import migrate
 from db.bootstrap import create_admin
 from db.session import make_engine, make_sessionmaker
-from devstack.postgres import running_server
+from devstack.postgres import PostgresServer, running_server
+from devstack.secrets_check import unopened_secrets
 from devstack.temporal import start_dev_server, wait_for_port
 
 ADMIN_EMAIL = "admin@cairn.local"
@@ -40,6 +42,54 @@ def _secret_file(path: Path, make: str) -> str:
     return path.read_text().strip()
 
 
+def _master_key(data_dir: Path, database_url: str, dbname: str) -> str:
+    """The stack's master key, once it is known to open the secrets already in the database.
+
+    A new key file is written only after the check, so a reset data folder next to a kept
+    database does not leave a useless key behind.
+    """
+    from_env = os.environ.get("CAIRN_MASTER_KEY")
+    key_file = data_dir / "master-key"
+    if from_env:
+        key, where = from_env, "CAIRN_MASTER_KEY"
+    elif key_file.exists():
+        key, where = key_file.read_text().strip(), str(key_file)
+    else:
+        key, where = generate_master_key(), f"{key_file} (missing, so a new one)"
+    unopened = asyncio.run(unopened_secrets(database_url, key))
+    if unopened:
+        kinds = ", ".join(f"{u.kind} ({u.row})" for u in unopened)
+        old_key = "CAIRN_MASTER_KEY" if from_env else str(key_file)
+        raise click.ClickException(
+            f"the master key in {where} cannot open the secrets already stored in database"
+            f" {dbname}: {kinds}; every backup and restore would fail. Either put the old key"
+            f" back in {old_key} and start again, or start over with 'cairn dev --data-dir"
+            f" {data_dir} --reset', which deletes this data folder's database, Temporal"
+            " history, storages (with every backup in them) and key."
+        )
+    return from_env or _secret_file(key_file, key)
+
+
+def _reset(data_dir: Path, pg: PostgresServer, dbname: str) -> None:
+    """Drops the data folder's database and deletes its Temporal history, storages and key.
+
+    Application folders (``apps``), logs and an embedded server's files stay; a storage
+    root set by ``CAIRN_STORAGE_MOUNT_ROOT`` is not this folder's to delete.
+    """
+    pg.drop_database(dbname)
+    click.echo(f"reset         dropped database {dbname}")
+    doomed = [*sorted(data_dir.glob("temporal.db*"))]
+    doomed += [data_dir / name for name in ("master-key", "admin-token", "cairn.env")]
+    for path in doomed:
+        if path.exists():
+            path.unlink()
+            click.echo(f"reset         deleted {path}")
+    storages = data_dir / "storages"
+    if storages.is_dir():
+        shutil.rmtree(storages)
+        click.echo(f"reset         deleted {storages}")
+
+
 async def _new_admin_token(database_url: str) -> str:
     engine = make_engine(database_url)
     try:
@@ -52,7 +102,7 @@ async def _new_admin_token(database_url: str) -> str:
 def _write_env(path: Path, env: dict[str, str], api_port: int) -> None:
     """The settings of this stack, for operator commands: ``set -a; . .cairn/cairn.env``."""
     keys = ("CAIRN_DATABASE_URL", "CAIRN_TEMPORAL_ADDRESS", "CAIRN_MASTER_KEY",
-            "CAIRN_STORAGE_MOUNT_ROOT")  # fmt: skip
+            "CAIRN_STORAGE_MOUNT_ROOT", "CAIRN_DATA_DIR", "CAIRN_VOLUME_ROOTS")  # fmt: skip
     lines = [f"{key}={shlex.quote(env[key])}" for key in keys]
     lines.append(f"CAIRN_API_URL=http://127.0.0.1:{api_port}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -94,12 +144,32 @@ def _wait_ready(api_url: str, processes: list[subprocess.Popen[bytes]], seconds:
 @click.option("--ui-port", type=int, default=8233, show_default=True)
 @click.option("--metrics-port", "metrics_port", type=int, default=9464, show_default=True,
               help="the worker's Prometheus endpoint")  # fmt: skip
-def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics_port: int) -> None:
+@click.option("--reset", is_flag=True,
+              help="start over: drop this data folder's database and delete its Temporal"
+                   " history, storages (every backup) and master key")  # fmt: skip
+@click.option("--yes", is_flag=True, help="confirm --reset without asking")
+def dev(
+    data_dir: Path,
+    api_port: int,
+    temporal_port: int,
+    ui_port: int,
+    metrics_port: int,
+    reset: bool,
+    yes: bool,
+) -> None:
     """Start PostgreSQL, the Temporal dev server and UI, migrations, the worker and the API."""
     data_dir = data_dir.resolve()
+    if reset and not yes:
+        click.confirm(
+            f"--reset deletes the metadata database, Temporal history, storages (every backup)"
+            f" and master key of {data_dir}. Continue?",
+            abort=True,
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
+    apps = data_dir / "apps"  # where applications' volumes may live (CAIRN_VOLUME_ROOTS)
+    apps.mkdir(exist_ok=True)
     stop_requested = False
 
     def request_stop(_signum: int, _frame: object) -> None:
@@ -113,10 +183,13 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics
     with running_server(data_dir) as pg:
         try:
             dbname = database_name(data_dir)
+            if reset:
+                _reset(data_dir, pg, dbname)
             pg.create_database(dbname)
             database_url = pg.url(dbname)
             click.echo(f"database      {database_url}")
             migrate.upgrade(database_url)
+            master_key = _master_key(data_dir, database_url, dbname)
             temporal = start_dev_server(data_dir, temporal_port, ui_port, logs / "temporal.log")
             processes.append(temporal)
             wait_for_port(temporal_port, temporal)
@@ -130,8 +203,10 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics
                 "CAIRN_STORAGE_MOUNT_ROOT": os.environ.get(
                     "CAIRN_STORAGE_MOUNT_ROOT", str(data_dir / "storages")
                 ),
-                "CAIRN_MASTER_KEY": os.environ.get("CAIRN_MASTER_KEY")
-                or _secret_file(data_dir / "master-key", generate_master_key()),
+                "CAIRN_MASTER_KEY": master_key,
+                # cairn's own folder, refused as an application volume except its apps area
+                "CAIRN_DATA_DIR": str(data_dir),
+                "CAIRN_VOLUME_ROOTS": os.environ.get("CAIRN_VOLUME_ROOTS", str(apps)),
             }
             _write_env(data_dir / "cairn.env", env, api_port)
             token_file = data_dir / "admin-token"
@@ -156,6 +231,7 @@ def dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int, metrics
             click.echo(f"Temporal UI   http://127.0.0.1:{ui_port}")
             click.echo(f"metrics       {api_url}/metrics, http://127.0.0.1:{metrics_port}/metrics")
             click.echo(f"admin token   {token_file}")
+            click.echo(f"app volumes   {env['CAIRN_VOLUME_ROOTS']} (CAIRN_VOLUME_ROOTS)")
             click.echo(
                 f"settings      {data_dir / 'cairn.env'} (set -a; . {data_dir / 'cairn.env'})"
             )

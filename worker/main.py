@@ -23,6 +23,7 @@ from adapters.storage_backend import backend_for
 from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
+from worker.preflight import PreflightError, preflight
 from worker.schedules import ensure_system_schedules
 from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
@@ -80,8 +81,16 @@ def build_workers(
     ]
 
 
+async def check_programs(settings: Settings) -> None:
+    """Refuses to serve (``PreflightError``) unless restic and the PostgreSQL client run."""
+    versions = await asyncio.to_thread(preflight, settings.restic_bin, settings.pg_bin_dir)
+    for name, version in versions.items():
+        log.info("preflight: %s: %s", name, version)
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
+    await check_programs(settings)
     client = await connect(settings, wait_seconds=30)
     engine = make_engine(settings.database_url)
     workers = build_workers(client, settings, make_sessionmaker(engine))
@@ -113,4 +122,8 @@ def main(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run(settings, stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except PreflightError as exc:
+        # one line, no traceback: the message says what to install or which setting to fix
+        raise SystemExit(f"cairn worker cannot start: {exc}") from None

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
+from temporalio.client import Client
 
 from api.problems import problem_response
+from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
 from db.migrate import head_revision
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 3.0
+
+# A worker's long poll lasts up to a minute, so an idle, healthy worker can show a last
+# poll about 60 s old; 90 s leaves room for that and a little clock skew.
+WORKER_SEEN_SECONDS: Final = 90
+# What the workers must poll: workflows and control activities on cairn-control, data
+# activities on cairn-data.
+POLLED_QUEUES: Final = (
+    (CONTROL_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "workflow"),
+    (CONTROL_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, "activity"),
+    (DATA_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, "activity"),
+)
 
 
 @router.get("/healthz")
@@ -47,16 +63,75 @@ async def _check_temporal(request: Request) -> str | None:
     return None
 
 
+def unpolled(polled: Iterable[tuple[str, str, Sequence[PollerInfo]]], now: datetime) -> list[str]:
+    """``queue (kind)`` of every queue whose pollers were all last seen too long ago.
+
+    A worker that stopped stays in Temporal's poller list for five minutes; only a recent
+    ``last_access_time`` says someone is still polling. A worker whose every slot is busy
+    stops polling too, so a long stretch of full load also shows here.
+    """
+    oldest = now - timedelta(seconds=WORKER_SEEN_SECONDS)
+    return [
+        f"{queue} ({kind})"
+        for queue, kind, pollers in polled
+        if not any(p.last_access_time.ToDatetime(tzinfo=UTC) >= oldest for p in pollers)
+    ]
+
+
+async def _check_workers(client: Client) -> str | None:
+    responses = await asyncio.gather(
+        *(
+            client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=queue_type,
+                ),
+                timeout=timedelta(seconds=CHECK_TIMEOUT),
+            )
+            for queue, queue_type, _ in POLLED_QUEUES
+        )
+    )
+    missing = unpolled(
+        (
+            (queue, kind, list(response.pollers))
+            for (queue, _, kind), response in zip(POLLED_QUEUES, responses, strict=True)
+        ),
+        datetime.now(UTC),
+    )
+    if missing:
+        return (
+            f"no worker polled {', '.join(missing)} in the last {WORKER_SEEN_SECONDS}s;"
+            " start 'cairn worker' (or it is stopped, or every slot is busy)"
+        )
+    return None
+
+
+async def _check_temporal_and_workers(request: Request) -> tuple[str | None, str | None]:
+    """Temporal first; the workers are only asked about when Temporal answers."""
+    temporal = await _check_temporal(request)
+    if temporal is not None:
+        return temporal, None
+    try:
+        client = await request.app.state.temporal.get()
+        return None, await _check_workers(client)
+    except Exception as exc:
+        return None, f"cannot describe the task queues ({type(exc).__name__})"
+
+
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request) -> JSONResponse | dict[str, Any]:
-    database, temporal = await asyncio.gather(
+    database, temporal_and_workers = await asyncio.gather(
         asyncio.wait_for(_check_database(request), CHECK_TIMEOUT * 2),
-        asyncio.wait_for(_check_temporal(request), CHECK_TIMEOUT * 2),
+        asyncio.wait_for(_check_temporal_and_workers(request), CHECK_TIMEOUT * 3),
         return_exceptions=True,
+    )
+    temporal, workers = (
+        temporal_and_workers if isinstance(temporal_and_workers, tuple) else ("timed out", None)
     )
     failures = {
         name: (result if isinstance(result, str) else "timed out")
-        for name, result in (("database", database), ("temporal", temporal))
+        for name, result in (("database", database), ("temporal", temporal), ("workers", workers))
         if result is not None
     }
     if failures:
@@ -70,4 +145,4 @@ async def readyz(request: Request) -> JSONResponse | dict[str, Any]:
             failing=sorted(failures),
             checks=failures,
         )
-    return {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
+    return {"status": "ready", "checks": {"database": "ok", "temporal": "ok", "workers": "ok"}}

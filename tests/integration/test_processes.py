@@ -18,6 +18,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from cli.dev import database_name
+from core.crypto import generate_master_key
 from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
 from devstack.postgres import PostgresServer, answers
 from tests.conftest import free_port
@@ -139,3 +140,113 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
     assert tokens[0] == tokens[1]
     if answers():
         PostgresServer().drop_database(database_name(data))
+
+
+def _dev_args(data: Path) -> tuple[list[str], int]:
+    api_port = free_port()
+    args = [
+        "dev", "--data-dir", str(data), "--api-port", str(api_port),
+        "--metrics-port", str(free_port()),
+        "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
+    ]  # fmt: skip
+    return args, api_port
+
+
+def _seal_a_secret(api: str, token: str) -> None:
+    """An application with a database password: a secret sealed with this stack's key."""
+    auth = {"Authorization": f"Bearer {token}"}
+    me = httpx.get(f"{api}/api/v1/me", headers=auth).json()["user"]
+    workspace = httpx.post(
+        f"{api}/api/v1/admin/workspaces",
+        json={"name": "ws-key", "plan": "dedicated", "backup_quota_gb": 10},
+        headers=auth,
+    )
+    assert workspace.status_code == 201, workspace.text
+    members = f"{api}/api/v1/workspaces/{workspace.json()['id']}/members"
+    joined = httpx.post(members, json={"user_id": me["id"], "role": "admin"}, headers=auth)
+    assert joined.status_code == 201, joined.text
+    body = {
+        "name": "shop",
+        "owner_id": me["id"],
+        "platform": {
+            "kind": "local",
+            "database_url": "postgresql://shop:s3cret-pw@127.0.0.1:5432/shop",
+        },
+    }
+    created = httpx.post(
+        f"{api}/api/v1/workspaces/{workspace.json()['id']}/applications", json=body, headers=auth
+    )
+    assert created.status_code == 201, created.text
+
+
+def test_cairn_dev_stops_on_a_master_key_that_opens_nothing_and_reset_recovers(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    args, api_port = _dev_args(data)
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        first = tmp_path / "dev-first.log"
+        process = cairn(*args, log=first)
+        try:
+            _wait_for(first, "cairn is running", process, seconds=120)
+            assert f"app volumes   {data / 'apps'}" in first.read_text()
+            assert (data / "apps").is_dir()
+            old_token = (data / "admin-token").read_text().strip()
+            _seal_a_secret(api, old_token)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+        # the data folder's key is replaced (a reset folder next to a kept database)
+        (data / "master-key").write_text(generate_master_key())
+        worker_log = data / "logs" / "worker.log"
+        worker_log_size = worker_log.stat().st_size
+        refused = tmp_path / "dev-refused.log"
+        process = cairn(*args, log=refused)
+        try:
+            assert process.wait(timeout=120) != 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        message = refused.read_text()
+        assert "cannot open the secrets already stored" in message
+        assert "application database password" in message
+        assert f"put the old key back in {data / 'master-key'}" in message
+        assert "--reset" in message
+        assert worker_log.stat().st_size == worker_log_size  # stopped before the worker
+        assert _port_closed(api_port)
+
+        # --reset asks first; without an answer nothing is touched
+        aborted = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args, "--reset"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert aborted.returncode != 0 and "Aborted" in aborted.stderr
+        assert (data / "admin-token").read_text().strip() == old_token
+
+        reset = tmp_path / "dev-reset.log"
+        process = cairn(*args, "--reset", "--yes", log=reset)
+        try:
+            _wait_for(reset, "cairn is running", process, seconds=120)
+            assert f"dropped database {database_name(data)}" in reset.read_text()
+            assert httpx.get(f"{api}/readyz").status_code == 200
+            new_token = (data / "admin-token").read_text().strip()
+            assert new_token != old_token
+            auth = {"Authorization": f"Bearer {new_token}"}
+            workspaces = httpx.get(f"{api}/api/v1/admin/workspaces", headers=auth)
+            assert workspaces.status_code == 200 and workspaces.json()["items"] == []
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        if answers():
+            PostgresServer().drop_database(database_name(data))
