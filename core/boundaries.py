@@ -219,7 +219,9 @@ def check_restore_target(
         raise BoundaryError(field, "give exactly one of database_name and database_url")
     _check_database(database, settings, field)
     if same_database(database, application_database):
-        raise BoundaryError(field, "that is the application's own database; omit target")
+        raise BoundaryError(
+            field, "that is the original, the application's own database; omit target"
+        )
     for other in other_applications:
         if same_database(database, other):
             raise BoundaryError(field, f"{database['dbname']} belongs to another application")

@@ -96,6 +96,7 @@ def settings(
         temporal_namespace=temporal_client.namespace,
         master_key=generate_master_key(),
         storage_mount_root=mount_root,
+        volume_roots=[tmp_path_factory.getbasetemp()],
         proxmox_host=pve.host,
         proxmox_port=pve.port,
         proxmox_token_id=pve.token_id,

@@ -16,9 +16,11 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict
-from api.schemas.applications import ApplicationCreate, ApplicationOut
+from api.schemas.applications import ApplicationCreate, ApplicationOut, LocalPlatformIn
 from core import crypto
+from core.boundaries import AdminOnly, BoundaryError, check_application_database, check_volume_path
 from core.local_platform import database_url, split_database_url
+from core.settings import Settings
 from db import audit
 from db.models import Application, BackupPolicy, WorkspaceMember
 
@@ -27,6 +29,29 @@ router = APIRouter(tags=["applications"])
 
 def secrets_context(application: Application) -> str:
     return f"applications/{application.id}/platform_secrets"
+
+
+def refused(exc: BoundaryError) -> Problem:
+    """A request that reaches outside its application: 403 when only an admin may, else 422."""
+    if isinstance(exc, AdminOnly):
+        return Problem(403, "forbidden", "Forbidden", f"{exc.field}: {exc.message}")
+    return Problem(
+        422, "validation-error", "Invalid request", f"{exc.field}: {exc.message}",
+        errors=[{"field": exc.field, "message": exc.message}],
+    )  # fmt: skip
+
+
+def check_boundaries(platform: LocalPlatformIn, settings: Settings) -> None:
+    """Volumes under an allowed root and a database that is not cairn's, before anything
+    is stored (core/boundaries.py)."""
+    try:
+        for name, path in platform.volumes.items():
+            check_volume_path(path, settings, field=f"body.platform.volumes.{name}")
+        if platform.database_url:
+            database, _ = split_database_url(platform.database_url)
+            check_application_database(database, settings, field="body.platform.database_url")
+    except BoundaryError as exc:
+        raise refused(exc) from None
 
 
 def present(application: Application) -> dict[str, Any]:
@@ -60,6 +85,7 @@ async def create_application(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     workspace_id = access.workspace.id
+    check_boundaries(body.platform, settings)
     if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
         raise Problem(
             422,

@@ -2,19 +2,26 @@
 
 The API holds no counters of its own: whichever API replica is scraped reports the same
 numbers. Event histograms (duration, size) come from the worker's own endpoint.
+
+The labels name every tenant's storages and applications, so a scrape needs a token: the
+scrape token ``CAIRN_METRICS_TOKEN`` or a platform administrator's API token.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from api.deps import SessionDep, SettingsDep, current_principal
+from api.problems import Problem, forbidden
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
 
 router = APIRouter(tags=["health"])
@@ -73,7 +80,32 @@ async def _families(request: Request) -> list[Metric]:
     return [backups, last, used, capacity, up]
 
 
-@router.get("/metrics", response_class=Response)
+async def scraper(
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """The scrape token (constant-time comparison) or a platform administrator's API token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    expected = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if (
+        scheme.lower() == "bearer"
+        and expected
+        and hmac.compare_digest(token.strip().encode(), expected.encode())
+    ):
+        return
+    if not authorization:
+        raise Problem(
+            401, "unauthorized", "Unauthorized",
+            "metrics name every tenant's storages: send 'Authorization: Bearer <token>' with the"
+            " scrape token (CAIRN_METRICS_TOKEN) or a platform administrator's API token",
+        )  # fmt: skip
+    principal = await current_principal(session, authorization)
+    if not principal.user.is_platform_admin:
+        raise forbidden("metrics need the scrape token or a platform administrator's token")
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(scraper)])
 async def metrics(request: Request) -> Response:
     registry = CollectorRegistry()
     registry.register(_Snapshot(await _families(request)))

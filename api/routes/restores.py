@@ -10,14 +10,28 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.restore import target_context
-from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    ApplicationAccess,
+    DedicatedAppReader,
+    DedicatedAppWriter,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
+from api.routes.applications import refused
 from api.routes.backups import backup_of, lock_application, running_backup
 from api.runs import start_run, with_timeline
-from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
+from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest, RestoreTarget
 from api.temporal_links import workflow_url
 from core import crypto
+from core.boundaries import (
+    BoundaryError,
+    check_application_database,
+    check_restore_target,
+    check_volume_path,
+)
 from core.local_platform import database_url, split_database_url
 from core.settings import Settings
 from db import audit
@@ -50,6 +64,61 @@ async def active_restore(session: AsyncSession, application: Application) -> Bac
             BackupRestore.application_id == application.id, BackupRestore.status.in_(ACTIVE)
         )
     )
+
+
+async def other_databases(
+    session: AsyncSession, application: Application, dbname: str
+) -> list[dict[str, Any]]:
+    """Databases of other applications with that name, on any server (same_server decides)."""
+    rows = await session.scalars(
+        select(Application.platform_settings).where(
+            Application.id != application.id,
+            Application.platform_settings["database"]["dbname"].astext == dbname,
+        )
+    )
+    return [row["database"] for row in rows]
+
+
+async def check_target(
+    session: AsyncSession, access: ApplicationAccess, target: RestoreTarget, settings: Settings
+) -> None:
+    """The target stays on the application's side: 403 for a URL from a non-admin, else 422."""
+    application = access.application
+    if target.database_name:
+        stored: dict[str, Any] = {"database_name": target.database_name}
+        dbname = target.database_name
+    else:
+        assert target.database_url is not None
+        stored = {"database_url": target.database_url}
+        dbname = split_database_url(target.database_url)[0]["dbname"]
+    try:
+        check_restore_target(
+            stored, application.platform_settings.get("database"), settings,
+            by_platform_admin=access.workspace.principal.user.is_platform_admin,
+            other_applications=await other_databases(session, application, dbname),
+            field="body.target",
+        )  # fmt: skip
+    except BoundaryError as exc:
+        raise refused(exc) from None
+
+
+def check_registration(
+    application: Application, database: bool, volumes: list[str], settings: Settings
+) -> None:
+    """An application registered before the boundaries existed may still point outside them."""
+    platform = application.platform_settings
+    try:
+        if database and platform.get("database"):
+            check_application_database(platform["database"], settings, field="database_url")
+        for name in volumes:
+            path = (platform.get("volumes") or {}).get(name)
+            if path is not None:
+                check_volume_path(path, settings, field=f"volumes.{name}")
+    except BoundaryError as exc:
+        raise conflict(
+            f"the application's registered {exc.field} is refused ({exc.message}); a platform"
+            " administrator must correct the registration before it can be restored"
+        ) from None
 
 
 def _invalid(field: str, message: str) -> Problem:
@@ -94,10 +163,8 @@ async def start_restore(
     if body.target is not None:
         if not database:
             raise _invalid("body.target", "a target applies only when the database is restored")
+        await check_target(session, access, body.target, settings)
         if body.target.database_name:
-            own = (application.platform_settings.get("database") or {}).get("dbname")
-            if body.target.database_name == own:
-                raise _invalid("body.target.database_name", "that is the original; omit target")
             target = {"database_name": body.target.database_name}
         elif body.target.database_url:
             parts_url, password = split_database_url(body.target.database_url)
@@ -107,6 +174,7 @@ async def start_restore(
                     password.encode(), master_key=settings.master_key_text,
                     context=target_context(restore_id),
                 )  # fmt: skip
+    check_registration(application, database and target is None, volumes, settings)
     await lock_application(session, application.id)
     running = await running_backup(session, application)
     if running is not None:

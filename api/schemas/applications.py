@@ -36,10 +36,14 @@ class LocalPlatformIn(Input):
     kind: Literal["local"]
     database_url: DatabaseUrl | None = Field(
         default=None,
-        description="postgresql://user:password@host:port/dbname; the password is stored encrypted",
+        description="postgresql://user:password@host:port/dbname; the password is stored"
+        " encrypted; never cairn's metadata database or a system database",
     )
     volumes: dict[Slug, AbsolutePath] = Field(
-        default_factory=dict, max_length=64, description="volume name -> folder on the worker host"
+        default_factory=dict,
+        max_length=64,
+        description="volume name -> folder on the worker host, inside an allowed root"
+        " (CAIRN_VOLUME_ROOTS); never a system folder, the storage root or cairn's data folder",
     )
     hooks: LocalHooks | None = None
 

@@ -21,10 +21,14 @@ class RestoreTarget(Input):
     """Where the database goes instead of over the original; exactly one field."""
 
     database_name: DatabaseName | None = Field(
-        default=None, description="a new database on the application's server"
+        default=None,
+        description="a new database on the application's server; never cairn's metadata"
+        " database, a system database or another application's database",
     )
     database_url: DatabaseUrl | None = Field(
-        default=None, description="another server or database; its password is stored sealed"
+        default=None,
+        description="another server or database, platform administrators only; its password"
+        " is stored sealed",
     )
 
     @model_validator(mode="after")

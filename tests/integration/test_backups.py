@@ -340,7 +340,7 @@ async def test_rules_of_the_backup_api(
 async def test_metrics_report_backups_and_storage(api: ApiClient, world: World, app: App) -> None:
     backup = await run_backup(api, world, app)
     assert backup["status"] == "succeeded"
-    text = (await api.get("/metrics")).text
+    text = (await api.get("/metrics", headers=world.auth("platform_admin"))).text
     assert 'cairn_backups{status="succeeded",trigger="manual"}' in text
     assert f'application_id="{app.id}"' in text
     assert f'cairn_storage_capacity_bytes{{name="main",storage_id="{app.storage}"' in text

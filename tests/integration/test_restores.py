@@ -88,10 +88,11 @@ def restore_url(app: App, backup_id: str) -> str:
 
 
 async def run_restore(
-    api: ApiClient, world: World, app: App, backup_id: str, body: dict[str, Any]
-) -> Any:
+    api: ApiClient, world: World, app: App, backup_id: str, body: dict[str, Any],
+    who: str = "owner",
+) -> Any:  # fmt: skip
     accepted = await expect(
-        await api.post(restore_url(app, backup_id), json=body, headers=world.auth("owner")), 202
+        await api.post(restore_url(app, backup_id), json=body, headers=world.auth(who)), 202
     )
     assert accepted["workflow_id"] == f"restore-{accepted['id']}"
     return await wait_for(
@@ -183,13 +184,15 @@ async def test_restore_into_another_database_leaves_the_original_untouched(
         restored = all_hashes(database_server.url(copy, driver="postgresql"))
         assert restored["public.items"].startswith("200:")
         assert "public.intruder" not in restored
-        # another server (here: the same one, by URL, with a password that must stay sealed)
+        # another server (here: the same one, by URL, with a password that must stay sealed);
+        # only a platform admin may name a server by URL
         elsewhere = database_server.url(f"{copy}_url", driver="postgresql")
         with_password = elsewhere.replace("postgres@", "postgres:target-secret-pw@", 1)
         restore = await run_restore(
             api, world, app, backup["id"],
             {"restore_type": "selective", "database": True,
              "target": {"database_url": with_password}},
+            who="platform_admin",
         )  # fmt: skip
         assert restore["status"] == "succeeded", restore["error_message"]
         assert "target-secret-pw" not in str(restore)

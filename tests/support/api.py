@@ -100,6 +100,7 @@ async def build_world(client: httpx.AsyncClient) -> World:
             201,
         )
 
+    volumes: Any = client.app.state.settings.volume_roots[0]  # type: ignore[attr-defined]
     for key, ws, owner in (
         ("a", "a", "owner"),
         ("b", "b", "other_admin"),
@@ -111,7 +112,7 @@ async def build_world(client: httpx.AsyncClient) -> World:
             "platform": {
                 "kind": "local",
                 "database_url": "postgresql://shop:s3cret-pw@127.0.0.1:5432/shop",
-                "volumes": {"uploads": f"/srv/{key}/uploads"},
+                "volumes": {"uploads": f"{volumes}/world-{tag}/{key}/uploads"},
             },
         }
         created = await expect(
