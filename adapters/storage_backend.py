@@ -2,6 +2,12 @@
 
 Both sides speak the same small interface, so the storage workflows never know
 which one they drive.
+
+A ``local`` storage whose folder has vanished (deleted, or its disk not mounted) is an
+error of its own, never recreated: PVE's ``dir`` activation would make an empty folder in
+its place (``create-base-path``, on by default) and report it active, so backups would
+silently land beside the lost ones, on whatever disk is underneath. The worker looks at
+its own view of the folder before asking PVE.
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ class StorageBackend(Protocol):
     def delete(self, storage_id: str) -> None: ...
 
     def status(self, storage_id: str) -> StorageStatus: ...
+
+
+def missing_folder(storage_id: str, path: Path) -> BackendError:
+    """The answer for a storage whose folder is gone; no retry brings it back."""
+    return BackendError(
+        f"the folder of storage {storage_id} ({path}) does not exist: it was deleted or its"
+        " disk is not mounted. Restore or remount it; cairn does not recreate it, so backups"
+        " never land in an empty folder in its place",
+        retryable=False,
+    )
 
 
 def folder_usage(path: Path) -> int:
@@ -92,17 +108,22 @@ class LocalFolderBackend:
     def status(self, storage_id: str) -> StorageStatus:
         path = self._path(storage_id)
         if not path.is_dir():
-            return StorageStatus(0, 0, 0, active=False, enabled=True)
+            raise missing_folder(storage_id, path)
         disk = shutil.disk_usage(path)
         return StorageStatus(disk.total, folder_usage(path), disk.free, active=True, enabled=True)
 
 
 class ProxmoxBackend:
-    """Storage definitions in PVE; a ``local`` storage becomes a ``dir`` under the node's root."""
+    """Storage definitions in PVE; a ``local`` storage becomes a ``dir`` under the node's root.
 
-    def __init__(self, client: ProxmoxClient, dir_root: str) -> None:
+    The worker reaches every storage at ``mount_root/{id}``; for a ``dir`` storage that is
+    the folder PVE defines (the worker runs on the node, or the folder is shared with it).
+    """
+
+    def __init__(self, client: ProxmoxClient, dir_root: str, mount_root: Path) -> None:
         self.client = client
         self.dir_root = dir_root.rstrip("/")
+        self.mount_root = mount_root
 
     def _config(self, kind: str, storage_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         if kind == "local":
@@ -145,6 +166,12 @@ class ProxmoxBackend:
         self._call("delete", storage_id, self.client.delete_storage, storage_id)
 
     def status(self, storage_id: str) -> StorageStatus:
+        definition = self._call("read", storage_id, self.client.get_storage, storage_id)
+        if definition is not None and definition.get("type") == "dir":
+            # Before PVE's status call, whose activation would recreate a vanished folder.
+            folder = self.mount_root / storage_id
+            if not folder.is_dir():
+                raise missing_folder(storage_id, folder)
         result: StorageStatus = self._call(
             "read the status of", storage_id, self.client.storage_status, storage_id
         )
@@ -170,4 +197,4 @@ def backend_for(settings: Settings) -> StorageBackend:
             verify=verify,
         )
     )
-    return ProxmoxBackend(client, settings.proxmox_dir_root)
+    return ProxmoxBackend(client, settings.proxmox_dir_root, settings.storage_mount_root)

@@ -21,6 +21,12 @@ dir/nfs/cephfs plugins, pve-common ``JSONSchema.pm``/``SectionConfig.pm``, pve-h
 * ``GET /nodes/{node}/storage/{storage}/status`` of an unknown storage: 400 with
   ``{"storage": "No such storage."}``. A disabled or unreachable storage reports
   ``active: 0`` and zero sizes, as ``PVE::Storage::storage_info`` does.
+* Reading the status activates the storage first, as ``storage_info`` does. For a ``dir``
+  storage whose folder has vanished, ``DirPlugin::activate_storage`` recreates it
+  (``create-base-path``, else the deprecated ``mkdir``, default 1) and the storage reports
+  itself active and empty; with ``create-base-path 0`` activation dies with ``unable to
+  activate storage 'x' - directory '/p' does not exist or is unreachable`` and the status
+  is ``active: 0``.
 * Authentication: ``Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET``; otherwise 401
   with an empty body and the reason ``No ticket`` / ``no such user (...)`` /
   ``no such token ...`` / ``invalid token value!``. (PVE also delays 401 answers by 3 s;

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,9 +15,11 @@ import pytest
 from temporalio.client import Client
 
 from core.settings import CONTROL_TASK_QUEUE, Settings
+from devstack.postgres import PostgresServer
 from tests.fakes.pve import FakePVE
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
+from tests.support.backups import make_app, run_backup
 from tests.support.database import libpq_url
 from workflows.storage import RefreshStorageUsageWorkflow
 
@@ -377,3 +383,48 @@ async def test_keyring_never_leaves_in_clear(
     ).fetch_history()
     assert KEYRING not in history.to_json()
     assert KEYRING not in caplog.text
+
+
+@contextlib.contextmanager
+def folder_gone(folder: Path) -> Iterator[None]:
+    """The storage's folder disappears (as when its disk is unmounted) and comes back after."""
+    hidden = folder.with_name(f".{folder.name}.unmounted")
+    folder.rename(hidden)
+    try:
+        yield
+    finally:
+        if folder.exists():  # recreated by someone: keep the evidence out of the way
+            shutil.rmtree(folder)
+        hidden.rename(folder)
+
+
+async def test_a_local_storage_whose_folder_vanished_is_unavailable_and_backups_fail(
+    api: ApiClient, world: World, pve: FakePVE, settings: Settings,
+    database_server: PostgresServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    app = await make_app(api, world, database_server, tmp_path)
+    folder = Path(settings.storage_mount_root) / app.storage_pve_id
+    assert folder.is_dir() and pve.storages[app.storage_pve_id]["type"] == "dir"
+    url = f"{storages_url(app.workspace)}/{app.storage}"
+    owner = world.auth("owner")
+    with folder_gone(folder):
+        # Before any refresh: the quota check itself finds the folder missing, at once.
+        early = await run_backup(api, world, app)
+        assert early["status"] == "failed", early
+        assert app.storage_pve_id in early["error_message"]
+        assert "does not exist" in early["error_message"]
+        quota = next(s for s in early["timeline"]["steps"] if s["step"] == "check_quota")
+        assert quota["attempts"] == 1
+        await temporal_refresh(api)
+        body = await expect(await api.get(url, headers=owner), 200)
+        assert body["status"] == "unavailable", body
+        assert "does not exist" in body["status_message"]
+        assert "not mounted" in body["status_message"]
+        failed = await run_backup(api, world, app)
+        assert failed["status"] == "failed", failed
+        assert f"backup storage {body['name']} is unavailable" in failed["error_message"]
+        assert "does not exist" in failed["error_message"]
+        assert not folder.exists(), "the vanished folder was recreated"
+    await temporal_refresh(api)
+    body = await expect(await api.get(url, headers=owner), 200)
+    assert body["status"] == "active" and body["status_message"] is None

@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.storage import StorageActivities
+from adapters.storage_backend import BackendError, backend_for
 from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
 from core.settings import Settings
+from db.session import make_engine, make_sessionmaker
 from devstack.temporal import cli_path
 from tests.conftest import free_port
 from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
@@ -73,3 +76,42 @@ async def test_local_storage_is_a_folder_and_remote_types_are_refused(
     await expect(await client.delete(f"{url}/{accepted['id']}", headers=admin), 202)
     await wait_for(client, f"{url}/{accepted['id']}", admin, None)
     assert not folder.exists()
+
+
+async def test_a_storage_whose_folder_vanished_is_reported_unavailable(
+    local_api: tuple[ApiClient, Settings], api: ApiClient, world: World
+) -> None:
+    """The usage refresh of one storage (the activity, so other tests' storages are left alone)."""
+    client, local = local_api
+    ws = await new_workspace(api, world)
+    admin = world.auth("ws_admin")
+    url = f"/api/v1/workspaces/{ws}/backup-storages"
+    accepted = await expect(
+        await client.post(
+            url, json={"name": "disk", "type": "local", "capacity_gb": 5}, headers=admin
+        ),
+        202,
+    )
+    storage = await wait_for(
+        client, f"{url}/{accepted['id']}", admin, lambda s: s["status"] == "active"
+    )
+    folder = Path(local.storage_mount_root) / storage["proxmox_storage_id"]
+    backend = backend_for(local)
+    folder.rename(folder.with_name(folder.name + ".unmounted"))
+    with pytest.raises(BackendError) as missing:
+        backend.status(storage["proxmox_storage_id"])
+    assert not missing.value.retryable and "does not exist" in missing.value.message
+    engine = make_engine(local.database_url)
+    try:
+        activities = StorageActivities(make_sessionmaker(engine), local, backend)
+        usage = await ActivityEnvironment().run(activities.refresh_storage_usage, storage["id"])
+        assert usage.status == "unavailable"
+        body = await expect(await client.get(f"{url}/{storage['id']}", headers=admin), 200)
+        assert body["status"] == "unavailable"
+        assert "does not exist" in body["status_message"] and str(folder) in body["status_message"]
+        assert not folder.exists(), "the refresh recreated the vanished folder"
+        folder.with_name(folder.name + ".unmounted").rename(folder)
+        usage = await ActivityEnvironment().run(activities.refresh_storage_usage, storage["id"])
+        assert usage.status == "active"
+    finally:
+        await engine.dispose()
