@@ -1,4 +1,11 @@
-"""A run's steps read back from its Temporal history, and live progress from heartbeats."""
+"""A run's steps read back from its Temporal history, and live progress from heartbeats.
+
+History alone cannot tell a running step: for an activity with a retry policy Temporal
+writes ``ActivityTaskStarted`` only when the attempt ends, so a step that is executing
+has just its ``ActivityTaskScheduled`` event. The workflow's pending activities say what
+is happening now (started, waiting to retry, cancel requested), and they win over history
+for the steps they list.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
@@ -15,6 +23,12 @@ _OUTCOMES = {
     "activity_task_failed_event_attributes": "failed",
     "activity_task_timed_out_event_attributes": "timed_out",
     "activity_task_canceled_event_attributes": "cancelled",
+}
+
+
+_PENDING = {
+    PendingActivityState.PENDING_ACTIVITY_STATE_STARTED: "running",
+    PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED: "cancelling",
 }
 
 
@@ -76,8 +90,13 @@ async def read(client: Client, workflow_id: str, run_id: str | None) -> dict[str
             step["attempts"] = max(step["attempts"], pending.attempt)
             if pending.HasField("last_failure") and pending.last_failure.message:
                 step["last_failure"] = pending.last_failure.message
-            if pending.attempt > 1 and step["status"] == "scheduled":
-                step["status"] = "retrying"
+            live = _PENDING.get(pending.state)
+            if live is not None:
+                step["status"] = live
+                if pending.HasField("last_started_time"):
+                    step["started_at"] = pending.last_started_time.ToDatetime(tzinfo=UTC)
+            elif pending.attempt > 1:
+                step["status"] = "retrying"  # waiting for its next attempt (backoff)
         details = _decode(pending.heartbeat_details)
         if isinstance(details, dict) and details:
             progress = {"step": pending.activity_type.name, **details}

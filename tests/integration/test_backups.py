@@ -78,7 +78,8 @@ async def test_backup_is_complete_encrypted_and_restorable_with_plain_restic(
         "dump_database",
         "upload_volume",
         "upload_volume",
-        "record_backup",
+        "store_manifest",
+        "record_success",
         "apply_retention",
     ]
     assert all(s["status"] == "completed" for s in backup["timeline"]["steps"])
@@ -371,3 +372,35 @@ async def test_daily_sweep_prunes_expired_backups_without_a_new_backup(
         ]
     }
     assert (statuses[old["id"]], statuses[new["id"]]) == ("pruned", "succeeded")
+
+
+async def test_the_timeline_shows_the_running_step_as_running(
+    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path
+) -> None:
+    """History has only the Scheduled event of an executing (retryable) activity; the
+    timeline still shows the upload running, with its start time and attempt."""
+    app = await make_app(api, world, database_server, tmp_path, policy={"include_database": False})
+    with (app.volumes["uploads"] / "bulk.bin").open("wb") as handle:
+        for _ in range(300):  # incompressible, so restic takes a few seconds over it
+            handle.write(os.urandom(1024 * 1024))
+    owner = world.auth("owner")
+    accepted = await expect(await api.post(app.backups, headers=owner), 202)
+    url = f"{app.backups}/{accepted['id']}"
+    seen: dict[str, Any] | None = None
+    body: dict[str, Any] = {}
+    for _ in range(600):  # at most about two minutes
+        body = await expect(await api.get(url, headers=owner), 200)
+        steps = (body.get("timeline") or {}).get("steps", [])
+        seen = next(
+            (s for s in steps if s["step"] == "upload_volume" and s["status"] == "running"), None
+        )
+        if seen is not None or finished(body):
+            break
+        await asyncio.sleep(0.1)
+    assert seen is not None, f"no upload step was ever shown running: {body.get('timeline')}"
+    assert seen["started_at"] is not None and seen["completed_at"] is None
+    assert seen["started_at"] >= seen["scheduled_at"] and seen["attempts"] == 1
+    done = await wait_for(api, url, owner, finished, seconds=120)
+    assert done["status"] == "succeeded", done["error_message"]
+    uploads = [s for s in done["timeline"]["steps"] if s["step"] == "upload_volume"]
+    assert uploads and all(s["status"] == "completed" and s["started_at"] for s in uploads)
