@@ -20,22 +20,31 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.support import fatal, open_platform, restic_failure, with_progress
+from activities.support import (
+    fatal,
+    heartbeating,
+    open_platform,
+    read_metadata,
+    restic_failure,
+    with_progress,
+)
 from adapters import pg_dump
 from adapters.restic import Repository, Restic, ResticError
 from adapters.storage_backend import BackendError, StorageBackend, folder_usage
 from core import crypto, metrics
+from core.run_outcome import shorten
 from core.settings import Settings
 from db import audit
 from db.models import (
     Application,
     BackupExecution,
     BackupPolicy,
-    BackupRestore,
     BackupStorage,
 )
+from db.runs import live_run_of, lock_application, settle_backup
 from repository.store import open_repository
 from workflows.backup_request import BackupRequest
 
@@ -93,19 +102,49 @@ class RecordJob:
 
 
 @dataclass
-class FailJob:
+class StoredManifest:
+    snapshot_id: str
+    manifest: dict[str, Any]
+    size_bytes: int
+
+
+@dataclass
+class SuccessJob:
     execution_id: str
+    stored: StoredManifest
+
+
+@dataclass
+class FailJob:
+    """The outcome of a run that did not succeed; only the metadata database is needed."""
+
+    begin: BeginBackup
+    execution_id: str | None  # None when the run failed before it had a row
     message: str
     status: str = "failed"  # failed | cancelled
 
 
 @dataclass
+class FailRecorded:
+    execution_id: str | None
+    settled: bool  # False: the row had ended already (nothing to alert twice)
+
+
+@dataclass
 class Context:
     execution: BackupExecution
-    policy: BackupPolicy
+    policy: BackupPolicy | None  # a deleted policy leaves its history behind
     application: Application
     storage: BackupStorage
     repo: Repository
+
+    @property
+    def include_database(self) -> bool:
+        return bool(self.policy and self.policy.include_database)
+
+    @property
+    def include_volumes(self) -> bool:
+        return bool(self.policy and self.policy.include_volumes)
 
 
 def _tags(ctx: Context, part: str) -> list[str]:
@@ -123,7 +162,9 @@ class BackupActivities:
         settings: Settings,
         restic: Restic,
         backend: StorageBackend,
+        client: Client,
     ) -> None:
+        self.client = client
         self.sessions = sessions
         self.settings = settings
         self.restic = restic
@@ -136,11 +177,16 @@ class BackupActivities:
         execution = await session.get(BackupExecution, uuid.UUID(execution_id))
         if execution is None:
             raise fatal(f"backup execution {execution_id} does not exist", "NotFound")
-        policy = await session.get(BackupPolicy, execution.policy_id)
-        assert policy is not None  # executions cascade with their policy
-        application = await session.get(Application, policy.application_id)
-        storage = await session.get(BackupStorage, policy.storage_id)
-        assert application is not None and storage is not None
+        policy = (
+            await session.get(BackupPolicy, execution.policy_id) if execution.policy_id else None
+        )
+        application = await session.get(Application, execution.application_id)
+        assert application is not None  # executions cascade with their application
+        storage = (
+            await session.get(BackupStorage, execution.storage_id) if execution.storage_id else None
+        )
+        if storage is None:
+            raise fatal("the backup's storage was deleted", "StorageDeleted")
         try:
             repo = await open_repository(session, self.settings, application, storage)
         except crypto.CryptoError as exc:
@@ -172,60 +218,25 @@ class BackupActivities:
 
     @activity.defn
     async def begin_backup(self, begin: BeginBackup) -> ExecutionRef:
-        """Creates (or finds) the execution row; refuses a second concurrent backup of the app."""
+        """Creates (or finds) the execution row; refuses a second live backup of the app."""
         req = begin.request
         async with self.sessions() as session:
             app_id = uuid.UUID(req.application_id)
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"backup:{app_id}"}
-            )
+            await lock_application(session, app_id)
             if req.execution_id:
                 execution = await session.get(BackupExecution, uuid.UUID(req.execution_id))
                 if execution is None:  # the API's transaction is not visible yet: retry
                     raise ApplicationError("execution not visible yet", type="NotYetVisible")
             else:
-                await session.execute(
-                    insert(BackupExecution)
-                    .values(
-                        policy_id=uuid.UUID(req.policy_id),
-                        workflow_id=begin.workflow_id,
-                        run_id=begin.run_id,
-                        trigger=req.trigger,
-                        schedule_id=begin.schedule_id,
-                        status="running",
-                        started_at=datetime.now(UTC),
-                    )
-                    .on_conflict_do_nothing(index_elements=["workflow_id"])
-                )
-                execution = await session.scalar(
-                    select(BackupExecution).where(BackupExecution.workflow_id == begin.workflow_id)
-                )
-                assert execution is not None
-            other = await session.scalar(
-                select(BackupExecution.workflow_id)
-                .join(BackupPolicy, BackupPolicy.id == BackupExecution.policy_id)
-                .where(
-                    BackupPolicy.application_id == app_id,
-                    BackupExecution.status == "running",
-                    BackupExecution.id != execution.id,
-                )
-            )
-            if not other:
-                other = await session.scalar(
-                    select(BackupRestore.workflow_id).where(
-                        BackupRestore.application_id == app_id,
-                        BackupRestore.status.in_(("pending", "running")),
-                    )
-                )
+                execution = await self._insert_scheduled(session, begin)
+            if execution.status != "running":
+                raise fatal(f"this backup had already ended ({execution.status})", "AlreadyEnded")
+            other = await live_run_of(session, self.client, app_id, exclude=execution.id)
             if other:
-                execution.status = "failed"
-                execution.error_message = (
-                    f"another backup or a restore of this application is running ({other})"
+                raise fatal(
+                    f"another backup or a restore of this application is running ({other})",
+                    "BackupRunning",
                 )
-                execution.completed_at = datetime.now(UTC)
-                await session.commit()
-                metrics.BACKUPS_FAILED.labels(req.trigger).inc()
-                raise fatal(execution.error_message, "BackupRunning")
             first_attempt = execution.run_id != begin.run_id or activity.info().attempt == 1
             execution.run_id = begin.run_id
             application = await session.get(Application, app_id)
@@ -246,50 +257,54 @@ class BackupActivities:
             )
             return ExecutionRef(str(execution.id), volumes, req.include_database)
 
+    async def _insert_scheduled(self, session: AsyncSession, begin: BeginBackup) -> BackupExecution:
+        """The row of a scheduled run, made by its first step (idempotent by workflow id)."""
+        req = begin.request
+        policy = await session.get(BackupPolicy, uuid.UUID(req.policy_id))
+        await session.execute(
+            insert(BackupExecution)
+            .values(
+                policy_id=policy.id if policy else None,
+                application_id=uuid.UUID(req.application_id),
+                storage_id=policy.storage_id if policy else None,
+                workflow_id=begin.workflow_id,
+                run_id=begin.run_id,
+                trigger=req.trigger,
+                schedule_id=begin.schedule_id,
+                status="running",
+                started_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing(index_elements=["workflow_id"])
+        )
+        execution = await session.scalar(
+            select(BackupExecution).where(BackupExecution.workflow_id == begin.workflow_id)
+        )
+        assert execution is not None
+        return execution
+
     @activity.defn
     async def check_quota(self, execution_id: str) -> int:
         """Fails at once, before any data is written, when the backup cannot fit."""
-        async with self.sessions() as session:
-            ctx = await self._context(session, execution_id)
-            storage, application = ctx.storage, ctx.application
-            if storage.status != "active":
-                raise fatal(
-                    f"backup storage {storage.name} is {storage.status}"
-                    f"{': ' + storage.status_message if storage.status_message else ''};"
-                    " the backup did not start",
-                    "StorageUnavailable",
-                )
-            expected = await session.scalar(
-                select(BackupExecution.size_bytes)
-                .join(BackupPolicy, BackupPolicy.id == BackupExecution.policy_id)
-                .where(
-                    BackupPolicy.application_id == application.id,
-                    BackupExecution.status == "succeeded",
-                )
-                .order_by(BackupExecution.completed_at.desc())
-                .limit(1)
-            )
-            workspace_used = int(
-                await session.scalar(
-                    select(func.coalesce(func.sum(BackupStorage.used_bytes), 0)).where(
-                        BackupStorage.workspace_id == application.workspace_id,
-                        BackupStorage.id != storage.id,
-                    )
-                )
-                or 0
-            )
-            quota_gb = await session.scalar(
-                text("SELECT backup_quota_gb FROM workspaces WHERE id = :id"),
-                {"id": application.workspace_id},
-            )
+        ctx, expected, workspace_used, quota_gb = await read_metadata(
+            self.sessions, lambda s: self._quota_figures(s, execution_id)
+        )
+        storage = ctx.storage
         if expected is None:
-            expected = await self._first_backup_estimate(ctx)
+            expected = await heartbeating(self._first_backup_estimate(ctx))
         try:
-            status = await asyncio.to_thread(self.backend.status, storage.proxmox_storage_id)
+            status = await heartbeating(
+                asyncio.to_thread(self.backend.status, storage.proxmox_storage_id)
+            )
         except BackendError as exc:
             raise ApplicationError(
                 exc.message, type="StorageUnavailable", non_retryable=not exc.retryable
             ) from None
+        if not status.active:
+            raise fatal(
+                f"backup storage {storage.name} is not active on the storage server (not"
+                " mounted or unreachable); the backup did not start",
+                "StorageUnavailable",
+            )
         capacity = storage.capacity_gb * GIB
         if status.used_bytes + expected > capacity:
             raise fatal(
@@ -307,10 +322,47 @@ class BackupActivities:
             )
         return int(expected)
 
+    async def _quota_figures(
+        self, session: AsyncSession, execution_id: str
+    ) -> tuple[Context, int | None, int, int | None]:
+        """The context, the last good backup's size, the workspace's other usage and quota."""
+        ctx = await self._context(session, execution_id)
+        storage, application = ctx.storage, ctx.application
+        if storage.status != "active":
+            raise fatal(
+                f"backup storage {storage.name} is {storage.status}"
+                f"{': ' + storage.status_message if storage.status_message else ''};"
+                " the backup did not start",
+                "StorageUnavailable",
+            )
+        expected = await session.scalar(
+            select(BackupExecution.size_bytes)
+            .where(
+                BackupExecution.application_id == application.id,
+                BackupExecution.status == "succeeded",
+            )
+            .order_by(BackupExecution.completed_at.desc())
+            .limit(1)
+        )
+        workspace_used = int(
+            await session.scalar(
+                select(func.coalesce(func.sum(BackupStorage.used_bytes), 0)).where(
+                    BackupStorage.workspace_id == application.workspace_id,
+                    BackupStorage.id != storage.id,
+                )
+            )
+            or 0
+        )
+        quota_gb = await session.scalar(
+            text("SELECT backup_quota_gb FROM workspaces WHERE id = :id"),
+            {"id": application.workspace_id},
+        )
+        return ctx, expected, workspace_used, quota_gb
+
     async def _first_backup_estimate(self, ctx: Context) -> int:
         platform = open_platform(ctx.application, self.settings)
         total = 0
-        target = platform.database() if ctx.policy.include_database else None
+        target = platform.database() if ctx.include_database else None
         if target is not None:
             psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
             try:
@@ -321,7 +373,7 @@ class BackupActivities:
                     non_retryable=not exc.retryable,
                 ) from None  # fmt: skip
             total += size
-        if ctx.policy.include_volumes:
+        if ctx.include_volumes:
             for name in platform.volume_names():
                 path = Path(ctx.application.platform_settings["volumes"][name])
                 total += await asyncio.to_thread(folder_usage, path)
@@ -329,12 +381,11 @@ class BackupActivities:
 
     @activity.defn
     async def snapshot_volumes(self, execution_id: str) -> SnapshotStep:
-        async with self.sessions() as session:
-            ctx = await self._context(session, execution_id)
+        ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
         platform = open_platform(ctx.application, self.settings)
-        names = platform.volume_names() if ctx.policy.include_volumes else []
+        names = platform.volume_names() if ctx.include_volumes else []
         try:
-            point = await asyncio.to_thread(platform.snapshot, execution_id, names)
+            point = await heartbeating(asyncio.to_thread(platform.snapshot, execution_id, names))
         except FileNotFoundError as exc:
             raise fatal(str(exc), "InvalidConfiguration") from None
         return SnapshotStep(
@@ -344,30 +395,22 @@ class BackupActivities:
     @activity.defn
     async def dump_database(self, execution_id: str) -> PartResult:
         """pg_dump streamed into ``restic backup --stdin``: no temporary copy, bounded memory."""
-        async with self.sessions() as session:
-            ctx = await self._context(session, execution_id)
+        ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
         target = open_platform(ctx.application, self.settings).database()
         if target is None:
             raise fatal("the application has no database configured", "InvalidConfiguration")
         await self._ensure_repository(ctx.repo)
-        existing = await self._existing(ctx, "database")
-        psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
         try:
-            _, db_size = await asyncio.to_thread(pg_dump.server_info, target, psql)
-            rows = await asyncio.to_thread(pg_dump.table_row_counts, target, psql)
-            if existing is not None:
-                existing.details = {"database_size_bytes": db_size, "row_counts": rows}
-                return existing
+            if activity.info().attempt > 1:
+                # What an earlier attempt left has no figures taken in its snapshot and may be
+                # a partial dump (restic keeps what it read when its stdin closes): redo it.
+                await asyncio.to_thread(self._forget_part, ctx, "database")
             result = await with_progress(
                 lambda progress: pg_dump.dump_into_restic(
-                    target,
-                    self.restic,
-                    ctx.repo,
-                    _tags(ctx, "database"),
-                    bin_dir=self.settings.pg_bin_dir,
-                    progress=progress,
+                    target, self.restic, ctx.repo, _tags(ctx, "database"),
+                    bin_dir=self.settings.pg_bin_dir, progress=progress,
                 )
-            )
+            )  # fmt: skip
         except pg_dump.DumpError as exc:
             raise ApplicationError(
                 f"database dump failed: {exc.message}", type="DumpError",
@@ -375,16 +418,27 @@ class BackupActivities:
             ) from None  # fmt: skip
         except ResticError as exc:
             raise restic_failure(exc) from None
+        # The figures restore verification compares were taken inside pg_dump's snapshot.
         return PartResult(
             "database", result.snapshot_id, result.total_bytes_processed, result.data_added, 1,
-            reused=False, details={"database_size_bytes": db_size, "row_counts": rows},
+            reused=False,
+            details={
+                "database_size_bytes": result.database_size_bytes,
+                "row_counts": result.row_counts,
+                "server_major": result.server_major,
+            },
         )  # fmt: skip
+
+    def _forget_part(self, ctx: Context, part: str) -> None:
+        self.restic.unlock(ctx.repo)
+        stale = self.restic.snapshots(ctx.repo, _tags(ctx, part))
+        if stale:
+            self.restic.forget(ctx.repo, [s.id for s in stale])
 
     @activity.defn
     async def upload_volume(self, job: UploadJob) -> PartResult:
         """One volume into the repository; incremental reuses the previous snapshot as parent."""
-        async with self.sessions() as session:
-            ctx = await self._context(session, job.execution_id)
+        ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
         part = f"volume:{job.volume}"
         try:
             await self._ensure_repository(ctx.repo)
@@ -418,17 +472,16 @@ class BackupActivities:
         )  # fmt: skip
 
     @activity.defn
-    async def record_backup(self, job: RecordJob) -> int:
-        """Writes the manifest into the repository and the row; the backup is then complete."""
-        async with self.sessions() as session:
-            ctx = await self._context(session, job.execution_id)
+    async def store_manifest(self, job: RecordJob) -> StoredManifest:
+        """Writes the manifest into the repository beside the data it describes."""
+        ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
         database = next((p for p in job.parts if p.part == "database"), None)
         manifest = {
             "execution_id": job.execution_id,
             "application_id": str(ctx.application.id),
             "workspace_id": str(ctx.application.workspace_id),
             "trigger": ctx.execution.trigger,
-            "backup_type": ctx.policy.backup_type,
+            "backup_type": ctx.policy.backup_type if ctx.policy else None,
             "started_at": job.started_at,
             "parts": [{k: v for k, v in asdict(p).items() if k != "details"} for p in job.parts],
             "snapshot": {"consistent": job.snapshot.consistent, "note": job.snapshot.note},
@@ -439,39 +492,49 @@ class BackupActivities:
                 if p.part.startswith("volume:")
             },
             "tools": await asyncio.to_thread(self._tool_versions),
+            "repository": str(ctx.repo.path),
         }
         try:
             existing = await self._existing(ctx, "manifest")
             if existing is None:
-                manifest_id = await asyncio.to_thread(
-                    self._store_manifest, ctx.repo, manifest, _tags(ctx, "manifest")
+                manifest_id = await heartbeating(
+                    asyncio.to_thread(
+                        self._store_manifest, ctx.repo, manifest, _tags(ctx, "manifest")
+                    )
                 )
             else:
                 manifest_id = existing.snapshot_id
         except ResticError as exc:
             raise restic_failure(exc) from None
         size = sum(p.bytes_processed for p in job.parts)
+        return StoredManifest(manifest_id, manifest, size)
+
+    @activity.defn
+    async def record_success(self, job: SuccessJob) -> int:
+        """Marks the backup succeeded; needs only the metadata database, retried through outages."""
+        stored = job.stored
         now = datetime.now(UTC)
         async with self.sessions() as session:
             execution = await session.get(BackupExecution, uuid.UUID(job.execution_id))
             assert execution is not None
-            if execution.status == "succeeded":
-                return size
+            if execution.status != "running":
+                return stored.size_bytes
             execution.status = "succeeded"
-            execution.size_bytes = size
-            execution.backup_path = str(ctx.repo.path)
+            execution.size_bytes = stored.size_bytes
+            execution.backup_path = stored.manifest.get("repository")
             execution.completed_at = now
-            execution.metadata_ = {**manifest, "manifest_snapshot_id": manifest_id}
+            execution.metadata_ = {**stored.manifest, "manifest_snapshot_id": stored.snapshot_id}
+            workspace_id = uuid.UUID(stored.manifest["workspace_id"])
             audit.record(
                 session, ACTOR, "backup.succeeded", "backup_execution", execution.id,
-                workspace_id=ctx.application.workspace_id, details={"size_bytes": size},
+                workspace_id=workspace_id, details={"size_bytes": stored.size_bytes},
             )  # fmt: skip
             await session.commit()
-        metrics.BACKUPS_SUCCEEDED.labels(ctx.execution.trigger).inc()
-        metrics.BACKUP_SIZE.observe(size)
-        metrics.BACKUP_DURATION.observe((now - ctx.execution.started_at).total_seconds())
-        metrics.LAST_SUCCESS.labels(str(ctx.application.id)).set(now.timestamp())
-        return size
+        metrics.BACKUPS_SUCCEEDED.labels(execution.trigger).inc()
+        metrics.BACKUP_SIZE.observe(stored.size_bytes)
+        metrics.BACKUP_DURATION.observe((now - execution.started_at).total_seconds())
+        metrics.LAST_SUCCESS.labels(str(execution.application_id)).set(now.timestamp())
+        return stored.size_bytes
 
     def _store_manifest(self, repo: Repository, manifest: dict[str, Any], tags: list[str]) -> str:
         """The manifest travels with the data, so a restore without cairn can still read it."""
@@ -484,40 +547,72 @@ class BackupActivities:
         return {"restic": self.restic.version(), "pg_dump": str(pg_dump.client_major(pg))}
 
     @activity.defn
-    async def fail_backup(self, job: FailJob) -> None:
-        """Marks the run failed (or cancelled) and removes the snapshots it left behind."""
+    async def record_failure(self, job: FailJob) -> FailRecorded:
+        """Ends the row failed or cancelled with the reason, before any cleanup is tried.
+
+        Touches only the metadata database, so it cannot fail for the reason the run failed
+        (restic, the platform, secrets). A scheduled run that failed before its first step
+        made a row gets one now, so the failure is visible.
+        """
         async with self.sessions() as session:
-            ctx = await self._context(session, job.execution_id)
-            execution = ctx.execution
-            if execution.status in ("failed", "cancelled", "succeeded"):
-                return
+            execution = None
+            if job.execution_id:
+                execution = await session.get(BackupExecution, uuid.UUID(job.execution_id))
+            scheduled = not job.begin.request.execution_id
+            if execution is None and scheduled:
+                app_id = uuid.UUID(job.begin.request.application_id)
+                if await session.get(Application, app_id) is not None:
+                    execution = await self._insert_scheduled(session, job.begin)
+            if execution is None:  # a manual run whose API request never committed its row
+                return FailRecorded(None, settled=False)
+            settled = await settle_backup(session, execution, job.status, job.message, ACTOR)
+            await session.commit()
+            if settled is not None:
+                metrics.count_unsuccessful("backup", settled.trigger, settled.started_at)
+            return FailRecorded(str(execution.id), settled is not None)
+
+    @activity.defn
+    async def clean_up_failed(self, execution_id: str) -> str:
+        """Best effort: forgets the partial snapshots and releases the platform's resources.
+
+        Whatever goes wrong here is written on the row as a note and returned; the run's
+        outcome has been recorded already and is never replaced by a cleanup error.
+        """
         try:
-            await asyncio.to_thread(self.restic.unlock, ctx.repo)
-            partial = await asyncio.to_thread(
-                self.restic.snapshots, ctx.repo, [f"execution={job.execution_id}"]
+            async with self.sessions() as session:
+                ctx = await self._context(session, execution_id)
+            await heartbeating(asyncio.to_thread(self._forget_partial, ctx.repo, execution_id))
+            await asyncio.to_thread(
+                open_platform(ctx.application, self.settings).release, execution_id
             )
-            await asyncio.to_thread(self.restic.forget, ctx.repo, [s.id for s in partial])
+        except (ApplicationError, ResticError, crypto.CryptoError, OSError) as exc:
+            note = shorten(f"cleanup incomplete: {getattr(exc, 'message', None) or exc}")
+        else:
+            return "partial snapshots removed"
+        async with self.sessions() as session:
+            row = await session.get(BackupExecution, uuid.UUID(execution_id))
+            if row is not None:
+                row.metadata_ = {**(row.metadata_ or {}), "cleanup": note}
+                await session.commit()
+        return note
+
+    def _forget_partial(self, repo: Repository, execution_id: str) -> None:
+        try:
+            self.restic.unlock(repo)
+            partial = self.restic.snapshots(repo, [f"execution={execution_id}"])
+            self.restic.forget(repo, [s.id for s in partial])
         except ResticError as exc:
             if "does not exist" not in exc.message and "unable to open config" not in exc.message:
-                raise restic_failure(exc) from None
-        await asyncio.to_thread(
-            open_platform(ctx.application, self.settings).release, job.execution_id
-        )
-        async with self.sessions() as session:
-            row = await session.get(BackupExecution, uuid.UUID(job.execution_id))
-            assert row is not None
-            row.status, row.error_message = job.status, job.message
-            row.completed_at = datetime.now(UTC)
-            await session.commit()
-        metrics.BACKUPS_FAILED.labels(ctx.execution.trigger).inc()
+                raise
 
     def control(self) -> list[Any]:
-        return [self.begin_backup, self.check_quota, self.snapshot_volumes]
+        return [
+            self.begin_backup,
+            self.check_quota,
+            self.snapshot_volumes,
+            self.record_success,
+            self.record_failure,
+        ]
 
     def data(self) -> list[Any]:
-        return [
-            self.dump_database,
-            self.upload_volume,
-            self.record_backup,
-            self.fail_backup,
-        ]
+        return [self.dump_database, self.upload_volume, self.store_manifest, self.clean_up_failed]

@@ -22,18 +22,27 @@ from temporalio.exceptions import ApplicationError
 
 from activities.support import (
     fatal,
+    heartbeating,
     open_platform,
+    read_metadata,
     restic_failure,
     to_completion,
     with_progress,
 )
 from adapters import pg_databases, pg_dump
 from adapters.restic import Repository, Restic, ResticError
-from core import crypto
+from core import crypto, metrics
+from core.boundaries import (
+    BoundaryError,
+    check_application_database,
+    check_restore_target,
+    check_volume_path,
+)
 from core.local_platform import split_database_url
 from core.settings import Settings
 from db import audit
-from db.models import Application, BackupExecution, BackupPolicy, BackupRestore, BackupStorage
+from db.models import Application, BackupExecution, BackupRestore, BackupStorage
+from db.runs import settle_restore
 from repository.store import open_repository
 
 ACTOR = audit.Actor(label="system:restore-workflow")
@@ -98,11 +107,15 @@ class RestoreActivities:
         application = await session.get(Application, restore.application_id)
         if execution is None or execution.status != "succeeded" or application is None:
             raise fatal("the backup to restore no longer exists or was pruned", "MissingBackup")
-        policy = await session.get(BackupPolicy, execution.policy_id)
-        assert policy is not None
-        storage = await session.get(BackupStorage, policy.storage_id)
-        assert storage is not None
-        repo = await open_repository(session, self.settings, application, storage)
+        storage = (
+            await session.get(BackupStorage, execution.storage_id) if execution.storage_id else None
+        )
+        if storage is None:
+            raise fatal("the storage that held this backup was deleted", "MissingBackup")
+        try:
+            repo = await open_repository(session, self.settings, application, storage)
+        except crypto.CryptoError as exc:
+            raise fatal(str(exc), "SecretsUnavailable") from None
         return Loaded(restore, execution, application, repo)
 
     def _target(self, loaded: Loaded) -> pg_dump.PgTarget:
@@ -111,6 +124,14 @@ class RestoreActivities:
         if original is None:
             raise fatal("the application has no database configured", "InvalidConfiguration")
         target = (loaded.restore.details or {}).get("target") or {}
+        own = loaded.application.platform_settings.get("database") or {}
+        try:  # checked again where the data moves: the API's checks may predate a setting
+            if target:
+                check_restore_target(target, own, self.settings, by_platform_admin=True)
+            else:
+                check_application_database(own, self.settings)
+        except BoundaryError as exc:
+            raise fatal(f"restore target refused: {exc.message}", "TargetRefused") from None
         if target.get("database_name"):
             return replace(original, dbname=target["database_name"])
         if target.get("database_url"):
@@ -140,6 +161,7 @@ class RestoreActivities:
                     details={"backup_id": str(loaded.execution.id)},
                 )  # fmt: skip
                 await session.commit()
+                metrics.RESTORES_STARTED.inc()
             details = restore.details or {}
             return RestorePlan(
                 restore_id, bool(details.get("database")), details.get("volumes", [])
@@ -148,8 +170,7 @@ class RestoreActivities:
     @activity.defn
     async def verify_backup(self, restore_id: str) -> str:
         """The backup's snapshots exist and the repository's data reads back intact."""
-        async with self.sessions() as session:
-            loaded = await self._load(session, restore_id)
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         tags = [f"execution={loaded.execution.id}"]
         try:
             snapshots = await asyncio.to_thread(self.restic.snapshots, loaded.repo, tags)
@@ -167,8 +188,7 @@ class RestoreActivities:
 
     @activity.defn
     async def quiesce(self, restore_id: str) -> str:
-        async with self.sessions() as session:
-            loaded = await self._load(session, restore_id)
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         try:
             return await to_completion(open_platform(loaded.application, self.settings).quiesce)
         except (RuntimeError, OSError) as exc:
@@ -182,15 +202,14 @@ class RestoreActivities:
             application = await session.get(Application, restore.application_id)
             assert application is not None
         try:
-            return await asyncio.to_thread(open_platform(application, self.settings).resume)
+            return await to_completion(open_platform(application, self.settings).resume)
         except (RuntimeError, OSError) as exc:
             raise ApplicationError(f"the application could not be started: {exc}") from None
 
     @activity.defn
     async def restore_database(self, restore_id: str) -> str:
         """Restores into a fresh database, then swaps it in by rename."""
-        async with self.sessions() as session:
-            loaded = await self._load(session, restore_id)
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         target = self._target(loaded)
         short = uuid.UUID(restore_id).hex[:12]
         staging, old = f"cairn_restore_{short}", f"cairn_old_{short}"
@@ -222,14 +241,16 @@ class RestoreActivities:
     @activity.defn
     async def restore_volume(self, job: VolumeJob) -> str:
         """Restores into a staging folder beside the volume, then swaps the folders."""
-        async with self.sessions() as session:
-            loaded = await self._load(session, job.restore_id)
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.restore_id))
         folders = loaded.application.platform_settings.get("volumes", {})
         if job.volume not in folders:
             raise fatal(
                 f"the application has no volume {job.volume} any more", "InvalidConfiguration"
             )
-        live = Path(folders[job.volume])
+        try:
+            live = check_volume_path(folders[job.volume], self.settings)
+        except BoundaryError as exc:
+            raise fatal(f"volume {job.volume} refused: {exc.message}", "TargetRefused") from None
         short = uuid.UUID(job.restore_id).hex[:12]
         staging = live.with_name(f".{live.name}.cairn-restore-{short}")
         old = live.with_name(f".{live.name}.cairn-old-{short}")
@@ -246,15 +267,16 @@ class RestoreActivities:
     @activity.defn
     async def verify_restore(self, restore_id: str) -> dict[str, Any]:
         """Row counts per table and file counts and sizes per volume equal the manifest."""
-        async with self.sessions() as session:
-            loaded = await self._load(session, restore_id)
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         details, manifest = loaded.restore.details or {}, loaded.manifest
         problems: list[str] = []
         result: dict[str, Any] = {}
         if details.get("database"):
             expected = (manifest.get("database") or {}).get("row_counts", {})
             psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
-            actual = await asyncio.to_thread(pg_dump.table_row_counts, self._target(loaded), psql)
+            actual = await heartbeating(
+                asyncio.to_thread(pg_dump.table_row_counts, self._target(loaded), psql)
+            )
             problems += [
                 f"table {t}: {actual.get(t)} rows, the backup had {n}"
                 for t, n in expected.items()
@@ -264,7 +286,7 @@ class RestoreActivities:
         folders = loaded.application.platform_settings.get("volumes", {})
         for volume in details.get("volumes", []):
             expected_volume = manifest.get("volumes", {}).get(volume, {})
-            files, size = await asyncio.to_thread(_count, Path(folders[volume]))
+            files, size = await heartbeating(asyncio.to_thread(_count, Path(folders[volume])))
             if (files, size) != (expected_volume.get("files"), expected_volume.get("bytes")):
                 problems.append(
                     f"volume {volume}: {files} files / {size} bytes, the backup had"
@@ -278,23 +300,37 @@ class RestoreActivities:
         return result
 
     @activity.defn
-    async def finish_restore(self, finish: FinishRestore) -> None:
+    async def finish_restore(self, finish: FinishRestore) -> bool:
+        """Records the outcome (database only); True when this call ended the row."""
         async with self.sessions() as session:
             restore = await session.get(BackupRestore, uuid.UUID(finish.restore_id))
             assert restore is not None
-            if restore.status in ("succeeded", "failed", "cancelled"):
-                return
+            restore.details = {**(restore.details or {}), "notes": finish.notes}
+            if finish.status != "succeeded":
+                settled = await settle_restore(
+                    session, restore, finish.status, finish.message, ACTOR
+                )
+                await session.commit()
+                if settled is not None:
+                    metrics.count_unsuccessful("restore", None, settled.started_at)
+                return settled is not None
+            if restore.status != "running":
+                return False
             application = await session.get(Application, restore.application_id)
             assert application is not None
-            restore.status, restore.error_message = finish.status, finish.message
-            restore.completed_at = datetime.now(UTC)
-            restore.details = {**(restore.details or {}), "notes": finish.notes}
+            now = datetime.now(UTC)
+            restore.status, restore.completed_at = "succeeded", now
             audit.record(
-                session, ACTOR, f"restore.{finish.status}", "backup_restore", restore.id,
+                session, ACTOR, "restore.succeeded", "backup_restore", restore.id,
                 workspace_id=application.workspace_id,
-                details={"message": finish.message} if finish.message else {},
             )  # fmt: skip
             await session.commit()
+        metrics.RESTORES_SUCCEEDED.inc()
+        if restore.started_at is not None:
+            metrics.RESTORE_DURATION.labels("succeeded").observe(
+                (now - restore.started_at).total_seconds()
+            )
+        return True
 
     def control(self) -> list[Any]:
         return [self.begin_restore, self.quiesce, self.resume, self.finish_restore]

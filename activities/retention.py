@@ -1,7 +1,7 @@
 """Retention: backups older than their policy's ``retention_days`` are forgotten and pruned.
 
 Runs after every backup and from a daily sweep (a policy whose schedule stopped still
-expires its old backups). The newest successful backup of a policy is never pruned.
+expires its old backups). The newest successful backup of an application is never pruned.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ class RetentionActivities:
         """Policies that have ended backups, the only ones retention can act on."""
         async with self.sessions() as session:
             ids = await session.scalars(
-                select(BackupExecution.policy_id)
+                select(BackupPolicy.id)
+                .join(
+                    BackupExecution, BackupExecution.application_id == BackupPolicy.application_id
+                )
                 .where(BackupExecution.status.in_(ENDED))
                 .distinct()
             )
@@ -59,7 +62,8 @@ class RetentionActivities:
             newest = await session.scalar(
                 select(BackupExecution.id)
                 .where(
-                    BackupExecution.policy_id == policy.id, BackupExecution.status == "succeeded"
+                    BackupExecution.application_id == policy.application_id,
+                    BackupExecution.status == "succeeded",
                 )
                 .order_by(BackupExecution.completed_at.desc())
                 .limit(1)
@@ -68,7 +72,10 @@ class RetentionActivities:
                 str(e)
                 for e in await session.scalars(
                     select(BackupExecution.id).where(
-                        BackupExecution.policy_id == policy.id,
+                        # the application's whole history in this storage, also backups
+                        # made under an earlier policy
+                        BackupExecution.application_id == policy.application_id,
+                        BackupExecution.storage_id == policy.storage_id,
                         BackupExecution.status.in_(ENDED),
                         BackupExecution.started_at < cutoff,
                         BackupExecution.id != newest,

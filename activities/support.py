@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,10 +18,13 @@ from adapters.platform import Platform
 from adapters.restic import Progress, ResticError
 from core import crypto
 from core.settings import Settings
+from db.availability import database_unavailable
 from db.models import Application
 
 T = TypeVar("T")
 HEARTBEAT_SECONDS = 2.0
+# How long a data step waits for the metadata database before it lets its retry policy decide.
+METADATA_WAIT_SECONDS = 180.0
 
 
 def fatal(message: str, kind: str) -> ApplicationError:
@@ -64,6 +69,20 @@ async def with_progress(work: Callable[[Callable[[Progress], None]], T]) -> T:
     return task.result()
 
 
+async def heartbeating(work: Awaitable[T]) -> T:
+    """Awaits ``work`` while heartbeating, so a dead worker is noticed within a heartbeat."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            activity.heartbeat()
+            await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    return task.result()
+
+
 async def to_completion(work: Callable[[], T]) -> T:
     """Runs ``work`` in a thread to its end, heartbeating; a cancel is honoured only after.
 
@@ -81,3 +100,26 @@ async def to_completion(work: Callable[[], T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return task.result()
+
+
+async def read_metadata(
+    sessions: async_sessionmaker[AsyncSession], read: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Runs ``read`` in a session, waiting out a metadata database outage of minutes.
+
+    A data step must not fail because the metadata database restarts; it heartbeats while
+    it waits, so a dead worker is still noticed. Other errors are raised at once.
+    """
+    deadline = time.monotonic() + METADATA_WAIT_SECONDS
+    delay = 1.0
+    while True:
+        try:
+            async with sessions() as session:
+                return await read(session)
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() > deadline:
+                raise
+            activity.logger.warning("metadata database unavailable, waiting: %s", exc)
+        activity.heartbeat()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 15.0)

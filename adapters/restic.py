@@ -43,7 +43,8 @@ _MESSAGE_LIMIT: Final = 4000
 _EXIT_INCOMPLETE: Final = 3
 
 # Failures that recur however often the command runs. Anything else (a lock held by another
-# run, I/O errors of the storage, a full disk) may pass, and the retry policy bounds it.
+# run, I/O errors of the storage, a full disk) may pass, and the retry policy bounds it; a
+# storage that refuses writes (read-only, permissions) needs an operator, so it fails at once.
 _PERMANENT: Final = re.compile(
     r"wrong password or no key found"
     r"|Is there a repository at the following location"
@@ -55,6 +56,10 @@ _PERMANENT: Final = re.compile(
     r"|snapshot is empty"
     r"|repository contains errors"
     r"|requires at least repository format version"
+    # the storage refuses writes: retrying cannot help until an operator fixes it
+    r"|read-only file system"
+    r"|permission denied",
+    re.IGNORECASE,
 )
 
 

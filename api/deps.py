@@ -54,6 +54,18 @@ async def get_temporal(request: Request) -> Client:
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
+async def get_temporal_if_up(request: Request) -> Client | None:
+    """For reads that show what the database holds even while Temporal cannot be reached."""
+    try:
+        client: Client = await request.app.state.temporal.get()
+    except Exception:
+        return None
+    return client
+
+
+OptionalTemporalDep = Annotated[Client | None, Depends(get_temporal_if_up)]
+
+
 @dataclass(frozen=True)
 class Principal:
     user: User

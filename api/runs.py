@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 
 from api import timeline
-from api.problems import Problem
+from api.problems import Problem, conflict
+from core.run_outcome import is_live
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE
-from db.models import Application
+from db.models import Application, BackupExecution, BackupRestore
+from db.runs import RUNNING_BACKUP, RUNNING_RESTORE, live_run_of, lock_application
+from workflows.settle_runs import SETTLE_RUNS_WORKFLOW
 
 log = logging.getLogger(__name__)
+SETTLE_NOW_ID = "runs-settle-now"
+SETTLE_WAIT_SECONDS = 15.0
 
 
 async def start_run(
@@ -37,13 +45,77 @@ async def start_run(
 
 
 async def with_timeline(
-    body: dict[str, Any], temporal: Client, workflow_id: str | None, run_id: str | None
+    body: dict[str, Any], temporal: Client | None, workflow_id: str | None, run_id: str | None
 ) -> dict[str, Any]:
     """Adds the run's steps and live progress; an unreadable history is said, not fatal."""
-    if workflow_id:
+    if workflow_id and temporal is None:
+        body["timeline_error"] = "Temporal cannot be reached; the run's steps are not shown"
+    elif workflow_id and temporal is not None:
         try:
             body["timeline"] = await timeline.read(temporal, workflow_id, run_id)
         except Exception as exc:
             log.warning("timeline of %s unreadable: %s", workflow_id, exc)
             body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
     return body
+
+
+def _unavailable(exc: Exception) -> Problem:
+    return Problem(
+        503, "temporal-unavailable", "Temporal unavailable",
+        f"the state of running work cannot be checked ({type(exc).__name__}); nothing was"
+        " changed, retry later",
+    )  # fmt: skip
+
+
+async def settle_now(temporal: Client) -> None:
+    """Runs the run reconciler at once (joining one already running) and waits for it.
+
+    The reconciler, not the API, settles rows: it also sends the failure alert. A worker
+    that does not answer in time leaves the row to the next scheduled pass.
+    """
+    try:
+        handle = await temporal.start_workflow(
+            SETTLE_RUNS_WORKFLOW, id=SETTLE_NOW_ID, task_queue=CONTROL_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )  # fmt: skip
+        await asyncio.wait_for(handle.result(), SETTLE_WAIT_SECONDS)
+    except Exception as exc:
+        log.warning("settling closed runs now failed: %s", exc)
+
+
+async def settled_view(
+    session: AsyncSession, temporal: Client | None, row: BackupExecution | BackupRestore
+) -> None:
+    """A row that says running while its workflow has closed is settled before it is shown."""
+    waiting = RUNNING_BACKUP if isinstance(row, BackupExecution) else RUNNING_RESTORE
+    if temporal is None or row.status not in waiting:
+        return
+    try:
+        live = await is_live(temporal, row.workflow_id, row.run_id)
+    except Exception as exc:
+        log.warning("liveness of %s unknown: %s", row.workflow_id, exc)
+        return
+    if not live:
+        await settle_now(temporal)
+        await session.refresh(row)
+
+
+async def refuse_if_busy(
+    session: AsyncSession, temporal: Client, application: Application, what: str
+) -> None:
+    """Takes the application's run lock and answers 409 while a live run holds it.
+
+    Rows that say running but whose workflow has closed do not block; the reconciler
+    settles them.
+    """
+    await lock_application(session, application.id)
+    try:
+        busy = await live_run_of(session, temporal, application.id)
+    except Exception as exc:
+        raise _unavailable(exc) from exc
+    if busy:
+        raise conflict(
+            f"a backup or restore of this application is running ({busy}); wait for it or"
+            f" cancel it before starting a {what}",
+            running_workflow_id=busy,
+        )

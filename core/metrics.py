@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import Counter, Gauge, Histogram
 
 BACKUPS_STARTED = Counter("cairn_backups_started_total", "Backups started", ["trigger"])
@@ -22,3 +24,22 @@ LAST_SUCCESS = Gauge(
     "When the newest successful backup of an application completed",
     ["application_id"],
 )
+RESTORES_STARTED = Counter("cairn_restores_started_total", "Restores started")
+RESTORES_SUCCEEDED = Counter("cairn_restores_succeeded_total", "Restores succeeded")
+RESTORES_FAILED = Counter("cairn_restores_failed_total", "Restores failed or cancelled")
+RESTORE_DURATION = Histogram(
+    "cairn_restore_duration_seconds",
+    "Wall time of finished restores, by outcome",
+    ["status"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400),
+)
+
+
+def count_unsuccessful(kind: str, trigger: str | None, started_at: datetime | None) -> None:
+    """A backup or restore that ended failed or cancelled, however it was settled."""
+    if kind == "backup":
+        BACKUPS_FAILED.labels(trigger or "manual").inc()
+        return
+    RESTORES_FAILED.inc()
+    if started_at is not None:
+        RESTORE_DURATION.labels("failed").observe((datetime.now(UTC) - started_at).total_seconds())

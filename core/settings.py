@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     policy_min_interval_minutes: int = 15
     schedule_catchup_minutes: int = 60
     reconcile_minutes: int = 10
+    run_reconcile_minutes: int = 3
     volume_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="folders application volumes may live in (':' or ',' separated); empty:"

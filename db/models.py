@@ -189,12 +189,19 @@ class BackupExecution(Base):
     __tablename__ = "backup_executions"
     __table_args__ = (
         CheckConstraint("trigger IN ('manual', 'schedule')", name="backup_executions_trigger"),
-        UniqueConstraint("policy_id", "idempotency_key"),
+        UniqueConstraint("application_id", "idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    policy_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("backup_policies.id", ondelete="CASCADE"), index=True
+    # The history outlives the policy: a deleted policy leaves its backups listed and restorable.
+    policy_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("backup_policies.id", ondelete="SET NULL"), index=True
+    )
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    storage_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("backup_storages.id", ondelete="SET NULL")
     )
     workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     run_id: Mapped[str | None] = mapped_column(String(255))
@@ -220,8 +227,12 @@ class BackupRestore(Base):
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    backup_execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backup_executions.id"))
-    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id"))
+    backup_execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_executions.id", ondelete="CASCADE")
+    )
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE")
+    )
     workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     run_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(50), server_default="pending")

@@ -16,6 +16,7 @@ from activities.backup import BackupActivities
 from activities.notify import Notifier
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
+from activities.runs import RunActivities
 from activities.schedules import ScheduleActivities
 from activities.storage import StorageActivities
 from adapters.restic import Restic
@@ -29,6 +30,7 @@ from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
 from workflows.retention import RetentionSweepWorkflow
+from workflows.settle_runs import SettleRunsWorkflow
 from workflows.storage import WORKFLOWS as STORAGE_WORKFLOWS
 
 log = logging.getLogger("cairn.worker")
@@ -42,9 +44,10 @@ def build_workers(
     backend = backend_for(settings)
     storage = StorageActivities(sessions, settings, backend)
     restic = Restic(settings.restic_bin)
-    backups = BackupActivities(sessions, settings, restic, backend)
+    backups = BackupActivities(sessions, settings, restic, backend, client)
     schedules = ScheduleActivities(client, sessions, settings)
-    notifier = Notifier(sessions, settings)
+    notifier = Notifier(settings)
+    runs = RunActivities(client, sessions)
     restores = RestoreActivities(sessions, settings, restic)
     retention = RetentionActivities(sessions, settings, restic)
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
@@ -59,6 +62,7 @@ def build_workers(
                 BackupWorkflow,
                 RestoreWorkflow,
                 RetentionSweepWorkflow,
+                SettleRunsWorkflow,
             ],
             activities=[
                 *storage.control(),
@@ -66,6 +70,7 @@ def build_workers(
                 *restores.control(),
                 notifier.notify_failure,
                 schedules.reconcile_policy_schedules,
+                runs.settle_closed_runs,
             ],
             graceful_shutdown_timeout=grace,
         ),

@@ -1,4 +1,4 @@
-"""Schedules the worker owns (not per-policy ones): usage refresh, reconcile, retention sweep."""
+"""Schedules the worker owns (not per-policy ones): usage refresh, reconciles, retention sweep."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from temporalio.client import (
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.retention import RetentionSweepWorkflow
+from workflows.settle_runs import SettleRunsWorkflow
 from workflows.storage import RefreshStorageUsageWorkflow
 
 USAGE_SCHEDULE_ID = "storage-usage-refresh"
 RECONCILE_SCHEDULE_ID = "policy-schedules-reconcile"
 RETENTION_SCHEDULE_ID = "retention-sweep"
+SETTLE_RUNS_SCHEDULE_ID = "runs-settle"
 DAY_MINUTES = 24 * 60
 
 
@@ -64,6 +66,11 @@ async def ensure_system_schedules(client: Client, settings: Settings) -> None:
         client,
         RECONCILE_SCHEDULE_ID,
         _every(ReconcileSchedulesWorkflow.run, RECONCILE_SCHEDULE_ID, settings.reconcile_minutes),
+    )
+    await _ensure(
+        client,
+        SETTLE_RUNS_SCHEDULE_ID,
+        _every(SettleRunsWorkflow.run, SETTLE_RUNS_SCHEDULE_ID, settings.run_reconcile_minutes),
     )
     await _ensure(
         client,

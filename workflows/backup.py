@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.backup import (
@@ -15,13 +15,30 @@ with workflow.unsafe.imports_passed_through():
         FailJob,
         PartResult,
         RecordJob,
+        SuccessJob,
         UploadJob,
     )
-    from activities.notify import FailureEvent, Notifier
+    from activities.notify import FailureEvent
     from activities.retention import RetentionActivities
     from core.settings import DATA_TASK_QUEUE
     from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
-    from workflows.shared import BEGIN, DATA, HEARTBEAT, LONG, NOTIFY, reason
+    from workflows.shared import (
+        BEGIN_BUDGET,
+        CLEANUP,
+        DATA,
+        HEARTBEAT,
+        LONG,
+        METADATA,
+        METADATA_BUDGET,
+        METADATA_STEP,
+        RUN_ERRORS,
+        alert,
+        ended_by,
+        reason,
+    )
+
+# A cancelled data step must have stopped before its partial snapshots are cleaned up.
+WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -36,24 +53,21 @@ class BackupWorkflow:
     @workflow.run
     async def run(self, request: BackupRequest) -> str:
         info = workflow.info()
-        self.step = "begin"
-        ref = await workflow.execute_activity_method(
-            BackupActivities.begin_backup,
-            BeginBackup(request, info.workflow_id, info.run_id, self._schedule_id()),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=BEGIN,
-        )
+        begin = BeginBackup(request, info.workflow_id, info.run_id, self._schedule_id())
+        execution_id = request.execution_id
         try:
+            # Every step, the first included, is inside the failure handling.
+            self.step = "begin"
+            ref = await workflow.execute_activity_method(
+                BackupActivities.begin_backup, begin,
+                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=BEGIN_BUDGET,
+                retry_policy=METADATA,
+            )  # fmt: skip
+            execution_id = ref.execution_id
             return await self._backup(request, ref.execution_id, ref.volumes, ref.include_database)
-        except (ActivityError, CancelledError, asyncio.CancelledError) as error:
-            cancelled = isinstance(error, (CancelledError, asyncio.CancelledError)) or (
-                isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
-            )
-            status = "cancelled" if cancelled else "failed"
-            message = (
-                f"cancelled during {self.step}" if cancelled else f"{self.step}: {reason(error)}"
-            )
-            await self._fail(request, ref.execution_id, status, message)
+        except RUN_ERRORS as error:
+            status, message = ended_by(error, self.step)
+            await self._fail(begin, execution_id, status, message)
             raise
 
     async def _backup(
@@ -62,18 +76,16 @@ class BackupWorkflow:
         started = workflow.now().isoformat()
         self.step = "quota check"
         await workflow.execute_activity_method(
-            BackupActivities.check_quota,
-            execution_id,
-            start_to_close_timeout=timedelta(minutes=2),
+            BackupActivities.check_quota, execution_id,
+            start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
             retry_policy=DATA,
-        )
+        )  # fmt: skip
         self.step = "snapshot"
         snapshot = await workflow.execute_activity_method(
-            BackupActivities.snapshot_volumes,
-            execution_id,
-            start_to_close_timeout=timedelta(minutes=30),
+            BackupActivities.snapshot_volumes, execution_id,
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=HEARTBEAT,
             retry_policy=DATA,
-        )
+        )  # fmt: skip
         parts: list[PartResult] = []
         if database:
             self.step = "database dump"
@@ -85,6 +97,7 @@ class BackupWorkflow:
                     start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT,
                     retry_policy=DATA,
+                    cancellation_type=WAIT,
                 )
             )
         for volume in volumes:
@@ -97,26 +110,27 @@ class BackupWorkflow:
                     start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT,
                     retry_policy=DATA,
+                    cancellation_type=WAIT,
                 )
             )
         self.step = "record"
+        stored = await workflow.execute_activity_method(
+            BackupActivities.store_manifest, RecordJob(execution_id, parts, snapshot, started),
+            task_queue=DATA_TASK_QUEUE, start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
+        )  # fmt: skip
         await workflow.execute_activity_method(
-            BackupActivities.record_backup,
-            RecordJob(execution_id, parts, snapshot, started),
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=30),
-            retry_policy=DATA,
-        )
+            BackupActivities.record_success, SuccessJob(execution_id, stored),
+            start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
+            retry_policy=METADATA,
+        )  # fmt: skip
         self.step = "prune"
         try:
             await workflow.execute_activity_method(
-                RetentionActivities.apply_retention,
-                request.policy_id,
-                task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=LONG,
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=DATA,
-            )
+                RetentionActivities.apply_retention, request.policy_id,
+                task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
+                heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
+            )  # fmt: skip
         except ActivityError as error:
             # The backup itself is complete; a failed prune is retried after the next backup.
             workflow.logger.warning("retention failed, backup kept: %s", reason(error))
@@ -131,28 +145,38 @@ class BackupWorkflow:
         return None
 
     async def _fail(
-        self, request: BackupRequest, execution_id: str, status: str, message: str
+        self, begin: BeginBackup, execution_id: str | None, status: str, message: str
     ) -> None:
-        self.step = status
-        await workflow.execute_activity_method(
-            BackupActivities.fail_backup,
-            FailJob(execution_id, message, status),
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=30),
-            retry_policy=DATA,
-        )
-        await workflow.execute_activity_method(
-            Notifier.notify_failure,
+        """Record first (database only), then clean up (best effort), then alert.
+
+        None of these may replace the run's own error: if recording is impossible for longer
+        than its budget, the run still fails with its reason and the reconciler settles it.
+        """
+        step, self.step = self.step, status
+        try:
+            recorded = await workflow.execute_activity_method(
+                BackupActivities.record_failure, FailJob(begin, execution_id, message, status),
+                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
+                retry_policy=METADATA,
+            )  # fmt: skip
+        except ActivityError as error:
+            workflow.logger.error("the outcome could not be recorded: %s", reason(error))
+            return
+        if recorded.execution_id and step != "begin":
+            try:
+                await workflow.execute_activity_method(
+                    BackupActivities.clean_up_failed, recorded.execution_id,
+                    task_queue=DATA_TASK_QUEUE, start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=HEARTBEAT, retry_policy=CLEANUP,
+                )  # fmt: skip
+            except ActivityError as error:
+                workflow.logger.warning("cleanup after failure failed: %s", reason(error))
+        if not recorded.settled or recorded.execution_id is None:
+            return
+        request = begin.request
+        await alert(
             FailureEvent(
-                "backup",
-                execution_id,
-                request.application_id,
-                request.workspace_id,
-                workflow.info().workflow_id,
-                status,
-                message,
-                request.trigger,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=NOTIFY,
-        )
+                "backup", recorded.execution_id, request.application_id, request.workspace_id,
+                begin.workflow_id, status, message, request.trigger,
+            )
+        )  # fmt: skip

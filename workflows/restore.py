@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import FailureEvent, Notifier
+    from activities.notify import FailureEvent
     from activities.restore import FinishRestore, RestoreActivities, RestorePlan, VolumeJob
     from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import BEGIN, DATA, HEARTBEAT, LONG, NOTIFY, QUICK, reason
+    from workflows.shared import (
+        BEGIN_BUDGET,
+        DATA,
+        HEARTBEAT,
+        LONG,
+        METADATA,
+        METADATA_BUDGET,
+        METADATA_STEP,
+        RUN_ERRORS,
+        alert,
+        ended_by,
+        reason,
+    )
 
 
 # A cancelled step must have stopped before the application is resumed or the run recorded:
 # nothing may still write into the application's data afterwards.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+# Starting the application again is tried for about a minute; then the restore says loudly
+# that the application is down instead of hanging in "resume".
+RESUME = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15),
+    maximum_attempts=6,
+)  # fmt: skip
 
 
 @workflow.defn
@@ -26,6 +44,7 @@ class RestoreWorkflow:
     def __init__(self) -> None:
         self.step = "starting"
         self.notes: dict[str, str] = {}
+        self.resume_error: str | None = None
 
     @workflow.query
     def current_step(self) -> str:
@@ -33,31 +52,27 @@ class RestoreWorkflow:
 
     @workflow.run
     async def run(self, restore_id: str, application_id: str, workspace_id: str) -> str:
-        self.step = "begin"
-        plan = await workflow.execute_activity_method(
-            RestoreActivities.begin_restore, restore_id,
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=BEGIN,
-        )  # fmt: skip
         try:
-            await self._restore(plan)
-        except (ActivityError, CancelledError, asyncio.CancelledError) as error:
-            cancelled = isinstance(error, (CancelledError, asyncio.CancelledError)) or (
-                isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
-            )
-            status = "cancelled" if cancelled else "failed"
-            message = (
-                f"cancelled during {self.step}" if cancelled else f"{self.step}: {reason(error)}"
-            )
-            await self._finish(restore_id, status, message)
-            await workflow.execute_activity_method(
-                Notifier.notify_failure,
-                FailureEvent("restore", restore_id, application_id, workspace_id,
-                             workflow.info().workflow_id, status, message),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY,
+            # Every step, the first included, is inside the failure handling.
+            self.step = "begin"
+            plan = await workflow.execute_activity_method(
+                RestoreActivities.begin_restore, restore_id,
+                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=BEGIN_BUDGET,
+                retry_policy=METADATA,
             )  # fmt: skip
+            await self._restore(plan)
+        except RUN_ERRORS as error:
+            status, message = ended_by(error, self.step)
+            if self.resume_error:
+                message += f"; the application was NOT started again: {self.resume_error}"
+            if await self._finish(restore_id, status, message):
+                await alert(
+                    FailureEvent("restore", restore_id, application_id, workspace_id,
+                                 workflow.info().workflow_id, status, message)
+                )  # fmt: skip
             raise
-        await self._finish(restore_id, "succeeded", None)
+        if not await self._finish(restore_id, "succeeded", None, swallow=False):
+            workflow.logger.warning("restore %s had been settled already", restore_id)
         return restore_id
 
     async def _restore(self, plan: RestorePlan) -> None:
@@ -66,6 +81,7 @@ class RestoreWorkflow:
             RestoreActivities.verify_backup, plan.restore_id, task_queue=DATA_TASK_QUEUE,
             start_to_close_timeout=LONG, heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
         )  # fmt: skip
+        failed = False
         try:
             # Inside the try: once a stop was attempted, the application is always resumed.
             self.step = "quiesce"
@@ -91,20 +107,42 @@ class RestoreWorkflow:
             self.step = "verify result"
             await workflow.execute_activity_method(
                 RestoreActivities.verify_restore, plan.restore_id, task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=timedelta(hours=1), retry_policy=DATA,
+                start_to_close_timeout=timedelta(hours=1), heartbeat_timeout=HEARTBEAT,
+                retry_policy=DATA,
             )  # fmt: skip
+        except RUN_ERRORS:
+            failed = True
+            raise
         finally:
             # Resume in every outcome: success, failure or cancel.
             step, self.step = self.step, "resume"
-            self.notes["resume"] = await workflow.execute_activity_method(
-                RestoreActivities.resume, plan.restore_id,
-                start_to_close_timeout=timedelta(minutes=10), retry_policy=QUICK,
-            )  # fmt: skip
+            try:
+                self.notes["resume"] = await workflow.execute_activity_method(
+                    RestoreActivities.resume, plan.restore_id,
+                    start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
+                    retry_policy=RESUME,
+                )  # fmt: skip
+            except ActivityError as error:
+                if not failed:
+                    raise  # the restore itself worked; the run fails in step "resume"
+                self.resume_error = reason(error)
+                self.notes["resume"] = f"failed: {self.resume_error}"
             self.step = step
 
-    async def _finish(self, restore_id: str, status: str, message: str | None) -> None:
-        await workflow.execute_activity_method(
-            RestoreActivities.finish_restore,
-            FinishRestore(restore_id, status, message, self.notes),
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=QUICK,
-        )  # fmt: skip
+    async def _finish(
+        self, restore_id: str, status: str, message: str | None, swallow: bool = True
+    ) -> bool:
+        """Records the outcome; True when this call ended the row (so it alerts once)."""
+        try:
+            return await workflow.execute_activity_method(
+                RestoreActivities.finish_restore,
+                FinishRestore(restore_id, status, message, self.notes),
+                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
+                retry_policy=METADATA,
+            )  # fmt: skip
+        except ActivityError as error:
+            if not swallow:
+                raise
+            # The run still ends with its own error; the reconciler settles the row later.
+            workflow.logger.error("the outcome could not be recorded: %s", reason(error))
+            return False

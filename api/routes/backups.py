@@ -7,18 +7,26 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    DedicatedAppReader,
+    DedicatedAppWriter,
+    OptionalTemporalDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
-from api.runs import start_run, with_timeline
+from api.runs import refuse_if_busy, settle_now, settled_view, start_run, with_timeline
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
 from api.temporal_links import workflow_url
+from core.run_outcome import is_live
 from core.settings import Settings
 from db import audit
-from db.models import Application, BackupExecution, BackupPolicy, BackupRestore
+from db.models import Application, BackupExecution, BackupPolicy
 from schedules.backup_policy import request_for
 from workflows.backup import BackupWorkflow
 
@@ -49,23 +57,7 @@ def present(
 
 
 def _of_application(application: Application) -> Any:
-    return (
-        select(BackupExecution)
-        .join(BackupPolicy, BackupPolicy.id == BackupExecution.policy_id)
-        .where(BackupPolicy.application_id == application.id)
-    )
-
-
-async def lock_application(session: AsyncSession, application_id: uuid.UUID) -> None:
-    """The same advisory lock the workflow's first step takes: one backup per app at a time."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"backup:{application_id}"}
-    )
-
-
-async def running_backup(session: AsyncSession, application: Application) -> BackupExecution | None:
-    query = _of_application(application).where(BackupExecution.status == "running")
-    return (await session.scalars(query.limit(1))).first()
+    return select(BackupExecution).where(BackupExecution.application_id == application.id)
 
 
 @router.post("", status_code=202, response_model=BackupOut)
@@ -88,36 +80,23 @@ async def trigger_backup(
             "No backup policy",
             "the application has no backup policy; create one (it names the storage) first",
         )
-    await lock_application(session, application.id)
     if idempotency_key:
         earlier = await session.scalar(
             select(BackupExecution).where(
-                BackupExecution.policy_id == policy.id,
+                BackupExecution.application_id == application.id,
                 BackupExecution.idempotency_key == idempotency_key,
             )
         )
         if earlier is not None:
             return present(earlier, application.id, settings)
-    running = await running_backup(session, application)
-    if running is not None:
-        raise conflict(
-            f"a backup of this application is already running ({running.workflow_id});"
-            " wait for it or cancel it",
-            backup_id=str(running.id),
-        )
-    restoring = await session.scalar(
-        select(BackupRestore.id).where(
-            BackupRestore.application_id == application.id,
-            BackupRestore.status.in_(("pending", "running")),
-        )
-    )
-    if restoring is not None:
-        raise conflict(f"a restore of this application is running ({restoring}); wait for it")
+    await refuse_if_busy(session, temporal, application, "backup")
     execution_id = uuid.uuid4()
     workflow_id = f"backup-{execution_id}"
     execution = BackupExecution(
         id=execution_id,
         policy_id=policy.id,
+        application_id=application.id,
+        storage_id=policy.storage_id,
         workflow_id=workflow_id,
         trigger="manual",
         idempotency_key=idempotency_key,
@@ -145,6 +124,7 @@ async def list_backups(
     access: DedicatedAppReader,
     session: SessionDep,
     settings: SettingsDep,
+    temporal: OptionalTemporalDep,
     limit: Limit = 50,
     cursor: Cursor = None,
     status: Annotated[Status | None, Query(description="only backups in this state")] = None,
@@ -155,6 +135,8 @@ async def list_backups(
     items, next_cursor = await fetch_page(
         session, query, BackupExecution.created_at, BackupExecution.id, limit, cursor
     )
+    for execution in items:
+        await settled_view(session, temporal, execution)
     return {
         "items": [present(e, access.application.id, settings) for e in items],
         "next_cursor": next_cursor,
@@ -178,9 +160,10 @@ async def get_backup(
     access: DedicatedAppReader,
     session: SessionDep,
     settings: SettingsDep,
-    request_temporal: TemporalDep,
+    request_temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
     execution = await backup_of(session, access.application, backup_id)
+    await settled_view(session, request_temporal, execution)
     body = present(execution, access.application.id, settings)
     return await with_timeline(body, request_temporal, execution.workflow_id, execution.run_id)
 
@@ -194,8 +177,19 @@ async def cancel_backup(
     temporal: TemporalDep,
 ) -> dict[str, Any]:
     execution = await backup_of(session, access.application, backup_id)
+    if execution.status == "running" and execution.workflow_id:
+        try:
+            live = await is_live(temporal, execution.workflow_id, execution.run_id)
+        except Exception:
+            live = True  # let the cancel below report Temporal's state
+        if not live:  # the run ended without recording it: settle it instead of pretending
+            await settle_now(temporal)
+            await session.refresh(execution)
     if execution.status != "running" or not execution.workflow_id:
-        raise conflict(f"the backup is {execution.status}; only a running backup can be cancelled")
+        raise conflict(
+            f"the backup is {execution.status}; only a running backup can be cancelled",
+            backup_status=execution.status,
+        )
     try:
         await temporal.get_workflow_handle(execution.workflow_id, run_id=execution.run_id).cancel()
     except Exception as exc:

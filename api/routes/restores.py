@@ -14,6 +14,7 @@ from api.deps import (
     ApplicationAccess,
     DedicatedAppReader,
     DedicatedAppWriter,
+    OptionalTemporalDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
@@ -21,8 +22,8 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
 from api.routes.applications import refused
-from api.routes.backups import backup_of, lock_application, running_backup
-from api.runs import start_run, with_timeline
+from api.routes.backups import backup_of
+from api.runs import refuse_if_busy, settled_view, start_run, with_timeline
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest, RestoreTarget
 from api.temporal_links import workflow_url
 from core import crypto
@@ -39,7 +40,6 @@ from db.models import Application, BackupRestore
 from workflows.restore import RestoreWorkflow
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restores"])
-ACTIVE = ("pending", "running")
 
 
 def present(restore: BackupRestore, settings: Settings) -> dict[str, Any]:
@@ -56,14 +56,6 @@ def present(restore: BackupRestore, settings: Settings) -> dict[str, Any]:
         if restore.workflow_id
         else None,
     }
-
-
-async def active_restore(session: AsyncSession, application: Application) -> BackupRestore | None:
-    return await session.scalar(
-        select(BackupRestore).where(
-            BackupRestore.application_id == application.id, BackupRestore.status.in_(ACTIVE)
-        )
-    )
 
 
 async def other_databases(
@@ -175,13 +167,7 @@ async def start_restore(
                     context=target_context(restore_id),
                 )  # fmt: skip
     check_registration(application, database and target is None, volumes, settings)
-    await lock_application(session, application.id)
-    running = await running_backup(session, application)
-    if running is not None:
-        raise conflict(f"a backup of this application is running ({running.workflow_id})")
-    other = await active_restore(session, application)
-    if other is not None:
-        raise conflict(f"a restore of this application is already {other.status} ({other.id})")
+    await refuse_if_busy(session, temporal, application, "restore")
     workflow_id = f"restore-{restore_id}"
     restore = BackupRestore(
         id=restore_id, backup_execution_id=execution.id, application_id=application.id,
@@ -233,11 +219,12 @@ async def get_restore(
     access: DedicatedAppReader,
     session: SessionDep,
     settings: SettingsDep,
-    temporal: TemporalDep,
+    temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
     restore = await session.get(BackupRestore, restore_id)
     if restore is None or restore.application_id != access.application.id:
         raise not_found("restore", restore_id)
+    await settled_view(session, temporal, restore)
     return await with_timeline(
         present(restore, settings), temporal, restore.workflow_id, restore.run_id
     )

@@ -39,7 +39,7 @@ class Timeline(Output):
 class BackupOut(Output):
     id: uuid.UUID
     application_id: uuid.UUID
-    policy_id: uuid.UUID
+    policy_id: uuid.UUID | None = Field(description="null once the policy was deleted")
     status: str
     trigger: str
     workflow_id: str | None

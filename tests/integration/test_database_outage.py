@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy.exc
 from psycopg import sql
 
-from api.problems import database_unavailable
 from core.crypto import generate_master_key
 from core.settings import Settings
+from db.availability import database_unavailable
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
 from tests.support.api import ApiClient, admin_token, expect, running_app

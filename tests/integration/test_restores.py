@@ -288,7 +288,7 @@ async def test_rules_of_the_restore_api(
         )
     first = await expect(await api.post(url, json=full, headers=owner), 202)
     problem = await expect(await api.post(url, json=full, headers=owner), 409)
-    assert "restore of this application is already" in problem["detail"]
+    assert "restore of this application is running" in problem["detail"]
     problem = await expect(await api.post(app.backups, headers=owner), 409)
     assert "restore of this application is running" in problem["detail"]
     await wait_for(

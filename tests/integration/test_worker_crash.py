@@ -43,6 +43,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address,
         "CAIRN_MASTER_KEY": settings.master_key_text or "",
         "CAIRN_STORAGE_MOUNT_ROOT": str(settings.storage_mount_root),
+        "CAIRN_VOLUME_ROOTS": ":".join(str(root) for root in settings.volume_roots),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log.open("ab"),

@@ -12,6 +12,7 @@ from tests.support.histories import HISTORIES
 from workflows.backup import BackupWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
+from workflows.settle_runs import SettleRunsWorkflow
 from workflows.storage import WORKFLOWS
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -22,7 +23,7 @@ def test_histories_are_recorded() -> None:
     assert {"backup-succeeded", "backup-quota-exceeded", "backup-cancelled",
             "storage-provision-ceph", "storage-provision-rejected",
             "storage-delete-forced", "restore-succeeded", "restore-verify-failed",
-            "restore-cancelled"} <= names  # fmt: skip
+            "restore-cancelled", "runs-settle"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
@@ -34,6 +35,12 @@ async def test_history_replays(path: object) -> None:
     workflow_id = path.stem
     history = WorkflowHistory.from_json(workflow_id, events)
     replayer = Replayer(
-        workflows=[*WORKFLOWS, BackupWorkflow, ReconcileSchedulesWorkflow, RestoreWorkflow]
+        workflows=[
+            *WORKFLOWS,
+            BackupWorkflow,
+            ReconcileSchedulesWorkflow,
+            RestoreWorkflow,
+            SettleRunsWorkflow,
+        ]
     )
     await replayer.replay_workflow(history)

@@ -1,0 +1,133 @@
+"""The one way a backup or restore row ends: status, reason, time and audit in one transaction.
+
+Settling needs nothing but the metadata database (no restic, no platform, no secrets), so
+it cannot fail for the reason the run failed. A row that already ended is left alone: the
+first truthful outcome wins, whoever records it (the run itself or the reconciler).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from core.run_outcome import is_live, shorten
+from db import audit
+from db.models import Application, BackupExecution, BackupRestore
+
+RUNNING_BACKUP = ("running",)
+RUNNING_RESTORE = ("pending", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A row that this call moved to its final status (for metrics and the failure alert)."""
+
+    kind: str  # backup | restore
+    id: str
+    application_id: str
+    workspace_id: str
+    workflow_id: str
+    status: str
+    message: str | None
+    trigger: str | None
+    started_at: datetime | None
+
+
+async def _workspace_of(session: AsyncSession, application_id: uuid.UUID) -> uuid.UUID:
+    workspace_id = await session.scalar(
+        select(Application.workspace_id).where(Application.id == application_id)
+    )
+    assert workspace_id is not None  # rows cascade with their application
+    return workspace_id
+
+
+async def settle_backup(
+    session: AsyncSession,
+    execution: BackupExecution,
+    status: str,
+    message: str | None,
+    actor: audit.Actor,
+) -> Settled | None:
+    """Ends a running backup row (the caller commits); None if it had ended already."""
+    if execution.status not in RUNNING_BACKUP:
+        return None
+    message = shorten(message) if message else None
+    execution.status, execution.error_message = status, message
+    execution.completed_at = datetime.now(UTC)
+    workspace_id = await _workspace_of(session, execution.application_id)
+    audit.record(
+        session, actor, f"backup.{status}", "backup_execution", execution.id,
+        workspace_id=workspace_id,
+        details={"message": message, "workflow_id": execution.workflow_id} if message else {},
+    )  # fmt: skip
+    return Settled(
+        "backup", str(execution.id), str(execution.application_id), str(workspace_id),
+        execution.workflow_id or "", status, message, execution.trigger, execution.started_at,
+    )  # fmt: skip
+
+
+async def settle_restore(
+    session: AsyncSession,
+    restore: BackupRestore,
+    status: str,
+    message: str | None,
+    actor: audit.Actor,
+) -> Settled | None:
+    """Ends a pending or running restore row (the caller commits); None if it had ended."""
+    if restore.status not in RUNNING_RESTORE:
+        return None
+    message = shorten(message) if message else None
+    restore.status, restore.error_message = status, message
+    restore.completed_at = datetime.now(UTC)
+    workspace_id = await _workspace_of(session, restore.application_id)
+    audit.record(
+        session, actor, f"restore.{status}", "backup_restore", restore.id,
+        workspace_id=workspace_id,
+        details={"message": message, "workflow_id": restore.workflow_id} if message else {},
+    )  # fmt: skip
+    return Settled(
+        "restore", str(restore.id), str(restore.application_id), str(workspace_id),
+        restore.workflow_id or "", status, message, None, restore.started_at,
+    )  # fmt: skip
+
+
+async def lock_application(session: AsyncSession, application_id: uuid.UUID) -> None:
+    """Serialises run starts of one application (API and workflow take the same lock)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"backup:{application_id}"}
+    )
+
+
+async def live_run_of(
+    session: AsyncSession,
+    client: Client,
+    application_id: uuid.UUID,
+    exclude: uuid.UUID | None = None,
+) -> str | None:
+    """The workflow id of a backup or restore of the app that is really running, if any.
+
+    A row that still says running while Temporal has closed its workflow does not count:
+    the reconciler settles it, and it must not block the application's next run.
+    """
+    backups = select(BackupExecution.workflow_id, BackupExecution.run_id).where(
+        BackupExecution.application_id == application_id,
+        BackupExecution.status.in_(RUNNING_BACKUP),
+    )
+    if exclude is not None:
+        backups = backups.where(BackupExecution.id != exclude)
+    restores = select(BackupRestore.workflow_id, BackupRestore.run_id).where(
+        BackupRestore.application_id == application_id,
+        BackupRestore.status.in_(RUNNING_RESTORE),
+    )
+    if exclude is not None:
+        restores = restores.where(BackupRestore.id != exclude)
+    for workflow_id, run_id in [*await session.execute(backups), *await session.execute(restores)]:
+        if await is_live(client, workflow_id, run_id):
+            return workflow_id or "starting"
+    return None
