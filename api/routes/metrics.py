@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from api.deps import SessionDep, SettingsDep, current_principal
 from api.problems import Problem, forbidden
-from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
+from db.models import Application, BackupExecution, BackupRestore, BackupStorage
 
 router = APIRouter(tags=["health"])
 GIB = 1024**3
@@ -40,6 +40,7 @@ async def _families(request: Request) -> list[Metric]:
     backups = GaugeMetricFamily(
         "cairn_backups", "Backup executions by status and trigger", labels=["status", "trigger"]
     )
+    restores = GaugeMetricFamily("cairn_restores", "Restores by status", labels=["status"])
     last = GaugeMetricFamily(
         "cairn_backup_last_success_timestamp_seconds",
         "When the newest successful backup of an application completed",
@@ -64,10 +65,13 @@ async def _families(request: Request) -> list[Metric]:
             )
         ):
             backups.add_metric([status, trigger], count)
+        for status, count in await session.execute(
+            select(BackupRestore.status, func.count()).group_by(BackupRestore.status)
+        ):
+            restores.add_metric([status], count)
         for workspace_id, app_id, completed in await session.execute(
             select(Application.workspace_id, Application.id, func.max(BackupExecution.completed_at))
-            .join(BackupPolicy, BackupPolicy.application_id == Application.id)
-            .join(BackupExecution, BackupExecution.policy_id == BackupPolicy.id)
+            .join(BackupExecution, BackupExecution.application_id == Application.id)
             .where(BackupExecution.status == "succeeded")
             .group_by(Application.workspace_id, Application.id)
         ):
@@ -77,7 +81,7 @@ async def _families(request: Request) -> list[Metric]:
             used.add_metric(labels, storage.used_bytes)
             capacity.add_metric(labels, storage.capacity_gb * GIB)
             up.add_metric(labels, 1 if storage.status == "active" else 0)
-    return [backups, last, used, capacity, up]
+    return [backups, restores, last, used, capacity, up]
 
 
 async def scraper(

@@ -156,6 +156,8 @@ async def test_deleting_a_policy_keeps_the_backup_history_restorable(
         api, f"{restores}/{second['id']}", owner, lambda r: r["status"] == "succeeded", 120
     )
     assert done["status"] == "succeeded", done
+    scraped = await api.get("/metrics", headers=world.auth("platform_admin"))
+    assert 'cairn_restores{status="succeeded"}' in scraped.text
     # and the application can be deleted, its history with it
     await expect(
         await api.delete(f"/api/v1/applications/{app.id}", headers=world.auth("platform_admin")),
