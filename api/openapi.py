@@ -20,6 +20,8 @@ VALIDATION_PROBLEM = "ValidationProblem"
 FIELD_ERROR = "ProblemFieldError"
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _MUTATIONS = {"post", "put", "patch", "delete"}
+# Outside /api/v1, the routes that read the database or Temporal (and so may answer 503).
+_READS_DEPENDENCIES = {"/readyz", "/metrics"}
 _API_PREFIX = "/api/v1/"
 # GET /me answers any valid token: it has no role to refuse.
 _NO_FORBIDDEN = {("get", "/api/v1/me")}
@@ -82,7 +84,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     params = operation.get("parameters", [])
     names = {(p.get("in"), p.get("name", "").lower()) for p in params}
     statuses = {500}
-    if path.startswith(_API_PREFIX) or path == "/readyz":
+    if path.startswith(_API_PREFIX) or path in _READS_DEPENDENCIES:
         statuses.add(503)
     if ("header", "authorization") in names:
         statuses.add(401)
@@ -107,8 +109,12 @@ def _problem_response(status: int) -> dict[str, Any]:
     }
     if status == 401:
         response["headers"] = {
-            "WWW-Authenticate": {
-                "description": "always `Bearer`",
+            "WWW-Authenticate": {"description": "always `Bearer`", "schema": {"type": "string"}}
+        }
+    if status == 503:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait (`database-unavailable`)",
                 "schema": {"type": "string"},
             }
         }

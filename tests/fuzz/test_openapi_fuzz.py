@@ -38,7 +38,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from starlette.testclient import TestClient
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
@@ -197,7 +196,8 @@ async def fuzz_world(
         body_values={
             "schedule": SCHEDULES,
             "storage_id": [app.storage, *spares.values()],
-            "owner_id": [world.users["owner"], world.users["member"], world.users["ws_admin"]],
+            # other_admin is no member of the application's workspace: a 422 of its own
+            "owner_id": [world.users[u] for u in ("owner", "member", "ws_admin", "other_admin")],
             "user_id": list(world.users.values()),
         },
     )
@@ -277,12 +277,25 @@ def fuzz_app(fuzz_settings: Settings) -> FastAPI:
     return app
 
 
+async def _put_back(settings: Settings, fuzz_world: FuzzWorld) -> None:
+    """Workspace plans and the application's policy as built, through the API."""
+    root = fuzz_world.world.auth("platform_admin")
+    async with running_app(settings) as api:
+        for workspace in (fuzz_world.workspace, *fuzz_world.world.workspaces.values()):
+            plan = "free" if workspace == fuzz_world.world.workspaces["free"] else "dedicated"
+            url = f"/api/v1/admin/workspaces/{workspace}"
+            await expect(await api.patch(url, json={"plan": plan}, headers=root), 200)
+        response = await api.post(
+            f"/api/v1/applications/{fuzz_world.app}/backup-policy",
+            json=fuzz_world.policy,
+            headers=fuzz_world.world.auth("owner"),
+        )
+        assert response.status_code in (200, 201), response.text
+
+
 @pytest.fixture(scope="module")
-def resetter(fuzz_settings: Settings, fuzz_world: FuzzWorld) -> Iterator[TestClient]:
-    """A second app instance that puts the world back between operations."""
-    app = create_app(fuzz_settings)
-    with TestClient(app, base_url="http://cairn.test") as client:
-        yield client
+def fuzz_report(fuzz_world: FuzzWorld) -> Iterator[None]:
+    yield
     TARGETS.update(scenes=[], body={})
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(fuzz_world.statuses.items()))
     print(f"\nfuzz responses by role and status: {counts}")
@@ -290,22 +303,14 @@ def resetter(fuzz_settings: Settings, fuzz_world: FuzzWorld) -> Iterator[TestCli
 
 @pytest.fixture
 def world_as_built(
-    request: pytest.FixtureRequest, resetter: TestClient, fuzz_world: FuzzWorld
+    request: pytest.FixtureRequest,
+    fuzz_settings: Settings,
+    fuzz_world: FuzzWorld,
+    fuzz_report: None,
 ) -> FuzzWorld:
-    """Workspace plans and the application's policy as built; targets for this test's role."""
-    root = fuzz_world.world.auth("platform_admin")
-    for workspace in (fuzz_world.workspace, *fuzz_world.world.workspaces.values()):
-        plan = "free" if workspace == fuzz_world.world.workspaces["free"] else "dedicated"
-        response = resetter.patch(
-            f"/api/v1/admin/workspaces/{workspace}", json={"plan": plan}, headers=root
-        )
-        assert response.status_code == 200, response.text
-    response = resetter.post(
-        f"/api/v1/applications/{fuzz_world.app}/backup-policy",
-        json=fuzz_world.policy,
-        headers=fuzz_world.world.auth("owner"),
-    )
-    assert response.status_code in (200, 201), response.text
+    """The world put back before each operation, and the targets of this test's role."""
+    # A loop of its own: the test is synchronous and the session's loop is idle meanwhile.
+    asyncio.run(_put_back(fuzz_settings, fuzz_world))
     role = ROLES[request.function.__name__]
     storage = fuzz_world.spare_storages[role]
     scenes = [{**fuzz_world.scenes[0], "storage_id": storage}, *fuzz_world.scenes[1:]]
@@ -386,3 +391,27 @@ def test_served_schema_documents_problems() -> None:
             for status, response in errors.items():
                 content = list(response["content"])
                 assert content == ["application/problem+json"], (method, path, status)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="api/routes/applications.py (owner not a member) and restores.py build `errors`"
+    " items without `code`; remove this mark once they add one",
+)
+async def test_problems_built_by_routes_match_the_schema(
+    fuzz_settings: Settings, fuzz_world: FuzzWorld
+) -> None:
+    """A 422 a route raises itself (not the validation handler) keeps the documented shape;
+    the fuzzer rarely builds a body valid enough to reach one."""
+    world = fuzz_world.world
+    path = "/api/v1/workspaces/{workspace_id}/applications"
+    body = {"name": "stranger-owned", "owner_id": world.users["other_admin"],
+            "platform": {"kind": "local"}}  # fmt: skip
+    async with running_app(fuzz_settings) as api:
+        response = await api.post(
+            path.format(workspace_id=fuzz_world.workspace),
+            json=body,
+            headers=world.auth("platform_admin"),
+        )
+    assert response.status_code == 422, response.text
+    as_platform_admin[path]["POST"].validate_response(response)
