@@ -155,7 +155,13 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
-    """Makes ``app.openapi()`` (and /openapi.json, /docs) serve the documented problems."""
+    """Makes ``app.openapi()`` (and /openapi.json, /docs) serve the documented problems.
+
+    Idempotent, so a caller that installs it on an app from ``create_app`` stays correct.
+    """
+    if getattr(app.state, "problems_documented", False):
+        return
+    app.state.problems_documented = True
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
