@@ -61,6 +61,7 @@ async def stack(
         cleanup.callback(temporal.stop)
         temporal.start()
         (folder / "storages").mkdir()
+        (folder / "apps").mkdir()
         (folder / "bin").mkdir()
         restic = ResticSwitch(folder / "bin")
         settings = Settings(
@@ -72,6 +73,7 @@ async def stack(
             worker_shutdown_grace_seconds=2,
             failure_webhook_url=webhook.url,
             restic_bin=str(restic.path),
+            volume_roots=[folder / "apps"],
         )
         worker = WorkerProcess(settings, folder / "worker.log")
         it = Stack(database_server, dbname, folder, settings, temporal, restic, webhook, worker)

@@ -26,7 +26,7 @@ from tests.support.chaos import (
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-SETTLE_SECONDS = 120
+SETTLE_SECONDS = 90
 
 
 async def failed_then_recovered(
@@ -62,7 +62,7 @@ async def test_restic_unrunnable_mid_run(stack: Stack, seed: int) -> None:
     rng = random.Random(seed)
     figures = Figures("restic made unrunnable mid-run", seed=seed)
     REPORTS.append(figures)
-    app = await make_app(stack.api, stack.world, stack.pg, stack.folder / "app")
+    app = await make_app(stack.api, stack.world, stack.pg, stack.app_folder("app"))
     run = await backup_run(stack, app)
     figures.runs.append(run)
     how = rng.choice(("exit 127", "missing"))
@@ -96,7 +96,7 @@ async def test_storage_read_only(stack: Stack, seed: int) -> None:
     figures = Figures("backup storage made read-only", seed=seed)
     REPORTS.append(figures)
     worker = stack.replace_worker(private_mounts=True)
-    app = await make_app(stack.api, stack.world, stack.pg, stack.folder / "app")
+    app = await make_app(stack.api, stack.world, stack.pg, stack.app_folder("app"))
     first = await backup_run(stack, app)  # the repository exists before the storage breaks
     figures.runs.append(first)
     await settle(stack.api, first, stack.world.auth("owner"), lambda: first.started + 60)

@@ -164,7 +164,8 @@ async def duplicates(stack: Stack) -> int:
 @pytest.mark.xfail(
     reason="issue 9: a worker killed during a step without heartbeat and with a 30 min"
     " start-to-close (record_backup, snapshot_volumes, verify_restore…) leaves its run"
-    " `running` long past any bound",
+    " `running` long past any bound; and a SIGKILLed `restic check`/prune leaves an exclusive"
+    " lock that restic 0.14 never treats as stale, failing the app's next runs for 30 min",
     strict=False,
 )
 async def test_random_sigkills_of_the_worker_leave_every_run_truthful(
@@ -174,7 +175,7 @@ async def test_random_sigkills_of_the_worker_leave_every_run_truthful(
     figures = Figures("worker SIGKILL at random steps", seed=seed)
     REPORTS.append(figures)
     apps = [
-        await make_app(stack.api, stack.world, stack.pg, stack.folder / f"app-{i}")
+        await make_app(stack.api, stack.world, stack.pg, stack.app_folder(f"app-{i}"))
         for i in range(APPS)
     ]
     chaos = Chaos(stack, rng, figures)
@@ -204,3 +205,9 @@ async def test_random_sigkills_of_the_worker_leave_every_run_truthful(
     assert figures.webhooks_missing == 0, figures.text()
     assert figures.restores_identical == figures.restores_checked, figures.text()
     assert figures.restores_checked >= 1, figures.text()
+    # A SIGKILLed restic leaves its lock in the repository; a later run that fails on it is a
+    # backup lost to an earlier crash, not to its own fault.
+    locked = [
+        r.id for r in figures.runs if "already locked" in str((r.body or {}).get("error_message"))
+    ]
+    assert not locked, ("runs failed on a stale restic lock", figures.text())

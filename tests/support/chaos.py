@@ -34,6 +34,7 @@ from devstack.temporal import cli_path
 from tests.support.api import ApiClient, World
 from tests.support.webhook import WebhookReceiver
 
+REAPER = Path(__file__).with_name("chaos_reaper.py")
 TERMINAL = ("succeeded", "failed", "cancelled")
 # Temporal's closed workflow status (as the API's timeline spells it) -> the row's status.
 ROW_STATUS_OF = {
@@ -130,7 +131,8 @@ class WorkerProcess:
         self.log = log
         self.extra_env = env or {}
         self.private_mounts = private_mounts
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the reaper
+        self.worker_pid: int | None = None
         self.kills = 0
         self.starts = 0
 
@@ -146,6 +148,8 @@ class WorkerProcess:
             "CAIRN_WORKER_SHUTDOWN_GRACE_SECONDS": "2",
             "CAIRN_RESTIC_BIN": s.restic_bin,
         })  # fmt: skip
+        if getattr(s, "volume_roots", None):
+            env["CAIRN_VOLUME_ROOTS"] = ":".join(str(p) for p in s.volume_roots)
         if s.failure_webhook_url:
             env["CAIRN_FAILURE_WEBHOOK_URL"] = s.failure_webhook_url
         env.update(self.extra_env)
@@ -153,8 +157,9 @@ class WorkerProcess:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        """The worker's PID, which is also its process group id."""
+        assert self.worker_pid is not None
+        return self.worker_pid
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -165,25 +170,53 @@ class WorkerProcess:
             argv = ["unshare", "--mount", "--propagation", "private", "--", *argv]
         with self.log.open("ab") as out:
             out.write(f"\n===== chaos: worker start #{self.starts + 1} =====\n".encode())
+        pidfile = self.log.with_suffix(".pid")
+        pidfile.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            argv, env=self.env(), stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=Path(__file__).resolve().parents[2],
+            [sys.executable, str(REAPER), str(pidfile), "--", *argv], env=self.env(),
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not pidfile.exists():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the worker did not start: {self.tail()}")
+            time.sleep(0.01)
+        self.worker_pid = int(pidfile.read_text())
         self.starts += 1
 
+    def _signal(self, sig: int) -> None:
+        if self.worker_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker_pid, sig)
+
     def kill(self) -> None:
-        """SIGKILL of the whole process group: the worker and its restic / pg_dump children."""
+        """SIGKILL of the whole process group: the worker and its restic / pg_dump children
+        (reaped by the worker's reaper, which then exits)."""
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        self._signal(signal.SIGKILL)
+        self._reap(30)
         self.kills += 1
         with self.log.open("ab") as out:
             out.write(b"\n===== chaos: worker SIGKILLed =====\n")
 
     def stop(self) -> None:
-        _stop_group(self.process, signal.SIGTERM, 15)
+        if self.process is None or self.process.poll() is not None:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self._reap(30)
+
+    def _reap(self, seconds: float) -> None:
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:  # a child left its group: take the reaper down too
+            _stop_group(self.process, signal.SIGKILL, 5)
 
     def tail(self, chars: int = 4000) -> str:
         try:
@@ -443,6 +476,10 @@ class Stack:
     api: ApiClient = field(init=False)
     world: World = field(init=False)
     restore_ids: list[str] = field(default_factory=list)
+
+    def app_folder(self, name: str) -> Path:
+        """Where an application's volumes live: inside the allowed volume roots."""
+        return self.folder / "apps" / name
 
     def replace_worker(self, *, private_mounts: bool = False) -> WorkerProcess:
         self.worker.stop()
