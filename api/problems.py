@@ -42,6 +42,14 @@ def not_found(what: str, ident: object) -> Problem:
     return Problem(404, "not-found", "Not found", f"{what} {ident} does not exist")
 
 
+def invalid(field: str, message: str, code: str, detail: str | None = None) -> Problem:
+    """A 422 about one field, shaped like the request validator's (field, message, code)."""
+    return Problem(
+        422, "validation-error", "Invalid request", detail or f"{field}: {message}",
+        errors=[{"field": field, "message": message, "code": code}],
+    )  # fmt: skip
+
+
 def conflict(detail: str, **extra: Any) -> Problem:
     return Problem(409, "conflict", "Conflict", detail, **extra)
 

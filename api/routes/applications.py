@@ -15,7 +15,7 @@ from api.deps import (
     WorkspaceReader,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import Problem, conflict
+from api.problems import Problem, conflict, invalid
 from api.schemas.applications import ApplicationCreate, ApplicationOut, LocalPlatformIn
 from core import crypto
 from core.boundaries import AdminOnly, BoundaryError, check_application_database, check_volume_path
@@ -35,10 +35,7 @@ def refused(exc: BoundaryError) -> Problem:
     """A request that reaches outside its application: 403 when only an admin may, else 422."""
     if isinstance(exc, AdminOnly):
         return Problem(403, "forbidden", "Forbidden", f"{exc.field}: {exc.message}")
-    return Problem(
-        422, "validation-error", "Invalid request", f"{exc.field}: {exc.message}",
-        errors=[{"field": exc.field, "message": exc.message}],
-    )  # fmt: skip
+    return invalid(exc.field, exc.message, "outside_application")
 
 
 def check_boundaries(platform: LocalPlatformIn, settings: Settings) -> None:
@@ -87,13 +84,10 @@ async def create_application(
     workspace_id = access.workspace.id
     check_boundaries(body.platform, settings)
     if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
-        raise Problem(
-            422,
-            "validation-error",
-            "Invalid request",
+        raise invalid(
+            "body.owner_id", "not a member of this workspace", "not_a_member",
             f"owner_id: user {body.owner_id} is not a member of this workspace; add it first",
-            errors=[{"field": "body.owner_id", "message": "not a member of this workspace"}],
-        )
+        )  # fmt: skip
     if await session.scalar(
         select(Application.id).where(
             Application.workspace_id == workspace_id, Application.name == body.name

@@ -20,7 +20,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import Problem, conflict, not_found
+from api.problems import Problem, conflict, invalid, not_found
 from api.routes.applications import refused
 from api.routes.backups import backup_of
 from api.runs import refuse_if_busy, settled_view, start_run, with_timeline
@@ -114,10 +114,7 @@ def check_registration(
 
 
 def _invalid(field: str, message: str) -> Problem:
-    return Problem(
-        422, "validation-error", "Invalid request", f"{field}: {message}",
-        errors=[{"field": field, "message": message}],
-    )  # fmt: skip
+    return invalid(field, message, "invalid_restore")
 
 
 @router.post("/backups/{backup_id}/restore", status_code=202, response_model=RestoreOut)

@@ -393,11 +393,6 @@ def test_served_schema_documents_problems() -> None:
                 assert content == ["application/problem+json"], (method, path, status)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/routes/applications.py (owner not a member) and restores.py build `errors`"
-    " items without `code`; remove this mark once they add one",
-)
 async def test_problems_built_by_routes_match_the_schema(
     fuzz_settings: Settings, fuzz_world: FuzzWorld
 ) -> None:
