@@ -35,6 +35,7 @@ from adapters import pg_dump
 from adapters.restic import Repository, Restic, ResticError
 from adapters.storage_backend import BackendError, StorageBackend, folder_usage
 from core import crypto, metrics
+from core.boundaries import BoundaryError, check_volume_path
 from core.run_outcome import shorten
 from core.settings import Settings
 from db import audit
@@ -384,6 +385,12 @@ class BackupActivities:
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
         platform = open_platform(ctx.application, self.settings)
         names = platform.volume_names() if ctx.include_volumes else []
+        folders = ctx.application.platform_settings.get("volumes", {})
+        for name in names:
+            try:  # a registration older than a boundary rule cannot be read from
+                check_volume_path(folders[name], self.settings)
+            except BoundaryError as exc:
+                raise fatal(f"volume {name} refused: {exc.message}", "TargetRefused") from None
         try:
             point = await heartbeating(asyncio.to_thread(platform.snapshot, execution_id, names))
         except FileNotFoundError as exc:
