@@ -62,6 +62,9 @@ _PERMANENT: Final = re.compile(
     re.IGNORECASE,
 )
 
+# restic refuses to run while another (possibly dead) process holds the repository's lock.
+_LOCKED: Final = re.compile(r"repository is already locked")
+
 
 @dataclass(frozen=True)
 class Repository:
@@ -219,7 +222,21 @@ class Restic:
         return [*argv, *args]
 
     def _run(self, repo: Repository | None, args: Sequence[str]) -> str:
-        """Runs a command whose output is small, returns its stdout."""
+        """Runs a command whose output is small, returns its stdout.
+
+        A lock left by a killed restic blocks every command on the repository for 30
+        minutes; one ``unlock`` (stale locks only, a live run's lock stays) and one more try
+        get past it without waiting.
+        """
+        try:
+            return self._run_once(repo, args)
+        except ResticError as exc:
+            if repo is None or args[0] == "unlock" or not _LOCKED.search(exc.message):
+                raise
+            self._run_once(repo, ["unlock"])
+            return self._run_once(repo, args)
+
+    def _run_once(self, repo: Repository | None, args: Sequence[str]) -> str:
         argv = [self.binary, *args] if repo is None else self._argv(repo, args)
         try:
             done = subprocess.run(
@@ -288,7 +305,13 @@ class Restic:
             args += ["--parent", parent]
         if force:
             args.append("--force")
-        return self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress)
+        try:
+            return self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress)
+        except ResticError as exc:  # as in _run: a killed restic's lock, then one more try
+            if not _LOCKED.search(exc.message):
+                raise
+            self.unlock(repo)
+            return self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress)
 
     def backup_stdin(
         self,
