@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.support import (
+    execution_repository,
     fatal,
     heartbeating,
     open_platform,
@@ -45,8 +46,7 @@ from db.models import (
     BackupPolicy,
     BackupStorage,
 )
-from db.runs import live_run_of, lock_application, settle_backup
-from repository.store import open_repository
+from db.runs import live_run_of, lock_application, settle
 from workflows.backup_request import BackupRequest
 
 GIB = 1024**3
@@ -183,15 +183,7 @@ class BackupActivities:
         )
         application = await session.get(Application, execution.application_id)
         assert application is not None  # executions cascade with their application
-        storage = (
-            await session.get(BackupStorage, execution.storage_id) if execution.storage_id else None
-        )
-        if storage is None:
-            raise fatal("the backup's storage was deleted", "StorageDeleted")
-        try:
-            repo = await open_repository(session, self.settings, application, storage)
-        except crypto.CryptoError as exc:
-            raise fatal(str(exc), "SecretsUnavailable") from None
+        storage, repo = await execution_repository(session, self.settings, execution, application)
         return Context(execution, policy, application, storage, repo)
 
     async def _ensure_repository(self, repo: Repository) -> None:
@@ -572,7 +564,7 @@ class BackupActivities:
                     execution = await self._insert_scheduled(session, job.begin)
             if execution is None:  # a manual run whose API request never committed its row
                 return FailRecorded(None, settled=False)
-            settled = await settle_backup(session, execution, job.status, job.message, ACTOR)
+            settled = await settle(session, execution, job.status, job.message, ACTOR)
             await session.commit()
             if settled is not None:
                 metrics.count_unsuccessful("backup", settled.trigger, settled.started_at)

@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import (
+    execution_repository,
     fatal,
     heartbeating,
     open_platform,
@@ -41,9 +42,8 @@ from core.boundaries import (
 from core.local_platform import split_database_url
 from core.settings import Settings
 from db import audit
-from db.models import Application, BackupExecution, BackupRestore, BackupStorage
-from db.runs import settle_restore
-from repository.store import open_repository
+from db.models import Application, BackupExecution, BackupRestore
+from db.runs import settle
 
 ACTOR = audit.Actor(label="system:restore-workflow")
 
@@ -107,15 +107,7 @@ class RestoreActivities:
         application = await session.get(Application, restore.application_id)
         if execution is None or execution.status != "succeeded" or application is None:
             raise fatal("the backup to restore no longer exists or was pruned", "MissingBackup")
-        storage = (
-            await session.get(BackupStorage, execution.storage_id) if execution.storage_id else None
-        )
-        if storage is None:
-            raise fatal("the storage that held this backup was deleted", "MissingBackup")
-        try:
-            repo = await open_repository(session, self.settings, application, storage)
-        except crypto.CryptoError as exc:
-            raise fatal(str(exc), "SecretsUnavailable") from None
+        _, repo = await execution_repository(session, self.settings, execution, application)
         return Loaded(restore, execution, application, repo)
 
     def _target(self, loaded: Loaded) -> pg_dump.PgTarget:
@@ -307,9 +299,7 @@ class RestoreActivities:
             assert restore is not None
             restore.details = {**(restore.details or {}), "notes": finish.notes}
             if finish.status != "succeeded":
-                settled = await settle_restore(
-                    session, restore, finish.status, finish.message, ACTOR
-                )
+                settled = await settle(session, restore, finish.status, finish.message, ACTOR)
                 await session.commit()
                 if settled is not None:
                     metrics.count_unsuccessful("restore", None, settled.started_at)

@@ -17,7 +17,7 @@ from core import metrics
 from core.run_outcome import Outcome, outcome
 from db import audit
 from db.models import BackupExecution, BackupRestore
-from db.runs import RUNNING_BACKUP, RUNNING_RESTORE, Settled, settle_backup, settle_restore
+from db.runs import RUNNING_BACKUP, RUNNING_RESTORE, Settled, settle
 
 ACTOR = audit.Actor(label="system:run-reconciler")
 BATCH = 200
@@ -43,28 +43,24 @@ class RunActivities:
         # workflow started, and a scheduled run's row is made by its own first step.
         settled: list[Settled] = []
         async with self.sessions() as session:
-            backups = await session.scalars(
-                select(BackupExecution)
-                .where(BackupExecution.status.in_(RUNNING_BACKUP))
-                .limit(BATCH)
-            )
-            for execution in backups:
+            stale: list[BackupExecution | BackupRestore] = [
+                *await session.scalars(
+                    select(BackupExecution)
+                    .where(BackupExecution.status.in_(RUNNING_BACKUP))
+                    .limit(BATCH)
+                ),
+                *await session.scalars(
+                    select(BackupRestore)
+                    .where(BackupRestore.status.in_(RUNNING_RESTORE))
+                    .limit(BATCH)
+                ),
+            ]
+            for stale_row in stale:
                 activity.heartbeat()
-                found = await self._closed(execution.workflow_id, execution.run_id)
+                found = await self._closed(stale_row.workflow_id, stale_row.run_id)
                 if found is not None:
-                    status, message = _verdict(found)
-                    row = await settle_backup(session, execution, status, message, ACTOR)
-                    settled += [row] if row else []
-            restores = await session.scalars(
-                select(BackupRestore).where(BackupRestore.status.in_(RUNNING_RESTORE)).limit(BATCH)
-            )
-            for restore in restores:
-                activity.heartbeat()
-                found = await self._closed(restore.workflow_id, restore.run_id)
-                if found is not None:
-                    status, message = _verdict(found)
-                    row = await settle_restore(session, restore, status, message, ACTOR)
-                    settled += [row] if row else []
+                    ended = await settle(session, stale_row, *_verdict(found), ACTOR)
+                    settled += [ended] if ended else []
             await session.commit()
         for row in settled:
             metrics.count_unsuccessful(row.kind, row.trigger, row.started_at)

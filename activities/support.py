@@ -15,11 +15,12 @@ from temporalio.exceptions import ApplicationError
 
 from adapters.local_platform import LocalPlatform
 from adapters.platform import Platform
-from adapters.restic import Progress, ResticError
+from adapters.restic import Progress, Repository, ResticError
 from core import crypto
 from core.settings import Settings
 from db.availability import database_unavailable
-from db.models import Application
+from db.models import Application, BackupExecution, BackupStorage
+from repository.store import open_repository
 
 T = TypeVar("T")
 HEARTBEAT_SECONDS = 2.0
@@ -123,3 +124,19 @@ async def read_metadata(
         activity.heartbeat()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 15.0)
+
+
+async def execution_repository(
+    session: AsyncSession, settings: Settings, execution: BackupExecution, application: Application
+) -> tuple[BackupStorage, Repository]:
+    """The storage and restic repository a backup lives in, its password opened."""
+    storage = (
+        await session.get(BackupStorage, execution.storage_id) if execution.storage_id else None
+    )
+    if storage is None:
+        raise fatal("the storage that held this backup was deleted", "StorageDeleted")
+    try:
+        repo = await open_repository(session, settings, application, storage)
+    except crypto.CryptoError as exc:
+        raise fatal(str(exc), "SecretsUnavailable") from None
+    return storage, repo

@@ -47,53 +47,33 @@ async def _workspace_of(session: AsyncSession, application_id: uuid.UUID) -> uui
     return workspace_id
 
 
-async def settle_backup(
+async def settle(
     session: AsyncSession,
-    execution: BackupExecution,
+    row: BackupExecution | BackupRestore,
     status: str,
     message: str | None,
     actor: audit.Actor,
 ) -> Settled | None:
-    """Ends a running backup row (the caller commits); None if it had ended already."""
-    if execution.status not in RUNNING_BACKUP:
-        return None
-    message = shorten(message) if message else None
-    execution.status, execution.error_message = status, message
-    execution.completed_at = datetime.now(UTC)
-    workspace_id = await _workspace_of(session, execution.application_id)
-    audit.record(
-        session, actor, f"backup.{status}", "backup_execution", execution.id,
-        workspace_id=workspace_id,
-        details={"message": message, "workflow_id": execution.workflow_id} if message else {},
-    )  # fmt: skip
-    return Settled(
-        "backup", str(execution.id), str(execution.application_id), str(workspace_id),
-        execution.workflow_id or "", status, message, execution.trigger, execution.started_at,
-    )  # fmt: skip
+    """Ends a backup or restore row that is still under way (the caller commits).
 
-
-async def settle_restore(
-    session: AsyncSession,
-    restore: BackupRestore,
-    status: str,
-    message: str | None,
-    actor: audit.Actor,
-) -> Settled | None:
-    """Ends a pending or running restore row (the caller commits); None if it had ended."""
-    if restore.status not in RUNNING_RESTORE:
+    None if the row had ended already: the first truthful outcome stays.
+    """
+    backup = isinstance(row, BackupExecution)
+    if row.status not in (RUNNING_BACKUP if backup else RUNNING_RESTORE):
         return None
+    kind, target = ("backup", "backup_execution") if backup else ("restore", "backup_restore")
     message = shorten(message) if message else None
-    restore.status, restore.error_message = status, message
-    restore.completed_at = datetime.now(UTC)
-    workspace_id = await _workspace_of(session, restore.application_id)
+    row.status, row.error_message = status, message
+    row.completed_at = datetime.now(UTC)
+    workspace_id = await _workspace_of(session, row.application_id)
     audit.record(
-        session, actor, f"restore.{status}", "backup_restore", restore.id,
-        workspace_id=workspace_id,
-        details={"message": message, "workflow_id": restore.workflow_id} if message else {},
+        session, actor, f"{kind}.{status}", target, row.id, workspace_id=workspace_id,
+        details={"message": message, "workflow_id": row.workflow_id} if message else {},
     )  # fmt: skip
+    trigger = row.trigger if isinstance(row, BackupExecution) else None
     return Settled(
-        "restore", str(restore.id), str(restore.application_id), str(workspace_id),
-        restore.workflow_id or "", status, message, None, restore.started_at,
+        kind, str(row.id), str(row.application_id), str(workspace_id), row.workflow_id or "",
+        status, message, trigger, row.started_at,
     )  # fmt: skip
 
 
