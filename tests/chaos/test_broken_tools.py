@@ -53,11 +53,6 @@ async def failed_then_recovered(
     assert again.status == "succeeded", (figures.text(), stack.worker.tail())
 
 
-@pytest.mark.xfail(
-    reason="issue 9: fail_backup runs restic for its cleanup and fails the same way, so the"
-    " row stays `running`, no webhook is sent and the next trigger answers 409",
-    strict=False,
-)
 async def test_restic_unrunnable_mid_run(stack: Stack, seed: int) -> None:
     rng = random.Random(seed)
     figures = Figures("restic made unrunnable mid-run", seed=seed)
@@ -85,11 +80,6 @@ def private_mounts_work() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.xfail(
-    reason="issue 9: restic's read-only error is replaced by 'Failure exceeds size limit.',"
-    " cleanup fails too and the row stays `running` without a webhook",
-    strict=False,
-)
 async def test_storage_read_only(stack: Stack, seed: int) -> None:
     if not private_mounts_work():
         pytest.skip("no mount namespaces here (unshare --mount refused): cannot remount read-only")

@@ -26,7 +26,7 @@ from tests.support.chaos import (
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-DATA_STEPS = {"snapshot_volumes", "dump_database", "upload_volume", "record_backup"}
+DATA_STEPS = {"snapshot_volumes", "dump_database", "upload_volume", "store_manifest", "record_success"}
 SETTLE_SECONDS = 120
 
 
@@ -87,11 +87,6 @@ async def test_metadata_connections_killed_mid_backup(stack: Stack, seed: int) -
     assert run.status == "succeeded", (run.body or {}).get("error_message")
 
 
-@pytest.mark.xfail(
-    reason="issue 9: the DB-write retry budget (5 attempts, ~30 s) is shorter than a 35-50 s"
-    " outage: the backup fails (or, when fail_backup cannot write either, stays `running`)",
-    strict=False,
-)
 async def test_metadata_database_refusing_connections_for_most_of_a_minute(
     stack: Stack, seed: int
 ) -> None:

@@ -49,7 +49,7 @@ SETTLE_SECONDS = 120  # a run must be terminal this long after its start or the 
 STEPS = (
     "any", "any", "any",
     "begin_backup", "check_quota", "snapshot_volumes", "dump_database", "upload_volume",
-    "record_backup", "apply_retention",
+    "store_manifest", "record_success", "apply_retention",
     "begin_restore", "verify_backup", "quiesce", "restore_database", "restore_volume",
     "verify_restore", "resume", "finish_restore",
 )  # fmt: skip
@@ -161,13 +161,6 @@ async def duplicates(stack: Stack) -> int:
     return extra
 
 
-@pytest.mark.xfail(
-    reason="issue 9: a worker killed during a step without heartbeat and with a 30 min"
-    " start-to-close (record_backup, snapshot_volumes, verify_restore…) leaves its run"
-    " `running` long past any bound; and a SIGKILLed `restic check`/prune leaves an exclusive"
-    " lock that restic 0.14 never treats as stale, failing the app's next runs for 30 min",
-    strict=False,
-)
 async def test_random_sigkills_of_the_worker_leave_every_run_truthful(
     stack: Stack, seed: int
 ) -> None:
