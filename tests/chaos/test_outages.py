@@ -26,7 +26,13 @@ from tests.support.chaos import (
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-DATA_STEPS = {"snapshot_volumes", "dump_database", "upload_volume", "store_manifest", "record_success"}
+DATA_STEPS = {
+    "snapshot_volumes",
+    "dump_database",
+    "upload_volume",
+    "store_manifest",
+    "record_success",
+}
 SETTLE_SECONDS = 120
 
 
