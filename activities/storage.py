@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.support import heartbeating
 from adapters.storage_backend import BackendError, StorageBackend, folder_usage
 from core import crypto
 from core.settings import Settings
 from db import audit
-from db.models import BackupStorage, StorageUsageSample
+from db.models import BackupExecution, BackupStorage, StorageUsageSample
+from db.runs import FINISHED
 
 GIB = 1024**3
 SAMPLE_RETENTION = timedelta(days=30)
@@ -134,8 +136,19 @@ class StorageActivities:
         root = self.settings.storage_mount_root / pve_id / "workspaces"
         if not root.exists():
             return 0
-        freed = await asyncio.to_thread(folder_usage, root)
-        await asyncio.to_thread(shutil.rmtree, root)
+        freed = await heartbeating(asyncio.to_thread(folder_usage, root))
+        await heartbeating(asyncio.to_thread(shutil.rmtree, root))
+        async with self.sessions() as session:
+            # their data is gone: the history says so instead of offering them for restore
+            await session.execute(
+                update(BackupExecution)
+                .where(
+                    BackupExecution.storage_id == uuid.UUID(job.storage_id),
+                    BackupExecution.status.in_(FINISHED),
+                )
+                .values(status="pruned", error_message="its storage was deleted with force")
+            )
+            await session.commit()
         return freed
 
     @activity.defn

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
         StorageUsage,
     )
     from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import reason
+    from workflows.shared import HEARTBEAT, reason
 
 # PVE answers in seconds; eight attempts over about four minutes ride out a node
 # restart without retrying a refused configuration forever.
@@ -80,6 +80,7 @@ class DeleteStorageWorkflow:
                     job.storage,
                     task_queue=DATA_TASK_QUEUE,
                     start_to_close_timeout=timedelta(hours=2),
+                    heartbeat_timeout=HEARTBEAT,
                     retry_policy=DB_RETRY,
                 )
             await workflow.execute_activity_method(

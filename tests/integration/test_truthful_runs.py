@@ -220,3 +220,26 @@ async def test_a_backup_taken_under_writes_restores_and_verifies(
     assert done["status"] == "succeeded", done["error_message"]
     with psycopg.connect(database_server.url(copy, driver="postgresql")) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (counted,)
+
+
+async def test_backups_of_a_storage_deleted_with_force_are_shown_pruned(
+    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Their data is gone with the storage: the history must not offer them for restore."""
+    app = await make_app(api, world, database_server, tmp_path)
+    owner, admin = world.auth("owner"), world.auth("ws_admin")
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded"
+    await expect(await api.delete(app.policy, headers=owner), 204)
+    storage = f"/api/v1/workspaces/{app.workspace}/backup-storages/{app.storage}"
+    await expect(await api.delete(f"{storage}?force=true", headers=admin), 202)
+    await wait_for(api, storage, admin, None, seconds=60)
+    row = await expect(await api.get(f"{app.backups}/{backup['id']}", headers=owner), 200)
+    assert row["status"] == "pruned" and "deleted with force" in row["error_message"]
+    problem = await expect(
+        await api.post(
+            f"{app.backups}/{backup['id']}/restore", json={"restore_type": "full"}, headers=owner
+        ),
+        409,
+    )
+    assert "only completed backups" in problem["detail"]
