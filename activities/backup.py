@@ -46,7 +46,7 @@ from db.models import (
     BackupPolicy,
     BackupStorage,
 )
-from db.runs import live_run_of, lock_application, settle
+from db.runs import live_run_of, lock_application, newest_success, settle
 from workflows.backup_request import BackupRequest
 
 GIB = 1024**3
@@ -328,15 +328,8 @@ class BackupActivities:
                 " the backup did not start",
                 "StorageUnavailable",
             )
-        expected = await session.scalar(
-            select(BackupExecution.size_bytes)
-            .where(
-                BackupExecution.application_id == application.id,
-                BackupExecution.status == "succeeded",
-            )
-            .order_by(BackupExecution.completed_at.desc())
-            .limit(1)
-        )
+        last = await newest_success(session, application.id)
+        expected = last.size_bytes if last else None
         workspace_used = int(
             await session.scalar(
                 select(func.coalesce(func.sum(BackupStorage.used_bytes), 0)).where(

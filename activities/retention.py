@@ -20,6 +20,7 @@ from adapters.restic import Restic, ResticError
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
+from db.runs import newest_success
 from repository.store import open_repository
 
 ACTOR = audit.Actor(label="system:retention")
@@ -59,15 +60,8 @@ class RetentionActivities:
             storage = await session.get(BackupStorage, policy.storage_id)
             assert application is not None and storage is not None
             cutoff = datetime.now(UTC) - timedelta(days=policy.retention_days or 30)
-            newest = await session.scalar(
-                select(BackupExecution.id)
-                .where(
-                    BackupExecution.application_id == policy.application_id,
-                    BackupExecution.status == "succeeded",
-                )
-                .order_by(BackupExecution.completed_at.desc())
-                .limit(1)
-            )
+            last = await newest_success(session, policy.application_id)
+            newest = last.id if last else None
             expired = [
                 str(e)
                 for e in await session.scalars(

@@ -111,3 +111,19 @@ async def live_run_of(
         if await is_live(client, workflow_id, run_id):
             return workflow_id or "starting"
     return None
+
+
+async def newest_success(
+    session: AsyncSession, application_id: uuid.UUID
+) -> BackupExecution | None:
+    """The application's newest successful backup: never pruned, and the size of the next."""
+    found: BackupExecution | None = await session.scalar(
+        select(BackupExecution)
+        .where(
+            BackupExecution.application_id == application_id,
+            BackupExecution.status == "succeeded",
+        )
+        .order_by(BackupExecution.completed_at.desc())
+        .limit(1)
+    )
+    return found
