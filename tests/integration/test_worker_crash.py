@@ -24,11 +24,21 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
 from core.settings import Settings
+from db import migrate
+from devstack.postgres import PostgresServer
 from devstack.temporal import cli_path
 from repository.store import read_password
 from tests.conftest import free_port
 from tests.support import histories
-from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
+from tests.support.api import (
+    ApiClient,
+    World,
+    build_world,
+    expect,
+    new_workspace,
+    running_app,
+    wait_for,
+)
 from tests.support.backups import finished
 
 pytestmark = pytest.mark.integration
@@ -53,26 +63,34 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 @pytest.fixture(scope="module")
 async def isolated(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, database_server: PostgresServer
 ) -> AsyncIterator[Settings]:
+    """Its own Temporal and its own metadata database: one database serves one Temporal
+    namespace (the session's run reconciler would rightly settle rows it cannot find)."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=cli_path(), port=free_port(),
         search_attributes=SEARCH_ATTRIBUTE_KEYS, dev_server_log_level="error",
     )  # fmt: skip
+    name = f"cairn_crash_{uuid.uuid4().hex[:10]}"
+    database_server.create_database(name)
     try:
+        url = database_server.url(name)
+        await asyncio.to_thread(migrate.upgrade, url)  # alembic runs its own event loop
         yield settings.model_copy(
             update={
+                "database_url": url,
                 "temporal_address": env.client.service_client.config.target_host,
                 "proxmox_host": None, "proxmox_token_id": None, "proxmox_token_secret": None,
                 "storage_mount_root": tmp_path_factory.mktemp("crash-storages"),
             }
         )  # fmt: skip
     finally:
+        database_server.drop_database(name)
         await env.shutdown()
 
 
 async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
-    isolated: Settings, api: ApiClient, world: World, tmp_path: Path
+    isolated: Settings, tmp_path: Path
 ) -> None:
     volume = tmp_path / "bulk"
     volume.mkdir()
@@ -83,7 +101,7 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
     worker = start_worker(isolated, log)
     try:
         async with running_app(isolated) as client:
-            base, owner = await _bulk_app(client, api, world, volume)
+            base, owner = await _bulk_app(client, await build_world(client), volume)
             accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
             path = f"{base}/backups/{accepted['id']}"
 
@@ -130,7 +148,7 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
 
 
 async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_application(
-    isolated: Settings, api: ApiClient, world: World, tmp_path: Path
+    isolated: Settings, tmp_path: Path
 ) -> None:
     volume, hooks_log = tmp_path / "bulk", tmp_path / "hooks.log"
     volume.mkdir()
@@ -144,7 +162,7 @@ async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_applica
         async with running_app(isolated) as client:
             hooks = {"stop": ["sh", "-c", f"echo stop >> {hooks_log}"],
                      "start": ["sh", "-c", f"echo start >> {hooks_log}"]}  # fmt: skip
-            base, owner = await _bulk_app(client, api, world, volume, hooks)
+            base, owner = await _bulk_app(client, await build_world(client), volume, hooks)
             accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
             backup = await wait_for(
                 client, f"{base}/backups/{accepted['id']}", owner, finished, seconds=120
@@ -183,11 +201,10 @@ async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_applica
 
 
 async def _bulk_app(
-    client: ApiClient, api: ApiClient, world: World, volume: Path,
-    hooks: dict[str, list[str]] | None = None,
-) -> tuple[str, dict[str, str]]:  # fmt: skip
+    client: ApiClient, world: World, volume: Path, hooks: dict[str, list[str]] | None = None
+) -> tuple[str, dict[str, str]]:
     """A workspace, an active local storage, an application with one volume, and a policy."""
-    ws = await new_workspace(api, world, members=("owner",))
+    ws = await new_workspace(client, world, members=("owner",))
     admin, owner = world.auth("ws_admin"), world.auth("owner")
     storage = await expect(
         await client.post(
