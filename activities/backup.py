@@ -34,7 +34,12 @@ from activities.support import (
 )
 from adapters import pg_dump
 from adapters.restic import Repository, Restic, ResticError
-from adapters.storage_backend import BackendError, StorageBackend, folder_usage
+from adapters.storage_backend import (
+    BackendError,
+    StorageBackend,
+    folder_usage,
+    repository_bytes,
+)
 from core import crypto, metrics
 from core.boundaries import BoundaryError, check_volume_path
 from core.run_outcome import shorten
@@ -153,7 +158,19 @@ def _tags(ctx: Context, part: str) -> list[str]:
 
 
 def _human(n: int) -> str:
+    if n < GIB:  # "0.00 GiB free" would hide how little is left
+        return f"{n / 1024**2:.1f} MiB"
     return f"{n / GIB:.2f} GiB"
+
+
+def filesystem_reserve(total_bytes: int) -> int:
+    """Free space a backup must leave on the storage's file system: 2 % of it, at most 1 GiB.
+
+    The file system is shared with whatever else lives there (and restic needs room for its
+    index, locks and a later prune), so a backup that would fill it to the last byte is
+    refused rather than left to fail half-written.
+    """
+    return min(total_bytes // 50, GIB)
 
 
 class BackupActivities:
@@ -298,20 +315,37 @@ class BackupActivities:
                 " mounted or unreachable); the backup did not start",
                 "StorageUnavailable",
             )
+        # cairn's own bytes, measured now; PVE's "used" is the whole file system's
+        own = await heartbeating(
+            asyncio.to_thread(
+                repository_bytes, self.settings.storage_mount_root, storage.proxmox_storage_id
+            )
+        )
         capacity = storage.capacity_gb * GIB
-        if status.used_bytes + expected > capacity:
+        if own + expected > capacity:
             raise fatal(
-                f"storage {storage.name} holds {_human(status.used_bytes)} of its"
+                f"storage {storage.name} holds {_human(own)} of its"
                 f" {storage.capacity_gb} GB; this backup needs about {_human(expected)} more."
                 " Grow the storage, shorten retention or prune old backups",
                 "QuotaExceeded",
             )
         quota = int(quota_gb or 0) * GIB
-        if workspace_used + status.used_bytes + expected > quota:
+        if workspace_used + own + expected > quota:
             raise fatal(
-                f"the workspace's backups use {_human(workspace_used + status.used_bytes)} of its"
+                f"the workspace's backups use {_human(workspace_used + own)} of its"
                 f" {quota_gb} GB quota; this backup needs about {_human(expected)} more",
                 "QuotaExceeded",
+            )
+        reserve = filesystem_reserve(status.total_bytes)
+        if status.total_bytes and expected + reserve > status.avail_bytes:
+            raise fatal(
+                f"the file system of storage {storage.name} is nearly full:"
+                f" {_human(status.avail_bytes)} free of {_human(status.total_bytes)}, and this"
+                " backup needs about"
+                f" {_human(expected)} while keeping {_human(reserve)} free. The storage itself"
+                f" holds {_human(own)} of its {storage.capacity_gb} GB; free space on the file"
+                " system (other data shares it) or move the storage",
+                "FilesystemFull",
             )
         return int(expected)
 

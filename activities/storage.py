@@ -21,7 +21,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import heartbeating
-from adapters.storage_backend import BackendError, StorageBackend, folder_usage
+from adapters.storage_backend import (
+    BackendError,
+    StorageBackend,
+    folder_usage,
+    repositories_root,
+    repository_bytes,
+)
 from core import crypto
 from core.settings import Settings
 from db import audit
@@ -51,8 +57,8 @@ class StorageStatusChange:
 class StorageUsage:
     storage_id: str
     status: str
-    used_bytes: int
-    total_bytes: int
+    used_bytes: int  # cairn's own (its repositories)
+    total_bytes: int  # the file system's
 
 
 def secrets_context(storage_id: uuid.UUID | str) -> str:
@@ -133,7 +139,7 @@ class StorageActivities:
         """Deletes every repository in the storage (forced delete); returns the bytes freed."""
         async with self.sessions() as session:
             pve_id = (await self._storage(session, job.storage_id, job.revision)).proxmox_storage_id
-        root = self.settings.storage_mount_root / pve_id / "workspaces"
+        root = repositories_root(self.settings.storage_mount_root, pve_id)
         if not root.exists():
             return 0
         freed = await heartbeating(asyncio.to_thread(folder_usage, root))
@@ -197,14 +203,27 @@ class StorageActivities:
 
     @activity.defn
     async def refresh_storage_usage(self, storage_id: str) -> StorageUsage:
-        """Records one usage reading; an unreachable or inactive storage becomes ``unavailable``."""
+        """Records one usage reading; an unreachable or inactive storage becomes ``unavailable``.
+
+        The reading has two halves: cairn's own bytes (its repositories in the storage), which
+        quotas, history and metrics count, and the file system's figures from PVE, which may
+        include other data and only say how close the file system is to full.
+        """
         async with self.sessions() as session:
             pve_id = (await self._storage(session, storage_id)).proxmox_storage_id
-        reason = None
+        reason, own = None, None
         try:
             status = await asyncio.to_thread(self.backend.status, pve_id)
-            if not status.active:
+            if not status.enabled:
+                reason = (
+                    "the storage is disabled on the storage server or not available on its node"
+                )
+            elif not status.active:
                 reason = "the storage reports itself inactive (not mounted or unreachable)"
+            else:
+                own = await asyncio.to_thread(
+                    repository_bytes, self.settings.storage_mount_root, pve_id
+                )
         except BackendError as exc:
             status, reason = None, exc.message
         now = datetime.now(UTC)
@@ -224,10 +243,12 @@ class StorageActivities:
                     details={"reason": reason} if reason else {},
                 )
             storage.status, storage.status_message = new_status, reason
-            if status is not None and status.active:
-                storage.used_bytes = status.used_bytes
-                storage.used_gb = math.ceil(status.used_bytes / GIB)
+            if status is not None and own is not None:
+                storage.used_bytes = own
+                storage.used_gb = math.ceil(own / GIB)
                 storage.available_bytes = status.avail_bytes
+                storage.filesystem_total_bytes = status.total_bytes
+                storage.filesystem_used_bytes = status.used_bytes
                 storage.usage_read_at = now
             session.add(
                 StorageUsageSample(
@@ -235,8 +256,9 @@ class StorageActivities:
                     sampled_at=now,
                     active=reason is None,
                     total_bytes=status.total_bytes if status else 0,
-                    used_bytes=status.used_bytes if status else storage.used_bytes,
+                    used_bytes=own if own is not None else storage.used_bytes,
                     available_bytes=status.avail_bytes if status else 0,
+                    filesystem_used_bytes=status.used_bytes if status else 0,
                 )
             )
             await session.execute(

@@ -89,6 +89,15 @@ class ProxmoxConfig:
 
 @dataclass(frozen=True)
 class StorageStatus:
+    """PVE's status of a storage: the figures of the *file system* it lives on.
+
+    PVE runs ``df`` on the storage's path, so ``used_bytes`` counts everything on that file
+    system (the node's root disk for a ``dir`` under ``/mnt/pve``, the whole share for NFS or
+    CephFS), not what cairn wrote. cairn measures its own bytes itself
+    (``adapters.storage_backend.repository_bytes``) and uses these only to see the file
+    system filling up.
+    """
+
     total_bytes: int
     used_bytes: int
     avail_bytes: int
@@ -133,6 +142,34 @@ class ProxmoxError(Exception):
         )
 
 
+def canonpath(path: str) -> str:
+    """Perl's ``File::Spec::Unix->canonpath``, which PVE applies to a storage path it stores.
+
+    Collapses ``//`` and ``/./`` and drops a trailing ``/``; ``..`` stays (it is not resolved).
+    cairn sends and compares paths in this form, so a root written as ``/mnt//pve`` does not
+    make the stored path look changed.
+    """
+    path = re.sub(r"/{2,}", "/", path)
+    path = re.sub(r"(?:/\.)+(?:/|\Z)", "/", path)
+    if path != "./":
+        path = re.sub(r"^(?:\./)+", "", path)
+    path = re.sub(r"^/(?:\.\./)+", "/", path)
+    path = re.sub(r"^/\.\.$", "/", path)
+    if path != "/":
+        path = re.sub(r"/\Z", "", path)
+    return path
+
+
+# PVE options holding a path: compared in canonical form.
+_PATH_OPTIONS: Final = frozenset({"path", "export", "subdir"})
+
+
+def _same_value(key: str, current: Any, wanted: Any) -> bool:
+    if key in _PATH_OPTIONS and current is not None:
+        return canonpath(str(current)) == canonpath(str(wanted))
+    return str(current) == str(wanted)
+
+
 def _pve_type(kind: str) -> str:
     try:
         return PVE_TYPES[kind]
@@ -166,7 +203,7 @@ def _settings(kind: str, config: Mapping[str, Any], secrets: Mapping[str, str]) 
 
     present = {k for k in optional if config.get(k) not in (None, "")}
     if kind == "local":
-        return {"path": _text(kind, config, "path")}
+        return {"path": canonpath(_text(kind, config, "path"))}
     if kind == "nfs":
         params = {"server": _text(kind, config, "server"), "export": _text(kind, config, "export")}
         if "options" in present:
@@ -403,7 +440,9 @@ class ProxmoxClient:
                     f"PVE storage {storage_id!r} is of type {current.get('type')!r},"
                     f" not {wanted['type']!r}"
                 )
-            changed = sorted(k for k in _FIXED[kind] if str(current.get(k)) != wanted[k])
+            changed = sorted(
+                k for k in _FIXED[kind] if not _same_value(k, current.get(k), wanted[k])
+            )
             if changed:
                 raise ValueError(
                     f"{', '.join(changed)} of PVE storage {storage_id!r} cannot change;"
@@ -449,6 +488,6 @@ def _same_definition(existing: Mapping[str, Any], params: Mapping[str, Any]) -> 
         if key == "content":
             if set(str(existing.get(key, "")).split(",")) != set(str(value).split(",")):
                 return False
-        elif str(existing.get(key)) != str(value):
+        elif not _same_value(key, existing.get(key), value):
             return False
     return True

@@ -8,6 +8,10 @@ error of its own, never recreated: PVE's ``dir`` activation would make an empty 
 its place (``create-base-path``, on by default) and report it active, so backups would
 silently land beside the lost ones, on whatever disk is underneath. The worker looks at
 its own view of the folder before asking PVE.
+
+``status`` answers with the figures of the file system the storage lives on, as PVE does;
+what cairn itself stored there is ``repository_bytes``: the file system may hold other
+data (the node's root disk, a shared NFS export), which is not this storage's usage.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.proxmox import ProxmoxClient, ProxmoxConfig, ProxmoxError, StorageStatus
+from adapters.proxmox import (
+    ProxmoxClient,
+    ProxmoxConfig,
+    ProxmoxError,
+    StorageStatus,
+    canonpath,
+)
 from core.settings import Settings
 
 
@@ -59,6 +69,7 @@ def missing_folder(storage_id: str, path: Path) -> BackendError:
 
 
 def folder_usage(path: Path) -> int:
+    """Apparent size of every file below ``path`` (0 when it does not exist)."""
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
@@ -67,6 +78,16 @@ def folder_usage(path: Path) -> int:
             except FileNotFoundError:
                 continue
     return total
+
+
+def repositories_root(mount_root: Path, storage_id: str) -> Path:
+    """The folder holding every repository cairn keeps in a storage (see repository/store.py)."""
+    return mount_root / storage_id / "workspaces"
+
+
+def repository_bytes(mount_root: Path, storage_id: str) -> int:
+    """cairn's own consumption of a storage: the bytes of its repositories, nothing else."""
+    return folder_usage(repositories_root(mount_root, storage_id))
 
 
 class LocalFolderBackend:
@@ -109,8 +130,8 @@ class LocalFolderBackend:
         path = self._path(storage_id)
         if not path.is_dir():
             raise missing_folder(storage_id, path)
-        disk = shutil.disk_usage(path)
-        return StorageStatus(disk.total, folder_usage(path), disk.free, active=True, enabled=True)
+        disk = shutil.disk_usage(path)  # df's figures: used = blocks - bfree, avail = bavail
+        return StorageStatus(disk.total, disk.used, disk.free, active=True, enabled=True)
 
 
 class ProxmoxBackend:
@@ -122,7 +143,8 @@ class ProxmoxBackend:
 
     def __init__(self, client: ProxmoxClient, dir_root: str, mount_root: Path) -> None:
         self.client = client
-        self.dir_root = dir_root.rstrip("/")
+        # as PVE will store it, so a root like "/mnt//pve/" never looks like a changed path
+        self.dir_root = canonpath(dir_root)
         self.mount_root = mount_root
 
     def _config(self, kind: str, storage_id: str, config: Mapping[str, Any]) -> dict[str, Any]:

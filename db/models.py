@@ -149,8 +149,12 @@ class BackupStorage(Base):
     proxmox_storage_id: Mapped[str] = mapped_column(String(255), unique=True)
     capacity_gb: Mapped[int] = mapped_column(Integer)
     used_gb: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    # cairn's own bytes (its repositories); the file system's figures are the filesystem_*
+    # columns and available_bytes, read from PVE (migration 0005)
     used_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     available_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    filesystem_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    filesystem_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
     usage_read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str | None] = mapped_column(String(50), server_default="pending")
     status_message: Mapped[str | None] = mapped_column(Text)
@@ -245,7 +249,11 @@ class BackupRestore(Base):
 
 
 class StorageUsageSample(Base):
-    """One reading of a storage's usage, kept for the usage chart."""
+    """One reading of a storage's usage, kept for the usage chart.
+
+    ``used_bytes`` is cairn's own (its repositories); ``total_bytes``, ``available_bytes`` and
+    ``filesystem_used_bytes`` are the file system's, as PVE reports them.
+    """
 
     __tablename__ = "storage_usage_samples"
 
@@ -258,6 +266,7 @@ class StorageUsageSample(Base):
     total_bytes: Mapped[int] = mapped_column(BigInteger)
     used_bytes: Mapped[int] = mapped_column(BigInteger)
     available_bytes: Mapped[int] = mapped_column(BigInteger)
+    filesystem_used_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class BackupRepository(Base):

@@ -1,4 +1,8 @@
-"""Storage usage of a workspace: capacity, used, quota and the recent history."""
+"""Storage usage of a workspace: capacity, used, quota and the recent history.
+
+``used_bytes`` is cairn's own (its repositories); the file system's figures (which may count
+other data on the same disk or share) are shown beside it.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,8 @@ async def workspace_usage(
                 "capacity_gb": storage.capacity_gb,
                 "used_bytes": storage.used_bytes,
                 "available_bytes": storage.available_bytes,
+                "filesystem_total_bytes": storage.filesystem_total_bytes,
+                "filesystem_used_bytes": storage.filesystem_used_bytes,
                 "usage_read_at": storage.usage_read_at,
                 "history": list(reversed(samples)),
             }

@@ -47,9 +47,14 @@ async def _families(request: Request) -> list[Metric]:
         labels=["workspace_id", "application_id"],
     )
     used = GaugeMetricFamily(
-        "cairn_storage_used_bytes", "Last usage reading of a backup storage",
+        "cairn_storage_used_bytes", "Bytes of cairn's repositories in a backup storage",
         labels=["workspace_id", "storage_id", "name"],
     )  # fmt: skip
+    free = GaugeMetricFamily(
+        "cairn_storage_filesystem_available_bytes",
+        "Free bytes of the file system a backup storage lives on (shared with other data)",
+        labels=["workspace_id", "storage_id", "name"],
+    )
     capacity = GaugeMetricFamily(
         "cairn_storage_capacity_bytes", "Capacity granted to a backup storage",
         labels=["workspace_id", "storage_id", "name"],
@@ -79,9 +84,11 @@ async def _families(request: Request) -> list[Metric]:
         for storage in await session.scalars(select(BackupStorage)):
             labels = [str(storage.workspace_id), str(storage.id), storage.name]
             used.add_metric(labels, storage.used_bytes)
+            if storage.available_bytes is not None:
+                free.add_metric(labels, storage.available_bytes)
             capacity.add_metric(labels, storage.capacity_gb * GIB)
             up.add_metric(labels, 1 if storage.status == "active" else 0)
-    return [backups, restores, last, used, capacity, up]
+    return [backups, restores, last, used, free, capacity, up]
 
 
 async def scraper(

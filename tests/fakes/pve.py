@@ -19,8 +19,14 @@ dir/nfs/cephfs plugins, pve-common ``JSONSchema.pm``/``SectionConfig.pm``, pve-h
   (PUT), ``delete storage failed: storage 'x' does not exist`` (DELETE).
   PVE never answers 404 for an unknown storage.
 * ``GET /nodes/{node}/storage/{storage}/status`` of an unknown storage: 400 with
-  ``{"storage": "No such storage."}``. A disabled or unreachable storage reports
-  ``active: 0`` and zero sizes, as ``PVE::Storage::storage_info`` does.
+  ``{"storage": "No such storage."}``. A disabled or unreachable storage, or one restricted
+  (``nodes``) to other nodes, reports ``active: 0`` and zero sizes, with ``enabled: 0`` when
+  disabled or restricted, as ``PVE::Storage::storage_info`` does. The node's storage index
+  lists restricted storages the same way (a ``content`` filter leaves them out), and its
+  ``enabled`` filter looks only at ``disable``, as ``API2/Storage/Status.pm`` does.
+* ``total``/``used``/``avail`` are the figures of the file system the storage's path lives
+  on (PVE's ``df``: ``used`` = blocks - bfree, ``avail`` = bavail, i.e.
+  ``shutil.disk_usage``), whatever else that file system holds.
 * Reading the status activates the storage first, as ``storage_info`` does. For a ``dir``
   storage whose folder has vanished, ``DirPlugin::activate_storage`` recreates it
   (``create-base-path``, else the deprecated ``mkdir``, default 1) and the storage reports
@@ -36,13 +42,18 @@ dir/nfs/cephfs plugins, pve-common ``JSONSchema.pm``/``SectionConfig.pm``, pve-h
   ``parse_storage_id`` (which uses ``/i``) does.
 * ``nfs``/``cephfs`` get ``path = /mnt/pve/<id>`` on create and ``shared: 1`` when read;
   the ceph ``keyring`` is a sensitive property: not part of the configuration (kept in
-  ``fake.secrets``), never returned.
+  ``fake.secrets``), never returned. ``dir`` and ``nfs`` declare no sensitive properties
+  (``'sensitive-properties' => {}``), so a ``keyring`` sent to them is an ``unexpected
+  property`` (500), as for any other option the plugin lacks.
+* A storage ``path`` is stored in ``File::Spec->canonpath`` form (``/mnt//pve/x/`` becomes
+  ``/mnt/pve/x``).
+* The version is PVE 9's, matching the schema of ``reference/pve-api``.
 
 Deliberate differences: only the ``dir``, ``nfs`` and ``cephfs`` plugins are modelled (other
-valid types answer 501); nothing is mounted; ``used`` of a ``dir`` storage is the sum of the
-file sizes under its path (PVE reports the file system's used blocks), so a test sees the
-bytes it wrote; ``fail_next``/``delay``/``reject_auth``/``set_active``/``set_usage`` are
-fault injection that PVE obviously lacks.
+valid types answer 501); nothing is mounted, so an ``nfs``/``cephfs`` storage reports the
+file system of its path when that folder exists (a test may make it to stand in for the
+mounted share) and otherwise a fixed, empty 1 TiB; ``fail_next``/``delay``/``reject_auth``/
+``set_active``/``set_usage`` are fault injection that PVE obviously lacks.
 """
 
 from __future__ import annotations
@@ -373,8 +384,7 @@ PLUGINS: dict[str, _Plugin] = {
         },
         content=frozenset(_ALL_CONTENT | {"import"}),
         default_content="images,rootdir",
-        # no 'sensitive-properties' in DirPlugin: PVE's backwards-compatible default list
-        sensitive=SECRET_PARAMS,
+        sensitive=frozenset(),  # DirPlugin: 'sensitive-properties' => {}
         shared=False,
         path_default=False,
     ),
@@ -443,15 +453,17 @@ def _die(message: str) -> PveError:
     return PveError(500, message + "\n")
 
 
-def _tree_size(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-    return total
+def canonpath(path: str) -> str:
+    """Perl's File::Spec::Unix->canonpath, as PVE applies it to a storage path."""
+    path = re.sub(r"/{2,}", "/", path)
+    path = re.sub(r"(?:/\.)+(?:/|\Z)", "/", path)
+    if path != "./":
+        path = re.sub(r"^(?:\./)+", "", path)
+    path = re.sub(r"^/(?:\.\./)+", "/", path)
+    path = re.sub(r"^/\.\.$", "/", path)
+    if path != "/":
+        path = re.sub(r"/\Z", "", path)
+    return path
 
 
 def _redacted(params: Mapping[str, str]) -> dict[str, str]:
@@ -498,7 +510,7 @@ class FakePVE:
         token_secret: str | None = None,
         ca_dir: str | os.PathLike[str] | None = None,
         auth_failure_delay: float = 0.0,
-        pve_version: str = "8.4.1",
+        pve_version: str = "9.1.1",
     ) -> None:
         self.host = host
         self.port = port
@@ -612,9 +624,14 @@ class FakePVE:
                 self._faults.inactive.add(storage_id)
 
     def set_usage(self, storage_id: str, total: int, used: int) -> None:
-        """Sizes reported for a storage (``avail = total - used``); overrides a dir's disk."""
+        """Sizes a storage reports (``avail = total - used``) instead of its file system's."""
         with self._lock:
             self._faults.usage[storage_id] = (int(total), int(used))
+
+    def reset_usage(self, storage_id: str) -> None:
+        """Undoes ``set_usage``: the storage reports its file system's figures again."""
+        with self._lock:
+            self._faults.usage.pop(storage_id, None)
 
     def reset(self) -> None:
         """Back to an empty node: no storages, no recorded calls, no faults."""
@@ -765,6 +782,8 @@ class FakePVE:
             return ",".join(kept) or "none"
         if name == "nodes":
             return ",".join(sorted(set(split_list(str(value)))))
+        if name == "path":
+            return canonpath(str(value))
         return value
 
     def _config(self, storage_id: str) -> dict[str, Any]:
@@ -824,7 +843,7 @@ class FakePVE:
     def _info(self, storage_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """PVE::Storage::storage_info for one storage."""
         plugin = PLUGINS[config["type"]]
-        enabled = not config.get("disable")
+        enabled = not config.get("disable") and self._on_node(config)
         info: dict[str, Any] = {
             "type": config["type"],
             "content": config.get("content", plugin.default_content),
@@ -841,20 +860,20 @@ class FakePVE:
             total, used = self._faults.usage[storage_id]
             info.update(active=1, total=total, used=used, avail=max(total - used, 0))
             return info
+        path = str(config["path"])
         if config["type"] == "dir":
             try:
                 self._activate(config, storage_id)
-                disk = shutil.disk_usage(str(config["path"]))
-            except (PveError, OSError):
+            except PveError:
                 return info
-            info.update(
-                active=1,
-                total=disk.total,
-                used=_tree_size(str(config["path"])),
-                avail=disk.free,
-            )
+        elif not os.path.isdir(path):  # nothing mounted: a fixed, empty share
+            info.update(active=1, total=DEFAULT_SHARED_TOTAL, used=0, avail=DEFAULT_SHARED_TOTAL)
             return info
-        info.update(active=1, total=DEFAULT_SHARED_TOTAL, used=0, avail=DEFAULT_SHARED_TOTAL)
+        try:
+            disk = shutil.disk_usage(path)  # PVE::Tools::df
+        except OSError:
+            return info
+        info.update(active=1, total=disk.total, used=disk.used, avail=disk.free)
         return info
 
     def _check_node(self, node: str) -> None:
@@ -967,13 +986,12 @@ class FakePVE:
         wanted_content = set(split_list(values.get("content", "")))
 
         def listed(config: Mapping[str, Any]) -> bool:
-            if not self._on_node(config):
-                return False
             if not wanted_content:
                 return True
             default = PLUGINS[config["type"]].default_content
             content = set(str(config.get("content", default)).split(","))
-            return not config.get("disable") and bool(wanted_content & content)
+            enabled = not config.get("disable") and self._on_node(config)
+            return enabled and bool(wanted_content & content)
 
         with self._lock:
             infos = {
@@ -989,10 +1007,13 @@ class FakePVE:
         for sid, info in infos.items():
             if only is not None and sid != only:
                 continue
-            if values.get("enabled") and not info["enabled"]:
+            if values.get("enabled") and self.storages.get(sid, {}).get("disable"):
                 continue
-            if target and target != self.node and not info["shared"]:
-                continue
+            if target and target != self.node:
+                nodes = str(self.storages.get(sid, {}).get("nodes") or "")
+                on_both = not nodes or {self.node, target} <= set(nodes.split(","))
+                if not (info["shared"] and on_both):
+                    continue
             entry = {"storage": sid, **info}
             if info["total"]:
                 entry["used_fraction"] = info["used"] / info["total"]
@@ -1005,7 +1026,7 @@ class FakePVE:
         storage_id = values["storage"]
         with self._lock:
             config = self.storages.get(storage_id)
-            if config is None or not self._on_node(config):
+            if config is None:
                 raise PveError(
                     400, "Parameter verification failed.\n", {"storage": "No such storage."}
                 )

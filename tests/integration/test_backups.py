@@ -148,7 +148,10 @@ async def test_quota_exceeded_fails_before_any_data_is_written(
     settings: Settings, webhook: WebhookReceiver, temporal_client: Client,
 ) -> None:  # fmt: skip
     app = await make_app(api, world, database_server, tmp_path, capacity_gb=1)
-    filler = settings.storage_mount_root / app.storage_pve_id / "filler.bin"
+    # inside the storage's repositories folder, so it is cairn's own usage (data elsewhere on
+    # the file system is not: see test_storages' test_usage_and_quota_count_cairns_bytes…)
+    filler = settings.storage_mount_root / app.storage_pve_id / "workspaces" / "filler.bin"
+    filler.parent.mkdir(exist_ok=True)
     with filler.open("wb") as handle:
         handle.truncate(1024**3)  # sparse: counts as 1 GiB of usage, costs nothing
     try:

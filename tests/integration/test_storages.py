@@ -201,6 +201,23 @@ def bad_bodies() -> list[tuple[dict[str, Any] | bytes, int, str]]:
         ({**ok, "connection": {**NFS, "export": "/exports/../etc"}}, 422, "export"),
         ({**ok, "connection": {**NFS, "export": "relative"}}, 422, "export"),
         ({**ok, "connection": {**NFS, "server": "a b;rm -rf"}}, 422, "server"),
+        # what PVE itself would refuse (400) or store differently, caught before it is asked
+        ({**ok, "connection": {**NFS, "server": "10.0.0.5:2049"}}, 422, "server"),
+        ({**ok, "connection": {**NFS, "server": "nas.example:2049"}}, 422, "server"),
+        ({**ok, "connection": {**NFS, "server": "[fd00::5]"}}, 422, "server"),
+        ({**ok, "connection": {**NFS, "export": "/exports//backup"}}, 422, "export"),
+        ({**ok, "connection": {**NFS, "export": "/exports/backup/"}}, 422, "export"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "fs_name": "1cephfs"}}, 422, "fs_name"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "fs_name": "c"}}, 422, "fs_name"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "fs_name": "ceph.fs"}}, 422, "fs_name"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": ["[10.0.0.1"]}}, 422,
+         "monhost"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": ["mon:port"]}}, 422,
+         "monhost"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "subdir": "/cairn/./x"}}, 422, "subdir"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": "not-a-key"}}, 422, "keyring"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": "AQB key=="}}, 422,
+         "keyring"),
         ({**ok, "connection": {**NFS, "options": "vers=4,$(reboot)"}}, 422, "options"),
         ({**ok, "connection": {**NFS, "path": "/mnt/x"}}, 422, "path"),
         ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": ""}}, 422, "keyring"),
@@ -232,6 +249,29 @@ async def test_bad_input_changes_neither_database_nor_pve(
     for path in ("not-a-uuid", str(uuid.uuid4())):
         response = await api.get(f"{storages_url(ws)}/{path}", headers=world.auth("ws_admin"))
         assert response.status_code in (404, 422)
+    assert len(pve.calls) == calls
+
+
+async def test_bad_connection_updates_change_neither_database_nor_pve(
+    api: ApiClient, world: World, ws: str, pve: FakePVE
+) -> None:
+    admin = world.auth("ws_admin")
+    nfs = await create(api, world, ws, "nfs", NFS)
+    ceph = await create(api, world, ws, "ceph", CEPH)
+    bad = [
+        (nfs, {**NFS, "server": "10.0.0.5:2049"}, "server"),
+        (ceph, {**CEPH, "fs_name": "9lives"}, "fs_name"),
+        (ceph, {**CEPH, "keyring": "plain-password"}, "keyring"),
+        (ceph, {**CEPH, "monhost": ["[fd00::1]:x"]}, "monhost"),
+    ]
+    calls = len(pve.calls)
+    for storage, connection, field in bad:
+        url = f"{storages_url(ws)}/{storage['id']}"
+        problem = await expect(await api.put(url, json={"connection": connection},
+                                             headers=admin), 422)  # fmt: skip
+        assert field in json.dumps(problem), problem
+        body = await expect(await api.get(url, headers=admin), 200)
+        assert body["status"] == "active" and body["updated_at"] == storage["updated_at"]
     assert len(pve.calls) == calls
 
 
@@ -321,15 +361,23 @@ async def temporal_refresh(api: ApiClient) -> None:
 
 
 async def test_usage_refresh_records_numbers_and_flips_availability(
-    api: ApiClient, world: World, ws: str, pve: FakePVE
+    api: ApiClient, world: World, ws: str, pve: FakePVE, settings: Settings
 ) -> None:
     storage = await create(api, world, ws, "nfs", NFS, capacity=50)
     pve_id, path = storage["proxmox_storage_id"], f"{storages_url(ws)}/{storage['id']}"
     reader = world.auth("member")
+    repo = settings.storage_mount_root / pve_id / "workspaces" / ws / "applications" / "a"
+    repo.mkdir(parents=True)
+    (repo / "pack").write_bytes(b"x" * 5000)
+    (settings.storage_mount_root / pve_id / "someone-elses.bin").write_bytes(b"y" * 7000)
+    # the share holds 3 GiB in all: other data, not this storage's
     pve.set_usage(pve_id, total=100 * 1024**3, used=3 * 1024**3)
     await temporal_refresh(api)
     body = await expect(await api.get(path, headers=reader), 200)
-    assert (body["status"], body["used_bytes"], body["used_gb"]) == ("active", 3 * 1024**3, 3)
+    assert (body["status"], body["used_bytes"], body["used_gb"]) == ("active", 5000, 1)
+    assert (body["filesystem_total_bytes"], body["filesystem_used_bytes"]) == (
+        100 * 1024**3, 3 * 1024**3,
+    )  # fmt: skip
     assert body["available_bytes"] == 97 * 1024**3 and body["usage_read_at"]
     pve.set_active(pve_id, False)
     await temporal_refresh(api)
@@ -337,16 +385,79 @@ async def test_usage_refresh_records_numbers_and_flips_availability(
     assert body["status"] == "unavailable" and "inactive" in body["status_message"]
     pve.set_active(pve_id, True)
     pve.set_usage(pve_id, total=100 * 1024**3, used=4 * 1024**3)
+    (repo / "pack2").write_bytes(b"x" * 1000)
     await temporal_refresh(api)
     body = await expect(await api.get(path, headers=reader), 200)
-    assert body["status"] == "active" and body["used_bytes"] == 4 * 1024**3
+    assert body["status"] == "active" and body["used_bytes"] == 6000
+    assert body["filesystem_used_bytes"] == 4 * 1024**3
     usage = await expect(
         await api.get(f"/api/v1/workspaces/{ws}/backup-usage", headers=reader), 200
     )
     entry = next(s for s in usage["storages"] if s["storage_id"] == storage["id"])
     assert [h["active"] for h in entry["history"]] == [True, False, True]
-    assert [h["used_bytes"] for h in entry["history"]][-1] == 4 * 1024**3
+    assert [h["used_bytes"] for h in entry["history"]] == [5000, 5000, 6000]
+    assert [h["filesystem_used_bytes"] for h in entry["history"]] == [3 * 1024**3, 0, 4 * 1024**3]
+    assert entry["used_bytes"] == 6000 and entry["filesystem_total_bytes"] == 100 * 1024**3
     assert usage["quota_gb"] == 1000 and usage["allocated_gb"] >= 50
+
+
+async def test_a_storage_restricted_to_other_nodes_is_unavailable(
+    api: ApiClient, world: World, ws: str, pve: FakePVE
+) -> None:
+    """PVE answers such a storage with enabled 0 (not an error): cairn says why."""
+    storage = await create(api, world, ws, "nfs", NFS)
+    path = f"{storages_url(ws)}/{storage['id']}"
+    pve.storages[storage["proxmox_storage_id"]]["nodes"] = "pve9"
+    try:
+        await temporal_refresh(api)
+    finally:
+        del pve.storages[storage["proxmox_storage_id"]]["nodes"]
+    body = await expect(await api.get(path, headers=world.auth("member")), 200)
+    assert body["status"] == "unavailable" and "disabled" in body["status_message"]
+    await temporal_refresh(api)
+    body = await expect(await api.get(path, headers=world.auth("member")), 200)
+    assert body["status"] == "active"
+
+
+async def test_usage_and_quota_count_cairns_bytes_not_the_file_systems(
+    api: ApiClient, world: World, pve: FakePVE, settings: Settings,
+    database_server: PostgresServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A storage on a file system that already holds other data (issue 16's acceptance)."""
+    app = await make_app(api, world, database_server, tmp_path, capacity_gb=1)
+    folder = settings.storage_mount_root / app.storage_pve_id
+    other = folder / "other-data.bin"
+    with other.open("wb") as handle:
+        handle.truncate(2 * 1024**3)  # sparse: 2 GiB of someone else's data, costs nothing
+    url = f"{storages_url(app.workspace)}/{app.storage}"
+    owner = world.auth("owner")
+    try:
+        backup = await run_backup(api, world, app)
+        assert backup["status"] == "succeeded", backup  # not refused: the 2 GiB are not ours
+        await temporal_refresh(api)
+        body = await expect(await api.get(url, headers=owner), 200)
+        repository = folder / "workspaces" / app.workspace / "applications" / app.id
+        size = sum(f.stat().st_size for f in repository.rglob("*") if f.is_file())
+        assert body["used_bytes"] == size > 0
+        assert body["used_bytes"] < 1024**3 and body["used_gb"] == 1
+        disk = shutil.disk_usage(folder)
+        assert body["filesystem_total_bytes"] == disk.total
+        assert body["filesystem_used_bytes"] > body["used_bytes"]
+
+        # the file system (shared with other data) is nearly full: its own refusal
+        pve.set_usage(app.storage_pve_id, total=50 * 1024**3, used=50 * 1024**3 - 1024**2)
+        full = await run_backup(api, world, app)
+        assert full["status"] == "failed", full
+        assert "file system of storage main is nearly full" in full["error_message"]
+        assert "1.0 MiB free of 50.00 GiB" in full["error_message"]
+        assert "this backup needs about" in full["error_message"]
+        assert "GB quota" not in full["error_message"]  # nor the capacity's wording:
+        assert "Grow the storage" not in full["error_message"]
+        steps = [s["step"] for s in full["timeline"]["steps"]]
+        assert "dump_database" not in steps and "upload_volume" not in steps
+    finally:
+        other.unlink()
+        pve.reset_usage(app.storage_pve_id)
 
 
 async def test_unreachable_pve_marks_storage_unavailable(

@@ -5,6 +5,7 @@ Runs its own Temporal dev server and worker, because the session's worker drives
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -113,5 +114,46 @@ async def test_a_storage_whose_folder_vanished_is_reported_unavailable(
         folder.with_name(folder.name + ".unmounted").rename(folder)
         usage = await ActivityEnvironment().run(activities.refresh_storage_usage, storage["id"])
         assert usage.status == "active"
+    finally:
+        await engine.dispose()
+
+
+async def test_local_storage_usage_is_its_repositories_and_the_disk_is_shown_beside(
+    local_api: tuple[ApiClient, Settings], api: ApiClient, world: World
+) -> None:
+    """The local backend answers like PVE (the file system's figures); cairn counts its own."""
+    client, local = local_api
+    ws = await new_workspace(api, world)
+    admin = world.auth("ws_admin")
+    url = f"/api/v1/workspaces/{ws}/backup-storages"
+    accepted = await expect(
+        await client.post(
+            url, json={"name": "disk", "type": "local", "capacity_gb": 5}, headers=admin
+        ),
+        202,
+    )
+    storage = await wait_for(
+        client, f"{url}/{accepted['id']}", admin, lambda s: s["status"] == "active"
+    )
+    pve_id = storage["proxmox_storage_id"]
+    folder = Path(local.storage_mount_root) / pve_id
+    (folder / "not-cairns.bin").write_bytes(b"o" * 9000)
+    repo = folder / "workspaces" / ws / "applications" / "app"
+    repo.mkdir(parents=True)
+    (repo / "pack").write_bytes(b"r" * 3000)
+    backend = backend_for(local)
+    status = backend.status(pve_id)
+    disk = shutil.disk_usage(folder)
+    assert status.total_bytes == disk.total and status.used_bytes > 9000
+    engine = make_engine(local.database_url)
+    try:
+        activities = StorageActivities(make_sessionmaker(engine), local, backend)
+        usage = await ActivityEnvironment().run(activities.refresh_storage_usage, storage["id"])
+        assert (usage.status, usage.used_bytes, usage.total_bytes) == ("active", 3000, disk.total)
+        body = await expect(await client.get(f"{url}/{storage['id']}", headers=admin), 200)
+        assert body["used_bytes"] == 3000 and body["used_gb"] == 1
+        assert body["filesystem_total_bytes"] == disk.total
+        assert body["filesystem_used_bytes"] > body["used_bytes"]
+        assert body["available_bytes"] > 0
     finally:
         await engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,12 @@ from adapters.proxmox import (
     ProxmoxConfig,
     ProxmoxError,
     StorageStatus,
+    canonpath,
     pve_params,
     pve_update_params,
 )
-from tests.fakes.pve import FakePVE
+from adapters.storage_backend import ProxmoxBackend
+from tests.fakes.pve import DEFAULT_SHARED_TOTAL, FakePVE
 
 KEYRING = "AQBmYWtlLWNlcGgta2V5cmluZy1zZWNyZXQ=="
 CEPH_CONFIG: dict[str, Any] = {
@@ -145,6 +148,8 @@ def test_bad_cairn_settings_are_refused_before_calling_pve(
 def test_version_over_tls_with_the_ca_bundle(fake: FakePVE, client: ProxmoxClient) -> None:
     assert client.version() == fake.pve_version
     assert fake.calls == [("GET", "/api2/json/version", {})]
+    # the fake models PVE 9's API schema (reference/pve-api), so it says it is PVE 9
+    assert FakePVE().pve_version.split(".")[0] == "9"
 
 
 def test_local_storage_lifecycle(fake: FakePVE, client: ProxmoxClient, tmp_path: Path) -> None:
@@ -382,20 +387,77 @@ def test_certificate_not_signed_by_the_configured_ca_is_refused(fake: FakePVE) -
 # --- status -------------------------------------------------------------------------------
 
 
-def test_dir_status_reflects_files_written_into_the_folder(
+def test_dir_status_is_the_file_systems_whatever_else_it_holds(
     client: ProxmoxClient, tmp_path: Path
 ) -> None:
+    """PVE runs df on the storage's path: the figures count every file on that file system."""
     path = tmp_path / "local-status"
     client.create_storage("local", "cairn-local-2", {"path": str(path)}, {})
-    before = client.storage_status("cairn-local-2")
-    assert before.active and before.enabled
-    assert before.used_bytes == 0
-    assert before.total_bytes > 0 and before.avail_bytes > 0
+    status = client.storage_status("cairn-local-2")
+    disk = shutil.disk_usage(path)
+    assert status.active and status.enabled
+    assert status.total_bytes == disk.total
+    # the file system already holds other data: the empty storage reports it as used
+    assert status.used_bytes > 0
+    assert abs(status.used_bytes - disk.used) < 64 * 1024**2  # others may write meanwhile
+    assert abs(status.avail_bytes - disk.free) < 64 * 1024**2
 
-    (path / "repo.bin").write_bytes(b"\0" * 1_048_576)
-    after = client.storage_status("cairn-local-2")
-    assert after.used_bytes == 1_048_576
-    assert after.total_bytes == before.total_bytes
+
+def test_shared_storage_reports_its_folders_file_system_once_mounted(
+    fake: FakePVE, client: ProxmoxClient, tmp_path: Path
+) -> None:
+    client.create_storage("nfs", "cairn-nfs-6", NFS_CONFIG, {})
+    unmounted = client.storage_status("cairn-nfs-6")
+    assert (unmounted.total_bytes, unmounted.used_bytes) == (DEFAULT_SHARED_TOTAL, 0)
+    fake.storages["cairn-nfs-6"]["path"] = str(tmp_path)  # a folder stands in for the share
+    mounted = client.storage_status("cairn-nfs-6")
+    assert mounted.total_bytes == shutil.disk_usage(tmp_path).total and mounted.used_bytes > 0
+
+
+def test_storage_restricted_to_other_nodes_is_listed_disabled_not_refused(
+    fake: FakePVE, client: ProxmoxClient, tmp_path: Path
+) -> None:
+    """PVE's storage_info keeps such a storage, with enabled 0 and active 0 (no 400)."""
+    assert raw(fake, "POST", "/storage", storage="elsewhere", type="dir",
+               path=str(tmp_path / "e"), nodes="pve2,pve3").status_code == 200  # fmt: skip
+    assert client.storage_status("elsewhere") == StorageStatus(
+        total_bytes=0, used_bytes=0, avail_bytes=0, active=False, enabled=False
+    )
+    assert not (tmp_path / "e").exists(), "a storage of other nodes is not activated here"
+    listed = raw(fake, "GET", f"/nodes/{fake.node}/storage").json()["data"]
+    assert [(s["storage"], s["enabled"], s["active"]) for s in listed] == [("elsewhere", 0, 0)]
+    enabled_only = raw(fake, "GET", f"/nodes/{fake.node}/storage", enabled="1").json()["data"]
+    assert [s["storage"] for s in enabled_only] == ["elsewhere"]  # 'enabled' looks at disable
+    by_content = raw(fake, "GET", f"/nodes/{fake.node}/storage", content="backup").json()
+    assert by_content["data"] == []
+    unknown = raw(fake, "GET", f"/nodes/{fake.node}/storage/nope/status")
+    assert unknown.status_code == 400 and unknown.json()["errors"] == {
+        "storage": "No such storage."
+    }
+
+
+def test_dir_path_is_stored_canonical_and_a_sloppy_root_still_updates(
+    fake: FakePVE, client: ProxmoxClient, tmp_path: Path
+) -> None:
+    """PVE stores canonpath(path); cairn sends and compares that form, so nothing 'changes'."""
+    root = f"{tmp_path}//pve/./"
+    backend = ProxmoxBackend(client, root, tmp_path / "pve")
+    backend.create("local", "cairn-local-7", {}, {})
+    assert fake.storages["cairn-local-7"]["path"] == f"{tmp_path}/pve/cairn-local-7"
+    backend.update("local", "cairn-local-7", {}, {})  # no "path cannot change"
+    backend.create("local", "cairn-local-7", {}, {})  # a retried create finds it the same
+    raw(fake, "POST", "/storage", storage="cairn-local-8", type="dir",
+        path=f"{tmp_path}//pve//cairn-local-8/")  # fmt: skip
+    assert fake.storages["cairn-local-8"]["path"] == f"{tmp_path}/pve/cairn-local-8"
+    client.update_storage("local", "cairn-local-8", {"path": f"{tmp_path}/pve/cairn-local-8"}, {})
+    with pytest.raises(ValueError, match="path of PVE storage 'cairn-local-8' cannot change"):
+        client.update_storage("local", "cairn-local-8", {"path": f"{tmp_path}/other"}, {})
+
+
+def test_canonpath_is_perls() -> None:
+    cases = {"/mnt//pve": "/mnt/pve", "/mnt/pve/": "/mnt/pve", "/a/./b/.": "/a/b",
+             "/a/../b": "/a/../b", "/../x": "/x", "//": "/", "/": "/"}  # fmt: skip
+    assert {p: canonpath(p) for p in cases} == cases
 
 
 def test_unreachable_nfs_is_reported_inactive(fake: FakePVE, client: ProxmoxClient) -> None:
@@ -518,6 +580,19 @@ def test_fake_refuses_like_pve(fake: FakePVE) -> None:
         fake, "POST", "/storage", storage="d1", type="nfs", server="h", export="/e", keyring="k"
     )
     assert wrong_plugin.reason == "unexpected property 'keyring'"
+    # DirPlugin declares no sensitive properties either: a keyring is just an unknown option
+    dir_keyring = raw(fake, "POST", "/storage", storage="d2", type="dir", path="/tmp/d2",
+                      keyring="AQB==")  # fmt: skip
+    assert (dir_keyring.status_code, dir_keyring.reason) == (500, "unexpected property 'keyring'")
+    assert "d2" not in fake.storages and "d2" not in fake.secrets
+
+    for bad in ("10.0.0.1:2049", "[fd00::1]"):
+        server = raw(fake, "POST", "/storage", storage="n2", type="nfs", server=bad, export="/e")
+        assert server.status_code == 400 and "server" in server.json()["errors"]
+    fs_name = raw(fake, "POST", "/storage", storage="c2", type="cephfs", **{"fs-name": "1fs"})
+    assert fs_name.json()["errors"] == {
+        "fs-name": "invalid format - invalid configuration ID '1fs'\n"
+    }
 
     assert raw(fake, "GET", "/storage/nope").reason == "storage 'nope' does not exist"
     assert raw(fake, "PATCH", "/storage").status_code == 501
