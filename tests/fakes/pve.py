@@ -454,7 +454,11 @@ def _die(message: str) -> PveError:
 
 
 def canonpath(path: str) -> str:
-    """Perl's File::Spec::Unix->canonpath, as PVE applies it to a storage path."""
+    """Perl's File::Spec::Unix->canonpath, as PVE applies it to a storage path.
+
+    Written again on purpose rather than imported from adapters/proxmox.py: the fake plays
+    PVE, and must not share the code whose behaviour it checks.
+    """
     path = re.sub(r"/{2,}", "/", path)
     path = re.sub(r"(?:/\.)+(?:/|\Z)", "/", path)
     if path != "./":
