@@ -16,6 +16,8 @@ COPY core core
 COPY db db
 COPY devstack devstack
 COPY migrations migrations
+COPY repository repository
+COPY schedules schedules
 COPY workflows workflows
 COPY worker worker
 RUN pip install --no-cache-dir .
