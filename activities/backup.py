@@ -430,7 +430,7 @@ class BackupActivities:
             if activity.info().attempt > 1:
                 # What an earlier attempt left has no figures taken in its snapshot and may be
                 # a partial dump (restic keeps what it read when its stdin closes): redo it.
-                await asyncio.to_thread(self._forget_part, ctx, "database")
+                await asyncio.to_thread(self._forget, ctx.repo, _tags(ctx, "database"))
             result = await with_progress(
                 lambda progress: pg_dump.dump_into_restic(
                     target, self.restic, ctx.repo, _tags(ctx, "database"),
@@ -454,12 +454,6 @@ class BackupActivities:
                 "server_major": result.server_major,
             },
         )  # fmt: skip
-
-    def _forget_part(self, ctx: Context, part: str) -> None:
-        self.restic.unlock(ctx.repo)
-        stale = self.restic.snapshots(ctx.repo, _tags(ctx, part))
-        if stale:
-            self.restic.forget(ctx.repo, [s.id for s in stale])
 
     @activity.defn
     async def upload_volume(self, job: UploadJob) -> PartResult:
@@ -607,7 +601,9 @@ class BackupActivities:
         try:
             async with self.sessions() as session:
                 ctx = await self._context(session, execution_id)
-            await heartbeating(asyncio.to_thread(self._forget_partial, ctx.repo, execution_id))
+            await heartbeating(
+                asyncio.to_thread(self._forget, ctx.repo, [f"execution={execution_id}"])
+            )
             await asyncio.to_thread(
                 open_platform(ctx.application, self.settings).release, execution_id
             )
@@ -622,11 +618,12 @@ class BackupActivities:
                 await session.commit()
         return note
 
-    def _forget_partial(self, repo: Repository, execution_id: str) -> None:
+    def _forget(self, repo: Repository, tags: list[str]) -> None:
+        """Forgets the snapshots carrying every tag; a repository never created has none."""
         try:
-            self.restic.unlock(repo)
-            partial = self.restic.snapshots(repo, [f"execution={execution_id}"])
-            self.restic.forget(repo, [s.id for s in partial])
+            found = self.restic.snapshots(repo, tags)  # clears a killed attempt's lock too
+            if found:
+                self.restic.forget(repo, [s.id for s in found])
         except ResticError as exc:
             if "does not exist" not in exc.message and "unable to open config" not in exc.message:
                 raise

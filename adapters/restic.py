@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ _PERMANENT: Final = re.compile(
     r"|permission denied",
     re.IGNORECASE,
 )
+
+T = TypeVar("T")
 
 # restic refuses to run while another (possibly dead) process holds the repository's lock.
 _LOCKED: Final = re.compile(r"repository is already locked")
@@ -228,13 +230,18 @@ class Restic:
         minutes; one ``unlock`` (stale locks only, a live run's lock stays) and one more try
         get past it without waiting.
         """
-        try:
+        if repo is None or args[0] == "unlock":
             return self._run_once(repo, args)
+        return self._past_stale_lock(repo, lambda: self._run_once(repo, args))
+
+    def _past_stale_lock(self, repo: Repository, command: Callable[[], T]) -> T:
+        try:
+            return command()
         except ResticError as exc:
-            if repo is None or args[0] == "unlock" or not _LOCKED.search(exc.message):
+            if not _LOCKED.search(exc.message):
                 raise
             self._run_once(repo, ["unlock"])
-            return self._run_once(repo, args)
+            return command()
 
     def _run_once(self, repo: Repository | None, args: Sequence[str]) -> str:
         argv = [self.binary, *args] if repo is None else self._argv(repo, args)
@@ -305,13 +312,10 @@ class Restic:
             args += ["--parent", parent]
         if force:
             args.append("--force")
-        try:
-            return self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress)
-        except ResticError as exc:  # as in _run: a killed restic's lock, then one more try
-            if not _LOCKED.search(exc.message):
-                raise
-            self.unlock(repo)
-            return self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress)
+        return self._past_stale_lock(
+            repo,
+            lambda: self._backup(repo, [*args, "."], cwd=path, stdin=None, progress=progress),
+        )
 
     def backup_stdin(
         self,
