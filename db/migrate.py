@@ -18,11 +18,12 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+def head_revisions() -> set[str]:
+    """Every head: work on separate branches may add migrations side by side until merged."""
+    return set(ScriptDirectory.from_config(alembic_config("")).get_heads())
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -17,7 +17,7 @@ from temporalio.client import Client
 
 from api.problems import problem_response
 from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
-from db.migrate import head_revision
+from db.migrate import head_revisions
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 3.0
@@ -42,12 +42,13 @@ async def healthz() -> dict[str, str]:
 async def _check_database(request: Request) -> str | None:
     try:
         async with request.app.state.engine.connect() as conn:
-            version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            versions = set(await conn.scalars(text("SELECT version_num FROM alembic_version")))
     except Exception as exc:
         return f"cannot query the database ({type(exc).__name__})"
-    head = head_revision()
-    if version != head:
-        return f"schema is at revision {version}, expected {head}: run 'cairn migrate'"
+    heads = head_revisions()
+    if versions != heads:
+        found, expected = ", ".join(sorted(versions)), ", ".join(sorted(heads))
+        return f"schema is at revision {found}, expected {expected}: run 'cairn migrate'"
     return None
 
 
