@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import openapi, problems
+from api import docs_assets, openapi, problems
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     applications,
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Backup and restore of PaaS applications, orchestrated by Temporal.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs_assets, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
@@ -57,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)
+    docs_assets.install(app, home="/docs")
     return app
