@@ -1,30 +1,56 @@
-"""Retention: backups older than their policy's ``retention_days`` are forgotten and pruned.
+"""Retention: the backups a policy's rule does not keep are forgotten and pruned.
 
 Runs after every backup and from a daily sweep (a policy whose schedule stopped still
-expires its old backups). The newest successful backup of an application is never pruned.
+expires its old backups). What is kept is decided by ``core.retention_rule`` alone, the
+same decision the API's retention preview shows; the newest successful backup and
+protected backups are never pruned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.support import restic_failure, with_progress
-from adapters.restic import Restic, ResticError
+from activities.support import heartbeating, restic_failure, with_progress
+from adapters.restic import Repository, Restic, ResticError
+from core.retention_rule import FIELDS, Backup, Rule, Verdict, decide
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
-from db.runs import newest_success
 from repository.store import open_repository
 
 ACTOR = audit.Actor(label="system:retention")
 ENDED = ("succeeded", "failed", "cancelled")
+
+
+def policy_rule(policy: BackupPolicy) -> Rule:
+    return Rule(**{f: getattr(policy, f) for f in FIELDS})
+
+
+async def plan(
+    session: AsyncSession, policy: BackupPolicy, rule: Rule, zone: ZoneInfo, now: datetime
+) -> list[Verdict]:
+    """Keep or prune for each ended backup of the policy's application in its storage.
+
+    The application's whole history in this storage counts, also backups made under an
+    earlier policy.
+    """
+    rows = await session.scalars(
+        select(BackupExecution).where(
+            BackupExecution.application_id == policy.application_id,
+            BackupExecution.storage_id == policy.storage_id,
+            BackupExecution.status.in_(ENDED),
+        )
+    )
+    backups = [Backup(str(r.id), r.started_at, r.status, r.protected) for r in rows]
+    return decide(backups, rule, now, zone)
 
 
 class RetentionActivities:
@@ -51,7 +77,11 @@ class RetentionActivities:
 
     @activity.defn
     async def apply_retention(self, policy_id: str) -> list[str]:
-        """Forgets the policy's expired backups in restic, prunes, marks the rows ``pruned``."""
+        """Forgets the backups the rule does not keep, marks their rows ``pruned``, prunes.
+
+        The rows are locked while their snapshots are forgotten: a backup protected in the
+        meantime is skipped, and a protect request waits and then finds the backup pruned.
+        """
         async with self.sessions() as session:
             policy = await session.get(BackupPolicy, uuid.UUID(policy_id))
             if policy is None:
@@ -59,47 +89,56 @@ class RetentionActivities:
             application = await session.get(Application, policy.application_id)
             storage = await session.get(BackupStorage, policy.storage_id)
             assert application is not None and storage is not None
-            cutoff = datetime.now(UTC) - timedelta(days=policy.retention_days or 30)
-            last = await newest_success(session, policy.application_id)
-            newest = last.id if last else None
-            expired = [
-                str(e)
-                for e in await session.scalars(
-                    select(BackupExecution.id).where(
-                        # the application's whole history in this storage, also backups
-                        # made under an earlier policy
-                        BackupExecution.application_id == policy.application_id,
-                        BackupExecution.storage_id == policy.storage_id,
-                        BackupExecution.status.in_(ENDED),
-                        BackupExecution.started_at < cutoff,
-                        BackupExecution.id != newest,
-                    )
-                )
-            ]
-            if not expired:
-                return []
+            rule = policy_rule(policy)
+            verdicts = await plan(
+                session, policy, rule, ZoneInfo(policy.timezone), datetime.now(UTC)
+            )
+            doomed = {uuid.UUID(v.backup.id): v.reasons for v in verdicts if not v.keep}
+            if not doomed and activity.info().attempt == 1:
+                return []  # a retry prunes again: its first attempt may have failed there
             repo = await open_repository(session, self.settings, application, storage)
+            rows = (
+                await session.scalars(
+                    select(BackupExecution)
+                    .where(
+                        BackupExecution.id.in_(doomed),
+                        BackupExecution.status.in_(ENDED),
+                        BackupExecution.protected.is_(False),
+                    )
+                    .with_for_update()
+                )
+            ).all()
+            expired = [str(row.id) for row in rows]
+            try:
+                await heartbeating(asyncio.to_thread(self._forget, repo, application, expired))
+            except ResticError as exc:
+                raise restic_failure(exc) from None
+            for row in rows:
+                row.metadata_ = {**(row.metadata_ or {}), "status_before_prune": row.status}
+                row.status = "pruned"
+            if rows:
+                audit.record(
+                    session, ACTOR, "backup.prune", "backup_policy", policy.id,
+                    workspace_id=application.workspace_id,
+                    details={
+                        "executions": expired, "rule": rule.describe(),
+                        "timezone": policy.timezone,
+                        "reasons": {str(r.id): list(doomed[r.id]) for r in rows},
+                    },
+                )  # fmt: skip
+            await session.commit()
         try:
-            for old in expired:
-                tags = [f"application={application.id}", f"execution={old}"]
-                snapshots = await asyncio.to_thread(self.restic.snapshots, repo, tags)
-                await asyncio.to_thread(self.restic.forget, repo, [s.id for s in snapshots])
             await with_progress(lambda _progress: self.restic.prune(repo))
         except ResticError as exc:
             raise restic_failure(exc) from None
-        async with self.sessions() as session:
-            for old in expired:
-                row = await session.get(BackupExecution, uuid.UUID(old))
-                if row is not None and row.status != "pruned":
-                    row.metadata_ = {**(row.metadata_ or {}), "status_before_prune": row.status}
-                    row.status = "pruned"
-            audit.record(
-                session, ACTOR, "backup.prune", "backup_policy", policy.id,
-                workspace_id=application.workspace_id,
-                details={"executions": expired, "retention_days": policy.retention_days},
-            )  # fmt: skip
-            await session.commit()
         return expired
+
+    def _forget(self, repo: Repository, application: Application, executions: list[str]) -> None:
+        for execution in executions:
+            tags = [f"application={application.id}", f"execution={execution}"]
+            snapshots = self.restic.snapshots(repo, tags)
+            if snapshots:
+                self.restic.forget(repo, [s.id for s in snapshots])
 
     def data(self) -> list[Any]:
         return [self.list_retained_policies, self.apply_retention]

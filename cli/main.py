@@ -8,6 +8,7 @@ import click
 import uvicorn
 
 from cli.admin import admin
+from cli.catalog import catalog
 from cli.dev import dev
 from core.settings import get_settings
 
@@ -92,6 +93,7 @@ def schedules_reconcile() -> None:
 
 cli.add_command(dev)
 cli.add_command(admin)
+cli.add_command(catalog)
 
 
 def main() -> None:

@@ -182,6 +182,12 @@ class BackupPolicy(Base):
     schedule: Mapped[str] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     retention_days: Mapped[int | None] = mapped_column(Integer, server_default=text("30"))
+    # GFS counts, restic's --keep-* (migration 0007); 0 is off
+    keep_last: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    keep_daily: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    keep_weekly: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    keep_monthly: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    keep_yearly: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     backup_type: Mapped[str | None] = mapped_column(String(50), server_default="full")
     include_volumes: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
     include_database: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
@@ -220,6 +226,10 @@ class BackupExecution(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime | None] = _created()
+    # retention never prunes a protected backup (migration 0007)
+    protected: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    protected_by: Mapped[str | None] = mapped_column(String(320))
+    protected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BackupRestore(Base):

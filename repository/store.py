@@ -1,14 +1,22 @@
 """One restic repository per application and storage, created on first use.
 
 The password is random, sealed under the master key in ``backup_repositories``,
-and opened only inside the worker process that runs restic.
+and opened only inside the worker process that runs restic. A second copy, sealed under
+the same master key, lives in the storage beside the repository's own files (the key
+file): with the master key and the storage alone, ``cairn catalog import`` finds every
+repository again when the metadata database is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
 import secrets
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -17,7 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from adapters.restic import Repository
 from core import crypto
 from core.settings import Settings
-from db.models import Application, BackupRepository, BackupStorage
+from db.models import Application, BackupRepository, BackupStorage, Workspace
+
+log = logging.getLogger(__name__)
+KEY_FILE = "cairn-repository.json"
+KEY_FORMAT = 1
 
 
 def repository_path(settings: Settings, storage: BackupStorage, application: Application) -> Path:
@@ -29,6 +41,17 @@ def repository_path(settings: Settings, storage: BackupStorage, application: App
         / "applications"
         / str(application.id)
     )
+
+
+def relative_path(path: Path) -> str:
+    """A repository's place inside its storage: workspaces/{id}/applications/{id}."""
+    return "/".join(path.parts[-4:])
+
+
+def key_context(relative: str) -> str:
+    """Binds the key file's sealed password to where it lies in the storage (not the mount
+    point, which may differ on the installation that imports it)."""
+    return f"storage/{relative}/password"
 
 
 def _context(application_id: uuid.UUID, storage_id: uuid.UUID) -> str:
@@ -46,10 +69,8 @@ async def open_repository(
             application_id=application.id,
             storage_id=storage.id,
             path=str(path),
-            password_sealed=crypto.seal(
-                secrets.token_urlsafe(32).encode(),
-                master_key=settings.master_key_text,
-                context=_context(application.id, storage.id),
+            password_sealed=seal_password(
+                settings, secrets.token_urlsafe(32), application.id, storage.id
             ),
         )
         .on_conflict_do_nothing(index_elements=["application_id", "storage_id"])
@@ -62,7 +83,58 @@ async def open_repository(
         )
     )
     assert row is not None
-    return Repository(path=Path(row.path), password=read_password(settings, row))
+    repo = Repository(path=Path(row.path), password=read_password(settings, row))
+    if (repo.path / "config").exists() and not (repo.path / KEY_FILE).exists():
+        workspace = await session.get(Workspace, application.workspace_id)
+        assert workspace is not None
+        try:
+            await asyncio.to_thread(
+                write_key_file, settings, repo, key_document(storage, workspace, application)
+            )
+        except OSError as exc:  # the backup still works; the next opening tries again
+            log.warning("key file of %s not written: %s", repo.path, exc)
+    return repo
+
+
+def key_document(
+    storage: BackupStorage, workspace: Workspace, application: Application
+) -> dict[str, Any]:
+    """What an import needs besides the password: whose repository this is, in which storage."""
+    return {
+        "format": KEY_FORMAT,
+        "storage": {
+            "id": str(storage.id), "name": storage.name, "type": storage.type,
+            "proxmox_storage_id": storage.proxmox_storage_id,
+            "capacity_gb": storage.capacity_gb, "connection_config": storage.connection_config,
+        },
+        "workspace": {"id": str(workspace.id), "name": workspace.name},
+        "application": {"id": str(application.id), "name": application.name},
+    }  # fmt: skip
+
+
+def write_key_file(settings: Settings, repo: Repository, document: dict[str, Any]) -> None:
+    """Writes the key file once the repository exists (never creates folders: a host without
+    the storage mounted must not grow a look-alike); replaced atomically."""
+    sealed = crypto.seal(
+        repo.password.encode(),
+        master_key=settings.master_key_text,
+        context=key_context(relative_path(repo.path)),
+    )
+    target = repo.path / KEY_FILE
+    partial = target.with_name(f".{KEY_FILE}.{os.getpid()}")
+    partial.write_text(json.dumps({**document, "password_sealed": sealed}, indent=2))
+    partial.replace(target)
+
+
+def seal_password(
+    settings: Settings, password: str, application_id: uuid.UUID, storage_id: uuid.UUID
+) -> str:
+    """The password as ``backup_repositories.password_sealed`` holds it."""
+    return crypto.seal(
+        password.encode(),
+        master_key=settings.master_key_text,
+        context=_context(application_id, storage_id),
+    )
 
 
 def read_password(settings: Settings, row: BackupRepository) -> str:

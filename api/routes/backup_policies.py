@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from temporalio.client import Client, ScheduleOverlapPolicy
 
+from activities.retention import plan, policy_rule
 from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
-from api.problems import Problem, conflict, not_found
-from api.schemas.policies import PolicyIn, PolicyOut, TriggerOut
+from api.problems import Problem, conflict, invalid, not_found
+from api.schemas.policies import PolicyIn, PolicyOut, RetentionPreviewOut, TriggerOut
+from core.retention_rule import COUNTS, FIELDS, LIMITS, Rule
 from core.temporal import LazyClient
 from db import audit
 from db.models import Application, BackupPolicy, BackupStorage
@@ -48,8 +50,16 @@ def _effective(
         **body.model_dump(),
         "include_database": bool(platform.get("database")),
         "include_volumes": bool(platform.get("volumes")),
+        # the seed's 30 days, unless the request brings a GFS rule of its own
+        "retention_days": None if any(getattr(body, c) for c in COUNTS) else 30,
     }
     return {**defaults, **sent}
+
+
+KEEPS_NOTHING = (
+    "the rule keeps nothing: set retention_days or at least one of keep_last, keep_daily,"
+    " keep_weekly, keep_monthly, keep_yearly above 0"
+)
 
 
 def _check_parts(
@@ -127,6 +137,59 @@ async def get_policy(
     return await _present(await _policy(session, access), temporal)
 
 
+def _count(name: str) -> Any:
+    return Query(ge=0, le=LIMITS[name], description=f"proposed {name}")
+
+
+@router.get("/retention-preview", response_model=RetentionPreviewOut)
+async def retention_preview(
+    access: DedicatedAppReader,
+    session: SessionDep,
+    retention_days: Annotated[
+        int | None, Query(ge=1, le=LIMITS["retention_days"], description="proposed retention_days")
+    ] = None,
+    keep_last: Annotated[int | None, _count("keep_last")] = None,
+    keep_daily: Annotated[int | None, _count("keep_daily")] = None,
+    keep_weekly: Annotated[int | None, _count("keep_weekly")] = None,
+    keep_monthly: Annotated[int | None, _count("keep_monthly")] = None,
+    keep_yearly: Annotated[int | None, _count("keep_yearly")] = None,
+    timezone: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="proposed time zone")
+    ] = None,
+) -> dict[str, Any]:
+    """Which backups the policy's rule keeps and which the next prune removes, and why.
+
+    With any rule parameter the preview shows that proposed rule instead, nothing saved: a
+    proposed rule is whole (a count left out is 0, retention_days left out is no age rule).
+    """
+    policy = await _policy(session, access)
+    counts = (keep_last, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+    proposed = retention_days is not None or any(c is not None for c in counts)
+    rule = Rule(retention_days, *(c or 0 for c in counts)) if proposed else policy_rule(policy)
+    if rule.keeps_nothing:
+        raise invalid("retention_days", KEEPS_NOTHING, "keeps_nothing")
+    try:
+        zone = check_timezone(timezone or policy.timezone)
+    except CronError as exc:
+        raise invalid("timezone", str(exc), "invalid_timezone") from exc
+    now = datetime.now(UTC)
+    verdicts = await plan(session, policy, rule, zone, now)
+    items = [
+        {
+            "backup_id": v.backup.id, "started_at": v.backup.started_at, "status": v.backup.status,
+            "protected": v.backup.protected, "reasons": list(v.reasons),
+        }
+        for v in verdicts
+    ]  # fmt: skip
+    return {
+        "rule": {**rule.describe(), "timezone": str(zone)},
+        "proposed": proposed or timezone is not None,
+        "evaluated_at": now,
+        "keep": [i for i, v in zip(items, verdicts, strict=True) if v.keep],
+        "prune": [i for i, v in zip(items, verdicts, strict=True) if not v.keep],
+    }
+
+
 @router.post("", response_model=PolicyOut, responses={201: {"model": PolicyOut}})
 async def put_policy(
     body: PolicyIn,
@@ -142,6 +205,10 @@ async def put_policy(
     )
     values = _effective(body, policy, application)
     errors = _check_parts(body, values, application)
+    if Rule(**{f: values[f] for f in FIELDS}).keeps_nothing:
+        errors.append(
+            {"loc": ("body", "retention_days"), "msg": KEEPS_NOTHING, "type": "keeps_nothing"}
+        )
     try:
         zone = check_timezone(values["timezone"])
     except CronError as exc:

@@ -32,7 +32,7 @@ from api.temporal_links import workflow_url
 from core import crypto
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db import audit
-from db.models import BackupPolicy, BackupStorage
+from db.models import BackupExecution, BackupPolicy, BackupStorage
 from db.quota import allocated_gb, lock_workspace
 from workflows.storage import DeleteStorageJob, DeleteStorageWorkflow, ProvisionStorageWorkflow
 
@@ -324,6 +324,22 @@ async def delete_storage(
             f"backup policies of {len(policies)} application(s) use this storage; move or delete"
             " them first",
             application_ids=[str(p) for p in policies],
+        )
+    protected = (
+        await session.scalars(
+            select(BackupExecution.id).where(
+                BackupExecution.storage_id == storage.id,
+                BackupExecution.protected.is_(True),
+                BackupExecution.status != "pruned",
+            )
+        )
+    ).all()
+    if protected and not force:
+        raise conflict(
+            f"the storage holds {len(protected)} protected backup(s)"
+            f" ({', '.join(str(p) for p in protected)}); unprotect them, or pass force=true to"
+            " delete them together with the storage",
+            protected_backup_ids=[str(p) for p in protected],
         )
     if storage.used_bytes > 0 and not force:
         raise conflict(

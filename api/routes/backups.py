@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
+    ApplicationAccess,
     DedicatedAppReader,
     DedicatedAppWriter,
     OptionalTemporalDep,
@@ -203,4 +204,50 @@ async def cancel_backup(
         details={"workflow_id": execution.workflow_id},
     )  # fmt: skip
     await session.commit()
+    return present(execution, access.application.id, settings)
+
+
+async def _set_protection(
+    backup_id: uuid.UUID, access: ApplicationAccess, session: AsyncSession, protect: bool
+) -> BackupExecution:
+    """Protects or unprotects; the row lock orders this against a retention run in progress."""
+    execution: BackupExecution | None = await session.scalar(
+        _of_application(access.application).where(BackupExecution.id == backup_id).with_for_update()
+    )
+    if execution is None:
+        raise not_found("backup", backup_id)
+    if execution.protected == protect:
+        return execution  # idempotent: nothing changes, nothing is audited
+    if protect and execution.status != "succeeded":
+        raise conflict(
+            f"the backup is {execution.status}; only a succeeded backup holds data to protect",
+            backup_status=execution.status,
+        )
+    actor = access.workspace.principal.actor
+    execution.protected = protect
+    execution.protected_by = actor.label if protect else None
+    execution.protected_at = datetime.now(UTC) if protect else None
+    audit.record(
+        session, actor, "backup.protect" if protect else "backup.unprotect", "backup_execution",
+        execution.id, workspace_id=access.application.workspace_id,
+    )  # fmt: skip
+    await session.commit()
+    return execution
+
+
+@router.post("/{backup_id}/protect", response_model=BackupOut)
+async def protect_backup(
+    backup_id: uuid.UUID, access: DedicatedAppWriter, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Retention never prunes a protected backup; its storage is not deleted without force."""
+    execution = await _set_protection(backup_id, access, session, True)
+    return present(execution, access.application.id, settings)
+
+
+@router.post("/{backup_id}/unprotect", response_model=BackupOut)
+async def unprotect_backup(
+    backup_id: uuid.UUID, access: DedicatedAppWriter, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Hands the backup back to the retention rule."""
+    execution = await _set_protection(backup_id, access, session, False)
     return present(execution, access.application.id, settings)

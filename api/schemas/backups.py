@@ -52,6 +52,9 @@ class BackupOut(Output):
     error_message: str | None
     metadata: dict[str, Any] | None
     temporal_ui_url: str | None
+    protected: bool = Field(description="retention never prunes a protected backup")
+    protected_by: str | None
+    protected_at: datetime | None
 
 
 class BackupDetail(BackupOut):

@@ -9,6 +9,13 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from api.schemas.common import Input, Output
+from core.retention_rule import LIMITS
+
+KEEP_LAST = "keep the newest N successful backups (restic --keep-last); 0: off"
+KEEP_DAILY = "keep the newest backup of each of the last N days, in the policy's time zone"
+KEEP_WEEKLY = "keep the newest backup of each of the last N ISO weeks"
+KEEP_MONTHLY = "keep the newest backup of each of the last N months"
+KEEP_YEARLY = "keep the newest backup of each of the last N years"
 
 
 class PolicyIn(Input):
@@ -24,7 +31,18 @@ class PolicyIn(Input):
         description="cron: minute hour day-of-month month day-of-week, or @daily and friends"
     )
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
-    retention_days: int = Field(default=30, ge=1, le=3650)
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=LIMITS["retention_days"],
+        description="keep every backup started within this many days; null: no age rule."
+        " Default on create: 30 when no keep_* count is given",
+    )
+    keep_last: int = Field(default=0, ge=0, le=LIMITS["keep_last"], description=KEEP_LAST)
+    keep_daily: int = Field(default=0, ge=0, le=LIMITS["keep_daily"], description=KEEP_DAILY)
+    keep_weekly: int = Field(default=0, ge=0, le=LIMITS["keep_weekly"], description=KEEP_WEEKLY)
+    keep_monthly: int = Field(default=0, ge=0, le=LIMITS["keep_monthly"], description=KEEP_MONTHLY)
+    keep_yearly: int = Field(default=0, ge=0, le=LIMITS["keep_yearly"], description=KEEP_YEARLY)
     backup_type: Literal["full", "incremental"] = "full"
     include_volumes: bool | None = Field(
         default=None,
@@ -59,7 +77,12 @@ class PolicyOut(Output):
     enabled: bool
     schedule: str
     timezone: str
-    retention_days: int
+    retention_days: int | None
+    keep_last: int
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    keep_yearly: int
     backup_type: Literal["full", "incremental"]
     include_volumes: bool
     include_database: bool
@@ -76,3 +99,32 @@ class TriggerOut(Output):
     schedule_id: str
     triggered_at: datetime
     overlap: str
+
+
+class RetentionRuleOut(Output):
+    retention_days: int | None
+    keep_last: int
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    keep_yearly: int
+    timezone: str
+
+
+class RetentionItem(Output):
+    backup_id: uuid.UUID
+    started_at: datetime
+    status: str
+    protected: bool
+    reasons: list[str] = Field(
+        description="why it is kept (e.g. 'daily 2026-11-20', 'last 3', 'protected',"
+        " 'newest successful') or why it would be pruned"
+    )
+
+
+class RetentionPreviewOut(Output):
+    rule: RetentionRuleOut
+    proposed: bool = Field(description="true: a rule given in the query, not the saved one")
+    evaluated_at: datetime
+    keep: list[RetentionItem] = Field(description="newest first")
+    prune: list[RetentionItem] = Field(description="what the next prune removes, newest first")
