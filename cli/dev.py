@@ -21,11 +21,14 @@ from core.crypto import generate_master_key
 from db import migrate
 from db.bootstrap import create_admin
 from db.session import make_engine, make_sessionmaker
-from devstack.postgres import PostgresServer, running_server
+from devstack.postgres import running_server
+from devstack.processes import Port, port_problems, spawn
 from devstack.secrets_check import unopened_secrets
 from devstack.temporal import start_dev_server, wait_for_port
 
 ADMIN_EMAIL = "admin@cairn.local"
+# What ``cairn dev`` writes in its data folder; ``--reset`` deletes these and nothing else.
+DATA_ENTRIES = ("master-key", "admin-token", "cairn.env", "storages", "apps", "logs", "pgdata")
 
 
 def database_name(data_dir: Path) -> str:
@@ -70,24 +73,30 @@ def _master_key(data_dir: Path, database_url: str, dbname: str) -> str:
     return from_env or _secret_file(key_file, key)
 
 
-def _reset(data_dir: Path, pg: PostgresServer, dbname: str) -> None:
-    """Drops the data folder's database and deletes its Temporal history, storages and key.
+def _reset(data_dir: Path, dbname: str) -> None:
+    """Drops the database the data folder used, then the folder itself.
 
-    Application folders (``apps``), logs and an embedded server's files stay; a storage
+    Only what ``cairn dev`` writes there is deleted (``DATA_ENTRIES`` and the Temporal
+    database), so a ``--data-dir`` pointed at a folder with other files keeps them; a storage
     root set by ``CAIRN_STORAGE_MOUNT_ROOT`` is not this folder's to delete.
     """
-    pg.drop_database(dbname)
+    with running_server(data_dir) as pg:  # the embedded server, when used, lives in the folder
+        pg.drop_database(dbname)
     click.echo(f"reset         dropped database {dbname}")
-    doomed = [*sorted(data_dir.glob("temporal.db*"))]
-    doomed += [data_dir / name for name in ("master-key", "admin-token", "cairn.env")]
+    if not data_dir.is_dir():
+        return
+    doomed = [*sorted(data_dir.glob("temporal.db*")), *(data_dir / n for n in DATA_ENTRIES)]
     for path in doomed:
-        if path.exists():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
             path.unlink()
-            click.echo(f"reset         deleted {path}")
-    storages = data_dir / "storages"
-    if storages.is_dir():
-        shutil.rmtree(storages)
-        click.echo(f"reset         deleted {storages}")
+    left = sorted(p.name for p in data_dir.iterdir())
+    if left:
+        click.echo(f"reset         emptied {data_dir}; kept files cairn did not write: {left}")
+    else:
+        data_dir.rmdir()
+        click.echo(f"reset         deleted {data_dir}")
 
 
 async def _new_admin_token(database_url: str) -> str:
@@ -110,6 +119,31 @@ def _write_env(path: Path, env: dict[str, str], api_port: int) -> None:
         handle.write("\n".join(lines) + "\n")
 
 
+def _check_ports(ports: list[Port]) -> None:
+    """Refuses to start anything while a port is taken (naming who holds it) or doubled."""
+    problems = port_problems(ports)
+    if problems:
+        raise click.ClickException(
+            "cannot start: " + "; ".join(problems) + ". Nothing was started."
+        )
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    """The end of a child's log: why it exited, without opening the file."""
+    with contextlib.suppress(OSError):
+        text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+        return "\n".join(f"  | {line}" for line in text)
+    return ""
+
+
+def _exited(process: subprocess.Popen[bytes], logs: dict[int, Path]) -> click.ClickException:
+    log = logs[process.pid]
+    return click.ClickException(
+        f"the {log.stem} process exited with code {process.returncode}; the end of {log}:"
+        f"\n{_tail(log)}"
+    )
+
+
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in reversed(processes):
         if process.poll() is None:
@@ -122,12 +156,14 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
-def _wait_ready(api_url: str, processes: list[subprocess.Popen[bytes]], seconds: float) -> None:
+def _wait_ready(
+    api_url: str, processes: list[subprocess.Popen[bytes]], logs: dict[int, Path], seconds: float
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for process in processes:
             if process.poll() is not None:
-                raise click.ClickException(f"{process.args!r} exited with {process.returncode}")
+                raise _exited(process, logs)
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200:
                 return
@@ -136,17 +172,21 @@ def _wait_ready(api_url: str, processes: list[subprocess.Popen[bytes]], seconds:
 
 
 @click.command()
-@click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=Path(".cairn"), show_default=True
-)
-@click.option("--api-port", type=int, default=8000, show_default=True)
-@click.option("--temporal-port", type=int, default=7233, show_default=True)
-@click.option("--ui-port", type=int, default=8233, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".cairn"),
+              show_default=True,
+              help="where the stack keeps its key, admin token, settings, Temporal history,"
+                   " storages and logs")  # fmt: skip
+@click.option("--api-port", type=int, default=8000, show_default=True,
+              help="the REST API and its docs")  # fmt: skip
+@click.option("--temporal-port", type=int, default=7233, show_default=True,
+              help="the Temporal dev server's gRPC frontend")  # fmt: skip
+@click.option("--ui-port", type=int, default=8233, show_default=True, help="the Temporal UI")
 @click.option("--metrics-port", "metrics_port", type=int, default=9464, show_default=True,
               help="the worker's Prometheus endpoint")  # fmt: skip
 @click.option("--reset", is_flag=True,
-              help="start over: drop this data folder's database and delete its Temporal"
-                   " history, storages (every backup) and master key")  # fmt: skip
+              help="start over: drop the database this data folder used and delete the folder"
+                   " (key, admin token, Temporal history, storages with every backup, apps,"
+                   " logs)")  # fmt: skip
 @click.option("--yes", is_flag=True, help="confirm --reset without asking")
 def dev(
     data_dir: Path,
@@ -157,14 +197,30 @@ def dev(
     reset: bool,
     yes: bool,
 ) -> None:
-    """Start PostgreSQL, the Temporal dev server and UI, migrations, the worker and the API."""
+    """Start PostgreSQL, the Temporal dev server and UI, migrations, the worker and the API.
+
+    Every process it starts stops with it, however it ends (Ctrl-C, SIGTERM, a closed
+    terminal, kill -9). It checks its ports first and starts nothing while one is taken.
+    """
     data_dir = data_dir.resolve()
-    if reset and not yes:
-        click.confirm(
-            f"--reset deletes the metadata database, Temporal history, storages (every backup)"
-            f" and master key of {data_dir}. Continue?",
-            abort=True,
-        )
+    _check_ports(
+        [
+            Port(api_port, "--api-port", "the API"),
+            Port(temporal_port, "--temporal-port", "Temporal"),
+            Port(ui_port, "--ui-port", "the Temporal UI"),
+            Port(metrics_port, "--metrics-port", "the worker's metrics"),
+        ]
+    )
+    dbname = database_name(data_dir)
+    if reset:
+        if not yes:
+            click.confirm(
+                f"--reset drops database {dbname} and deletes {data_dir}: its master key,"
+                " admin token, Temporal history, storages (every backup in them), application"
+                " folders (apps) and logs. Continue?",
+                abort=True,
+            )
+        _reset(data_dir, dbname)
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -172,19 +228,22 @@ def dev(
     apps.mkdir(exist_ok=True)
     stop_requested = False
 
-    def request_stop(_signum: int, _frame: object) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
         nonlocal stop_requested
         stop_requested = True
+        if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, request_stop)
 
     processes: list[subprocess.Popen[bytes]] = []
+    process_logs: dict[int, Path] = {}
     with running_server(data_dir) as pg:
         try:
-            dbname = database_name(data_dir)
-            if reset:
-                _reset(data_dir, pg, dbname)
             pg.create_database(dbname)
             database_url = pg.url(dbname)
             click.echo(f"database      {database_url}")
@@ -192,6 +251,7 @@ def dev(
             master_key = _master_key(data_dir, database_url, dbname)
             temporal = start_dev_server(data_dir, temporal_port, ui_port, logs / "temporal.log")
             processes.append(temporal)
+            process_logs[temporal.pid] = logs / "temporal.log"
             wait_for_port(temporal_port, temporal)
             env = {
                 **os.environ,
@@ -214,18 +274,11 @@ def dev(
                 _secret_file(token_file, asyncio.run(_new_admin_token(database_url)))
                 click.echo(f"created platform admin {ADMIN_EMAIL}; token in {token_file}")
             for role in ("worker", "api"):
-                log = (logs / f"{role}.log").open("ab")
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "cli.main", role],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+                log = logs / f"{role}.log"
+                processes.append(spawn([sys.executable, "-m", "cli.main", role], log, env=env))
+                process_logs[processes[-1].pid] = log
             api_url = f"http://127.0.0.1:{api_port}"
-            _wait_ready(api_url, processes, seconds=90)
+            _wait_ready(api_url, processes, process_logs, seconds=90)
             click.echo(f"API           {api_url}")
             click.echo(f"API docs      {api_url}/docs")
             click.echo(f"Temporal UI   http://127.0.0.1:{ui_port}")
@@ -240,10 +293,9 @@ def dev(
             while not stop_requested:
                 for process in processes:
                     if process.poll() is not None:
-                        raise click.ClickException(
-                            f"{process.args!r} exited with {process.returncode}; see {logs}"
-                        )
+                        raise _exited(process, process_logs)
                 time.sleep(0.5)
         finally:
-            click.echo("stopping cairn")
+            with contextlib.suppress(OSError):
+                click.echo("stopping cairn")
             _stop(processes)

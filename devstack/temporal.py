@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
+from devstack.processes import spawn
 
 
 def cli_path() -> str:
@@ -35,8 +36,7 @@ def start_dev_server(
     ]  # fmt: skip
     for key in SEARCH_ATTRIBUTE_KEYS:
         args += ["--search-attribute", f"{key.name}=Keyword"]
-    log = log_file.open("ab")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return spawn(args, log_file)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:

@@ -1,0 +1,119 @@
+"""Child processes that die with ``cairn dev``, and the ports they need checked before start.
+
+A terminal closed under ``cairn dev`` (SIGHUP), or a ``kill -9`` of it, used to leave the
+Temporal server, worker and API running on their ports; the next start then failed with
+"address already in use" hidden in a log file. Each child now asks the kernel for SIGTERM
+when its parent dies (``PR_SET_PDEATHSIG``), and every port is checked, with the process
+holding it named, before anything starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Runs in the child between fork and exec: SIGTERM when ``parent`` dies.
+
+    The signal follows the parent's death only from the ``prctl`` on; a parent already gone
+    by then (its pid no longer our parent's) means exiting at once.
+    """
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def spawn(
+    args: Sequence[str], log_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Starts ``args`` in its own session (Ctrl-C reaches ``cairn dev`` only, which stops the
+    children in order), its output appended to ``log_file``, tied to this process's life."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            list(args),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
+        )
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port ``cairn dev`` will listen on, and the option that sets it."""
+
+    number: int
+    option: str
+    purpose: str
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "taken"
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def holder(port: int) -> str | None:
+    """Who listens on ``port``: ``pid 123 (temporal server start-dev ...)``, when visible."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return None
+    for connection in connections:
+        if connection.status != psutil.CONN_LISTEN or connection.laddr.port != port:
+            continue
+        if connection.pid is None:
+            return None
+        try:
+            command = " ".join(psutil.Process(connection.pid).cmdline()) or "?"
+        except psutil.Error:
+            command = "?"
+        if len(command) > 120:
+            command = command[:117] + "..."
+        return f"pid {connection.pid} ({command})"
+    return None
+
+
+def port_problems(ports: Sequence[Port]) -> list[str]:
+    """One line per port that cannot be used: taken by another process, or given twice."""
+    problems = []
+    seen: dict[int, Port] = {}
+    for port in ports:
+        if port.number in seen:
+            first = seen[port.number]
+            problems.append(f"port {port.number} is given to both {first.option} and {port.option}")
+            continue
+        seen[port.number] = port
+        if _in_use(port.number):
+            who = holder(port.number)
+            by = f" by {who}" if who else ""
+            problems.append(
+                f"port {port.number} ({port.purpose}, {port.option}) is in use{by};"
+                f" stop that process or choose another port with {port.option}"
+            )
+    return problems

@@ -1,0 +1,113 @@
+"""``cairn dev`` owns its children: they die with it, and a taken port stops it before start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cli.dev import database_name
+from devstack.postgres import PostgresServer, answers
+from devstack.processes import Port, port_problems
+from tests.conftest import free_port
+from tests.integration.test_processes import _wait_for, cairn
+
+pytestmark = pytest.mark.integration
+
+OPTIONS = ("--api-port", "--temporal-port", "--ui-port", "--metrics-port")
+
+
+def _ports() -> dict[str, int]:
+    return {option: free_port() for option in OPTIONS}
+
+
+def _args(data: Path, ports: dict[str, int]) -> list[str]:
+    args = ["dev", "--data-dir", str(data)]
+    for option, port in ports.items():
+        args += [option, str(port)]
+    return args
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (an orphan's zombie holds no port and does no work)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_until_gone(children: list[psutil.Process], ports: dict[str, int]) -> None:
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        alive = [child for child in children if _alive(child)]
+        taken = port_problems([Port(p, o, o) for o, p in ports.items()])
+        if not alive and not taken:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"left behind: {alive} and ports {taken}")
+
+
+@contextlib.contextmanager
+def _own_database(data: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if answers():
+            PostgresServer().drop_database(database_name(data))
+
+
+@pytest.mark.parametrize("kill", [signal.SIGHUP, signal.SIGKILL], ids=["sighup", "sigkill"])
+def test_children_die_with_cairn_dev(tmp_path: Path, kill: signal.Signals) -> None:
+    data, ports = tmp_path / "data", _ports()
+    log = tmp_path / "dev.log"
+    with _own_database(data):
+        process = cairn(*_args(data, ports), log=log)
+        children: list[psutil.Process] = []
+        try:
+            _wait_for(log, "cairn is running", process, seconds=120)
+            children = psutil.Process(process.pid).children(recursive=True)
+            commands = [" ".join(child.cmdline()) for child in children]
+            assert any("start-dev" in c for c in commands), commands
+            assert any("cli.main worker" in c for c in commands), commands
+            assert any("cli.main api" in c for c in commands), commands
+            assert port_problems([Port(p, o, o) for o, p in ports.items()]) != []
+            os.kill(process.pid, kill)
+            code = process.wait(timeout=60)
+            assert code == (0 if kill == signal.SIGHUP else -signal.SIGKILL)
+            _wait_until_gone(children, ports)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    data, ports = tmp_path / "data", _ports()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports["--temporal-port"]))
+        squatter.listen()
+        refused = subprocess.run(
+            [sys.executable, "-m", "cli.main", *_args(data, ports)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert refused.returncode != 0
+    message = refused.stderr
+    port = ports["--temporal-port"]
+    assert f"port {port} (Temporal, --temporal-port) is in use by pid {os.getpid()}" in message
+    assert "Nothing was started" in message
+    assert "Traceback" not in message
+    assert not data.exists()  # no folder, no database, no process
