@@ -40,7 +40,7 @@ def _args(data: Path, ports: dict[str, int]) -> list[str]:
 def _alive(process: psutil.Process) -> bool:
     """Running and not a zombie (an orphan's zombie holds no port and does no work)."""
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
