@@ -61,7 +61,8 @@ class LocalPlatform:
     def _hook(self, name: str) -> str:
         argv = (self.settings.get("hooks") or {}).get(name)
         if not argv:
-            return f"no {name} command configured; the application was not {name}ped"
+            past = {"stop": "stopped", "start": "started"}[name]
+            return f"no {name} command configured; the application was not {past}"
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:
             raise RuntimeError(
