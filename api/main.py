@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs_assets, openapi, problems
+from api import docs_assets, openapi, problems, ui
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     applications,
@@ -59,5 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)
-    docs_assets.install(app, home="/docs")
+    docs_assets.install(app, home="/ui")
+    ui.install(app)
     return app

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token a Prometheus scraper sends to the API's /metrics"
     )
+    ui_session_hours: float = Field(
+        default=8, gt=0, description="a web UI sign-in lasts this long, then asks for the token"
+    )
 
     @field_validator("volume_roots", mode="before")
     @classmethod

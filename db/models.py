@@ -295,3 +295,20 @@ class BackupRepository(Base):
     path: Mapped[str] = mapped_column(Text)
     password_sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+
+
+class UiSession(Base):
+    """A web UI sign-in: only the SHA-256 of the cookie's session id is stored (migration 0008).
+
+    It ends at ``expires_at``, at sign-out, or when the API token it was made from is revoked.
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -1,0 +1,127 @@
+"""A workspace admin's whole journey through the web UI, in Chromium, against real workers:
+storage, policy, a backup watched live, damage, and a restore that brings the data back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from playwright.async_api import Browser, expect
+
+from devstack.postgres import PostgresServer
+from tests.browser.ui_pages import RUN_MS, register_app, signed_in
+from tests.support.api import ApiClient, World, new_workspace
+from tests.support.backups import table_hashes, tree_hashes
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+
+async def test_admin_protects_and_restores_an_application(
+    api: ApiClient,
+    world: World,
+    served: str,
+    browser: Browser,
+    screenshots: Path,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    ws = await new_workspace(api, world, members=("member", "owner"))
+    app_id, app_name, db_url, volumes = await register_app(
+        api, world, database_server, tmp_path, ws, owner="owner"
+    )
+    context, page = await signed_in(browser, served, world.tokens["ws_admin"])
+    try:
+        # a local storage, created in the form, turns active on its own (htmx polling)
+        await page.goto(f"/ui/workspaces/{ws}/storages")
+        await page.fill("input[name=name]", "main")
+        await page.select_option("select[name=type]", "local")
+        await page.fill("input[name=capacity_gb]", "10")
+        await page.click("text=Create storage")
+        row = page.get_by_test_id("storage-row").filter(has_text="main")
+        await expect(row.get_by_test_id("storage-status")).to_have_text("active", timeout=RUN_MS)
+        await page.screenshot(path=screenshots / "ui-storages.png", full_page=True)
+        await row.get_by_role("link", name="main").click()
+        await expect(page.get_by_role("heading", name="Storage main")).to_be_visible()
+        await page.screenshot(path=screenshots / "ui-storage.png", full_page=True)
+
+        # the overview says the application is not protected yet
+        await page.goto(f"/ui/workspaces/{ws}")
+        app_row = page.get_by_test_id("app-row").filter(has_text=app_name)
+        await expect(app_row.get_by_test_id("protection")).to_have_text("at risk")
+        await expect(app_row).to_contain_text("no policy")
+        await page.screenshot(path=screenshots / "ui-overview-before.png", full_page=True)
+
+        # a policy: the schedule in words and its next runs in the policy's time zone
+        await app_row.get_by_role("link", name=app_name).click()
+        await page.fill("input[name=timezone]", "Europe/Berlin")
+        await page.fill("input[name=schedule]", "30 2 * * mon-fri")
+        preview = page.get_by_test_id("schedule-preview")
+        await expect(preview).to_contain_text("At 02:30, Monday through Friday")
+        await expect(preview.locator("li")).to_have_count(5)
+        await expect(preview.locator("li").first).to_contain_text("CET")
+        await page.fill("input[name=schedule]", "* * * * *")
+        await expect(preview).to_contain_text("backups may run at most every 15 minutes")
+        await page.fill("input[name=schedule]", "30 2 * * mon-fri")
+        await page.click("text=Save policy")
+        await expect(page.get_by_test_id("policy-summary")).to_contain_text(
+            "At 02:30, Monday through Friday (Europe/Berlin)"
+        )
+        await expect(page.get_by_test_id("schedule-preview").locator("li")).to_have_count(5)
+        await page.screenshot(path=screenshots / "ui-application.png", full_page=True)
+
+        # Run now: the backup's page follows it to success without a reload
+        await page.click("text=Run now")
+        await page.wait_for_url("**/backups/**")
+        live = page.get_by_test_id("backup-live")
+        assert await live.get_attribute("data-status") == "running"
+        await page.evaluate("window.cairnSamePage = true")
+        await expect(live).to_have_attribute("data-status", "succeeded", timeout=RUN_MS)
+        await expect(live).not_to_have_attribute("hx-trigger", "every 1s", timeout=RUN_MS)
+        assert await page.evaluate("window.cairnSamePage") is True  # no reload happened
+        await expect(live.locator("table.steps")).to_contain_text("record_success")
+        link = page.get_by_role("link", name="open the run in the Temporal UI")
+        assert "/workflows/backup-" in (await link.get_attribute("href") or "")
+        await page.screenshot(path=screenshots / "ui-backup.png", full_page=True)
+
+        # damage the data
+        tables, files = table_hashes(db_url), tree_hashes(volumes["uploads"])
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM items WHERE id % 2 = 0")
+            conn.execute("""DROP TABLE "Odd Name\"""")
+        (volumes["uploads"] / "file-3.txt").write_text("overwritten by mistake")
+        (volumes["uploads"] / "file-4.txt").unlink()
+        assert table_hashes(db_url) != tables
+        assert tree_hashes(volumes["uploads"]) != files
+
+        # the wizard: pick the backup, full restore in place, refused until the name is typed
+        await page.goto(f"/ui/applications/{app_id}")
+        await page.click("text=Restore…")
+        await page.locator("input[name=backup]").first.check()
+        await page.click("text=Choose this backup")
+        form = page.get_by_test_id("restore-form")
+        await expect(form).to_contain_text("A full restore in place overwrites")
+        await page.screenshot(path=screenshots / "ui-restore-wizard.png", full_page=True)
+        await page.get_by_test_id("confirm").fill(app_name + "x")
+        await page.click("text=Start the restore")
+        await expect(page.get_by_test_id("restore-error")).to_contain_text(
+            "type the application's name exactly"
+        )
+        assert table_hashes(db_url) != tables  # nothing was started
+        await page.get_by_test_id("confirm").fill(app_name)
+        await page.click("text=Start the restore")
+        await page.wait_for_url("**/restores/**")
+        restore = page.get_by_test_id("restore-live")
+        await expect(restore).to_have_attribute("data-status", "succeeded", timeout=RUN_MS)
+        await page.screenshot(path=screenshots / "ui-restore.png", full_page=True)
+
+        # the data is back, in PostgreSQL and on disk
+        assert table_hashes(db_url) == tables
+        assert tree_hashes(volumes["uploads"]) == files
+
+        await page.goto(f"/ui/workspaces/{ws}")
+        app_row = page.get_by_test_id("app-row").filter(has_text=app_name)
+        await expect(app_row.get_by_test_id("protection")).to_have_text("protected")
+        await page.screenshot(path=screenshots / "ui-overview-after.png", full_page=True)
+    finally:
+        await context.close()
