@@ -1,0 +1,5 @@
+"""A Kubernetes API server fake that the official clients talk to unmodified."""
+
+from tests.fakes.kube.server import CSI_DRIVER, STORAGE_CLASS, FakeKube, Request
+
+__all__ = ["CSI_DRIVER", "STORAGE_CLASS", "FakeKube", "Request"]

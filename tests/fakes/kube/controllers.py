@@ -1,0 +1,570 @@
+"""The controllers of the fake cluster, fed by the store's events like informers.
+
+* job controller: pods from the template, status counts and conditions (Complete / Failed
+  with ``BackoffLimitExceeded`` or ``DeadlineExceeded``), ``ttlSecondsAfterFinished``;
+* workload status: a Deployment's/StatefulSet's ``status.replicas`` follows ``spec.replicas``
+  (no pods are run for them);
+* CSI provisioner + PV binder: a PVC is bound at once to a folder ``volumes/pvc-<uid>``; with a
+  ``dataSource`` (VolumeSnapshot or PVC) it starts as a copy of it, Pending until the
+  snapshot is ready;
+* snapshot controller + CSI snapshotter: a VolumeSnapshot of a class whose ``driver`` is the
+  fake's becomes a copy of the PVC's folder, a VolumeSnapshotContent and ``readyToUse``;
+  a class of another driver is never served (its snapshots never become ready, as in a
+  cluster without that driver's sidecar);
+* PVC protection, namespace lifecycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shutil
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.kube.api import PODS, PVC_PROTECTION, Api, now
+from tests.fakes.kube.kubelet import PVCS, Kubelet
+from tests.fakes.kube.resources import ALL_RESOURCES, lookup
+from tests.fakes.kube.store import WatchEvent
+
+logger = logging.getLogger(__name__)
+
+JOBS = lookup("batch", "jobs")
+NAMESPACES = lookup("", "namespaces")
+SNAPSHOTS = lookup("snapshot.storage.k8s.io", "volumesnapshots")
+CONTENTS = lookup("snapshot.storage.k8s.io", "volumesnapshotcontents")
+CLASSES = lookup("snapshot.storage.k8s.io", "volumesnapshotclasses")
+WORKLOADS = {lookup("apps", "deployments").key, lookup("apps", "statefulsets").key}
+DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
+_UNITS = {
+    "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "": 1,
+}
+
+
+def parse_quantity(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|)", str(text).strip())
+    if not match:
+        raise ValueError(f"quantities must match the regular expression: {text}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:
+    stamp = now()
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": stamp,
+        "lastTransitionTime": stamp,
+    }
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(r.get("uid") == uid and r.get("controller") for r in obj["metadata"].get("ownerReferences") or [])
+
+
+class Controllers:
+    def __init__(self, api: Api, kubelet: Kubelet, root: Path, driver: str) -> None:
+        self.api = api
+        self.kubelet = kubelet
+        self.root = root
+        self.driver = driver
+        self._cursor = api.store.revision
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._counted: dict[str, dict[str, set[str]]] = {}  # job uid -> succeeded/failed pod uids
+        self._phases: dict[str, str] = {}  # pod uid -> last phase seen
+        self.idle = threading.Condition()
+        api.namespace_cleanup = lambda name: None  # handled from the namespace's event
+
+    # --- loop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="fake-kube-controllers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.api.store.lock:
+            self.api.store.changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wait_synced(self, timeout: float = 10.0) -> None:
+        """Until every event so far was handled (tests use it before ``compact``)."""
+        deadline = time.monotonic() + timeout
+        with self.idle:
+            while self._cursor < self.api.store.revision and time.monotonic() < deadline:
+                self.idle.wait(0.05)
+
+    def _loop(self) -> None:
+        last_tick = 0.0
+        while not self._stop.is_set():
+            store = self.api.store
+            with store.lock:
+                events = store.events_after(self._cursor)
+                if not events:
+                    store.changed.wait(0.2)
+            for event in events:
+                try:
+                    self._handle(event)
+                except Exception:  # a controller bug must not stop the cluster
+                    logger.exception("fake kube controller failed on %s", event.type)
+                self._cursor = event.revision
+            with self.idle:
+                self.idle.notify_all()
+            if time.monotonic() - last_tick > 0.2:
+                last_tick = time.monotonic()
+                try:
+                    self._tick()
+                except Exception:
+                    logger.exception("fake kube controller tick failed")
+
+    def _handle(self, event: WatchEvent) -> None:
+        obj, key = event.object, event.resource.key
+        meta = obj["metadata"]
+        if key == PODS.key:
+            self._pod_event(event)
+        elif key == JOBS.key and event.type != "DELETED":
+            self._reconcile_job(meta["namespace"], meta["name"])
+        elif key == PVCS.key:
+            if event.type == "ADDED":
+                self._provision(obj)
+            elif event.type == "DELETED":
+                shutil.rmtree(self._volume(obj), ignore_errors=True)
+            else:
+                self._protect_claims(meta["namespace"])
+        elif key == SNAPSHOTS.key:
+            if event.type == "DELETED":
+                self._snapshot_deleted(obj)
+            elif not (obj.get("status") or {}).get("boundVolumeSnapshotContentName"):
+                self._take_snapshot(obj)
+            self._retry_pending_claims()
+        elif key == CONTENTS.key and event.type == "DELETED":
+            shutil.rmtree(self._snapshot_folder(meta["name"]), ignore_errors=True)
+        elif key in WORKLOADS and event.type != "DELETED":
+            self._workload_status(event.resource, obj)
+        elif key == NAMESPACES.key and meta.get("deletionTimestamp"):
+            self._purge_namespace(meta["name"])
+
+    def _tick(self) -> None:
+        for job in self.api.store.list(JOBS, None):
+            spec, status = job["spec"], job.get("status") or {}
+            if spec.get("activeDeadlineSeconds") or spec.get("ttlSecondsAfterFinished") is not None:
+                if status.get("startTime"):
+                    self._reconcile_job(job["metadata"]["namespace"], job["metadata"]["name"])
+        self._retry_pending_claims()
+        for snapshot in self.api.store.list(SNAPSHOTS, None):
+            if not (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName"):
+                self._take_snapshot(snapshot)
+        for ns in self.api.store.list(NAMESPACES, None):
+            if ns["metadata"].get("deletionTimestamp"):
+                self._purge_namespace(ns["metadata"]["name"])
+        for ns in {p["metadata"]["namespace"] for p in self.api.store.list(PVCS, None)}:
+            self._protect_claims(ns)
+
+    # --- pods and jobs ----------------------------------------------------------------------
+
+    def _pod_event(self, event: WatchEvent) -> None:
+        pod = event.object
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        phase = (pod.get("status") or {}).get("phase", "")
+        if event.type == "ADDED":
+            self.kubelet.admit(pod)
+        owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+        if event.type == "DELETED":
+            last = self._phases.pop(uid, phase)
+            if owner and owner.get("kind") == "Job" and last not in ("Succeeded", "Failed"):
+                self._counted.setdefault(owner["uid"], {"succeeded": set(), "failed": set()})["failed"].add(uid)
+            self._protect_claims(meta["namespace"])
+        else:
+            self._phases[uid] = phase
+            if phase in ("Succeeded", "Failed"):
+                self._protect_claims(meta["namespace"])
+        if owner and owner.get("kind") == "Job":
+            self._reconcile_job(meta["namespace"], owner["name"])
+
+    def _reconcile_job(self, namespace: str, name: str) -> None:
+        job = self.api.store.get(JOBS, namespace, name)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return
+        uid = job["metadata"]["uid"]
+        spec, status = job["spec"], job.get("status") or {}
+        pods = [p for p in self.api.store.list(PODS, namespace) if _owned_by(p, uid)]
+        counted = self._counted.setdefault(uid, {"succeeded": set(), "failed": set()})
+        for pod in pods:
+            phase = pod["status"].get("phase")
+            if phase == "Succeeded":
+                counted["succeeded"].add(pod["metadata"]["uid"])
+            elif phase == "Failed":
+                counted["failed"].add(pod["metadata"]["uid"])
+        active = [
+            p for p in pods
+            if p["status"].get("phase") not in ("Succeeded", "Failed")
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        finished = any(
+            c["type"] in ("Complete", "Failed") and c["status"] == "True"
+            for c in status.get("conditions") or []
+        )
+        if finished:
+            self._finished_job(job, active)
+            return
+        restarts = sum(
+            cs.get("restartCount", 0) for p in pods for cs in p["status"].get("containerStatuses") or []
+        )
+        failures = len(counted["failed"]) + restarts
+        started = status.get("startTime") or now()
+        conditions: list[dict[str, Any]] = []
+        completion_time = None
+        if len(counted["succeeded"]) >= int(spec.get("completions") or 1):
+            conditions = [
+                _condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
+                _condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"),
+            ]
+            completion_time = now()
+        elif failures > int(spec.get("backoffLimit", 6)):
+            message = "Job has reached the specified backoff limit"
+            conditions = [
+                _condition("FailureTarget", "BackoffLimitExceeded", message),
+                _condition("Failed", "BackoffLimitExceeded", message),
+            ]
+        elif spec.get("activeDeadlineSeconds") and _age(started) > int(spec["activeDeadlineSeconds"]):
+            message = "Job was active longer than specified deadline"
+            conditions = [
+                _condition("FailureTarget", "DeadlineExceeded", message),
+                _condition("Failed", "DeadlineExceeded", message),
+            ]
+        elif not spec.get("suspend"):
+            wanted = min(
+                int(spec.get("parallelism") or 1),
+                int(spec.get("completions") or 1) - len(counted["succeeded"]),
+            )
+            for _ in range(max(0, wanted - len(active))):
+                active.append(self._create_job_pod(job))
+        if conditions:
+            for pod in active:
+                self.api.delete_pod(pod, int(pod["spec"].get("terminationGracePeriodSeconds", 30)))
+            active = []
+        ready = sum(1 for p in active if p["status"].get("phase") == "Running")
+
+        def write(obj: dict[str, Any]) -> None:
+            new: dict[str, Any] = {"startTime": started}
+            if active:
+                new["active"] = len(active)
+            if counted["succeeded"]:
+                new["succeeded"] = len(counted["succeeded"])
+            if counted["failed"]:
+                new["failed"] = len(counted["failed"])
+            new.update(ready=ready, terminating=0, uncountedTerminatedPods={})
+            if conditions:
+                new["conditions"] = conditions
+            if completion_time:
+                new["completionTime"] = completion_time
+            obj["status"] = new
+
+        self.api.update_status(JOBS, namespace, name, write)
+
+    def _finished_job(self, job: dict[str, Any], active: list[dict[str, Any]]) -> None:
+        for pod in active:
+            self.api.delete_pod(pod, int(pod["spec"].get("terminationGracePeriodSeconds", 30)))
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        status = job.get("status") or {}
+        finished_at = status.get("completionTime") or next(
+            (c["lastTransitionTime"] for c in status.get("conditions") or [] if c["type"] == "Failed"), None
+        )
+        if ttl is not None and finished_at and _age(finished_at) >= int(ttl):
+            with self.api.store.lock:
+                current = self.api.store.get(JOBS, job["metadata"]["namespace"], job["metadata"]["name"])
+                if current is not None and current["metadata"]["uid"] == job["metadata"]["uid"]:
+                    self.api.delete_with_dependents(JOBS, current, "Background")
+
+    def _create_job_pod(self, job: dict[str, Any]) -> dict[str, Any]:
+        meta = job["metadata"]
+        template = job["spec"]["template"]
+        pod_meta = dict(template.get("metadata") or {})
+        pod_meta.update(
+            generateName=f"{meta['name']}-",
+            namespace=meta["namespace"],
+            ownerReferences=[
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        )
+        return self.api.create_internal(PODS, {"metadata": pod_meta, "spec": template["spec"]})
+
+    # --- deployments and statefulsets -------------------------------------------------------
+
+    def _workload_status(self, resource: Any, obj: dict[str, Any]) -> None:
+        replicas = int(obj["spec"].get("replicas", 1))
+        generation = obj["metadata"].get("generation", 1)
+
+        def write(current: dict[str, Any]) -> None:
+            status: dict[str, Any] = {"observedGeneration": generation, "replicas": replicas}
+            for key in ("readyReplicas", "availableReplicas", "updatedReplicas", "currentReplicas"):
+                if replicas and (key != "currentReplicas" or resource.kind == "StatefulSet"):
+                    status[key] = replicas
+            current["status"] = {**(current.get("status") or {}), **status}
+            if not replicas:
+                for key in ("readyReplicas", "availableReplicas", "updatedReplicas", "currentReplicas"):
+                    current["status"].pop(key, None)
+
+        self.api.update_status(resource, obj["metadata"]["namespace"], obj["metadata"]["name"], write)
+
+    # --- volumes ----------------------------------------------------------------------------
+
+    def _volume(self, pvc: dict[str, Any]) -> Path:
+        return self.root / "volumes" / f"pvc-{pvc['metadata']['uid']}"
+
+    def volume_folder(self, pvc: dict[str, Any]) -> Path | None:
+        """The folder of a bound claim (None while it is Pending)."""
+        if (pvc.get("status") or {}).get("phase") != "Bound":
+            return None
+        return self._volume(pvc)
+
+    def _snapshot_folder(self, content_name: str) -> Path:
+        return self.root / "snapshots" / content_name
+
+    def _provision(self, pvc: dict[str, Any]) -> bool:
+        """Creates and binds the claim's volume; False while its data source is not ready."""
+        meta, spec = pvc["metadata"], pvc["spec"]
+        source = spec.get("dataSourceRef") or spec.get("dataSource")
+        target = self._volume(pvc)
+        if source:
+            origin = self._source_folder(meta["namespace"], source)
+            if origin is None:
+                return False
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(origin, target, symlinks=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+
+        def bind(obj: dict[str, Any]) -> None:
+            if obj["metadata"]["uid"] != meta["uid"]:
+                return
+            obj["spec"]["volumeName"] = target.name
+            annotations = obj["metadata"].setdefault("annotations", {})
+            annotations.update(
+                {
+                    "pv.kubernetes.io/bind-completed": "yes",
+                    "pv.kubernetes.io/bound-by-controller": "yes",
+                    "volume.beta.kubernetes.io/storage-provisioner": self.driver,
+                    "volume.kubernetes.io/storage-provisioner": self.driver,
+                }
+            )
+            obj["status"] = {
+                "phase": "Bound",
+                "accessModes": obj["spec"].get("accessModes", []),
+                "capacity": {"storage": obj["spec"]["resources"]["requests"]["storage"]},
+            }
+
+        self.api.update_status(PVCS, meta["namespace"], meta["name"], bind)
+        return True
+
+    def _source_folder(self, namespace: str, source: dict[str, Any]) -> Path | None:
+        if source.get("kind") == "PersistentVolumeClaim":
+            origin = self.api.store.get(PVCS, namespace, source.get("name", ""))
+            return self.volume_folder(origin) if origin else None
+        if source.get("kind") == "VolumeSnapshot" and source.get("apiGroup") == SNAPSHOTS.group:
+            snapshot = self.api.store.get(SNAPSHOTS, namespace, source.get("name", ""))
+            status = (snapshot or {}).get("status") or {}
+            if not status.get("readyToUse"):
+                return None
+            return self._snapshot_folder(status["boundVolumeSnapshotContentName"])
+        return None  # other populators are not simulated: the claim stays Pending
+
+    def _retry_pending_claims(self) -> None:
+        for pvc in self.api.store.list(PVCS, None):
+            if (pvc.get("status") or {}).get("phase") == "Pending" and not pvc["metadata"].get(
+                "deletionTimestamp"
+            ):
+                self._provision(pvc)
+
+    def _protect_claims(self, namespace: str) -> None:
+        """kubernetes.io/pvc-protection: released once no running pod uses the claim."""
+        in_use = {
+            v["persistentVolumeClaim"]["claimName"]
+            for p in self.api.store.list(PODS, namespace)
+            if p["status"].get("phase") not in ("Succeeded", "Failed")
+            for v in p["spec"].get("volumes") or []
+            if "persistentVolumeClaim" in v
+        }
+        for pvc in self.api.store.list(PVCS, namespace):
+            meta = pvc["metadata"]
+            if meta.get("deletionTimestamp") and meta["name"] not in in_use:
+                if PVC_PROTECTION in (meta.get("finalizers") or []):
+
+                    def release(obj: dict[str, Any]) -> None:
+                        obj["metadata"]["finalizers"] = [
+                            f for f in obj["metadata"].get("finalizers") or [] if f != PVC_PROTECTION
+                        ]
+                        if not obj["metadata"]["finalizers"]:
+                            del obj["metadata"]["finalizers"]
+
+                    self.api.update_status(PVCS, namespace, meta["name"], release)
+
+    # --- snapshots --------------------------------------------------------------------------
+
+    def _snapshot_class(self, name: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        if name:
+            found = self.api.store.get(CLASSES, "", name)
+            if found is None:
+                return None, (
+                    f"Failed to get snapshot class with error volumesnapshotclass.snapshot.storage.k8s.io"
+                    f' "{name}" not found'
+                )
+            return found, None
+        defaults = [
+            c for c in self.api.store.list(CLASSES, None)
+            if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+        ]
+        if len(defaults) != 1:
+            why = "cannot find default snapshot class" if not defaults else (
+                f"{len(defaults)} default snapshot classes were found"
+            )
+            return None, f"Failed to set default snapshot class with error {why}"
+        return defaults[0], None
+
+    def _snapshot_error(self, snapshot: dict[str, Any], message: str) -> None:
+        def write(obj: dict[str, Any]) -> None:
+            status = obj.setdefault("status", {})
+            if (status.get("error") or {}).get("message") != message:
+                status["error"] = {"message": message, "time": now()}
+            status["readyToUse"] = False
+
+        meta = snapshot["metadata"]
+        self.api.update_status(SNAPSHOTS, meta["namespace"], meta["name"], write)
+
+    def _take_snapshot(self, snapshot: dict[str, Any]) -> None:
+        meta, spec = snapshot["metadata"], snapshot["spec"]
+        if meta.get("deletionTimestamp"):
+            return
+        claim_name = (spec.get("source") or {}).get("persistentVolumeClaimName")
+        if not claim_name:
+            return  # pre-provisioned contents are not simulated
+        snap_class, error = self._snapshot_class(spec.get("volumeSnapshotClassName"))
+        if snap_class is None:
+            self._snapshot_error(snapshot, error or "no snapshot class")
+            return
+        pvc = self.api.store.get(PVCS, meta["namespace"], claim_name)
+        if pvc is None:
+            self._snapshot_error(
+                snapshot,
+                f"failed to get input parameters to create snapshot {meta['name']}: failed to"
+                f' retrieve PVC {claim_name} from the lister: persistentvolumeclaim "{claim_name}"'
+                " not found",
+            )
+            return
+        folder = self.volume_folder(pvc)
+        if folder is None:
+            self._snapshot_error(
+                snapshot, f"the PVC {claim_name} is not yet bound to a PV, will not attempt to take a snapshot"
+            )
+            return
+        content_name = f"snapcontent-{meta['uid']}"
+        ready = snap_class["driver"] == self.driver
+        capacity = pvc["status"]["capacity"]["storage"]
+        handle = str(uuid.uuid4())
+        created_ns = time.time_ns()
+        if ready:
+            target = self._snapshot_folder(content_name)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(folder, target, symlinks=True)  # the point-in-time copy
+        content: dict[str, Any] = {
+            "metadata": {"name": content_name},
+            "spec": {
+                "deletionPolicy": snap_class.get("deletionPolicy", "Delete"),
+                "driver": snap_class["driver"],
+                "source": {"volumeHandle": pvc["spec"]["volumeName"]},
+                "sourceVolumeMode": pvc["spec"].get("volumeMode", "Filesystem"),
+                "volumeSnapshotClassName": snap_class["metadata"]["name"],
+                "volumeSnapshotRef": {
+                    "apiVersion": SNAPSHOTS.api_version,
+                    "kind": "VolumeSnapshot",
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                    "resourceVersion": meta["resourceVersion"],
+                },
+            },
+        }
+        with self.api.store.lock:
+            if self.api.store.get(CONTENTS, "", content_name) is None:
+                self.api.create_internal(CONTENTS, content)
+        if ready:
+
+            def content_ready(obj: dict[str, Any]) -> None:
+                obj["status"] = {
+                    "creationTime": created_ns,
+                    "readyToUse": True,
+                    "restoreSize": parse_quantity(capacity),
+                    "snapshotHandle": handle,
+                }
+
+            self.api.update_status(CONTENTS, "", content_name, content_ready)
+
+        def bound(obj: dict[str, Any]) -> None:
+            if obj["metadata"]["uid"] != meta["uid"]:
+                return
+            status: dict[str, Any] = {"boundVolumeSnapshotContentName": content_name, "readyToUse": ready}
+            if ready:
+                status["creationTime"] = datetime.fromtimestamp(created_ns / 1e9, UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
+                status["restoreSize"] = capacity
+            obj["status"] = status
+
+        self.api.update_status(SNAPSHOTS, meta["namespace"], meta["name"], bound)
+
+    def _snapshot_deleted(self, snapshot: dict[str, Any]) -> None:
+        content_name = (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName")
+        if not content_name:
+            return
+        content = self.api.store.get(CONTENTS, "", content_name)
+        if content is not None and content["spec"].get("deletionPolicy") == "Delete":
+            self.api.store.remove(CONTENTS, "", content_name)
+
+    # --- namespaces -------------------------------------------------------------------------
+
+    def _purge_namespace(self, name: str) -> None:
+        """The namespace controller: contents deleted, then the namespace itself."""
+        remaining = 0
+        for resource in ALL_RESOURCES:
+            if not resource.namespaced:
+                continue
+            for obj in self.api.store.list(resource, name):
+                remaining += 1
+                meta = obj["metadata"]
+                if resource.key == PODS.key:
+                    if not meta.get("deletionTimestamp"):
+                        self.api.delete_pod(obj, 0)
+                    continue
+                with contextlib.suppress(Exception):
+                    if meta.get("finalizers"):
+                        meta["finalizers"] = []
+                        self.api.save(resource, {**obj, "metadata": {**meta, "deletionTimestamp": now()}})
+                    else:
+                        self.api.store.remove(resource, name, meta["name"])
+        if remaining == 0:
+            self.api.store.remove(NAMESPACES, "", name)
+
+
+def _age(stamp: str) -> float:
+    then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - then).total_seconds()

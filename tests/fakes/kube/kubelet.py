@@ -1,0 +1,608 @@
+"""A kubelet that runs each pod's containers as local processes, volumes mapped to folders.
+
+The node is this machine: a container's ``command`` + ``args`` run as a subprocess with the
+host's binaries (``image`` is recorded, never pulled), its output is the pod log, its exit
+code the container's. A container sees its volumes at their ``mountPath`` through one
+documented convention (see docs/kubernetes-fake.md): every occurrence of a ``mountPath`` as
+a path in ``command``, ``args``, ``env`` values and ``workingDir`` is rewritten to the folder
+that backs the volume. Nothing is mounted, so a path the process computes at run time is not
+mapped, and ``readOnly`` is not enforced.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.kube.api import PODS, Api, now
+from tests.fakes.kube.errors import bad_request, not_found
+from tests.fakes.kube.resources import lookup
+
+SECRETS = lookup("", "secrets")
+CONFIGMAPS = lookup("", "configmaps")
+PVCS = lookup("", "persistentvolumeclaims")
+NODE_NAME = "fake-node"
+RETRY_SECONDS = 0.2
+_PATH_CHAR = r"A-Za-z0-9_.~/-"
+
+
+class PodNotReady(Exception):
+    """The pod cannot start yet (a volume or an env source is missing); the kubelet retries."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class LogBuffer:
+    lines: list[tuple[str, bytes]] = field(default_factory=list)  # (RFC3339Nano, line)
+    closed: bool = False
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def append(self, line: bytes) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self.changed:
+            self.lines.append((stamp, line))
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+
+@dataclass
+class _PodRun:
+    namespace: str
+    name: str
+    uid: str
+    scratch: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    deleting: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Kubelet:
+    def __init__(
+        self,
+        api: Api,
+        volume_folder: Callable[[dict[str, Any]], Path | None],
+        external_folder: Callable[[str, dict[str, Any]], Path | None],
+        scratch_root: Path,
+        env_base: dict[str, str],
+    ) -> None:
+        self.api = api
+        self._volume_folder = volume_folder  # bound PVC -> its folder (None while unbound)
+        self._external_folder = external_folder  # (type, volume source) -> mapped folder
+        self._scratch_root = scratch_root
+        self._env_base = env_base
+        self._runs: dict[tuple[str, str], _PodRun] = {}
+        self.logs: dict[tuple[str, str, str], LogBuffer] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        api.terminate_pod = self.terminate
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def admit(self, pod: dict[str, Any]) -> None:
+        """A new pod is bound to this node and its containers started in a thread."""
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            if key in self._runs or self._stopping.is_set():
+                return
+            scratch = Path(tempfile.mkdtemp(prefix=f"{meta['name']}-", dir=self._scratch_root))
+            run = _PodRun(meta["namespace"], meta["name"], meta["uid"], scratch)
+            self._runs[key] = run
+        thread = threading.Thread(target=self._run_pod, args=(run,), name=f"kubelet-{meta['name']}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            with run.lock:
+                run.deleting = True
+                procs = list(run.processes.values())
+            for proc in procs:
+                _signal(proc, signal.SIGKILL)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def terminate(self, pod: dict[str, Any], grace: int) -> bool:
+        """Graceful deletion: SIGTERM, SIGKILL after ``grace`` s; True while processes remain."""
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        with self._lock:
+            run = self._runs.get(key)
+        if run is None:
+            self._forget(key)
+            return False
+        with run.lock:
+            run.deleting = True
+            procs = [p for p in run.processes.values() if p.poll() is None]
+        if not procs:
+            self._forget(key)  # a running pod thread sees ``deleting`` and writes nothing more
+            return False
+        for proc in procs:
+            _signal(proc, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        if grace > 0:
+            threading.Thread(target=self._kill_after, args=(procs, grace), daemon=True).start()
+        return True
+
+    def _kill_after(self, procs: list[subprocess.Popen[bytes]], grace: int) -> None:
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                _signal(proc, signal.SIGKILL)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            run = self._runs.pop(key, None)
+            for log_key in [k for k in self.logs if k[:2] == key]:
+                self.logs.pop(log_key).close()
+        if run is not None:
+            shutil.rmtree(run.scratch, ignore_errors=True)
+
+    # --- the pod ----------------------------------------------------------------------------
+
+    def _status(self, run: _PodRun, change: Callable[[dict[str, Any]], None]) -> bool:
+        """Writes pod status unless the pod is going away; False once it is."""
+        with run.lock:
+            if run.deleting:
+                return False
+
+        def guarded(pod: dict[str, Any]) -> None:
+            if pod["metadata"]["uid"] == run.uid:
+                change(pod)
+
+        return self.api.update_status(PODS, run.namespace, run.name, guarded) is not None
+
+    def _run_pod(self, run: _PodRun) -> None:
+        try:
+            self._run_pod_inner(run)
+        finally:
+            with run.lock:
+                deleting = run.deleting
+            if deleting:
+                with self.api.store.lock:
+                    current = self.api.store.get(PODS, run.namespace, run.name)
+                    if current is not None and current["metadata"]["uid"] == run.uid:
+                        self.api.store.remove(PODS, run.namespace, run.name)
+                self._forget((run.namespace, run.name))
+
+    def _run_pod_inner(self, run: _PodRun) -> None:
+        started = now()
+
+        def scheduled(pod: dict[str, Any]) -> None:
+            pod["spec"]["nodeName"] = NODE_NAME
+            pod["status"].update(
+                phase="Pending",
+                hostIP="127.0.0.1",
+                hostIPs=[{"ip": "127.0.0.1"}],
+                startTime=started,
+                conditions=[_condition("PodScheduled", "True")],
+                containerStatuses=[_waiting(c, "ContainerCreating") for c in pod["spec"]["containers"]],
+            )
+
+        if not self._status(run, scheduled):
+            return
+        while True:
+            pod = self.api.store.get(PODS, run.namespace, run.name)
+            if pod is None or self._stopping.is_set():
+                return
+            with run.lock:
+                if run.deleting:
+                    return
+            try:
+                mounts = self._mounts(run, pod)
+                envs = {c["name"]: self._env(pod, c) for c in _all_containers(pod)}
+                break
+            except PodNotReady as exc:
+                message = exc.message
+
+                def waiting(pod: dict[str, Any], exc: PodNotReady = exc, message: str = message) -> None:
+                    pod["status"]["containerStatuses"] = [
+                        _waiting(c, exc.reason, message) for c in pod["spec"]["containers"]
+                    ]
+
+                if not self._status(run, waiting):
+                    return
+                self._stopping.wait(RETRY_SECONDS)
+        for init in pod["spec"].get("initContainers") or []:
+            code = self._run_container(run, pod, init, mounts, envs[init["name"]], init=True)
+            if code != 0:
+                self._finish(run, pod, failed=True)
+                return
+        self._run_main(run, pod, mounts, envs)
+
+    def _run_main(
+        self,
+        run: _PodRun,
+        pod: dict[str, Any],
+        mounts: dict[str, Path],
+        envs: dict[str, dict[str, str]],
+    ) -> None:
+        containers = pod["spec"]["containers"]
+        results: dict[str, int] = {}
+        threads = [
+            threading.Thread(
+                target=lambda c=c: results.__setitem__(
+                    c["name"], self._run_container(run, pod, c, mounts, envs[c["name"]])
+                ),
+                daemon=True,
+            )
+            for c in containers
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self._finish(run, pod, failed=any(code != 0 for code in results.values()))
+
+    def _finish(self, run: _PodRun, pod: dict[str, Any], *, failed: bool) -> None:
+        def done(pod: dict[str, Any]) -> None:
+            pod["status"]["phase"] = "Failed" if failed else "Succeeded"
+            pod["status"]["conditions"] = [
+                _condition("PodReadyToStartContainers", "False"),
+                _condition("Initialized", "True", "PodCompleted"),
+                _condition("Ready", "False", "PodCompleted"),
+                _condition("ContainersReady", "False", "PodCompleted"),
+                _condition("PodScheduled", "True"),
+            ]
+
+        self._status(run, done)
+
+    def _run_container(
+        self,
+        run: _PodRun,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        mounts: dict[str, Path],
+        env: dict[str, str],
+        *,
+        init: bool = False,
+    ) -> int:
+        name = container["name"]
+        restart = pod["spec"].get("restartPolicy", "Always")
+        log = LogBuffer()
+        with self._lock:
+            self.logs[(run.namespace, run.name, name)] = log
+        restarts = 0
+        while True:
+            code = self._exec_once(run, container, mounts, env, log, restarts, init)
+            with run.lock:
+                deleting = run.deleting
+            again = restart == "Always" or (restart == "OnFailure" and code != 0)
+            if deleting or self._stopping.is_set() or not again or init and code == 0:
+                log.close()
+                return code
+            restarts += 1
+            # CrashLoopBackOff, shortened: 0.2 s doubling up to 3.2 s instead of 10 s to 5 min.
+            self._stopping.wait(min(0.2 * 2 ** (restarts - 1), 3.2))
+
+    def _exec_once(
+        self,
+        run: _PodRun,
+        container: dict[str, Any],
+        mounts: dict[str, Path],
+        env: dict[str, str],
+        log: LogBuffer,
+        restarts: int,
+        init: bool,
+    ) -> int:
+        name = container["name"]
+        field = "initContainerStatuses" if init else "containerStatuses"
+        argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
+        argv = [rewrite_paths(a, container, mounts) for a in argv]
+        proc_env = {**self._env_base, "HOME": str(run.scratch / "home"), "HOSTNAME": run.name}
+        proc_env.update({k: rewrite_paths(v, container, mounts) for k, v in env.items()})
+        workdir = container.get("workingDir")
+        cwd = Path(rewrite_paths(workdir, container, mounts)) if workdir else run.scratch / "root"
+        (run.scratch / "home").mkdir(exist_ok=True)
+        cwd.mkdir(parents=True, exist_ok=True)
+        started = now()
+        with run.lock:
+            if run.deleting:
+                return 137
+            try:
+                if not container.get("command"):
+                    raise FileNotFoundError(
+                        "the fake kubelet runs `command`; image entrypoints are not simulated"
+                    )
+                proc = subprocess.Popen(
+                    argv,
+                    env=proc_env,
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                message = (
+                    "failed to create containerd task: failed to create shim task: OCI runtime"
+                    f" create failed: unable to start container process: exec: {argv[0] if argv else ''!r}:"
+                    f" {exc.strerror or exc}: unknown"
+                )
+                log.append(message.encode() + b"\n")
+                state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": message, "startedAt": started, "finishedAt": now()}}
+                self._container_state(run, field, container, state, restarts)
+                return 128
+            run.processes[name] = proc
+        self._container_state(run, field, container, {"running": {"startedAt": started}}, restarts, running=True)
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            log.append(line)
+        code = proc.wait()
+        if code < 0:
+            code = 128 - code  # killed by a signal, as the container runtime reports it
+        reason = "Completed" if code == 0 else "Error"
+        state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now(), "containerID": f"fake://{proc.pid}"}}
+        self._container_state(run, field, container, state, restarts)
+        return code
+
+    def _container_state(
+        self,
+        run: _PodRun,
+        field: str,
+        container: dict[str, Any],
+        state: dict[str, Any],
+        restarts: int,
+        *,
+        running: bool = False,
+    ) -> None:
+        entry = {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "ready": running,
+            "started": running,
+            "restartCount": restarts,
+            "state": state,
+            "lastState": {},
+        }
+        if "containerID" in state.get("terminated", {}):
+            entry["containerID"] = state["terminated"]["containerID"]
+
+        def change(pod: dict[str, Any]) -> None:
+            status = pod["status"]
+            entries = [e for e in status.get(field, []) if e["name"] != container["name"]]
+            status[field] = sorted([*entries, entry], key=lambda e: str(e["name"]))
+            if running and field == "containerStatuses" and status["phase"] == "Pending":
+                status["phase"] = "Running"
+                status["podIP"] = "127.0.0.1"
+                status["podIPs"] = [{"ip": "127.0.0.1"}]
+                status["conditions"] = [
+                    _condition(t, "True")
+                    for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+                ]
+
+        self._status(run, change)
+
+    # --- volumes and environment ------------------------------------------------------------
+
+    def _mounts(self, run: _PodRun, pod: dict[str, Any]) -> dict[str, Path]:
+        """Volume name -> the folder that backs it (PodNotReady while one cannot be had)."""
+        namespace = run.namespace
+        folders: dict[str, Path] = {}
+        for volume in pod["spec"].get("volumes") or []:
+            vname = volume["name"]
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                pvc = self.api.store.get(PVCS, namespace, claim)
+                if pvc is None:
+                    raise PodNotReady("ContainerCreating", f'persistentvolumeclaim "{claim}" not found')
+                if pvc["metadata"].get("deletionTimestamp"):
+                    raise PodNotReady("ContainerCreating", f'persistentvolumeclaim "{claim}" is being deleted')
+                folder = self._volume_folder(pvc)
+                if folder is None:
+                    raise PodNotReady("ContainerCreating", f'pod has unbound immediate PersistentVolumeClaims: "{claim}"')
+                folders[vname] = folder
+            elif "secret" in volume or "configMap" in volume:
+                folders[vname] = self._projected(run, volume)
+            elif "emptyDir" in volume:
+                folders[vname] = run.scratch / "volumes" / vname
+                folders[vname].mkdir(parents=True, exist_ok=True)
+            else:
+                kind = next((k for k in ("nfs", "hostPath", "cephfs") if k in volume), None)
+                mapped = self._external_folder(kind, volume[kind]) if kind else None
+                if mapped is None:
+                    raise PodNotReady(
+                        "ContainerCreating",
+                        f'MountVolume.SetUp failed for volume "{vname}": the fake kubelet has no'
+                        f" folder mapped for {kind or 'this volume type'} {volume.get(kind, '')}",
+                    )
+                folders[vname] = mapped
+        return folders
+
+    def _projected(self, run: _PodRun, volume: dict[str, Any]) -> Path:
+        is_secret = "secret" in volume
+        source = volume["secret" if is_secret else "configMap"]
+        name = source.get("secretName" if is_secret else "name")
+        obj = self.api.store.get(SECRETS if is_secret else CONFIGMAPS, run.namespace, name)
+        if obj is None:
+            if source.get("optional"):
+                obj = {}
+            else:
+                kind = "secret" if is_secret else "configmap"
+                raise PodNotReady("ContainerCreating", f'MountVolume.SetUp failed for volume "{volume["name"]}" : {kind} "{name}" not found')
+        data: dict[str, bytes] = {}
+        if is_secret:
+            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        else:
+            data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+            data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        folder = run.scratch / "volumes" / volume["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            if item["key"] not in data:
+                raise PodNotReady("ContainerCreating", f"couldn't find key {item['key']} in {name}")
+            target = folder / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data[item["key"]])
+            target.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))
+        return folder
+
+    def _env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+        namespace = pod["metadata"]["namespace"]
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            for key, value in self._source_data(namespace, source).items():
+                env[prefix + key] = value
+        for var in container.get("env") or []:
+            if "valueFrom" not in var:
+                env[var["name"]] = expand(str(var.get("value", "")), env)
+                continue
+            ref = var["valueFrom"]
+            if "fieldRef" in ref:
+                env[var["name"]] = _field_ref(pod, ref["fieldRef"]["fieldPath"])
+                continue
+            key_ref = ref.get("secretKeyRef") or ref.get("configMapKeyRef") or {}
+            is_secret = "secretKeyRef" in ref
+            data = self._source_data(namespace, {("secretRef" if is_secret else "configMapRef"): key_ref})
+            if key_ref.get("key") in data:
+                env[var["name"]] = data[key_ref["key"]]
+            elif not key_ref.get("optional"):
+                kind = "secret" if is_secret else "configmap"
+                raise PodNotReady("CreateContainerConfigError", f"couldn't find key {key_ref.get('key')} in {kind} {namespace}/{key_ref.get('name')}")
+        return env
+
+    def _source_data(self, namespace: str, source: dict[str, Any]) -> dict[str, str]:
+        if "secretRef" in source:
+            ref = source["secretRef"]
+            obj = self.api.store.get(SECRETS, namespace, ref.get("name", ""))
+            if obj is None:
+                if ref.get("optional"):
+                    return {}
+                raise PodNotReady("CreateContainerConfigError", f'secret "{ref.get("name")}" not found')
+            return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        ref = source.get("configMapRef") or {}
+        obj = self.api.store.get(CONFIGMAPS, namespace, ref.get("name", ""))
+        if obj is None:
+            if ref.get("optional"):
+                return {}
+            raise PodNotReady("CreateContainerConfigError", f'configmap "{ref.get("name")}" not found')
+        return {k: str(v) for k, v in (obj.get("data") or {}).items()}
+
+    # --- pods/log ---------------------------------------------------------------------------
+
+    def log(self, namespace: str, name: str, params: dict[str, str]) -> tuple[LogBuffer, str]:
+        pod = self.api.store.get(PODS, namespace, name)
+        if pod is None:
+            raise not_found("", "pods", name)
+        names = [c["name"] for c in _all_containers(pod)]
+        container = params.get("container")
+        if not container:
+            if len(pod["spec"]["containers"]) != 1:
+                choices = " ".join(c["name"] for c in pod["spec"]["containers"])
+                raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{choices}]")
+            container = pod["spec"]["containers"][0]["name"]
+        if container not in names:
+            raise bad_request(f"container {container} is not valid for pod {name}")
+        buffer = self.logs.get((namespace, name, container))
+        if buffer is None:
+            raise bad_request(
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+            )
+        return buffer, container
+
+
+def _all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*(pod["spec"].get("initContainers") or []), *pod["spec"]["containers"]]
+
+
+def _condition(kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": now()}
+    if reason:
+        cond["reason"] = reason
+    return cond
+
+
+def _waiting(container: dict[str, Any], reason: str, message: str | None = None) -> dict[str, Any]:
+    waiting: dict[str, Any] = {"reason": reason}
+    if message:
+        waiting["message"] = message
+    return {
+        "name": container["name"],
+        "image": container.get("image", ""),
+        "imageID": "",
+        "ready": False,
+        "started": False,
+        "restartCount": 0,
+        "state": {"waiting": waiting},
+        "lastState": {},
+    }
+
+
+def _field_ref(pod: dict[str, Any], path: str) -> str:
+    meta = pod["metadata"]
+    values = {
+        "metadata.name": meta["name"],
+        "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"],
+        "spec.nodeName": NODE_NAME,
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
+        "status.hostIP": "127.0.0.1",
+        "status.podIP": "127.0.0.1",
+    }
+    label = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if label:
+        return str((meta.get(label.group(1)) or {}).get(label.group(2), ""))
+    return values.get(path, "")
+
+
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: defined variables replaced, ``$$`` escapes a ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _VAR_REF.sub(replace, text)
+
+
+def rewrite_paths(text: str, container: dict[str, Any], mounts: dict[str, Path]) -> str:
+    """The mount convention: each ``mountPath`` standing as a path becomes its folder."""
+    targets: dict[str, str] = {}
+    for mount in container.get("volumeMounts") or []:
+        folder = mounts[mount["name"]]
+        if mount.get("subPath"):
+            folder = folder / mount["subPath"]
+            folder.mkdir(parents=True, exist_ok=True)
+        targets[str(mount["mountPath"]).rstrip("/") or "/"] = str(folder)
+    if not targets:
+        return text
+    alternatives = "|".join(re.escape(p) for p in sorted(targets, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![{_PATH_CHAR}])({alternatives})(?=$|/|[^{_PATH_CHAR}])")
+    return pattern.sub(lambda m: targets[m.group(1)], text)
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
