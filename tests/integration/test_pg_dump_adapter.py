@@ -32,7 +32,6 @@ from adapters.pg_dump import (
 )
 from adapters.restic import Progress, Repository, Restic
 from devstack.postgres import PostgresServer
-from tests.integration.test_restic_adapter import cheapen_key
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +146,6 @@ def repo(restic: Restic, tmp_path_factory: pytest.TempPathFactory) -> Repository
     folder = tmp_path_factory.mktemp("pg-restic")
     repository = Repository(folder / "repo", f"pw-{secrets.token_hex(16)}", folder / "cache")
     restic.init(repository)
-    cheapen_key(repository)
     return repository
 
 

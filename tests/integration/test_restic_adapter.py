@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -16,52 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from adapters.restic import Progress, Repository, Restic, ResticError
+from adapters.restic import CHEAP_SCRYPT, Progress, Repository, Restic, ResticError, use_cheap_key
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-
-
-def cheapen_key(repo: Repository) -> None:
-    """Re-encrypts the repository's key with cheap scrypt parameters, for test speed only.
-
-    ``restic init`` calibrates scrypt to cost about half a second, paid again by every
-    later command; restic's own tests lower it the same way. The key file format
-    (scrypt-derived AES-256-CTR key and Poly1305-AES MAC key over the master key JSON) is
-    restic's documented repository design.
-    """
-
-    def derive(salt: bytes, n: int, r: int, p: int) -> tuple[bytes, bytes, bytes]:
-        key = hashlib.scrypt(
-            repo.password.encode(), salt=salt, n=n, r=r, p=p, maxmem=1 << 28, dklen=64
-        )
-        return key[:32], key[32:48], key[48:]
-
-    def mac(k: bytes, r: bytes, nonce: bytes, data: bytes) -> bytes:
-        encryptor = Cipher(algorithms.AES(k), modes.ECB()).encryptor()
-        return Poly1305.generate_tag(r + encryptor.update(nonce) + encryptor.finalize(), data)
-
-    [path] = (repo.path / "keys").iterdir()
-    key = json.loads(path.read_text())
-    aes, k, r = derive(base64.b64decode(key["salt"]), key["N"], key["r"], key["p"])
-    sealed = base64.b64decode(key["data"])
-    nonce, ciphertext = sealed[:16], sealed[16:-16]
-    assert mac(k, r, nonce, ciphertext) == sealed[-16:]
-    decryptor = Cipher(algorithms.AES(aes), modes.CTR(nonce)).decryptor()
-    master = decryptor.update(ciphertext) + decryptor.finalize()
-
-    salt, nonce = os.urandom(64), os.urandom(16)
-    aes, k, r = derive(salt, 1024, 8, 1)
-    encryptor = Cipher(algorithms.AES(aes), modes.CTR(nonce)).encryptor()
-    ciphertext = encryptor.update(master) + encryptor.finalize()
-    key.update(N=1024, r=8, p=1, salt=base64.b64encode(salt).decode())
-    key["data"] = base64.b64encode(nonce + ciphertext + mac(k, r, nonce, ciphertext)).decode()
-    path.chmod(0o600)
-    path.write_text(json.dumps(key))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +35,6 @@ def template(restic: Restic, tmp_path_factory: pytest.TempPathFactory) -> Reposi
         tmp_path_factory.mktemp("restic") / "template", f"pw-{secrets.token_hex(16)}"
     )
     assert restic.init(repository) is True
-    cheapen_key(repository)
     return repository
 
 
@@ -135,6 +93,38 @@ def test_init_is_idempotent_and_makes_a_version_2_repository(
     with pytest.raises(ResticError) as caught:
         restic.init(Repository(repo.path, "not-the-password"))
     assert not caught.value.retryable
+
+
+def test_a_new_repository_gets_a_cheap_key_that_plain_restic_opens(
+    restic: Restic, tmp_path: Path
+) -> None:
+    """init re-encrypts restic's calibrated key (half a second per command) cheaply."""
+    repo = Repository(tmp_path / "fresh", f"pw-{secrets.token_hex(16)}")
+    env = {**os.environ, "RESTIC_PASSWORD": repo.password}
+    subprocess.run([restic.binary, "--repo", str(repo.path), "init"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    [calibrated] = (repo.path / "keys").iterdir()
+    assert json.loads(calibrated.read_text())["N"] > CHEAP_SCRYPT["N"]
+
+    assert use_cheap_key(repo) is True
+    [cheap] = (repo.path / "keys").iterdir()
+    key = json.loads(cheap.read_text())
+    assert {k: key[k] for k in CHEAP_SCRYPT} == CHEAP_SCRYPT
+    assert cheap.name == hashlib.sha256(cheap.read_bytes()).hexdigest()  # restic's naming
+    assert use_cheap_key(repo) is False  # repeating changes nothing
+    opened = subprocess.run(
+        [restic.binary, "--repo", str(repo.path), "--no-cache", "cat", "config"],
+        env=env, capture_output=True, check=True,
+    )  # fmt: skip
+    assert json.loads(opened.stdout)["version"] == 2
+    with pytest.raises(ResticError) as caught:
+        restic.snapshots(Repository(repo.path, "not-the-password"))
+    assert not caught.value.retryable
+
+    made = Repository(tmp_path / "by-cairn", f"pw-{secrets.token_hex(16)}")
+    assert restic.init(made) is True
+    [key_file] = (made.path / "keys").iterdir()
+    assert json.loads(key_file.read_text())["N"] == CHEAP_SCRYPT["N"]
 
 
 def test_backup_then_restore_is_byte_identical(
