@@ -1,4 +1,8 @@
-"""``cairn admin``: the registry API from a terminal (a thin HTTP client, no database access)."""
+"""``cairn admin``: the registry API from a terminal (a thin HTTP client).
+
+``bootstrap`` and ``repo-password`` alone read the database (the first admin has no token yet;
+a repository password must not cross the API).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 
 import click
 import httpx
+
+from cli.bootstrap import bootstrap
 
 
 class Api:
@@ -41,18 +47,23 @@ def _token(token: str | None, token_file: Path) -> str:
 
 @click.group()
 @click.option(
-    "--api-url", envvar="CAIRN_API_URL", default="http://127.0.0.1:8000", show_default=True
-)
-@click.option("--token", envvar="CAIRN_TOKEN", default=None, help="platform admin token")
+    "--api-url", envvar="CAIRN_API_URL", default="http://127.0.0.1:8000", show_default=True,
+    help="cairn's API [env CAIRN_API_URL, also read from .cairn/cairn.env]",
+)  # fmt: skip
+@click.option("--token", envvar="CAIRN_TOKEN", default=None,
+              help="platform admin token [env CAIRN_TOKEN]")  # fmt: skip
 @click.option(
     "--token-file",
     type=click.Path(path_type=Path),
     default=Path(os.environ.get("CAIRN_DATA_DIR", ".cairn")) / "admin-token",
     show_default=True,
+    help="file holding the token when --token is not given ('cairn dev' writes it)",
 )
 @click.pass_context
 def admin(ctx: click.Context, api_url: str, token: str | None, token_file: Path) -> None:
     """Manage users, tokens, workspaces, members and applications."""
+    if ctx.invoked_subcommand == "bootstrap":  # makes the first admin: there is no token yet
+        return
     ctx.obj = Api(api_url, _token(token, token_file))
 
 
@@ -72,11 +83,12 @@ def users() -> None:
 
 
 @users.command("create")
-@click.option("--email", required=True)
-@click.option("--name", required=True)
-@click.option("--platform-admin", is_flag=True)
+@click.option("--email", required=True, help="the user's e-mail address")
+@click.option("--name", required=True, help="display name")
+@click.option("--platform-admin", is_flag=True, help="may manage every workspace and user")
 @pass_api
 def users_create(api: Api, email: str, name: str, platform_admin: bool) -> None:
+    """Create a user (then: users token USER_ID, members add)."""
     api.call(
         "POST", "/admin/users", {"email": email, "name": name, "is_platform_admin": platform_admin}
     )
@@ -85,12 +97,13 @@ def users_create(api: Api, email: str, name: str, platform_admin: bool) -> None:
 @users.command("list")
 @pass_api
 def users_list(api: Api) -> None:
+    """Every user (first 200)."""
     api.call("GET", "/admin/users?limit=200")
 
 
 @users.command("token")
 @click.argument("user_id")
-@click.option("--name", default="default", show_default=True)
+@click.option("--name", default="default", show_default=True, help="what the token is for")
 @pass_api
 def users_token(api: Api, user_id: str, name: str) -> None:
     """Issue a token (printed once)."""
@@ -101,6 +114,7 @@ def users_token(api: Api, user_id: str, name: str) -> None:
 @click.argument("token_id")
 @pass_api
 def revoke_token(api: Api, token_id: str) -> None:
+    """Revoke a token: it stops working at once."""
     api.call("DELETE", f"/admin/tokens/{token_id}")
     click.echo(f"token {token_id} revoked")
 
@@ -112,16 +126,20 @@ def workspaces() -> None:
 
 @workspaces.command("create")
 @click.argument("name")
-@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]), default="free")
-@click.option("--quota-gb", type=int, default=0)
+@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]), default="free",
+              show_default=True, help="backups need the dedicated plan")  # fmt: skip
+@click.option("--quota-gb", type=int, default=0, show_default=True,
+              help="backup storage the workspace may allocate, in GB")  # fmt: skip
 @pass_api
 def workspaces_create(api: Api, name: str, plan: str, quota_gb: int) -> None:
+    """Create a workspace."""
     api.call("POST", "/admin/workspaces", {"name": name, "plan": plan, "backup_quota_gb": quota_gb})
 
 
 @workspaces.command("list")
 @pass_api
 def workspaces_list(api: Api) -> None:
+    """Every workspace (first 200)."""
     api.call("GET", "/admin/workspaces?limit=200")
 
 
@@ -129,15 +147,17 @@ def workspaces_list(api: Api) -> None:
 @click.argument("workspace_id")
 @pass_api
 def workspaces_get(api: Api, workspace_id: str) -> None:
+    """One workspace, with its plan and quota."""
     api.call("GET", f"/admin/workspaces/{workspace_id}")
 
 
 @workspaces.command("update")
 @click.argument("workspace_id")
-@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]))
-@click.option("--quota-gb", type=int)
+@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]), help="the new plan")
+@click.option("--quota-gb", type=int, help="the new backup quota, in GB")
 @pass_api
 def workspaces_update(api: Api, workspace_id: str, plan: str | None, quota_gb: int | None) -> None:
+    """Change a workspace's plan or backup quota."""
     body: dict[str, Any] = {}
     if plan:
         body["plan"] = plan
@@ -154,9 +174,11 @@ def members() -> None:
 @members.command("add")
 @click.argument("workspace_id")
 @click.argument("user_id")
-@click.option("--role", type=click.Choice(["admin", "member"]), default="member")
+@click.option("--role", type=click.Choice(["admin", "member"]), default="member",
+              show_default=True, help="admins manage storages and policies")  # fmt: skip
 @pass_api
 def members_add(api: Api, workspace_id: str, user_id: str, role: str) -> None:
+    """Add a user to a workspace."""
     api.call("POST", f"/workspaces/{workspace_id}/members", {"user_id": user_id, "role": role})
 
 
@@ -164,6 +186,7 @@ def members_add(api: Api, workspace_id: str, user_id: str, role: str) -> None:
 @click.argument("workspace_id")
 @pass_api
 def members_list(api: Api, workspace_id: str) -> None:
+    """A workspace's members and their roles."""
     api.call("GET", f"/workspaces/{workspace_id}/members?limit=200")
 
 
@@ -174,7 +197,7 @@ def apps() -> None:
 
 @apps.command("create")
 @click.argument("workspace_id")
-@click.option("--name", required=True)
+@click.option("--name", required=True, help="unique in the workspace")
 @click.option("--owner", "owner_id", required=True, help="user id of the owner")
 @click.option("--database-url", help="postgresql://user:password@host:port/dbname")
 @click.option("--volume", multiple=True, help="name=/absolute/folder (repeatable)")
@@ -187,6 +210,7 @@ def apps_create(
     database_url: str | None,
     volume: tuple[str, ...],
 ) -> None:
+    """Register an application: its database and volume folders are what backups take."""
     volumes = {}
     for item in volume:
         key, sep, path = item.partition("=")
@@ -205,6 +229,7 @@ def apps_create(
 @click.argument("workspace_id")
 @pass_api
 def apps_list(api: Api, workspace_id: str) -> None:
+    """A workspace's applications."""
     api.call("GET", f"/workspaces/{workspace_id}/applications?limit=200")
 
 
@@ -212,6 +237,7 @@ def apps_list(api: Api, workspace_id: str) -> None:
 @click.argument("app_id")
 @pass_api
 def apps_get(api: Api, app_id: str) -> None:
+    """One application."""
     api.call("GET", f"/applications/{app_id}")
 
 
@@ -219,6 +245,7 @@ def apps_get(api: Api, app_id: str) -> None:
 @click.argument("app_id")
 @pass_api
 def apps_delete(api: Api, app_id: str) -> None:
+    """Delete an application (refused while it has a backup policy)."""
     api.call("DELETE", f"/applications/{app_id}")
     click.echo(f"application {app_id} deleted")
 
@@ -239,3 +266,6 @@ def repo_password(api: Api, app_id: str) -> None:
 def audit(api: Api, workspace_id: str) -> None:
     """A workspace's audit events, newest first."""
     api.call("GET", f"/workspaces/{workspace_id}/audit-events?limit=200")
+
+
+admin.add_command(bootstrap)

@@ -7,16 +7,25 @@ import logging
 import click
 import uvicorn
 
+from cli import operator
 from cli.admin import admin
 from cli.catalog import catalog
 from cli.dev import dev
 from core.settings import get_settings
 
 
-@click.group()
-@click.option("--log-level", default="INFO", show_default=True)
-def cli(log_level: str) -> None:
-    """cairn: backup and restore of PaaS applications on Temporal."""
+@click.group(cls=operator.OperatorGroup)
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="how much the command logs")  # fmt: skip
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """cairn: backup and restore of PaaS applications on Temporal.
+
+    Operator commands (migrate, temporal, schedules, admin) read .cairn/cairn.env, written by
+    'cairn dev', when it is there; variables already set in the environment win.
+    """
+    operator.prepare(ctx.invoked_subcommand)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -59,7 +68,8 @@ def temporal_setup() -> None:
 
     from core.temporal import register_search_attributes
 
-    added = asyncio.run(register_search_attributes(get_settings()))
+    with operator.reaching_temporal():
+        added = asyncio.run(register_search_attributes(get_settings()))
     click.echo(f"search attributes added: {', '.join(added) or 'none (already present)'}")
 
 
@@ -88,7 +98,9 @@ def schedules_reconcile() -> None:
         finally:
             await engine.dispose()
 
-    click.echo(json.dumps(asyncio.run(run()), indent=2))
+    with operator.reaching_temporal():
+        report = asyncio.run(run())
+    click.echo(json.dumps(report, indent=2))
 
 
 cli.add_command(dev)
