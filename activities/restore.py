@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,10 @@ from db.models import Application, BackupExecution, BackupRestore
 from db.runs import settle
 
 ACTOR = audit.Actor(label="system:restore-workflow")
+# restic's words for data whose MAC or hash no longer matches: no retry reads it back intact
+DAMAGED = re.compile(
+    r"ciphertext verification failed|checksum mismatch|is damaged|invalid data returned", re.I
+)
 
 
 @dataclass
@@ -91,6 +96,107 @@ def target_context(restore_id: uuid.UUID | str) -> str:
     return f"backup_restores/{restore_id}/target_password"
 
 
+def database_of(application: Application, settings: Settings) -> pg_dump.PgTarget:
+    """How to reach the application's database (its server, role and password)."""
+    database = open_platform(application, settings).database()
+    if database is None:
+        raise fatal("the application has no database configured", "InvalidConfiguration")
+    return database
+
+
+def own_database(application: Application, settings: Settings) -> pg_dump.PgTarget:
+    """The application's database, its registration checked again where the data moves."""
+    database = database_of(application, settings)
+    try:  # the API's checks may predate a boundary rule
+        check_application_database(application.platform_settings.get("database") or {}, settings)
+    except BoundaryError as exc:
+        raise fatal(f"restore target refused: {exc.message}", "TargetRefused") from None
+    return database
+
+
+def corrupt(message: str) -> ApplicationError | None:
+    """The failure of a read that met damaged data in the repository, if it was one."""
+    if DAMAGED.search(message):
+        return fatal(f"the backup failed verification: {message}", "CorruptBackup")
+    return None
+
+
+def database_failure(exc: pg_dump.DumpError) -> ApplicationError:
+    return corrupt(exc.message) or ApplicationError(
+        f"database restore failed: {exc.message}", type="RestoreError",
+        non_retryable=not exc.retryable,
+    )  # fmt: skip
+
+
+def volume_failure(exc: ResticError) -> ApplicationError:
+    return corrupt(exc.message) or restic_failure(exc)
+
+
+async def restore_copy(
+    restic: Restic, repo: Repository, snapshot: str, copy: pg_dump.PgTarget, bin_dir: Path | None
+) -> None:
+    """Creates the database ``copy`` afresh and fills it from the backup's dump."""
+    await asyncio.to_thread(pg_databases.create, copy, copy.dbname)
+    await with_progress(
+        lambda _p: pg_dump.restore_from_restic(copy, restic, repo, snapshot, bin_dir=bin_dir)
+    )
+
+
+def restore_folder(restic: Restic, repo: Repository, snapshot: str, folder: Path) -> None:
+    """Restores a volume's snapshot into ``folder``; what a killed attempt left is redone."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    restic.restore(repo, snapshot, folder)
+
+
+async def verify_against_manifest(
+    manifest: dict[str, Any],
+    database: pg_dump.PgTarget | None,
+    folders: dict[str, Path],
+    bin_dir: Path | None,
+) -> dict[str, Any]:
+    """Row counts per table and file counts and sizes per volume equal the manifest's."""
+    problems: list[str] = []
+    result: dict[str, Any] = {}
+    if database is not None:
+        expected = (manifest.get("database") or {}).get("row_counts", {})
+        psql = pg_dump.tool("psql", bin_dir)
+        actual = await heartbeating(asyncio.to_thread(pg_dump.table_row_counts, database, psql))
+        problems += [
+            f"table {t}: {actual.get(t)} rows, the backup had {n}"
+            for t, n in expected.items()
+            if actual.get(t) != n
+        ]
+        result["tables"] = len(actual)
+    for volume, folder in folders.items():
+        expected_volume = manifest.get("volumes", {}).get(volume, {})
+        files, size = await heartbeating(asyncio.to_thread(count_files, folder))
+        if (files, size) != (expected_volume.get("files"), expected_volume.get("bytes")):
+            problems.append(
+                f"volume {volume}: {files} files / {size} bytes, the backup had"
+                f" {expected_volume.get('files')} / {expected_volume.get('bytes')}"
+            )
+        result[f"volume:{volume}"] = {"files": files, "bytes": size}
+    if problems:
+        raise fatal("restored data differs from the backup: " + "; ".join(problems), "VerifyFailed")
+    return result
+
+
+async def snapshots_present(
+    restic: Restic, repo: Repository, execution_id: object, manifest: dict[str, Any]
+) -> int:
+    """The backup's snapshots are all in the repository; how many there are."""
+    snapshots = await asyncio.to_thread(restic.snapshots, repo, [f"execution={execution_id}"])
+    wanted = {p["snapshot_id"] for p in manifest.get("parts", [])}
+    missing = sorted(w for w in wanted if not any(s.id.startswith(w) for s in snapshots))
+    if missing:
+        raise fatal(
+            f"snapshots {', '.join(missing)} of the backup are missing from the repository",
+            "MissingBackup",
+        )
+    return len(wanted)
+
+
 class RestoreActivities:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, restic: Restic
@@ -112,16 +218,13 @@ class RestoreActivities:
 
     def _target(self, loaded: Loaded) -> pg_dump.PgTarget:
         """The database to restore into: the application's own, or the requested other one."""
-        original = open_platform(loaded.application, self.settings).database()
-        if original is None:
-            raise fatal("the application has no database configured", "InvalidConfiguration")
         target = (loaded.restore.details or {}).get("target") or {}
+        if not target:
+            return own_database(loaded.application, self.settings)
+        original = database_of(loaded.application, self.settings)
         own = loaded.application.platform_settings.get("database") or {}
         try:  # checked again where the data moves: the API's checks may predate a setting
-            if target:
-                check_restore_target(target, own, self.settings, by_platform_admin=True)
-            else:
-                check_application_database(own, self.settings)
+            check_restore_target(target, own, self.settings, by_platform_admin=True)
         except BoundaryError as exc:
             raise fatal(f"restore target refused: {exc.message}", "TargetRefused") from None
         if target.get("database_name"):
@@ -138,7 +241,7 @@ class RestoreActivities:
             return pg_dump.PgTarget(
                 parts["host"], int(parts["port"]), parts.get("user"), parts["dbname"], password
             )
-        return original
+        raise fatal("the restore target names no database", "InvalidConfiguration")
 
     @activity.defn
     async def begin_restore(self, restore_id: str) -> RestorePlan:
@@ -163,20 +266,14 @@ class RestoreActivities:
     async def verify_backup(self, restore_id: str) -> str:
         """The backup's snapshots exist and the repository's data reads back intact."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
-        tags = [f"execution={loaded.execution.id}"]
         try:
-            snapshots = await asyncio.to_thread(self.restic.snapshots, loaded.repo, tags)
-            wanted = {p["snapshot_id"] for p in loaded.manifest.get("parts", [])}
-            missing = sorted(w for w in wanted if not any(s.id.startswith(w) for s in snapshots))
-            if missing:
-                raise fatal(
-                    f"snapshots {', '.join(missing)} of the backup are missing from the repository",
-                    "MissingBackup",
-                )
+            count = await snapshots_present(
+                self.restic, loaded.repo, loaded.execution.id, loaded.manifest
+            )
             await with_progress(lambda _p: self.restic.check(loaded.repo, read_data=True))
         except ResticError as exc:
             raise fatal(f"the backup failed verification: {exc.message}", "CorruptBackup") from None
-        return f"{len(wanted)} snapshots present; repository data read back intact"
+        return f"{count} snapshots present; repository data read back intact"
 
     @activity.defn
     async def quiesce(self, restore_id: str) -> str:
@@ -211,23 +308,14 @@ class RestoreActivities:
                 await asyncio.to_thread(pg_databases.exists, target, staging)
             )
             if not swapped:  # a retry restores again: a half-done pg_restore left nothing usable
-                await asyncio.to_thread(pg_databases.create, target, staging)
-                await with_progress(
-                    lambda _p: pg_dump.restore_from_restic(
-                        replace(target, dbname=staging),
-                        self.restic,
-                        loaded.repo,
-                        snapshot,
-                        bin_dir=self.settings.pg_bin_dir,
-                    )
-                )
+                await restore_copy(
+                    self.restic, loaded.repo, snapshot, replace(target, dbname=staging),
+                    self.settings.pg_bin_dir,
+                )  # fmt: skip
             await asyncio.to_thread(pg_databases.swap, target, staging, old)
         except pg_dump.DumpError as exc:
             await asyncio.to_thread(pg_databases.drop, target, staging)
-            raise ApplicationError(
-                f"database restore failed: {exc.message}", type="RestoreError",
-                non_retryable=not exc.retryable,
-            ) from None  # fmt: skip
+            raise database_failure(exc) from None
         return f"database {target.dbname} replaced by the backup's copy"
 
     @activity.defn
@@ -253,43 +341,21 @@ class RestoreActivities:
             )
         except ResticError as exc:
             await asyncio.to_thread(shutil.rmtree, staging, True)
-            raise restic_failure(exc) from None
+            raise volume_failure(exc) from None
         return f"volume {job.volume} replaced by the backup's copy"
 
     @activity.defn
     async def verify_restore(self, restore_id: str) -> dict[str, Any]:
         """Row counts per table and file counts and sizes per volume equal the manifest."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
-        details, manifest = loaded.restore.details or {}, loaded.manifest
-        problems: list[str] = []
-        result: dict[str, Any] = {}
-        if details.get("database"):
-            expected = (manifest.get("database") or {}).get("row_counts", {})
-            psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
-            actual = await heartbeating(
-                asyncio.to_thread(pg_dump.table_row_counts, self._target(loaded), psql)
-            )
-            problems += [
-                f"table {t}: {actual.get(t)} rows, the backup had {n}"
-                for t, n in expected.items()
-                if actual.get(t) != n
-            ]
-            result["tables"] = len(actual)
+        details = loaded.restore.details or {}
         folders = loaded.application.platform_settings.get("volumes", {})
-        for volume in details.get("volumes", []):
-            expected_volume = manifest.get("volumes", {}).get(volume, {})
-            files, size = await heartbeating(asyncio.to_thread(_count, Path(folders[volume])))
-            if (files, size) != (expected_volume.get("files"), expected_volume.get("bytes")):
-                problems.append(
-                    f"volume {volume}: {files} files / {size} bytes, the backup had"
-                    f" {expected_volume.get('files')} / {expected_volume.get('bytes')}"
-                )
-            result[f"volume:{volume}"] = {"files": files, "bytes": size}
-        if problems:
-            raise fatal(
-                "restored data differs from the backup: " + "; ".join(problems), "VerifyFailed"
-            )
-        return result
+        return await verify_against_manifest(
+            loaded.manifest,
+            self._target(loaded) if details.get("database") else None,
+            {volume: Path(folders[volume]) for volume in details.get("volumes", [])},
+            self.settings.pg_bin_dir,
+        )
 
     @activity.defn
     async def finish_restore(self, finish: FinishRestore) -> bool:
@@ -329,7 +395,8 @@ class RestoreActivities:
         return [self.verify_backup, self.restore_database, self.restore_volume, self.verify_restore]
 
 
-def _count(path: Path) -> tuple[int, int]:
+def count_files(path: Path) -> tuple[int, int]:
+    """Regular files under ``path`` and their bytes, as the manifest counts a volume."""
     files = size = 0
     for root, _dirs, names in os.walk(path):
         for name in names:
@@ -351,9 +418,7 @@ def _swap_in_folder(
     if old.exists() and live.exists() and not staging.exists():
         shutil.rmtree(old)  # swapped already; only the clean-up was cut short
         return
-    shutil.rmtree(staging, ignore_errors=True)  # a half-restored staging folder is redone
-    staging.mkdir(parents=True)
-    restic.restore(repo, snapshot, staging)
+    restore_folder(restic, repo, snapshot, staging)
     shutil.rmtree(old, ignore_errors=True)
     if live.exists():
         live.rename(old)

@@ -16,8 +16,8 @@ from activities.notify import FailureEvent
 from core import metrics
 from core.run_outcome import Outcome, outcome
 from db import audit
-from db.models import BackupExecution, BackupRestore
-from db.runs import RUNNING_BACKUP, RUNNING_RESTORE, Settled, settle
+from db.models import BackupExecution, BackupRestore, RestoreDrill
+from db.runs import RUNNING_BACKUP, RUNNING_DRILL, RUNNING_RESTORE, Run, Settled, settle
 
 ACTOR = audit.Actor(label="system:run-reconciler")
 BATCH = 200
@@ -43,7 +43,7 @@ class RunActivities:
         # workflow started, and a scheduled run's row is made by its own first step.
         settled: list[Settled] = []
         async with self.sessions() as session:
-            stale: list[BackupExecution | BackupRestore] = [
+            stale: list[Run] = [
                 *await session.scalars(
                     select(BackupExecution)
                     .where(BackupExecution.status.in_(RUNNING_BACKUP))
@@ -53,6 +53,9 @@ class RunActivities:
                     select(BackupRestore)
                     .where(BackupRestore.status.in_(RUNNING_RESTORE))
                     .limit(BATCH)
+                ),
+                *await session.scalars(
+                    select(RestoreDrill).where(RestoreDrill.status.in_(RUNNING_DRILL)).limit(BATCH)
                 ),
             ]
             for stale_row in stale:

@@ -1,4 +1,4 @@
-"""The periodic repair of drift between backup policies and their Temporal Schedules."""
+"""The periodic repair of drift between backup and drill policies and their Temporal Schedules."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from core.settings import Settings
+from schedules import drill_policy
 from schedules.backup_policy import reconcile
 
 
@@ -23,4 +24,7 @@ class ScheduleActivities:
 
     @activity.defn
     async def reconcile_policy_schedules(self) -> dict[str, Any]:
-        return asdict(await reconcile(self.client, self.sessions, self.settings))
+        report = await reconcile(self.client, self.sessions, self.settings)
+        return asdict(
+            await drill_policy.reconcile(self.client, self.sessions, self.settings, report)
+        )

@@ -16,6 +16,7 @@ from api.routes import (
     backup_storages,
     backup_usage,
     backups,
+    drills,
     health,
     me,
     members,
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     routers = (
         health, metrics, me, users, workspaces, members, applications, audit_events,
-        backup_storages, backup_usage, backup_policies, backups, restores,
+        backup_storages, backup_usage, backup_policies, backups, restores, drills,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -15,8 +15,13 @@ from api.problems import Problem, conflict
 from core.run_outcome import is_live
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE
-from db.models import Application, BackupExecution, BackupRestore
-from db.runs import RUNNING_BACKUP, RUNNING_RESTORE, live_run_of, lock_application
+from db.models import Application
+from db.runs import (
+    Run,
+    live_run_of,
+    lock_application,
+    still_running,
+)
 from workflows.settle_runs import SETTLE_RUNS_WORKFLOW
 
 log = logging.getLogger(__name__)
@@ -83,12 +88,9 @@ async def settle_now(temporal: Client) -> None:
         log.warning("settling closed runs now failed: %s", exc)
 
 
-async def settled_view(
-    session: AsyncSession, temporal: Client | None, row: BackupExecution | BackupRestore
-) -> None:
+async def settled_view(session: AsyncSession, temporal: Client | None, row: Run) -> None:
     """A row that says running while its workflow has closed is settled before it is shown."""
-    waiting = RUNNING_BACKUP if isinstance(row, BackupExecution) else RUNNING_RESTORE
-    if temporal is None or row.status not in waiting:
+    if temporal is None or not still_running(row):
         return
     try:
         live = await is_live(temporal, row.workflow_id, row.run_id)

@@ -34,11 +34,26 @@ RESTORE_DURATION = Histogram(
     buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400),
 )
 
+DRILLS_FAILED = Counter("cairn_drills_failed_total", "Restore drills failed or cancelled")
+DRILL_LAST_SUCCESS = Gauge(
+    "cairn_drill_last_success_timestamp_seconds",
+    "When the newest successful restore drill of an application finished",
+    ["application_id"],
+)
+DRILL_RECOVERY_SECONDS = Gauge(
+    "cairn_drill_recovery_seconds",
+    "Recovery time (restore start to verified copy) of an application's last successful drill",
+    ["application_id"],
+)
+
 
 def count_unsuccessful(kind: str, trigger: str | None, started_at: datetime | None) -> None:
-    """A backup or restore that ended failed or cancelled, however it was settled."""
+    """A backup, restore or drill that ended failed or cancelled, however it was settled."""
     if kind == "backup":
         BACKUPS_FAILED.labels(trigger or "manual").inc()
+        return
+    if kind == "drill":
+        DRILLS_FAILED.inc()
         return
     RESTORES_FAILED.inc()
     if started_at is not None:

@@ -258,6 +258,57 @@ class BackupRestore(Base):
     created_at: Mapped[datetime | None] = _created()
 
 
+class RestoreDrillPolicy(Base):
+    """A backup policy's drill schedule (in the policy's time zone) and SQL checks (0006)."""
+
+    __tablename__ = "restore_drill_policies"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    policy_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_policies.id", ondelete="CASCADE"), unique=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    schedule: Mapped[str] = mapped_column(String(100))
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class RestoreDrill(Base):
+    """One drill: a backup restored into scratch copies, verified, checked, then removed."""
+
+    __tablename__ = "restore_drills"
+    __table_args__ = (
+        CheckConstraint("trigger IN ('manual', 'schedule')", name="restore_drills_trigger"),
+        CheckConstraint(
+            "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="restore_drills_status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    # the drill's record outlives the backup it proved
+    backup_execution_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("backup_executions.id", ondelete="SET NULL"), index=True
+    )
+    workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(20), server_default="manual")
+    schedule_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(50), server_default="pending")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recovery_seconds: Mapped[float | None] = mapped_column()
+    bytes_restored: Mapped[int | None] = mapped_column(BigInteger)
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created()
+
+
 class StorageUsageSample(Base):
     """One reading of a storage's usage, kept for the usage chart.
 

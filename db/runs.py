@@ -17,10 +17,19 @@ from temporalio.client import Client
 
 from core.run_outcome import is_live, shorten
 from db import audit
-from db.models import Application, BackupExecution, BackupRestore
+from db.models import Application, BackupExecution, BackupRestore, RestoreDrill
 
 RUNNING_BACKUP = ("running",)
 RUNNING_RESTORE = ("pending", "running")
+RUNNING_DRILL = ("pending", "running")
+Run = BackupExecution | BackupRestore | RestoreDrill
+# per table: the kind a run is called by (audit actions, alerts), its audit target, and the
+# statuses that mean it is still under way
+_KINDS: dict[type, tuple[str, str, tuple[str, ...]]] = {
+    BackupExecution: ("backup", "backup_execution", RUNNING_BACKUP),
+    BackupRestore: ("restore", "backup_restore", RUNNING_RESTORE),
+    RestoreDrill: ("drill", "restore_drill", RUNNING_DRILL),
+}
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -28,7 +37,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 class Settled:
     """A row that this call moved to its final status (for metrics and the failure alert)."""
 
-    kind: str  # backup | restore
+    kind: str  # backup | restore | drill
     id: str
     application_id: str
     workspace_id: str
@@ -47,21 +56,25 @@ async def _workspace_of(session: AsyncSession, application_id: uuid.UUID) -> uui
     return workspace_id
 
 
+def still_running(row: Run) -> bool:
+    """Whether the row says its run is under way (a restore or drill may still be pending)."""
+    return row.status in _KINDS[type(row)][2]
+
+
 async def settle(
     session: AsyncSession,
-    row: BackupExecution | BackupRestore,
+    row: Run,
     status: str,
     message: str | None,
     actor: audit.Actor,
 ) -> Settled | None:
-    """Ends a backup or restore row that is still under way (the caller commits).
+    """Ends a backup, restore or drill row that is still under way (the caller commits).
 
     None if the row had ended already: the first truthful outcome stays.
     """
-    backup = isinstance(row, BackupExecution)
-    if row.status not in (RUNNING_BACKUP if backup else RUNNING_RESTORE):
+    if not still_running(row):
         return None
-    kind, target = ("backup", "backup_execution") if backup else ("restore", "backup_restore")
+    kind, target, _ = _KINDS[type(row)]
     message = shorten(message) if message else None
     row.status, row.error_message = status, message
     row.completed_at = datetime.now(UTC)
@@ -70,7 +83,7 @@ async def settle(
         session, actor, f"{kind}.{status}", target, row.id, workspace_id=workspace_id,
         details={"message": message, "workflow_id": row.workflow_id} if message else {},
     )  # fmt: skip
-    trigger = row.trigger if isinstance(row, BackupExecution) else None
+    trigger = None if isinstance(row, BackupRestore) else row.trigger
     return Settled(
         kind, str(row.id), str(row.application_id), str(workspace_id), row.workflow_id or "",
         status, message, trigger, row.started_at,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,7 +112,13 @@ async def upsert(
     pause_note: str | None,
 ) -> None:
     schedule = build(policy, application, settings, pause_note)
-    sid = schedule_id(application.id)
+    await put(client, schedule_id(application.id), schedule, bool(policy.enabled), pause_note)
+
+
+async def put(
+    client: Client, sid: str, schedule: Schedule, enabled: bool, pause_note: str | None
+) -> None:
+    """Creates the schedule ``sid`` or replaces it, paused unless ``enabled``."""
     try:
         try:
             await client.create_schedule(sid, schedule)
@@ -123,7 +130,7 @@ async def upsert(
             handle = client.get_schedule_handle(sid)
             await handle.update(replace)
             # An update keeps the paused flag as it was; set it explicitly.
-            if policy.enabled:
+            if enabled:
                 await handle.unpause(note="enabled")
             else:
                 await handle.pause(note=pause_note or "paused")
@@ -134,8 +141,13 @@ async def upsert(
 
 
 async def remove(client: Client, application_id: object) -> bool:
+    return await delete(client, schedule_id(application_id))
+
+
+async def delete(client: Client, sid: str) -> bool:
+    """Deletes the schedule ``sid``; False when it did not exist."""
     try:
-        await client.get_schedule_handle(schedule_id(application_id)).delete()
+        await client.get_schedule_handle(sid).delete()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return False
@@ -144,15 +156,19 @@ async def remove(client: Client, application_id: object) -> bool:
 
 
 async def describe(client: Client, application_id: object) -> ScheduleDescription | None:
+    return await describe_id(client, schedule_id(application_id))
+
+
+async def describe_id(client: Client, sid: str) -> ScheduleDescription | None:
     try:
-        return await client.get_schedule_handle(schedule_id(application_id)).describe()
+        return await client.get_schedule_handle(sid).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
 
 
-def _fingerprint_of(description: ScheduleDescription) -> str | None:
+def fingerprint_of(description: ScheduleDescription) -> str | None:
     action = description.schedule.action
     if not isinstance(action, ScheduleActionStartWorkflow) or not action.memo:
         return None
@@ -164,8 +180,12 @@ def _fingerprint_of(description: ScheduleDescription) -> str | None:
 
 
 async def live_state(client: Client, application_id: object, zone: ZoneInfo) -> dict[str, Any]:
+    return await state_of(client, schedule_id(application_id), zone)
+
+
+async def state_of(client: Client, sid: str, zone: ZoneInfo) -> dict[str, Any]:
     """What Temporal says about the schedule: paused, next runs, recent runs and outcomes."""
-    description = await describe(client, application_id)
+    description = await describe_id(client, sid)
     if description is None:
         return {"present": False, "paused": None, "note": None, "next_runs": [], "recent_runs": []}
     runs = []
@@ -206,11 +226,19 @@ class ReconcileReport:
     unchanged: int = 0
 
 
+@dataclass
+class Wanted:
+    """A schedule the database asks for: its fingerprint, state, and how to (re)write it."""
+
+    fingerprint: str
+    enabled: bool
+    write: Callable[[str], Awaitable[None]]  # called with the pause note
+
+
 async def reconcile(
     client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> ReconcileReport:
     """Makes Temporal's backup-policy schedules equal the policies in the database."""
-    report = ReconcileReport()
     async with sessions() as session:
         rows = (
             await session.execute(
@@ -219,22 +247,39 @@ async def reconcile(
                 )
             )
         ).all()
-    wanted = {schedule_id(app.id): (policy, app) for policy, app in rows}
+
+    def wanted(policy: BackupPolicy, app: Application) -> Wanted:
+        return Wanted(
+            _fingerprint(policy, app, settings),
+            bool(policy.enabled),
+            lambda note: upsert(client, policy, app, settings, note),
+        )
+
+    return await repair(
+        client, PREFIX, {schedule_id(app.id): wanted(policy, app) for policy, app in rows}
+    )
+
+
+async def repair(
+    client: Client, prefix: str, wanted: dict[str, Wanted], report: ReconcileReport | None = None
+) -> ReconcileReport:
+    """Creates missing schedules named ``prefix…``, rewrites changed ones, deletes orphans."""
+    report = report or ReconcileReport()
     existing = set()
     async for listed in await client.list_schedules():
-        if listed.id.startswith(PREFIX):
+        if listed.id.startswith(prefix):
             existing.add(listed.id)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     note = f"paused by cairn reconcile at {now} (policy disabled)"
-    for sid, (policy, app) in wanted.items():
-        description = await describe(client, app.id) if sid in existing else None
+    for sid, want in wanted.items():
+        description = await describe_id(client, sid) if sid in existing else None
         if description is None:
-            await upsert(client, policy, app, settings, note)
+            await want.write(note)
             report.created.append(sid)
-        elif _fingerprint_of(description) != _fingerprint(policy, app, settings) or (
-            description.schedule.state.paused != (not policy.enabled)
+        elif fingerprint_of(description) != want.fingerprint or (
+            description.schedule.state.paused != (not want.enabled)
         ):
-            await upsert(client, policy, app, settings, note)
+            await want.write(note)
             report.updated.append(sid)
         else:
             report.unchanged += 1

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.backup import BackupActivities
+from activities.drill import DrillActivities
 from activities.notify import Notifier
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
@@ -27,6 +28,7 @@ from db.session import make_engine, make_sessionmaker
 from worker.preflight import PreflightError, preflight
 from worker.schedules import ensure_system_schedules
 from workflows.backup import BackupWorkflow
+from workflows.drill import RestoreDrillWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
 from workflows.retention import RetentionSweepWorkflow
@@ -50,6 +52,7 @@ def build_workers(
     runs = RunActivities(client, sessions)
     restores = RestoreActivities(sessions, settings, restic)
     retention = RetentionActivities(sessions, settings, restic)
+    drills = DrillActivities(sessions, settings, restic)
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     return [
         Worker(
@@ -63,6 +66,7 @@ def build_workers(
                 RestoreWorkflow,
                 RetentionSweepWorkflow,
                 SettleRunsWorkflow,
+                RestoreDrillWorkflow,
             ],
             activities=[
                 *storage.control(),
@@ -71,13 +75,20 @@ def build_workers(
                 notifier.notify_failure,
                 schedules.reconcile_policy_schedules,
                 runs.settle_closed_runs,
+                *drills.control(),
             ],
             graceful_shutdown_timeout=grace,
         ),
         Worker(
             client,
             task_queue=DATA_TASK_QUEUE,
-            activities=[*storage.data(), *backups.data(), *restores.data(), *retention.data()],
+            activities=[
+                *storage.data(),
+                *backups.data(),
+                *restores.data(),
+                *retention.data(),
+                *drills.data(),
+            ],
             max_concurrent_activities=settings.worker_data_concurrency,
             # live progress in the API: send heartbeats every few seconds, not every 24 s
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),

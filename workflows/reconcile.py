@@ -1,4 +1,4 @@
-"""Run by a schedule: repairs drift between policies and their schedules, reporting changes."""
+"""Run by a schedule: repairs drift between backup and drill policies and their schedules."""
 
 from __future__ import annotations
 

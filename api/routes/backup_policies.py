@@ -22,6 +22,7 @@ from core.temporal import LazyClient
 from db import audit
 from db.models import Application, BackupPolicy, BackupStorage
 from schedules import backup_policy as sync
+from schedules import drill_policy as drill_sync
 from schedules.cron import CronError, check, check_timezone
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}/backup-policy", tags=["backup policies"])
@@ -250,6 +251,7 @@ async def put_policy(
     await session.flush()
     try:
         await sync.upsert(temporal, policy, application, settings, note)
+        await drill_sync.follow(temporal, session, policy, application, settings)  # time zone
     except sync.ScheduleRejected as exc:
         raise _invalid(
             "schedule", f"Temporal cannot run this schedule: {exc}", "invalid_schedule"
@@ -275,6 +277,7 @@ async def delete_policy(
     await session.flush()
     try:
         await sync.remove(temporal, access.application.id)
+        await drill_sync.remove(temporal, access.application.id)  # its drills went with it
     except Exception as exc:
         raise _temporal_down(exc) from exc
     await session.commit()

@@ -21,6 +21,7 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
+from api.routes.drills import last_verified
 from api.runs import refuse_if_busy, settle_now, settled_view, start_run, with_timeline
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
 from api.temporal_links import workflow_url
@@ -138,8 +139,15 @@ async def list_backups(
     )
     for execution in items:
         await settled_view(session, temporal, execution)
+    verified = await last_verified(session, [e.id for e in items])
     return {
-        "items": [present(e, access.application.id, settings) for e in items],
+        "items": [
+            {
+                **present(e, access.application.id, settings),
+                "last_verified_by_drill_at": verified.get(e.id),
+            }
+            for e in items
+        ],
         "next_cursor": next_cursor,
     }
 
@@ -166,6 +174,8 @@ async def get_backup(
     execution = await backup_of(session, access.application, backup_id)
     await settled_view(session, request_temporal, execution)
     body = present(execution, access.application.id, settings)
+    verified = await last_verified(session, [execution.id])
+    body["last_verified_by_drill_at"] = verified.get(execution.id)
     return await with_timeline(body, request_temporal, execution.workflow_id, execution.run_id)
 
 

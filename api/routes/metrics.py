@@ -19,10 +19,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from api.deps import SessionDep, SettingsDep, current_principal
 from api.problems import Problem, forbidden
-from db.models import Application, BackupExecution, BackupRestore, BackupStorage
+from db.models import Application, BackupExecution, BackupRestore, BackupStorage, RestoreDrill
 
 router = APIRouter(tags=["health"])
 GIB = 1024**3
@@ -63,6 +64,16 @@ async def _families(request: Request) -> list[Metric]:
         "cairn_storage_active", "1 when the storage is active, 0 otherwise",
         labels=["workspace_id", "storage_id", "name"],
     )  # fmt: skip
+    drilled = GaugeMetricFamily(
+        "cairn_drill_last_success_timestamp_seconds",
+        "When the newest successful restore drill of an application finished",
+        labels=["workspace_id", "application_id"],
+    )
+    recovery = GaugeMetricFamily(
+        "cairn_drill_recovery_seconds",
+        "Recovery time (restore start to verified copy) of an application's last successful drill",
+        labels=["workspace_id", "application_id"],
+    )
     async with request.app.state.sessions() as session:
         for status, trigger, count in await session.execute(
             select(BackupExecution.status, BackupExecution.trigger, func.count()).group_by(
@@ -88,7 +99,19 @@ async def _families(request: Request) -> list[Metric]:
                 free.add_metric(labels, storage.available_bytes)
             capacity.add_metric(labels, storage.capacity_gb * GIB)
             up.add_metric(labels, 1 if storage.status == "active" else 0)
-    return [backups, restores, last, used, free, capacity, up]
+        for workspace_id, app_id, completed, seconds in await session.execute(
+            select(
+                Application.workspace_id, Application.id, RestoreDrill.completed_at,
+                RestoreDrill.recovery_seconds,
+            )
+            .join(RestoreDrill, RestoreDrill.application_id == Application.id)
+            .where(RestoreDrill.status == "succeeded")
+            .ext(distinct_on(Application.id))
+            .order_by(Application.id, RestoreDrill.completed_at.desc())
+        ):  # fmt: skip
+            drilled.add_metric([str(workspace_id), str(app_id)], completed.timestamp())
+            recovery.add_metric([str(workspace_id), str(app_id)], seconds or 0.0)
+    return [backups, restores, last, used, free, capacity, up, drilled, recovery]
 
 
 async def scraper(

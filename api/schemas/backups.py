@@ -52,6 +52,9 @@ class BackupOut(Output):
     error_message: str | None
     metadata: dict[str, Any] | None
     temporal_ui_url: str | None
+    last_verified_by_drill_at: datetime | None = Field(
+        default=None, description="when a successful restore drill last proved this backup"
+    )
     protected: bool = Field(description="retention never prunes a protected backup")
     protected_by: str | None
     protected_at: datetime | None

@@ -10,6 +10,7 @@ from temporalio.worker import Replayer
 
 from tests.support.histories import HISTORIES
 from workflows.backup import BackupWorkflow
+from workflows.drill import RestoreDrillWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
 from workflows.settle_runs import SettleRunsWorkflow
@@ -23,7 +24,8 @@ def test_histories_are_recorded() -> None:
     assert {"backup-succeeded", "backup-quota-exceeded", "backup-cancelled",
             "storage-provision-ceph", "storage-provision-rejected",
             "storage-delete-forced", "restore-succeeded", "restore-verify-failed",
-            "restore-cancelled", "runs-settle"} <= names  # fmt: skip
+            "restore-cancelled", "runs-settle", "drill-succeeded",
+            "drill-check-failed"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
@@ -41,6 +43,7 @@ async def test_history_replays(path: object) -> None:
             ReconcileSchedulesWorkflow,
             RestoreWorkflow,
             SettleRunsWorkflow,
+            RestoreDrillWorkflow,
         ]
     )
     await replayer.replay_workflow(history)

@@ -1,0 +1,111 @@
+"""Bodies of restore drills and of an application's drill policy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from api.schemas.backups import Timeline
+from api.schemas.common import DisplayName, Input, Output
+from api.schemas.policies import ScheduleStateOut
+
+MAX_CHECKS = 20
+MAX_CHECK_SQL = 4000
+
+DrillStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+
+
+def _query(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a query, not only spaces")
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class DrillCheck(Input):
+    """A query run read-only against the restored copy; it must return a single true value."""
+
+    name: Annotated[DisplayName, StringConstraints(max_length=100)]
+    sql: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_CHECK_SQL), AfterValidator(_query)
+    ] = Field(
+        description="one statement, e.g. SELECT count(*) > 0 FROM orders; run in a READ ONLY"
+        " transaction with a statement timeout in the scratch database"
+    )
+
+
+class DrillPolicyIn(Input):
+    """The whole drill policy: a PUT replaces every field (left out: the default)."""
+
+    schedule: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="cron in the backup policy's time zone, e.g. '0 4 * * 0' (Sundays 04:00)"
+    )
+    enabled: bool = True
+    checks: list[DrillCheck] = Field(default_factory=list, max_length=MAX_CHECKS)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DrillPolicyIn:
+        names = [check.name for check in self.checks]
+        if len(set(names)) != len(names):
+            raise ValueError("check names must be unique: a failed drill names its check")
+        return self
+
+
+class DrillCheckOut(Output):
+    name: str
+    sql: str
+
+
+class DrillPolicyOut(Output):
+    id: uuid.UUID
+    policy_id: uuid.UUID
+    application_id: uuid.UUID
+    enabled: bool
+    schedule: str
+    timezone: str = Field(description="the backup policy's time zone, which the schedule uses")
+    checks: list[DrillCheckOut]
+    created_at: datetime
+    updated_at: datetime
+    schedule_id: str
+    schedule_state: ScheduleStateOut | None = None
+    schedule_error: str | None = Field(
+        default=None, description="why the live state could not be read from Temporal"
+    )
+
+
+class CheckResultOut(Output):
+    name: str
+    outcome: Literal["passed", "failed", "error"]
+    message: str
+
+
+class DrillOut(Output):
+    id: uuid.UUID
+    application_id: uuid.UUID
+    backup_id: uuid.UUID | None = Field(description="the backup restored; null once deleted")
+    status: DrillStatus
+    trigger: str
+    workflow_id: str | None
+    run_id: str | None
+    schedule_id: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    recovery_seconds: float | None = Field(
+        description="restore start to verified copy, in seconds (succeeded drills)"
+    )
+    bytes_restored: int | None
+    checks: list[CheckResultOut] | None
+    error_message: str | None
+    cleanup: str | None = Field(description="what happened to the scratch database and folder")
+    notes: dict[str, Any] | None
+    temporal_ui_url: str | None
+    created_at: datetime
+
+
+class DrillDetail(DrillOut):
+    timeline: Timeline | None = None
+    timeline_error: str | None = None
