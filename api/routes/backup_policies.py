@@ -168,11 +168,11 @@ async def retention_preview(
     proposed = retention_days is not None or any(c is not None for c in counts)
     rule = Rule(retention_days, *(c or 0 for c in counts)) if proposed else policy_rule(policy)
     if rule.keeps_nothing:
-        raise invalid("retention_days", KEEPS_NOTHING, "keeps_nothing")
+        raise invalid("query.retention_days", KEEPS_NOTHING, "keeps_nothing")
     try:
         zone = check_timezone(timezone or policy.timezone)
     except CronError as exc:
-        raise invalid("timezone", str(exc), "invalid_timezone") from exc
+        raise invalid("query.timezone", str(exc), "invalid_timezone") from exc
     now = datetime.now(UTC)
     verdicts = await plan(session, policy, rule, zone, now)
     items = [

@@ -13,6 +13,7 @@ from workflows.backup import BackupWorkflow
 from workflows.drill import RestoreDrillWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
+from workflows.retention import RetentionSweepWorkflow
 from workflows.settle_runs import SettleRunsWorkflow
 from workflows.storage import WORKFLOWS
 
@@ -25,7 +26,7 @@ def test_histories_are_recorded() -> None:
             "storage-provision-ceph", "storage-provision-rejected",
             "storage-delete-forced", "restore-succeeded", "restore-verify-failed",
             "restore-cancelled", "runs-settle", "drill-succeeded",
-            "drill-check-failed"} <= names  # fmt: skip
+            "drill-check-failed", "retention-sweep"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
@@ -44,6 +45,7 @@ async def test_history_replays(path: object) -> None:
             RestoreWorkflow,
             SettleRunsWorkflow,
             RestoreDrillWorkflow,
+            RetentionSweepWorkflow,
         ]
     )
     await replayer.replay_workflow(history)
