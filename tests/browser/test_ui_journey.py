@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, ConsoleMessage, expect
 
 from devstack.postgres import PostgresServer
 from tests.browser.ui_pages import RUN_MS, register_app, signed_in
@@ -15,6 +15,17 @@ from tests.support.api import ApiClient, World, new_workspace
 from tests.support.backups import table_hashes, tree_hashes
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+
+# Every chart image on the page loaded and was drawn (the server's SVG, no script involved).
+def _problem(message: ConsoleMessage) -> bool:
+    return message.type == "error" and not message.text.startswith("Failed to load resource")
+
+
+_CHART_DRAWN = (
+    "Array.from(document.querySelectorAll('img.chart'))"
+    ".every(img => img.complete && img.naturalWidth > 0)"
+)
 
 
 async def test_admin_protects_and_restores_an_application(
@@ -31,6 +42,11 @@ async def test_admin_protects_and_restores_an_application(
         api, world, database_server, tmp_path, ws, owner="owner"
     )
     context, page = await signed_in(browser, served, world.tokens["ws_admin"])
+    # script errors and what the pages' CSP refused, on any page; a 4xx answer the test asks
+    # for (a refused form) is logged by Chromium as "Failed to load resource" and is no problem
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if _problem(m) else None)
     try:
         # a local storage, created in the form, turns active on its own (htmx polling)
         await page.goto(f"/ui/workspaces/{ws}/storages")
@@ -69,6 +85,7 @@ async def test_admin_protects_and_restores_an_application(
         )
         await expect(page.get_by_test_id("schedule-preview").locator("li")).to_have_count(5)
         await page.screenshot(path=screenshots / "ui-application.png", full_page=True)
+        await page.wait_for_function(_CHART_DRAWN)
 
         # Run now: the backup's page follows it to success without a reload
         await page.click("text=Run now")
@@ -123,5 +140,57 @@ async def test_admin_protects_and_restores_an_application(
         app_row = page.get_by_test_id("app-row").filter(has_text=app_name)
         await expect(app_row.get_by_test_id("protection")).to_have_text("protected")
         await page.screenshot(path=screenshots / "ui-overview-after.png", full_page=True)
+
+        # the audit log, narrowed to restores, names who asked for it
+        await page.click("text=Audit log")
+        await page.select_option("select[name=action]", "restore.request")
+        await page.click("text=Filter")
+        events = page.get_by_test_id("audit-events").locator("tbody tr")
+        await expect(events).to_have_count(1)
+        await expect(events).to_contain_text("ws_admin-")
+        await page.screenshot(path=screenshots / "ui-audit.png", full_page=True)
+        assert problems == []
+    finally:
+        await context.close()
+
+
+async def test_admin_manages_storages(
+    api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path
+) -> None:
+    ws = await new_workspace(api, world, quota_gb=50)
+    context, page = await signed_in(browser, served, world.tokens["ws_admin"])
+    try:
+        await page.goto(f"/ui/workspaces/{ws}/storages")
+        # an error in words, and nothing created
+        await page.fill("input[name=name]", "huge")
+        await page.fill("input[name=capacity_gb]", "60")
+        await page.click("text=Create storage")
+        await expect(page.get_by_role("alert")).to_contain_text(
+            "the workspace's backup quota is 50 GB"
+        )
+        assert await page.get_by_test_id("storage-row").count() == 0
+        await page.fill("input[name=name]", "spare")
+        await page.fill("input[name=capacity_gb]", "20")
+        await page.click("text=Create storage")
+        row = page.get_by_test_id("storage-row").filter(has_text="spare")
+        await expect(row.get_by_test_id("storage-status")).to_have_text("active", timeout=RUN_MS)
+
+        await row.get_by_role("link", name="spare").click()
+        await page.wait_for_function(_CHART_DRAWN)
+        await page.fill("input[name=capacity_gb]", "40")
+        await page.click("text=Save")
+        await expect(page.get_by_test_id("storage-row")).to_contain_text("of 40 GB")
+        await page.fill("input[name=capacity_gb]", "51")
+        await page.click("text=Save")
+        await expect(page.get_by_role("alert")).to_contain_text("at most 50 GB can be allocated")
+        await page.screenshot(path=screenshots / "ui-storage-error.png", full_page=True)
+
+        await page.click("text=Delete storage")
+        await page.wait_for_url(f"**/ui/workspaces/{ws}/storages")
+        await expect(page.get_by_test_id("storage-row")).to_have_count(0, timeout=RUN_MS)
+        listed = await api.get(
+            f"/api/v1/workspaces/{ws}/backup-storages", headers=world.auth("ws_admin")
+        )
+        assert listed.json()["items"] == []
     finally:
         await context.close()
