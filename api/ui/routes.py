@@ -510,9 +510,8 @@ async def _application_page(
         access, session, settings, temporal, HISTORY_PAGE, cursor, None
     )
     restores = await restore_routes.list_restores(access, session, settings, 10, None)
-    minimum = timedelta(minutes=settings.policy_min_interval_minutes)
     shown = state.policy
-    preview = views.preview(shown.schedule, shown.timezone, minimum) if shown else None
+    preview = views.saved(shown.schedule, shown.timezone) if shown else None
     return render(
         request, "application.html", signed, status_code, access=access,
         app=await application_routes.get_application(access), state=state, policy=policy,

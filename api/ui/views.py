@@ -3,11 +3,12 @@ state of each application, and readable sizes, durations and errors."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -66,21 +67,38 @@ class Preview:
 
 
 def preview(expression: str, timezone: str, min_interval: timedelta, count: int = 5) -> Preview:
-    """The same checks the policy route makes (schedules/cron.py), then words and next runs."""
+    """A schedule as typed: the same checks the policy route makes (schedules/cron.py), then
+    its words and next runs."""
     try:
         zone = check_timezone(timezone)
         check(expression, zone, min_interval)
     except CronError as exc:
         return Preview(None, [], str(exc))
-    return Preview(schedule_words(expression), next_times(expression, zone, count), None)
+    return saved(expression, timezone, count)
 
 
-def expected_gap(policy: BackupPolicy) -> timedelta | None:
-    """The longest time the schedule leaves between two runs (None: it no longer fires)."""
-    times = next_times(policy.schedule, ZoneInfo(policy.timezone), GAP_SAMPLE)
+def saved(expression: str, timezone: str, count: int = 5) -> Preview:
+    """A stored policy's schedule, checked when it was saved: its words and next runs."""
+    return Preview(
+        schedule_words(expression), next_times(expression, ZoneInfo(timezone), count), None
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _longest_gap(expression: str, timezone: str, day: date) -> timedelta | None:
+    times = next_times(expression, ZoneInfo(timezone), GAP_SAMPLE)
     if len(times) < 2:
         return None
     return max(b - a for a, b in itertools.pairwise(times))
+
+
+def expected_gap(policy: BackupPolicy, now: datetime) -> timedelta | None:
+    """The longest time the schedule leaves between two runs (None: it no longer fires).
+
+    Computed once a day per schedule: applications mostly share a few schedules, and walking
+    60 fire times for each of 50 applications would dominate the overview's time.
+    """
+    return _longest_gap(policy.schedule, policy.timezone, now.date())
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,7 @@ def protection(
         return Protection(None, last_success, last_failure, running, None, True, "no policy")
     zone = ZoneInfo(policy.timezone)
     upcoming = next_times(policy.schedule, zone, 1, after=now) if policy.enabled else []
-    gap = expected_gap(policy)
+    gap = expected_gap(policy, now)
     reason = None
     if gap is not None:
         allowed = gap + AT_RISK_GRACE
