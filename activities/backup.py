@@ -188,6 +188,7 @@ class BackupActivities:
         self.restic = restic
         self.backend = backend
         self._initialised: set[Path] = set()
+        self._tools: dict[str, str] | None = None
 
     # -- shared -------------------------------------------------------------------------
 
@@ -563,8 +564,13 @@ class BackupActivities:
             return self.restic.backup_paths(repo, Path(tmp), tags).snapshot_id
 
     def _tool_versions(self) -> dict[str, str]:
-        pg = pg_dump.tool("pg_dump", self.settings.pg_bin_dir)
-        return {"restic": self.restic.version(), "pg_dump": str(pg_dump.client_major(pg))}
+        """Asked once per worker process (an upgraded tool is picked up at its restart)."""
+        if self._tools is None:
+            pg = pg_dump.tool("pg_dump", self.settings.pg_bin_dir)
+            self._tools = {
+                "restic": self.restic.version(), "pg_dump": str(pg_dump.client_major(pg))
+            }  # fmt: skip
+        return self._tools
 
     @activity.defn
     async def record_failure(self, job: FailJob) -> FailRecorded:

@@ -8,8 +8,14 @@ the previous night's, so unchanged tables cost almost nothing.
 
 A dump's figures (row counts per table, database size) are read inside the very
 snapshot pg_dump dumps: a read-only repeatable-read transaction exports its snapshot,
-counts, and stays open while ``pg_dump --snapshot`` runs, so a restore verified against
-those figures matches even when the application wrote during the backup.
+locks every table against DDL, and stays open while ``pg_dump --snapshot`` runs; the exact
+counts run on that transaction *while* pg_dump streams, instead of as a full read of every
+table before it. A restore verified against those figures matches even when the
+application wrote during the backup.
+
+Restores stream ``restic dump`` into a single-transaction ``pg_restore`` for small dumps;
+a larger dump is first staged on local disk (when the disk has room for it and a reserve)
+so that ``pg_restore --jobs`` can load tables and build indexes in parallel.
 
 Connection settings go into a libpq conninfo string; the password only into
 ``PGPASSWORD`` of the child's environment (or the keyword argument of our own psycopg
@@ -19,6 +25,7 @@ connection). Everything here blocks; Temporal activities call it through
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -27,8 +34,9 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -78,6 +86,21 @@ def _retryable(stderr: str) -> bool:
         return True
     return "ERROR:" not in stderr
 
+
+# Restores of dumps smaller than this stream into one transaction: staging them and starting
+# parallel workers costs more than it saves (bench/ measures the trade-off).
+PARALLEL_RESTORE_MIN_BYTES: Final = 64 * 1024 * 1024
+# Free space a staged dump must leave on its file system: the larger of these.
+STAGING_RESERVE_BYTES: Final = 1024**3
+STAGING_RESERVE_FRACTION: Final = 0.05
+
+# Every user table, quoted for SQL, to lock them all in one statement.
+_TABLES_SQL: Final = """
+SELECT format('%I.%I', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+ORDER BY 1
+"""
 
 # count(*) of every user table in one statement, through query_to_xml's dynamic SQL.
 _COUNTS_SQL: Final = """
@@ -173,8 +196,9 @@ def tool(name: str, bin_dir: Path | None) -> str:
     return found
 
 
+@functools.lru_cache(maxsize=16)
 def client_major(binary: str) -> int:
-    """The major version of a client program, from ``--version``."""
+    """The major version of a client program, from ``--version`` (asked once per process)."""
     try:
         done = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, check=False, timeout=30
@@ -223,17 +247,21 @@ def dump_command(target: PgTarget, pg_dump: str, snapshot: str | None = None) ->
     return [*argv, f"--dbname={conninfo(target)}"]
 
 
-def restore_command(target: PgTarget, pg_restore: str) -> list[str]:
-    """pg_restore reading the archive from stdin, all or nothing."""
-    return [
-        pg_restore,
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--single-transaction",
-        "--no-password",
-        f"--dbname={conninfo(target)}",
-    ]
+def restore_command(
+    target: PgTarget, pg_restore: str, archive: Path | None = None, jobs: int = 1
+) -> list[str]:
+    """pg_restore reading the archive from stdin, all or nothing; or from a file, in parallel.
+
+    ``--jobs`` needs a seekable archive and cannot share one transaction; it restores into a
+    fresh staging database that only replaces anything once the whole restore succeeded.
+    """
+    argv = [pg_restore, "--clean", "--if-exists", "--no-owner", "--no-password"]
+    if archive is None or jobs <= 1:
+        argv.append("--single-transaction")
+    else:
+        argv += [f"--jobs={jobs}", "--exit-on-error"]
+    argv.append(f"--dbname={conninfo(target)}")
+    return argv if archive is None else [*argv, str(archive)]
 
 
 def _psql(target: PgTarget, psql: str, query: str, columns: int) -> list[list[str]]:
@@ -290,9 +318,8 @@ def _read_tail(errors: IO[bytes]) -> str:
 
 
 @dataclass(frozen=True)
-class _Figures:
+class _Snapshot:
     snapshot_id: str
-    row_counts: dict[str, int]
     database_size_bytes: int
 
 
@@ -322,11 +349,12 @@ def _connection(target: PgTarget) -> Iterator[psycopg.Connection[tuple[Any, ...]
         conn.close()
 
 
-def _export_snapshot(conn: psycopg.Connection[tuple[Any, ...]], target: PgTarget) -> _Figures:
-    """Opens the snapshot pg_dump will import and reads the manifest's figures inside it.
+def _export_snapshot(conn: psycopg.Connection[tuple[Any, ...]], target: PgTarget) -> _Snapshot:
+    """Opens the snapshot pg_dump will import, locks every table, reads the database size.
 
     The transaction stays open on ``conn``: the snapshot exists only while it does, and
-    the ACCESS SHARE locks the counts took keep DDL away until pg_dump has its own.
+    its ACCESS SHARE locks keep DDL away until pg_dump has its own (a catalog-only step:
+    nothing is read from the tables).
     """
     try:
         # Like pg_dump for its own session: a server or role default must not end a
@@ -350,13 +378,38 @@ def _export_snapshot(conn: psycopg.Connection[tuple[Any, ...]], target: PgTarget
         ) from None
     assert exported is not None
     try:
-        # One statement for every table: one round trip, whatever the number of tables.
-        counts = {str(name): int(n) for name, n in conn.execute(_COUNTS_SQL).fetchall()}
+        tables = [str(name) for (name,) in conn.execute(_TABLES_SQL).fetchall()]
+        if tables:
+            conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE".encode())
         sized = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     except psycopg.Error as exc:
-        raise _sql_failure("counting the rows to back up", exc, target) from None
+        raise _sql_failure("locking the tables to back up", exc, target) from None
     assert sized is not None
-    return _Figures(str(exported[0]), counts, int(sized[0]))
+    return _Snapshot(str(exported[0]), int(sized[0]))
+
+
+def _count_rows(conn: psycopg.Connection[tuple[Any, ...]], target: PgTarget) -> dict[str, int]:
+    """Exact row counts in the exported snapshot (one statement, whatever the table count)."""
+    try:
+        return {str(name): int(n) for name, n in conn.execute(_COUNTS_SQL).fetchall()}
+    except psycopg.Error as exc:
+        raise _sql_failure("counting the rows to back up", exc, target) from None
+
+
+def _against_size(
+    progress: Callable[[Progress], None] | None, size: int
+) -> Callable[[Progress], None] | None:
+    """restic cannot know a stream's total; the database size stands in (a dump is smaller:
+    it holds no indexes), so the figure stays under 100 % until the dump ends."""
+    if progress is None:
+        return None
+
+    def report(p: Progress) -> None:
+        done = min(p.bytes_done, size)
+        percent = min(99.0, 100.0 * done / size) if size else 0.0
+        progress(replace(p, total_bytes=size, percent=percent))
+
+    return report
 
 
 def dump_into_restic(
@@ -387,17 +440,32 @@ def dump_into_restic(
                 f"CAIRN_PG_BIN_DIR at the PostgreSQL {server_major} client programs",
                 retryable=False,
             )
-        figures = _export_snapshot(conn, target)
-        command = dump_command(target, pg_dump, figures.snapshot_id)
-        # The exporting transaction stays open until pg_dump has finished.
-        result = _stream_into_restic(
-            command, target, restic, repo, tags, filename=filename, progress=progress
-        )
+        snapshot = _export_snapshot(conn, target)
+        if progress is not None:  # a figure from the start, before restic's first status
+            progress(Progress(0, snapshot.database_size_bytes, 0, 0, 0.0))
+        command = dump_command(target, pg_dump, snapshot.snapshot_id)
+        # The counts run on the exporting transaction while pg_dump streams; that
+        # transaction stays open until both have finished.
+        with ThreadPoolExecutor(1, thread_name_prefix="cairn-counts") as pool:
+            counting = pool.submit(_count_rows, conn, target)
+            try:
+                result = _stream_into_restic(
+                    command, target, restic, repo, tags, filename=filename,
+                    progress=_against_size(progress, snapshot.database_size_bytes),
+                )  # fmt: skip
+            except BaseException:
+                conn.cancel_safe()
+                raise
+            try:
+                row_counts = counting.result()
+            except DumpError:
+                restic.forget(repo, [result.snapshot_id])  # its figures are unknown
+                raise
     stored = {f.name: getattr(result, f.name) for f in fields(BackupResult)}
     return DatabaseDump(
         **stored,
-        row_counts=figures.row_counts,
-        database_size_bytes=figures.database_size_bytes,
+        row_counts=row_counts,
+        database_size_bytes=snapshot.database_size_bytes,
         server_major=server_major,
     )
 
@@ -471,33 +539,113 @@ def restore_from_restic(
     *,
     bin_dir: Path | None = None,
     filename: str = "database.dump",
+    size_hint: int | None = None,
+    staging_dir: Path | None = None,
+    jobs: int | None = None,
 ) -> None:
-    """Restores a dump into ``target`` in one transaction: a failure leaves it unchanged."""
+    """Restores a dump into ``target``, which must be a fresh database (or one to replace).
+
+    The dump's size (``size_hint``, else read from the snapshot's tree) chooses how: see
+    :func:`restore_plan`.
+    Streamed, the restore is one transaction and a failure leaves ``target`` unchanged;
+    staged and parallel, a failure leaves ``target`` partly restored, so callers restore
+    into a staging database that is renamed into place only after success (and dropped, or
+    restored again from scratch, otherwise).
+    """
     pg_restore = tool("pg_restore", bin_dir)
-    dump = restic.dump(repo, snapshot_id, filename)
-    assert dump.stdout is not None
+    folder = staging_dir or Path(tempfile.gettempdir())
+    if size_hint is None and restore_plan(PARALLEL_RESTORE_MIN_BYTES, folder, jobs) > 1:
+        try:
+            size_hint = restic.file_size(repo, snapshot_id, filename)
+        except ResticError as exc:
+            raise _restic_failure(
+                "reading the dump's size from the repository failed", exc
+            ) from exc
+    parallel = restore_plan(size_hint, folder, jobs)
+    if parallel <= 1:
+        _restore_streamed(target, restic, repo, snapshot_id, pg_restore, filename)
+    else:
+        with tempfile.TemporaryDirectory(prefix="cairn-restore-", dir=folder) as tmp:
+            archive = Path(tmp) / "database.dump"
+            _stage(restic, repo, snapshot_id, filename, archive)
+            command = restore_command(target, pg_restore, archive, parallel)
+            exit_code, stderr = _run_restore(command, target, None)
+            if exit_code != 0:
+                raise _failure("pg_restore", exit_code, stderr, target)
+    logger.info("restored snapshot %s into database %s (%d jobs)", snapshot_id, target.dbname,
+                parallel)  # fmt: skip
+
+
+def restore_plan(size_hint: int | None, staging_dir: Path, jobs: int | None = None) -> int:
+    """How many pg_restore jobs a dump of ``size_hint`` bytes gets; 1 means streamed.
+
+    Parallel restore needs the archive staged on local disk, which costs writing it once;
+    it pays off above :data:`PARALLEL_RESTORE_MIN_BYTES` and only with more than one core.
+    The staged copy must fit with a reserve left (5 % of the file system, at least 1 GiB);
+    otherwise the restore streams as before, with no disk used at all.
+    """
+    jobs = jobs or min(4, os.cpu_count() or 1)
+    if jobs <= 1 or size_hint is None or size_hint < PARALLEL_RESTORE_MIN_BYTES:
+        return 1
+    try:
+        disk = shutil.disk_usage(staging_dir)
+    except OSError:
+        return 1
+    reserve = max(STAGING_RESERVE_BYTES, int(disk.total * STAGING_RESERVE_FRACTION))
+    return jobs if disk.free - size_hint >= reserve else 1
+
+
+def _stage(
+    restic: Restic, repo: Repository, snapshot_id: str, filename: str, archive: Path
+) -> None:
+    """``restic dump`` straight into ``archive`` (no copy through Python)."""
+    with archive.open("wb") as out:
+        dump = restic.dump(repo, snapshot_id, filename, into=out)
+        try:
+            restic.finish_dump(repo, dump)
+        except ResticError as exc:
+            raise _restic_failure("reading the dump from the repository failed", exc) from exc
+        except BaseException:
+            _stop(dump)
+            raise
+
+
+def _run_restore(command: list[str], target: PgTarget, stdin: IO[bytes] | None) -> tuple[int, str]:
+    """Runs pg_restore to its end: (exit code, the tail of its stderr)."""
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(
-                restore_command(target, pg_restore),
+                command,
                 env=environment(target),
-                stdin=dump.stdout,
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
             )
         except OSError as exc:
-            _stop(dump)
-            raise DumpError(f"cannot run {pg_restore}: {exc}", retryable=False) from None
+            raise DumpError(f"cannot run {command[0]}: {exc}", retryable=False) from None
         finally:
-            dump.stdout.close()
+            if stdin is not None:
+                stdin.close()  # pg_restore holds its own copy; restic must see it go
         try:
             exit_code = proc.wait()
         except BaseException:
             _stop(proc)
-            _stop(dump)
             raise
-        stderr = _read_tail(errors)
+        return exit_code, _read_tail(errors)
 
+
+def _restore_streamed(
+    target: PgTarget, restic: Restic, repo: Repository, snapshot_id: str, pg_restore: str,
+    filename: str,
+) -> None:  # fmt: skip
+    """``restic dump`` piped into a single-transaction pg_restore: nothing touches the disk."""
+    dump = restic.dump(repo, snapshot_id, filename)
+    assert dump.stdout is not None
+    try:
+        exit_code, stderr = _run_restore(restore_command(target, pg_restore), target, dump.stdout)
+    except BaseException:
+        _stop(dump)
+        raise
     try:
         restic.finish_dump(repo, dump)
     except ResticError as exc:
@@ -507,4 +655,3 @@ def restore_from_restic(
             raise _restic_failure("reading the dump from the repository failed", exc) from exc
     if exit_code != 0:
         raise _failure("pg_restore", exit_code, stderr, target)
-    logger.info("restored snapshot %s into database %s", snapshot_id, target.dbname)

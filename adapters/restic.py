@@ -496,6 +496,16 @@ class Restic:
             for item in json.loads(self._run(repo, args))
         ]
 
+    def file_size(self, repo: Repository, snapshot_id: str, filename: str) -> int:
+        """The size of one file of a snapshot, from its tree (no data is read)."""
+        path = "/" + filename.lstrip("/")
+        output = self._run(repo, ["ls", "--json", snapshot_id, path])
+        for line in output.splitlines():
+            node = json.loads(line)
+            if node.get("struct_type") == "node" and node.get("path") == path:
+                return int(node.get("size") or 0)
+        raise ResticError(f"{path} not found in snapshot {snapshot_id}", retryable=False)
+
     def forget(self, repo: Repository, snapshot_ids: Sequence[str]) -> None:
         """Drops snapshots (the data stays until ``prune``); unknown ids are ignored."""
         if snapshot_ids:

@@ -1,4 +1,10 @@
-"""The backup of one application: quota check, snapshot, dump, upload, record, prune."""
+"""The backup of one application: quota check, snapshot, dump, upload, record.
+
+Retention (forget and prune) is not a step of the backup any more: the daily retention
+sweep applies it to every policy in one batch, so a backup's cost does not include
+repacking the repository (issue 13). Runs started before that change replay with their
+prune step (``workflow.patched``).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 
 # A cancelled data step must have stopped before its partial snapshots are cleaned up.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+# Marks runs that leave retention to the daily sweep; older histories still prune.
+PRUNE_IN_SWEEP = "prune-in-daily-sweep"
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -93,6 +101,7 @@ class BackupWorkflow:
                 await workflow.execute_activity_method(
                     BackupActivities.dump_database,
                     execution_id,
+                    summary="dump the database",
                     task_queue=DATA_TASK_QUEUE,
                     start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT,
@@ -106,6 +115,7 @@ class BackupWorkflow:
                 await workflow.execute_activity_method(
                     BackupActivities.upload_volume,
                     UploadJob(execution_id, volume, snapshot.volumes[volume], request.backup_type),
+                    summary=f"upload volume {volume}",
                     task_queue=DATA_TASK_QUEUE,
                     start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT,
@@ -116,6 +126,7 @@ class BackupWorkflow:
         self.step = "record"
         stored = await workflow.execute_activity_method(
             BackupActivities.store_manifest, RecordJob(execution_id, parts, snapshot, started),
+            summary="store the manifest",
             task_queue=DATA_TASK_QUEUE, start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
         )  # fmt: skip
@@ -124,16 +135,17 @@ class BackupWorkflow:
             start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
             retry_policy=METADATA,
         )  # fmt: skip
-        self.step = "prune"
-        try:
-            await workflow.execute_activity_method(
-                RetentionActivities.apply_retention, request.policy_id,
-                task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
-                heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
-            )  # fmt: skip
-        except ActivityError as error:
-            # The backup itself is complete; a failed prune is retried after the next backup.
-            workflow.logger.warning("retention failed, backup kept: %s", reason(error))
+        if not workflow.patched(PRUNE_IN_SWEEP):
+            self.step = "prune"
+            try:
+                await workflow.execute_activity_method(
+                    RetentionActivities.apply_retention, request.policy_id,
+                    task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
+                    heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
+                )  # fmt: skip
+            except ActivityError as error:
+                # The backup itself is complete; a failed prune is retried by the sweep.
+                workflow.logger.warning("retention failed, backup kept: %s", reason(error))
         self.step = "done"
         return execution_id
 

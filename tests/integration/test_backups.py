@@ -80,8 +80,7 @@ async def test_backup_is_complete_encrypted_and_restorable_with_plain_restic(
         "upload_volume",
         "store_manifest",
         "record_success",
-        "apply_retention",
-    ]
+    ]  # retention is the daily sweep's (issue 13)
     assert all(s["status"] == "completed" for s in backup["timeline"]["steps"])
     # begin_backup may retry once while the API's transaction commits; data steps never did
     assert all(s["attempts"] == 1 for s in backup["timeline"]["steps"][1:])
@@ -271,8 +270,18 @@ async def test_scheduled_run_matches_a_manual_one(
     }  # fmt: skip
 
 
+async def _sweep(temporal_client: Client, name: str) -> dict[str, list[str]]:
+    """Runs the daily retention sweep now: it, not the backup, forgets and prunes."""
+    from core.settings import CONTROL_TASK_QUEUE
+    from workflows.retention import RetentionSweepWorkflow
+
+    return await temporal_client.execute_workflow(
+        RetentionSweepWorkflow.run, id=f"test-sweep-{name}", task_queue=CONTROL_TASK_QUEUE
+    )
+
+
 async def test_retention_prunes_expired_backups_but_never_the_newest_good_one(
-    api: ApiClient, world: World, app: App, settings: Settings
+    api: ApiClient, world: World, app: App, settings: Settings, temporal_client: Client
 ) -> None:
     owner = world.auth("owner")
     runs = [await run_backup(api, world, app) for _ in range(3)]
@@ -286,6 +295,7 @@ async def test_retention_prunes_expired_backups_but_never_the_newest_good_one(
         )
     fourth = await run_backup(api, world, app)
     assert fourth["status"] == "succeeded"
+    await _sweep(temporal_client, fourth["id"])
     statuses = {
         b["id"]: b["status"]
         for b in (await expect(await api.get(app.backups, headers=owner), 200))["items"]
@@ -305,6 +315,7 @@ async def test_retention_prunes_expired_backups_but_never_the_newest_good_one(
         conn.execute("UPDATE backup_policies SET retention_days = 1 WHERE application_id = %s",
                      (app.id,))  # fmt: skip
     await _fail_next_backup(api, world, app, settings)
+    await _sweep(temporal_client, f"{fourth['id']}-again")
     statuses = {
         b["id"]: b["status"]
         for b in (await expect(await api.get(app.backups, headers=owner), 200))["items"]
@@ -356,17 +367,12 @@ async def test_metrics_report_backups_and_storage(api: ApiClient, world: World, 
 async def test_daily_sweep_prunes_expired_backups_without_a_new_backup(
     api: ApiClient, world: World, app: App, settings: Settings, temporal_client: Client
 ) -> None:
-    from core.settings import CONTROL_TASK_QUEUE
-    from workflows.retention import RetentionSweepWorkflow
-
     old, new = await run_backup(api, world, app), await run_backup(api, world, app)
     assert old["status"] == new["status"] == "succeeded"
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
         conn.execute("UPDATE backup_executions SET started_at = now() - interval '40 days'"
                      " WHERE id = %s", (old["id"],))  # fmt: skip
-    swept = await temporal_client.execute_workflow(
-        RetentionSweepWorkflow.run, id=f"test-sweep-{old['id']}", task_queue=CONTROL_TASK_QUEUE
-    )
+    swept = await _sweep(temporal_client, old["id"])
     assert [old["id"]] in swept.values()
     statuses = {
         b["id"]: b["status"]
