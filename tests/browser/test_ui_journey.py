@@ -169,6 +169,18 @@ async def test_admin_manages_storages(
             "the workspace's backup quota is 50 GB"
         )
         assert await page.get_by_test_id("storage-row").count() == 0
+        # an NFS storage's fields appear with its type; a server PVE would refuse, in words
+        assert not await page.locator("input[name=nfs_server]").is_visible()
+        await page.select_option("select[name=type]", "nfs")
+        await page.fill("input[name=capacity_gb]", "5")
+        await page.fill("input[name=nfs_server]", "nas.example:2049")
+        await page.fill("input[name=nfs_export]", "/srv/backups")
+        await page.click("text=Create storage")
+        await expect(page.get_by_role("alert")).to_contain_text(
+            "connection server: Value error, must be an IP address or a DNS name"
+        )
+        assert await page.get_by_test_id("storage-row").count() == 0
+        await page.select_option("select[name=type]", "local")
         await page.fill("input[name=name]", "spare")
         await page.fill("input[name=capacity_gb]", "20")
         await page.click("text=Create storage")
