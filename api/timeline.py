@@ -5,17 +5,23 @@ writes ``ActivityTaskStarted`` only when the attempt ends, so a step that is exe
 has just its ``ActivityTaskScheduled`` event. The workflow's pending activities say what
 is happening now (started, waiting to retry, cancel requested), and they win over history
 for the steps they list.
+
+A closed run's steps never change, so its timeline is kept in this process after the
+first read (bounded, least recently used first out): showing a finished backup or restore
+again costs no Temporal call. Running runs are read live each time.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 _OUTCOMES = {
     "activity_task_started_event_attributes": "running",
@@ -30,6 +36,11 @@ _PENDING = {
     PendingActivityState.PENDING_ACTIVITY_STATE_STARTED: "running",
     PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED: "cancelling",
 }
+
+
+# Timelines of closed runs by (workflow id, run id); a few KB each.
+_CLOSED: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+CLOSED_KEPT = 4096
 
 
 def _time(event: HistoryEvent) -> datetime:
@@ -47,6 +58,22 @@ def _decode(payloads: Any) -> Any:
 
 
 async def read(client: Client, workflow_id: str, run_id: str | None) -> dict[str, Any]:
+    """The run's steps and live progress; a closed run's come from memory after one read."""
+    key = (workflow_id, run_id or "")
+    if run_id and key in _CLOSED:
+        _CLOSED.move_to_end(key)
+        return copy.deepcopy(_CLOSED[key])
+    timeline, closed = await _read(client, workflow_id, run_id)
+    if run_id and closed:
+        _CLOSED[key] = copy.deepcopy(timeline)
+        while len(_CLOSED) > CLOSED_KEPT:
+            _CLOSED.popitem(last=False)
+    return timeline
+
+
+async def _read(
+    client: Client, workflow_id: str, run_id: str | None
+) -> tuple[dict[str, Any], bool]:
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     steps: dict[int, dict[str, Any]] = {}
     async for event in handle.fetch_history_events():
@@ -100,8 +127,9 @@ async def read(client: Client, workflow_id: str, run_id: str | None) -> dict[str
         details = _decode(pending.heartbeat_details)
         if isinstance(details, dict) and details:
             progress = {"step": pending.activity_type.name, **details}
-    return {
+    timeline = {
         "workflow_status": description.status.name.lower() if description.status else None,
         "steps": [steps[k] for k in sorted(steps)],
         "progress": progress,
     }
+    return timeline, description.status not in (None, WorkflowExecutionStatus.RUNNING)

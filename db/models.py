@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -363,3 +364,28 @@ class UiSession(Base):
     )
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# Keyset pages and running-run checks (migration 0009): a page reads only its own rows.
+for _model, _owner, _at, _id in (
+    (BackupExecution, "application_id", "created_at", "id"),
+    (BackupRestore, "application_id", "created_at", "id"),
+    (Application, "workspace_id", "created_at", "id"),
+    (BackupStorage, "workspace_id", "created_at", "id"),
+    (WorkspaceMember, "workspace_id", "created_at", "user_id"),
+    (AuditEvent, "workspace_id", "occurred_at", "id"),
+):
+    Index(
+        f"ix_{_model.__tablename__}_page",
+        getattr(_model, _owner), getattr(_model, _at).desc(), getattr(_model, _id).desc(),
+    )  # fmt: skip
+Index("ix_users_page", User.created_at.desc(), User.id.desc())
+Index("ix_workspaces_page", Workspace.created_at.desc(), Workspace.id.desc())
+Index(
+    "ix_backup_executions_running", BackupExecution.application_id,
+    postgresql_where=BackupExecution.status == "running",
+)  # fmt: skip
+Index(
+    "ix_backup_restores_running", BackupRestore.application_id,
+    postgresql_where=BackupRestore.status.in_(("pending", "running")),
+)  # fmt: skip
