@@ -56,7 +56,7 @@ from db.models import (
     RestoreDrill,
     RestoreDrillPolicy,
 )
-from db.runs import RUNNING_DRILL, newest_success, settle
+from db.runs import FINISHED, RUNNING_DRILL, newest_success, settle
 
 DRILL_WORKFLOW = "RestoreDrillWorkflow"
 ACTOR = audit.Actor(label="system:restore-drill")
@@ -445,31 +445,54 @@ class DrillActivities:
     async def clean_up_drill(self, drill_id: str) -> str:
         """Drops the scratch database and removes the scratch folder, in every outcome.
 
+        Also removes what earlier drills of the application left because their workflow
+        ended without its cleanup (terminated in Temporal, then settled by the reconciler).
         Retried by the workflow; the last attempt writes what is left on the row instead of
         failing, so an operator finds it.
         """
         async with self.sessions() as session:
             drill = await session.get(RestoreDrill, uuid.UUID(drill_id))
             application = await session.get(Application, drill.application_id) if drill else None
-        database = scratch_database(drill_id)
-        folder = drills_folder(self.settings) / str(uuid.UUID(drill_id))
+            earlier = [] if application is None else list(
+                await session.scalars(
+                    select(RestoreDrill.id).where(
+                        RestoreDrill.application_id == application.id,
+                        RestoreDrill.id != uuid.UUID(drill_id),
+                        RestoreDrill.status.in_(FINISHED),
+                        RestoreDrill.details["cleanup"].astext.is_(None),
+                    ).limit(20)
+                )
+            )  # fmt: skip
+        removed = [uuid.UUID(drill_id), *earlier]
         try:
+            server = None
             if application is not None and application.platform_settings.get("database"):
                 server = own_database(application, self.settings)
-                await heartbeating(asyncio.to_thread(pg_databases.drop, server, database))
-            await heartbeating(asyncio.to_thread(_remove_folder, folder))
+            for each in removed:
+                if server is not None:
+                    await heartbeating(
+                        asyncio.to_thread(pg_databases.drop, server, scratch_database(each))
+                    )
+                folder = drills_folder(self.settings) / str(each)
+                await heartbeating(asyncio.to_thread(_remove_folder, folder))
         except (ApplicationError, pg_dump.DumpError, crypto.CryptoError, OSError) as exc:
             note = shorten(f"cleanup incomplete: {getattr(exc, 'message', None) or exc}")
             if activity.info().attempt < CLEANUP_ATTEMPTS:
                 raise ApplicationError(note, type="CleanupFailed") from None
             activity.logger.error("drill %s: %s", drill_id, note)
+            removed = [uuid.UUID(drill_id)]
         else:
-            note = f"scratch database {database} and folder {folder} removed"
+            note = "scratch database and folder removed"
         async with self.sessions() as session:
-            row = await session.get(RestoreDrill, uuid.UUID(drill_id))
-            if row is not None:
-                row.details = {**(row.details or {}), "cleanup": note}
-                await session.commit()
+            for each in removed:
+                row = await session.get(RestoreDrill, each)
+                if row is not None:
+                    mine = each == uuid.UUID(drill_id)
+                    row.details = {
+                        **(row.details or {}),
+                        "cleanup": note if mine else f"{note} by the cleanup of drill {drill_id}",
+                    }
+            await session.commit()
         return note
 
     def control(self) -> list[Any]:

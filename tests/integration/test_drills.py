@@ -215,6 +215,32 @@ async def test_a_backup_runs_beside_a_drill(
     assert app_state(app) == before
 
 
+async def test_what_a_terminated_drill_left_goes_with_the_next_drill(
+    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
+    database_server: PostgresServer, webhook: WebhookReceiver, temporal_client: Client,
+) -> None:  # fmt: skip
+    """A workflow terminated in Temporal runs no cleanup; the application's next drill does."""
+    app, _ = backed_up
+    owner = world.auth("owner")
+    accepted = await expect(await api.post(drills_url(app), headers=owner), 202)
+    await temporal_client.get_workflow_handle(accepted["workflow_id"]).terminate(reason="ops")
+    stopped = await expect(await api.get(f"{drills_url(app)}/{accepted['id']}", headers=owner), 200)
+    assert (
+        stopped["status"] == "failed" and "terminated in Temporal: ops" in stopped["error_message"]
+    )
+    assert [e["event"] for e in await wait_for_events(webhook, stopped["id"])] == ["drill.failed"]
+    # what a restore cut off by the termination would have left
+    database_server.create_database(scratch_database(stopped["id"]))
+    (drills_folder(settings) / stopped["id"] / "uploads").mkdir(parents=True)
+    assert len(scratch_left(database_server, settings, stopped["id"])) == 2
+    drill = await run_drill(api, world, app)
+    assert drill["status"] == "succeeded", drill["error_message"]
+    assert scratch_left(database_server, settings, stopped["id"]) == []
+    assert scratch_left(database_server, settings, drill["id"]) == []
+    earlier = await expect(await api.get(f"{drills_url(app)}/{stopped['id']}", headers=owner), 200)
+    assert f"by the cleanup of drill {drill['id']}" in earlier["cleanup"]
+
+
 async def test_a_drill_policy_is_a_schedule_in_the_policy_time_zone(
     api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
     database_server: PostgresServer, temporal_client: Client,
