@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install dev test test-unit lint format bench
+.PHONY: install dev test test-unit lint format bench bench-quick
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# issue 13's whole table (about half an hour here), then a short variant (a few minutes);
+# both end with RESULT name=value lines (docs/performance.md)
 bench: install
-	$(BIN)/python -m bench.backup_throughput --size-mb 1024
-	$(BIN)/python -m bench.restore_throughput --size-mb 1024
+	$(BIN)/python -m bench.run
+
+bench-quick: install
+	$(BIN)/python -m bench.run --quick

@@ -1,26 +1,35 @@
-"""The whole service for a benchmark: Temporal dev server, a ``cairn worker`` process, the API
-in-process, and one application whose database is the one under test."""
+"""The whole service for a benchmark, as it runs in production: the Temporal dev server, a
+``cairn worker`` process and a ``cairn api`` process (uvicorn, real HTTP), plus a workspace
+with one local storage to which applications are added."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
 from core.settings import Settings
+from db.bootstrap import create_admin
+from db.session import make_engine, make_sessionmaker
 from devstack.temporal import cli_path
-from tests.support.api import build_world, expect, new_workspace, running_app, wait_for
+
+FINAL = ("succeeded", "failed", "cancelled")
 
 
 class PeakRss:
@@ -51,87 +60,235 @@ class PeakRss:
         self._thread.join()
 
 
-def timed(label: str, fn: Callable[[], object]) -> float:
+def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
-    elapsed = time.perf_counter() - start
-    print(f"  {label:<40} {elapsed:8.2f} s", flush=True)
-    return elapsed
+    return time.perf_counter() - start
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _ok(response: httpx.Response, status: int) -> Any:
+    if response.status_code != status:
+        raise SystemExit(f"{response.request.url}: {response.status_code} {response.text}")
+    return response.json() if response.content else None
 
 
 @dataclass
 class Stack:
     api: httpx.AsyncClient
+    temporal: Client
+    admin: dict[str, str]
     owner: dict[str, str]
-    app_id: str
+    owner_id: str
+    workspace_id: str
+    storage_id: str
     worker_pid: int
+    volume_root: Path
 
-    async def until(self, path: str, done: Callable[[Any], bool]) -> Any:
-        return await wait_for(self.api, path, self.owner, done, seconds=7200)
+    async def new_app(self, name: str, database_url: str, volume: Path | None = None) -> str:
+        """An application of the local platform with a daily policy on the bench storage."""
+        platform: dict[str, Any] = {"kind": "local", "database_url": database_url}
+        if volume is not None:
+            platform["volumes"] = {"files": str(volume)}
+        app = await _ok(
+            await self.api.post(
+                f"/api/v1/workspaces/{self.workspace_id}/applications",
+                json={"name": name, "owner_id": self.owner_id, "platform": platform},
+                headers=self.admin,
+            ),
+            201,
+        )
+        await _ok(
+            await self.api.post(
+                f"/api/v1/applications/{app['id']}/backup-policy",
+                json={
+                    "storage_id": self.storage_id,
+                    "schedule": "0 3 * * *",
+                    "include_volumes": volume is not None,
+                },
+                headers=self.owner,
+            ),
+            201,
+        )
+        return str(app["id"])
+
+    async def start_backup(self, app_id: str) -> str:
+        body = await _ok(
+            await self.api.post(f"/api/v1/applications/{app_id}/backups", headers=self.owner), 202
+        )
+        return str(body["id"])
+
+    async def until_final(self, path: str, poll: float = 0.1) -> dict[str, Any]:
+        """Polls a backup or restore until its row has a final status."""
+        while True:
+            response = await self.api.get(path, headers=self.owner)
+            if response.status_code == 200 and response.json()["status"] in FINAL:
+                return dict(response.json())
+            await asyncio.sleep(poll)
+
+    async def backup(self, app_id: str) -> tuple[float, dict[str, Any]]:
+        """One backup, POST to a final status; fails the bench unless it succeeded."""
+        start = time.perf_counter()
+        backup_id = await self.start_backup(app_id)
+        done = await self.until_final(f"/api/v1/applications/{app_id}/backups/{backup_id}")
+        elapsed = time.perf_counter() - start
+        if done["status"] != "succeeded":
+            raise SystemExit(f"backup failed: {done['error_message']}")
+        return elapsed, done
+
+    async def restore(self, app_id: str, backup_id: str) -> float:
+        start = time.perf_counter()
+        restore = await _ok(
+            await self.api.post(
+                f"/api/v1/applications/{app_id}/backups/{backup_id}/restore",
+                json={"restore_type": "full"},
+                headers=self.owner,
+            ),
+            202,
+        )
+        done = await self.until_final(f"/api/v1/applications/{app_id}/restores/{restore['id']}")
+        elapsed = time.perf_counter() - start
+        if done["status"] != "succeeded":
+            raise SystemExit(f"restore failed: {done['error_message']}")
+        return elapsed
+
+    async def workflow_closed(self, workflow_id: str) -> None:
+        """Waits until the run's workflow has ended (a row succeeds before its last steps)."""
+        await self.temporal.get_workflow_handle(workflow_id).result()
 
 
-def finished(body: dict[str, Any]) -> bool:
-    timeline = body.get("timeline") or {}
-    return body["status"] in ("succeeded", "failed", "cancelled") and timeline.get(
-        "workflow_status"
-    ) not in (None, "running")
+def _service(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--log-level", "WARNING", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.asynccontextmanager
-async def cairn_stack(settings: Settings, database_url: str) -> AsyncIterator[Stack]:
+async def cairn_stack(settings: Settings, work: Path) -> AsyncIterator[Stack]:
+    """Temporal, worker and API for ``settings``' metadata database; stopped on exit."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=cli_path(), search_attributes=SEARCH_ATTRIBUTE_KEYS,
+        dev_server_existing_path=cli_path(),
+        search_attributes=SEARCH_ATTRIBUTE_KEYS,
         dev_server_log_level="error",
-    )  # fmt: skip
-    settings = settings.model_copy(
-        update={"temporal_address": env.client.service_client.config.target_host}
     )
-    worker_env = {
+    port = _free_port()
+    volume_root = work / "apps"
+    volume_root.mkdir(parents=True, exist_ok=True)
+    service_env = {
         **os.environ,
         "CAIRN_DATABASE_URL": settings.database_url,
-        "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address,
+        "CAIRN_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "CAIRN_MASTER_KEY": settings.master_key_text or "",
         "CAIRN_STORAGE_MOUNT_ROOT": str(settings.storage_mount_root),
+        "CAIRN_VOLUME_ROOTS": str(volume_root),
+        "CAIRN_DATA_DIR": str(work / "cairn-data"),
+        "CAIRN_API_PORT": str(port),
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--log-level", "WARNING", "worker"], env=worker_env
-    )
+    worker = _service(["worker"], service_env, work / "worker.log")
+    api = _service(["api"], service_env, work / "api.log")
+    engine = make_engine(settings.database_url)
     try:
-        async with running_app(settings) as api:
-            world = await build_world(api)
-            ws = await new_workspace(api, world, quota_gb=10_000, members=("owner",))
-            admin, owner = world.auth("ws_admin"), world.auth("owner")
-            storage = await expect(
-                await api.post(
-                    f"/api/v1/workspaces/{ws}/backup-storages",
-                    json={"name": "bench", "type": "local", "capacity_gb": 5_000}, headers=admin,
-                ),
-                202,
-            )  # fmt: skip
-            await wait_for(
-                api, f"/api/v1/workspaces/{ws}/backup-storages/{storage['id']}", admin,
-                lambda s: s["status"] == "active", seconds=60,
-            )  # fmt: skip
-            app = await expect(
-                await api.post(
-                    f"/api/v1/workspaces/{ws}/applications",
-                    json={"name": "bench", "owner_id": world.users["owner"],
-                          "platform": {"kind": "local", "database_url": database_url}},
-                    headers=world.auth("platform_admin"),
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=120,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        ) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or api.poll() is not None:
+                    raise SystemExit(f"the API did not start; see {work / 'api.log'}")
+                await asyncio.sleep(0.3)
+            async with make_sessionmaker(engine)() as session:
+                admin = {
+                    "Authorization": f"Bearer {await create_admin(session, 'bench@cairn.test')}"
+                }
+            tag = uuid.uuid4().hex[:6]
+            user = await _ok(
+                await client.post(
+                    "/api/v1/admin/users",
+                    json={"email": f"owner-{tag}@cairn.test", "name": "owner"},
+                    headers=admin,
                 ),
                 201,
-            )  # fmt: skip
-            await expect(
-                await api.post(
-                    f"/api/v1/applications/{app['id']}/backup-policy",
-                    json={"storage_id": storage["id"], "schedule": "0 3 * * *",
-                          "include_volumes": False},
+            )
+            token = await _ok(
+                await client.post(
+                    f"/api/v1/admin/users/{user['id']}/tokens", json={}, headers=admin
+                ),
+                201,
+            )
+            owner = {"Authorization": f"Bearer {token['token']}"}
+            ws = await _ok(
+                await client.post(
+                    "/api/v1/admin/workspaces",
+                    json={"name": f"bench-{tag}", "plan": "dedicated", "backup_quota_gb": 10_000},
+                    headers=admin,
+                ),
+                201,
+            )
+            await _ok(
+                await client.post(
+                    f"/api/v1/workspaces/{ws['id']}/members",
+                    json={"user_id": user["id"], "role": "admin"},
+                    headers=admin,
+                ),
+                201,
+            )
+            storage = await _ok(
+                await client.post(
+                    f"/api/v1/workspaces/{ws['id']}/backup-storages",
+                    json={"name": "bench", "type": "local", "capacity_gb": 5_000},
                     headers=owner,
                 ),
-                201,
-            )  # fmt: skip
-            yield Stack(api, owner, app["id"], worker.pid)
+                202,
+            )
+            while True:
+                body = await _ok(
+                    await client.get(
+                        f"/api/v1/workspaces/{ws['id']}/backup-storages/{storage['id']}",
+                        headers=owner,
+                    ),
+                    200,
+                )
+                if body["status"] == "active":
+                    break
+                await asyncio.sleep(0.3)
+            yield Stack(
+                client,
+                env.client,
+                admin,
+                owner,
+                user["id"],
+                ws["id"],
+                storage["id"],
+                worker.pid,
+                volume_root,
+            )
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        _stop(api)
+        _stop(worker)
+        await engine.dispose()
         await env.shutdown()

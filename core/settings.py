@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +27,12 @@ class Settings(BaseSettings):
     storage_mount_root: Path = Path("/var/lib/cairn/storages")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    worker_data_concurrency: int = 2
+    worker_data_concurrency: int = Field(
+        default_factory=lambda: min(16, 2 * (os.cpu_count() or 1)),
+        ge=1,
+        description="data steps one worker runs at once; default two per core (at most 16):"
+        " a small run's step mostly waits for its restic or pg_dump child",
+    )
     worker_shutdown_grace_seconds: float = 30.0
 
     proxmox_host: str | None = None

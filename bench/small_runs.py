@@ -1,0 +1,143 @@
+"""Small applications: one backup's latency, many at once, and API reads under load.
+
+A tiny application is 5,000 rows in one table and 1 MB of files in one volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+
+from bench.database import Databases
+from bench.figures import Figure, Report, activity_seconds, percentile
+from bench.stack import Stack
+
+
+def _files(folder: Path, total: int = 1024 * 1024, count: int = 20) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"file-{i:02d}.bin").write_bytes(os.urandom(total // count))
+    return folder
+
+
+async def latency(stack: Stack, dbs: Databases, backups: int, report: Report) -> str:
+    """``backups`` backups of one tiny app in a row; returns the app (it then has that many)."""
+    name = dbs.tiny("tiny")
+    app = await stack.new_app("tiny", dbs.url(name), _files(stack.volume_root / "tiny"))
+    times = []
+    steps: dict[str, list[float]] = defaultdict(list)
+    for _ in range(backups):
+        elapsed, done = await stack.backup(app)
+        times.append(elapsed)
+        await stack.workflow_closed(done["workflow_id"])  # the next one would be refused (409)
+        for step, seconds in (await activity_seconds(stack.temporal, done["workflow_id"])).items():
+            steps[step].append(seconds)
+    report.add(
+        Figure(
+            "tiny_backup_p50_s",
+            f"tiny app: POST -> succeeded, {backups} in a row, p50",
+            times,
+            " s",
+            "p50 <= 1 s",
+        )
+    )
+    report.add(Figure("tiny_backup_max_s", "tiny app: POST -> succeeded, max", [max(times)], " s"))
+    print("  where a tiny backup's seconds go (activity scheduled -> completed):")
+    for step, values in sorted(steps.items(), key=lambda kv: -max(kv[1])):
+        print(f"    {step:<28} {Figure(step, step, values).shown()} s")
+    return app
+
+
+async def at_once(stack: Stack, dbs: Databases, count: int, report: Report) -> None:
+    """``count`` tiny apps (one backup each may run at a time) triggered together."""
+    template = dbs.tiny("tiny_template")
+    source = _files(stack.volume_root / "template")
+    apps = []
+    for i in range(count):
+        name = dbs.create(dbs.name(f"many{i}"), template=template)
+        folder = stack.volume_root / f"many-{i}"
+        shutil.copytree(source, folder)
+        apps.append(await stack.new_app(f"many-{i}", dbs.url(name), folder))
+    start = time.perf_counter()
+    ids = await asyncio.gather(*(stack.start_backup(app) for app in apps))
+    done = await asyncio.gather(
+        *(
+            stack.until_final(f"/api/v1/applications/{a}/backups/{b}", poll=0.5)
+            for a, b in zip(apps, ids, strict=True)
+        )
+    )
+    elapsed = time.perf_counter() - start
+    failed = [d["error_message"] for d in done if d["status"] != "succeeded"]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {count} backups failed: {failed[0]}")
+    report.add(
+        Figure(
+            f"backups_{count}_at_once_s",
+            f"{count} tiny backups at once, last done",
+            [elapsed],
+            " s",
+            "50 at once <= 30 s",
+        )
+    )
+    for d in done:
+        await stack.workflow_closed(d["workflow_id"])
+
+
+async def api_reads(stack: Stack, app: str, rate: float, seconds: float, report: Report) -> None:
+    """Open-loop load: ``rate`` requests a second, half the list, half a backup's detail."""
+    path = f"/api/v1/applications/{app}/backups"
+    listed = (await stack.api.get(path, headers=stack.owner)).json()["items"]
+    latencies: dict[str, list[float]] = {"list": [], "detail": []}
+    errors = 0
+
+    async def one(kind: str) -> None:
+        nonlocal errors
+        url = path if kind == "list" else f"{path}/{random.choice(listed)['id']}"
+        start = time.perf_counter()
+        try:
+            response = await stack.api.get(url, headers=stack.owner)
+        except httpx.TransportError:
+            errors += 1
+            return
+        latencies[kind].append((time.perf_counter() - start) * 1000)
+        errors += response.status_code != 200
+
+    tasks = []
+    began = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one("list" if i % 2 == 0 else "detail")))
+    await asyncio.gather(*tasks)
+    achieved = len(tasks) / (time.perf_counter() - began)
+    if errors:
+        report.notes.append(f"API reads: {errors} requests failed or were not answered 200")
+    report.notes.append(
+        f"API reads: {len(listed)} backups in the list; offered {rate:.0f} req/s"
+        f" for {seconds:.0f} s from one asyncio/httpx client on the same machine"
+    )
+    report.add(
+        Figure("api_reads_per_s", "API reads: achieved req/s", [achieved], "", f">= {rate:.0f}")
+    )
+    for kind in ("list", "detail"):
+        values = latencies[kind]
+        report.add(
+            Figure(f"api_{kind}_p50_ms", f"API {kind}: p50", [percentile(values, 50)], " ms")
+        )
+        report.add(
+            Figure(
+                f"api_{kind}_p99_ms",
+                f"API {kind}: p99",
+                [percentile(values, 99)],
+                " ms",
+                "p99 <= 50 ms",
+            )
+        )
