@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,9 +16,11 @@ from api.problems import Problem, conflict
 from core.run_outcome import is_live
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE
+from db import audit
 from db.models import Application
 from db.runs import (
     Run,
+    kind_of,
     live_run_of,
     lock_application,
     still_running,
@@ -121,3 +124,40 @@ async def refuse_if_busy(
             f" cancel it before starting a {what}",
             running_workflow_id=busy,
         )
+
+
+async def cancel_run(
+    session: AsyncSession, temporal: Client, row: Run, actor: audit.Actor,
+    workspace_id: uuid.UUID,
+) -> None:  # fmt: skip
+    """Sends the cancellation to a run under way and audits it; 409 for a run that ended.
+
+    A row that says running while its workflow has closed is settled instead, and the
+    answer names the status it was settled with.
+    """
+    kind, target = kind_of(row)
+    if still_running(row) and row.workflow_id:
+        try:
+            live = await is_live(temporal, row.workflow_id, row.run_id)
+        except Exception:
+            live = True  # let the cancel below report Temporal's state
+        if not live:  # the run ended without recording it: settle it instead of pretending
+            await settle_now(temporal)
+            await session.refresh(row)
+    if not still_running(row) or not row.workflow_id:
+        raise conflict(
+            f"the {kind} is {row.status}; only a {kind} under way can be cancelled",
+            **{f"{kind}_status": row.status},
+        )
+    try:
+        await temporal.get_workflow_handle(row.workflow_id, run_id=row.run_id).cancel()
+    except Exception as exc:
+        raise Problem(
+            503, "temporal-unavailable", "Temporal unavailable",
+            f"the cancellation could not be sent ({type(exc).__name__}); retry",
+        ) from exc  # fmt: skip
+    audit.record(
+        session, actor, f"{kind}.cancel", target, row.id, workspace_id=workspace_id,
+        details={"workflow_id": row.workflow_id},
+    )  # fmt: skip
+    await session.commit()

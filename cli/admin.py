@@ -15,11 +15,13 @@ import click
 import httpx
 
 from cli.bootstrap import bootstrap
+from cli.output import ids
 
 
 class Api:
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, quiet: bool = False) -> None:
         self.token = token
+        self.quiet = quiet
         self.client = httpx.Client(
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
@@ -34,7 +36,7 @@ class Api:
             detail = payload.get("detail") if isinstance(payload, dict) else response.text
             raise click.ClickException(f"{response.status_code}: {detail}")
         if payload is not None:
-            click.echo(json.dumps(payload, indent=2))
+            click.echo("\n".join(ids(payload)) if self.quiet else json.dumps(payload, indent=2))
 
 
 def _token(token: str | None, token_file: Path) -> str:
@@ -59,12 +61,15 @@ def _token(token: str | None, token_file: Path) -> str:
     show_default=True,
     help="file holding the token when --token is not given ('cairn dev' writes it)",
 )
+@click.option("-q", "--quiet", is_flag=True, help="print only the ids in the answer, one per line")
 @click.pass_context
-def admin(ctx: click.Context, api_url: str, token: str | None, token_file: Path) -> None:
+def admin(
+    ctx: click.Context, api_url: str, token: str | None, token_file: Path, quiet: bool
+) -> None:
     """Manage users, tokens, workspaces, members and applications."""
     if ctx.invoked_subcommand == "bootstrap":  # makes the first admin: there is no token yet
         return
-    ctx.obj = Api(api_url, _token(token, token_file))
+    ctx.obj = Api(api_url, _token(token, token_file), quiet)
 
 
 pass_api = click.make_pass_decorator(Api)

@@ -9,8 +9,12 @@ import uvicorn
 
 from cli import operator
 from cli.admin import admin
+from cli.backups import backups
 from cli.catalog import catalog
 from cli.dev import dev
+from cli.policies import policies
+from cli.restores import restores
+from cli.storages import storages
 from core.settings import get_settings
 
 
@@ -106,6 +110,8 @@ def schedules_reconcile() -> None:
 cli.add_command(dev)
 cli.add_command(admin)
 cli.add_command(catalog)
+for operator_group in (storages, policies, backups, restores):
+    cli.add_command(operator_group)
 
 
 def main() -> None:

@@ -56,6 +56,12 @@ async def _workspace_of(session: AsyncSession, application_id: uuid.UUID) -> uui
     return workspace_id
 
 
+def kind_of(row: Run) -> tuple[str, str]:
+    """The run's kind (backup, restore, drill) and its audit target type."""
+    kind, target, _ = _KINDS[type(row)]
+    return kind, target
+
+
 def still_running(row: Run) -> bool:
     """Whether the row says its run is under way (a restore or drill may still be pending)."""
     return row.status in _KINDS[type(row)][2]

@@ -22,10 +22,9 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
 from api.routes.drills import last_verified
-from api.runs import refuse_if_busy, settle_now, settled_view, start_run, with_timeline
+from api.runs import cancel_run, refuse_if_busy, settled_view, start_run, with_timeline
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
 from api.temporal_links import workflow_url
-from core.run_outcome import is_live
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy
@@ -188,32 +187,10 @@ async def cancel_backup(
     temporal: TemporalDep,
 ) -> dict[str, Any]:
     execution = await backup_of(session, access.application, backup_id)
-    if execution.status == "running" and execution.workflow_id:
-        try:
-            live = await is_live(temporal, execution.workflow_id, execution.run_id)
-        except Exception:
-            live = True  # let the cancel below report Temporal's state
-        if not live:  # the run ended without recording it: settle it instead of pretending
-            await settle_now(temporal)
-            await session.refresh(execution)
-    if execution.status != "running" or not execution.workflow_id:
-        raise conflict(
-            f"the backup is {execution.status}; only a running backup can be cancelled",
-            backup_status=execution.status,
-        )
-    try:
-        await temporal.get_workflow_handle(execution.workflow_id, run_id=execution.run_id).cancel()
-    except Exception as exc:
-        raise Problem(
-            503, "temporal-unavailable", "Temporal unavailable",
-            f"the cancellation could not be sent ({type(exc).__name__}); retry",
-        ) from exc  # fmt: skip
-    audit.record(
-        session, access.workspace.principal.actor, "backup.cancel", "backup_execution",
-        execution.id, workspace_id=access.application.workspace_id,
-        details={"workflow_id": execution.workflow_id},
+    await cancel_run(
+        session, temporal, execution, access.workspace.principal.actor,
+        access.application.workspace_id,
     )  # fmt: skip
-    await session.commit()
     return present(execution, access.application.id, settings)
 
 

@@ -23,7 +23,7 @@ from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, invalid, not_found
 from api.routes.applications import refused
 from api.routes.backups import backup_of
-from api.runs import refuse_if_busy, settled_view, start_run, with_timeline
+from api.runs import cancel_run, refuse_if_busy, settled_view, start_run, with_timeline
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest, RestoreTarget
 from api.temporal_links import workflow_url
 from core import crypto
@@ -210,6 +210,15 @@ async def list_restores(
     return {"items": [present(r, settings) for r in items], "next_cursor": next_cursor}
 
 
+async def restore_of(
+    session: AsyncSession, application: Application, restore_id: uuid.UUID
+) -> BackupRestore:
+    restore = await session.get(BackupRestore, restore_id)
+    if restore is None or restore.application_id != application.id:
+        raise not_found("restore", restore_id)
+    return restore
+
+
 @router.get("/restores/{restore_id}", response_model=RestoreDetail)
 async def get_restore(
     restore_id: uuid.UUID,
@@ -218,10 +227,25 @@ async def get_restore(
     settings: SettingsDep,
     temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
-    restore = await session.get(BackupRestore, restore_id)
-    if restore is None or restore.application_id != access.application.id:
-        raise not_found("restore", restore_id)
+    restore = await restore_of(session, access.application, restore_id)
     await settled_view(session, temporal, restore)
     return await with_timeline(
         present(restore, settings), temporal, restore.workflow_id, restore.run_id
     )
+
+
+@router.post("/restores/{restore_id}/cancel", status_code=202, response_model=RestoreOut)
+async def cancel_restore(
+    restore_id: uuid.UUID,
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    """Stops a pending or running restore; the application is started again either way."""
+    restore = await restore_of(session, access.application, restore_id)
+    await cancel_run(
+        session, temporal, restore, access.workspace.principal.actor,
+        access.application.workspace_id,
+    )  # fmt: skip
+    return present(restore, settings)

@@ -7,19 +7,15 @@ Playwright's own browser download does not work here, so the browser is the syst
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, async_playwright
 
-from api.main import create_app
-from core.settings import Settings
-from tests.conftest import free_port
+from tests.support.served import served  # noqa: F401  (the fixture, shared with the CLI tests)
 
 CHROMIUM = os.environ.get("CAIRN_CHROMIUM", "/usr/bin/chromium")
 
@@ -41,23 +37,3 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-
-
-@pytest.fixture(scope="session")
-async def served(settings: Settings) -> AsyncIterator[str]:
-    """The API (and whatever else ``create_app`` serves) on a real port; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task

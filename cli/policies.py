@@ -1,0 +1,127 @@
+"""``cairn policies``: an application's backup policy (its schedule in Temporal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.client import Api, ApiError, app_option, connection_options, with_api
+from cli.output import Field, Output, output_options, when
+
+FIELDS: list[Field] = [
+    ("id", "id"),
+    ("application", "application_id"),
+    ("storage", "storage_id"),
+    ("enabled", "enabled"),
+    ("schedule", "schedule"),
+    ("time zone", "timezone"),
+    ("retention days", "retention_days"),
+    ("backup type", "backup_type"),
+    ("database", "include_database"),
+    ("volumes", "include_volumes"),
+    ("paused", lambda p: (p.get("schedule_state") or {}).get("paused")),
+    ("note", lambda p: (p.get("schedule_state") or {}).get("note")),
+    (
+        "next runs",
+        lambda p: [when(t) for t in (p.get("schedule_state") or {}).get("next_runs", [])[:3]],
+    ),
+    ("schedule error", "schedule_error"),
+]
+
+
+def _path(app_id: str) -> str:
+    return f"/applications/{app_id}/backup-policy"
+
+
+def _save(api: Api, app_id: str, changes: dict[str, Any], may_create: bool = False) -> Any:
+    """Creates or updates the policy; the API keeps what an update leaves out, except the
+    storage and schedule it always needs, which are taken from the stored policy."""
+    try:
+        current = api.get(_path(app_id))
+    except ApiError as exc:
+        if exc.status != 404 or not may_create:
+            raise
+        current = {}
+    body = {k: current[k] for k in ("storage_id", "schedule") if k in current} | changes
+    return api.post(_path(app_id), body)
+
+
+@click.group()
+@connection_options
+def policies() -> None:
+    """An application's backup policy: schedule, storage, retention."""
+
+
+@policies.command("get")
+@app_option
+@output_options
+@with_api
+def get_policy(api: Api, app_id: str, out: Output) -> None:
+    """The policy with its schedule's live state: paused or not, next runs."""
+    out.record(api.get(_path(app_id)), FIELDS)
+
+
+@policies.command("set")
+@app_option
+@click.option(
+    "--storage",
+    "storage_id",
+    metavar="STORAGE_ID",
+    help="the backup storage (of the application's workspace); needed on create",
+)
+@click.option(
+    "--schedule",
+    metavar="CRON",
+    help="cron 'minute hour day month weekday' or @daily/@weekly/...; needed on create",
+)
+@click.option("--timezone", metavar="ZONE", help="IANA time zone of the schedule [create: UTC]")
+@click.option("--retention-days", type=int, help="keep backups this many days [create: 30]")
+@click.option(
+    "--backup-type",
+    type=click.Choice(["full", "incremental"]),
+    help="full re-reads every file; incremental uses the previous backup [create: full]",
+)
+@click.option(
+    "--include-database/--no-include-database",
+    default=None,
+    help="back up the database [create: when the application has one]",
+)
+@click.option(
+    "--include-volumes/--no-include-volumes",
+    default=None,
+    help="back up the volumes [create: when the application has some]",
+)
+@output_options
+@with_api
+def set_policy(api: Api, app_id: str, out: Output, **options: Any) -> None:
+    """Create the policy, or change the given settings of the existing one."""
+    changes = {k: v for k, v in options.items() if v is not None}
+    out.record(_save(api, app_id, changes, may_create=True), FIELDS)
+
+
+@policies.command("pause")
+@app_option
+@output_options
+@with_api
+def pause_policy(api: Api, app_id: str, out: Output) -> None:
+    """Pause the schedule (no scheduled backups; manual ones still run)."""
+    out.record(_save(api, app_id, {"enabled": False}), FIELDS)
+
+
+@policies.command("resume")
+@app_option
+@output_options
+@with_api
+def resume_policy(api: Api, app_id: str, out: Output) -> None:
+    """Resume a paused schedule."""
+    out.record(_save(api, app_id, {"enabled": True}), FIELDS)
+
+
+@policies.command("delete")
+@app_option
+@with_api
+def delete_policy(api: Api, app_id: str) -> None:
+    """Delete the policy and its schedule; existing backups stay listed and restorable."""
+    api.request("DELETE", _path(app_id))
+    click.echo(f"backup policy of application {app_id} deleted", err=True)

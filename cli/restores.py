@@ -1,0 +1,228 @@
+"""``cairn restores``: bring an application's data back from one of its backups.
+
+A restore that overwrites live data (the database in place, or any volume folder) asks for
+the application's name to be typed, as the web UI does; scripts pass ``--confirm <name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.client import Api, app_option, connection_options, with_api
+from cli.output import (
+    Field,
+    Output,
+    limit_options,
+    note,
+    output_options,
+    typed_confirmation,
+    when,
+)
+from cli.runs import show_run, wait_for_outcome
+
+COLUMNS: list[Field] = [
+    ("id", "id"),
+    ("backup", "backup_id"),
+    ("type", "restore_type"),
+    ("status", "status"),
+    ("started", lambda r: when(r["started_at"])),
+    ("completed", lambda r: when(r["completed_at"])),
+    ("error", "error_message"),
+]
+FIELDS: list[Field] = [
+    *COLUMNS,
+    ("database", "database"),
+    ("volumes", "volumes"),
+    ("target", "target"),
+    ("notes", "notes"),
+    ("workflow", "workflow_id"),
+    ("Temporal UI", "temporal_ui_url"),
+]
+
+
+def _path(app_id: str, restore_id: str | None = None) -> str:
+    return f"/applications/{app_id}/restores" + (f"/{restore_id}" if restore_id else "")
+
+
+def _watch_command(app_id: str, restore_id: str) -> str:
+    return f"cairn restores watch --app {app_id} {restore_id}"
+
+
+@click.group()
+@connection_options
+def restores() -> None:
+    """Restore from a backup; follow, list, inspect, cancel restores.
+
+    Exit status: 0 succeeded, 1 failed, 2 cancelled or bad usage (also a confirmation
+    that does not match), 3 API problem.
+    """
+
+
+@restores.command("list")
+@app_option
+@limit_options
+@output_options
+@with_api
+def list_restores(api: Api, app_id: str, limit: int, cursor: str | None, out: Output) -> None:
+    """The application's restores, newest first."""
+    out.page(api.get(_path(app_id), limit=limit, cursor=cursor), COLUMNS, "restores")
+
+
+@restores.command("get")
+@app_option
+@click.argument("restore_id")
+@output_options
+@with_api
+def get_restore(api: Api, app_id: str, restore_id: str, out: Output) -> None:
+    """One restore with its steps and live progress."""
+    show_run(out, api.get(_path(app_id, restore_id)), FIELDS)
+
+
+def _overwritten(
+    application: dict[str, Any],
+    backup: dict[str, Any],
+    database: bool,
+    volumes: list[str],
+    target: bool,
+) -> list[str]:
+    """The live data this restore replaces, in words (empty: it replaces nothing)."""
+    parts = {p["part"] for p in (backup.get("metadata") or {}).get("parts", [])}
+    if not database and not volumes:  # full: everything the backup holds
+        database = "database" in parts
+        volumes = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
+    platform = application.get("platform") or {}
+    out = []
+    if database and not target:
+        out.append(f"the database {platform.get('database_url') or ''}".strip())
+    out += [f"the folder {(platform.get('volumes') or {}).get(v, v)} (volume {v})" for v in volumes]
+    return out
+
+
+@restores.command("create")
+@app_option
+@click.option(
+    "--backup",
+    "backup_id",
+    required=True,
+    metavar="BACKUP_ID",
+    help="the succeeded backup to restore from",
+)
+@click.option(
+    "--database",
+    is_flag=True,
+    help="selective: bring the database back (without --database and --volume: everything"
+    " the backup holds, a full restore)",
+)
+@click.option(
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="NAME",
+    help="selective: bring this volume back (repeatable)",
+)
+@click.option(
+    "--target-database",
+    metavar="NAME",
+    help="restore the database into this new database on the application's server, leaving"
+    " the original untouched",
+)
+@click.option(
+    "--target-url",
+    metavar="URL",
+    envvar="CAIRN_RESTORE_TARGET_URL",
+    help="restore the database into this postgresql:// URL instead (platform admins only;"
+    " env CAIRN_RESTORE_TARGET_URL keeps a password out of the process list)",
+)
+@click.option(
+    "--confirm",
+    metavar="APP_NAME",
+    help="the application's name, confirming that live data is overwritten (instead of the prompt)",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="follow the restore until it ends (progress on stderr) and exit 0 succeeded,"
+    " 1 failed, 2 cancelled",
+)
+@output_options
+@with_api
+def create_restore(
+    api: Api,
+    app_id: str,
+    backup_id: str,
+    database: bool,
+    volumes: tuple[str, ...],
+    target_database: str | None,
+    target_url: str | None,
+    confirm: str | None,
+    wait: bool,
+    out: Output,
+) -> None:
+    """Restore the application from a backup: everything (full), or --database and/or
+    --volume NAME, optionally the database into another database.
+
+    A full restore stops the application, REPLACES its live database and volume folders
+    with the backup's, and starts it again: changes made since the backup are lost.
+    """
+    if target_database and target_url:
+        raise click.UsageError("give --target-database or --target-url, not both")
+    body: dict[str, Any] = {"restore_type": "selective" if database or volumes else "full"}
+    if body["restore_type"] == "selective":
+        body |= {"database": database, "volumes": list(volumes)}
+    if target_database:
+        body["target"] = {"database_name": target_database}
+    elif target_url:
+        body["target"] = {"database_url": target_url}
+    application = api.get(f"/applications/{app_id}")
+    backup = api.get(f"/applications/{app_id}/backups/{backup_id}")
+    overwritten = _overwritten(application, backup, database, list(volumes), "target" in body)
+    if overwritten:
+        note(f"This restore OVERWRITES live data of application {application['name']}:")
+        for what in overwritten:
+            note(f"  - {what}")
+        note("It is stopped, its data replaced by the backup's, and it is started again.")
+        typed_confirmation(application["name"], confirm, "overwrite its live data")
+    accepted = api.post(f"/applications/{app_id}/backups/{backup_id}/restore", body)
+    if not wait:
+        out.record(accepted, FIELDS)
+        return
+    note(f"restore {accepted['id']} started; Temporal UI: {accepted['temporal_ui_url']}")
+    wait_for_outcome(
+        api,
+        out,
+        _path(app_id, accepted["id"]),
+        "restore",
+        FIELDS,
+        _watch_command(app_id, accepted["id"]),
+    )
+
+
+@restores.command("watch")
+@app_option
+@click.argument("restore_id")
+@output_options
+@with_api
+def watch_restore(api: Api, app_id: str, restore_id: str, out: Output) -> None:
+    """Follow a restore until it ends; exit 0 succeeded, 1 failed, 2 cancelled.
+
+    Ctrl-C stops following, not the restore.
+    """
+    wait_for_outcome(
+        api, out, _path(app_id, restore_id), "restore", FIELDS, _watch_command(app_id, restore_id)
+    )
+
+
+@restores.command("cancel")
+@app_option
+@click.argument("restore_id")
+@output_options
+@with_api
+def cancel_restore(api: Api, app_id: str, restore_id: str, out: Output) -> None:
+    """Ask a pending or running restore to stop; the application is started again.
+
+    A step that is swapping data finishes first, so the application is never left half
+    swapped. Follow it with 'cairn restores watch'.
+    """
+    out.record(api.post(f"{_path(app_id, restore_id)}/cancel"), FIELDS)

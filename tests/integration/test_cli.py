@@ -1,0 +1,392 @@
+"""The operator CLI as an operator runs it: ``cairn`` subprocesses against cairn over HTTP.
+
+The README's journey (storage, policy, backup, damage, restore), with ids captured by
+``-q``, exit codes checked, and the data compared by row and file hashes; then failures,
+cancels, bad input and the progress display on a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import sys
+import termios
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from core.settings import Settings
+from devstack.postgres import PostgresServer
+from tests.support.api import ApiClient, World, expect, new_workspace
+from tests.support.backups import (
+    CREATED_DATABASES,
+    fill_database,
+    fill_volume,
+    make_app,
+    run_backup,
+    table_hashes,
+    tree_hashes,
+)
+from tests.support.served import served  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+CAIRN = str(Path(sys.executable).with_name("cairn"))
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def id(self) -> str:
+        assert self.code == 0, self
+        assert UUID.match(self.out.strip()), self
+        return self.out.strip()
+
+
+def environment(url: str, token: str) -> dict[str, str]:
+    """The CLI's environment: the API and a token, none of the test process's CAIRN_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    return {**env, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, "COLUMNS": "200"}
+
+
+async def cairn(url: str, token: str, cwd: Path, *args: str) -> Ran:
+    """Runs ``cairn *args`` without a terminal (stdin, stdout and stderr are pipes)."""
+    process = await asyncio.create_subprocess_exec(
+        CAIRN, *args, cwd=cwd, env=environment(url, token), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 300)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
+def one_line_error(ran: Ran, code: int, starts: str) -> None:
+    """A refused command: its exit status, and one ``error: <title>: <detail>`` line."""
+    assert ran.code == code, ran
+    assert ran.out == "", ran
+    assert ran.err.count("\n") == 1 and ran.err.startswith(starts), ran
+    assert "Traceback" not in ran.err
+
+
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    """A folder without a .cairn, so only the environment tells the CLI where the API is."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    return folder
+
+
+async def test_readme_journey_with_the_cli(
+    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
+    settings: Settings, tmp_path: Path, cwd: Path,
+) -> None:  # fmt: skip
+    async def as_(who: str, *args: str) -> Ran:
+        return await cairn(served, world.tokens[who], cwd, *args)
+
+    # An application with a real database and volume folder, registered by a platform admin
+    ws = await new_workspace(api, world, members=("member", "owner"))
+    marker = f"CAIRN-MARKER-{uuid.uuid4().hex}"
+    dbname = f"cairn_app_{uuid.uuid4().hex[:10]}"
+    database_server.create_database(dbname)
+    CREATED_DATABASES.append(dbname)
+    db_url = database_server.url(dbname, driver="postgresql")
+    fill_database(db_url, marker)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    fill_volume(uploads, marker)
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    app = (
+        await as_("platform_admin", "admin", "-q", "apps", "create", ws, "--name", name,
+                  "--owner", world.users["owner"], "--database-url", db_url,
+                  "--volume", f"uploads={uploads}")
+    ).id()  # fmt: skip
+
+    # Storage (a workspace admin) and policy (the application's owner); ids captured by -q
+    created = await as_(
+        "ws_admin", "storages", "create", "--workspace", ws, "--name", "main",
+        "--capacity-gb", "1", "--wait", "-q",
+    )  # fmt: skip
+    storage = created.id()
+    assert "is active" in created.err
+    policy = await as_(
+        "owner", "policies", "set", "--app", app, "--storage", storage,
+        "--schedule", "0 3 * * *", "--timezone", "Europe/Berlin", "-o", "json",
+    )  # fmt: skip
+    assert policy.code == 0, policy
+    assert policy.json()["storage_id"] == storage and policy.json()["timezone"] == "Europe/Berlin"
+    paused = (await as_("owner", "policies", "pause", "--app", app, "-o", "json")).json()
+    assert paused["enabled"] is False and paused["schedule_state"]["paused"] is True
+    resumed = (await as_("owner", "policies", "resume", "--app", app, "-o", "json")).json()
+    assert resumed["enabled"] is True and resumed["schedule"] == "0 3 * * *"
+
+    # A backup, followed to its end; the data is in it
+    tables, files = table_hashes(db_url), tree_hashes(uploads)
+    created = await as_("owner", "backups", "create", "--app", app, "--wait", "-q")
+    backup = created.id()
+    assert f"backup {backup} succeeded" in created.err
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ backup running: ", created.err, re.M)
+    shown = (await as_("member", "backups", "get", "--app", app, backup, "-o", "json")).json()
+    assert shown["status"] == "succeeded"
+    assert shown["metadata"]["database"]["row_counts"]["public.items"] == 200
+    assert shown["metadata"]["volumes"]["uploads"]["files"] == 22
+
+    # Damage, then a full restore: refused without the application's name, done with it
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DROP TABLE items")
+        conn.execute("""INSERT INTO "Odd Name" VALUES ('new', '{}')""")
+    (uploads / "file-3.txt").unlink()
+    (uploads / "file-4.txt").write_text("changed")
+    assert table_hashes(db_url) != tables and tree_hashes(uploads) != files
+    full = ("restores", "create", "--app", app, "--backup", backup, "--wait", "-q")
+    unconfirmed = await as_("owner", *full)
+    assert unconfirmed.code == 2
+    assert f"error: not confirmed: pass --confirm {name}" in unconfirmed.err
+    assert "OVERWRITES" in unconfirmed.err and str(uploads) in unconfirmed.err
+    wrong = await as_("owner", *full, "--confirm", "someone-else")
+    assert wrong.code == 2 and "nothing was changed" in wrong.err
+    assert (await as_("owner", "restores", "list", "--app", app, "-q")).out == ""
+    restored = await as_("owner", *full, "--confirm", name)
+    restore = restored.id()
+    assert f"restore {restore} succeeded" in restored.err
+    assert table_hashes(db_url) == tables
+    assert tree_hashes(uploads) == files
+
+    # The database into another database: nothing live is overwritten, so nothing to confirm
+    copy = f"{dbname}_copy"
+    CREATED_DATABASES.append(copy)
+    into_copy = await as_(
+        "owner", "restores", "create", "--app", app, "--backup", backup, "--database",
+        "--target-database", copy, "--wait", "-o", "json",
+    )  # fmt: skip
+    assert into_copy.code == 0, into_copy
+    assert into_copy.json()["target"] == {"database_name": copy}
+    assert table_hashes(database_server.url(copy, driver="postgresql")) == tables
+    listed = (await as_("member", "restores", "list", "--app", app, "-o", "json")).json()
+    assert [r["status"] for r in listed["items"]] == ["succeeded", "succeeded"]
+    table = await as_("member", "restores", "list", "--app", app, "-o", "table")
+    assert restore in table.out and "selective" in table.out
+
+    # A failing run: exit 1 and the reason (cairn's usage of the 1 GB storage is full)
+    found = await as_("member", "storages", "get", "--workspace", ws, storage, "-o", "json")
+    repositories = settings.storage_mount_root / found.json()["proxmox_storage_id"] / "workspaces"
+    filler = repositories / "filler.bin"
+    with filler.open("wb") as handle:
+        handle.truncate(1024**3)  # sparse: counts as 1 GiB of cairn's usage, costs nothing
+    try:
+        failed = await as_("owner", "backups", "create", "--app", app, "--wait", "-o", "json")
+    finally:
+        filler.unlink()
+    assert failed.code == 1, failed
+    assert failed.json()["status"] == "failed"
+    assert re.search(r"backup \S+ failed: .*quota check.*of its 1 GB", failed.err), failed.err
+    listed = (await as_("member", "backups", "list", "--app", app, "-o", "json")).json()
+    assert [b["status"] for b in listed["items"]] == ["failed", "succeeded"]
+    failed_only = await as_("member", "backups", "list", "--app", app, "--status", "failed", "-q")
+    assert failed_only.out.split() == [failed.json()["id"]]
+
+
+async def test_bad_input_is_one_line_and_changes_nothing(
+    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
+    tmp_path: Path, cwd: Path,
+) -> None:  # fmt: skip
+    app = await make_app(api, world, database_server, tmp_path / "app")
+
+    async def as_(who: str, *args: str) -> Ran:
+        return await cairn(served, world.tokens[who], cwd, *args)
+
+    before = await expect(await api.get(app.policy, headers=world.auth("owner")), 200)
+    one_line_error(
+        await as_("owner", "policies", "set", "--app", app.id, "--schedule", "* * * * *"),
+        3, "error: Invalid request: body.schedule: ",
+    )  # fmt: skip
+    one_line_error(
+        await as_("owner", "backups", "get", "--app", app.id, "not-a-uuid"),
+        3, "error: Invalid request: path.backup_id: ",
+    )  # fmt: skip
+    missing = str(uuid.uuid4())
+    one_line_error(
+        await as_("owner", "backups", "get", "--app", app.id, missing),
+        3, f"error: Not found: backup {missing} does not exist",
+    )  # fmt: skip
+    one_line_error(
+        await as_("member", "backups", "create", "--app", app.id), 3, "error: Forbidden: "
+    )
+    one_line_error(
+        await as_("ws_admin", "storages", "create", "--workspace", app.workspace, "--name",
+                  "Not A Slug", "--capacity-gb", "0"),
+        3, "error: Invalid request: body.name: ",
+    )  # fmt: skip
+    one_line_error(  # another workspace's application is not found, as if it did not exist
+        await as_("other_admin", "backups", "list", "--app", app.id), 3, "error: Not found: "
+    )
+    one_line_error(
+        await cairn(served, "cairn_wrong", cwd, "backups", "list", "--app", app.id),
+        3, "error: Unauthorized: ",
+    )  # fmt: skip
+    one_line_error(
+        await cairn("http://127.0.0.1:9", "t", cwd, "backups", "list", "--app", app.id),
+        3, "error: cannot reach the API at http://127.0.0.1:9",
+    )  # fmt: skip
+    usage = await as_("owner", "restores", "create", "--app", app.id)
+    assert usage.code == 2 and "Missing option '--backup'" in usage.err
+    after = await expect(await api.get(app.policy, headers=world.auth("owner")), 200)
+    assert after["schedule"] == before["schedule"] and after["updated_at"] == before["updated_at"]
+    assert (await expect(await api.get(app.backups, headers=world.auth("owner")), 200))[
+        "items"
+    ] == []
+    assert len((await as_("ws_admin", "storages", "list", "--workspace", app.workspace,
+                          "-o", "json")).json()["items"]) == 1  # fmt: skip
+
+
+async def test_no_url_or_token_says_where_they_come_from(cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    process = await asyncio.create_subprocess_exec(
+        CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    assert process.returncode == 3
+    assert err.decode().startswith("error: no API URL: pass --api-url, set CAIRN_API_URL")
+    # cairn dev's files: the URL from cairn.env, the token from admin-token
+    (cwd / ".cairn").mkdir()
+    (cwd / ".cairn" / "cairn.env").write_text("CAIRN_API_URL=http://127.0.0.1:9\n")
+    process = await asyncio.create_subprocess_exec(
+        CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    assert process.returncode == 3 and err.decode().startswith("error: no API token:")
+    (cwd / ".cairn" / "admin-token").write_text("cairn_x\n")
+    process = await asyncio.create_subprocess_exec(
+        CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    assert err.decode().startswith("error: cannot reach the API at http://127.0.0.1:9")
+
+
+async def test_cancel_a_backup_and_a_restore(
+    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
+    tmp_path: Path, cwd: Path, pve: Any,
+) -> None:  # fmt: skip
+    log = tmp_path / "hooks.log"
+    # The stop hook outlasts the heartbeat throttle (0.8 x 30 s), so the quiesce step hears
+    # of the cancel while it runs; a step that ends before it hears is not cancelled (the
+    # restore goes on), which would make this test depend on timing.
+    hooks = {"stop": ["sh", "-c", f"echo stop >> {log}; sleep 35"],
+             "start": ["sh", "-c", f"echo start >> {log}"]}  # fmt: skip
+    app = await make_app(api, world, database_server, tmp_path / "app", hooks=hooks)
+
+    async def owner(*args: str) -> Ran:
+        return await cairn(served, world.tokens["owner"], cwd, *args)
+
+    pve.delay(3)  # the quota check reads the storage's status from PVE: the run stays running
+    try:
+        backup = (await owner("backups", "create", "--app", app.id, "-q")).id()
+        cancelled = await owner("backups", "cancel", "--app", app.id, backup, "-o", "json")
+        assert cancelled.code == 0, cancelled
+        watched = await owner("backups", "watch", "--app", app.id, backup, "-q")
+    finally:
+        pve.delay(0)
+    assert watched.code == 2, watched
+    assert watched.out.strip() == backup and f"backup {backup} cancelled: " in watched.err
+
+    good = await run_backup(api, world, app)
+    name = (await expect(await api.get(f"/api/v1/applications/{app.id}",
+                                       headers=world.auth("owner")), 200))["name"]  # fmt: skip
+    restore = (
+        await owner("restores", "create", "--app", app.id, "--backup", good["id"],
+                    "--confirm", name, "-q")
+    ).id()  # fmt: skip
+    for _ in range(200):  # the stop hook runs (and sleeps): the restore is under way
+        if log.exists():
+            break
+        await asyncio.sleep(0.1)
+    cancelled = await owner("restores", "cancel", "--app", app.id, restore, "-o", "json")
+    assert cancelled.code == 0, cancelled
+    assert cancelled.json()["id"] == restore
+    watched = await owner("restores", "watch", "--app", app.id, restore, "-o", "json")
+    assert watched.code == 2, watched
+    assert watched.json()["status"] == "cancelled"
+    assert log.read_text().split() == ["stop", "start"]  # started again
+    one_line_error(
+        await owner("restores", "cancel", "--app", app.id, restore),
+        3, "error: Conflict: the restore is cancelled; only a restore under way can be cancelled",
+    )  # fmt: skip
+    events = await expect(
+        await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events?limit=200",
+                      headers=world.auth("ws_admin")), 200,
+    )  # fmt: skip
+    asked = [(e["action"], e["target_id"]) for e in events["items"]
+             if e["action"] in ("backup.cancel", "restore.cancel")]  # fmt: skip
+    assert sorted(asked) == [("backup.cancel", backup), ("restore.cancel", restore)]
+
+
+async def on_a_terminal(url: str, token: str, cwd: Path, *args: str) -> tuple[int, str, str]:
+    """Runs ``cairn *args`` with stderr on a pseudo-terminal: (exit status, stdout, terminal)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    process = await asyncio.create_subprocess_exec(
+        CAIRN, *args, cwd=cwd, env={**environment(url, token), "TERM": "xterm"},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    screen = bytearray()
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:  # the child blocks once the terminal's buffer is full
+        with contextlib.suppress(OSError):
+            screen.extend(os.read(leader, 65536))
+
+    loop.add_reader(leader, drain)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 300)
+    finally:
+        loop.remove_reader(leader)
+        drain()
+        os.close(leader)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), screen.decode(errors="replace")
+
+
+async def test_progress_on_a_terminal(
+    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
+    tmp_path: Path, cwd: Path, pve: Any,
+) -> None:  # fmt: skip
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    pve.delay(2)  # the quota check takes a while, so the bar shows it running
+    try:
+        code, out, screen = await on_a_terminal(
+            served, world.tokens["owner"], cwd, "backups", "create", "--app", app.id, "--wait",
+            "-q",
+        )  # fmt: skip
+    finally:
+        pve.delay(0)
+    assert code == 0, screen
+    backup = out.strip()
+    assert UUID.match(backup)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # without the terminal's controls
+    assert "check_quota" in text and "0:00:0" in text  # the step and its elapsed time
+    assert f"backup {backup} succeeded" in text
