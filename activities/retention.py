@@ -1,9 +1,9 @@
 """Retention: the backups a policy's rule does not keep are forgotten and pruned.
 
-Runs after every backup and from a daily sweep (a policy whose schedule stopped still
-expires its old backups). What is kept is decided by ``core.retention_rule`` alone, the
-same decision the API's retention preview shows; the newest successful backup and
-protected backups are never pruned.
+Runs from the daily sweep over every policy (a policy whose schedule stopped still expires
+its old backups); backup runs started before issue 13 call it after their backup. What is
+kept is decided by ``core.retention_rule`` alone, the same decision the API's retention
+preview shows; the newest successful backup and protected backups are never pruned.
 """
 
 from __future__ import annotations
