@@ -3,6 +3,7 @@ storage, policy, a backup watched live, damage, and a restore that brings the da
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -12,7 +13,13 @@ from playwright.async_api import Browser, ConsoleMessage, expect
 from devstack.postgres import PostgresServer
 from tests.browser.ui_pages import RUN_MS, register_app, signed_in
 from tests.support.api import ApiClient, World, new_workspace
-from tests.support.backups import table_hashes, tree_hashes
+from tests.support.backups import (
+    CREATED_DATABASES,
+    make_app,
+    run_backup,
+    table_hashes,
+    tree_hashes,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -206,3 +213,40 @@ async def test_admin_manages_storages(
         assert listed.json()["items"] == []
     finally:
         await context.close()
+
+
+async def test_owner_restores_only_the_database_into_another_one(
+    api: ApiClient,
+    world: World,
+    served: str,
+    browser: Browser,
+    screenshots: Path,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    """Selective, into a new database on the same server: no name to type, the original and
+    the volumes stay as they are."""
+    app = await make_app(api, world, database_server, tmp_path)
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded", backup
+    copy = f"cairn_copy_{uuid.uuid4().hex[:8]}"
+    CREATED_DATABASES.append(copy)
+    tables, files = table_hashes(app.db_url), tree_hashes(app.volumes["uploads"])
+    context, page = await signed_in(browser, served, world.tokens["owner"])
+    try:
+        await page.goto(f"/ui/applications/{app.id}/restore?backup={backup['id']}")
+        await page.check("input[name=restore_type][value=selective]")
+        await page.check("input[name=database]")
+        await page.check("input[name=target][value=new_database]")
+        await page.fill("input[name=database_name]", copy)
+        await page.click("text=Start the restore")
+        await page.wait_for_url("**/restores/**")
+        restore = page.get_by_test_id("restore-live")
+        await expect(restore).to_have_attribute("data-status", "succeeded", timeout=RUN_MS)
+        await expect(page.get_by_text(f"the database into {copy}")).to_be_visible()
+        await page.screenshot(path=screenshots / "ui-restore-selective.png", full_page=True)
+    finally:
+        await context.close()
+    assert table_hashes(database_server.url(copy, driver="postgresql")) == tables
+    assert table_hashes(app.db_url) == tables
+    assert tree_hashes(app.volumes["uploads"]) == files

@@ -1,0 +1,120 @@
+"""What the web UI computes itself: schedule words, the at-risk rule, errors in words, the
+progress line, and the session-bound CSRF token."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from fastapi.exceptions import RequestValidationError
+
+from api.problems import Problem, invalid
+from api.ui import csrf, views
+from api.ui.routes import templates
+from db.models import BackupExecution, BackupPolicy
+
+NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
+
+
+def test_schedule_words_read_the_day_fields_as_temporal_does() -> None:
+    assert views.schedule_words("30 2 * * mon-fri") == "At 02:30, Monday through Friday"
+    assert views.schedule_words("@daily") == "At 00:00"
+    friday_13th = views.schedule_words("0 0 13 * 5")
+    assert friday_13th == "At 00:00, on day 13 of the month, only if that day is a Friday"
+
+
+def test_preview_checks_like_the_policy_route_then_lists_runs_in_the_zone() -> None:
+    minimum = timedelta(minutes=15)
+    too_often = views.preview("* * * * *", "UTC", minimum)
+    assert too_often.error and "at most every 15 minutes" in too_often.error
+    assert views.preview("0 3 * * *", "Mars/Base", minimum).error
+    fine = views.preview("0 3 * * *", "Europe/Berlin", minimum, count=5)
+    assert fine.error is None and fine.words == "At 03:00"
+    assert len(fine.next_runs) == 5
+    assert all(t.hour == 3 and str(t.tzinfo) == "Europe/Berlin" for t in fine.next_runs)
+
+
+def _policy(created: datetime, schedule: str = "0 3 * * *", enabled: bool = True) -> BackupPolicy:
+    return BackupPolicy(
+        id=uuid.uuid4(), application_id=uuid.uuid4(), storage_id=uuid.uuid4(),
+        schedule=schedule, timezone="UTC", enabled=enabled, created_at=created,
+    )  # fmt: skip
+
+
+def _success(completed: datetime) -> BackupExecution:
+    return BackupExecution(id=uuid.uuid4(), status="succeeded", completed_at=completed)
+
+
+def test_at_risk_when_no_success_within_the_schedules_longest_gap() -> None:
+    old = NOW - timedelta(days=30)
+    no_policy = views.protection(None, None, None, None, NOW)
+    assert (no_policy.at_risk, no_policy.risk_reason, no_policy.label) == (
+        True, "no policy", "at risk",
+    )  # fmt: skip
+    recent = views.protection(_policy(old), _success(NOW - timedelta(hours=20)), None, None, NOW)
+    assert (recent.at_risk, recent.label) == (False, "protected")
+    assert recent.next_run == datetime(2026, 3, 5, 3, 0, tzinfo=recent.next_run.tzinfo)
+    # daily: a day plus an hour's grace, then at risk
+    stale = views.protection(_policy(old), _success(NOW - timedelta(hours=26)), None, None, NOW)
+    assert stale.at_risk and stale.risk_reason == "no successful backup for 1 d 2 h"
+    never = views.protection(_policy(old), None, None, None, NOW)
+    assert never.risk_reason == "no backup has ever succeeded"
+    fresh = views.protection(_policy(NOW - timedelta(hours=1)), None, None, None, NOW)
+    assert (fresh.at_risk, fresh.label) == (False, "first backup pending")
+    # weekly: five days without a backup is still within its gap
+    weekly = _policy(old, "0 3 * * sun")
+    assert not views.protection(weekly, _success(NOW - timedelta(days=5)), None, None, NOW).at_risk
+    # a paused policy has no next run, and does not excuse a stale backup
+    paused = views.protection(
+        _policy(old, enabled=False), _success(NOW - timedelta(days=3)), None, None, NOW
+    )
+    assert paused.next_run is None and paused.at_risk
+
+
+def test_errors_in_words() -> None:
+    assert views.in_words(Problem(409, "conflict", "Conflict", "busy")) == "busy"
+    one = invalid("body.connection.server", "must be an IP address", "x")
+    assert views.in_words(one) == "connection server: must be an IP address"
+    validation = RequestValidationError(
+        [{"loc": ("body", "retention_days"), "msg": "too small", "type": "x"}]
+    )
+    assert views.in_words(validation) == "retention days: too small"
+
+
+def test_sizes_durations_and_rate() -> None:
+    assert (views.size(None), views.size(512), views.size(3 * 1024**3)) == ("—", "512 B", "3.0 GiB")
+    assert views.duration(3725) == "1 h 2 min"
+    assert views.age(NOW - timedelta(days=2, hours=3), NOW) == "2 d 3 h"
+    steps = [
+        {"step": "upload_volume", "status": "running", "started_at": NOW - timedelta(seconds=4)}
+    ]
+    progress = {"step": "upload_volume", "bytes_done": 8 * 1024**2}
+    assert views.rate(progress, steps, NOW) == "2.0 MiB/s"
+    assert views.rate({"step": "dump_database", "bytes_done": 0}, steps, NOW) is None
+
+
+def test_the_live_fragment_shows_progress_and_polls_only_while_live() -> None:
+    backup = {
+        "id": uuid.uuid4(), "status": "running", "started_at": NOW, "completed_at": None,
+        "size_bytes": None, "error_message": None, "seconds": None, "live": True,
+        "rate": "2.0 MiB/s", "timeline": {
+            "workflow_status": "running", "steps": [],
+            "progress": {"step": "upload_volume", "bytes_done": 1024**2,
+                         "total_bytes": 4 * 1024**2, "percent": 25.0},
+        },
+    }  # fmt: skip
+    access = type("Access", (), {"application": type("App", (), {"id": uuid.uuid4()}),
+                                 "can_write": False})  # fmt: skip
+    template = templates.env.get_template("_backup_live.html")
+    running = template.render(backup=backup, access=access, csrf="t")
+    assert "1.0 MiB of 4.0 MiB (25.0 %)" in running and "2.0 MiB/s" in running
+    assert 'hx-trigger="every 1s"' in running
+    done = template.render(backup={**backup, "status": "succeeded", "live": False}, access=access)
+    assert "hx-trigger" not in done
+
+
+def test_csrf_token_is_bound_to_the_session() -> None:
+    one, two = csrf.token_for("session-one"), csrf.token_for("session-two")
+    assert one != two and len(one) == 64
+    assert one == csrf.token_for("session-one")
+    assert "session-one" not in one
