@@ -7,12 +7,13 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api import timeline
 from api.problems import Problem, conflict
+from core import run_summary
 from core.run_outcome import is_live
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE
@@ -36,7 +37,11 @@ async def start_run(
     temporal: Client, workflow: Any, args: list[Any], workflow_id: str,
     application: Application, what: str,
 ) -> WorkflowHandle[Any, Any]:  # fmt: skip
-    """Starts the run with the search attributes operators filter on; 503 if Temporal is down."""
+    """Starts the run with the search attributes operators filter on, and its summary in words
+    for the Temporal UI (from the run's row, flushed before); 503 if Temporal is down."""
+    session = async_object_session(application)
+    assert session is not None  # the application comes from the request's session
+    text = await run_summary.for_run(session, application, workflow_id)
     try:
         return await temporal.start_workflow(
             workflow,
@@ -44,6 +49,8 @@ async def start_run(
             id=workflow_id,
             task_queue=CONTROL_TASK_QUEUE,
             search_attributes=for_run(application.workspace_id, application.id, "manual"),
+            static_summary=text.summary,
+            static_details=text.details,
         )
     except Exception as exc:
         raise Problem(

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_object_session, async_sessionmaker
 from temporalio.client import (
     Client,
     Schedule,
@@ -35,9 +35,10 @@ from temporalio.client import (
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from core import run_summary
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE, Settings
-from db.models import Application, BackupPolicy
+from db.models import Application, BackupPolicy, BackupStorage, Workspace
 from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,11 @@ def request_for(policy: BackupPolicy, application: Application, trigger: str) ->
     )
 
 
-def _fingerprint(policy: BackupPolicy, application: Application, settings: Settings) -> str:
+def _fingerprint(
+    policy: BackupPolicy, application: Application, settings: Settings, names: run_summary.Names
+) -> str:
     facts = {
+        "text": asdict(run_summary.backup(names, "schedule")),  # a renamed storage rewrites it
         "schedule": policy.schedule,
         "timezone": policy.timezone,
         "enabled": bool(policy.enabled),
@@ -76,9 +80,11 @@ def _fingerprint(policy: BackupPolicy, application: Application, settings: Setti
 
 
 def build(
-    policy: BackupPolicy, application: Application, settings: Settings, pause_note: str | None
-) -> Schedule:
+    policy: BackupPolicy, application: Application, settings: Settings, pause_note: str | None,
+    names: run_summary.Names,
+) -> Schedule:  # fmt: skip
     request = request_for(policy, application, "schedule")
+    text = run_summary.backup(names, "schedule")
     return Schedule(
         action=ScheduleActionStartWorkflow(
             BACKUP_WORKFLOW,
@@ -86,7 +92,9 @@ def build(
             id=schedule_id(application.id),
             task_queue=CONTROL_TASK_QUEUE,
             typed_search_attributes=for_run(application.workspace_id, application.id, "schedule"),
-            memo={FINGERPRINT: _fingerprint(policy, application, settings)},
+            memo={FINGERPRINT: _fingerprint(policy, application, settings, names)},
+            static_summary=text.summary,
+            static_details=text.details,
         ),
         spec=ScheduleSpec(cron_expressions=[policy.schedule], time_zone_name=policy.timezone),
         policy=SchedulePolicy(
@@ -110,8 +118,16 @@ async def upsert(
     application: Application,
     settings: Settings,
     pause_note: str | None,
+    names: run_summary.Names | None = None,
 ) -> None:
-    schedule = build(policy, application, settings, pause_note)
+    """Writes the policy's schedule; ``names`` are read from the policy's session if not given."""
+    if names is None:
+        session = async_object_session(policy)
+        assert session is not None  # the API's policy row, attached to its request session
+        names = await run_summary.lookup(
+            session, application.workspace_id, application.id, policy.storage_id
+        )
+    schedule = build(policy, application, settings, pause_note, names)
     await put(client, schedule_id(application.id), schedule, bool(policy.enabled), pause_note)
 
 
@@ -242,21 +258,29 @@ async def reconcile(
     async with sessions() as session:
         rows = (
             await session.execute(
-                select(BackupPolicy, Application).join(
-                    Application, Application.id == BackupPolicy.application_id
-                )
+                select(BackupPolicy, Application, Workspace.name, BackupStorage.name)
+                .join(Application, Application.id == BackupPolicy.application_id)
+                .join(Workspace, Workspace.id == Application.workspace_id)
+                .join(BackupStorage, BackupStorage.id == BackupPolicy.storage_id)
             )
         ).all()
 
-    def wanted(policy: BackupPolicy, app: Application) -> Wanted:
+    def wanted(policy: BackupPolicy, app: Application, names: run_summary.Names) -> Wanted:
         return Wanted(
-            _fingerprint(policy, app, settings),
+            _fingerprint(policy, app, settings, names),
             bool(policy.enabled),
-            lambda note: upsert(client, policy, app, settings, note),
+            lambda note: upsert(client, policy, app, settings, note, names),
         )
 
     return await repair(
-        client, PREFIX, {schedule_id(app.id): wanted(policy, app) for policy, app in rows}
+        client,
+        PREFIX,
+        {
+            schedule_id(app.id): wanted(
+                policy, app, run_summary.Names(workspace, app.name, storage)
+            )
+            for policy, app, workspace, storage in rows
+        },
     )
 
 

@@ -78,7 +78,8 @@ class RestoreWorkflow:
     async def _restore(self, plan: RestorePlan) -> None:
         self.step = "verify backup"
         self.notes["verify"] = await workflow.execute_activity_method(
-            RestoreActivities.verify_backup, plan.restore_id, task_queue=DATA_TASK_QUEUE,
+            RestoreActivities.verify_backup, plan.restore_id, summary="verify the backup",
+            task_queue=DATA_TASK_QUEUE,
             start_to_close_timeout=LONG, heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
         )  # fmt: skip
         failed = False
@@ -94,6 +95,7 @@ class RestoreWorkflow:
                 self.step = "restore database"
                 self.notes["database"] = await workflow.execute_activity_method(
                     RestoreActivities.restore_database, plan.restore_id,
+                    summary="restore the database",
                     task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
                 )  # fmt: skip
@@ -101,12 +103,14 @@ class RestoreWorkflow:
                 self.step = f"restore volume {volume}"
                 self.notes[f"volume:{volume}"] = await workflow.execute_activity_method(
                     RestoreActivities.restore_volume, VolumeJob(plan.restore_id, volume),
+                    summary=f"restore volume {volume}",
                     task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
                 )  # fmt: skip
             self.step = "verify result"
             await workflow.execute_activity_method(
-                RestoreActivities.verify_restore, plan.restore_id, task_queue=DATA_TASK_QUEUE,
+                RestoreActivities.verify_restore, plan.restore_id,
+                summary="verify the restored data", task_queue=DATA_TASK_QUEUE,
                 start_to_close_timeout=timedelta(hours=1), heartbeat_timeout=HEARTBEAT,
                 retry_policy=DATA,
             )  # fmt: skip

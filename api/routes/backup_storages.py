@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.storage import GIB, StorageJob, secrets_context
@@ -29,7 +30,8 @@ from api.schemas.storages import (
     StorageUpdate,
 )
 from api.temporal_links import workflow_url
-from core import crypto
+from core import crypto, run_summary
+from core.search_attributes import WORKSPACE_ID
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db import audit
 from db.models import BackupExecution, BackupPolicy, BackupStorage
@@ -117,9 +119,21 @@ async def _name_free(
         raise conflict(f"a backup storage named {name} already exists in this workspace")
 
 
-async def _start(client: Client, workflow: Any, arg: Any, workflow_id: str) -> None:
+async def _start(
+    client: Client, workflow: Any, arg: Any, workflow_id: str,
+    session: AsyncSession, storage: BackupStorage, action: str,
+) -> None:  # fmt: skip
+    """Starts a storage job, filterable by ``WorkspaceId`` and summed up in words in the UI."""
+    names = await run_summary.lookup(session, storage.workspace_id, storage_id=storage.id)
+    text = run_summary.storage(names, action)
     try:
-        await client.start_workflow(workflow, arg, id=workflow_id, task_queue=CONTROL_TASK_QUEUE)
+        await client.start_workflow(
+            workflow, arg, id=workflow_id, task_queue=CONTROL_TASK_QUEUE,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(WORKSPACE_ID, str(storage.workspace_id))]
+            ),
+            static_summary=text.summary, static_details=text.details,
+        )  # fmt: skip
     except WorkflowAlreadyStartedError as exc:
         raise conflict(f"workflow {workflow_id} is still running; wait for it to finish") from exc
     except Exception as exc:
@@ -184,8 +198,9 @@ async def create_storage(
     # Started before the commit: if Temporal is down the request fails and nothing is stored;
     # the activities wait (retrying) until this revision of the row is visible.
     await _start(
-        temporal, ProvisionStorageWorkflow.run, await _job(session, storage, "create"), workflow_id
-    )
+        temporal, ProvisionStorageWorkflow.run, await _job(session, storage, "create"),
+        workflow_id, session, storage, "create",
+    )  # fmt: skip
     await session.commit()
     await session.refresh(storage)
     return present(
@@ -291,7 +306,7 @@ async def update_storage(
         storage.status, storage.status_message = "pending", None
         await _start(
             temporal, ProvisionStorageWorkflow.run, await _job(session, storage, "update"),
-            workflow_id,
+            workflow_id, session, storage, "update",
         )  # fmt: skip
     await session.commit()
     await session.refresh(storage)
@@ -356,7 +371,10 @@ async def delete_storage(
                  "workflow_id": workflow_id},
     )  # fmt: skip
     job = DeleteStorageJob(await _job(session, storage, "delete"), force)
-    await _start(temporal, DeleteStorageWorkflow.run, job, workflow_id)
+    await _start(
+        temporal, DeleteStorageWorkflow.run, job, workflow_id, session, storage,
+        "delete-force" if force else "delete",
+    )  # fmt: skip
     await session.commit()
     await session.refresh(storage)
     return present(
