@@ -35,11 +35,11 @@ from temporalio.exceptions import ApplicationError
 from activities.restore import (
     database_failure,
     own_database,
+    read_failure,
     restore_copy,
     restore_folder,
     snapshots_present,
     verify_against_manifest,
-    volume_failure,
 )
 from activities.support import execution_repository, fatal, heartbeating, read_metadata
 from adapters import pg_databases, pg_dump
@@ -333,7 +333,7 @@ class DrillActivities:
                 self.restic, loaded.repo, loaded.execution.id, loaded.manifest
             )
         except ResticError as exc:
-            raise volume_failure(exc) from None
+            raise read_failure(exc) from None
         return f"{count} snapshots present"
 
     @activity.defn
@@ -363,7 +363,7 @@ class DrillActivities:
                 asyncio.to_thread(restore_folder, self.restic, loaded.repo, snapshot, folder)
             )
         except ResticError as exc:
-            raise volume_failure(exc) from None
+            raise read_failure(exc) from None
         return f"volume {job.volume} restored into {folder}"
 
     @activity.defn

@@ -128,7 +128,8 @@ def database_failure(exc: pg_dump.DumpError) -> ApplicationError:
     )  # fmt: skip
 
 
-def volume_failure(exc: ResticError) -> ApplicationError:
+def read_failure(exc: ResticError) -> ApplicationError:
+    """A restic command that reads the backup failed: damaged data, or restic's own error."""
     return corrupt(exc.message) or restic_failure(exc)
 
 
@@ -341,7 +342,7 @@ class RestoreActivities:
             )
         except ResticError as exc:
             await asyncio.to_thread(shutil.rmtree, staging, True)
-            raise volume_failure(exc) from None
+            raise read_failure(exc) from None
         return f"volume {job.volume} replaced by the backup's copy"
 
     @activity.defn

@@ -215,6 +215,36 @@ async def test_a_backup_runs_beside_a_drill(
     assert app_state(app) == before
 
 
+async def test_a_cancelled_drill_ends_cancelled_and_removes_its_copy(
+    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
+    database_server: PostgresServer, webhook: WebhookReceiver, temporal_client: Client,
+) -> None:  # fmt: skip
+    app, _ = backed_up
+    owner = world.auth("owner")
+    slow = [{"name": "slow", "sql": "SELECT pg_sleep(45) IS NOT NULL"}]
+    body = {"schedule": "@weekly", "checks": slow}
+    await expect(await api.put(drill_policy_url(app), json=body, headers=owner), 201)
+    accepted = await expect(await api.post(drills_url(app), headers=owner), 202)
+    path = f"{drills_url(app)}/{accepted['id']}"
+
+    def checking(drill: dict[str, Any]) -> bool:
+        steps = (drill.get("timeline") or {}).get("steps", [])
+        return any(s["step"] == "run_drill_checks" and s["started_at"] for s in steps)
+
+    await wait_for(api, path, owner, checking, seconds=120)
+    # the scratch copy exists while the checks run
+    assert len(scratch_left(database_server, settings, accepted["id"])) == 2
+    await temporal_client.get_workflow_handle(accepted["workflow_id"]).cancel()
+    drill = await wait_for(api, path, owner, finished, seconds=60)
+    assert drill["status"] == "cancelled", drill
+    assert drill["error_message"] == "cancelled during checks"
+    assert drill["cleanup"] == "scratch database and folder removed"
+    assert scratch_left(database_server, settings, drill["id"]) == []
+    assert [e["event"] for e in await wait_for_events(webhook, drill["id"])] == ["drill.cancelled"]
+    assert audit_actions(settings, drill["id"])[-1] == "drill.cancelled"
+    await histories.record(temporal_client, drill["workflow_id"], "drill-cancelled")
+
+
 async def test_what_a_terminated_drill_left_goes_with_the_next_drill(
     api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
     database_server: PostgresServer, webhook: WebhookReceiver, temporal_client: Client,

@@ -26,7 +26,7 @@ def test_histories_are_recorded() -> None:
             "storage-provision-ceph", "storage-provision-rejected",
             "storage-delete-forced", "restore-succeeded", "restore-verify-failed",
             "restore-cancelled", "runs-settle", "drill-succeeded",
-            "drill-check-failed", "retention-sweep"} <= names  # fmt: skip
+            "drill-check-failed", "drill-cancelled", "retention-sweep"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
