@@ -594,33 +594,19 @@ async def _backup(
     body = await backup_routes.get_backup(
         backup_id, access, session, get_settings(request), await get_temporal_if_up(request)
     )
-    timeline = body.get("timeline") or {}
-    body["live"] = body["status"] not in ("succeeded", "failed", "cancelled", "pruned") or (
-        timeline.get("workflow_status") == "running"
-    )
-    body["rate"] = views.rate(
-        timeline.get("progress"), timeline.get("steps", []), datetime.now(UTC)
-    )
     body["seconds"] = views.run_seconds(body["started_at"], body["completed_at"])
-    return body
+    return views.with_live_state(body, datetime.now(UTC))
 
 
 @router.get("/applications/{app_id}/backups/{backup_id}", response_class=HTMLResponse)
 async def backup_page(
     request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Reader, session: SessionDep
 ) -> Response:
+    """The backup's page; its live part alone when htmx polls it."""
     access = await _app(session, signed, app_id)
     backup = await _backup(request, session, access, backup_id)
-    return render(request, "backup.html", signed, access=access, backup=backup)
-
-
-@router.get("/applications/{app_id}/backups/{backup_id}/live", response_class=HTMLResponse)
-async def backup_live(
-    request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Reader, session: SessionDep
-) -> Response:
-    access = await _app(session, signed, app_id)
-    backup = await _backup(request, session, access, backup_id)
-    return render(request, "_backup_live.html", signed, access=access, backup=backup)
+    name = "_backup_live.html" if _is_htmx(request) else "backup.html"
+    return render(request, name, signed, access=access, backup=backup)
 
 
 @router.post("/applications/{app_id}/backups/{backup_id}/cancel", response_class=HTMLResponse)
@@ -748,29 +734,15 @@ async def _restore(
     body = await restore_routes.get_restore(
         restore_id, access, session, get_settings(request), await get_temporal_if_up(request)
     )
-    timeline = body.get("timeline") or {}
-    body["live"] = body["status"] not in ("succeeded", "failed", "cancelled") or (
-        timeline.get("workflow_status") == "running"
-    )
-    body["rate"] = views.rate(
-        timeline.get("progress"), timeline.get("steps", []), datetime.now(UTC)
-    )
-    return body
+    return views.with_live_state(body, datetime.now(UTC))
 
 
 @router.get("/applications/{app_id}/restores/{restore_id}", response_class=HTMLResponse)
 async def restore_page(
     request: Request, app_id: uuid.UUID, restore_id: uuid.UUID, signed: Reader, session: SessionDep
 ) -> Response:
+    """The restore's page; its live part alone when htmx polls it."""
     access = await _app(session, signed, app_id)
     restore = await _restore(request, session, access, restore_id)
-    return render(request, "restore_status.html", signed, access=access, restore=restore)
-
-
-@router.get("/applications/{app_id}/restores/{restore_id}/live", response_class=HTMLResponse)
-async def restore_live(
-    request: Request, app_id: uuid.UUID, restore_id: uuid.UUID, signed: Reader, session: SessionDep
-) -> Response:
-    access = await _app(session, signed, app_id)
-    restore = await _restore(request, session, access, restore_id)
-    return render(request, "_restore_live.html", signed, access=access, restore=restore)
+    name = "_restore_live.html" if _is_htmx(request) else "restore_status.html"
+    return render(request, name, signed, access=access, restore=restore)

@@ -244,6 +244,19 @@ def rate(progress: dict[str, Any] | None, steps: list[dict[str, Any]], now: date
     return None
 
 
+FINAL = ("succeeded", "failed", "cancelled", "pruned")
+
+
+def with_live_state(run: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What a backup's or restore's live part needs beyond the API's answer: whether it still
+    changes (the row is not final, or its workflow still runs: retention comes after the
+    record) and the running step's rate."""
+    timeline = run.get("timeline") or {}
+    run["live"] = run["status"] not in FINAL or timeline.get("workflow_status") == "running"
+    run["rate"] = rate(timeline.get("progress"), timeline.get("steps", []), now)
+    return run
+
+
 def _field(loc: Sequence[Any]) -> str:
     """'body.connection.server' → 'connection server': the form's words, not the API's path."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]

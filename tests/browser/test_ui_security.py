@@ -44,6 +44,17 @@ async def _post(
     return response.status
 
 
+def _pages(app: App) -> tuple[str, ...]:
+    """The pages that show an application or its storage by name."""
+    return (
+        f"/ui/workspaces/{app.workspace}",
+        f"/ui/workspaces/{app.workspace}/storages",
+        f"/ui/workspaces/{app.workspace}/storages/{app.storage}",
+        f"/ui/applications/{app.id}",
+        f"/ui/applications/{app.id}/restore",
+    )
+
+
 async def _backups(api: ApiClient, world: World, app: App) -> list[Any]:
     body = await expect_status(await api.get(app.backups, headers=world.auth("owner")), 200)
     return list(body["items"])
@@ -234,13 +245,7 @@ async def test_names_render_as_text(
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     try:
-        for url in (
-            f"/ui/workspaces/{app.workspace}",
-            f"/ui/workspaces/{app.workspace}/storages",
-            f"/ui/workspaces/{app.workspace}/storages/{app.storage}",
-            f"/ui/applications/{app.id}",
-            f"/ui/applications/{app.id}/restore",
-        ):
+        for url in _pages(app):
             response = await page.goto(url)
             assert response is not None and response.status == 200, url
             await expect(page.get_by_text(SCRIPT).first).to_be_visible()
@@ -260,14 +265,8 @@ async def test_another_workspaces_pages_answer_not_found(
     context, page = await signed_in(browser, served, world.tokens["other_admin"])
     try:
         token = await csrf_of(page)
-        for url in (
-            f"/ui/workspaces/{app.workspace}",
-            f"/ui/workspaces/{app.workspace}/storages",
-            f"/ui/workspaces/{app.workspace}/storages/{app.storage}",
-            f"/ui/applications/{app.id}",
-            f"/ui/applications/{app.id}/restore",
-            f"/ui/applications/{uuid.uuid4()}",
-        ):
+        for url in (*_pages(app), f"/ui/workspaces/{app.workspace}/audit",
+                    f"/ui/applications/{uuid.uuid4()}"):  # fmt: skip
             response = await page.goto(url)
             assert response is not None and response.status == 404, url
             await expect(page.get_by_test_id("problem")).to_contain_text("does not exist")
