@@ -32,6 +32,7 @@ from core import crypto
 from core.settings import Settings, get_settings
 from db import audit
 from db.models import Application, BackupExecution, BackupRepository, BackupStorage, Workspace
+from db.quota import allocated_gb
 from db.session import make_engine, make_sessionmaker
 from repository.store import KEY_FILE, KEY_FORMAT, key_context, relative_path, seal_password
 
@@ -53,12 +54,13 @@ class Found:
 
 @dataclass
 class Report:
-    storage_id: str
+    storage_id: str = ""
     storage_created: bool = False
     repositories: int = 0
     backups_imported: list[str] = field(default_factory=list)
     backups_present: int = 0
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _read_manifest(restic: Restic, repo: Repository, snapshot_id: str) -> dict[str, Any]:
@@ -132,9 +134,13 @@ async def _application(session: AsyncSession, document: dict[str, Any]) -> Appli
 
 
 async def _storage(
-    session: AsyncSession, given: BackupStorage | None, document: dict[str, Any]
-) -> tuple[BackupStorage, bool]:
-    """The given storage row, else the described one (by id, then PVE id), else recreated."""
+    session: AsyncSession, given: BackupStorage | None, document: dict[str, Any], report: Report
+) -> BackupStorage:
+    """The given storage row, else the described one (by id, then PVE id), else recreated.
+
+    A recreated storage counts against its workspace's quota again; the data exists either
+    way, so going over the quota is reported, not refused.
+    """
     described = document["storage"]
     storage = given or await session.get(BackupStorage, uuid.UUID(described["id"]))
     if storage is None:
@@ -144,7 +150,7 @@ async def _storage(
             )
         )
     if storage is not None:
-        return storage, False
+        return storage
     workspace = await _workspace(session, document["workspace"])
     if workspace is None:
         raise ImportRefused(
@@ -160,7 +166,15 @@ async def _storage(
     )  # fmt: skip
     session.add(storage)
     await session.flush()
-    return storage, True
+    report.storage_created = True
+    allocated = await allocated_gb(session, workspace.id)
+    if allocated > workspace.backup_quota_gb:
+        report.warnings.append(
+            f"workspace {workspace.name} now allocates {allocated} GB of its"
+            f" {workspace.backup_quota_gb} GB backup quota; raise the quota, or new storages"
+            " are refused"
+        )
+    return storage
 
 
 def _execution(
@@ -186,8 +200,9 @@ async def write_catalog(
     session: AsyncSession, settings: Settings, found: list[Found], given: BackupStorage | None
 ) -> Report:
     """Writes what ``read_storage`` found; the caller commits (or rolls back on a refusal)."""
-    storage, created = await _storage(session, given, found[0].document)
-    report = Report(str(storage.id), storage_created=created)
+    report = Report()
+    storage = await _storage(session, given, found[0].document, report)
+    report.storage_id = str(storage.id)
     for item in found:
         relative = relative_path(item.repo.path)
         application = await _application(session, item.document)

@@ -86,8 +86,8 @@ def catalog_import(
     )  # fmt: skip
 
 
-async def register_again(api: ApiClient, world: World, old: dict[str, Any]) -> App:
-    """What the PaaS does on a fresh cairn: the same workspace and application names."""
+async def register_workspace(api: ApiClient, world: World, old: dict[str, Any]) -> str:
+    """What the PaaS does on a fresh cairn: the same workspace name (a new id)."""
     root = world.auth("platform_admin")
     body = {"name": old["workspace"]["name"], "plan": "dedicated", "backup_quota_gb": 1000}
     workspace = await expect(await api.post("/api/v1/admin/workspaces", json=body, headers=root),
@@ -96,14 +96,22 @@ async def register_again(api: ApiClient, world: World, old: dict[str, Any]) -> A
         await expect(await api.post(
             f"/api/v1/workspaces/{workspace['id']}/members",
             json={"user_id": world.users[user], "role": role}, headers=root), 201)  # fmt: skip
+    return str(workspace["id"])
+
+
+async def register_application(
+    api: ApiClient, world: World, old: dict[str, Any], workspace: str
+) -> App:
+    """... and the same application name in it."""
+    root = world.auth("platform_admin")
     app: App = old["app"]
     created = await expect(await api.post(
-        f"/api/v1/workspaces/{workspace['id']}/applications",
+        f"/api/v1/workspaces/{workspace}/applications",
         json={"name": old["application"]["name"], "owner_id": world.users["owner"],
               "platform": {"kind": "local", "database_url": app.db_url,
                            "volumes": {k: str(v) for k, v in app.volumes.items()}}},
         headers=root), 201)  # fmt: skip
-    return App(created["id"], workspace["id"], "", app.storage_pve_id, app.dbname, app.db_url,
+    return App(created["id"], workspace, "", app.storage_pve_id, app.dbname, app.db_url,
                app.volumes, app.marker)  # fmt: skip
 
 
@@ -158,7 +166,7 @@ async def test_master_key_and_storage_bring_every_backup_back(
         installation(fresh, own_temporal) as api,
     ):
         world = await build_world(api)
-        again = await register_again(api, world, old)
+        workspace = await register_workspace(api, world, old)
         owner = world.auth("owner")
         before = dbsupport.snapshot(fresh.database_url)
         wrong = catalog_import(fresh, str(storage_root), crypto.generate_master_key())
@@ -166,12 +174,20 @@ async def test_master_key_and_storage_bring_every_backup_back(
         assert "master key does not open" in wrong.stderr and "Nothing was imported" in wrong.stderr
         assert dbsupport.snapshot(fresh.database_url) == before
 
+        # the application is not registered yet: its repository is reported, not guessed
+        early = json.loads(catalog_import(fresh, str(storage_root), fresh.master_key_text or "")
+                           .stdout)  # fmt: skip
+        assert early["storage_created"] is True and early["warnings"] == []
+        assert early["repositories"] == 0 and early["backups_imported"] == []
+        assert len(early["skipped"]) == 1 and old["application"]["name"] in early["skipped"][0]
+
+        again = await register_application(api, world, old, workspace)
         done = catalog_import(fresh, str(storage_root), fresh.master_key_text or "")
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
-        assert report["storage_created"] is True and report["repositories"] == 1
+        assert report["storage_id"] == early["storage_id"] and report["storage_created"] is False
+        assert report["repositories"] == 1 and report["skipped"] == []
         assert sorted(report["backups_imported"]) == sorted(b["id"] for b in backups)
-        assert report["skipped"] == []
         listed = (await expect(await api.get(f"/api/v1/applications/{again.id}/backups",
                                              headers=owner), 200))["items"]  # fmt: skip
         assert {b["id"]: b["status"] for b in listed} == {b["id"]: "succeeded" for b in backups}
