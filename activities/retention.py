@@ -110,7 +110,7 @@ class RetentionActivities:
             ).all()
             expired = [str(row.id) for row in rows]
             try:
-                await heartbeating(asyncio.to_thread(self._forget, repo, application, expired))
+                await heartbeating(asyncio.to_thread(self._forget, repo, expired))
             except ResticError as exc:
                 raise restic_failure(exc) from None
             for row in rows:
@@ -133,10 +133,11 @@ class RetentionActivities:
             raise restic_failure(exc) from None
         return expired
 
-    def _forget(self, repo: Repository, application: Application, executions: list[str]) -> None:
+    def _forget(self, repo: Repository, executions: list[str]) -> None:
+        """By execution tag alone: after a catalog import the application may have a new id,
+        while its older snapshots still carry the one they were made under."""
         for execution in executions:
-            tags = [f"application={application.id}", f"execution={execution}"]
-            snapshots = self.restic.snapshots(repo, tags)
+            snapshots = self.restic.snapshots(repo, [f"execution={execution}"])
             if snapshots:
                 self.restic.forget(repo, [s.id for s in snapshots])
 
