@@ -226,16 +226,22 @@ def dev(
     logs.mkdir(exist_ok=True)
     apps = data_dir / "apps"  # where applications' volumes may live (CAIRN_VOLUME_ROOTS)
     apps.mkdir(exist_ok=True)
-    stop_requested = False
+    phase = "starting"  # then "running", then "stopping"
 
     def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        """Ends the wait while running; while starting, abandons the start (what was started
+        is stopped on the way out); while stopping, changes nothing."""
+        nonlocal phase
         if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.dup2(devnull, sys.stderr.fileno())
             os.close(devnull)
+        if phase == "starting":
+            phase = "stopping"
+            raise click.ClickException(f"{signal.Signals(signum).name} while starting")
+        if phase == "running":
+            phase = "stopping"
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
@@ -285,17 +291,18 @@ def dev(
             click.echo(f"metrics       {api_url}/metrics, http://127.0.0.1:{metrics_port}/metrics")
             click.echo(f"admin token   {token_file}")
             click.echo(f"app volumes   {env['CAIRN_VOLUME_ROOTS']} (CAIRN_VOLUME_ROOTS)")
-            click.echo(
-                f"settings      {data_dir / 'cairn.env'} (set -a; . {data_dir / 'cairn.env'})"
-            )
+            click.echo(f"settings      {data_dir / 'cairn.env'} (operator commands read it)")
             click.echo(f"logs          {logs}")
             click.echo("cairn is running; Ctrl-C stops everything")
-            while not stop_requested:
+            if phase == "starting":
+                phase = "running"
+            while phase == "running":
                 for process in processes:
                     if process.poll() is not None:
                         raise _exited(process, process_logs)
                 time.sleep(0.5)
         finally:
+            phase = "stopping"
             with contextlib.suppress(OSError):
                 click.echo("stopping cairn")
             _stop(processes)

@@ -92,6 +92,31 @@ def test_children_die_with_cairn_dev(tmp_path: Path, kill: signal.Signals) -> No
                     child.kill()
 
 
+def test_a_hangup_while_starting_stops_what_was_started(tmp_path: Path) -> None:
+    data, ports = tmp_path / "data", _ports()
+    log = tmp_path / "dev.log"
+    with _own_database(data):
+        process = cairn(*_args(data, ports), log=log)
+        children: list[psutil.Process] = []
+        try:
+            deadline = time.monotonic() + 120
+            while not any("start-dev" in " ".join(c.cmdline()) for c in children):
+                assert time.monotonic() < deadline, log.read_text()
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.2)
+                with contextlib.suppress(psutil.Error):
+                    children = psutil.Process(process.pid).children(recursive=True)
+            os.kill(process.pid, signal.SIGHUP)
+            assert process.wait(timeout=60) == 1
+            _wait_until_gone(children, ports)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+
+
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     data, ports = tmp_path / "data", _ports()
     with socket.socket() as squatter:
