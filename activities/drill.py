@@ -33,6 +33,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.restore import (
+    Backup,
+    backup_to_read,
     database_failure,
     own_database,
     read_failure,
@@ -41,9 +43,9 @@ from activities.restore import (
     snapshots_present,
     verify_against_manifest,
 )
-from activities.support import execution_repository, fatal, heartbeating, read_metadata
+from activities.support import fatal, heartbeating, read_metadata
 from adapters import pg_databases, pg_dump
-from adapters.restic import Repository, Restic, ResticError
+from adapters.restic import Restic, ResticError
 from core import crypto, metrics
 from core.boundaries import volume_roots
 from core.run_outcome import shorten
@@ -133,21 +135,8 @@ class DrillRecorded:
 
 
 @dataclass
-class Loaded:
+class Loaded(Backup):
     drill: RestoreDrill
-    execution: BackupExecution
-    application: Application
-    repo: Repository
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return self.execution.metadata_ or {}
-
-    def snapshot(self, part: str) -> str:
-        for item in self.manifest.get("parts", []):
-            if item["part"] == part:
-                return str(item["snapshot_id"])
-        raise fatal(f"the backup has no {part} part", "MissingBackup")
 
 
 def scratch_database(drill_id: object) -> str:
@@ -233,16 +222,10 @@ class DrillActivities:
         drill = await session.get(RestoreDrill, uuid.UUID(drill_id))
         if drill is None:
             raise fatal(f"restore drill {drill_id} does not exist", "NotFound")
-        execution = (
-            await session.get(BackupExecution, drill.backup_execution_id)
-            if drill.backup_execution_id
-            else None
+        backup = await backup_to_read(
+            session, self.settings, drill.backup_execution_id, drill.application_id, "drill"
         )
-        application = await session.get(Application, drill.application_id)
-        if execution is None or execution.status != "succeeded" or application is None:
-            raise fatal("the backup to drill no longer exists or was pruned", "MissingBackup")
-        _, repo = await execution_repository(session, self.settings, execution, application)
-        return Loaded(drill, execution, application, repo)
+        return Loaded(backup.execution, backup.application, backup.repo, drill)
 
     def _scratch(self, loaded: Loaded) -> pg_dump.PgTarget:
         """The scratch database on the application's server; never the application's own."""

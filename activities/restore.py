@@ -75,8 +75,9 @@ class FinishRestore:
 
 
 @dataclass
-class Loaded:
-    restore: BackupRestore
+class Backup:
+    """A backup to read back: its row (with the manifest), application and repository."""
+
     execution: BackupExecution
     application: Application
     repo: Repository
@@ -90,6 +91,27 @@ class Loaded:
             if item["part"] == part:
                 return str(item["snapshot_id"])
         raise fatal(f"the backup has no {part} part", "MissingBackup")
+
+
+@dataclass
+class Loaded(Backup):
+    restore: BackupRestore
+
+
+async def backup_to_read(
+    session: AsyncSession,
+    settings: Settings,
+    execution_id: uuid.UUID | None,
+    application_id: uuid.UUID,
+    purpose: str,
+) -> Backup:
+    """A successful backup and its opened repository; MissingBackup when it is gone or pruned."""
+    execution = await session.get(BackupExecution, execution_id) if execution_id else None
+    application = await session.get(Application, application_id)
+    if execution is None or execution.status != "succeeded" or application is None:
+        raise fatal(f"the backup to {purpose} no longer exists or was pruned", "MissingBackup")
+    _, repo = await execution_repository(session, settings, execution, application)
+    return Backup(execution, application, repo)
 
 
 def target_context(restore_id: uuid.UUID | str) -> str:
@@ -210,12 +232,10 @@ class RestoreActivities:
         restore = await session.get(BackupRestore, uuid.UUID(restore_id))
         if restore is None:  # the API's transaction may not be visible yet
             raise ApplicationError("restore not visible yet", type="NotYetVisible")
-        execution = await session.get(BackupExecution, restore.backup_execution_id)
-        application = await session.get(Application, restore.application_id)
-        if execution is None or execution.status != "succeeded" or application is None:
-            raise fatal("the backup to restore no longer exists or was pruned", "MissingBackup")
-        _, repo = await execution_repository(session, self.settings, execution, application)
-        return Loaded(restore, execution, application, repo)
+        backup = await backup_to_read(
+            session, self.settings, restore.backup_execution_id, restore.application_id, "restore"
+        )
+        return Loaded(backup.execution, backup.application, backup.repo, restore)
 
     def _target(self, loaded: Loaded) -> pg_dump.PgTarget:
         """The database to restore into: the application's own, or the requested other one."""
