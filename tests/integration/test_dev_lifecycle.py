@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -56,10 +57,34 @@ def _wait_until_gone(children: list[psutil.Process], ports: dict[str, int]) -> N
     pytest.fail(f"left behind: {alive} and ports {taken}")
 
 
+@dataclass
+class Stack:
+    """A ``cairn dev`` under test and the children seen so far."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    ports: dict[str, int]
+    children: list[psutil.Process] = field(default_factory=list)
+
+    def look(self) -> list[str]:
+        with contextlib.suppress(psutil.Error):
+            self.children = psutil.Process(self.process.pid).children(recursive=True)
+        return [" ".join(child.cmdline()) for child in self.children]
+
+
 @contextlib.contextmanager
-def _own_database(data: Path) -> Iterator[None]:
+def _dev(tmp_path: Path) -> Iterator[Stack]:
+    """Starts ``cairn dev``; whatever happens, kills what is left and drops its database."""
+    data, log = tmp_path / "data", tmp_path / "dev.log"
     try:
-        yield
+        ports = _ports()
+        stack = Stack(cairn(*_args(data, ports), log=log), log, ports)
+        try:
+            yield stack
+        finally:
+            for process in (stack.process, *stack.children):
+                with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                    process.kill()
     finally:
         if answers():
             PostgresServer().drop_database(database_name(data))
@@ -67,54 +92,29 @@ def _own_database(data: Path) -> Iterator[None]:
 
 @pytest.mark.parametrize("kill", [signal.SIGHUP, signal.SIGKILL], ids=["sighup", "sigkill"])
 def test_children_die_with_cairn_dev(tmp_path: Path, kill: signal.Signals) -> None:
-    data, ports = tmp_path / "data", _ports()
-    log = tmp_path / "dev.log"
-    with _own_database(data):
-        process = cairn(*_args(data, ports), log=log)
-        children: list[psutil.Process] = []
-        try:
-            _wait_for(log, "cairn is running", process, seconds=120)
-            children = psutil.Process(process.pid).children(recursive=True)
-            commands = [" ".join(child.cmdline()) for child in children]
-            assert any("start-dev" in c for c in commands), commands
-            assert any("cli.main worker" in c for c in commands), commands
-            assert any("cli.main api" in c for c in commands), commands
-            assert port_problems([Port(p, o, o) for o, p in ports.items()]) != []
-            os.kill(process.pid, kill)
-            code = process.wait(timeout=60)
-            assert code == (0 if kill == signal.SIGHUP else -signal.SIGKILL)
-            _wait_until_gone(children, ports)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            for child in children:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
+    with _dev(tmp_path) as stack:
+        _wait_for(stack.log, "cairn is running", stack.process, seconds=120)
+        commands = stack.look()
+        assert any("start-dev" in c for c in commands), commands
+        assert any("cli.main worker" in c for c in commands), commands
+        assert any("cli.main api" in c for c in commands), commands
+        assert port_problems([Port(p, o, o) for o, p in stack.ports.items()]) != []
+        os.kill(stack.process.pid, kill)
+        code = stack.process.wait(timeout=60)
+        assert code == (0 if kill == signal.SIGHUP else -signal.SIGKILL)
+        _wait_until_gone(stack.children, stack.ports)
 
 
 def test_a_hangup_while_starting_stops_what_was_started(tmp_path: Path) -> None:
-    data, ports = tmp_path / "data", _ports()
-    log = tmp_path / "dev.log"
-    with _own_database(data):
-        process = cairn(*_args(data, ports), log=log)
-        children: list[psutil.Process] = []
-        try:
-            deadline = time.monotonic() + 120
-            while not any("start-dev" in " ".join(c.cmdline()) for c in children):
-                assert time.monotonic() < deadline, log.read_text()
-                assert process.poll() is None, log.read_text()
-                time.sleep(0.2)
-                with contextlib.suppress(psutil.Error):
-                    children = psutil.Process(process.pid).children(recursive=True)
-            os.kill(process.pid, signal.SIGHUP)
-            assert process.wait(timeout=60) == 1
-            _wait_until_gone(children, ports)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            for child in children:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
+    with _dev(tmp_path) as stack:
+        deadline = time.monotonic() + 120
+        while not any("start-dev" in c for c in stack.look()):
+            assert time.monotonic() < deadline, stack.log.read_text()
+            assert stack.process.poll() is None, stack.log.read_text()
+            time.sleep(0.2)
+        os.kill(stack.process.pid, signal.SIGHUP)
+        assert stack.process.wait(timeout=60) == 1
+        _wait_until_gone(stack.children, stack.ports)
 
 
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
