@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Protocol
 import click
 from rich.console import Console
 from rich.filesize import decimal
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -102,7 +103,9 @@ class Bar:
             self._finish()
             self.task, self.key = self.progress.add_task(now.step, total=None), now.key
         assert self.task is not None
-        label = now.step + (f" [yellow](retrying: {now.retrying})" if now.retrying else "")
+        label = escape(now.step)
+        if now.retrying:
+            label += f" [yellow](retrying: {escape(now.retrying)})"
         self.progress.update(self.task, description=label, total=now.total, completed=now.done or 0)
 
     def _finish(self) -> None:
@@ -121,6 +124,15 @@ class Bar:
         self.progress.stop()
 
 
+def progress_line(now: Moment, elapsed: float, rate: float | None) -> str:
+    """``step: done of total (percent), rate, elapsed``; the step and its time without bytes."""
+    if now.done is None:
+        return f"{now.step}: running for {elapsed:.0f}s"
+    of = f" of {decimal(now.total)} ({100 * now.done / now.total:.0f}%)" if now.total else ""
+    per_second = f", {decimal(int(rate))}/s" if rate is not None else ""
+    return f"{now.step}: {decimal(now.done)}{of}{per_second}, {elapsed:.0f}s"
+
+
 class Lines:
     """Timestamped lines on stderr: each new step or retry, and progress every few seconds."""
 
@@ -136,28 +148,24 @@ class Lines:
         note(f"{stamp} {message}")
 
     def show(self, now: Moment) -> None:
+        if now.status in OUTCOMES:
+            return  # the outcome is said once, by outcome()
         clock = time.monotonic()
         if now.key != self.key:
             self.key, self.retrying, self.last_done = now.key, None, None
             self.step_started = self.last_line = clock
-            self.say(f"{self.kind} {now.status}: {now.step}")
+            step = f": {now.step}" if now.step != now.status else ""
+            self.say(f"{self.kind} {now.status}{step}")
         if now.retrying and now.retrying != self.retrying:
             self.say(f"{now.step} failed, retrying: {now.retrying}")
         self.retrying = now.retrying
         if clock - self.last_line < LINE_SECONDS:
             return
-        elapsed = f"{clock - self.step_started:.0f}s"
-        if now.done is None:
-            self.say(f"{now.step}: running for {elapsed}")
-        else:
-            of = (
-                f" of {decimal(now.total)} ({100 * now.done / now.total:.0f}%)" if now.total else ""
-            )
-            rate = ""
-            if self.last_done is not None:
-                rate = f", {decimal(int((now.done - self.last_done) / (clock - self.last_line)))}/s"
-            self.say(f"{now.step}: {decimal(now.done)}{of}{rate}, {elapsed}")
-            self.last_done = now.done
+        rate = None
+        if now.done is not None and self.last_done is not None:
+            rate = (now.done - self.last_done) / (clock - self.last_line)
+        self.say(progress_line(now, clock - self.step_started, rate))
+        self.last_done = now.done
         self.last_line = clock
 
     def close(self) -> None:

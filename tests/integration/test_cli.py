@@ -14,7 +14,9 @@ import json
 import os
 import pty
 import re
+import signal
 import struct
+import subprocess
 import sys
 import termios
 import uuid
@@ -25,8 +27,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli.dev import database_name
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from tests.conftest import free_port
+from tests.integration.test_processes import _wait_for
 from tests.support.api import ApiClient, World, expect, new_workspace
 from tests.support.backups import (
     CREATED_DATABASES,
@@ -42,6 +47,7 @@ from tests.support.served import served  # noqa: F401  (the fixture)
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
 CAIRN = str(Path(sys.executable).with_name("cairn"))
+ROOT = Path(__file__).resolve().parents[2]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -390,3 +396,54 @@ async def test_progress_on_a_terminal(
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # without the terminal's controls
     assert "check_quota" in text and "0:00:0" in text  # the step and its elapsed time
     assert f"backup {backup} succeeded" in text
+
+
+def readme_journey(name: str) -> str:
+    """The shell blocks of the README's journey, with the application (and its databases and
+    folder) called ``name`` so the run owns them; ``cairn`` comes from the PATH."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From a terminal:") : readme.index("## Production config")]
+    script = "\n".join(re.findall(r"```sh\n(.*?)```", section, re.S))
+    script = "\n".join(
+        line for line in script.splitlines() if not line.startswith(". .venv/bin/activate")
+    )
+    return re.sub(r"\bweb(?![A-Za-z0-9-])", name, script)
+
+
+def test_the_readme_journey_against_cairn_dev(
+    tmp_path: Path, database_server: PostgresServer
+) -> None:
+    """The README's commands, as written, in a shell next to a real ``cairn dev``."""
+    name = f"web{uuid.uuid4().hex[:8]}"
+    ports = [free_port() for _ in range(4)]
+    log = tmp_path / "dev.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    dev = subprocess.Popen(
+        [CAIRN, "dev", "--api-port", str(ports[0]), "--temporal-port", str(ports[1]),
+         "--ui-port", str(ports[2]), "--metrics-port", str(ports[3])],
+        cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_for(log, "cairn is running", dev, seconds=180)
+        shell = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", readme_journey(name)], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert shell.returncode == 0, (shell.stdout, shell.stderr)
+        assert "error:" not in shell.stderr, shell.stderr
+        assert re.search(r"backup [0-9a-f-]{36} succeeded", shell.stderr), shell.stderr
+        assert len(re.findall(r"restore [0-9a-f-]{36} succeeded", shell.stderr)) == 3, shell.stderr
+        for dbname in (name, f"{name}_copy"):  # in place, and into another database
+            with psycopg.connect(database_server.url(dbname, driver="postgresql")) as conn:
+                assert conn.execute("SELECT t FROM notes").fetchall() == [("kept",)]
+        assert (tmp_path / ".cairn" / "apps" / name / "uploads" / "a.txt").read_text() == "kept\n"
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        try:
+            dev.wait(timeout=60)
+        finally:
+            if dev.poll() is None:
+                dev.kill()
+            for dbname in (name, f"{name}_copy", database_name(tmp_path / ".cairn")):
+                database_server.drop_database(dbname)

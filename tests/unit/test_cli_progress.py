@@ -1,0 +1,83 @@
+"""What the operator CLI reads from a run's answer and prints about it, without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from cli.client import problem_error
+from cli.output import ids
+from cli.runs import Moment, moment, progress_line
+
+
+def step(activity_id: str, name: str, status: str, failure: str | None = None) -> dict[str, Any]:
+    return {"activity_id": activity_id, "step": name, "status": status, "attempts": 1,
+            "scheduled_at": "2026-11-27T20:00:00Z", "started_at": None, "completed_at": None,
+            "last_failure": failure}  # fmt: skip
+
+
+def test_the_running_step_and_its_heartbeat_make_the_moment() -> None:
+    body = {
+        "status": "running",
+        "timeline": {
+            "steps": [step("1", "check_quota", "completed"), step("2", "dump_database", "running")],
+            "progress": {
+                "step": "dump_database",
+                "bytes_done": 300,
+                "total_bytes": 1200,
+                "percent": 25.0,
+            },
+        },
+    }
+    assert moment(body) == Moment("running", "2", "dump_database", None, 300, 1200)
+
+
+def test_unknown_totals_and_no_heartbeat_show_the_step_alone() -> None:
+    body = {
+        "status": "running",
+        "timeline": {
+            "steps": [step("4", "upload_volume", "retrying", "restic: repository is locked")],
+            "progress": None,
+        },
+    }
+    now = moment(body)
+    assert now == Moment(
+        "running", "4", "upload_volume", "restic: repository is locked", None, None
+    )
+    assert progress_line(now, 35.2, None) == "upload_volume: running for 35s"
+    stdin = moment({"status": "running", "timeline": {"steps": [step("3", "dump_database",
+                    "running")], "progress": {"step": "dump_database", "bytes_done": 5_000_000,
+                    "total_bytes": 0}}})  # fmt: skip
+    assert stdin.total is None  # restic reads a dump from stdin: its total is 0 (unknown)
+    assert progress_line(stdin, 12, 1_000_000) == "dump_database: 5.0 MB, 1.0 MB/s, 12s"
+
+
+def test_a_known_total_shows_the_share_done() -> None:
+    now = Moment("running", "5", "upload_volume", None, 250_000_000, 1_000_000_000)
+    assert progress_line(now, 61, 25_000_000.0) == (
+        "upload_volume: 250.0 MB of 1.0 GB (25%), 25.0 MB/s, 61s"
+    )
+
+
+def test_between_steps_the_status_is_shown() -> None:
+    assert moment({"status": "pending", "timeline": None}).step == "pending"
+
+
+def test_problems_become_one_line_title_and_detail() -> None:
+    problem = httpx.Response(
+        409, json={"type": "/problems/conflict", "title": "Conflict", "status": 409,
+                   "detail": "the backup is failed;\nonly a backup under way can be cancelled"},
+    )  # fmt: skip
+    error = problem_error(problem)
+    assert error.status == 409
+    assert error.message == (
+        "Conflict: the backup is failed; only a backup under way can be cancelled"
+    )
+    plain = problem_error(httpx.Response(502, text="<html>Bad Gateway</html>"))
+    assert plain.message == "HTTP 502: <html>Bad Gateway</html>"
+
+
+def test_ids_of_an_object_and_of_a_page() -> None:
+    assert ids({"id": "a", "items_count": 2}) == ["a"]
+    assert ids({"items": [{"id": "b"}, {"id": "c"}], "next_cursor": None}) == ["b", "c"]
