@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
+from adapters.restic import Repository, Restic
 from core.retention_rule import Backup, Rule, decide
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from devstack.postgres import PostgresServer
@@ -71,7 +72,7 @@ def _restic(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     """One real restic snapshot per backup, its time given with --time in Berlin's local time."""
     repo = tmp_path_factory.mktemp("gfs") / "repo"
-    _restic(repo, "init")
+    Restic().init(Repository(path=repo, password=PASSWORD))  # cheap key: 400 commands follow
     moments = list(_moments())
 
     def snapshot(index: int) -> None:
