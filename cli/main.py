@@ -26,8 +26,8 @@ from core.settings import get_settings
 def cli(ctx: click.Context, log_level: str) -> None:
     """cairn: backup and restore of PaaS applications on Temporal.
 
-    Operator commands (migrate, temporal, schedules, admin) read .cairn/cairn.env, written by
-    'cairn dev', when it is there; variables already set in the environment win.
+    Operator commands (migrate, temporal, schedules, catalog, admin) read .cairn/cairn.env,
+    written by 'cairn dev', when it is there; variables already set in the environment win.
     """
     operator.prepare(ctx.invoked_subcommand)
     logging.basicConfig(
