@@ -144,8 +144,9 @@ def _backdate(settings: Settings, ages: dict[str, timedelta]) -> None:
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
         for backup_id, age in ages.items():
             conn.execute(
-                "UPDATE backup_executions SET started_at = date_trunc('day', now()) - %s,"
-                " completed_at = date_trunc('day', now()) - %s + interval '1 minute'"
+                "UPDATE backup_executions SET started_at = midnight - %s,"
+                " completed_at = midnight - %s + interval '1 minute' FROM (SELECT"
+                " date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS midnight) m"
                 " WHERE id = %s",
                 (age, age, backup_id),
             )
