@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,9 @@ from temporalio.client import Client
 
 from activities.drill import drills_folder, scratch_database
 from core.settings import CONTROL_TASK_QUEUE, Settings
+from db.models import BackupRepository
 from devstack.postgres import PostgresServer
+from repository.store import read_password
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import (
@@ -269,6 +273,55 @@ async def test_what_a_terminated_drill_left_goes_with_the_next_drill(
     assert scratch_left(database_server, settings, drill["id"]) == []
     earlier = await expect(await api.get(f"{drills_url(app)}/{stopped['id']}", headers=owner), 200)
     assert f"by the cleanup of drill {drill['id']}" in earlier["cleanup"]
+
+
+def repository_env(settings: Settings, app: App) -> dict[str, str]:
+    """restic's environment for the application's repository (its password opened)."""
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        found = conn.execute(
+            "SELECT storage_id, password_sealed FROM backup_repositories WHERE application_id = %s",
+            (app.id,),
+        ).fetchone()
+    assert found is not None
+    row = BackupRepository(
+        application_id=uuid.UUID(app.id), storage_id=found[0], password_sealed=found[1]
+    )
+    return {**os.environ, "RESTIC_PASSWORD": read_password(settings, row)}
+
+
+async def test_a_drill_reads_while_a_writer_holds_the_repository_lock(
+    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
+    database_server: PostgresServer,
+) -> None:  # fmt: skip
+    """A backup holds restic's (shared) lock for its whole upload; the drill goes on beside it."""
+    app, backup = backed_up
+    env, repo = repository_env(settings, app), backup["backup_path"]
+    writer = subprocess.Popen(
+        ["restic", "--repo", repo, "backup", "--stdin", "--stdin-filename", "slow.bin",
+         "--tag", "test=writer", "--quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        assert writer.stdin is not None
+        writer.stdin.write(b"still writing " * 1000)
+        writer.stdin.flush()
+        for _ in range(100):
+            locks = subprocess.run(
+                ["restic", "--repo", repo, "--no-lock", "list", "locks"],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            if locks:
+                break
+            await asyncio.sleep(0.1)
+        assert locks, "the writer never took its lock"
+        drill = await run_drill(api, world, app)
+        assert drill["status"] == "succeeded", drill["error_message"]
+        assert writer.poll() is None  # the writer still holds its lock
+    finally:
+        assert writer.stdin is not None
+        writer.stdin.close()
+        assert writer.wait(timeout=60) == 0
+    assert scratch_left(database_server, settings, drill["id"]) == []
 
 
 async def test_a_drill_policy_is_a_schedule_in_the_policy_time_zone(
