@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Repository, Restic, ResticError
@@ -299,4 +300,11 @@ def import_storage(storage_ref: str) -> None:
         report = asyncio.run(run_import(get_settings(), storage_ref))
     except ImportRefused as exc:
         raise click.ClickException(str(exc)) from None
+    except OperationalError as exc:
+        raise click.ClickException(f"cannot reach cairn's database: {exc.orig}") from None
+    except ProgrammingError as exc:
+        raise click.ClickException(
+            f"cairn's database is not ready ({str(exc.orig).splitlines()[0]});"
+            " run `cairn migrate` first"
+        ) from None
     click.echo(json.dumps(asdict(report), indent=2))
