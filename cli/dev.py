@@ -29,6 +29,7 @@ from devstack.temporal import start_dev_server, wait_for_port
 ADMIN_EMAIL = "admin@cairn.local"
 # What ``cairn dev`` writes in its data folder; ``--reset`` deletes these and nothing else.
 DATA_ENTRIES = ("master-key", "admin-token", "cairn.env", "storages", "apps", "logs", "pgdata")
+PORT = click.IntRange(1, 65535)
 
 
 def database_name(data_dir: Path) -> str:
@@ -176,12 +177,12 @@ def _wait_ready(
               show_default=True,
               help="where the stack keeps its key, admin token, settings, Temporal history,"
                    " storages and logs")  # fmt: skip
-@click.option("--api-port", type=int, default=8000, show_default=True,
+@click.option("--api-port", type=PORT, default=8000, show_default=True,
               help="the REST API and its docs")  # fmt: skip
-@click.option("--temporal-port", type=int, default=7233, show_default=True,
+@click.option("--temporal-port", type=PORT, default=7233, show_default=True,
               help="the Temporal dev server's gRPC frontend")  # fmt: skip
-@click.option("--ui-port", type=int, default=8233, show_default=True, help="the Temporal UI")
-@click.option("--metrics-port", "metrics_port", type=int, default=9464, show_default=True,
+@click.option("--ui-port", type=PORT, default=8233, show_default=True, help="the Temporal UI")
+@click.option("--metrics-port", "metrics_port", type=PORT, default=9464, show_default=True,
               help="the worker's Prometheus endpoint")  # fmt: skip
 @click.option("--reset", is_flag=True,
               help="start over: drop the database this data folder used and delete the folder"

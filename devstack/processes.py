@@ -66,16 +66,15 @@ class Port:
     purpose: str
 
 
-def _in_use(port: int) -> bool:
+def _bind_error(port: int) -> OSError | None:
+    """Why 127.0.0.1:``port`` cannot be listened on (taken, privileged, ...), if it cannot."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "taken"
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
+            return exc
+    return None
 
 
 def holder(port: int) -> str | None:
@@ -90,7 +89,8 @@ def holder(port: int) -> str | None:
         if connection.pid is None:
             return None
         try:
-            command = " ".join(psutil.Process(connection.pid).cmdline()) or "?"
+            words = " ".join(psutil.Process(connection.pid).cmdline()).split()
+            command = " ".join(words) or "?"  # one line, even for ``python -c`` scripts
         except psutil.Error:
             command = "?"
         if len(command) > 120:
@@ -109,11 +109,19 @@ def port_problems(ports: Sequence[Port]) -> list[str]:
             problems.append(f"port {port.number} is given to both {first.option} and {port.option}")
             continue
         seen[port.number] = port
-        if _in_use(port.number):
+        error = _bind_error(port.number)
+        if error is None:
+            continue
+        if error.errno == errno.EADDRINUSE:
             who = holder(port.number)
             by = f" by {who}" if who else ""
             problems.append(
                 f"port {port.number} ({port.purpose}, {port.option}) is in use{by};"
                 f" stop that process or choose another port with {port.option}"
+            )
+        else:
+            problems.append(
+                f"port {port.number} ({port.purpose}, {port.option}) cannot be used:"
+                f" {error.strerror}; choose another port with {port.option}"
             )
     return problems
