@@ -22,15 +22,18 @@ Everything here blocks; Temporal activities call it through ``asyncio.to_thread`
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
@@ -341,20 +344,38 @@ class Restic:
     def init(self, repo: Repository) -> bool:
         """Creates the repository (format 2, compressed) unless it exists; True if created.
 
-        An existing repository is opened once, so a wrong password fails here rather than
-        in the middle of the first backup.
+        ``restic init`` is not atomic: two runs at once on one path leave two keys with
+        different master keys and a repository that one of them cannot open. So the
+        repository is made in a folder of its own beside the target, given its cheap key
+        there, and renamed into place; a concurrent creator that lost the rename uses the
+        winner's repository. An existing repository is opened once, so a wrong password
+        fails here rather than in the middle of the first backup.
         """
-        try:
-            self._run(repo, ["init", "--repository-version", "2"])
-        except ResticError as exc:
-            if "config file already exists" not in exc.message:
-                raise
-            self._run(repo, ["cat", "config"])
-            return False
-        use_cheap_key(repo)
-        self._run(repo, ["cat", "config"])  # the new key opens the repository
-        logger.info("initialised restic repository %s", repo.path)
-        return True
+        if not (repo.path / "config").exists():
+            staging = replace(
+                repo,
+                path=repo.path.with_name(
+                    f".{repo.path.name}.init-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                ),
+            )
+            try:
+                self._run(staging, ["init", "--repository-version", "2"])
+                use_cheap_key(staging)
+                try:
+                    staging.path.rename(repo.path)  # over nothing or an empty folder only
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise ResticError(
+                            f"cannot move the new repository into {repo.path}: {exc}",
+                            retryable=True,
+                        ) from None
+                else:
+                    logger.info("initialised restic repository %s", repo.path)
+                    return True
+            finally:
+                shutil.rmtree(staging.path, ignore_errors=True)
+        self._run(repo, ["cat", "config"])
+        return False
 
     def backup_paths(
         self,

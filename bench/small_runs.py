@@ -91,23 +91,27 @@ async def at_once(stack: Stack, dbs: Databases, count: int, report: Report) -> N
 
 
 async def api_reads(stack: Stack, app: str, rate: float, seconds: float, report: Report) -> None:
-    """Open-loop load: ``rate`` requests a second, half the list, half a backup's detail."""
+    """Open-loop load: ``rate`` requests a second for ``seconds``, half the list, half a
+    backup's detail. A request not answered within ``seconds`` counts as failed, so an API
+    slower than the offered rate shows as a low achieved rate, not an endless queue."""
     path = f"/api/v1/applications/{app}/backups"
     listed = (await stack.api.get(path, headers=stack.owner)).json()["items"]
     latencies: dict[str, list[float]] = {"list": [], "detail": []}
-    errors = 0
+    failed = 0
 
     async def one(kind: str) -> None:
-        nonlocal errors
+        nonlocal failed
         url = path if kind == "list" else f"{path}/{random.choice(listed)['id']}"
         start = time.perf_counter()
         try:
-            response = await stack.api.get(url, headers=stack.owner)
-        except httpx.TransportError:
-            errors += 1
+            response = await asyncio.wait_for(stack.api.get(url, headers=stack.owner), seconds)
+        except (httpx.TransportError, TimeoutError):
+            failed += 1
+            return
+        if response.status_code != 200:
+            failed += 1
             return
         latencies[kind].append((time.perf_counter() - start) * 1000)
-        errors += response.status_code != 200
 
     tasks = []
     began = time.perf_counter()
@@ -117,15 +121,15 @@ async def api_reads(stack: Stack, app: str, rate: float, seconds: float, report:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one("list" if i % 2 == 0 else "detail")))
     await asyncio.gather(*tasks)
-    achieved = len(tasks) / (time.perf_counter() - began)
-    if errors:
-        report.notes.append(f"API reads: {errors} requests failed or were not answered 200")
+    answered = len(latencies["list"]) + len(latencies["detail"])
+    achieved = answered / (time.perf_counter() - began)
     report.notes.append(
-        f"API reads: {len(listed)} backups in the list; offered {rate:.0f} req/s"
-        f" for {seconds:.0f} s from one asyncio/httpx client on the same machine"
+        f"API reads: {len(listed)} backups in the list; {len(tasks)} requests offered at"
+        f" {rate:.0f} req/s for {seconds:.0f} s from one asyncio/httpx client (64 connections)"
+        f" on the same machine; {failed} failed or unanswered within {seconds:.0f} s"
     )
     report.add(
-        Figure("api_reads_per_s", "API reads: achieved req/s", [achieved], "", f">= {rate:.0f}")
+        Figure("api_reads_per_s", "API reads: answered req/s", [achieved], "", f">= {rate:.0f}")
     )
     for kind in ("list", "detail"):
         values = latencies[kind]
@@ -138,6 +142,6 @@ async def api_reads(stack: Stack, app: str, rate: float, seconds: float, report:
                 f"API {kind}: p99",
                 [percentile(values, 99)],
                 " ms",
-                "p99 <= 50 ms",
+                "p99 <= 50 ms at 200 req/s",
             )
         )

@@ -118,15 +118,27 @@ class Stack:
         return str(app["id"])
 
     async def start_backup(self, app_id: str) -> str:
-        body = await _ok(
-            await self.api.post(f"/api/v1/applications/{app_id}/backups", headers=self.owner), 202
-        )
-        return str(body["id"])
+        """POSTs a backup; a connection the overloaded API dropped is retried with the same
+        Idempotency-Key, so a retry never starts a second run."""
+        headers = {**self.owner, "Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(5):
+            try:
+                response = await self.api.post(
+                    f"/api/v1/applications/{app_id}/backups", headers=headers
+                )
+                return str((await _ok(response, 202))["id"])
+            except httpx.TransportError:
+                await asyncio.sleep(1 + attempt)
+        raise SystemExit(f"the API did not accept a backup of {app_id}")
 
     async def until_final(self, path: str, poll: float = 0.1) -> dict[str, Any]:
         """Polls a backup or restore until its row has a final status."""
         while True:
-            response = await self.api.get(path, headers=self.owner)
+            try:
+                response = await self.api.get(path, headers=self.owner)
+            except httpx.TransportError:  # a connection the overloaded API dropped
+                await asyncio.sleep(poll)
+                continue
             if response.status_code == 200 and response.json()["status"] in FINAL:
                 return dict(response.json())
             await asyncio.sleep(poll)

@@ -1,4 +1,4 @@
-"""The backup of one application: quota check, snapshot, dump, upload, record.
+"""The backup of one application: quota check, snapshot, dump and uploads at once, record.
 
 Retention (forget and prune) is not a step of the backup any more: the daily retention
 sweep applies it to every policy in one batch, so a backup's cost does not include
@@ -8,7 +8,10 @@ prune step (``workflow.patched``).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -47,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 # Marks runs that leave retention to the daily sweep; older histories still prune.
 PRUNE_IN_SWEEP = "prune-in-daily-sweep"
+# Marks runs that dump the database and upload the volumes at once, not one after another.
+PARTS_AT_ONCE = "parts-at-once"
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -95,34 +100,18 @@ class BackupWorkflow:
             retry_policy=DATA,
         )  # fmt: skip
         parts: list[PartResult] = []
+        jobs: list[tuple[str, Callable[[], Awaitable[PartResult]]]] = []
         if database:
-            self.step = "database dump"
-            parts.append(
-                await workflow.execute_activity_method(
-                    BackupActivities.dump_database,
-                    execution_id,
-                    summary="dump the database",
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=LONG,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DATA,
-                    cancellation_type=WAIT,
-                )
-            )
+            jobs.append(("database dump", partial(self._dump, execution_id)))
         for volume in volumes:
-            self.step = f"upload {volume}"
-            parts.append(
-                await workflow.execute_activity_method(
-                    BackupActivities.upload_volume,
-                    UploadJob(execution_id, volume, snapshot.volumes[volume], request.backup_type),
-                    summary=f"upload volume {volume}",
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=LONG,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DATA,
-                    cancellation_type=WAIT,
-                )
-            )
+            job = UploadJob(execution_id, volume, snapshot.volumes[volume], request.backup_type)
+            jobs.append((f"upload {volume}", partial(self._upload, job)))
+        if workflow.patched(PARTS_AT_ONCE):
+            parts = await self._at_once(jobs)
+        else:
+            for label, start in jobs:
+                self.step = label
+                parts.append(await start())
         self.step = "record"
         stored = await workflow.execute_activity_method(
             BackupActivities.store_manifest, RecordJob(execution_id, parts, snapshot, started),
@@ -148,6 +137,59 @@ class BackupWorkflow:
                 workflow.logger.warning("retention failed, backup kept: %s", reason(error))
         self.step = "done"
         return execution_id
+
+    async def _dump(self, execution_id: str) -> PartResult:
+        return await workflow.execute_activity_method(
+            BackupActivities.dump_database,
+            execution_id,
+            summary="dump the database",
+            task_queue=DATA_TASK_QUEUE,
+            start_to_close_timeout=LONG,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA,
+            cancellation_type=WAIT,
+        )
+
+    async def _upload(self, job: UploadJob) -> PartResult:
+        return await workflow.execute_activity_method(
+            BackupActivities.upload_volume,
+            job,
+            summary=f"upload volume {job.volume}",
+            task_queue=DATA_TASK_QUEUE,
+            start_to_close_timeout=LONG,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA,
+            cancellation_type=WAIT,
+        )
+
+    async def _at_once(
+        self, jobs: list[tuple[str, Callable[[], Awaitable[PartResult]]]]
+    ) -> list[PartResult]:
+        """Runs every part at once (in order of ``jobs``); the first failure stops the rest.
+
+        The other parts are cancelled and waited for (their cancellation waits for the
+        activity), so cleanup after the failure never races an upload still writing. The
+        run then fails in the step that failed first.
+        """
+        self.step = ", ".join(label for label, _ in jobs)
+        failed: list[str] = []
+
+        async def one(label: str, start: Callable[[], Awaitable[PartResult]]) -> PartResult:
+            try:
+                return await start()
+            except RUN_ERRORS:
+                failed.append(label)
+                raise
+
+        tasks = [asyncio.create_task(one(label, start)) for label, start in jobs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except RUN_ERRORS:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.step = failed[0] if failed else self.step
+            raise
 
     def _schedule_id(self) -> str | None:
         scheduled_by = workflow.info().typed_search_attributes

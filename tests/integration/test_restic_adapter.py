@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,18 @@ def test_a_new_repository_gets_a_cheap_key_that_plain_restic_opens(
     assert restic.init(made) is True
     [key_file] = (made.path / "keys").iterdir()
     assert json.loads(key_file.read_text())["N"] == CHEAP_SCRYPT["N"]
+
+
+def test_concurrent_inits_make_one_repository(restic: Restic, tmp_path: Path) -> None:
+    """Parallel backup steps of a new application all create its repository at once."""
+    repo = Repository(tmp_path / "apps" / "new", f"pw-{secrets.token_hex(16)}")
+    with ThreadPoolExecutor(4) as pool:
+        created = list(pool.map(lambda _: restic.init(repo), range(4)))
+    assert created.count(True) == 1
+    assert len(list((repo.path / "keys").iterdir())) == 1
+    assert [p.name for p in (tmp_path / "apps").iterdir()] == ["new"]  # no staging left
+    restic.backup_paths(repo, sample_source(tmp_path / "src"), ["t=1"])
+    assert len(restic.snapshots(repo)) == 1
 
 
 def test_backup_then_restore_is_byte_identical(
