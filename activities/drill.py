@@ -103,8 +103,8 @@ class DrillVolume:
 
 @dataclass
 class Verified:
-    bytes_restored: int
-    figures: dict[str, Any]
+    volume_bytes: int
+    summary: str
 
 
 @dataclass
@@ -360,8 +360,14 @@ class DrillActivities:
             {volume: folder / volume for volume in plan.volumes},
             self.settings.pg_bin_dir,
         )
-        volume_bytes = sum(v["bytes"] for k, v in figures.items() if k.startswith("volume:"))
-        return Verified(volume_bytes, figures)
+        volumes = {k.removeprefix("volume:"): v for k, v in figures.items() if k != "tables"}
+        matched = [f"{figures['tables']} tables' row counts"] if plan.database else []
+        matched += [
+            f"{name}: {v['files']} files, {v['bytes']} bytes" for name, v in volumes.items()
+        ]
+        return Verified(
+            sum(v["bytes"] for v in volumes.values()), "as in the backup: " + "; ".join(matched)
+        )
 
     @activity.defn
     async def run_drill_checks(self, plan: DrillPlan) -> list[CheckOutcome]:

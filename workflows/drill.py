@@ -131,7 +131,8 @@ class RestoreDrillWorkflow:
             retry_policy=DATA,
         )  # fmt: skip
         recovery_seconds = (workflow.now() - restore_started).total_seconds()
-        self.bytes_restored = database_bytes + verified.bytes_restored
+        self.notes["verify result"] = verified.summary
+        self.bytes_restored = database_bytes + verified.volume_bytes
         self.step = "checks"
         self.checks = await workflow.execute_activity_method(
             DrillActivities.run_drill_checks, plan, task_queue=DATA_TASK_QUEUE,
