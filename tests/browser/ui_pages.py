@@ -5,13 +5,15 @@ which the journey creates through the UI)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from devstack.postgres import PostgresServer
-from tests.support.api import ApiClient, World, expect
+from tests.support.api import ApiClient, World
+from tests.support.api import expect as expect_status
 from tests.support.backups import CREATED_DATABASES, fill_database, fill_volume
 
 # Every wait in these tests is bounded; a run that hangs fails instead.
@@ -59,7 +61,7 @@ async def register_app(
         path.mkdir(parents=True)
         fill_volume(path, marker)
     name = f"shop-{uuid.uuid4().hex[:6]}"
-    app = await expect(
+    app = await expect_status(
         await api.post(
             f"/api/v1/workspaces/{workspace}/applications",
             json={
@@ -76,3 +78,10 @@ async def register_app(
         201,
     )
     return str(app["id"]), name, libpq, volumes
+
+
+async def settles(live: Locator) -> str:
+    """Waits for a run's live part to reach a final status; returns its text (for messages)."""
+    final = re.compile("^(succeeded|failed|cancelled)$")
+    await expect(live).to_have_attribute("data-status", final, timeout=RUN_MS)
+    return f"{await live.get_attribute('data-status')}: {await live.inner_text()}"
