@@ -257,3 +257,34 @@ async def test_owner_restores_only_the_database_into_another_one(
     assert table_hashes(database_server.url(copy, driver="postgresql")) == tables
     assert table_hashes(app.db_url) == tables
     assert tree_hashes(app.volumes["uploads"]) == files
+
+
+async def test_owner_pauses_and_resumes_the_policy(
+    api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path,
+    database_server: PostgresServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    app = await make_app(api, world, database_server, tmp_path)
+    context, page = await signed_in(browser, served, world.tokens["owner"])
+    try:
+        await page.goto(f"/ui/applications/{app.id}")
+        await page.check("input[name=paused]")
+        await page.click("text=Save policy")
+        await expect(page.get_by_test_id("policy-summary")).to_contain_text("paused")
+        state = page.get_by_test_id("schedule-state")
+        await expect(state).to_contain_text("paused by owner-")
+        policy = (await api.get(app.policy, headers=world.auth("owner"))).json()
+        assert policy["enabled"] is False and policy["schedule_state"]["paused"] is True
+
+        await page.goto(f"/ui/workspaces/{app.workspace}")
+        row = page.get_by_test_id("app-row")
+        await expect(row).to_contain_text("paused")
+        await page.screenshot(path=screenshots / "ui-overview-paused.png", full_page=True)
+
+        await page.goto(f"/ui/applications/{app.id}")
+        await page.uncheck("input[name=paused]")
+        await page.click("text=Save policy")
+        await expect(page.get_by_test_id("schedule-state")).to_contain_text("running")
+        policy = (await api.get(app.policy, headers=world.auth("owner"))).json()
+        assert policy["enabled"] is True and policy["schedule_state"]["paused"] is False
+    finally:
+        await context.close()
