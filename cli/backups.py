@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.client import Api, app_option, connection_options, with_api
-from cli.output import Field, Output, limit_options, note, output_options, size, when
-from cli.runs import show_run, wait_for_outcome
+from cli.output import Field, Output, limit_options, output_options, size, when
+from cli.runs import RunKind
 
 COLUMNS: list[Field] = [
     ("id", "id"),
@@ -24,14 +24,7 @@ FIELDS: list[Field] = [
     ("workflow", "workflow_id"),
     ("Temporal UI", "temporal_ui_url"),
 ]
-
-
-def _path(app_id: str, backup_id: str | None = None) -> str:
-    return f"/applications/{app_id}/backups" + (f"/{backup_id}" if backup_id else "")
-
-
-def _watch_command(app_id: str, backup_id: str) -> str:
-    return f"cairn backups watch --app {app_id} {backup_id}"
+BACKUPS = RunKind("backup", FIELDS)
 
 
 @click.group()
@@ -57,18 +50,8 @@ def list_backups(
     api: Api, app_id: str, status: str | None, limit: int, cursor: str | None, out: Output
 ) -> None:
     """The application's backups, newest first."""
-    page = api.get(_path(app_id), status=status, limit=limit, cursor=cursor)
+    page = api.get(BACKUPS.path(app_id), status=status, limit=limit, cursor=cursor)
     out.page(page, COLUMNS, "backups")
-
-
-@backups.command("get")
-@app_option
-@click.argument("backup_id")
-@output_options
-@with_api
-def get_backup(api: Api, app_id: str, backup_id: str, out: Output) -> None:
-    """One backup with its steps and live progress."""
-    show_run(out, api.get(_path(app_id, backup_id)), FIELDS)
 
 
 @backups.command("create")
@@ -91,44 +74,12 @@ def create_backup(
 ) -> None:
     """Start a backup now, with the settings of the application's backup policy."""
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    accepted = api.request("POST", _path(app_id), headers=headers)
-    if not wait:
-        out.record(accepted, FIELDS)
-        return
-    note(f"backup {accepted['id']} started; Temporal UI: {accepted['temporal_ui_url']}")
-    wait_for_outcome(
-        api,
-        out,
-        _path(app_id, accepted["id"]),
-        "backup",
-        FIELDS,
-        _watch_command(app_id, accepted["id"]),
-    )
+    accepted = api.request("POST", BACKUPS.path(app_id), headers=headers)
+    BACKUPS.started(api, out, app_id, accepted, wait)
 
 
-@backups.command("watch")
-@app_option
-@click.argument("backup_id")
-@output_options
-@with_api
-def watch_backup(api: Api, app_id: str, backup_id: str, out: Output) -> None:
-    """Follow a backup until it ends; exit 0 succeeded, 1 failed, 2 cancelled.
-
-    Ctrl-C stops following, not the backup.
-    """
-    wait_for_outcome(
-        api, out, _path(app_id, backup_id), "backup", FIELDS, _watch_command(app_id, backup_id)
-    )
-
-
-@backups.command("cancel")
-@app_option
-@click.argument("backup_id")
-@output_options
-@with_api
-def cancel_backup(api: Api, app_id: str, backup_id: str, out: Output) -> None:
-    """Ask a running backup to stop; its partial data is removed.
-
-    The backup ends cancelled shortly after; follow it with 'cairn backups watch'.
-    """
-    out.record(api.post(f"{_path(app_id, backup_id)}/cancel"), FIELDS)
+BACKUPS.add_commands(
+    backups,
+    cancel_help="Ask a running backup to stop; its partial data is removed.\n\n"
+    "The backup ends cancelled shortly after; follow it with 'cairn backups watch'.",
+)

@@ -20,7 +20,7 @@ from cli.output import (
     typed_confirmation,
     when,
 )
-from cli.runs import show_run, wait_for_outcome
+from cli.runs import RunKind
 
 COLUMNS: list[Field] = [
     ("id", "id"),
@@ -40,14 +40,7 @@ FIELDS: list[Field] = [
     ("workflow", "workflow_id"),
     ("Temporal UI", "temporal_ui_url"),
 ]
-
-
-def _path(app_id: str, restore_id: str | None = None) -> str:
-    return f"/applications/{app_id}/restores" + (f"/{restore_id}" if restore_id else "")
-
-
-def _watch_command(app_id: str, restore_id: str) -> str:
-    return f"cairn restores watch --app {app_id} {restore_id}"
+RESTORES = RunKind("restore", FIELDS)
 
 
 @click.group()
@@ -67,17 +60,7 @@ def restores() -> None:
 @with_api
 def list_restores(api: Api, app_id: str, limit: int, cursor: str | None, out: Output) -> None:
     """The application's restores, newest first."""
-    out.page(api.get(_path(app_id), limit=limit, cursor=cursor), COLUMNS, "restores")
-
-
-@restores.command("get")
-@app_option
-@click.argument("restore_id")
-@output_options
-@with_api
-def get_restore(api: Api, app_id: str, restore_id: str, out: Output) -> None:
-    """One restore with its steps and live progress."""
-    show_run(out, api.get(_path(app_id, restore_id)), FIELDS)
+    out.page(api.get(RESTORES.path(app_id), limit=limit, cursor=cursor), COLUMNS, "restores")
 
 
 def _overwritten(
@@ -185,44 +168,13 @@ def create_restore(
         note("It is stopped, its data replaced by the backup's, and it is started again.")
         typed_confirmation(application["name"], confirm, "overwrite its live data")
     accepted = api.post(f"/applications/{app_id}/backups/{backup_id}/restore", body)
-    if not wait:
-        out.record(accepted, FIELDS)
-        return
-    note(f"restore {accepted['id']} started; Temporal UI: {accepted['temporal_ui_url']}")
-    wait_for_outcome(
-        api,
-        out,
-        _path(app_id, accepted["id"]),
-        "restore",
-        FIELDS,
-        _watch_command(app_id, accepted["id"]),
-    )
+    RESTORES.started(api, out, app_id, accepted, wait)
 
 
-@restores.command("watch")
-@app_option
-@click.argument("restore_id")
-@output_options
-@with_api
-def watch_restore(api: Api, app_id: str, restore_id: str, out: Output) -> None:
-    """Follow a restore until it ends; exit 0 succeeded, 1 failed, 2 cancelled.
-
-    Ctrl-C stops following, not the restore.
-    """
-    wait_for_outcome(
-        api, out, _path(app_id, restore_id), "restore", FIELDS, _watch_command(app_id, restore_id)
-    )
-
-
-@restores.command("cancel")
-@app_option
-@click.argument("restore_id")
-@output_options
-@with_api
-def cancel_restore(api: Api, app_id: str, restore_id: str, out: Output) -> None:
-    """Ask a pending or running restore to stop; the application is started again.
-
-    A step that is swapping data finishes first, so the application is never left half
-    swapped. Follow it with 'cairn restores watch'.
-    """
-    out.record(api.post(f"{_path(app_id, restore_id)}/cancel"), FIELDS)
+RESTORES.add_commands(
+    restores,
+    cancel_help="Ask a pending or running restore to stop; the application is started again.\n\n"
+    "A step that swaps data finishes first, so the application is never left half swapped."
+    " The step in progress hears of the cancel at its next heartbeat; one that ends before"
+    " lets the restore go on. Follow it with 'cairn restores watch'.",
+)

@@ -31,8 +31,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from cli.client import Api, Exit, Interrupted
-from cli.output import Field, Output, note, when
+from cli.client import Api, Exit, Interrupted, app_option, with_api
+from cli.output import Field, Output, note, output_options, when
 
 POLL_SECONDS = 1.0
 LINE_SECONDS = 10.0  # a progress line at most this often when not on a terminal
@@ -221,21 +221,71 @@ STEP_COLUMNS: list[Field] = [
 ]
 
 
-def show_run(out: Output, body: dict[str, Any], fields: Sequence[Field]) -> None:
-    """A backup or restore, with its steps when shown as a table."""
-    out.record(body, fields)
-    timeline = body.get("timeline")
-    if out.format == "table" and not out.quiet and timeline and timeline["steps"]:
-        out.rows(timeline["steps"], STEP_COLUMNS, title="steps")
-    if out.format == "table" and not out.quiet and body.get("timeline_error"):
-        note(body["timeline_error"])
+@dataclass(frozen=True)
+class RunKind:
+    """What the commands that show, start, follow and cancel a run need to know of its kind."""
 
+    name: str  # backup | restore
+    fields: Sequence[Field]
 
-def wait_for_outcome(
-    api: Api, out: Output, path: str, kind: str, fields: Sequence[Field], watch_command: str
-) -> NoReturn:
-    """Follows the run to its end, prints it, and exits with the status its outcome means."""
-    body = follow(api, path, kind, watch_command)
-    code = outcome(body, kind)
-    show_run(out, body, fields)
-    click.get_current_context().exit(code)
+    def path(self, app_id: str, run_id: str | None = None) -> str:
+        return f"/applications/{app_id}/{self.name}s" + (f"/{run_id}" if run_id else "")
+
+    def show(self, out: Output, body: dict[str, Any]) -> None:
+        """The run, with its steps when shown as a table."""
+        out.record(body, self.fields)
+        timeline = body.get("timeline")
+        if out.format == "table" and not out.quiet and timeline and timeline["steps"]:
+            out.rows(timeline["steps"], STEP_COLUMNS, title="steps")
+        if out.format == "table" and not out.quiet and body.get("timeline_error"):
+            note(body["timeline_error"])
+
+    def follow_to_end(self, api: Api, out: Output, app_id: str, run_id: str) -> NoReturn:
+        """Follows the run to its end, prints it, and exits with the status its outcome means."""
+        again = f"cairn {self.name}s watch --app {app_id} {run_id}"
+        body = follow(api, self.path(app_id, run_id), self.name, again)
+        code = outcome(body, self.name)
+        self.show(out, body)
+        click.get_current_context().exit(code)
+
+    def started(
+        self, api: Api, out: Output, app_id: str, accepted: dict[str, Any], wait: bool
+    ) -> None:
+        """A run the API accepted: printed at once, or (``--wait``) followed to its end."""
+        if not wait:
+            out.record(accepted, self.fields)
+            return
+        note(f"{self.name} {accepted['id']} started; Temporal UI: {accepted['temporal_ui_url']}")
+        self.follow_to_end(api, out, app_id, accepted["id"])
+
+    def add_commands(self, group: click.Group, cancel_help: str) -> None:
+        """``get``, ``watch`` and ``cancel``, alike for every kind of run."""
+        name, run_id = self.name, click.argument("run_id", metavar=f"{self.name.upper()}_ID")
+
+        @group.command("get", help=f"One {name} with its steps and live progress.")
+        @app_option
+        @run_id
+        @output_options
+        @with_api
+        def get(api: Api, app_id: str, run_id: str, out: Output) -> None:
+            self.show(out, api.get(self.path(app_id, run_id)))
+
+        @group.command(
+            "watch",
+            help=f"Follow a {name} until it ends; exit 0 succeeded, 1 failed, 2 cancelled.\n\n"
+            f"Ctrl-C stops following, not the {name}.",
+        )
+        @app_option
+        @run_id
+        @output_options
+        @with_api
+        def watch(api: Api, app_id: str, run_id: str, out: Output) -> None:
+            self.follow_to_end(api, out, app_id, run_id)
+
+        @group.command("cancel", help=cancel_help)
+        @app_option
+        @run_id
+        @output_options
+        @with_api
+        def cancel(api: Api, app_id: str, run_id: str, out: Output) -> None:
+            out.record(api.post(f"{self.path(app_id, run_id)}/cancel"), self.fields)

@@ -32,7 +32,7 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
 from tests.integration.test_processes import _wait_for
-from tests.support.api import ApiClient, World, expect, new_workspace
+from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import (
     CREATED_DATABASES,
     fill_database,
@@ -268,29 +268,23 @@ async def test_bad_input_is_one_line_and_changes_nothing(
 
 async def test_no_url_or_token_says_where_they_come_from(cwd: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    process = await asyncio.create_subprocess_exec(
-        CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await process.communicate()
-    assert process.returncode == 3
-    assert err.decode().startswith("error: no API URL: pass --api-url, set CAIRN_API_URL")
+
+    async def first_line() -> str:
+        process = await asyncio.create_subprocess_exec(
+            CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await process.communicate()
+        assert process.returncode == 3
+        return err.decode()
+
+    assert (await first_line()).startswith("error: no API URL: pass --api-url, set CAIRN_API_URL")
     # cairn dev's files: the URL from cairn.env, the token from admin-token
     (cwd / ".cairn").mkdir()
     (cwd / ".cairn" / "cairn.env").write_text("CAIRN_API_URL=http://127.0.0.1:9\n")
-    process = await asyncio.create_subprocess_exec(
-        CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await process.communicate()
-    assert process.returncode == 3 and err.decode().startswith("error: no API token:")
+    assert (await first_line()).startswith("error: no API token:")
     (cwd / ".cairn" / "admin-token").write_text("cairn_x\n")
-    process = await asyncio.create_subprocess_exec(
-        CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await process.communicate()
-    assert err.decode().startswith("error: cannot reach the API at http://127.0.0.1:9")
+    assert (await first_line()).startswith("error: cannot reach the API at http://127.0.0.1:9")
 
 
 async def test_cancel_a_backup_and_a_restore(
@@ -308,9 +302,14 @@ async def test_cancel_a_backup_and_a_restore(
     async def owner(*args: str) -> Ran:
         return await cairn(served, world.tokens["owner"], cwd, *args)
 
-    pve.delay(3)  # the quota check reads the storage's status from PVE: the run stays running
+    pve.delay(5)  # the quota check reads the storage's status from PVE: it stays running
     try:
         backup = (await owner("backups", "create", "--app", app.id, "-q")).id()
+        await wait_for(  # cancelled in the quota check, a step that stops when told
+            api, f"{app.backups}/{backup}", world.auth("owner"),
+            lambda b: any(s["step"] == "check_quota" and s["status"] == "running"
+                          for s in (b.get("timeline") or {}).get("steps", [])),
+        )  # fmt: skip
         cancelled = await owner("backups", "cancel", "--app", app.id, backup, "-o", "json")
         assert cancelled.code == 0, cancelled
         watched = await owner("backups", "watch", "--app", app.id, backup, "-q")
