@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the OS tools cairn runs for real (restic, the PostgreSQL client) and the browser the
-# UI tests drive (Debian's chromium: Playwright's own download does not work here) when missing.
+# UI tests drive (Debian's chromium: Playwright's own download does not work here) and the
+# kubectl that talks to the Kubernetes fake (Debian's kubernetes-client) when missing.
 set -euo pipefail
 missing=()
 command -v restic >/dev/null 2>&1 || missing+=(restic)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing ${missing[*]}"
 sudo_cmd=""

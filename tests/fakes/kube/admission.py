@@ -67,7 +67,10 @@ def default(resource: ResourceType, obj: dict[str, Any]) -> None:
                 spec.setdefault("progressDeadlineSeconds", 600)
                 spec.setdefault(
                     "strategy",
-                    {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                    {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+                    },
                 )
             else:
                 spec.setdefault("podManagementPolicy", "OrderedReady")
@@ -205,14 +208,24 @@ def _pod_spec(spec: dict[str, Any], path: str) -> list[Cause]:
     for i, volume in enumerate(volumes):
         vname = str(volume.get("name") or "")
         if vname in volume_names:
-            causes.append(Cause("FieldValueDuplicate", f'Duplicate value: "{vname}"', f"{path}.volumes[{i}].name"))
+            causes.append(
+                Cause(
+                    "FieldValueDuplicate",
+                    f'Duplicate value: "{vname}"',
+                    f"{path}.volumes[{i}].name",
+                )
+            )
         volume_names.add(vname)
         sources = [k for k in volume if k != "name"]
         if len(sources) != 1:
             causes.append(
                 _required(f"{path}.volumes[{i}]", "must specify a volume type")
                 if not sources
-                else Cause("FieldValueForbidden", "Forbidden: may not specify more than 1 volume type", f"{path}.volumes[{i}]")
+                else Cause(
+                    "FieldValueForbidden",
+                    "Forbidden: may not specify more than 1 volume type",
+                    f"{path}.volumes[{i}]",
+                )
             )
     containers = spec.get("containers") or []
     if not containers:
@@ -224,24 +237,38 @@ def _pod_spec(spec: dict[str, Any], path: str) -> list[Cause]:
         if cname and not DNS1123_LABEL.fullmatch(cname):
             causes.append(_invalid(f"{where}.name", cname, _LABEL_MSG))
         if cname in names:
-            causes.append(Cause("FieldValueDuplicate", f'Duplicate value: "{cname}"', f"{where}.name"))
+            causes.append(
+                Cause("FieldValueDuplicate", f'Duplicate value: "{cname}"', f"{where}.name")
+            )
         names.add(cname)
         if not container.get("image"):
             causes.append(_required(f"{where}.image"))
         for j, mount in enumerate(container.get("volumeMounts") or []):
             if mount.get("name") not in volume_names:
                 causes.append(
-                    Cause("FieldValueNotFound", f'Not found: "{mount.get("name")}"', f"{where}.volumeMounts[{j}].name")
+                    Cause(
+                        "FieldValueNotFound",
+                        f'Not found: "{mount.get("name")}"',
+                        f"{where}.volumeMounts[{j}].name",
+                    )
                 )
             if not str(mount.get("mountPath") or "").startswith("/"):
-                causes.append(_invalid(f"{where}.volumeMounts[{j}].mountPath", mount.get("mountPath"), "must be an absolute path"))
+                causes.append(
+                    _invalid(
+                        f"{where}.volumeMounts[{j}].mountPath",
+                        mount.get("mountPath"),
+                        "must be an absolute path",
+                    )
+                )
     return causes
 
 
 def _workload(kind: str, spec: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     template = spec.get("template") or {}
     causes = _pod_spec(template.get("spec") or {}, "spec.template.spec")
-    causes += _labels((template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels")
+    causes += _labels(
+        (template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels"
+    )
     if kind == "Job":
         policy = (template.get("spec") or {}).get("restartPolicy")
         if policy not in ("OnFailure", "Never"):
@@ -256,9 +283,7 @@ def _workload(kind: str, spec: dict[str, Any], old: dict[str, Any] | None) -> li
         if old_spec is not None:
             for key in ("template", "selector", "completionMode", "podFailurePolicy"):
                 if spec.get(key) != old_spec.get(key):
-                    causes.append(
-                        _invalid(f"spec.{key}", spec.get(key), "field is immutable")
-                    )
+                    causes.append(_invalid(f"spec.{key}", spec.get(key), "field is immutable"))
         return causes
     selector = spec.get("selector")
     if not selector:
@@ -332,7 +357,9 @@ def _cel(
         return causes
     for rule in schema.get("x-kubernetes-validations") or []:
         if not _cel_rule(str(rule["rule"]), value, old):
-            causes.append(_invalid(path or "<nil>", value, str(rule.get("message") or rule["rule"])))
+            causes.append(
+                _invalid(path or "<nil>", value, str(rule.get("message") or rule["rule"]))
+            )
     props = schema.get("properties") or {}
     if isinstance(value, dict):
         for key, sub in props.items():

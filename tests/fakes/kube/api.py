@@ -22,6 +22,7 @@ from tests.fakes.kube import admission, schema
 from tests.fakes.kube.errors import (
     STALE,
     ApiError,
+    Cause,
     already_exists,
     bad_request,
     conflict,
@@ -108,7 +109,9 @@ class Api:
         body.setdefault("metadata", {})
         return body
 
-    def _check_namespace(self, resource: ResourceType, namespace: str, body: dict[str, Any]) -> None:
+    def _check_namespace(
+        self, resource: ResourceType, namespace: str, body: dict[str, Any]
+    ) -> None:
         meta = body["metadata"]
         if not resource.namespaced:
             meta.pop("namespace", None)
@@ -133,7 +136,9 @@ class Api:
         try:
             warnings = schema.validate(resource, obj, field_validation)
         except schema.SchemaInvalid as exc:
-            raise invalid(resource.group, resource.kind, obj["metadata"].get("name", ""), exc.causes) from None
+            raise invalid(
+                resource.group, resource.kind, obj["metadata"].get("name", ""), exc.causes
+            ) from None
         causes = admission.validate(resource, obj, old)
         if causes:
             raise invalid(resource.group, resource.kind, obj["metadata"].get("name", ""), causes)
@@ -221,11 +226,15 @@ class Api:
     def _predicate(self, resource: ResourceType, params: dict[str, str]) -> Predicate:
         labels = label_selector(params["labelSelector"]) if params.get("labelSelector") else None
         fields = (
-            field_selector(resource, params["fieldSelector"]) if params.get("fieldSelector") else None
+            field_selector(resource, params["fieldSelector"])
+            if params.get("fieldSelector")
+            else None
         )
         return lambda obj: (labels is None or labels(obj)) and (fields is None or fields(obj))
 
-    def list(self, resource: ResourceType, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
+    def list(
+        self, resource: ResourceType, namespace: str | None, params: dict[str, str]
+    ) -> dict[str, Any]:
         predicate = self._predicate(resource, params)
         with self.store.lock:
             revision = self.store.revision
@@ -237,7 +246,10 @@ class Api:
                 state = json.loads(base64.urlsafe_b64decode(token.encode()))
                 start = int(state["start"])
             except (ValueError, KeyError, TypeError):
-                raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+                raise bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion"
+                    " (version meta.k8s.io/v1)"
+                ) from None
         meta: dict[str, Any] = {"resourceVersion": str(revision)}
         limit = int(params.get("limit") or 0)
         if limit > 0 and start + limit < len(items):
@@ -392,7 +404,9 @@ class Api:
                     f" meta: {old['metadata']['uid']}",
                 )
             if meta.get("name") != name:
-                raise bad_request(f"metadata.name: Invalid value: {meta.get('name')!r}: field is immutable")
+                raise bad_request(
+                    f"metadata.name: Invalid value: {meta.get('name')!r}: field is immutable"
+                )
             for key in ("uid", "creationTimestamp", "deletionTimestamp", "namespace", "generation"):
                 if key in old["metadata"]:
                     meta[key] = old["metadata"][key]
@@ -416,14 +430,18 @@ class Api:
     def save(self, resource: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         """Stores a changed object; one being deleted goes once its last finalizer is gone."""
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and resource.kind != "Pod":
-            if resource.kind != "Namespace":
-                self.store.remove(resource, meta.get("namespace", ""), meta["name"])
-                return obj
+        held = meta.get("finalizers") or resource.kind in ("Pod", "Namespace")
+        if meta.get("deletionTimestamp") and not held:
+            self.store.remove(resource, meta.get("namespace", ""), meta["name"])
+            return obj
         return self.store.replace(resource, obj)
 
     def update_status(
-        self, resource: ResourceType, namespace: str, name: str, change: Callable[[dict[str, Any]], None]
+        self,
+        resource: ResourceType,
+        namespace: str,
+        name: str,
+        change: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any] | None:
         """A controller's status write (read-modify-write under the store lock)."""
         with self.store.lock:
@@ -467,7 +485,13 @@ class Api:
                     "autoscaling",
                     "Scale",
                     name,
-                    [admission.Cause("FieldValueInvalid", f"Invalid value: {replicas}: must be greater than or equal to 0", "spec.replicas")],
+                    [
+                        Cause(
+                            "FieldValueInvalid",
+                            f"Invalid value: {replicas}: must be greater than or equal to 0",
+                            "spec.replicas",
+                        )
+                    ],
                 )
             obj["spec"]["replicas"] = replicas
             obj["metadata"].pop("resourceVersion", None)
@@ -502,7 +526,10 @@ class Api:
                     f"Precondition failed: UID in precondition: {pre['uid']}, UID in object"
                     f" meta: {obj['metadata']['uid']}",
                 )
-            if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            if (
+                pre.get("resourceVersion")
+                and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]
+            ):
                 raise conflict(
                     resource.group,
                     resource.plural,
@@ -531,7 +558,14 @@ class Api:
                     "",
                     "DeleteOptions",
                     "",
-                    [admission.Cause("FieldValueNotSupported", f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"', "propagationPolicy")],
+                    [
+                        Cause(
+                            "FieldValueNotSupported",
+                            f'Unsupported value: "{policy}": supported values: "Foreground",'
+                            ' "Background", "Orphan", "nil"',
+                            "propagationPolicy",
+                        )
+                    ],
                 )
             if resource.kind == "Namespace":
                 return Result(self._delete_namespace(obj))
@@ -554,7 +588,13 @@ class Api:
         if resource.group:
             details["group"] = resource.group
         details.update(kind=resource.plural, uid=obj["metadata"]["uid"])
-        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+        status = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
         return Result(status, warnings)
 
     def delete_pod(self, pod: dict[str, Any], grace: int) -> dict[str, Any]:
@@ -567,14 +607,20 @@ class Api:
             self.store.remove(PODS, meta["namespace"], meta["name"])
         return pod
 
-    def delete_with_dependents(self, resource: ResourceType, obj: dict[str, Any], policy: str) -> None:
+    def delete_with_dependents(
+        self, resource: ResourceType, obj: dict[str, Any], policy: str
+    ) -> None:
         """The garbage collector's part, done at once: dependents follow their owner."""
         uid = obj["metadata"]["uid"]
         if policy == "Foreground":
             self._dependents(uid, "Foreground")
-            self.store.remove(resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            self.store.remove(
+                resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+            )
         else:
-            self.store.remove(resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            self.store.remove(
+                resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+            )
             self._dependents(uid, policy)
 
     def _dependents(self, uid: str, policy: str) -> None:
@@ -717,6 +763,9 @@ def _walk(doc: Any, parts: list[str]) -> Any:
     return doc
 
 
+_REJECTED = "the server rejected our request due to an error in our request"
+
+
 def json_patch(doc: Any, operations: Any) -> Any:
     if not isinstance(operations, list):
         raise bad_request("json patch must be a list of operations")
@@ -726,7 +775,11 @@ def json_patch(doc: Any, operations: Any) -> Any:
             kind, parts = op["op"], _pointer(op["path"])
             if kind == "test":
                 if _walk(doc, parts) != op["value"]:
-                    raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: testing value {op['path']} failed")
+                    raise ApiError(
+                        422,
+                        "Invalid",
+                        f"{_REJECTED}: testing value {op['path']} failed",
+                    )
                 continue
             if kind in ("move", "copy"):
                 value = copy.deepcopy(_walk(doc, _pointer(op["from"])))
@@ -745,7 +798,7 @@ def json_patch(doc: Any, operations: Any) -> Any:
             raise ApiError(
                 422,
                 "Invalid",
-                f"the server rejected our request due to an error in our request: {op!r} does not apply",
+                f"{_REJECTED}: {op!r} does not apply",
             ) from None
     return doc
 
@@ -777,4 +830,3 @@ def _remove(doc: Any, parts: list[str]) -> Any:
     else:
         del parent[parts[-1]]
     return doc
-

@@ -42,8 +42,17 @@ CLASSES = lookup("snapshot.storage.k8s.io", "volumesnapshotclasses")
 WORKLOADS = {lookup("apps", "deployments").key, lookup("apps", "statefulsets").key}
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
 _UNITS = {
-    "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "": 1,
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+    "Pi": 1 << 50,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "": 1,
 }
 
 
@@ -67,7 +76,10 @@ def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(r.get("uid") == uid and r.get("controller") for r in obj["metadata"].get("ownerReferences") or [])
+    return any(
+        r.get("uid") == uid and r.get("controller")
+        for r in obj["metadata"].get("ownerReferences") or []
+    )
 
 
 class Controllers:
@@ -87,7 +99,9 @@ class Controllers:
     # --- loop -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="fake-kube-controllers", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="fake-kube-controllers", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -157,9 +171,11 @@ class Controllers:
     def _tick(self) -> None:
         for job in self.api.store.list(JOBS, None):
             spec, status = job["spec"], job.get("status") or {}
-            if spec.get("activeDeadlineSeconds") or spec.get("ttlSecondsAfterFinished") is not None:
-                if status.get("startTime"):
-                    self._reconcile_job(job["metadata"]["namespace"], job["metadata"]["name"])
+            timed = (
+                spec.get("activeDeadlineSeconds") or spec.get("ttlSecondsAfterFinished") is not None
+            )
+            if timed and status.get("startTime"):
+                self._reconcile_job(job["metadata"]["namespace"], job["metadata"]["name"])
         self._retry_pending_claims()
         for snapshot in self.api.store.list(SNAPSHOTS, None):
             if not (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName"):
@@ -183,7 +199,9 @@ class Controllers:
         if event.type == "DELETED":
             last = self._phases.pop(uid, phase)
             if owner and owner.get("kind") == "Job" and last not in ("Succeeded", "Failed"):
-                self._counted.setdefault(owner["uid"], {"succeeded": set(), "failed": set()})["failed"].add(uid)
+                self._counted.setdefault(owner["uid"], {"succeeded": set(), "failed": set()})[
+                    "failed"
+                ].add(uid)
             self._protect_claims(meta["namespace"])
         else:
             self._phases[uid] = phase
@@ -207,7 +225,8 @@ class Controllers:
             elif phase == "Failed":
                 counted["failed"].add(pod["metadata"]["uid"])
         active = [
-            p for p in pods
+            p
+            for p in pods
             if p["status"].get("phase") not in ("Succeeded", "Failed")
             and not p["metadata"].get("deletionTimestamp")
         ]
@@ -219,7 +238,9 @@ class Controllers:
             self._finished_job(job, active)
             return
         restarts = sum(
-            cs.get("restartCount", 0) for p in pods for cs in p["status"].get("containerStatuses") or []
+            cs.get("restartCount", 0)
+            for p in pods
+            for cs in p["status"].get("containerStatuses") or []
         )
         failures = len(counted["failed"]) + restarts
         started = status.get("startTime") or now()
@@ -227,8 +248,14 @@ class Controllers:
         completion_time = None
         if len(counted["succeeded"]) >= int(spec.get("completions") or 1):
             conditions = [
-                _condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
-                _condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"),
+                _condition(
+                    "SuccessCriteriaMet",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                ),
+                _condition(
+                    "Complete", "CompletionsReached", "Reached expected number of succeeded pods"
+                ),
             ]
             completion_time = now()
         elif failures > int(spec.get("backoffLimit", 6)):
@@ -237,7 +264,9 @@ class Controllers:
                 _condition("FailureTarget", "BackoffLimitExceeded", message),
                 _condition("Failed", "BackoffLimitExceeded", message),
             ]
-        elif spec.get("activeDeadlineSeconds") and _age(started) > int(spec["activeDeadlineSeconds"]):
+        elif spec.get("activeDeadlineSeconds") and _age(started) > int(
+            spec["activeDeadlineSeconds"]
+        ):
             message = "Job was active longer than specified deadline"
             conditions = [
                 _condition("FailureTarget", "DeadlineExceeded", message),
@@ -279,11 +308,18 @@ class Controllers:
         ttl = job["spec"].get("ttlSecondsAfterFinished")
         status = job.get("status") or {}
         finished_at = status.get("completionTime") or next(
-            (c["lastTransitionTime"] for c in status.get("conditions") or [] if c["type"] == "Failed"), None
+            (
+                c["lastTransitionTime"]
+                for c in status.get("conditions") or []
+                if c["type"] == "Failed"
+            ),
+            None,
         )
         if ttl is not None and finished_at and _age(finished_at) >= int(ttl):
             with self.api.store.lock:
-                current = self.api.store.get(JOBS, job["metadata"]["namespace"], job["metadata"]["name"])
+                current = self.api.store.get(
+                    JOBS, job["metadata"]["namespace"], job["metadata"]["name"]
+                )
                 if current is not None and current["metadata"]["uid"] == job["metadata"]["uid"]:
                     self.api.delete_with_dependents(JOBS, current, "Background")
 
@@ -320,10 +356,17 @@ class Controllers:
                     status[key] = replicas
             current["status"] = {**(current.get("status") or {}), **status}
             if not replicas:
-                for key in ("readyReplicas", "availableReplicas", "updatedReplicas", "currentReplicas"):
+                for key in (
+                    "readyReplicas",
+                    "availableReplicas",
+                    "updatedReplicas",
+                    "currentReplicas",
+                ):
                     current["status"].pop(key, None)
 
-        self.api.update_status(resource, obj["metadata"]["namespace"], obj["metadata"]["name"], write)
+        self.api.update_status(
+            resource, obj["metadata"]["namespace"], obj["metadata"]["name"], write
+        )
 
     # --- volumes ----------------------------------------------------------------------------
 
@@ -406,17 +449,17 @@ class Controllers:
         }
         for pvc in self.api.store.list(PVCS, namespace):
             meta = pvc["metadata"]
-            if meta.get("deletionTimestamp") and meta["name"] not in in_use:
-                if PVC_PROTECTION in (meta.get("finalizers") or []):
+            held = PVC_PROTECTION in (meta.get("finalizers") or [])
+            if meta.get("deletionTimestamp") and meta["name"] not in in_use and held:
 
-                    def release(obj: dict[str, Any]) -> None:
-                        obj["metadata"]["finalizers"] = [
-                            f for f in obj["metadata"].get("finalizers") or [] if f != PVC_PROTECTION
-                        ]
-                        if not obj["metadata"]["finalizers"]:
-                            del obj["metadata"]["finalizers"]
+                def release(obj: dict[str, Any]) -> None:
+                    obj["metadata"]["finalizers"] = [
+                        f for f in obj["metadata"].get("finalizers") or [] if f != PVC_PROTECTION
+                    ]
+                    if not obj["metadata"]["finalizers"]:
+                        del obj["metadata"]["finalizers"]
 
-                    self.api.update_status(PVCS, namespace, meta["name"], release)
+                self.api.update_status(PVCS, namespace, meta["name"], release)
 
     # --- snapshots --------------------------------------------------------------------------
 
@@ -425,17 +468,21 @@ class Controllers:
             found = self.api.store.get(CLASSES, "", name)
             if found is None:
                 return None, (
-                    f"Failed to get snapshot class with error volumesnapshotclass.snapshot.storage.k8s.io"
+                    "Failed to get snapshot class with error"
+                    " volumesnapshotclass.snapshot.storage.k8s.io"
                     f' "{name}" not found'
                 )
             return found, None
         defaults = [
-            c for c in self.api.store.list(CLASSES, None)
+            c
+            for c in self.api.store.list(CLASSES, None)
             if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
         ]
         if len(defaults) != 1:
-            why = "cannot find default snapshot class" if not defaults else (
-                f"{len(defaults)} default snapshot classes were found"
+            why = (
+                "cannot find default snapshot class"
+                if not defaults
+                else (f"{len(defaults)} default snapshot classes were found")
             )
             return None, f"Failed to set default snapshot class with error {why}"
         return defaults[0], None
@@ -473,7 +520,9 @@ class Controllers:
         folder = self.volume_folder(pvc)
         if folder is None:
             self._snapshot_error(
-                snapshot, f"the PVC {claim_name} is not yet bound to a PV, will not attempt to take a snapshot"
+                snapshot,
+                f"the PVC {claim_name} is not yet bound to a PV, will not attempt to take a"
+                " snapshot",
             )
             return
         content_name = f"snapcontent-{meta['uid']}"
@@ -522,7 +571,10 @@ class Controllers:
         def bound(obj: dict[str, Any]) -> None:
             if obj["metadata"]["uid"] != meta["uid"]:
                 return
-            status: dict[str, Any] = {"boundVolumeSnapshotContentName": content_name, "readyToUse": ready}
+            status: dict[str, Any] = {
+                "boundVolumeSnapshotContentName": content_name,
+                "readyToUse": ready,
+            }
             if ready:
                 status["creationTime"] = datetime.fromtimestamp(created_ns / 1e9, UTC).strftime(
                     "%Y-%m-%dT%H:%M:%SZ"
@@ -558,7 +610,9 @@ class Controllers:
                 with contextlib.suppress(Exception):
                     if meta.get("finalizers"):
                         meta["finalizers"] = []
-                        self.api.save(resource, {**obj, "metadata": {**meta, "deletionTimestamp": now()}})
+                        self.api.save(
+                            resource, {**obj, "metadata": {**meta, "deletionTimestamp": now()}}
+                        )
                     else:
                         self.api.store.remove(resource, name, meta["name"])
         if remaining == 0:

@@ -85,7 +85,9 @@ def conflict(group: str, plural: str, name: str, why: str) -> ApiError:
     )
 
 
-STALE = "the object has been modified; please apply your changes to the latest version and try again"
+STALE = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 
 
 def invalid(group: str, kind: str, name: str, causes: list[Cause]) -> ApiError:

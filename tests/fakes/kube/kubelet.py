@@ -110,7 +110,9 @@ class Kubelet:
             scratch = Path(tempfile.mkdtemp(prefix=f"{meta['name']}-", dir=self._scratch_root))
             run = _PodRun(meta["namespace"], meta["name"], meta["uid"], scratch)
             self._runs[key] = run
-        thread = threading.Thread(target=self._run_pod, args=(run,), name=f"kubelet-{meta['name']}", daemon=True)
+        thread = threading.Thread(
+            target=self._run_pod, args=(run,), name=f"kubelet-{meta['name']}", daemon=True
+        )
         self._threads.append(thread)
         thread.start()
 
@@ -201,7 +203,9 @@ class Kubelet:
                 hostIPs=[{"ip": "127.0.0.1"}],
                 startTime=started,
                 conditions=[_condition("PodScheduled", "True")],
-                containerStatuses=[_waiting(c, "ContainerCreating") for c in pod["spec"]["containers"]],
+                containerStatuses=[
+                    _waiting(c, "ContainerCreating") for c in pod["spec"]["containers"]
+                ],
             )
 
         if not self._status(run, scheduled):
@@ -220,7 +224,9 @@ class Kubelet:
             except PodNotReady as exc:
                 message = exc.message
 
-                def waiting(pod: dict[str, Any], exc: PodNotReady = exc, message: str = message) -> None:
+                def waiting(
+                    pod: dict[str, Any], exc: PodNotReady = exc, message: str = message
+                ) -> None:
                     pod["status"]["containerStatuses"] = [
                         _waiting(c, exc.reason, message) for c in pod["spec"]["containers"]
                     ]
@@ -293,7 +299,7 @@ class Kubelet:
             with run.lock:
                 deleting = run.deleting
             again = restart == "Always" or (restart == "OnFailure" and code != 0)
-            if deleting or self._stopping.is_set() or not again or init and code == 0:
+            if deleting or self._stopping.is_set() or not again or (init and code == 0):
                 log.close()
                 return code
             restarts += 1
@@ -312,15 +318,19 @@ class Kubelet:
     ) -> int:
         name = container["name"]
         field = "initContainerStatuses" if init else "containerStatuses"
-        argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
-        argv = [rewrite_paths(a, container, mounts) for a in argv]
+        argv = [
+            expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])
+        ]
+        paths = MountMap(container, mounts)
+        argv = [paths.inward(a) for a in argv]
         proc_env = {**self._env_base, "HOME": str(run.scratch / "home"), "HOSTNAME": run.name}
-        proc_env.update({k: rewrite_paths(v, container, mounts) for k, v in env.items()})
+        proc_env.update({k: paths.inward(v) for k, v in env.items()})
         workdir = container.get("workingDir")
-        cwd = Path(rewrite_paths(workdir, container, mounts)) if workdir else run.scratch / "root"
+        cwd = Path(paths.inward(workdir)) if workdir else run.scratch / "root"
         (run.scratch / "home").mkdir(exist_ok=True)
         cwd.mkdir(parents=True, exist_ok=True)
         started = now()
+        failure: OSError | None = None
         with run.lock:
             if run.deleting:
                 return 137
@@ -339,25 +349,46 @@ class Kubelet:
                     start_new_session=True,
                 )
             except OSError as exc:
-                message = (
-                    "failed to create containerd task: failed to create shim task: OCI runtime"
-                    f" create failed: unable to start container process: exec: {argv[0] if argv else ''!r}:"
-                    f" {exc.strerror or exc}: unknown"
-                )
-                log.append(message.encode() + b"\n")
-                state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": message, "startedAt": started, "finishedAt": now()}}
-                self._container_state(run, field, container, state, restarts)
-                return 128
-            run.processes[name] = proc
-        self._container_state(run, field, container, {"running": {"startedAt": started}}, restarts, running=True)
+                failure = exc
+            else:
+                run.processes[name] = proc
+        if failure is not None:
+            # As with containerd: the reason is in the container's status, the log is empty.
+            message = (
+                "failed to create containerd task: failed to create shim task: OCI runtime"
+                " create failed: unable to start container process: exec:"
+                f" {argv[0] if argv else ''!r}: {failure.strerror or failure}: unknown"
+            )
+            state = {
+                "terminated": {
+                    "exitCode": 128,
+                    "reason": "StartError",
+                    "message": message,
+                    "startedAt": started,
+                    "finishedAt": now(),
+                }
+            }
+            self._container_state(run, field, container, state, restarts)
+            return 128
+        self._container_state(
+            run, field, container, {"running": {"startedAt": started}}, restarts, running=True
+        )
         assert proc.stdout is not None
         for line in iter(proc.stdout.readline, b""):
-            log.append(line)
+            log.append(paths.outward(line))
         code = proc.wait()
         if code < 0:
             code = 128 - code  # killed by a signal, as the container runtime reports it
         reason = "Completed" if code == 0 else "Error"
-        state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now(), "containerID": f"fake://{proc.pid}"}}
+        state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": reason,
+                "startedAt": started,
+                "finishedAt": now(),
+                "containerID": f"fake://{proc.pid}",
+            }
+        }
         self._container_state(run, field, container, state, restarts)
         return code
 
@@ -394,7 +425,13 @@ class Kubelet:
                 status["podIPs"] = [{"ip": "127.0.0.1"}]
                 status["conditions"] = [
                     _condition(t, "True")
-                    for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+                    for t in (
+                        "PodReadyToStartContainers",
+                        "Initialized",
+                        "Ready",
+                        "ContainersReady",
+                        "PodScheduled",
+                    )
                 ]
 
         self._status(run, change)
@@ -411,12 +448,19 @@ class Kubelet:
                 claim = volume["persistentVolumeClaim"]["claimName"]
                 pvc = self.api.store.get(PVCS, namespace, claim)
                 if pvc is None:
-                    raise PodNotReady("ContainerCreating", f'persistentvolumeclaim "{claim}" not found')
+                    raise PodNotReady(
+                        "ContainerCreating", f'persistentvolumeclaim "{claim}" not found'
+                    )
                 if pvc["metadata"].get("deletionTimestamp"):
-                    raise PodNotReady("ContainerCreating", f'persistentvolumeclaim "{claim}" is being deleted')
+                    raise PodNotReady(
+                        "ContainerCreating", f'persistentvolumeclaim "{claim}" is being deleted'
+                    )
                 folder = self._volume_folder(pvc)
                 if folder is None:
-                    raise PodNotReady("ContainerCreating", f'pod has unbound immediate PersistentVolumeClaims: "{claim}"')
+                    raise PodNotReady(
+                        "ContainerCreating",
+                        f'pod has unbound immediate PersistentVolumeClaims: "{claim}"',
+                    )
                 folders[vname] = folder
             elif "secret" in volume or "configMap" in volume:
                 folders[vname] = self._projected(run, volume)
@@ -445,7 +489,11 @@ class Kubelet:
                 obj = {}
             else:
                 kind = "secret" if is_secret else "configmap"
-                raise PodNotReady("ContainerCreating", f'MountVolume.SetUp failed for volume "{volume["name"]}" : {kind} "{name}" not found')
+                raise PodNotReady(
+                    "ContainerCreating",
+                    f'MountVolume.SetUp failed for volume "{volume["name"]}" : {kind} "{name}"'
+                    " not found",
+                )
         data: dict[str, bytes] = {}
         if is_secret:
             data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
@@ -453,7 +501,7 @@ class Kubelet:
             data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
             data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
         items = source.get("items") or [{"key": k, "path": k} for k in data]
-        folder = run.scratch / "volumes" / volume["name"]
+        folder: Path = run.scratch / "volumes" / str(volume["name"])
         folder.mkdir(parents=True, exist_ok=True)
         for item in items:
             if item["key"] not in data:
@@ -481,12 +529,18 @@ class Kubelet:
                 continue
             key_ref = ref.get("secretKeyRef") or ref.get("configMapKeyRef") or {}
             is_secret = "secretKeyRef" in ref
-            data = self._source_data(namespace, {("secretRef" if is_secret else "configMapRef"): key_ref})
+            data = self._source_data(
+                namespace, {("secretRef" if is_secret else "configMapRef"): key_ref}
+            )
             if key_ref.get("key") in data:
                 env[var["name"]] = data[key_ref["key"]]
             elif not key_ref.get("optional"):
                 kind = "secret" if is_secret else "configmap"
-                raise PodNotReady("CreateContainerConfigError", f"couldn't find key {key_ref.get('key')} in {kind} {namespace}/{key_ref.get('name')}")
+                raise PodNotReady(
+                    "CreateContainerConfigError",
+                    f"couldn't find key {key_ref.get('key')} in {kind}"
+                    f" {namespace}/{key_ref.get('name')}",
+                )
         return env
 
     def _source_data(self, namespace: str, source: dict[str, Any]) -> dict[str, str]:
@@ -496,14 +550,18 @@ class Kubelet:
             if obj is None:
                 if ref.get("optional"):
                     return {}
-                raise PodNotReady("CreateContainerConfigError", f'secret "{ref.get("name")}" not found')
+                raise PodNotReady(
+                    "CreateContainerConfigError", f'secret "{ref.get("name")}" not found'
+                )
             return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
         ref = source.get("configMapRef") or {}
         obj = self.api.store.get(CONFIGMAPS, namespace, ref.get("name", ""))
         if obj is None:
             if ref.get("optional"):
                 return {}
-            raise PodNotReady("CreateContainerConfigError", f'configmap "{ref.get("name")}" not found')
+            raise PodNotReady(
+                "CreateContainerConfigError", f'configmap "{ref.get("name")}" not found'
+            )
         return {k: str(v) for k, v in (obj.get("data") or {}).items()}
 
     # --- pods/log ---------------------------------------------------------------------------
@@ -517,7 +575,9 @@ class Kubelet:
         if not container:
             if len(pod["spec"]["containers"]) != 1:
                 choices = " ".join(c["name"] for c in pod["spec"]["containers"])
-                raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{choices}]")
+                raise bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{choices}]"
+                )
             container = pod["spec"]["containers"][0]["name"]
         if container not in names:
             raise bad_request(f"container {container} is not valid for pod {name}")
@@ -534,7 +594,12 @@ def _all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _condition(kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
-    cond: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": now()}
+    cond: dict[str, Any] = {
+        "type": kind,
+        "status": status,
+        "lastProbeTime": None,
+        "lastTransitionTime": now(),
+    }
     if reason:
         cond["reason"] = reason
     return cond
@@ -570,7 +635,7 @@ def _field_ref(pod: dict[str, Any], path: str) -> str:
     label = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
     if label:
         return str((meta.get(label.group(1)) or {}).get(label.group(2), ""))
-    return values.get(path, "")
+    return str(values.get(path, ""))
 
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -587,20 +652,38 @@ def expand(text: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(replace, text)
 
 
-def rewrite_paths(text: str, container: dict[str, Any], mounts: dict[str, Path]) -> str:
-    """The mount convention: each ``mountPath`` standing as a path becomes its folder."""
-    targets: dict[str, str] = {}
-    for mount in container.get("volumeMounts") or []:
-        folder = mounts[mount["name"]]
-        if mount.get("subPath"):
-            folder = folder / mount["subPath"]
-            folder.mkdir(parents=True, exist_ok=True)
-        targets[str(mount["mountPath"]).rstrip("/") or "/"] = str(folder)
-    if not targets:
-        return text
-    alternatives = "|".join(re.escape(p) for p in sorted(targets, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![{_PATH_CHAR}])({alternatives})(?=$|/|[^{_PATH_CHAR}])")
-    return pattern.sub(lambda m: targets[m.group(1)], text)
+class MountMap:
+    """The mount convention for one container.
+
+    Inward, each ``mountPath`` standing as a path in the command, args, env values and
+    working dir becomes the folder that backs it; outward, the folders in the container's
+    output become the mount paths again, so its log reads as it would in a real pod.
+    """
+
+    def __init__(self, container: dict[str, Any], mounts: dict[str, Path]) -> None:
+        self.targets: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or []:
+            folder = mounts[mount["name"]]
+            if mount.get("subPath"):
+                folder = folder / mount["subPath"]
+                folder.mkdir(parents=True, exist_ok=True)
+            self.targets[str(mount["mountPath"]).rstrip("/") or "/"] = str(folder)
+        paths = sorted(self.targets, key=len, reverse=True)
+        alternatives = "|".join(re.escape(p) for p in paths)
+        self._inward = re.compile(rf"(?<![{_PATH_CHAR}])({alternatives})(?=$|/|[^{_PATH_CHAR}])")
+        self._back = {folder.encode(): path.encode() for path, folder in self.targets.items()}
+        folders = sorted(self._back, key=len, reverse=True)
+        self._outward = re.compile(b"|".join(re.escape(f) for f in folders))
+
+    def inward(self, text: str) -> str:
+        if not self.targets:
+            return text
+        return self._inward.sub(lambda m: self.targets[m.group(1)], text)
+
+    def outward(self, line: bytes) -> bytes:
+        if not self.targets:
+            return line
+        return self._outward.sub(lambda m: self._back[m.group(0)], line)
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -24,7 +24,16 @@ from tests.fakes.kube.resources import ALL_RESOURCES, KUBERNETES_VERSION, Resour
 
 # What kube-openapi's handler answers (the "@" of the requested type is not a valid token).
 PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-_KEEP = {"description", "type", "properties", "items", "required", "enum", "format", "additionalProperties"}
+_KEEP = {
+    "description",
+    "type",
+    "properties",
+    "items",
+    "required",
+    "enum",
+    "format",
+    "additionalProperties",
+}
 
 
 def _convert(node: Any, prefix: str) -> Any:
@@ -33,7 +42,10 @@ def _convert(node: Any, prefix: str) -> Any:
     if not isinstance(node, dict):
         return node
     if "oneOf" in node:  # IntOrString, Quantity
-        return {"type": "string", "format": "int-or-string" if "integer" in json.dumps(node) else "quantity"}
+        return {
+            "type": "string",
+            "format": "int-or-string" if "integer" in json.dumps(node) else "quantity",
+        }
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "$ref":
@@ -46,8 +58,10 @@ def _convert(node: Any, prefix: str) -> Any:
             out[key] = {k: _convert(v, prefix) for k, v in value.items()}
         elif key == "enum":
             out[key] = [v for v in value if v is not None]
-        elif key in _KEEP or key.startswith("x-"):
-            out[key] = _convert(value, prefix) if isinstance(value, dict | list) and key != "required" else value
+        elif key.startswith("x-") or key == "required":
+            out[key] = value  # extensions and field lists are data, not schemas
+        elif key in _KEEP:
+            out[key] = _convert(value, prefix)
     return out
 
 
@@ -76,8 +90,12 @@ def _def_name(resource: ResourceType) -> str:
         return _crd_name(resource)
     for name, body in schema.definitions()["$defs"].items():
         for gvk in body.get("x-kubernetes-group-version-kind", ()):
-            if (gvk["group"], gvk["version"], gvk["kind"]) == (resource.group, resource.version, resource.kind):
-                return name
+            if (gvk["group"], gvk["version"], gvk["kind"]) == (
+                resource.group,
+                resource.version,
+                resource.kind,
+            ):
+                return str(name)
     raise KeyError(resource.kind)
 
 
@@ -114,8 +132,16 @@ def _paths(resource: ResourceType, ref: str) -> dict[str, Any]:
     body = {"content": {"application/json": {"schema": {"$ref": ref}}}}
     patch_body = {
         "content": {
-            t: {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}}
-            for t in ("application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json")
+            t: {
+                "schema": {
+                    "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+                }
+            }
+            for t in (
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            )
         }
     }
     ok = {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": ref}}}}}
@@ -137,7 +163,14 @@ def _paths(resource: ResourceType, ref: str) -> dict[str, Any]:
         collection + "/{name}": {
             "get": op("get"),
             "put": op("put", parameters=_WRITE_PARAMS, requestBody=body),
-            "patch": op("patch", parameters=[*_WRITE_PARAMS, {"name": "force", "in": "query", "schema": {"type": "boolean"}}], requestBody=patch_body),
+            "patch": op(
+                "patch",
+                parameters=[
+                    *_WRITE_PARAMS,
+                    {"name": "force", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                requestBody=patch_body,
+            ),
             "delete": op("delete"),
         },
     }
@@ -153,7 +186,10 @@ def v3_document(group: str, version: str) -> bytes | None:
     paths: dict[str, Any] = {}
     for r in served:
         paths.update(_paths(r, prefix + _def_name(r)))
-    extra = ["io.k8s.apimachinery.pkg.apis.meta.v1.Patch", "io.k8s.apimachinery.pkg.apis.meta.v1.Status"]
+    extra = [
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+    ]
     document = {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": f"v{KUBERNETES_VERSION}"},
@@ -260,7 +296,8 @@ def _schema(node: dict[str, Any]) -> bytes:
         out += _field(23, _field(1, _schema(node["items"])))
     if node.get("properties"):
         props = b"".join(
-            _field(1, _string(1, name) + _field(2, _schema(sub))) for name, sub in node["properties"].items()
+            _field(1, _string(1, name) + _field(2, _schema(sub)))
+            for name, sub in node["properties"].items()
         )
         out += _field(25, props)
     for key, value in node.items():
@@ -274,7 +311,7 @@ def v2_protobuf() -> bytes:
     doc = v2_document()
     info = _string(1, doc["info"]["title"]) + _string(2, doc["info"]["version"])
     definitions = b"".join(
-        _field(1, _string(1, name) + _field(2, _schema(body))) for name, body in doc["definitions"].items()
+        _field(1, _string(1, name) + _field(2, _schema(body)))
+        for name, body in doc["definitions"].items()
     )
     return _string(1, "2.0") + _field(2, info) + _field(8, b"") + _field(9, definitions)
-

@@ -47,13 +47,13 @@ class ResourceType:
 _ALL = ("all",)
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), has_generation=False),
-    ResourceType(
-        "", "v1", "pods", "Pod", True, ("po",), _ALL, ("log",), has_generation=False
-    ),
+    ResourceType("", "v1", "pods", "Pod", True, ("po",), _ALL, ("log",), has_generation=False),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
     ResourceType("", "v1", "secrets", "Secret", True, has_generation=False),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",), has_generation=False),
-    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), has_generation=False),
+    ResourceType(
+        "", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), has_generation=False
+    ),
     ResourceType("", "v1", "events", "Event", True, ("ev",), has_generation=False),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), _ALL, ("scale",)),
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), _ALL, ("scale",)),
@@ -115,7 +115,9 @@ def api_versions(server_address: str) -> dict[str, Any]:
     return {
         "kind": "APIVersions",
         "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+        ],
     }
 
 

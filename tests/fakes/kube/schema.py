@@ -72,7 +72,8 @@ def root_schema(resource: ResourceType) -> dict[str, Any]:
 @cache
 def _validator(resource: ResourceType) -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.Draft202012Validator
-    return cls(root_schema(resource), registry=_registry())  # type: ignore[call-arg]
+    validator: jsonschema.protocols.Validator = cls(root_schema(resource), registry=_registry())
+    return validator
 
 
 def resolve(schema: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +214,10 @@ def strategic_merge(original: Any, patch: Any, schema: dict[str, Any] | None) ->
         sub = resolve(sub) if sub else None
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, list) and sub and "merge" in str(
-            sub.get("x-kubernetes-patch-strategy", "")
+        elif (
+            isinstance(value, list)
+            and sub
+            and "merge" in str(sub.get("x-kubernetes-patch-strategy", ""))
         ):
             result[key] = _merge_list(result.get(key) or [], value, sub)
         elif isinstance(value, dict):
@@ -242,7 +245,11 @@ def _merge_list(original: list[Any], patch: list[Any], schema: dict[str, Any]) -
         if not isinstance(item, dict):
             continue
         position = next(
-            (i for i, v in enumerate(result) if isinstance(v, dict) and v.get(key) == item.get(key)),
+            (
+                i
+                for i, v in enumerate(result)
+                if isinstance(v, dict) and v.get(key) == item.get(key)
+            ),
             None,
         )
         if item.get("$patch") == "delete":

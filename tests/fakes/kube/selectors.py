@@ -33,31 +33,40 @@ def _split(text: str) -> list[str]:
     return parts
 
 
+LabelCheck = Callable[[dict[str, str]], bool]
+
+
+def _equals(key: str, value: str, negated: bool) -> LabelCheck:
+    return lambda labels: (labels.get(key) == value) != negated
+
+
+def _member(key: str, values: set[str], negated: bool) -> LabelCheck:
+    return lambda labels: (labels.get(key) in values) != negated
+
+
+def _exists(key: str, negated: bool) -> LabelCheck:
+    return lambda labels: (key in labels) != negated
+
+
 def label_selector(text: str) -> Predicate:
-    checks: list[Callable[[dict[str, str]], bool]] = []
+    checks: list[LabelCheck] = []
     for part in _split(text):
         eq = _EQ_EXPR.match(part)
         if eq:
             key, op, value = eq.groups()
-            if op == "!=":
-                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            checks.append(_equals(key, value, op == "!="))
             continue
         match = _SET_EXPR.match(part)
         if not match:
-            raise bad_request(f"unable to parse requirement: found '{part.strip()}', expected: identifier")
+            raise bad_request(
+                f"unable to parse requirement: found '{part.strip()}', expected: identifier"
+            )
         negated, key, op, values = match.groups()
         if op:
             wanted = {v.strip() for v in values.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda labels, k=key, w=wanted: labels.get(k) in w)
-            else:
-                checks.append(lambda labels, k=key, w=wanted: labels.get(k) not in w)
-        elif negated:
-            checks.append(lambda labels, k=key: k not in labels)
+            checks.append(_member(key, wanted, op == "notin"))
         else:
-            checks.append(lambda labels, k=key: k in labels)
+            checks.append(_exists(key, bool(negated)))
 
     def predicate(obj: dict[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -67,11 +76,25 @@ def label_selector(text: str) -> Predicate:
 
 
 _FIELDS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.phase", "status.podIP"),
+    "Pod": (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.phase",
+        "status.podIP",
+    ),
     "Secret": ("type",),
     "Namespace": ("status.phase",),
     "Job": ("status.successful",),
-    "Event": ("involvedObject.kind", "involvedObject.name", "involvedObject.namespace", "involvedObject.uid", "reason", "type"),
+    "Event": (
+        "involvedObject.kind",
+        "involvedObject.name",
+        "involvedObject.namespace",
+        "involvedObject.uid",
+        "reason",
+        "type",
+    ),
 }
 
 
@@ -95,8 +118,9 @@ def field_selector(resource: ResourceType, text: str) -> Predicate:
                 known = ", ".join(f'"{a}"' for a in allowed)
                 raise bad_request(f'"{path}" is not a known field selector: only {known}')
             raise bad_request(f"field label not supported: {path}")
-        if op == "!=":
-            checks.append(lambda obj, p=path, v=value: _field_value(obj, p) != v)
-        else:
-            checks.append(lambda obj, p=path, v=value: _field_value(obj, p) == v)
+        checks.append(_field_equals(path, value, op == "!="))
     return lambda obj: all(check(obj) for check in checks)
+
+
+def _field_equals(path: str, value: str, negated: bool) -> Predicate:
+    return lambda obj: (_field_value(obj, path) == value) != negated

@@ -95,7 +95,9 @@ class FakeKube:
         ca.issue_cert(self.host, "localhost", "127.0.0.1").configure_cert(context)
         self.kubelet = Kubelet(
             self.api,
-            volume_folder=lambda pvc: self.controllers.volume_folder(pvc) if self.controllers else None,
+            volume_folder=lambda pvc: (
+                self.controllers.volume_folder(pvc) if self.controllers else None
+            ),
             external_folder=self._mapped,
             scratch_root=self.root / "pods",
             env_base={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
@@ -120,7 +122,12 @@ class FakeKube:
     def _seed(self) -> None:
         """What a fresh cluster has: the default namespaces and a default StorageClass name."""
         for name in ("default", "kube-system", "kube-public"):
-            self.api.create(resources.lookup("", "namespaces"), "", json.dumps({"metadata": {"name": name}}).encode(), {})
+            self.api.create(
+                resources.lookup("", "namespaces"),
+                "",
+                json.dumps({"metadata": {"name": name}}).encode(),
+                {},
+            )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -163,11 +170,17 @@ class FakeKube:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": context, "cluster": {"server": self.url, "certificate-authority-data": ca_data}}
+                {
+                    "name": context,
+                    "cluster": {"server": self.url, "certificate-authority-data": ca_data},
+                }
             ],
             "users": [{"name": context, "user": {"token": self.token}}],
             "contexts": [
-                {"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}}
+                {
+                    "name": context,
+                    "context": {"cluster": context, "user": context, "namespace": "default"},
+                }
             ],
             "current-context": context,
             "preferences": {},
@@ -350,7 +363,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception as exc:  # the API server answers 500 with a Status, never a traceback
             logger.exception("fake kube: %s %s failed", method, path)
-            self._json(500, ApiError(500, "InternalError", f"Internal error occurred: {exc}").status())
+            self._json(
+                500, ApiError(500, "InternalError", f"Internal error occurred: {exc}").status()
+            )
 
     def _dispatch(self, method: str, path: str, params: dict[str, str], raw: bytes) -> None:
         fake = self.server.fake
@@ -371,7 +386,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise page_not_found()
         verb = self._verb(method, target, params)
         r = target.resource
-        fake.record(Request(verb, r.group, r.plural, target.subresource, target.namespace or "", target.name))
+        fake.record(
+            Request(
+                verb, r.group, r.plural, target.subresource, target.namespace or "", target.name
+            )
+        )
         api = fake.api
         ns = target.namespace or ""
         if target.subresource == "log":
@@ -399,7 +418,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif verb == "delete":
             self._result(api.delete(r, ns, target.name, raw, params))
         elif verb == "deletecollection":
-            self._result(api.delete_collection(r, target.namespace if r.namespaced else None, raw, params))
+            self._result(
+                api.delete_collection(r, target.namespace if r.namespaced else None, raw, params)
+            )
         else:
             raise method_not_allowed(method, r.group, r.plural)
 
@@ -452,7 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         self._send(code, data, "application/json", warnings)
 
-    def _send(self, code: int, data: bytes, content_type: str, warnings: list[str] | None = None) -> None:
+    def _send(
+        self, code: int, data: bytes, content_type: str, warnings: list[str] | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -482,7 +505,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _watch(self, resource: ResourceType, namespace: str | None, params: dict[str, str]) -> None:
         fake = self.server.fake
-        events: Iterator[dict[str, Any]] = fake.api.watch(resource, namespace, params, fake._stopping)
+        events: Iterator[dict[str, Any]] = fake.api.watch(
+            resource, namespace, params, fake._stopping
+        )
         first = next(events, None)  # a bad request fails before the stream starts
         self._start_stream("application/json")
         try:

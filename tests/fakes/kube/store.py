@@ -7,6 +7,7 @@ replays the history after a revision (410 ``Expired`` once ``compact`` dropped i
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 import time
@@ -100,7 +101,7 @@ class Store:
             self._compacted = self.revision
             self._history.clear()
 
-    def events_after(self, revision: int) -> list[WatchEvent]:
+    def events_after(self, revision: int) -> builtins.list[WatchEvent]:
         with self.lock:
             if revision < self._compacted:
                 raise gone(f"too old resource version: {revision} ({self._compacted + 1})")

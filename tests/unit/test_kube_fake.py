@@ -1,0 +1,892 @@
+"""The Kubernetes API fake, driven by the official ``kubernetes`` client and by kubectl.
+
+These tests pin the protocol the fake speaks (discovery, Status errors, resourceVersion,
+selectors, watches, patches, the scale subresource, pods/log) and what its simulated kubelet
+and CSI driver do with real data, so the Kubernetes platform can be built on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.client import ApiException
+
+from tests.fakes.kube import CSI_DRIVER, FakeKube
+
+T = TypeVar("T")
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeKube]:
+    with FakeKube() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(fake: FakeKube) -> client.ApiClient:
+    loaded: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(fake.kubeconfig)
+    )
+    return loaded
+
+
+@pytest.fixture
+def ns(api: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core_v1(api).create_namespace({"metadata": {"name": name}})
+    yield name
+    core_v1(api).delete_namespace(name)
+
+
+# The tests send manifests as dicts, which the client accepts (it validates them into its
+# models), and read fields that are optional in its types: the API objects are typed Any.
+
+
+def core_v1(api: client.ApiClient) -> Any:
+    return client.CoreV1Api(api)
+
+
+def batch_v1(api: client.ApiClient) -> Any:
+    return client.BatchV1Api(api)
+
+
+def apps_v1(api: client.ApiClient) -> Any:
+    return client.AppsV1Api(api)
+
+
+def custom_objects(api: client.ApiClient) -> Any:
+    return client.CustomObjectsApi(api)
+
+
+def watch_events(list_call: Any, *args: Any, **query: Any) -> Iterator[dict[str, Any]]:
+    """The client's own watch helper (untyped in the kubernetes package)."""
+    stream: Iterator[dict[str, Any]] = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        list_call, *args, **query
+    )
+    return stream
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
+    """Polls ``probe`` until it returns something truthy (bounded, never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def status_of(exc: ApiException) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(exc.body or "{}")
+    return body
+
+
+def send(
+    api: client.ApiClient, method: str, path: str, body: Any, **query: str
+) -> tuple[int, dict[str, Any], Any]:
+    """A request through the official client's transport, past its own (pydantic) checks.
+
+    Client 37 validates typed bodies before sending, so a malformed manifest has to be sent
+    this way to see what the API server does with it.
+    """
+    serialized = api.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=list(query.items()),
+        header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response: Any = api.call_api(*serialized)
+    response.read()
+    return response.status, json.loads(response.data), response.headers
+
+
+def job_condition(api: client.ApiClient, ns: str, name: str) -> Any:
+    job = batch_v1(api).read_namespaced_job(name, ns)
+    done = [c for c in job.status.conditions or [] if c.type in ("Complete", "Failed")]
+    return (job, done[0]) if done else None
+
+
+def job_manifest(name: str, script: str, **pod: Any) -> dict[str, Any]:
+    container = {"name": "main", "image": "cairn:test", "command": ["sh", "-c", script]}
+    container.update(pod.pop("container", {}))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": pod.pop("backoff_limit", 0),
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container], **pod}},
+        },
+    }
+
+
+def pvc_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            **spec,
+        },
+    }
+
+
+# --- discovery and errors ---
+
+
+def test_discovery_lists_the_served_resources(api: client.ApiClient) -> None:
+    assert client.VersionApi(api).get_code().git_version.startswith("v1.")
+    core = {r.name: r for r in core_v1(api).get_api_resources().resources}
+    assert core["pods"].namespaced and core["pods"].short_names == ["po"]
+    assert core["pods/log"].verbs == ["get"]
+    assert core["persistentvolumeclaims"].short_names == ["pvc"]
+    assert not core["namespaces"].namespaced
+    apps = {r.name: r for r in apps_v1(api).get_api_resources().resources}
+    assert apps["deployments/scale"].kind == "Scale"
+    assert set(apps["statefulsets"].verbs) >= {"get", "list", "watch", "patch", "update"}
+    groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
+    assert {"apps", "batch", "networking.k8s.io", SNAPSHOT_GROUP} <= groups
+
+
+def test_create_get_and_the_status_errors(api: client.ApiClient, ns: str) -> None:
+    core = core_v1(api)
+    created = core.create_namespaced_config_map(
+        ns, {"metadata": {"name": "settings", "labels": {"app": "web"}}, "data": {"a": "1"}}
+    )
+    assert created.metadata.uid and created.metadata.creation_timestamp
+    assert int(created.metadata.resource_version) > 0
+    assert core.read_namespaced_config_map("settings", ns).data == {"a": "1"}
+
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("nope", ns)
+    assert missing.value.status == 404
+    assert status_of(missing.value) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'configmaps "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "kind": "configmaps"},
+        "code": 404,
+    }
+
+    with pytest.raises(ApiException) as duplicate:
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "settings"}})
+    assert duplicate.value.status == 409
+    assert status_of(duplicate.value)["reason"] == "AlreadyExists"
+    assert status_of(duplicate.value)["message"] == 'configmaps "settings" already exists'
+
+    with pytest.raises(ApiException) as no_namespace:
+        core.create_namespaced_config_map("absent", {"metadata": {"name": "x"}})
+    assert no_namespace.value.status == 404
+    assert status_of(no_namespace.value)["message"] == 'namespaces "absent" not found'
+
+    with pytest.raises(ApiException) as bad_name:
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "Bad_Name"}})
+    assert bad_name.value.status == 422
+    cause = status_of(bad_name.value)["details"]["causes"][0]
+    assert cause["field"] == "metadata.name" and cause["reason"] == "FieldValueInvalid"
+
+    apps_missing = pytest.raises(ApiException)
+    with apps_missing as gone:
+        batch_v1(api).read_namespaced_job("nope", ns)
+    assert status_of(gone.value)["details"] == {"name": "nope", "group": "batch", "kind": "jobs"}
+    assert status_of(gone.value)["message"] == 'jobs.batch "nope" not found'
+
+
+def test_stale_resource_version_is_a_conflict(api: client.ApiClient, ns: str) -> None:
+    core = core_v1(api)
+    first = core.create_namespaced_config_map(ns, {"metadata": {"name": "c"}, "data": {"v": "1"}})
+    first.data = {"v": "2"}
+    second = core.replace_namespaced_config_map("c", ns, first)
+    assert int(second.metadata.resource_version) > int(first.metadata.resource_version)
+    first.data = {"v": "3"}  # still carries the old resourceVersion
+    with pytest.raises(ApiException) as stale:
+        core.replace_namespaced_config_map("c", ns, first)
+    assert stale.value.status == 409
+    body = status_of(stale.value)
+    assert body["reason"] == "Conflict"
+    assert body["message"] == (
+        'Operation cannot be fulfilled on configmaps "c": the object has been modified; please'
+        " apply your changes to the latest version and try again"
+    )
+    assert core.read_namespaced_config_map("c", ns).data == {"v": "2"}
+
+
+def test_lists_carry_their_kind_revision_and_selectors(api: client.ApiClient, ns: str) -> None:
+    core = core_v1(api)
+    for name, tier in (("a", "web"), ("b", "db"), ("c", "web")):
+        core.create_namespaced_secret(
+            ns, {"metadata": {"name": name, "labels": {"tier": tier}}, "stringData": {"k": name}}
+        )
+    raw = core.list_namespaced_secret(ns, _preload_content=False)
+    listed = json.loads(raw.data)
+    assert listed["kind"] == "SecretList" and listed["apiVersion"] == "v1"
+    revisions = [int(i["metadata"]["resourceVersion"]) for i in listed["items"]]
+    assert max(revisions) <= int(listed["metadata"]["resourceVersion"])
+    assert listed["items"][0]["data"] == {"k": "YQ=="}  # stringData is stored as data
+
+    def names(**query: Any) -> list[str]:
+        return [s.metadata.name for s in core.list_namespaced_secret(ns, **query).items]
+
+    assert names(label_selector="tier=web") == ["a", "c"]
+    assert names(label_selector="tier!=web") == ["b"]
+    assert names(label_selector="tier in (db,cache)") == ["b"]
+    assert names(label_selector="!tier") == []
+    assert names(field_selector="metadata.name=c") == ["c"]
+    page = core.list_namespaced_secret(ns, limit=2)
+    assert len(page.items) == 2 and page.metadata._continue
+    rest = core.list_namespaced_secret(ns, limit=2, _continue=page.metadata._continue)
+    assert [s.metadata.name for s in rest.items] == ["c"]
+    with pytest.raises(ApiException) as unsupported:
+        core.list_namespaced_secret(ns, field_selector="data.k=a")
+    assert status_of(unsupported.value)["message"] == "field label not supported: data.k"
+
+
+def test_patches_merge_strategic_and_json(api: client.ApiClient, ns: str) -> None:
+    apps = apps_v1(api)
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {"name": "app", "image": "web:1"},
+                            {"name": "sidecar", "image": "proxy:1"},
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    # Strategic merge: containers merge by name, the other container stays.
+    patched = apps.patch_namespaced_deployment(
+        "web",
+        ns,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}},
+    )
+    images = {c.name: c.image for c in patched.spec.template.spec.containers}
+    assert images == {"app": "web:2", "sidecar": "proxy:1"}
+    assert patched.metadata.generation == 2
+    # JSON patch (a list) and merge patch (forced content type).
+    apps.patch_namespaced_deployment(
+        "web", ns, [{"op": "add", "path": "/metadata/annotations", "value": {"a": "1"}}]
+    )
+    merged = apps.patch_namespaced_deployment(
+        "web",
+        ns,
+        {"metadata": {"annotations": {"a": None, "b": "2"}}},
+        _content_type="application/merge-patch+json",
+    )
+    assert merged.metadata.annotations == {"b": "2"}
+
+
+def test_custom_resources_refuse_strategic_merge_patch(api: client.ApiClient, ns: str) -> None:
+    custom = custom_objects(api)
+    custom.create_cluster_custom_object(
+        SNAPSHOT_GROUP,
+        "v1",
+        "volumesnapshotclasses",
+        {"metadata": {"name": f"c-{ns}"}, "driver": CSI_DRIVER, "deletionPolicy": "Delete"},
+    )
+    with pytest.raises(ApiException) as refused:
+        custom.patch_cluster_custom_object(
+            SNAPSHOT_GROUP,
+            "v1",
+            "volumesnapshotclasses",
+            f"c-{ns}",
+            {"metadata": {"labels": {"a": "b"}}},
+            _content_type="application/strategic-merge-patch+json",
+        )
+    assert refused.value.status == 415
+    patched = custom.patch_cluster_custom_object(
+        SNAPSHOT_GROUP,
+        "v1",
+        "volumesnapshotclasses",
+        f"c-{ns}",
+        {"metadata": {"labels": {"a": "b"}}},
+        _content_type="application/merge-patch+json",
+    )
+    assert patched["metadata"]["labels"] == {"a": "b"}
+    custom.delete_cluster_custom_object(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", f"c-{ns}")
+
+
+# --- watches ---
+
+
+def test_watch_streams_events_from_a_resource_version(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    core = core_v1(api)
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+
+    def writes() -> None:
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "w", "labels": {"x": "1"}}})
+        core.patch_namespaced_config_map("w", ns, {"data": {"k": "v"}})
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "other"}})
+        core.delete_namespaced_config_map("w", ns)
+
+    writer = threading.Thread(target=writes)
+    writer.start()
+    seen: list[tuple[str, str]] = []
+    stream = watch_events(
+        core.list_namespaced_config_map,
+        ns,
+        resource_version=start,
+        label_selector="x=1",
+        timeout_seconds=10,
+    )
+    for event in stream:
+        seen.append((event["type"], event["object"].metadata.name))
+        if event["type"] == "DELETED":
+            break
+    writer.join(10)
+    assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+
+    # A history the server no longer has is 410 Gone, as after an etcd compaction.
+    fake.compact()
+    with pytest.raises(ApiException) as expired:
+        for _ in watch_events(
+            core.list_namespaced_config_map, ns, resource_version=start, timeout_seconds=5
+        ):
+            pass
+    assert expired.value.status == 410
+
+
+def test_watch_ends_at_its_timeout(api: client.ApiClient, ns: str) -> None:
+    core = core_v1(api)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "present"}})
+    events = list(watch_events(core.list_namespaced_config_map, ns, timeout_seconds=1))
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", "present")]
+
+
+# --- scale ---
+
+
+def test_scale_subresource(api: client.ApiClient, ns: str) -> None:
+    apps = apps_v1(api)
+    labels = {"app": "db"}
+    apps.create_namespaced_stateful_set(
+        ns,
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 2,
+                "serviceName": "db",
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:17"}]},
+                },
+            },
+        },
+    )
+    wait_for(lambda: apps.read_namespaced_stateful_set("db", ns).status.replicas == 2, "2 replicas")
+    scale = apps.read_namespaced_stateful_set_scale("db", ns)
+    assert (scale.kind, scale.spec.replicas, scale.status.selector) == ("Scale", 2, "app=db")
+    apps.patch_namespaced_stateful_set_scale("db", ns, {"spec": {"replicas": 0}})
+    sts = wait_for(
+        lambda: (s := apps.read_namespaced_stateful_set("db", ns)).status.replicas == 0 and s,
+        "scaled to zero",
+    )
+    assert sts.spec.replicas == 0 and sts.metadata.generation == 2
+    assert sts.status.observed_generation == 2
+    scale.spec.replicas = 3  # read before the patch: stale
+    with pytest.raises(ApiException) as stale:
+        apps.replace_namespaced_stateful_set_scale("db", ns, scale)
+    assert stale.value.status == 409
+
+
+# --- validation ---
+
+
+def test_malformed_job_is_rejected_like_the_api_server(api: client.ApiClient, ns: str) -> None:
+    jobs = f"/apis/batch/v1/namespaces/{ns}/jobs"
+    nameless = job_manifest("bad", "true")
+    del nameless["spec"]["template"]["spec"]["containers"][0]["name"]
+    code, body, _ = send(api, "POST", jobs, nameless)
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert body["message"] == (
+        'Job.batch "bad" is invalid: spec.template.spec.containers[0].name: Required value'
+    )
+    assert body["details"]["kind"] == "Job" and body["details"]["group"] == "batch"
+    assert body["details"]["causes"] == [
+        {
+            "reason": "FieldValueRequired",
+            "message": "Required value",
+            "field": "spec.template.spec.containers[0].name",
+        }
+    ]
+
+    wrong_type = job_manifest("bad", "true")
+    wrong_type["spec"]["backoffLimit"] = "six"
+    code, body, _ = send(api, "POST", jobs, wrong_type)
+    assert (code, body["reason"]) == (400, "BadRequest")
+    assert body["message"].startswith('Job in version "v1" cannot be handled as a Job: json:')
+    assert "cannot unmarshal string" in body["message"]
+
+    always = job_manifest("bad", "true")
+    del always["spec"]["template"]["spec"]["restartPolicy"]  # defaults to Always
+    with pytest.raises(ApiException) as unsupported:
+        batch_v1(api).create_namespaced_job(ns, always)
+    cause = status_of(unsupported.value)["details"]["causes"][0]
+    assert cause["field"] == "spec.template.spec.restartPolicy"
+    assert cause["message"] == 'Unsupported value: "Always": supported values: "OnFailure", "Never"'
+
+    unknown = job_manifest("bad", "true")
+    unknown["spec"]["template"]["spec"]["containers"][0]["comand"] = ["typo"]
+    code, body, _ = send(api, "POST", jobs, unknown, fieldValidation="Strict")
+    assert (code, body["message"]) == (
+        400,
+        'strict decoding error: unknown field "spec.template.spec.containers[0].comand"',
+    )
+    assert batch_v1(api).list_namespaced_job(ns).items == []
+
+
+def test_unknown_fields_are_dropped_with_a_warning_by_default(
+    api: client.ApiClient, ns: str
+) -> None:
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    code, body, headers = send(api, "POST", path, {"metadata": {"name": "c"}, "dta": {"a": "1"}})
+    assert code == 201 and "dta" not in body
+    assert headers["Warning"] == '299 - "unknown field "dta""'
+
+
+def test_volume_snapshot_is_checked_against_the_crd_schema(api: client.ApiClient, ns: str) -> None:
+    custom = custom_objects(api)
+    with pytest.raises(ApiException) as invalid:
+        custom.create_namespaced_custom_object(
+            SNAPSHOT_GROUP,
+            "v1",
+            ns,
+            "volumesnapshots",
+            {
+                "apiVersion": f"{SNAPSHOT_GROUP}/v1",
+                "kind": "VolumeSnapshot",
+                "metadata": {"name": "s"},
+                "spec": {"volumeSnapshotClassName": "x"},
+            },
+        )
+    assert invalid.value.status == 422
+    assert status_of(invalid.value)["details"]["causes"][0]["field"] == "spec.source"
+
+
+# --- kubelet: jobs that move data ---
+
+
+def test_job_writes_into_a_pvc_with_secrets_and_config(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    core = core_v1(api)
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    core.create_namespaced_secret(
+        ns, {"metadata": {"name": "creds"}, "stringData": {"password": "s3cret", "token": "t0k"}}
+    )
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "cfg"}, "data": {"MODE": "full"}})
+    script = (
+        'echo "$MODE:$PASSWORD:$(cat /secrets/token)" > /data/out/result.txt;'
+        " echo wrote /data/out/result.txt; echo second line"
+    )
+    job = job_manifest(
+        "writer",
+        script,
+        volumes=[
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+            {"name": "secrets", "secret": {"secretName": "creds"}},
+        ],
+        container={
+            "env": [
+                {
+                    "name": "PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}},
+                }
+            ],
+            "envFrom": [{"configMapRef": {"name": "cfg"}}],
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/data/out"},
+                {"name": "secrets", "mountPath": "/secrets", "readOnly": True},
+            ],
+        },
+    )
+    batch_v1(api).create_namespaced_job(ns, job)
+    finished, condition = wait_for(lambda: job_condition(api, ns, "writer"), "job to finish")
+    assert condition.type == "Complete"
+    assert finished.status.succeeded == 1 and not finished.status.active
+    assert (fake.pvc_path(ns, "data") / "result.txt").read_text() == "full:s3cret:t0k\n"
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=writer").items
+    assert pod.status.phase == "Succeeded"
+    assert pod.metadata.owner_references[0].kind == "Job"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    log = core.read_namespaced_pod_log(pod.metadata.name, ns)
+    assert log == "wrote /data/out/result.txt\nsecond line\n"  # the path as the container sees it
+    assert core.read_namespaced_pod_log(pod.metadata.name, ns, tail_lines=1) == "second line\n"
+    followed = core.read_namespaced_pod_log(pod.metadata.name, ns, follow=True)
+    assert followed == log
+
+
+def test_failing_job_reaches_its_backoff_limit(api: client.ApiClient, ns: str) -> None:
+    core = core_v1(api)
+    job = job_manifest("fails", "echo starting; echo 'disk full' >&2; exit 3", backoff_limit=1)
+    batch_v1(api).create_namespaced_job(ns, job)
+    finished, condition = wait_for(lambda: job_condition(api, ns, "fails"), "job to fail")
+    assert (condition.type, condition.reason) == ("Failed", "BackoffLimitExceeded")
+    assert condition.message == "Job has reached the specified backoff limit"
+    assert finished.status.failed == 2  # the first try and one retry
+    pods = core.list_namespaced_pod(ns, label_selector="job-name=fails").items
+    assert len(pods) == 2 and {p.status.phase for p in pods} == {"Failed"}
+    terminated = pods[0].status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (3, "Error")
+    assert core.read_namespaced_pod_log(pods[0].metadata.name, ns) == "starting\ndisk full\n"
+
+
+def test_missing_command_fails_like_a_start_error(api: client.ApiClient, ns: str) -> None:
+    core = core_v1(api)
+    job = job_manifest("nocmd", "", container={"command": ["/nonexistent/tool"]})
+    batch_v1(api).create_namespaced_job(ns, job)
+    _, condition = wait_for(lambda: job_condition(api, ns, "nocmd"), "job to fail")
+    assert condition.type == "Failed"
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=nocmd").items
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (128, "StartError")
+
+
+def test_deleting_a_job_orphans_or_removes_its_pods(api: client.ApiClient, ns: str) -> None:
+    batch, core = batch_v1(api), core_v1(api)
+    for name in ("kept", "removed"):
+        batch.create_namespaced_job(ns, job_manifest(name, "true"))
+        wait_for(partial(job_condition, api, ns, name), f"{name} to finish")
+    raw = batch.delete_namespaced_job("kept", ns, _preload_content=False)
+    assert "child pods are preserved by default" in raw.headers["Warning"]
+    (orphan,) = core.list_namespaced_pod(ns, label_selector="job-name=kept").items
+    assert not orphan.metadata.owner_references
+    batch.delete_namespaced_job("removed", ns, propagation_policy="Background")
+    assert core.list_namespaced_pod(ns, label_selector="job-name=removed").items == []
+
+
+def test_a_claim_in_use_outlives_its_deletion(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    core = core_v1(api)
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("busy"))
+    job = job_manifest(
+        "user",
+        "until [ -f /v/release ]; do sleep 0.05; done",
+        volumes=[{"name": "v", "persistentVolumeClaim": {"claimName": "busy"}}],
+        container={"volumeMounts": [{"name": "v", "mountPath": "/v"}]},
+    )
+    batch_v1(api).create_namespaced_job(ns, job)
+    wait_for(
+        lambda: [p for p in core.list_namespaced_pod(ns).items if p.status.phase == "Running"],
+        "the pod to run",
+    )
+    folder = fake.pvc_path(ns, "busy")
+    core.delete_namespaced_persistent_volume_claim("busy", ns)
+    held = core.read_namespaced_persistent_volume_claim("busy", ns)
+    assert held.metadata.deletion_timestamp and held.metadata.finalizers == [
+        "kubernetes.io/pvc-protection"
+    ]
+    (folder / "release").touch()
+    wait_for(lambda: job_condition(api, ns, "user"), "the job to finish")
+    wait_for(lambda: fake.get("", "persistentvolumeclaims", ns, "busy") is None, "the claim to go")
+    assert not folder.exists()
+
+
+# --- CSI: snapshots and restores ---
+
+
+def snapshot_manifest(name: str, claim: str, snapshot_class: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{SNAPSHOT_GROUP}/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name},
+        "spec": {
+            "volumeSnapshotClassName": snapshot_class,
+            "source": {"persistentVolumeClaimName": claim},
+        },
+    }
+
+
+def make_class(api: client.ApiClient, name: str, driver: str) -> None:
+    custom_objects(api).create_cluster_custom_object(
+        SNAPSHOT_GROUP,
+        "v1",
+        "volumesnapshotclasses",
+        {"metadata": {"name": name}, "driver": driver, "deletionPolicy": "Delete"},
+    )
+
+
+def test_snapshot_is_a_point_in_time_copy_and_restores(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    core, custom = core_v1(api), custom_objects(api)
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    volume = wait_for(lambda: _bound(fake, ns, "data"), "the claim to bind")
+    (volume / "file.txt").write_text("before")
+    make_class(api, f"csi-{ns}", CSI_DRIVER)
+    custom.create_namespaced_custom_object(
+        SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", snapshot_manifest("snap", "data", f"csi-{ns}")
+    )
+
+    def ready() -> dict[str, Any] | None:
+        snap = custom.get_namespaced_custom_object(
+            SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", "snap"
+        )
+        return snap if (snap.get("status") or {}).get("readyToUse") else None
+
+    status = wait_for(ready, "the snapshot to be ready")["status"]
+    assert status["restoreSize"] == "1Gi" and status["creationTime"]
+    content = custom.get_cluster_custom_object(
+        SNAPSHOT_GROUP, "v1", "volumesnapshotcontents", status["boundVolumeSnapshotContentName"]
+    )
+    assert content["spec"]["volumeSnapshotRef"]["name"] == "snap"
+    assert content["spec"]["driver"] == CSI_DRIVER and content["status"]["readyToUse"]
+
+    (volume / "file.txt").write_text("after")  # written after the snapshot was taken
+    assert (fake.snapshot_path(ns, "snap") / "file.txt").read_text() == "before"
+
+    restored = pvc_manifest(
+        "restored",
+        dataSource={"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": "snap"},
+    )
+    core.create_namespaced_persistent_volume_claim(ns, restored)
+    folder = wait_for(lambda: _bound(fake, ns, "restored"), "the restored claim to bind")
+    assert (folder / "file.txt").read_text() == "before"
+    job = job_manifest(
+        "reader",
+        "cat /restore/file.txt",
+        volumes=[
+            {"name": "r", "persistentVolumeClaim": {"claimName": "restored", "readOnly": True}}
+        ],
+        container={"volumeMounts": [{"name": "r", "mountPath": "/restore", "readOnly": True}]},
+    )
+    batch_v1(api).create_namespaced_job(ns, job)
+    wait_for(lambda: job_condition(api, ns, "reader"), "the reader to finish")
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=reader").items
+    assert core.read_namespaced_pod_log(pod.metadata.name, ns) == "before"
+
+    custom.delete_namespaced_custom_object(SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", "snap")
+    wait_for(
+        lambda: (
+            fake.get(SNAPSHOT_GROUP, "volumesnapshotcontents", "", content["metadata"]["name"])
+            is None
+        ),
+        "the content to be deleted with its snapshot",
+    )
+    custom.delete_cluster_custom_object(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", f"csi-{ns}")
+
+
+def test_snapshot_of_a_driver_nobody_serves_never_becomes_ready(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    custom = custom_objects(api)
+    core_v1(api).create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    wait_for(lambda: _bound(fake, ns, "data"), "the claim to bind")
+    make_class(api, f"stuck-{ns}", "absent.csi.example.com")
+    custom.create_namespaced_custom_object(
+        SNAPSHOT_GROUP,
+        "v1",
+        ns,
+        "volumesnapshots",
+        snapshot_manifest("snap", "data", f"stuck-{ns}"),
+    )
+
+    def bound() -> dict[str, Any] | None:
+        snap = fake.get(SNAPSHOT_GROUP, "volumesnapshots", ns, "snap")
+        return (
+            snap
+            if ((snap or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
+            else None
+        )
+
+    snap = wait_for(bound, "the snapshot to be bound")
+    assert fake.controllers is not None
+    fake.controllers.wait_synced()
+    assert fake.get(SNAPSHOT_GROUP, "volumesnapshots", ns, "snap")["status"]["readyToUse"] is False  # type: ignore[index]
+    assert "restoreSize" not in snap["status"]
+    with pytest.raises(LookupError):
+        fake.snapshot_path(ns, "snap")
+    custom.delete_cluster_custom_object(
+        SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", f"stuck-{ns}"
+    )
+
+
+def test_snapshot_with_an_unknown_class_reports_an_error(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    custom = custom_objects(api)
+    core_v1(api).create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    custom.create_namespaced_custom_object(
+        SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", snapshot_manifest("snap", "data", "missing")
+    )
+    snap = wait_for(
+        lambda: (
+            (fake.get(SNAPSHOT_GROUP, "volumesnapshots", ns, "snap") or {}).get("status") or {}
+        ).get("error"),
+        "the error",
+    )
+    assert snap["message"] == (
+        "Failed to get snapshot class with error"
+        ' volumesnapshotclass.snapshot.storage.k8s.io "missing" not found'
+    )
+
+
+def _bound(fake: FakeKube, ns: str, name: str) -> Path | None:
+    try:
+        return fake.pvc_path(ns, name)
+    except LookupError:
+        return None
+
+
+# --- namespaces and the request log ---
+
+
+def test_deleting_a_namespace_removes_what_it_holds(api: client.ApiClient, fake: FakeKube) -> None:
+    core = core_v1(api)
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespaced_persistent_volume_claim(name, pvc_manifest("v"))
+    folder = wait_for(lambda: _bound(fake, name, "v"), "the claim to bind")
+    code, deleted, _ = send(api, "DELETE", f"/api/v1/namespaces/{name}", None)
+    assert (code, deleted["kind"], deleted["status"]["phase"]) == (200, "Namespace", "Terminating")
+    wait_for(lambda: fake.get("", "namespaces", "", name) is None, "the namespace to go")
+    assert fake.list("", "persistentvolumeclaims", name) == [] and not folder.exists()
+
+
+def test_the_request_log_names_verbs_and_resources(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    core = core_v1(api)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "c"}})
+    core.list_namespaced_config_map(ns)
+    apps_v1(api).list_namespaced_deployment(ns)
+    used = fake.used_permissions()
+    assert {
+        ("create", "", "configmaps"),
+        ("list", "", "configmaps"),
+        ("list", "apps", "deployments"),
+    } <= used
+    assert any(r.namespace == ns and r.verb == "create" for r in fake.requests)
+
+
+def test_requests_without_the_token_are_unauthorized(fake: FakeKube) -> None:
+    configuration = client.Configuration()
+    configuration.host = fake.url
+    configuration.ssl_ca_cert = str(fake.ca_path)
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(client.ApiClient(configuration)).list_namespace()
+    assert denied.value.status == 401
+
+
+# --- a second client: kubectl ---
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    """``CAIRN_TEST_KUBECTL`` or the kubectl on PATH (Debian's kubernetes-client)."""
+    path = os.environ.get("CAIRN_TEST_KUBECTL") or shutil.which("kubectl")
+    assert path, "kubectl is missing: scripts/system-deps.sh installs Debian's kubernetes-client"
+    return path
+
+
+def run_kubectl(
+    kubectl: str, fake: FakeKube, tmp: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(tmp), "KUBECONFIG": str(fake.kubeconfig)}
+    return subprocess.run(
+        [kubectl, "--kubeconfig", str(fake.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        check=False,
+    )
+
+
+def test_kubectl_gets_jobs_claims_and_snapshots(
+    api: client.ApiClient, ns: str, fake: FakeKube, kubectl: str, tmp_path: Path
+) -> None:
+    core, custom = core_v1(api), custom_objects(api)
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    wait_for(lambda: _bound(fake, ns, "data"), "the claim to bind")
+    make_class(api, f"k-{ns}", CSI_DRIVER)
+    custom.create_namespaced_custom_object(
+        SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", snapshot_manifest("snap", "data", f"k-{ns}")
+    )
+    batch_v1(api).create_namespaced_job(ns, job_manifest("hello", "echo hi"))
+    wait_for(lambda: job_condition(api, ns, "hello"), "the job to finish")
+    result = run_kubectl(
+        kubectl, fake, tmp_path, "get", "jobs,pvc,volumesnapshots", "-n", ns, "-o", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)["items"]
+    assert sorted((i["kind"], i["metadata"]["name"]) for i in items) == [
+        ("Job", "hello"),
+        ("PersistentVolumeClaim", "data"),
+        ("VolumeSnapshot", "snap"),
+    ]
+    job = next(i for i in items if i["kind"] == "Job")
+    assert job["apiVersion"] == "batch/v1" and job["status"]["succeeded"] == 1
+    custom.delete_cluster_custom_object(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", f"k-{ns}")
+
+
+def test_kubectl_apply_creates_configures_and_validates(
+    api: client.ApiClient, ns: str, fake: FakeKube, kubectl: str, tmp_path: Path
+) -> None:
+    manifest = job_manifest("applied", "echo applied")
+    manifest["metadata"].update(namespace=ns, labels={"app": "mover"})
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(manifest))
+    created = run_kubectl(kubectl, fake, tmp_path, "apply", "-f", str(path))
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "job.batch/applied created"
+    _, condition = wait_for(lambda: job_condition(api, ns, "applied"), "the applied job to run")
+    assert condition.type == "Complete"
+
+    manifest["metadata"]["labels"]["tier"] = "backup"
+    path.write_text(json.dumps(manifest))
+    configured = run_kubectl(kubectl, fake, tmp_path, "apply", "-f", str(path))
+    assert configured.returncode == 0, configured.stderr
+    assert configured.stdout.strip() == "job.batch/applied configured"
+    job = batch_v1(api).read_namespaced_job("applied", ns)
+    assert job.metadata.labels == {"app": "mover", "tier": "backup"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in job.metadata.annotations
+    assert ("patch", "batch", "jobs") in fake.used_permissions()
+
+    broken = job_manifest("broken", "true")
+    broken["metadata"]["namespace"] = ns
+    del broken["spec"]["template"]["spec"]["containers"][0]["name"]
+    path.write_text(json.dumps(broken))
+    rejected = run_kubectl(kubectl, fake, tmp_path, "apply", "-f", str(path))
+    assert rejected.returncode != 0
+    assert "name" in rejected.stderr  # client-side (openapi v2) or server-side (422) rejection
+    typo = job_manifest("typo", "true", container={"comand": ["true"]})
+    typo["metadata"]["namespace"] = ns
+    path.write_text(json.dumps(typo))
+    rejected = run_kubectl(kubectl, fake, tmp_path, "apply", "-f", str(path))
+    assert rejected.returncode != 0
+    assert 'unknown field "' in rejected.stderr and "comand" in rejected.stderr
+    assert fake.get("batch", "jobs", ns, "broken") is None
+    assert fake.get("batch", "jobs", ns, "typo") is None
