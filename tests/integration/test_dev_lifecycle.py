@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from cli.dev import database_name
@@ -73,12 +74,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def _dev(tmp_path: Path) -> Iterator[Stack]:
+def _dev(tmp_path: Path, *extra: str) -> Iterator[Stack]:
     """Starts ``cairn dev``; whatever happens, kills what is left and drops its database."""
     data, log = tmp_path / "data", tmp_path / "dev.log"
     try:
         ports = _ports()
-        stack = Stack(cairn(*_args(data, ports), log=log), log, ports)
+        stack = Stack(cairn(*_args(data, ports), *extra, log=log), log, ports)
         try:
             yield stack
         finally:
@@ -115,6 +116,33 @@ def test_a_hangup_while_starting_stops_what_was_started(tmp_path: Path) -> None:
         os.kill(stack.process.pid, signal.SIGHUP)
         assert stack.process.wait(timeout=60) == 1
         _wait_until_gone(stack.children, stack.ports)
+
+
+def test_reset_drops_the_database_and_the_folder_but_not_foreign_files(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with _dev(tmp_path) as stack:
+        _wait_for(stack.log, "cairn is running", stack.process, seconds=120)
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(timeout=60) == 0
+    PostgresServer().create_database(database_name(data))  # _dev dropped it: as if kept
+    old_key = (data / "master-key").read_text()
+    (data / "apps" / "uploads").mkdir()
+    (data / "notes.txt").write_text("the operator's own file")
+    with psycopg.connect(PostgresServer().url(database_name(data), driver="postgresql")) as conn:
+        conn.execute("CREATE TABLE marker (x int)")
+    with _dev(tmp_path, "--reset", "--yes") as stack:
+        _wait_for(stack.log, "cairn is running", stack.process, seconds=120)
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(timeout=60) == 0
+        said = stack.log.read_text()
+        assert f"dropped database {database_name(data)}" in said
+        assert "kept files cairn did not write: ['notes.txt']" in said
+        assert (data / "notes.txt").exists() and not (data / "apps" / "uploads").exists()
+        assert (data / "master-key").read_text() != old_key
+        with psycopg.connect(
+            PostgresServer().url(database_name(data), driver="postgresql")
+        ) as conn:
+            assert conn.execute("SELECT to_regclass('marker')").fetchone() == (None,)
 
 
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
