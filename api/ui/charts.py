@@ -33,6 +33,7 @@ def _chart(title: str) -> pygal.DateTimeLine:
     return pygal.DateTimeLine(
         js=[], disable_xml_declaration=True, width=860, height=300, style=_STYLE, title=title,
         x_label_rotation=20, truncate_label=-1, show_dots=True, dots_size=2,
+        x_labels_major_count=6, show_minor_x_labels=False,
         legend_at_bottom=True, no_data_text="no data yet",
         x_value_formatter=lambda moment: moment.strftime("%d %b %H:%M"),
     )  # fmt: skip
@@ -59,8 +60,8 @@ def backups(points: Sequence[tuple[datetime, int | None, float | None]]) -> Resp
 def usage(samples: Sequence[Any], capacity_bytes: int) -> Response:
     """A storage's own bytes (cairn's repositories) over time, with its capacity."""
     chart = _chart("Storage usage (MiB)")
-    chart.add("used by backups", [(s.sampled_at, s.used_bytes / MIB) for s in samples])
-    if samples:
+    if samples:  # no series at all: pygal writes "no data yet" on an empty frame
+        chart.add("used by backups", [(s.sampled_at, s.used_bytes / MIB) for s in samples])
         chart.add(
             "capacity",
             [(samples[0].sampled_at, capacity_bytes / MIB),

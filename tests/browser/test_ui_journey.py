@@ -4,12 +4,15 @@ storage, policy, a backup watched live, damage, and a restore that brings the da
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, expect
+from temporalio.client import Client
 
+from core.settings import CONTROL_TASK_QUEUE
 from devstack.postgres import PostgresServer
 from tests.browser.ui_pages import RUN_MS, register_app, settles, signed_in
 from tests.support.api import ApiClient, World, new_workspace
@@ -20,6 +23,7 @@ from tests.support.backups import (
     table_hashes,
     tree_hashes,
 )
+from workflows.storage import RefreshStorageUsageWorkflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -96,7 +100,6 @@ async def test_admin_protects_and_restores_an_application(
         )
         await expect(page.get_by_test_id("schedule-preview").locator("li")).to_have_count(5)
         await page.screenshot(path=screenshots / "ui-application.png", full_page=True)
-        await page.wait_for_function(_CHART_DRAWN)
 
         # Run now: the backup's page follows it to success without a reload
         await page.click("text=Run now")
@@ -112,6 +115,9 @@ async def test_admin_protects_and_restores_an_application(
         link = page.get_by_role("link", name="open the run in the Temporal UI")
         assert "/workflows/backup-" in (await link.get_attribute("href") or "")
         await page.screenshot(path=screenshots / "ui-backup.png", full_page=True)
+        await page.goto(f"/ui/applications/{app_id}")
+        await expect(page.locator("img.chart")).to_have_count(1)
+        await page.wait_for_function(_CHART_DRAWN)
 
         # damage the data
         tables, files = table_hashes(db_url), tree_hashes(volumes["uploads"])
@@ -168,8 +174,9 @@ async def test_admin_protects_and_restores_an_application(
 
 
 async def test_admin_manages_storages(
-    api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path
-) -> None:
+    api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path,
+    temporal_client: Client,
+) -> None:  # fmt: skip
     ws = await new_workspace(api, world, quota_gb=50)
     context, page = await signed_in(browser, served, world.tokens["ws_admin"])
     try:
@@ -200,8 +207,16 @@ async def test_admin_manages_storages(
         row = page.get_by_test_id("storage-row").filter(has_text="spare")
         await expect(row.get_by_test_id("storage-status")).to_have_text("active", timeout=RUN_MS)
 
+        # two usage readings (the refresh the schedule runs every few minutes) make a chart
+        for _ in range(2):
+            await temporal_client.execute_workflow(
+                RefreshStorageUsageWorkflow.run, id=f"ui-usage-{uuid.uuid4()}",
+                task_queue=CONTROL_TASK_QUEUE, execution_timeout=timedelta(seconds=60),
+            )  # fmt: skip
         await row.get_by_role("link", name="spare").click()
+        await expect(page.locator("img.chart")).to_have_count(1)
         await page.wait_for_function(_CHART_DRAWN)
+        await page.screenshot(path=screenshots / "ui-storage-usage.png", full_page=True)
         await page.fill("input[name=capacity_gb]", "40")
         await page.click("text=Save")
         await expect(page.get_by_test_id("storage-row")).to_contain_text("of 40 GB")
