@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from core.crypto import CryptoError
 
 ENV_FILE = "cairn.env"
+_loaded: Path | None = None  # the cairn.env this command read, for the hints in errors
 
 
 def env_file() -> Path:
@@ -97,7 +98,6 @@ def reaching_temporal() -> Iterator[None]:
         ) from None
 
 
-_loaded: Path | None = None
 # Commands that read cairn's settings and so its cairn.env; not ``dev``, which writes one for
 # its own data folder, nor the servers (``api``, ``worker``), configured by their deployment.
 OPERATOR_COMMANDS = {"migrate", "temporal", "schedules", "admin", "catalog"}
@@ -126,6 +126,8 @@ class OperatorGroup(click.Group):
                 f" ({_where_settings_come_from(_loaded, 'CAIRN_MASTER_KEY')})"
             ) from None
         except ValidationError as exc:
+            if exc.title != "Settings":  # another model's error is not an operator's to fix
+                raise
             problems = "; ".join(
                 f"CAIRN_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
                 for error in exc.errors()

@@ -108,6 +108,11 @@ def test_a_missing_database_is_one_line_naming_the_setting(tmp_path: Path) -> No
     assert "check CAIRN_DATABASE_URL" in line
 
 
+def test_a_malformed_setting_is_one_line(tmp_path: Path) -> None:
+    line = _one_line_error(cairn("migrate", cwd=tmp_path, env={"CAIRN_API_PORT": "eighty"}))
+    assert "invalid settings: CAIRN_API_PORT: Input should be a valid integer" in line
+
+
 def test_unreachable_temporal_is_one_line(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     for args in (("temporal", "setup"), ("schedules", "reconcile")):
