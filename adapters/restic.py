@@ -279,8 +279,11 @@ def use_cheap_key(repo: Repository) -> bool:
 class Restic:
     """The restic CLI; one instance serves any number of repositories and threads."""
 
-    def __init__(self, binary: str = "restic") -> None:
+    def __init__(self, binary: str = "restic", cache_dir: Path | None = None) -> None:
         self.binary = binary
+        # restic keeps one cache folder per repository id inside it: index and snapshot
+        # files stay local, so a command on an NFS/CephFS storage does not reread them
+        self.cache_dir = cache_dir
 
     def _env(self, repo: Repository | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
@@ -291,8 +294,9 @@ class Restic:
 
     def _argv(self, repo: Repository, args: Sequence[str]) -> list[str]:
         argv = [self.binary, "--repo", str(repo.path)]
-        if repo.cache_dir is not None:
-            argv += ["--cache-dir", str(repo.cache_dir)]
+        cache_dir = repo.cache_dir or self.cache_dir
+        if cache_dir is not None:
+            argv += ["--cache-dir", str(cache_dir)]
         return [*argv, *args]
 
     def _run(self, repo: Repository | None, args: Sequence[str]) -> str:

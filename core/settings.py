@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     proxmox_verify: str = "true"
     proxmox_dir_root: str = "/mnt/pve"
     restic_bin: str = "restic"
+    restic_cache_dir: Path | None = Field(
+        default=None,
+        description="restic's local cache of repository indexes (one folder per repository);"
+        " empty: {data_dir}/restic-cache when data_dir is set, else restic's own (~/.cache)",
+    )
     pg_bin_dir: Path | None = None
     failure_webhook_url: str | None = None
     worker_metrics_port: int | None = None
@@ -77,6 +82,12 @@ class Settings(BaseSettings):
     @property
     def master_key_text(self) -> str | None:
         return self.master_key.get_secret_value() if self.master_key else None
+
+    @property
+    def restic_cache(self) -> Path | None:
+        if self.restic_cache_dir is not None:
+            return self.restic_cache_dir
+        return self.data_dir / "restic-cache" if self.data_dir is not None else None
 
     @property
     def proxmox_configured(self) -> bool:

@@ -45,7 +45,7 @@ def build_workers(
     """Every workflow and activity of the project, on the queue where it belongs."""
     backend = backend_for(settings)
     storage = StorageActivities(sessions, settings, backend)
-    restic = Restic(settings.restic_bin)
+    restic = Restic(settings.restic_bin, cache_dir=settings.restic_cache)
     backups = BackupActivities(sessions, settings, restic, backend, client)
     schedules = ScheduleActivities(client, sessions, settings)
     notifier = Notifier(settings)

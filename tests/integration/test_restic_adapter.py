@@ -140,6 +140,17 @@ def test_concurrent_inits_make_one_repository(restic: Restic, tmp_path: Path) ->
     assert len(restic.snapshots(repo)) == 1
 
 
+def test_the_cache_folder_of_the_worker_holds_each_repository_s_index(
+    restic: Restic, repo: Repository, tmp_path: Path
+) -> None:
+    cached = Restic(restic.binary, cache_dir=tmp_path / "worker-cache")
+    plain = Repository(repo.path, repo.password)  # no cache folder of its own
+    cached.backup_paths(plain, sample_source(tmp_path / "src"), ["t=1"])
+    [folder] = [p for p in (tmp_path / "worker-cache").iterdir() if p.is_dir()]
+    assert (folder / "index").is_dir() and any((folder / "index").iterdir())
+    assert len(cached.snapshots(plain)) == 1
+
+
 def test_backup_then_restore_is_byte_identical(
     restic: Restic, repo: Repository, tmp_path: Path
 ) -> None:
