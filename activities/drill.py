@@ -43,7 +43,7 @@ from activities.restore import (
     snapshots_present,
     verify_against_manifest,
 )
-from activities.support import fatal, heartbeating, read_metadata
+from activities.support import fatal, heartbeating, read_metadata, to_completion
 from adapters import pg_databases, pg_dump
 from adapters.restic import Restic, ResticError
 from core import crypto, metrics
@@ -342,9 +342,8 @@ class DrillActivities:
         folder = scratch_folder(self.settings, job.drill_id) / job.volume
         snapshot = loaded.snapshot(f"volume:{job.volume}")
         try:
-            await heartbeating(
-                asyncio.to_thread(restore_folder, self.restic, loaded.repo, snapshot, folder)
-            )
+            # to its end: the cleanup must not race a restic still writing into the folder
+            await to_completion(lambda: restore_folder(self.restic, loaded.repo, snapshot, folder))
         except ResticError as exc:
             raise read_failure(exc) from None
         return f"volume {job.volume} restored into {folder}"
