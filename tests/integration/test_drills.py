@@ -379,7 +379,7 @@ def finished_drill(drill: dict[str, Any]) -> bool:
 
 async def test_rules_of_the_drill_api(
     api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-    settings: Settings, temporal_client: Client,
+    settings: Settings, temporal_client: Client, webhook: WebhookReceiver,
 ) -> None:  # fmt: skip
     app = await make_app(api, world, database_server, tmp_path)
     owner, member = world.auth("owner"), world.auth("member")
@@ -411,9 +411,22 @@ async def test_rules_of_the_drill_api(
     # drills run in the backup policy's time zone and go with the policy
     await expect(await api.put(url, json={"schedule": "@daily"}, headers=owner), 201)
     assert drill_audits(settings, app.workspace) == ["drill_policy.create"]
+    # a scheduled drill without any backup to restore fails, says why and alerts
+    sid = f"restore-drill-{app.id}"
+    await temporal_client.get_schedule_handle(sid).trigger()
+    listed = await wait_for(
+        api, drills_url(app), owner,
+        lambda page: page["items"] and page["items"][0]["status"] in TERMINAL, seconds=60,
+    )  # fmt: skip
+    drill = listed["items"][0]
+    assert drill["status"] == "failed" and drill["trigger"] == "schedule"
+    assert drill["backup_id"] is None and drill["cleanup"] is None  # nothing was restored
+    assert drill["error_message"] == (
+        "begin: the application has no successful backup to drill; take a backup first"
+    )
+    assert [e["event"] for e in await wait_for_events(webhook, drill["id"])] == ["drill.failed"]
     await expect(await api.delete(app.policy, headers=owner), 204)
     assert (await api.get(url, headers=owner)).status_code == 404
-    sid = f"restore-drill-{app.id}"
     assert sid not in [s.id async for s in await temporal_client.list_schedules()]
     problem = await expect(await api.put(url, json={"schedule": "@daily"}, headers=owner), 409)
     assert problem["type"] == "/problems/policy-required"
