@@ -148,12 +148,16 @@ def render(
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
+    """An error in words; a signed-in caller keeps the header (who, sign-out)."""
     name = "_error.html" if _is_htmx(request) else "error.html"
-    return render(request, name, status_code=status, title=title, detail=detail)
+    signed: SignedIn | None = getattr(request.state, "signed_in", None)
+    return render(request, name, signed, status, title=title, detail=detail)
 
 
 async def signed_in(request: Request, session: SessionDep) -> SignedIn:
-    return await sessions.resume(session, request)
+    signed = await sessions.resume(session, request)
+    request.state.signed_in = signed  # for an error page's header
+    return signed
 
 
 async def csrf_checked(
@@ -240,6 +244,9 @@ async def sign_in(request: Request, session: SessionDep) -> Response:
             request, "sign_in.html", status_code=exc.status, sign_in_csrf=token, next=target,
             error=views.in_words(exc),
         )  # fmt: skip
+    earlier = request.cookies.get(sessions.COOKIE)
+    if earlier:  # a new sign-in replaces the browser's earlier session
+        await sessions.end(session, earlier)
     session_id, expires = await sessions.start(session, principal, get_settings(request))
     response = RedirectResponse(target, status_code=303)
     sessions.set_cookie(request, response, session_id, expires)

@@ -94,6 +94,16 @@ async def test_session_cookie_sign_out_and_expiry(
         assert stored == [(hash_token(cookie["value"]),)]
         assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s", cookie["value"]) == []
 
+        # signing in again in the same browser replaces the session
+        await page.goto("/ui/sign-in")
+        await page.fill("input[name=token]", world.tokens["member"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/ui/workspaces/**")
+        renewed = next(c for c in await context.cookies() if c["name"] == "cairn_session")
+        assert renewed["value"] != cookie["value"]
+        assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
+                    hash_token(cookie["value"])) == []  # fmt: skip
+        cookie = renewed
         await page.click("text=Sign out")
         await page.wait_for_url("**/ui/sign-in")
         assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
@@ -152,6 +162,9 @@ async def test_member_sees_no_write_controls_and_is_refused(
         await page.goto(f"/ui/workspaces/{app.workspace}/storages/{app.storage}")
         assert await page.get_by_text("Delete storage").count() == 0
         assert await page.locator("form[method=post]").count() == 1
+        assert await page.get_by_role("link", name="Audit log").count() == 0
+        audit = await page.goto(f"/ui/workspaces/{app.workspace}/audit")
+        assert audit is not None and audit.status == 403
 
         token = await csrf_of(page)
         before = await _backups(api, world, app)
