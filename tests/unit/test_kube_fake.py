@@ -547,6 +547,64 @@ def test_job_writes_into_a_pvc_with_secrets_and_config(
     assert followed == log
 
 
+def test_nfs_and_cephfs_volumes_are_the_mapped_storage_folders(
+    api: client.ApiClient, ns: str, fake: FakeKube, tmp_path: Path
+) -> None:
+    nfs_root, ceph_root = tmp_path / "nfs", tmp_path / "ceph"
+    (nfs_root / "repos").mkdir(parents=True)
+    ceph_root.mkdir()
+    fake.map_nfs("192.0.2.10", "/export/backups", nfs_root)
+    fake.map_cephfs("/volumes/cairn", ceph_root)
+    job = job_manifest(
+        "mover",
+        "echo data > /repo/file && echo more > /ceph/file",
+        volumes=[
+            {"name": "repo", "nfs": {"server": "192.0.2.10", "path": "/export/backups/repos"}},
+            {"name": "ceph", "cephfs": {"monitors": ["192.0.2.20:6789"], "path": "/volumes/cairn"}},
+        ],
+        container={
+            "volumeMounts": [
+                {"name": "repo", "mountPath": "/repo"},
+                {"name": "ceph", "mountPath": "/ceph", "subPath": "sub"},
+            ]
+        },
+    )
+    batch_v1(api).create_namespaced_job(ns, job)
+    _, condition = wait_for(lambda: job_condition(api, ns, "mover"), "the mover to finish")
+    assert condition.type == "Complete"
+    assert (nfs_root / "repos" / "file").read_text() == "data\n"
+    assert (ceph_root / "sub" / "file").read_text() == "more\n"
+
+
+def test_a_pod_whose_volume_cannot_mount_waits_in_container_creating(
+    api: client.ApiClient, ns: str
+) -> None:
+    core = core_v1(api)
+    job = job_manifest(
+        "stuck",
+        "true",
+        volumes=[{"name": "repo", "nfs": {"server": "198.51.100.1", "path": "/unknown"}}],
+        container={"volumeMounts": [{"name": "repo", "mountPath": "/repo"}]},
+    )
+    batch_v1(api).create_namespaced_job(ns, job)
+
+    def waiting() -> Any:
+        pods = core.list_namespaced_pod(ns, label_selector="job-name=stuck").items
+        statuses = pods[0].status.container_statuses if pods else None
+        return statuses[0].state.waiting if statuses and statuses[0].state.waiting else None
+
+    state = wait_for(waiting, "the pod to report its mount problem")
+    assert state.reason == "ContainerCreating"
+    assert 'MountVolume.SetUp failed for volume "repo"' in state.message
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=stuck").items
+    assert pod.status.phase == "Pending"
+    with pytest.raises(ApiException) as waiting_log:
+        core.read_namespaced_pod_log(pod.metadata.name, ns)
+    assert status_of(waiting_log.value)["message"] == (
+        f'container "main" in pod "{pod.metadata.name}" is waiting to start: ContainerCreating'
+    )
+
+
 def test_failing_job_reaches_its_backoff_limit(api: client.ApiClient, ns: str) -> None:
     core = core_v1(api)
     job = job_manifest("fails", "echo starting; echo 'disk full' >&2; exit 3", backoff_limit=1)

@@ -1,5 +1,6 @@
 """A Kubernetes API server fake that the official clients talk to unmodified."""
 
-from tests.fakes.kube.server import CSI_DRIVER, STORAGE_CLASS, FakeKube, Request
+from tests.fakes.kube.resources import CSI_DRIVER, STORAGE_CLASS
+from tests.fakes.kube.server import FakeKube, Request
 
 __all__ = ["CSI_DRIVER", "STORAGE_CLASS", "FakeKube", "Request"]

@@ -30,7 +30,7 @@ from tests.fakes.kube.errors import (
     not_found,
     unsupported_media_type,
 )
-from tests.fakes.kube.resources import BY_KIND, ResourceType, lookup
+from tests.fakes.kube.resources import BY_KIND, STORAGE_CLASS, ResourceType, lookup
 from tests.fakes.kube.selectors import Predicate, field_selector, label_selector
 from tests.fakes.kube.store import Store
 
@@ -195,12 +195,16 @@ class Api:
         if resource.kind == "Namespace":
             obj["status"] = {"phase": "Active"}
         elif resource.kind == "Pod":
+            # The ServiceAccount admission plugin.
+            account = obj["spec"].setdefault("serviceAccountName", "default")
+            obj["spec"]["serviceAccount"] = account
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
         elif resource.kind == "PersistentVolumeClaim":
             # The PVC protection admission plugin: a claim in use outlives its deletion.
             finalizers = meta.setdefault("finalizers", [])
             if PVC_PROTECTION not in finalizers:
                 finalizers.append(PVC_PROTECTION)
+            obj["spec"].setdefault("storageClassName", STORAGE_CLASS)  # DefaultStorageClass
             obj["status"] = {"phase": "Pending"}
         elif resource.kind == "Job":
             _label_job_template(obj)
@@ -213,7 +217,10 @@ class Api:
         if not obj["metadata"].get("name"):
             obj["metadata"]["name"] = f"{obj['metadata']['generateName']}{random_suffix()}"
         self._admit(resource, obj, None, "Strict")
+        meta = obj["metadata"]
         with self.store.lock:
+            if self.store.get(resource, meta.get("namespace", ""), meta["name"]) is not None:
+                raise already_exists(resource.group, resource.plural, meta["name"])
             self.initialize(resource, obj)
             return self.store.add(resource, obj)
 
@@ -276,26 +283,35 @@ class Api:
         params: dict[str, str],
         stop: threading.Event,
     ) -> Iterator[dict[str, Any]]:
-        """``?watch=true``: the events as {type, object}; ERROR with a 410 Status if too old."""
+        """``?watch=true``: the events as {type, object}; ERROR with a 410 Status if too old.
+
+        Bad parameters raise here, before the caller starts the 200 stream.
+        """
         predicate = self._predicate(resource, params)
-        timeout = float(params.get("timeoutSeconds") or 1800)
+        try:
+            timeout = float(params.get("timeoutSeconds") or 1800)
+            requested = params.get("resourceVersion") or ""
+            start = int(requested) if requested not in ("", "0") else -1
+        except ValueError:
+            raise bad_request(f"invalid watch parameters: {params}") from None
+        return self._events(resource, namespace, predicate, start, timeout, stop)
+
+    def _events(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        predicate: Predicate,
+        start: int,
+        timeout: float,
+        stop: threading.Event,
+    ) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + timeout
-        requested = params.get("resourceVersion") or ""
-        if requested in ("", "0"):
+        if start < 0:  # "" or "0": the current state as ADDED events first
             with self.store.lock:
                 start = self.store.revision
                 initial = [o for o in self.store.list(resource, namespace) if predicate(o)]
             for obj in initial:
                 yield {"type": "ADDED", "object": with_type(resource, obj)}
-        else:
-            try:
-                start = int(requested)
-                self.store.events_after(start)
-            except ValueError:
-                raise bad_request(f"invalid resource version: {requested}") from None
-            except ApiError as exc:
-                yield {"type": "ERROR", "object": exc.status()}
-                return
 
         def matches(obj: dict[str, Any] | None) -> bool:
             if obj is None:

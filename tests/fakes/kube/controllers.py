@@ -39,6 +39,7 @@ NAMESPACES = lookup("", "namespaces")
 SNAPSHOTS = lookup("snapshot.storage.k8s.io", "volumesnapshots")
 CONTENTS = lookup("snapshot.storage.k8s.io", "volumesnapshotcontents")
 CLASSES = lookup("snapshot.storage.k8s.io", "volumesnapshotclasses")
+ACCOUNTS = lookup("", "serviceaccounts")
 WORKLOADS = {lookup("apps", "deployments").key, lookup("apps", "statefulsets").key}
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
 _UNITS = {
@@ -167,6 +168,14 @@ class Controllers:
             self._workload_status(event.resource, obj)
         elif key == NAMESPACES.key and meta.get("deletionTimestamp"):
             self._purge_namespace(meta["name"])
+        elif (
+            key == NAMESPACES.key
+            and event.type == "ADDED"
+            and self.api.store.get(ACCOUNTS, meta["name"], "default") is None
+        ):
+            # The service account controller: every namespace has a "default" account.
+            account = {"metadata": {"name": "default", "namespace": meta["name"]}}
+            self.api.create_internal(ACCOUNTS, account)
 
     def _tick(self) -> None:
         for job in self.api.store.list(JOBS, None):

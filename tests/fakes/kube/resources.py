@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 KUBERNETES_VERSION = "1.33.0"  # also picks the kubernetes-validate schemas
+CSI_DRIVER = "fake.csi.cairn.dev"  # the driver the fake's provisioner and snapshotter serve
+STORAGE_CLASS = "fake-csi"  # the name the DefaultStorageClass admission gives claims
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SNAPSHOT_CRDS = Path(__file__).with_name("snapshot_crds.json")
 

@@ -14,7 +14,6 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,13 +28,10 @@ from tests.fakes.kube.api import Api, Result
 from tests.fakes.kube.controllers import Controllers
 from tests.fakes.kube.errors import ApiError, method_not_allowed, page_not_found, unauthorized
 from tests.fakes.kube.kubelet import Kubelet
-from tests.fakes.kube.resources import BY_PATH, ResourceType
+from tests.fakes.kube.resources import BY_PATH, CSI_DRIVER, ResourceType
 from tests.fakes.kube.store import Store
 
 logger = logging.getLogger(__name__)
-
-CSI_DRIVER = "fake.csi.cairn.dev"
-STORAGE_CLASS = "fake-csi"
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ class FakeKube:
         return self
 
     def _seed(self) -> None:
-        """What a fresh cluster has: the default namespaces and a default StorageClass name."""
+        """What a fresh cluster has: the default namespaces (and their default accounts)."""
         for name in ("default", "kube-system", "kube-public"):
             self.api.create(
                 resources.lookup("", "namespaces"),
@@ -505,16 +501,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _watch(self, resource: ResourceType, namespace: str | None, params: dict[str, str]) -> None:
         fake = self.server.fake
-        events: Iterator[dict[str, Any]] = fake.api.watch(
-            resource, namespace, params, fake._stopping
-        )
-        first = next(events, None)  # a bad request fails before the stream starts
+        events = fake.api.watch(resource, namespace, params, fake._stopping)
         self._start_stream("application/json")
         try:
-            if first is not None:
-                self._chunk(json.dumps(first).encode() + b"\n")
-                for event in events:
-                    self._chunk(json.dumps(event).encode() + b"\n")
+            for event in events:
+                self._chunk(json.dumps(event).encode() + b"\n")
         finally:
             self._end_stream()
 
