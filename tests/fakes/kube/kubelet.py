@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ from tests.fakes.kube.api import PODS, Api, now
 from tests.fakes.kube.errors import bad_request, not_found
 from tests.fakes.kube.resources import lookup
 
+logger = logging.getLogger(__name__)
 SECRETS = lookup("", "secrets")
 CONFIGMAPS = lookup("", "configmaps")
 PVCS = lookup("", "persistentvolumeclaims")
@@ -182,6 +184,14 @@ class Kubelet:
     def _run_pod(self, run: _PodRun) -> None:
         try:
             self._run_pod_inner(run)
+        except Exception as exc:  # a kubelet bug fails the pod loudly instead of hanging it
+            logger.exception("fake kubelet failed on pod %s/%s", run.namespace, run.name)
+            message = repr(exc)
+
+            def failed(pod: dict[str, Any]) -> None:
+                pod["status"].update(phase="Failed", reason="FakeKubeletError", message=message)
+
+            self._status(run, failed)
         finally:
             with run.lock:
                 deleting = run.deleting
@@ -553,7 +563,10 @@ class Kubelet:
                 raise PodNotReady(
                     "CreateContainerConfigError", f'secret "{ref.get("name")}" not found'
                 )
-            return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+            return {
+                k: base64.b64decode(v).decode("utf-8", "surrogateescape")
+                for k, v in (obj.get("data") or {}).items()
+            }
         ref = source.get("configMapRef") or {}
         obj = self.api.store.get(CONFIGMAPS, namespace, ref.get("name", ""))
         if obj is None:

@@ -243,6 +243,11 @@ class FakeKube:
         with self._lock:
             self.requests.append(request)
 
+    def reset_requests(self) -> None:
+        """Forgets the recorded requests (e.g. before the part a test compares with RBAC)."""
+        with self._lock:
+            self.requests.clear()
+
     def used_permissions(self) -> set[tuple[str, str, str]]:
         """(verb, group, resource[/subresource]) of every resource request served."""
         with self._lock:

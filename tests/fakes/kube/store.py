@@ -7,6 +7,7 @@ replays the history after a revision (410 ``Expired`` once ``compact`` dropped i
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import copy
 import threading
@@ -105,7 +106,9 @@ class Store:
         with self.lock:
             if revision < self._compacted:
                 raise gone(f"too old resource version: {revision} ({self._compacted + 1})")
-            return [e for e in self._history if e.revision > revision]
+            # The history is in revision order: find the first newer event by bisection.
+            first = bisect.bisect_right(self._history, revision, key=lambda e: e.revision)
+            return self._history[first:]
 
     def follow(self, revision: int, deadline: float, stop: threading.Event) -> Iterator[WatchEvent]:
         """Events after ``revision`` as they happen, until ``deadline`` (monotonic) or ``stop``."""
