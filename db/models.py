@@ -285,6 +285,7 @@ class RestoreDrill(Base):
             "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')",
             name="restore_drills_status",
         ),
+        UniqueConstraint("application_id", "idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -299,6 +300,7 @@ class RestoreDrill(Base):
     run_id: Mapped[str | None] = mapped_column(String(255))
     trigger: Mapped[str] = mapped_column(String(20), server_default="manual")
     schedule_id: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(50), server_default="pending")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
@@ -21,13 +22,12 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
-from api.routes.drills import last_verified
 from api.runs import cancel_run, refuse_if_busy, settled_view, start_run, with_timeline
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
 from api.temporal_links import workflow_url
 from core.settings import Settings
 from db import audit
-from db.models import Application, BackupExecution, BackupPolicy
+from db.models import Application, BackupExecution, BackupPolicy, RestoreDrill
 from schedules.backup_policy import request_for
 from workflows.backup import BackupWorkflow
 
@@ -55,6 +55,18 @@ def present(
         if execution.workflow_id
         else None,
     }
+
+
+async def last_verified(
+    session: AsyncSession, backup_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """When a successful restore drill last proved each of these backups."""
+    rows = await session.execute(
+        select(RestoreDrill.backup_execution_id, func.max(RestoreDrill.completed_at))
+        .where(RestoreDrill.backup_execution_id.in_(backup_ids), RestoreDrill.status == "succeeded")
+        .group_by(RestoreDrill.backup_execution_id)
+    )
+    return {backup: at for backup, at in rows if backup is not None and at is not None}
 
 
 def _of_application(application: Application) -> Any:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Response
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -26,6 +25,7 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, invalid, not_found
+from api.routes.backups import IdempotencyKey
 from api.runs import settled_view, start_run, with_timeline
 from api.schemas.drills import DrillDetail, DrillOut, DrillPolicyIn, DrillPolicyOut
 from api.temporal_links import workflow_url
@@ -224,10 +224,23 @@ async def _refuse_if_drilling(session: AsyncSession, temporal: Client, app_id: u
 
 @router.post("/drills", status_code=202, response_model=DrillOut)
 async def start_drill(
-    access: DedicatedAppWriter, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Runs a drill of the newest successful backup now."""
     application = access.application
+    if idempotency_key:
+        earlier = await session.scalar(
+            select(RestoreDrill).where(
+                RestoreDrill.application_id == application.id,
+                RestoreDrill.idempotency_key == idempotency_key,
+            )
+        )
+        if earlier is not None:
+            return present(earlier, settings)
     backup = await newest_success(session, application.id)
     if backup is None:
         raise Problem(
@@ -241,6 +254,7 @@ async def start_drill(
     drill = RestoreDrill(
         id=drill_id, application_id=application.id, backup_execution_id=backup.id,
         workflow_id=workflow_id, trigger="manual", status="pending",
+        idempotency_key=idempotency_key,
     )  # fmt: skip
     session.add(drill)
     audit.record(
@@ -296,17 +310,3 @@ async def get_drill(
         raise not_found("drill", drill_id)
     await settled_view(session, temporal, drill)
     return await with_timeline(present(drill, settings), temporal, drill.workflow_id, drill.run_id)
-
-
-async def last_verified(
-    session: AsyncSession, backup_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, datetime]:
-    """When a successful drill last proved each of these backups."""
-    if not backup_ids:
-        return {}
-    rows = await session.execute(
-        select(RestoreDrill.backup_execution_id, func.max(RestoreDrill.completed_at))
-        .where(RestoreDrill.backup_execution_id.in_(backup_ids), RestoreDrill.status == "succeeded")
-        .group_by(RestoreDrill.backup_execution_id)
-    )
-    return {backup_id: at for backup_id, at in rows if backup_id is not None and at is not None}

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=255), nullable=True),
         sa.Column("trigger", sa.String(length=20), server_default="manual", nullable=False),
         sa.Column("schedule_id", sa.String(length=255), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("status", sa.String(length=50), server_default="pending", nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
@@ -70,6 +71,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("workflow_id"),
+        sa.UniqueConstraint("application_id", "idempotency_key"),
     )
     op.create_index("ix_restore_drills_application_id", "restore_drills", ["application_id"])
     op.create_index(

@@ -208,8 +208,20 @@ async def test_a_backup_runs_beside_a_drill(
     app, first = backed_up
     owner = world.auth("owner")
     before = app_state(app)
-    drill = await expect(await api.post(drills_url(app), headers=owner), 202)
+    # the check keeps the drill live for seconds after its restore: the 409 below is sure
+    slow = {
+        "schedule": "@weekly",
+        "checks": [{"name": "slow", "sql": "SELECT pg_sleep(3) IS NOT NULL"}],
+    }
+    await expect(await api.put(drill_policy_url(app), json=slow, headers=owner), 201)
+    keyed = {**owner, "Idempotency-Key": "drill-once"}
+    drill = await expect(await api.post(drills_url(app), headers=keyed), 202)
     backup = await expect(await api.post(app.backups, headers=owner), 202)
+    # a retried request returns the same drill; a new one waits for the running drill
+    again = await expect(await api.post(drills_url(app), headers=keyed), 202)
+    assert again["id"] == drill["id"]
+    problem = await expect(await api.post(drills_url(app), headers=owner), 409)
+    assert problem["running_workflow_id"] == drill["workflow_id"]
     done = await wait_for(api, f"{drills_url(app)}/{drill['id']}", owner, finished, seconds=120)
     second = await wait_for(api, f"{app.backups}/{backup['id']}", owner, finished, seconds=120)
     assert done["status"] == "succeeded", done["error_message"]
