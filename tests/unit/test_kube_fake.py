@@ -576,6 +576,42 @@ def test_nfs_and_cephfs_volumes_are_the_mapped_storage_folders(
     assert (ceph_root / "sub" / "file").read_text() == "more\n"
 
 
+def test_a_mover_job_runs_restic_on_the_mapped_storage(
+    api: client.ApiClient, ns: str, fake: FakeKube, tmp_path: Path
+) -> None:
+    """The mount convention with a real tool: restic's repository and its JSON output."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    fake.map_nfs("192.0.2.11", "/export", storage)
+    core = core_v1(api)
+    core.create_namespaced_secret(
+        ns, {"metadata": {"name": "run"}, "stringData": {"RESTIC_PASSWORD": "pw"}}
+    )
+    script = (
+        "restic init --quiet && echo payload |"
+        " restic backup --json --stdin --stdin-filename db.dump | tail -n 1"
+    )
+    job = job_manifest(
+        "restic",
+        script,
+        volumes=[{"name": "repo", "nfs": {"server": "192.0.2.11", "path": "/export/app"}}],
+        container={
+            "env": [{"name": "RESTIC_REPOSITORY", "value": "/repo/restic"}],
+            "envFrom": [{"secretRef": {"name": "run"}}],
+            "volumeMounts": [{"name": "repo", "mountPath": "/repo"}],
+        },
+    )
+    batch_v1(api).create_namespaced_job(ns, job)
+    _, condition = wait_for(lambda: job_condition(api, ns, "restic"), "restic", timeout=60)
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=restic").items
+    log = core.read_namespaced_pod_log(pod.metadata.name, ns)
+    assert condition.type == "Complete", log
+    assert (storage / "app" / "restic" / "config").is_file()
+    summary = json.loads(log.splitlines()[-1])
+    assert summary["message_type"] == "summary" and summary["snapshot_id"]
+    assert str(storage) not in log
+
+
 def test_a_pod_whose_volume_cannot_mount_waits_in_container_creating(
     api: client.ApiClient, ns: str
 ) -> None:
