@@ -634,6 +634,10 @@ def test_a_pod_whose_volume_cannot_mount_waits_in_container_creating(
     assert 'MountVolume.SetUp failed for volume "repo"' in state.message
     (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=stuck").items
     assert pod.status.phase == "Pending"
+    events = core.list_namespaced_event(
+        ns, field_selector=f"involvedObject.name={pod.metadata.name}"
+    ).items
+    assert [(e.type, e.reason) for e in events] == [("Warning", "FailedMount")]
     with pytest.raises(ApiException) as waiting_log:
         core.read_namespaced_pod_log(pod.metadata.name, ns)
     assert status_of(waiting_log.value)["message"] == (
@@ -780,6 +784,20 @@ def test_snapshot_is_a_point_in_time_copy_and_restores(
     wait_for(lambda: job_condition(api, ns, "reader"), "the reader to finish")
     (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=reader").items
     assert core.read_namespaced_pod_log(pod.metadata.name, ns) == "before"
+
+    too_small = pvc_manifest(
+        "small",
+        dataSource={"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": "snap"},
+    )
+    too_small["spec"]["resources"]["requests"]["storage"] = "1Mi"
+    core.create_namespaced_persistent_volume_claim(ns, too_small)
+    refused = wait_for(
+        lambda: core.list_namespaced_event(ns, field_selector="involvedObject.name=small").items,
+        "the provisioner's refusal",
+    )
+    assert refused[0].reason == "ProvisioningFailed"
+    assert "requested volume size 1048576 is less than the size 1073741824" in refused[0].message
+    assert core.read_namespaced_persistent_volume_claim("small", ns).status.phase == "Pending"
 
     custom.delete_namespaced_custom_object(SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", "snap")
     wait_for(

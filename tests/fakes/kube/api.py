@@ -37,6 +37,7 @@ from tests.fakes.kube.store import Store
 NAMESPACES = lookup("", "namespaces")
 PODS = lookup("", "pods")
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
+EVENTS = lookup("", "events")
 _NO_STATUS = {"Secret", "ConfigMap", "ServiceAccount", "Event", "VolumeSnapshotClass", "Namespace"}
 PATCH_TYPES = (
     "application/json-patch+json",
@@ -77,6 +78,7 @@ class Api:
         # the pod is still running (the kubelet removes it once its process has ended).
         self.terminate_pod: Callable[[dict[str, Any], int], bool] = lambda pod, grace: False
         self.namespace_cleanup: Callable[[str], None] = lambda name: None
+        self._events_seen: set[tuple[str, str, str]] = set()
 
     # --- decoding ---------------------------------------------------------------------------
 
@@ -223,6 +225,51 @@ class Api:
                 raise already_exists(resource.group, resource.plural, meta["name"])
             self.initialize(resource, obj)
             return self.store.add(resource, obj)
+
+    def record_event(
+        self,
+        resource: ResourceType,
+        obj: dict[str, Any],
+        reason: str,
+        message: str,
+        component: str,
+        kind: str = "Warning",
+    ) -> None:
+        """A core/v1 Event about ``obj``, once per reason and message (a recorder's dedup)."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        with self.store.lock:
+            seen = (meta["uid"], reason, message)
+            if seen in self._events_seen or self.store.get(NAMESPACES, "", namespace) is None:
+                return
+            self._events_seen.add(seen)
+            stamp = now()
+            involved = {
+                "apiVersion": resource.api_version,
+                "kind": resource.kind,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion", ""),
+            }
+            if meta.get("namespace"):
+                involved["namespace"] = meta["namespace"]
+            event = {
+                "metadata": {
+                    "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                    "namespace": namespace,
+                },
+                "involvedObject": involved,
+                "reason": reason,
+                "message": message,
+                "type": kind,
+                "source": {"component": component},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "reportingComponent": component,
+                "reportingInstance": "",
+            }
+            self.create_internal(EVENTS, event)
 
     def get(self, resource: ResourceType, namespace: str, name: str) -> dict[str, Any]:
         obj = self.store.get(resource, namespace, name)

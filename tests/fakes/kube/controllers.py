@@ -289,7 +289,8 @@ class Controllers:
             for _ in range(max(0, wanted - len(active))):
                 active.append(self._create_job_pod(job))
         if conditions:
-            for pod in active:
+            for pod in active:  # terminated by the controller: they count as failed
+                counted["failed"].add(pod["metadata"]["uid"])
                 self.api.delete_pod(pod, int(pod["spec"].get("terminationGracePeriodSeconds", 30)))
             active = []
         ready = sum(1 for p in active if p["status"].get("phase") == "Running")
@@ -400,6 +401,10 @@ class Controllers:
             origin = self._source_folder(meta["namespace"], source)
             if origin is None:
                 return False
+            too_small = self._smaller_than_source(pvc, source)
+            if too_small:
+                self.api.record_event(PVCS, pvc, "ProvisioningFailed", too_small, self.driver)
+                return False
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(origin, target, symlinks=True)
@@ -427,6 +432,22 @@ class Controllers:
 
         self.api.update_status(PVCS, meta["namespace"], meta["name"], bind)
         return True
+
+    def _smaller_than_source(self, pvc: dict[str, Any], source: dict[str, Any]) -> str | None:
+        """The external-provisioner's refusal of a claim smaller than its snapshot."""
+        if source.get("kind") != "VolumeSnapshot":
+            return None
+        snapshot = self.api.store.get(SNAPSHOTS, pvc["metadata"]["namespace"], source["name"])
+        restore = ((snapshot or {}).get("status") or {}).get("restoreSize")
+        requested = pvc["spec"]["resources"]["requests"]["storage"]
+        if restore and parse_quantity(requested) < parse_quantity(restore):
+            return (
+                f"failed to provision volume with StorageClass"
+                f' "{pvc["spec"].get("storageClassName", "")}": requested volume size'
+                f" {parse_quantity(requested)} is less than the size {parse_quantity(restore)}"
+                f" for the source snapshot {source['name']}"
+            )
+        return None
 
     def _source_folder(self, namespace: str, source: dict[str, Any]) -> Path | None:
         if source.get("kind") == "PersistentVolumeClaim":

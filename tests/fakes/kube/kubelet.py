@@ -233,6 +233,8 @@ class Kubelet:
                 break
             except PodNotReady as exc:
                 message = exc.message
+                reason = "FailedMount" if exc.reason == "ContainerCreating" else "Failed"
+                self.api.record_event(PODS, pod, reason, message, "kubelet")
 
                 def waiting(
                     pod: dict[str, Any], exc: PodNotReady = exc, message: str = message
