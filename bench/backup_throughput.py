@@ -71,17 +71,8 @@ async def run(
     dump_file = work / "database.dump"
     pg_dump_bin = pg_dump.tool("pg_dump", None)
 
-    def raw() -> None:
-        with open(os.devnull, "wb") as sink:
-            subprocess.run(
-                pg_dump.dump_command(db, pg_dump_bin),
-                env=pg_dump.environment(db),
-                stdout=sink,
-                check=True,
-            )
-
-    def to_file() -> None:
-        with dump_file.open("wb") as out:
+    def dump_into(path: str | Path) -> None:
+        with open(path, "wb") as out:
             subprocess.run(
                 pg_dump.dump_command(db, pg_dump_bin),
                 env=pg_dump.environment(db),
@@ -109,7 +100,7 @@ async def run(
     dump_size = 0
     for i in range(runs):
         print(f"run {i + 1}/{runs}", flush=True)
-        t_raw.append(timed(raw))
+        t_raw.append(timed(lambda: dump_into(os.devnull)))
         t_pipe.append(timed(lambda: _pipe(db, repo)))
         with PeakRss(stack.worker_pid) as peak:
             elapsed, done = await stack.backup(app)
@@ -124,7 +115,7 @@ async def run(
             f" peak {peaks[-1]:.0f} MiB",
             flush=True,
         )
-        to_file()
+        dump_into(dump_file)
         t_plain.append(timed(plain_restore))
         t_restore.append(await stack.restore(app, done["id"]))
         print(
