@@ -100,6 +100,15 @@ async def api_reads(stack: Stack, app: str, rate: float, seconds: float, report:
     """
     path = f"/api/v1/applications/{app}/backups"
     listed = (await stack.api.get(path, headers=stack.owner)).json()["items"]
+    for kind, url in (("list", path), ("detail", f"{path}/{listed[0]['id']}")):
+        alone = []  # one request at a time: what a read costs without queueing
+        for _ in range(20):
+            start = time.perf_counter()
+            (await stack.api.get(url, headers=stack.owner)).raise_for_status()
+            alone.append((time.perf_counter() - start) * 1000)
+        report.add(
+            Figure(f"api_{kind}_alone_ms", f"API {kind}, one at a time: median", alone, " ms")
+        )
     latencies: dict[str, list[float]] = {"list": [], "detail": []}
     failed = 0
     slots = asyncio.Semaphore(64)
