@@ -458,14 +458,7 @@ class Api:
             wanted_rv = meta.get("resourceVersion")
             if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
                 raise conflict(resource.group, resource.plural, name, STALE)
-            if meta.get("uid") and meta["uid"] != old["metadata"]["uid"]:
-                raise conflict(
-                    resource.group,
-                    resource.plural,
-                    name,
-                    f"Precondition failed: UID in precondition: {meta['uid']}, UID in object"
-                    f" meta: {old['metadata']['uid']}",
-                )
+            _check_uid(resource, old, meta.get("uid"))
             if meta.get("name") != name:
                 raise bad_request(
                     f"metadata.name: Invalid value: {meta.get('name')!r}: field is immutable"
@@ -581,14 +574,7 @@ class Api:
             if obj is None:
                 raise not_found(resource.group, resource.plural, name)
             pre = options.get("preconditions") or {}
-            if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
-                raise conflict(
-                    resource.group,
-                    resource.plural,
-                    name,
-                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object"
-                    f" meta: {obj['metadata']['uid']}",
-                )
+            _check_uid(resource, obj, pre.get("uid"))
             if (
                 pre.get("resourceVersion")
                 and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]
@@ -729,6 +715,18 @@ class Api:
             warnings += [w for w in result.warnings if w not in warnings]
         listed["items"] = [with_type(resource, o) for o in listed["items"]]
         return Result(listed, warnings)
+
+
+def _check_uid(resource: ResourceType, obj: dict[str, Any], wanted: str | None) -> None:
+    """A UID precondition (in the body's metadata or the DeleteOptions) must match."""
+    actual = obj["metadata"]["uid"]
+    if wanted and wanted != actual:
+        raise conflict(
+            resource.group,
+            resource.plural,
+            obj["metadata"]["name"],
+            f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}",
+        )
 
 
 def lookup_scale() -> ResourceType:
