@@ -572,7 +572,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"kubeconfig: {args.kubeconfig or fake.kubeconfig}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-
-
-if __name__ == "__main__":
-    main()
