@@ -660,6 +660,25 @@ def test_failing_job_reaches_its_backoff_limit(api: client.ApiClient, ns: str) -
     assert core.read_namespaced_pod_log(pods[0].metadata.name, ns) == "starting\ndisk full\n"
 
 
+def test_a_job_past_its_deadline_is_failed_and_its_pod_stopped(
+    api: client.ApiClient, ns: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "terminated"
+    job = job_manifest(
+        "slow", f"trap 'touch {marker}; exit 143' TERM; while true; do sleep 0.1; done"
+    )
+    job["spec"]["activeDeadlineSeconds"] = 1
+    batch_v1(api).create_namespaced_job(ns, job)
+    finished, condition = wait_for(lambda: job_condition(api, ns, "slow"), "the deadline")
+    assert (condition.type, condition.reason) == ("Failed", "DeadlineExceeded")
+    assert finished.status.failed == 1 and not finished.status.active
+    wait_for(
+        lambda: not core_v1(api).list_namespaced_pod(ns, label_selector="job-name=slow").items,
+        "the pod to be gone",
+    )
+    assert marker.exists()  # it got SIGTERM first, as a kubelet sends
+
+
 def test_missing_command_fails_like_a_start_error(api: client.ApiClient, ns: str) -> None:
     core = core_v1(api)
     job = job_manifest("nocmd", "", container={"command": ["/nonexistent/tool"]})
