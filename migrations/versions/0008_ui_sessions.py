@@ -5,7 +5,7 @@ session id; the table holds only its SHA-256, the user, the token it came from (
 token ends the session) and when it expires.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

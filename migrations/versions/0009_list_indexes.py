@@ -6,7 +6,7 @@ page by reading exactly its rows, however long the history grows. Starting a run
 run reconciler look for the few running rows: partial indexes hold only those.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
