@@ -117,29 +117,32 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
         "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
     )  # fmt: skip
     tokens = []
-    for attempt in range(2):
-        log = tmp_path / f"dev-{attempt}.log"
-        process = cairn(*args, log=log)
-        try:
-            _wait_for(log, "cairn is running", process, seconds=120)
-            api = f"http://127.0.0.1:{api_port}"
-            assert httpx.get(f"{api}/readyz").status_code == 200
-            token_file = data / "admin-token"
-            assert token_file.stat().st_mode & 0o777 == 0o600
-            token = token_file.read_text().strip()
-            me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
-            assert me.status_code == 200 and me.json()["user"]["is_platform_admin"]
-            assert httpx.get(f"http://127.0.0.1:{ui_port}/").status_code == 200
-            tokens.append(token)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 0
-            assert _port_closed(api_port) and _port_closed(ui_port)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    assert tokens[0] == tokens[1]
-    if answers():
-        PostgresServer().drop_database(database_name(data))
+    try:
+        for attempt in range(2):
+            log = tmp_path / f"dev-{attempt}.log"
+            process = cairn(*args, log=log)
+            try:
+                _wait_for(log, "cairn is running", process, seconds=120)
+                api = f"http://127.0.0.1:{api_port}"
+                assert httpx.get(f"{api}/readyz").status_code == 200
+                token_file = data / "admin-token"
+                assert token_file.stat().st_mode & 0o777 == 0o600
+                token = token_file.read_text().strip()
+                me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+                assert me.status_code == 200 and me.json()["user"]["is_platform_admin"]
+                assert httpx.get(f"http://127.0.0.1:{ui_port}/").status_code == 200
+                tokens.append(token)
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=60) == 0
+                assert _port_closed(api_port) and _port_closed(ui_port)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+        assert tokens[0] == tokens[1]
+    finally:
+        # dropped also when an assertion failed, so no run leaves a database behind
+        if answers():
+            PostgresServer().drop_database(database_name(data))
 
 
 def _dev_args(data: Path) -> tuple[list[str], int]:
