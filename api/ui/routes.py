@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +38,7 @@ from api.deps import (
     workspace_reader,
 )
 from api.pagination import fetch_page
-from api.problems import Problem
+from api.problems import Problem, not_found
 from api.routes import applications as application_routes
 from api.routes import audit_events as audit_routes
 from api.routes import backup_policies as policy_routes
@@ -101,7 +102,7 @@ def _is_htmx(request: Request) -> bool:
 def _to_sign_in(request: Request) -> Response:
     target = "/ui/sign-in"
     if request.method == "GET" and not _is_htmx(request):
-        target += f"?next={request.url.path}"
+        target += "?" + urlencode({"next": request.url.path})
     if _is_htmx(request):
         return Response(status_code=204, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
@@ -713,7 +714,10 @@ async def start_restore(
     """A full restore over the live application needs its name typed: it overwrites it all."""
     access = await dedicated_app_writer(await _app(session, signed, app_id))
     form = await request.form()
-    backup_id = uuid.UUID(_text(form, "backup_id"))
+    try:
+        backup_id = uuid.UUID(_text(form, "backup_id"))
+    except ValueError:
+        raise not_found("backup", _text(form, "backup_id")[:40]) from None
     try:
         body = _restore_request(form)
         in_place = body.restore_type == "full" and body.target is None

@@ -219,6 +219,9 @@ async def test_writes_without_the_sessions_csrf_token_are_refused(
                            {"csrf_token": other_token, "storage_id": app.storage,
                             "schedule": "0 5 * * *"}) == 403  # fmt: skip
         assert await _post(context, "/ui/sign-out", None) == 403
+        # with the token, a malformed backup id is simply not found
+        bad = {"backup_id": "not-an-id", "restore_type": "full"}
+        assert await _post(context, f"/ui/applications/{app.id}/restore", token, bad) == 404
         assert await _backups(api, world, app) == []
         # signing in needs the form's own token too (its pre-session cookie)
         async with httpx.AsyncClient(base_url=served) as client:
@@ -301,5 +304,5 @@ async def test_root_redirects_to_the_ui(served: str) -> None:
         signed_out = await client.get("/ui")
         assert (signed_out.status_code, signed_out.headers["location"]) == (
             303,
-            "/ui/sign-in?next=/ui",
+            "/ui/sign-in?next=%2Fui",
         )
