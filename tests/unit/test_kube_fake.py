@@ -472,7 +472,7 @@ def test_unknown_fields_are_dropped_with_a_warning_by_default(
     path = f"/api/v1/namespaces/{ns}/configmaps"
     code, body, headers = send(api, "POST", path, {"metadata": {"name": "c"}, "dta": {"a": "1"}})
     assert code == 201 and "dta" not in body
-    assert headers["Warning"] == '299 - "unknown field "dta""'
+    assert headers["Warning"] == r'299 - "unknown field \"dta\""'
 
 
 def test_volume_snapshot_is_checked_against_the_crd_schema(api: client.ApiClient, ns: str) -> None:

@@ -482,7 +482,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
         for warning in warnings or []:
-            self.send_header("Warning", f'299 - "{warning}"')
+            # k8s.io/apiserver's warning header: the text quoted, `\` and `"` escaped.
+            quoted = warning.replace("\\", "\\\\").replace('"', '\\"')
+            self.send_header("Warning", f'299 - "{quoted}"')
         self.end_headers()
         self.wfile.write(data)
 
