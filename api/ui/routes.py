@@ -720,13 +720,18 @@ async def start_restore(
         raise not_found("backup", _text(form, "backup_id")[:40]) from None
     try:
         body = _restore_request(form)
-        in_place = body.restore_type == "full" and body.target is None
+        backup = await backup_routes.backup_of(session, access.application, backup_id)
+        # a full restore writes over the live application unless all of it goes elsewhere
+        # (the database into a target, and no volumes in the backup)
+        in_place = body.restore_type == "full" and (
+            body.target is None or _parts({"metadata": backup.metadata_})["volumes"]
+        )
         if in_place and _text(form, "confirm") != access.application.name:
             raise Problem(
-                    422, "confirmation-required", "Confirmation required",
-                    "a full restore in place overwrites the application's database and every"
-                    " volume; type the application's name exactly to confirm",
-                )  # fmt: skip
+                422, "confirmation-required", "Confirmation required",
+                "a full restore in place overwrites the application's database and its"
+                " volumes; type the application's name exactly to confirm",
+            )  # fmt: skip
         restore = await restore_routes.start_restore(
             backup_id, body, access, session, get_settings(request), await get_temporal(request)
         )

@@ -137,12 +137,23 @@ async def test_admin_protects_and_restores_an_application(
         form = page.get_by_test_id("restore-form")
         await expect(form).to_contain_text("A full restore in place overwrites")
         await page.screenshot(path=screenshots / "ui-restore-wizard.png", full_page=True)
+        # the database elsewhere still puts the volumes back in place: the name is needed too
+        await page.check("input[name=target][value=new_database]")
+        await page.fill("input[name=database_name]", f"cairn_never_{uuid.uuid4().hex[:8]}")
+        await page.click("text=Start the restore")
+        await expect(page.get_by_test_id("restore-error")).to_contain_text(
+            "type the application's name exactly"
+        )
+        await page.check("input[name=target][value=in_place]")
         await page.get_by_test_id("confirm").fill(app_name + "x")
         await page.click("text=Start the restore")
         await expect(page.get_by_test_id("restore-error")).to_contain_text(
             "type the application's name exactly"
         )
         assert table_hashes(db_url) != tables  # nothing was started
+        restores = await api.get(f"/api/v1/applications/{app_id}/restores",
+                                 headers=world.auth("ws_admin"))  # fmt: skip
+        assert restores.json()["items"] == []
         await page.get_by_test_id("confirm").fill(app_name)
         await page.click("text=Start the restore")
         await page.wait_for_url("**/restores/**")
