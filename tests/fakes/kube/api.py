@@ -77,7 +77,6 @@ class Api:
         # Set by the simulated kubelet: starts a pod's graceful termination, returns whether
         # the pod is still running (the kubelet removes it once its process has ended).
         self.terminate_pod: Callable[[dict[str, Any], int], bool] = lambda pod, grace: False
-        self.namespace_cleanup: Callable[[str], None] = lambda name: None
         self._events_seen: set[tuple[str, str, str]] = set()
 
     # --- decoding ---------------------------------------------------------------------------
@@ -695,8 +694,7 @@ class Api:
             obj["metadata"]["deletionTimestamp"] = now()
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
             obj["status"] = {"phase": "Terminating"}
-            obj = self.store.replace(NAMESPACES, obj)
-            self.namespace_cleanup(obj["metadata"]["name"])
+            obj = self.store.replace(NAMESPACES, obj)  # the namespace controller takes over
         return with_type(NAMESPACES, obj)
 
     def delete_collection(

@@ -95,7 +95,6 @@ class Controllers:
         self._counted: dict[str, dict[str, set[str]]] = {}  # job uid -> succeeded/failed pod uids
         self._phases: dict[str, str] = {}  # pod uid -> last phase seen
         self.idle = threading.Condition()
-        api.namespace_cleanup = lambda name: None  # handled from the namespace's event
 
     # --- loop -------------------------------------------------------------------------------
 
