@@ -247,7 +247,7 @@ async def sign_in(request: Request, session: SessionDep) -> Response:
         )  # fmt: skip
     earlier = request.cookies.get(sessions.COOKIE)
     if earlier:  # a new sign-in replaces the browser's earlier session
-        await sessions.end(session, earlier)
+        await sessions.end(session, earlier, None)
     session_id, expires = await sessions.start(session, principal, get_settings(request))
     response = RedirectResponse(target, status_code=303)
     sessions.set_cookie(request, response, session_id, expires)
@@ -257,7 +257,7 @@ async def sign_in(request: Request, session: SessionDep) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request, signed: Writer, session: SessionDep) -> Response:
-    await sessions.end(session, signed.session_id)
+    await sessions.end(session, signed.session_id, signed.principal)
     response = RedirectResponse("/ui/sign-in", status_code=303)
     sessions.clear_cookie(request, response)
     return response

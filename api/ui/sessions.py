@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import Principal
 from core.settings import Settings
 from core.tokens import hash_token
+from db import audit
 from db.models import ApiToken, UiSession, User
 
 COOKIE = "cairn_session"
@@ -71,6 +72,10 @@ async def start(
             expires_at=expires,
         )
     )
+    audit.record(
+        session, principal.actor, "ui.sign_in", "user", principal.user.id,
+        details={"token_id": str(principal.token_id), "expires_at": expires.isoformat()},
+    )  # fmt: skip
     await session.commit()
     return session_id, expires
 
@@ -99,6 +104,9 @@ async def resume(session: AsyncSession, request: Request) -> SignedIn:
     return SignedIn(Principal(user=user, token_id=token_id), session_id)
 
 
-async def end(session: AsyncSession, session_id: str) -> None:
+async def end(session: AsyncSession, session_id: str, principal: Principal | None) -> None:
+    """Deletes the session; a sign-out by its user is audited (a replaced one is not)."""
     await session.execute(delete(UiSession).where(UiSession.id_hash == hash_token(session_id)))
+    if principal is not None:
+        audit.record(session, principal.actor, "ui.sign_out", "user", principal.user.id)
     await session.commit()

@@ -109,6 +109,11 @@ async def test_session_cookie_sign_out_and_expiry(
         assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
                     hash_token(cookie["value"])) == []  # fmt: skip
         assert not [c for c in await context.cookies() if c["name"] == "cairn_session"]
+        audited = _sql(settings, "SELECT action, details::text FROM audit_events WHERE"
+                       " target_id = %s AND action LIKE 'ui.%%' ORDER BY occurred_at",
+                       world.users["member"])  # fmt: skip
+        assert [a for a, _ in audited][-3:] == ["ui.sign_in", "ui.sign_in", "ui.sign_out"]
+        assert not any(cookie["value"] in d or hash_token(cookie["value"]) in d for _, d in audited)
         # the old cookie, replayed, opens nothing
         await context.add_cookies([{**cookie}])  # type: ignore[list-item]
         await page.goto("/ui")
