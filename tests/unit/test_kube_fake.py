@@ -900,8 +900,20 @@ def test_deleting_a_namespace_removes_what_it_holds(api: client.ApiClient, fake:
     core.create_namespace({"metadata": {"name": name}})
     core.create_namespaced_persistent_volume_claim(name, pvc_manifest("v"))
     folder = wait_for(lambda: _bound(fake, name, "v"), "the claim to bind")
+    held = {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    core.create_namespaced_config_map(name, held)
     code, deleted, _ = send(api, "DELETE", f"/api/v1/namespaces/{name}", None)
     assert (code, deleted["kind"], deleted["status"]["phase"]) == (200, "Namespace", "Terminating")
+    wait_for(lambda: fake.get("", "persistentvolumeclaims", name, "v") is None, "the claim to go")
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map(name, {"metadata": {"name": "late"}})
+    assert refused.value.status == 403
+    assert status_of(refused.value)["message"] == (
+        f'configmaps "late" is forbidden: unable to create new content in namespace {name}'
+        " because it is being terminated"
+    )
+    assert core.read_namespace(name).status.phase == "Terminating"  # the finalizer holds it
+    core.patch_namespaced_config_map("held", name, {"metadata": {"finalizers": None}})
     wait_for(lambda: fake.get("", "namespaces", "", name) is None, "the namespace to go")
     assert fake.list("", "persistentvolumeclaims", name) == [] and not folder.exists()
 

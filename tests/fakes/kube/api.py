@@ -28,6 +28,7 @@ from tests.fakes.kube.errors import (
     conflict,
     invalid,
     not_found,
+    qualified,
     unsupported_media_type,
 )
 from tests.fakes.kube.resources import BY_KIND, STORAGE_CLASS, ResourceType, lookup
@@ -145,17 +146,28 @@ class Api:
             raise invalid(resource.group, resource.kind, obj["metadata"].get("name", ""), causes)
         return warnings
 
-    def require_namespace(self, namespace: str) -> None:
+    def _require_namespace(self, resource: ResourceType, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission plugin."""
         ns = self.store.get(NAMESPACES, "", namespace)
         if ns is None:
             raise not_found("", "namespaces", namespace)
         if ns["metadata"].get("deletionTimestamp"):
+            why = (
+                f"unable to create new content in namespace {namespace} because it is being"
+                " terminated"
+            )
+            details: dict[str, Any] = {"name": name}
+            if resource.group:
+                details["group"] = resource.group
+            details["kind"] = resource.plural
+            details["causes"] = [
+                {"reason": "NamespaceTerminating", "message": why, "field": "metadata.namespace"}
+            ]
             raise ApiError(
                 403,
                 "Forbidden",
-                f"unable to create new content in namespace {namespace} because it is being"
-                " terminated",
-                {"name": namespace, "kind": "namespaces"},
+                f'{qualified(resource.group, resource.plural)} "{name}" is forbidden: {why}',
+                details,
             )
 
     # --- create / read ----------------------------------------------------------------------
@@ -168,10 +180,10 @@ class Api:
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
             raise bad_request("resourceVersion should not be set on objects to be created")
-        if resource.namespaced:
-            self.require_namespace(namespace)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = f"{meta['generateName']}{random_suffix()}"
+        if resource.namespaced:
+            self._require_namespace(resource, namespace, str(meta.get("name") or ""))
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"):
             meta.pop(key, None)
         if resource.kind not in _NO_STATUS:

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import shutil
@@ -624,7 +623,11 @@ class Controllers:
     # --- namespaces -------------------------------------------------------------------------
 
     def _purge_namespace(self, name: str) -> None:
-        """The namespace controller: contents deleted, then the namespace itself."""
+        """The namespace controller: contents deleted, then the namespace itself.
+
+        Objects with finalizers are only marked; the namespace stays Terminating until their
+        finalizers are gone (PVC protection lets go once the pods have ended).
+        """
         remaining = 0
         for resource in ALL_RESOURCES:
             if not resource.namespaced:
@@ -632,18 +635,15 @@ class Controllers:
             for obj in self.api.store.list(resource, name):
                 remaining += 1
                 meta = obj["metadata"]
-                if resource.key == PODS.key:
-                    if not meta.get("deletionTimestamp"):
-                        self.api.delete_pod(obj, 0)
+                if meta.get("deletionTimestamp"):
                     continue
-                with contextlib.suppress(Exception):
-                    if meta.get("finalizers"):
-                        meta["finalizers"] = []
-                        self.api.save(
-                            resource, {**obj, "metadata": {**meta, "deletionTimestamp": now()}}
-                        )
-                    else:
-                        self.api.store.remove(resource, name, meta["name"])
+                if resource.key == PODS.key:
+                    self.api.delete_pod(obj, 0)
+                elif meta.get("finalizers"):
+                    meta["deletionTimestamp"] = now()
+                    self.api.store.replace(resource, obj)
+                else:
+                    self.api.store.remove(resource, name, meta["name"])
         if remaining == 0:
             self.api.store.remove(NAMESPACES, "", name)
 
