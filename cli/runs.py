@@ -17,19 +17,22 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.filesize import decimal
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from cli.client import Api, Exit, Interrupted, app_option, with_api
 from cli.output import Field, Output, note, output_options, when
@@ -46,31 +49,45 @@ ACTIVE_STEP = ("running", "retrying", "cancelling", "scheduled")
 
 
 @dataclass(frozen=True)
+class StepNow:
+    """A step under way."""
+
+    key: str  # its activity id, so two uploads of one kind are two steps
+    name: str
+    retrying: str | None  # the last failure while the step waits for its next attempt
+    done: int | None  # bytes, when this read carries the step's heartbeat
+    total: int | None  # bytes; None while unknown
+
+
+@dataclass(frozen=True)
 class Moment:
-    """What one read of the run says."""
+    """What one read of the run says: its status and the steps under way (parts of a backup
+    run at once)."""
 
     status: str
-    key: str  # the step's activity id, so two uploads of one kind are two steps
-    step: str  # its name, or the run's status between steps
-    retrying: str | None  # the last failure while the step waits for its next attempt
-    done: int | None  # bytes
-    total: int | None  # bytes; None while unknown
+    steps: tuple[StepNow, ...]
 
 
 def moment(body: dict[str, Any]) -> Moment:
     timeline = body.get("timeline") or {}
-    active = [s for s in timeline.get("steps") or [] if s["status"] in ACTIVE_STEP]
-    step = active[-1] if active else None
     progress = timeline.get("progress") or {}
-    name = progress.get("step") or (step["step"] if step else body["status"])
-    retrying = step["last_failure"] if step and step["status"] == "retrying" else None
+    active = [s for s in timeline.get("steps") or [] if s["status"] in ACTIVE_STEP]
+    # The API reports one heartbeat, named by step: the last step under way of that name.
+    owner = next(
+        (s["activity_id"] for s in reversed(active) if s["step"] == progress.get("step")), None
+    )
     return Moment(
         status=body["status"],
-        key=step["activity_id"] if step else name,
-        step=name,
-        retrying=retrying,
-        done=progress.get("bytes_done"),
-        total=progress.get("total_bytes") or None,
+        steps=tuple(
+            StepNow(
+                key=s["activity_id"],
+                name=s["step"],
+                retrying=s["last_failure"] if s["status"] == "retrying" else None,
+                done=progress.get("bytes_done") if s["activity_id"] == owner else None,
+                total=(progress.get("total_bytes") or None) if s["activity_id"] == owner else None,
+            )
+            for s in active
+        ),
     )
 
 
@@ -80,68 +97,86 @@ class Display(Protocol):
     def close(self) -> None: ...
 
 
+class WhenSized(ProgressColumn):
+    """Shows ``column`` only for a step that reports bytes (a quota check has none)."""
+
+    def __init__(self, column: ProgressColumn) -> None:
+        super().__init__()
+        self.column = column
+
+    def render(self, task: Task) -> RenderableType:
+        return self.column.render(task) if task.fields.get("sized") else Text("")
+
+
 class Bar:
     """A rich progress bar per step on stderr; finished steps stay listed above."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self) -> None:
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            WhenSized(DownloadColumn()),
+            WhenSized(TransferSpeedColumn()),
             TimeElapsedColumn(),
             console=Console(stderr=True),
         )
         self.progress.start()
-        self.task: TaskID | None = None
-        self.key: str | None = None
+        self.tasks: dict[str, TaskID] = {}
 
     def show(self, now: Moment) -> None:
-        if now.key != self.key:
-            self._finish()
-            self.task, self.key = self.progress.add_task(now.step, total=None), now.key
-        assert self.task is not None
-        label = escape(now.step)
-        if now.retrying:
-            label += f" [yellow](retrying: {escape(now.retrying)})"
-        self.progress.update(self.task, description=label, total=now.total, completed=now.done or 0)
+        if now.status in OUTCOMES:
+            return  # the outcome is said once, by outcome()
+        under_way = {step.key for step in now.steps}
+        for key in [k for k in self.tasks if k not in under_way]:
+            self._finish(key)
+        for step in now.steps:
+            if step.key not in self.tasks:
+                self.tasks[step.key] = self.progress.add_task(step.name, total=None, sized=False)
+            label = escape(step.name)
+            if step.retrying:
+                label += f" [yellow](retrying: {escape(step.retrying)})"
+            task = self.tasks[step.key]
+            self.progress.update(task, description=label)
+            if step.done is not None:  # else the heartbeat shown is another step's
+                self.progress.update(task, total=step.total, completed=step.done, sized=True)
 
-    def _finish(self) -> None:
-        if self.task is not None:
-            task = self.progress.tasks[self.task]
-            self.progress.update(
-                self.task, total=task.completed or 1, completed=task.completed or 1
-            )
-            self.progress.stop_task(self.task)
+    def _finish(self, key: str) -> None:
+        task_id = self.tasks.pop(key)
+        task = self.progress.tasks[task_id]
+        end = max(task.total or 0, task.completed) if task.fields.get("sized") else 1
+        self.progress.update(task_id, total=end, completed=end)
+        self.progress.stop_task(task_id)
 
     def say(self, message: str) -> None:
         self.progress.console.print(message, markup=False, highlight=False)
 
     def close(self) -> None:
-        self._finish()
+        for key in list(self.tasks):
+            self._finish(key)
         self.progress.stop()
 
 
-def progress_line(now: Moment, elapsed: float, rate: float | None) -> str:
+def progress_line(step: StepNow, elapsed: float, rate: float | None) -> str:
     """``step: done of total (percent), rate, elapsed``; the step and its time without bytes."""
-    if now.done is None:
-        return f"{now.step}: running for {elapsed:.0f}s"
-    of = f" of {decimal(now.total)} ({100 * now.done / now.total:.0f}%)" if now.total else ""
+    if step.done is None:
+        return f"{step.name}: running for {elapsed:.0f}s"
+    of = f" of {decimal(step.total)} ({100 * step.done / step.total:.0f}%)" if step.total else ""
     per_second = f", {decimal(int(rate))}/s" if rate is not None else ""
-    return f"{now.step}: {decimal(now.done)}{of}{per_second}, {elapsed:.0f}s"
+    return f"{step.name}: {decimal(step.done)}{of}{per_second}, {elapsed:.0f}s"
 
 
 class Lines:
-    """Timestamped lines on stderr: each new step or retry, and progress every few seconds."""
+    """Timestamped lines on stderr: the run's status, each step that starts or retries, and
+    the progress of the steps under way every few seconds."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.key: str | None = None
-        self.retrying: str | None = None
-        self.step_started = self.last_line = time.monotonic()
-        self.last_done: int | None = None
+        self.status: str | None = None
+        self.started: dict[str, float] = {}
+        self.retrying: dict[str, str | None] = {}
+        self.last_done: dict[str, int] = {}
+        self.last_line = time.monotonic()
 
     def say(self, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -151,21 +186,26 @@ class Lines:
         if now.status in OUTCOMES:
             return  # the outcome is said once, by outcome()
         clock = time.monotonic()
-        if now.key != self.key:
-            self.key, self.retrying, self.last_done = now.key, None, None
-            self.step_started = self.last_line = clock
-            step = f": {now.step}" if now.step != now.status else ""
-            self.say(f"{self.kind} {now.status}{step}")
-        if now.retrying and now.retrying != self.retrying:
-            self.say(f"{now.step} failed, retrying: {now.retrying}")
-        self.retrying = now.retrying
+        if now.status != self.status:
+            self.status = now.status
+            self.say(f"{self.kind} {now.status}")
+        for step in now.steps:
+            if step.key not in self.started:
+                self.started[step.key] = clock
+                self.say(f"{step.name} started")
+            if step.retrying and step.retrying != self.retrying.get(step.key):
+                self.say(f"{step.name} failed, retrying: {step.retrying}")
+            self.retrying[step.key] = step.retrying
         if clock - self.last_line < LINE_SECONDS:
             return
-        rate = None
-        if now.done is not None and self.last_done is not None:
-            rate = (now.done - self.last_done) / (clock - self.last_line)
-        self.say(progress_line(now, clock - self.step_started, rate))
-        self.last_done = now.done
+        for step in now.steps:
+            before = self.last_done.get(step.key)
+            rate = None
+            if step.done is not None and before is not None:
+                rate = (step.done - before) / (clock - self.last_line)
+            self.say(progress_line(step, clock - self.started[step.key], rate))
+            if step.done is not None:
+                self.last_done[step.key] = step.done
         self.last_line = clock
 
     def close(self) -> None:
@@ -177,7 +217,7 @@ def follow(api: Api, path: str, kind: str, watch_command: str) -> dict[str, Any]
 
     Ctrl-C stops following, not the run; the message says how to follow it again.
     """
-    display: Display = Bar(kind) if sys.stderr.isatty() else Lines(kind)
+    display: Display = Bar() if sys.stderr.isatty() else Lines(kind)
     try:
         while True:
             body: dict[str, Any] = api.poll(path, on_wait=lambda m: display.say(f"waiting: {m}"))

@@ -8,7 +8,7 @@ import httpx
 
 from cli.client import problem_error
 from cli.output import ids
-from cli.runs import Moment, moment, progress_line
+from cli.runs import Moment, StepNow, moment, progress_line
 
 
 def step(activity_id: str, name: str, status: str, failure: str | None = None) -> dict[str, Any]:
@@ -17,51 +17,47 @@ def step(activity_id: str, name: str, status: str, failure: str | None = None) -
             "last_failure": failure}  # fmt: skip
 
 
-def test_the_running_step_and_its_heartbeat_make_the_moment() -> None:
+def test_the_heartbeat_belongs_to_the_step_it_names() -> None:
+    """Parts of a backup run at once; the API's one heartbeat names its step."""
     body = {
         "status": "running",
         "timeline": {
-            "steps": [step("1", "check_quota", "completed"), step("2", "dump_database", "running")],
-            "progress": {
-                "step": "dump_database",
-                "bytes_done": 300,
-                "total_bytes": 1200,
-                "percent": 25.0,
-            },
+            "steps": [
+                step("1", "check_quota", "completed"),
+                step("2", "dump_database", "running"),
+                step("3", "upload_volume", "running"),
+                step("4", "upload_volume", "retrying", "restic: repository is locked"),
+            ],
+            "progress": {"step": "dump_database", "bytes_done": 300, "total_bytes": 1200},
         },
     }
-    assert moment(body) == Moment("running", "2", "dump_database", None, 300, 1200)
-
-
-def test_unknown_totals_and_no_heartbeat_show_the_step_alone() -> None:
-    body = {
-        "status": "running",
-        "timeline": {
-            "steps": [step("4", "upload_volume", "retrying", "restic: repository is locked")],
-            "progress": None,
-        },
-    }
-    now = moment(body)
-    assert now == Moment(
-        "running", "4", "upload_volume", "restic: repository is locked", None, None
+    assert moment(body) == Moment(
+        "running",
+        (
+            StepNow("2", "dump_database", None, 300, 1200),
+            StepNow("3", "upload_volume", None, None, None),
+            StepNow("4", "upload_volume", "restic: repository is locked", None, None),
+        ),
     )
-    assert progress_line(now, 35.2, None) == "upload_volume: running for 35s"
-    stdin = moment({"status": "running", "timeline": {"steps": [step("3", "dump_database",
-                    "running")], "progress": {"step": "dump_database", "bytes_done": 5_000_000,
-                    "total_bytes": 0}}})  # fmt: skip
-    assert stdin.total is None  # restic reads a dump from stdin: its total is 0 (unknown)
-    assert progress_line(stdin, 12, 1_000_000) == "dump_database: 5.0 MB, 1.0 MB/s, 12s"
 
 
-def test_a_known_total_shows_the_share_done() -> None:
-    now = Moment("running", "5", "upload_volume", None, 250_000_000, 1_000_000_000)
-    assert progress_line(now, 61, 25_000_000.0) == (
+def test_lines_say_bytes_when_there_are_some_and_time_otherwise() -> None:
+    quiet = StepNow("1", "check_quota", None, None, None)
+    assert progress_line(quiet, 35.2, None) == "check_quota: running for 35s"
+    unknown_total = moment(
+        {"status": "running", "timeline": {"steps": [step("3", "dump_database", "running")],
+         "progress": {"step": "dump_database", "bytes_done": 5_000_000, "total_bytes": 0}}}
+    ).steps[0]  # fmt: skip
+    assert unknown_total.total is None  # restic reports 0 for a total it does not know
+    assert progress_line(unknown_total, 12, 1_000_000) == "dump_database: 5.0 MB, 1.0 MB/s, 12s"
+    known = StepNow("5", "upload_volume", None, 250_000_000, 1_000_000_000)
+    assert progress_line(known, 61, 25_000_000.0) == (
         "upload_volume: 250.0 MB of 1.0 GB (25%), 25.0 MB/s, 61s"
     )
 
 
-def test_between_steps_the_status_is_shown() -> None:
-    assert moment({"status": "pending", "timeline": None}).step == "pending"
+def test_no_timeline_yet_is_no_step() -> None:
+    assert moment({"status": "pending", "timeline": None}) == Moment("pending", ())
 
 
 def test_problems_become_one_line_title_and_detail() -> None:
