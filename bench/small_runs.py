@@ -57,14 +57,14 @@ async def latency(stack: Stack, dbs: Databases, backups: int, report: Report) ->
 
 async def at_once(stack: Stack, dbs: Databases, count: int, report: Report) -> None:
     """``count`` tiny apps (one backup each may run at a time) triggered together."""
-    template = dbs.tiny("tiny_template")
-    source = _files(stack.volume_root / "template")
+    template = dbs.tiny(f"template{count}")
+    source = _files(stack.volume_root / f"template-{count}")
     apps = []
     for i in range(count):
-        name = dbs.create(dbs.name(f"many{i}"), template=template)
-        folder = stack.volume_root / f"many-{i}"
+        name = dbs.create(dbs.name(f"many{count}_{i}"), template=template)
+        folder = stack.volume_root / f"many-{count}-{i}"
         shutil.copytree(source, folder)
-        apps.append(await stack.new_app(f"many-{i}", dbs.url(name), folder))
+        apps.append(await stack.new_app(f"many-{count}-{i}", dbs.url(name), folder))
     start = time.perf_counter()
     ids = await asyncio.gather(*(stack.start_backup(app) for app in apps))
     done = await asyncio.gather(
