@@ -40,6 +40,11 @@ def definitions() -> dict[str, Any]:
     major_minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
     root = importlib_resources.files("kubernetes_validate") / "kubernetes-json-schema"
     folder = root / f"v{major_minor}.0-local"
+    if not folder.is_dir():
+        raise RuntimeError(
+            f"the installed kubernetes-validate has no schemas for Kubernetes {major_minor}:"
+            " move resources.KUBERNETES_VERSION to a version it ships"
+        )
     data: dict[str, Any] = json.loads((folder / "_definitions.json").read_text())
     return data
 
