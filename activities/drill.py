@@ -321,19 +321,18 @@ class DrillActivities:
 
     @activity.defn
     async def restore_drill_database(self, drill_id: str) -> int:
-        """Restores the dump into the scratch database; its size in bytes."""
+        """Restores the dump into the scratch database; the dump's bytes, which it read back."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, drill_id))
         scratch = self._scratch(loaded)
-        psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
+        part = loaded.part("database")
         try:
             await restore_copy(
-                self.restic, loaded.repo, loaded.snapshot("database"), scratch,
+                self.restic, loaded.repo, str(part["snapshot_id"]), scratch,
                 self.settings.pg_bin_dir,
             )  # fmt: skip
-            _, size = await asyncio.to_thread(pg_dump.server_info, scratch, psql)
         except pg_dump.DumpError as exc:
             raise database_failure(exc) from None  # the cleanup step drops the scratch copy
-        return size
+        return int(part.get("bytes_processed") or 0)
 
     @activity.defn
     async def restore_drill_volume(self, job: DrillVolume) -> str:

@@ -86,11 +86,15 @@ class Backup:
     def manifest(self) -> dict[str, Any]:
         return self.execution.metadata_ or {}
 
-    def snapshot(self, part: str) -> str:
+    def part(self, name: str) -> dict[str, Any]:
+        """One part of the manifest (``database``, ``volume:<name>``): snapshot id, bytes."""
         for item in self.manifest.get("parts", []):
-            if item["part"] == part:
-                return str(item["snapshot_id"])
-        raise fatal(f"the backup has no {part} part", "MissingBackup")
+            if item["part"] == name:
+                return dict(item)
+        raise fatal(f"the backup has no {name} part", "MissingBackup")
+
+    def snapshot(self, part: str) -> str:
+        return str(self.part(part)["snapshot_id"])
 
 
 @dataclass
