@@ -311,3 +311,22 @@ async def test_root_redirects_to_the_ui(served: str) -> None:
             303,
             "/ui/sign-in?next=%2Fui",
         )
+
+
+async def test_a_free_plan_workspace_says_backups_need_the_dedicated_plan(
+    browser: Browser, served: str, world: World
+) -> None:
+    context, page = await signed_in(browser, served, world.tokens["free_admin"])
+    try:
+        await page.goto(f"/ui/workspaces/{world.workspaces['free']}")
+        await expect(
+            page.get_by_text("Backups are available on the Dedicated plan")
+        ).to_be_visible()
+        assert await page.get_by_role("link", name="Storages").count() == 0
+        storages = await page.goto(f"/ui/workspaces/{world.workspaces['free']}/storages")
+        assert storages is not None and storages.status == 403
+        await expect(page.get_by_test_id("problem")).to_contain_text("Dedicated plan")
+        app = await page.goto(f"/ui/applications/{world.apps['free']}")
+        assert app is not None and app.status == 403
+    finally:
+        await context.close()
