@@ -91,7 +91,9 @@ class Output:
     quiet: bool
 
     def _console(self) -> Console:
-        return Console(soft_wrap=False, highlight=False)
+        # In a pipe a row stays one line, whatever its width, so grep and cut work on it.
+        width = None if sys.stdout.isatty() else 1000
+        return Console(soft_wrap=False, highlight=False, width=width)
 
     def record(self, body: dict[str, Any], fields: Sequence[Field]) -> None:
         """One object: its id (``-q``), the API's JSON, or a field/value table."""

@@ -69,7 +69,7 @@ class Ran:
 def environment(url: str, token: str) -> dict[str, str]:
     """The CLI's environment: the API and a token, none of the test process's CAIRN_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    return {**env, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, "COLUMNS": "200"}
+    return {**env, "CAIRN_API_URL": url, "CAIRN_TOKEN": token}
 
 
 async def cairn(url: str, token: str, cwd: Path, *args: str) -> Ran:
@@ -194,7 +194,8 @@ async def test_readme_journey_with_the_cli(
     listed = (await as_("member", "restores", "list", "--app", app, "-o", "json")).json()
     assert [r["status"] for r in listed["items"]] == ["succeeded", "succeeded"]
     table = await as_("member", "restores", "list", "--app", app, "-o", "table")
-    assert restore in table.out and "selective" in table.out
+    rows = [line for line in table.out.splitlines() if restore in line]
+    assert len(rows) == 1 and " full " in rows[0] and " succeeded " in rows[0]  # one line a row
 
     # A failing run: exit 1 and the reason (cairn's usage of the 1 GB storage is full)
     found = await as_("member", "storages", "get", "--workspace", ws, storage, "-o", "json")
