@@ -53,6 +53,7 @@ from api.schemas.restores import RestoreRequest, RestoreTarget
 from api.schemas.storages import StorageCreate, StorageUpdate
 from api.ui import charts, csrf, sessions, views
 from api.ui.sessions import SignedIn, SignInRequired
+from core.retention_rule import COUNTS
 from db.models import AuditEvent, BackupExecution
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -567,7 +568,8 @@ async def save_policy(
         body = PolicyIn.model_validate({
             "storage_id": _text(form, "storage_id"), "schedule": _text(form, "schedule"),
             "timezone": _text(form, "timezone") or "UTC",
-            "retention_days": _text(form, "retention_days"),
+            "retention_days": _text(form, "retention_days") or None,  # empty: no age rule
+            **{count: _text(form, count) or 0 for count in COUNTS},
             "backup_type": _text(form, "backup_type"), "enabled": not _checked(form, "paused"),
             "include_database": _checked(form, "include_database"),
             "include_volumes": _checked(form, "include_volumes"),

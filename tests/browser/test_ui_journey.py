@@ -285,7 +285,7 @@ async def test_owner_restores_only_the_database_into_another_one(
     assert tree_hashes(app.volumes["uploads"]) == files
 
 
-async def test_owner_pauses_and_resumes_the_policy(
+async def test_owner_sets_retention_and_pauses_the_policy(
     api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path,
     database_server: PostgresServer, tmp_path: Path,
 ) -> None:  # fmt: skip
@@ -293,6 +293,17 @@ async def test_owner_pauses_and_resumes_the_policy(
     context, page = await signed_in(browser, served, world.tokens["owner"])
     try:
         await page.goto(f"/ui/applications/{app.id}")
+        # a rule that keeps nothing is refused in words; then daily backups for a week instead
+        await page.fill("input[name=retention_days]", "")
+        await page.click("text=Save policy")
+        await expect(page.get_by_test_id("policy-error")).to_contain_text("the rule keeps nothing")
+        await page.fill("input[name=keep_daily]", "7")
+        await page.click("text=Save policy")
+        await expect(page.locator("input[name=keep_daily]")).to_have_value("7")
+        await expect(page.locator("input[name=retention_days]")).to_have_value("")
+        policy = (await api.get(app.policy, headers=world.auth("owner"))).json()
+        assert (policy["retention_days"], policy["keep_daily"]) == (None, 7)
+
         await page.check("input[name=paused]")
         await page.click("text=Save policy")
         await expect(page.get_by_test_id("policy-summary")).to_contain_text("paused")
