@@ -338,7 +338,11 @@ class DrillActivities:
     async def restore_drill_volume(self, job: DrillVolume) -> str:
         """Restores one volume's snapshot into the drill's scratch folder."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.drill_id))
-        folder = scratch_folder(self.settings, job.drill_id) / job.volume
+        scratch = scratch_folder(self.settings, job.drill_id)
+        # the application's files: readable by the worker's user only
+        scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        scratch.chmod(0o700)
+        folder = scratch / job.volume
         snapshot = loaded.snapshot(f"volume:{job.volume}")
         try:
             # to its end: the cleanup must not race a restic still writing into the folder

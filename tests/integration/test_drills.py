@@ -250,8 +250,9 @@ async def test_a_cancelled_drill_ends_cancelled_and_removes_its_copy(
         return any(s["step"] == "run_drill_checks" and s["started_at"] for s in steps)
 
     await wait_for(api, path, owner, checking, seconds=120)
-    # the scratch copy exists while the checks run
+    # the scratch copy exists while the checks run, its folder for the worker's user only
     assert len(scratch_left(database_server, settings, accepted["id"])) == 2
+    assert (drills_folder(settings) / accepted["id"]).stat().st_mode & 0o777 == 0o700
     await temporal_client.get_workflow_handle(accepted["workflow_id"]).cancel()
     drill = await wait_for(api, path, owner, finished, seconds=60)
     assert drill["status"] == "cancelled", drill
