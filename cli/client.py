@@ -58,12 +58,11 @@ class Interrupted(CliError):
 
 
 class ApiError(CliError):
-    """The API answered with a problem (RFC 9457); ``status`` and the body are kept."""
+    """The API answered with a problem (RFC 9457); ``status`` tells a 404 from an outage."""
 
-    def __init__(self, status: int, problem: dict[str, Any], message: str) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-        self.problem = problem
 
 
 def problem_error(response: httpx.Response) -> ApiError:
@@ -75,10 +74,10 @@ def problem_error(response: httpx.Response) -> ApiError:
     if isinstance(body, dict) and "title" in body:
         detail = body.get("detail")
         return ApiError(
-            response.status_code, body, f"{body['title']}: {detail}" if detail else body["title"]
+            response.status_code, f"{body['title']}: {detail}" if detail else body["title"]
         )
     text = response.text.strip()[:300] or response.reason_phrase
-    return ApiError(response.status_code, {}, f"HTTP {response.status_code}: {text}")
+    return ApiError(response.status_code, f"HTTP {response.status_code}: {text}")
 
 
 def resolve(api_url: str | None, token: str | None) -> tuple[str, str]:

@@ -80,7 +80,10 @@ def typed_confirmation(name: str, given: str | None, what: str) -> None:
     if given is None:
         if not sys.stdin.isatty():
             raise NotConfirmed(f"not confirmed: pass --confirm {name} to {what}")
-        given = click.prompt(f"Type {name} to {what}", err=True)
+        try:
+            given = click.prompt(f"Type {name} to {what}", err=True)
+        except click.Abort:  # Ctrl-C or end of input at the prompt
+            raise NotConfirmed("not confirmed; nothing was changed") from None
     if given != name:
         raise NotConfirmed(f"{given!r} is not {name}; nothing was changed")
 

@@ -88,6 +88,23 @@ async def cairn(url: str, token: str, cwd: Path, *args: str) -> Ran:
     return Ran(process.returncode, out.decode(), err.decode())
 
 
+async def typed(url: str, token: str, cwd: Path, answer: str, *args: str) -> Ran:
+    """Runs ``cairn *args`` with stdin on a terminal where ``answer`` is typed at the prompt."""
+    leader, follower = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        CAIRN, *args, cwd=cwd, env=environment(url, token), stdin=follower,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(follower)
+    os.write(leader, f"{answer}\n".encode())
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 300)
+    finally:
+        os.close(leader)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
 def one_line_error(ran: Ran, code: int, starts: str) -> None:
     """A refused command: its exit status, and one ``error: <title>: <detail>`` line."""
     assert ran.code == code, ran
@@ -324,10 +341,10 @@ async def test_cancel_a_backup_and_a_restore(
     good = await run_backup(api, world, app)
     name = (await expect(await api.get(f"/api/v1/applications/{app.id}",
                                        headers=world.auth("owner")), 200))["name"]  # fmt: skip
-    restore = (
-        await owner("restores", "create", "--app", app.id, "--backup", good["id"],
-                    "--confirm", name, "-q")
-    ).id()  # fmt: skip
+    create = ("restores", "create", "--app", app.id, "--backup", good["id"], "-q")
+    refused = await typed(served, world.tokens["owner"], cwd, "not-the-name", *create)
+    assert refused.code == 2 and "is not" in refused.err and "nothing was changed" in refused.err
+    restore = (await typed(served, world.tokens["owner"], cwd, name, *create)).id()
     for _ in range(200):  # the stop hook runs (and sleeps): the restore is under way
         if log.exists():
             break
