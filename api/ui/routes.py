@@ -630,6 +630,21 @@ async def cancel_backup(
     return _go(request, f"/ui/applications/{app_id}/backups/{backup_id}")
 
 
+@router.post("/applications/{app_id}/backups/{backup_id}/protection", response_class=HTMLResponse)
+async def set_protection(
+    request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Writer, session: SessionDep
+) -> Response:
+    """Keeps a backup out of retention's reach, or hands it back (the API's protect routes)."""
+    access = await dedicated_app_writer(await _app(session, signed, app_id))
+    change = (
+        backup_routes.protect_backup
+        if _text(await request.form(), "protect") == "true"
+        else backup_routes.unprotect_backup
+    )
+    await change(backup_id, access, session, get_settings(request))
+    return _go(request, f"/ui/applications/{app_id}/backups/{backup_id}")
+
+
 @router.get("/applications/{app_id}/chart.svg")
 async def backups_chart(app_id: uuid.UUID, signed: Reader, session: SessionDep) -> Response:
     """Size and duration of the application's last successful backups."""

@@ -114,10 +114,16 @@ async def test_admin_protects_and_restores_an_application(
         await expect(live.locator("table.steps")).to_contain_text("record_success")
         link = page.get_by_role("link", name="open the run in the Temporal UI")
         assert "/workflows/backup-" in (await link.get_attribute("href") or "")
+        await page.click("text=Protect from retention")
+        await expect(page.get_by_test_id("protection-state")).to_contain_text("protected")
         await page.screenshot(path=screenshots / "ui-backup.png", full_page=True)
         await page.goto(f"/ui/applications/{app_id}")
         await expect(page.locator("img.chart")).to_have_count(1)
         await page.wait_for_function(_CHART_DRAWN)
+
+        backups = (await api.get(f"/api/v1/applications/{app_id}/backups",
+                                 headers=world.auth("ws_admin"))).json()["items"]  # fmt: skip
+        assert [b["protected"] for b in backups] == [True]
 
         # damage the data
         tables, files = table_hashes(db_url), tree_hashes(volumes["uploads"])
