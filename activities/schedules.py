@@ -10,8 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from core.settings import Settings
-from schedules import drill_policy
-from schedules.backup_policy import reconcile
+from schedules.reconcile import reconcile_all
 
 
 class ScheduleActivities:
@@ -24,7 +23,4 @@ class ScheduleActivities:
 
     @activity.defn
     async def reconcile_policy_schedules(self) -> dict[str, Any]:
-        report = await reconcile(self.client, self.sessions, self.settings)
-        return asdict(
-            await drill_policy.reconcile(self.client, self.sessions, self.settings, report)
-        )
+        return asdict(await reconcile_all(self.client, self.sessions, self.settings))

@@ -79,26 +79,26 @@ def temporal_setup() -> None:
 
 @cli.group()
 def schedules() -> None:
-    """Backup policy schedules in Temporal."""
+    """Backup and drill policy schedules in Temporal."""
 
 
 @schedules.command("reconcile")
 def schedules_reconcile() -> None:
-    """Repair drift between policies and their schedules; prints what changed."""
+    """Repair drift between backup/drill policies and their schedules; prints what changed."""
     import asyncio
     import json
     from dataclasses import asdict
 
     from core.temporal import connect
     from db.session import make_engine, make_sessionmaker
-    from schedules.backup_policy import reconcile
+    from schedules.reconcile import reconcile_all
 
     async def run() -> dict[str, object]:
         settings = get_settings()
         engine = make_engine(settings.database_url)
         try:
             client = await connect(settings)
-            return asdict(await reconcile(client, make_sessionmaker(engine), settings))
+            return asdict(await reconcile_all(client, make_sessionmaker(engine), settings))
         finally:
             await engine.dispose()
 

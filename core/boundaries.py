@@ -30,7 +30,7 @@ SYSTEM_FOLDERS = (
 )  # fmt: skip
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 # cairn's own staging names during a restore (activities/restore.py).
-STAGING_PREFIXES = ("cairn_restore_", "cairn_old_")
+STAGING_PREFIXES = ("cairn_restore_", "cairn_old_", "cairn_drill_")
 # Under cairn's data folder, only this area may hold application volumes.
 APPS_AREA = "apps"
 LOCAL = "local"
@@ -168,7 +168,7 @@ def _check_database(database: Mapping[str, Any], settings: Settings, field: str)
     if dbname in SYSTEM_DATABASES:
         raise BoundaryError(field, f"{dbname} is a system database of the server")
     if dbname.startswith(STAGING_PREFIXES):
-        raise BoundaryError(field, f"{dbname} is a name cairn uses for its own restore copies")
+        raise BoundaryError(field, f"{dbname} is named like cairn's own restore and drill copies")
     if same_database(database, metadata_database(settings)):
         raise BoundaryError(field, f"{dbname} on this server is cairn's own metadata database")
 

@@ -97,7 +97,7 @@ async def test_restore_onto_the_metadata_database_by_an_owner_is_refused(
         ("ws_admin", "metadata-name", 422, "metadata database"),
         ("owner", {"database_name": "postgres"}, 422, "system database"),
         ("owner", {"database_name": "template1"}, 422, "system database"),
-        ("owner", {"database_name": "cairn_old_0123"}, 422, "restore copies"),
+        ("owner", {"database_name": "cairn_old_0123"}, 422, "restore and drill copies"),
         ("platform_admin", "postgres-url", 422, "system database"),
         ("ws_admin", "elsewhere-url", 403, "platform administrator"),
         ("owner", "elsewhere-url", 403, "platform administrator"),

@@ -138,7 +138,8 @@ def test_metadata_url_parts_with_driver_and_socket() -> None:
         ("/var/run/postgresql", "cairn", "metadata database"),
         ("db.example.com", "postgres", "system database"),
         ("127.0.0.1", "template1", "system database"),
-        ("127.0.0.1", "cairn_old_1234", "restore copies"),
+        ("127.0.0.1", "cairn_old_1234", "restore and drill copies"),
+        ("127.0.0.1", "cairn_drill_0123456789ab", "restore and drill copies"),
     ],
 )
 def test_application_databases_that_are_refused(
@@ -164,7 +165,7 @@ APP_DB = {"host": "127.0.0.1", "port": 5432, "user": "shop", "dbname": "shop"}
         ({"database_name": "cairn"}, "metadata database"),
         ({"database_name": "postgres"}, "system database"),
         ({"database_name": "template0"}, "system database"),
-        ({"database_name": "cairn_restore_x"}, "restore copies"),
+        ({"database_name": "cairn_restore_x"}, "restore and drill copies"),
         ({"database_name": "shop"}, "own database"),
         ({"database_name": "other_shop"}, "another application"),
         ({"database_url": "postgresql://u:pw@localhost/cairn"}, "metadata database"),
