@@ -185,6 +185,8 @@ async def test_member_sees_no_write_controls_and_is_refused(
             f"/ui/workspaces/{app.workspace}/storages/{app.storage}": {"name": "renamed",
                                                                        "capacity_gb": "2"},
             f"/ui/workspaces/{app.workspace}/storages/{app.storage}/delete": {"force": "true"},
+            f"/ui/applications/{app.id}/backups/{uuid.uuid4()}/protection": {"protect": "true"},
+            f"/ui/applications/{app.id}/backups/{uuid.uuid4()}/cancel": {},
         }  # fmt: skip
         for url, form in refused.items():
             assert await _post(context, url, token, form) == 403, url
