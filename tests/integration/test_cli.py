@@ -466,3 +466,33 @@ def test_the_readme_journey_against_cairn_dev(
                 dev.kill()
             for dbname in (name, f"{name}_copy", database_name(tmp_path / ".cairn")):
                 database_server.drop_database(dbname)
+
+
+async def test_a_storage_created_changed_and_deleted(
+    api: ApiClient, world: World, served: str, tmp_path: Path, cwd: Path,  # noqa: F811
+) -> None:  # fmt: skip
+    ws = await new_workspace(api, world)
+
+    async def admin(*args: str) -> Ran:
+        return await cairn(served, world.tokens["ws_admin"], cwd, *args)
+
+    storage = (
+        await admin("storages", "create", "--workspace", ws, "--name", "spare",
+                    "--capacity-gb", "5", "--wait", "-q")
+    ).id()  # fmt: skip
+    changed = await admin("storages", "update", "--workspace", ws, storage, "--name", "spare-2",
+                          "--capacity-gb", "7", "-o", "json")  # fmt: skip
+    assert changed.code == 0, changed
+    assert (changed.json()["name"], changed.json()["capacity_gb"]) == ("spare-2", 7)
+    one_line_error(
+        await admin("storages", "update", "--workspace", ws, storage, "--server", "nfs.example"),
+        3, "error: Invalid request: ",
+    )  # fmt: skip
+    listed = await admin("storages", "list", "--workspace", ws, "-q")
+    assert listed.out.split() == [storage]
+    deleted = await admin("storages", "delete", "--workspace", ws, storage, "--wait", "-q")
+    assert deleted.code == 0 and "storage deleted" in deleted.err, deleted
+    one_line_error(
+        await admin("storages", "get", "--workspace", ws, storage),
+        3, f"error: Not found: backup storage {storage} does not exist",
+    )  # fmt: skip
