@@ -69,7 +69,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import tempfile
 import threading
@@ -77,13 +76,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
+
+from tests.fakes.https import TLSHandler, TLSServer
 
 logger = logging.getLogger(__name__)
 
@@ -534,7 +534,7 @@ class FakePVE:
         self._lock = threading.RLock()
         self._faults = _Faults()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: TLSServer[FakePVE] | None = None
         self._thread: threading.Thread | None = None
 
     # lifecycle
@@ -560,7 +560,7 @@ class FakePVE:
         server_cert.configure_cert(context)
 
         self._stopping.clear()
-        self._server = _Server((self.host, self.port), self, context)
+        self._server = TLSServer((self.host, self.port), self, context, _Handler, "fake PVE")
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -1080,55 +1080,12 @@ class FakePVE:
 # --- HTTP plumbing ------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakePVE, context: ssl.SSLContext) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.fake = fake
-        self.context = context
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        # The TLS handshake happens in the handler thread, so one slow client cannot
-        # stall the accept loop.
-        sock, address = super().get_request()
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), (
-            address
-        )
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("fake PVE: connection from %s failed", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(TLSHandler):
     timeout = 60
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.do_handshake()
+    server: TLSServer[FakePVE]
 
     def version_string(self) -> str:
         return "pve-api-daemon/3.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("fake PVE %s - %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
 
     def _not_available(self) -> None:
         self._error(PveError(501, f"method '{self.command}' not available", body=False))

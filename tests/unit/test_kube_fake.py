@@ -627,7 +627,9 @@ def test_a_pod_whose_volume_cannot_mount_waits_in_container_creating(
     def waiting() -> Any:
         pods = core.list_namespaced_pod(ns, label_selector="job-name=stuck").items
         statuses = pods[0].status.container_statuses if pods else None
-        return statuses[0].state.waiting if statuses and statuses[0].state.waiting else None
+        state = statuses[0].state.waiting if statuses else None
+        # a new pod waits in ContainerCreating before the kubelet has tried its mounts
+        return state if state and state.message else None
 
     state = wait_for(waiting, "the pod to report its mount problem")
     assert state.reason == "ContainerCreating"

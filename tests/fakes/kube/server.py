@@ -10,12 +10,10 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
 
+from tests.fakes.https import TLSHandler, TLSServer
 from tests.fakes.kube import openapi, resources
 from tests.fakes.kube.api import Api, Result
 from tests.fakes.kube.controllers import Controllers
@@ -68,7 +67,7 @@ class FakeKube:
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._mounts: list[tuple[str, str, Path]] = []  # (kind, key, folder)
-        self._server: _Server | None = None
+        self._server: TLSServer[FakeKube] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.kubelet: Kubelet | None = None
@@ -102,7 +101,7 @@ class FakeKube:
         self.controllers.start()
         self._seed()
         self._stopping.clear()
-        self._server = _Server((self.host, self.port), self, context)
+        self._server = TLSServer((self.host, self.port), self, context, _Handler, "fake kube")
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -297,53 +296,12 @@ def _target(group: str, version: str, rest: list[str]) -> _Target | None:
     return _Target(resource, namespace, name, sub)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeKube, context: ssl.SSLContext) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.fake = fake
-        self.context = context
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, address = super().get_request()
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), (
-            address
-        )
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("fake kube: connection from %s failed", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(TLSHandler):
     timeout = 120
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.do_handshake()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("fake kube %s - %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
+    server: TLSServer[FakeKube]
 
     def do_PATCH(self) -> None:
         self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
 
     # plumbing
 
