@@ -38,7 +38,7 @@ class Sizes:
 
 
 FULL = Sizes(1024, 3, 8, (30, 50), 200, 10, 256, 30)
-QUICK = Sizes(64, 2, 4, (10,), 100, 5, 16, 2)
+QUICK = Sizes(32, 2, 4, (10,), 100, 5, 8, 2)
 
 
 async def measure(
