@@ -586,6 +586,18 @@ async def save_policy(
     return _go(request, f"/ui/applications/{app_id}")
 
 
+@router.get("/applications/{app_id}/retention", response_class=HTMLResponse)
+async def retention_page(
+    request: Request, app_id: uuid.UUID, signed: Reader, session: SessionDep
+) -> Response:
+    """Which backups the saved rule keeps and which the next prune removes, and why."""
+    access = await _app(session, signed, app_id)
+    preview = await policy_routes.retention_preview(
+        access, session, None, None, None, None, None, None, None
+    )
+    return render(request, "retention.html", signed, access=access, preview=preview)
+
+
 @router.post("/applications/{app_id}/run", response_class=HTMLResponse)
 async def run_now(
     request: Request, app_id: uuid.UUID, signed: Writer, session: SessionDep

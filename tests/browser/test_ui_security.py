@@ -52,6 +52,7 @@ def _pages(app: App) -> tuple[str, ...]:
         f"/ui/workspaces/{app.workspace}/storages/{app.storage}",
         f"/ui/applications/{app.id}",
         f"/ui/applications/{app.id}/restore",
+        f"/ui/applications/{app.id}/retention",
     )
 
 
