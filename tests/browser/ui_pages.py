@@ -14,7 +14,7 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World
 from tests.support.api import expect as expect_status
-from tests.support.backups import CREATED_DATABASES, fill_database, fill_volume
+from tests.support.backups import filled_data
 
 # Every wait in these tests is bounded; a run that hangs fails instead.
 STEP_MS = 15_000
@@ -51,15 +51,7 @@ async def register_app(
     Returns its id, name, the database's libpq URL and the volumes.
     """
     marker = f"CAIRN-UI-{uuid.uuid4().hex}"
-    dbname = f"cairn_app_{uuid.uuid4().hex[:10]}"
-    pg.create_database(dbname)
-    CREATED_DATABASES.append(dbname)
-    libpq = pg.url(dbname, driver="postgresql")
-    fill_database(libpq, marker)
-    volumes = {"uploads": tmp / "uploads", "media": tmp / "media"}
-    for path in volumes.values():
-        path.mkdir(parents=True)
-        fill_volume(path, marker)
+    _, libpq, volumes = filled_data(pg, tmp, marker)
     name = f"shop-{uuid.uuid4().hex[:6]}"
     app = await expect_status(
         await api.post(

@@ -90,6 +90,23 @@ def tree_hashes(path: Path) -> dict[str, str]:
     }
 
 
+def filled_data(pg: PostgresServer, tmp: Path, marker: str) -> tuple[str, str, dict[str, Path]]:
+    """A new filled database (dropped at the end of the session) and two filled volumes.
+
+    Returns the database's name, its libpq URL and the volumes.
+    """
+    dbname = f"cairn_app_{uuid.uuid4().hex[:10]}"
+    pg.create_database(dbname)
+    CREATED_DATABASES.append(dbname)
+    libpq = pg.url(dbname, driver="postgresql")
+    fill_database(libpq, marker)
+    volumes = {"uploads": tmp / "uploads", "media": tmp / "media"}
+    for path in volumes.values():
+        path.mkdir(parents=True)
+        fill_volume(path, marker)
+    return dbname, libpq, volumes
+
+
 async def make_app(
     api: ApiClient,
     world: World,
@@ -116,15 +133,7 @@ async def make_app(
         api, f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}", admin,
         lambda s: s["status"] == "active",
     )  # fmt: skip
-    dbname = f"cairn_app_{uuid.uuid4().hex[:10]}"
-    pg.create_database(dbname)
-    CREATED_DATABASES.append(dbname)
-    libpq = pg.url(dbname, driver="postgresql")
-    fill_database(libpq, marker)
-    volumes = {"uploads": tmp / "uploads", "media": tmp / "media"}
-    for path in volumes.values():
-        path.mkdir(parents=True)
-        fill_volume(path, marker)
+    dbname, libpq, volumes = filled_data(pg, tmp, marker)
     app_url = database_url or libpq.replace("postgres@", "postgres:app-db-secret-pw@", 1)
     app = await expect(
         await api.post(
