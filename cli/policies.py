@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from cli.client import Api, ApiError, app_option, connection_options, with_api
 from cli.output import Field, Output, output_options, when
 
+F = TypeVar("F", bound=Callable[..., Any])
+KEEP = {
+    "last": "the newest N successful backups",
+    "daily": "the newest backup of each of the last N days (policy's time zone)",
+    "weekly": "the newest backup of each of the last N ISO weeks",
+    "monthly": "the newest backup of each of the last N months",
+    "yearly": "the newest backup of each of the last N years",
+}
 FIELDS: list[Field] = [
     ("id", "id"),
     ("application", "application_id"),
@@ -17,6 +26,7 @@ FIELDS: list[Field] = [
     ("schedule", "schedule"),
     ("time zone", "timezone"),
     ("retention days", "retention_days"),
+    *((f"keep {period}", f"keep_{period}") for period in KEEP),
     ("backup type", "backup_type"),
     ("database", "include_database"),
     ("volumes", "include_volumes"),
@@ -28,6 +38,16 @@ FIELDS: list[Field] = [
     ),
     ("schedule error", "schedule_error"),
 ]
+
+
+def keep_options(command: F) -> F:
+    """``--keep-last`` … ``--keep-yearly``: the retention counts (grandfather-father-son)."""
+    for period, meaning in reversed(KEEP.items()):
+        command = click.option(
+            f"--keep-{period}", type=click.IntRange(min=0), metavar="N",
+            help=f"also keep {meaning}; 0: off [create: 0]",
+        )(command)  # fmt: skip
+    return command
 
 
 def _path(app_id: str) -> str:
@@ -76,7 +96,18 @@ def get_policy(api: Api, app_id: str, out: Output) -> None:
     help="cron 'minute hour day month weekday' or @daily/@weekly/...; needed on create",
 )
 @click.option("--timezone", metavar="ZONE", help="IANA time zone of the schedule [create: UTC]")
-@click.option("--retention-days", type=int, help="keep backups this many days [create: 30]")
+@click.option(
+    "--retention-days",
+    type=click.IntRange(min=1),
+    help="keep every backup started within this many days [create: 30 unless a --keep-* count"
+    " is given]",
+)
+@click.option(
+    "--no-age-rule",
+    is_flag=True,
+    help="no age rule: only the --keep-* counts decide (clears --retention-days)",
+)
+@keep_options
 @click.option(
     "--backup-type",
     type=click.Choice(["full", "incremental"]),
@@ -96,7 +127,11 @@ def get_policy(api: Api, app_id: str, out: Output) -> None:
 @with_api
 def set_policy(api: Api, app_id: str, out: Output, **options: Any) -> None:
     """Create the policy, or change the given settings of the existing one."""
-    changes = {k: v for k, v in options.items() if v is not None}
+    changes = {k: v for k, v in options.items() if v is not None and k != "no_age_rule"}
+    if options["no_age_rule"]:
+        if "retention_days" in changes:
+            raise click.UsageError("give --retention-days or --no-age-rule, not both")
+        changes["retention_days"] = None
     out.record(_save(api, app_id, changes, may_create=True), FIELDS)
 
 

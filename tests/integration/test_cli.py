@@ -159,6 +159,11 @@ async def test_readme_journey_with_the_cli(
     )  # fmt: skip
     assert policy.code == 0, policy
     assert policy.json()["storage_id"] == storage and policy.json()["timezone"] == "Europe/Berlin"
+    counts = await as_("owner", "policies", "set", "--app", app, "--keep-daily", "7",
+                       "--no-age-rule", "-o", "json")  # fmt: skip
+    assert counts.code == 0, counts
+    assert (counts.json()["keep_daily"], counts.json()["retention_days"]) == (7, None)
+    assert counts.json()["schedule"] == "0 3 * * *"  # kept: only the given settings change
     paused = (await as_("owner", "policies", "pause", "--app", app, "-o", "json")).json()
     assert paused["enabled"] is False and paused["schedule_state"]["paused"] is True
     resumed = (await as_("owner", "policies", "resume", "--app", app, "-o", "json")).json()
