@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         METADATA_STEP,
         RUN_ERRORS,
         alert,
+        checkpoint,
         ended_by,
         reason,
     )
@@ -93,12 +94,14 @@ class BackupWorkflow:
             start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
             retry_policy=DATA,
         )  # fmt: skip
+        checkpoint()
         self.step = "snapshot"
         snapshot = await workflow.execute_activity_method(
             BackupActivities.snapshot_volumes, execution_id,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=HEARTBEAT,
             retry_policy=DATA,
         )  # fmt: skip
+        checkpoint()
         parts: list[PartResult] = []
         jobs: list[tuple[str, Callable[[], Awaitable[PartResult]]]] = []
         if database:
@@ -112,6 +115,8 @@ class BackupWorkflow:
             for label, start in jobs:
                 self.step = label
                 parts.append(await start())
+                checkpoint()
+        checkpoint()
         self.step = "record"
         stored = await workflow.execute_activity_method(
             BackupActivities.store_manifest, RecordJob(execution_id, parts, snapshot, started),
@@ -119,6 +124,7 @@ class BackupWorkflow:
             task_queue=DATA_TASK_QUEUE, start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
         )  # fmt: skip
+        checkpoint()  # a cancelled run never records success
         await workflow.execute_activity_method(
             BackupActivities.record_success, SuccessJob(execution_id, stored),
             start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,

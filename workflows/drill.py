@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         METADATA_STEP,
         RUN_ERRORS,
         alert,
+        checkpoint,
         ended_by,
         reason,
     )
@@ -73,6 +74,7 @@ class RestoreDrillWorkflow:
                 retry_policy=METADATA,
             )  # fmt: skip
             recovery_seconds = await self._drill(plan)
+            checkpoint()  # a cancelled drill never records success
         except (*RUN_ERRORS, ApplicationError) as error:
             status, message = ended_by(error, self.step)
             drill_id = plan.drill_id if plan else request.drill_id
@@ -117,6 +119,7 @@ class RestoreDrillWorkflow:
                 start_to_close_timeout=LONG, heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
                 cancellation_type=WAIT,
             )  # fmt: skip
+            checkpoint()
         for volume in plan.volumes:
             self.step = f"restore volume {volume}"
             self.notes[f"volume:{volume}"] = await workflow.execute_activity_method(
@@ -124,6 +127,7 @@ class RestoreDrillWorkflow:
                 task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
                 heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
             )  # fmt: skip
+            checkpoint()
         self.step = "verify result"
         verified = await workflow.execute_activity_method(
             DrillActivities.verify_drill, plan, task_queue=DATA_TASK_QUEUE,

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         METADATA_STEP,
         RUN_ERRORS,
         alert,
+        checkpoint,
         ended_by,
         reason,
     )
@@ -61,6 +62,7 @@ class RestoreWorkflow:
                 retry_policy=METADATA,
             )  # fmt: skip
             await self._restore(plan)
+            checkpoint()  # a cancelled run never records success
         except RUN_ERRORS as error:
             status, message = ended_by(error, self.step)
             if self.resume_error:
@@ -91,6 +93,7 @@ class RestoreWorkflow:
                 start_to_close_timeout=timedelta(minutes=10), retry_policy=DATA,
                 heartbeat_timeout=HEARTBEAT, cancellation_type=WAIT,
             )  # fmt: skip
+            checkpoint()
             if plan.database:
                 self.step = "restore database"
                 self.notes["database"] = await workflow.execute_activity_method(
@@ -99,6 +102,7 @@ class RestoreWorkflow:
                     task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
                 )  # fmt: skip
+                checkpoint()
             for volume in plan.volumes:
                 self.step = f"restore volume {volume}"
                 self.notes[f"volume:{volume}"] = await workflow.execute_activity_method(
@@ -107,6 +111,7 @@ class RestoreWorkflow:
                     task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
                     heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
                 )  # fmt: skip
+                checkpoint()
             self.step = "verify result"
             await workflow.execute_activity_method(
                 RestoreActivities.verify_restore, plan.restore_id,

@@ -76,6 +76,21 @@ def ended_by(error: BaseException, step: str) -> tuple[str, str]:
 # What a run's failure handling catches: every way an activity or the run itself can stop.
 RUN_ERRORS = (ActivityError, CancelledError, asyncio.CancelledError)
 
+STOP_WHEN_CANCELLED = "stop-after-a-step-when-cancelled"
+
+
+def checkpoint() -> None:
+    """Stops the run here if a cancel arrived while the last step was finishing.
+
+    A step that waits for its cancellation returns normally when it completes before it
+    hears of the cancel (at its next heartbeat, up to half a minute later); asyncio then
+    keeps the request only as a count on the task, and the run would go on to "succeeded"
+    after the API accepted the cancel. Runs recorded before this check replay as they ran.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() and workflow.patched(STOP_WHEN_CANCELLED):
+        raise asyncio.CancelledError("cancel requested while the step was finishing")
+
 
 async def alert(event: FailureEvent) -> None:
     """Sends the failure alert; a webhook that stays down is logged, never the run's outcome."""

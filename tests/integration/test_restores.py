@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.settings import Settings
 from devstack.postgres import PostgresServer
@@ -249,6 +250,41 @@ async def test_cancel_resumes_the_application(
     assert done["status"] == "cancelled", done
     assert log.read_text().split() == ["stop", "start"]
     await histories.record(temporal_client, accepted["workflow_id"], "restore-cancelled")
+
+
+async def test_a_cancel_that_arrives_while_a_step_finishes_still_cancels(
+    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    temporal_client: Client,
+) -> None:  # fmt: skip
+    """The stop hook runs on after the cancel and its step ends normally: the run stops anyway.
+
+    A step waiting for its cancellation returns its result when it finishes first; without
+    the workflow's checkpoint the restore went on and ended "succeeded" after a 202 cancel.
+    """
+    log = tmp_path / "hooks.log"
+    hooks = {"stop": ["sh", "-c", f"echo stop >> {log}; sleep 4"],
+             "start": ["sh", "-c", f"echo start >> {log}"]}  # fmt: skip
+    app = await make_app(api, world, database_server, tmp_path / "app", hooks=hooks)
+    backup = await run_backup(api, world, app)
+    before = table_hashes(app.db_url)
+    owner = world.auth("owner")
+    accepted = await expect(
+        await api.post(restore_url(app, backup["id"]), json={"restore_type": "full"},
+                       headers=owner),
+        202,
+    )  # fmt: skip
+    path = f"/api/v1/applications/{app.id}/restores/{accepted['id']}"
+    await wait_for(api, path, owner, lambda r: log.exists())
+    await asyncio.sleep(3.3)  # near its end: the step finishes before its next heartbeat
+    await expect(await api.post(f"{path}/cancel", headers=owner), 202)
+    done = await wait_for(
+        api, path, owner, lambda r: r["status"] in ("cancelled", "failed", "succeeded"), seconds=90
+    )
+    assert done["status"] == "cancelled", done
+    described = await temporal_client.get_workflow_handle(accepted["workflow_id"]).describe()
+    assert described.status == WorkflowExecutionStatus.CANCELED
+    assert log.read_text().split() == ["stop", "start"]  # resumed once, as always
+    assert table_hashes(app.db_url) == before  # stopped before the database was touched
 
 
 async def test_rules_of_the_restore_api(
