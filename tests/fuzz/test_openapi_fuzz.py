@@ -61,6 +61,10 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
 ]
+# /readyz answers its documented 503 `not-ready` when no worker polled in the last 90 s, which
+# is true here: the in-process workers share the session loop, idle while a synchronous
+# fuzz pass runs. Its answers are still checked against the schema.
+READINESS_CHECKS = [check for check in CHECKS if check is not not_a_server_error]
 ROLES = {"test_as_workspace_admin": "ws_admin", "test_as_platform_admin": "platform_admin"}
 # A five-field cron that fires daily: the schema cannot say so, so blind strings never pass.
 SCHEDULES = ["0 3 * * *", "30 1 * * 1"]
@@ -352,7 +356,8 @@ def _aim_coverage(case: Any) -> None:
 
 def _fuzz(case: Any, app: FastAPI, fuzz_world: FuzzWorld, who: str) -> None:
     _aim_coverage(case)
-    response = case.call_and_validate(app=app, headers=fuzz_world.world.auth(who), checks=CHECKS)
+    checks = READINESS_CHECKS if case.path == "/readyz" else CHECKS
+    response = case.call_and_validate(app=app, headers=fuzz_world.world.auth(who), checks=checks)
     key = f"{who} {response.status_code}"
     fuzz_world.statuses[key] = fuzz_world.statuses.get(key, 0) + 1
 
