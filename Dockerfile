@@ -14,6 +14,7 @@ COPY activities activities
 COPY adapters adapters
 COPY api api
 COPY cli cli
+COPY contracts contracts
 COPY core core
 COPY db db
 COPY devstack devstack

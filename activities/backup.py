@@ -11,7 +11,7 @@ import asyncio
 import json
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,18 @@ from adapters.storage_backend import (
     folder_usage,
     repository_bytes,
 )
+from contracts.backup import (
+    BeginBackup,
+    ExecutionRef,
+    FailJob,
+    FailRecorded,
+    PartResult,
+    RecordJob,
+    SnapshotStep,
+    StoredManifest,
+    SuccessJob,
+    UploadJob,
+)
 from core import crypto, metrics
 from core.boundaries import BoundaryError, check_volume_path
 from core.run_outcome import shorten
@@ -52,88 +64,9 @@ from db.models import (
     BackupStorage,
 )
 from db.runs import live_run_of, lock_application, newest_success, settle
-from workflows.backup_request import BackupRequest
 
 GIB = 1024**3
 ACTOR = audit.Actor(label="system:backup-workflow")
-
-
-@dataclass
-class BeginBackup:
-    request: BackupRequest
-    workflow_id: str
-    run_id: str
-    schedule_id: str | None = None
-
-
-@dataclass
-class ExecutionRef:
-    execution_id: str
-    volumes: list[str]
-    include_database: bool
-
-
-@dataclass
-class SnapshotStep:
-    consistent: bool
-    note: str
-    volumes: dict[str, str]  # volume name -> folder the upload reads
-
-
-@dataclass
-class UploadJob:
-    execution_id: str
-    volume: str
-    path: str
-    backup_type: str
-
-
-@dataclass
-class PartResult:
-    part: str
-    snapshot_id: str
-    bytes_processed: int
-    data_added: int
-    files: int
-    reused: bool
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RecordJob:
-    execution_id: str
-    parts: list[PartResult]
-    snapshot: SnapshotStep
-    started_at: str
-
-
-@dataclass
-class StoredManifest:
-    snapshot_id: str
-    manifest: dict[str, Any]
-    size_bytes: int
-
-
-@dataclass
-class SuccessJob:
-    execution_id: str
-    stored: StoredManifest
-
-
-@dataclass
-class FailJob:
-    """The outcome of a run that did not succeed; only the metadata database is needed."""
-
-    begin: BeginBackup
-    execution_id: str | None  # None when the run failed before it had a row
-    message: str
-    status: str = "failed"  # failed | cancelled
-
-
-@dataclass
-class FailRecorded:
-    execution_id: str | None
-    settled: bool  # False: the row had ended already (nothing to alert twice)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,15 @@ from activities.restore import (
 from activities.support import fatal, heartbeating, read_metadata, to_completion
 from adapters import pg_databases, pg_dump
 from adapters.restic import Restic, ResticError
+from contracts.drill import (
+    BeginDrill,
+    CheckOutcome,
+    DrillPlan,
+    DrillRecorded,
+    DrillVolume,
+    FinishDrill,
+    Verified,
+)
 from core import crypto, metrics
 from core.boundaries import volume_roots
 from core.run_outcome import shorten
@@ -67,71 +76,6 @@ SCRATCH_PREFIX = "cairn_drill_"
 CHECK_TIMEOUT_SECONDS = 60
 # Cleanup is retried this often (the workflow's retry policy); the last attempt notes a failure.
 CLEANUP_ATTEMPTS = 10
-
-
-@dataclass
-class DrillRequest:
-    """What starts a drill: a policy's drill schedule or the API."""
-
-    application_id: str
-    workspace_id: str
-    trigger: str  # manual | schedule
-    drill_id: str | None = None  # manual runs: the row the API created
-    schedule_id: str | None = None  # scheduled runs: the schedule that started it
-
-
-@dataclass
-class BeginDrill:
-    request: DrillRequest
-    workflow_id: str
-    run_id: str
-
-
-@dataclass
-class DrillPlan:
-    drill_id: str
-    backup_id: str
-    database: bool
-    volumes: list[str]
-
-
-@dataclass
-class DrillVolume:
-    drill_id: str
-    volume: str
-
-
-@dataclass
-class Verified:
-    volume_bytes: int
-    summary: str
-
-
-@dataclass
-class CheckOutcome:
-    name: str
-    outcome: str  # passed | failed | error
-    message: str
-
-
-@dataclass
-class FinishDrill:
-    """The outcome to record; only the metadata database is needed."""
-
-    begin: BeginDrill
-    drill_id: str | None  # None when the run failed before it had a row
-    status: str  # succeeded | failed | cancelled
-    message: str | None = None
-    recovery_seconds: float | None = None
-    bytes_restored: int | None = None
-    checks: list[CheckOutcome] = field(default_factory=list)
-    notes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class DrillRecorded:
-    drill_id: str | None
-    settled: bool  # True when this call ended the row (so the run alerts once)
 
 
 @dataclass

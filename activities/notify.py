@@ -6,25 +6,14 @@ only tells the outside world, and Temporal retries it while the webhook is down.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts.notify import FailureEvent
 from core.settings import Settings
-
-
-@dataclass
-class FailureEvent:
-    kind: str  # backup | restore
-    id: str  # the execution or restore id
-    application_id: str
-    workspace_id: str
-    workflow_id: str
-    status: str  # failed | cancelled
-    message: str
-    trigger: str | None = None
 
 
 class Notifier:

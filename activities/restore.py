@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from activities.support import (
 )
 from adapters import pg_databases, pg_dump
 from adapters.restic import Repository, Restic, ResticError
+from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics
 from core.boundaries import (
     BoundaryError,
@@ -51,27 +52,6 @@ ACTOR = audit.Actor(label="system:restore-workflow")
 DAMAGED = re.compile(
     r"ciphertext verification failed|checksum mismatch|is damaged|invalid data returned", re.I
 )
-
-
-@dataclass
-class RestorePlan:
-    restore_id: str
-    database: bool
-    volumes: list[str]
-
-
-@dataclass
-class VolumeJob:
-    restore_id: str
-    volume: str
-
-
-@dataclass
-class FinishRestore:
-    restore_id: str
-    status: str  # succeeded | failed | cancelled
-    message: str | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.notify import FailureEvent
+from contracts.notify import FailureEvent
 from core import metrics
 from core.run_outcome import Outcome, outcome
 from db import audit

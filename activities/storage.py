@@ -11,7 +11,6 @@ import asyncio
 import math
 import shutil
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +27,7 @@ from adapters.storage_backend import (
     repositories_root,
     repository_bytes,
 )
+from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
 from core import crypto
 from core.settings import Settings
 from db import audit
@@ -37,28 +37,6 @@ from db.runs import FINISHED
 GIB = 1024**3
 SAMPLE_RETENTION = timedelta(days=30)
 WORKFLOW_ACTOR = audit.Actor(label="system:workflow")
-
-
-@dataclass
-class StorageJob:
-    storage_id: str
-    revision: str  # the row's updated_at when the job was made; older rows are not yet visible
-    mode: str = "create"  # create | update
-
-
-@dataclass
-class StorageStatusChange:
-    storage_id: str
-    status: str
-    message: str | None = None
-
-
-@dataclass
-class StorageUsage:
-    storage_id: str
-    status: str
-    used_bytes: int  # cairn's own (its repositories)
-    total_bytes: int  # the file system's
 
 
 def secrets_context(storage_id: uuid.UUID | str) -> str:

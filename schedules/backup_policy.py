@@ -35,11 +35,11 @@ from temporalio.client import (
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.backup import BACKUP_WORKFLOW, BackupRequest
 from core import run_summary
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db.models import Application, BackupPolicy, BackupStorage, Workspace
-from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
 
 log = logging.getLogger(__name__)
 

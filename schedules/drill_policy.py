@@ -24,7 +24,8 @@ from temporalio.client import (
     ScheduleState,
 )
 
-from activities.drill import DRILL_WORKFLOW, DrillRequest
+from activities.drill import DRILL_WORKFLOW
+from contracts.drill import DrillRequest
 from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db.models import Application, BackupPolicy, RestoreDrillPolicy

@@ -18,8 +18,11 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.backup import (
-        BackupActivities,
+    from activities.backup import BackupActivities
+    from activities.retention import RetentionActivities
+    from contracts.backup import (
+        BACKUP_WORKFLOW,
+        BackupRequest,
         BeginBackup,
         FailJob,
         PartResult,
@@ -27,10 +30,8 @@ with workflow.unsafe.imports_passed_through():
         SuccessJob,
         UploadJob,
     )
-    from activities.notify import FailureEvent
-    from activities.retention import RetentionActivities
+    from contracts.notify import FailureEvent
     from core.settings import DATA_TASK_QUEUE
-    from workflows.backup_request import BACKUP_WORKFLOW, BackupRequest
     from workflows.shared import (
         BEGIN_BUDGET,
         CLEANUP,

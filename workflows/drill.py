@@ -10,19 +10,17 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.drill import (
-        CLEANUP_ATTEMPTS,
-        DRILL_WORKFLOW,
+    from activities.drill import CLEANUP_ATTEMPTS, DRILL_WORKFLOW, DrillActivities
+    from contracts.drill import (
         BeginDrill,
         CheckOutcome,
-        DrillActivities,
         DrillPlan,
         DrillRecorded,
         DrillRequest,
         DrillVolume,
         FinishDrill,
     )
-    from activities.notify import FailureEvent
+    from contracts.notify import FailureEvent
     from core.settings import DATA_TASK_QUEUE
     from workflows.shared import (
         BEGIN_BUDGET,

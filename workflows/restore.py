@@ -10,8 +10,9 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import FailureEvent
-    from activities.restore import FinishRestore, RestoreActivities, RestorePlan, VolumeJob
+    from activities.restore import RestoreActivities
+    from contracts.notify import FailureEvent
+    from contracts.restore import FinishRestore, RestorePlan, VolumeJob
     from core.settings import DATA_TASK_QUEUE
     from workflows.shared import (
         BEGIN_BUDGET,

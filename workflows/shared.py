@@ -16,7 +16,8 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import FailureEvent, Notifier
+    from activities.notify import Notifier
+    from contracts.notify import FailureEvent
 
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Steps that only read and write the metadata database (begin, record the outcome): retried

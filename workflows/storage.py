@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from contracts.storage import DeleteStorageJob
+
 with workflow.unsafe.imports_passed_through():
-    from activities.storage import (
-        StorageActivities,
-        StorageJob,
-        StorageStatusChange,
-        StorageUsage,
-    )
+    from activities.storage import StorageActivities
+    from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
     from core.settings import DATA_TASK_QUEUE
     from workflows.shared import HEARTBEAT, reason
 
@@ -31,12 +28,6 @@ DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 PVE_TIMEOUT = timedelta(seconds=60)
-
-
-@dataclass
-class DeleteStorageJob:
-    storage: StorageJob
-    force: bool = False
 
 
 @workflow.defn

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.storage import GIB, StorageJob, secrets_context
+from activities.storage import GIB, secrets_context
 from api.deps import DedicatedAdmin, DedicatedReader, SessionDep, SettingsDep, TemporalDep
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
@@ -30,13 +30,14 @@ from api.schemas.storages import (
     StorageUpdate,
 )
 from api.temporal_links import workflow_url
+from contracts.storage import DeleteStorageJob, StorageJob
 from core import crypto, run_summary
 from core.search_attributes import WORKSPACE_ID
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db import audit
 from db.models import BackupExecution, BackupPolicy, BackupStorage
 from db.quota import allocated_gb, lock_workspace
-from workflows.storage import DeleteStorageJob, DeleteStorageWorkflow, ProvisionStorageWorkflow
+from workflows.storage import DeleteStorageWorkflow, ProvisionStorageWorkflow
 
 router = APIRouter(
     prefix="/api/v1/workspaces/{workspace_id}/backup-storages", tags=["backup storages"]

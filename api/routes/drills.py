@@ -13,7 +13,6 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from activities.drill import DrillRequest
 from api.deps import (
     ApplicationAccess,
     DedicatedAppReader,
@@ -29,6 +28,7 @@ from api.routes.backups import IdempotencyKey
 from api.runs import settled_view, start_run, with_timeline
 from api.schemas.drills import DrillDetail, DrillOut, DrillPolicyIn, DrillPolicyOut
 from api.temporal_links import workflow_url
+from contracts.drill import DrillRequest
 from core.run_outcome import is_live
 from core.settings import Settings
 from db import audit

@@ -1,0 +1,100 @@
+"""What crosses the Temporal boundary in a backup run: its input, each step's input and result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKUP_WORKFLOW = "BackupWorkflow"
+
+
+@dataclass
+class BackupRequest:
+    application_id: str
+    workspace_id: str
+    policy_id: str
+    storage_id: str
+    trigger: str  # manual | schedule
+    backup_type: str  # full | incremental
+    include_volumes: bool
+    include_database: bool
+    retention_days: int
+    execution_id: str | None = None  # manual runs: the row the API created
+
+
+@dataclass
+class BeginBackup:
+    request: BackupRequest
+    workflow_id: str
+    run_id: str
+    schedule_id: str | None = None
+
+
+@dataclass
+class ExecutionRef:
+    execution_id: str
+    volumes: list[str]
+    include_database: bool
+
+
+@dataclass
+class SnapshotStep:
+    consistent: bool
+    note: str
+    volumes: dict[str, str]  # volume name -> folder the upload reads
+
+
+@dataclass
+class UploadJob:
+    execution_id: str
+    volume: str
+    path: str
+    backup_type: str
+
+
+@dataclass
+class PartResult:
+    part: str
+    snapshot_id: str
+    bytes_processed: int
+    data_added: int
+    files: int
+    reused: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecordJob:
+    execution_id: str
+    parts: list[PartResult]
+    snapshot: SnapshotStep
+    started_at: str
+
+
+@dataclass
+class StoredManifest:
+    snapshot_id: str
+    manifest: dict[str, Any]
+    size_bytes: int
+
+
+@dataclass
+class SuccessJob:
+    execution_id: str
+    stored: StoredManifest
+
+
+@dataclass
+class FailJob:
+    """The outcome of a run that did not succeed; only the metadata database is needed."""
+
+    begin: BeginBackup
+    execution_id: str | None  # None when the run failed before it had a row
+    message: str
+    status: str = "failed"  # failed | cancelled
+
+
+@dataclass
+class FailRecorded:
+    execution_id: str | None
+    settled: bool  # False: the row had ended already (nothing to alert twice)

@@ -1,0 +1,70 @@
+"""What crosses the Temporal boundary in a restore drill."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DrillRequest:
+    """What starts a drill: a policy's drill schedule or the API."""
+
+    application_id: str
+    workspace_id: str
+    trigger: str  # manual | schedule
+    drill_id: str | None = None  # manual runs: the row the API created
+    schedule_id: str | None = None  # scheduled runs: the schedule that started it
+
+
+@dataclass
+class BeginDrill:
+    request: DrillRequest
+    workflow_id: str
+    run_id: str
+
+
+@dataclass
+class DrillPlan:
+    drill_id: str
+    backup_id: str
+    database: bool
+    volumes: list[str]
+
+
+@dataclass
+class DrillVolume:
+    drill_id: str
+    volume: str
+
+
+@dataclass
+class Verified:
+    volume_bytes: int
+    summary: str
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    outcome: str  # passed | failed | error
+    message: str
+
+
+@dataclass
+class FinishDrill:
+    """The outcome to record; only the metadata database is needed."""
+
+    begin: BeginDrill
+    drill_id: str | None  # None when the run failed before it had a row
+    status: str  # succeeded | failed | cancelled
+    message: str | None = None
+    recovery_seconds: float | None = None
+    bytes_restored: int | None = None
+    checks: list[CheckOutcome] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DrillRecorded:
+    drill_id: str | None
+    settled: bool  # True when this call ended the row (so the run alerts once)

@@ -1,0 +1,17 @@
+"""The failure event a run hands to the notifier activity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FailureEvent:
+    kind: str  # backup | restore
+    id: str  # the execution or restore id
+    application_id: str
+    workspace_id: str
+    workflow_id: str
+    status: str  # failed | cancelled
+    message: str
+    trigger: str | None = None

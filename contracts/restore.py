@@ -1,0 +1,27 @@
+"""What crosses the Temporal boundary in a restore run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RestorePlan:
+    restore_id: str
+    database: bool
+    volumes: list[str]
+
+
+@dataclass
+class VolumeJob:
+    restore_id: str
+    volume: str
+
+
+@dataclass
+class FinishRestore:
+    restore_id: str
+    status: str  # succeeded | failed | cancelled
+    message: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
