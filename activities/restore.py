@@ -34,7 +34,7 @@ from activities.support import (
 from adapters import pg_databases, pg_dump
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
-from core import crypto, metrics
+from core import crypto, metrics, secret_contexts
 from core.boundaries import (
     BoundaryError,
     check_application_database,
@@ -96,10 +96,6 @@ async def backup_to_read(
         raise fatal(f"the backup to {purpose} no longer exists or was pruned", "MissingBackup")
     _, repo = await execution_repository(session, settings, execution, application)
     return Backup(execution, application, repo)
-
-
-def target_context(restore_id: uuid.UUID | str) -> str:
-    return f"backup_restores/{restore_id}/target_password"
 
 
 def database_of(application: Application, settings: Settings) -> pg_dump.PgTarget:
@@ -241,7 +237,7 @@ class RestoreActivities:
                 password = crypto.open_sealed(
                     target["password_sealed"],
                     master_key=self.settings.master_key_text,
-                    context=target_context(loaded.restore.id),
+                    context=secret_contexts.restore_target_password(loaded.restore.id),
                 ).decode()
             return pg_dump.PgTarget(
                 parts["host"], int(parts["port"]), parts.get("user"), parts["dbname"], password

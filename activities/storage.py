@@ -28,7 +28,7 @@ from adapters.storage_backend import (
     repository_bytes,
 )
 from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
-from core import crypto
+from core import crypto, secret_contexts
 from core.settings import Settings
 from db import audit
 from db.models import BackupExecution, BackupStorage, StorageUsageSample
@@ -37,10 +37,6 @@ from db.runs import FINISHED
 GIB = 1024**3
 SAMPLE_RETENTION = timedelta(days=30)
 WORKFLOW_ACTOR = audit.Actor(label="system:workflow")
-
-
-def secrets_context(storage_id: uuid.UUID | str) -> str:
-    return f"backup_storages/{storage_id}/connection_secrets"
 
 
 def _fail(exc: BackendError) -> ApplicationError:
@@ -86,7 +82,7 @@ class StorageActivities:
         return crypto.open_json(
             storage.connection_secrets,
             master_key=self.settings.master_key_text,
-            context=secrets_context(storage.id),
+            context=secret_contexts.storage_secrets(storage.id),
         )
 
     @activity.defn

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from adapters.local_platform import LocalPlatform
 from adapters.platform import Platform
 from adapters.restic import Progress, Repository, ResticError
-from core import crypto
+from core import crypto, secret_contexts
 from core.settings import Settings
 from db.availability import database_unavailable
 from db.models import Application, BackupExecution, BackupStorage
@@ -43,7 +43,7 @@ def open_platform(application: Application, settings: Settings) -> Platform:
         secrets = crypto.open_json(
             application.platform_secrets,
             master_key=settings.master_key_text,
-            context=f"applications/{application.id}/platform_secrets",
+            context=secret_contexts.application_secrets(application.id),
         )
     return LocalPlatform(application.platform_settings, secrets)
 

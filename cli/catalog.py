@@ -29,13 +29,13 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Repository, Restic, ResticError
-from core import crypto
+from core import crypto, secret_contexts
 from core.settings import Settings, get_settings
 from db import audit
 from db.models import Application, BackupExecution, BackupRepository, BackupStorage, Workspace
 from db.quota import allocated_gb
 from db.session import make_engine, make_sessionmaker
-from repository.store import KEY_FILE, KEY_FORMAT, key_context, relative_path, seal_password
+from repository.store import KEY_FILE, KEY_FORMAT, relative_path, seal_password
 
 ACTOR = audit.Actor(label="system:catalog-import")
 
@@ -91,7 +91,7 @@ def read_storage(settings: Settings, restic: Restic, root: Path) -> list[Found]:
             password = crypto.open_sealed(
                 document["password_sealed"],
                 master_key=settings.master_key_text,
-                context=key_context(relative),
+                context=secret_contexts.key_file_password(relative),
             ).decode()
         except crypto.CryptoError as exc:
             raise ImportRefused(

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import crypto
+from core import crypto, secret_contexts
 from db.models import Application, BackupRepository, BackupStorage
 from db.session import make_engine, make_sessionmaker
 
@@ -36,30 +36,24 @@ async def _newest(session: AsyncSession, model: Any, column: Any) -> Any:
 
 async def unopened_secrets(database_url: str, master_key: str | None) -> list[Unopened]:
     """One secret of each kind present (the newest), tried with ``master_key``; the failures."""
-    # imported here: the contexts live with the code that seals them, and ``cairn`` must not
-    # import the API and activities for every command
-    from activities.storage import secrets_context as storage_context
-    from api.routes.applications import secrets_context as application_context
-    from repository.store import _context as repository_context
-
     kinds: list[tuple[str, Any, Any, Callable[[Any], str]]] = [
         (
             "application database password",
             Application,
             Application.platform_secrets,
-            application_context,
+            lambda row: secret_contexts.application_secrets(row.id),
         ),
         (
             "storage connection secret",
             BackupStorage,
             BackupStorage.connection_secrets,
-            lambda row: storage_context(row.id),
+            lambda row: secret_contexts.storage_secrets(row.id),
         ),
         (
             "restic repository password",
             BackupRepository,
             BackupRepository.password_sealed,
-            lambda row: repository_context(row.application_id, row.storage_id),
+            lambda row: secret_contexts.repository_password(row.application_id, row.storage_id),
         ),
     ]
     failures: list[Unopened] = []

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Repository
-from core import crypto
+from core import crypto, secret_contexts
 from core.settings import Settings
 from db.models import Application, BackupRepository, BackupStorage, Workspace
 
@@ -46,16 +46,6 @@ def repository_path(settings: Settings, storage: BackupStorage, application: App
 def relative_path(path: Path) -> str:
     """A repository's place inside its storage: workspaces/{id}/applications/{id}."""
     return "/".join(path.parts[-4:])
-
-
-def key_context(relative: str) -> str:
-    """Binds the key file's sealed password to where it lies in the storage (not the mount
-    point, which may differ on the installation that imports it)."""
-    return f"storage/{relative}/password"
-
-
-def _context(application_id: uuid.UUID, storage_id: uuid.UUID) -> str:
-    return f"backup_repositories/{application_id}/{storage_id}/password"
 
 
 async def open_repository(
@@ -118,7 +108,7 @@ def write_key_file(settings: Settings, repo: Repository, document: dict[str, Any
     sealed = crypto.seal(
         repo.password.encode(),
         master_key=settings.master_key_text,
-        context=key_context(relative_path(repo.path)),
+        context=secret_contexts.key_file_password(relative_path(repo.path)),
     )
     target = repo.path / KEY_FILE
     partial = target.with_name(f".{KEY_FILE}.{os.getpid()}")
@@ -133,7 +123,7 @@ def seal_password(
     return crypto.seal(
         password.encode(),
         master_key=settings.master_key_text,
-        context=_context(application_id, storage_id),
+        context=secret_contexts.repository_password(application_id, storage_id),
     )
 
 
@@ -141,5 +131,5 @@ def read_password(settings: Settings, row: BackupRepository) -> str:
     return crypto.open_sealed(
         row.password_sealed,
         master_key=settings.master_key_text,
-        context=_context(row.application_id, row.storage_id),
+        context=secret_contexts.repository_password(row.application_id, row.storage_id),
     ).decode()

@@ -17,7 +17,7 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, invalid
 from api.schemas.applications import ApplicationCreate, ApplicationOut, LocalPlatformIn
-from core import crypto
+from core import crypto, secret_contexts
 from core.boundaries import AdminOnly, BoundaryError, check_application_database, check_volume_path
 from core.local_platform import database_url, split_database_url
 from core.settings import Settings
@@ -25,10 +25,6 @@ from db import audit
 from db.models import Application, BackupPolicy, WorkspaceMember
 
 router = APIRouter(tags=["applications"])
-
-
-def secrets_context(application: Application) -> str:
-    return f"applications/{application.id}/platform_secrets"
 
 
 def refused(exc: BoundaryError) -> Problem:
@@ -117,7 +113,7 @@ async def create_application(
             application.platform_secrets = crypto.seal_json(
                 {"database_password": password},
                 master_key=settings.master_key_text,
-                context=secrets_context(application),
+                context=secret_contexts.application_secrets(application.id),
             )
         except crypto.CryptoError as exc:
             raise Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc)) from exc

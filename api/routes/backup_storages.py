@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.storage import GIB, secrets_context
+from activities.storage import GIB
 from api.deps import DedicatedAdmin, DedicatedReader, SessionDep, SettingsDep, TemporalDep
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import Problem, conflict, not_found
@@ -31,7 +31,7 @@ from api.schemas.storages import (
 )
 from api.temporal_links import workflow_url
 from contracts.storage import DeleteStorageJob, StorageJob
-from core import crypto, run_summary
+from core import crypto, run_summary, secret_contexts
 from core.search_attributes import WORKSPACE_ID
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db import audit
@@ -72,7 +72,9 @@ def _seal(settings: Settings, storage_id: uuid.UUID, secrets: dict[str, str]) ->
         return None
     try:
         return crypto.seal_json(
-            secrets, master_key=settings.master_key_text, context=secrets_context(storage_id)
+            secrets,
+            master_key=settings.master_key_text,
+            context=secret_contexts.storage_secrets(storage_id),
         )
     except crypto.CryptoError as exc:
         raise Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc)) from exc

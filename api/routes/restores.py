@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.restore import target_context
 from api.deps import (
     ApplicationAccess,
     DedicatedAppReader,
@@ -26,7 +25,7 @@ from api.routes.backups import backup_of
 from api.runs import cancel_run, refuse_if_busy, settled_view, start_run, with_timeline
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest, RestoreTarget
 from api.temporal_links import workflow_url
-from core import crypto
+from core import crypto, secret_contexts
 from core.boundaries import (
     BoundaryError,
     check_application_database,
@@ -161,7 +160,7 @@ async def start_restore(
             if password:
                 target["password_sealed"] = crypto.seal(
                     password.encode(), master_key=settings.master_key_text,
-                    context=target_context(restore_id),
+                    context=secret_contexts.restore_target_password(restore_id),
                 )  # fmt: skip
     check_registration(application, database and target is None, volumes, settings)
     await refuse_if_busy(session, temporal, application, "restore")

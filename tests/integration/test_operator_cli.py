@@ -14,9 +14,9 @@ import pytest
 
 from core import crypto
 from core.crypto import generate_master_key
+from core.secret_contexts import repository_password
 from core.tokens import hash_token
 from devstack.postgres import PostgresServer
-from repository.store import _context as repository_context
 from tests.conftest import free_port
 from tests.support import database as dbsupport
 
@@ -128,7 +128,7 @@ def test_a_wrong_master_key_is_one_line(own_database: str, tmp_path: Path) -> No
     sealed = crypto.seal(
         b"restic-pw",
         master_key=generate_master_key(),  # not the key the command is given
-        context=repository_context(app_id, storage_id),
+        context=repository_password(app_id, storage_id),
     )
     with psycopg.connect(dbsupport.libpq_url(own_database)) as conn:
         user = conn.execute("SELECT id FROM users").fetchone()

@@ -1,0 +1,42 @@
+"""Every state a run or a storage can be in, and what starts a run: one home for the words.
+
+They are ``StrEnum``s, so a member is the very string stored in the database, sent in a
+workflow payload and shown by the API; rows and payloads written before keep their meaning.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """A backup, restore or drill run; backups alone can end ``pruned`` (retention)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PRUNED = "pruned"
+
+
+LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StorageStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNAVAILABLE = "unavailable"
+    ERROR = "error"
+    DELETING = "deleting"
+
+
+class Trigger(StrEnum):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+
+
+class BackupType(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
