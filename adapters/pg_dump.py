@@ -43,6 +43,7 @@ from typing import IO, Any, Final
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from adapters.errors import AdapterError
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
 
 logger = logging.getLogger(__name__)
@@ -138,20 +139,8 @@ class PgTarget:
     password: str | None = field(repr=False)
 
 
-class DumpError(Exception):
-    """Dumping or restoring failed; ``retryable`` says whether running it again can help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_error, (self.message, self.retryable))
-
-
-def _rebuild_error(message: str, retryable: bool) -> DumpError:
-    return DumpError(message, retryable=retryable)
+class DumpError(AdapterError):
+    """Dumping a database into restic, or restoring one from it, failed."""
 
 
 def _clean(text: str, target: PgTarget) -> str:
@@ -450,9 +439,14 @@ def dump_into_restic(
             counting = pool.submit(_count_rows, conn, target)
             try:
                 result = _stream_into_restic(
-                    command, target, restic, repo, tags, filename=filename,
+                    command,
+                    target,
+                    restic,
+                    repo,
+                    tags,
+                    filename=filename,
                     progress=_against_size(progress, snapshot.database_size_bytes),
-                )  # fmt: skip
+                )
             except BaseException:
                 conn.cancel_safe()
                 raise
@@ -572,8 +566,9 @@ def restore_from_restic(
             exit_code, stderr = _run_restore(command, target, None)
             if exit_code != 0:
                 raise _failure("pg_restore", exit_code, stderr, target)
-    logger.info("restored snapshot %s into database %s (%d jobs)", snapshot_id, target.dbname,
-                parallel)  # fmt: skip
+    logger.info(
+        "restored snapshot %s into database %s (%d jobs)", snapshot_id, target.dbname, parallel
+    )
 
 
 def restore_plan(size_hint: int | None, staging_dir: Path, jobs: int | None = None) -> int:
@@ -635,9 +630,13 @@ def _run_restore(command: list[str], target: PgTarget, stdin: IO[bytes] | None) 
 
 
 def _restore_streamed(
-    target: PgTarget, restic: Restic, repo: Repository, snapshot_id: str, pg_restore: str,
+    target: PgTarget,
+    restic: Restic,
+    repo: Repository,
+    snapshot_id: str,
+    pg_restore: str,
     filename: str,
-) -> None:  # fmt: skip
+) -> None:
     """``restic dump`` piped into a single-transaction pg_restore: nothing touches the disk."""
     dump = restic.dump(repo, snapshot_id, filename)
     assert dump.stdout is not None

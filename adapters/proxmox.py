@@ -23,6 +23,8 @@ from urllib.parse import quote
 import requests
 from proxmoxer import ProxmoxAPI, ResourceException
 
+from adapters.errors import AdapterError
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -105,35 +107,31 @@ class StorageStatus:
     enabled: bool
 
 
-class ProxmoxError(Exception):
+def _retryable(status_code: int | None, message: str) -> bool:
+    """Network trouble and server-side failures may pass; refused requests will not."""
+    if status_code is None:
+        return True
+    if status_code == 501:  # PVE: no such method/path; the same request fails again
+        return False
+    if status_code >= 500:
+        return not _PERMANENT_500.search(message)
+    return False
+
+
+class ProxmoxError(AdapterError):
     """A PVE call failed; ``status_code`` is None when no HTTP answer came back."""
 
     def __init__(
         self, status_code: int | None, message: str, errors: Mapping[str, str] | None = None
     ) -> None:
-        super().__init__(status_code, message)
+        super().__init__(message, retryable=_retryable(status_code, message))
         self.status_code = status_code
-        self.message = message
         self.errors: dict[str, str] = dict(errors or {})
 
     def __str__(self) -> str:
         if self.status_code is None:
             return self.message
         return f"PVE answered {self.status_code}: {self.message}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status_code, self.message, self.errors))
-
-    @property
-    def retryable(self) -> bool:
-        """Network trouble and server-side failures may pass; refused requests will not."""
-        if self.status_code is None:
-            return True
-        if self.status_code == 501:  # PVE: no such method/path; the same request fails again
-            return False
-        if self.status_code >= 500:
-            return not _PERMANENT_500.search(self.message)
-        return False
 
     @property
     def not_found(self) -> bool:

@@ -40,6 +40,8 @@ from typing import IO, Any, Final, TypeVar
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
+from adapters.errors import AdapterError
+
 logger = logging.getLogger(__name__)
 
 # Snapshots record this host name instead of the worker's: any worker may back up any
@@ -129,21 +131,12 @@ class Progress:
     percent: float
 
 
-class ResticError(Exception):
-    """A restic command failed; ``retryable`` says whether running it again can help."""
+class ResticError(AdapterError):
+    """A restic command failed; ``exit_code`` is restic's, None when it never ran to the end."""
 
     def __init__(self, message: str, *, retryable: bool, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable)
         self.exit_code = exit_code
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_error, (self.message, self.retryable, self.exit_code))
-
-
-def _rebuild_error(message: str, retryable: bool, exit_code: int | None) -> ResticError:
-    return ResticError(message, retryable=retryable, exit_code=exit_code)
 
 
 def _redact(text: str, repo: Repository | None) -> str:
@@ -225,9 +218,14 @@ def _check_tags(tags: Sequence[str]) -> list[str]:
 def _user_key(password: str, salt: bytes, params: Mapping[str, Any]) -> tuple[bytes, bytes, bytes]:
     """scrypt → (AES-256 key, Poly1305-AES k, r), as restic derives a key file's user key."""
     key = hashlib.scrypt(
-        password.encode(), salt=salt, n=int(params["N"]), r=int(params["r"]),
-        p=int(params["p"]), maxmem=1 << 28, dklen=64,
-    )  # fmt: skip
+        password.encode(),
+        salt=salt,
+        n=int(params["N"]),
+        r=int(params["r"]),
+        p=int(params["p"]),
+        maxmem=1 << 28,
+        dklen=64,
+    )
     return key[:32], key[32:48], key[48:]
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from adapters.errors import AdapterError
 from adapters.proxmox import (
     ProxmoxClient,
     ProxmoxConfig,
@@ -33,13 +34,8 @@ from adapters.proxmox import (
 from core.settings import Settings
 
 
-class BackendError(Exception):
-    """A storage operation failed; ``retryable`` says whether trying again can help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
+class BackendError(AdapterError):
+    """Provisioning a storage, or reading its status, failed."""
 
 
 class StorageBackend(Protocol):
