@@ -5,27 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api import timeline
 from api.problems import Problem, conflict
-from core import run_summary
 from core.run_outcome import is_live
-from core.search_attributes import for_run
 from core.settings import CONTROL_TASK_QUEUE
 from db import audit
 from db.models import Application
-from db.runs import (
-    Run,
-    kind_of,
-    live_run_of,
-    lock_application,
-    still_running,
-)
+from db.runs import Run, kind_of, still_running
+from services import runs
+from services.runs import LivenessUnknown, RunInProgress, RunNotStarted
 from workflows.settle_runs import SETTLE_RUNS_WORKFLOW
 
 log = logging.getLogger(__name__)
@@ -33,30 +29,38 @@ SETTLE_NOW_ID = "runs-settle-now"
 SETTLE_WAIT_SECONDS = 15.0
 
 
-async def start_run(
-    temporal: Client, workflow: Any, args: list[Any], workflow_id: str,
-    application: Application, what: str,
-) -> WorkflowHandle[Any, Any]:  # fmt: skip
-    """Starts the run with the search attributes operators filter on, and its summary in words
-    for the Temporal UI (from the run's row, flushed before); 503 if Temporal is down."""
-    session = async_object_session(application)
-    assert session is not None  # the application comes from the request's session
-    text = await run_summary.for_run(session, application, workflow_id)
+@contextmanager
+def refusals(what: str) -> Iterator[None]:
+    """The answers for a run that cannot start: 409 while another run of the application is
+    live, 503 while Temporal cannot say so or does not take the run."""
     try:
-        return await temporal.start_workflow(
-            workflow,
-            args=args,
-            id=workflow_id,
-            task_queue=CONTROL_TASK_QUEUE,
-            search_attributes=for_run(application.workspace_id, application.id, "manual"),
-            static_summary=text.summary,
-            static_details=text.details,
-        )
-    except Exception as exc:
-        raise Problem(
-            503, "temporal-unavailable", "Temporal unavailable",
-            f"the {what} could not be started ({type(exc).__name__}); nothing was recorded",
-        ) from exc  # fmt: skip
+        yield
+    except RunInProgress as exc:
+        raise conflict(
+            f"{exc}; wait for it or cancel it before starting a {what}",
+            running_workflow_id=exc.workflow_id,
+        ) from None
+    except LivenessUnknown as exc:
+        raise _unavailable(
+            f"the state of running work cannot be checked ({exc}); nothing was changed, retry later"
+        ) from exc
+    except RunNotStarted as exc:
+        raise _unavailable(
+            f"the {what} could not be started ({exc}); nothing was recorded"
+        ) from exc
+
+
+async def start_run(
+    temporal: Client,
+    workflow: Any,
+    args: list[Any],
+    workflow_id: str,
+    application: Application,
+    what: str,
+) -> WorkflowHandle[Any, Any]:
+    """Starts the run (services.runs.start_run); 503 if Temporal is down."""
+    with refusals(what):
+        return await runs.start_run(temporal, workflow, args, workflow_id, application)
 
 
 async def with_timeline(
@@ -74,12 +78,8 @@ async def with_timeline(
     return body
 
 
-def _unavailable(exc: Exception) -> Problem:
-    return Problem(
-        503, "temporal-unavailable", "Temporal unavailable",
-        f"the state of running work cannot be checked ({type(exc).__name__}); nothing was"
-        " changed, retry later",
-    )  # fmt: skip
+def _unavailable(detail: str) -> Problem:
+    return Problem(503, "temporal-unavailable", "Temporal unavailable", detail)
 
 
 async def settle_now(temporal: Client) -> None:
@@ -90,9 +90,11 @@ async def settle_now(temporal: Client) -> None:
     """
     try:
         handle = await temporal.start_workflow(
-            SETTLE_RUNS_WORKFLOW, id=SETTLE_NOW_ID, task_queue=CONTROL_TASK_QUEUE,
+            SETTLE_RUNS_WORKFLOW,
+            id=SETTLE_NOW_ID,
+            task_queue=CONTROL_TASK_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )  # fmt: skip
+        )
         await asyncio.wait_for(handle.result(), SETTLE_WAIT_SECONDS)
     except Exception as exc:
         log.warning("settling closed runs now failed: %s", exc)
@@ -115,28 +117,18 @@ async def settled_view(session: AsyncSession, temporal: Client | None, row: Run)
 async def refuse_if_busy(
     session: AsyncSession, temporal: Client, application: Application, what: str
 ) -> None:
-    """Takes the application's run lock and answers 409 while a live run holds it.
-
-    Rows that say running but whose workflow has closed do not block; the reconciler
-    settles them.
-    """
-    await lock_application(session, application.id)
-    try:
-        busy = await live_run_of(session, temporal, application.id)
-    except Exception as exc:
-        raise _unavailable(exc) from exc
-    if busy:
-        raise conflict(
-            f"a backup or restore of this application is running ({busy}); wait for it or"
-            f" cancel it before starting a {what}",
-            running_workflow_id=busy,
-        )
+    """Takes the application's run lock and answers 409 while a live run holds it."""
+    with refusals(what):
+        await runs.claim_application(session, temporal, application.id)
 
 
 async def cancel_run(
-    session: AsyncSession, temporal: Client, row: Run, actor: audit.Actor,
+    session: AsyncSession,
+    temporal: Client,
+    row: Run,
+    actor: audit.Actor,
     workspace_id: uuid.UUID,
-) -> None:  # fmt: skip
+) -> None:
     """Sends the cancellation to a run under way and audits it; 409 for a run that ended.
 
     A row that says running while its workflow has closed is settled instead, and the
@@ -159,12 +151,16 @@ async def cancel_run(
     try:
         await temporal.get_workflow_handle(row.workflow_id, run_id=row.run_id).cancel()
     except Exception as exc:
-        raise Problem(
-            503, "temporal-unavailable", "Temporal unavailable",
-            f"the cancellation could not be sent ({type(exc).__name__}); retry",
-        ) from exc  # fmt: skip
+        raise _unavailable(
+            f"the cancellation could not be sent ({type(exc).__name__}); retry"
+        ) from exc
     audit.record(
-        session, actor, f"{kind}.cancel", target, row.id, workspace_id=workspace_id,
+        session,
+        actor,
+        f"{kind}.cancel",
+        target,
+        row.id,
+        workspace_id=workspace_id,
         details={"workflow_id": row.workflow_id},
-    )  # fmt: skip
+    )
     await session.commit()

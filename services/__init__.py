@@ -1,0 +1,1 @@
+"""The domain operations the API and the activities share: runs, restores, storages, policies."""
