@@ -348,9 +348,7 @@ class BackupActivities:
             point = await heartbeating(asyncio.to_thread(platform.snapshot, execution_id, names))
         except FileNotFoundError as exc:
             raise fatal(str(exc), "InvalidConfiguration") from None
-        return SnapshotStep(
-            point.consistent, point.note, {v.name: str(v.path) for v in point.volumes}
-        )
+        return SnapshotStep(point.consistent, point.note, dict(point.volumes))
 
     @activity.defn
     async def dump_database(self, execution_id: str) -> PartResult:

@@ -14,7 +14,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from adapters.local_platform import LocalPlatform
-from adapters.platform import Platform
 from adapters.restic import Progress, Repository, ResticError
 from core import crypto, secret_contexts
 from core.settings import Settings
@@ -36,7 +35,7 @@ def restic_failure(exc: ResticError) -> ApplicationError:
     return ApplicationError(exc.message, type="ResticError", non_retryable=not exc.retryable)
 
 
-def open_platform(application: Application, settings: Settings) -> Platform:
+def open_platform(application: Application, settings: Settings) -> LocalPlatform:
     """The application's platform adapter, with its secrets opened (worker-side only)."""
     secrets: dict[str, Any] = {}
     if application.platform_secrets:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.pg_dump import PgTarget
-from adapters.platform import PointInTime, VolumeSource
+from adapters.platform import PointInTime
 
 
 class LocalPlatform:
@@ -45,7 +45,7 @@ class LocalPlatform:
             consistent=False,
             note="the local platform has no point-in-time snapshot for folders; files were read"
             " live, so a file changed during the upload may be captured mid-write",
-            volumes=[VolumeSource(name, Path(folders[name])) for name in volumes],
+            volumes={name: folders[name] for name in volumes},
         )
 
     def release(self, execution_id: str) -> None:
