@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.problems import Problem, forbidden, not_found
+from api.problems import Problem, forbidden, not_found, temporal_unavailable, unauthorized
 from api.request_id import current_request_id
 from core.settings import Settings
 from core.tokens import hash_token
@@ -41,12 +41,8 @@ async def get_temporal(request: Request) -> Client:
     try:
         client: Client = await request.app.state.temporal.get()
     except Exception as exc:
-        raise Problem(
-            503,
-            "temporal-unavailable",
-            "Temporal unavailable",
-            f"the Temporal service cannot be reached ({type(exc).__name__}); nothing was changed,"
-            " retry later",
+        raise temporal_unavailable(
+            "the Temporal service cannot be reached", exc, "nothing was changed, retry later"
         ) from exc
     return client
 
@@ -80,18 +76,14 @@ class Principal:
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
-def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "unauthorized", "Unauthorized", detail)
-
-
 async def current_principal(
     session: SessionDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     if not authorization:
-        raise _unauthorized("send an API token as 'Authorization: Bearer <token>'")
+        raise unauthorized("send an API token as 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+        raise unauthorized("the Authorization header must be 'Bearer <token>'")
     row = (
         await session.execute(
             select(ApiToken, User)
@@ -100,7 +92,7 @@ async def current_principal(
         )
     ).one_or_none()
     if row is None or row.ApiToken.revoked_at is not None:
-        raise _unauthorized("the token is unknown or revoked")
+        raise unauthorized("the token is unknown or revoked")
     now = datetime.now(UTC)
     last_used = row.ApiToken.last_used_at
     if last_used is None or now - last_used > LAST_USED_GRANULARITY:
@@ -139,12 +131,11 @@ class WorkspaceAccess:
 
     def require_dedicated(self) -> None:
         if self.workspace.plan != "dedicated":
-            raise Problem(
-                403,
-                "plan-required",
-                "Dedicated plan required",
+            raise forbidden(
                 f"backups are available on the Dedicated plan; workspace {self.workspace.id}"
                 f" is on the '{self.workspace.plan}' plan",
+                kind="plan-required",
+                title="Dedicated plan required",
             )
 
 

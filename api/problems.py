@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -38,24 +39,72 @@ class Problem(Exception):
         )
 
 
+FieldError = dict[str, str]
+"""One refused field of a 422: ``field`` (dotted path), ``message`` and ``code``."""
+
+
 def not_found(what: str, ident: object) -> Problem:
+    """404: ``what`` (e.g. "backup storage") named ``ident`` does not exist for the caller."""
     return Problem(404, "not-found", "Not found", f"{what} {ident} does not exist")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def field_errors(raw: Iterable[Mapping[str, Any]], *prefix: str | int) -> list[FieldError]:
+    """Pydantic's errors (``loc``, ``msg``, ``type``) as the API's field errors."""
+    return [
+        {"field": _field((*prefix, *err["loc"])), "message": err["msg"], "code": err["type"]}
+        for err in raw
+    ]
+
+
+def invalid_fields(errors: Sequence[FieldError], detail: str | None = None) -> Problem:
+    """422 ``validation-error``: the request validator's shape, whoever refuses the fields."""
+    detail = detail or "; ".join(f"{err['field']}: {err['message']}" for err in errors)
+    return Problem(422, "validation-error", "Invalid request", detail, errors=list(errors))
 
 
 def invalid(field: str, message: str, code: str, detail: str | None = None) -> Problem:
     """A 422 about one field, shaped like the request validator's (field, message, code)."""
+    return invalid_fields([{"field": field, "message": message, "code": code}], detail)
+
+
+def unprocessable(kind: str, title: str, detail: str, **extra: Any) -> Problem:
+    """422 of its own ``kind``: a well-formed request this installation cannot carry out."""
+    return Problem(422, kind, title, detail, **extra)
+
+
+def conflict(
+    detail: str, *, kind: str = "conflict", title: str = "Conflict", **extra: Any
+) -> Problem:
+    """409: the resource's state refuses the request; ``kind`` names a specific refusal."""
+    return Problem(409, kind, title, detail, **extra)
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized", detail)
+
+
+def forbidden(detail: str, *, kind: str = "forbidden", title: str = "Forbidden") -> Problem:
+    return Problem(403, kind, title, detail)
+
+
+def temporal_unavailable(what: str, exc: BaseException, then: str) -> Problem:
+    """503: Temporal did not answer while ``what`` was tried; ``then`` says what the caller
+    may do (retry) and what state was left."""
     return Problem(
-        422, "validation-error", "Invalid request", detail or f"{field}: {message}",
-        errors=[{"field": field, "message": message, "code": code}],
-    )  # fmt: skip
+        503,
+        "temporal-unavailable",
+        "Temporal unavailable",
+        f"{what} ({type(exc).__name__}); {then}",
+    )
 
 
-def conflict(detail: str, **extra: Any) -> Problem:
-    return Problem(409, "conflict", "Conflict", detail, **extra)
-
-
-def forbidden(detail: str) -> Problem:
-    return Problem(403, "forbidden", "Forbidden", detail)
+def secrets_unavailable(exc: BaseException) -> Problem:
+    """503: the master key cannot seal or open a secret (missing or wrong)."""
+    return Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc))
 
 
 def problem_response(
@@ -90,10 +139,6 @@ _HTTP_KINDS = {
 }
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
     return problem_response(request, exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
@@ -112,10 +157,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _field(err["loc"]), "message": err["msg"], "code": err["type"]}
-        for err in exc.errors()
-    ]
+    errors = field_errors(exc.errors())
     if any(err["code"] == "json_invalid" for err in errors):
         return problem_response(
             request,
@@ -125,10 +167,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
             "the request body is not valid JSON",
             errors=errors,
         )
-    detail = "; ".join(f"{err['field']}: {err['message']}" for err in errors)
-    return problem_response(
-        request, 422, "validation-error", "Invalid request", detail, errors=errors
-    )
+    return await _on_problem(request, invalid_fields(errors))
 
 
 def _database_unavailable_response(request: Request, exc: BaseException) -> JSONResponse:

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from api.deps import SessionDep, SettingsDep, current_principal
-from api.problems import Problem, forbidden
+from api.problems import forbidden, unauthorized
 from db.models import Application, BackupExecution, BackupRestore, BackupStorage, RestoreDrill
 
 router = APIRouter(tags=["health"])
@@ -129,11 +129,10 @@ async def scraper(
     ):
         return
     if not authorization:
-        raise Problem(
-            401, "unauthorized", "Unauthorized",
+        raise unauthorized(
             "metrics name every tenant's storages: send 'Authorization: Bearer <token>' with the"
-            " scrape token (CAIRN_METRICS_TOKEN) or a platform administrator's API token",
-        )  # fmt: skip
+            " scrape token (CAIRN_METRICS_TOKEN) or a platform administrator's API token"
+        )
     principal = await current_principal(session, authorization)
     if not principal.user.is_platform_admin:
         raise forbidden("metrics need the scrape token or a platform administrator's token")
