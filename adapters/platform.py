@@ -120,7 +120,7 @@ class SqlCheck:
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    status: str  # passed | failed | error
+    outcome: str  # passed | failed | error
     message: str
 
 
