@@ -18,16 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.support import heartbeating, restic_failure, with_progress
+from activities.errors import to_application_error
+from activities.support import heartbeating, with_progress
 from adapters.restic import Repository, Restic, ResticError
 from core.retention_rule import FIELDS, Backup, Rule, Verdict, decide
 from core.settings import Settings
+from core.states import FINISHED, RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
 from repository.store import open_repository
 
 ACTOR = audit.Actor(label="system:retention")
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 def policy_rule(policy: BackupPolicy) -> Rule:
@@ -46,7 +47,7 @@ async def plan(
         select(BackupExecution).where(
             BackupExecution.application_id == policy.application_id,
             BackupExecution.storage_id == policy.storage_id,
-            BackupExecution.status.in_(ENDED),
+            BackupExecution.status.in_(FINISHED),
         )
     )
     backups = [Backup(str(r.id), r.started_at, r.status, r.protected) for r in rows]
@@ -70,7 +71,7 @@ class RetentionActivities:
                 .join(
                     BackupExecution, BackupExecution.application_id == BackupPolicy.application_id
                 )
-                .where(BackupExecution.status.in_(ENDED))
+                .where(BackupExecution.status.in_(FINISHED))
                 .distinct()
             )
             return [str(i) for i in ids]
@@ -102,7 +103,7 @@ class RetentionActivities:
                     select(BackupExecution)
                     .where(
                         BackupExecution.id.in_(doomed),
-                        BackupExecution.status.in_(ENDED),
+                        BackupExecution.status.in_(FINISHED),
                         BackupExecution.protected.is_(False),
                     )
                     .with_for_update()
@@ -112,25 +113,30 @@ class RetentionActivities:
             try:
                 await heartbeating(asyncio.to_thread(self._forget, repo, expired))
             except ResticError as exc:
-                raise restic_failure(exc) from None
+                raise to_application_error(exc) from None
             for row in rows:
                 row.metadata_ = {**(row.metadata_ or {}), "status_before_prune": row.status}
-                row.status = "pruned"
+                row.status = RunStatus.PRUNED
             if rows:
                 audit.record(
-                    session, ACTOR, "backup.prune", "backup_policy", policy.id,
+                    session,
+                    ACTOR,
+                    "backup.prune",
+                    "backup_policy",
+                    policy.id,
                     workspace_id=application.workspace_id,
                     details={
-                        "executions": expired, "rule": rule.describe(),
+                        "executions": expired,
+                        "rule": rule.describe(),
                         "timezone": policy.timezone,
                         "reasons": {str(r.id): list(doomed[r.id]) for r in rows},
                     },
-                )  # fmt: skip
+                )
             await session.commit()
         try:
             await with_progress(lambda _progress: self.restic.prune(repo))
         except ResticError as exc:
-            raise restic_failure(exc) from None
+            raise to_application_error(exc) from None
         return expired
 
     def _forget(self, repo: Repository, executions: list[str]) -> None:

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from contracts.notify import FailureEvent
 from core import metrics
 from core.run_outcome import Outcome, outcome
+from core.states import RunStatus
 from db import audit
 from db.models import BackupExecution, BackupRestore, RestoreDrill
 from db.runs import RUNNING_BACKUP, RUNNING_DRILL, RUNNING_RESTORE, Run, Settled, settle
@@ -24,10 +25,13 @@ BATCH = 200
 
 
 def _verdict(found: Outcome) -> tuple[str, str]:
-    if found.status == "succeeded":
+    if found.status == RunStatus.SUCCEEDED:
         # A run writes its own success before its workflow completes; a completed workflow
         # with a running row means the record was lost, and a backup is not trusted unproven.
-        return "failed", ("the workflow completed but its outcome was never recorded; run it again")
+        return (
+            RunStatus.FAILED,
+            "the workflow completed but its outcome was never recorded; run it again",
+        )
     return found.status, f"settled from Temporal: {found.reason}"
 
 
@@ -67,8 +71,9 @@ class RunActivities:
             await session.commit()
         for row in settled:
             metrics.count_unsuccessful(row.kind, row.trigger, row.started_at)
-            activity.logger.warning("settled %s %s as %s: %s", row.kind, row.id, row.status,
-                                    row.message)  # fmt: skip
+            activity.logger.warning(
+                "settled %s %s as %s: %s", row.kind, row.id, row.status, row.message
+            )
         return [
             FailureEvent(
                 row.kind,
@@ -85,5 +90,5 @@ class RunActivities:
 
     async def _closed(self, workflow_id: str | None, run_id: str | None) -> Outcome | None:
         if not workflow_id:
-            return Outcome("failed", "the run has no workflow id")
+            return Outcome(RunStatus.FAILED, "the run has no workflow id")
         return await outcome(self.client, workflow_id, run_id)

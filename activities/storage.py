@@ -19,30 +19,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import fatal, to_application_error
 from activities.support import heartbeating
-from adapters.storage_backend import (
-    BackendError,
-    StorageBackend,
-    folder_usage,
-    repositories_root,
-    repository_bytes,
-)
+from adapters.storage_backend import BackendError, StorageBackend, folder_usage
 from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
 from core import crypto, secret_contexts
 from core.settings import Settings
+from core.states import FINISHED, RunStatus, StorageStatus
 from db import audit
 from db.models import BackupExecution, BackupStorage, StorageUsageSample
-from db.runs import FINISHED
+from repository.store import repositories_root, repository_bytes
 
 GIB = 1024**3
 SAMPLE_RETENTION = timedelta(days=30)
 WORKFLOW_ACTOR = audit.Actor(label="system:workflow")
-
-
-def _fail(exc: BackendError) -> ApplicationError:
-    return ApplicationError(
-        exc.message, type="StorageBackendError", non_retryable=not exc.retryable
-    )
+# The storages whose usage is read: in service, or out of reach and watched for its return.
+MONITORED = (StorageStatus.ACTIVE, StorageStatus.UNAVAILABLE)
 
 
 class StorageActivities:
@@ -71,9 +63,7 @@ class StorageActivities:
                 type="NotYetVisible",
             )
         if storage is None:
-            raise ApplicationError(
-                f"backup storage {storage_id} no longer exists", type="NotFound", non_retryable=True
-            )
+            raise fatal(f"backup storage {storage_id} no longer exists", "NotFound")
         return storage
 
     def _secrets(self, storage: BackupStorage) -> dict[str, Any]:
@@ -97,7 +87,7 @@ class StorageActivities:
             operation = self.backend.update if exists else self.backend.create
             await asyncio.to_thread(operation, kind, pve_id, config, secrets)
         except BackendError as exc:
-            raise _fail(exc) from None
+            raise to_application_error(exc) from None
 
     @activity.defn
     async def deprovision_storage(self, job: StorageJob) -> None:
@@ -106,7 +96,7 @@ class StorageActivities:
         try:
             await asyncio.to_thread(self.backend.delete, pve_id)
         except BackendError as exc:
-            raise _fail(exc) from None
+            raise to_application_error(exc) from None
 
     @activity.defn
     async def remove_storage_backups(self, job: StorageJob) -> int:
@@ -126,7 +116,7 @@ class StorageActivities:
                     BackupExecution.storage_id == uuid.UUID(job.storage_id),
                     BackupExecution.status.in_(FINISHED),
                 )
-                .values(status="pruned", error_message="its storage was deleted with force")
+                .values(status=RunStatus.PRUNED, error_message="its storage was deleted with force")
             )
             await session.commit()
         return freed
@@ -171,7 +161,7 @@ class StorageActivities:
     async def list_monitored_storages(self) -> list[str]:
         async with self.sessions() as session:
             ids = await session.scalars(
-                select(BackupStorage.id).where(BackupStorage.status.in_(("active", "unavailable")))
+                select(BackupStorage.id).where(BackupStorage.status.in_(MONITORED))
             )
             return [str(i) for i in ids]
 
@@ -203,9 +193,9 @@ class StorageActivities:
         now = datetime.now(UTC)
         async with self.sessions() as session:
             storage = await self._storage(session, storage_id)
-            if storage.status not in ("active", "unavailable"):
+            if storage.status not in MONITORED:
                 return StorageUsage(storage_id, storage.status or "", storage.used_bytes, 0)
-            new_status = "unavailable" if reason else "active"
+            new_status = StorageStatus.UNAVAILABLE if reason else StorageStatus.ACTIVE
             if new_status != storage.status:
                 audit.record(
                     session,

@@ -96,7 +96,7 @@ class StorageStatus:
     PVE runs ``df`` on the storage's path, so ``used_bytes`` counts everything on that file
     system (the node's root disk for a ``dir`` under ``/mnt/pve``, the whole share for NFS or
     CephFS), not what cairn wrote. cairn measures its own bytes itself
-    (``adapters.storage_backend.repository_bytes``) and uses these only to see the file
+    (``repository.store.repository_bytes``) and uses these only to see the file
     system filling up.
     """
 

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Repository
+from adapters.storage_backend import folder_usage
 from core import crypto, secret_contexts
 from core.settings import Settings
 from db.models import Application, BackupRepository, BackupStorage, Workspace
@@ -32,11 +33,19 @@ KEY_FILE = "cairn-repository.json"
 KEY_FORMAT = 1
 
 
+def repositories_root(mount_root: Path, storage_id: str) -> Path:
+    """The folder of a storage holding every repository cairn keeps there, and nothing else.
+
+    The storage's own folder may hold other data; this one is what its usage counts and what
+    a forced delete removes.
+    """
+    return mount_root / storage_id / "workspaces"
+
+
 def repository_path(settings: Settings, storage: BackupStorage, application: Application) -> Path:
+    """``{storage}/workspaces/{workspace id}/applications/{application id}``."""
     return (
-        settings.storage_mount_root
-        / storage.proxmox_storage_id
-        / "workspaces"
+        repositories_root(settings.storage_mount_root, storage.proxmox_storage_id)
         / str(application.workspace_id)
         / "applications"
         / str(application.id)
@@ -44,8 +53,21 @@ def repository_path(settings: Settings, storage: BackupStorage, application: App
 
 
 def relative_path(path: Path) -> str:
-    """A repository's place inside its storage: workspaces/{id}/applications/{id}."""
+    """A repository's place inside its storage: workspaces/{id}/applications/{id}.
+
+    Part of the sealing context of the key file's password, so it never changes.
+    """
     return "/".join(path.parts[-4:])
+
+
+def key_files(storage_root: Path) -> list[Path]:
+    """The key file of every repository in a storage's folder: what a catalog import reads."""
+    return sorted(storage_root.glob(f"workspaces/*/applications/*/{KEY_FILE}"))
+
+
+def repository_bytes(mount_root: Path, storage_id: str) -> int:
+    """cairn's own consumption of a storage: the bytes of its repositories, nothing else."""
+    return folder_usage(repositories_root(mount_root, storage_id))
 
 
 async def open_repository(
@@ -93,13 +115,16 @@ def key_document(
     return {
         "format": KEY_FORMAT,
         "storage": {
-            "id": str(storage.id), "name": storage.name, "type": storage.type,
+            "id": str(storage.id),
+            "name": storage.name,
+            "type": storage.type,
             "proxmox_storage_id": storage.proxmox_storage_id,
-            "capacity_gb": storage.capacity_gb, "connection_config": storage.connection_config,
+            "capacity_gb": storage.capacity_gb,
+            "connection_config": storage.connection_config,
         },
         "workspace": {"id": str(workspace.id), "name": workspace.name},
         "application": {"id": str(application.id), "name": application.name},
-    }  # fmt: skip
+    }
 
 
 def write_key_file(settings: Settings, repo: Repository, document: dict[str, Any]) -> None:

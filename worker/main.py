@@ -18,7 +18,7 @@ from activities.notify import Notifier
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
 from activities.runs import RunActivities
-from activities.schedules import ScheduleActivities
+from activities.schedule_repair import ScheduleActivities
 from activities.storage import StorageActivities
 from adapters.restic import Restic
 from adapters.storage_backend import backend_for

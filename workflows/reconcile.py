@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.schedules import ScheduleActivities
+    from activities.schedule_repair import ScheduleActivities
 
 
 @workflow.defn
