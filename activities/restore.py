@@ -41,7 +41,7 @@ from core.boundaries import (
     check_restore_target,
     check_volume_path,
 )
-from core.local_platform import split_database_url
+from core.database_url import split_database_url
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore

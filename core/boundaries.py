@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from core.local_platform import split_database_url
+from core.database_url import split_database_url
 from core.settings import Settings
 
 # Folders of the operating system and of well-known services: a volume is never one of them,

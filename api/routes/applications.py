@@ -19,7 +19,7 @@ from api.problems import Problem, conflict, invalid
 from api.schemas.applications import ApplicationCreate, ApplicationOut, LocalPlatformIn
 from core import crypto, secret_contexts
 from core.boundaries import AdminOnly, BoundaryError, check_application_database, check_volume_path
-from core.local_platform import database_url, split_database_url
+from core.database_url import database_url, split_database_url
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupPolicy, WorkspaceMember

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 from api.schemas.common import AbsolutePath, Input, Output, Slug
-from core.local_platform import split_database_url
+from core.database_url import split_database_url
 
 
 def _valid_database_url(value: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.boundaries import metadata_database
-from core.local_platform import database_url
+from core.database_url import database_url
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, running_app

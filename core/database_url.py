@@ -1,4 +1,4 @@
-"""Settings of an application of platform kind ``local``: a PostgreSQL URL and volume folders.
+"""An application's PostgreSQL URL, split into settings and a password and built back.
 
 The database password is split off the URL so the stored settings hold no secret;
 it lives sealed in ``applications.platform_secrets`` and is joined back only where

@@ -1,10 +1,10 @@
-"""The database URL of a local application is split so no password is stored in clear."""
+"""The database URL of an application is split so no password is stored in clear."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.local_platform import database_url, split_database_url
+from core.database_url import database_url, split_database_url
 
 
 def test_password_is_split_off_and_joined_back() -> None:
