@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api import timeline
-from api.problems import Problem, conflict
+from api.problems import conflict, temporal_unavailable
 from core.run_outcome import is_live
 from core.settings import CONTROL_TASK_QUEUE
 from db import audit
@@ -41,12 +41,14 @@ def refusals(what: str) -> Iterator[None]:
             running_workflow_id=exc.workflow_id,
         ) from None
     except LivenessUnknown as exc:
-        raise _unavailable(
-            f"the state of running work cannot be checked ({exc}); nothing was changed, retry later"
+        raise temporal_unavailable(
+            "the state of running work cannot be checked",
+            exc.cause,
+            "nothing was changed, retry later",
         ) from exc
     except RunNotStarted as exc:
-        raise _unavailable(
-            f"the {what} could not be started ({exc}); nothing was recorded"
+        raise temporal_unavailable(
+            f"the {what} could not be started", exc.cause, "nothing was recorded"
         ) from exc
 
 
@@ -76,10 +78,6 @@ async def with_timeline(
             log.warning("timeline of %s unreadable: %s", workflow_id, exc)
             body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
     return body
-
-
-def _unavailable(detail: str) -> Problem:
-    return Problem(503, "temporal-unavailable", "Temporal unavailable", detail)
 
 
 async def settle_now(temporal: Client) -> None:
@@ -151,9 +149,7 @@ async def cancel_run(
     try:
         await temporal.get_workflow_handle(row.workflow_id, run_id=row.run_id).cancel()
     except Exception as exc:
-        raise _unavailable(
-            f"the cancellation could not be sent ({type(exc).__name__}); retry"
-        ) from exc
+        raise temporal_unavailable("the cancellation could not be sent", exc, "retry") from exc
     audit.record(
         session,
         actor,

@@ -28,12 +28,20 @@ class RunInProgress(Exception):
         self.workflow_id = workflow_id
 
 
-class LivenessUnknown(Exception):
-    """Temporal could not say whether a run is still live; the cause is chained."""
+class TemporalRefused(Exception):
+    """Temporal did not answer or did not accept; ``cause`` is its error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
 
 
-class RunNotStarted(Exception):
-    """Temporal did not accept the run's workflow; the cause is chained."""
+class LivenessUnknown(TemporalRefused):
+    """Temporal could not say whether a run is still live."""
+
+
+class RunNotStarted(TemporalRefused):
+    """Temporal did not start the run's workflow; nothing of the run was committed."""
 
 
 async def claim_application(
@@ -54,7 +62,7 @@ async def claim_application(
     try:
         busy = await live_run_of(session, temporal, application_id, exclude=exclude)
     except Exception as exc:
-        raise LivenessUnknown(type(exc).__name__) from exc
+        raise LivenessUnknown(exc) from exc
     if busy:
         raise RunInProgress(busy)
 
@@ -82,4 +90,4 @@ async def start_run(
             static_details=text.details,
         )
     except Exception as exc:
-        raise RunNotStarted(type(exc).__name__) from exc
+        raise RunNotStarted(exc) from exc

@@ -6,11 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.applications import DatabaseUrl
 from api.schemas.backups import Timeline
 from api.schemas.common import Input, Output, Slug
+from services.restore_details import StoredTarget
 
 DatabaseName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,22 +67,35 @@ class RestoreRequest(Input):
         return self
 
 
+def _from_details(key: str) -> AliasChoices:
+    """A field shown flat that the row keeps in its ``details`` (services.restore_details)."""
+    return AliasChoices(key, AliasPath("details", key))
+
+
 class RestoreOut(Output):
+    """Read from the row (``model_validate(row, from_attributes=True)``) or from an answer."""
+
     id: uuid.UUID
-    backup_id: uuid.UUID
+    backup_id: uuid.UUID = Field(validation_alias=AliasChoices("backup_id", "backup_execution_id"))
     application_id: uuid.UUID
     status: str
     restore_type: str
-    database: bool
-    volumes: list[str]
-    target: dict[str, Any] | None
-    notes: dict[str, Any] | None
+    database: bool = Field(default=False, validation_alias=_from_details("database"))
+    volumes: list[str] = Field(default_factory=list, validation_alias=_from_details("volumes"))
+    target: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("target"))
+    notes: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("notes"))
     workflow_id: str | None
-    temporal_ui_url: str | None
+    temporal_ui_url: str | None = None
     started_at: datetime | None
     completed_at: datetime | None
     error_message: str | None
     created_at: datetime | None
+
+    @field_validator("target")
+    @classmethod
+    def _without_secret(cls, target: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The sealed password of a target URL stays in the row; an empty target is none."""
+        return StoredTarget.from_dict(target).shown() if target else None
 
 
 class RestoreDetail(RestoreOut):

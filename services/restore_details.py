@@ -1,0 +1,68 @@
+"""What a restore row's ``details`` column holds, typed: the parts restored, the other
+database the dump went into (if any), and the notes the run left.
+
+Rows written before this type existed read unchanged: ``from_dict`` takes any of them, and
+``to_dict`` writes the same keys they have (``notes`` only once the run left some).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StoredTarget:
+    """The database restored into instead of the application's own: a name on its server,
+    or (platform administrators) another server's URL with its password sealed apart."""
+
+    database_name: str | None = None
+    database_url: str | None = None
+    password_sealed: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StoredTarget:
+        return cls(raw.get("database_name"), raw.get("database_url"), raw.get("password_sealed"))
+
+    def to_dict(self) -> dict[str, str]:
+        """The stored shape: only the fields that are set."""
+        fields = {
+            "database_name": self.database_name,
+            "database_url": self.database_url,
+            "password_sealed": self.password_sealed,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+    def shown(self) -> dict[str, str]:
+        """What answers and audit events may show: never the sealed password."""
+        return {key: value for key, value in self.to_dict().items() if key != "password_sealed"}
+
+
+@dataclass(frozen=True)
+class RestoreDetails:
+    database: bool = False
+    volumes: list[str] = field(default_factory=list)
+    target: StoredTarget | None = None
+    notes: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> RestoreDetails:
+        raw = raw or {}
+        target = raw.get("target")
+        return cls(
+            database=bool(raw.get("database")),
+            volumes=list(raw.get("volumes") or []),
+            target=StoredTarget.from_dict(target) if target else None,
+            notes=raw.get("notes"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {
+            "database": self.database,
+            "volumes": list(self.volumes),
+            "target": self.target.to_dict() if self.target else None,
+        }
+        if self.notes is not None:
+            stored["notes"] = self.notes
+        return stored

@@ -1,0 +1,221 @@
+"""Requesting a restore: what a backup can give back, where its database may go, and the
+row, audit event and workflow of the run, recorded together or not at all.
+
+The API decides who may ask and how refusals are answered; the rules are here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from core import crypto, secret_contexts
+from core.boundaries import (
+    BoundaryError,
+    check_application_database,
+    check_restore_target,
+    check_volume_path,
+)
+from core.database_url import database_url, split_database_url
+from core.settings import Settings
+from core.states import RunStatus
+from db import audit
+from db.models import Application, BackupExecution, BackupRestore
+from services.restore_details import RestoreDetails, StoredTarget
+from services.runs import claim_application, start_run
+from workflows.restore import RestoreWorkflow
+
+
+class NotRestorable(Exception):
+    """The backup did not complete: there is nothing whole to bring back."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the backup is {status}; only completed backups can be restored")
+        self.status = status
+
+
+class InvalidRestore(Exception):
+    """The request asks for something this backup cannot give; ``field`` names what."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class RegistrationRefused(Exception):
+    """The application's registration predates the boundaries and reaches outside them."""
+
+    def __init__(self, refused: BoundaryError) -> None:
+        super().__init__(
+            f"the application's registered {refused.field} is refused ({refused.message}); a"
+            " platform administrator must correct the registration before it can be restored"
+        )
+
+
+async def other_databases(
+    session: AsyncSession, application: Application, dbname: str
+) -> list[dict[str, Any]]:
+    """Databases of other applications with that name, on any server (same_server decides)."""
+    rows = await session.scalars(
+        select(Application.platform_settings).where(
+            Application.id != application.id,
+            Application.platform_settings["database"]["dbname"].astext == dbname,
+        )
+    )
+    return [row["database"] for row in rows]
+
+
+async def check_target(
+    session: AsyncSession,
+    application: Application,
+    requested: Mapping[str, str],
+    settings: Settings,
+    by_platform_admin: bool,
+) -> None:
+    """The target stays on the application's side (BoundaryError; AdminOnly for a URL from
+    someone who is not a platform administrator). ``requested``: ``database_name`` or
+    ``database_url``, as asked."""
+    if requested.get("database_name"):
+        dbname = requested["database_name"]
+    else:
+        dbname = split_database_url(requested["database_url"])[0]["dbname"]
+    check_restore_target(
+        requested,
+        application.platform_settings.get("database"),
+        settings,
+        by_platform_admin=by_platform_admin,
+        other_applications=await other_databases(session, application, dbname),
+        field="body.target",
+    )
+
+
+def check_registration(
+    application: Application, database: bool, volumes: list[str], settings: Settings
+) -> None:
+    """An application registered before the boundaries existed may still point outside them."""
+    platform = application.platform_settings
+    try:
+        if database and platform.get("database"):
+            check_application_database(platform["database"], settings, field="database_url")
+        for name in volumes:
+            path = (platform.get("volumes") or {}).get(name)
+            if path is not None:
+                check_volume_path(path, settings, field=f"volumes.{name}")
+    except BoundaryError as exc:
+        raise RegistrationRefused(exc) from None
+
+
+def parts_to_restore(
+    execution: BackupExecution, restore_type: str, database: bool, volumes: list[str]
+) -> tuple[bool, list[str]]:
+    """Whether the database comes back, and which volumes: all the backup holds for a full
+    restore, the ones asked for (and held) for a selective one."""
+    if execution.status != RunStatus.SUCCEEDED:
+        raise NotRestorable(execution.status)
+    manifest = execution.metadata_ or {}
+    parts = {p["part"] for p in manifest.get("parts", [])}
+    in_backup = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
+    if restore_type == "full":
+        return "database" in parts, in_backup
+    if database and "database" not in parts:
+        raise InvalidRestore("body.database", "this backup holds no database")
+    unknown = sorted(set(volumes) - set(in_backup))
+    if unknown:
+        raise InvalidRestore(
+            "body.volumes", f"not in this backup: {', '.join(unknown)} (it holds {in_backup})"
+        )
+    return database, volumes
+
+
+def sealed_target(
+    requested: Mapping[str, str], restore_id: uuid.UUID, settings: Settings
+) -> StoredTarget:
+    """The stored target: a URL loses its password, which is kept sealed to this restore."""
+    if requested.get("database_name"):
+        return StoredTarget(database_name=requested["database_name"])
+    parts, password = split_database_url(requested["database_url"])
+    sealed = None
+    if password:
+        sealed = crypto.seal(
+            password.encode(),
+            master_key=settings.master_key_text,
+            context=secret_contexts.restore_target_password(restore_id),
+        )
+    return StoredTarget(database_url=database_url(parts), password_sealed=sealed)
+
+
+async def request_restore(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    execution: BackupExecution,
+    application: Application,
+    actor: audit.Actor,
+    *,
+    restore_type: str,
+    database: bool,
+    volumes: list[str],
+    target: Mapping[str, str] | None,
+    by_platform_admin: bool,
+) -> BackupRestore:
+    """Checks the request, claims the application and starts the restore; committed.
+
+    ``target``: ``{"database_name": …}`` or ``{"database_url": …}`` when the database goes
+    elsewhere than over the original. Refusals: NotRestorable, InvalidRestore, BoundaryError,
+    RegistrationRefused, and services.runs' RunInProgress, LivenessUnknown, RunNotStarted.
+    """
+    database, volumes = parts_to_restore(execution, restore_type, database, volumes)
+    restore_id = uuid.uuid4()
+    stored_target = None
+    if target is not None:
+        if not database:
+            raise InvalidRestore(
+                "body.target", "a target applies only when the database is restored"
+            )
+        await check_target(session, application, target, settings, by_platform_admin)
+        stored_target = sealed_target(target, restore_id, settings)
+    check_registration(application, database and stored_target is None, volumes, settings)
+    await claim_application(session, temporal, application.id)
+    workflow_id = f"restore-{restore_id}"
+    details = RestoreDetails(database, volumes, stored_target)
+    restore = BackupRestore(
+        id=restore_id,
+        backup_execution_id=execution.id,
+        application_id=application.id,
+        workflow_id=workflow_id,
+        status=RunStatus.PENDING,
+        restore_type=restore_type,
+        details=details.to_dict(),
+    )
+    session.add(restore)
+    audit.record(
+        session,
+        actor,
+        "restore.request",
+        "backup_restore",
+        restore_id,
+        workspace_id=application.workspace_id,
+        details={
+            "backup_id": str(execution.id),
+            "restore_type": restore_type,
+            "database": database,
+            "volumes": volumes,
+            "target": stored_target.shown() if stored_target else {},
+        },
+    )
+    await session.flush()
+    handle = await start_run(
+        temporal,
+        RestoreWorkflow.run,
+        [str(restore_id), str(application.id), str(application.workspace_id)],
+        workflow_id,
+        application,
+    )
+    restore.run_id = handle.first_execution_run_id
+    await session.commit()
+    return restore
