@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -71,12 +72,54 @@ class Settings(BaseSettings):
         default=8, gt=0, description="a web UI sign-in lasts this long, then asks for the token"
     )
 
+    # Kubernetes applications (adapters/kubernetes/): how the worker reaches the cluster and
+    # what the mover Jobs it starts there look like.
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="kubeconfig file of the cluster; empty: the in-cluster service account",
+    )
+    kube_context: str | None = Field(
+        default=None, description="context of the kubeconfig to use; empty: its current one"
+    )
+    mover_image: str = Field(
+        default="cairn:local",
+        description="image of the mover Jobs; cairn's own image works (restic, PostgreSQL"
+        " client and 'cairn mover')",
+    )
+    kube_snapshot_class: str | None = Field(
+        default=None,
+        description="VolumeSnapshotClass of the snapshots when the application names none;"
+        " empty: the cluster's default class",
+    )
+    kube_snapshot_timeout_seconds: float = Field(
+        default=600, gt=0, description="how long a VolumeSnapshot may take to become ready"
+    )
+    kube_mover_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="how long a mover Job's pod may wait to start (image pull, volume mount)",
+    )
+    kube_storage_volume: Annotated[dict[str, Any] | None, NoDecode] = Field(
+        default=None,
+        description="JSON of a pod volume source (nfs, cephfs, persistentVolumeClaim) that"
+        " holds what the worker sees at CAIRN_STORAGE_MOUNT_ROOT: mover Jobs reach the"
+        " repositories through it",
+    )
+
     @field_validator("volume_roots", mode="before")
     @classmethod
     def _split_volume_roots(cls, value: Any) -> Any:
         """``/srv/apps:/data/apps`` (or commas) from the environment; lists pass through."""
         if isinstance(value, str):
             return [part.strip() for part in value.replace(",", ":").split(":") if part.strip()]
+        return value
+
+    @field_validator("kube_storage_volume", mode="before")
+    @classmethod
+    def _parse_storage_volume(cls, value: Any) -> Any:
+        """The environment gives JSON text; a dict passes through."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else None
         return value
 
     @property

@@ -1,0 +1,1 @@
+"""The Kubernetes platform: cairn's adapter to applications that run in a cluster."""

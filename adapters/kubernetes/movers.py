@@ -1,0 +1,287 @@
+"""Mover Jobs: ``cairn mover ...`` run in the application's namespace, next to its data.
+
+A mover reads or writes the application's claims and database from inside the cluster and
+the repository through the backup storage mounted in its pod. Its log is JSON lines
+(``cli/mover.py``): progress, which is passed on as it comes, and one result at the end.
+
+A Job's name is given by the caller and deterministic, so a retried step (or a worker that
+restarted) finds the Job its first attempt made and awaits it instead of starting another.
+The repository password travels in a Secret of the Job's own name, created just before the
+Job and deleted as soon as the Job has ended, whatever the outcome; the pod reads it through
+``secretKeyRef``, never as a literal value in the Job's spec.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+from kubernetes.client import ApiException
+
+from adapters.kubernetes.client import (
+    Kube,
+    create_or_keep,
+    delete_quietly,
+    failure,
+    wait_for,
+)
+from adapters.platform import PlatformError
+from adapters.restic import Progress
+
+CONTAINER: Final = "mover"
+# How many of a failed mover's last log lines its error carries.
+TAIL_LINES: Final = 15
+# Container states that will not pass on their own: no point waiting for the timeout.
+_STUCK: Final = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError"}
+PROGRESS_TYPE: Final = "cairn_progress"
+RESULT_TYPE: Final = "cairn_result"
+
+
+@dataclass(frozen=True)
+class Mover:
+    """One ``cairn mover`` run: its arguments, pod volumes and environment.
+
+    ``secret`` holds values (passwords) that go into the run Secret and reach the pod as
+    environment variables of the same names through ``secretKeyRef``; ``env`` holds plain
+    entries (including references to the application's own Secrets).
+    """
+
+    name: str
+    args: list[str]
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    env: list[dict[str, Any]] = field(default_factory=list)
+    secret: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how movers run: namespace, image, labels of the Job and of its pod."""
+
+    namespace: str
+    image: str
+    labels: dict[str, str]
+    pod_labels: dict[str, str]
+    start_timeout: float
+
+
+def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
+    env = list(mover.env) + [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": mover.name, "key": key}}}
+        for key in sorted(mover.secret)
+    ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": mover.name, "labels": placement.labels},
+        "spec": {
+            "backoffLimit": 0,  # a mover that failed says why; cairn's retry policy decides
+            "template": {
+                "metadata": {"labels": {**placement.pod_labels, **placement.labels}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,  # a mover never talks to the API
+                    "enableServiceLinks": False,
+                    "containers": [
+                        {
+                            "name": CONTAINER,
+                            "image": placement.image,
+                            "command": ["cairn", "mover", *mover.args],
+                            "env": env,
+                            "volumeMounts": mover.mounts,
+                        }
+                    ],
+                    "volumes": mover.volumes,
+                },
+            },
+        },
+    }
+
+
+def run(
+    kube: Kube,
+    mover: Mover,
+    placement: Placement,
+    progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Runs (or finds and awaits) the mover's Job; its result line, or PlatformError."""
+    namespace = placement.namespace
+    try:
+        if mover.secret:
+            secret = {
+                "metadata": {"name": mover.name, "labels": placement.labels},
+                "stringData": mover.secret,
+            }
+            create_or_keep(
+                lambda: kube.core.create_namespaced_secret(namespace, secret),
+                f"creating the run Secret of mover {mover.name}",
+            )
+        create_or_keep(
+            lambda: kube.batch.create_namespaced_job(namespace, job_manifest(mover, placement)),
+            f"creating the mover Job {mover.name}",
+        )
+        return _await(kube, mover.name, placement, progress)
+    finally:
+        if mover.secret:
+            delete_quietly(
+                lambda: kube.core.delete_namespaced_secret(mover.name, namespace),
+                f"deleting the run Secret {mover.name}",
+            )
+
+
+def delete_job(kube: Kube, namespace: str, name: str) -> None:
+    """Deletes a Job with its pods (a Job alone would orphan them)."""
+    delete_quietly(
+        lambda: kube.batch.delete_namespaced_job(name, namespace, propagation_policy="Background"),
+        f"deleting the mover Job {name}",
+    )
+
+
+def _await(
+    kube: Kube,
+    name: str,
+    placement: Placement,
+    progress: Callable[[Progress], None] | None,
+) -> dict[str, Any]:
+    namespace = placement.namespace
+    latest: list[Progress] = []
+
+    def tick() -> None:
+        if progress is not None and latest:
+            progress(latest[0])  # raises when the activity was cancelled
+
+    pod = _started_pod(kube, name, placement, tick)
+    result: dict[str, Any] | None = None
+    lines: list[str] = []
+    for line in _follow(kube, namespace, pod):
+        message = _json(line)
+        if message is not None and message.get("message_type") == PROGRESS_TYPE:
+            latest[:] = [_progress(message)]
+            tick()
+        elif message is not None and message.get("message_type") == RESULT_TYPE:
+            result = message
+        else:
+            lines = [*lines[-(TAIL_LINES - 1) :], line]
+    job = wait_for(
+        lambda: _finished(kube, namespace, name),
+        timeout=placement.start_timeout,
+        expired=lambda: f"the mover Job {namespace}/{name} did not finish after its pod ended",
+        tick=tick,
+    )
+    if job == "Failed" or result is None:
+        raise PlatformError(_failure_message(kube, namespace, name, pod, lines), retryable=False)
+    return result
+
+
+def _pods(kube: Kube, namespace: str, name: str) -> list[Any]:
+    try:
+        found = kube.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={name}"
+        )
+    except ApiException as exc:
+        raise failure(exc, f"listing the pods of mover Job {name}") from None
+    return sorted(found.items, key=lambda p: p.metadata.creation_timestamp)
+
+
+def _waiting(pod: Any) -> tuple[str, str] | None:
+    """The container's waiting reason and message, while it has not started."""
+    for status in pod.status.container_statuses or []:
+        if status.state and status.state.waiting:
+            return status.state.waiting.reason or "", status.state.waiting.message or ""
+    return None
+
+
+def _started_pod(kube: Kube, name: str, placement: Placement, tick: Callable[[], None]) -> str:
+    """The name of the Job's pod once its container has started (or already ended)."""
+    namespace = placement.namespace
+    seen: list[str] = []
+
+    def started() -> str | None:
+        pods = _pods(kube, namespace, name)
+        if not pods:
+            seen[:] = ["no pod yet"]
+            return None
+        pod = pods[-1]
+        waiting = _waiting(pod)
+        if pod.status.phase in ("Running", "Succeeded", "Failed") and waiting is None:
+            return str(pod.metadata.name)
+        reason, message = waiting or (pod.status.phase or "Pending", "")
+        seen[:] = [f"pod {pod.metadata.name} is {reason}" + (f": {message}" if message else "")]
+        if reason in _STUCK:
+            raise PlatformError(
+                f"the mover Job {namespace}/{name} cannot start: {seen[0]}", retryable=False
+            )
+        return None
+
+    return wait_for(
+        started,
+        timeout=placement.start_timeout,
+        expired=lambda: (
+            f"the mover Job {namespace}/{name} did not start within"
+            f" {placement.start_timeout:g} s; {seen[0] if seen else 'nothing seen'}"
+        ),
+        tick=tick,
+    )
+
+
+def _follow(kube: Kube, namespace: str, pod: str) -> Iterator[str]:
+    """The container's log lines as they come, to its end (the whole log of a pod that ended)."""
+    try:
+        response = kube.core.read_namespaced_pod_log(
+            pod, namespace, container=CONTAINER, follow=True, _preload_content=False
+        )
+    except ApiException as exc:
+        raise failure(exc, f"reading the log of mover pod {pod}") from None
+    buffer = b""
+    try:
+        for chunk in response.stream(64 * 1024):
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                yield raw.decode(errors="replace")
+        if buffer:
+            yield buffer.decode(errors="replace")
+    finally:
+        response.release_conn()
+
+
+def _json(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _progress(message: dict[str, Any]) -> Progress:
+    return Progress(**{f.name: message.get(f.name, 0) for f in fields(Progress)})
+
+
+def _finished(kube: Kube, namespace: str, name: str) -> str | None:
+    """``Complete`` or ``Failed`` once the Job has a final condition."""
+    try:
+        job = kube.batch.read_namespaced_job(name, namespace)
+    except ApiException as exc:
+        raise failure(exc, f"reading the mover Job {name}") from None
+    for condition in job.status.conditions or []:
+        if condition.type in ("Complete", "Failed") and condition.status == "True":
+            return str(condition.type)
+    return None
+
+
+def _failure_message(kube: Kube, namespace: str, name: str, pod: str, lines: list[str]) -> str:
+    exit_code = None
+    try:
+        found = kube.core.read_namespaced_pod(pod, namespace)
+        for status in found.status.container_statuses or []:
+            if status.state and status.state.terminated:
+                exit_code = status.state.terminated.exit_code
+    except ApiException:
+        pass  # the message still has the log
+    how = f"exited with {exit_code}" if exit_code is not None else "failed"
+    tail = "\n".join(line for line in lines if line.strip()) or "(no output)"
+    return f"the mover Job {namespace}/{name} {how}; its last log lines:\n{tail}"
