@@ -6,16 +6,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasPath,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from api.schemas.backups import Timeline
 from api.schemas.common import DisplayName, Input, Output
 from api.schemas.policies import ScheduleStateOut
+from core.states import RunStatus
 
 MAX_CHECKS = 20
 MAX_CHECK_SQL = 4000
 
-DrillStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+DrillStatus = Literal[
+    RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
+]
 
 
 def _query(value: str) -> str:
@@ -60,16 +70,21 @@ class DrillCheckOut(Output):
     sql: str
 
 
-class DrillPolicyOut(Output):
+class DrillPolicyRow(Output):
+    """What the drill policy's row holds (``model_validate(row, from_attributes=True)``)."""
+
     id: uuid.UUID
     policy_id: uuid.UUID
-    application_id: uuid.UUID
     enabled: bool
     schedule: str
-    timezone: str = Field(description="the backup policy's time zone, which the schedule uses")
     checks: list[DrillCheckOut]
     created_at: datetime
     updated_at: datetime
+
+
+class DrillPolicyOut(DrillPolicyRow):
+    application_id: uuid.UUID
+    timezone: str = Field(description="the backup policy's time zone, which the schedule uses")
     schedule_id: str
     schedule_state: ScheduleStateOut | None = None
     schedule_error: str | None = Field(
@@ -84,9 +99,14 @@ class CheckResultOut(Output):
 
 
 class DrillOut(Output):
+    """Read from the row (``model_validate(row, from_attributes=True)``) or from an answer."""
+
     id: uuid.UUID
     application_id: uuid.UUID
-    backup_id: uuid.UUID | None = Field(description="the backup restored; null once deleted")
+    backup_id: uuid.UUID | None = Field(
+        validation_alias=AliasChoices("backup_id", "backup_execution_id"),
+        description="the backup restored; null once deleted",
+    )
     status: DrillStatus
     trigger: str
     workflow_id: str | None
@@ -100,9 +120,15 @@ class DrillOut(Output):
     bytes_restored: int | None
     checks: list[CheckResultOut] | None
     error_message: str | None
-    cleanup: str | None = Field(description="what happened to the scratch database and folder")
-    notes: dict[str, Any] | None
-    temporal_ui_url: str | None
+    cleanup: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("cleanup", AliasPath("details", "cleanup")),
+        description="what happened to the scratch database and folder",
+    )
+    notes: dict[str, Any] | None = Field(
+        default=None, validation_alias=AliasChoices("notes", AliasPath("details", "notes"))
+    )
+    temporal_ui_url: str | None = None
     created_at: datetime
 
 

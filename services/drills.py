@@ -1,0 +1,233 @@
+"""Restore drills: one drill of an application at a time, a manual drill's start, and the
+drill policy kept equal to its Temporal schedule.
+
+Drills never wait for backups or restores (they restore into scratch copies), so their lock
+is their own (``drill:{application_id}``), not the application's run lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from contracts.drill import DrillRequest
+from core.run_outcome import is_live
+from core.settings import Settings
+from core.states import LIVE, RunStatus, Trigger
+from db import audit
+from db.models import Application, BackupPolicy, RestoreDrill, RestoreDrillPolicy
+from db.runs import newest_success
+from schedules import drill_policy as sync
+from schedules.backup_policy import ScheduleRejected
+from schedules.cron import check
+from services.runs import LivenessUnknown, RunInProgress, TemporalRefused, start_run
+from workflows.drill import RestoreDrillWorkflow
+
+
+class NoBackup(Exception):
+    """The application has no successful backup: a drill restores the newest one."""
+
+
+class PolicyRequired(Exception):
+    """The application has no backup policy: drills run in its time zone."""
+
+
+class ScheduleNotChanged(TemporalRefused):
+    """Temporal did not take the drill schedule's change; the policy was left as it was."""
+
+
+@dataclass(frozen=True)
+class DrillPolicyChange:
+    """A whole drill policy as a PUT gives it (``checks``: name and sql of each)."""
+
+    schedule: str
+    enabled: bool
+    checks: list[dict[str, str]]
+
+
+async def claim_drills(session: AsyncSession, temporal: Client, application_id: uuid.UUID) -> None:
+    """Takes the application's drill lock (until the transaction ends) and refuses while one
+    of its drills is live; rows whose workflow has closed do not block."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"drill:{application_id}"}
+    )
+    running = await session.scalars(
+        select(RestoreDrill).where(
+            RestoreDrill.application_id == application_id, RestoreDrill.status.in_(LIVE)
+        )
+    )
+    for drill in running:
+        try:
+            live = await is_live(temporal, drill.workflow_id, drill.run_id)
+        except Exception as exc:
+            raise LivenessUnknown(exc) from exc
+        if live:
+            raise RunInProgress(drill.workflow_id or "starting", kind="drill")
+
+
+async def request_drill(
+    session: AsyncSession,
+    temporal: Client,
+    application: Application,
+    actor: audit.Actor,
+    idempotency_key: str | None,
+) -> RestoreDrill:
+    """Starts a drill of the newest successful backup now; committed. The drill an earlier
+    request with the same idempotency key started is returned instead.
+
+    Refusals: NoBackup, and services.runs' RunInProgress, LivenessUnknown, RunNotStarted.
+    """
+    if idempotency_key:
+        earlier = await session.scalar(
+            select(RestoreDrill).where(
+                RestoreDrill.application_id == application.id,
+                RestoreDrill.idempotency_key == idempotency_key,
+            )
+        )
+        if earlier is not None:
+            return earlier
+    backup = await newest_success(session, application.id)
+    if backup is None:
+        raise NoBackup()
+    await claim_drills(session, temporal, application.id)
+    drill_id = uuid.uuid4()
+    workflow_id = f"drill-{drill_id}"
+    drill = RestoreDrill(
+        id=drill_id,
+        application_id=application.id,
+        backup_execution_id=backup.id,
+        workflow_id=workflow_id,
+        trigger=Trigger.MANUAL,
+        status=RunStatus.PENDING,
+        idempotency_key=idempotency_key,
+    )
+    session.add(drill)
+    audit.record(
+        session,
+        actor,
+        "drill.request",
+        "restore_drill",
+        drill_id,
+        workspace_id=application.workspace_id,
+        details={"backup_id": str(backup.id), "workflow_id": workflow_id},
+    )
+    await session.flush()
+    request = DrillRequest(
+        str(application.id), str(application.workspace_id), Trigger.MANUAL, str(drill_id)
+    )
+    handle = await start_run(
+        temporal, RestoreDrillWorkflow.run, [request], workflow_id, application
+    )
+    drill.run_id = handle.first_execution_run_id
+    await session.commit()
+    return drill
+
+
+async def backup_policy_of(session: AsyncSession, application_id: uuid.UUID) -> BackupPolicy | None:
+    found: BackupPolicy | None = await session.scalar(
+        select(BackupPolicy).where(BackupPolicy.application_id == application_id)
+    )
+    return found
+
+
+async def drill_policy_of(
+    session: AsyncSession, policy: BackupPolicy | None, lock: bool = False
+) -> RestoreDrillPolicy | None:
+    """The drill policy under a backup policy; ``lock``: held until the transaction ends."""
+    if policy is None:
+        return None
+    query = select(RestoreDrillPolicy).where(RestoreDrillPolicy.policy_id == policy.id)
+    found: RestoreDrillPolicy | None = await session.scalar(
+        query.with_for_update() if lock else query
+    )
+    return found
+
+
+async def put_drill_policy(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    application: Application,
+    actor: audit.Actor,
+    change: DrillPolicyChange,
+) -> tuple[RestoreDrillPolicy, BackupPolicy, bool]:
+    """Creates or replaces the drill policy and its schedule together; committed. Returns it,
+    its backup policy and whether it was created.
+
+    Refusals: PolicyRequired, CronError (the schedule), ScheduleRejected (Temporal cannot
+    run it), ScheduleNotChanged.
+    """
+    policy = await backup_policy_of(session, application.id)
+    if policy is None:
+        raise PolicyRequired()
+    check(
+        change.schedule,
+        ZoneInfo(policy.timezone),
+        timedelta(minutes=settings.policy_min_interval_minutes),
+    )
+    drills = await drill_policy_of(session, policy, lock=True)
+    created = drills is None
+    if drills is None:
+        drills = RestoreDrillPolicy(id=uuid.uuid4(), policy_id=policy.id)
+        session.add(drills)
+    values: dict[str, Any] = {
+        "schedule": change.schedule,
+        "enabled": change.enabled,
+        "checks": change.checks,
+    }
+    before = {key: getattr(drills, key) for key in values} if not created else {}
+    for key, value in values.items():
+        setattr(drills, key, value)
+    audit.record(
+        session,
+        actor,
+        "drill_policy.create" if created else "drill_policy.update",
+        "restore_drill_policy",
+        drills.id,
+        workspace_id=application.workspace_id,
+        details={k: v for k, v in values.items() if created or before.get(k) != v},
+    )
+    await session.flush()
+    note = f"paused by {actor.label} at {datetime.now(UTC).isoformat(timespec='seconds')}"
+    try:
+        await sync.upsert(temporal, drills, policy, application, settings, note)
+    except ScheduleRejected:
+        raise
+    except Exception as exc:
+        raise ScheduleNotChanged(exc) from exc
+    await session.commit()
+    return drills, policy, created
+
+
+async def delete_drill_policy(
+    session: AsyncSession, temporal: Client, application: Application, actor: audit.Actor
+) -> bool:
+    """Removes the drill policy and its schedule together; committed. False if none."""
+    policy = await backup_policy_of(session, application.id)
+    drills = await drill_policy_of(session, policy, lock=True)
+    if drills is None:
+        return False
+    audit.record(
+        session,
+        actor,
+        "drill_policy.delete",
+        "restore_drill_policy",
+        drills.id,
+        workspace_id=application.workspace_id,
+        details={"schedule": drills.schedule},
+    )
+    await session.delete(drills)
+    await session.flush()
+    try:
+        await sync.remove(temporal, application.id)
+    except Exception as exc:
+        raise ScheduleNotChanged(exc) from exc
+    await session.commit()
+    return True
