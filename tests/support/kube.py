@@ -1,0 +1,69 @@
+"""Fixtures for tests of the Kubernetes adapters against the API fake (no cluster needed).
+
+A test module imports them by name; each module gets one fake, each test a fresh namespace.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config
+
+from tests.fakes.kube import FakeKube
+from tests.support.kube_rbac import Permission
+
+T = TypeVar("T")
+
+
+class CairnCalls:
+    """Runs cairn's functions and keeps the permissions they used, apart from the test's own
+    setup requests, for the comparison with deploy/kubernetes/ RBAC."""
+
+    def __init__(self, fake: FakeKube) -> None:
+        self.fake = fake
+        self.used: set[Permission] = set()
+
+    def __call__(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.fake.reset_requests()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.used |= self.fake.used_permissions()
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[FakeKube]:
+    with FakeKube() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def kube_api(kube: FakeKube) -> client.ApiClient:
+    loaded: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kube.kubeconfig)
+    )
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def cairn(kube: FakeKube) -> CairnCalls:
+    return CairnCalls(kube)
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core(kube_api).create_namespace({"metadata": {"name": name}})
+    yield name
+    core(kube_api).delete_namespace(name)
+
+
+def core(api: client.ApiClient) -> Any:
+    return client.CoreV1Api(api)
+
+
+def apps(api: client.ApiClient) -> Any:
+    return client.AppsV1Api(api)

@@ -1,0 +1,143 @@
+"""Scale-down quiesce against the Kubernetes API fake: counts recorded before scaling, restored
+after, every call idempotent, a crash between the record and the scale loses nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from adapters.kubernetes.workloads import ANNOTATION, scale_down, scale_up
+from adapters.platform import PlatformError
+from tests.support import kube as fixtures
+from tests.support.kube import CairnCalls, apps
+from tests.support.kube_rbac import uncovered
+
+kube, kube_api, namespace, cairn = (
+    fixtures.kube,
+    fixtures.kube_api,
+    fixtures.namespace,
+    fixtures.cairn,
+)
+
+
+def make(
+    api: client.ApiClient, ns: str, kind: str, name: str, replicas: int, **labels: str
+) -> None:
+    selector = {"app": name}
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector},
+        "template": {
+            "metadata": {"labels": {**selector, **labels}},
+            "spec": {"containers": [{"name": "main", "image": "app:1"}]},
+        },
+    }
+    body = {"metadata": {"name": name, "labels": {**selector, **labels}}, "spec": spec}
+    if kind == "statefulset":
+        spec["serviceName"] = name
+        apps(api).create_namespaced_stateful_set(ns, body)
+    else:
+        apps(api).create_namespaced_deployment(ns, body)
+
+
+def state(api: client.ApiClient, ns: str, kind: str, name: str) -> tuple[int, str | None]:
+    read = (
+        apps(api).read_namespaced_stateful_set
+        if kind == "statefulset"
+        else apps(api).read_namespaced_deployment
+    )
+    obj = read(name, ns)
+    return obj.spec.replicas, (obj.metadata.annotations or {}).get(ANNOTATION)
+
+
+def test_scale_down_records_then_scale_up_restores(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    make(kube_api, namespace, "deployment", "web", 3)
+    make(kube_api, namespace, "statefulset", "db", 2)
+    make(kube_api, namespace, "deployment", "other", 1)
+    selection = {"names": ["deployment/web", "statefulset/db"]}
+
+    said = cairn(scale_down, kube_api, namespace, selection)
+    assert "deployment/web (3 → 0)" in said and "statefulset/db (2 → 0)" in said
+    assert state(kube_api, namespace, "deployment", "web") == (0, "3")
+    assert state(kube_api, namespace, "statefulset", "db") == (0, "2")
+    assert state(kube_api, namespace, "deployment", "other") == (1, None)
+    assert apps(kube_api).read_namespaced_stateful_set("db", namespace).status.replicas == 0
+
+    # Retried: the record of 3 is kept, not overwritten by the 0 it sees now.
+    cairn(scale_down, kube_api, namespace, selection)
+    assert state(kube_api, namespace, "deployment", "web") == (0, "3")
+
+    said = cairn(scale_up, kube_api, namespace, selection)
+    assert "deployment/web (→ 3)" in said and "statefulset/db (→ 2)" in said
+    assert state(kube_api, namespace, "deployment", "web") == (3, None)
+    assert state(kube_api, namespace, "statefulset", "db") == (2, None)
+    # Repeated: nothing left to restore, nothing changed.
+    assert cairn(scale_up, kube_api, namespace, selection) == (
+        f"no workload to scale up in {namespace}"
+    )
+    assert state(kube_api, namespace, "deployment", "web") == (3, None)
+
+
+def test_a_crash_after_the_record_loses_no_count(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """The first attempt recorded 4 and scaled to zero, then died; whatever runs next
+    (a retry of the quiesce, or the cleanup's scale-up) still knows 4."""
+    make(kube_api, namespace, "deployment", "web", 4)
+    apps(kube_api).patch_namespaced_deployment(
+        "web", namespace, {"metadata": {"annotations": {ANNOTATION: "4"}}}
+    )
+    apps(kube_api).patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
+    selection = {"names": ["deployment/web"]}
+    assert "(4 → 0)" in cairn(scale_down, kube_api, namespace, selection)
+    cairn(scale_up, kube_api, namespace, selection)
+    assert state(kube_api, namespace, "deployment", "web") == (4, None)
+
+
+def test_selector_picks_deployments_and_statefulsets(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    make(kube_api, namespace, "deployment", "web", 2, tier="shop")
+    make(kube_api, namespace, "statefulset", "db", 1, tier="shop")
+    make(kube_api, namespace, "deployment", "admin", 1, tier="ops")
+    selection = {"selector": "tier=shop"}
+    cairn(scale_down, kube_api, namespace, selection)
+    assert state(kube_api, namespace, "deployment", "web") == (0, "2")
+    assert state(kube_api, namespace, "statefulset", "db") == (0, "1")
+    assert state(kube_api, namespace, "deployment", "admin") == (1, None)
+    cairn(scale_up, kube_api, namespace, selection)
+    assert state(kube_api, namespace, "deployment", "web") == (2, None)
+    assert state(kube_api, namespace, "statefulset", "db") == (1, None)
+
+
+def test_a_workload_scaled_to_zero_by_its_owner_stays_at_zero(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    make(kube_api, namespace, "deployment", "idle", 0)
+    selection = {"names": ["deployment/idle"]}
+    cairn(scale_down, kube_api, namespace, selection)
+    assert state(kube_api, namespace, "deployment", "idle") == (0, "0")
+    cairn(scale_up, kube_api, namespace, selection)
+    assert state(kube_api, namespace, "deployment", "idle") == (0, None)
+
+
+def test_a_missing_workload_is_a_clear_error_and_scale_up_skips_it(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    selection = {"names": ["deployment/gone"]}
+    with pytest.raises(PlatformError) as missing:
+        cairn(scale_down, kube_api, namespace, selection)
+    assert str(missing.value) == f"deployment/gone does not exist in namespace {namespace}"
+    assert not missing.value.retryable
+    assert cairn(scale_up, kube_api, namespace, selection) == (
+        f"no workload to scale up in {namespace}"
+    )
+
+
+def test_rbac_covers_every_call(cairn: CairnCalls) -> None:
+    assert cairn.used, "the tests above ran no cairn call"
+    assert uncovered(cairn.used) == set()
