@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DRILL_WORKFLOW = "RestoreDrillWorkflow"
+# The scratch copy's cleanup is tried this often (the workflow's retry policy); the activity's
+# last attempt notes the failure on the row instead of failing.
+CLEANUP_ATTEMPTS = 10
+
 
 @dataclass
 class DrillRequest:

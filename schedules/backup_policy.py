@@ -23,23 +23,23 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleDescription,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.backup import BACKUP_WORKFLOW, BackupRequest
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core import run_summary
 from core.search_attributes import for_run
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from core.settings import Settings
+from core.states import BackupType, Trigger
 from db.models import Application, BackupPolicy, BackupStorage, Workspace
+from schedules.store import create_or_update
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def request_for(policy: BackupPolicy, application: Application, trigger: str) ->
         policy_id=str(policy.id),
         storage_id=str(policy.storage_id),
         trigger=trigger,
-        backup_type=policy.backup_type or "full",
+        backup_type=policy.backup_type or BackupType.FULL,
         include_volumes=bool(policy.include_volumes),
         include_database=bool(policy.include_database),
         retention_days=policy.retention_days or 30,
@@ -69,29 +69,36 @@ def _fingerprint(
     policy: BackupPolicy, application: Application, settings: Settings, names: run_summary.Names
 ) -> str:
     facts = {
-        "text": asdict(run_summary.backup(names, "schedule")),  # a renamed storage rewrites it
+        "text": asdict(
+            run_summary.backup(names, Trigger.SCHEDULE)
+        ),  # a renamed storage rewrites it
         "schedule": policy.schedule,
         "timezone": policy.timezone,
         "enabled": bool(policy.enabled),
-        "request": asdict(request_for(policy, application, "schedule")),
+        "request": asdict(request_for(policy, application, Trigger.SCHEDULE)),
         "catchup_minutes": settings.schedule_catchup_minutes,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def build(
-    policy: BackupPolicy, application: Application, settings: Settings, pause_note: str | None,
+    policy: BackupPolicy,
+    application: Application,
+    settings: Settings,
+    pause_note: str | None,
     names: run_summary.Names,
-) -> Schedule:  # fmt: skip
-    request = request_for(policy, application, "schedule")
-    text = run_summary.backup(names, "schedule")
+) -> Schedule:
+    request = request_for(policy, application, Trigger.SCHEDULE)
+    text = run_summary.backup(names, Trigger.SCHEDULE)
     return Schedule(
         action=ScheduleActionStartWorkflow(
             BACKUP_WORKFLOW,
             request,
             id=schedule_id(application.id),
             task_queue=CONTROL_TASK_QUEUE,
-            typed_search_attributes=for_run(application.workspace_id, application.id, "schedule"),
+            typed_search_attributes=for_run(
+                application.workspace_id, application.id, Trigger.SCHEDULE
+            ),
             memo={FINGERPRINT: _fingerprint(policy, application, settings, names)},
             static_summary=text.summary,
             static_details=text.details,
@@ -136,16 +143,9 @@ async def put(
 ) -> None:
     """Creates the schedule ``sid`` or replaces it, paused unless ``enabled``."""
     try:
-        try:
-            await client.create_schedule(sid, schedule)
-        except ScheduleAlreadyRunningError:
-
-            async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-                return ScheduleUpdate(schedule=schedule)
-
-            handle = client.get_schedule_handle(sid)
-            await handle.update(replace)
+        if await create_or_update(client, sid, schedule):
             # An update keeps the paused flag as it was; set it explicitly.
+            handle = client.get_schedule_handle(sid)
             if enabled:
                 await handle.unpause(note="enabled")
             else:

@@ -24,10 +24,11 @@ from temporalio.client import (
     ScheduleState,
 )
 
-from activities.drill import DRILL_WORKFLOW
-from contracts.drill import DrillRequest
+from contracts.drill import DRILL_WORKFLOW, DrillRequest
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.search_attributes import for_run
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from core.settings import Settings
+from core.states import Trigger
 from db.models import Application, BackupPolicy, RestoreDrillPolicy
 from schedules.backup_policy import FINGERPRINT, ReconcileReport, Wanted, delete, put, repair
 
@@ -42,7 +43,7 @@ def request_for(application: Application) -> DrillRequest:
     return DrillRequest(
         application_id=str(application.id),
         workspace_id=str(application.workspace_id),
-        trigger="schedule",
+        trigger=Trigger.SCHEDULE,
         schedule_id=schedule_id(application.id),
     )
 
@@ -73,7 +74,9 @@ def build(
             request_for(application),
             id=schedule_id(application.id),
             task_queue=CONTROL_TASK_QUEUE,
-            typed_search_attributes=for_run(application.workspace_id, application.id, "schedule"),
+            typed_search_attributes=for_run(
+                application.workspace_id, application.id, Trigger.SCHEDULE
+            ),
             memo={FINGERPRINT: _fingerprint(drills, policy, application, settings)},
         ),
         spec=ScheduleSpec(cron_expressions=[drills.schedule], time_zone_name=policy.timezone),

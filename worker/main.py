@@ -12,28 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.backup import BackupActivities
-from activities.drill import DrillActivities
-from activities.notify import Notifier
-from activities.restore import RestoreActivities
-from activities.retention import RetentionActivities
-from activities.runs import RunActivities
-from activities.schedule_repair import ScheduleActivities
-from activities.storage import StorageActivities
-from adapters.restic import Restic
-from adapters.storage_backend import backend_for
-from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
+from contracts.task_queues import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
+from core.settings import Settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
+from worker import registry
 from worker.preflight import PreflightError, preflight
-from worker.schedules import ensure_system_schedules
-from workflows.backup import BackupWorkflow
-from workflows.drill import RestoreDrillWorkflow
-from workflows.reconcile import ReconcileSchedulesWorkflow
-from workflows.restore import RestoreWorkflow
-from workflows.retention import RetentionSweepWorkflow
-from workflows.settle_runs import SettleRunsWorkflow
-from workflows.storage import WORKFLOWS as STORAGE_WORKFLOWS
+from worker.system_schedules import ensure_system_schedules
 
 log = logging.getLogger("cairn.worker")
 HEARTBEAT_THROTTLE_SECONDS = 2
@@ -43,55 +28,25 @@ def build_workers(
     client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> list[Worker]:
     """Every workflow and activity of the project, on the queue where it belongs."""
-    backend = backend_for(settings)
-    storage = StorageActivities(sessions, settings, backend)
-    restic = Restic(settings.restic_bin, cache_dir=settings.restic_cache)
-    backups = BackupActivities(sessions, settings, restic, backend, client)
-    schedules = ScheduleActivities(client, sessions, settings)
-    notifier = Notifier(settings)
-    runs = RunActivities(client, sessions)
-    restores = RestoreActivities(sessions, settings, restic)
-    retention = RetentionActivities(sessions, settings, restic)
-    drills = DrillActivities(sessions, settings, restic)
+    activities = registry.activities(client, settings, sessions)
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
+    # live progress in the API: send heartbeats every few seconds, not every 24 s
+    throttle = timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS)
     return [
         Worker(
             client,
             task_queue=CONTROL_TASK_QUEUE,
-            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),
-            workflows=[
-                *STORAGE_WORKFLOWS,
-                ReconcileSchedulesWorkflow,
-                BackupWorkflow,
-                RestoreWorkflow,
-                RetentionSweepWorkflow,
-                SettleRunsWorkflow,
-                RestoreDrillWorkflow,
-            ],
-            activities=[
-                *storage.control(),
-                *backups.control(),
-                *restores.control(),
-                notifier.notify_failure,
-                schedules.reconcile_policy_schedules,
-                runs.settle_closed_runs,
-                *drills.control(),
-            ],
+            max_heartbeat_throttle_interval=throttle,
+            workflows=registry.WORKFLOWS,
+            activities=activities.control,
             graceful_shutdown_timeout=grace,
         ),
         Worker(
             client,
             task_queue=DATA_TASK_QUEUE,
-            activities=[
-                *storage.data(),
-                *backups.data(),
-                *restores.data(),
-                *retention.data(),
-                *drills.data(),
-            ],
+            activities=activities.data,
             max_concurrent_activities=settings.worker_data_concurrency,
-            # live progress in the API: send heartbeats every few seconds, not every 24 s
-            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),
+            max_heartbeat_throttle_interval=throttle,
             graceful_shutdown_timeout=grace,
         ),
     ]

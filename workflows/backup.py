@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from functools import partial
 
 from temporalio import workflow
@@ -18,8 +17,6 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.backup import BackupActivities
-    from activities.retention import RetentionActivities
     from contracts.backup import (
         BACKUP_WORKFLOW,
         BackupRequest,
@@ -31,21 +28,21 @@ with workflow.unsafe.imports_passed_through():
         UploadJob,
     )
     from contracts.notify import FailureEvent
-    from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import (
+    from contracts.task_queues import DATA_TASK_QUEUE
+    from core.states import RunStatus
+    from workflows import steps
+    from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
+    from workflows.retries import (
         BEGIN_BUDGET,
-        CLEANUP,
-        DATA,
+        CLEANUP_RETRY,
+        DATA_RETRY,
         HEARTBEAT,
-        LONG,
-        METADATA,
         METADATA_BUDGET,
+        METADATA_RETRY,
         METADATA_STEP,
-        RUN_ERRORS,
-        alert,
-        checkpoint,
-        ended_by,
-        reason,
+        PREPARE_STEP,
+        SNAPSHOT_STEP,
+        TRANSFER_STEP,
     )
 
 # A cancelled data step must have stopped before its partial snapshots are cleaned up.
@@ -73,11 +70,12 @@ class BackupWorkflow:
         try:
             # Every step, the first included, is inside the failure handling.
             self.step = "begin"
-            ref = await workflow.execute_activity_method(
-                BackupActivities.begin_backup, begin,
-                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=BEGIN_BUDGET,
-                retry_policy=METADATA,
-            )  # fmt: skip
+            ref = await steps.begin_backup(
+                begin,
+                start_to_close_timeout=METADATA_STEP,
+                schedule_to_close_timeout=BEGIN_BUDGET,
+                retry_policy=METADATA_RETRY,
+            )
             execution_id = ref.execution_id
             return await self._backup(request, ref.execution_id, ref.volumes, ref.include_database)
         except RUN_ERRORS as error:
@@ -90,18 +88,20 @@ class BackupWorkflow:
     ) -> str:
         started = workflow.now().isoformat()
         self.step = "quota check"
-        await workflow.execute_activity_method(
-            BackupActivities.check_quota, execution_id,
-            start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
-        )  # fmt: skip
+        await steps.check_quota(
+            execution_id,
+            start_to_close_timeout=PREPARE_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+        )
         checkpoint()
         self.step = "snapshot"
-        snapshot = await workflow.execute_activity_method(
-            BackupActivities.snapshot_volumes, execution_id,
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
-        )  # fmt: skip
+        snapshot = await steps.snapshot_volumes(
+            execution_id,
+            start_to_close_timeout=SNAPSHOT_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+        )
         checkpoint()
         parts: list[PartResult] = []
         jobs: list[tuple[str, Callable[[], Awaitable[PartResult]]]] = []
@@ -119,26 +119,32 @@ class BackupWorkflow:
                 checkpoint()
         checkpoint()
         self.step = "record"
-        stored = await workflow.execute_activity_method(
-            BackupActivities.store_manifest, RecordJob(execution_id, parts, snapshot, started),
+        stored = await steps.store_manifest(
+            RecordJob(execution_id, parts, snapshot, started),
             summary="store the manifest",
-            task_queue=DATA_TASK_QUEUE, start_to_close_timeout=timedelta(minutes=10),
-            heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
-        )  # fmt: skip
+            task_queue=DATA_TASK_QUEUE,
+            start_to_close_timeout=PREPARE_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+            cancellation_type=WAIT,
+        )
         checkpoint()  # a cancelled run never records success
-        await workflow.execute_activity_method(
-            BackupActivities.record_success, SuccessJob(execution_id, stored),
-            start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
-            retry_policy=METADATA,
-        )  # fmt: skip
+        await steps.record_success(
+            SuccessJob(execution_id, stored),
+            start_to_close_timeout=METADATA_STEP,
+            schedule_to_close_timeout=METADATA_BUDGET,
+            retry_policy=METADATA_RETRY,
+        )
         if not workflow.patched(PRUNE_IN_SWEEP):
             self.step = "prune"
             try:
-                await workflow.execute_activity_method(
-                    RetentionActivities.apply_retention, request.policy_id,
-                    task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
-                    heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
-                )  # fmt: skip
+                await steps.apply_retention(
+                    request.policy_id,
+                    task_queue=DATA_TASK_QUEUE,
+                    start_to_close_timeout=TRANSFER_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=DATA_RETRY,
+                )
             except ActivityError as error:
                 # The backup itself is complete; a failed prune is retried by the sweep.
                 workflow.logger.warning("retention failed, backup kept: %s", reason(error))
@@ -146,26 +152,24 @@ class BackupWorkflow:
         return execution_id
 
     async def _dump(self, execution_id: str) -> PartResult:
-        return await workflow.execute_activity_method(
-            BackupActivities.dump_database,
+        return await steps.dump_database(
             execution_id,
             summary="dump the database",
             task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=LONG,
+            start_to_close_timeout=TRANSFER_STEP,
             heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
+            retry_policy=DATA_RETRY,
             cancellation_type=WAIT,
         )
 
     async def _upload(self, job: UploadJob) -> PartResult:
-        return await workflow.execute_activity_method(
-            BackupActivities.upload_volume,
+        return await steps.upload_volume(
             job,
             summary=f"upload volume {job.volume}",
             task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=LONG,
+            start_to_close_timeout=TRANSFER_STEP,
             heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
+            retry_policy=DATA_RETRY,
             cancellation_type=WAIT,
         )
 
@@ -206,7 +210,7 @@ class BackupWorkflow:
         return None
 
     async def _fail(
-        self, begin: BeginBackup, execution_id: str | None, status: str, message: str
+        self, begin: BeginBackup, execution_id: str | None, status: RunStatus, message: str
     ) -> None:
         """Record first (database only), then clean up (best effort), then alert.
 
@@ -215,21 +219,24 @@ class BackupWorkflow:
         """
         step, self.step = self.step, status
         try:
-            recorded = await workflow.execute_activity_method(
-                BackupActivities.record_failure, FailJob(begin, execution_id, message, status),
-                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
-                retry_policy=METADATA,
-            )  # fmt: skip
+            recorded = await steps.record_failure(
+                FailJob(begin, execution_id, message, status),
+                start_to_close_timeout=METADATA_STEP,
+                schedule_to_close_timeout=METADATA_BUDGET,
+                retry_policy=METADATA_RETRY,
+            )
         except ActivityError as error:
             workflow.logger.error("the outcome could not be recorded: %s", reason(error))
             return
         if recorded.execution_id and step != "begin":
             try:
-                await workflow.execute_activity_method(
-                    BackupActivities.clean_up_failed, recorded.execution_id,
-                    task_queue=DATA_TASK_QUEUE, start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=HEARTBEAT, retry_policy=CLEANUP,
-                )  # fmt: skip
+                await steps.clean_up_failed(
+                    recorded.execution_id,
+                    task_queue=DATA_TASK_QUEUE,
+                    start_to_close_timeout=PREPARE_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=CLEANUP_RETRY,
+                )
             except ActivityError as error:
                 workflow.logger.warning("cleanup after failure failed: %s", reason(error))
         if not recorded.settled or recorded.execution_id is None:
@@ -237,7 +244,13 @@ class BackupWorkflow:
         request = begin.request
         await alert(
             FailureEvent(
-                "backup", recorded.execution_id, request.application_id, request.workspace_id,
-                begin.workflow_id, status, message, request.trigger,
+                "backup",
+                recorded.execution_id,
+                request.application_id,
+                request.workspace_id,
+                begin.workflow_id,
+                status,
+                message,
+                request.trigger,
             )
-        )  # fmt: skip
+        )

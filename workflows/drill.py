@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.drill import CLEANUP_ATTEMPTS, DRILL_WORKFLOW, DrillActivities
     from contracts.drill import (
+        DRILL_WORKFLOW,
         BeginDrill,
         CheckOutcome,
         DrillPlan,
@@ -21,29 +20,26 @@ with workflow.unsafe.imports_passed_through():
         FinishDrill,
     )
     from contracts.notify import FailureEvent
-    from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import (
+    from contracts.task_queues import DATA_TASK_QUEUE
+    from core.states import RunStatus
+    from workflows import steps
+    from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
+    from workflows.retries import (
         BEGIN_BUDGET,
-        DATA,
+        DATA_RETRY,
+        DRILL_CHECKS_STEP,
+        DRILL_CLEANUP_RETRY,
         HEARTBEAT,
-        LONG,
-        METADATA,
         METADATA_BUDGET,
+        METADATA_RETRY,
         METADATA_STEP,
-        RUN_ERRORS,
-        alert,
-        checkpoint,
-        ended_by,
-        reason,
+        PREPARE_STEP,
+        TRANSFER_STEP,
+        VERIFY_RESULT_STEP,
     )
 
 # A cancelled restore must have stopped before its scratch copy is removed.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-# The scratch copy is removed in every outcome: retried for about five minutes.
-CLEANUP = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=60),
-    maximum_attempts=CLEANUP_ATTEMPTS,
-)  # fmt: skip
 
 
 @workflow.defn(name=DRILL_WORKFLOW)
@@ -66,33 +62,54 @@ class RestoreDrillWorkflow:
         try:
             # Every step, the first included, is inside the failure handling.
             self.step = "begin"
-            plan = await workflow.execute_activity_method(
-                DrillActivities.begin_drill, begin,
-                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=BEGIN_BUDGET,
-                retry_policy=METADATA,
-            )  # fmt: skip
+            plan = await steps.begin_drill(
+                begin,
+                start_to_close_timeout=METADATA_STEP,
+                schedule_to_close_timeout=BEGIN_BUDGET,
+                retry_policy=METADATA_RETRY,
+            )
             recovery_seconds = await self._drill(plan)
             checkpoint()  # a cancelled drill never records success
         except (*RUN_ERRORS, ApplicationError) as error:
             status, message = ended_by(error, self.step)
             drill_id = plan.drill_id if plan else request.drill_id
-            recorded = await self._finish(FinishDrill(
-                begin, drill_id, status, message, bytes_restored=self.bytes_restored,
-                checks=self.checks, notes=self.notes,
-            ))  # fmt: skip
+            recorded = await self._finish(
+                FinishDrill(
+                    begin,
+                    drill_id,
+                    status,
+                    message,
+                    bytes_restored=self.bytes_restored,
+                    checks=self.checks,
+                    notes=self.notes,
+                )
+            )
             if plan is not None:
                 await self._clean_up(plan.drill_id)
             if recorded.settled and recorded.drill_id:
                 await alert(
-                    FailureEvent("drill", recorded.drill_id, request.application_id,
-                                 request.workspace_id, info.workflow_id, status, message,
-                                 request.trigger)
-                )  # fmt: skip
+                    FailureEvent(
+                        "drill",
+                        recorded.drill_id,
+                        request.application_id,
+                        request.workspace_id,
+                        info.workflow_id,
+                        status,
+                        message,
+                        request.trigger,
+                    )
+                )
             raise
         finish = FinishDrill(
-            begin, plan.drill_id, "succeeded", None, recovery_seconds, self.bytes_restored,
-            self.checks, self.notes,
-        )  # fmt: skip
+            begin,
+            plan.drill_id,
+            RunStatus.SUCCEEDED,
+            None,
+            recovery_seconds,
+            self.bytes_restored,
+            self.checks,
+            self.notes,
+        )
         try:
             if not (await self._finish(finish, swallow=False)).settled:
                 workflow.logger.warning("drill %s had been settled already", plan.drill_id)
@@ -103,60 +120,74 @@ class RestoreDrillWorkflow:
     async def _drill(self, plan: DrillPlan) -> float:
         """Restores, verifies and checks; the recovery time runs from restore to verified."""
         self.step = "verify backup"
-        self.notes["verify backup"] = await workflow.execute_activity_method(
-            DrillActivities.verify_drill_backup, plan.drill_id, task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
-        )  # fmt: skip
+        self.notes["verify backup"] = await steps.verify_drill_backup(
+            plan.drill_id,
+            task_queue=DATA_TASK_QUEUE,
+            start_to_close_timeout=PREPARE_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+        )
         restore_started: datetime = workflow.now()
         database_bytes = 0
         if plan.database:
             self.step = "restore database"
-            database_bytes = await workflow.execute_activity_method(
-                DrillActivities.restore_drill_database, plan.drill_id, task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=LONG, heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
+            database_bytes = await steps.restore_drill_database(
+                plan.drill_id,
+                task_queue=DATA_TASK_QUEUE,
+                start_to_close_timeout=TRANSFER_STEP,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=DATA_RETRY,
                 cancellation_type=WAIT,
-            )  # fmt: skip
+            )
             checkpoint()
         for volume in plan.volumes:
             self.step = f"restore volume {volume}"
-            self.notes[f"volume:{volume}"] = await workflow.execute_activity_method(
-                DrillActivities.restore_drill_volume, DrillVolume(plan.drill_id, volume),
-                task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
-                heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
-            )  # fmt: skip
+            self.notes[f"volume:{volume}"] = await steps.restore_drill_volume(
+                DrillVolume(plan.drill_id, volume),
+                task_queue=DATA_TASK_QUEUE,
+                start_to_close_timeout=TRANSFER_STEP,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=DATA_RETRY,
+                cancellation_type=WAIT,
+            )
             checkpoint()
         self.step = "verify result"
-        verified = await workflow.execute_activity_method(
-            DrillActivities.verify_drill, plan, task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=timedelta(hours=1), heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
-        )  # fmt: skip
+        verified = await steps.verify_drill(
+            plan,
+            task_queue=DATA_TASK_QUEUE,
+            start_to_close_timeout=VERIFY_RESULT_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+        )
         recovery_seconds = (workflow.now() - restore_started).total_seconds()
         self.notes["verify result"] = verified.summary
         self.bytes_restored = database_bytes + verified.volume_bytes
         self.step = "checks"
-        self.checks = await workflow.execute_activity_method(
-            DrillActivities.run_drill_checks, plan, task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA,
-        )  # fmt: skip
+        self.checks = await steps.run_drill_checks(
+            plan,
+            task_queue=DATA_TASK_QUEUE,
+            start_to_close_timeout=DRILL_CHECKS_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+        )
         failing = [c for c in self.checks if c.outcome != "passed"]
         if failing:
             raise ApplicationError(
                 "; ".join(f"check {c.name!r} {c.outcome} ({c.message})" for c in failing),
-                type="CheckFailed", non_retryable=True,
-            )  # fmt: skip
+                type="CheckFailed",
+                non_retryable=True,
+            )
         return recovery_seconds
 
     async def _finish(self, finish: FinishDrill, swallow: bool = True) -> DrillRecorded:
         """Records the outcome; a record that cannot be made is left to the reconciler."""
         try:
-            return await workflow.execute_activity_method(
-                DrillActivities.finish_drill, finish,
-                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
-                retry_policy=METADATA,
-            )  # fmt: skip
+            return await steps.finish_drill(
+                finish,
+                start_to_close_timeout=METADATA_STEP,
+                schedule_to_close_timeout=METADATA_BUDGET,
+                retry_policy=METADATA_RETRY,
+            )
         except ActivityError as error:
             if not swallow:
                 raise
@@ -167,10 +198,12 @@ class RestoreDrillWorkflow:
     async def _clean_up(self, drill_id: str) -> None:
         """Removes the scratch copy; a failure is noted on the row, never the run's outcome."""
         try:
-            await workflow.execute_activity_method(
-                DrillActivities.clean_up_drill, drill_id, task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
-                retry_policy=CLEANUP,
-            )  # fmt: skip
+            await steps.clean_up_drill(
+                drill_id,
+                task_queue=DATA_TASK_QUEUE,
+                start_to_close_timeout=PREPARE_STEP,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=DRILL_CLEANUP_RETRY,
+            )
         except ActivityError as error:
             workflow.logger.error("drill %s left scratch copies: %s", drill_id, reason(error))

@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.restore import RestoreActivities
     from contracts.notify import FailureEvent
     from contracts.restore import FinishRestore, RestorePlan, VolumeJob
-    from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import (
+    from contracts.task_queues import DATA_TASK_QUEUE
+    from core.states import RunStatus
+    from workflows import steps
+    from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
+    from workflows.retries import (
         BEGIN_BUDGET,
-        DATA,
+        DATA_RETRY,
         HEARTBEAT,
-        LONG,
-        METADATA,
         METADATA_BUDGET,
+        METADATA_RETRY,
         METADATA_STEP,
-        RUN_ERRORS,
-        alert,
-        checkpoint,
-        ended_by,
-        reason,
+        PREPARE_STEP,
+        RESUME_RETRY,
+        TRANSFER_STEP,
+        VERIFY_RESULT_STEP,
     )
-
 
 # A cancelled step must have stopped before the application is resumed or the run recorded:
 # nothing may still write into the application's data afterwards.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-# Starting the application again is tried for about a minute; then the restore says loudly
-# that the application is down instead of hanging in "resume".
-RESUME = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15),
-    maximum_attempts=6,
-)  # fmt: skip
 
 
 @workflow.defn
@@ -57,11 +47,12 @@ class RestoreWorkflow:
         try:
             # Every step, the first included, is inside the failure handling.
             self.step = "begin"
-            plan = await workflow.execute_activity_method(
-                RestoreActivities.begin_restore, restore_id,
-                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=BEGIN_BUDGET,
-                retry_policy=METADATA,
-            )  # fmt: skip
+            plan = await steps.begin_restore(
+                restore_id,
+                start_to_close_timeout=METADATA_STEP,
+                schedule_to_close_timeout=BEGIN_BUDGET,
+                retry_policy=METADATA_RETRY,
+            )
             await self._restore(plan)
             checkpoint()  # a cancelled run never records success
         except RUN_ERRORS as error:
@@ -70,56 +61,76 @@ class RestoreWorkflow:
                 message += f"; the application was NOT started again: {self.resume_error}"
             if await self._finish(restore_id, status, message):
                 await alert(
-                    FailureEvent("restore", restore_id, application_id, workspace_id,
-                                 workflow.info().workflow_id, status, message)
-                )  # fmt: skip
+                    FailureEvent(
+                        "restore",
+                        restore_id,
+                        application_id,
+                        workspace_id,
+                        workflow.info().workflow_id,
+                        status,
+                        message,
+                    )
+                )
             raise
-        if not await self._finish(restore_id, "succeeded", None, swallow=False):
+        if not await self._finish(restore_id, RunStatus.SUCCEEDED, None, swallow=False):
             workflow.logger.warning("restore %s had been settled already", restore_id)
         return restore_id
 
     async def _restore(self, plan: RestorePlan) -> None:
         self.step = "verify backup"
-        self.notes["verify"] = await workflow.execute_activity_method(
-            RestoreActivities.verify_backup, plan.restore_id, summary="verify the backup",
+        self.notes["verify"] = await steps.verify_backup(
+            plan.restore_id,
+            summary="verify the backup",
             task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=LONG, heartbeat_timeout=HEARTBEAT, retry_policy=DATA,
-        )  # fmt: skip
+            start_to_close_timeout=TRANSFER_STEP,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=DATA_RETRY,
+        )
         failed = False
         try:
             # Inside the try: once a stop was attempted, the application is always resumed.
             self.step = "quiesce"
-            self.notes["quiesce"] = await workflow.execute_activity_method(
-                RestoreActivities.quiesce, plan.restore_id,
-                start_to_close_timeout=timedelta(minutes=10), retry_policy=DATA,
-                heartbeat_timeout=HEARTBEAT, cancellation_type=WAIT,
-            )  # fmt: skip
+            self.notes["quiesce"] = await steps.quiesce(
+                plan.restore_id,
+                start_to_close_timeout=PREPARE_STEP,
+                retry_policy=DATA_RETRY,
+                heartbeat_timeout=HEARTBEAT,
+                cancellation_type=WAIT,
+            )
             checkpoint()
             if plan.database:
                 self.step = "restore database"
-                self.notes["database"] = await workflow.execute_activity_method(
-                    RestoreActivities.restore_database, plan.restore_id,
+                self.notes["database"] = await steps.restore_database(
+                    plan.restore_id,
                     summary="restore the database",
-                    task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
-                    heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
-                )  # fmt: skip
+                    task_queue=DATA_TASK_QUEUE,
+                    start_to_close_timeout=TRANSFER_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=DATA_RETRY,
+                    cancellation_type=WAIT,
+                )
                 checkpoint()
             for volume in plan.volumes:
                 self.step = f"restore volume {volume}"
-                self.notes[f"volume:{volume}"] = await workflow.execute_activity_method(
-                    RestoreActivities.restore_volume, VolumeJob(plan.restore_id, volume),
+                self.notes[f"volume:{volume}"] = await steps.restore_volume(
+                    VolumeJob(plan.restore_id, volume),
                     summary=f"restore volume {volume}",
-                    task_queue=DATA_TASK_QUEUE, start_to_close_timeout=LONG,
-                    heartbeat_timeout=HEARTBEAT, retry_policy=DATA, cancellation_type=WAIT,
-                )  # fmt: skip
+                    task_queue=DATA_TASK_QUEUE,
+                    start_to_close_timeout=TRANSFER_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=DATA_RETRY,
+                    cancellation_type=WAIT,
+                )
                 checkpoint()
             self.step = "verify result"
-            await workflow.execute_activity_method(
-                RestoreActivities.verify_restore, plan.restore_id,
-                summary="verify the restored data", task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=timedelta(hours=1), heartbeat_timeout=HEARTBEAT,
-                retry_policy=DATA,
-            )  # fmt: skip
+            await steps.verify_restore(
+                plan.restore_id,
+                summary="verify the restored data",
+                task_queue=DATA_TASK_QUEUE,
+                start_to_close_timeout=VERIFY_RESULT_STEP,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=DATA_RETRY,
+            )
         except RUN_ERRORS:
             failed = True
             raise
@@ -127,11 +138,12 @@ class RestoreWorkflow:
             # Resume in every outcome: success, failure or cancel.
             step, self.step = self.step, "resume"
             try:
-                self.notes["resume"] = await workflow.execute_activity_method(
-                    RestoreActivities.resume, plan.restore_id,
-                    start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=HEARTBEAT,
-                    retry_policy=RESUME,
-                )  # fmt: skip
+                self.notes["resume"] = await steps.resume(
+                    plan.restore_id,
+                    start_to_close_timeout=PREPARE_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=RESUME_RETRY,
+                )
             except ActivityError as error:
                 if not failed:
                     raise  # the restore itself worked; the run fails in step "resume"
@@ -140,16 +152,16 @@ class RestoreWorkflow:
             self.step = step
 
     async def _finish(
-        self, restore_id: str, status: str, message: str | None, swallow: bool = True
+        self, restore_id: str, status: RunStatus, message: str | None, swallow: bool = True
     ) -> bool:
         """Records the outcome; True when this call ended the row (so it alerts once)."""
         try:
-            return await workflow.execute_activity_method(
-                RestoreActivities.finish_restore,
+            return await steps.finish_restore(
                 FinishRestore(restore_id, status, message, self.notes),
-                start_to_close_timeout=METADATA_STEP, schedule_to_close_timeout=METADATA_BUDGET,
-                retry_policy=METADATA,
-            )  # fmt: skip
+                start_to_close_timeout=METADATA_STEP,
+                schedule_to_close_timeout=METADATA_BUDGET,
+                retry_policy=METADATA_RETRY,
+            )
         except ActivityError as error:
             if not swallow:
                 raise

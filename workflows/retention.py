@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.retention import RetentionActivities
-    from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import DATA, LONG, QUICK, reason
+    from contracts.task_queues import DATA_TASK_QUEUE
+    from workflows import steps
+    from workflows.failures import reason
+    from workflows.retries import (
+        CONTROL_RETRY,
+        DATA_RETRY,
+        LISTING_STEP,
+        PRUNE_HEARTBEAT,
+        TRANSFER_STEP,
+    )
 
 
 @workflow.defn
 class RetentionSweepWorkflow:
     @workflow.run
     async def run(self) -> dict[str, list[str]]:
-        policies = await workflow.execute_activity_method(
-            RetentionActivities.list_retained_policies,
+        policies = await steps.list_retained_policies(
             task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=QUICK,
+            start_to_close_timeout=LISTING_STEP,
+            retry_policy=CONTROL_RETRY,
         )
         pruned: dict[str, list[str]] = {}
         for policy_id in policies:
             try:
-                pruned[policy_id] = await workflow.execute_activity_method(
-                    RetentionActivities.apply_retention,
+                pruned[policy_id] = await steps.apply_retention(
                     policy_id,
                     task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=LONG,
-                    heartbeat_timeout=timedelta(minutes=2),
-                    retry_policy=DATA,
+                    start_to_close_timeout=TRANSFER_STEP,
+                    heartbeat_timeout=PRUNE_HEARTBEAT,
+                    retry_policy=DATA_RETRY,
                 )
             except ActivityError as error:
                 workflow.logger.warning(

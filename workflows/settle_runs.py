@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.runs import RunActivities
-    from workflows.shared import HEARTBEAT, alert
+    from workflows import steps
+    from workflows.failures import alert
+    from workflows.retries import HEARTBEAT, PERIODIC_RETRY, SETTLE_RUNS_STEP
 
 SETTLE_RUNS_WORKFLOW = "SettleRunsWorkflow"
 
@@ -19,11 +18,10 @@ SETTLE_RUNS_WORKFLOW = "SettleRunsWorkflow"
 class SettleRunsWorkflow:
     @workflow.run
     async def run(self) -> int:
-        events = await workflow.execute_activity_method(
-            RunActivities.settle_closed_runs,
-            start_to_close_timeout=timedelta(minutes=10),
+        events = await steps.settle_closed_runs(
+            start_to_close_timeout=SETTLE_RUNS_STEP,
             heartbeat_timeout=HEARTBEAT,
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            retry_policy=PERIODIC_RETRY,
         )
         # Every failed or cancelled run alerts, also those nobody but the reconciler saw end.
         await asyncio.gather(*(alert(event) for event in events))

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from contracts.storage import DeleteStorageJob
-
 with workflow.unsafe.imports_passed_through():
-    from activities.storage import StorageActivities
-    from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
-    from core.settings import DATA_TASK_QUEUE
-    from workflows.shared import HEARTBEAT, reason
-
-# PVE answers in seconds; eight attempts over about four minutes ride out a node
-# restart without retrying a refused configuration forever.
-PVE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=8,
-)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-PVE_TIMEOUT = timedelta(seconds=60)
+    from contracts.storage import DeleteStorageJob, StorageJob, StorageStatusChange, StorageUsage
+    from contracts.task_queues import DATA_TASK_QUEUE
+    from core.states import StorageStatus
+    from workflows import steps
+    from workflows.failures import reason
+    from workflows.retries import (
+        CONTROL_RETRY,
+        CONTROL_STEP,
+        HEARTBEAT,
+        PERIODIC_RETRY,
+        PURGE_STEP,
+        STORAGE_CALL_RETRY,
+        STORAGE_CALL_STEP,
+        USAGE_READING_STEP,
+    )
 
 
 @workflow.defn
@@ -37,25 +30,14 @@ class ProvisionStorageWorkflow:
     @workflow.run
     async def run(self, job: StorageJob) -> str:
         try:
-            await workflow.execute_activity_method(
-                StorageActivities.provision_storage,
-                job,
-                start_to_close_timeout=PVE_TIMEOUT,
-                retry_policy=PVE_RETRY,
+            await steps.provision_storage(
+                job, start_to_close_timeout=STORAGE_CALL_STEP, retry_policy=STORAGE_CALL_RETRY
             )
         except ActivityError as error:
-            await self._set(job.storage_id, "error", reason(error))
-            return "error"
-        await self._set(job.storage_id, "active", None)
-        return "active"
-
-    async def _set(self, storage_id: str, status: str, message: str | None) -> None:
-        await workflow.execute_activity_method(
-            StorageActivities.set_storage_status,
-            StorageStatusChange(storage_id, status, message),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DB_RETRY,
-        )
+            await _set_status(job.storage_id, StorageStatus.ERROR, reason(error))
+            return StorageStatus.ERROR
+        await _set_status(job.storage_id, StorageStatus.ACTIVE, None)
+        return StorageStatus.ACTIVE
 
 
 @workflow.defn
@@ -66,35 +48,24 @@ class DeleteStorageWorkflow:
     async def run(self, job: DeleteStorageJob) -> str:
         try:
             if job.force:
-                await workflow.execute_activity_method(
-                    StorageActivities.remove_storage_backups,
+                await steps.remove_storage_backups(
                     job.storage,
                     task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=timedelta(hours=2),
+                    start_to_close_timeout=PURGE_STEP,
                     heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DB_RETRY,
+                    retry_policy=CONTROL_RETRY,
                 )
-            await workflow.execute_activity_method(
-                StorageActivities.deprovision_storage,
+            await steps.deprovision_storage(
                 job.storage,
-                start_to_close_timeout=PVE_TIMEOUT,
-                retry_policy=PVE_RETRY,
+                start_to_close_timeout=STORAGE_CALL_STEP,
+                retry_policy=STORAGE_CALL_RETRY,
             )
         except ActivityError as error:
-            await workflow.execute_activity_method(
-                StorageActivities.set_storage_status,
-                StorageStatusChange(
-                    job.storage.storage_id, "error", f"deletion failed: {reason(error)}"
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DB_RETRY,
-            )
-            return "error"
-        await workflow.execute_activity_method(
-            StorageActivities.forget_storage,
-            job.storage.storage_id,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DB_RETRY,
+            message = f"deletion failed: {reason(error)}"
+            await _set_status(job.storage.storage_id, StorageStatus.ERROR, message)
+            return StorageStatus.ERROR
+        await steps.forget_storage(
+            job.storage.storage_id, start_to_close_timeout=CONTROL_STEP, retry_policy=CONTROL_RETRY
         )
         return "deleted"
 
@@ -105,22 +76,24 @@ class RefreshStorageUsageWorkflow:
 
     @workflow.run
     async def run(self) -> list[StorageUsage]:
-        storage_ids = await workflow.execute_activity_method(
-            StorageActivities.list_monitored_storages,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DB_RETRY,
+        storage_ids = await steps.list_monitored_storages(
+            start_to_close_timeout=CONTROL_STEP, retry_policy=CONTROL_RETRY
         )
         readings = []
         for storage_id in storage_ids:
             readings.append(
-                await workflow.execute_activity_method(
-                    StorageActivities.refresh_storage_usage,
+                await steps.refresh_storage_usage(
                     storage_id,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    start_to_close_timeout=USAGE_READING_STEP,
+                    retry_policy=PERIODIC_RETRY,
                 )
             )
         return readings
 
 
-WORKFLOWS = [ProvisionStorageWorkflow, DeleteStorageWorkflow, RefreshStorageUsageWorkflow]
+async def _set_status(storage_id: str, status: StorageStatus, message: str | None) -> None:
+    await steps.set_storage_status(
+        StorageStatusChange(storage_id, status, message),
+        start_to_close_timeout=CONTROL_STEP,
+        retry_policy=CONTROL_RETRY,
+    )

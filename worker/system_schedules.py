@@ -9,16 +9,15 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from contracts.task_queues import CONTROL_TASK_QUEUE
+from core.settings import Settings
+from schedules.store import create_or_update
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.retention import RetentionSweepWorkflow
 from workflows.settle_runs import SettleRunsWorkflow
@@ -44,36 +43,13 @@ def _every(workflow: Any, schedule_id: str, minutes: int) -> Schedule:
     )
 
 
-async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
-    """Creates the schedule, or brings an existing one to the configured interval."""
-    try:
-        await client.create_schedule(schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-
-        async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(schedule_id).update(replace)
-
-
 async def ensure_system_schedules(client: Client, settings: Settings) -> None:
-    await _ensure(
-        client,
-        USAGE_SCHEDULE_ID,
-        _every(RefreshStorageUsageWorkflow.run, USAGE_SCHEDULE_ID, settings.usage_refresh_minutes),
-    )
-    await _ensure(
-        client,
-        RECONCILE_SCHEDULE_ID,
-        _every(ReconcileSchedulesWorkflow.run, RECONCILE_SCHEDULE_ID, settings.reconcile_minutes),
-    )
-    await _ensure(
-        client,
-        SETTLE_RUNS_SCHEDULE_ID,
-        _every(SettleRunsWorkflow.run, SETTLE_RUNS_SCHEDULE_ID, settings.run_reconcile_minutes),
-    )
-    await _ensure(
-        client,
-        RETENTION_SCHEDULE_ID,
-        _every(RetentionSweepWorkflow.run, RETENTION_SCHEDULE_ID, DAY_MINUTES),
-    )
+    """Creates each system schedule, or brings an existing one to the configured interval."""
+    every = {
+        USAGE_SCHEDULE_ID: (RefreshStorageUsageWorkflow.run, settings.usage_refresh_minutes),
+        RECONCILE_SCHEDULE_ID: (ReconcileSchedulesWorkflow.run, settings.reconcile_minutes),
+        SETTLE_RUNS_SCHEDULE_ID: (SettleRunsWorkflow.run, settings.run_reconcile_minutes),
+        RETENTION_SCHEDULE_ID: (RetentionSweepWorkflow.run, DAY_MINUTES),
+    }
+    for schedule_id, (workflow, minutes) in every.items():
+        await create_or_update(client, schedule_id, _every(workflow, schedule_id, minutes))

@@ -1,12 +1,10 @@
-"""Retry policies, timeouts and failure wording shared by the workflows."""
+"""How a run reads, words and reports what stopped it: failure reasons, cancels and alerts."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -16,36 +14,10 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import Notifier
     from contracts.notify import FailureEvent
-
-QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-# Steps that only read and write the metadata database (begin, record the outcome): retried
-# without an attempt limit, bounded in time by METADATA_BUDGET, so a database outage of
-# minutes delays the record instead of losing it. Past the budget the run still ends, and
-# the run reconciler settles its row from Temporal once the database is back.
-METADATA = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15),
-)  # fmt: skip
-METADATA_BUDGET = timedelta(minutes=30)
-# The first step also waits for the API's row to become visible; if it never does, the
-# request that started the run failed, and the run ends instead of waiting forever.
-BEGIN_BUDGET = timedelta(minutes=5)
-METADATA_STEP = timedelta(seconds=30)
-# Data steps: five attempts over about half a minute ride out a storage or tool hiccup; past
-# that the run fails with the reason instead of hiding the problem. (A metadata database
-# outage is waited out inside the step: activities/support.py::read_metadata.)
-DATA = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=5,
-)
-# Cleanup after a failure is best effort: a few tries, then a note on the row.
-CLEANUP = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
-NOTIFY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
-HEARTBEAT = timedelta(seconds=30)
-LONG = timedelta(hours=12)
+    from core.states import RunStatus
+    from workflows import steps
+    from workflows.retries import ALERT_RETRY, ALERT_STEP
 
 
 def reason(error: BaseException) -> str:
@@ -64,14 +36,14 @@ def reason(error: BaseException) -> str:
     return str(cause or error)
 
 
-def ended_by(error: BaseException, step: str) -> tuple[str, str]:
+def ended_by(error: BaseException, step: str) -> tuple[RunStatus, str]:
     """The status and message a run records when ``error`` stopped it during ``step``."""
     cancelled = isinstance(error, (CancelledError, asyncio.CancelledError)) or (
         isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
     )
     if cancelled:
-        return "cancelled", f"cancelled during {step}"
-    return "failed", f"{step}: {reason(error)}"
+        return RunStatus.CANCELLED, f"cancelled during {step}"
+    return RunStatus.FAILED, f"{step}: {reason(error)}"
 
 
 # What a run's failure handling catches: every way an activity or the run itself can stop.
@@ -96,9 +68,8 @@ def checkpoint() -> None:
 async def alert(event: FailureEvent) -> None:
     """Sends the failure alert; a webhook that stays down is logged, never the run's outcome."""
     try:
-        await workflow.execute_activity_method(
-            Notifier.notify_failure, event,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=NOTIFY,
-        )  # fmt: skip
+        await steps.notify_failure(
+            event, start_to_close_timeout=ALERT_STEP, retry_policy=ALERT_RETRY
+        )
     except ActivityError as error:
         workflow.logger.error("failure alert for %s not delivered: %s", event.id, reason(error))

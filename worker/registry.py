@@ -1,0 +1,90 @@
+"""Every workflow and activity cairn runs, and the task queue each activity is served on.
+
+One list for the worker (``worker/main.py``) and for the replay test, so a workflow added
+here is both served and proven to replay its recorded histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from activities.backup import BackupActivities
+from activities.drill import DrillActivities
+from activities.notify import Notifier
+from activities.restore import RestoreActivities
+from activities.retention import RetentionActivities
+from activities.runs import RunActivities
+from activities.schedule_repair import ScheduleActivities
+from activities.storage import StorageActivities
+from adapters.restic import Restic
+from adapters.storage_backend import backend_for
+from core.settings import Settings
+from workflows.backup import BackupWorkflow
+from workflows.drill import RestoreDrillWorkflow
+from workflows.reconcile import ReconcileSchedulesWorkflow
+from workflows.restore import RestoreWorkflow
+from workflows.retention import RetentionSweepWorkflow
+from workflows.settle_runs import SettleRunsWorkflow
+from workflows.storage import (
+    DeleteStorageWorkflow,
+    ProvisionStorageWorkflow,
+    RefreshStorageUsageWorkflow,
+)
+
+# Every workflow runs on the control queue.
+WORKFLOWS: list[type] = [
+    ProvisionStorageWorkflow,
+    DeleteStorageWorkflow,
+    RefreshStorageUsageWorkflow,
+    ReconcileSchedulesWorkflow,
+    BackupWorkflow,
+    RestoreWorkflow,
+    RetentionSweepWorkflow,
+    SettleRunsWorkflow,
+    RestoreDrillWorkflow,
+]
+
+
+@dataclass(frozen=True)
+class Activities:
+    """The activities of each queue: control steps touch only the database, Temporal and
+    PVE; data steps read or write backup data."""
+
+    control: list[Callable[..., Any]]
+    data: list[Callable[..., Any]]
+
+
+def activities(
+    client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> Activities:
+    """Every activity, bound to the resources it works with."""
+    backend = backend_for(settings)
+    restic = Restic(settings.restic_bin, cache_dir=settings.restic_cache)
+    storage = StorageActivities(sessions, settings, backend)
+    backups = BackupActivities(sessions, settings, restic, backend, client)
+    restores = RestoreActivities(sessions, settings, restic)
+    retention = RetentionActivities(sessions, settings, restic)
+    drills = DrillActivities(sessions, settings, restic)
+    return Activities(
+        control=[
+            *storage.control(),
+            *backups.control(),
+            *restores.control(),
+            Notifier(settings).notify_failure,
+            ScheduleActivities(client, sessions, settings).reconcile_policy_schedules,
+            RunActivities(client, sessions).settle_closed_runs,
+            *drills.control(),
+        ],
+        data=[
+            *storage.data(),
+            *backups.data(),
+            *restores.data(),
+            *retention.data(),
+            *drills.data(),
+        ],
+    )
