@@ -23,23 +23,19 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import fatal, to_application_error
 from activities.support import (
     execution_repository,
-    fatal,
     heartbeating,
-    open_platform,
+    platform_of,
     read_metadata,
-    restic_failure,
     with_progress,
 )
 from adapters import pg_dump
+from adapters.errors import AdapterError
+from adapters.platform import Platform
 from adapters.restic import Repository, Restic, ResticError
-from adapters.storage_backend import (
-    BackendError,
-    StorageBackend,
-    folder_usage,
-    repository_bytes,
-)
+from adapters.storage_backend import StorageBackend, repository_bytes
 from contracts.backup import (
     BeginBackup,
     ExecutionRef,
@@ -52,10 +48,10 @@ from contracts.backup import (
     SuccessJob,
     UploadJob,
 )
-from core import crypto, metrics
-from core.boundaries import BoundaryError, check_volume_path
+from core import metrics
 from core.run_outcome import shorten
 from core.settings import Settings
+from core.states import BackupType, RunStatus, StorageStatus
 from db import audit
 from db.models import (
     Application,
@@ -173,7 +169,7 @@ class BackupActivities:
                     raise ApplicationError("execution not visible yet", type="NotYetVisible")
             else:
                 execution = await self._insert_scheduled(session, begin)
-            if execution.status != "running":
+            if execution.status != RunStatus.RUNNING:
                 raise fatal(f"this backup had already ended ({execution.status})", "AlreadyEnded")
             other = await live_run_of(session, self.client, app_id, exclude=execution.id)
             if other:
@@ -187,15 +183,19 @@ class BackupActivities:
             assert application is not None
             if first_attempt:
                 audit.record(
-                    session, ACTOR, "backup.start", "backup_execution", execution.id,
+                    session,
+                    ACTOR,
+                    "backup.start",
+                    "backup_execution",
+                    execution.id,
                     workspace_id=application.workspace_id,
                     details={"workflow_id": begin.workflow_id, "trigger": req.trigger},
-                )  # fmt: skip
+                )
             await session.commit()
             if first_attempt:
                 metrics.BACKUPS_STARTED.labels(req.trigger).inc()
             volumes = (
-                sorted(application.platform_settings.get("volumes", {}))
+                platform_of(application, self.settings, self.restic).volume_names()
                 if req.include_volumes
                 else []
             )
@@ -215,7 +215,7 @@ class BackupActivities:
                 run_id=begin.run_id,
                 trigger=req.trigger,
                 schedule_id=begin.schedule_id,
-                status="running",
+                status=RunStatus.RUNNING,
                 started_at=datetime.now(UTC),
             )
             .on_conflict_do_nothing(index_elements=["workflow_id"])
@@ -239,10 +239,8 @@ class BackupActivities:
             status = await heartbeating(
                 asyncio.to_thread(self.backend.status, storage.proxmox_storage_id)
             )
-        except BackendError as exc:
-            raise ApplicationError(
-                exc.message, type="StorageUnavailable", non_retryable=not exc.retryable
-            ) from None
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
         if not status.active:
             raise fatal(
                 f"backup storage {storage.name} is not active on the storage server (not"
@@ -289,7 +287,7 @@ class BackupActivities:
         """The context, the last good backup's size, the workspace's other usage and quota."""
         ctx = await self._context(session, execution_id)
         storage, application = ctx.storage, ctx.application
-        if storage.status != "active":
+        if storage.status != StorageStatus.ACTIVE:
             raise fatal(
                 f"backup storage {storage.name} is {storage.status}"
                 f"{': ' + storage.status_message if storage.status_message else ''};"
@@ -314,83 +312,68 @@ class BackupActivities:
         return ctx, expected, workspace_used, quota_gb
 
     async def _first_backup_estimate(self, ctx: Context) -> int:
-        platform = open_platform(ctx.application, self.settings)
-        total = 0
-        target = platform.database() if ctx.include_database else None
-        if target is not None:
-            psql = pg_dump.tool("psql", self.settings.pg_bin_dir)
-            try:
-                _, size = await asyncio.to_thread(pg_dump.server_info, target, psql)
-            except pg_dump.DumpError as exc:
-                raise ApplicationError(
-                    f"database unreachable: {exc.message}", type="DatabaseUnavailable",
-                    non_retryable=not exc.retryable,
-                ) from None  # fmt: skip
-            total += size
-        if ctx.include_volumes:
-            for name in platform.volume_names():
-                path = Path(ctx.application.platform_settings["volumes"][name])
-                total += await asyncio.to_thread(folder_usage, path)
-        return total
+        platform = self._platform(ctx)
+        database = ctx.include_database and platform.has_database()
+        volumes = platform.volume_names() if ctx.include_volumes else []
+        try:
+            return await asyncio.to_thread(platform.estimate_bytes, database, volumes)
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
+
+    def _platform(self, ctx: Context) -> Platform:
+        return platform_of(ctx.application, self.settings, self.restic)
 
     @activity.defn
     async def snapshot_volumes(self, execution_id: str) -> SnapshotStep:
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
-        platform = open_platform(ctx.application, self.settings)
+        platform = self._platform(ctx)
         names = platform.volume_names() if ctx.include_volumes else []
-        folders = ctx.application.platform_settings.get("volumes", {})
-        for name in names:
-            try:  # a registration older than a boundary rule cannot be read from
-                check_volume_path(folders[name], self.settings)
-            except BoundaryError as exc:
-                raise fatal(f"volume {name} refused: {exc.message}", "TargetRefused") from None
         try:
+            await asyncio.to_thread(platform.check_targets, False, names)
             point = await heartbeating(asyncio.to_thread(platform.snapshot, execution_id, names))
-        except FileNotFoundError as exc:
-            raise fatal(str(exc), "InvalidConfiguration") from None
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
         return SnapshotStep(point.consistent, point.note, dict(point.volumes))
 
     @activity.defn
     async def dump_database(self, execution_id: str) -> PartResult:
-        """pg_dump streamed into ``restic backup --stdin``: no temporary copy, bounded memory."""
+        """The database into one snapshot; the figures verification compares come with it."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
-        target = open_platform(ctx.application, self.settings).database()
-        if target is None:
-            raise fatal("the application has no database configured", "InvalidConfiguration")
-        await self._ensure_repository(ctx.repo)
+        platform = self._platform(ctx)
+        tags = _tags(ctx, "database")
         try:
+            await self._ensure_repository(ctx.repo)
             if activity.info().attempt > 1:
                 # What an earlier attempt left has no figures taken in its snapshot and may be
                 # a partial dump (restic keeps what it read when its stdin closes): redo it.
-                await asyncio.to_thread(self._forget, ctx.repo, _tags(ctx, "database"))
-            result = await with_progress(
-                lambda progress: pg_dump.dump_into_restic(
-                    target, self.restic, ctx.repo, _tags(ctx, "database"),
-                    bin_dir=self.settings.pg_bin_dir, progress=progress,
-                )
-            )  # fmt: skip
+                await asyncio.to_thread(self._forget, ctx.repo, tags)
+            dump = await with_progress(
+                lambda progress: platform.dump_database(execution_id, ctx.repo, tags, progress)
+            )
         except pg_dump.DumpError as exc:
-            raise ApplicationError(
-                f"database dump failed: {exc.message}", type="DumpError",
-                non_retryable=not exc.retryable,
-            ) from None  # fmt: skip
-        except ResticError as exc:
-            raise restic_failure(exc) from None
-        # The figures restore verification compares were taken inside pg_dump's snapshot.
+            raise to_application_error(exc, "database dump failed") from None
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
+        # The figures restore verification compares were taken inside the dump's snapshot.
         return PartResult(
-            "database", result.snapshot_id, result.total_bytes_processed, result.data_added, 1,
+            "database",
+            dump.snapshot_id,
+            dump.bytes_processed,
+            dump.data_added,
+            1,
             reused=False,
             details={
-                "database_size_bytes": result.database_size_bytes,
-                "row_counts": result.row_counts,
-                "server_major": result.server_major,
+                "database_size_bytes": dump.database_size_bytes,
+                "row_counts": dump.row_counts,
+                "server_major": dump.server_major,
             },
-        )  # fmt: skip
+        )
 
     @activity.defn
     async def upload_volume(self, job: UploadJob) -> PartResult:
         """One volume into the repository; incremental reuses the previous snapshot as parent."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
+        platform = self._platform(ctx)
         part = f"volume:{job.volume}"
         try:
             await self._ensure_repository(ctx.repo)
@@ -398,36 +381,47 @@ class BackupActivities:
             if existing is not None:
                 return existing
             parent = None
-            if job.backup_type == "incremental":
+            if job.backup_type == BackupType.INCREMENTAL:
                 previous = await asyncio.to_thread(
                     self.restic.snapshots,
                     ctx.repo,
                     [f"application={ctx.application.id}", f"part={part}"],
                 )
                 parent = previous[-1].id if previous else None
-            result = await with_progress(
-                lambda progress: self.restic.backup_paths(
+            upload = await with_progress(
+                lambda progress: platform.upload_volume(
+                    job.execution_id,
+                    job.volume,
+                    job.path,
                     ctx.repo,
-                    Path(job.path),
                     _tags(ctx, part),
                     parent=parent,
-                    force=job.backup_type == "full",
+                    force=job.backup_type == BackupType.FULL,
                     progress=progress,
                 )
             )
-        except ResticError as exc:
-            raise restic_failure(exc) from None
-        files = result.files_new + result.files_changed + result.files_unmodified
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
         return PartResult(
-            part, result.snapshot_id, result.total_bytes_processed, result.data_added, files,
-            reused=False, details={"parent": parent},
-        )  # fmt: skip
+            part,
+            upload.snapshot_id,
+            upload.bytes_processed,
+            upload.data_added,
+            upload.files,
+            reused=False,
+            details={"parent": parent},
+        )
 
     @activity.defn
     async def store_manifest(self, job: RecordJob) -> StoredManifest:
         """Writes the manifest into the repository beside the data it describes."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
-        database = next((p for p in job.parts if p.part == "database"), None)
+        try:
+            config = await self._export_config(ctx)
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
+        parts = [*job.parts, config] if config else job.parts
+        database = next((p for p in parts if p.part == "database"), None)
         manifest = {
             "execution_id": job.execution_id,
             "application_id": str(ctx.application.id),
@@ -435,12 +429,12 @@ class BackupActivities:
             "trigger": ctx.execution.trigger,
             "backup_type": ctx.policy.backup_type if ctx.policy else None,
             "started_at": job.started_at,
-            "parts": [{k: v for k, v in asdict(p).items() if k != "details"} for p in job.parts],
+            "parts": [{k: v for k, v in asdict(p).items() if k != "details"} for p in parts],
             "snapshot": {"consistent": job.snapshot.consistent, "note": job.snapshot.note},
             "database": database.details if database else None,
             "volumes": {
                 p.part.removeprefix("volume:"): {"files": p.files, "bytes": p.bytes_processed}
-                for p in job.parts
+                for p in parts
                 if p.part.startswith("volume:")
             },
             "tools": await asyncio.to_thread(self._tool_versions),
@@ -456,10 +450,32 @@ class BackupActivities:
                 )
             else:
                 manifest_id = existing.snapshot_id
-        except ResticError as exc:
-            raise restic_failure(exc) from None
-        size = sum(p.bytes_processed for p in job.parts)
+        except AdapterError as exc:
+            raise to_application_error(exc) from None
+        size = sum(p.bytes_processed for p in parts)
         return StoredManifest(manifest_id, manifest, size)
+
+    async def _export_config(self, ctx: Context) -> PartResult | None:
+        """The platform's configuration objects, stored beside the data; None: it has none."""
+        existing = await self._existing(ctx, "config")
+        if existing is not None:
+            return existing
+        platform = self._platform(ctx)
+        upload = await heartbeating(
+            asyncio.to_thread(
+                platform.export_config, str(ctx.execution.id), ctx.repo, _tags(ctx, "config")
+            )
+        )
+        if upload is None:
+            return None
+        return PartResult(
+            "config",
+            upload.snapshot_id,
+            upload.bytes_processed,
+            upload.data_added,
+            upload.files,
+            reused=False,
+        )
 
     @activity.defn
     async def record_success(self, job: SuccessJob) -> int:
@@ -469,18 +485,23 @@ class BackupActivities:
         async with self.sessions() as session:
             execution = await session.get(BackupExecution, uuid.UUID(job.execution_id))
             assert execution is not None
-            if execution.status != "running":
+            if execution.status != RunStatus.RUNNING:
                 return stored.size_bytes
-            execution.status = "succeeded"
+            execution.status = RunStatus.SUCCEEDED
             execution.size_bytes = stored.size_bytes
             execution.backup_path = stored.manifest.get("repository")
             execution.completed_at = now
             execution.metadata_ = {**stored.manifest, "manifest_snapshot_id": stored.snapshot_id}
             workspace_id = uuid.UUID(stored.manifest["workspace_id"])
             audit.record(
-                session, ACTOR, "backup.succeeded", "backup_execution", execution.id,
-                workspace_id=workspace_id, details={"size_bytes": stored.size_bytes},
-            )  # fmt: skip
+                session,
+                ACTOR,
+                "backup.succeeded",
+                "backup_execution",
+                execution.id,
+                workspace_id=workspace_id,
+                details={"size_bytes": stored.size_bytes},
+            )
             await session.commit()
         metrics.BACKUPS_SUCCEEDED.labels(execution.trigger).inc()
         metrics.BACKUP_SIZE.observe(stored.size_bytes)
@@ -499,8 +520,9 @@ class BackupActivities:
         if self._tools is None:
             pg = pg_dump.tool("pg_dump", self.settings.pg_bin_dir)
             self._tools = {
-                "restic": self.restic.version(), "pg_dump": str(pg_dump.client_major(pg))
-            }  # fmt: skip
+                "restic": self.restic.version(),
+                "pg_dump": str(pg_dump.client_major(pg)),
+            }
         return self._tools
 
     @activity.defn
@@ -541,10 +563,8 @@ class BackupActivities:
             await heartbeating(
                 asyncio.to_thread(self._forget, ctx.repo, [f"execution={execution_id}"])
             )
-            await asyncio.to_thread(
-                open_platform(ctx.application, self.settings).release, execution_id
-            )
-        except (ApplicationError, ResticError, crypto.CryptoError, OSError) as exc:
+            await asyncio.to_thread(self._platform(ctx).release, execution_id)
+        except (ApplicationError, AdapterError, OSError) as exc:
             note = shorten(f"cleanup incomplete: {getattr(exc, 'message', None) or exc}")
         else:
             return "partial snapshots removed"

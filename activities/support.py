@@ -1,4 +1,4 @@
-"""Helpers the backup and restore activities share."""
+"""Helpers the backup, restore and drill activities share."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from adapters.local_platform import LocalPlatform
-from adapters.restic import Progress, Repository, ResticError
+from activities.errors import fatal, to_application_error
+from adapters.platform import Platform, PlatformError, open_platform
+from adapters.restic import Progress, Repository, Restic
 from core import crypto, secret_contexts
 from core.settings import Settings
 from db.availability import database_unavailable
@@ -27,24 +28,31 @@ HEARTBEAT_SECONDS = 2.0
 METADATA_WAIT_SECONDS = 180.0
 
 
-def fatal(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
+def platform_of(application: Application, settings: Settings, restic: Restic) -> Platform:
+    """The application's platform, chosen by its kind, its secrets opened (worker-side only).
 
-
-def restic_failure(exc: ResticError) -> ApplicationError:
-    return ApplicationError(exc.message, type="ResticError", non_retryable=not exc.retryable)
-
-
-def open_platform(application: Application, settings: Settings) -> LocalPlatform:
-    """The application's platform adapter, with its secrets opened (worker-side only)."""
+    Activities reach an application's data only through it (``adapters/platform.py``).
+    """
     secrets: dict[str, Any] = {}
     if application.platform_secrets:
-        secrets = crypto.open_json(
-            application.platform_secrets,
-            master_key=settings.master_key_text,
-            context=secret_contexts.application_secrets(application.id),
+        try:
+            secrets = crypto.open_json(
+                application.platform_secrets,
+                master_key=settings.master_key_text,
+                context=secret_contexts.application_secrets(application.id),
+            )
+        except crypto.CryptoError as exc:
+            raise fatal(str(exc), "SecretsUnavailable") from None
+    try:
+        return open_platform(
+            application.platform_kind,
+            application.platform_settings,
+            secrets,
+            cairn=settings,
+            restic=restic,
         )
-    return LocalPlatform(application.platform_settings, secrets)
+    except PlatformError as exc:
+        raise to_application_error(exc) from None
 
 
 async def with_progress(work: Callable[[Callable[[Progress], None]], T]) -> T:
@@ -100,6 +108,10 @@ async def to_completion(work: Callable[[], T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return task.result()
+
+
+def no_progress(_progress: Progress) -> None:
+    """What a step run by ``to_completion`` gives as progress: it heartbeats all the same."""
 
 
 async def read_metadata(

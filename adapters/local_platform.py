@@ -1,27 +1,86 @@
-"""Applications of kind ``local``: a PostgreSQL database and folders on the worker host."""
+"""Applications of kind ``local``: a PostgreSQL database and folders on the worker host.
+
+restic and pg_dump run in the worker itself. The database is restored into a fresh
+database beside the live one and swapped in by rename; each volume into a staging folder
+beside it and swapped in by rename. A drill's scratch copies are a database named
+``cairn_drill_<id>`` on the application's server and folders under cairn's own data folder.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
+import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters.pg_dump import PgTarget
-from adapters.platform import PointInTime
+from adapters import pg_databases, pg_dump
+from adapters.local_folders import count_files, remove_folder, restore_folder, swap_in_folder
+from adapters.pg_checks import run_read_only_checks
+from adapters.platform import (
+    CheckResult,
+    DatabaseDump,
+    Measured,
+    OtherDatabase,
+    PlatformError,
+    PointInTime,
+    ProgressFn,
+    SqlCheck,
+    VolumeFigures,
+    VolumeUpload,
+)
+from adapters.restic import Repository, Restic, ResticError
+from adapters.storage_backend import folder_usage
+from core.boundaries import (
+    BoundaryError,
+    check_application_database,
+    check_restore_target,
+    check_volume_path,
+    volume_roots,
+)
+from core.database_url import split_database_url
+from core.settings import Settings
+
+SCRATCH_PREFIX = "cairn_drill_"
+HOOK_TIMEOUT_SECONDS = 300
+
+
+def scratch_database(drill_id: str) -> str:
+    """The drill's scratch database, on the application's own server."""
+    return f"{SCRATCH_PREFIX}{uuid.UUID(drill_id).hex[:12]}"
+
+
+def drills_folder(settings: Settings) -> Path:
+    """Where scratch folders go: cairn's data folder, else the system's temporary folder."""
+    base = settings.data_dir if settings.data_dir else Path(tempfile.gettempdir()) / "cairn"
+    return base / "drills"
+
+
+def _short(run_id: str) -> str:
+    """The suffix of a run's staging names (restores: ``cairn_restore_<short>``)."""
+    return uuid.UUID(run_id).hex[:12]
 
 
 class LocalPlatform:
-    kind = "local"
-
-    def __init__(self, settings: dict[str, Any], secrets: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: dict[str, Any], secrets: dict[str, Any], *, cairn: Settings, restic: Restic
+    ) -> None:
         self.settings = settings
         self.secrets = secrets
+        self.cairn = cairn
+        self.restic = restic
 
-    def database(self) -> PgTarget | None:
+    # -- the application's database and folders, checked --------------------------------
+
+    def _database(self) -> pg_dump.PgTarget:
+        """How to reach the application's database (its server, role and password)."""
         db = self.settings.get("database")
         if not db:
-            return None
-        return PgTarget(
+            raise PlatformError("the application has no database configured", retryable=False)
+        return pg_dump.PgTarget(
             host=db["host"],
             port=int(db["port"]),
             user=db.get("user"),
@@ -29,27 +88,80 @@ class LocalPlatform:
             password=self.secrets.get("database_password"),
         )
 
-    def volume_names(self) -> list[str]:
-        return sorted(self.settings.get("volumes", {}))
+    def _own_database(self) -> pg_dump.PgTarget:
+        """The application's database, its registration checked again where the data moves."""
+        database = self._database()
+        try:  # the API's checks may predate a boundary rule
+            check_application_database(self.settings["database"], self.cairn)
+        except BoundaryError as exc:
+            raise PlatformError(f"restore target refused: {exc.message}", retryable=False) from None
+        return database
 
-    def snapshot(self, execution_id: str, volumes: list[str]) -> PointInTime:
-        """Plain folders have no point-in-time copy: the upload reads them live, and says so."""
-        folders = self.settings.get("volumes", {})
-        missing = [name for name in volumes if not Path(folders[name]).is_dir()]
-        if missing:
-            raise FileNotFoundError(
-                "volume folder(s) missing on the worker host: "
-                + ", ".join(f"{name} ({folders[name]})" for name in missing)
+    def _other_database(self, into: OtherDatabase) -> pg_dump.PgTarget:
+        """A platform administrator's other target, checked against the boundary rules."""
+        original = self._database()
+        stored = {"database_name": into.name} if into.name else {"database_url": into.url}
+        try:  # checked again where the data moves: the API's checks may predate a setting
+            check_restore_target(
+                stored, self.settings["database"], self.cairn, by_platform_admin=True
             )
-        return PointInTime(
-            consistent=False,
-            note="the local platform has no point-in-time snapshot for folders; files were read"
-            " live, so a file changed during the upload may be captured mid-write",
-            volumes={name: folders[name] for name in volumes},
+        except BoundaryError as exc:
+            raise PlatformError(f"restore target refused: {exc.message}", retryable=False) from None
+        if into.name:
+            return replace(original, dbname=into.name)
+        parts, _ = split_database_url(str(into.url))
+        return pg_dump.PgTarget(
+            parts["host"], int(parts["port"]), parts.get("user"), parts["dbname"], into.password
         )
 
-    def release(self, execution_id: str) -> None:
-        """Nothing to release: no snapshot was made."""
+    def _target(self, into: OtherDatabase | None) -> pg_dump.PgTarget:
+        return self._own_database() if into is None else self._other_database(into)
+
+    def _folders(self) -> dict[str, str]:
+        return dict(self.settings.get("volumes") or {})
+
+    def _folder(self, volume: str) -> Path:
+        """The volume's folder, its path checked again against the boundary rules."""
+        folders = self._folders()
+        if volume not in folders:
+            raise PlatformError(f"the application has no volume {volume} any more", retryable=False)
+        try:  # a registration older than a boundary rule cannot be read from or written to
+            return check_volume_path(folders[volume], self.cairn)
+        except BoundaryError as exc:
+            raise PlatformError(
+                f"volume {volume} refused: {exc.message}", retryable=False
+            ) from None
+
+    def _psql(self) -> str:
+        return pg_dump.tool("psql", self.cairn.pg_bin_dir)
+
+    # -- inventory ------------------------------------------------------------------------
+
+    def has_database(self) -> bool:
+        return bool(self.settings.get("database"))
+
+    def volume_names(self) -> list[str]:
+        return sorted(self._folders())
+
+    def check_targets(self, database: bool, volumes: list[str]) -> None:
+        if database:
+            self._own_database()
+        for volume in volumes:
+            self._folder(volume)
+
+    def estimate_bytes(self, database: bool, volumes: list[str]) -> int:
+        total = 0
+        if database:
+            try:
+                _, total = pg_dump.server_info(self._database(), self._psql())
+            except pg_dump.DumpError as exc:
+                raise PlatformError(
+                    f"database unreachable: {exc.message}", retryable=exc.retryable
+                ) from None
+        folders = self._folders()
+        return total + sum(folder_usage(Path(folders[name])) for name in volumes)
+
+    # -- consistency ----------------------------------------------------------------------
 
     def quiesce(self) -> str:
         """Stops the application's writes with its configured stop command, if it has one."""
@@ -63,9 +175,216 @@ class LocalPlatform:
         if not argv:
             past = {"stop": "stopped", "start": "started"}[name]
             return f"no {name} command configured; the application was not {past}"
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        # A stop that failed is not tried again (the restore stops instead); a start is,
+        # since the application must come back.
+        retryable = name == "start"
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=HOOK_TIMEOUT_SECONDS, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PlatformError(str(exc), retryable=retryable) from None
         if done.returncode != 0:
-            raise RuntimeError(
-                f"{name} command {argv[0]} exited with {done.returncode}: {done.stderr[-500:]}"
+            raise PlatformError(
+                f"{name} command {argv[0]} exited with {done.returncode}: {done.stderr[-500:]}",
+                retryable=retryable,
             )
         return f"ran the {name} command {argv[0]}"
+
+    def snapshot(self, run_id: str, volumes: list[str]) -> PointInTime:
+        """Plain folders have no point-in-time copy: the upload reads them live, and says so."""
+        folders = {name: Path(self._folders()[name]) for name in volumes}
+        missing = [name for name, folder in folders.items() if not folder.is_dir()]
+        if missing:
+            raise PlatformError(
+                "volume folder(s) missing on the worker host: "
+                + ", ".join(f"{name} ({folders[name]})" for name in missing),
+                retryable=False,
+            )
+        return PointInTime(
+            consistent=False,
+            note="the local platform has no point-in-time snapshot for folders; files were read"
+            " live, so a file changed during the upload may be captured mid-write",
+            volumes={name: str(folder) for name, folder in folders.items()},
+        )
+
+    def release(self, run_id: str) -> None:
+        """Nothing to release: no snapshot was made."""
+
+    # -- moving data (backup) -------------------------------------------------------------
+
+    def dump_database(
+        self, run_id: str, repo: Repository, tags: list[str], progress: ProgressFn
+    ) -> DatabaseDump:
+        """pg_dump streamed into ``restic backup --stdin``: no temporary copy, bounded memory."""
+        result = pg_dump.dump_into_restic(
+            self._database(),
+            self.restic,
+            repo,
+            tags,
+            bin_dir=self.cairn.pg_bin_dir,
+            progress=progress,
+        )
+        return DatabaseDump(
+            result.snapshot_id,
+            result.total_bytes_processed,
+            result.data_added,
+            result.database_size_bytes,
+            result.row_counts,
+            result.server_major,
+        )
+
+    def upload_volume(
+        self,
+        run_id: str,
+        volume: str,
+        handle: str,
+        repo: Repository,
+        tags: list[str],
+        *,
+        parent: str | None,
+        force: bool,
+        progress: ProgressFn,
+    ) -> VolumeUpload:
+        result = self.restic.backup_paths(
+            repo, Path(handle), tags, parent=parent, force=force, progress=progress
+        )
+        files = result.files_new + result.files_changed + result.files_unmodified
+        return VolumeUpload(
+            result.snapshot_id, result.total_bytes_processed, result.data_added, files
+        )
+
+    def export_config(self, run_id: str, repo: Repository, tags: list[str]) -> VolumeUpload | None:
+        """Folders and a database URL: there are no configuration objects to keep."""
+        return None
+
+    # -- moving data (restore) ------------------------------------------------------------
+
+    def restore_database(
+        self,
+        run_id: str,
+        repo: Repository,
+        snapshot: str,
+        progress: ProgressFn,
+        *,
+        into: OtherDatabase | None = None,
+    ) -> str:
+        """Restores into a fresh database, then swaps it in by rename."""
+        target = self._target(into)
+        short = _short(run_id)
+        staging, old = f"cairn_restore_{short}", f"cairn_old_{short}"
+        try:
+            swapped = pg_databases.exists(target, old) and not pg_databases.exists(target, staging)
+            if not swapped:  # a retry restores again: a half-done pg_restore left nothing usable
+                self._fill(replace(target, dbname=staging), repo, snapshot)
+            pg_databases.swap(target, staging, old)
+        except pg_dump.DumpError:
+            pg_databases.drop(target, staging)
+            raise
+        return f"database {target.dbname} replaced by the backup's copy"
+
+    def _fill(self, copy: pg_dump.PgTarget, repo: Repository, snapshot: str) -> None:
+        """Creates the database ``copy`` afresh and fills it from the backup's dump."""
+        pg_databases.create(copy, copy.dbname)
+        pg_dump.restore_from_restic(
+            copy, self.restic, repo, snapshot, bin_dir=self.cairn.pg_bin_dir
+        )
+
+    def restore_volume(
+        self, run_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+    ) -> str:
+        """Restores into a staging folder beside the volume, then swaps the folders."""
+        live = self._folder(volume)
+        short = _short(run_id)
+        staging = live.with_name(f".{live.name}.cairn-restore-{short}")
+        old = live.with_name(f".{live.name}.cairn-old-{short}")
+        try:
+            swap_in_folder(self.restic, repo, snapshot, live, staging, old)
+        except ResticError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return f"volume {volume} replaced by the backup's copy"
+
+    def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
+        raise PlatformError(
+            "the local platform has no configuration objects to restore", retryable=False
+        )
+
+    def measure(
+        self, database: bool, volumes: list[str], *, into: OtherDatabase | None = None
+    ) -> Measured:
+        folders = self._folders()
+        return self._measure(
+            self._target(into) if database else None,
+            {volume: Path(folders[volume]) for volume in volumes},
+        )
+
+    def _measure(self, database: pg_dump.PgTarget | None, folders: dict[str, Path]) -> Measured:
+        rows = pg_dump.table_row_counts(database, self._psql()) if database else None
+        return Measured(
+            rows, {name: VolumeFigures(*count_files(folder)) for name, folder in folders.items()}
+        )
+
+    # -- drills -----------------------------------------------------------------------------
+
+    def _scratch_database(self, drill_id: str) -> pg_dump.PgTarget:
+        """The scratch database on the application's server; never the application's own."""
+        own = self._own_database()
+        scratch = scratch_database(drill_id)
+        if scratch == own.dbname:
+            raise PlatformError(
+                f"the application's own database is named {scratch}", retryable=False
+            )
+        return replace(own, dbname=scratch)
+
+    def _scratch_folder(self, drill_id: str) -> Path:
+        """The drill's own folder; refused when it would lie among application volumes."""
+        folder = drills_folder(self.cairn) / str(uuid.UUID(drill_id))
+        real = Path(os.path.realpath(folder))
+        for root in volume_roots(self.cairn):
+            if real.is_relative_to(Path(os.path.realpath(root))):
+                raise PlatformError(
+                    f"the drill's scratch folder {folder} lies inside the volume root {root};"
+                    " set CAIRN_DATA_DIR on the worker to a folder outside every volume root",
+                    retryable=False,
+                )
+        return folder
+
+    def describe_scratch(self, drill_id: str) -> dict[str, str]:
+        return {
+            "scratch_database": scratch_database(drill_id),
+            "scratch_folder": str(drills_folder(self.cairn) / drill_id),
+        }
+
+    def restore_scratch_database(
+        self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
+    ) -> None:
+        self._fill(self._scratch_database(drill_id), repo, snapshot)
+
+    def restore_scratch_volume(
+        self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+    ) -> str:
+        scratch = self._scratch_folder(drill_id)
+        # the application's files: readable by the worker's user only
+        scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        scratch.chmod(0o700)
+        folder = scratch / volume
+        restore_folder(self.restic, repo, snapshot, folder)
+        return f"volume {volume} restored into {folder}"
+
+    def measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
+        folder = self._scratch_folder(drill_id)
+        return self._measure(
+            self._scratch_database(drill_id) if database else None,
+            {volume: folder / volume for volume in volumes},
+        )
+
+    def run_checks(
+        self, drill_id: str, checks: list[SqlCheck], timeout_seconds: int
+    ) -> list[CheckResult]:
+        return run_read_only_checks(self._scratch_database(drill_id), checks, timeout_seconds)
+
+    def remove_scratch(self, drill_id: str) -> None:
+        if self.has_database():
+            pg_databases.drop(self._own_database(), scratch_database(drill_id))
+        remove_folder(drills_folder(self.cairn) / str(uuid.UUID(drill_id)))

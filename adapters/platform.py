@@ -161,7 +161,10 @@ class Platform(Protocol):
         ...
 
     def snapshot(self, run_id: str, volumes: list[str]) -> PointInTime:
-        """A point in time of ``volumes`` to upload from; says whether it is consistent."""
+        """A point in time of ``volumes`` to upload from; says whether it is consistent.
+
+        Reads only: the backup calls ``check_targets`` for the volumes first.
+        """
         ...
 
     def release(self, run_id: str) -> None:

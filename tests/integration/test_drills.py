@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
-from activities.drill import drills_folder, scratch_database
+from adapters.local_platform import drills_folder, scratch_database
 from core.settings import CONTROL_TASK_QUEUE, Settings
 from db.models import BackupRepository
 from devstack.postgres import PostgresServer
