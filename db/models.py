@@ -101,7 +101,9 @@ class Application(Base):
     __tablename__ = "applications"
     __table_args__ = (
         UniqueConstraint("workspace_id", "name"),
-        CheckConstraint("platform_kind IN ('local')", name="applications_platform_kind"),
+        CheckConstraint(
+            "platform_kind IN ('local', 'kubernetes')", name="applications_platform_kind"
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
