@@ -16,11 +16,13 @@ from __future__ import annotations
 import copy
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client, WorkflowExecutionStatus
 
 _OUTCOMES = {
@@ -74,9 +76,25 @@ async def read(client: Client, workflow_id: str, run_id: str | None) -> dict[str
 async def _read(
     client: Client, workflow_id: str, run_id: str | None
 ) -> tuple[dict[str, Any], bool]:
+    """What Temporal holds of the run (history, pending activities), then its timeline;
+    True when the run has closed."""
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    events = [event async for event in handle.fetch_history_events()]
+    description = await handle.describe()
+    steps = _steps(events)
+    progress = _live(steps, description.raw_description.pending_activities)
+    timeline = {
+        "workflow_status": description.status.name.lower() if description.status else None,
+        "steps": [steps[k] for k in sorted(steps)],
+        "progress": progress,
+    }
+    return timeline, description.status not in (None, WorkflowExecutionStatus.RUNNING)
+
+
+def _steps(events: Iterable[HistoryEvent]) -> dict[int, dict[str, Any]]:
+    """Each activity the history scheduled, by its scheduling event, with its last outcome."""
     steps: dict[int, dict[str, Any]] = {}
-    async for event in handle.fetch_history_events():
+    for event in events:
         kind = event.WhichOneof("attributes")
         if kind == "activity_task_scheduled_event_attributes":
             scheduled = event.activity_task_scheduled_event_attributes
@@ -108,10 +126,16 @@ async def _read(
         step["completed_at"] = _time(event)
         if status in ("failed", "timed_out"):
             step["last_failure"] = attrs.failure.message or status.replace("_", " ")
-    description = await handle.describe()
+    return steps
+
+
+def _live(
+    steps: dict[int, dict[str, Any]], pending_activities: Iterable[PendingActivityInfo]
+) -> dict[str, Any] | None:
+    """Lays what is happening now over the history's steps; the progress a step heartbeats."""
     progress = None
     by_id = {s["activity_id"]: s for s in steps.values()}
-    for pending in description.raw_description.pending_activities:
+    for pending in pending_activities:
         step = by_id.get(pending.activity_id)
         if step is not None:
             step["attempts"] = max(step["attempts"], pending.attempt)
@@ -127,9 +151,4 @@ async def _read(
         details = _decode(pending.heartbeat_details)
         if isinstance(details, dict) and details:
             progress = {"step": pending.activity_type.name, **details}
-    timeline = {
-        "workflow_status": description.status.name.lower() if description.status else None,
-        "steps": [steps[k] for k in sorted(steps)],
-        "progress": progress,
-    }
-    return timeline, description.status not in (None, WorkflowExecutionStatus.RUNNING)
+    return progress

@@ -110,6 +110,13 @@ def check_registration(
         raise RegistrationRefused(exc) from None
 
 
+def parts_held(manifest: Mapping[str, Any] | None) -> tuple[bool, list[str]]:
+    """What a backup holds, from its manifest: whether a database, and which volumes."""
+    parts = {p["part"] for p in (manifest or {}).get("parts", [])}
+    volumes = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
+    return "database" in parts, volumes
+
+
 def parts_to_restore(
     execution: BackupExecution, restore_type: str, database: bool, volumes: list[str]
 ) -> tuple[bool, list[str]]:
@@ -117,12 +124,10 @@ def parts_to_restore(
     restore, the ones asked for (and held) for a selective one."""
     if execution.status != RunStatus.SUCCEEDED:
         raise NotRestorable(execution.status)
-    manifest = execution.metadata_ or {}
-    parts = {p["part"] for p in manifest.get("parts", [])}
-    in_backup = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
+    has_database, in_backup = parts_held(execution.metadata_)
     if restore_type == "full":
-        return "database" in parts, in_backup
-    if database and "database" not in parts:
+        return has_database, in_backup
+    if database and not has_database:
         raise InvalidRestore("body.database", "this backup holds no database")
     unknown = sorted(set(volumes) - set(in_backup))
     if unknown:

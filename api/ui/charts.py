@@ -31,12 +31,22 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 def _chart(title: str) -> pygal.DateTimeLine:
     return pygal.DateTimeLine(
-        js=[], disable_xml_declaration=True, width=860, height=300, style=_STYLE, title=title,
-        x_label_rotation=20, truncate_label=-1, show_dots=True, dots_size=2,
-        x_labels_major_count=6, show_minor_x_labels=False,
-        legend_at_bottom=True, no_data_text="no data yet",
+        js=[],
+        disable_xml_declaration=True,
+        width=860,
+        height=300,
+        style=_STYLE,
+        title=title,
+        x_label_rotation=20,
+        truncate_label=-1,
+        show_dots=True,
+        dots_size=2,
+        x_labels_major_count=6,
+        show_minor_x_labels=False,
+        legend_at_bottom=True,
+        no_data_text="no data yet",
         x_value_formatter=lambda moment: moment.strftime("%d %b %H:%M"),
-    )  # fmt: skip
+    )
 
 
 def svg(chart: pygal.DateTimeLine) -> Response:
@@ -64,7 +74,9 @@ def usage(samples: Sequence[Any], capacity_bytes: int) -> Response:
         chart.add("used by backups", [(s.sampled_at, s.used_bytes / MIB) for s in samples])
         chart.add(
             "capacity",
-            [(samples[0].sampled_at, capacity_bytes / MIB),
-             (samples[-1].sampled_at, capacity_bytes / MIB)],
-        )  # fmt: skip
+            [
+                (samples[0].sampled_at, capacity_bytes / MIB),
+                (samples[-1].sampled_at, capacity_bytes / MIB),
+            ],
+        )
     return svg(chart)

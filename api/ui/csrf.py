@@ -51,9 +51,13 @@ def sign_in_token(request: Request) -> str:
 
 def set_sign_in_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
-        SIGN_IN_COOKIE, token, path="/ui", httponly=True, samesite="strict",
+        SIGN_IN_COOKIE,
+        token,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
         secure=request.url.scheme == "https",
-    )  # fmt: skip
+    )
 
 
 async def verify_sign_in(request: Request) -> None:

@@ -38,7 +38,7 @@ from api.deps import (
     workspace_reader,
 )
 from api.pagination import fetch_page
-from api.problems import Problem, not_found
+from api.problems import Problem, not_found, unprocessable
 from api.routes import applications as application_routes
 from api.routes import audit_events as audit_routes
 from api.routes import backup_policies as policy_routes
@@ -55,6 +55,7 @@ from api.ui import charts, csrf, sessions, views
 from api.ui.sessions import SignedIn, SignInRequired
 from core.retention_rule import COUNTS
 from db.models import AuditEvent, BackupExecution
+from services import restores
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
@@ -81,10 +82,12 @@ class UiRoute(APIRoute):
                 return _to_sign_in(request)
             except csrf.CsrfRefused:
                 return error_page(
-                    request, 403, "Request refused",
+                    request,
+                    403,
+                    "Request refused",
                     "this request did not carry the page's security token (CSRF); reload the"
                     " page and try again",
-                )  # fmt: skip
+                )
             except Problem as exc:
                 return error_page(request, exc.status, exc.title, views.in_words(exc))
             except (RequestValidationError, ValidationError) as exc:
@@ -243,9 +246,13 @@ async def sign_in(request: Request, session: SessionDep) -> Response:
     except Problem as exc:
         token = csrf.sign_in_token(request)
         return render(
-            request, "sign_in.html", status_code=exc.status, sign_in_csrf=token, next=target,
+            request,
+            "sign_in.html",
+            status_code=exc.status,
+            sign_in_csrf=token,
+            next=target,
             error=views.in_words(exc),
-        )  # fmt: skip
+        )
     earlier = request.cookies.get(sessions.COOKIE)
     if earlier:  # a new sign-in replaces the browser's earlier session
         await sessions.end(session, earlier, None)
@@ -290,9 +297,12 @@ async def home(request: Request, signed: Reader, session: SessionDep) -> Respons
 
 @router.get("/workspaces/{workspace_id}", response_class=HTMLResponse)
 async def overview(
-    request: Request, workspace_id: uuid.UUID, signed: Reader, session: SessionDep,
+    request: Request,
+    workspace_id: uuid.UUID,
+    signed: Reader,
+    session: SessionDep,
     cursor: str | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     access = await workspace_reader(workspace_id, signed.principal, session)
     if access.workspace.plan != "dedicated":
         return render(request, "overview.html", signed, access=access, apps=[], usage=None)
@@ -302,19 +312,27 @@ async def overview(
     now = datetime.now(UTC)
     states = await views.protections(session, [a["id"] for a in items], now)
     return render(
-        request, "overview.html", signed, access=access, usage=usage,
-        next_cursor=apps["next_cursor"], apps=[{**a, "protection": states[a["id"]]} for a in items],
-    )  # fmt: skip
+        request,
+        "overview.html",
+        signed,
+        access=access,
+        usage=usage,
+        next_cursor=apps["next_cursor"],
+        apps=[{**a, "protection": states[a["id"]]} for a in items],
+    )
 
 
 @router.get("/workspaces/{workspace_id}/audit", response_class=HTMLResponse)
 async def audit_page(
-    request: Request, workspace_id: uuid.UUID, signed: Reader, session: SessionDep,
+    request: Request,
+    workspace_id: uuid.UUID,
+    signed: Reader,
+    session: SessionDep,
     action: Annotated[str, Query(max_length=100)] = "",
     actor: Annotated[str, Query(max_length=320)] = "",
     target: Annotated[str, Query(max_length=255)] = "",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> Response:  # fmt: skip
+) -> Response:
     """The workspace's audit trail (administrators), narrowed by action, actor and target."""
     access = await workspace_admin(await workspace_reader(workspace_id, signed.principal, session))
     query = audit_routes.events_of(access.workspace.id)
@@ -334,9 +352,15 @@ async def audit_page(
         .order_by(AuditEvent.action)
     )
     return render(
-        request, "audit.html", signed, access=access, events=events, next_cursor=next_cursor,
-        actions=list(actions), filters={"action": action, "actor": actor, "target": target},
-    )  # fmt: skip
+        request,
+        "audit.html",
+        signed,
+        access=access,
+        events=events,
+        next_cursor=next_cursor,
+        actions=list(actions),
+        filters={"action": action, "actor": actor, "target": target},
+    )
 
 
 # --- storages -----------------------------------------------------------------------------
@@ -358,15 +382,26 @@ def _connection(form: FormData, kind: str) -> dict[str, Any]:
 
 
 async def _storages_page(
-    request: Request, signed: SignedIn, session: SessionDep, access: WorkspaceAccess,
-    status_code: int = 200, **extra: Any,
-) -> Response:  # fmt: skip
+    request: Request,
+    signed: SignedIn,
+    session: SessionDep,
+    access: WorkspaceAccess,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
     listed = await storage_routes.list_storages(access, session, 200, None)
     usage = await usage_routes.workspace_usage(access, session, 0)
     return render(
-        request, "storages.html", signed, status_code, access=access, storages=listed["items"],
-        usage=usage, settling=SETTLING, **extra,
-    )  # fmt: skip
+        request,
+        "storages.html",
+        signed,
+        status_code,
+        access=access,
+        storages=listed["items"],
+        usage=usage,
+        settling=SETTLING,
+        **extra,
+    )
 
 
 @router.get("/workspaces/{workspace_id}/storages", response_class=HTMLResponse)
@@ -385,10 +420,14 @@ async def create_storage(
     form = await request.form()
     kind = _text(form, "type")
     try:
-        body = StorageCreate.model_validate({
-            "name": _text(form, "name"), "type": kind,
-            "capacity_gb": _text(form, "capacity_gb"), "connection": _connection(form, kind),
-        })  # fmt: skip
+        body = StorageCreate.model_validate(
+            {
+                "name": _text(form, "name"),
+                "type": kind,
+                "capacity_gb": _text(form, "capacity_gb"),
+                "connection": _connection(form, kind),
+            }
+        )
         await storage_routes.create_storage(
             body, access, session, get_settings(request), await get_temporal(request)
         )
@@ -403,9 +442,12 @@ async def create_storage(
 
 @router.get("/workspaces/{workspace_id}/storages/{storage_id}/row", response_class=HTMLResponse)
 async def storage_row(
-    request: Request, workspace_id: uuid.UUID, storage_id: uuid.UUID, signed: Reader,
+    request: Request,
+    workspace_id: uuid.UUID,
+    storage_id: uuid.UUID,
+    signed: Reader,
     session: SessionDep,
-) -> Response:  # fmt: skip
+) -> Response:
     """The live row of a storage being provisioned or deleted; empty once it is gone."""
     access = await _dedicated(session, signed, workspace_id)
     try:
@@ -420,30 +462,48 @@ async def storage_row(
 
 
 async def _storage_page(
-    request: Request, signed: SignedIn, session: SessionDep, access: WorkspaceAccess,
-    storage_id: uuid.UUID, status_code: int = 200, error: str | None = None,
-) -> Response:  # fmt: skip
+    request: Request,
+    signed: SignedIn,
+    session: SessionDep,
+    access: WorkspaceAccess,
+    storage_id: uuid.UUID,
+    status_code: int = 200,
+    error: str | None = None,
+) -> Response:
     storage = await storage_routes.get_storage(storage_id, access, session)
     return render(
-        request, "storage.html", signed, status_code, access=access, storage=storage,
-        settling=SETTLING, error=error,
-    )  # fmt: skip
+        request,
+        "storage.html",
+        signed,
+        status_code,
+        access=access,
+        storage=storage,
+        settling=SETTLING,
+        error=error,
+    )
 
 
 @router.get("/workspaces/{workspace_id}/storages/{storage_id}", response_class=HTMLResponse)
 async def storage_page(
-    request: Request, workspace_id: uuid.UUID, storage_id: uuid.UUID, signed: Reader,
+    request: Request,
+    workspace_id: uuid.UUID,
+    storage_id: uuid.UUID,
+    signed: Reader,
     session: SessionDep,
-) -> Response:  # fmt: skip
+) -> Response:
     access = await _dedicated(session, signed, workspace_id)
     return await _storage_page(request, signed, session, access, storage_id)
 
 
 async def _storage_write(
-    request: Request, workspace_id: uuid.UUID, storage_id: uuid.UUID, signed: SignedIn,
-    session: SessionDep, action: Callable[[WorkspaceAccess, FormData], Coroutine[Any, Any, Any]],
+    request: Request,
+    workspace_id: uuid.UUID,
+    storage_id: uuid.UUID,
+    signed: SignedIn,
+    session: SessionDep,
+    action: Callable[[WorkspaceAccess, FormData], Coroutine[Any, Any, Any]],
     done: str,
-) -> Response:  # fmt: skip
+) -> Response:
     access = await dedicated_admin(await _dedicated(session, signed, workspace_id))
     try:
         await action(access, await request.form())
@@ -456,16 +516,22 @@ async def _storage_write(
 
 @router.post("/workspaces/{workspace_id}/storages/{storage_id}", response_class=HTMLResponse)
 async def update_storage(
-    request: Request, workspace_id: uuid.UUID, storage_id: uuid.UUID, signed: Writer,
+    request: Request,
+    workspace_id: uuid.UUID,
+    storage_id: uuid.UUID,
+    signed: Writer,
     session: SessionDep,
-) -> Response:  # fmt: skip
+) -> Response:
     async def action(access: WorkspaceAccess, form: FormData) -> None:
         storage = await storage_routes.get_storage(storage_id, access, session)
         connection = _connection(form, storage["type"])
-        body = StorageUpdate.model_validate({
-            "name": _text(form, "name"), "capacity_gb": _text(form, "capacity_gb"),
-            "connection": connection if storage["type"] != "local" else None,
-        })  # fmt: skip
+        body = StorageUpdate.model_validate(
+            {
+                "name": _text(form, "name"),
+                "capacity_gb": _text(form, "capacity_gb"),
+                "connection": connection if storage["type"] != "local" else None,
+            }
+        )
         await storage_routes.update_storage(
             storage_id, body, access, session, get_settings(request), await get_temporal(request)
         )
@@ -476,14 +542,21 @@ async def update_storage(
 
 @router.post("/workspaces/{workspace_id}/storages/{storage_id}/delete", response_class=HTMLResponse)
 async def delete_storage(
-    request: Request, workspace_id: uuid.UUID, storage_id: uuid.UUID, signed: Writer,
+    request: Request,
+    workspace_id: uuid.UUID,
+    storage_id: uuid.UUID,
+    signed: Writer,
     session: SessionDep,
-) -> Response:  # fmt: skip
+) -> Response:
     async def action(access: WorkspaceAccess, form: FormData) -> None:
         await storage_routes.delete_storage(
-            storage_id, access, session, get_settings(request), await get_temporal(request),
+            storage_id,
+            access,
+            session,
+            get_settings(request),
+            await get_temporal(request),
             force=_text(form, "force") == "true",
-        )  # fmt: skip
+        )
 
     back = f"/ui/workspaces/{workspace_id}/storages"
     return await _storage_write(request, workspace_id, storage_id, signed, session, action, back)
@@ -504,9 +577,14 @@ async def storage_chart(
 
 
 async def _application_page(
-    request: Request, signed: SignedIn, session: SessionDep, access: ApplicationAccess,
-    cursor: str | None = None, status_code: int = 200, **extra: Any,
-) -> Response:  # fmt: skip
+    request: Request,
+    signed: SignedIn,
+    session: SessionDep,
+    access: ApplicationAccess,
+    cursor: str | None = None,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
     settings = get_settings(request)
     temporal = await get_temporal_if_up(request)
     application = access.application
@@ -522,36 +600,55 @@ async def _application_page(
     shown = state.policy
     preview = views.saved(shown.schedule, shown.timezone) if shown else None
     return render(
-        request, "application.html", signed, status_code, access=access,
-        app=await application_routes.get_application(access), state=state, policy=policy,
-        storages=storages["items"], history=history, restores=restores["items"],
-        preview=preview, timezone=shown.timezone if shown else None,
-        temporal_up=temporal is not None, **extra,
-    )  # fmt: skip
+        request,
+        "application.html",
+        signed,
+        status_code,
+        access=access,
+        app=await application_routes.get_application(access),
+        state=state,
+        policy=policy,
+        storages=storages["items"],
+        history=history,
+        restores=restores["items"],
+        preview=preview,
+        timezone=shown.timezone if shown else None,
+        temporal_up=temporal is not None,
+        **extra,
+    )
 
 
 @router.get("/applications/{app_id}", response_class=HTMLResponse)
 async def application_page(
-    request: Request, app_id: uuid.UUID, signed: Reader, session: SessionDep,
+    request: Request,
+    app_id: uuid.UUID,
+    signed: Reader,
+    session: SessionDep,
     cursor: str | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     access = await _app(session, signed, app_id)
     return await _application_page(request, signed, session, access, cursor)
 
 
 @router.get("/applications/{app_id}/policy/preview", response_class=HTMLResponse)
 async def policy_preview(
-    request: Request, app_id: uuid.UUID, signed: Reader, session: SessionDep,
+    request: Request,
+    app_id: uuid.UUID,
+    signed: Reader,
+    session: SessionDep,
     schedule: Annotated[str, Query(max_length=100)] = "",
     timezone: Annotated[str, Query(max_length=64)] = "UTC",
-) -> Response:  # fmt: skip
+) -> Response:
     """The schedule as typed: in words and its next 5 runs, or why it is refused."""
     await _app(session, signed, app_id)
     minimum = timedelta(minutes=get_settings(request).policy_min_interval_minutes)
     return render(
-        request, "_preview.html", signed, preview=views.preview(schedule, timezone, minimum),
+        request,
+        "_preview.html",
+        signed,
+        preview=views.preview(schedule, timezone, minimum),
         timezone=timezone,
-    )  # fmt: skip
+    )
 
 
 def _checked(form: FormData, key: str) -> bool:
@@ -565,15 +662,19 @@ async def save_policy(
     access = await dedicated_app_writer(await _app(session, signed, app_id))
     form = await request.form()
     try:
-        body = PolicyIn.model_validate({
-            "storage_id": _text(form, "storage_id"), "schedule": _text(form, "schedule"),
-            "timezone": _text(form, "timezone") or "UTC",
-            "retention_days": _text(form, "retention_days") or None,  # empty: no age rule
-            **{count: _text(form, count) or 0 for count in COUNTS},
-            "backup_type": _text(form, "backup_type"), "enabled": not _checked(form, "paused"),
-            "include_database": _checked(form, "include_database"),
-            "include_volumes": _checked(form, "include_volumes"),
-        })  # fmt: skip
+        body = PolicyIn.model_validate(
+            {
+                "storage_id": _text(form, "storage_id"),
+                "schedule": _text(form, "schedule"),
+                "timezone": _text(form, "timezone") or "UTC",
+                "retention_days": _text(form, "retention_days") or None,  # empty: no age rule
+                **{count: _text(form, count) or 0 for count in COUNTS},
+                "backup_type": _text(form, "backup_type"),
+                "enabled": not _checked(form, "paused"),
+                "include_database": _checked(form, "include_database"),
+                "include_volumes": _checked(form, "include_volumes"),
+            }
+        )
         await policy_routes.put_policy(
             body, access, session, get_settings(request), await get_temporal(request), Response()
         )
@@ -685,19 +786,21 @@ async def backups_chart(app_id: uuid.UUID, signed: Reader, session: SessionDep) 
 # --- restores -----------------------------------------------------------------------------
 
 
-def _parts(backup: dict[str, Any]) -> dict[str, Any]:
+def _parts(manifest: dict[str, Any] | None) -> dict[str, Any]:
     """What a backup holds, from its manifest: the database and which volumes."""
-    parts = {p["part"] for p in (backup.get("metadata") or {}).get("parts", [])}
-    return {
-        "database": "database" in parts,
-        "volumes": sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:")),
-    }
+    database, volumes = restores.parts_held(manifest)
+    return {"database": database, "volumes": volumes}
 
 
 async def _wizard(
-    request: Request, signed: SignedIn, session: SessionDep, access: ApplicationAccess,
-    backup_id: uuid.UUID | None, status_code: int = 200, **extra: Any,
-) -> Response:  # fmt: skip
+    request: Request,
+    signed: SignedIn,
+    session: SessionDep,
+    access: ApplicationAccess,
+    backup_id: uuid.UUID | None,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
     settings = get_settings(request)
     temporal = await get_temporal_if_up(request)
     backups = await backup_routes.list_backups(
@@ -706,19 +809,28 @@ async def _wizard(
     chosen = None
     if backup_id is not None:
         chosen = await backup_routes.get_backup(backup_id, access, session, settings, None)
-        chosen["parts"] = _parts(chosen)
+        chosen["parts"] = _parts(chosen.get("metadata"))
     return render(
-        request, "restore.html", signed, status_code, access=access,
-        app=await application_routes.get_application(access), backups=backups["items"],
-        chosen=chosen, **extra,
-    )  # fmt: skip
+        request,
+        "restore.html",
+        signed,
+        status_code,
+        access=access,
+        app=await application_routes.get_application(access),
+        backups=backups["items"],
+        chosen=chosen,
+        **extra,
+    )
 
 
 @router.get("/applications/{app_id}/restore", response_class=HTMLResponse)
 async def restore_wizard(
-    request: Request, app_id: uuid.UUID, signed: Reader, session: SessionDep,
+    request: Request,
+    app_id: uuid.UUID,
+    signed: Reader,
+    session: SessionDep,
     backup: uuid.UUID | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     access = await _app(session, signed, app_id)
     return await _wizard(request, signed, session, access, backup)
 
@@ -730,9 +842,11 @@ def _restore_request(form: FormData) -> RestoreRequest:
         target = RestoreTarget(database_name=_text(form, "database_name"))
     if kind == "selective":
         return RestoreRequest(
-            restore_type="selective", database=_checked(form, "database"),
-            volumes=[v for v in form.getlist("volumes") if isinstance(v, str)], target=target,
-        )  # fmt: skip
+            restore_type="selective",
+            database=_checked(form, "database"),
+            volumes=[v for v in form.getlist("volumes") if isinstance(v, str)],
+            target=target,
+        )
     return RestoreRequest.model_validate({"restore_type": kind, "target": target})
 
 
@@ -753,14 +867,15 @@ async def start_restore(
         # a full restore writes over the live application unless all of it goes elsewhere
         # (the database into a target, and no volumes in the backup)
         in_place = body.restore_type == "full" and (
-            body.target is None or _parts({"metadata": backup.metadata_})["volumes"]
+            body.target is None or _parts(backup.metadata_)["volumes"]
         )
         if in_place and _text(form, "confirm") != access.application.name:
-            raise Problem(
-                422, "confirmation-required", "Confirmation required",
+            raise unprocessable(
+                "confirmation-required",
+                "Confirmation required",
                 "a full restore in place overwrites the application's database and its"
                 " volumes; type the application's name exactly to confirm",
-            )  # fmt: skip
+            )
         restore = await restore_routes.start_restore(
             backup_id, body, access, session, get_settings(request), await get_temporal(request)
         )

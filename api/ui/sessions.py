@@ -73,9 +73,13 @@ async def start(
         )
     )
     audit.record(
-        session, principal.actor, "ui.sign_in", "user", principal.user.id,
+        session,
+        principal.actor,
+        "ui.sign_in",
+        "user",
+        principal.user.id,
         details={"token_id": str(principal.token_id), "expires_at": expires.isoformat()},
-    )  # fmt: skip
+    )
     await session.commit()
     return session_id, expires
 

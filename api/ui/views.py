@@ -144,9 +144,14 @@ def protection(
         elif since is not None and now - since > allowed:
             reason = f"no successful backup for {age(since, now)}"
     return Protection(
-        policy, last_success, last_failure, running, upcoming[0] if upcoming else None,
-        reason is not None, reason,
-    )  # fmt: skip
+        policy,
+        last_success,
+        last_failure,
+        running,
+        upcoming[0] if upcoming else None,
+        reason is not None,
+        reason,
+    )
 
 
 async def protections(
