@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import psycopg
@@ -14,7 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.request_id import current_request_id
+from core import crypto
 from db.availability import database_unavailable
+from services import errors
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,25 @@ def temporal_unavailable(what: str, exc: BaseException, then: str) -> Problem:
 def secrets_unavailable(exc: BaseException) -> Problem:
     """503: the master key cannot seal or open a secret (missing or wrong)."""
     return Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc))
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """The domain's refusals (``services.errors``) as the API's problems: its one mapping."""
+    try:
+        yield
+    except errors.Invalid as exc:
+        raise invalid_fields(field_errors(exc.errors, "body")) from exc
+    except errors.NotFound as exc:
+        raise not_found(exc.what, exc.ident) from exc
+    except errors.Conflict as exc:
+        raise conflict(exc.detail, kind=exc.kind, title=exc.title, **exc.facts) from exc
+    except errors.Unsupported as exc:
+        raise unprocessable(exc.kind, exc.title, exc.detail, **exc.facts) from exc
+    except errors.TemporalUnavailable as exc:
+        raise temporal_unavailable(exc.what, exc.cause, exc.then) from exc
+    except crypto.CryptoError as exc:
+        raise secrets_unavailable(exc) from exc
 
 
 def problem_response(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -45,5 +45,25 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+class _WithExtra:
+    """A row's attributes, plus what the API shows of it without storing it (a link, a
+    derived name), for ``model_validate(..., from_attributes=True)``."""
+
+    def __init__(self, row: object, extra: dict[str, Any]) -> None:
+        self._row, self._extra = row, extra
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._extra:
+            return self._extra[name]
+        return getattr(self._row, name)
+
+
 class Output(BaseModel):
+    """Base of answers: built from a database row's attributes, never by hand."""
+
     model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, row: object, **extra: Any) -> Self:
+        """The answer for ``row``; ``extra`` gives (or overrides) fields the row lacks."""
+        return cls.model_validate(_WithExtra(row, extra) if extra else row, from_attributes=True)

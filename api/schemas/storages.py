@@ -84,8 +84,6 @@ CapacityGb = Annotated[
     int, Field(ge=1, le=1_000_000, description="size granted to this storage, GB")
 ]
 
-SECRET_FIELDS = {"keyring"}
-
 
 class LocalConnection(Input):
     """No settings: cairn names the folder after the storage id."""
