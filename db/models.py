@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.states import LIVE, BackupType, RunStatus, StorageStatus, Trigger
+
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(
@@ -159,7 +161,7 @@ class BackupStorage(Base):
     filesystem_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
     filesystem_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
     usage_read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str | None] = mapped_column(String(50), server_default="pending")
+    status: Mapped[str | None] = mapped_column(String(50), server_default=StorageStatus.PENDING)
     status_message: Mapped[str | None] = mapped_column(Text)
     connection_config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     connection_secrets: Mapped[str | None] = mapped_column(Text)
@@ -191,7 +193,7 @@ class BackupPolicy(Base):
     keep_weekly: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     keep_monthly: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     keep_yearly: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    backup_type: Mapped[str | None] = mapped_column(String(50), server_default="full")
+    backup_type: Mapped[str | None] = mapped_column(String(50), server_default=BackupType.FULL)
     include_volumes: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
     include_database: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime | None] = _created()
@@ -218,10 +220,10 @@ class BackupExecution(Base):
     )
     workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     run_id: Mapped[str | None] = mapped_column(String(255))
-    trigger: Mapped[str] = mapped_column(String(20), server_default="manual")
+    trigger: Mapped[str] = mapped_column(String(20), server_default=Trigger.MANUAL)
     schedule_id: Mapped[str | None] = mapped_column(String(255))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(50), server_default="running")
+    status: Mapped[str] = mapped_column(String(50), server_default=RunStatus.RUNNING)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     backup_path: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -252,7 +254,7 @@ class BackupRestore(Base):
     )
     workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     run_id: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(50), server_default="pending")
+    status: Mapped[str] = mapped_column(String(50), server_default=RunStatus.PENDING)
     restore_type: Mapped[str] = mapped_column(String(50))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -300,10 +302,10 @@ class RestoreDrill(Base):
     )
     workflow_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     run_id: Mapped[str | None] = mapped_column(String(255))
-    trigger: Mapped[str] = mapped_column(String(20), server_default="manual")
+    trigger: Mapped[str] = mapped_column(String(20), server_default=Trigger.MANUAL)
     schedule_id: Mapped[str | None] = mapped_column(String(255))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(50), server_default="pending")
+    status: Mapped[str] = mapped_column(String(50), server_default=RunStatus.PENDING)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recovery_seconds: Mapped[float | None] = mapped_column()
@@ -381,15 +383,19 @@ for _model, _owner, _at, _id in (
 ):
     Index(
         f"ix_{_model.__tablename__}_page",
-        getattr(_model, _owner), getattr(_model, _at).desc(), getattr(_model, _id).desc(),
-    )  # fmt: skip
+        getattr(_model, _owner),
+        getattr(_model, _at).desc(),
+        getattr(_model, _id).desc(),
+    )
 Index("ix_users_page", User.created_at.desc(), User.id.desc())
 Index("ix_workspaces_page", Workspace.created_at.desc(), Workspace.id.desc())
 Index(
-    "ix_backup_executions_running", BackupExecution.application_id,
-    postgresql_where=BackupExecution.status == "running",
-)  # fmt: skip
+    "ix_backup_executions_running",
+    BackupExecution.application_id,
+    postgresql_where=BackupExecution.status == RunStatus.RUNNING,
+)
 Index(
-    "ix_backup_restores_running", BackupRestore.application_id,
-    postgresql_where=BackupRestore.status.in_(("pending", "running")),
-)  # fmt: skip
+    "ix_backup_restores_running",
+    BackupRestore.application_id,
+    postgresql_where=BackupRestore.status.in_(LIVE),
+)

@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from core.run_outcome import is_live, shorten
+from core.states import LIVE, RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore, RestoreDrill
 
-RUNNING_BACKUP = ("running",)
-RUNNING_RESTORE = ("pending", "running")
-RUNNING_DRILL = ("pending", "running")
+# A backup row is made when its run starts; a restore or drill row waits ``pending`` first.
+RUNNING_BACKUP = (RunStatus.RUNNING,)
+RUNNING_RESTORE = LIVE
+RUNNING_DRILL = LIVE
 Run = BackupExecution | BackupRestore | RestoreDrill
 # per table: the kind a run is called by (audit actions, alerts), its audit target, and the
 # statuses that mean it is still under way
@@ -30,7 +32,6 @@ _KINDS: dict[type, tuple[str, str, tuple[str, ...]]] = {
     BackupRestore: ("restore", "backup_restore", RUNNING_RESTORE),
     RestoreDrill: ("drill", "restore_drill", RUNNING_DRILL),
 }
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,26 @@ async def settle(
     row.completed_at = datetime.now(UTC)
     workspace_id = await _workspace_of(session, row.application_id)
     audit.record(
-        session, actor, f"{kind}.{status}", target, row.id, workspace_id=workspace_id,
+        session,
+        actor,
+        f"{kind}.{status}",
+        target,
+        row.id,
+        workspace_id=workspace_id,
         details={"message": message, "workflow_id": row.workflow_id} if message else {},
-    )  # fmt: skip
+    )
     trigger = None if isinstance(row, BackupRestore) else row.trigger
     return Settled(
-        kind, str(row.id), str(row.application_id), str(workspace_id), row.workflow_id or "",
-        status, message, trigger, row.started_at,
-    )  # fmt: skip
+        kind,
+        str(row.id),
+        str(row.application_id),
+        str(workspace_id),
+        row.workflow_id or "",
+        status,
+        message,
+        trigger,
+        row.started_at,
+    )
 
 
 async def lock_application(session: AsyncSession, application_id: uuid.UUID) -> None:
@@ -140,7 +153,7 @@ async def newest_success(
         select(BackupExecution)
         .where(
             BackupExecution.application_id == application_id,
-            BackupExecution.status == "succeeded",
+            BackupExecution.status == RunStatus.SUCCEEDED,
         )
         .order_by(BackupExecution.completed_at.desc())
         .limit(1)
