@@ -12,6 +12,7 @@ from cli.admin import admin
 from cli.backups import backups
 from cli.catalog import catalog
 from cli.dev import dev
+from cli.mover import mover
 from cli.policies import policies
 from cli.restores import restores
 from cli.storages import storages
@@ -109,6 +110,7 @@ def schedules_reconcile() -> None:
 
 cli.add_command(dev)
 cli.add_command(admin)
+cli.add_command(mover)
 cli.add_command(catalog)
 for operator_group in (storages, policies, backups, restores):
     cli.add_command(operator_group)

@@ -1,0 +1,557 @@
+"""Applications of kind ``kubernetes``: PVCs, a PostgreSQL database reached in the cluster,
+ConfigMaps and Secrets, all in one namespace.
+
+restic and pg_dump run where the data is, in mover Jobs of the application's namespace
+(``movers.py``, running ``cairn mover``); the worker only talks to the API server and, for
+the configuration objects, to the repository at its own mount path.
+
+- Backup: a CSI VolumeSnapshot per claim, all requested before any is awaited; each upload
+  restores a temporary claim from its snapshot and a mover backs it up; the database is
+  dumped by a mover (its password from the application's own Secret, never seen by cairn);
+  ConfigMaps and Secrets are exported by the worker into the repository as their own part.
+- Restore: the workloads are scaled to zero (their replicas recorded on them); a volume is
+  restored by a mover into a staging folder inside its claim and swapped in
+  (``volume_swap.py``: a claim cannot be renamed, and the workloads name it); the database
+  by a mover into a staging database swapped in by rename, as the local platform does.
+- Every name derives from the run id (``names.py``), so a retried step awaits what its
+  first attempt started; ``release`` deletes everything labelled with the run.
+- Mover pods reach the repository through ``CAIRN_KUBE_STORAGE_VOLUME``: a volume source
+  holding what the worker sees at ``CAIRN_STORAGE_MOUNT_ROOT``. The storage's addresses in
+  it (an NFS server, CephFS monitors) are what the NetworkPolicy admits movers only to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import PurePosixPath
+from typing import IO, Any, Final, TypeVar
+
+from kubernetes.client import ApiException
+from kubernetes.utils import parse_quantity
+
+from adapters.kubernetes import movers, snapshots
+from adapters.kubernetes.client import Kube, connect, delete_quietly, failure
+from adapters.kubernetes.config import apply_objects, export_objects
+from adapters.kubernetes.movers import Mover, Placement
+from adapters.kubernetes.names import run_labels, run_name, run_selector
+from adapters.kubernetes.network import MOVER_LABELS, ensure_mover_policy
+from adapters.kubernetes.workloads import scale_down, scale_up
+from adapters.platform import (
+    CheckResult,
+    DatabaseDump,
+    Measured,
+    OtherDatabase,
+    PlatformError,
+    PointInTime,
+    ProgressFn,
+    SqlCheck,
+    VolumeFigures,
+    VolumeUpload,
+)
+from adapters.restic import Repository, Restic
+from core.boundaries import BoundaryError, check_application_database
+from core.settings import Settings
+
+STORAGE_MOUNT: Final = "/cairn-storage"
+VOLUME_MOUNT: Final = "/cairn-volume"
+CONFIG_FILE: Final = "config.json"
+T = TypeVar("T")
+
+
+class KubernetesPlatform:
+    def __init__(
+        self, settings: dict[str, Any], secrets: dict[str, Any], *, cairn: Settings, restic: Restic
+    ) -> None:
+        self.settings = settings
+        self.cairn = cairn
+        self.restic = restic
+        self.namespace = str(settings["namespace"])
+        self._policy_written = False
+
+    @cached_property
+    def kube(self) -> Kube:
+        return connect(
+            self.cairn.kubeconfig, self.settings.get("context") or self.cairn.kube_context
+        )
+
+    # -- what the application registered ------------------------------------------------
+
+    def _claims(self) -> dict[str, str]:
+        return dict(self.settings.get("volumes") or {})
+
+    def _claim(self, volume: str) -> str:
+        claims = self._claims()
+        if volume not in claims:
+            raise PlatformError(f"the application has no volume {volume} any more", retryable=False)
+        return claims[volume]
+
+    def _database(self) -> dict[str, Any]:
+        database = self.settings.get("database")
+        if not database:
+            raise PlatformError("the application has no database configured", retryable=False)
+        try:  # a registration older than a boundary rule must not be written to
+            check_application_database(database, self.cairn)
+        except BoundaryError as exc:
+            raise PlatformError(f"database refused: {exc.message}", retryable=False) from None
+        return dict(database)
+
+    def _read_claim(self, volume: str) -> dict[str, Any]:
+        claim = self._claim(volume)
+        try:
+            found = self.kube.core.read_namespaced_persistent_volume_claim(claim, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PlatformError(
+                    f"volume {volume}: the claim {claim} does not exist in namespace"
+                    f" {self.namespace}",
+                    retryable=False,
+                ) from None
+            raise failure(exc, f"reading the claim {claim}") from None
+        serialized: dict[str, Any] = self.kube.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+        return serialized
+
+    # -- where movers run and how they reach the repository -----------------------------
+
+    def _storage_volume(self) -> dict[str, Any]:
+        source = self.cairn.kube_storage_volume
+        if not source:
+            raise PlatformError(
+                "CAIRN_KUBE_STORAGE_VOLUME is not set: mover Jobs cannot reach the backup"
+                " storage (give the volume source, e.g. the NFS export, that holds"
+                " CAIRN_STORAGE_MOUNT_ROOT)",
+                retryable=False,
+            )
+        return {"name": "cairn-storage", **source}
+
+    def _storage_addresses(self) -> list[str]:
+        source = self.cairn.kube_storage_volume or {}
+        if "nfs" in source:
+            return [str(source["nfs"]["server"])]
+        if "cephfs" in source:
+            return [str(m).rsplit(":", 1)[0].strip("[]") for m in source["cephfs"]["monitors"]]
+        return []
+
+    def _repo_in_pod(self, repo: Repository) -> str:
+        """The repository's path in a mover pod: the same place below the storage mount."""
+        try:
+            relative = repo.path.relative_to(self.cairn.storage_mount_root)
+        except ValueError:
+            raise PlatformError(
+                f"the repository {repo.path} is not below CAIRN_STORAGE_MOUNT_ROOT",
+                retryable=False,
+            ) from None
+        return str(PurePosixPath(STORAGE_MOUNT, *relative.parts))
+
+    def _placement(self, run_id: str) -> Placement:
+        return Placement(
+            namespace=self.namespace,
+            image=self.cairn.mover_image,
+            labels=run_labels(run_id),
+            pod_labels=dict(MOVER_LABELS),
+            start_timeout=self.cairn.kube_mover_timeout_seconds,
+        )
+
+    def _run(self, run_id: str, mover: Mover, progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Runs a mover to its end; its Job and pod are deleted once it succeeded."""
+        if not self._policy_written:
+            ensure_mover_policy(self.kube.api, self.namespace, self._storage_addresses())
+            self._policy_written = True
+        result = movers.run(self.kube, mover, self._placement(run_id), progress)
+        movers.delete_job(self.kube, self.namespace, mover.name)
+        return result
+
+    def _repository_mover(
+        self, name: str, args: list[str], repo: Repository, **extra: Any
+    ) -> Mover:
+        """A mover with the storage mounted and the repository password in its run Secret."""
+        volumes = [self._storage_volume(), *extra.pop("volumes", [])]
+        mounts = [{"name": "cairn-storage", "mountPath": STORAGE_MOUNT}, *extra.pop("mounts", [])]
+        secret = {"RESTIC_PASSWORD": repo.password, **extra.pop("secret", {})}
+        return Mover(
+            name,
+            [*args, "--repo", self._repo_in_pod(repo)],
+            volumes=volumes,
+            mounts=mounts,
+            secret=secret,
+            **extra,
+        )
+
+    def _database_args(self, database: dict[str, Any]) -> list[str]:
+        args = ["--db-host", str(database["host"]), "--db-port", str(database["port"])]
+        args += ["--db-name", str(database["dbname"])]
+        if database.get("user"):
+            args += ["--db-user", str(database["user"])]
+        return args
+
+    def _database_env(self, database: dict[str, Any]) -> list[dict[str, Any]]:
+        """The database password straight from the application's own Secret."""
+        ref = database.get("password_secret")
+        if not ref:
+            return []
+        return [
+            {
+                "name": "PGPASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}},
+            }
+        ]
+
+    def _claim_volume(
+        self, claim: str, *, read_only: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        volume = {
+            "name": "data",
+            "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only},
+        }
+        return volume, {"name": "data", "mountPath": VOLUME_MOUNT, "readOnly": read_only}
+
+    # -- inventory ------------------------------------------------------------------------
+
+    def has_database(self) -> bool:
+        return bool(self.settings.get("database"))
+
+    def volume_names(self) -> list[str]:
+        return sorted(self._claims())
+
+    def check_targets(self, database: bool, volumes: list[str]) -> None:
+        try:
+            self.kube.core.read_namespace(self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PlatformError(
+                    f"the namespace {self.namespace} does not exist", retryable=False
+                ) from None
+            raise failure(exc, f"reading the namespace {self.namespace}") from None
+        if database:
+            self._database()
+        for volume in volumes:
+            self._read_claim(volume)
+
+    def estimate_bytes(self, database: bool, volumes: list[str]) -> int:
+        """Claims count at their capacity; the database at its size, asked from the cluster."""
+        total = 0
+        for volume in volumes:
+            claim = self._read_claim(volume)
+            capacity = (claim.get("status") or {}).get("capacity") or {}
+            requested = ((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}
+            total += int(
+                parse_quantity(  # type: ignore[no-untyped-call]
+                    capacity.get("storage") or requested.get("storage", 0)
+                )
+            )
+        if database:
+            settings = self._database()
+            probe = str(uuid.uuid4())
+            mover = Mover(
+                run_name("size", probe),
+                ["size", *self._database_args(settings)],
+                env=self._database_env(settings),
+            )
+            total += int(self._run(probe, mover)["bytes"])
+        return total
+
+    # -- consistency ----------------------------------------------------------------------
+
+    def quiesce(self) -> str:
+        return scale_down(self.kube.api, self.namespace, self._workloads())
+
+    def resume(self) -> str:
+        return scale_up(self.kube.api, self.namespace, self._workloads())
+
+    def _workloads(self) -> dict[str, Any]:
+        return dict(self.settings.get("workloads") or {})
+
+    def snapshot(self, run_id: str, volumes: list[str]) -> PointInTime:
+        """A VolumeSnapshot per claim, all asked for before any is awaited.
+
+        On failure (a snapshot never ready) the run's snapshots are deleted here already, so
+        nothing is left behind even before the run's cleanup.
+        """
+        snapshot_class = self.settings.get("snapshot_class") or self.cairn.kube_snapshot_class
+        handles = {volume: run_name("snap", run_id, volume) for volume in volumes}
+        try:
+            for volume, name in handles.items():
+                self._read_claim(volume)
+                snapshots.take(
+                    self.kube,
+                    self.namespace,
+                    name,
+                    self._claim(volume),
+                    snapshot_class,
+                    run_labels(run_id),
+                )
+            for name in handles.values():
+                snapshots.wait_ready(
+                    self.kube,
+                    self.namespace,
+                    name,
+                    timeout=self.cairn.kube_snapshot_timeout_seconds,
+                )
+        except PlatformError:
+            for name in handles.values():
+                snapshots.delete(self.kube, self.namespace, name)
+            raise
+        return PointInTime(
+            consistent=True,
+            note=(
+                f"CSI VolumeSnapshots of {len(handles)} claim(s) in {self.namespace}, requested"
+                " together; each is crash-consistent"
+            )
+            if handles
+            else "no volumes to snapshot",
+            volumes=handles,
+        )
+
+    def release(self, run_id: str) -> None:
+        """Deletes the run's Jobs (with their pods), claims, Secrets and VolumeSnapshots."""
+        selector = run_selector(run_id)
+        kube, namespace = self.kube, self.namespace
+        try:
+            jobs = kube.batch.list_namespaced_job(namespace, label_selector=selector).items
+            claims = kube.core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector
+            ).items
+            secrets = kube.core.list_namespaced_secret(namespace, label_selector=selector).items
+        except ApiException as exc:
+            raise failure(exc, f"listing what run {run_id} left in {namespace}") from None
+        for job in jobs:
+            movers.delete_job(kube, namespace, job.metadata.name)
+        for secret in secrets:
+            _delete(kube.core.delete_namespaced_secret, secret.metadata.name, namespace, "Secret")
+        for claim in claims:
+            _delete(
+                kube.core.delete_namespaced_persistent_volume_claim,
+                claim.metadata.name,
+                namespace,
+                "temporary claim",
+            )
+        for name in snapshots.list_names(kube, namespace, selector):
+            snapshots.delete(kube, namespace, name)
+
+    # -- moving data (backup) -------------------------------------------------------------
+
+    def dump_database(
+        self, run_id: str, repo: Repository, tags: list[str], progress: ProgressFn
+    ) -> DatabaseDump:
+        database = self._database()
+        mover = self._repository_mover(
+            run_name("dump", run_id),
+            ["dump", "--run", run_id, *_tag_args(tags), *self._database_args(database)],
+            repo,
+            env=self._database_env(database),
+        )
+        result = self._run(run_id, mover, progress)
+        return DatabaseDump(
+            str(result["snapshot_id"]),
+            int(result["bytes_processed"]),
+            int(result["data_added"]),
+            int(result["database_size_bytes"]),
+            {str(k): int(v) for k, v in result["row_counts"].items()},
+            int(result["server_major"]),
+        )
+
+    def upload_volume(
+        self,
+        run_id: str,
+        volume: str,
+        handle: str,
+        repo: Repository,
+        tags: list[str],
+        *,
+        parent: str | None,
+        force: bool,
+        progress: ProgressFn,
+    ) -> VolumeUpload:
+        """A temporary claim restored from the snapshot ``handle``, read by a mover."""
+        source = self._read_claim(volume)
+        status = snapshots.wait_ready(
+            self.kube, self.namespace, handle, timeout=self.cairn.kube_snapshot_timeout_seconds
+        )
+        claim = run_name("copy", run_id, volume)
+        snapshots.claim_from(
+            self.kube,
+            self.namespace,
+            claim,
+            handle,
+            source,
+            status.get("restoreSize"),
+            run_labels(run_id),
+        )
+        pod_volume, mount = self._claim_volume(claim, read_only=True)
+        args = ["upload", VOLUME_MOUNT, "--run", run_id, *_tag_args(tags)]
+        if parent:
+            args += ["--parent", parent]
+        if force:
+            args.append("--force")
+        mover = self._repository_mover(
+            run_name("up", run_id, volume), args, repo, volumes=[pod_volume], mounts=[mount]
+        )
+        result = self._run(run_id, mover, progress)
+        delete_quietly(
+            lambda: self.kube.core.delete_namespaced_persistent_volume_claim(claim, self.namespace),
+            f"deleting the temporary claim {claim}",
+        )
+        return VolumeUpload(
+            str(result["snapshot_id"]),
+            int(result["bytes_processed"]),
+            int(result["data_added"]),
+            int(result["files"]),
+        )
+
+    def export_config(self, run_id: str, repo: Repository, tags: list[str]) -> VolumeUpload | None:
+        """ConfigMaps and Secrets, exported by the worker straight into the repository.
+
+        The document goes to restic through a pipe: Secrets never touch the worker's disk
+        and exist outside the cluster only encrypted in the repository.
+        """
+        selection = dict(self.settings.get("config") or {"include": "none"})
+        if selection.get("include", "none") == "none":
+            return None
+        document = export_objects(self.kube.api, self.namespace, selection)
+        result = _from_pipe(
+            document,
+            lambda pipe: self.restic.backup_stdin(repo, pipe, CONFIG_FILE, tags),
+        )
+        return VolumeUpload(result.snapshot_id, result.total_bytes_processed, result.data_added, 1)
+
+    # -- moving data (restore) ------------------------------------------------------------
+
+    def restore_database(
+        self,
+        run_id: str,
+        repo: Repository,
+        snapshot: str,
+        progress: ProgressFn,
+        *,
+        into: OtherDatabase | None = None,
+    ) -> str:
+        database = self._database()
+        args = ["restore-database", "--run", run_id, "--snapshot", snapshot]
+        args += self._database_args(database)
+        secret: dict[str, str] = {}
+        if into is not None and into.name:
+            args += ["--into-name", into.name]
+        elif into is not None and into.url:
+            args += ["--into-url", into.url]
+            if into.password:
+                secret["CAIRN_TARGET_PASSWORD"] = into.password
+        mover = self._repository_mover(
+            run_name("rdb", run_id), args, repo, env=self._database_env(database), secret=secret
+        )
+        return str(self._run(run_id, mover, progress)["note"])
+
+    def restore_volume(
+        self, run_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+    ) -> str:
+        """Into the claim itself: staged inside it, then swapped in (see volume_swap.py)."""
+        claim = self._claim(volume)
+        self._read_claim(volume)
+        pod_volume, mount = self._claim_volume(claim, read_only=False)
+        mover = self._repository_mover(
+            run_name("rvol", run_id, volume),
+            ["restore-volume", VOLUME_MOUNT, "--run", run_id, "--snapshot", snapshot],
+            repo,
+            volumes=[pod_volume],
+            mounts=[mount],
+        )
+        self._run(run_id, mover, progress)
+        return f"volume {volume} (claim {claim}) replaced by the backup's copy"
+
+    def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
+        dump = self.restic.dump(repo, snapshot, CONFIG_FILE)
+        assert dump.stdout is not None
+        document = dump.stdout.read()
+        self.restic.finish_dump(repo, dump)
+        return apply_objects(self.kube.api, self.namespace, document)
+
+    def measure(
+        self, database: bool, volumes: list[str], *, into: OtherDatabase | None = None
+    ) -> Measured:
+        """Counted by a mover per volume (each claim is mounted by one pod at a time)."""
+        rows: dict[str, int] | None = None
+        figures: dict[str, VolumeFigures] = {}
+        probe = str(uuid.uuid4())
+        if database:
+            if into is not None and into.url:
+                raise PlatformError(
+                    "measuring a restore into another server is not supported on Kubernetes",
+                    retryable=False,
+                )
+            settings = self._database()
+            args = ["measure", "--database", *self._database_args(settings)]
+            if into is not None and into.name:
+                args += ["--into-name", into.name]
+            mover = Mover(run_name("count", probe), args, env=self._database_env(settings))
+            rows = {str(k): int(v) for k, v in self._run(probe, mover)["row_counts"].items()}
+        for volume in volumes:
+            pod_volume, mount = self._claim_volume(self._claim(volume), read_only=True)
+            mover = Mover(
+                run_name("count", probe, volume),
+                ["measure", "--volume", f"{volume}={VOLUME_MOUNT}"],
+                volumes=[pod_volume],
+                mounts=[mount],
+            )
+            counted = self._run(probe, mover)["volumes"][volume]
+            figures[volume] = VolumeFigures(int(counted["files"]), int(counted["bytes"]))
+        return Measured(rows, figures)
+
+    # -- drills -----------------------------------------------------------------------------
+
+    def _no_drills(self) -> PlatformError:
+        return PlatformError(
+            "restore drills are not supported for Kubernetes applications yet", retryable=False
+        )
+
+    def describe_scratch(self, drill_id: str) -> dict[str, str]:
+        raise self._no_drills()
+
+    def restore_scratch_database(
+        self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
+    ) -> None:
+        raise self._no_drills()
+
+    def restore_scratch_volume(
+        self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+    ) -> str:
+        raise self._no_drills()
+
+    def measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
+        raise self._no_drills()
+
+    def run_checks(
+        self, drill_id: str, checks: list[SqlCheck], timeout_seconds: int
+    ) -> list[CheckResult]:
+        raise self._no_drills()
+
+    def remove_scratch(self, drill_id: str) -> None:
+        """Nothing to remove: no drill ever made a scratch copy here."""
+
+
+def _delete(call: Callable[[str, str], object], name: str, namespace: str, what: str) -> None:
+    delete_quietly(lambda: call(name, namespace), f"deleting the {what} {name}")
+
+
+def _tag_args(tags: list[str]) -> list[str]:
+    return [f"--tag={tag}" for tag in tags]
+
+
+def _from_pipe(document: bytes, consume: Callable[[IO[bytes]], T]) -> T:
+    """``consume`` reads ``document`` from a pipe a thread writes it into."""
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        # a reader that stopped early says why itself
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write_end, "wb") as out:
+            out.write(document)
+
+    writer = threading.Thread(target=write, name="cairn-config-export", daemon=True)
+    writer.start()
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            return consume(pipe)
+    finally:
+        writer.join()

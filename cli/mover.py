@@ -1,0 +1,228 @@
+"""``cairn mover``: what a Kubernetes mover Job runs, next to the application's data.
+
+The Kubernetes platform (adapters/kubernetes/) starts these commands in a pod of the
+application's namespace, with its claims and the backup storage mounted. They do what the
+local platform does in the worker (the same code: ``LocalPlatform``), on the pod's folders
+and on the database as the cluster reaches it. Output is JSON lines: progress as restic
+reports it, then one result; anything else on the log is what a failure left.
+
+Passwords come only from the environment, filled from Secrets by the Job:
+``RESTIC_PASSWORD`` (the run Secret), ``PGPASSWORD`` (the application's own Secret) and
+``CAIRN_TARGET_PASSWORD`` (the run Secret, for a restore into another server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import wraps
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+
+from adapters.errors import AdapterError
+from adapters.kubernetes.volume_swap import swap_in_place
+from adapters.local_platform import LocalPlatform
+from adapters.platform import OtherDatabase
+from adapters.restic import Progress, Repository, Restic
+from core.settings import get_settings
+
+PROGRESS: Final = "cairn_progress"
+RESULT: Final = "cairn_result"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit(kind: str, payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({"message_type": kind, **payload}) + "\n")
+    sys.stdout.flush()
+
+
+def _progress(progress: Progress) -> None:
+    _emit(PROGRESS, asdict(progress))
+
+
+def _reported(command: F) -> F:
+    """An adapter's failure ends the command with its message (the mover's last log line)."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AdapterError as exc:
+            raise click.ClickException(exc.message) from None
+
+    return run  # type: ignore[return-value]
+
+
+def _repository(path: str) -> Repository:
+    return Repository(Path(path), os.environ.get("RESTIC_PASSWORD", ""))
+
+
+def _platform(
+    db_host: str | None,
+    db_port: int,
+    db_name: str | None,
+    db_user: str | None,
+    volumes: tuple[str, ...] = (),
+) -> LocalPlatform:
+    """The local platform over the pod's view: the database as reached from here, folders."""
+    database = (
+        {"host": db_host, "port": db_port, "dbname": db_name, "user": db_user}
+        if db_host and db_name
+        else None
+    )
+    folders = dict(volume.split("=", 1) for volume in volumes)
+    settings = get_settings()
+    return LocalPlatform(
+        {"database": database, "volumes": folders},
+        {"database_password": os.environ.get("PGPASSWORD")},
+        cairn=settings,
+        restic=Restic(settings.restic_bin),
+    )
+
+
+def database_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option("--db-host", help="the database server, as the pod reaches it"),
+            click.option("--db-port", type=int, default=5432, show_default=True),
+            click.option("--db-name", help="the application's database"),
+            click.option("--db-user", help="the role to connect as (password: PGPASSWORD)"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group(hidden=True)
+def mover() -> None:
+    """Commands of the Kubernetes mover Jobs (run in the cluster, not by hand)."""
+
+
+@mover.command()
+@click.option("--repo", required=True, help="the repository, as mounted in the pod")
+@click.option("--run", "run_id", required=True)
+@click.option("--tag", "tags", multiple=True)
+@database_options
+@_reported
+def dump(
+    repo: str,
+    run_id: str,
+    tags: tuple[str, ...],
+    db_host: str,
+    db_port: int,
+    db_name: str,
+    db_user: str | None,
+) -> None:
+    """pg_dump streamed into restic backup --stdin."""
+    platform = _platform(db_host, db_port, db_name, db_user)
+    result = platform.dump_database(run_id, _repository(repo), list(tags), _progress)
+    _emit(RESULT, asdict(result))
+
+
+@mover.command()
+@click.argument("source")
+@click.option("--repo", required=True)
+@click.option("--run", "run_id", required=True)
+@click.option("--tag", "tags", multiple=True)
+@click.option("--parent")
+@click.option("--force", is_flag=True)
+@_reported
+def upload(
+    source: str, repo: str, run_id: str, tags: tuple[str, ...], parent: str | None, force: bool
+) -> None:
+    """restic backup of a mounted folder (a claim restored from a snapshot)."""
+    platform = _platform(None, 0, None, None)
+    result = platform.upload_volume(
+        run_id,
+        source,
+        source,
+        _repository(repo),
+        list(tags),
+        parent=parent,
+        force=force,
+        progress=_progress,
+    )
+    _emit(RESULT, asdict(result))
+
+
+@mover.command("restore-database")
+@click.option("--repo", required=True)
+@click.option("--run", "run_id", required=True)
+@click.option("--snapshot", required=True)
+@click.option("--into-name", help="another database on the same server")
+@click.option("--into-url", help="another server (password: CAIRN_TARGET_PASSWORD)")
+@database_options
+@_reported
+def restore_database(
+    repo: str,
+    run_id: str,
+    snapshot: str,
+    into_name: str | None,
+    into_url: str | None,
+    db_host: str,
+    db_port: int,
+    db_name: str,
+    db_user: str | None,
+) -> None:
+    """Restore into a staging database, then swap it in by rename (safe to repeat)."""
+    platform = _platform(db_host, db_port, db_name, db_user)
+    into = None
+    if into_name or into_url:
+        into = OtherDatabase(into_name, into_url, os.environ.get("CAIRN_TARGET_PASSWORD"))
+    note = platform.restore_database(run_id, _repository(repo), snapshot, _progress, into=into)
+    _emit(RESULT, {"note": note})
+
+
+@mover.command("restore-volume")
+@click.argument("target")
+@click.option("--repo", required=True)
+@click.option("--run", "run_id", required=True)
+@click.option("--snapshot", required=True)
+@_reported
+def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
+    """Restore into a staging folder inside the claim, then swap its content in."""
+    repository = _repository(repo)
+    restic = Restic(get_settings().restic_bin)
+    swap_in_place(
+        Path(target),
+        run_id.replace("-", "")[:12],
+        lambda staging: restic.restore(repository, snapshot, staging),
+    )
+    _emit(RESULT, {"note": "restored"})
+
+
+@mover.command()
+@click.option("--volume", "volumes", multiple=True, help="NAME=FOLDER, repeated")
+@click.option("--database/--no-database", default=False)
+@click.option("--into-name")
+@database_options
+@_reported
+def measure(
+    volumes: tuple[str, ...],
+    database: bool,
+    into_name: str | None,
+    db_host: str | None,
+    db_port: int,
+    db_name: str | None,
+    db_user: str | None,
+) -> None:
+    """Row counts per table and file figures per volume (what verification compares)."""
+    platform = _platform(db_host, db_port, db_name, db_user, volumes)
+    into = OtherDatabase(into_name) if into_name else None
+    names = [volume.split("=", 1)[0] for volume in volumes]
+    measured = platform.measure(database, names, into=into)
+    _emit(RESULT, asdict(measured))
+
+
+@mover.command()
+@database_options
+@_reported
+def size(db_host: str, db_port: int, db_name: str, db_user: str | None) -> None:
+    """The database's size, for the first backup's quota estimate."""
+    platform = _platform(db_host, db_port, db_name, db_user)
+    _emit(RESULT, {"bytes": platform.estimate_bytes(True, [])})

@@ -1,0 +1,407 @@
+"""The Kubernetes platform through the platform contract, against the Kubernetes API fake.
+
+restic, pg_dump and pg_restore are real; the mover Jobs run ``cairn mover`` as local
+processes (the fake's kubelet), with the claims and the NFS storage mapped to folders. Each
+test works in its own namespace with its own PostgreSQL database, dropped in ``finally``,
+and ends by checking that nothing cairn made for a run is left in the fake.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from kubernetes import client
+from psycopg import sql
+
+from adapters.kubernetes.movers import Mover, Placement, job_manifest
+from adapters.kubernetes.names import MANAGED_BY
+from adapters.kubernetes.network import MOVERS_POLICY
+from adapters.kubernetes.platform import KubernetesPlatform
+from adapters.platform import PlatformError
+from adapters.restic import Progress, Repository, Restic
+from core.settings import Settings
+from devstack.postgres import PostgresServer
+from tests.fakes.kube import CSI_DRIVER, FakeKube
+from tests.support.kube import CairnCalls, apps, cairn, core, kube, kube_api, namespace
+from tests.support.kube_rbac import RBAC_DIR, uncovered
+
+pytestmark = pytest.mark.integration
+__all__ = ["cairn", "kube", "kube_api", "namespace"]  # fixtures used by name
+
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+NFS_SERVER, NFS_EXPORT = "10.0.0.5", "/export/cairn"
+GOOD_CLASS, STUCK_CLASS = "csi-snapclass", "stuck-snapclass"
+CLAIMS = {"data": "data-pvc", "uploads": "uploads-pvc"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cairn_on_path() -> Iterator[None]:
+    """Mover pods run ``cairn mover`` from PATH, which the fake's kubelet takes at its start."""
+    before = os.environ["PATH"]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{before}"
+    yield
+    os.environ["PATH"] = before
+
+
+@pytest.fixture(scope="module")
+def storage_root(kube: FakeKube, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CAIRN_STORAGE_MOUNT_ROOT of the worker, which the mover pods reach as an NFS export."""
+    root = tmp_path_factory.mktemp("storages")
+    kube.map_nfs(NFS_SERVER, NFS_EXPORT, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def snapshot_classes(kube_api: client.ApiClient) -> Iterator[None]:
+    custom: Any = client.CustomObjectsApi(kube_api)
+    for name, driver in ((GOOD_CLASS, CSI_DRIVER), (STUCK_CLASS, "absent.csi.example.com")):
+        custom.create_cluster_custom_object(
+            SNAPSHOT_GROUP,
+            "v1",
+            "volumesnapshotclasses",
+            {"metadata": {"name": name}, "driver": driver, "deletionPolicy": "Delete"},
+        )
+    yield
+    for name in (GOOD_CLASS, STUCK_CLASS):
+        custom.delete_cluster_custom_object(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", name)
+
+
+@pytest.fixture(scope="module")
+def cairn_settings(kube: FakeKube, storage_root: Path, snapshot_classes: None) -> Settings:
+    return Settings(
+        kubeconfig=kube.kubeconfig,
+        storage_mount_root=storage_root,
+        kube_storage_volume={"nfs": {"server": NFS_SERVER, "path": NFS_EXPORT}},
+        kube_snapshot_class=GOOD_CLASS,
+        kube_snapshot_timeout_seconds=4,
+        kube_mover_timeout_seconds=60,
+    )
+
+
+@dataclass
+class App:
+    namespace: str
+    dbname: str
+    server: PostgresServer
+    repo: Repository
+    settings: dict[str, Any]
+
+
+@pytest.fixture
+def app(
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    namespace: str,
+    database_server: PostgresServer,
+    storage_root: Path,
+    cairn_settings: Settings,
+) -> Iterator[App]:
+    """An application in ``namespace``: two claims with files, two workloads, a ConfigMap,
+    Secrets (one holding the database password) and a PostgreSQL database with rows."""
+    for claim in CLAIMS.values():
+        core(kube_api).create_namespaced_persistent_volume_claim(
+            namespace,
+            {
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
+    folders = {claim: _bound(kube, namespace, claim) for claim in CLAIMS.values()}
+    (folders["data-pvc"] / "nested").mkdir()
+    (folders["data-pvc"] / "nested" / "a.bin").write_bytes(os.urandom(200_000))
+    (folders["data-pvc"] / "notes.txt").write_text("hello from the data volume\n")
+    (folders["uploads-pvc"] / "img.png").write_bytes(os.urandom(50_000))
+    for kind, name, replicas in (("deployment", "web", 2), ("stateful_set", "db", 1)):
+        labels = {"app": f"shop-{name}"}
+        spec: dict[str, Any] = {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "shop:1"}]},
+            },
+        }
+        if kind == "stateful_set":
+            spec["serviceName"] = name
+        getattr(apps(kube_api), f"create_namespaced_{kind}")(
+            namespace, {"metadata": {"name": name}, "spec": spec}
+        )
+    core(kube_api).create_namespaced_config_map(
+        namespace, {"metadata": {"name": "settings"}, "data": {"mode": "production"}}
+    )
+    password = f"db-{secrets.token_hex(8)}"
+    core(kube_api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "db-credentials"}, "stringData": {"password": password}}
+    )
+    core(kube_api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "api-keys"}, "stringData": {"stripe": "sk-1"}}
+    )
+    dbname = f"cairn_kube_{uuid.uuid4().hex[:10]}"
+    database_server.create_database(dbname)
+    try:
+        with _connect(database_server, dbname) as conn:
+            conn.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+            conn.execute("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 300) g")
+        repo = Repository(
+            storage_root / "stor1" / "workspaces" / "w1" / "applications" / namespace,
+            secrets.token_urlsafe(32),
+        )
+        repo.path.parent.mkdir(parents=True, exist_ok=True)
+        Restic().init(repo)
+        yield App(
+            namespace,
+            dbname,
+            database_server,
+            repo,
+            {
+                "namespace": namespace,
+                "context": None,
+                "workloads": {"names": ["deployment/web", "statefulset/db"]},
+                "volumes": dict(CLAIMS),
+                "snapshot_class": None,
+                "database": {
+                    "host": database_server.socket_dir or database_server.host,
+                    "port": database_server.port,
+                    "dbname": dbname,
+                    "user": database_server.user,
+                    "password_secret": {"name": "db-credentials", "key": "password"},
+                },
+                "config": {"include": "all"},
+            },
+        )
+    finally:
+        database_server.drop_database(dbname)
+
+
+def _bound(kube: FakeKube, namespace: str, claim: str) -> Path:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return kube.pvc_path(namespace, claim)
+        except LookupError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _connect(server: PostgresServer, dbname: str) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(
+        host=server.socket_dir or server.host,
+        port=server.port,
+        user=server.user,
+        dbname=dbname,
+        autocommit=True,
+    )
+
+
+def table_hash(server: PostgresServer, dbname: str) -> str:
+    with _connect(server, dbname) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM orders t")
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def config_state(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    return {
+        "settings": core(api).read_namespaced_config_map("settings", namespace).data,
+        "db-credentials": core(api).read_namespaced_secret("db-credentials", namespace).data,
+        "api-keys": core(api).read_namespaced_secret("api-keys", namespace).data,
+    }
+
+
+def replicas(api: client.ApiClient, namespace: str) -> tuple[int, int]:
+    return (
+        apps(api).read_namespaced_deployment("web", namespace).spec.replicas,
+        apps(api).read_namespaced_stateful_set("db", namespace).spec.replicas,
+    )
+
+
+def leftovers(kube: FakeKube, namespace: str) -> list[str]:
+    """What cairn made for a run and did not remove (pods go after their Job, gracefully)."""
+
+    def found() -> list[str]:
+        left = [f"job {j['metadata']['name']}" for j in kube.list("batch", "jobs", namespace)]
+        left += [f"pod {p['metadata']['name']}" for p in kube.list("", "pods", namespace)]
+        left += [
+            f"{plural} {o['metadata']['name']}"
+            for plural in ("persistentvolumeclaims", "secrets")
+            for o in kube.list("", plural, namespace)
+            if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
+            == MANAGED_BY["app.kubernetes.io/managed-by"]
+        ]
+        left += [
+            f"volumesnapshot {s['metadata']['name']}"
+            for s in kube.list(SNAPSHOT_GROUP, "volumesnapshots", namespace)
+        ]
+        return left
+
+    deadline = time.monotonic() + 30
+    while (left := found()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def platform_of(app: App, cairn_settings: Settings, **changes: Any) -> KubernetesPlatform:
+    return KubernetesPlatform(
+        {**app.settings, **changes}, {}, cairn=cairn_settings, restic=Restic()
+    )
+
+
+def test_backup_damage_restore_gives_back_every_byte(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    platform = platform_of(app, cairn_settings)
+    ns = app.namespace
+    volumes = {claim: kube.pvc_path(ns, claim) for claim in CLAIMS.values()}
+    files_before = {claim: folder_hashes(folder) for claim, folder in volumes.items()}
+    rows_before = table_hash(app.server, app.dbname)
+    config_before = config_state(kube_api, ns)
+
+    backup = str(uuid.uuid4())
+    tags = [f"execution={backup}"]
+    seen: list[Progress] = []
+    cairn(platform.check_targets, True, platform.volume_names())
+    point = cairn(platform.snapshot, backup, platform.volume_names())
+    assert point.consistent and set(point.volumes) == set(CLAIMS)
+    again = cairn(platform.snapshot, backup, platform.volume_names())  # a retried step
+    assert again.volumes == point.volumes
+    assert len(kube.list(SNAPSHOT_GROUP, "volumesnapshots", ns)) == len(CLAIMS)
+    dump = cairn(platform.dump_database, backup, app.repo, [*tags, "part=database"], seen.append)
+    assert dump.row_counts == {"public.orders": 300} and seen
+    uploads = {
+        volume: cairn(
+            platform.upload_volume,
+            backup,
+            volume,
+            handle,
+            app.repo,
+            [*tags, f"part={volume}"],
+            parent=None,
+            force=False,
+            progress=seen.append,
+        )
+        for volume, handle in point.volumes.items()
+    }
+    assert uploads["data"].files == 2 and uploads["uploads"].files == 1
+    config = cairn(platform.export_config, backup, app.repo, [*tags, "part=config"])
+    assert config is not None
+    cairn(platform.release, backup)
+    assert leftovers(kube, ns) == []
+    # the network policy admits the movers to the storage; the application's pods are kept off
+    movers_policy = kube.get("networking.k8s.io", "networkpolicies", ns, MOVERS_POLICY)
+    assert movers_policy is not None
+
+    # damage everything
+    for folder in volumes.values():
+        for path in sorted(folder.rglob("*"), reverse=True):
+            if path.is_file():
+                path.unlink()
+    (volumes["data-pvc"] / "stray.txt").write_text("written after the backup")
+    with _connect(app.server, app.dbname) as conn:
+        conn.execute("DELETE FROM orders WHERE id > 100")
+    core(kube_api).delete_namespaced_config_map("settings", ns)
+    core(kube_api).patch_namespaced_secret(
+        "api-keys", ns, {"data": {"stripe": base64.b64encode(b"changed").decode()}}
+    )
+
+    restore = str(uuid.uuid4())
+    cairn(platform.quiesce)
+    assert replicas(kube_api, ns) == (0, 0)
+    try:
+        cairn(platform.restore_database, restore, app.repo, dump.snapshot_id, seen.append)
+        for volume, upload in uploads.items():
+            cairn(
+                platform.restore_volume,
+                restore,
+                volume,
+                app.repo,
+                upload.snapshot_id,
+                seen.append,
+            )
+        cairn(platform.restore_config, restore, app.repo, config.snapshot_id)
+        measured = cairn(platform.measure, True, list(CLAIMS))
+    finally:
+        cairn(platform.resume)
+        cairn(platform.release, restore)
+    assert replicas(kube_api, ns) == (2, 1)
+    assert measured.row_counts == dump.row_counts
+    assert {v: (f.files, f.bytes) for v, f in measured.volumes.items()} == {
+        v: (u.files, u.bytes_processed) for v, u in uploads.items()
+    }
+    assert table_hash(app.server, app.dbname) == rows_before
+    assert {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()} == files_before
+    assert config_state(kube_api, ns) == config_before
+    assert leftovers(kube, ns) == []
+    if RBAC_DIR.is_dir():
+        assert uncovered(cairn.used) == set()
+
+
+def test_a_failed_mover_says_why_and_leaves_nothing(
+    app: App, kube: FakeKube, cairn_settings: Settings
+) -> None:
+    database = {**app.settings["database"], "dbname": f"{app.dbname}_absent"}
+    platform = platform_of(app, cairn_settings, database=database)
+    run = str(uuid.uuid4())
+    try:
+        with pytest.raises(PlatformError) as failed:
+            platform.dump_database(run, app.repo, [f"execution={run}"], lambda _p: None)
+    finally:
+        platform.release(run)
+    message = failed.value.message
+    assert "exited with 1; its last log lines" in message
+    assert f'database "{app.dbname}_absent" does not exist' in message
+    assert app.repo.password not in message
+    assert leftovers(kube, app.namespace) == []
+
+
+def test_a_snapshot_never_ready_times_out_and_leaves_nothing(
+    app: App, kube: FakeKube, cairn_settings: Settings
+) -> None:
+    platform = platform_of(app, cairn_settings, snapshot_class=STUCK_CLASS)
+    run = str(uuid.uuid4())
+    with pytest.raises(PlatformError) as timed_out:
+        platform.snapshot(run, ["data"])
+    assert "was not ready within 4 s" in timed_out.value.message
+    assert leftovers(kube, app.namespace) == []
+
+
+def test_passwords_reach_the_mover_only_through_secret_references() -> None:
+    mover = Mover("cairn-dump-x", ["dump"], secret={"RESTIC_PASSWORD": "s3cret-repo"})
+    placement = Placement("ns", "cairn:local", {"a": "b"}, {"c": "d"}, 10)
+    manifest = job_manifest(mover, placement)
+    assert "s3cret-repo" not in repr(manifest)
+    env = manifest["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [
+        {
+            "name": "RESTIC_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "cairn-dump-x", "key": "RESTIC_PASSWORD"}},
+        }
+    ]
