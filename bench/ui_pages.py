@@ -53,31 +53,41 @@ async def _seed(app: object, apps: int, backups: int) -> tuple[str, uuid.UUID, u
         token = await create_admin(session, email)
         admin = await session.scalar(select(User).where(User.email == email))
         assert admin is not None
-        workspace = Workspace(name=f"bench-{uuid.uuid4().hex[:6]}", plan="dedicated",
-                              backup_quota_gb=1000)  # fmt: skip
+        workspace = Workspace(
+            name=f"bench-{uuid.uuid4().hex[:6]}", plan="dedicated", backup_quota_gb=1000
+        )
         session.add(workspace)
         await session.flush()
         session.add(WorkspaceMember(workspace_id=workspace.id, user_id=admin.id, role="admin"))
         storage = BackupStorage(
-            workspace_id=workspace.id, name="main", type="local", status="active",
-            proxmox_storage_id=f"cairn-{uuid.uuid4().hex[:16]}", capacity_gb=500,
-        )  # fmt: skip
+            workspace_id=workspace.id,
+            name="main",
+            type="local",
+            status="active",
+            proxmox_storage_id=f"cairn-{uuid.uuid4().hex[:16]}",
+            capacity_gb=500,
+        )
         session.add(storage)
         await session.flush()
         now = datetime.now(UTC)
         first = None
         for index in range(apps):
             application = Application(
-                workspace_id=workspace.id, owner_id=admin.id, name=f"app-{index:03d}",
-                platform_kind="local", platform_settings={"volumes": {"data": "/srv/x"}},
-            )  # fmt: skip
+                workspace_id=workspace.id,
+                owner_id=admin.id,
+                name=f"app-{index:03d}",
+                platform_kind="local",
+                platform_settings={"volumes": {"data": "/srv/x"}},
+            )
             session.add(application)
             await session.flush()
             first = first or application
             policy = BackupPolicy(
-                application_id=application.id, storage_id=storage.id, schedule="0 3 * * *",
+                application_id=application.id,
+                storage_id=storage.id,
+                schedule="0 3 * * *",
                 include_database=False,
-            )  # fmt: skip
+            )
             session.add(policy)
             await session.flush()
             count = backups if application is first else 20
@@ -86,15 +96,19 @@ async def _seed(app: object, apps: int, backups: int) -> tuple[str, uuid.UUID, u
                 failed = n % 50 == 7
                 session.add(
                     BackupExecution(
-                        policy_id=policy.id, application_id=application.id,
-                        storage_id=storage.id, workflow_id=f"backup-{uuid.uuid4()}",
-                        trigger="schedule", status="failed" if failed else "succeeded",
-                        started_at=started, completed_at=started + timedelta(seconds=30 + n % 90),
+                        policy_id=policy.id,
+                        application_id=application.id,
+                        storage_id=storage.id,
+                        workflow_id=f"backup-{uuid.uuid4()}",
+                        trigger="schedule",
+                        status="failed" if failed else "succeeded",
+                        started_at=started,
+                        completed_at=started + timedelta(seconds=30 + n % 90),
                         size_bytes=None if failed else 50_000_000 + n * 10_000,
                         error_message="dump_database: connection refused" if failed else None,
                         created_at=started,
                     )
-                )  # fmt: skip
+                )
         await session.commit()
         assert first is not None
         return token, workspace.id, first.id
@@ -129,16 +143,18 @@ async def main(apps: int, backups: int, rounds: int) -> None:
         dbname = f"bench_ui_{uuid.uuid4().hex[:8]}"
         pg.create_database(dbname)
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=cli_path(), search_attributes=SEARCH_ATTRIBUTE_KEYS,
+            dev_server_existing_path=cli_path(),
+            search_attributes=SEARCH_ATTRIBUTE_KEYS,
             dev_server_log_level="error",
-        )  # fmt: skip
+        )
         try:
             await asyncio.to_thread(migrate.upgrade, pg.url(dbname))
             settings = Settings(
-                database_url=pg.url(dbname), master_key=generate_master_key(),
+                database_url=pg.url(dbname),
+                master_key=generate_master_key(),
                 temporal_address=env.client.service_client.config.target_host,
                 temporal_namespace=env.client.namespace,
-            )  # fmt: skip
+            )
             app = create_app(settings)
             async with app.router.lifespan_context(app):
                 token, workspace, first = await _seed(app, apps, backups)
@@ -171,8 +187,10 @@ async def main(apps: int, backups: int, rounds: int) -> None:
                             f"/api/v1/workspaces/{workspace}/audit-events?limit=50",
                         ),
                     }
-                    print(f"{'page':44} {'cold ms':>8} {'median ms':>10} {'p95 ms':>8}"
-                          f" {'API ms':>8} {'ratio':>6}")  # fmt: skip
+                    print(
+                        f"{'page':44} {'cold ms':>8} {'median ms':>10} {'p95 ms':>8}"
+                        f" {'API ms':>8} {'ratio':>6}"
+                    )
                     for label, (page, api) in pairs.items():
                         ui_times = await _timed(partial(ui.get, page), rounds)
                         api_times = await _timed(partial(ui.get, api, headers=bearer), rounds)

@@ -49,11 +49,15 @@ def _token(token: str | None, token_file: Path) -> str:
 
 @click.group()
 @click.option(
-    "--api-url", envvar="CAIRN_API_URL", default="http://127.0.0.1:8000", show_default=True,
+    "--api-url",
+    envvar="CAIRN_API_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
     help="cairn's API [env CAIRN_API_URL, also read from .cairn/cairn.env]",
-)  # fmt: skip
-@click.option("--token", envvar="CAIRN_TOKEN", default=None,
-              help="platform admin token [env CAIRN_TOKEN]")  # fmt: skip
+)
+@click.option(
+    "--token", envvar="CAIRN_TOKEN", default=None, help="platform admin token [env CAIRN_TOKEN]"
+)
 @click.option(
     "--token-file",
     type=click.Path(path_type=Path),
@@ -131,10 +135,20 @@ def workspaces() -> None:
 
 @workspaces.command("create")
 @click.argument("name")
-@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]), default="free",
-              show_default=True, help="backups need the dedicated plan")  # fmt: skip
-@click.option("--quota-gb", type=int, default=0, show_default=True,
-              help="backup storage the workspace may allocate, in GB")  # fmt: skip
+@click.option(
+    "--plan",
+    type=click.Choice(["free", "pro", "dedicated"]),
+    default="free",
+    show_default=True,
+    help="backups need the dedicated plan",
+)
+@click.option(
+    "--quota-gb",
+    type=int,
+    default=0,
+    show_default=True,
+    help="backup storage the workspace may allocate, in GB",
+)
 @pass_api
 def workspaces_create(api: Api, name: str, plan: str, quota_gb: int) -> None:
     """Create a workspace."""
@@ -179,8 +193,13 @@ def members() -> None:
 @members.command("add")
 @click.argument("workspace_id")
 @click.argument("user_id")
-@click.option("--role", type=click.Choice(["admin", "member"]), default="member",
-              show_default=True, help="admins manage storages and policies")  # fmt: skip
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "member"]),
+    default="member",
+    show_default=True,
+    help="admins manage storages and policies",
+)
 @pass_api
 def members_add(api: Api, workspace_id: str, user_id: str, role: str) -> None:
     """Add a user to a workspace."""

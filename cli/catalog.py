@@ -160,11 +160,16 @@ async def _storage(
             " Nothing was imported"
         )
     storage = BackupStorage(
-        id=uuid.UUID(described["id"]), workspace_id=workspace.id, name=described["name"],
-        type=described["type"], proxmox_storage_id=described["proxmox_storage_id"],
-        capacity_gb=described["capacity_gb"], connection_config=described["connection_config"],
-        status="active", status_message="recreated by catalog import",
-    )  # fmt: skip
+        id=uuid.UUID(described["id"]),
+        workspace_id=workspace.id,
+        name=described["name"],
+        type=described["type"],
+        proxmox_storage_id=described["proxmox_storage_id"],
+        capacity_gb=described["capacity_gb"],
+        connection_config=described["connection_config"],
+        status="active",
+        status_message="recreated by catalog import",
+    )
     session.add(storage)
     await session.flush()
     report.storage_created = True
@@ -184,17 +189,21 @@ def _execution(
     """A succeeded backup as its manifest describes it; no policy, no Temporal run any more."""
     snapshot_id, snapshot_time, manifest = found
     return BackupExecution(
-        id=uuid.UUID(manifest["execution_id"]), application_id=application.id,
-        storage_id=storage.id, trigger=manifest.get("trigger") or "manual", status="succeeded",
+        id=uuid.UUID(manifest["execution_id"]),
+        application_id=application.id,
+        storage_id=storage.id,
+        trigger=manifest.get("trigger") or "manual",
+        status="succeeded",
         size_bytes=sum(p.get("bytes_processed", 0) for p in manifest.get("parts", [])),
         backup_path=manifest.get("repository"),
         started_at=datetime.fromisoformat(manifest["started_at"]),
         completed_at=datetime.fromisoformat(snapshot_time),
         metadata_={
-            **manifest, "manifest_snapshot_id": snapshot_id,
+            **manifest,
+            "manifest_snapshot_id": snapshot_id,
             "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
-    )  # fmt: skip
+    )
 
 
 async def write_catalog(
@@ -230,10 +239,12 @@ async def write_catalog(
             sealed = seal_password(settings, item.repo.password, application.id, storage.id)
             session.add(
                 BackupRepository(
-                    application_id=application.id, storage_id=storage.id,
-                    path=str(item.repo.path), password_sealed=sealed,
+                    application_id=application.id,
+                    storage_id=storage.id,
+                    path=str(item.repo.path),
+                    password_sealed=sealed,
                 )
-            )  # fmt: skip
+            )
         report.repositories += 1
         imported = []
         for manifest in item.manifests:
@@ -244,11 +255,18 @@ async def write_catalog(
             imported.append(manifest[2]["execution_id"])
         report.backups_imported += imported
         audit.record(
-            session, ACTOR, "catalog.import", "application", application.id,
+            session,
+            ACTOR,
+            "catalog.import",
+            "application",
+            application.id,
             workspace_id=application.workspace_id,
-            details={"repository": str(item.repo.path), "storage_id": str(storage.id),
-                     "backups": imported},
-        )  # fmt: skip
+            details={
+                "repository": str(item.repo.path),
+                "storage_id": str(storage.id),
+                "backups": imported,
+            },
+        )
     return report
 
 

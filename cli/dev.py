@@ -111,8 +111,14 @@ async def _new_admin_token(database_url: str) -> str:
 
 def _write_env(path: Path, env: dict[str, str], api_port: int) -> None:
     """The settings of this stack, for operator commands: ``set -a; . .cairn/cairn.env``."""
-    keys = ("CAIRN_DATABASE_URL", "CAIRN_TEMPORAL_ADDRESS", "CAIRN_MASTER_KEY",
-            "CAIRN_STORAGE_MOUNT_ROOT", "CAIRN_DATA_DIR", "CAIRN_VOLUME_ROOTS")  # fmt: skip
+    keys = (
+        "CAIRN_DATABASE_URL",
+        "CAIRN_TEMPORAL_ADDRESS",
+        "CAIRN_MASTER_KEY",
+        "CAIRN_STORAGE_MOUNT_ROOT",
+        "CAIRN_DATA_DIR",
+        "CAIRN_VOLUME_ROOTS",
+    )
     lines = [f"{key}={shlex.quote(env[key])}" for key in keys]
     lines.append(f"CAIRN_API_URL=http://127.0.0.1:{api_port}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -173,21 +179,40 @@ def _wait_ready(
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".cairn"),
-              show_default=True,
-              help="where the stack keeps its key, admin token, settings, Temporal history,"
-                   " storages and logs")  # fmt: skip
-@click.option("--api-port", type=PORT, default=8000, show_default=True,
-              help="the REST API and its docs")  # fmt: skip
-@click.option("--temporal-port", type=PORT, default=7233, show_default=True,
-              help="the Temporal dev server's gRPC frontend")  # fmt: skip
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".cairn"),
+    show_default=True,
+    help="where the stack keeps its key, admin token, settings, Temporal history,"
+    " storages and logs",
+)
+@click.option(
+    "--api-port", type=PORT, default=8000, show_default=True, help="the REST API and its docs"
+)
+@click.option(
+    "--temporal-port",
+    type=PORT,
+    default=7233,
+    show_default=True,
+    help="the Temporal dev server's gRPC frontend",
+)
 @click.option("--ui-port", type=PORT, default=8233, show_default=True, help="the Temporal UI")
-@click.option("--metrics-port", "metrics_port", type=PORT, default=9464, show_default=True,
-              help="the worker's Prometheus endpoint")  # fmt: skip
-@click.option("--reset", is_flag=True,
-              help="start over: drop the database this data folder used and delete the folder"
-                   " (key, admin token, Temporal history, storages with every backup, apps,"
-                   " logs)")  # fmt: skip
+@click.option(
+    "--metrics-port",
+    "metrics_port",
+    type=PORT,
+    default=9464,
+    show_default=True,
+    help="the worker's Prometheus endpoint",
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="start over: drop the database this data folder used and delete the folder"
+    " (key, admin token, Temporal history, storages with every backup, apps,"
+    " logs)",
+)
 @click.option("--yes", is_flag=True, help="confirm --reset without asking")
 def dev(
     data_dir: Path,

@@ -20,9 +20,13 @@ from core.settings import get_settings
 
 
 @click.group(cls=operator.OperatorGroup)
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="how much the command logs")  # fmt: skip
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="how much the command logs",
+)
 @click.pass_context
 def cli(ctx: click.Context, log_level: str) -> None:
     """cairn: backup and restore of PaaS applications on Temporal.

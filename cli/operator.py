@@ -117,8 +117,11 @@ class OperatorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                psycopg.OperationalError) as exc:  # fmt: skip
+        except (
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.InterfaceError,
+            psycopg.OperationalError,
+        ) as exc:
             raise click.ClickException(_database_problem(exc, _loaded)) from None
         except CryptoError as exc:
             raise click.ClickException(

@@ -44,9 +44,11 @@ def keep_options(command: F) -> F:
     """``--keep-last`` … ``--keep-yearly``: the retention counts (grandfather-father-son)."""
     for period, meaning in reversed(KEEP.items()):
         command = click.option(
-            f"--keep-{period}", type=click.IntRange(min=0), metavar="N",
+            f"--keep-{period}",
+            type=click.IntRange(min=0),
+            metavar="N",
             help=f"also keep {meaning}; 0: off [create: 0]",
-        )(command)  # fmt: skip
+        )(command)
     return command
 
 

@@ -51,11 +51,14 @@ async def reveal(token: str, application_id: uuid.UUID) -> list[tuple[str, str]]
             if not rows:
                 raise click.ClickException("the application has no backup repository yet")
             audit.record(
-                session, audit.Actor(label=user.email, user_id=user.id),
-                "repository.password_reveal", "application", application_id,
+                session,
+                audit.Actor(label=user.email, user_id=user.id),
+                "repository.password_reveal",
+                "application",
+                application_id,
                 workspace_id=application.workspace_id,
                 details={"repositories": [r.path for r in rows], "via": "cli"},
-            )  # fmt: skip
+            )
             await session.commit()
             return [(row.path, read_password(settings, row)) for row in rows]
     finally:

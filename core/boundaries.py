@@ -23,11 +23,30 @@ from core.settings import Settings
 # Folders of the operating system and of well-known services: a volume is never one of them,
 # inside one, or above one (so ``/`` and ``/var`` are refused too).
 SYSTEM_FOLDERS = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
-    "/root", "/run", "/sbin", "/snap", "/sys", "/usr", "/var/run", "/var/lib/postgresql",
-    "/var/lib/pgsql", "/var/lib/docker", "/var/lib/containerd", "/var/lib/kubelet",
-    "/var/lib/rancher", "/var/lib/etcd",
-)  # fmt: skip
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/usr",
+    "/var/run",
+    "/var/lib/postgresql",
+    "/var/lib/pgsql",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/kubelet",
+    "/var/lib/rancher",
+    "/var/lib/etcd",
+)
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 # cairn's own staging names during a restore (activities/restore.py).
 STAGING_PREFIXES = ("cairn_restore_", "cairn_old_", "cairn_drill_")

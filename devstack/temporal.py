@@ -27,13 +27,20 @@ def start_dev_server(
     data_dir: Path, port: int, ui_port: int, log_file: Path
 ) -> subprocess.Popen[bytes]:
     args = [
-        cli_path(), "server", "start-dev",
-        "--ip", "127.0.0.1",
-        "--port", str(port),
-        "--ui-port", str(ui_port),
-        "--db-filename", str(data_dir / "temporal.db"),
-        "--log-level", "warn",
-    ]  # fmt: skip
+        cli_path(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+    ]
     for key in SEARCH_ATTRIBUTE_KEYS:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     return spawn(args, log_file)

@@ -28,52 +28,79 @@ def upgrade() -> None:
     )
     op.alter_column("backup_executions", "application_id", nullable=False)
     op.create_foreign_key(
-        "backup_executions_application_id_fkey", "backup_executions", "applications",
-        ["application_id"], ["id"], ondelete="CASCADE",
-    )  # fmt: skip
+        "backup_executions_application_id_fkey",
+        "backup_executions",
+        "applications",
+        ["application_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )
     op.create_foreign_key(
-        "backup_executions_storage_id_fkey", "backup_executions", "backup_storages",
-        ["storage_id"], ["id"], ondelete="SET NULL",
-    )  # fmt: skip
+        "backup_executions_storage_id_fkey",
+        "backup_executions",
+        "backup_storages",
+        ["storage_id"],
+        ["id"],
+        ondelete="SET NULL",
+    )
     op.create_index("ix_backup_executions_application_id", "backup_executions", ["application_id"])
     op.drop_constraint("backup_executions_policy_id_fkey", "backup_executions")
     op.alter_column("backup_executions", "policy_id", nullable=True)
     op.create_foreign_key(
-        "backup_executions_policy_id_fkey", "backup_executions", "backup_policies",
-        ["policy_id"], ["id"], ondelete="SET NULL",
-    )  # fmt: skip
+        "backup_executions_policy_id_fkey",
+        "backup_executions",
+        "backup_policies",
+        ["policy_id"],
+        ["id"],
+        ondelete="SET NULL",
+    )
     op.drop_constraint("backup_executions_policy_id_idempotency_key_key", "backup_executions")
     op.create_unique_constraint(
-        "backup_executions_application_id_idempotency_key_key", "backup_executions",
+        "backup_executions_application_id_idempotency_key_key",
+        "backup_executions",
         ["application_id", "idempotency_key"],
-    )  # fmt: skip
-    for column, table in (("backup_execution_id", "backup_executions"),
-                          ("application_id", "applications")):  # fmt: skip
+    )
+    for column, table in (
+        ("backup_execution_id", "backup_executions"),
+        ("application_id", "applications"),
+    ):
         op.drop_constraint(f"backup_restores_{column}_fkey", "backup_restores")
         op.create_foreign_key(
-            f"backup_restores_{column}_fkey", "backup_restores", table, [column], ["id"],
+            f"backup_restores_{column}_fkey",
+            "backup_restores",
+            table,
+            [column],
+            ["id"],
             ondelete="CASCADE",
-        )  # fmt: skip
+        )
 
 
 def downgrade() -> None:
-    for column, table in (("backup_execution_id", "backup_executions"),
-                          ("application_id", "applications")):  # fmt: skip
+    for column, table in (
+        ("backup_execution_id", "backup_executions"),
+        ("application_id", "applications"),
+    ):
         op.drop_constraint(f"backup_restores_{column}_fkey", "backup_restores")
-        op.create_foreign_key(f"backup_restores_{column}_fkey", "backup_restores", table,
-                              [column], ["id"])  # fmt: skip
+        op.create_foreign_key(
+            f"backup_restores_{column}_fkey", "backup_restores", table, [column], ["id"]
+        )
     op.drop_constraint("backup_executions_application_id_idempotency_key_key", "backup_executions")
     op.execute("DELETE FROM backup_executions WHERE policy_id IS NULL")
     op.create_unique_constraint(
-        "backup_executions_policy_id_idempotency_key_key", "backup_executions",
+        "backup_executions_policy_id_idempotency_key_key",
+        "backup_executions",
         ["policy_id", "idempotency_key"],
-    )  # fmt: skip
+    )
     op.drop_constraint("backup_executions_policy_id_fkey", "backup_executions")
     op.alter_column("backup_executions", "policy_id", nullable=False)
     op.create_foreign_key(
-        "backup_executions_policy_id_fkey", "backup_executions", "backup_policies",
-        ["policy_id"], ["id"], ondelete="CASCADE",
-    )  # fmt: skip
+        "backup_executions_policy_id_fkey",
+        "backup_executions",
+        "backup_policies",
+        ["policy_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )
     op.drop_index("ix_backup_executions_application_id", "backup_executions")
     op.drop_constraint("backup_executions_storage_id_fkey", "backup_executions")
     op.drop_constraint("backup_executions_application_id_fkey", "backup_executions")

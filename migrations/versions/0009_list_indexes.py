@@ -22,34 +22,46 @@ depends_on: str | Sequence[str] | None = None
 # name -> (table, key columns, partial index predicate)
 INDEXES: dict[str, tuple[str, list[str], str | None]] = {
     "ix_backup_executions_page": (
-        "backup_executions", ["application_id", "created_at DESC", "id DESC"], None,
+        "backup_executions",
+        ["application_id", "created_at DESC", "id DESC"],
+        None,
     ),
     "ix_backup_executions_running": ("backup_executions", ["application_id"], "status = 'running'"),
     "ix_backup_restores_page": (
-        "backup_restores", ["application_id", "created_at DESC", "id DESC"], None,
+        "backup_restores",
+        ["application_id", "created_at DESC", "id DESC"],
+        None,
     ),
     "ix_backup_restores_running": (
-        "backup_restores", ["application_id"], "status IN ('pending', 'running')",
+        "backup_restores",
+        ["application_id"],
+        "status IN ('pending', 'running')",
     ),
     "ix_applications_page": ("applications", ["workspace_id", "created_at DESC", "id DESC"], None),
     "ix_backup_storages_page": (
-        "backup_storages", ["workspace_id", "created_at DESC", "id DESC"], None,
+        "backup_storages",
+        ["workspace_id", "created_at DESC", "id DESC"],
+        None,
     ),
     "ix_workspace_members_page": (
-        "workspace_members", ["workspace_id", "created_at DESC", "user_id DESC"], None,
+        "workspace_members",
+        ["workspace_id", "created_at DESC", "user_id DESC"],
+        None,
     ),
     "ix_audit_events_page": ("audit_events", ["workspace_id", "occurred_at DESC", "id DESC"], None),
     "ix_users_page": ("users", ["created_at DESC", "id DESC"], None),
     "ix_workspaces_page": ("workspaces", ["created_at DESC", "id DESC"], None),
-}  # fmt: skip
+}
 
 
 def upgrade() -> None:
     for name, (table, columns, where) in INDEXES.items():
         op.create_index(
-            name, table, [sa.text(c) for c in columns],
+            name,
+            table,
+            [sa.text(c) for c in columns],
             postgresql_where=sa.text(where) if where else None,
-        )  # fmt: skip
+        )
 
 
 def downgrade() -> None:
