@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from typing import Any
 
+import urllib3
 from fastapi import APIRouter, Response
+from kubernetes.client import ApiException
 from sqlalchemy import select
 
+from adapters.kubernetes.client import connect
+from adapters.platform import PlatformError
 from api.deps import (
     ApplicationReader,
     PlatformAdmin,
@@ -15,8 +22,16 @@ from api.deps import (
     WorkspaceReader,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import Problem, conflict, invalid
-from api.schemas.applications import ApplicationCreate, ApplicationOut, LocalPlatformIn
+from api.problems import Problem, conflict, forbidden, invalid, secrets_unavailable
+from api.schemas.applications import (
+    ApplicationCreate,
+    ApplicationOut,
+    ApplicationRow,
+    KubernetesPlatformIn,
+    KubernetesPlatformOut,
+    LocalPlatformIn,
+    LocalPlatformOut,
+)
 from core import crypto, secret_contexts
 from core.boundaries import AdminOnly, BoundaryError, check_application_database, check_volume_path
 from core.database_url import database_url, split_database_url
@@ -25,12 +40,15 @@ from db import audit
 from db.models import Application, BackupPolicy, WorkspaceMember
 
 router = APIRouter(tags=["applications"])
+log = logging.getLogger(__name__)
+# How long registration waits for the cluster to say whether a namespace exists.
+NAMESPACE_CHECK_SECONDS = 5
 
 
 def refused(exc: BoundaryError) -> Problem:
     """A request that reaches outside its application: 403 when only an admin may, else 422."""
     if isinstance(exc, AdminOnly):
-        return Problem(403, "forbidden", "Forbidden", f"{exc.field}: {exc.message}")
+        return forbidden(f"{exc.field}: {exc.message}")
     return invalid(exc.field, exc.message, "outside_application")
 
 
@@ -48,22 +66,69 @@ def check_boundaries(platform: LocalPlatformIn, settings: Settings) -> None:
 
 
 def present(application: Application) -> dict[str, Any]:
+    """The application as the API shows it: never a password, only whether one is set."""
     settings = application.platform_settings
-    database = settings.get("database")
+    platform: LocalPlatformOut | KubernetesPlatformOut
+    if application.platform_kind == "kubernetes":
+        platform = KubernetesPlatformOut.model_validate({"kind": "kubernetes", **settings})
+    else:
+        database = settings.get("database")
+        platform = LocalPlatformOut(
+            kind="local",
+            database_url=database_url(database) if database else None,
+            database_password_set=bool(settings.get("database_password_set")),
+            volumes=settings.get("volumes", {}),
+            hooks=settings.get("hooks"),
+        )
+    row = ApplicationRow.model_validate(application, from_attributes=True)
+    return {**row.model_dump(), "platform": platform.model_dump()}
+
+
+def _namespace_exists(platform: KubernetesPlatformIn, settings: Settings) -> bool | None:
+    """Whether the cluster has the namespace; None when the cluster cannot be asked."""
+    try:
+        kube = connect(settings.kubeconfig, platform.context or settings.kube_context)
+    except PlatformError as exc:
+        log.warning("namespace of a new application not checked: %s", exc)
+        return None
+    try:
+        kube.core.read_namespace(platform.namespace, _request_timeout=NAMESPACE_CHECK_SECONDS)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        log.warning("namespace of a new application not checked: %s", exc.reason)
+        return None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # unreachable: not checked
+        log.warning("namespace of a new application not checked: %s", exc)
+        return None
+    finally:
+        kube.api.close()  # type: ignore[no-untyped-call]
+
+
+async def check_namespace(platform: KubernetesPlatformIn, settings: Settings) -> None:
+    """An unknown namespace is refused now, when the API can reach the cluster (a kubeconfig,
+    or cairn running in the cluster); otherwise the first backup finds out."""
+    if settings.kubeconfig is None and "KUBERNETES_SERVICE_HOST" not in os.environ:
+        return
+    if await asyncio.to_thread(_namespace_exists, platform, settings) is False:
+        raise invalid(
+            "body.platform.namespace",
+            f"namespace {platform.namespace} does not exist in the cluster",
+            "unknown_namespace",
+        )
+
+
+def kubernetes_settings(platform: KubernetesPlatformIn) -> dict[str, Any]:
+    """What is stored of a kubernetes application (no password: it stays in its Secret)."""
     return {
-        "id": application.id,
-        "workspace_id": application.workspace_id,
-        "owner_id": application.owner_id,
-        "name": application.name,
-        "platform": {
-            "kind": application.platform_kind,
-            "database_url": database_url(database) if database else None,
-            "database_password_set": bool(settings.get("database_password_set")),
-            "volumes": settings.get("volumes", {}),
-            "hooks": settings.get("hooks"),
-        },
-        "created_at": application.created_at,
-        "updated_at": application.updated_at,
+        "namespace": platform.namespace,
+        "context": platform.context,
+        "workloads": platform.workloads.stored(),
+        "volumes": platform.volumes,
+        "snapshot_class": platform.snapshot_class,
+        "database": platform.database.model_dump() if platform.database else None,
+        "config": platform.config.model_dump(),
     }
 
 
@@ -78,27 +143,36 @@ async def create_application(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     workspace_id = access.workspace.id
-    check_boundaries(body.platform, settings)
+    platform = body.platform
+    if isinstance(platform, LocalPlatformIn):
+        check_boundaries(platform, settings)
+    else:
+        await check_namespace(platform, settings)
     if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
         raise invalid(
-            "body.owner_id", "not a member of this workspace", "not_a_member",
+            "body.owner_id",
+            "not a member of this workspace",
+            "not_a_member",
             f"owner_id: user {body.owner_id} is not a member of this workspace; add it first",
-        )  # fmt: skip
+        )
     if await session.scalar(
         select(Application.id).where(
             Application.workspace_id == workspace_id, Application.name == body.name
         )
     ):
         raise conflict(f"an application named {body.name} already exists in this workspace")
-    platform = body.platform
-    stored: dict[str, Any] = {
-        "volumes": platform.volumes,
-        "hooks": platform.hooks.model_dump() if platform.hooks else None,
-    }
     password = None
-    if platform.database_url:
-        stored["database"], password = split_database_url(platform.database_url)
-    stored["database_password_set"] = password is not None
+    stored: dict[str, Any]
+    if isinstance(platform, LocalPlatformIn):
+        stored = {
+            "volumes": platform.volumes,
+            "hooks": platform.hooks.model_dump() if platform.hooks else None,
+        }
+        if platform.database_url:
+            stored["database"], password = split_database_url(platform.database_url)
+        stored["database_password_set"] = password is not None
+    else:
+        stored = kubernetes_settings(platform)
     application = Application(
         workspace_id=workspace_id,
         owner_id=body.owner_id,
@@ -116,7 +190,7 @@ async def create_application(
                 context=secret_contexts.application_secrets(application.id),
             )
         except crypto.CryptoError as exc:
-            raise Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc)) from exc
+            raise secrets_unavailable(exc) from exc
     audit.record(
         session,
         admin.actor,
