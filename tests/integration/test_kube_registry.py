@@ -15,6 +15,7 @@ from core.settings import Settings
 from tests.fakes.kube import FakeKube
 from tests.support.api import ApiClient, World, expect, running_app
 from tests.support.database import libpq_url
+from tests.support.kube import core
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def shop(kube: FakeKube) -> str:
         config_file=str(kube.kubeconfig)
     )
     name = f"shop-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    core(api).create_namespace({"metadata": {"name": name}})
     return name
 
 
