@@ -54,9 +54,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     routers = (
-        health, metrics, me, users, workspaces, members, applications, audit_events,
-        backup_storages, backup_usage, backup_policies, backups, restores, drills,
-    )  # fmt: skip
+        health,
+        metrics,
+        me,
+        users,
+        workspaces,
+        members,
+        applications,
+        audit_events,
+        backup_storages,
+        backup_usage,
+        backup_policies,
+        backups,
+        restores,
+        drills,
+    )
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)

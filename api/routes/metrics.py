@@ -23,10 +23,11 @@ from sqlalchemy.dialects.postgresql import distinct_on
 
 from api.deps import SessionDep, SettingsDep, current_principal
 from api.problems import forbidden, unauthorized
+from core.states import RunStatus, StorageStatus
+from core.units import GIB
 from db.models import Application, BackupExecution, BackupRestore, BackupStorage, RestoreDrill
 
 router = APIRouter(tags=["health"])
-GIB = 1024**3
 
 
 class _Snapshot(Collector):
@@ -48,22 +49,25 @@ async def _families(request: Request) -> list[Metric]:
         labels=["workspace_id", "application_id"],
     )
     used = GaugeMetricFamily(
-        "cairn_storage_used_bytes", "Bytes of cairn's repositories in a backup storage",
+        "cairn_storage_used_bytes",
+        "Bytes of cairn's repositories in a backup storage",
         labels=["workspace_id", "storage_id", "name"],
-    )  # fmt: skip
+    )
     free = GaugeMetricFamily(
         "cairn_storage_filesystem_available_bytes",
         "Free bytes of the file system a backup storage lives on (shared with other data)",
         labels=["workspace_id", "storage_id", "name"],
     )
     capacity = GaugeMetricFamily(
-        "cairn_storage_capacity_bytes", "Capacity granted to a backup storage",
+        "cairn_storage_capacity_bytes",
+        "Capacity granted to a backup storage",
         labels=["workspace_id", "storage_id", "name"],
-    )  # fmt: skip
+    )
     up = GaugeMetricFamily(
-        "cairn_storage_active", "1 when the storage is active, 0 otherwise",
+        "cairn_storage_active",
+        "1 when the storage is active, 0 otherwise",
         labels=["workspace_id", "storage_id", "name"],
-    )  # fmt: skip
+    )
     drilled = GaugeMetricFamily(
         "cairn_drill_last_success_timestamp_seconds",
         "When the newest successful restore drill of an application finished",
@@ -88,7 +92,7 @@ async def _families(request: Request) -> list[Metric]:
         for workspace_id, app_id, completed in await session.execute(
             select(Application.workspace_id, Application.id, func.max(BackupExecution.completed_at))
             .join(BackupExecution, BackupExecution.application_id == Application.id)
-            .where(BackupExecution.status == "succeeded")
+            .where(BackupExecution.status == RunStatus.SUCCEEDED)
             .group_by(Application.workspace_id, Application.id)
         ):
             last.add_metric([str(workspace_id), str(app_id)], completed.timestamp())
@@ -98,17 +102,19 @@ async def _families(request: Request) -> list[Metric]:
             if storage.available_bytes is not None:
                 free.add_metric(labels, storage.available_bytes)
             capacity.add_metric(labels, storage.capacity_gb * GIB)
-            up.add_metric(labels, 1 if storage.status == "active" else 0)
+            up.add_metric(labels, 1 if storage.status == StorageStatus.ACTIVE else 0)
         for workspace_id, app_id, completed, seconds in await session.execute(
             select(
-                Application.workspace_id, Application.id, RestoreDrill.completed_at,
+                Application.workspace_id,
+                Application.id,
+                RestoreDrill.completed_at,
                 RestoreDrill.recovery_seconds,
             )
             .join(RestoreDrill, RestoreDrill.application_id == Application.id)
-            .where(RestoreDrill.status == "succeeded")
+            .where(RestoreDrill.status == RunStatus.SUCCEEDED)
             .ext(distinct_on(Application.id))
             .order_by(Application.id, RestoreDrill.completed_at.desc())
-        ):  # fmt: skip
+        ):
             drilled.add_metric([str(workspace_id), str(app_id)], completed.timestamp())
             recovery.add_metric([str(workspace_id), str(app_id)], seconds or 0.0)
     return [backups, restores, last, used, free, capacity, up, drilled, recovery]

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from api.deps import PlatformAdmin, SessionDep, WorkspaceReader
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import Problem, conflict
+from api.problems import conflict
 from api.schemas.registry import WorkspaceCreate, WorkspaceOut, WorkspaceUpdate
 from db import audit
 from db.models import Workspace
@@ -65,12 +65,11 @@ async def update_workspace(
         await lock_workspace(session, workspace.id)
         allocated = await allocated_gb(session, workspace.id)
         if quota < allocated:
-            raise Problem(
-                409,
-                "quota-exceeded",
-                "Quota below allocation",
+            raise conflict(
                 f"the workspace's backup storages already allocate {allocated} GB; a quota of"
                 f" {quota} GB is too small (shrink or delete storages first)",
+                kind="quota-exceeded",
+                title="Quota below allocation",
                 quota_gb=quota,
                 allocated_gb=allocated,
             )

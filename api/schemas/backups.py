@@ -9,8 +9,16 @@ from typing import Any, Literal
 from pydantic import Field
 
 from api.schemas.common import Input, Output
+from core.states import RunStatus
 
-Status = Literal["running", "succeeded", "failed", "cancelled", "pruned"]
+Status = Literal[
+    RunStatus.RUNNING,
+    RunStatus.SUCCEEDED,
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+    RunStatus.PRUNED,
+]
+"""What a backup can be (never pending: its row is written when it starts)."""
 
 
 class BackupTrigger(Input):

@@ -10,7 +10,9 @@ from pydantic import Field, StringConstraints
 
 from api.schemas.common import Input, Output
 from core.retention_rule import LIMITS
+from core.states import BackupType
 
+PolicyBackupType = Literal[BackupType.FULL, BackupType.INCREMENTAL]
 KEEP_LAST = "keep the newest N successful backups (restic --keep-last); 0: off"
 KEEP_DAILY = "keep the newest backup of each of the last N days, in the policy's time zone"
 KEEP_WEEKLY = "keep the newest backup of each of the last N ISO weeks"
@@ -43,7 +45,7 @@ class PolicyIn(Input):
     keep_weekly: int = Field(default=0, ge=0, le=LIMITS["keep_weekly"], description=KEEP_WEEKLY)
     keep_monthly: int = Field(default=0, ge=0, le=LIMITS["keep_monthly"], description=KEEP_MONTHLY)
     keep_yearly: int = Field(default=0, ge=0, le=LIMITS["keep_yearly"], description=KEEP_YEARLY)
-    backup_type: Literal["full", "incremental"] = "full"
+    backup_type: PolicyBackupType = BackupType.FULL
     include_volumes: bool | None = Field(
         default=None,
         description="default on create: whether the application has volumes; true needs one",
@@ -83,7 +85,7 @@ class PolicyOut(Output):
     keep_weekly: int
     keep_monthly: int
     keep_yearly: int
-    backup_type: Literal["full", "incremental"]
+    backup_type: PolicyBackupType
     include_volumes: bool
     include_database: bool
     created_at: datetime
