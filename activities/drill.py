@@ -46,6 +46,7 @@ from adapters.errors import AdapterError
 from adapters.platform import Platform, SqlCheck
 from adapters.restic import Restic, ResticError
 from contracts.drill import (
+    CLEANUP_ATTEMPTS,
     BeginDrill,
     CheckOutcome,
     DrillPlan,
@@ -68,12 +69,9 @@ from db.models import (
 )
 from db.runs import newest_success, settle
 
-DRILL_WORKFLOW = "RestoreDrillWorkflow"
 ACTOR = audit.Actor(label="system:restore-drill")
 # Each SQL check runs in its own read-only transaction under this statement timeout.
 CHECK_TIMEOUT_SECONDS = 60
-# Cleanup is retried this often (the workflow's retry policy); the last attempt notes a failure.
-CLEANUP_ATTEMPTS = 10
 
 
 @dataclass
