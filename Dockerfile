@@ -21,6 +21,7 @@ COPY devstack devstack
 COPY migrations migrations
 COPY repository repository
 COPY schedules schedules
+COPY services services
 COPY workflows workflows
 COPY worker worker
 RUN pip install --no-cache-dir . && rm -rf build
