@@ -235,13 +235,105 @@ def apps_create(
     volume: tuple[str, ...],
 ) -> None:
     """Register an application: its database and volume folders are what backups take."""
-    volumes = {}
-    for item in volume:
-        key, sep, path = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not name=/path", param_hint="--volume")
-        volumes[key] = path
+    volumes = _pairs(volume, "=", "name=/path", "--volume")
     platform = {"kind": "local", "database_url": database_url, "volumes": volumes}
+    api.call(
+        "POST",
+        f"/workspaces/{workspace_id}/applications",
+        {"name": name, "owner_id": owner_id, "platform": platform},
+    )
+
+
+def _pairs(items: tuple[str, ...], sep: str, shape: str, option: str) -> dict[str, str]:
+    """``key<sep>value`` options as a dict; one without the separator is a usage error."""
+    pairs = {}
+    for item in items:
+        key, found, value = item.partition(sep)
+        if not found:
+            raise click.BadParameter(f"{item!r} is not {shape}", param_hint=option)
+        pairs[key] = value
+    return pairs
+
+
+@apps.command("create-kubernetes")
+@click.argument("workspace_id")
+@click.option("--name", required=True, help="unique in the workspace")
+@click.option("--owner", "owner_id", required=True, help="user id of the owner")
+@click.option("--namespace", required=True, help="the application's namespace in the cluster")
+@click.option("--context", help="kubeconfig context of the cluster (default: cairn's)")
+@click.option(
+    "--workload",
+    multiple=True,
+    help="deployment/<name> or statefulset/<name> scaled to zero during snapshots and"
+    " restores (repeatable)",
+)
+@click.option("--workload-selector", help="label selector of those workloads instead of names")
+@click.option("--volume", multiple=True, help="name=<pvc name> (repeatable)")
+@click.option("--snapshot-class", help="VolumeSnapshotClass (default: cairn's or the cluster's)")
+@click.option("--db-host", help="the database's host as seen from inside the cluster")
+@click.option("--db-port", type=int, default=5432, show_default=True, help="the database's port")
+@click.option("--db-name", help="the database's name")
+@click.option("--db-user", help="the user cairn's mover connects as")
+@click.option(
+    "--db-password-secret",
+    help="<secret>:<key> in the namespace holding the password (cairn never stores it)",
+)
+@click.option(
+    "--config",
+    "config_include",
+    type=click.Choice(["all", "none", "selector"]),
+    default="all",
+    show_default=True,
+    help="which ConfigMaps and Secrets a backup includes",
+)
+@click.option("--config-selector", help="label selector of them, with --config selector")
+@pass_api
+def apps_create_kubernetes(
+    api: Api,
+    workspace_id: str,
+    name: str,
+    owner_id: str,
+    namespace: str,
+    context: str | None,
+    workload: tuple[str, ...],
+    workload_selector: str | None,
+    volume: tuple[str, ...],
+    snapshot_class: str | None,
+    db_host: str | None,
+    db_port: int,
+    db_name: str | None,
+    db_user: str | None,
+    db_password_secret: str | None,
+    config_include: str,
+    config_selector: str | None,
+) -> None:
+    """Register an application that runs on Kubernetes: its PVCs, database and ConfigMaps/Secrets
+    are what backups take (docs/kubernetes.md)."""
+    database = None
+    if db_host:
+        if not (db_name and db_user and db_password_secret):
+            raise click.UsageError("--db-host needs --db-name, --db-user and --db-password-secret")
+        secret, _, key = db_password_secret.partition(":")
+        database = {
+            "host": db_host,
+            "port": db_port,
+            "dbname": db_name,
+            "user": db_user,
+            "password_secret": {"name": secret, "key": key},
+        }
+    workloads: dict[str, Any] = {"selector": workload_selector} if workload_selector else {}
+    if workload or not workload_selector:
+        workloads["names"] = list(workload)  # both given: the API says to choose
+    platform = {
+        "kind": "kubernetes",
+        "namespace": namespace,
+        "context": context,
+        "workloads": workloads,
+        "volumes": _pairs(volume, "=", "name=<pvc name>", "--volume"),
+        "snapshot_class": snapshot_class,
+        "database": database,
+        "config": {"include": config_include, "selector": config_selector},
+    }
     api.call(
         "POST",
         f"/workspaces/{workspace_id}/applications",
