@@ -59,7 +59,8 @@ from db.models import (
     BackupPolicy,
     BackupStorage,
 )
-from db.runs import live_run_of, lock_application, newest_success, settle
+from db.runs import lock_application, newest_success, settle
+from services.runs import RunInProgress, claim_application
 
 GIB = 1024**3
 ACTOR = audit.Actor(label="system:backup-workflow")
@@ -171,12 +172,14 @@ class BackupActivities:
                 execution = await self._insert_scheduled(session, begin)
             if execution.status != RunStatus.RUNNING:
                 raise fatal(f"this backup had already ended ({execution.status})", "AlreadyEnded")
-            other = await live_run_of(session, self.client, app_id, exclude=execution.id)
-            if other:
+            try:
+                await claim_application(session, self.client, app_id, exclude=execution.id)
+            except RunInProgress as exc:
                 raise fatal(
-                    f"another backup or a restore of this application is running ({other})",
+                    "another backup or a restore of this application is running"
+                    f" ({exc.workflow_id})",
                     "BackupRunning",
-                )
+                ) from None
             first_attempt = execution.run_id != begin.run_id or activity.info().attempt == 1
             execution.run_id = begin.run_id
             application = await session.get(Application, app_id)
