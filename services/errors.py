@@ -38,7 +38,9 @@ class Invalid(Refusal):
     ``type``), ``loc`` relative to the request body."""
 
     def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
-        super().__init__("; ".join(str(err["msg"]) for err in errors), "validation-error", "")
+        super().__init__(
+            "; ".join(str(err["msg"]) for err in errors), "validation-error", "Invalid request"
+        )
         self.errors = list(errors)
 
 
