@@ -26,21 +26,22 @@ from db.models import Application, BackupPolicy, RestoreDrill, RestoreDrillPolic
 from db.runs import newest_success
 from schedules import drill_policy as sync
 from schedules.backup_policy import ScheduleRejected
-from schedules.cron import check
-from services.runs import LivenessUnknown, RunInProgress, TemporalRefused, start_run
+from schedules.cron import CronError, check
+from services.errors import Conflict, Invalid, TemporalUnavailable
+from services.runs import start_run
 from workflows.drill import RestoreDrillWorkflow
 
 
-class NoBackup(Exception):
-    """The application has no successful backup: a drill restores the newest one."""
+def _schedule_refused(message: str) -> Invalid:
+    return Invalid([{"loc": ("schedule",), "msg": message, "type": "invalid_schedule"}])
 
 
-class PolicyRequired(Exception):
-    """The application has no backup policy: drills run in its time zone."""
-
-
-class ScheduleNotChanged(TemporalRefused):
-    """Temporal did not take the drill schedule's change; the policy was left as it was."""
+def _schedule_unchanged(exc: Exception) -> TemporalUnavailable:
+    return TemporalUnavailable(
+        "the drill schedule could not be changed in Temporal",
+        exc,
+        "the drill policy was left as it was, retry later",
+    )
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,14 @@ async def claim_drills(session: AsyncSession, temporal: Client, application_id: 
         try:
             live = await is_live(temporal, drill.workflow_id, drill.run_id)
         except Exception as exc:
-            raise LivenessUnknown(exc) from exc
+            raise TemporalUnavailable(
+                "running drills cannot be checked", exc, "retry later"
+            ) from exc
         if live:
-            raise RunInProgress(drill.workflow_id or "starting", kind="drill")
+            raise Conflict(
+                f"a drill of this application is running ({drill.workflow_id}); wait for it",
+                running_workflow_id=drill.workflow_id,
+            )
 
 
 async def request_drill(
@@ -82,7 +88,8 @@ async def request_drill(
     """Starts a drill of the newest successful backup now; committed. The drill an earlier
     request with the same idempotency key started is returned instead.
 
-    Refusals: NoBackup, and services.runs' RunInProgress, LivenessUnknown, RunNotStarted.
+    Refusals: services.errors' Conflict and TemporalUnavailable, and services.runs'
+    RunNotStarted.
     """
     if idempotency_key:
         earlier = await session.scalar(
@@ -95,7 +102,12 @@ async def request_drill(
             return earlier
     backup = await newest_success(session, application.id)
     if backup is None:
-        raise NoBackup()
+        raise Conflict(
+            "the application has no successful backup; a drill restores the newest one, so"
+            " take a backup first",
+            kind="no-backup",
+            title="No backup to drill",
+        )
     await claim_drills(session, temporal, application.id)
     drill_id = uuid.uuid4()
     workflow_id = f"drill-{drill_id}"
@@ -161,17 +173,24 @@ async def put_drill_policy(
     """Creates or replaces the drill policy and its schedule together; committed. Returns it,
     its backup policy and whether it was created.
 
-    Refusals: PolicyRequired, CronError (the schedule), ScheduleRejected (Temporal cannot
-    run it), ScheduleNotChanged.
+    Refusals: services.errors' Conflict ``policy-required``, Invalid (the schedule: not
+    cron, too frequent, or refused by Temporal) and TemporalUnavailable.
     """
     policy = await backup_policy_of(session, application.id)
     if policy is None:
-        raise PolicyRequired()
-    check(
-        change.schedule,
-        ZoneInfo(policy.timezone),
-        timedelta(minutes=settings.policy_min_interval_minutes),
-    )
+        raise Conflict(
+            "the application has no backup policy; drills run in its time zone, create one first",
+            kind="policy-required",
+            title="No backup policy",
+        )
+    try:
+        check(
+            change.schedule,
+            ZoneInfo(policy.timezone),
+            timedelta(minutes=settings.policy_min_interval_minutes),
+        )
+    except CronError as exc:
+        raise _schedule_refused(str(exc)) from None
     drills = await drill_policy_of(session, policy, lock=True)
     created = drills is None
     if drills is None:
@@ -198,10 +217,10 @@ async def put_drill_policy(
     note = f"paused by {actor.label} at {datetime.now(UTC).isoformat(timespec='seconds')}"
     try:
         await sync.upsert(temporal, drills, policy, application, settings, note)
-    except ScheduleRejected:
-        raise
+    except ScheduleRejected as exc:
+        raise _schedule_refused(f"Temporal cannot run this schedule: {exc}") from exc
     except Exception as exc:
-        raise ScheduleNotChanged(exc) from exc
+        raise _schedule_unchanged(exc) from exc
     await session.commit()
     return drills, policy, created
 
@@ -209,7 +228,8 @@ async def put_drill_policy(
 async def delete_drill_policy(
     session: AsyncSession, temporal: Client, application: Application, actor: audit.Actor
 ) -> bool:
-    """Removes the drill policy and its schedule together; committed. False if none."""
+    """Removes the drill policy and its schedule together; committed. False if none;
+    TemporalUnavailable leaves it."""
     policy = await backup_policy_of(session, application.id)
     drills = await drill_policy_of(session, policy, lock=True)
     if drills is None:
@@ -228,6 +248,6 @@ async def delete_drill_policy(
     try:
         await sync.remove(temporal, application.id)
     except Exception as exc:
-        raise ScheduleNotChanged(exc) from exc
+        raise _schedule_unchanged(exc) from exc
     await session.commit()
     return True

@@ -26,35 +26,15 @@ from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
+from services.errors import Conflict, Invalid
 from services.restore_details import RestoreDetails, StoredTarget
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
 
 
-class NotRestorable(Exception):
-    """The backup did not complete: there is nothing whole to bring back."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(f"the backup is {status}; only completed backups can be restored")
-        self.status = status
-
-
-class InvalidRestore(Exception):
-    """The request asks for something this backup cannot give; ``field`` names what."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-class RegistrationRefused(Exception):
-    """The application's registration predates the boundaries and reaches outside them."""
-
-    def __init__(self, refused: BoundaryError) -> None:
-        super().__init__(
-            f"the application's registered {refused.field} is refused ({refused.message}); a"
-            " platform administrator must correct the registration before it can be restored"
-        )
+def _invalid(field: str, message: str) -> Invalid:
+    """A field of the request this backup cannot satisfy (``field`` within the body)."""
+    return Invalid([{"loc": (field,), "msg": message, "type": "invalid_restore"}])
 
 
 async def other_databases(
@@ -107,7 +87,10 @@ def check_registration(
             if path is not None:
                 check_volume_path(path, settings, field=f"volumes.{name}")
     except BoundaryError as exc:
-        raise RegistrationRefused(exc) from None
+        raise Conflict(
+            f"the application's registered {exc.field} is refused ({exc.message}); a platform"
+            " administrator must correct the registration before it can be restored"
+        ) from None
 
 
 def parts_held(manifest: Mapping[str, Any] | None) -> tuple[bool, list[str]]:
@@ -123,16 +106,19 @@ def parts_to_restore(
     """Whether the database comes back, and which volumes: all the backup holds for a full
     restore, the ones asked for (and held) for a selective one."""
     if execution.status != RunStatus.SUCCEEDED:
-        raise NotRestorable(execution.status)
+        raise Conflict(
+            f"the backup is {execution.status}; only completed backups can be restored",
+            backup_status=execution.status,
+        )
     has_database, in_backup = parts_held(execution.metadata_)
     if restore_type == "full":
         return has_database, in_backup
     if database and not has_database:
-        raise InvalidRestore("body.database", "this backup holds no database")
+        raise _invalid("database", "this backup holds no database")
     unknown = sorted(set(volumes) - set(in_backup))
     if unknown:
-        raise InvalidRestore(
-            "body.volumes", f"not in this backup: {', '.join(unknown)} (it holds {in_backup})"
+        raise _invalid(
+            "volumes", f"not in this backup: {', '.join(unknown)} (it holds {in_backup})"
         )
     return database, volumes
 
@@ -171,17 +157,16 @@ async def request_restore(
     """Checks the request, claims the application and starts the restore; committed.
 
     ``target``: ``{"database_name": …}`` or ``{"database_url": …}`` when the database goes
-    elsewhere than over the original. Refusals: NotRestorable, InvalidRestore, BoundaryError,
-    RegistrationRefused, and services.runs' RunInProgress, LivenessUnknown, RunNotStarted.
+    elsewhere than over the original. Refusals: services.errors' Conflict and Invalid,
+    core.boundaries' BoundaryError, and services.runs' RunInProgress, LivenessUnknown,
+    RunNotStarted.
     """
     database, volumes = parts_to_restore(execution, restore_type, database, volumes)
     restore_id = uuid.uuid4()
     stored_target = None
     if target is not None:
         if not database:
-            raise InvalidRestore(
-                "body.target", "a target applies only when the database is restored"
-            )
+            raise _invalid("target", "a target applies only when the database is restored")
         await check_target(session, application, target, settings, by_platform_admin)
         stored_target = sealed_target(target, restore_id, settings)
     check_registration(application, database and stored_target is None, volumes, settings)

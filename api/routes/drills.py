@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,68 +20,21 @@ from api.deps import (
     TemporalDep,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import conflict, invalid, not_found, temporal_unavailable
+from api.problems import not_found, refusals
 from api.routes.backups import IdempotencyKey
-from api.runs import refusals, settled_view, with_timeline
+from api.runs import refusals as run_refusals
+from api.runs import settled_view, with_timeline
 from api.schemas.drills import DrillDetail, DrillOut, DrillPolicyIn, DrillPolicyOut, DrillPolicyRow
 from api.temporal_links import run_url
 from core.settings import Settings
 from db.models import BackupPolicy, RestoreDrill, RestoreDrillPolicy
 from schedules import drill_policy as sync
-from schedules.backup_policy import ScheduleRejected, state_of
-from schedules.cron import CronError
+from schedules.backup_policy import state_of
 from services import drills as service
-from services.drills import DrillPolicyChange, NoBackup, PolicyRequired, ScheduleNotChanged
-from services.runs import LivenessUnknown, RunInProgress
+from services.drills import DrillPolicyChange
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restore drills"])
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _policy_refusals() -> Iterator[None]:
-    """The answers for a drill policy that cannot be changed (services.drills says why)."""
-    try:
-        yield
-    except PolicyRequired:
-        raise conflict(
-            "the application has no backup policy; drills run in its time zone, create one first",
-            kind="policy-required",
-            title="No backup policy",
-        ) from None
-    except CronError as exc:
-        raise invalid("body.schedule", str(exc), "invalid_schedule") from None
-    except ScheduleRejected as exc:
-        raise invalid(
-            "body.schedule", f"Temporal cannot run this schedule: {exc}", "invalid_schedule"
-        ) from exc
-    except ScheduleNotChanged as exc:
-        raise temporal_unavailable(
-            "the drill schedule could not be changed in Temporal",
-            exc.cause,
-            "the drill policy was left as it was, retry later",
-        ) from exc
-
-
-@contextmanager
-def _drill_refusals() -> Iterator[None]:
-    """The answers for a drill that cannot start (services.drills says why)."""
-    with refusals("drill"):
-        try:
-            yield
-        except NoBackup:
-            raise conflict(
-                "the application has no successful backup; a drill restores the newest one, so"
-                " take a backup first",
-                kind="no-backup",
-                title="No backup to drill",
-            ) from None
-        except RunInProgress as exc:
-            raise conflict(f"{exc}; wait for it", running_workflow_id=exc.workflow_id) from None
-        except LivenessUnknown as exc:
-            raise temporal_unavailable(
-                "running drills cannot be checked", exc.cause, "retry later"
-            ) from exc
 
 
 async def _present_policy(
@@ -133,7 +84,7 @@ async def put_drill_policy(
     change = DrillPolicyChange(
         body.schedule, body.enabled, [check.model_dump() for check in body.checks]
     )
-    with _policy_refusals():
+    with refusals():
         drills, policy, created = await service.put_drill_policy(
             session,
             temporal,
@@ -151,7 +102,7 @@ async def put_drill_policy(
 async def delete_drill_policy(
     access: DedicatedAppWriter, session: SessionDep, temporal: TemporalDep
 ) -> Response:
-    with _policy_refusals():
+    with refusals():
         deleted = await service.delete_drill_policy(
             session, temporal, access.application, access.workspace.principal.actor
         )
@@ -174,7 +125,7 @@ async def start_drill(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Runs a drill of the newest successful backup now."""
-    with _drill_refusals():
+    with refusals(), run_refusals("drill"):
         drill = await service.request_drill(
             session,
             temporal,

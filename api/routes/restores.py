@@ -20,17 +20,17 @@ from api.deps import (
     TemporalDep,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import conflict, invalid, not_found
+from api.problems import not_found, refusals
 from api.routes.applications import refused
 from api.routes.backups import backup_of
-from api.runs import cancel_run, refusals, settled_view, with_timeline
+from api.runs import cancel_run, settled_view, with_timeline
+from api.runs import refusals as run_refusals
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
 from api.temporal_links import run_url
 from core.boundaries import BoundaryError
 from core.settings import Settings
 from db.models import Application, BackupRestore
 from services import restores
-from services.restores import InvalidRestore, NotRestorable, RegistrationRefused
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restores"])
 
@@ -41,17 +41,10 @@ def present(restore: BackupRestore, settings: Settings) -> dict[str, Any]:
 
 
 @contextmanager
-def _refusals() -> Iterator[None]:
-    """The answers for a restore that cannot start (services.restores says why)."""
+def _outside_refused() -> Iterator[None]:
+    """A target outside the application: 403 (URL, not a platform administrator) or 422."""
     try:
-        with refusals("restore"):
-            yield
-    except NotRestorable as exc:
-        raise conflict(str(exc), backup_status=exc.status) from None
-    except InvalidRestore as exc:
-        raise invalid(exc.field, exc.message, "invalid_restore") from None
-    except RegistrationRefused as exc:
-        raise conflict(str(exc)) from None
+        yield
     except BoundaryError as exc:
         raise refused(exc) from None
 
@@ -68,7 +61,7 @@ async def start_restore(
     application = access.application
     execution = await backup_of(session, application, backup_id)
     principal = access.workspace.principal
-    with _refusals():
+    with refusals(), run_refusals("restore"), _outside_refused():
         restore = await restores.request_restore(
             session,
             temporal,

@@ -54,6 +54,7 @@ from api.schemas.storages import StorageCreate, StorageUpdate
 from api.ui import charts, csrf, sessions, views
 from api.ui.sessions import SignedIn, SignInRequired
 from core.retention_rule import COUNTS
+from core.states import RunStatus, StorageStatus
 from db.models import AuditEvent, BackupExecution
 from services import restores
 
@@ -64,7 +65,7 @@ _env.filters.update(
 )
 templates = Jinja2Templates(env=_env)
 # Storage states that change by themselves: their row polls until it settles.
-SETTLING = ("pending", "deleting")
+SETTLING = (StorageStatus.PENDING, StorageStatus.DELETING)
 HISTORY_PAGE = 25
 CHART_POINTS = 200
 
@@ -769,7 +770,7 @@ async def backups_chart(app_id: uuid.UUID, signed: Reader, session: SessionDep) 
             )
             .where(
                 BackupExecution.application_id == access.application.id,
-                BackupExecution.status == "succeeded",
+                BackupExecution.status == RunStatus.SUCCEEDED,
             )
             .order_by(BackupExecution.started_at.desc())
             .limit(CHART_POINTS)
@@ -804,7 +805,7 @@ async def _wizard(
     settings = get_settings(request)
     temporal = await get_temporal_if_up(request)
     backups = await backup_routes.list_backups(
-        access, session, settings, temporal, 50, None, "succeeded"
+        access, session, settings, temporal, 50, None, RunStatus.SUCCEEDED
     )
     chosen = None
     if backup_id is not None:

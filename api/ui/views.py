@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.problems import Problem
+from core.states import FINISHED, RunStatus
 from db.models import BackupExecution, BackupPolicy
 from schedules.cron import MACROS, CronError, check, check_timezone, next_times
 
@@ -179,9 +180,9 @@ async def protections(
         )
         return {row.application_id: row for row in rows}
 
-    successes = await newest(("succeeded",), BackupExecution.completed_at)
-    failures = await newest(("failed",), BackupExecution.completed_at)
-    running = await newest(("running",), BackupExecution.started_at)
+    successes = await newest((RunStatus.SUCCEEDED,), BackupExecution.completed_at)
+    failures = await newest((RunStatus.FAILED,), BackupExecution.completed_at)
+    running = await newest((RunStatus.RUNNING,), BackupExecution.started_at)
     return {
         app_id: protection(
             policies.get(app_id),
@@ -249,7 +250,7 @@ def rate(progress: dict[str, Any] | None, steps: list[dict[str, Any]], now: date
     return None
 
 
-FINAL = ("succeeded", "failed", "cancelled", "pruned")
+FINAL = (*FINISHED, RunStatus.PRUNED)
 
 
 def with_live_state(run: dict[str, Any], now: datetime) -> dict[str, Any]:
