@@ -52,10 +52,15 @@ def refused(exc: BoundaryError) -> Problem:
     return invalid(exc.field, exc.message, "outside_application")
 
 
-def check_boundaries(platform: LocalPlatformIn, settings: Settings) -> None:
+def check_boundaries(platform: LocalPlatformIn | KubernetesPlatformIn, settings: Settings) -> None:
     """Volumes under an allowed root and a database that is not cairn's, before anything
     is stored (core/boundaries.py)."""
     try:
+        if isinstance(platform, KubernetesPlatformIn):
+            if platform.database:  # the same rule the worker applies before writing to it
+                database = platform.database.model_dump()
+                check_application_database(database, settings, field="body.platform.database")
+            return
         for name, path in platform.volumes.items():
             check_volume_path(path, settings, field=f"body.platform.volumes.{name}")
         if platform.database_url:
@@ -144,9 +149,8 @@ async def create_application(
 ) -> dict[str, Any]:
     workspace_id = access.workspace.id
     platform = body.platform
-    if isinstance(platform, LocalPlatformIn):
-        check_boundaries(platform, settings)
-    else:
+    check_boundaries(platform, settings)
+    if isinstance(platform, KubernetesPlatformIn):
         await check_namespace(platform, settings)
     if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
         raise invalid(

@@ -213,6 +213,18 @@ async def test_defaults_and_a_selector_of_workloads(
             "body.platform.database.password",
             "Extra inputs",
         ),
+        (
+            {
+                "database": {
+                    "host": "db",
+                    "dbname": "template1",
+                    "user": "u",
+                    "password_secret": {"name": "db", "key": "pw"},
+                }
+            },
+            "body.platform.database",
+            "system database",
+        ),
         ({"namespace": "nowhere"}, "body.platform.namespace", "does not exist in the cluster"),
     ],
 )
