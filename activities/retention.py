@@ -2,7 +2,7 @@
 
 Runs from the daily sweep over every policy (a policy whose schedule stopped still expires
 its old backups); backup runs started before issue 13 call it after their backup. What is
-kept is decided by ``core.retention_rule`` alone, the same decision the API's retention
+kept is decided by ``services.policies.retention_plan``, the very plan the API's retention
 preview shows; the newest successful backup and protected backups are never pruned.
 """
 
@@ -21,37 +21,14 @@ from temporalio import activity
 from activities.errors import to_application_error
 from activities.support import heartbeating, with_progress
 from adapters.restic import Repository, Restic, ResticError
-from core.retention_rule import FIELDS, Backup, Rule, Verdict, decide
 from core.settings import Settings
 from core.states import FINISHED, RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
 from repository.store import open_repository
+from services.policies import policy_rule, retention_plan
 
 ACTOR = audit.Actor(label="system:retention")
-
-
-def policy_rule(policy: BackupPolicy) -> Rule:
-    return Rule(**{f: getattr(policy, f) for f in FIELDS})
-
-
-async def plan(
-    session: AsyncSession, policy: BackupPolicy, rule: Rule, zone: ZoneInfo, now: datetime
-) -> list[Verdict]:
-    """Keep or prune for each ended backup of the policy's application in its storage.
-
-    The application's whole history in this storage counts, also backups made under an
-    earlier policy.
-    """
-    rows = await session.scalars(
-        select(BackupExecution).where(
-            BackupExecution.application_id == policy.application_id,
-            BackupExecution.storage_id == policy.storage_id,
-            BackupExecution.status.in_(FINISHED),
-        )
-    )
-    backups = [Backup(str(r.id), r.started_at, r.status, r.protected) for r in rows]
-    return decide(backups, rule, now, zone)
 
 
 class RetentionActivities:
@@ -91,7 +68,7 @@ class RetentionActivities:
             storage = await session.get(BackupStorage, policy.storage_id)
             assert application is not None and storage is not None
             rule = policy_rule(policy)
-            verdicts = await plan(
+            verdicts = await retention_plan(
                 session, policy, rule, ZoneInfo(policy.timezone), datetime.now(UTC)
             )
             doomed = {uuid.UUID(v.backup.id): v.reasons for v in verdicts if not v.keep}

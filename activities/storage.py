@@ -8,7 +8,6 @@ in a thread.
 from __future__ import annotations
 
 import asyncio
-import math
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,11 +25,11 @@ from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
 from core import crypto, secret_contexts
 from core.settings import Settings
 from core.states import FINISHED, RunStatus, StorageStatus
+from core.units import whole_gb
 from db import audit
 from db.models import BackupExecution, BackupStorage, StorageUsageSample
 from repository.store import repositories_root, repository_bytes
 
-GIB = 1024**3
 SAMPLE_RETENTION = timedelta(days=30)
 WORKFLOW_ACTOR = audit.Actor(label="system:workflow")
 # The storages whose usage is read: in service, or out of reach and watched for its return.
@@ -209,7 +208,7 @@ class StorageActivities:
             storage.status, storage.status_message = new_status, reason
             if status is not None and own is not None:
                 storage.used_bytes = own
-                storage.used_gb = math.ceil(own / GIB)
+                storage.used_gb = whole_gb(own)
                 storage.available_bytes = status.avail_bytes
                 storage.filesystem_total_bytes = status.total_bytes
                 storage.filesystem_used_bytes = status.used_bytes
