@@ -157,13 +157,19 @@ class KubernetesPlatform:
         )
 
     def _run(self, run_id: str, mover: Mover, progress: ProgressFn | None = None) -> dict[str, Any]:
-        """Runs a mover to its end; its Job and pod are deleted once it succeeded."""
+        """Runs a mover to its end, then deletes its Job and pod, whatever the outcome.
+
+        A failed Job's log is in the error already, and a retry must start a new Job rather
+        than find the failed one; a cancelled step stops its mover. Only a worker that died
+        leaves the Job running, for the retry to await.
+        """
         if not self._policy_written:
             ensure_mover_policy(self.kube.api, self.namespace, self._storage_addresses())
             self._policy_written = True
-        result = movers.run(self.kube, mover, self._placement(run_id), progress)
-        movers.delete_job(self.kube, self.namespace, mover.name)
-        return result
+        try:
+            return movers.run(self.kube, mover, self._placement(run_id), progress)
+        finally:
+            movers.delete_job(self.kube, self.namespace, mover.name)
 
     def _repository_mover(
         self, name: str, args: list[str], repo: Repository, **extra: Any
@@ -391,10 +397,15 @@ class KubernetesPlatform:
             run_name("up", run_id, volume), args, repo, volumes=[pod_volume], mounts=[mount]
         )
         result = self._run(run_id, mover, progress)
-        delete_quietly(
-            lambda: self.kube.core.delete_namespaced_persistent_volume_claim(claim, self.namespace),
-            f"deleting the temporary claim {claim}",
+        # Uploaded: the copy and the snapshot are not needed any more (a retry of this step
+        # finds the restic snapshot first), even when the run later succeeds without release.
+        _delete(
+            self.kube.core.delete_namespaced_persistent_volume_claim,
+            claim,
+            self.namespace,
+            "temporary claim",
         )
+        snapshots.delete(self.kube, self.namespace, handle)
         return VolumeUpload(
             str(result["snapshot_id"]),
             int(result["bytes_processed"]),

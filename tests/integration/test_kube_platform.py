@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +30,7 @@ from psycopg import sql
 
 from adapters.kubernetes.movers import Mover, Placement, job_manifest
 from adapters.kubernetes.names import MANAGED_BY
-from adapters.kubernetes.network import MOVERS_POLICY
+from adapters.kubernetes.network import APPS_POLICY, MOVER_LABELS, MOVERS_POLICY
 from adapters.kubernetes.platform import KubernetesPlatform
 from adapters.platform import PlatformError
 from adapters.restic import Progress, Repository, Restic
@@ -35,7 +38,7 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.fakes.kube import CSI_DRIVER, FakeKube
 from tests.support.kube import CairnCalls, apps, cairn, core, kube, kube_api, namespace
-from tests.support.kube_rbac import RBAC_DIR, uncovered
+from tests.support.kube_rbac import uncovered
 
 pytestmark = pytest.mark.integration
 __all__ = ["cairn", "kube", "kube_api", "namespace"]  # fixtures used by name
@@ -317,7 +320,14 @@ def test_backup_damage_restore_gives_back_every_byte(
     assert leftovers(kube, ns) == []
     # the network policy admits the movers to the storage; the application's pods are kept off
     movers_policy = kube.get("networking.k8s.io", "networkpolicies", ns, MOVERS_POLICY)
-    assert movers_policy is not None
+    apps_policy = kube.get("networking.k8s.io", "networkpolicies", ns, APPS_POLICY)
+    assert movers_policy is not None and apps_policy is not None
+    # the mover pods (labelled MOVER_LABELS) are the ones the movers' policy selects
+    assert movers_policy["spec"]["podSelector"]["matchLabels"].items() <= MOVER_LABELS.items()
+    blocks = [
+        peer["ipBlock"] for peer in apps_policy["spec"]["egress"][0]["to"] if "ipBlock" in peer
+    ]
+    assert {"cidr": "0.0.0.0/0", "except": [f"{NFS_SERVER}/32"]} in blocks
 
     # damage everything
     for folder in volumes.values():
@@ -360,8 +370,7 @@ def test_backup_damage_restore_gives_back_every_byte(
     assert {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()} == files_before
     assert config_state(kube_api, ns) == config_before
     assert leftovers(kube, ns) == []
-    if RBAC_DIR.is_dir():
-        assert uncovered(cairn.used) == set()
+    assert uncovered(cairn.used) == set()
 
 
 def test_a_failed_mover_says_why_and_leaves_nothing(
@@ -405,3 +414,131 @@ def test_passwords_reach_the_mover_only_through_secret_references() -> None:
             "valueFrom": {"secretKeyRef": {"name": "cairn-dump-x", "key": "RESTIC_PASSWORD"}},
         }
     ]
+
+
+UPLOAD_IN_A_WORKER = """
+import json, os, sys
+from pathlib import Path
+from adapters.kubernetes.platform import KubernetesPlatform
+from adapters.restic import Repository, Restic
+from core.settings import Settings
+
+run, handle = sys.argv[1], sys.argv[2]
+platform = KubernetesPlatform(json.loads(os.environ["APP"]), {}, cairn=Settings(), restic=Restic())
+repo = Repository(Path(os.environ["REPO"]), os.environ["REPO_PASSWORD"])
+platform.upload_volume(
+    run, "data", handle, repo, [f"execution={run}"], parent=None, force=False,
+    progress=lambda _p: None,
+)
+"""
+
+
+def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
+    app: App, kube: FakeKube, cairn_settings: Settings
+) -> None:
+    """The retry after a SIGKILL awaits the Job (and claim) the killed attempt started."""
+    platform = platform_of(app, cairn_settings)
+    run = str(uuid.uuid4())
+    handle = platform.snapshot(run, ["data"]).volumes["data"]
+    storage = cairn_settings.kube_storage_volume
+    env = {
+        **os.environ,
+        "APP": json.dumps(app.settings),
+        "REPO": str(app.repo.path),
+        "REPO_PASSWORD": app.repo.password,
+        "CAIRN_KUBECONFIG": str(cairn_settings.kubeconfig),
+        "CAIRN_STORAGE_MOUNT_ROOT": str(cairn_settings.storage_mount_root),
+        "CAIRN_KUBE_STORAGE_VOLUME": json.dumps(storage),
+        "CAIRN_KUBE_SNAPSHOT_CLASS": GOOD_CLASS,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-c", UPLOAD_IN_A_WORKER, run, handle], env=env, cwd=Path.cwd()
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not kube.list("batch", "jobs", app.namespace):
+            assert worker.poll() is None, "the worker ended before it started its mover"
+            assert time.monotonic() < deadline, "no mover Job was started"
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.wait()
+    assert len(kube.list(SNAPSHOT_GROUP, "volumesnapshots", app.namespace)) == 1
+    assert len(kube.list("", "persistentvolumeclaims", app.namespace)) == len(CLAIMS) + 1
+    try:
+        upload = platform.upload_volume(
+            run,
+            "data",
+            handle,
+            app.repo,
+            [f"execution={run}"],
+            parent=None,
+            force=False,
+            progress=lambda _p: None,
+        )
+        made = Restic().snapshots(app.repo, [f"execution={run}"])
+        assert [s.short_id for s in made] == [upload.snapshot_id]  # one mover ran, not two
+    finally:
+        platform.release(run)
+    assert leftovers(kube, app.namespace) == []
+
+
+def test_one_volume_and_the_config_restored_into_another_namespace(
+    app: App, kube: FakeKube, kube_api: client.ApiClient, cairn_settings: Settings
+) -> None:
+    """A clone: the same claims in another namespace; only what was asked for is written."""
+    source = platform_of(app, cairn_settings)
+    backup = str(uuid.uuid4())
+    handle = source.snapshot(backup, ["data"]).volumes["data"]
+    tags = [f"execution={backup}"]
+    upload = source.upload_volume(
+        backup,
+        "data",
+        handle,
+        app.repo,
+        [*tags, "part=volume:data"],
+        parent=None,
+        force=False,
+        progress=lambda _p: None,
+    )
+    config = source.export_config(backup, app.repo, [*tags, "part=config"])
+    assert config is not None
+    source.release(backup)
+    original = {c: folder_hashes(kube.pvc_path(app.namespace, c)) for c in CLAIMS.values()}
+
+    clone = f"t-{uuid.uuid4().hex[:8]}"
+    core(kube_api).create_namespace({"metadata": {"name": clone}})
+    try:
+        for claim in CLAIMS.values():
+            core(kube_api).create_namespaced_persistent_volume_claim(
+                clone,
+                {
+                    "metadata": {"name": claim},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                },
+            )
+        (_bound(kube, clone, "uploads-pvc") / "own.txt").write_text("the clone's own file")
+        _bound(kube, clone, "data-pvc")
+        target = platform_of(
+            app, cairn_settings, namespace=clone, workloads={"names": []}, database=None
+        )
+        restore = str(uuid.uuid4())
+        try:
+            target.restore_volume(restore, "data", app.repo, upload.snapshot_id, lambda _p: None)
+            note = target.restore_config(restore, app.repo, config.snapshot_id)
+        finally:
+            target.release(restore)
+        assert clone in note
+        assert folder_hashes(kube.pvc_path(clone, "data-pvc")) == original["data-pvc"]
+        assert folder_hashes(kube.pvc_path(clone, "uploads-pvc")) == {
+            "own.txt": hashlib.sha256(b"the clone's own file").hexdigest()
+        }
+        assert config_state(kube_api, clone) == config_state(kube_api, app.namespace)
+        assert leftovers(kube, clone) == []
+    finally:
+        core(kube_api).delete_namespace(clone)
+    assert {c: folder_hashes(kube.pvc_path(app.namespace, c)) for c in CLAIMS.values()} == original
+    assert leftovers(kube, app.namespace) == []
