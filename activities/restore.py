@@ -40,6 +40,7 @@ from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from db.runs import settle
+from services.restore_details import RestoreDetails
 
 ACTOR = audit.Actor(label="system:restore-workflow")
 # restic's words for data whose MAC or hash no longer matches: no retry reads it back intact
@@ -170,20 +171,20 @@ class RestoreActivities:
 
     def _into(self, loaded: Loaded) -> OtherDatabase | None:
         """The other database a platform administrator asked for; None: the application's own."""
-        target = (loaded.restore.details or {}).get("target") or {}
-        if not target:
+        target = RestoreDetails.from_dict(loaded.restore.details).target
+        if target is None:
             return None
         password = None
-        if target.get("password_sealed"):
+        if target.password_sealed:
             try:
                 password = crypto.open_sealed(
-                    target["password_sealed"],
+                    target.password_sealed,
                     master_key=self.settings.master_key_text,
                     context=secret_contexts.restore_target_password(loaded.restore.id),
                 ).decode()
             except crypto.CryptoError as exc:
                 raise fatal(str(exc), "SecretsUnavailable") from None
-        return OtherDatabase(target.get("database_name"), target.get("database_url"), password)
+        return OtherDatabase(target.database_name, target.database_url, password)
 
     @activity.defn
     async def begin_restore(self, restore_id: str) -> RestorePlan:
@@ -203,10 +204,8 @@ class RestoreActivities:
                 )
                 await session.commit()
                 metrics.RESTORES_STARTED.inc()
-            details = restore.details or {}
-            return RestorePlan(
-                restore_id, bool(details.get("database")), details.get("volumes", [])
-            )
+            details = RestoreDetails.from_dict(restore.details)
+            return RestorePlan(restore_id, details.database, details.volumes)
 
     @activity.defn
     async def verify_backup(self, restore_id: str) -> str:
@@ -276,13 +275,12 @@ class RestoreActivities:
     async def verify_restore(self, restore_id: str) -> dict[str, Any]:
         """Row counts per table and file counts and sizes per volume equal the manifest."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
-        details = loaded.restore.details or {}
+        details = RestoreDetails.from_dict(loaded.restore.details)
         platform = self._platform(loaded.application)
-        database = bool(details.get("database"))
-        into = self._into(loaded) if database else None
+        into = self._into(loaded) if details.database else None
         try:
             measured = await heartbeating(
-                asyncio.to_thread(platform.measure, database, details.get("volumes", []), into=into)
+                asyncio.to_thread(platform.measure, details.database, details.volumes, into=into)
             )
         except AdapterError as exc:
             raise to_application_error(exc) from None
