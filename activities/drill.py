@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -35,16 +35,16 @@ from activities.restore import (
     snapshots_present,
 )
 from activities.support import (
+    ReadingActivities,
     heartbeating,
     no_progress,
-    platform_of,
     read_metadata,
     to_completion,
     with_progress,
 )
 from adapters.errors import AdapterError
-from adapters.platform import Platform, SqlCheck
-from adapters.restic import Restic, ResticError
+from adapters.platform import SqlCheck
+from adapters.restic import ResticError
 from contracts.drill import (
     CLEANUP_ATTEMPTS,
     BeginDrill,
@@ -57,7 +57,6 @@ from contracts.drill import (
 )
 from core import metrics
 from core.run_outcome import shorten
-from core.settings import Settings
 from core.states import FINISHED, LIVE, RunStatus
 from db import audit
 from db.models import (
@@ -79,14 +78,7 @@ class Loaded(Backup):
     drill: RestoreDrill
 
 
-class DrillActivities:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, restic: Restic
-    ) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.restic = restic
-
+class DrillActivities(ReadingActivities):
     async def _load(self, session: AsyncSession, drill_id: str) -> Loaded:
         drill = await session.get(RestoreDrill, uuid.UUID(drill_id))
         if drill is None:
@@ -95,9 +87,6 @@ class DrillActivities:
             session, self.settings, drill.backup_execution_id, drill.application_id, "drill"
         )
         return Loaded(backup.execution, backup.application, backup.repo, drill)
-
-    def _platform(self, application: Application) -> Platform:
-        return platform_of(application, self.settings, self.restic)
 
     async def _insert_scheduled(self, session: AsyncSession, begin: BeginDrill) -> RestoreDrill:
         """The row of a scheduled drill, made by its first step (idempotent by workflow id)."""

@@ -15,23 +15,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import fatal, to_application_error
 from activities.support import (
+    ReadingActivities,
     execution_repository,
     heartbeating,
     no_progress,
-    platform_of,
     read_metadata,
     to_completion,
     with_progress,
 )
 from adapters.errors import AdapterError
 from adapters.pg_dump import DumpError
-from adapters.platform import Measured, OtherDatabase, Platform
+from adapters.platform import Measured, OtherDatabase
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
@@ -149,14 +149,7 @@ async def snapshots_present(
     return len(wanted)
 
 
-class RestoreActivities:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, restic: Restic
-    ) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.restic = restic
-
+class RestoreActivities(ReadingActivities):
     async def _load(self, session: AsyncSession, restore_id: str) -> Loaded:
         restore = await session.get(BackupRestore, uuid.UUID(restore_id))
         if restore is None:  # the API's transaction may not be visible yet
@@ -165,9 +158,6 @@ class RestoreActivities:
             session, self.settings, restore.backup_execution_id, restore.application_id, "restore"
         )
         return Loaded(backup.execution, backup.application, backup.repo, restore)
-
-    def _platform(self, application: Application) -> Platform:
-        return platform_of(application, self.settings, self.restic)
 
     def _into(self, loaded: Loaded) -> OtherDatabase | None:
         """The other database a platform administrator asked for; None: the application's own."""

@@ -55,6 +55,20 @@ def platform_of(application: Application, settings: Settings, restic: Restic) ->
         raise to_application_error(exc) from None
 
 
+class ReadingActivities:
+    """Steps that read backups back into an application's data (restores, drills)."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, restic: Restic
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.restic = restic
+
+    def _platform(self, application: Application) -> Platform:
+        return platform_of(application, self.settings, self.restic)
+
+
 async def with_progress(work: Callable[[Callable[[Progress], None]], T]) -> T:
     """Runs ``work`` in a thread, heartbeating its latest progress; cancellation stops it."""
     latest: list[Progress] = []
