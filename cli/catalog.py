@@ -35,7 +35,8 @@ from db import audit
 from db.models import Application, BackupExecution, BackupRepository, BackupStorage, Workspace
 from db.quota import allocated_gb
 from db.session import make_engine, make_sessionmaker
-from repository.store import KEY_FILE, KEY_FORMAT, relative_path, seal_password
+from repository import store
+from repository.store import KEY_FORMAT, relative_path, seal_password
 
 ACTOR = audit.Actor(label="system:catalog-import")
 
@@ -75,7 +76,7 @@ def _read_manifest(restic: Restic, repo: Repository, snapshot_id: str) -> dict[s
 
 def read_storage(settings: Settings, restic: Restic, root: Path) -> list[Found]:
     """Every repository under ``root`` with its manifests; raises before anything is written."""
-    key_files = sorted(root.glob(f"workspaces/*/applications/*/{KEY_FILE}"))
+    key_files = store.key_files(root)
     if not key_files:
         raise ImportRefused(
             f"no cairn repository key files under {root}: not a cairn storage, or its"
