@@ -712,6 +712,20 @@ async def run_now(
     return _go(request, f"/ui/applications/{app_id}/backups/{backup['id']}")
 
 
+def _run_page(
+    request: Request,
+    signed: SignedIn,
+    access: ApplicationAccess,
+    kind: str,
+    page: str,
+    run: dict[str, Any],
+) -> Response:
+    """A backup's or restore's page, or its live part alone (``_{kind}_live.html``) when htmx
+    polls it."""
+    name = f"_{kind}_live.html" if _is_htmx(request) else page
+    return render(request, name, signed, 200, access=access, **{kind: run})
+
+
 async def _backup(
     request: Request, session: SessionDep, access: ApplicationAccess, backup_id: uuid.UUID
 ) -> dict[str, Any]:
@@ -729,8 +743,7 @@ async def backup_page(
     """The backup's page; its live part alone when htmx polls it."""
     access = await _app(session, signed, app_id)
     backup = await _backup(request, session, access, backup_id)
-    name = "_backup_live.html" if _is_htmx(request) else "backup.html"
-    return render(request, name, signed, access=access, backup=backup)
+    return _run_page(request, signed, access, "backup", "backup.html", backup)
 
 
 @router.post("/applications/{app_id}/backups/{backup_id}/cancel", response_class=HTMLResponse)
@@ -905,5 +918,4 @@ async def restore_page(
     """The restore's page; its live part alone when htmx polls it."""
     access = await _app(session, signed, app_id)
     restore = await _restore(request, session, access, restore_id)
-    name = "_restore_live.html" if _is_htmx(request) else "restore_status.html"
-    return render(request, name, signed, access=access, restore=restore)
+    return _run_page(request, signed, access, "restore", "restore_status.html", restore)
