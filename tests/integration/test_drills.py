@@ -363,10 +363,11 @@ async def test_a_drill_policy_is_a_schedule_in_the_policy_time_zone(
     ]
     # drift: the schedule deleted by hand is recreated by the reconciler
     await handle.delete()
+    reconcile_id = f"reconcile-{uuid.uuid4()}"
     report = await temporal_client.execute_workflow(
-        ReconcileSchedulesWorkflow.run, id=f"reconcile-{uuid.uuid4()}",
-        task_queue=CONTROL_TASK_QUEUE,
-    )  # fmt: skip
+        ReconcileSchedulesWorkflow.run, id=reconcile_id, task_queue=CONTROL_TASK_QUEUE
+    )
+    await histories.record(temporal_client, reconcile_id, "policy-schedules-reconcile")
     assert sid in report["created"]
     assert (await handle.describe()).schedule.state.paused is True
     # a scheduled drill makes its own row and proves the newest backup

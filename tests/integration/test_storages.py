@@ -353,11 +353,11 @@ async def test_delete_rules_and_forced_delete(
 async def temporal_refresh(api: ApiClient) -> None:
     """Runs one usage refresh now, as the schedule would."""
     client: Client = await api.app.state.temporal.get()  # type: ignore[attr-defined]
+    refresh_id = f"test-usage-refresh-{uuid.uuid4()}"
     await client.execute_workflow(
-        RefreshStorageUsageWorkflow.run,
-        id=f"test-usage-refresh-{uuid.uuid4()}",
-        task_queue=CONTROL_TASK_QUEUE,
+        RefreshStorageUsageWorkflow.run, id=refresh_id, task_queue=CONTROL_TASK_QUEUE
     )
+    await histories.record(client, refresh_id, "storage-usage-refresh")
 
 
 async def test_usage_refresh_records_numbers_and_flips_availability(
