@@ -43,6 +43,8 @@ def export_objects(api: ApiClient, namespace: str, selection: dict[str, Any]) ->
             f"config include {include!r} is not all, none or selector", retryable=False
         )
     selector = selection.get("selector") if include == "selector" else None
+    if include == "selector" and not selector:
+        raise PlatformError("config include 'selector' needs a selector", retryable=False)
     document: dict[str, Any] = {"format": FORMAT, "configmaps": [], "secrets": []}
     if include != "none":
         kube = Kube(api)

@@ -137,6 +137,8 @@ def test_a_document_that_is_not_one_is_refused(
         cairn(apply_objects, kube_api, namespace, b'{"items": []}')
     with pytest.raises(PlatformError, match="not JSON"):
         cairn(apply_objects, kube_api, namespace, b"\x00")
+    with pytest.raises(PlatformError, match="needs a selector"):  # never "all" by mistake
+        cairn(export_objects, kube_api, namespace, {"include": "selector", "selector": None})
 
 
 def test_rbac_covers_every_call(cairn: CairnCalls) -> None:
