@@ -26,7 +26,8 @@ from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
-from services.errors import Conflict, Invalid
+from services import backups
+from services.errors import Conflict, Invalid, NotFound
 from services.restore_details import RestoreDetails, StoredTarget
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
@@ -144,8 +145,8 @@ async def request_restore(
     session: AsyncSession,
     temporal: Client,
     settings: Settings,
-    execution: BackupExecution,
     application: Application,
+    backup_id: uuid.UUID,
     actor: audit.Actor,
     *,
     restore_type: str,
@@ -154,13 +155,19 @@ async def request_restore(
     target: Mapping[str, str] | None,
     by_platform_admin: bool,
 ) -> BackupRestore:
-    """Checks the request, claims the application and starts the restore; committed.
+    """Checks the request, claims the application and starts the restore of one of its
+    backups; committed.
 
     ``target``: ``{"database_name": …}`` or ``{"database_url": …}`` when the database goes
-    elsewhere than over the original. Refusals: services.errors' Conflict and Invalid,
+    elsewhere than over the original. Refusals: services.errors' NotFound, Conflict and Invalid,
     core.boundaries' BoundaryError, and services.runs' RunInProgress, LivenessUnknown,
     RunNotStarted.
     """
+    execution: BackupExecution | None = await session.scalar(
+        backups.of_application(application).where(BackupExecution.id == backup_id)
+    )
+    if execution is None:
+        raise NotFound("backup", backup_id)
     database, volumes = parts_to_restore(execution, restore_type, database, volumes)
     restore_id = uuid.uuid4()
     stored_target = None

@@ -22,7 +22,6 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import not_found, refusals
 from api.routes.applications import refused
-from api.routes.backups import backup_of
 from api.runs import cancel_run, settled_view, with_timeline
 from api.runs import refusals as run_refusals
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
@@ -58,16 +57,14 @@ async def start_restore(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
-    application = access.application
-    execution = await backup_of(session, application, backup_id)
     principal = access.workspace.principal
     with refusals(), run_refusals("restore"), _outside_refused():
         restore = await restores.request_restore(
             session,
             temporal,
             settings,
-            execution,
-            application,
+            access.application,
+            backup_id,
             principal.actor,
             restore_type=body.restore_type,
             database=body.database,
