@@ -69,9 +69,13 @@ def local(
 def test_local_is_opened_by_kind_and_an_unknown_kind_is_refused(
     tmp_path: Path, restic: Restic, apps: Path
 ) -> None:
-    assert isinstance(local(tmp_path, restic, apps), LocalPlatform)
+    opened = local(tmp_path, restic, apps)
+    assert isinstance(opened, LocalPlatform)
+    # typed as the contract: mypy checks that LocalPlatform implements every method of it
+    empty: Platform = LocalPlatform({}, {}, cairn=opened.cairn, restic=restic)
+    assert empty.volume_names() == [] and not empty.has_database()
     with pytest.raises(PlatformError, match="unknown platform kind") as caught:
-        open_platform("mainframe", {}, {}, cairn=None, restic=restic)  # type: ignore[arg-type]
+        open_platform("mainframe", {}, {}, cairn=opened.cairn, restic=restic)
     assert caught.value.retryable is False
 
 
