@@ -9,6 +9,7 @@ and ends by checking that nothing cairn made for a run is left in the fake.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -27,13 +28,16 @@ import psycopg
 import pytest
 from kubernetes import client
 from psycopg import sql
+from temporalio.client import Client as TemporalClient
 
 from adapters.kubernetes.movers import Mover, Placement, job_manifest
 from adapters.kubernetes.names import MANAGED_BY
 from adapters.kubernetes.network import APPS_POLICY, MOVER_LABELS, MOVERS_POLICY
 from adapters.kubernetes.platform import KubernetesPlatform
+from adapters.kubernetes.volume_swap import swap_in_place
 from adapters.platform import PlatformError
 from adapters.restic import Progress, Repository, Restic
+from core import crypto, secret_contexts
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.fakes.kube import CSI_DRIVER, FakeKube
@@ -549,6 +553,22 @@ def test_one_volume_and_the_config_restored_into_another_namespace(
 WORKER_EXPORT = "/export/worker-storages"
 
 
+def repository_password(settings: Settings, application_id: str) -> str:
+    """The application's repository password, opened as the worker opens it."""
+    url = settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT storage_id, password_sealed FROM backup_repositories WHERE application_id = %s",
+            (application_id,),
+        ).fetchone()
+    assert row is not None
+    return crypto.open_sealed(
+        str(row[1]),
+        master_key=settings.master_key_text,
+        context=secret_contexts.repository_password(application_id, row[0]),
+    ).decode()
+
+
 @pytest.fixture
 def kube_worker(
     settings: Settings, kube: FakeKube, monkeypatch: pytest.MonkeyPatch
@@ -569,6 +589,8 @@ def kube_worker(
 @pytest.mark.usefixtures("worker")
 async def test_backup_and_restore_through_the_workflows(
     app: App,
+    temporal_client: TemporalClient,
+    caplog: pytest.LogCaptureFixture,
     kube: FakeKube,
     kube_api: client.ApiClient,
     api: ApiClient,
@@ -624,6 +646,15 @@ async def test_backup_and_restore_through_the_workflows(
     )
     assert backup["status"] == "succeeded", backup["error_message"]
     assert leftovers(kube, ns) == []
+    assert "config" in {p["part"] for p in backup["metadata"]["parts"]}
+    history = await temporal_client.get_workflow_handle(backup["workflow_id"]).fetch_history()
+    database_password = base64.b64decode(
+        core(kube_api).read_namespaced_secret("db-credentials", ns).data["password"]
+    ).decode()
+    for password in (repository_password(kube_worker, registered["id"]), database_password):
+        assert password not in history.to_json()
+        assert password not in json.dumps(backup)
+        assert password not in caplog.text
 
     for folder in (kube.pvc_path(ns, c) for c in CLAIMS.values()):
         for path in sorted(folder.rglob("*"), reverse=True):
@@ -655,3 +686,43 @@ async def test_backup_and_restore_through_the_workflows(
     assert {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()} == files_before
     assert replicas(kube_api, ns) == (2, 1)
     assert leftovers(kube, ns) == []
+
+
+class Cut(BaseException):
+    """A mover killed at this point."""
+
+
+def test_an_in_place_volume_swap_finishes_from_wherever_it_was_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after any number of renames, the next mover run ends with exactly the backup."""
+
+    def fill(staging: Path) -> None:
+        (staging / "sub").mkdir()
+        (staging / "sub" / "kept.txt").write_text("from the backup")
+        (staging / "top.txt").write_text("also from the backup")
+
+    rename = Path.rename
+    for cut_after in range(6):  # a whole run makes 5 renames here
+        volume = tmp_path / f"volume-{cut_after}"
+        (volume / "old-dir").mkdir(parents=True)
+        (volume / "old-dir" / "x.txt").write_text("live")
+        (volume / "live.txt").write_text("live")
+        done = [0]
+
+        def cutting(
+            self: Path, target: Any, limit: int = cut_after, done: list[int] = done
+        ) -> Path:
+            if done[0] >= limit:
+                raise Cut
+            done[0] += 1
+            return rename(self, target)
+
+        monkeypatch.setattr(Path, "rename", cutting)
+        with contextlib.suppress(Cut):
+            swap_in_place(volume, "abc", fill)
+        monkeypatch.setattr(Path, "rename", rename)
+        swap_in_place(volume, "abc", fill)
+        assert {
+            str(p.relative_to(volume)): p.read_text() for p in volume.rglob("*") if p.is_file()
+        } == {"sub/kept.txt": "from the backup", "top.txt": "also from the backup"}, cut_after
