@@ -48,7 +48,7 @@ SYSTEM_FOLDERS = (
     "/var/lib/etcd",
 )
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
-# cairn's own staging names during a restore (activities/restore.py).
+# cairn's own staging names during a restore or drill (adapters/local_platform.py).
 STAGING_PREFIXES = ("cairn_restore_", "cairn_old_", "cairn_drill_")
 # Under cairn's data folder, only this area may hold application volumes.
 APPS_AREA = "apps"
