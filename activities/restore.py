@@ -35,12 +35,12 @@ from adapters.platform import Measured, OtherDatabase
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
+from core.restore_details import RestoreDetails
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from db.runs import settle
-from services.restore_details import RestoreDetails
 
 ACTOR = audit.Actor(label="system:restore-workflow")
 # restic's words for data whose MAC or hash no longer matches: no retry reads it back intact

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.restore_details import RestoreDetails
 from db.models import (
     Application,
     BackupExecution,
@@ -149,17 +150,15 @@ def _taken(backup: BackupExecution | None) -> str:
     return started.strftime("%Y-%m-%d %H:%M UTC") if started else "(unknown)"
 
 
-def _restored(details: dict[str, object]) -> tuple[list[str], str | None]:
+def _restored(details: RestoreDetails) -> tuple[list[str], str | None]:
     """What a restore row says it restores, and the other database's name if any."""
-    parts = ["database"] if details.get("database") else []
-    volumes = details.get("volumes")
-    parts += [f"volume {v}" for v in volumes] if isinstance(volumes, list) else []
-    target = details.get("target")
+    parts = ["database"] if details.database else []
+    parts += [f"volume {v}" for v in details.volumes]
+    target = details.target
     into = None
-    if isinstance(target, dict):
-        name = target.get("database_name")
-        url = target.get("database_url")
-        into = str(name) if name else urlsplit(str(url)).path.lstrip("/") if url else None
+    if target is not None:
+        url = target.database_url
+        into = target.database_name or (urlsplit(url).path.lstrip("/") if url else None)
     return parts, into
 
 
@@ -182,7 +181,7 @@ async def for_run(session: AsyncSession, application: Application, workflow_id: 
         names = await lookup(
             session, application.workspace_id, application.id, source.storage_id if source else None
         )
-        parts, into = _restored(restore_row.details or {})
+        parts, into = _restored(RestoreDetails.from_dict(restore_row.details))
         return restore(names, restore_row.restore_type, parts, into, _taken(source))
     drill_row = await session.scalar(
         select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id)

@@ -22,13 +22,13 @@ from core.boundaries import (
     check_volume_path,
 )
 from core.database_url import database_url, split_database_url
+from core.restore_details import RestoreDetails, StoredTarget
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from services import backups
 from services.errors import Conflict, Invalid, NotFound
-from services.restore_details import RestoreDetails, StoredTarget
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
 

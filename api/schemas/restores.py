@@ -18,7 +18,7 @@ from pydantic import (
 from api.schemas.applications import DatabaseUrl
 from api.schemas.backups import Timeline
 from api.schemas.common import Input, Output, Slug
-from services.restore_details import StoredTarget
+from core.restore_details import StoredTarget
 
 DatabaseName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -68,7 +68,7 @@ class RestoreRequest(Input):
 
 
 def _from_details(key: str) -> AliasChoices:
-    """A field shown flat that the row keeps in its ``details`` (services.restore_details)."""
+    """A field shown flat that the row keeps in its ``details`` (core.restore_details)."""
     return AliasChoices(key, AliasPath("details", key))
 
 
