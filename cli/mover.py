@@ -27,7 +27,7 @@ import click
 from adapters.errors import AdapterError
 from adapters.kubernetes.volume_swap import swap_in_place
 from adapters.local_platform import LocalPlatform
-from adapters.platform import OtherDatabase
+from adapters.platform import OtherDatabase, SqlCheck
 from adapters.restic import Progress, Repository, Restic
 from core.settings import get_settings
 
@@ -226,3 +226,71 @@ def size(db_host: str, db_port: int, db_name: str, db_user: str | None) -> None:
     """The database's size, for the first backup's quota estimate."""
     platform = _platform(db_host, db_port, db_name, db_user)
     _emit(RESULT, {"bytes": platform.estimate_bytes(True, [])})
+
+
+@mover.command("scratch-database")
+@click.option("--repo", required=True)
+@click.option("--run", "drill_id", required=True)
+@click.option("--snapshot", required=True)
+@database_options
+@_reported
+def scratch_database(
+    repo: str,
+    drill_id: str,
+    snapshot: str,
+    db_host: str,
+    db_port: int,
+    db_name: str,
+    db_user: str | None,
+) -> None:
+    """A drill's scratch database on the application's server, filled from the backup."""
+    platform = _platform(db_host, db_port, db_name, db_user)
+    platform.restore_scratch_database(drill_id, _repository(repo), snapshot, _progress)
+    _emit(RESULT, {"database": platform.describe_scratch(drill_id)["scratch_database"]})
+
+
+@mover.command("scratch-measure")
+@click.option("--run", "drill_id", required=True)
+@database_options
+@_reported
+def scratch_measure(
+    drill_id: str, db_host: str, db_port: int, db_name: str, db_user: str | None
+) -> None:
+    """Row counts per table of a drill's scratch database."""
+    platform = _platform(db_host, db_port, db_name, db_user)
+    _emit(RESULT, asdict(platform.measure_scratch(drill_id, True, [])))
+
+
+@mover.command()
+@click.option("--run", "drill_id", required=True)
+@click.option("--checks", "listed", required=True, help="JSON list of {name, sql}")
+@click.option("--timeout", type=int, required=True, help="seconds per check")
+@database_options
+@_reported
+def checks(
+    drill_id: str,
+    listed: str,
+    timeout: int,
+    db_host: str,
+    db_port: int,
+    db_name: str,
+    db_user: str | None,
+) -> None:
+    """A drill's read-only SQL checks against its scratch database."""
+    platform = _platform(db_host, db_port, db_name, db_user)
+    results = platform.run_checks(
+        drill_id, [SqlCheck(**check) for check in json.loads(listed)], timeout
+    )
+    _emit(RESULT, {"results": [asdict(result) for result in results]})
+
+
+@mover.command("drop-scratch")
+@click.option("--run", "drill_id", required=True)
+@database_options
+@_reported
+def drop_scratch(
+    drill_id: str, db_host: str, db_port: int, db_name: str, db_user: str | None
+) -> None:
+    """Drops a drill's scratch database (safe to repeat)."""
+    _platform(db_host, db_port, db_name, db_user).remove_scratch(drill_id)
+    _emit(RESULT, {})

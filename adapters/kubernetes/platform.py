@@ -23,10 +23,12 @@ the configuration objects, to the repository at its own mount path.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import PurePosixPath
 from typing import IO, Any, Final, TypeVar
@@ -41,6 +43,7 @@ from adapters.kubernetes.movers import Mover, Placement
 from adapters.kubernetes.names import run_labels, run_name, run_selector
 from adapters.kubernetes.network import MOVER_LABELS, ensure_mover_policy
 from adapters.kubernetes.workloads import scale_down, scale_up
+from adapters.local_platform import scratch_database
 from adapters.platform import (
     CheckResult,
     DatabaseDump,
@@ -378,14 +381,14 @@ class KubernetesPlatform:
             self.kube, self.namespace, handle, timeout=self.cairn.kube_snapshot_timeout_seconds
         )
         claim = run_name("copy", run_id, volume)
-        snapshots.claim_from(
+        snapshots.claim_like(
             self.kube,
             self.namespace,
             claim,
-            handle,
             source,
-            status.get("restoreSize"),
             run_labels(run_id),
+            snapshot=handle,
+            size=status.get("restoreSize"),
         )
         pod_volume, mount = self._claim_volume(claim, read_only=True)
         args = ["upload", VOLUME_MOUNT, "--run", run_id, *_tag_args(tags)]
@@ -482,24 +485,33 @@ class KubernetesPlatform:
     def measure(
         self, database: bool, volumes: list[str], *, into: OtherDatabase | None = None
     ) -> Measured:
-        """Counted by a mover per volume (each claim is mounted by one pod at a time)."""
-        rows: dict[str, int] | None = None
-        figures: dict[str, VolumeFigures] = {}
+        """Counted by movers: one for the database, one per claim (mounted read-only)."""
         probe = str(uuid.uuid4())
+        rows = None
         if database:
             if into is not None and into.url:
                 raise PlatformError(
                     "measuring a restore into another server is not supported on Kubernetes",
                     retryable=False,
                 )
-            settings = self._database()
-            args = ["measure", "--database", *self._database_args(settings)]
-            if into is not None and into.name:
-                args += ["--into-name", into.name]
-            mover = Mover(run_name("count", probe), args, env=self._database_env(settings))
-            rows = {str(k): int(v) for k, v in self._run(probe, mover)["row_counts"].items()}
-        for volume in volumes:
-            pod_volume, mount = self._claim_volume(self._claim(volume), read_only=True)
+            extra = ["--into-name", into.name] if into is not None and into.name else []
+            rows = self._count_rows(probe, ["measure", "--database", *extra])
+        return Measured(rows, self._count_files(probe, {v: self._claim(v) for v in volumes}))
+
+    def _count_rows(self, probe: str, args: list[str]) -> dict[str, int]:
+        """Row counts per table, from a mover ``cairn mover measure|scratch-measure``."""
+        database = self._database()
+        mover = Mover(
+            run_name("count", probe),
+            [*args, *self._database_args(database)],
+            env=self._database_env(database),
+        )
+        return {str(k): int(v) for k, v in self._run(probe, mover)["row_counts"].items()}
+
+    def _count_files(self, probe: str, claims: dict[str, str]) -> dict[str, VolumeFigures]:
+        figures = {}
+        for volume, claim in claims.items():
+            pod_volume, mount = self._claim_volume(claim, read_only=True)
             mover = Mover(
                 run_name("count", probe, volume),
                 ["measure", "--volume", f"{volume}={VOLUME_MOUNT}"],
@@ -508,38 +520,88 @@ class KubernetesPlatform:
             )
             counted = self._run(probe, mover)["volumes"][volume]
             figures[volume] = VolumeFigures(int(counted["files"]), int(counted["bytes"]))
-        return Measured(rows, figures)
+        return figures
 
-    # -- drills -----------------------------------------------------------------------------
+    # -- drills: a scratch database on the application's server, scratch claims beside its own
 
-    def _no_drills(self) -> PlatformError:
-        return PlatformError(
-            "restore drills are not supported for Kubernetes applications yet", retryable=False
+    def _scratch_claim(self, drill_id: str, volume: str) -> str:
+        return run_name("drill", drill_id, volume)
+
+    def _database_mover(self, drill_id: str, kind: str, args: list[str]) -> Mover:
+        database = self._database()
+        return Mover(
+            run_name(kind, drill_id),
+            [*args, "--run", drill_id, *self._database_args(database)],
+            env=self._database_env(database),
         )
 
     def describe_scratch(self, drill_id: str) -> dict[str, str]:
-        raise self._no_drills()
+        where = {
+            "scratch_claims": f"{run_name('drill', drill_id)}-<volume> in namespace"
+            f" {self.namespace}"
+        }
+        if self.has_database():
+            where["scratch_database"] = scratch_database(drill_id)
+        return where
 
     def restore_scratch_database(
         self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
     ) -> None:
-        raise self._no_drills()
+        database = self._database()
+        mover = self._repository_mover(
+            run_name("ddb", drill_id),
+            [
+                "scratch-database",
+                "--run",
+                drill_id,
+                "--snapshot",
+                snapshot,
+                *self._database_args(database),
+            ],
+            repo,
+            env=self._database_env(database),
+        )
+        self._run(drill_id, mover, progress)
 
     def restore_scratch_volume(
         self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
     ) -> str:
-        raise self._no_drills()
+        """Into a new claim shaped like the volume's, labelled with the drill (for removal)."""
+        claim = self._scratch_claim(drill_id, volume)
+        snapshots.claim_like(
+            self.kube, self.namespace, claim, self._read_claim(volume), run_labels(drill_id)
+        )
+        pod_volume, mount = self._claim_volume(claim, read_only=False)
+        mover = self._repository_mover(
+            run_name("dvol", drill_id, volume),
+            ["restore-volume", VOLUME_MOUNT, "--run", drill_id, "--snapshot", snapshot],
+            repo,
+            volumes=[pod_volume],
+            mounts=[mount],
+        )
+        self._run(drill_id, mover, progress)
+        return f"volume {volume} restored into the claim {claim} in {self.namespace}"
 
     def measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
-        raise self._no_drills()
+        rows = None
+        if database:
+            rows = self._count_rows(drill_id, ["scratch-measure", "--run", drill_id])
+        claims = {volume: self._scratch_claim(drill_id, volume) for volume in volumes}
+        return Measured(rows, self._count_files(drill_id, claims))
 
     def run_checks(
         self, drill_id: str, checks: list[SqlCheck], timeout_seconds: int
     ) -> list[CheckResult]:
-        raise self._no_drills()
+        listed = json.dumps([asdict(check) for check in checks])
+        args = ["checks", "--checks", listed, "--timeout", str(timeout_seconds)]
+        found = self._run(drill_id, self._database_mover(drill_id, "check", args))
+        return [CheckResult(**result) for result in found["results"]]
 
     def remove_scratch(self, drill_id: str) -> None:
-        """Nothing to remove: no drill ever made a scratch copy here."""
+        """Drops the scratch database (by a mover) and deletes the drill's claims."""
+        if self.has_database():
+            self._run(drill_id, self._database_mover(drill_id, "rmdrill", ["drop-scratch"]))
+        self.release(drill_id)
 
 
 def _delete(call: Callable[[str, str], object], name: str, namespace: str, what: str) -> None:

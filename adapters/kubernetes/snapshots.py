@@ -82,31 +82,38 @@ def wait_ready(
     return wait_for(ready, timeout=timeout, expired=expired, tick=tick)
 
 
-def claim_from(
+def claim_like(
     kube: Kube,
     namespace: str,
     name: str,
-    snapshot: str,
     source: dict[str, Any],
-    restore_size: str | int | None,
     labels: dict[str, str],
+    *,
+    snapshot: str | None = None,
+    size: str | int | None = None,
 ) -> None:
-    """A claim named ``name`` restored from ``snapshot``, shaped like its ``source`` claim."""
+    """A claim named ``name`` shaped like ``source`` (access modes, class, size), empty or
+    restored from ``snapshot``; a retry finds the one it made."""
     spec = source.get("spec") or {}
-    size = restore_size or ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+    size = size or ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     claim: dict[str, Any] = {
         "metadata": {"name": name, "labels": labels},
         "spec": {
             "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
             "resources": {"requests": {"storage": str(size)}},
-            "dataSource": {"apiGroup": GROUP, "kind": "VolumeSnapshot", "name": snapshot},
         },
     }
+    if snapshot is not None:
+        claim["spec"]["dataSource"] = {
+            "apiGroup": GROUP,
+            "kind": "VolumeSnapshot",
+            "name": snapshot,
+        }
     if spec.get("storageClassName"):
         claim["spec"]["storageClassName"] = spec["storageClassName"]
     create_or_keep(
         lambda: kube.core.create_namespaced_persistent_volume_claim(namespace, claim),
-        f"creating the claim {name} from the VolumeSnapshot {snapshot}",
+        f"creating the claim {name}",
     )
 
 

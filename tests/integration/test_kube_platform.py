@@ -35,7 +35,8 @@ from adapters.kubernetes.names import MANAGED_BY
 from adapters.kubernetes.network import APPS_POLICY, MOVER_LABELS, MOVERS_POLICY
 from adapters.kubernetes.platform import KubernetesPlatform
 from adapters.kubernetes.volume_swap import swap_in_place
-from adapters.platform import PlatformError
+from adapters.local_platform import scratch_database
+from adapters.platform import PlatformError, SqlCheck, VolumeFigures
 from adapters.restic import Progress, Repository, Restic
 from core import crypto, secret_contexts
 from core.settings import Settings
@@ -726,3 +727,60 @@ def test_an_in_place_volume_swap_finishes_from_wherever_it_was_cut(
         assert {
             str(p.relative_to(volume)): p.read_text() for p in volume.rglob("*") if p.is_file()
         } == {"sub/kept.txt": "from the backup", "top.txt": "also from the backup"}, cut_after
+
+
+def test_a_drill_restores_scratch_copies_beside_the_application_and_removes_them(
+    app: App, kube: FakeKube, cairn_settings: Settings
+) -> None:
+    platform = platform_of(app, cairn_settings)
+    ns = app.namespace
+    backup = str(uuid.uuid4())
+    tags = [f"execution={backup}"]
+    handle = platform.snapshot(backup, ["data"]).volumes["data"]
+    dump = platform.dump_database(backup, app.repo, [*tags, "part=database"], lambda _p: None)
+    upload = platform.upload_volume(
+        backup,
+        "data",
+        handle,
+        app.repo,
+        [*tags, "part=volume:data"],
+        parent=None,
+        force=False,
+        progress=lambda _p: None,
+    )
+    platform.release(backup)
+    own = {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()}
+    rows = table_hash(app.server, app.dbname)
+
+    drill = str(uuid.uuid4())
+    scratch = scratch_database(drill)
+    assert platform.describe_scratch(drill)["scratch_database"] == scratch
+    try:
+        platform.restore_scratch_database(drill, app.repo, dump.snapshot_id, lambda _p: None)
+        note = platform.restore_scratch_volume(
+            drill, "data", app.repo, upload.snapshot_id, lambda _p: None
+        )
+        assert ns in note
+        measured = platform.measure_scratch(drill, True, ["data"])
+        assert measured.row_counts == dump.row_counts
+        assert measured.volumes["data"] == VolumeFigures(upload.files, upload.bytes_processed)
+        results = platform.run_checks(
+            drill,
+            [
+                SqlCheck("all orders", "SELECT count(*) = 300 FROM orders"),
+                SqlCheck("broken", "SELECT 1 / 0 > 0"),
+            ],
+            5,
+        )
+        assert [(r.name, r.outcome) for r in results] == [
+            ("all orders", "passed"),
+            ("broken", "error"),
+        ]
+        platform.remove_scratch(drill)
+        platform.remove_scratch(drill)  # repeated: nothing left to remove is fine
+        assert not app.server.database_exists(scratch)
+    finally:
+        app.server.drop_database(scratch)
+    assert leftovers(kube, ns) == []
+    assert {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()} == own
+    assert table_hash(app.server, app.dbname) == rows
