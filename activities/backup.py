@@ -35,7 +35,7 @@ from adapters import pg_dump
 from adapters.errors import AdapterError
 from adapters.platform import Platform
 from adapters.restic import Repository, Restic, ResticError
-from adapters.storage_backend import StorageBackend, repository_bytes
+from adapters.storage_backend import StorageBackend
 from contracts.backup import (
     BeginBackup,
     ExecutionRef,
@@ -52,6 +52,7 @@ from core import metrics
 from core.run_outcome import shorten
 from core.settings import Settings
 from core.states import BackupType, RunStatus, StorageStatus
+from core.units import GIB
 from db import audit
 from db.models import (
     Application,
@@ -60,9 +61,9 @@ from db.models import (
     BackupStorage,
 )
 from db.runs import lock_application, newest_success, settle
+from repository.store import repository_bytes
 from services.runs import RunInProgress, claim_application
 
-GIB = 1024**3
 ACTOR = audit.Actor(label="system:backup-workflow")
 
 

@@ -10,8 +10,9 @@ silently land beside the lost ones, on whatever disk is underneath. The worker l
 its own view of the folder before asking PVE.
 
 ``status`` answers with the figures of the file system the storage lives on, as PVE does;
-what cairn itself stored there is ``repository_bytes``: the file system may hold other
-data (the node's root disk, a shared NFS export), which is not this storage's usage.
+what cairn itself stored there is ``repository.store.repository_bytes``: the file system
+may hold other data (the node's root disk, a shared NFS export), which is not this storage's
+usage.
 """
 
 from __future__ import annotations
@@ -74,16 +75,6 @@ def folder_usage(path: Path) -> int:
             except FileNotFoundError:
                 continue
     return total
-
-
-def repositories_root(mount_root: Path, storage_id: str) -> Path:
-    """The folder holding every repository cairn keeps in a storage (see repository/store.py)."""
-    return mount_root / storage_id / "workspaces"
-
-
-def repository_bytes(mount_root: Path, storage_id: str) -> int:
-    """cairn's own consumption of a storage: the bytes of its repositories, nothing else."""
-    return folder_usage(repositories_root(mount_root, storage_id))
 
 
 class LocalFolderBackend:
