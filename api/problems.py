@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.request_id import current_request_id
 from core import crypto
+from core.boundaries import AdminOnly, BoundaryError
 from db.availability import database_unavailable
 from services import errors
 
@@ -110,9 +111,17 @@ def secrets_unavailable(exc: BaseException) -> Problem:
     return Problem(503, "secrets-unavailable", "Secrets unavailable", str(exc))
 
 
+def refused(exc: BoundaryError) -> Problem:
+    """A request that reaches outside its application: 403 when only an admin may, else 422."""
+    if isinstance(exc, AdminOnly):
+        return forbidden(f"{exc.field}: {exc.message}")
+    return invalid(exc.field, exc.message, "outside_application")
+
+
 @contextmanager
 def refusals() -> Iterator[None]:
-    """The domain's refusals (``services.errors``) as the API's problems: its one mapping."""
+    """The domain's refusals (``services.errors``, and ``core.boundaries``' for a request
+    that reaches outside its application) as the API's problems: their one mapping."""
     try:
         yield
     except errors.Invalid as exc:
@@ -127,6 +136,8 @@ def refusals() -> Iterator[None]:
         raise temporal_unavailable(exc.what, exc.cause, exc.then) from exc
     except crypto.CryptoError as exc:
         raise secrets_unavailable(exc) from exc
+    except BoundaryError as exc:
+        raise refused(exc) from exc
 
 
 def problem_response(

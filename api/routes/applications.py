@@ -22,7 +22,7 @@ from api.deps import (
     WorkspaceReader,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import Problem, conflict, forbidden, invalid, secrets_unavailable
+from api.problems import conflict, invalid, refusals, secrets_unavailable
 from api.schemas.applications import (
     ApplicationCreate,
     ApplicationOut,
@@ -33,7 +33,7 @@ from api.schemas.applications import (
     LocalPlatformOut,
 )
 from core import crypto, secret_contexts
-from core.boundaries import AdminOnly, BoundaryError, check_application_database, check_volume_path
+from core.boundaries import check_application_database, check_volume_path
 from core.database_url import database_url, split_database_url
 from core.settings import Settings
 from db import audit
@@ -45,17 +45,10 @@ log = logging.getLogger(__name__)
 NAMESPACE_CHECK_SECONDS = 5
 
 
-def refused(exc: BoundaryError) -> Problem:
-    """A request that reaches outside its application: 403 when only an admin may, else 422."""
-    if isinstance(exc, AdminOnly):
-        return forbidden(f"{exc.field}: {exc.message}")
-    return invalid(exc.field, exc.message, "outside_application")
-
-
 def check_boundaries(platform: LocalPlatformIn | KubernetesPlatformIn, settings: Settings) -> None:
     """Volumes under an allowed root and a database that is not cairn's, before anything
     is stored (core/boundaries.py)."""
-    try:
+    with refusals():
         if isinstance(platform, KubernetesPlatformIn):
             if platform.database:  # the same rule the worker applies before writing to it
                 database = platform.database.model_dump()
@@ -66,8 +59,6 @@ def check_boundaries(platform: LocalPlatformIn | KubernetesPlatformIn, settings:
         if platform.database_url:
             database, _ = split_database_url(platform.database_url)
             check_application_database(database, settings, field="body.platform.database_url")
-    except BoundaryError as exc:
-        raise refused(exc) from None
 
 
 def present(application: Application) -> dict[str, Any]:

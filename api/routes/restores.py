@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,12 +19,10 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import not_found, refusals
-from api.routes.applications import refused
 from api.runs import cancel_run, settled_view, with_timeline
 from api.runs import refusals as run_refusals
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
 from api.temporal_links import run_url
-from core.boundaries import BoundaryError
 from core.settings import Settings
 from db.models import Application, BackupRestore
 from services import restores
@@ -39,15 +35,6 @@ def present(restore: BackupRestore, settings: Settings) -> dict[str, Any]:
     return {**shown, "temporal_ui_url": run_url(settings, restore.workflow_id)}
 
 
-@contextmanager
-def _outside_refused() -> Iterator[None]:
-    """A target outside the application: 403 (URL, not a platform administrator) or 422."""
-    try:
-        yield
-    except BoundaryError as exc:
-        raise refused(exc) from None
-
-
 @router.post("/backups/{backup_id}/restore", status_code=202, response_model=RestoreOut)
 async def start_restore(
     backup_id: uuid.UUID,
@@ -58,7 +45,7 @@ async def start_restore(
     temporal: TemporalDep,
 ) -> dict[str, Any]:
     principal = access.workspace.principal
-    with refusals(), run_refusals("restore"), _outside_refused():
+    with refusals(), run_refusals("restore"):
         restore = await restores.request_restore(
             session,
             temporal,
