@@ -61,6 +61,16 @@ async def get_temporal_if_up(request: Request) -> Client | None:
 
 OptionalTemporalDep = Annotated[Client | None, Depends(get_temporal_if_up)]
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="a retried POST with the same key returns the same run",
+    ),
+]
+
 
 @dataclass(frozen=True)
 class Principal:

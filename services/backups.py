@@ -30,6 +30,20 @@ def of_application(application: Application) -> Select[Any]:
     return select(BackupExecution).where(BackupExecution.application_id == application.id)
 
 
+async def backup_of(
+    session: AsyncSession, application: Application, backup_id: uuid.UUID, *, lock: bool = False
+) -> BackupExecution:
+    """One of the application's backups (NotFound otherwise); ``lock`` holds its row until
+    the transaction ends, so a retention run in progress and this change come in order."""
+    query = of_application(application).where(BackupExecution.id == backup_id)
+    execution: BackupExecution | None = await session.scalar(
+        query.with_for_update() if lock else query
+    )
+    if execution is None:
+        raise NotFound("backup", backup_id)
+    return execution
+
+
 async def last_verified(
     session: AsyncSession, backup_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, datetime]:
@@ -111,15 +125,12 @@ async def set_protection(
     backup_id: uuid.UUID,
     protect: bool,
 ) -> BackupExecution:
-    """Protects or unprotects; the row lock orders this against a retention run in progress.
+    """Protects or unprotects; the row lock orders this against a retention run in progress
+    (NotFound, or Conflict for a backup that did not succeed).
 
     Asking for the state the backup already has changes and audits nothing.
     """
-    execution: BackupExecution | None = await session.scalar(
-        of_application(application).where(BackupExecution.id == backup_id).with_for_update()
-    )
-    if execution is None:
-        raise NotFound("backup", backup_id)
+    execution = await backup_of(session, application, backup_id, lock=True)
     if execution.protected == protect:
         return execution
     if protect and execution.status != RunStatus.SUCCEEDED:

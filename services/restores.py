@@ -28,7 +28,7 @@ from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from services import backups
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import Conflict, Invalid
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
 
@@ -163,11 +163,7 @@ async def request_restore(
     core.boundaries' BoundaryError, and services.runs' RunInProgress, LivenessUnknown,
     RunNotStarted.
     """
-    execution: BackupExecution | None = await session.scalar(
-        backups.of_application(application).where(BackupExecution.id == backup_id)
-    )
-    if execution is None:
-        raise NotFound("backup", backup_id)
+    execution = await backups.backup_of(session, application, backup_id)
     database, volumes = parts_to_restore(execution, restore_type, database, volumes)
     restore_id = uuid.uuid4()
     stored_target = None

@@ -5,44 +5,35 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
     ApplicationAccess,
     DedicatedAppReader,
     DedicatedAppWriter,
+    IdempotencyKey,
     OptionalTemporalDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import not_found, refusals
+from api.problems import refusals
 from api.runs import cancel_run, settled_view, with_timeline
 from api.runs import refusals as run_refusals
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
-from api.temporal_links import workflow_url
+from api.temporal_links import run_url
 from core.settings import Settings
-from db.models import Application, BackupExecution
+from db.models import BackupExecution
 from services import backups
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}/backups", tags=["backups"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        pattern=r"^[A-Za-z0-9._:-]+$",
-        description="a retried POST with the same key returns the same run",
-    ),
-]
-
 
 def present(execution: BackupExecution, settings: Settings, **extra: Any) -> dict[str, Any]:
     """The backup with its link into the Temporal UI."""
-    link = workflow_url(settings, execution.workflow_id) if execution.workflow_id else None
+    link = run_url(settings, execution.workflow_id)
     return BackupOut.of(
         execution, metadata=execution.metadata_, temporal_ui_url=link, **extra
     ).model_dump()
@@ -92,17 +83,6 @@ async def list_backups(
     }
 
 
-async def backup_of(
-    session: AsyncSession, application: Application, backup_id: uuid.UUID
-) -> BackupExecution:
-    execution: BackupExecution | None = await session.scalar(
-        backups.of_application(application).where(BackupExecution.id == backup_id)
-    )
-    if execution is None:
-        raise not_found("backup", backup_id)
-    return execution
-
-
 @router.get("/{backup_id}", response_model=BackupDetail)
 async def get_backup(
     backup_id: uuid.UUID,
@@ -111,7 +91,8 @@ async def get_backup(
     settings: SettingsDep,
     request_temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
-    execution = await backup_of(session, access.application, backup_id)
+    with refusals():
+        execution = await backups.backup_of(session, access.application, backup_id)
     await settled_view(session, request_temporal, execution)
     verified = await backups.last_verified(session, [execution.id])
     body = present(execution, settings, last_verified_by_drill_at=verified.get(execution.id))
@@ -126,7 +107,8 @@ async def cancel_backup(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
-    execution = await backup_of(session, access.application, backup_id)
+    with refusals():
+        execution = await backups.backup_of(session, access.application, backup_id)
     await cancel_run(
         session,
         temporal,

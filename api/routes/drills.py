@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api.deps import (
     DedicatedAppReader,
     DedicatedAppWriter,
+    IdempotencyKey,
     OptionalTemporalDep,
     SessionDep,
     SettingsDep,
@@ -21,7 +22,6 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import not_found, refusals
-from api.routes.backups import IdempotencyKey
 from api.runs import refusals as run_refusals
 from api.runs import settled_view, with_timeline
 from api.schemas.drills import DrillDetail, DrillOut, DrillPolicyIn, DrillPolicyOut, DrillPolicyRow

@@ -38,7 +38,7 @@ from api.deps import (
     workspace_reader,
 )
 from api.pagination import fetch_page
-from api.problems import Problem, not_found, unprocessable
+from api.problems import Problem, not_found, refusals, unprocessable
 from api.routes import applications as application_routes
 from api.routes import audit_events as audit_routes
 from api.routes import backup_policies as policy_routes
@@ -57,6 +57,7 @@ from core.retention_rule import COUNTS
 from core.states import RunStatus, StorageStatus
 from db.models import AuditEvent, BackupExecution
 from services import restores
+from services.backups import backup_of
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
@@ -877,7 +878,8 @@ async def start_restore(
         raise not_found("backup", _text(form, "backup_id")[:40]) from None
     try:
         body = _restore_request(form)
-        backup = await backup_routes.backup_of(session, access.application, backup_id)
+        with refusals():
+            backup = await backup_of(session, access.application, backup_id)
         # a full restore writes over the live application unless all of it goes elsewhere
         # (the database into a target, and no volumes in the backup)
         in_place = body.restore_type == "full" and (
