@@ -40,9 +40,12 @@ async def _ui_without_temporal(settings: Settings, token: str) -> AsyncIterator[
 
 
 async def test_pages_without_temporal(
-    api: ApiClient, world: World, settings: Settings, database_server: PostgresServer,
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     app: App = await make_app(api, world, database_server, tmp_path)
     backup = await run_backup(api, world, app)
     async with _ui_without_temporal(settings, world.tokens["owner"]) as ui:

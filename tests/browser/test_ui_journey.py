@@ -125,8 +125,9 @@ async def test_admin_protects_and_restores_an_application(
         await expect(page.locator("img.chart")).to_have_count(1)
         await page.wait_for_function(_CHART_DRAWN)
 
-        backups = (await api.get(f"/api/v1/applications/{app_id}/backups",
-                                 headers=world.auth("ws_admin"))).json()["items"]  # fmt: skip
+        backups = (
+            await api.get(f"/api/v1/applications/{app_id}/backups", headers=world.auth("ws_admin"))
+        ).json()["items"]
         assert [b["protected"] for b in backups] == [True]
 
         # damage the data
@@ -161,8 +162,9 @@ async def test_admin_protects_and_restores_an_application(
             "type the application's name exactly"
         )
         assert table_hashes(db_url) != tables  # nothing was started
-        restores = await api.get(f"/api/v1/applications/{app_id}/restores",
-                                 headers=world.auth("ws_admin"))  # fmt: skip
+        restores = await api.get(
+            f"/api/v1/applications/{app_id}/restores", headers=world.auth("ws_admin")
+        )
         assert restores.json()["items"] == []
         await page.get_by_test_id("confirm").fill(app_name)
         await page.click("text=Start the restore")
@@ -195,9 +197,13 @@ async def test_admin_protects_and_restores_an_application(
 
 
 async def test_admin_manages_storages(
-    api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path,
+    api: ApiClient,
+    world: World,
+    served: str,
+    browser: Browser,
+    screenshots: Path,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     ws = await new_workspace(api, world, quota_gb=50)
     context, page = await signed_in(browser, served, world.tokens["ws_admin"])
     try:
@@ -231,9 +237,11 @@ async def test_admin_manages_storages(
         # two usage readings (the refresh the schedule runs every few minutes) make a chart
         for _ in range(2):
             await temporal_client.execute_workflow(
-                RefreshStorageUsageWorkflow.run, id=f"ui-usage-{uuid.uuid4()}",
-                task_queue=CONTROL_TASK_QUEUE, execution_timeout=timedelta(seconds=60),
-            )  # fmt: skip
+                RefreshStorageUsageWorkflow.run,
+                id=f"ui-usage-{uuid.uuid4()}",
+                task_queue=CONTROL_TASK_QUEUE,
+                execution_timeout=timedelta(seconds=60),
+            )
         await row.get_by_role("link", name="spare").click()
         await expect(page.locator("img.chart")).to_have_count(1)
         await page.wait_for_function(_CHART_DRAWN)
@@ -296,9 +304,14 @@ async def test_owner_restores_only_the_database_into_another_one(
 
 
 async def test_owner_sets_retention_and_pauses_the_policy(
-    api: ApiClient, world: World, served: str, browser: Browser, screenshots: Path,
-    database_server: PostgresServer, tmp_path: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    served: str,
+    browser: Browser,
+    screenshots: Path,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     context, page = await signed_in(browser, served, world.tokens["owner"])
     try:

@@ -90,8 +90,11 @@ async def test_session_cookie_sign_out_and_expiry(
         assert cookie["secure"] is False  # plain HTTP here; Secure whenever the request is HTTPS
         assert cookie["path"] == "/ui"
         # only the hash is stored
-        stored = _sql(settings, "SELECT id_hash FROM ui_sessions WHERE id_hash = %s",
-                      hash_token(cookie["value"]))  # fmt: skip
+        stored = _sql(
+            settings,
+            "SELECT id_hash FROM ui_sessions WHERE id_hash = %s",
+            hash_token(cookie["value"]),
+        )
         assert stored == [(hash_token(cookie["value"]),)]
         assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s", cookie["value"]) == []
 
@@ -102,17 +105,32 @@ async def test_session_cookie_sign_out_and_expiry(
         await page.wait_for_url(lambda url: "/ui/sign-in" not in url)
         renewed = next(c for c in await context.cookies() if c["name"] == "cairn_session")
         assert renewed["value"] != cookie["value"]
-        assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
-                    hash_token(cookie["value"])) == []  # fmt: skip
+        assert (
+            _sql(
+                settings,
+                "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
+                hash_token(cookie["value"]),
+            )
+            == []
+        )
         cookie = renewed
         await page.click("text=Sign out")
         await page.wait_for_url("**/ui/sign-in")
-        assert _sql(settings, "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
-                    hash_token(cookie["value"])) == []  # fmt: skip
+        assert (
+            _sql(
+                settings,
+                "SELECT 1 FROM ui_sessions WHERE id_hash = %s",
+                hash_token(cookie["value"]),
+            )
+            == []
+        )
         assert not [c for c in await context.cookies() if c["name"] == "cairn_session"]
-        audited = _sql(settings, "SELECT action, details::text FROM audit_events WHERE"
-                       " target_id = %s AND action LIKE 'ui.%%' ORDER BY occurred_at",
-                       world.users["member"])  # fmt: skip
+        audited = _sql(
+            settings,
+            "SELECT action, details::text FROM audit_events WHERE"
+            " target_id = %s AND action LIKE 'ui.%%' ORDER BY occurred_at",
+            world.users["member"],
+        )
         assert [a for a, _ in audited][-3:] == ["ui.sign_in", "ui.sign_in", "ui.sign_out"]
         assert not any(cookie["value"] in d or hash_token(cookie["value"]) in d for _, d in audited)
         # the old cookie, replayed, opens nothing
@@ -125,8 +143,11 @@ async def test_session_cookie_sign_out_and_expiry(
     context, page = await signed_in(browser, served, world.tokens["member"])
     try:
         cookie = next(c for c in await context.cookies() if c["name"] == "cairn_session")
-        _sql(settings, "UPDATE ui_sessions SET expires_at = now() - interval '1 second'"
-             " WHERE id_hash = %s", hash_token(cookie["value"]))  # fmt: skip
+        _sql(
+            settings,
+            "UPDATE ui_sessions SET expires_at = now() - interval '1 second' WHERE id_hash = %s",
+            hash_token(cookie["value"]),
+        )
         await page.goto("/ui")
         assert "/ui/sign-in" in page.url  # expired
     finally:
@@ -138,13 +159,16 @@ async def test_a_revoked_token_ends_its_sessions(
 ) -> None:
     root = world.auth("platform_admin")
     issued = await expect_status(
-        await api.post(f"/api/v1/admin/users/{world.users['member']}/tokens", json={},
-                       headers=root), 201,
-    )  # fmt: skip
+        await api.post(
+            f"/api/v1/admin/users/{world.users['member']}/tokens", json={}, headers=root
+        ),
+        201,
+    )
     context, page = await signed_in(browser, served, issued["token"])
     try:
-        await expect_status(await api.delete(f"/api/v1/admin/tokens/{issued['id']}",
-                                             headers=root), 204)  # fmt: skip
+        await expect_status(
+            await api.delete(f"/api/v1/admin/tokens/{issued['id']}", headers=root), 204
+        )
         await page.goto("/ui")
         assert "/ui/sign-in" in page.url
     finally:
@@ -174,31 +198,48 @@ async def test_member_sees_no_write_controls_and_is_refused(
 
         token = await csrf_of(page)
         before = await _backups(api, world, app)
-        policy = {"storage_id": app.storage, "schedule": "0 4 * * *", "timezone": "UTC",
-                  "retention_days": "5", "backup_type": "full", "paused": "on"}  # fmt: skip
+        policy = {
+            "storage_id": app.storage,
+            "schedule": "0 4 * * *",
+            "timezone": "UTC",
+            "retention_days": "5",
+            "backup_type": "full",
+            "paused": "on",
+        }
         refused = {
             f"/ui/applications/{app.id}/run": {},
             f"/ui/applications/{app.id}/policy": policy,
-            f"/ui/applications/{app.id}/restore": {"backup_id": str(uuid.uuid4()),
-                                                   "restore_type": "full"},
-            f"/ui/workspaces/{app.workspace}/storages": {"name": "forged", "type": "local",
-                                                         "capacity_gb": "1"},
-            f"/ui/workspaces/{app.workspace}/storages/{app.storage}": {"name": "renamed",
-                                                                       "capacity_gb": "2"},
+            f"/ui/applications/{app.id}/restore": {
+                "backup_id": str(uuid.uuid4()),
+                "restore_type": "full",
+            },
+            f"/ui/workspaces/{app.workspace}/storages": {
+                "name": "forged",
+                "type": "local",
+                "capacity_gb": "1",
+            },
+            f"/ui/workspaces/{app.workspace}/storages/{app.storage}": {
+                "name": "renamed",
+                "capacity_gb": "2",
+            },
             f"/ui/workspaces/{app.workspace}/storages/{app.storage}/delete": {"force": "true"},
             f"/ui/applications/{app.id}/backups/{uuid.uuid4()}/protection": {"protect": "true"},
             f"/ui/applications/{app.id}/backups/{uuid.uuid4()}/cancel": {},
-        }  # fmt: skip
+        }
         for url, form in refused.items():
             assert await _post(context, url, token, form) == 403, url
         assert await _backups(api, world, app) == before
-        policy_now = await expect_status(await api.get(app.policy, headers=world.auth("owner")),
-                                         200)  # fmt: skip
+        policy_now = await expect_status(
+            await api.get(app.policy, headers=world.auth("owner")), 200
+        )
         assert policy_now["schedule"] == "0 3 * * *" and policy_now["enabled"] is True
         storage = await expect_status(
-            await api.get(f"/api/v1/workspaces/{app.workspace}/backup-storages/{app.storage}",
-                          headers=world.auth("ws_admin")), 200,
-        )  # fmt: skip
+            await api.get(
+                f"/api/v1/workspaces/{app.workspace}/backup-storages/{app.storage}",
+                headers=world.auth("ws_admin"),
+            ),
+            200,
+        )
         assert (storage["name"], storage["capacity_gb"], storage["status"]) == (
             "main",
             10,
@@ -223,9 +264,15 @@ async def test_writes_without_the_sessions_csrf_token_are_refused(
         assert await _post(context, run, "") == 403
         assert await _post(context, run, "0" * 64) == 403
         assert await _post(context, run, other_token) == 403
-        assert await _post(context, f"/ui/applications/{app.id}/policy", None,
-                           {"csrf_token": other_token, "storage_id": app.storage,
-                            "schedule": "0 5 * * *"}) == 403  # fmt: skip
+        assert (
+            await _post(
+                context,
+                f"/ui/applications/{app.id}/policy",
+                None,
+                {"csrf_token": other_token, "storage_id": app.storage, "schedule": "0 5 * * *"},
+            )
+            == 403
+        )
         assert await _post(context, "/ui/sign-out", None) == 403
         # with the token, a malformed backup id is simply not found
         bad = {"backup_id": "not-an-id", "restore_type": "full"}
@@ -246,23 +293,35 @@ async def test_writes_without_the_sessions_csrf_token_are_refused(
 
 
 async def test_names_render_as_text(
-    browser: Browser, served: str, api: ApiClient, world: World, app: App, settings: Settings,
+    browser: Browser,
+    served: str,
+    api: ApiClient,
+    world: World,
+    app: App,
+    settings: Settings,
     screenshots: Path,
-) -> None:  # fmt: skip
+) -> None:
     """The API refuses such names (slugs), but a page must not trust that: it escapes them."""
     root = world.auth("platform_admin")
     user = await expect_status(
-        await api.post("/api/v1/admin/users", headers=root,
-                       json={"email": f"x-{uuid.uuid4().hex[:6]}@example.com", "name": SCRIPT}),
+        await api.post(
+            "/api/v1/admin/users",
+            headers=root,
+            json={"email": f"x-{uuid.uuid4().hex[:6]}@example.com", "name": SCRIPT},
+        ),
         201,
-    )  # fmt: skip
+    )
     issued = await expect_status(
         await api.post(f"/api/v1/admin/users/{user['id']}/tokens", json={}, headers=root), 201
     )
     await expect_status(
-        await api.post(f"/api/v1/workspaces/{app.workspace}/members", headers=root,
-                       json={"user_id": user["id"], "role": "admin"}), 201,
-    )  # fmt: skip
+        await api.post(
+            f"/api/v1/workspaces/{app.workspace}/members",
+            headers=root,
+            json={"user_id": user["id"], "role": "admin"},
+        ),
+        201,
+    )
     _sql(settings, "UPDATE applications SET name = %s WHERE id = %s", SCRIPT, app.id)
     _sql(settings, "UPDATE backup_storages SET name = %s WHERE id = %s", SCRIPT, app.storage)
     context, page = await signed_in(browser, served, issued["token"])
@@ -289,8 +348,11 @@ async def test_another_workspaces_pages_answer_not_found(
     context, page = await signed_in(browser, served, world.tokens["other_admin"])
     try:
         token = await csrf_of(page)
-        for url in (*_pages(app), f"/ui/workspaces/{app.workspace}/audit",
-                    f"/ui/applications/{uuid.uuid4()}"):  # fmt: skip
+        for url in (
+            *_pages(app),
+            f"/ui/workspaces/{app.workspace}/audit",
+            f"/ui/applications/{uuid.uuid4()}",
+        ):
             response = await page.goto(url)
             assert response is not None and response.status == 404, url
             await expect(page.get_by_test_id("problem")).to_contain_text("does not exist")

@@ -30,9 +30,13 @@ SETTLE_SECONDS = 90
 
 
 async def failed_then_recovered(
-    stack: Stack, figures: Figures, app: App, run: Run, words: tuple[str, ...],
+    stack: Stack,
+    figures: Figures,
+    app: App,
+    run: Run,
+    words: tuple[str, ...],
     repair: Callable[[], None],
-) -> None:  # fmt: skip
+) -> None:
     """The common verdict of a broken tool, then the repair and a backup that succeeds."""
     owner = stack.world.auth("owner")
     await settle(stack.api, run, owner, lambda: run.started + SETTLE_SECONDS)
@@ -98,8 +102,9 @@ async def test_storage_read_only(stack: Stack, seed: int) -> None:
     def writable_again() -> None:
         subprocess.run(
             ["nsenter", "--target", str(worker.pid), "--mount", "--", "umount", str(storage)],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+        )
 
     run = await backup_run(stack, app)
     figures.runs.append(run)

@@ -47,12 +47,26 @@ KILLS = 8
 SETTLE_SECONDS = 120  # a run must be terminal this long after its start or the last fault
 # Where a kill may aim; "any" kills at a random moment whatever runs.
 STEPS = (
-    "any", "any", "any",
-    "begin_backup", "check_quota", "snapshot_volumes", "dump_database", "upload_volume",
-    "store_manifest", "record_success", "apply_retention",
-    "begin_restore", "verify_backup", "quiesce", "restore_database", "restore_volume",
-    "verify_restore", "resume", "finish_restore",
-)  # fmt: skip
+    "any",
+    "any",
+    "any",
+    "begin_backup",
+    "check_quota",
+    "snapshot_volumes",
+    "dump_database",
+    "upload_volume",
+    "store_manifest",
+    "record_success",
+    "apply_retention",
+    "begin_restore",
+    "verify_backup",
+    "quiesce",
+    "restore_database",
+    "restore_volume",
+    "verify_restore",
+    "resume",
+    "finish_restore",
+)
 
 
 @dataclass

@@ -160,10 +160,13 @@ async def fuzz_world(
             ),
             202,
         )
-        await wait_for(api, f"/api/v1/applications/{app.id}/restores/{restore['id']}", owner,
-                       finished)  # fmt: skip
-        spares = {role: await _storage(api, world, app.workspace, f"spare-{role.replace('_', '-')}")
-                  for role in ROLES.values()}  # fmt: skip
+        await wait_for(
+            api, f"/api/v1/applications/{app.id}/restores/{restore['id']}", owner, finished
+        )
+        spares = {
+            role: await _storage(api, world, app.workspace, f"spare-{role.replace('_', '-')}")
+            for role in ROLES.values()
+        }
         # Tokens of their own, so a DELETE /admin/tokens/{id} that hits one locks nobody out.
         tokens = [
             await expect(
@@ -185,10 +188,14 @@ async def fuzz_world(
         "token_id": tokens[0]["id"],
     }
     others = [
-        {"workspace_id": world.workspaces[key], "app_id": world.apps[key],
-         "user_id": world.users[user], "token_id": tokens[1]["id"]}
+        {
+            "workspace_id": world.workspaces[key],
+            "app_id": world.apps[key],
+            "user_id": world.users[user],
+            "token_id": tokens[1]["id"],
+        }
         for key, user in (("a", "owner"), ("b", "other_admin"), ("free", "free_admin"))
-    ]  # fmt: skip
+    ]
     return FuzzWorld(
         world=world,
         workspace=app.workspace,
@@ -405,8 +412,11 @@ async def test_problems_built_by_routes_match_the_schema(
     the fuzzer rarely builds a body valid enough to reach one."""
     world = fuzz_world.world
     path = "/api/v1/workspaces/{workspace_id}/applications"
-    body = {"name": "stranger-owned", "owner_id": world.users["other_admin"],
-            "platform": {"kind": "local"}}  # fmt: skip
+    body = {
+        "name": "stranger-owned",
+        "owner_id": world.users["other_admin"],
+        "platform": {"kind": "local"},
+    }
     async with running_app(fuzz_settings) as api:
         response = await api.post(
             path.format(workspace_id=fuzz_world.workspace),

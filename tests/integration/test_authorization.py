@@ -23,28 +23,43 @@ def routes(world: World) -> list[tuple[str, str, Any, dict[str, Any]]]:
     fresh = uuid.uuid4().hex[:8]
     return [
         ("GET", "/api/v1/me", None, _row(200, 200, 200, 200, 200)),
-        ("POST", "/api/v1/admin/users", {"email": f"u{fresh}@x.io", "name": "u"},
-         _row(201, 403, 403, 403, 403)),
+        (
+            "POST",
+            "/api/v1/admin/users",
+            {"email": f"u{fresh}@x.io", "name": "u"},
+            _row(201, 403, 403, 403, 403),
+        ),
         ("GET", "/api/v1/admin/users", None, _row(200, 403, 403, 403, 403)),
-        ("POST", f"/api/v1/admin/users/{world.users['member']}/tokens", {"name": "t"},
-         _row(201, 403, 403, 403, 403)),
+        (
+            "POST",
+            f"/api/v1/admin/users/{world.users['member']}/tokens",
+            {"name": "t"},
+            _row(201, 403, 403, 403, 403),
+        ),
         ("DELETE", f"/api/v1/admin/tokens/{uuid.uuid4()}", None, _row(404, 403, 403, 403, 403)),
         ("POST", "/api/v1/admin/workspaces", {"name": f"w-{fresh}"}, _row(201, 403, 403, 403, 403)),
         ("GET", "/api/v1/admin/workspaces", None, _row(200, 403, 403, 403, 403)),
         ("GET", f"/api/v1/admin/workspaces/{ws_a}", None, _row(200, 403, 403, 403, 403)),
         ("PATCH", f"/api/v1/admin/workspaces/{ws_a}", {}, _row(200, 403, 403, 403, 403)),
-        ("POST", f"/api/v1/workspaces/{ws_a}/members",
-         {"user_id": world.users["member"], "role": "member"}, _row(409, 409, 403, 403, 404)),
+        (
+            "POST",
+            f"/api/v1/workspaces/{ws_a}/members",
+            {"user_id": world.users["member"], "role": "member"},
+            _row(409, 409, 403, 403, 404),
+        ),
         ("GET", f"/api/v1/workspaces/{ws_a}/members", None, _row(200, 200, 403, 403, 404)),
-        ("POST", f"/api/v1/workspaces/{ws_a}/applications",
-         {"name": "app-a", "owner_id": world.users["owner"], "platform": {"kind": "local"}},
-         _row(409, 403, 403, 403, 404)),
+        (
+            "POST",
+            f"/api/v1/workspaces/{ws_a}/applications",
+            {"name": "app-a", "owner_id": world.users["owner"], "platform": {"kind": "local"}},
+            _row(409, 403, 403, 403, 404),
+        ),
         ("GET", f"/api/v1/workspaces/{ws_a}/applications", None, _row(200, 200, 200, 200, 404)),
         ("GET", f"/api/v1/applications/{app_a}", None, _row(200, 200, 200, 200, 404)),
         # the platform admin's delete is exercised in test_registry (it removes the app)
         ("DELETE", f"/api/v1/applications/{app_a}", None, _row(None, 403, 403, 403, 404)),
         ("GET", f"/api/v1/workspaces/{ws_a}/audit-events", None, _row(200, 200, 403, 403, 404)),
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize("caller", CALLERS)

@@ -34,12 +34,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
 
 def cli(settings: Settings, *args: str) -> str:
-    env = {**os.environ, "CAIRN_DATABASE_URL": settings.database_url,
-           "CAIRN_MASTER_KEY": settings.master_key_text or ""}  # fmt: skip
+    env = {
+        **os.environ,
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_MASTER_KEY": settings.master_key_text or "",
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
-    )  # fmt: skip
+    )
     return done.stdout
 
 
@@ -54,9 +60,15 @@ async def app(api: ApiClient, world: World, database_server: PostgresServer, tmp
 
 
 async def test_backup_is_complete_encrypted_and_restorable_with_plain_restic(
-    api: ApiClient, world: World, app: App, settings: Settings, temporal_client: Client,
-    database_server: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    app: App,
+    settings: Settings,
+    temporal_client: Client,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     backup = await run_backup(api, world, app)
     assert backup["status"] == "succeeded", backup
     assert backup["trigger"] == "manual" and backup["size_bytes"] > 0
@@ -120,12 +132,19 @@ async def test_backup_is_complete_encrypted_and_restorable_with_plain_restic(
     listed = await expect(await api.get(app.backups, headers=world.auth("member")), 200)
     assert password not in json.dumps(listed)
     events = await expect(
-        await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events?limit=200",
-                      headers=world.auth("ws_admin")), 200,
-    )  # fmt: skip
+        await api.get(
+            f"/api/v1/workspaces/{app.workspace}/audit-events?limit=200",
+            headers=world.auth("ws_admin"),
+        ),
+        200,
+    )
     actions = {e["action"] for e in events["items"]}
-    assert {"backup.trigger", "backup.start", "backup.succeeded",
-            "repository.password_reveal"} <= actions  # fmt: skip
+    assert {
+        "backup.trigger",
+        "backup.start",
+        "backup.succeeded",
+        "repository.password_reveal",
+    } <= actions
     await histories.record(temporal_client, backup["workflow_id"], "backup-succeeded")
 
 
@@ -143,9 +162,14 @@ async def test_incremental_reuses_parent_and_full_rereads(
 
 
 async def test_quota_exceeded_fails_before_any_data_is_written(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-    settings: Settings, webhook: WebhookReceiver, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    settings: Settings,
+    webhook: WebhookReceiver,
+    temporal_client: Client,
+) -> None:
     app = await make_app(api, world, database_server, tmp_path, capacity_gb=1)
     # inside the storage's repositories folder, so it is cairn's own usage (data elsewhere on
     # the file system is not: see test_storages' test_usage_and_quota_count_cairns_bytes…)
@@ -177,16 +201,22 @@ async def _wait_webhook(webhook: WebhookReceiver, execution_id: str) -> None:
 
 
 async def test_unreachable_database_is_retried_then_fails_with_the_reason(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     webhook: WebhookReceiver,
-) -> None:  # fmt: skip
+) -> None:
     from tests.conftest import free_port
 
     app = await make_app(
-        api, world, database_server, tmp_path,
+        api,
+        world,
+        database_server,
+        tmp_path,
         database_url=f"postgresql://postgres:pw@127.0.0.1:{free_port()}/nowhere",
         policy={"include_volumes": False},
-    )  # fmt: skip
+    )
     webhook.fail_next = 1  # the notifier is retried by Temporal too
     backup = await run_backup(api, world, app, seconds=240)
     assert backup["status"] == "failed"
@@ -205,14 +235,16 @@ async def test_unavailable_storage_and_concurrent_trigger(
         first = await expect(await api.post(app.backups, headers=owner), 202)
         problem = await expect(await api.post(app.backups, headers=owner), 409)
         assert first["workflow_id"] in problem["detail"]
-        done = await wait_for(api, f"{app.backups}/{first['id']}", owner,
-                              finished, seconds=90)  # fmt: skip
+        done = await wait_for(api, f"{app.backups}/{first['id']}", owner, finished, seconds=90)
     finally:
         pve.delay(0)
     assert done["status"] == "succeeded"
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        conn.execute("UPDATE backup_storages SET status = 'unavailable', status_message ="
-                     " 'NFS server not responding' WHERE id = %s", (app.storage,))  # fmt: skip
+        conn.execute(
+            "UPDATE backup_storages SET status = 'unavailable', status_message ="
+            " 'NFS server not responding' WHERE id = %s",
+            (app.storage,),
+        )
     failed = await run_backup(api, world, app)
     assert failed["status"] == "failed"
     assert "unavailable: NFS server not responding" in failed["error_message"]
@@ -223,24 +255,26 @@ async def test_idempotency_key_returns_the_same_run(api: ApiClient, world: World
     first = await expect(await api.post(app.backups, headers=headers), 202)
     again = await expect(await api.post(app.backups, headers=headers), 202)
     assert again["id"] == first["id"] and again["workflow_id"] == first["workflow_id"]
-    await wait_for(api, f"{app.backups}/{first['id']}", headers,
-                   finished, seconds=90)  # fmt: skip
+    await wait_for(api, f"{app.backups}/{first['id']}", headers, finished, seconds=90)
     bad = {**world.auth("owner"), "Idempotency-Key": "no spaces allowed"}
     await expect(await api.post(app.backups, headers=bad), 422)
 
 
 async def test_cancel_mid_run_ends_cancelled(
-    api: ApiClient, world: World, app: App, pve: Any, webhook: WebhookReceiver,
+    api: ApiClient,
+    world: World,
+    app: App,
+    pve: Any,
+    webhook: WebhookReceiver,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     owner = world.auth("owner")
     pve.delay(3)
     try:
         started = await expect(await api.post(app.backups, headers=owner), 202)
         await asyncio.sleep(1)
         await expect(await api.post(f"{app.backups}/{started['id']}/cancel", headers=owner), 202)
-        done = await wait_for(api, f"{app.backups}/{started['id']}", owner,
-                              finished, seconds=60)  # fmt: skip
+        done = await wait_for(api, f"{app.backups}/{started['id']}", owner, finished, seconds=60)
     finally:
         pve.delay(0)
     assert done["status"] == "cancelled" and "cancelled during" in done["error_message"]
@@ -266,8 +300,10 @@ async def test_scheduled_run_matches_a_manual_one(
     assert done["workflow_id"].startswith(f"backup-policy-{app.id}")
     assert done["schedule_id"] == f"backup-policy-{app.id}"
     assert {p["part"] for p in done["metadata"]["parts"]} == {
-        "database", "volume:media", "volume:uploads"
-    }  # fmt: skip
+        "database",
+        "volume:media",
+        "volume:uploads",
+    }
 
 
 async def _sweep(temporal_client: Client, name: str) -> dict[str, list[str]]:
@@ -305,15 +341,22 @@ async def test_retention_prunes_expired_backups_but_never_the_newest_good_one(
     out = cli(settings, "admin", "--token", world.tokens["platform_admin"], "repo-password", app.id)
     repo = out.split("repository: ")[1].split()[0]
     password = out.split("password:   ")[1].split()[0]
-    tags = {t for s in json.loads(restic(repo, password, "snapshots", "--json").stdout)
-            for t in s["tags"] if t.startswith("execution=")}  # fmt: skip
+    tags = {
+        t
+        for s in json.loads(restic(repo, password, "snapshots", "--json").stdout)
+        for t in s["tags"]
+        if t.startswith("execution=")
+    }
     assert tags == {f"execution={fourth['id']}"}
     # with every backup expired, the newest good one stays
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        conn.execute("UPDATE backup_executions SET started_at = now() - interval '90 days'"
-                     " WHERE id = %s", (fourth["id"],))  # fmt: skip
-        conn.execute("UPDATE backup_policies SET retention_days = 1 WHERE application_id = %s",
-                     (app.id,))  # fmt: skip
+        conn.execute(
+            "UPDATE backup_executions SET started_at = now() - interval '90 days' WHERE id = %s",
+            (fourth["id"],),
+        )
+        conn.execute(
+            "UPDATE backup_policies SET retention_days = 1 WHERE application_id = %s", (app.id,)
+        )
     await _fail_next_backup(api, world, app, settings)
     await _sweep(temporal_client, f"{fourth['id']}-again")
     statuses = {
@@ -326,8 +369,9 @@ async def test_retention_prunes_expired_backups_but_never_the_newest_good_one(
 async def _fail_next_backup(api: ApiClient, world: World, app: App, settings: Settings) -> None:
     """A run that fails in the quota check still leaves the newest good backup alone."""
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        conn.execute("UPDATE backup_storages SET status = 'unavailable' WHERE id = %s",
-                     (app.storage,))  # fmt: skip
+        conn.execute(
+            "UPDATE backup_storages SET status = 'unavailable' WHERE id = %s", (app.storage,)
+        )
     failed = await run_backup(api, world, app)
     assert failed["status"] == "failed"
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
@@ -370,8 +414,10 @@ async def test_daily_sweep_prunes_expired_backups_without_a_new_backup(
     old, new = await run_backup(api, world, app), await run_backup(api, world, app)
     assert old["status"] == new["status"] == "succeeded"
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        conn.execute("UPDATE backup_executions SET started_at = now() - interval '40 days'"
-                     " WHERE id = %s", (old["id"],))  # fmt: skip
+        conn.execute(
+            "UPDATE backup_executions SET started_at = now() - interval '40 days' WHERE id = %s",
+            (old["id"],),
+        )
     swept = await _sweep(temporal_client, old["id"])
     assert [old["id"]] in swept.values()
     statuses = {

@@ -69,9 +69,12 @@ def selective(target: dict[str, str]) -> dict[str, Any]:
 
 
 async def test_restore_onto_the_metadata_database_by_an_owner_is_refused(
-    api: ApiClient, world: World, settings: Settings,
-    backed_up: tuple[App, dict[str, Any]], unchanged: None,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    backed_up: tuple[App, dict[str, Any]],
+    unchanged: None,
+) -> None:
     """The probe that destroyed cairn: 202, then the metadata database was replaced."""
     app, backup = backed_up
     tables = cairn_tables(settings)
@@ -105,10 +108,17 @@ async def test_restore_onto_the_metadata_database_by_an_owner_is_refused(
     ],
 )
 async def test_restore_targets_outside_the_application_are_refused(
-    api: ApiClient, world: World, settings: Settings, database_server: PostgresServer,
-    backed_up: tuple[App, dict[str, Any]], unchanged: None,
-    who: str, target: Any, status: int, mention: str,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    backed_up: tuple[App, dict[str, Any]],
+    unchanged: None,
+    who: str,
+    target: Any,
+    status: int,
+    mention: str,
+) -> None:
     app, backup = backed_up
     server = database_server.url("postgres", driver="postgresql")
     targets: dict[str, dict[str, str]] = {
@@ -142,9 +152,12 @@ async def data_dir_api(
 
 
 async def test_volume_paths_outside_the_allowed_roots_are_refused(
-    world: World, settings: Settings, data_dir_api: tuple[ApiClient, Path],
-    tmp_path: Path, unchanged: None,
-) -> None:  # fmt: skip
+    world: World,
+    settings: Settings,
+    data_dir_api: tuple[ApiClient, Path],
+    tmp_path: Path,
+    unchanged: None,
+) -> None:
     api, data = data_dir_api
     (tmp_path / "etc-link").symlink_to("/etc")
     probes = {
@@ -164,13 +177,15 @@ async def test_volume_paths_outside_the_allowed_roots_are_refused(
     ws = world.workspaces["a"]
     for path, mention in probes.items():
         body = {
-            "name": f"probe-{uuid.uuid4().hex[:6]}", "owner_id": world.users["owner"],
+            "name": f"probe-{uuid.uuid4().hex[:6]}",
+            "owner_id": world.users["owner"],
             "platform": {"kind": "local", "volumes": {"data": path}},
-        }  # fmt: skip
+        }
         response = await api.post(
-            f"/api/v1/workspaces/{ws}/applications", json=body,
+            f"/api/v1/workspaces/{ws}/applications",
+            json=body,
             headers=world.auth("platform_admin"),
-        )  # fmt: skip
+        )
         problem = await expect(response, 422)
         assert problem["type"] == "/problems/validation-error", (path, problem)
         assert mention in problem["detail"], (path, problem)
@@ -182,9 +197,10 @@ async def test_a_volume_in_the_data_folders_apps_area_is_accepted(
 ) -> None:
     api, data = data_dir_api
     body = {
-        "name": f"apps-{uuid.uuid4().hex[:6]}", "owner_id": world.users["owner"],
+        "name": f"apps-{uuid.uuid4().hex[:6]}",
+        "owner_id": world.users["owner"],
         "platform": {"kind": "local", "volumes": {"data": f"{data}/apps/shop/data"}},
-    }  # fmt: skip
+    }
     ws, root = world.workspaces["a"], world.auth("platform_admin")
     created = await expect(
         await api.post(f"/api/v1/workspaces/{ws}/applications", json=body, headers=root), 201
@@ -194,9 +210,12 @@ async def test_a_volume_in_the_data_folders_apps_area_is_accepted(
 
 @pytest.mark.parametrize(
     ("dbname", "mention"),
-    [("metadata", "metadata database"), ("postgres", "system database"),
-     ("template0", "system database")],
-)  # fmt: skip
+    [
+        ("metadata", "metadata database"),
+        ("postgres", "system database"),
+        ("template0", "system database"),
+    ],
+)
 async def test_an_application_database_that_is_cairns_own_is_refused(
     api: ApiClient, world: World, settings: Settings, unchanged: None, dbname: str, mention: str
 ) -> None:
@@ -204,16 +223,18 @@ async def test_an_application_database_that_is_cairns_own_is_refused(
     if dbname != "metadata":
         parts = {**parts, "dbname": dbname}
     body = {
-        "name": f"probe-{uuid.uuid4().hex[:6]}", "owner_id": world.users["owner"],
+        "name": f"probe-{uuid.uuid4().hex[:6]}",
+        "owner_id": world.users["owner"],
         "platform": {"kind": "local", "database_url": database_url(parts, "secret-pw")},
-    }  # fmt: skip
+    }
     problem = await expect(
         await api.post(
-            f"/api/v1/workspaces/{world.workspaces['a']}/applications", json=body,
+            f"/api/v1/workspaces/{world.workspaces['a']}/applications",
+            json=body,
             headers=world.auth("platform_admin"),
         ),
         422,
-    )  # fmt: skip
+    )
     assert mention in problem["detail"]
     assert [e["field"] for e in problem["errors"]] == ["body.platform.database_url"]
     assert "secret-pw" not in str(problem)

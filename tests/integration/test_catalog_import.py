@@ -46,9 +46,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def own_temporal() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=cli_path(), port=free_port(),
-        search_attributes=SEARCH_ATTRIBUTE_KEYS, dev_server_log_level="error",
-    )  # fmt: skip
+        dev_server_existing_path=cli_path(),
+        port=free_port(),
+        search_attributes=SEARCH_ATTRIBUTE_KEYS,
+        dev_server_log_level="error",
+    )
     try:
         yield env
     finally:
@@ -77,25 +79,36 @@ async def installation(settings: Settings, env: WorkflowEnvironment) -> AsyncIte
 def catalog_import(
     settings: Settings, storage: str, master_key: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CAIRN_DATABASE_URL": settings.database_url,
-           "CAIRN_MASTER_KEY": master_key,
-           "CAIRN_STORAGE_MOUNT_ROOT": str(settings.storage_mount_root)}  # fmt: skip
+    env = {
+        **os.environ,
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_MASTER_KEY": master_key,
+        "CAIRN_STORAGE_MOUNT_ROOT": str(settings.storage_mount_root),
+    }
     return subprocess.run(
         [sys.executable, "-m", "cli.main", "catalog", "import", "--storage", storage],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 async def register_workspace(api: ApiClient, world: World, old: dict[str, Any]) -> str:
     """What the PaaS does on a fresh cairn: the same workspace name (a new id)."""
     root = world.auth("platform_admin")
     body = {"name": old["workspace"]["name"], "plan": "dedicated", "backup_quota_gb": 1000}
-    workspace = await expect(await api.post("/api/v1/admin/workspaces", json=body, headers=root),
-                             201)  # fmt: skip
+    workspace = await expect(
+        await api.post("/api/v1/admin/workspaces", json=body, headers=root), 201
+    )
     for user, role in (("ws_admin", "admin"), ("owner", "member")):
-        await expect(await api.post(
-            f"/api/v1/workspaces/{workspace['id']}/members",
-            json={"user_id": world.users[user], "role": role}, headers=root), 201)  # fmt: skip
+        await expect(
+            await api.post(
+                f"/api/v1/workspaces/{workspace['id']}/members",
+                json={"user_id": world.users[user], "role": role},
+                headers=root,
+            ),
+            201,
+        )
     return str(workspace["id"])
 
 
@@ -105,25 +118,49 @@ async def register_application(
     """... and the same application name in it."""
     root = world.auth("platform_admin")
     app: App = old["app"]
-    created = await expect(await api.post(
-        f"/api/v1/workspaces/{workspace}/applications",
-        json={"name": old["application"]["name"], "owner_id": world.users["owner"],
-              "platform": {"kind": "local", "database_url": app.db_url,
-                           "volumes": {k: str(v) for k, v in app.volumes.items()}}},
-        headers=root), 201)  # fmt: skip
-    return App(created["id"], workspace, "", app.storage_pve_id, app.dbname, app.db_url,
-               app.volumes, app.marker)  # fmt: skip
+    created = await expect(
+        await api.post(
+            f"/api/v1/workspaces/{workspace}/applications",
+            json={
+                "name": old["application"]["name"],
+                "owner_id": world.users["owner"],
+                "platform": {
+                    "kind": "local",
+                    "database_url": app.db_url,
+                    "volumes": {k: str(v) for k, v in app.volumes.items()},
+                },
+            },
+            headers=root,
+        ),
+        201,
+    )
+    return App(
+        created["id"],
+        workspace,
+        "",
+        app.storage_pve_id,
+        app.dbname,
+        app.db_url,
+        app.volumes,
+        app.marker,
+    )
 
 
 async def test_master_key_and_storage_bring_every_backup_back(
-    settings: Settings, database_server: PostgresServer, own_temporal: WorkflowEnvironment,
+    settings: Settings,
+    database_server: PostgresServer,
+    own_temporal: WorkflowEnvironment,
     tmp_path: Path,
-) -> None:  # fmt: skip
-    base = settings.model_copy(update={
-        "temporal_address": own_temporal.client.service_client.config.target_host,
-        "proxmox_host": None, "proxmox_token_id": None, "proxmox_token_secret": None,
-        "storage_mount_root": tmp_path / "storages",
-    })  # fmt: skip
+) -> None:
+    base = settings.model_copy(
+        update={
+            "temporal_address": own_temporal.client.service_client.config.target_host,
+            "proxmox_host": None,
+            "proxmox_token_id": None,
+            "proxmox_token_secret": None,
+            "storage_mount_root": tmp_path / "storages",
+        }
+    )
     # -- the first installation: two backups, then its database is lost ------------------------
     async with metadata_database(database_server, base) as first:
         async with installation(first, own_temporal) as api:
@@ -147,13 +184,15 @@ async def test_master_key_and_storage_bring_every_backup_back(
                 ),
             }
         with psycopg.connect(dbsupport.libpq_url(first.database_url)) as conn:
-            row = conn.execute("SELECT path, password_sealed, application_id, storage_id"
-                               " FROM backup_repositories").fetchone()  # fmt: skip
+            row = conn.execute(
+                "SELECT path, password_sealed, application_id, storage_id FROM backup_repositories"
+            ).fetchone()
         assert row is not None
         password = crypto.open_sealed(
-            row[1], master_key=first.master_key_text,
+            row[1],
+            master_key=first.master_key_text,
             context=f"backup_repositories/{row[2]}/{row[3]}/password",
-        ).decode()  # fmt: skip
+        ).decode()
     storage_root = base.storage_mount_root / app.storage_pve_id
     assert key_file.parent == Path(row[0]) and key_file.parents[4] == storage_root
     assert password not in key_file.read_text()  # sealed, never in plain text
@@ -175,8 +214,9 @@ async def test_master_key_and_storage_bring_every_backup_back(
         assert dbsupport.snapshot(fresh.database_url) == before
 
         # the application is not registered yet: its repository is reported, not guessed
-        early = json.loads(catalog_import(fresh, str(storage_root), fresh.master_key_text or "")
-                           .stdout)  # fmt: skip
+        early = json.loads(
+            catalog_import(fresh, str(storage_root), fresh.master_key_text or "").stdout
+        )
         assert early["storage_created"] is True and early["warnings"] == []
         assert early["repositories"] == 0 and early["backups_imported"] == []
         assert len(early["skipped"]) == 1 and old["application"]["name"] in early["skipped"][0]
@@ -188,8 +228,11 @@ async def test_master_key_and_storage_bring_every_backup_back(
         assert report["storage_id"] == early["storage_id"] and report["storage_created"] is False
         assert report["repositories"] == 1 and report["skipped"] == []
         assert sorted(report["backups_imported"]) == sorted(b["id"] for b in backups)
-        listed = (await expect(await api.get(f"/api/v1/applications/{again.id}/backups",
-                                             headers=owner), 200))["items"]  # fmt: skip
+        listed = (
+            await expect(
+                await api.get(f"/api/v1/applications/{again.id}/backups", headers=owner), 200
+            )
+        )["items"]
         assert {b["id"]: b["status"] for b in listed} == {b["id"]: "succeeded" for b in backups}
         by_id = {b["id"]: b for b in listed}
         for backup in backups:
@@ -198,17 +241,18 @@ async def test_master_key_and_storage_bring_every_backup_back(
             assert mine["size_bytes"] == backup["size_bytes"]
         # a second import finds everything in place and changes nothing
         settled = dbsupport.snapshot(fresh.database_url)
-        repeat = json.loads(catalog_import(fresh, report["storage_id"],
-                                           fresh.master_key_text or "").stdout)  # fmt: skip
+        repeat = json.loads(
+            catalog_import(fresh, report["storage_id"], fresh.master_key_text or "").stdout
+        )
         assert repeat["backups_imported"] == [] and repeat["backups_present"] == 2
         after_repeat = dbsupport.snapshot(fresh.database_url)
         assert {k: v for k, v in after_repeat.items() if k != "audit_events"} == {
-            k: v for k, v in settled.items() if k != "audit_events"}  # fmt: skip
+            k: v for k, v in settled.items() if k != "audit_events"
+        }
 
         mutate(again)
         assert table_hashes(again.db_url) != tables
-        restore = await run_restore(api, world, again, backups[-1]["id"],
-                                    {"restore_type": "full"})  # fmt: skip
+        restore = await run_restore(api, world, again, backups[-1]["id"], {"restore_type": "full"})
         assert restore["status"] == "succeeded", restore["error_message"]
         assert table_hashes(again.db_url) == tables
         assert {name: tree_hashes(path) for name, path in again.volumes.items()} == files

@@ -75,9 +75,14 @@ def environment(url: str, token: str) -> dict[str, str]:
 async def cairn(url: str, token: str, cwd: Path, *args: str) -> Ran:
     """Runs ``cairn *args`` without a terminal (stdin, stdout and stderr are pipes)."""
     process = await asyncio.create_subprocess_exec(
-        CAIRN, *args, cwd=cwd, env=environment(url, token), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        CAIRN,
+        *args,
+        cwd=cwd,
+        env=environment(url, token),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), 300)
     finally:
@@ -92,9 +97,14 @@ async def typed(url: str, token: str, cwd: Path, answer: str, *args: str) -> Ran
     """Runs ``cairn *args`` with stdin on a terminal where ``answer`` is typed at the prompt."""
     leader, follower = pty.openpty()
     process = await asyncio.create_subprocess_exec(
-        CAIRN, *args, cwd=cwd, env=environment(url, token), stdin=follower,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        CAIRN,
+        *args,
+        cwd=cwd,
+        env=environment(url, token),
+        stdin=follower,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     os.close(follower)
     os.write(leader, f"{answer}\n".encode())
     try:
@@ -122,9 +132,14 @@ def cwd(tmp_path: Path) -> Path:
 
 
 async def test_readme_journey_with_the_cli(
-    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
-    settings: Settings, tmp_path: Path, cwd: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    database_server: PostgresServer,
+    settings: Settings,
+    tmp_path: Path,
+    cwd: Path,
+) -> None:
     async def as_(who: str, *args: str) -> Ran:
         return await cairn(served, world.tokens[who], cwd, *args)
 
@@ -141,26 +156,60 @@ async def test_readme_journey_with_the_cli(
     fill_volume(uploads, marker)
     name = f"web-{uuid.uuid4().hex[:6]}"
     app = (
-        await as_("platform_admin", "admin", "-q", "apps", "create", ws, "--name", name,
-                  "--owner", world.users["owner"], "--database-url", db_url,
-                  "--volume", f"uploads={uploads}")
-    ).id()  # fmt: skip
+        await as_(
+            "platform_admin",
+            "admin",
+            "-q",
+            "apps",
+            "create",
+            ws,
+            "--name",
+            name,
+            "--owner",
+            world.users["owner"],
+            "--database-url",
+            db_url,
+            "--volume",
+            f"uploads={uploads}",
+        )
+    ).id()
 
     # Storage (a workspace admin) and policy (the application's owner); ids captured by -q
     created = await as_(
-        "ws_admin", "storages", "create", "--workspace", ws, "--name", "main",
-        "--capacity-gb", "1", "--wait", "-q",
-    )  # fmt: skip
+        "ws_admin",
+        "storages",
+        "create",
+        "--workspace",
+        ws,
+        "--name",
+        "main",
+        "--capacity-gb",
+        "1",
+        "--wait",
+        "-q",
+    )
     storage = created.id()
     assert "is active" in created.err
     policy = await as_(
-        "owner", "policies", "set", "--app", app, "--storage", storage,
-        "--schedule", "0 3 * * *", "--timezone", "Europe/Berlin", "-o", "json",
-    )  # fmt: skip
+        "owner",
+        "policies",
+        "set",
+        "--app",
+        app,
+        "--storage",
+        storage,
+        "--schedule",
+        "0 3 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "-o",
+        "json",
+    )
     assert policy.code == 0, policy
     assert policy.json()["storage_id"] == storage and policy.json()["timezone"] == "Europe/Berlin"
-    counts = await as_("owner", "policies", "set", "--app", app, "--keep-daily", "7",
-                       "--no-age-rule", "-o", "json")  # fmt: skip
+    counts = await as_(
+        "owner", "policies", "set", "--app", app, "--keep-daily", "7", "--no-age-rule", "-o", "json"
+    )
     assert counts.code == 0, counts
     assert (counts.json()["keep_daily"], counts.json()["retention_days"]) == (7, None)
     assert counts.json()["schedule"] == "0 3 * * *"  # kept: only the given settings change
@@ -207,9 +256,20 @@ async def test_readme_journey_with_the_cli(
     copy = f"{dbname}_copy"
     CREATED_DATABASES.append(copy)
     into_copy = await as_(
-        "owner", "restores", "create", "--app", app, "--backup", backup, "--database",
-        "--target-database", copy, "--wait", "-o", "json",
-    )  # fmt: skip
+        "owner",
+        "restores",
+        "create",
+        "--app",
+        app,
+        "--backup",
+        backup,
+        "--database",
+        "--target-database",
+        copy,
+        "--wait",
+        "-o",
+        "json",
+    )
     assert into_copy.code == 0, into_copy
     assert into_copy.json()["target"] == {"database_name": copy}
     assert table_hashes(database_server.url(copy, driver="postgresql")) == tables
@@ -239,9 +299,13 @@ async def test_readme_journey_with_the_cli(
 
 
 async def test_bad_input_is_one_line_and_changes_nothing(
-    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
-    tmp_path: Path, cwd: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    database_server: PostgresServer,
+    tmp_path: Path,
+    cwd: Path,
+) -> None:
     app = await make_app(api, world, database_server, tmp_path / "app")
 
     async def as_(who: str, *args: str) -> Ran:
@@ -250,36 +314,51 @@ async def test_bad_input_is_one_line_and_changes_nothing(
     before = await expect(await api.get(app.policy, headers=world.auth("owner")), 200)
     one_line_error(
         await as_("owner", "policies", "set", "--app", app.id, "--schedule", "* * * * *"),
-        3, "error: Invalid request: body.schedule: ",
-    )  # fmt: skip
+        3,
+        "error: Invalid request: body.schedule: ",
+    )
     one_line_error(
         await as_("owner", "backups", "get", "--app", app.id, "not-a-uuid"),
-        3, "error: Invalid request: path.backup_id: ",
-    )  # fmt: skip
+        3,
+        "error: Invalid request: path.backup_id: ",
+    )
     missing = str(uuid.uuid4())
     one_line_error(
         await as_("owner", "backups", "get", "--app", app.id, missing),
-        3, f"error: Not found: backup {missing} does not exist",
-    )  # fmt: skip
+        3,
+        f"error: Not found: backup {missing} does not exist",
+    )
     one_line_error(
         await as_("member", "backups", "create", "--app", app.id), 3, "error: Forbidden: "
     )
     one_line_error(
-        await as_("ws_admin", "storages", "create", "--workspace", app.workspace, "--name",
-                  "Not A Slug", "--capacity-gb", "0"),
-        3, "error: Invalid request: body.name: ",
-    )  # fmt: skip
+        await as_(
+            "ws_admin",
+            "storages",
+            "create",
+            "--workspace",
+            app.workspace,
+            "--name",
+            "Not A Slug",
+            "--capacity-gb",
+            "0",
+        ),
+        3,
+        "error: Invalid request: body.name: ",
+    )
     one_line_error(  # another workspace's application is not found, as if it did not exist
         await as_("other_admin", "backups", "list", "--app", app.id), 3, "error: Not found: "
     )
     one_line_error(
         await cairn(served, "cairn_wrong", cwd, "backups", "list", "--app", app.id),
-        3, "error: Unauthorized: ",
-    )  # fmt: skip
+        3,
+        "error: Unauthorized: ",
+    )
     one_line_error(
         await cairn("http://127.0.0.1:9", "t", cwd, "backups", "list", "--app", app.id),
-        3, "error: cannot reach the API at http://127.0.0.1:9",
-    )  # fmt: skip
+        3,
+        "error: cannot reach the API at http://127.0.0.1:9",
+    )
     usage = await as_("owner", "restores", "create", "--app", app.id)
     assert usage.code == 2 and "Missing option '--backup'" in usage.err
     after = await expect(await api.get(app.policy, headers=world.auth("owner")), 200)
@@ -287,8 +366,16 @@ async def test_bad_input_is_one_line_and_changes_nothing(
     assert (await expect(await api.get(app.backups, headers=world.auth("owner")), 200))[
         "items"
     ] == []
-    assert len((await as_("ws_admin", "storages", "list", "--workspace", app.workspace,
-                          "-o", "json")).json()["items"]) == 1  # fmt: skip
+    assert (
+        len(
+            (
+                await as_(
+                    "ws_admin", "storages", "list", "--workspace", app.workspace, "-o", "json"
+                )
+            ).json()["items"]
+        )
+        == 1
+    )
 
 
 async def test_no_url_or_token_says_where_they_come_from(cwd: Path) -> None:
@@ -296,9 +383,16 @@ async def test_no_url_or_token_says_where_they_come_from(cwd: Path) -> None:
 
     async def first_line() -> str:
         process = await asyncio.create_subprocess_exec(
-            CAIRN, "backups", "list", "--app", "x", cwd=cwd, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            CAIRN,
+            "backups",
+            "list",
+            "--app",
+            "x",
+            cwd=cwd,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await process.communicate()
         assert process.returncode == 3
         return err.decode()
@@ -313,15 +407,22 @@ async def test_no_url_or_token_says_where_they_come_from(cwd: Path) -> None:
 
 
 async def test_cancel_a_backup_and_a_restore(
-    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
-    tmp_path: Path, cwd: Path, pve: Any,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    database_server: PostgresServer,
+    tmp_path: Path,
+    cwd: Path,
+    pve: Any,
+) -> None:
     log = tmp_path / "hooks.log"
     # The stop hook outlasts the heartbeat throttle (0.8 x 30 s), so the quiesce step hears
     # of the cancel while it runs; a step that ends before it hears is not cancelled (the
     # restore goes on), which would make this test depend on timing.
-    hooks = {"stop": ["sh", "-c", f"echo stop >> {log}; sleep 35"],
-             "start": ["sh", "-c", f"echo start >> {log}"]}  # fmt: skip
+    hooks = {
+        "stop": ["sh", "-c", f"echo stop >> {log}; sleep 35"],
+        "start": ["sh", "-c", f"echo start >> {log}"],
+    }
     app = await make_app(api, world, database_server, tmp_path / "app", hooks=hooks)
 
     async def owner(*args: str) -> Ran:
@@ -331,10 +432,14 @@ async def test_cancel_a_backup_and_a_restore(
     try:
         backup = (await owner("backups", "create", "--app", app.id, "-q")).id()
         await wait_for(  # cancelled in the quota check, a step that stops when told
-            api, f"{app.backups}/{backup}", world.auth("owner"),
-            lambda b: any(s["step"] == "check_quota" and s["status"] == "running"
-                          for s in (b.get("timeline") or {}).get("steps", [])),
-        )  # fmt: skip
+            api,
+            f"{app.backups}/{backup}",
+            world.auth("owner"),
+            lambda b: any(
+                s["step"] == "check_quota" and s["status"] == "running"
+                for s in (b.get("timeline") or {}).get("steps", [])
+            ),
+        )
         cancelled = await owner("backups", "cancel", "--app", app.id, backup, "-o", "json")
         assert cancelled.code == 0, cancelled
         watched = await owner("backups", "watch", "--app", app.id, backup, "-q")
@@ -344,8 +449,11 @@ async def test_cancel_a_backup_and_a_restore(
     assert watched.out.strip() == backup and f"backup {backup} cancelled: " in watched.err
 
     good = await run_backup(api, world, app)
-    name = (await expect(await api.get(f"/api/v1/applications/{app.id}",
-                                       headers=world.auth("owner")), 200))["name"]  # fmt: skip
+    name = (
+        await expect(
+            await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner")), 200
+        )
+    )["name"]
     create = ("restores", "create", "--app", app.id, "--backup", good["id"], "-q")
     refused = await typed(served, world.tokens["owner"], cwd, "not-the-name", *create)
     assert refused.code == 2 and "is not" in refused.err and "nothing was changed" in refused.err
@@ -363,14 +471,21 @@ async def test_cancel_a_backup_and_a_restore(
     assert log.read_text().split() == ["stop", "start"]  # started again
     one_line_error(
         await owner("restores", "cancel", "--app", app.id, restore),
-        3, "error: Conflict: the restore is cancelled; only a restore under way can be cancelled",
-    )  # fmt: skip
+        3,
+        "error: Conflict: the restore is cancelled; only a restore under way can be cancelled",
+    )
     events = await expect(
-        await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events?limit=200",
-                      headers=world.auth("ws_admin")), 200,
-    )  # fmt: skip
-    asked = [(e["action"], e["target_id"]) for e in events["items"]
-             if e["action"] in ("backup.cancel", "restore.cancel")]  # fmt: skip
+        await api.get(
+            f"/api/v1/workspaces/{app.workspace}/audit-events?limit=200",
+            headers=world.auth("ws_admin"),
+        ),
+        200,
+    )
+    asked = [
+        (e["action"], e["target_id"])
+        for e in events["items"]
+        if e["action"] in ("backup.cancel", "restore.cancel")
+    ]
     assert sorted(asked) == [("backup.cancel", backup), ("restore.cancel", restore)]
 
 
@@ -379,9 +494,14 @@ async def on_a_terminal(url: str, token: str, cwd: Path, *args: str) -> tuple[in
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     process = await asyncio.create_subprocess_exec(
-        CAIRN, *args, cwd=cwd, env={**environment(url, token), "TERM": "xterm"},
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=follower,
-    )  # fmt: skip
+        CAIRN,
+        *args,
+        cwd=cwd,
+        env={**environment(url, token), "TERM": "xterm"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=follower,
+    )
     os.close(follower)
     screen = bytearray()
     loop = asyncio.get_running_loop()
@@ -402,16 +522,28 @@ async def on_a_terminal(url: str, token: str, cwd: Path, *args: str) -> tuple[in
 
 
 async def test_progress_on_a_terminal(
-    api: ApiClient, world: World, served: str, database_server: PostgresServer,  # noqa: F811
-    tmp_path: Path, cwd: Path, pve: Any,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    database_server: PostgresServer,
+    tmp_path: Path,
+    cwd: Path,
+    pve: Any,
+) -> None:
     app = await make_app(api, world, database_server, tmp_path / "app")
     pve.delay(2)  # the quota check takes a while, so the bar shows it running
     try:
         code, out, screen = await on_a_terminal(
-            served, world.tokens["owner"], cwd, "backups", "create", "--app", app.id, "--wait",
+            served,
+            world.tokens["owner"],
+            cwd,
+            "backups",
+            "create",
+            "--app",
+            app.id,
+            "--wait",
             "-q",
-        )  # fmt: skip
+        )
     finally:
         pve.delay(0)
     assert code == 0, screen
@@ -444,16 +576,34 @@ def test_the_readme_journey_against_cairn_dev(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     dev = subprocess.Popen(
-        [CAIRN, "dev", "--api-port", str(ports[0]), "--temporal-port", str(ports[1]),
-         "--ui-port", str(ports[2]), "--metrics-port", str(ports[3])],
-        cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            CAIRN,
+            "dev",
+            "--api-port",
+            str(ports[0]),
+            "--temporal-port",
+            str(ports[1]),
+            "--ui-port",
+            str(ports[2]),
+            "--metrics-port",
+            str(ports[3]),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_for(log, "cairn is running", dev, seconds=180)
         shell = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", readme_journey(name)], cwd=tmp_path, env=env,
-            capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+            ["bash", "-euo", "pipefail", "-c", readme_journey(name)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert shell.returncode == 0, (shell.stdout, shell.stderr)
         assert "error:" not in shell.stderr, shell.stderr
         assert re.search(r"backup [0-9a-f-]{36} succeeded", shell.stderr), shell.stderr
@@ -474,30 +624,57 @@ def test_the_readme_journey_against_cairn_dev(
 
 
 async def test_a_storage_created_changed_and_deleted(
-    api: ApiClient, world: World, served: str, tmp_path: Path, cwd: Path,  # noqa: F811
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    tmp_path: Path,
+    cwd: Path,
+) -> None:
     ws = await new_workspace(api, world)
 
     async def admin(*args: str) -> Ran:
         return await cairn(served, world.tokens["ws_admin"], cwd, *args)
 
     storage = (
-        await admin("storages", "create", "--workspace", ws, "--name", "spare",
-                    "--capacity-gb", "5", "--wait", "-q")
-    ).id()  # fmt: skip
-    changed = await admin("storages", "update", "--workspace", ws, storage, "--name", "spare-2",
-                          "--capacity-gb", "7", "-o", "json")  # fmt: skip
+        await admin(
+            "storages",
+            "create",
+            "--workspace",
+            ws,
+            "--name",
+            "spare",
+            "--capacity-gb",
+            "5",
+            "--wait",
+            "-q",
+        )
+    ).id()
+    changed = await admin(
+        "storages",
+        "update",
+        "--workspace",
+        ws,
+        storage,
+        "--name",
+        "spare-2",
+        "--capacity-gb",
+        "7",
+        "-o",
+        "json",
+    )
     assert changed.code == 0, changed
     assert (changed.json()["name"], changed.json()["capacity_gb"]) == ("spare-2", 7)
     one_line_error(
         await admin("storages", "update", "--workspace", ws, storage, "--server", "nfs.example"),
-        3, "error: Invalid request: ",
-    )  # fmt: skip
+        3,
+        "error: Invalid request: ",
+    )
     listed = await admin("storages", "list", "--workspace", ws, "-q")
     assert listed.out.split() == [storage]
     deleted = await admin("storages", "delete", "--workspace", ws, storage, "--wait", "-q")
     assert deleted.code == 0 and "storage deleted" in deleted.err, deleted
     one_line_error(
         await admin("storages", "get", "--workspace", ws, storage),
-        3, f"error: Not found: backup storage {storage} does not exist",
-    )  # fmt: skip
+        3,
+        f"error: Not found: backup storage {storage} does not exist",
+    )

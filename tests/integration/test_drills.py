@@ -101,9 +101,13 @@ async def backed_up(
 
 
 async def test_a_drill_restores_verifies_times_and_removes_its_copy(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    database_server: PostgresServer, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    database_server: PostgresServer,
+    temporal_client: Client,
+) -> None:
     app, backup = backed_up
     before = app_state(app)
     body = {"schedule": "0 4 * * 0", "checks": PASSING}
@@ -120,15 +124,25 @@ async def test_a_drill_restores_verifies_times_and_removes_its_copy(
         {"name": "odd table", "outcome": "passed", "message": "returned true"},
     ]
     steps = [s["step"] for s in drill["timeline"]["steps"]]
-    assert steps == ["begin_drill", "verify_drill_backup", "restore_drill_database",
-                     "restore_drill_volume", "restore_drill_volume", "verify_drill",
-                     "run_drill_checks", "finish_drill", "clean_up_drill"]  # fmt: skip
+    assert steps == [
+        "begin_drill",
+        "verify_drill_backup",
+        "restore_drill_database",
+        "restore_drill_volume",
+        "restore_drill_volume",
+        "verify_drill",
+        "run_drill_checks",
+        "finish_drill",
+        "clean_up_drill",
+    ]
     assert "removed" in drill["cleanup"]
     assert scratch_left(database_server, settings, drill["id"]) == []
     assert app_state(app) == before
     assert audit_actions(settings, drill["id"]) == [
-        "drill.request", "drill.start", "drill.succeeded"
-    ]  # fmt: skip
+        "drill.request",
+        "drill.start",
+        "drill.succeeded",
+    ]
     shown = await expect(
         await api.get(f"{app.backups}/{backup['id']}", headers=world.auth("member")), 200
     )
@@ -144,9 +158,14 @@ async def test_a_drill_restores_verifies_times_and_removes_its_copy(
 
 
 async def test_a_false_or_writing_check_fails_the_drill_naming_it(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    database_server: PostgresServer, webhook: WebhookReceiver, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    database_server: PostgresServer,
+    webhook: WebhookReceiver,
+    temporal_client: Client,
+) -> None:
     app, _ = backed_up
     before = app_state(app)
     checks = [
@@ -157,11 +176,12 @@ async def test_a_false_or_writing_check_fails_the_drill_naming_it(
     ]
     await expect(
         await api.put(
-            drill_policy_url(app), json={"schedule": "@weekly", "checks": checks},
+            drill_policy_url(app),
+            json={"schedule": "@weekly", "checks": checks},
             headers=world.auth("owner"),
         ),
         201,
-    )  # fmt: skip
+    )
     drill = await run_drill(api, world, app)
     assert drill["status"] == "failed"
     message = drill["error_message"]
@@ -169,8 +189,13 @@ async def test_a_false_or_writing_check_fails_the_drill_naming_it(
     assert "check 'sneaky write' error" in message and "read-only transaction" in message
     assert "check 'two statements' error" in message
     outcomes = {c["name"]: c["outcome"] for c in drill["checks"]}
-    assert outcomes == {"all items": "passed", "odd table": "passed", "no items": "failed",
-                        "sneaky write": "error", "two statements": "error"}  # fmt: skip
+    assert outcomes == {
+        "all items": "passed",
+        "odd table": "passed",
+        "no items": "failed",
+        "sneaky write": "error",
+        "two statements": "error",
+    }
     assert drill["recovery_seconds"] is None and drill["bytes_restored"] > 0
     assert scratch_left(database_server, settings, drill["id"]) == []
     assert app_state(app) == before
@@ -183,9 +208,13 @@ async def test_a_false_or_writing_check_fails_the_drill_naming_it(
 
 
 async def test_a_damaged_pack_fails_the_drill_at_verification(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    database_server: PostgresServer, webhook: WebhookReceiver,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    database_server: PostgresServer,
+    webhook: WebhookReceiver,
+) -> None:
     app, backup = backed_up
     before = app_state(app)
     packs = [p for p in Path(backup["backup_path"], "data").rglob("*") if p.is_file()]
@@ -204,9 +233,12 @@ async def test_a_damaged_pack_fails_the_drill_at_verification(
 
 
 async def test_a_backup_runs_beside_a_drill(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
     database_server: PostgresServer,
-) -> None:  # fmt: skip
+) -> None:
     app, first = backed_up
     owner = world.auth("owner")
     before = app_state(app)
@@ -234,9 +266,14 @@ async def test_a_backup_runs_beside_a_drill(
 
 
 async def test_a_cancelled_drill_ends_cancelled_and_removes_its_copy(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    database_server: PostgresServer, webhook: WebhookReceiver, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    database_server: PostgresServer,
+    webhook: WebhookReceiver,
+    temporal_client: Client,
+) -> None:
     app, _ = backed_up
     owner = world.auth("owner")
     slow = [{"name": "slow", "sql": "SELECT pg_sleep(45) IS NOT NULL"}]
@@ -265,9 +302,14 @@ async def test_a_cancelled_drill_ends_cancelled_and_removes_its_copy(
 
 
 async def test_what_a_terminated_drill_left_goes_with_the_next_drill(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    database_server: PostgresServer, webhook: WebhookReceiver, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    database_server: PostgresServer,
+    webhook: WebhookReceiver,
+    temporal_client: Client,
+) -> None:
     """A workflow terminated in Temporal runs no cleanup; the application's next drill does."""
     app, _ = backed_up
     owner = world.auth("owner")
@@ -305,17 +347,32 @@ def repository_env(settings: Settings, app: App) -> dict[str, str]:
 
 
 async def test_a_drill_reads_while_a_writer_holds_the_repository_lock(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
     database_server: PostgresServer,
-) -> None:  # fmt: skip
+) -> None:
     """A backup holds restic's (shared) lock for its whole upload; the drill goes on beside it."""
     app, backup = backed_up
     env, repo = repository_env(settings, app), backup["backup_path"]
     writer = subprocess.Popen(
-        ["restic", "--repo", repo, "backup", "--stdin", "--stdin-filename", "slow.bin",
-         "--tag", "test=writer", "--quiet"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+        [
+            "restic",
+            "--repo",
+            repo,
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "slow.bin",
+            "--tag",
+            "test=writer",
+            "--quiet",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         assert writer.stdin is not None
         writer.stdin.write(b"still writing " * 1000)
@@ -323,8 +380,11 @@ async def test_a_drill_reads_while_a_writer_holds_the_repository_lock(
         for _ in range(100):
             locks = subprocess.run(
                 ["restic", "--repo", repo, "--no-lock", "list", "locks"],
-                env=env, capture_output=True, text=True, check=True,
-            ).stdout.split()  # fmt: skip
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             if locks:
                 break
             await asyncio.sleep(0.1)
@@ -340,9 +400,13 @@ async def test_a_drill_reads_while_a_writer_holds_the_repository_lock(
 
 
 async def test_a_drill_policy_is_a_schedule_in_the_policy_time_zone(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    database_server: PostgresServer, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    database_server: PostgresServer,
+    temporal_client: Client,
+) -> None:
     app, backup = backed_up
     owner = world.auth("owner")
     url = drill_policy_url(app)
@@ -374,9 +438,12 @@ async def test_a_drill_policy_is_a_schedule_in_the_policy_time_zone(
     await expect(await api.put(url, json={**body, "enabled": True}, headers=owner), 200)
     await handle.trigger()
     listed = await wait_for(
-        api, drills_url(app), owner,
-        lambda page: page["items"] and finished_drill(page["items"][0]), seconds=120,
-    )  # fmt: skip
+        api,
+        drills_url(app),
+        owner,
+        lambda page: page["items"] and finished_drill(page["items"][0]),
+        seconds=120,
+    )
     drill = listed["items"][0]
     assert drill["trigger"] == "schedule" and drill["schedule_id"] == sid
     assert drill["status"] == "succeeded", drill["error_message"]
@@ -394,9 +461,14 @@ def finished_drill(drill: dict[str, Any]) -> bool:
 
 
 async def test_rules_of_the_drill_api(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-    settings: Settings, temporal_client: Client, webhook: WebhookReceiver,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    settings: Settings,
+    temporal_client: Client,
+    webhook: WebhookReceiver,
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     owner, member = world.auth("owner"), world.auth("member")
     problem = await expect(await api.post(drills_url(app), headers=owner), 409)
@@ -431,9 +503,12 @@ async def test_rules_of_the_drill_api(
     sid = f"restore-drill-{app.id}"
     await temporal_client.get_schedule_handle(sid).trigger()
     listed = await wait_for(
-        api, drills_url(app), owner,
-        lambda page: page["items"] and page["items"][0]["status"] in TERMINAL, seconds=60,
-    )  # fmt: skip
+        api,
+        drills_url(app),
+        owner,
+        lambda page: page["items"] and page["items"][0]["status"] in TERMINAL,
+        seconds=60,
+    )
     drill = listed["items"][0]
     assert drill["status"] == "failed" and drill["trigger"] == "schedule"
     assert drill["backup_id"] is None and drill["cleanup"] is None  # nothing was restored

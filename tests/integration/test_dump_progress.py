@@ -55,23 +55,36 @@ def test_large_dumps_are_staged_on_disk_and_restored_in_parallel(
     staging = tmp_path / "staging"
     staging.mkdir()
     restore_from_restic(
-        new_database, restic, repo, result.snapshot_id,
-        size_hint=PARALLEL_RESTORE_MIN_BYTES, staging_dir=staging, jobs=2,
-    )  # fmt: skip
+        new_database,
+        restic,
+        repo,
+        result.snapshot_id,
+        size_hint=PARALLEL_RESTORE_MIN_BYTES,
+        staging_dir=staging,
+        jobs=2,
+    )
     assert table_row_counts(new_database, tool("psql", None)) == EXPECTED_COUNTS
     assert fingerprint(new_database) == fingerprint(source)
     assert list(staging.iterdir()) == []  # the staged copy is gone
 
     # a repeated parallel restore (a retried step) replaces, never duplicates
     with psycopg.connect(
-        host=new_database.host, port=new_database.port, user=new_database.user,
-        dbname=new_database.dbname, autocommit=True,
-    ) as conn:  # fmt: skip
+        host=new_database.host,
+        port=new_database.port,
+        user=new_database.user,
+        dbname=new_database.dbname,
+        autocommit=True,
+    ) as conn:
         conn.execute("DELETE FROM app.orders WHERE id > 10")
     restore_from_restic(
-        new_database, restic, repo, result.snapshot_id,
-        size_hint=PARALLEL_RESTORE_MIN_BYTES, staging_dir=staging, jobs=2,
-    )  # fmt: skip
+        new_database,
+        restic,
+        repo,
+        result.snapshot_id,
+        size_hint=PARALLEL_RESTORE_MIN_BYTES,
+        staging_dir=staging,
+        jobs=2,
+    )
     assert fingerprint(new_database) == fingerprint(source)
 
 
@@ -82,9 +95,14 @@ def test_a_failed_parallel_restore_says_why_and_leaves_no_staged_copy(
     gone = PgTarget(source.host, source.port, source.user, "cairn_no_such_database", None)
     with pytest.raises(DumpError) as caught:
         restore_from_restic(
-            gone, restic, repo, result.snapshot_id,
-            size_hint=PARALLEL_RESTORE_MIN_BYTES, staging_dir=tmp_path, jobs=2,
-        )  # fmt: skip
+            gone,
+            restic,
+            repo,
+            result.snapshot_id,
+            size_hint=PARALLEL_RESTORE_MIN_BYTES,
+            staging_dir=tmp_path,
+            jobs=2,
+        )
     assert "pg_restore failed" in caught.value.message
     assert "does not exist" in caught.value.message
     assert list(tmp_path.iterdir()) == []

@@ -153,9 +153,14 @@ def test_a_wrong_master_key_is_one_line(own_database: str, tmp_path: Path) -> No
             (app_id, storage_id, sealed),
         )
     done = cairn(
-        "admin", "--token", made.stdout.strip(), "repo-password", str(app_id),
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "admin",
+        "--token",
+        made.stdout.strip(),
+        "repo-password",
+        str(app_id),
+        cwd=tmp_path,
+        env=env,
+    )
     line = _one_line_error(done)
     assert "cannot be opened with this master key" in line
     assert "CAIRN_MASTER_KEY must be the key the worker uses" in line

@@ -56,9 +56,11 @@ async def make_setup(
         202,
     )
     await wait_for(
-        api, f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}", admin,
+        api,
+        f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}",
+        admin,
         lambda s: s["status"] == "active",
-    )  # fmt: skip
+    )
     app = await expect(
         await api.post(
             f"/api/v1/workspaces/{ws}/applications",
@@ -82,11 +84,23 @@ async def setup(api: ApiClient, world: World) -> Setup:
 def describe(settings: Settings, schedule_id: str) -> dict[str, Any] | None:
     """``temporal schedule describe`` (the official CLI), as JSON; None when absent."""
     result = subprocess.run(
-        [cli_path(), "schedule", "describe", "--schedule-id", schedule_id,
-         "--address", settings.temporal_address, "--namespace", settings.temporal_namespace,
-         "--output", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            cli_path(),
+            "schedule",
+            "describe",
+            "--schedule-id",
+            schedule_id,
+            "--address",
+            settings.temporal_address,
+            "--namespace",
+            settings.temporal_namespace,
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         assert "not found" in (result.stderr + result.stdout).lower(), result.stderr
         return None
@@ -107,8 +121,14 @@ def calendar(described: dict[str, Any]) -> dict[str, Any]:
 
 
 def policy(storage: str, **overrides: Any) -> dict[str, Any]:
-    return {"storage_id": storage, "schedule": "0 3 * * *", "timezone": "Europe/Berlin",
-            "retention_days": 14, "backup_type": "incremental", **overrides}  # fmt: skip
+    return {
+        "storage_id": storage,
+        "schedule": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "retention_days": 14,
+        "backup_type": "incremental",
+        **overrides,
+    }
 
 
 async def test_policy_lifecycle_is_mirrored_by_the_schedule(
@@ -193,11 +213,17 @@ async def test_trigger_starts_a_backup_run_with_the_right_identity(
     started = history.events[0].workflow_execution_started_event_attributes
     args = json.loads(started.input.payloads[0].data)
     assert args == {
-        "application_id": setup.app, "workspace_id": setup.ws, "policy_id": created["id"],
-        "storage_id": setup.storage, "trigger": "schedule", "backup_type": "incremental",
-        "include_volumes": False, "include_database": True, "retention_days": 14,
+        "application_id": setup.app,
+        "workspace_id": setup.ws,
+        "policy_id": created["id"],
+        "storage_id": setup.storage,
+        "trigger": "schedule",
+        "backup_type": "incremental",
+        "include_volumes": False,
+        "include_database": True,
+        "retention_days": 14,
         "execution_id": None,
-    }  # fmt: skip
+    }
     # the run may have ended already (the test application's database does not exist)
     with contextlib.suppress(RPCError):
         await temporal_client.get_workflow_handle(run.id).terminate("test: not run to its end")
@@ -254,8 +280,11 @@ async def test_roles_plan_and_storage_state(
     await expect(await api.post(f"{setup.url}/trigger", headers=world.auth("member")), 403)
     await expect(await api.delete(setup.url, headers=world.auth("member")), 403)
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        conn.execute("UPDATE backup_storages SET status = 'error', status_message = 'PVE said no'"
-                     " WHERE id = %s", (setup.storage,))  # fmt: skip
+        conn.execute(
+            "UPDATE backup_storages SET status = 'error', status_message = 'PVE said no'"
+            " WHERE id = %s",
+            (setup.storage,),
+        )
     problem = await expect(await api.post(setup.url, json=body, headers=world.auth("owner")), 409)
     assert "error: PVE said no" in problem["detail"]
 
@@ -308,8 +337,11 @@ async def test_reconcile_repairs_every_kind_of_drift(
     template = await temporal_client.get_schedule_handle(f"backup-policy-{third.app}").describe()
     await temporal_client.create_schedule(orphan, template.schedule)
 
-    env = {**os.environ, "CAIRN_DATABASE_URL": settings.database_url,
-           "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address}  # fmt: skip
+    env = {
+        **os.environ,
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address,
+    }
     result = await reconcile_cli(env)
     report = json.loads(result.stdout)
     assert sid in report["created"]
@@ -344,9 +376,14 @@ NEVER_OR_MALFORMED = [
 
 @pytest.mark.parametrize(("schedule", "message"), NEVER_OR_MALFORMED)
 async def test_a_schedule_that_never_fires_or_cannot_be_read_is_422(
-    api: ApiClient, world: World, setup: Setup, settings: Settings, unchanged: None,
-    schedule: str, message: str,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    setup: Setup,
+    settings: Settings,
+    unchanged: None,
+    schedule: str,
+    message: str,
+) -> None:
     response = await api.post(
         setup.url, json=policy(setup.storage, schedule=schedule), headers=world.auth("owner")
     )
@@ -381,8 +418,15 @@ async def test_temporal_runs_the_schedule_the_validator_read(
     from schedules.cron import next_times
 
     owner = world.auth("owner")
-    for schedule in ("0 0 13 * 5", "0 3 * * mon-fri", "15 1-5/2 * * *", "0 3 * jan *",
-                     "0 3 * * 7", "@weekly", "0 0 29 2 *"):  # fmt: skip
+    for schedule in (
+        "0 0 13 * 5",
+        "0 3 * * mon-fri",
+        "15 1-5/2 * * *",
+        "0 3 * jan *",
+        "0 3 * * 7",
+        "@weekly",
+        "0 0 29 2 *",
+    ):
         response = await api.post(
             setup.url, json=policy(setup.storage, schedule=schedule), headers=owner
         )
@@ -426,13 +470,21 @@ async def test_including_a_part_the_application_lacks_is_422_and_changes_nothing
     owner = world.auth("owner")
     before = snapshot(settings.database_url)
     cases = [
-        (no_db, {"include_database": True}, "body.include_database",
-         "the application has no database; register one or set include_database false"),
-        (no_volumes, {"include_volumes": True}, "body.include_volumes",
-         "the application has no volumes; register one or set include_volumes false"),
+        (
+            no_db,
+            {"include_database": True},
+            "body.include_database",
+            "the application has no database; register one or set include_database false",
+        ),
+        (
+            no_volumes,
+            {"include_volumes": True},
+            "body.include_volumes",
+            "the application has no volumes; register one or set include_volumes false",
+        ),
         (nothing, {}, "body", "neither a database nor volumes"),
         (no_db, {"include_volumes": False}, "body", "both false"),
-    ]  # fmt: skip
+    ]
     for app, extra, field, message in cases:
         body = {"storage_id": app.storage, "schedule": "0 3 * * *", **extra}
         problem = await expect(await api.post(app.url, json=body, headers=owner), 422)
@@ -448,9 +500,15 @@ async def test_an_update_keeps_the_fields_it_leaves_out(
 ) -> None:
     app = await app_setup(api, world, tmp_path, database=True, volumes=True)
     owner = world.auth("owner")
-    first = {"storage_id": app.storage, "schedule": "0 3 * * *", "timezone": "Europe/Berlin",
-             "retention_days": 14, "backup_type": "incremental", "enabled": False,
-             "include_volumes": False}  # fmt: skip
+    first = {
+        "storage_id": app.storage,
+        "schedule": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "retention_days": 14,
+        "backup_type": "incremental",
+        "enabled": False,
+        "include_volumes": False,
+    }
     await expect(await api.post(app.url, json=first, headers=owner), 201)
     updated = await expect(
         await api.post(
@@ -458,11 +516,25 @@ async def test_an_update_keeps_the_fields_it_leaves_out(
         ),
         200,
     )
-    kept = {k: updated[k] for k in ("timezone", "retention_days", "backup_type", "enabled",
-                                      "include_volumes", "include_database")}  # fmt: skip
-    assert kept == {"timezone": "Europe/Berlin", "retention_days": 14,
-                    "backup_type": "incremental", "enabled": False, "include_volumes": False,
-                    "include_database": True}  # fmt: skip
+    kept = {
+        k: updated[k]
+        for k in (
+            "timezone",
+            "retention_days",
+            "backup_type",
+            "enabled",
+            "include_volumes",
+            "include_database",
+        )
+    }
+    assert kept == {
+        "timezone": "Europe/Berlin",
+        "retention_days": 14,
+        "backup_type": "incremental",
+        "enabled": False,
+        "include_volumes": False,
+        "include_database": True,
+    }
     assert updated["schedule"] == "30 4 * * *" and updated["schedule_state"]["paused"] is True
     first_run = datetime.fromisoformat(updated["schedule_state"]["next_runs"][0])
     assert (first_run.hour, first_run.minute) == (4, 30)

@@ -112,10 +112,18 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
     data = tmp_path / "data"
     api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
     args = (
-        "dev", "--data-dir", str(data), "--api-port", str(api_port),
-        "--metrics-port", str(free_port()),
-        "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
-    )  # fmt: skip
+        "dev",
+        "--data-dir",
+        str(data),
+        "--api-port",
+        str(api_port),
+        "--metrics-port",
+        str(free_port()),
+        "--temporal-port",
+        str(temporal_port),
+        "--ui-port",
+        str(ui_port),
+    )
     tokens = []
     try:
         for attempt in range(2):
@@ -148,10 +156,18 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
 def _dev_args(data: Path) -> tuple[list[str], int]:
     api_port = free_port()
     args = [
-        "dev", "--data-dir", str(data), "--api-port", str(api_port),
-        "--metrics-port", str(free_port()),
-        "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
-    ]  # fmt: skip
+        "dev",
+        "--data-dir",
+        str(data),
+        "--api-port",
+        str(api_port),
+        "--metrics-port",
+        str(free_port()),
+        "--temporal-port",
+        str(free_port()),
+        "--ui-port",
+        str(free_port()),
+    ]
     return args, api_port
 
 

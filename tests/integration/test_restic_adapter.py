@@ -102,8 +102,9 @@ def test_a_new_repository_gets_a_cheap_key_that_plain_restic_opens(
     """init re-encrypts restic's calibrated key (half a second per command) cheaply."""
     repo = Repository(tmp_path / "fresh", f"pw-{secrets.token_hex(16)}")
     env = {**os.environ, "RESTIC_PASSWORD": repo.password}
-    subprocess.run([restic.binary, "--repo", str(repo.path), "init"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [restic.binary, "--repo", str(repo.path), "init"], env=env, check=True, capture_output=True
+    )
     [calibrated] = (repo.path / "keys").iterdir()
     assert json.loads(calibrated.read_text())["N"] > CHEAP_SCRYPT["N"]
 
@@ -115,8 +116,10 @@ def test_a_new_repository_gets_a_cheap_key_that_plain_restic_opens(
     assert use_cheap_key(repo) is False  # repeating changes nothing
     opened = subprocess.run(
         [restic.binary, "--repo", str(repo.path), "--no-cache", "cat", "config"],
-        env=env, capture_output=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        check=True,
+    )
     assert json.loads(opened.stdout)["version"] == 2
     with pytest.raises(ResticError) as caught:
         restic.snapshots(Repository(repo.path, "not-the-password"))

@@ -89,26 +89,38 @@ def restore_url(app: App, backup_id: str) -> str:
 
 
 async def run_restore(
-    api: ApiClient, world: World, app: App, backup_id: str, body: dict[str, Any],
+    api: ApiClient,
+    world: World,
+    app: App,
+    backup_id: str,
+    body: dict[str, Any],
     who: str = "owner",
-) -> Any:  # fmt: skip
+) -> Any:
     accepted = await expect(
         await api.post(restore_url(app, backup_id), json=body, headers=world.auth(who)), 202
     )
     assert accepted["workflow_id"] == f"restore-{accepted['id']}"
     return await wait_for(
-        api, f"/api/v1/applications/{app.id}/restores/{accepted['id']}", world.auth("owner"),
-        lambda r: r["status"] in ("succeeded", "failed", "cancelled")
-        and (r.get("timeline") or {}).get("workflow_status") not in (None, "running"),
+        api,
+        f"/api/v1/applications/{app.id}/restores/{accepted['id']}",
+        world.auth("owner"),
+        lambda r: (
+            r["status"] in ("succeeded", "failed", "cancelled")
+            and (r.get("timeline") or {}).get("workflow_status") not in (None, "running")
+        ),
         seconds=120,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 async def test_full_restore_brings_every_table_and_file_back(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path, dataset: str,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    dataset: str,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     DATASETS[dataset](app.db_url)
     tables = all_hashes(app.db_url)
@@ -122,9 +134,17 @@ async def test_full_restore_brings_every_table_and_file_back(
     assert all_hashes(app.db_url) == tables
     assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
     steps = [s["step"] for s in restore["timeline"]["steps"]]
-    assert steps == ["begin_restore", "verify_backup", "quiesce", "restore_database",
-                     "restore_volume", "restore_volume", "verify_restore", "resume",
-                     "finish_restore"]  # fmt: skip
+    assert steps == [
+        "begin_restore",
+        "verify_backup",
+        "quiesce",
+        "restore_database",
+        "restore_volume",
+        "restore_volume",
+        "verify_restore",
+        "resume",
+        "finish_restore",
+    ]
     leftovers = [p.name for p in app.volumes["uploads"].parent.iterdir() if "cairn" in p.name]
     assert leftovers == []
     with psycopg.connect(database_server.url("postgres", driver="postgresql")) as conn:
@@ -168,17 +188,22 @@ async def test_selective_restores_touch_only_what_was_named(
 
 
 async def test_restore_into_another_database_leaves_the_original_untouched(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]],
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
     database_server: PostgresServer,
-) -> None:  # fmt: skip
+) -> None:
     app, backup = backed_up
     original = all_hashes(app.db_url)
     copy = f"copy_{uuid.uuid4().hex[:8]}"
     try:
         restore = await run_restore(
-            api, world, app, backup["id"],
+            api,
+            world,
+            app,
+            backup["id"],
             {"restore_type": "selective", "database": True, "target": {"database_name": copy}},
-        )  # fmt: skip
+        )
         assert restore["status"] == "succeeded", restore["error_message"]
         assert restore["target"] == {"database_name": copy}
         assert all_hashes(app.db_url) == original
@@ -190,11 +215,17 @@ async def test_restore_into_another_database_leaves_the_original_untouched(
         elsewhere = database_server.url(f"{copy}_url", driver="postgresql")
         with_password = elsewhere.replace("postgres@", "postgres:target-secret-pw@", 1)
         restore = await run_restore(
-            api, world, app, backup["id"],
-            {"restore_type": "selective", "database": True,
-             "target": {"database_url": with_password}},
+            api,
+            world,
+            app,
+            backup["id"],
+            {
+                "restore_type": "selective",
+                "database": True,
+                "target": {"database_url": with_password},
+            },
             who="platform_admin",
-        )  # fmt: skip
+        )
         assert restore["status"] == "succeeded", restore["error_message"]
         assert "target-secret-pw" not in str(restore)
         assert all_hashes(elsewhere) == restored
@@ -205,9 +236,13 @@ async def test_restore_into_another_database_leaves_the_original_untouched(
 
 
 async def test_corrupted_repository_fails_verification_before_anything_is_touched(
-    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]], settings: Settings,
-    webhook: WebhookReceiver, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    settings: Settings,
+    webhook: WebhookReceiver,
+    temporal_client: Client,
+) -> None:
     app, backup = backed_up
     database, files = table_hashes(app.db_url), {n: tree_hashes(p) for n, p in app.volumes.items()}
     packs = sorted(Path(backup["backup_path"], "data").rglob("*"), key=lambda p: p.stat().st_size)
@@ -228,12 +263,17 @@ async def test_corrupted_repository_fails_verification_before_anything_is_touche
 
 
 async def test_cancel_resumes_the_application(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     log = tmp_path / "hooks.log"
-    hooks = {"stop": ["sh", "-c", f"echo stop >> {log}; sleep 4"],
-             "start": ["sh", "-c", f"echo start >> {log}"]}  # fmt: skip
+    hooks = {
+        "stop": ["sh", "-c", f"echo stop >> {log}; sleep 4"],
+        "start": ["sh", "-c", f"echo start >> {log}"],
+    }
     app = await make_app(api, world, database_server, tmp_path / "app", hooks=hooks)
     backup = await run_backup(api, world, app)
     owner = world.auth("owner")
@@ -253,26 +293,32 @@ async def test_cancel_resumes_the_application(
 
 
 async def test_a_cancel_that_arrives_while_a_step_finishes_still_cancels(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     """The stop hook runs on after the cancel and its step ends normally: the run stops anyway.
 
     A step waiting for its cancellation returns its result when it finishes first; without
     the workflow's checkpoint the restore went on and ended "succeeded" after a 202 cancel.
     """
     log = tmp_path / "hooks.log"
-    hooks = {"stop": ["sh", "-c", f"echo stop >> {log}; sleep 4"],
-             "start": ["sh", "-c", f"echo start >> {log}"]}  # fmt: skip
+    hooks = {
+        "stop": ["sh", "-c", f"echo stop >> {log}; sleep 4"],
+        "start": ["sh", "-c", f"echo start >> {log}"],
+    }
     app = await make_app(api, world, database_server, tmp_path / "app", hooks=hooks)
     backup = await run_backup(api, world, app)
     before = table_hashes(app.db_url)
     owner = world.auth("owner")
     accepted = await expect(
-        await api.post(restore_url(app, backup["id"]), json={"restore_type": "full"},
-                       headers=owner),
+        await api.post(
+            restore_url(app, backup["id"]), json={"restore_type": "full"}, headers=owner
+        ),
         202,
-    )  # fmt: skip
+    )
     path = f"/api/v1/applications/{app.id}/restores/{accepted['id']}"
     await wait_for(api, path, owner, lambda r: log.exists())
     await asyncio.sleep(3.3)  # near its end: the step finishes before its next heartbeat
@@ -302,14 +348,28 @@ async def test_rules_of_the_restore_api(
         ({"restore_type": "full", "database": True}, "full restore"),
         ({"restore_type": "selective", "volumes": ["nope"]}, "not in this backup"),
         ({"restore_type": "selective", "volumes": ["../etc"]}, "volumes"),
-        ({"restore_type": "selective", "database": True,
-          "target": {"database_name": "x; drop"}}, "database_name"),
+        (
+            {"restore_type": "selective", "database": True, "target": {"database_name": "x; drop"}},
+            "database_name",
+        ),
         ({"restore_type": "selective", "database": True, "target": {}}, "exactly one"),
-        ({"restore_type": "selective", "volumes": ["uploads"],
-          "target": {"database_name": "elsewhere"}}, "only when the database"),
-        ({"restore_type": "selective", "database": True,
-          "target": {"database_name": app.dbname}}, "original"),
-    ]:  # fmt: skip
+        (
+            {
+                "restore_type": "selective",
+                "volumes": ["uploads"],
+                "target": {"database_name": "elsewhere"},
+            },
+            "only when the database",
+        ),
+        (
+            {
+                "restore_type": "selective",
+                "database": True,
+                "target": {"database_name": app.dbname},
+            },
+            "original",
+        ),
+    ]:
         response = await api.post(url, json=body, headers=owner)
         assert response.status_code == 422 and mention in response.text, (body, response.text)
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
@@ -328,6 +388,9 @@ async def test_rules_of_the_restore_api(
     problem = await expect(await api.post(app.backups, headers=owner), 409)
     assert "restore of this application is running" in problem["detail"]
     await wait_for(
-        api, f"/api/v1/applications/{app.id}/restores/{first['id']}", owner,
-        lambda r: r["status"] in ("succeeded", "failed"), seconds=120,
-    )  # fmt: skip
+        api,
+        f"/api/v1/applications/{app.id}/restores/{first['id']}",
+        owner,
+        lambda r: r["status"] in ("succeeded", "failed"),
+        seconds=120,
+    )

@@ -63,8 +63,9 @@ def _moments() -> Iterator[datetime]:
 
 def _restic(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     env = {**os.environ, "RESTIC_PASSWORD": PASSWORD, "TZ": ZONE}
-    done = subprocess.run(["restic", "-r", str(repo), *args], env=env, input=stdin,
-                          capture_output=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        ["restic", "-r", str(repo), *args], env=env, input=stdin, capture_output=True, check=True
+    )
     return done.stdout
 
 
@@ -77,8 +78,20 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
 
     def snapshot(index: int) -> None:
         at = moments[index].strftime("%Y-%m-%d %H:%M:%S")
-        _restic(repo, "backup", "--stdin", "--stdin-filename", "day", "--host", "cairn",
-                "--time", at, "--tag", f"n={index}", stdin=str(index).encode())  # fmt: skip
+        _restic(
+            repo,
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "day",
+            "--host",
+            "cairn",
+            "--time",
+            at,
+            "--tag",
+            f"n={index}",
+            stdin=str(index).encode(),
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(snapshot, range(len(moments))))
@@ -87,11 +100,14 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
 
 
 def _restic_keeps(history: History, rule: Rule) -> set[str]:
-    flags = [f"--{name.replace('_', '-')}={getattr(rule, name)}"
-             for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-             if getattr(rule, name)]  # fmt: skip
-    groups = json.loads(_restic(history.repo, "forget", "--dry-run", "--json", "--group-by", "",
-                                *flags))  # fmt: skip
+    flags = [
+        f"--{name.replace('_', '-')}={getattr(rule, name)}"
+        for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+        if getattr(rule, name)
+    ]
+    groups = json.loads(
+        _restic(history.repo, "forget", "--dry-run", "--json", "--group-by", "", *flags)
+    )
     assert len(groups) == 1
     return {tag.removeprefix("n=") for snap in groups[0]["keep"] for tag in snap["tags"]}
 
@@ -118,8 +134,9 @@ def test_the_rule_keeps_what_restic_forget_keeps(history: History, rule: Rule) -
     ours = {v.backup.id for v in verdicts if v.keep}
     theirs = _restic_keeps(history, rule)
     oldest = min(history.backups, key=lambda b: b.started_at).id
-    if _restic_version() < (0, 16) and any(r.startswith("oldest ") for v in verdicts
-                                           for r in v.reasons):  # fmt: skip
+    if _restic_version() < (0, 16) and any(
+        r.startswith("oldest ") for v in verdicts for r in v.reasons
+    ):
         # restic 0.16 started keeping the oldest snapshot while a bucket has count left; the
         # rule follows 0.16+, so against an older restic that one backup is the difference
         assert ours == theirs | {oldest}
@@ -163,14 +180,20 @@ def _snapshot_executions(settings: Settings, app: App) -> set[str]:
     from core import crypto
 
     password = crypto.open_sealed(
-        row[1], master_key=settings.master_key_text,
+        row[1],
+        master_key=settings.master_key_text,
         context=f"backup_repositories/{row[2]}/{row[3]}/password",
-    ).decode()  # fmt: skip
+    ).decode()
     env = {**os.environ, "RESTIC_PASSWORD": password}
-    out = subprocess.run(["restic", "-r", row[0], "snapshots", "--json"], env=env,
-                         capture_output=True, check=True).stdout  # fmt: skip
-    return {t.removeprefix("execution=") for s in json.loads(out) for t in s["tags"]
-            if t.startswith("execution=")}  # fmt: skip
+    out = subprocess.run(
+        ["restic", "-r", row[0], "snapshots", "--json"], env=env, capture_output=True, check=True
+    ).stdout
+    return {
+        t.removeprefix("execution=")
+        for s in json.loads(out)
+        for t in s["tags"]
+        if t.startswith("execution=")
+    }
 
 
 @pytest.mark.usefixtures("worker")
@@ -184,11 +207,20 @@ async def test_preview_lists_exactly_what_the_prune_removes_and_protection_holds
     assert all(r["status"] == "succeeded" for r in runs), runs
     ids = [r["id"] for r in runs]
     # four days back to the day before yesterday, two backups on one day; the newest is today's
-    ages = [timedelta(days=9), timedelta(days=4, hours=-8), timedelta(days=4, hours=-10),
-            timedelta(days=2, hours=-10)]  # fmt: skip
+    ages = [
+        timedelta(days=9),
+        timedelta(days=4, hours=-8),
+        timedelta(days=4, hours=-10),
+        timedelta(days=2, hours=-10),
+    ]
     _backdate(settings, dict(zip(ids, ages, strict=False)))
-    rule = {"storage_id": app.storage, "schedule": "0 3 * * *", "retention_days": None,
-            "keep_last": 1, "keep_daily": 3}  # fmt: skip
+    rule = {
+        "storage_id": app.storage,
+        "schedule": "0 3 * * *",
+        "retention_days": None,
+        "keep_last": 1,
+        "keep_daily": 3,
+    }
     policy = await expect(await api.post(app.policy, json=rule, headers=owner), 200)
     assert (policy["retention_days"], policy["keep_last"], policy["keep_daily"]) == (None, 1, 3)
 
@@ -221,8 +253,13 @@ async def test_preview_lists_exactly_what_the_prune_removes_and_protection_holds
     assert sorted(swept[policy["id"]]) == sorted(i["backup_id"] for i in preview["prune"])
     listed = (await expect(await api.get(app.backups, headers=owner), 200))["items"]
     statuses = {b["id"]: b["status"] for b in listed}
-    assert [statuses[i] for i in ids] == ["succeeded", "pruned", "succeeded", "succeeded",
-                                          "succeeded"]  # fmt: skip
+    assert [statuses[i] for i in ids] == [
+        "succeeded",
+        "pruned",
+        "succeeded",
+        "succeeded",
+        "succeeded",
+    ]
     assert _snapshot_executions(settings, app) == {ids[0], ids[2], ids[3], ids[4]}
     after = await expect(await api.get(f"{app.policy}/retention-preview", headers=owner), 200)
     assert after["prune"] == []
@@ -231,8 +268,12 @@ async def test_preview_lists_exactly_what_the_prune_removes_and_protection_holds
     # the storage is not deleted while it holds a protected backup, unless forced
     await expect(await api.delete(app.policy, headers=owner), 204)
     refused = await expect(
-        await api.delete(f"/api/v1/workspaces/{app.workspace}/backup-storages/{app.storage}",
-                         headers=world.auth("ws_admin")), 409)  # fmt: skip
+        await api.delete(
+            f"/api/v1/workspaces/{app.workspace}/backup-storages/{app.storage}",
+            headers=world.auth("ws_admin"),
+        ),
+        409,
+    )
     assert refused["protected_backup_ids"] == [ids[0]] and ids[0] in refused["detail"]
     unprotected = await expect(
         await api.post(f"{app.backups}/{ids[0]}/unprotect", headers=owner), 200
@@ -257,11 +298,17 @@ async def test_rules_of_protection_and_of_the_retention_fields(
     gone = await expect(await api.post(f"{url}/unprotect", headers=owner), 200)
     assert gone["protected"] is False and gone["protected_by"] is None
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        actions = [r[0] for r in conn.execute(
-            "SELECT action FROM audit_events WHERE target_id = %s AND action LIKE %s"
-            " ORDER BY occurred_at", (backup["id"], "backup.%protect"))]  # fmt: skip
-        conn.execute("UPDATE backup_executions SET status = 'failed' WHERE id = %s",
-                     (backup["id"],))  # fmt: skip
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT action FROM audit_events WHERE target_id = %s AND action LIKE %s"
+                " ORDER BY occurred_at",
+                (backup["id"], "backup.%protect"),
+            )
+        ]
+        conn.execute(
+            "UPDATE backup_executions SET status = 'failed' WHERE id = %s", (backup["id"],)
+        )
     assert actions == ["backup.protect", "backup.unprotect"]  # the repeats changed nothing
     refused = await expect(await api.post(f"{url}/protect", headers=owner), 409)
     assert "failed" in refused["detail"]
@@ -272,12 +319,16 @@ async def test_rules_of_protection_and_of_the_retention_fields(
         ({"keep_yearly": 101}, "keep_yearly", "less_than_equal"),
         ({"retention_days": 0}, "retention_days", "greater_than_equal"),
         ({"retention_days": None}, "retention_days", "keeps_nothing"),
-        ({"retention_days": None, "keep_last": 0, "keep_daily": 0}, "retention_days",
-         "keeps_nothing"),
-    ]  # fmt: skip
+        (
+            {"retention_days": None, "keep_last": 0, "keep_daily": 0},
+            "retention_days",
+            "keeps_nothing",
+        ),
+    ]
     for body, field, code in cases:
-        problem = await expect(await api.post(app.policy, json={**policy, **body}, headers=owner),
-                               422)  # fmt: skip
+        problem = await expect(
+            await api.post(app.policy, json={**policy, **body}, headers=owner), 422
+        )
         assert [(e["field"], e["code"]) for e in problem["errors"]] == [(f"body.{field}", code)]
     stored = await expect(await api.get(app.policy, headers=owner), 200)
     assert (stored["retention_days"], stored["keep_daily"]) == (30, 0)  # the default, unchanged

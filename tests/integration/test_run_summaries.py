@@ -85,11 +85,15 @@ async def test_storage_backup_restore_and_schedule_read_in_words(
         202,
     )
     restore = await wait_for(
-        api, f"/api/v1/applications/{app.id}/restores/{accepted['id']}", world.auth("owner"),
-        lambda r: r["status"] in ("succeeded", "failed", "cancelled")
-        and (r.get("timeline") or {}).get("workflow_status") not in (None, "running"),
+        api,
+        f"/api/v1/applications/{app.id}/restores/{accepted['id']}",
+        world.auth("owner"),
+        lambda r: (
+            r["status"] in ("succeeded", "failed", "cancelled")
+            and (r.get("timeline") or {}).get("workflow_status") not in (None, "running")
+        ),
         seconds=120,
-    )  # fmt: skip
+    )
     assert restore["status"] == "succeeded", restore
     restored = temporal_client.get_workflow_handle(accepted["workflow_id"])
     summary = await (await restored.describe()).static_summary()

@@ -41,11 +41,20 @@ def storages_url(ws: str) -> str:
 
 
 async def create(
-    api: ApiClient, world: World, ws: str, kind: str, connection: dict[str, Any] | None = None,
-    capacity: int = 10, name: str | None = None, wait: str | None = "active",
-) -> dict[str, Any]:  # fmt: skip
-    body: dict[str, Any] = {"name": name or f"{kind}-{uuid.uuid4().hex[:6]}", "type": kind,
-                            "capacity_gb": capacity}  # fmt: skip
+    api: ApiClient,
+    world: World,
+    ws: str,
+    kind: str,
+    connection: dict[str, Any] | None = None,
+    capacity: int = 10,
+    name: str | None = None,
+    wait: str | None = "active",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name or f"{kind}-{uuid.uuid4().hex[:6]}",
+        "type": kind,
+        "capacity_gb": capacity,
+    }
     if connection is not None:
         body["connection"] = connection
     accepted = await expect(
@@ -72,9 +81,13 @@ async def ws(api: ApiClient, world: World) -> str:
 
 
 async def test_each_type_becomes_active_with_exact_pve_definition(
-    api: ApiClient, world: World, ws: str, pve: FakePVE, settings: Settings,
+    api: ApiClient,
+    world: World,
+    ws: str,
+    pve: FakePVE,
+    settings: Settings,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     local = await create(api, world, ws, "local")
     nfs = await create(api, world, ws, "nfs", NFS)
     ceph = await create(api, world, ws, "ceph", CEPH)
@@ -90,9 +103,12 @@ async def test_each_type_becomes_active_with_exact_pve_definition(
     }
     nfs_def = pve.storages[nfs["proxmox_storage_id"]]
     assert {k: nfs_def[k] for k in ("type", "server", "export", "options", "content")} == {
-        "type": "nfs", "server": "10.0.0.5", "export": "/exports/backup",
-        "options": "vers=4.2", "content": "backup",
-    }  # fmt: skip
+        "type": "nfs",
+        "server": "10.0.0.5",
+        "export": "/exports/backup",
+        "options": "vers=4.2",
+        "content": "backup",
+    }
     ceph_def = pve.storages[ceph["proxmox_storage_id"]]
     assert ceph_def["type"] == "cephfs" and ceph_def["fs-name"] == "cephfs"
     assert ceph_def["username"] == "backup" and ceph_def["subdir"] == "/cairn"
@@ -101,8 +117,11 @@ async def test_each_type_becomes_active_with_exact_pve_definition(
     assert ceph["secrets_set"] == ["keyring"]
     listed = await expect(await api.get(storages_url(ws), headers=world.auth("member")), 200)
     shown = {s["proxmox_storage_id"] for s in listed["items"]}
-    assert shown == {local["proxmox_storage_id"], nfs["proxmox_storage_id"],
-                     ceph["proxmox_storage_id"]}  # fmt: skip
+    assert shown == {
+        local["proxmox_storage_id"],
+        nfs["proxmox_storage_id"],
+        ceph["proxmox_storage_id"],
+    }
     assert shown <= set(pve.storages)
 
 
@@ -210,23 +229,23 @@ def bad_bodies() -> list[tuple[dict[str, Any] | bytes, int, str]]:
         ({**ok, "type": "ceph", "connection": {**CEPH, "fs_name": "1cephfs"}}, 422, "fs_name"),
         ({**ok, "type": "ceph", "connection": {**CEPH, "fs_name": "c"}}, 422, "fs_name"),
         ({**ok, "type": "ceph", "connection": {**CEPH, "fs_name": "ceph.fs"}}, 422, "fs_name"),
-        ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": ["[10.0.0.1"]}}, 422,
-         "monhost"),
-        ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": ["mon:port"]}}, 422,
-         "monhost"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": ["[10.0.0.1"]}}, 422, "monhost"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": ["mon:port"]}}, 422, "monhost"),
         ({**ok, "type": "ceph", "connection": {**CEPH, "subdir": "/cairn/./x"}}, 422, "subdir"),
         ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": "not-a-key"}}, 422, "keyring"),
-        ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": "AQB key=="}}, 422,
-         "keyring"),
+        ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": "AQB key=="}}, 422, "keyring"),
         ({**ok, "connection": {**NFS, "options": "vers=4,$(reboot)"}}, 422, "options"),
         ({**ok, "connection": {**NFS, "path": "/mnt/x"}}, 422, "path"),
         ({**ok, "type": "ceph", "connection": {**CEPH, "keyring": ""}}, 422, "keyring"),
-        ({**ok, "type": "ceph", "connection": {k: v for k, v in CEPH.items() if k != "keyring"}},
-         422, "keyring"),
+        (
+            {**ok, "type": "ceph", "connection": {k: v for k, v in CEPH.items() if k != "keyring"}},
+            422,
+            "keyring",
+        ),
         ({**ok, "type": "ceph", "connection": {**CEPH, "monhost": []}}, 422, "monhost"),
         ({**ok, "type": "local", "connection": {"path": "/etc"}}, 422, "path"),
         ({**ok, "extra": 1}, 422, "extra"),
-    ]  # fmt: skip
+    ]
 
 
 async def test_bad_input_changes_neither_database_nor_pve(
@@ -267,8 +286,9 @@ async def test_bad_connection_updates_change_neither_database_nor_pve(
     calls = len(pve.calls)
     for storage, connection, field in bad:
         url = f"{storages_url(ws)}/{storage['id']}"
-        problem = await expect(await api.put(url, json={"connection": connection},
-                                             headers=admin), 422)  # fmt: skip
+        problem = await expect(
+            await api.put(url, json={"connection": connection}, headers=admin), 422
+        )
         assert field in json.dumps(problem), problem
         body = await expect(await api.get(url, headers=admin), 200)
         assert body["status"] == "active" and body["updated_at"] == storage["updated_at"]
@@ -295,8 +315,10 @@ async def test_update_rename_resize_and_reprovision(
     )
     assert (updated["name"], updated["capacity_gb"]) == ("renamed", 12)
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
-        conn.execute("UPDATE backup_storages SET used_bytes = %s WHERE id = %s",
-                     (5 * 1024**3 + 1, storage["id"]))  # fmt: skip
+        conn.execute(
+            "UPDATE backup_storages SET used_bytes = %s WHERE id = %s",
+            (5 * 1024**3 + 1, storage["id"]),
+        )
     problem = await expect(await api.put(path, json={"capacity_gb": 5}, headers=admin), 409)
     assert problem["type"] == "/problems/capacity-below-usage" and problem["used_gb"] == 6
     problem = await expect(
@@ -339,14 +361,18 @@ async def test_delete_rules_and_forced_delete(
     assert pve_id not in pve.storages
     await histories.record(
         await api.app.state.temporal.get(),  # type: ignore[attr-defined]
-        f"storage-delete-{storage['id']}", "storage-delete-forced",
-    )  # fmt: skip
+        f"storage-delete-{storage['id']}",
+        "storage-delete-forced",
+    )
     assert not (settings.storage_mount_root / pve_id / "workspaces").exists()
     events = await expect(
         await api.get(f"/api/v1/workspaces/{ws}/audit-events", headers=admin), 200
     )
-    actions = [(e["action"], e["details"].get("force")) for e in events["items"]
-               if e["target_id"] == storage["id"]]  # fmt: skip
+    actions = [
+        (e["action"], e["details"].get("force"))
+        for e in events["items"]
+        if e["target_id"] == storage["id"]
+    ]
     assert ("storage.delete", True) in actions and ("storage.deleted", None) in actions
 
 
@@ -376,8 +402,9 @@ async def test_usage_refresh_records_numbers_and_flips_availability(
     body = await expect(await api.get(path, headers=reader), 200)
     assert (body["status"], body["used_bytes"], body["used_gb"]) == ("active", 5000, 1)
     assert (body["filesystem_total_bytes"], body["filesystem_used_bytes"]) == (
-        100 * 1024**3, 3 * 1024**3,
-    )  # fmt: skip
+        100 * 1024**3,
+        3 * 1024**3,
+    )
     assert body["available_bytes"] == 97 * 1024**3 and body["usage_read_at"]
     pve.set_active(pve_id, False)
     await temporal_refresh(api)
@@ -420,9 +447,13 @@ async def test_a_storage_restricted_to_other_nodes_is_unavailable(
 
 
 async def test_usage_and_quota_count_cairns_bytes_not_the_file_systems(
-    api: ApiClient, world: World, pve: FakePVE, settings: Settings,
-    database_server: PostgresServer, tmp_path: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    pve: FakePVE,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
     """A storage on a file system that already holds other data (issue 16's acceptance)."""
     app = await make_app(api, world, database_server, tmp_path, capacity_gb=1)
     folder = settings.storage_mount_root / app.storage_pve_id
@@ -478,9 +509,13 @@ async def test_unreachable_pve_marks_storage_unavailable(
 
 
 async def test_keyring_never_leaves_in_clear(
-    api: ApiClient, world: World, ws: str, settings: Settings, temporal_client: Client,
+    api: ApiClient,
+    world: World,
+    ws: str,
+    settings: Settings,
+    temporal_client: Client,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     storage = await create(api, world, ws, "ceph", CEPH)
     assert KEYRING not in json.dumps(storage)
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
@@ -510,9 +545,13 @@ def folder_gone(folder: Path) -> Iterator[None]:
 
 
 async def test_a_local_storage_whose_folder_vanished_is_unavailable_and_backups_fail(
-    api: ApiClient, world: World, pve: FakePVE, settings: Settings,
-    database_server: PostgresServer, tmp_path: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    pve: FakePVE,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     folder = Path(settings.storage_mount_root) / app.storage_pve_id
     assert folder.is_dir() and pve.storages[app.storage_pve_id]["type"] == "dir"

@@ -69,8 +69,12 @@ async def test_local_storage_is_a_folder_and_remote_types_are_refused(
     )
     folder = Path(local.storage_mount_root) / storage["proxmox_storage_id"]
     assert folder.is_dir()
-    body = {"name": "share", "type": "nfs", "capacity_gb": 5,
-            "connection": {"server": "nas", "export": "/backup"}}  # fmt: skip
+    body = {
+        "name": "share",
+        "type": "nfs",
+        "capacity_gb": 5,
+        "connection": {"server": "nas", "export": "/backup"},
+    }
     problem = await expect(await client.post(url, json=body, headers=admin), 422)
     assert problem["type"] == "/problems/proxmox-not-configured"
     assert "CAIRN_PROXMOX" in problem["detail"]

@@ -24,9 +24,12 @@ class Unreachable:
 
 
 async def test_a_closed_runs_timeline_costs_no_temporal_call_after_the_first_read(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     backup = await run_backup(api, world, app)
     assert backup["status"] == "succeeded", backup["error_message"]

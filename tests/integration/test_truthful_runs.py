@@ -42,9 +42,12 @@ def _matches_temporal(row: dict[str, Any], *temporal: str) -> None:
 
 
 async def test_cancel_right_after_trigger_ends_cancelled_and_alerts(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     webhook: WebhookReceiver,
-) -> None:  # fmt: skip
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     owner = world.auth("owner")
     accepted = await expect(await api.post(app.backups, headers=owner), 202)
@@ -60,9 +63,13 @@ async def test_cancel_right_after_trigger_ends_cancelled_and_alerts(
 
 
 async def test_a_terminated_workflow_is_settled_when_read_and_does_not_block(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-    webhook: WebhookReceiver, temporal_client: Client,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    webhook: WebhookReceiver,
+    temporal_client: Client,
+) -> None:
     """An operator terminated the run in the Temporal UI: the row cannot record itself."""
     app = await make_app(api, world, database_server, tmp_path)
     owner = world.auth("owner")
@@ -82,9 +89,12 @@ async def test_a_terminated_workflow_is_settled_when_read_and_does_not_block(
 
 
 async def test_cancel_of_a_run_whose_workflow_closed_settles_it(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     temporal_client: Client,
-) -> None:  # fmt: skip
+) -> None:
     app = await make_app(api, world, database_server, tmp_path)
     owner = world.auth("owner")
     accepted = await expect(await api.post(app.backups, headers=owner), 202)
@@ -98,9 +108,13 @@ async def test_cancel_of_a_run_whose_workflow_closed_settles_it(
 
 
 async def test_secrets_that_cannot_be_opened_fail_the_run_with_the_reason(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-    settings: Settings, webhook: WebhookReceiver,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    settings: Settings,
+    webhook: WebhookReceiver,
+) -> None:
     """The data folder (and its master key) was reset while the metadata database was kept."""
     app = await make_app(api, world, database_server, tmp_path)
     assert (await run_backup(api, world, app))["status"] == "succeeded"
@@ -112,9 +126,10 @@ async def test_secrets_that_cannot_be_opened_fail_the_run_with_the_reason(
             (app.id,),
         ).fetchone()  # type: ignore[misc]
         resealed = crypto.seal(
-            b"some other password", master_key=other_key,
+            b"some other password",
+            master_key=other_key,
             context=f"backup_repositories/{app.id}/{storage_id}/password",
-        )  # fmt: skip
+        )
         assert resealed != sealed
         conn.execute(
             "UPDATE backup_repositories SET password_sealed = %s WHERE id = %s",
@@ -130,9 +145,12 @@ async def test_secrets_that_cannot_be_opened_fail_the_run_with_the_reason(
 
 
 async def test_deleting_a_policy_keeps_the_backup_history_restorable(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
     settings: Settings,
-) -> None:  # fmt: skip
+) -> None:
     """Before: DELETE policy after any restore answered 500 and the app could never go."""
     app = await make_app(api, world, database_server, tmp_path)
     owner = world.auth("owner")
@@ -184,8 +202,11 @@ async def wait_for_events(webhook: WebhookReceiver, subject: str) -> list[dict[s
 
 
 async def test_a_backup_taken_under_writes_restores_and_verifies(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
     """Before: the manifest's row counts were taken outside pg_dump's snapshot, so the
     restore of a live application failed verification although its data was the dump's."""
     app = await make_app(api, world, database_server, tmp_path)
@@ -214,17 +235,23 @@ async def test_a_backup_taken_under_writes_restores_and_verifies(
         await api.post(f"{app.backups}/{backup['id']}/restore", json=body, headers=owner), 202
     )
     done = await wait_for(
-        api, f"/api/v1/applications/{app.id}/restores/{started['id']}", owner,
-        lambda r: r["status"] in ("succeeded", "failed"), 120,
-    )  # fmt: skip
+        api,
+        f"/api/v1/applications/{app.id}/restores/{started['id']}",
+        owner,
+        lambda r: r["status"] in ("succeeded", "failed"),
+        120,
+    )
     assert done["status"] == "succeeded", done["error_message"]
     with psycopg.connect(database_server.url(copy, driver="postgresql")) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (counted,)
 
 
 async def test_backups_of_a_storage_deleted_with_force_are_shown_pruned(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path,
-) -> None:  # fmt: skip
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
     """Their data is gone with the storage: the history must not offer them for restore."""
     app = await make_app(api, world, database_server, tmp_path)
     owner, admin = world.auth("owner"), world.auth("ws_admin")

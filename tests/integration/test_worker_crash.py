@@ -56,9 +56,12 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "CAIRN_VOLUME_ROOTS": ":".join(str(root) for root in settings.volume_roots),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log.open("ab"),
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.main", "worker"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +71,11 @@ async def isolated(
     """Its own Temporal and its own metadata database: one database serves one Temporal
     namespace (the session's run reconciler would rightly settle rows it cannot find)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=cli_path(), port=free_port(),
-        search_attributes=SEARCH_ATTRIBUTE_KEYS, dev_server_log_level="error",
-    )  # fmt: skip
+        dev_server_existing_path=cli_path(),
+        port=free_port(),
+        search_attributes=SEARCH_ATTRIBUTE_KEYS,
+        dev_server_log_level="error",
+    )
     name = f"cairn_crash_{uuid.uuid4().hex[:10]}"
     database_server.create_database(name)
     try:
@@ -80,10 +85,12 @@ async def isolated(
             update={
                 "database_url": url,
                 "temporal_address": env.client.service_client.config.target_host,
-                "proxmox_host": None, "proxmox_token_id": None, "proxmox_token_secret": None,
+                "proxmox_host": None,
+                "proxmox_token_id": None,
+                "proxmox_token_secret": None,
                 "storage_mount_root": tmp_path_factory.mktemp("crash-storages"),
             }
-        )  # fmt: skip
+        )
     finally:
         database_server.drop_database(name)
         await env.shutdown()
@@ -138,8 +145,9 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
     listed = subprocess.run(
         ["restic", "-r", row.path, "snapshots", "--json"],
         env={**os.environ, "RESTIC_PASSWORD": read_password(isolated, row)},
-        capture_output=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        check=True,
+    )
     parts = sorted(t for s in json.loads(listed.stdout) for t in s["tags"] if t.startswith("part="))
     assert parts == ["part=manifest", "part=volume:bulk"]
     await histories.record(
@@ -160,8 +168,10 @@ async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_applica
     worker = start_worker(isolated, log)
     try:
         async with running_app(isolated) as client:
-            hooks = {"stop": ["sh", "-c", f"echo stop >> {hooks_log}"],
-                     "start": ["sh", "-c", f"echo start >> {hooks_log}"]}  # fmt: skip
+            hooks = {
+                "stop": ["sh", "-c", f"echo stop >> {hooks_log}"],
+                "start": ["sh", "-c", f"echo start >> {hooks_log}"],
+            }
             base, owner = await _bulk_app(client, await build_world(client), volume, hooks)
             accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
             backup = await wait_for(
@@ -170,10 +180,13 @@ async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_applica
             assert backup["status"] == "succeeded"
             (volume / "random.bin").write_bytes(b"changed after the backup")
             started = await expect(
-                await client.post(f"{base}/backups/{backup['id']}/restore",
-                                  json={"restore_type": "full"}, headers=owner),
+                await client.post(
+                    f"{base}/backups/{backup['id']}/restore",
+                    json={"restore_type": "full"},
+                    headers=owner,
+                ),
                 202,
-            )  # fmt: skip
+            )
             staging = list(tmp_path.glob(".bulk.cairn-restore-*"))
             for _ in range(600):
                 staging = list(tmp_path.glob(".bulk.cairn-restore-*"))
@@ -185,11 +198,15 @@ async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_applica
             worker.wait()
             worker = start_worker(isolated, log)
             done = await wait_for(
-                client, f"{base}/restores/{started['id']}", owner,
-                lambda r: r["status"] in ("succeeded", "failed", "cancelled")
-                and (r.get("timeline") or {}).get("workflow_status") != "running",
+                client,
+                f"{base}/restores/{started['id']}",
+                owner,
+                lambda r: (
+                    r["status"] in ("succeeded", "failed", "cancelled")
+                    and (r.get("timeline") or {}).get("workflow_status") != "running"
+                ),
                 seconds=180,
-            )  # fmt: skip
+            )
     finally:
         if worker.poll() is None:
             worker.terminate()
@@ -209,30 +226,36 @@ async def _bulk_app(
     storage = await expect(
         await client.post(
             f"/api/v1/workspaces/{ws}/backup-storages",
-            json={"name": "disk", "type": "local", "capacity_gb": 10}, headers=admin,
+            json={"name": "disk", "type": "local", "capacity_gb": 10},
+            headers=admin,
         ),
         202,
-    )  # fmt: skip
-    await wait_for(client, f"/api/v1/workspaces/{ws}/backup-storages/{storage['id']}",
-                   admin, lambda s: s["status"] == "active")  # fmt: skip
+    )
+    await wait_for(
+        client,
+        f"/api/v1/workspaces/{ws}/backup-storages/{storage['id']}",
+        admin,
+        lambda s: s["status"] == "active",
+    )
     app = await expect(
         await client.post(
             f"/api/v1/workspaces/{ws}/applications",
-            json={"name": "bulk", "owner_id": world.users["owner"],
-                  "platform": {"kind": "local", "volumes": {"bulk": str(volume)},
-                               "hooks": hooks}},
+            json={
+                "name": "bulk",
+                "owner_id": world.users["owner"],
+                "platform": {"kind": "local", "volumes": {"bulk": str(volume)}, "hooks": hooks},
+            },
             headers=world.auth("platform_admin"),
         ),
         201,
-    )  # fmt: skip
+    )
     base = f"/api/v1/applications/{app['id']}"
     await expect(
         await client.post(
             f"{base}/backup-policy",
-            json={"storage_id": storage["id"], "schedule": "0 3 * * *",
-                  "include_database": False},
+            json={"storage_id": storage["id"], "schedule": "0 3 * * *", "include_database": False},
             headers=owner,
         ),
         201,
-    )  # fmt: skip
+    )
     return base, owner

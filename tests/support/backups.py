@@ -130,9 +130,11 @@ async def make_app(
         202,
     )
     storage = await wait_for(
-        api, f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}", admin,
+        api,
+        f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}",
+        admin,
         lambda s: s["status"] == "active",
-    )  # fmt: skip
+    )
     dbname, libpq, volumes = filled_data(pg, tmp, marker)
     app_url = database_url or libpq.replace("postgres@", "postgres:app-db-secret-pw@", 1)
     app = await expect(
@@ -152,8 +154,9 @@ async def make_app(
         ),
         201,
     )
-    result = App(app["id"], ws, storage["id"], storage["proxmox_storage_id"], dbname, libpq,
-                 volumes, marker)  # fmt: skip
+    result = App(
+        app["id"], ws, storage["id"], storage["proxmox_storage_id"], dbname, libpq, volumes, marker
+    )
     body = {"storage_id": storage["id"], "schedule": "0 3 * * *", **(policy or {})}
     await expect(await api.post(result.policy, json=body, headers=world.auth("owner")), 201)
     return result
@@ -162,6 +165,9 @@ async def make_app(
 async def run_backup(api: ApiClient, world: World, app: App, seconds: float = 90) -> Any:
     accepted = await expect(await api.post(app.backups, headers=world.auth("owner")), 202)
     return await wait_for(
-        api, f"{app.backups}/{accepted['id']}", world.auth("owner"),
-        finished, seconds=seconds,
-    )  # fmt: skip
+        api,
+        f"{app.backups}/{accepted['id']}",
+        world.auth("owner"),
+        finished,
+        seconds=seconds,
+    )

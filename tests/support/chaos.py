@@ -96,11 +96,23 @@ class TemporalDevServer:
 
     def start(self) -> None:
         args = [
-            cli_path(), "server", "start-dev", "--headless",
-            "--ip", "127.0.0.1", "--port", str(self.port),
-            "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port),
-            "--db-filename", str(self.folder / "temporal.db"), "--log-level", "error",
-        ]  # fmt: skip
+            cli_path(),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--http-port",
+            str(self.http_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--db-filename",
+            str(self.folder / "temporal.db"),
+            "--log-level",
+            "error",
+        ]
         for key in SEARCH_ATTRIBUTE_KEYS:
             args += ["--search-attribute", f"{key.name}=Keyword"]
         self.process = subprocess.Popen(
@@ -124,9 +136,13 @@ class WorkerProcess:
     namespace of its own, where the suite may remount a folder read-only for it alone."""
 
     def __init__(
-        self, settings: Settings, log: Path, *, env: dict[str, str] | None = None,
+        self,
+        settings: Settings,
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
         private_mounts: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings = settings
         self.log = log
         self.extra_env = env or {}
@@ -139,15 +155,17 @@ class WorkerProcess:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-        env.update({
-            "CAIRN_DATABASE_URL": s.database_url,
-            "CAIRN_TEMPORAL_ADDRESS": s.temporal_address,
-            "CAIRN_TEMPORAL_NAMESPACE": s.temporal_namespace,
-            "CAIRN_MASTER_KEY": s.master_key_text or "",
-            "CAIRN_STORAGE_MOUNT_ROOT": str(s.storage_mount_root),
-            "CAIRN_WORKER_SHUTDOWN_GRACE_SECONDS": "2",
-            "CAIRN_RESTIC_BIN": s.restic_bin,
-        })  # fmt: skip
+        env.update(
+            {
+                "CAIRN_DATABASE_URL": s.database_url,
+                "CAIRN_TEMPORAL_ADDRESS": s.temporal_address,
+                "CAIRN_TEMPORAL_NAMESPACE": s.temporal_namespace,
+                "CAIRN_MASTER_KEY": s.master_key_text or "",
+                "CAIRN_STORAGE_MOUNT_ROOT": str(s.storage_mount_root),
+                "CAIRN_WORKER_SHUTDOWN_GRACE_SECONDS": "2",
+                "CAIRN_RESTIC_BIN": s.restic_bin,
+            }
+        )
         if getattr(s, "volume_roots", None):
             env["CAIRN_VOLUME_ROOTS"] = ":".join(str(p) for p in s.volume_roots)
         if s.failure_webhook_url:
@@ -173,10 +191,13 @@ class WorkerProcess:
         pidfile = self.log.with_suffix(".pid")
         pidfile.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, str(REAPER), str(pidfile), "--", *argv], env=self.env(),
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, str(REAPER), str(pidfile), "--", *argv],
+            env=self.env(),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 10
         while not pidfile.exists():
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -292,16 +313,19 @@ def remount_read_only(worker: WorkerProcess, folder: Path) -> None:
     script = f"mount --bind '{folder}' '{folder}' && mount -o remount,ro,bind '{folder}'"
     subprocess.run(
         ["nsenter", "--target", str(worker.pid), "--mount", "--", "sh", "-c", script],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
 
 
 def snapshot_parts(repo_path: str, password: str) -> Counter[tuple[str, str]]:
     """(execution, part) -> number of restic snapshots carrying those tags."""
     listed = subprocess.run(
         [shutil.which("restic") or "restic", "-r", repo_path, "--no-lock", "snapshots", "--json"],
-        env={**os.environ, "RESTIC_PASSWORD": password}, capture_output=True, check=True,
-    )  # fmt: skip
+        env={**os.environ, "RESTIC_PASSWORD": password},
+        capture_output=True,
+        check=True,
+    )
     counts: Counter[tuple[str, str]] = Counter()
     for snap in json.loads(listed.stdout) or []:
         tags = dict(t.split("=", 1) for t in snap.get("tags") or [] if "=" in t)
@@ -378,9 +402,12 @@ class Run:
 
 
 async def settle(
-    client: httpx.AsyncClient, run: Run, headers: dict[str, str], deadline: Any,
+    client: httpx.AsyncClient,
+    run: Run,
+    headers: dict[str, str],
+    deadline: Any,
     closed_grace: float = 30,
-) -> Run:  # fmt: skip
+) -> Run:
     """Polls the run's detail until it settles or ``deadline()`` (monotonic) passes.
 
     A row still open ``closed_grace`` seconds after Temporal closed its workflow is stuck for
@@ -484,9 +511,11 @@ class Stack:
     def replace_worker(self, *, private_mounts: bool = False) -> WorkerProcess:
         self.worker.stop()
         worker = WorkerProcess(
-            self.settings, self.worker.log, env=self.worker.extra_env,
+            self.settings,
+            self.worker.log,
+            env=self.worker.extra_env,
             private_mounts=private_mounts,
-        )  # fmt: skip
+        )
         worker.start()
         self.worker = worker
         return worker

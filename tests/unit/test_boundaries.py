@@ -102,8 +102,11 @@ def test_without_roots_nothing_is_accepted_and_the_operator_is_told(tmp_path: Pa
 
 
 def test_the_data_folders_apps_area_is_the_default_root(tmp_path: Path) -> None:
-    dev = Settings(database_url=METADATA, storage_mount_root=tmp_path / "d" / "storages",
-                   data_dir=tmp_path / "d")  # fmt: skip
+    dev = Settings(
+        database_url=METADATA,
+        storage_mount_root=tmp_path / "d" / "storages",
+        data_dir=tmp_path / "d",
+    )
     assert volume_roots(dev) == [tmp_path / "d" / "apps"]
     assert check_volume_path(f"{tmp_path}/d/apps/shop/uploads", dev)
     assert "data folder" in refused(f"{tmp_path}/d/logs", dev)
@@ -179,8 +182,9 @@ def test_restore_targets_that_are_refused(
 ) -> None:
     other = {"host": "localhost", "port": 5432, "dbname": "other_shop"}
     with pytest.raises(BoundaryError, match=mention) as caught:
-        check_restore_target(target, APP_DB, settings, by_platform_admin=True,
-                             other_applications=[other])  # fmt: skip
+        check_restore_target(
+            target, APP_DB, settings, by_platform_admin=True, other_applications=[other]
+        )
     assert not isinstance(caught.value, AdminOnly)
     assert caught.value.field.startswith("target")
 
@@ -197,5 +201,6 @@ def test_accepted_targets(settings: Settings) -> None:
     check_restore_target({"database_name": "shop_copy"}, APP_DB, settings, by_platform_admin=False)
     on_another_server = {**APP_DB, "host": "db.example.com"}
     # cairn's database name on a server that is not cairn's is just a name
-    check_restore_target({"database_name": "cairn"}, on_another_server, settings,
-                         by_platform_admin=False)  # fmt: skip
+    check_restore_target(
+        {"database_name": "cairn"}, on_another_server, settings, by_platform_admin=False
+    )

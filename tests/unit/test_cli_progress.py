@@ -12,9 +12,16 @@ from cli.runs import Moment, StepNow, moment, progress_line
 
 
 def step(activity_id: str, name: str, status: str, failure: str | None = None) -> dict[str, Any]:
-    return {"activity_id": activity_id, "step": name, "status": status, "attempts": 1,
-            "scheduled_at": "2026-11-27T20:00:00Z", "started_at": None, "completed_at": None,
-            "last_failure": failure}  # fmt: skip
+    return {
+        "activity_id": activity_id,
+        "step": name,
+        "status": status,
+        "attempts": 1,
+        "scheduled_at": "2026-11-27T20:00:00Z",
+        "started_at": None,
+        "completed_at": None,
+        "last_failure": failure,
+    }
 
 
 def test_the_heartbeat_belongs_to_the_step_it_names() -> None:
@@ -45,9 +52,14 @@ def test_lines_say_bytes_when_there_are_some_and_time_otherwise() -> None:
     quiet = StepNow("1", "check_quota", None, None, None)
     assert progress_line(quiet, 35.2, None) == "check_quota: running for 35s"
     unknown_total = moment(
-        {"status": "running", "timeline": {"steps": [step("3", "dump_database", "running")],
-         "progress": {"step": "dump_database", "bytes_done": 5_000_000, "total_bytes": 0}}}
-    ).steps[0]  # fmt: skip
+        {
+            "status": "running",
+            "timeline": {
+                "steps": [step("3", "dump_database", "running")],
+                "progress": {"step": "dump_database", "bytes_done": 5_000_000, "total_bytes": 0},
+            },
+        }
+    ).steps[0]
     assert unknown_total.total is None  # restic reports 0 for a total it does not know
     assert progress_line(unknown_total, 12, 1_000_000) == "dump_database: 5.0 MB, 1.0 MB/s, 12s"
     known = StepNow("5", "upload_volume", None, 250_000_000, 1_000_000_000)
@@ -62,9 +74,14 @@ def test_no_timeline_yet_is_no_step() -> None:
 
 def test_problems_become_one_line_title_and_detail() -> None:
     problem = httpx.Response(
-        409, json={"type": "/problems/conflict", "title": "Conflict", "status": 409,
-                   "detail": "the backup is failed;\nonly a backup under way can be cancelled"},
-    )  # fmt: skip
+        409,
+        json={
+            "type": "/problems/conflict",
+            "title": "Conflict",
+            "status": 409,
+            "detail": "the backup is failed;\nonly a backup under way can be cancelled",
+        },
+    )
     error = problem_error(problem)
     assert error.status == 409
     assert error.message == (

@@ -64,9 +64,11 @@ def ours(module: str) -> bool:
 # package -> the project packages (or modules) it must not import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     # The API starts workflows by their classes (workflows.backup, ...), so it may import the
-    # workflow modules, never their internals, and never the activities.
+    # workflow modules, never their internals, and never the activities; outside systems it
+    # reaches only through the domain (services), never an adapter itself.
     "api": (
         "activities",
+        "adapters",
         "worker",
         "workflows.steps",
         "workflows.retries",

@@ -418,8 +418,18 @@ def test_storage_restricted_to_other_nodes_is_listed_disabled_not_refused(
     fake: FakePVE, client: ProxmoxClient, tmp_path: Path
 ) -> None:
     """PVE's storage_info keeps such a storage, with enabled 0 and active 0 (no 400)."""
-    assert raw(fake, "POST", "/storage", storage="elsewhere", type="dir",
-               path=str(tmp_path / "e"), nodes="pve2,pve3").status_code == 200  # fmt: skip
+    assert (
+        raw(
+            fake,
+            "POST",
+            "/storage",
+            storage="elsewhere",
+            type="dir",
+            path=str(tmp_path / "e"),
+            nodes="pve2,pve3",
+        ).status_code
+        == 200
+    )
     assert client.storage_status("elsewhere") == StorageStatus(
         total_bytes=0, used_bytes=0, avail_bytes=0, active=False, enabled=False
     )
@@ -446,8 +456,14 @@ def test_dir_path_is_stored_canonical_and_a_sloppy_root_still_updates(
     assert fake.storages["cairn-local-7"]["path"] == f"{tmp_path}/pve/cairn-local-7"
     backend.update("local", "cairn-local-7", {}, {})  # no "path cannot change"
     backend.create("local", "cairn-local-7", {}, {})  # a retried create finds it the same
-    raw(fake, "POST", "/storage", storage="cairn-local-8", type="dir",
-        path=f"{tmp_path}//pve//cairn-local-8/")  # fmt: skip
+    raw(
+        fake,
+        "POST",
+        "/storage",
+        storage="cairn-local-8",
+        type="dir",
+        path=f"{tmp_path}//pve//cairn-local-8/",
+    )
     assert fake.storages["cairn-local-8"]["path"] == f"{tmp_path}/pve/cairn-local-8"
     client.update_storage("local", "cairn-local-8", {"path": f"{tmp_path}/pve/cairn-local-8"}, {})
     with pytest.raises(ValueError, match="path of PVE storage 'cairn-local-8' cannot change"):
@@ -455,8 +471,15 @@ def test_dir_path_is_stored_canonical_and_a_sloppy_root_still_updates(
 
 
 def test_canonpath_is_perls() -> None:
-    cases = {"/mnt//pve": "/mnt/pve", "/mnt/pve/": "/mnt/pve", "/a/./b/.": "/a/b",
-             "/a/../b": "/a/../b", "/../x": "/x", "//": "/", "/": "/"}  # fmt: skip
+    cases = {
+        "/mnt//pve": "/mnt/pve",
+        "/mnt/pve/": "/mnt/pve",
+        "/a/./b/.": "/a/b",
+        "/a/../b": "/a/../b",
+        "/../x": "/x",
+        "//": "/",
+        "/": "/",
+    }
     assert {p: canonpath(p) for p in cases} == cases
 
 
@@ -581,8 +604,9 @@ def test_fake_refuses_like_pve(fake: FakePVE) -> None:
     )
     assert wrong_plugin.reason == "unexpected property 'keyring'"
     # DirPlugin declares no sensitive properties either: a keyring is just an unknown option
-    dir_keyring = raw(fake, "POST", "/storage", storage="d2", type="dir", path="/tmp/d2",
-                      keyring="AQB==")  # fmt: skip
+    dir_keyring = raw(
+        fake, "POST", "/storage", storage="d2", type="dir", path="/tmp/d2", keyring="AQB=="
+    )
     assert (dir_keyring.status_code, dir_keyring.reason) == (500, "unexpected property 'keyring'")
     assert "d2" not in fake.storages and "d2" not in fake.secrets
 

@@ -31,17 +31,22 @@ def test_newest_of_each_of_the_last_n_days_weeks_months() -> None:
     rule = Rule(keep_daily=3, keep_weekly=2, keep_monthly=2)
     verdicts = decide(daily(70), rule, NOW, UTC_ZONE)
     assert kept(verdicts) == {
-        "2026-11-26T03": ("newest successful", "daily 2026-11-26", "weekly 2026-W48",
-                          "monthly 2026-11"),
+        "2026-11-26T03": (
+            "newest successful",
+            "daily 2026-11-26",
+            "weekly 2026-W48",
+            "monthly 2026-11",
+        ),
         "2026-11-25T03": ("daily 2026-11-25",),
         "2026-11-24T03": ("daily 2026-11-24",),
         "2026-11-22T03": ("weekly 2026-W47",),  # a Sunday: the newest of its ISO week
         "2026-10-31T03": ("monthly 2026-10",),
-    }  # fmt: skip
+    }
     assert len(verdicts) == 70
     pruned = [v for v in verdicts if not v.keep]
-    assert all(v.reasons == ("not the newest of a kept period or among the last kept",)
-               for v in pruned)  # fmt: skip
+    assert all(
+        v.reasons == ("not the newest of a kept period or among the last kept",) for v in pruned
+    )
 
 
 def test_two_backups_a_day_keep_the_newest_and_last_n_counts_backups() -> None:
