@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 from typing import Any
 
-import urllib3
 from fastapi import APIRouter, Response
-from kubernetes.client import ApiException
 from sqlalchemy import select
 
-from adapters.kubernetes.client import connect
-from adapters.platform import PlatformError
 from api.deps import (
     ApplicationReader,
     PlatformAdmin,
@@ -38,11 +31,9 @@ from core.database_url import database_url, split_database_url
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupPolicy, WorkspaceMember
+from services import applications
 
 router = APIRouter(tags=["applications"])
-log = logging.getLogger(__name__)
-# How long registration waits for the cluster to say whether a namespace exists.
-NAMESPACE_CHECK_SECONDS = 5
 
 
 def check_boundaries(platform: LocalPlatformIn | KubernetesPlatformIn, settings: Settings) -> None:
@@ -80,41 +71,6 @@ def present(application: Application) -> dict[str, Any]:
     return {**row.model_dump(), "platform": platform.model_dump()}
 
 
-def _namespace_exists(platform: KubernetesPlatformIn, settings: Settings) -> bool | None:
-    """Whether the cluster has the namespace; None when the cluster cannot be asked."""
-    try:
-        kube = connect(settings.kubeconfig, platform.context or settings.kube_context)
-    except PlatformError as exc:
-        log.warning("namespace of a new application not checked: %s", exc)
-        return None
-    try:
-        kube.core.read_namespace(platform.namespace, _request_timeout=NAMESPACE_CHECK_SECONDS)
-        return True
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        log.warning("namespace of a new application not checked: %s", exc.reason)
-        return None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:  # unreachable: not checked
-        log.warning("namespace of a new application not checked: %s", exc)
-        return None
-    finally:
-        kube.api.close()  # type: ignore[no-untyped-call]
-
-
-async def check_namespace(platform: KubernetesPlatformIn, settings: Settings) -> None:
-    """An unknown namespace is refused now, when the API can reach the cluster (a kubeconfig,
-    or cairn running in the cluster); otherwise the first backup finds out."""
-    if settings.kubeconfig is None and "KUBERNETES_SERVICE_HOST" not in os.environ:
-        return
-    if await asyncio.to_thread(_namespace_exists, platform, settings) is False:
-        raise invalid(
-            "body.platform.namespace",
-            f"namespace {platform.namespace} does not exist in the cluster",
-            "unknown_namespace",
-        )
-
-
 def kubernetes_settings(platform: KubernetesPlatformIn) -> dict[str, Any]:
     """What is stored of a kubernetes application (no password: it stays in its Secret)."""
     return {
@@ -142,7 +98,8 @@ async def create_application(
     platform = body.platform
     check_boundaries(platform, settings)
     if isinstance(platform, KubernetesPlatformIn):
-        await check_namespace(platform, settings)
+        with refusals():
+            await applications.check_namespace(settings, platform.context, platform.namespace)
     if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
         raise invalid(
             "body.owner_id",
