@@ -1,4 +1,5 @@
-"""Starting a backup or restore run, and reading its timeline back, the same way for both."""
+"""A run (backup, restore, drill) as the API answers about it, the same way for each: the
+refusals of a run that cannot start, its timeline, its settled state, its cancellation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api import timeline
@@ -18,9 +19,7 @@ from api.problems import conflict, temporal_unavailable
 from core.run_outcome import is_live
 from core.settings import CONTROL_TASK_QUEUE
 from db import audit
-from db.models import Application
 from db.runs import Run, kind_of, still_running
-from services import runs
 from services.runs import LivenessUnknown, RunInProgress, RunNotStarted
 from workflows.settle_runs import SETTLE_RUNS_WORKFLOW
 
@@ -50,19 +49,6 @@ def refusals(what: str) -> Iterator[None]:
         raise temporal_unavailable(
             f"the {what} could not be started", exc.cause, "nothing was recorded"
         ) from exc
-
-
-async def start_run(
-    temporal: Client,
-    workflow: Any,
-    args: list[Any],
-    workflow_id: str,
-    application: Application,
-    what: str,
-) -> WorkflowHandle[Any, Any]:
-    """Starts the run (services.runs.start_run); 503 if Temporal is down."""
-    with refusals(what):
-        return await runs.start_run(temporal, workflow, args, workflow_id, application)
 
 
 async def with_timeline(
@@ -99,8 +85,9 @@ async def settle_now(temporal: Client) -> None:
 
 
 async def settled_view(session: AsyncSession, temporal: Client | None, row: Run) -> None:
-    """A row that says running while its workflow has closed is settled before it is shown."""
-    if temporal is None or not still_running(row):
+    """A row that says running while its workflow has closed is settled before it is shown
+    or cancelled; a liveness Temporal cannot tell leaves the row as it is."""
+    if temporal is None or not still_running(row) or not row.workflow_id:
         return
     try:
         live = await is_live(temporal, row.workflow_id, row.run_id)
@@ -110,14 +97,6 @@ async def settled_view(session: AsyncSession, temporal: Client | None, row: Run)
     if not live:
         await settle_now(temporal)
         await session.refresh(row)
-
-
-async def refuse_if_busy(
-    session: AsyncSession, temporal: Client, application: Application, what: str
-) -> None:
-    """Takes the application's run lock and answers 409 while a live run holds it."""
-    with refusals(what):
-        await runs.claim_application(session, temporal, application.id)
 
 
 async def cancel_run(
@@ -133,14 +112,7 @@ async def cancel_run(
     answer names the status it was settled with.
     """
     kind, target = kind_of(row)
-    if still_running(row) and row.workflow_id:
-        try:
-            live = await is_live(temporal, row.workflow_id, row.run_id)
-        except Exception:
-            live = True  # let the cancel below report Temporal's state
-        if not live:  # the run ended without recording it: settle it instead of pretending
-            await settle_now(temporal)
-            await session.refresh(row)
+    await settled_view(session, temporal, row)
     if not still_running(row) or not row.workflow_id:
         raise conflict(
             f"the {kind} is {row.status}; only a {kind} under way can be cancelled",
