@@ -36,9 +36,14 @@ def test_preview_checks_like_the_policy_route_then_lists_runs_in_the_zone() -> N
 
 def _policy(created: datetime, schedule: str = "0 3 * * *", enabled: bool = True) -> BackupPolicy:
     return BackupPolicy(
-        id=uuid.uuid4(), application_id=uuid.uuid4(), storage_id=uuid.uuid4(),
-        schedule=schedule, timezone="UTC", enabled=enabled, created_at=created,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        application_id=uuid.uuid4(),
+        storage_id=uuid.uuid4(),
+        schedule=schedule,
+        timezone="UTC",
+        enabled=enabled,
+        created_at=created,
+    )
 
 
 def _success(completed: datetime) -> BackupExecution:
@@ -49,8 +54,10 @@ def test_at_risk_when_no_success_within_the_schedules_longest_gap() -> None:
     old = NOW - timedelta(days=30)
     no_policy = views.protection(None, None, None, None, NOW)
     assert (no_policy.at_risk, no_policy.risk_reason, no_policy.label) == (
-        True, "no policy", "at risk",
-    )  # fmt: skip
+        True,
+        "no policy",
+        "at risk",
+    )
     recent = views.protection(_policy(old), _success(NOW - timedelta(hours=20)), None, None, NOW)
     assert (recent.at_risk, recent.label) == (False, "protected")
     assert recent.next_run == datetime(2026, 3, 5, 3, 0, tzinfo=recent.next_run.tzinfo)
@@ -95,16 +102,29 @@ def test_sizes_durations_and_rate() -> None:
 
 def test_the_live_fragment_shows_progress_and_polls_only_while_live() -> None:
     backup = {
-        "id": uuid.uuid4(), "status": "running", "started_at": NOW, "completed_at": None,
-        "size_bytes": None, "error_message": None, "seconds": None, "live": True,
-        "rate": "2.0 MiB/s", "timeline": {
-            "workflow_status": "running", "steps": [],
-            "progress": {"step": "upload_volume", "bytes_done": 1024**2,
-                         "total_bytes": 4 * 1024**2, "percent": 25.0},
+        "id": uuid.uuid4(),
+        "status": "running",
+        "started_at": NOW,
+        "completed_at": None,
+        "size_bytes": None,
+        "error_message": None,
+        "seconds": None,
+        "live": True,
+        "rate": "2.0 MiB/s",
+        "timeline": {
+            "workflow_status": "running",
+            "steps": [],
+            "progress": {
+                "step": "upload_volume",
+                "bytes_done": 1024**2,
+                "total_bytes": 4 * 1024**2,
+                "percent": 25.0,
+            },
         },
-    }  # fmt: skip
-    access = type("Access", (), {"application": type("App", (), {"id": uuid.uuid4()}),
-                                 "can_write": False})  # fmt: skip
+    }
+    access = type(
+        "Access", (), {"application": type("App", (), {"id": uuid.uuid4()}), "can_write": False}
+    )
     template = templates.env.get_template("_backup_live.html")
     running = template.render(backup=backup, access=access, csrf="t")
     assert "1.0 MiB of 4.0 MiB (25.0 %)" in running and "2.0 MiB/s" in running
