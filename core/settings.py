@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         gt=0,
         description="how long a mover Job's pod may wait to start (image pull, volume mount)",
     )
+    mover_run_as_user: int | None = Field(
+        default=None,
+        ge=0,
+        description="user id mover pods run as (0 to read and restore files of any owner,"
+        " with their ownership); empty: the image's own user",
+    )
     kube_storage_volume: Annotated[dict[str, Any] | None, NoDecode] = Field(
         default=None,
         description="JSON of a pod volume source (nfs, cephfs, persistentVolumeClaim) that"

@@ -65,6 +65,7 @@ class Placement:
     labels: dict[str, str]
     pod_labels: dict[str, str]
     start_timeout: float
+    run_as_user: int | None = None  # None: the image's own user
 
 
 def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
@@ -72,6 +73,23 @@ def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
         {"name": key, "valueFrom": {"secretKeyRef": {"name": mover.name, "key": key}}}
         for key in sorted(mover.secret)
     ]
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # a mover never talks to the API
+        "enableServiceLinks": False,
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": placement.image,
+                "command": ["cairn", "mover", *mover.args],
+                "env": env,
+                "volumeMounts": mover.mounts,
+            }
+        ],
+        "volumes": mover.volumes,
+    }
+    if placement.run_as_user is not None:
+        pod["securityContext"] = {"runAsUser": placement.run_as_user}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -80,21 +98,7 @@ def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
             "backoffLimit": 0,  # a mover that failed says why; cairn's retry policy decides
             "template": {
                 "metadata": {"labels": {**placement.pod_labels, **placement.labels}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,  # a mover never talks to the API
-                    "enableServiceLinks": False,
-                    "containers": [
-                        {
-                            "name": CONTAINER,
-                            "image": placement.image,
-                            "command": ["cairn", "mover", *mover.args],
-                            "env": env,
-                            "volumeMounts": mover.mounts,
-                        }
-                    ],
-                    "volumes": mover.volumes,
-                },
+                "spec": pod,
             },
         },
     }

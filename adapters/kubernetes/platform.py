@@ -157,6 +157,7 @@ class KubernetesPlatform:
             labels=run_labels(run_id),
             pod_labels=dict(MOVER_LABELS),
             start_timeout=self.cairn.kube_mover_timeout_seconds,
+            run_as_user=self.cairn.mover_run_as_user,
         )
 
     def _run(self, run_id: str, mover: Mover, progress: ProgressFn | None = None) -> dict[str, Any]:

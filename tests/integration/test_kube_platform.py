@@ -97,6 +97,7 @@ def cairn_settings(kube: FakeKube, storage_root: Path, snapshot_classes: None) -
         kube_snapshot_class=GOOD_CLASS,
         kube_snapshot_timeout_seconds=4,
         kube_mover_timeout_seconds=60,
+        mover_run_as_user=0,  # the fake runs processes as this user; the field is validated
     )
 
 
@@ -411,9 +412,12 @@ def test_a_snapshot_never_ready_times_out_and_leaves_nothing(
 
 def test_passwords_reach_the_mover_only_through_secret_references() -> None:
     mover = Mover("cairn-dump-x", ["dump"], secret={"RESTIC_PASSWORD": "s3cret-repo"})
-    placement = Placement("ns", "cairn:local", {"a": "b"}, {"c": "d"}, 10)
+    placement = Placement("ns", "cairn:local", {"a": "b"}, {"c": "d"}, 10, run_as_user=0)
     manifest = job_manifest(mover, placement)
     assert "s3cret-repo" not in repr(manifest)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsUser": 0}
+    assert pod["automountServiceAccountToken"] is False
     env = manifest["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [
         {
