@@ -15,6 +15,9 @@ the configuration objects, to the repository at its own mount path.
   by a mover into a staging database swapped in by rename, as the local platform does.
 - Every name derives from the run id (``names.py``), so a retried step awaits what its
   first attempt started; ``release`` deletes everything labelled with the run.
+- Drills: a scratch database ``cairn_drill_<id>`` on the application's server and scratch
+  claims labelled with the drill in the application's namespace, all made, measured, checked
+  and removed by movers running the local platform's own drill code.
 - Mover pods reach the repository through ``CAIRN_KUBE_STORAGE_VOLUME``: a volume source
   holding what the worker sees at ``CAIRN_STORAGE_MOUNT_ROOT``. The storage's addresses in
   it (an NFS server, CephFS monitors) are what the NetworkPolicy admits movers only to.
@@ -67,6 +70,8 @@ T = TypeVar("T")
 
 
 class KubernetesPlatform:
+    """The platform contract (``adapters/platform.py``) for one application in a cluster."""
+
     def __init__(
         self, settings: dict[str, Any], secrets: dict[str, Any], *, cairn: Settings, restic: Restic
     ) -> None:
