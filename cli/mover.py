@@ -34,6 +34,8 @@ from core.settings import get_settings
 PROGRESS: Final = "cairn_progress"
 RESULT: Final = "cairn_result"
 F = TypeVar("F", bound=Callable[..., Any])
+REPO_HELP: Final = "the repository, as mounted in the pod (password: RESTIC_PASSWORD)"
+RUN_HELP: Final = "the backup or restore the mover works for (names its staging copies)"
 
 
 def _emit(kind: str, payload: dict[str, Any]) -> None:
@@ -89,7 +91,7 @@ def database_options(command: F) -> F:
     for option in reversed(
         [
             click.option("--db-host", help="the database server, as the pod reaches it"),
-            click.option("--db-port", type=int, default=5432, show_default=True),
+            click.option("--db-port", type=int, default=5432, show_default=True, help="its port"),
             click.option("--db-name", help="the application's database"),
             click.option("--db-user", help="the role to connect as (password: PGPASSWORD)"),
         ]
@@ -104,9 +106,9 @@ def mover() -> None:
 
 
 @mover.command()
-@click.option("--repo", required=True, help="the repository, as mounted in the pod")
-@click.option("--run", "run_id", required=True)
-@click.option("--tag", "tags", multiple=True)
+@click.option("--repo", required=True, help=REPO_HELP)
+@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@click.option("--tag", "tags", multiple=True, help="a tag of the new snapshot, repeated")
 @database_options
 @_reported
 def dump(
@@ -126,11 +128,11 @@ def dump(
 
 @mover.command()
 @click.argument("source")
-@click.option("--repo", required=True)
-@click.option("--run", "run_id", required=True)
-@click.option("--tag", "tags", multiple=True)
-@click.option("--parent")
-@click.option("--force", is_flag=True)
+@click.option("--repo", required=True, help=REPO_HELP)
+@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@click.option("--tag", "tags", multiple=True, help="a tag of the new snapshot, repeated")
+@click.option("--parent", help="the previous snapshot of the volume (incremental)")
+@click.option("--force", is_flag=True, help="re-read every file (full)")
 @_reported
 def upload(
     source: str, repo: str, run_id: str, tags: tuple[str, ...], parent: str | None, force: bool
@@ -151,9 +153,9 @@ def upload(
 
 
 @mover.command("restore-database")
-@click.option("--repo", required=True)
-@click.option("--run", "run_id", required=True)
-@click.option("--snapshot", required=True)
+@click.option("--repo", required=True, help=REPO_HELP)
+@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@click.option("--snapshot", required=True, help="the snapshot to restore from")
 @click.option("--into-name", help="another database on the same server")
 @click.option("--into-url", help="another server (password: CAIRN_TARGET_PASSWORD)")
 @database_options
@@ -180,9 +182,9 @@ def restore_database(
 
 @mover.command("restore-volume")
 @click.argument("target")
-@click.option("--repo", required=True)
-@click.option("--run", "run_id", required=True)
-@click.option("--snapshot", required=True)
+@click.option("--repo", required=True, help=REPO_HELP)
+@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@click.option("--snapshot", required=True, help="the snapshot to restore from")
 @_reported
 def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
     """Restore into a staging folder inside the claim, then swap its content in."""
@@ -198,8 +200,8 @@ def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
 
 @mover.command()
 @click.option("--volume", "volumes", multiple=True, help="NAME=FOLDER, repeated")
-@click.option("--database/--no-database", default=False)
-@click.option("--into-name")
+@click.option("--database/--no-database", default=False, help="count the rows per table")
+@click.option("--into-name", help="count another database on the same server")
 @database_options
 @_reported
 def measure(
@@ -229,9 +231,9 @@ def size(db_host: str, db_port: int, db_name: str, db_user: str | None) -> None:
 
 
 @mover.command("scratch-database")
-@click.option("--repo", required=True)
-@click.option("--run", "drill_id", required=True)
-@click.option("--snapshot", required=True)
+@click.option("--repo", required=True, help=REPO_HELP)
+@click.option("--run", "drill_id", required=True, help="the drill's id")
+@click.option("--snapshot", required=True, help="the snapshot to restore from")
 @database_options
 @_reported
 def scratch_database(
@@ -250,7 +252,7 @@ def scratch_database(
 
 
 @mover.command("scratch-measure")
-@click.option("--run", "drill_id", required=True)
+@click.option("--run", "drill_id", required=True, help="the drill's id")
 @database_options
 @_reported
 def scratch_measure(
@@ -262,7 +264,7 @@ def scratch_measure(
 
 
 @mover.command()
-@click.option("--run", "drill_id", required=True)
+@click.option("--run", "drill_id", required=True, help="the drill's id")
 @click.option("--checks", "listed", required=True, help="JSON list of {name, sql}")
 @click.option("--timeout", type=int, required=True, help="seconds per check")
 @database_options
@@ -285,7 +287,7 @@ def checks(
 
 
 @mover.command("drop-scratch")
-@click.option("--run", "drill_id", required=True)
+@click.option("--run", "drill_id", required=True, help="the drill's id")
 @database_options
 @_reported
 def drop_scratch(
