@@ -569,9 +569,32 @@ class BackupActivities:
             )
             await asyncio.to_thread(self._platform(ctx).release, execution_id)
         except (ApplicationError, AdapterError, OSError) as exc:
-            note = shorten(f"cleanup incomplete: {getattr(exc, 'message', None) or exc}")
-        else:
-            return "partial snapshots removed"
+            return await self._note_cleanup(execution_id, exc)
+        return "partial snapshots removed"
+
+    @activity.defn
+    async def release_backup(self, execution_id: str) -> str:
+        """Frees what the platform still holds for a recorded backup (Jobs, claims, Secrets,
+        snapshots): cleanup in every outcome, not only after a failure.
+
+        The backup stands whatever happens here: a failure is retried while the retry policy
+        allows, then written on the row as a note and returned.
+        """
+        try:
+            async with self.sessions() as session:
+                ctx = await self._context(session, execution_id)
+            await heartbeating(asyncio.to_thread(self._platform(ctx).release, execution_id))
+        except (ApplicationError, AdapterError, OSError) as exc:
+            info = activity.info()
+            limit = info.retry_policy.maximum_attempts if info.retry_policy else 1
+            if isinstance(exc, AdapterError) and exc.retryable and info.attempt < limit:
+                raise to_application_error(exc) from None
+            return await self._note_cleanup(execution_id, exc)
+        return "the run's platform resources released"
+
+    async def _note_cleanup(self, execution_id: str, exc: Exception) -> str:
+        """A cleanup that did not finish, noted on the run's row (the outcome stays)."""
+        note = shorten(f"cleanup incomplete: {getattr(exc, 'message', None) or exc}")
         async with self.sessions() as session:
             row = await session.get(BackupExecution, uuid.UUID(execution_id))
             if row is not None:
@@ -599,4 +622,10 @@ class BackupActivities:
         ]
 
     def data(self) -> list[Any]:
-        return [self.dump_database, self.upload_volume, self.store_manifest, self.clean_up_failed]
+        return [
+            self.dump_database,
+            self.upload_volume,
+            self.store_manifest,
+            self.clean_up_failed,
+            self.release_backup,
+        ]

@@ -1,4 +1,5 @@
-"""The steps of a restore: verify, quiesce, restore database and volumes, verify, resume, record.
+"""The steps of a restore: verify, quiesce, restore database, volumes and configuration,
+verify, resume, record.
 
 The platform restores each part into a staged copy beside the live one and swaps it in
 (``adapters/platform.py``), so a failure at any point leaves the application's data as it
@@ -91,6 +92,15 @@ async def backup_to_read(
         raise fatal(f"the backup to {purpose} no longer exists or was pruned", "MissingBackup")
     _, repo = await execution_repository(session, settings, execution, application)
     return Backup(execution, application, repo)
+
+
+def config_asked(restore: BackupRestore) -> bool:
+    """Whether the restore puts the configuration objects back (``details.config``).
+
+    Read from the row itself until ``core.restore_details.RestoreDetails`` carries the part;
+    rows written before restores had it read as False.
+    """
+    return bool((restore.details or {}).get("config"))
 
 
 def corrupt(message: str) -> ApplicationError | None:
@@ -195,7 +205,9 @@ class RestoreActivities(ReadingActivities):
                 await session.commit()
                 metrics.RESTORES_STARTED.inc()
             details = RestoreDetails.from_dict(restore.details)
-            return RestorePlan(restore_id, details.database, details.volumes)
+            return RestorePlan(
+                restore_id, details.database, details.volumes, config=config_asked(restore)
+            )
 
     @activity.defn
     async def verify_backup(self, restore_id: str) -> str:
@@ -262,6 +274,19 @@ class RestoreActivities(ReadingActivities):
             raise read_failure(exc) from None
 
     @activity.defn
+    async def restore_config(self, restore_id: str) -> str:
+        """Puts the backup's configuration objects (ConfigMaps, Secrets) back."""
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
+        platform = self._platform(loaded.application)
+        snapshot = loaded.snapshot("config")
+        try:  # to its end: objects are applied one by one
+            return await to_completion(
+                lambda: platform.restore_config(restore_id, loaded.repo, snapshot)
+            )
+        except AdapterError as exc:
+            raise read_failure(exc) from None
+
+    @activity.defn
     async def verify_restore(self, restore_id: str) -> dict[str, Any]:
         """Row counts per table and file counts and sizes per volume equal the manifest."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
@@ -315,4 +340,10 @@ class RestoreActivities(ReadingActivities):
         return [self.begin_restore, self.quiesce, self.resume, self.finish_restore]
 
     def data(self) -> list[Any]:
-        return [self.verify_backup, self.restore_database, self.restore_volume, self.verify_restore]
+        return [
+            self.verify_backup,
+            self.restore_database,
+            self.restore_volume,
+            self.restore_config,
+            self.verify_restore,
+        ]

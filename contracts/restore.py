@@ -11,6 +11,9 @@ class RestorePlan:
     restore_id: str
     database: bool
     volumes: list[str]
+    # the platform's configuration objects (Kubernetes ConfigMaps and Secrets); plans
+    # recorded before restores had this part read as False
+    config: bool = False
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Retention (forget and prune) is not a step of the backup any more: the daily retention
 sweep applies it to every policy in one batch, so a backup's cost does not include
 repacking the repository (issue 13). Runs started before that change replay with their
-prune step (``workflow.patched``).
+prune step (``workflow.patched``). The platform's resources of the run (snapshots, mover
+Jobs, temporary claims) are released in every outcome: after a failure with the cleanup,
+after success by a step of its own that never fails the recorded backup.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 # Marks runs that leave retention to the daily sweep; older histories still prune.
 PRUNE_IN_SWEEP = "prune-in-daily-sweep"
+# Marks runs that release the platform's resources after success too, not only on failure.
+RELEASE_AFTER_SUCCESS = "release-after-success"
 # Marks runs that dump the database and upload the volumes at once, not one after another.
 PARTS_AT_ONCE = "parts-at-once"
 
@@ -135,6 +139,19 @@ class BackupWorkflow:
             schedule_to_close_timeout=METADATA_BUDGET,
             retry_policy=METADATA_RETRY,
         )
+        if workflow.patched(RELEASE_AFTER_SUCCESS):
+            self.step = "release"
+            try:
+                await steps.release_backup(
+                    execution_id,
+                    task_queue=DATA_TASK_QUEUE,
+                    start_to_close_timeout=PREPARE_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=CLEANUP_RETRY,
+                )
+            except ActivityError as error:
+                # The backup is recorded and complete; what is left is noted on its row.
+                workflow.logger.warning("release after the backup failed: %s", reason(error))
         if not workflow.patched(PRUNE_IN_SWEEP):
             self.step = "prune"
             try:

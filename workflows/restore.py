@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         VERIFY_RESULT_STEP,
     )
 
+# Marks runs that may restore the configuration part; older histories never asked for it.
+CONFIG_PART = "restore-config-part"
 # A cancelled step must have stopped before the application is resumed or the run recorded:
 # nothing may still write into the application's data afterwards.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
@@ -117,6 +119,18 @@ class RestoreWorkflow:
                     summary=f"restore volume {volume}",
                     task_queue=DATA_TASK_QUEUE,
                     start_to_close_timeout=TRANSFER_STEP,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=DATA_RETRY,
+                    cancellation_type=WAIT,
+                )
+                checkpoint()
+            if plan.config and workflow.patched(CONFIG_PART):
+                self.step = "restore config"
+                self.notes["config"] = await steps.restore_config(
+                    plan.restore_id,
+                    summary="restore the configuration objects",
+                    task_queue=DATA_TASK_QUEUE,
+                    start_to_close_timeout=PREPARE_STEP,
                     heartbeat_timeout=HEARTBEAT,
                     retry_policy=DATA_RETRY,
                     cancellation_type=WAIT,

@@ -95,6 +95,7 @@ store_manifest = Step[RecordJob, StoredManifest]("store_manifest", StoredManifes
 record_success = Step[SuccessJob, int]("record_success", int)
 record_failure = Step[FailJob, FailRecorded]("record_failure", FailRecorded)
 clean_up_failed = Step[str, str]("clean_up_failed", str)
+release_backup = Step[str, str]("release_backup", str)
 
 # activities/retention.py
 list_retained_policies = Listing[list[str]]("list_retained_policies", list[str])
@@ -107,6 +108,7 @@ quiesce = Step[str, str]("quiesce", str)
 resume = Step[str, str]("resume", str)
 restore_database = Step[str, str]("restore_database", str)
 restore_volume = Step[VolumeJob, str]("restore_volume", str)
+restore_config = Step[str, str]("restore_config", str)
 verify_restore = Step[str, dict[str, Any]]("verify_restore", dict[str, Any])
 finish_restore = Step[FinishRestore, bool]("finish_restore", bool)
 
