@@ -16,8 +16,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from api import timeline
 from api.problems import conflict, temporal_unavailable
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.run_outcome import is_live
-from core.settings import CONTROL_TASK_QUEUE
 from db import audit
 from db.runs import Run, kind_of, still_running
 from services.runs import LivenessUnknown, RunInProgress, RunNotStarted

@@ -11,9 +11,6 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-CONTROL_TASK_QUEUE = "cairn-control"
-DATA_TASK_QUEUE = "cairn-data"
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAIRN_", extra="ignore")

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 from temporalio.client import Client, WorkflowHandle
 
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core import run_summary
 from core.search_attributes import for_run
-from core.settings import CONTROL_TASK_QUEUE
 from core.states import Trigger
 from db.models import Application
 from db.runs import live_run_of, lock_application

@@ -19,9 +19,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.storage import DeleteStorageJob, StorageJob
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core import crypto, run_summary, secret_contexts
 from core.search_attributes import WORKSPACE_ID
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from core.settings import Settings
 from core.states import RunStatus, StorageStatus
 from core.units import whole_gb
 from db import audit

@@ -16,7 +16,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client
 
 from api.problems import problem_response
-from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
+from contracts.task_queues import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
 from db.migrate import head_revisions
 
 router = APIRouter(tags=["health"])

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, expect
 from temporalio.client import Client
 
-from core.settings import CONTROL_TASK_QUEUE
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from devstack.postgres import PostgresServer
 from tests.browser.ui_pages import RUN_MS, register_app, settles, signed_in
 from tests.support.api import ApiClient, World, new_workspace

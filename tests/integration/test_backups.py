@@ -308,7 +308,7 @@ async def test_scheduled_run_matches_a_manual_one(
 
 async def _sweep(temporal_client: Client, name: str) -> dict[str, list[str]]:
     """Runs the daily retention sweep now: it, not the backup, forgets and prunes."""
-    from core.settings import CONTROL_TASK_QUEUE
+    from contracts.task_queues import CONTROL_TASK_QUEUE
     from workflows.retention import RetentionSweepWorkflow
 
     return await temporal_client.execute_workflow(

@@ -14,7 +14,8 @@ import pytest
 from temporalio.client import Client
 
 from adapters.local_platform import drills_folder, scratch_database
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from contracts.task_queues import CONTROL_TASK_QUEUE
+from core.settings import Settings
 from db.models import BackupRepository
 from devstack.postgres import PostgresServer
 from repository.store import read_password

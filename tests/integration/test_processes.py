@@ -18,8 +18,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from cli.dev import database_name
+from contracts.task_queues import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
 from core.crypto import generate_master_key
-from core.settings import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE, Settings
+from core.settings import Settings
 from devstack.postgres import PostgresServer, answers
 from tests.conftest import free_port
 

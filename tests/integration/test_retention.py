@@ -24,8 +24,9 @@ import pytest
 from temporalio.client import Client
 
 from adapters.restic import Repository, Restic
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.retention_rule import Backup, Rule, decide
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
-from core.settings import CONTROL_TASK_QUEUE, Settings
+from contracts.task_queues import CONTROL_TASK_QUEUE
+from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.fakes.pve import FakePVE
 from tests.support import histories
