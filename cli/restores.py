@@ -68,18 +68,21 @@ def _overwritten(
     backup: dict[str, Any],
     database: bool,
     volumes: list[str],
+    config: bool,
     target: bool,
 ) -> list[str]:
     """The live data this restore replaces, in words (empty: it replaces nothing)."""
     parts = {p["part"] for p in (backup.get("metadata") or {}).get("parts", [])}
-    if not database and not volumes:  # full: everything the backup holds
-        database = "database" in parts
+    if not database and not volumes and not config:  # full: everything the backup holds
+        database, config = "database" in parts, "config" in parts
         volumes = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
     platform = application.get("platform") or {}
     out = []
     if database and not target:
         out.append(f"the database {platform.get('database_url') or ''}".strip())
     out += [f"the folder {(platform.get('volumes') or {}).get(v, v)} (volume {v})" for v in volumes]
+    if config:
+        out.append("its configuration objects (ConfigMaps and Secrets)")
     return out
 
 
@@ -104,6 +107,11 @@ def _overwritten(
     multiple=True,
     metavar="NAME",
     help="selective: bring this volume back (repeatable)",
+)
+@click.option(
+    "--config",
+    is_flag=True,
+    help="selective: bring the configuration objects back (Kubernetes: ConfigMaps and Secrets)",
 )
 @click.option(
     "--target-database",
@@ -137,30 +145,34 @@ def create_restore(
     backup_id: str,
     database: bool,
     volumes: tuple[str, ...],
+    config: bool,
     target_database: str | None,
     target_url: str | None,
     confirm: str | None,
     wait: bool,
     out: Output,
 ) -> None:
-    """Restore the application from a backup: everything (full), or --database and/or
-    --volume NAME, optionally the database into another database.
+    """Restore the application from a backup: everything (full), or any of --database,
+    --volume NAME and --config, optionally the database into another database.
 
     A full restore stops the application, REPLACES its live database and volume folders
     with the backup's, and starts it again: changes made since the backup are lost.
     """
     if target_database and target_url:
         raise click.UsageError("give --target-database or --target-url, not both")
-    body: dict[str, Any] = {"restore_type": "selective" if database or volumes else "full"}
-    if body["restore_type"] == "selective":
-        body |= {"database": database, "volumes": list(volumes)}
+    selective = database or volumes or config
+    body: dict[str, Any] = {"restore_type": "selective" if selective else "full"}
+    if selective:
+        body |= {"database": database, "volumes": list(volumes), "config": config}
     if target_database:
         body["target"] = {"database_name": target_database}
     elif target_url:
         body["target"] = {"database_url": target_url}
     application = api.get(f"/applications/{app_id}")
     backup = api.get(f"/applications/{app_id}/backups/{backup_id}")
-    overwritten = _overwritten(application, backup, database, list(volumes), "target" in body)
+    overwritten = _overwritten(
+        application, backup, database, list(volumes), config, "target" in body
+    )
     if overwritten:
         note(f"This restore OVERWRITES live data of application {application['name']}:")
         for what in overwritten:

@@ -1,8 +1,10 @@
-"""What a restore row's ``details`` column holds, typed: the parts restored, the other
-database the dump went into (if any), and the notes the run left.
+"""What a restore row's ``details`` column holds, typed: the parts restored (database,
+volumes, configuration objects), the other database the dump went into (if any), and the
+notes the run left.
 
 Rows written before this type existed read unchanged: ``from_dict`` takes any of them, and
-``to_dict`` writes the same keys they have (``notes`` only once the run left some).
+``to_dict`` writes the same keys they have (``notes`` only once the run left some, ``config``
+only when the configuration objects are restored).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class RestoreDetails:
     volumes: list[str] = field(default_factory=list)
     target: StoredTarget | None = None
     notes: dict[str, Any] | None = None
+    config: bool = False
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> RestoreDetails:
@@ -55,6 +58,7 @@ class RestoreDetails:
             volumes=list(raw.get("volumes") or []),
             target=StoredTarget.from_dict(target) if target else None,
             notes=raw.get("notes"),
+            config=bool(raw.get("config")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,4 +69,6 @@ class RestoreDetails:
         }
         if self.notes is not None:
             stored["notes"] = self.notes
+        if self.config:
+            stored["config"] = True
         return stored

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -78,12 +79,16 @@ async def check_target(
 def check_registration(
     application: Application, database: bool, volumes: list[str], settings: Settings
 ) -> None:
-    """An application registered before the boundaries existed may still point outside them."""
+    """An application registered before the boundaries existed may still point outside them.
+
+    Only a local application's volumes are folders on the worker host; a Kubernetes
+    application's are claims in its own namespace, checked by their names at registration."""
     platform = application.platform_settings
+    folders = volumes if application.platform_kind == "local" else []
     try:
         if database and platform.get("database"):
             check_application_database(platform["database"], settings, field="database_url")
-        for name in volumes:
+        for name in folders:
             path = (platform.get("volumes") or {}).get(name)
             if path is not None:
                 check_volume_path(path, settings, field=f"volumes.{name}")
@@ -94,34 +99,43 @@ def check_registration(
         ) from None
 
 
-def parts_held(manifest: Mapping[str, Any] | None) -> tuple[bool, list[str]]:
-    """What a backup holds, from its manifest: whether a database, and which volumes."""
+@dataclass(frozen=True)
+class Parts:
+    """Parts of a backup: the database, volumes by name, the configuration objects."""
+
+    database: bool
+    volumes: list[str]
+    config: bool = False
+
+
+def parts_held(manifest: Mapping[str, Any] | None) -> Parts:
+    """What a backup holds, from its manifest."""
     parts = {p["part"] for p in (manifest or {}).get("parts", [])}
     volumes = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
-    return "database" in parts, volumes
+    return Parts("database" in parts, volumes, "config" in parts)
 
 
-def parts_to_restore(
-    execution: BackupExecution, restore_type: str, database: bool, volumes: list[str]
-) -> tuple[bool, list[str]]:
-    """Whether the database comes back, and which volumes: all the backup holds for a full
-    restore, the ones asked for (and held) for a selective one."""
+def parts_to_restore(execution: BackupExecution, restore_type: str, asked: Parts) -> Parts:
+    """What comes back: all the backup holds for a full restore, the parts asked for (and
+    held) for a selective one."""
     if execution.status != RunStatus.SUCCEEDED:
         raise Conflict(
             f"the backup is {execution.status}; only completed backups can be restored",
             backup_status=execution.status,
         )
-    has_database, in_backup = parts_held(execution.metadata_)
+    held = parts_held(execution.metadata_)
     if restore_type == "full":
-        return has_database, in_backup
-    if database and not has_database:
+        return held
+    if asked.database and not held.database:
         raise _invalid("database", "this backup holds no database")
-    unknown = sorted(set(volumes) - set(in_backup))
+    if asked.config and not held.config:
+        raise _invalid("config", "this backup holds no configuration objects")
+    unknown = sorted(set(asked.volumes) - set(held.volumes))
     if unknown:
         raise _invalid(
-            "volumes", f"not in this backup: {', '.join(unknown)} (it holds {in_backup})"
+            "volumes", f"not in this backup: {', '.join(unknown)} (it holds {held.volumes})"
         )
-    return database, volumes
+    return asked
 
 
 def sealed_target(
@@ -150,8 +164,7 @@ async def request_restore(
     actor: audit.Actor,
     *,
     restore_type: str,
-    database: bool,
-    volumes: list[str],
+    asked: Parts,
     target: Mapping[str, str] | None,
     by_platform_admin: bool,
 ) -> BackupRestore:
@@ -164,7 +177,8 @@ async def request_restore(
     RunNotStarted.
     """
     execution = await backups.backup_of(session, application, backup_id)
-    database, volumes = parts_to_restore(execution, restore_type, database, volumes)
+    parts = parts_to_restore(execution, restore_type, asked)
+    database, volumes = parts.database, parts.volumes
     restore_id = uuid.uuid4()
     stored_target = None
     if target is not None:
@@ -175,7 +189,7 @@ async def request_restore(
     check_registration(application, database and stored_target is None, volumes, settings)
     await claim_application(session, temporal, application.id)
     workflow_id = f"restore-{restore_id}"
-    details = RestoreDetails(database, volumes, stored_target)
+    details = RestoreDetails(database, volumes, stored_target, config=parts.config)
     restore = BackupRestore(
         id=restore_id,
         backup_execution_id=execution.id,
@@ -198,6 +212,7 @@ async def request_restore(
             "restore_type": restore_type,
             "database": database,
             "volumes": volumes,
+            "config": parts.config,
             "target": stored_target.shown() if stored_target else {},
         },
     )

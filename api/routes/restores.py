@@ -54,8 +54,7 @@ async def start_restore(
             backup_id,
             principal.actor,
             restore_type=body.restore_type,
-            database=body.database,
-            volumes=body.volumes,
+            asked=restores.Parts(body.database, body.volumes, body.config),
             target=body.target.model_dump(exclude_none=True) if body.target else None,
             by_platform_admin=principal.user.is_platform_admin,
         )

@@ -52,16 +52,23 @@ class RestoreRequest(Input):
     volumes: list[Slug] = Field(
         default_factory=list, max_length=64, description="selective: volumes to bring back"
     )
+    config: bool = Field(
+        default=False,
+        description="selective: bring the configuration objects back (Kubernetes: the"
+        " ConfigMaps and Secrets the backup holds)",
+    )
     target: RestoreTarget | None = None
 
     @model_validator(mode="after")
     def _what(self) -> RestoreRequest:
-        if self.restore_type == "full" and (self.database or self.volumes):
+        if self.restore_type == "full" and (self.database or self.volumes or self.config):
             raise ValueError(
                 "a full restore brings back everything; name parts only with selective"
             )
-        if self.restore_type == "selective" and not (self.database or self.volumes):
-            raise ValueError("a selective restore names the database, volumes or both")
+        if self.restore_type == "selective" and not (self.database or self.volumes or self.config):
+            raise ValueError(
+                "a selective restore names the database, volumes, the configuration, or several"
+            )
         if len(set(self.volumes)) != len(self.volumes):
             raise ValueError("volumes are listed more than once")
         return self
@@ -82,6 +89,7 @@ class RestoreOut(Output):
     restore_type: str
     database: bool = Field(default=False, validation_alias=_from_details("database"))
     volumes: list[str] = Field(default_factory=list, validation_alias=_from_details("volumes"))
+    config: bool = Field(default=False, validation_alias=_from_details("config"))
     target: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("target"))
     notes: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("notes"))
     workflow_id: str | None

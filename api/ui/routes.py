@@ -803,8 +803,8 @@ async def backups_chart(app_id: uuid.UUID, signed: Reader, session: SessionDep) 
 
 def _parts(manifest: dict[str, Any] | None) -> dict[str, Any]:
     """What a backup holds, from its manifest: the database and which volumes."""
-    database, volumes = restores.parts_held(manifest)
-    return {"database": database, "volumes": volumes}
+    held = restores.parts_held(manifest)
+    return {"database": held.database, "volumes": held.volumes}
 
 
 async def _wizard(
