@@ -138,3 +138,31 @@ def test_csrf_token_is_bound_to_the_session() -> None:
     assert one != two and len(one) == 64
     assert one == csrf.token_for("session-one")
     assert "session-one" not in one
+
+
+def test_the_application_summary_says_what_each_platform_holds() -> None:
+    summary = templates.env.get_template("_macros.html").module.platform_summary  # type: ignore[attr-defined]
+    local = {"kind": "local", "database_url": "postgresql://shop@db/shop", "volumes": {"up": "/d"}}
+    assert str(summary(local)) == "database postgresql://shop@db/shop · volumes up"
+    kube = {
+        "kind": "kubernetes",
+        "namespace": "shop",
+        "database": {"host": "db.shop.svc", "dbname": "shop"},
+        "volumes": {"data": "data-pvc", "uploads": "uploads-pvc"},
+        "config": {"include": "all"},
+    }
+    assert str(summary(kube)) == (
+        "Kubernetes namespace shop · database shop on db.shop.svc"
+        " · volumes data (claim data-pvc), uploads (claim uploads-pvc) · configuration all"
+    )
+    bare = {
+        "kind": "kubernetes",
+        "namespace": "x",
+        "database": None,
+        "volumes": {},
+        "config": {"include": "none"},
+    }
+    assert (
+        str(summary(bare))
+        == "Kubernetes namespace x · database none · volumes none · configuration none"
+    )
