@@ -94,15 +94,6 @@ async def backup_to_read(
     return Backup(execution, application, repo)
 
 
-def config_asked(restore: BackupRestore) -> bool:
-    """Whether the restore puts the configuration objects back (``details.config``).
-
-    Read from the row itself until ``core.restore_details.RestoreDetails`` carries the part;
-    rows written before restores had it read as False.
-    """
-    return bool((restore.details or {}).get("config"))
-
-
 def corrupt(message: str) -> ApplicationError | None:
     """The failure of a read that met damaged data in the repository, if it was one."""
     if DAMAGED.search(message):
@@ -205,9 +196,7 @@ class RestoreActivities(ReadingActivities):
                 await session.commit()
                 metrics.RESTORES_STARTED.inc()
             details = RestoreDetails.from_dict(restore.details)
-            return RestorePlan(
-                restore_id, details.database, details.volumes, config=config_asked(restore)
-            )
+            return RestorePlan(restore_id, details.database, details.volumes, config=details.config)
 
     @activity.defn
     async def verify_backup(self, restore_id: str) -> str:

@@ -46,7 +46,16 @@ from devstack.postgres import PostgresServer
 from tests.fakes.kube import CSI_DRIVER, FakeKube
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished
-from tests.support.kube import CairnCalls, apps, cairn, core, kube, kube_api, namespace
+from tests.support.kube import (
+    CairnCalls,
+    apps,
+    cairn,
+    core,
+    kube,
+    kube_api,
+    namespace,
+    recorded,
+)
 from tests.support.kube_rbac import Permission, uncovered
 from workflows.restore import RestoreWorkflow
 
@@ -279,10 +288,21 @@ def leftovers(kube: FakeKube, namespace: str) -> list[str]:
     return left
 
 
-def platform_of(app: App, cairn_settings: Settings, **changes: Any) -> KubernetesPlatform:
-    return KubernetesPlatform(
+def platform_of(
+    app: App, cairn_settings: Settings, calls: CairnCalls, **changes: Any
+) -> KubernetesPlatform:
+    """The application's platform, every call of it recorded for the comparison with RBAC."""
+    platform = KubernetesPlatform(
         {**app.settings, **changes}, {}, cairn=cairn_settings, restic=Restic()
     )
+    return recorded(platform, calls)
+
+
+@pytest.fixture(autouse=True)
+def requests_allowed_by_rbac(cairn: CairnCalls) -> Iterator[None]:
+    """After each test: every request cairn made so far is granted by deploy/kubernetes/."""
+    yield
+    assert uncovered(cairn.used) == set()
 
 
 def test_backup_damage_restore_gives_back_every_byte(
@@ -292,7 +312,7 @@ def test_backup_damage_restore_gives_back_every_byte(
     cairn_settings: Settings,
     cairn: CairnCalls,
 ) -> None:
-    platform = platform_of(app, cairn_settings)
+    platform = platform_of(app, cairn_settings, cairn)
     ns = app.namespace
     volumes = {claim: kube.pvc_path(ns, claim) for claim in CLAIMS.values()}
     files_before = {claim: folder_hashes(folder) for claim, folder in volumes.items()}
@@ -302,17 +322,16 @@ def test_backup_damage_restore_gives_back_every_byte(
     backup = str(uuid.uuid4())
     tags = [f"execution={backup}"]
     seen: list[Progress] = []
-    cairn(platform.check_targets, True, platform.volume_names())
-    point = cairn(platform.snapshot, backup, platform.volume_names())
+    platform.check_targets(True, platform.volume_names())
+    point = platform.snapshot(backup, platform.volume_names())
     assert point.consistent and set(point.volumes) == set(CLAIMS)
-    again = cairn(platform.snapshot, backup, platform.volume_names())  # a retried step
+    again = platform.snapshot(backup, platform.volume_names())  # a retried step
     assert again.volumes == point.volumes
     assert len(kube.list(SNAPSHOT_GROUP, "volumesnapshots", ns)) == len(CLAIMS)
-    dump = cairn(platform.dump_database, backup, app.repo, [*tags, "part=database"], seen.append)
+    dump = platform.dump_database(backup, app.repo, [*tags, "part=database"], seen.append)
     assert dump.row_counts == {"public.orders": 300} and seen
     uploads = {
-        volume: cairn(
-            platform.upload_volume,
+        volume: platform.upload_volume(
             backup,
             volume,
             handle,
@@ -325,9 +344,9 @@ def test_backup_damage_restore_gives_back_every_byte(
         for volume, handle in point.volumes.items()
     }
     assert uploads["data"].files == 2 and uploads["uploads"].files == 1
-    config = cairn(platform.export_config, backup, app.repo, [*tags, "part=config"])
+    config = platform.export_config(backup, app.repo, [*tags, "part=config"])
     assert config is not None
-    cairn(platform.release, backup)
+    platform.release(backup)
     assert leftovers(kube, ns) == []
     # the network policy admits the movers to the storage; the application's pods are kept off
     movers_policy = kube.get("networking.k8s.io", "networkpolicies", ns, MOVERS_POLICY)
@@ -354,24 +373,23 @@ def test_backup_damage_restore_gives_back_every_byte(
     )
 
     restore = str(uuid.uuid4())
-    cairn(platform.quiesce)
+    platform.quiesce()
     assert replicas(kube_api, ns) == (0, 0)
     try:
-        cairn(platform.restore_database, restore, app.repo, dump.snapshot_id, seen.append)
+        platform.restore_database(restore, app.repo, dump.snapshot_id, seen.append)
         for volume, upload in uploads.items():
-            cairn(
-                platform.restore_volume,
+            platform.restore_volume(
                 restore,
                 volume,
                 app.repo,
                 upload.snapshot_id,
                 seen.append,
             )
-        cairn(platform.restore_config, restore, app.repo, config.snapshot_id)
-        measured = cairn(platform.measure, True, list(CLAIMS))
+        platform.restore_config(restore, app.repo, config.snapshot_id)
+        measured = platform.measure(True, list(CLAIMS))
     finally:
-        cairn(platform.resume)
-        cairn(platform.release, restore)
+        platform.resume()
+        platform.release(restore)
     assert replicas(kube_api, ns) == (2, 1)
     assert measured.row_counts == dump.row_counts
     assert {v: (f.files, f.bytes) for v, f in measured.volumes.items()} == {
@@ -381,14 +399,13 @@ def test_backup_damage_restore_gives_back_every_byte(
     assert {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()} == files_before
     assert config_state(kube_api, ns) == config_before
     assert leftovers(kube, ns) == []
-    assert uncovered(cairn.used) == set()
 
 
 def test_a_failed_mover_says_why_and_leaves_nothing(
-    app: App, kube: FakeKube, cairn_settings: Settings
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
 ) -> None:
     database = {**app.settings["database"], "dbname": f"{app.dbname}_absent"}
-    platform = platform_of(app, cairn_settings, database=database)
+    platform = platform_of(app, cairn_settings, cairn, database=database)
     run = str(uuid.uuid4())
     try:
         with pytest.raises(PlatformError) as failed:
@@ -403,9 +420,9 @@ def test_a_failed_mover_says_why_and_leaves_nothing(
 
 
 def test_a_snapshot_never_ready_times_out_and_leaves_nothing(
-    app: App, kube: FakeKube, cairn_settings: Settings
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
 ) -> None:
-    platform = platform_of(app, cairn_settings, snapshot_class=STUCK_CLASS)
+    platform = platform_of(app, cairn_settings, cairn, snapshot_class=STUCK_CLASS)
     run = str(uuid.uuid4())
     with pytest.raises(PlatformError) as timed_out:
         platform.snapshot(run, ["data"])
@@ -448,10 +465,10 @@ platform.upload_volume(
 
 
 def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
-    app: App, kube: FakeKube, cairn_settings: Settings
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
 ) -> None:
     """The retry after a SIGKILL awaits the Job (and claim) the killed attempt started."""
-    platform = platform_of(app, cairn_settings)
+    platform = platform_of(app, cairn_settings, cairn)
     run = str(uuid.uuid4())
     handle = platform.snapshot(run, ["data"]).volumes["data"]
     storage = cairn_settings.kube_storage_volume
@@ -498,10 +515,14 @@ def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
 
 
 def test_one_volume_and_the_config_restored_into_another_namespace(
-    app: App, kube: FakeKube, kube_api: client.ApiClient, cairn_settings: Settings
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
 ) -> None:
     """A clone: the same claims in another namespace; only what was asked for is written."""
-    source = platform_of(app, cairn_settings)
+    source = platform_of(app, cairn_settings, cairn)
     backup = str(uuid.uuid4())
     handle = source.snapshot(backup, ["data"]).volumes["data"]
     tags = [f"execution={backup}"]
@@ -537,7 +558,7 @@ def test_one_volume_and_the_config_restored_into_another_namespace(
         (_bound(kube, clone, "uploads-pvc") / "own.txt").write_text("the clone's own file")
         _bound(kube, clone, "data-pvc")
         target = platform_of(
-            app, cairn_settings, namespace=clone, workloads={"names": []}, database=None
+            app, cairn_settings, cairn, namespace=clone, workloads={"names": []}, database=None
         )
         restore = str(uuid.uuid4())
         try:
@@ -597,24 +618,22 @@ def kube_worker(
 def start_restore(
     settings: Settings, backup: dict[str, Any], application_id: str, details: dict[str, Any]
 ) -> str:
-    """A restore row as services/restores.py writes it, with ``details`` as given.
+    """A selective restore's row as services/restores.py writes it, with ``details`` as given.
 
-    The restore API does not ask for the configuration part yet (nor accept a Kubernetes
-    application's claims), so the test writes the row the workflow reads; the workflow is
-    started like the service starts it.
+    For a run whose id the test must know before the workflow starts (run_restore starts
+    it as the service does).
     """
     restore_id = str(uuid.uuid4())
     url = settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO backup_restores (id, backup_execution_id, application_id, workflow_id,"
-            " status, restore_type, details) VALUES (%s, %s, %s, %s, 'pending', %s, %s)",
+            " status, restore_type, details) VALUES (%s, %s, %s, %s, 'pending', 'selective', %s)",
             (
                 restore_id,
                 backup["id"],
                 application_id,
                 f"restore-{restore_id}",
-                "full" if details.get("config") else "selective",
                 json.dumps({"target": None, **details}),
             ),
         )
@@ -638,16 +657,16 @@ async def run_restore(
         task_queue=CONTROL_TASK_QUEUE,
     )
     restore: dict[str, Any] = await wait_for(
-        api,
-        f"{app_path}/restores/{restore_id}",
-        headers,
-        lambda r: (
-            r["status"] in ("succeeded", "failed", "cancelled")
-            and (r.get("timeline") or {}).get("workflow_status") not in (None, "running")
-        ),
-        seconds=240,
+        api, f"{app_path}/restores/{restore_id}", headers, ended, seconds=240
     )
     return restore
+
+
+def ended(restore: dict[str, Any]) -> bool:
+    """The restore's row and its workflow have both ended."""
+    return restore["status"] in ("succeeded", "failed", "cancelled") and (
+        restore.get("timeline") or {}
+    ).get("workflow_status") not in (None, "running")
 
 
 def metadata_rows_text(settings: Settings) -> str:
@@ -794,20 +813,18 @@ async def test_backup_and_restore_through_the_workflows(
     core(kube_api).patch_namespaced_secret(
         "api-keys", ns, {"data": {"stripe": base64.b64encode(b"changed").decode()}}
     )
-    response = await api.post(
-        f"{app_path}/backups/{backup['id']}/restore", json={"restore_type": "full"}, headers=owner
-    )
-    # the API's side (services/restores.check_registration applies the local platform's
-    # folder rule to claims, and the request has no configuration part yet) is not here yet
-    assert response.status_code == 409 and "must be an absolute path" in response.text
-    full = start_restore(
-        kube_worker,
-        backup,
-        registered["id"],
-        {"database": True, "volumes": sorted(CLAIMS), "config": True},
-    )
     kube.reset_requests()
-    restore = await run_restore(temporal_client, api, owner, app_path, full, workspace)
+    accepted = await expect(
+        await api.post(
+            f"{app_path}/backups/{backup['id']}/restore",
+            json={"restore_type": "full"},
+            headers=owner,
+        ),
+        202,
+    )
+    assert accepted["config"] and accepted["database"]
+    full = accepted["id"]
+    restore = await wait_for(api, f"{app_path}/restores/{full}", owner, ended, seconds=240)
     used |= kube.used_permissions()
     assert restore["status"] == "succeeded", restore["error_message"]
     assert "config" in (restore["notes"] or {})
@@ -870,9 +887,9 @@ def test_an_in_place_volume_swap_finishes_from_wherever_it_was_cut(
 
 
 def test_a_drill_restores_scratch_copies_beside_the_application_and_removes_them(
-    app: App, kube: FakeKube, cairn_settings: Settings
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
 ) -> None:
-    platform = platform_of(app, cairn_settings)
+    platform = platform_of(app, cairn_settings, cairn)
     ns = app.namespace
     backup = str(uuid.uuid4())
     tags = [f"execution={backup}"]

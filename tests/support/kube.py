@@ -5,9 +5,10 @@ A test module imports them by name; each module gets one fake, each test a fresh
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from kubernetes import client, config
@@ -32,6 +33,22 @@ class CairnCalls:
             return function(*args, **kwargs)
         finally:
             self.used |= self.fake.used_permissions()
+
+
+class _Recorded:
+    def __init__(self, target: object, calls: CairnCalls) -> None:
+        self._target, self._calls = target, calls
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._target, name)
+        if not callable(found):
+            return found
+        return functools.partial(self._calls, found)
+
+
+def recorded(target: T, calls: CairnCalls) -> T:
+    """``target`` whose every method call goes through ``calls`` (its requests recorded)."""
+    return cast(T, _Recorded(target, calls))
 
 
 @pytest.fixture(scope="module")
