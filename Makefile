@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install dev test test-unit lint format bench bench-quick
+.PHONY: install dev test test-unit lint format bench bench-quick bench-kube
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,8 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
+
+# a backup through the Kubernetes platform (the API fake) beside the local platform, same
+# data; ends with RESULT kube_backup_vs_local=<ratio> (--quick: small sizes)
+bench-kube: install
+	$(BIN)/python -m bench.kube_backup
