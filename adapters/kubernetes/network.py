@@ -51,6 +51,8 @@ MOVER_LABELS: Final = {**MANAGED_BY, ROLE_LABEL: "mover"}
 APPS_POLICY: Final = "cairn-storage-apps"
 MOVERS_POLICY: Final = "cairn-storage-movers"
 EVERYWHERE: Final = {4: "0.0.0.0/0", 6: "::/0"}
+# Writes of a policy that meet a concurrent writer (409) before one of them gives up.
+WRITE_ATTEMPTS: Final = 3
 
 
 def ensure_mover_policy(api: ApiClient, namespace: str, storage_addresses: list[str]) -> None:
@@ -107,22 +109,27 @@ def storage_networks(
 
 
 def _ensure(networking: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """Creates or replaces the policy; a concurrent writer (the movers of one run start at
+    once, each writing the policy) answers 409, and the write is made again over its copy."""
     doing = f"writing the NetworkPolicy {name} in {namespace}"
-    body: dict[str, Any] = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
-        "spec": spec,
-    }
-    try:
+    for attempt in range(WRITE_ATTEMPTS):
+        body: dict[str, Any] = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "spec": spec,
+        }
         try:
-            current = networking.read_namespaced_network_policy(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            networking.create_namespaced_network_policy(namespace, body)
+            try:
+                current = networking.read_namespaced_network_policy(name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                networking.create_namespaced_network_policy(namespace, body)
+                return
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            networking.replace_namespaced_network_policy(name, namespace, body)
             return
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        networking.replace_namespaced_network_policy(name, namespace, body)
-    except ApiException as exc:
-        raise failure(exc, doing) from None
+        except ApiException as exc:
+            if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
+                raise failure(exc, doing) from None

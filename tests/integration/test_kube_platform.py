@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,12 @@ from temporalio.client import Client as TemporalClient
 
 from adapters.kubernetes.movers import Mover, Placement, job_manifest
 from adapters.kubernetes.names import MANAGED_BY
-from adapters.kubernetes.network import APPS_POLICY, MOVER_LABELS, MOVERS_POLICY
+from adapters.kubernetes.network import (
+    APPS_POLICY,
+    MOVER_LABELS,
+    MOVERS_POLICY,
+    ensure_mover_policy,
+)
 from adapters.kubernetes.platform import KubernetesPlatform
 from adapters.kubernetes.volume_swap import swap_in_place
 from adapters.local_platform import scratch_database
@@ -417,6 +423,20 @@ def test_a_failed_mover_says_why_and_leaves_nothing(
     assert f'database "{app.dbname}_absent" does not exist' in message
     assert app.repo.password not in message
     assert leftovers(kube, app.namespace) == []
+
+
+def test_movers_starting_at_once_each_write_the_network_policy(
+    kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """A run's dump and uploads start at once; each writes the policies before its Job."""
+    with ThreadPoolExecutor(4) as pool:
+        writes = [
+            pool.submit(cairn, ensure_mover_policy, kube_api, namespace, [NFS_SERVER])
+            for _ in range(4)
+        ]
+        for write in writes:
+            write.result()
+    assert kube.get("networking.k8s.io", "networkpolicies", namespace, MOVERS_POLICY)
 
 
 def test_a_snapshot_never_ready_times_out_and_leaves_nothing(
