@@ -708,43 +708,9 @@ def metadata_rows_text(settings: Settings) -> str:
         )
 
 
-GET_RUN_OBJECTS = ("get", "jobs,pvc,volumesnapshots", "-o", "json")
-
-
-def kubectl_get(kube: FakeKube, namespace: str, home: Path) -> list[tuple[str, str]]:
-    """``kubectl get jobs,pvc,volumesnapshots -o json`` (Debian's kubectl, a second client)."""
-    kubectl = os.environ.get("CAIRN_TEST_KUBECTL") or shutil.which("kubectl")
-    assert kubectl, "kubectl is missing: scripts/system-deps.sh installs Debian's kubernetes-client"
-    result = subprocess.run(
-        [*(kubectl, "--kubeconfig", str(kube.kubeconfig), "-n", namespace), *GET_RUN_OBJECTS],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "HOME": str(home)},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return sorted((i["kind"], i["metadata"]["name"]) for i in json.loads(result.stdout)["items"])
-
-
-@pytest.mark.usefixtures("worker")
-async def test_backup_and_restore_through_the_workflows(
-    app: App,
-    temporal_client: TemporalClient,
-    caplog: pytest.LogCaptureFixture,
-    kube: FakeKube,
-    kube_api: client.ApiClient,
-    api: ApiClient,
-    world: World,
-    kube_worker: Settings,
-    tmp_path: Path,
-) -> None:
-    """The API registers the application; BackupWorkflow backs it up; a RestoreWorkflow whose
-    mover fails ends failed with the pod's log, cleaned up and scaled back; a full restore
-    with the configuration part gives back every byte, row, ConfigMap and Secret. Neither
-    password is in any metadata row, API answer, workflow history or log; every request the
-    worker made is allowed by deploy/kubernetes/ RBAC."""
-    ns = app.namespace
+async def register(api: ApiClient, world: World, app: App) -> tuple[str, str]:
+    """A workspace with an active local storage, the application registered in it through
+    the API with a daily policy; the workspace id and the application's path."""
     workspace = await new_workspace(api, world, members=("member", "owner"))
     admin, owner = world.auth("ws_admin"), world.auth("owner")
     accepted = await expect(
@@ -783,6 +749,49 @@ async def test_backup_and_restore_through_the_workflows(
         ),
         201,
     )
+    return workspace, app_path
+
+
+GET_RUN_OBJECTS = ("get", "jobs,pvc,volumesnapshots", "-o", "json")
+
+
+def kubectl_get(kube: FakeKube, namespace: str, home: Path) -> list[tuple[str, str]]:
+    """``kubectl get jobs,pvc,volumesnapshots -o json`` (Debian's kubectl, a second client)."""
+    kubectl = os.environ.get("CAIRN_TEST_KUBECTL") or shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: scripts/system-deps.sh installs Debian's kubernetes-client"
+    result = subprocess.run(
+        [*(kubectl, "--kubeconfig", str(kube.kubeconfig), "-n", namespace), *GET_RUN_OBJECTS],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "HOME": str(home)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return sorted((i["kind"], i["metadata"]["name"]) for i in json.loads(result.stdout)["items"])
+
+
+@pytest.mark.usefixtures("worker")
+async def test_backup_and_restore_through_the_workflows(
+    app: App,
+    temporal_client: TemporalClient,
+    caplog: pytest.LogCaptureFixture,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    api: ApiClient,
+    world: World,
+    kube_worker: Settings,
+    tmp_path: Path,
+) -> None:
+    """The API registers the application; BackupWorkflow backs it up; a RestoreWorkflow whose
+    mover fails ends failed with the pod's log, cleaned up and scaled back; a full restore
+    with the configuration part gives back every byte, row, ConfigMap and Secret. Neither
+    password is in any metadata row, API answer, workflow history or log; every request the
+    worker made is allowed by deploy/kubernetes/ RBAC."""
+    ns = app.namespace
+    workspace, app_path = await register(api, world, app)
+    owner = world.auth("owner")
+    application_id = app_path.rsplit("/", 1)[1]
     files_before = {c: folder_hashes(kube.pvc_path(ns, c)) for c in CLAIMS.values()}
     rows_before = table_hash(app.server, app.dbname)
     config_before = config_state(kube_api, ns)
@@ -805,7 +814,7 @@ async def test_backup_and_restore_through_the_workflows(
 
     # a mover that fails (a file where its staging folder goes): the run says why, scaled back
     blocked = start_restore(
-        kube_worker, backup, registered["id"], {"database": False, "volumes": ["data"]}
+        kube_worker, backup, application_id, {"database": False, "volumes": ["data"]}
     )
     obstacle = kube.pvc_path(ns, "data-pvc") / f".cairn-restore-{blocked.replace('-', '')[:12]}"
     obstacle.write_text("in the way")
@@ -856,7 +865,7 @@ async def test_backup_and_restore_through_the_workflows(
 
     answers = json.dumps([backup, failed, restore, (await api.get(app_path, headers=owner)).json()])
     rows = metadata_rows_text(kube_worker)
-    for password in (repository_password(kube_worker, registered["id"]), database_password):
+    for password in (repository_password(kube_worker, application_id), database_password):
         for workflow_id in (backup["workflow_id"], f"restore-{blocked}", f"restore-{full}"):
             history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
             assert password not in history.to_json()
