@@ -50,6 +50,7 @@ from core import crypto, secret_contexts
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.fakes.kube import CSI_DRIVER, FakeKube
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished
 from tests.support.kube import (
@@ -873,6 +874,12 @@ async def test_backup_and_restore_through_the_workflows(
         assert password not in caplog.text
         assert password not in rows
     assert uncovered(used) == set()
+    for workflow_id, name in (
+        (backup["workflow_id"], "backup-kube-released"),
+        (f"restore-{blocked}", "restore-kube-mover-failed"),
+        (f"restore-{full}", "restore-kube-config"),
+    ):
+        await histories.record(temporal_client, workflow_id, name)
 
 
 class Cut(BaseException):
