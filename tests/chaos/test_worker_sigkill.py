@@ -57,6 +57,7 @@ STEPS = (
     "upload_volume",
     "store_manifest",
     "record_success",
+    "release_backup",
     "apply_retention",
     "begin_restore",
     "verify_backup",
