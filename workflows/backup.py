@@ -16,7 +16,6 @@ from functools import partial
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from contracts.backup import (
@@ -30,25 +29,20 @@ with workflow.unsafe.imports_passed_through():
         UploadJob,
     )
     from contracts.notify import FailureEvent
-    from contracts.task_queues import DATA_TASK_QUEUE
     from core.states import RunStatus
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
-    from workflows.retries import (
-        BEGIN_BUDGET,
-        CLEANUP_RETRY,
-        DATA_RETRY,
-        HEARTBEAT,
-        METADATA_BUDGET,
-        METADATA_RETRY,
-        METADATA_STEP,
-        PREPARE_STEP,
-        SNAPSHOT_STEP,
-        TRANSFER_STEP,
+    from workflows.step_kinds import (
+        BEGIN,
+        CLEANUP,
+        PLATFORM,
+        PREPARE,
+        RECORD,
+        SNAPSHOT,
+        TRANSFER,
+        WAIT,
     )
 
-# A cancelled data step must have stopped before its partial snapshots are cleaned up.
-WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 # Marks runs that leave retention to the daily sweep; older histories still prune.
 PRUNE_IN_SWEEP = "prune-in-daily-sweep"
 # Marks runs that release the platform's resources after success too, not only on failure.
@@ -74,12 +68,7 @@ class BackupWorkflow:
         try:
             # Every step, the first included, is inside the failure handling.
             self.step = "begin"
-            ref = await steps.begin_backup(
-                begin,
-                start_to_close_timeout=METADATA_STEP,
-                schedule_to_close_timeout=BEGIN_BUDGET,
-                retry_policy=METADATA_RETRY,
-            )
+            ref = await steps.begin_backup(begin, **BEGIN)
             execution_id = ref.execution_id
             return await self._backup(request, ref.execution_id, ref.volumes, ref.include_database)
         except RUN_ERRORS as error:
@@ -92,20 +81,10 @@ class BackupWorkflow:
     ) -> str:
         started = workflow.now().isoformat()
         self.step = "quota check"
-        await steps.check_quota(
-            execution_id,
-            start_to_close_timeout=PREPARE_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-        )
+        await steps.check_quota(execution_id, **PLATFORM)
         checkpoint()
         self.step = "snapshot"
-        snapshot = await steps.snapshot_volumes(
-            execution_id,
-            start_to_close_timeout=SNAPSHOT_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-        )
+        snapshot = await steps.snapshot_volumes(execution_id, **SNAPSHOT)
         checkpoint()
         parts: list[PartResult] = []
         jobs: list[tuple[str, Callable[[], Awaitable[PartResult]]]] = []
@@ -126,42 +105,22 @@ class BackupWorkflow:
         stored = await steps.store_manifest(
             RecordJob(execution_id, parts, snapshot, started),
             summary="store the manifest",
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=PREPARE_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
             cancellation_type=WAIT,
+            **PREPARE,
         )
         checkpoint()  # a cancelled run never records success
-        await steps.record_success(
-            SuccessJob(execution_id, stored),
-            start_to_close_timeout=METADATA_STEP,
-            schedule_to_close_timeout=METADATA_BUDGET,
-            retry_policy=METADATA_RETRY,
-        )
+        await steps.record_success(SuccessJob(execution_id, stored), **RECORD)
         if workflow.patched(RELEASE_AFTER_SUCCESS):
             self.step = "release"
             try:
-                await steps.release_backup(
-                    execution_id,
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=PREPARE_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=CLEANUP_RETRY,
-                )
+                await steps.release_backup(execution_id, **CLEANUP)
             except ActivityError as error:
                 # The backup is recorded and complete; what is left is noted on its row.
                 workflow.logger.warning("release after the backup failed: %s", reason(error))
         if not workflow.patched(PRUNE_IN_SWEEP):
             self.step = "prune"
             try:
-                await steps.apply_retention(
-                    request.policy_id,
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=TRANSFER_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DATA_RETRY,
-                )
+                await steps.apply_retention(request.policy_id, **TRANSFER)
             except ActivityError as error:
                 # The backup itself is complete; a failed prune is retried by the sweep.
                 workflow.logger.warning("retention failed, backup kept: %s", reason(error))
@@ -170,24 +129,12 @@ class BackupWorkflow:
 
     async def _dump(self, execution_id: str) -> PartResult:
         return await steps.dump_database(
-            execution_id,
-            summary="dump the database",
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=TRANSFER_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-            cancellation_type=WAIT,
+            execution_id, summary="dump the database", cancellation_type=WAIT, **TRANSFER
         )
 
     async def _upload(self, job: UploadJob) -> PartResult:
         return await steps.upload_volume(
-            job,
-            summary=f"upload volume {job.volume}",
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=TRANSFER_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-            cancellation_type=WAIT,
+            job, summary=f"upload volume {job.volume}", cancellation_type=WAIT, **TRANSFER
         )
 
     async def _at_once(
@@ -237,23 +184,14 @@ class BackupWorkflow:
         step, self.step = self.step, status
         try:
             recorded = await steps.record_failure(
-                FailJob(begin, execution_id, message, status),
-                start_to_close_timeout=METADATA_STEP,
-                schedule_to_close_timeout=METADATA_BUDGET,
-                retry_policy=METADATA_RETRY,
+                FailJob(begin, execution_id, message, status), **RECORD
             )
         except ActivityError as error:
             workflow.logger.error("the outcome could not be recorded: %s", reason(error))
             return
         if recorded.execution_id and step != "begin":
             try:
-                await steps.clean_up_failed(
-                    recorded.execution_id,
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=PREPARE_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=CLEANUP_RETRY,
-                )
+                await steps.clean_up_failed(recorded.execution_id, **CLEANUP)
             except ActivityError as error:
                 workflow.logger.warning("cleanup after failure failed: %s", reason(error))
         if not recorded.settled or recorded.execution_id is None:

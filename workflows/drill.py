@@ -6,7 +6,6 @@ from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from contracts.drill import (
@@ -20,26 +19,19 @@ with workflow.unsafe.imports_passed_through():
         FinishDrill,
     )
     from contracts.notify import FailureEvent
-    from contracts.task_queues import DATA_TASK_QUEUE
     from core.states import RunStatus
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
-    from workflows.retries import (
-        BEGIN_BUDGET,
-        DATA_RETRY,
-        DRILL_CHECKS_STEP,
-        DRILL_CLEANUP_RETRY,
-        HEARTBEAT,
-        METADATA_BUDGET,
-        METADATA_RETRY,
-        METADATA_STEP,
-        PREPARE_STEP,
-        TRANSFER_STEP,
-        VERIFY_RESULT_STEP,
+    from workflows.step_kinds import (
+        BEGIN,
+        DRILL_CHECKS,
+        DRILL_CLEANUP,
+        PREPARE,
+        RECORD,
+        TRANSFER,
+        VERIFY_RESULT,
+        WAIT,
     )
-
-# A cancelled restore must have stopped before its scratch copy is removed.
-WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @workflow.defn(name=DRILL_WORKFLOW)
@@ -62,12 +54,7 @@ class RestoreDrillWorkflow:
         try:
             # Every step, the first included, is inside the failure handling.
             self.step = "begin"
-            plan = await steps.begin_drill(
-                begin,
-                start_to_close_timeout=METADATA_STEP,
-                schedule_to_close_timeout=BEGIN_BUDGET,
-                retry_policy=METADATA_RETRY,
-            )
+            plan = await steps.begin_drill(begin, **BEGIN)
             recovery_seconds = await self._drill(plan)
             checkpoint()  # a cancelled drill never records success
         except (*RUN_ERRORS, ApplicationError) as error:
@@ -120,56 +107,28 @@ class RestoreDrillWorkflow:
     async def _drill(self, plan: DrillPlan) -> float:
         """Restores, verifies and checks; the recovery time runs from restore to verified."""
         self.step = "verify backup"
-        self.notes["verify backup"] = await steps.verify_drill_backup(
-            plan.drill_id,
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=PREPARE_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-        )
+        self.notes["verify backup"] = await steps.verify_drill_backup(plan.drill_id, **PREPARE)
         restore_started: datetime = workflow.now()
         database_bytes = 0
         if plan.database:
             self.step = "restore database"
             database_bytes = await steps.restore_drill_database(
-                plan.drill_id,
-                task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=TRANSFER_STEP,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=DATA_RETRY,
-                cancellation_type=WAIT,
+                plan.drill_id, cancellation_type=WAIT, **TRANSFER
             )
             checkpoint()
         for volume in plan.volumes:
             self.step = f"restore volume {volume}"
             self.notes[f"volume:{volume}"] = await steps.restore_drill_volume(
-                DrillVolume(plan.drill_id, volume),
-                task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=TRANSFER_STEP,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=DATA_RETRY,
-                cancellation_type=WAIT,
+                DrillVolume(plan.drill_id, volume), cancellation_type=WAIT, **TRANSFER
             )
             checkpoint()
         self.step = "verify result"
-        verified = await steps.verify_drill(
-            plan,
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=VERIFY_RESULT_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-        )
+        verified = await steps.verify_drill(plan, **VERIFY_RESULT)
         recovery_seconds = (workflow.now() - restore_started).total_seconds()
         self.notes["verify result"] = verified.summary
         self.bytes_restored = database_bytes + verified.volume_bytes
         self.step = "checks"
-        self.checks = await steps.run_drill_checks(
-            plan,
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=DRILL_CHECKS_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
-        )
+        self.checks = await steps.run_drill_checks(plan, **DRILL_CHECKS)
         failing = [c for c in self.checks if c.outcome != "passed"]
         if failing:
             raise ApplicationError(
@@ -182,12 +141,7 @@ class RestoreDrillWorkflow:
     async def _finish(self, finish: FinishDrill, swallow: bool = True) -> DrillRecorded:
         """Records the outcome; a record that cannot be made is left to the reconciler."""
         try:
-            return await steps.finish_drill(
-                finish,
-                start_to_close_timeout=METADATA_STEP,
-                schedule_to_close_timeout=METADATA_BUDGET,
-                retry_policy=METADATA_RETRY,
-            )
+            return await steps.finish_drill(finish, **RECORD)
         except ActivityError as error:
             if not swallow:
                 raise
@@ -198,12 +152,6 @@ class RestoreDrillWorkflow:
     async def _clean_up(self, drill_id: str) -> None:
         """Removes the scratch copy; a failure is noted on the row, never the run's outcome."""
         try:
-            await steps.clean_up_drill(
-                drill_id,
-                task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=PREPARE_STEP,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=DRILL_CLEANUP_RETRY,
-            )
+            await steps.clean_up_drill(drill_id, **DRILL_CLEANUP)
         except ActivityError as error:
             workflow.logger.error("drill %s left scratch copies: %s", drill_id, reason(error))

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.notify import FailureEvent
     from core.states import RunStatus
     from workflows import steps
-    from workflows.retries import ALERT_RETRY, ALERT_STEP
+    from workflows.step_kinds import ALERT
 
 
 def reason(error: BaseException) -> str:
@@ -68,8 +68,6 @@ def checkpoint() -> None:
 async def alert(event: FailureEvent) -> None:
     """Sends the failure alert; a webhook that stays down is logged, never the run's outcome."""
     try:
-        await steps.notify_failure(
-            event, start_to_close_timeout=ALERT_STEP, retry_policy=ALERT_RETRY
-        )
+        await steps.notify_failure(event, **ALERT)
     except ActivityError as error:
         workflow.logger.error("failure alert for %s not delivered: %s", event.id, reason(error))

@@ -8,13 +8,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import steps
-    from workflows.retries import PERIODIC_RETRY, RECONCILE_STEP
+    from workflows.step_kinds import RECONCILE
 
 
 @workflow.defn
 class ReconcileSchedulesWorkflow:
     @workflow.run
     async def run(self) -> dict[str, Any]:
-        return await steps.reconcile_policy_schedules(
-            start_to_close_timeout=RECONCILE_STEP, retry_policy=PERIODIC_RETRY
-        )
+        return await steps.reconcile_policy_schedules(**RECONCILE)

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from contracts.notify import FailureEvent
     from contracts.restore import FinishRestore, RestorePlan, VolumeJob
-    from contracts.task_queues import DATA_TASK_QUEUE
     from core.states import RunStatus
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
-    from workflows.retries import (
-        BEGIN_BUDGET,
-        DATA_RETRY,
-        HEARTBEAT,
-        METADATA_BUDGET,
-        METADATA_RETRY,
-        METADATA_STEP,
-        PREPARE_STEP,
-        RESUME_RETRY,
-        TRANSFER_STEP,
-        VERIFY_RESULT_STEP,
+    from workflows.step_kinds import (
+        BEGIN,
+        PLATFORM,
+        PREPARE,
+        RECORD,
+        RESUME,
+        TRANSFER,
+        VERIFY_RESULT,
+        WAIT,
     )
 
 # Marks runs that may restore the configuration part; older histories never asked for it.
 CONFIG_PART = "restore-config-part"
-# A cancelled step must have stopped before the application is resumed or the run recorded:
-# nothing may still write into the application's data afterwards.
-WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @workflow.defn
@@ -49,12 +42,7 @@ class RestoreWorkflow:
         try:
             # Every step, the first included, is inside the failure handling.
             self.step = "begin"
-            plan = await steps.begin_restore(
-                restore_id,
-                start_to_close_timeout=METADATA_STEP,
-                schedule_to_close_timeout=BEGIN_BUDGET,
-                retry_policy=METADATA_RETRY,
-            )
+            plan = await steps.begin_restore(restore_id, **BEGIN)
             await self._restore(plan)
             checkpoint()  # a cancelled run never records success
         except RUN_ERRORS as error:
@@ -81,23 +69,14 @@ class RestoreWorkflow:
     async def _restore(self, plan: RestorePlan) -> None:
         self.step = "verify backup"
         self.notes["verify"] = await steps.verify_backup(
-            plan.restore_id,
-            summary="verify the backup",
-            task_queue=DATA_TASK_QUEUE,
-            start_to_close_timeout=TRANSFER_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=DATA_RETRY,
+            plan.restore_id, summary="verify the backup", **TRANSFER
         )
         failed = False
         try:
             # Inside the try: once a stop was attempted, the application is always resumed.
             self.step = "quiesce"
             self.notes["quiesce"] = await steps.quiesce(
-                plan.restore_id,
-                start_to_close_timeout=PREPARE_STEP,
-                retry_policy=DATA_RETRY,
-                heartbeat_timeout=HEARTBEAT,
-                cancellation_type=WAIT,
+                plan.restore_id, cancellation_type=WAIT, **PLATFORM
             )
             checkpoint()
             if plan.database:
@@ -105,11 +84,8 @@ class RestoreWorkflow:
                 self.notes["database"] = await steps.restore_database(
                     plan.restore_id,
                     summary="restore the database",
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=TRANSFER_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DATA_RETRY,
                     cancellation_type=WAIT,
+                    **TRANSFER,
                 )
                 checkpoint()
             for volume in plan.volumes:
@@ -117,11 +93,8 @@ class RestoreWorkflow:
                 self.notes[f"volume:{volume}"] = await steps.restore_volume(
                     VolumeJob(plan.restore_id, volume),
                     summary=f"restore volume {volume}",
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=TRANSFER_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DATA_RETRY,
                     cancellation_type=WAIT,
+                    **TRANSFER,
                 )
                 checkpoint()
             if plan.config and workflow.patched(CONFIG_PART):
@@ -129,21 +102,13 @@ class RestoreWorkflow:
                 self.notes["config"] = await steps.restore_config(
                     plan.restore_id,
                     summary="restore the configuration objects",
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=PREPARE_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=DATA_RETRY,
                     cancellation_type=WAIT,
+                    **PREPARE,
                 )
                 checkpoint()
             self.step = "verify result"
             await steps.verify_restore(
-                plan.restore_id,
-                summary="verify the restored data",
-                task_queue=DATA_TASK_QUEUE,
-                start_to_close_timeout=VERIFY_RESULT_STEP,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=DATA_RETRY,
+                plan.restore_id, summary="verify the restored data", **VERIFY_RESULT
             )
         except RUN_ERRORS:
             failed = True
@@ -152,12 +117,7 @@ class RestoreWorkflow:
             # Resume in every outcome: success, failure or cancel.
             step, self.step = self.step, "resume"
             try:
-                self.notes["resume"] = await steps.resume(
-                    plan.restore_id,
-                    start_to_close_timeout=PREPARE_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=RESUME_RETRY,
-                )
+                self.notes["resume"] = await steps.resume(plan.restore_id, **RESUME)
             except ActivityError as error:
                 if not failed:
                     raise  # the restore itself worked; the run fails in step "resume"
@@ -171,10 +131,7 @@ class RestoreWorkflow:
         """Records the outcome; True when this call ended the row (so it alerts once)."""
         try:
             return await steps.finish_restore(
-                FinishRestore(restore_id, status, message, self.notes),
-                start_to_close_timeout=METADATA_STEP,
-                schedule_to_close_timeout=METADATA_BUDGET,
-                retry_policy=METADATA_RETRY,
+                FinishRestore(restore_id, status, message, self.notes), **RECORD
             )
         except ActivityError as error:
             if not swallow:

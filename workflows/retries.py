@@ -1,7 +1,8 @@
 """Every retry policy and timeout of the workflows, named by the kind of step it is for.
 
 One home, so a step's budget is read in one place and two kinds of step that must behave
-alike share one policy instead of two copies.
+alike share one policy instead of two copies. ``workflows/step_kinds.py`` bundles them into
+the options of each kind of step.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows import steps
     from workflows.failures import alert
-    from workflows.retries import HEARTBEAT, PERIODIC_RETRY, SETTLE_RUNS_STEP
+    from workflows.step_kinds import SETTLE_RUNS
 
 SETTLE_RUNS_WORKFLOW = "SettleRunsWorkflow"
 
@@ -18,11 +18,7 @@ SETTLE_RUNS_WORKFLOW = "SettleRunsWorkflow"
 class SettleRunsWorkflow:
     @workflow.run
     async def run(self) -> int:
-        events = await steps.settle_closed_runs(
-            start_to_close_timeout=SETTLE_RUNS_STEP,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=PERIODIC_RETRY,
-        )
+        events = await steps.settle_closed_runs(**SETTLE_RUNS)
         # Every failed or cancelled run alerts, also those nobody but the reconciler saw end.
         await asyncio.gather(*(alert(event) for event in events))
         return len(events)

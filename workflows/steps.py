@@ -9,11 +9,9 @@ checks each name and result type against the registry the worker serves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Generic, TypedDict, TypeVar, Unpack, cast
+from typing import Any, Generic, TypeVar, Unpack, cast
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from contracts.backup import (
@@ -40,21 +38,10 @@ with workflow.unsafe.imports_passed_through():
     from contracts.notify import FailureEvent
     from contracts.restore import FinishRestore, RestorePlan, VolumeJob
     from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
+    from workflows.step_kinds import Options
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
-
-
-class Options(TypedDict, total=False):
-    """How one call of a step runs: its queue, timeouts, retries, cancellation and label."""
-
-    task_queue: str
-    start_to_close_timeout: timedelta
-    schedule_to_close_timeout: timedelta
-    heartbeat_timeout: timedelta
-    retry_policy: RetryPolicy
-    cancellation_type: workflow.ActivityCancellationType
-    summary: str
 
 
 @dataclass(frozen=True)

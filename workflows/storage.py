@@ -7,20 +7,10 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.storage import DeleteStorageJob, StorageJob, StorageStatusChange, StorageUsage
-    from contracts.task_queues import DATA_TASK_QUEUE
     from core.states import StorageStatus
     from workflows import steps
     from workflows.failures import reason
-    from workflows.retries import (
-        CONTROL_RETRY,
-        CONTROL_STEP,
-        HEARTBEAT,
-        PERIODIC_RETRY,
-        PURGE_STEP,
-        STORAGE_CALL_RETRY,
-        STORAGE_CALL_STEP,
-        USAGE_READING_STEP,
-    )
+    from workflows.step_kinds import CONTROL, PURGE, STORAGE_CALL, USAGE_READING
 
 
 @workflow.defn
@@ -30,9 +20,7 @@ class ProvisionStorageWorkflow:
     @workflow.run
     async def run(self, job: StorageJob) -> str:
         try:
-            await steps.provision_storage(
-                job, start_to_close_timeout=STORAGE_CALL_STEP, retry_policy=STORAGE_CALL_RETRY
-            )
+            await steps.provision_storage(job, **STORAGE_CALL)
         except ActivityError as error:
             await _set_status(job.storage_id, StorageStatus.ERROR, reason(error))
             return StorageStatus.ERROR
@@ -48,25 +36,13 @@ class DeleteStorageWorkflow:
     async def run(self, job: DeleteStorageJob) -> str:
         try:
             if job.force:
-                await steps.remove_storage_backups(
-                    job.storage,
-                    task_queue=DATA_TASK_QUEUE,
-                    start_to_close_timeout=PURGE_STEP,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=CONTROL_RETRY,
-                )
-            await steps.deprovision_storage(
-                job.storage,
-                start_to_close_timeout=STORAGE_CALL_STEP,
-                retry_policy=STORAGE_CALL_RETRY,
-            )
+                await steps.remove_storage_backups(job.storage, **PURGE)
+            await steps.deprovision_storage(job.storage, **STORAGE_CALL)
         except ActivityError as error:
             message = f"deletion failed: {reason(error)}"
             await _set_status(job.storage.storage_id, StorageStatus.ERROR, message)
             return StorageStatus.ERROR
-        await steps.forget_storage(
-            job.storage.storage_id, start_to_close_timeout=CONTROL_STEP, retry_policy=CONTROL_RETRY
-        )
+        await steps.forget_storage(job.storage.storage_id, **CONTROL)
         return "deleted"
 
 
@@ -76,24 +52,12 @@ class RefreshStorageUsageWorkflow:
 
     @workflow.run
     async def run(self) -> list[StorageUsage]:
-        storage_ids = await steps.list_monitored_storages(
-            start_to_close_timeout=CONTROL_STEP, retry_policy=CONTROL_RETRY
-        )
+        storage_ids = await steps.list_monitored_storages(**CONTROL)
         readings = []
         for storage_id in storage_ids:
-            readings.append(
-                await steps.refresh_storage_usage(
-                    storage_id,
-                    start_to_close_timeout=USAGE_READING_STEP,
-                    retry_policy=PERIODIC_RETRY,
-                )
-            )
+            readings.append(await steps.refresh_storage_usage(storage_id, **USAGE_READING))
         return readings
 
 
 async def _set_status(storage_id: str, status: StorageStatus, message: str | None) -> None:
-    await steps.set_storage_status(
-        StorageStatusChange(storage_id, status, message),
-        start_to_close_timeout=CONTROL_STEP,
-        retry_policy=CONTROL_RETRY,
-    )
+    await steps.set_storage_status(StorageStatusChange(storage_id, status, message), **CONTROL)
