@@ -87,17 +87,33 @@ def _platform(
     )
 
 
+def _options(command: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_options(command: F) -> F:
+    """The repository a command reads or writes, and the run it works for."""
+    return _options(
+        command,
+        [
+            click.option("--repo", required=True, help=REPO_HELP),
+            click.option("--run", "run_id", required=True, help=RUN_HELP),
+        ],
+    )
+
+
 def database_options(command: F) -> F:
-    for option in reversed(
+    return _options(
+        command,
         [
             click.option("--db-host", help="the database server, as the pod reaches it"),
             click.option("--db-port", type=int, default=5432, show_default=True, help="its port"),
             click.option("--db-name", help="the application's database"),
             click.option("--db-user", help="the role to connect as (password: PGPASSWORD)"),
-        ]
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 @click.group(hidden=True)
@@ -106,8 +122,7 @@ def mover() -> None:
 
 
 @mover.command()
-@click.option("--repo", required=True, help=REPO_HELP)
-@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@run_options
 @click.option("--tag", "tags", multiple=True, help="a tag of the new snapshot, repeated")
 @database_options
 @_reported
@@ -128,8 +143,7 @@ def dump(
 
 @mover.command()
 @click.argument("source")
-@click.option("--repo", required=True, help=REPO_HELP)
-@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@run_options
 @click.option("--tag", "tags", multiple=True, help="a tag of the new snapshot, repeated")
 @click.option("--parent", help="the previous snapshot of the volume (incremental)")
 @click.option("--force", is_flag=True, help="re-read every file (full)")
@@ -153,8 +167,7 @@ def upload(
 
 
 @mover.command("restore-database")
-@click.option("--repo", required=True, help=REPO_HELP)
-@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@run_options
 @click.option("--snapshot", required=True, help="the snapshot to restore from")
 @click.option("--into-name", help="another database on the same server")
 @click.option("--into-url", help="another server (password: CAIRN_TARGET_PASSWORD)")
@@ -182,8 +195,7 @@ def restore_database(
 
 @mover.command("restore-volume")
 @click.argument("target")
-@click.option("--repo", required=True, help=REPO_HELP)
-@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@run_options
 @click.option("--snapshot", required=True, help="the snapshot to restore from")
 @_reported
 def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
