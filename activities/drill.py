@@ -43,6 +43,8 @@ from activities.support import (
     with_progress,
 )
 from adapters.errors import AdapterError
+from adapters.local_folders import remove_folder
+from adapters.local_platform import drills_folder
 from adapters.platform import SqlCheck
 from adapters.restic import ResticError
 from contracts.drill import (
@@ -334,10 +336,14 @@ class DrillActivities(ReadingActivities):
                 )
         removed = [uuid.UUID(drill_id), *earlier]
         try:
-            if application is not None:  # a deleted application took its drills' rows along
+            if application is not None:
                 platform = self._platform(application)
                 for each in removed:
                     await heartbeating(asyncio.to_thread(platform.remove_scratch, str(each)))
+            else:  # a deleted application took its drills' rows and its settings along: what
+                # is left to find is a local drill's scratch folder in the worker's data folder
+                folder = drills_folder(self.settings) / str(uuid.UUID(drill_id))
+                await heartbeating(asyncio.to_thread(remove_folder, folder))
         except (ApplicationError, AdapterError, OSError) as exc:
             note = shorten(f"cleanup incomplete: {getattr(exc, 'message', None) or exc}")
             if activity.info().attempt < CLEANUP_ATTEMPTS:

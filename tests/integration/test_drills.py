@@ -12,11 +12,15 @@ from typing import Any
 import psycopg
 import pytest
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
+from activities.drill import DrillActivities
 from adapters.local_platform import drills_folder, scratch_database
+from adapters.restic import Restic
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from db.models import BackupRepository
+from db.session import make_engine, make_sessionmaker
 from devstack.postgres import PostgresServer
 from repository.store import read_password
 from tests.support import histories
@@ -532,3 +536,23 @@ def drill_audits(settings: Settings, workspace_id: str) -> list[str]:
             (workspace_id,),
         ).fetchall()
     return [str(row[0]) for row in rows]
+
+
+async def test_cleanup_after_the_application_was_deleted_removes_the_scratch_folder(
+    settings: Settings,
+) -> None:
+    """Deleting an application takes its drill rows along; the worker's own scratch folder of
+    a drill still running then is all that is left, and the drill's cleanup removes it."""
+    drill_id = str(uuid.uuid4())
+    folder = drills_folder(settings) / drill_id
+    (folder / "uploads").mkdir(parents=True)
+    (folder / "uploads" / "file").write_bytes(b"restored")
+    engine = make_engine(settings.database_url)
+    try:
+        activities = DrillActivities(
+            make_sessionmaker(engine), settings, Restic(settings.restic_bin)
+        )
+        await ActivityEnvironment().run(activities.clean_up_drill, drill_id)
+    finally:
+        await engine.dispose()
+    assert not folder.exists()
