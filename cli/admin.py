@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,22 @@ from cli.output import ids
 
 
 class Api:
-    def __init__(self, url: str, token: str, quiet: bool = False) -> None:
-        self.token = token
+    """The API as the platform admin's token reaches it; the token is looked for only when a
+    command calls, so ``--help`` of any subcommand works without one."""
+
+    def __init__(self, url: str, token: Callable[[], str], quiet: bool = False) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
         self.quiet = quiet
-        self.client = httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+
+    @cached_property
+    def token(self) -> str:
+        return self._token()
+
+    @cached_property
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
         try:
@@ -73,7 +85,7 @@ def admin(
     """Manage users, tokens, workspaces, members and applications."""
     if ctx.invoked_subcommand == "bootstrap":  # makes the first admin: there is no token yet
         return
-    ctx.obj = Api(api_url, _token(token, token_file), quiet)
+    ctx.obj = Api(api_url, lambda: _token(token, token_file), quiet)
 
 
 pass_api = click.make_pass_decorator(Api)
