@@ -93,19 +93,22 @@ def storage_networks(
     """Each address as a network (an IP is a /32 or /128); host names resolved, sorted."""
     networks: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
     for address in addresses:
-        try:
-            networks.add(ipaddress.ip_network(address, strict=False))
-            continue
-        except ValueError:
-            pass
+        networks.update(_networks_of(address))
+    return sorted(networks, key=lambda n: (n.version, n))
+
+
+def _networks_of(address: str) -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """An IP address or network as written, else what the host name resolves to."""
+    try:
+        return {ipaddress.ip_network(address, strict=False)}
+    except ValueError:  # not an address: a host name
         try:
             resolved = socket.getaddrinfo(address, None, proto=socket.IPPROTO_TCP)
         except OSError as exc:
             raise PlatformError(
                 f"the storage address {address!r} does not resolve: {exc}", retryable=True
             ) from None
-        networks.update(ipaddress.ip_network(str(info[4][0])) for info in resolved)
-    return sorted(networks, key=lambda n: (n.version, n))
+    return {ipaddress.ip_network(str(info[4][0])) for info in resolved}
 
 
 def _ensure(networking: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
