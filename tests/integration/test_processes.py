@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from cli.dev import database_name
 from contracts.task_queues import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
@@ -23,8 +25,21 @@ from core.crypto import generate_master_key
 from core.settings import Settings
 from devstack.postgres import PostgresServer, answers
 from tests.conftest import free_port
+from worker.system_schedules import (
+    RECONCILE_SCHEDULE_ID,
+    RETENTION_SCHEDULE_ID,
+    SETTLE_RUNS_SCHEDULE_ID,
+    USAGE_SCHEDULE_ID,
+)
 
 pytestmark = pytest.mark.integration
+
+SYSTEM_SCHEDULES = (
+    USAGE_SCHEDULE_ID,
+    RECONCILE_SCHEDULE_ID,
+    RETENTION_SCHEDULE_ID,
+    SETTLE_RUNS_SCHEDULE_ID,
+)
 
 
 def cairn(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
@@ -77,11 +92,7 @@ async def test_worker_serves_both_queues_and_stops_on_sigterm(
             await asyncio.sleep(0.5)
         else:
             pytest.fail("the worker never polled both task queues")
-        for schedule_id in (
-            "storage-usage-refresh",
-            "policy-schedules-reconcile",
-            "retention-sweep",
-        ):
+        for schedule_id in SYSTEM_SCHEDULES:
             await temporal_client.get_schedule_handle(schedule_id).describe()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -89,6 +100,15 @@ async def test_worker_serves_both_queues_and_stops_on_sigterm(
     finally:
         if process.poll() is None:
             process.kill()
+        await delete_system_schedules(temporal_client)
+
+
+async def delete_system_schedules(client: Client) -> None:
+    """The session's Temporal is shared: left behind, the usage refresh would change storages
+    every 5 minutes under the tests that assert a refused request changed nothing."""
+    for schedule_id in SYSTEM_SCHEDULES:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(schedule_id).delete()
 
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], seconds: float) -> None:
