@@ -119,6 +119,7 @@ class BackupActivities:
         self.restic = restic
         self.backend = backend
         self._initialised: set[Path] = set()
+        self._initialising: dict[Path, asyncio.Lock] = {}
         self._tools: dict[str, str] | None = None
 
     # -- shared -------------------------------------------------------------------------
@@ -136,10 +137,12 @@ class BackupActivities:
         return Context(execution, policy, application, storage, repo)
 
     async def _ensure_repository(self, repo: Repository) -> None:
-        """Creates the repository on first use; once per worker process is enough."""
-        if repo.path not in self._initialised:
-            await asyncio.to_thread(self.restic.init, repo)
-            self._initialised.add(repo.path)
+        """Creates the repository on first use; once per worker process is enough, also when
+        a backup's parts start at the same moment."""
+        async with self._initialising.setdefault(repo.path, asyncio.Lock()):
+            if repo.path not in self._initialised:
+                await asyncio.to_thread(self.restic.init, repo)
+                self._initialised.add(repo.path)
 
     async def _existing(self, ctx: Context, part: str) -> PartResult | None:
         """The snapshot an earlier attempt already made for this part, if any.

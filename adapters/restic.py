@@ -7,9 +7,9 @@ That version has no dedicated exit codes for "no repository" or "locked" (they c
 
 Every restic process opening a repository first derives the key from the password with
 scrypt, which ``restic init`` calibrates to cost about half a second of CPU. cairn's
-repository passwords are 256 random bits, so stretching them adds no protection: a new
-repository's key is re-encrypted with cheap scrypt parameters (:func:`use_cheap_key`),
-saving that half second in every later command.
+repository passwords are 256 random bits, so stretching them adds no protection: cairn
+writes a new repository itself with cheap scrypt parameters (``adapters/restic_format.py``),
+saving the calibration once and that half second in every later command.
 
 The repository password reaches restic only through ``RESTIC_PASSWORD`` in its
 environment: never in argv (visible in ``ps``), never in a message or a log line. Inherited
@@ -21,9 +21,7 @@ Everything here blocks; Temporal activities call it through ``asyncio.to_thread`
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -37,10 +35,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.poly1305 import Poly1305
-
 from adapters.errors import AdapterError
+from adapters.restic_format import create_repository
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +75,6 @@ _PERMANENT: Final = re.compile(
 )
 
 T = TypeVar("T")
-
-# scrypt parameters of the keys cairn writes: restic's own test parameters. The password
-# is 32 random bytes (repository/store.py), far beyond any brute force whatever N is.
-CHEAP_SCRYPT: Final = {"N": 1024, "r": 8, "p": 1}
 
 # restic refuses to run while another (possibly dead) process holds the repository's lock.
 _LOCKED: Final = re.compile(r"repository is already locked")
@@ -215,65 +207,6 @@ def _check_tags(tags: Sequence[str]) -> list[str]:
     return list(tags)
 
 
-def _user_key(password: str, salt: bytes, params: Mapping[str, Any]) -> tuple[bytes, bytes, bytes]:
-    """scrypt → (AES-256 key, Poly1305-AES k, r), as restic derives a key file's user key."""
-    key = hashlib.scrypt(
-        password.encode(),
-        salt=salt,
-        n=int(params["N"]),
-        r=int(params["r"]),
-        p=int(params["p"]),
-        maxmem=1 << 28,
-        dklen=64,
-    )
-    return key[:32], key[32:48], key[48:]
-
-
-def _mac(k: bytes, r: bytes, nonce: bytes, data: bytes) -> bytes:
-    encryptor = Cipher(algorithms.AES(k), modes.ECB()).encryptor()
-    return Poly1305.generate_tag(r + encryptor.update(nonce) + encryptor.finalize(), data)
-
-
-def use_cheap_key(repo: Repository) -> bool:
-    """Re-encrypts the repository's master key under cheap scrypt parameters; True if done.
-
-    Follows restic's documented key file format (scrypt-derived AES-256-CTR key and a
-    Poly1305-AES MAC over the master key JSON). The new key file is written beside the old
-    one under its content hash, as restic names key files, and the old one removed; a key
-    that is cheap already is left alone, so this is safe to repeat. Meant for a repository
-    nobody else uses yet (right after ``init``): a restic process listing the keys while the
-    old one disappears could miss it.
-    """
-    keys = repo.path / "keys"
-    [old] = list(keys.iterdir())
-    key = json.loads(old.read_text())
-    if key.get("kdf") != "scrypt":
-        return False
-    if all(key.get(name) == value for name, value in CHEAP_SCRYPT.items()):
-        return False
-    aes, k, r = _user_key(repo.password, base64.b64decode(key["salt"]), key)
-    sealed = base64.b64decode(key["data"])
-    nonce, ciphertext = sealed[:16], sealed[16:-16]
-    if _mac(k, r, nonce, ciphertext) != sealed[-16:]:
-        raise ResticError("the repository key does not open with its password", retryable=False)
-    decryptor = Cipher(algorithms.AES(aes), modes.CTR(nonce)).decryptor()
-    master = decryptor.update(ciphertext) + decryptor.finalize()
-
-    salt, nonce = os.urandom(64), os.urandom(16)
-    aes, k, r = _user_key(repo.password, salt, CHEAP_SCRYPT)
-    encryptor = Cipher(algorithms.AES(aes), modes.CTR(nonce)).encryptor()
-    ciphertext = encryptor.update(master) + encryptor.finalize()
-    key.update(CHEAP_SCRYPT, salt=base64.b64encode(salt).decode())
-    key["data"] = base64.b64encode(nonce + ciphertext + _mac(k, r, nonce, ciphertext)).decode()
-    content = json.dumps(key).encode()
-    new = keys / hashlib.sha256(content).hexdigest()
-    mode = old.stat().st_mode & 0o777
-    new.write_bytes(content)
-    new.chmod(mode)
-    old.unlink()
-    return True
-
-
 class Restic:
     """The restic CLI; one instance serves any number of repositories and threads."""
 
@@ -346,12 +279,12 @@ class Restic:
     def init(self, repo: Repository) -> bool:
         """Creates the repository (format 2, compressed) unless it exists; True if created.
 
-        ``restic init`` is not atomic: two runs at once on one path leave two keys with
-        different master keys and a repository that one of them cannot open. So the
-        repository is made in a folder of its own beside the target, given its cheap key
-        there, and renamed into place; a concurrent creator that lost the rename uses the
-        winner's repository. An existing repository is opened once, so a wrong password
-        fails here rather than in the middle of the first backup.
+        Two creators at once on one path (parallel steps of a new application, two
+        workers) must not leave two keys with different master keys. So the repository is
+        written in a folder of its own beside the target and renamed into place; a
+        concurrent creator that lost the rename uses the winner's repository. An existing
+        repository is opened once, so a wrong password fails here rather than in the middle
+        of the first backup.
         """
         if not (repo.path / "config").exists():
             staging = replace(
@@ -361,8 +294,7 @@ class Restic:
                 ),
             )
             try:
-                self._run(staging, ["init", "--repository-version", "2"])
-                use_cheap_key(staging)
+                create_repository(staging.path, staging.password)
                 try:
                     staging.path.rename(repo.path)  # over nothing or an empty folder only
                 except OSError as exc:

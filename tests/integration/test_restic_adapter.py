@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.restic import CHEAP_SCRYPT, Progress, Repository, Restic, ResticError, use_cheap_key
+from adapters import restic_format
+from adapters.restic import Progress, Repository, Restic, ResticError
+from adapters.restic_format import CHEAP_SCRYPT, irreducible
 
 pytestmark = pytest.mark.integration
 
@@ -96,39 +98,45 @@ def test_init_is_idempotent_and_makes_a_version_2_repository(
     assert not caught.value.retryable
 
 
-def test_a_new_repository_gets_a_cheap_key_that_plain_restic_opens(
+def test_a_repository_cairn_writes_is_one_plain_restic_opens_with_a_cheap_key(
     restic: Restic, tmp_path: Path
 ) -> None:
-    """init re-encrypts restic's calibrated key (half a second per command) cheaply."""
-    repo = Repository(tmp_path / "fresh", f"pw-{secrets.token_hex(16)}")
-    env = {**os.environ, "RESTIC_PASSWORD": repo.password}
-    subprocess.run(
-        [restic.binary, "--repo", str(repo.path), "init"], env=env, check=True, capture_output=True
-    )
-    [calibrated] = (repo.path / "keys").iterdir()
-    assert json.loads(calibrated.read_text())["N"] > CHEAP_SCRYPT["N"]
-
-    assert use_cheap_key(repo) is True
-    [cheap] = (repo.path / "keys").iterdir()
-    key = json.loads(cheap.read_text())
+    """init writes the repository itself: no scrypt calibration (a second of CPU)."""
+    repo = Repository(tmp_path / "by-cairn", f"pw-{secrets.token_hex(16)}")
+    assert restic.init(repo) is True
+    [key_file] = (repo.path / "keys").iterdir()
+    key = json.loads(key_file.read_text())
     assert {k: key[k] for k in CHEAP_SCRYPT} == CHEAP_SCRYPT
-    assert cheap.name == hashlib.sha256(cheap.read_bytes()).hexdigest()  # restic's naming
-    assert use_cheap_key(repo) is False  # repeating changes nothing
+    assert key_file.name == hashlib.sha256(key_file.read_bytes()).hexdigest()  # restic's naming
+    assert {oct(p.stat().st_mode & 0o777) for p in (key_file, repo.path / "config")} == {"0o400"}
+    env = {**os.environ, "RESTIC_PASSWORD": repo.password}
     opened = subprocess.run(
         [restic.binary, "--repo", str(repo.path), "--no-cache", "cat", "config"],
         env=env,
         capture_output=True,
         check=True,
     )
-    assert json.loads(opened.stdout)["version"] == 2
+    config = json.loads(opened.stdout)
+    assert config["version"] == 2 and len(config["id"]) == 64
+    assert irreducible(int(config["chunker_polynomial"], 16))
+    restic.backup_paths(repo, sample_source(tmp_path / "src"), ["t=1"])
+    restic.check(repo, read_data=True)
+    assert restic.init(repo) is False  # exists: opened, not written again
     with pytest.raises(ResticError) as caught:
         restic.snapshots(Repository(repo.path, "not-the-password"))
     assert not caught.value.retryable
 
-    made = Repository(tmp_path / "by-cairn", f"pw-{secrets.token_hex(16)}")
-    assert restic.init(made) is True
-    [key_file] = (made.path / "keys").iterdir()
-    assert json.loads(key_file.read_text())["N"] == CHEAP_SCRYPT["N"]
+
+def test_restic_itself_refuses_a_reducible_chunker_polynomial(
+    restic: Restic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So a repository restic opens has a polynomial restic's own test calls irreducible."""
+    # an even number of terms: divisible by x + 1
+    monkeypatch.setattr(restic_format, "random_polynomial", lambda: (1 << 53) | (1 << 7) | 3)
+    repo = Repository(tmp_path / "bad", f"pw-{secrets.token_hex(16)}")
+    restic_format.create_repository(repo.path, repo.password)
+    with pytest.raises(ResticError, match="polynomial"):
+        restic.snapshots(repo)
 
 
 def test_concurrent_inits_make_one_repository(restic: Restic, tmp_path: Path) -> None:
