@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from sqlalchemy import select, update
+from sqlalchemy import ScalarSelect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from temporalio.client import Client
 
-from api.problems import Problem, forbidden, not_found, temporal_unavailable, unauthorized
+from api.problems import forbidden, not_found, temporal_unavailable, unauthorized
 from api.request_id import current_request_id
 from core.settings import Settings
 from core.tokens import hash_token
@@ -149,20 +150,38 @@ class WorkspaceAccess:
             )
 
 
+def _role_of(
+    principal: Principal, workspace_id: InstrumentedAttribute[uuid.UUID]
+) -> ScalarSelect[str]:
+    """The caller's role in the workspace, as a column to select beside it (None: no member)."""
+    return (
+        select(WorkspaceMember.role)
+        .where(
+            WorkspaceMember.workspace_id == workspace_id,
+            WorkspaceMember.user_id == principal.user.id,
+        )
+        .scalar_subquery()
+    )
+
+
+def _visible(principal: Principal, workspace: Workspace | None, role: str | None) -> bool:
+    """A workspace is seen by its members and by platform admins; to anyone else it does
+    not exist (404, so ids of other tenants are not confirmed)."""
+    return workspace is not None and (role is not None or principal.user.is_platform_admin)
+
+
 async def _workspace_access(
     session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
 ) -> WorkspaceAccess:
-    workspace = await session.get(Workspace, workspace_id)
-    role = None
-    if workspace is not None:
-        role = await session.scalar(
-            select(WorkspaceMember.role).where(
-                WorkspaceMember.workspace_id == workspace_id,
-                WorkspaceMember.user_id == principal.user.id,
-            )
+    row = (
+        await session.execute(
+            select(Workspace, _role_of(principal, Workspace.id)).where(Workspace.id == workspace_id)
         )
-    if workspace is None or (role is None and not principal.user.is_platform_admin):
+    ).one_or_none()
+    workspace, role = row if row is not None else (None, None)
+    if not _visible(principal, workspace, role):
         raise not_found("workspace", workspace_id)
+    assert workspace is not None
     return WorkspaceAccess(principal=principal, workspace=workspace, role=role)
 
 
@@ -200,13 +219,18 @@ class ApplicationAccess:
 async def application_reader(
     app_id: Annotated[uuid.UUID, Path()], principal: CurrentPrincipal, session: SessionDep
 ) -> ApplicationAccess:
-    application = await session.get(Application, app_id)
-    if application is None:
+    """Application, workspace and the caller's role in one query: every read pays for it."""
+    row = (
+        await session.execute(
+            select(Application, Workspace, _role_of(principal, Application.workspace_id))
+            .join(Workspace, Workspace.id == Application.workspace_id)
+            .where(Application.id == app_id)
+        )
+    ).one_or_none()
+    if row is None or not _visible(principal, row[1], row[2]):
         raise not_found("application", app_id)
-    try:
-        access = await _workspace_access(session, principal, application.workspace_id)
-    except Problem:
-        raise not_found("application", app_id) from None
+    application, workspace, role = row
+    access = WorkspaceAccess(principal=principal, workspace=workspace, role=role)
     return ApplicationAccess(workspace=access, application=application)
 
 

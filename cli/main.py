@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import logging.config
+from typing import Any
 
 import click
 import uvicorn
@@ -35,10 +37,20 @@ def cli(ctx: click.Context, log_level: str) -> None:
     written by 'cairn dev', when it is there; variables already set in the environment win.
     """
     operator.prepare(ctx.invoked_subcommand)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    logging.config.dictConfig(log_config(log_level.upper()))
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """One logging set-up, also for the API's processes, which uvicorn starts afresh."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+        # one line per request is noise here
+        "loggers": {"httpx": {"level": "WARNING"}},
+    }
 
 
 @cli.command()
@@ -60,9 +72,15 @@ def worker() -> None:
 
 @cli.command()
 def api() -> None:
-    """Serve the REST API with uvicorn."""
+    """Serve the REST API with uvicorn, one process per core (CAIRN_API_PROCESSES)."""
     settings = get_settings()
-    uvicorn.run("api.asgi:app", host=settings.api_host, port=settings.api_port, log_level="info")
+    uvicorn.run(
+        "api.asgi:app",
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_processes,
+        log_config=log_config(logging.getLevelName(logging.getLogger().level)),
+    )
 
 
 @cli.group()

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     storage_mount_root: Path = Path("/var/lib/cairn/storages")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="uvicorn worker processes of `cairn api`; default one per core (a read"
+        " spends its time in Python, which one process runs on one core at a time)",
+    )
     worker_data_concurrency: int = Field(
         default_factory=lambda: min(16, 2 * (os.cpu_count() or 1)),
         ge=1,
