@@ -287,7 +287,12 @@ class LocalPlatform:
         """Creates the database ``copy`` afresh and fills it from the backup's dump."""
         pg_databases.create(copy, copy.dbname)
         pg_dump.restore_from_restic(
-            copy, self.restic, repo, snapshot, bin_dir=self.cairn.pg_bin_dir
+            copy,
+            self.restic,
+            repo,
+            snapshot,
+            bin_dir=self.cairn.pg_bin_dir,
+            jobs=self.cairn.restore_jobs,
         )
 
     def restore_volume(

@@ -535,7 +535,7 @@ def restore_from_restic(
     filename: str = "database.dump",
     size_hint: int | None = None,
     staging_dir: Path | None = None,
-    jobs: int | None = None,
+    jobs: int = 1,
 ) -> None:
     """Restores a dump into ``target``, which must be a fresh database (or one to replace).
 
@@ -571,15 +571,15 @@ def restore_from_restic(
     )
 
 
-def restore_plan(size_hint: int | None, staging_dir: Path, jobs: int | None = None) -> int:
+def restore_plan(size_hint: int | None, staging_dir: Path, jobs: int) -> int:
     """How many pg_restore jobs a dump of ``size_hint`` bytes gets; 1 means streamed.
 
-    Parallel restore needs the archive staged on local disk, which costs writing it once;
-    it pays off above :data:`PARALLEL_RESTORE_MIN_BYTES` and only with more than one core.
-    The staged copy must fit with a reserve left (5 % of the file system, at least 1 GiB);
-    otherwise the restore streams as before, with no disk used at all.
+    Parallel restore needs the archive staged on local disk, which costs writing it once
+    (measured: about half of a plain restore's time for a 666 MiB dump), so it is asked
+    for (``jobs``, CAIRN_RESTORE_JOBS), never assumed, and only taken above
+    :data:`PARALLEL_RESTORE_MIN_BYTES`. The staged copy must fit with a reserve left (5 %
+    of the file system, at least 1 GiB); otherwise the restore streams, using no disk.
     """
-    jobs = jobs or min(4, os.cpu_count() or 1)
     if jobs <= 1 or size_hint is None or size_hint < PARALLEL_RESTORE_MIN_BYTES:
         return 1
     try:

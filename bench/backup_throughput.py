@@ -97,6 +97,7 @@ async def run(
     t_raw, t_pipe, t_api, peaks = [], [], [], []
     t_plain, t_restore = [], []
     steps: dict[str, list[float]] = defaultdict(list)
+    restore_steps: dict[str, list[float]] = defaultdict(list)
     dump_size = 0
     for i in range(runs):
         print(f"run {i + 1}/{runs}", flush=True)
@@ -117,7 +118,13 @@ async def run(
         )
         dump_into(dump_file)
         t_plain.append(timed(plain_restore))
-        t_restore.append(await stack.restore(app, done["id"]))
+        elapsed, restored = await stack.restore(app, done["id"])
+        t_restore.append(elapsed)
+        await stack.workflow_closed(restored["workflow_id"])
+        for step, seconds in (
+            await activity_seconds(stack.temporal, restored["workflow_id"])
+        ).items():
+            restore_steps[step].append(seconds)
         print(
             f"  plain pg_restore {t_plain[-1]:.2f} s, restore through the API"
             f" {t_restore[-1]:.2f} s",
@@ -164,6 +171,7 @@ async def run(
             "<= 300 MiB",
         )
     )
-    print("  where the backup's seconds go (activity scheduled -> completed, medians):")
-    for step, values in sorted(steps.items(), key=lambda kv: -max(kv[1])):
-        print(f"    {step:<28} {Figure(step, step, values).shown()} s")
+    for run, spent in (("backup", steps), ("restore", restore_steps)):
+        print(f"  where the {run}'s seconds go (activity scheduled -> completed, medians):")
+        for step, values in sorted(spent.items(), key=lambda kv: -max(kv[1])):
+            print(f"    {step:<28} {Figure(step, step, values).shown()} s")

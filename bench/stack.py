@@ -153,7 +153,7 @@ class Stack:
             raise SystemExit(f"backup failed: {done['error_message']}")
         return elapsed, done
 
-    async def restore(self, app_id: str, backup_id: str) -> float:
+    async def restore(self, app_id: str, backup_id: str) -> tuple[float, dict[str, Any]]:
         start = time.perf_counter()
         restore = await _ok(
             await self.api.post(
@@ -167,7 +167,7 @@ class Stack:
         elapsed = time.perf_counter() - start
         if done["status"] != "succeeded":
             raise SystemExit(f"restore failed: {done['error_message']}")
-        return elapsed
+        return elapsed, done
 
     async def workflow_closed(self, workflow_id: str) -> None:
         """Waits until the run's workflow has ended (a row succeeds before its last steps)."""

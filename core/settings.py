@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         " a small run's step mostly waits for its restic or pg_dump child",
     )
     worker_shutdown_grace_seconds: float = 30.0
+    restore_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="pg_restore jobs for a dump of 64 MiB or more; 1 streams `restic dump`"
+        " into one transaction (measured as fast as plain pg_restore from a file); more"
+        " stages the dump on local disk first, which pays off only with idle cores and many"
+        " large tables and indexes (docs/performance.md)",
+    )
 
     proxmox_host: str | None = None
     proxmox_port: int = 8006

@@ -115,6 +115,6 @@ def test_the_restore_plan_streams_small_dumps_and_when_the_disk_is_short(
     assert restore_plan(big, tmp_path, jobs=2) == 2
     assert restore_plan(big - 1, tmp_path, jobs=2) == 1  # small: streamed, one transaction
     assert restore_plan(None, tmp_path, jobs=2) == 1  # size unknown: streamed
-    assert restore_plan(big, tmp_path, jobs=1) == 1  # one core: nothing to gain
+    assert restore_plan(big, tmp_path, jobs=1) == 1  # not asked for: streamed
     assert restore_plan(big, tmp_path / "missing", jobs=2) == 1  # no staging folder
     assert restore_plan(10**18, tmp_path, jobs=2) == 1  # would not fit: streamed
