@@ -26,6 +26,9 @@ from workflows.settle_runs import SETTLE_RUNS_WORKFLOW
 log = logging.getLogger(__name__)
 SETTLE_NOW_ID = "runs-settle-now"
 SETTLE_WAIT_SECONDS = 15.0
+# A running run is read from Temporal at most once per this many seconds per API process,
+# however many clients poll it (its progress is heartbeated less often than that anyway).
+POLL_FRESH_SECONDS = 1.0
 
 
 @contextmanager
@@ -51,15 +54,21 @@ def refusals(what: str) -> Iterator[None]:
         ) from exc
 
 
-async def with_timeline(
-    body: dict[str, Any], temporal: Client | None, workflow_id: str | None, run_id: str | None
-) -> dict[str, Any]:
-    """Adds the run's steps and live progress; an unreadable history is said, not fatal."""
+async def with_timeline(body: dict[str, Any], temporal: Client | None, row: Run) -> dict[str, Any]:
+    """Adds the run's steps and live progress; an unreadable history is said, not fatal.
+
+    A row that still runs may be shown from a read :data:`POLL_FRESH_SECONDS` old; one that
+    has ended never is (its closed timeline is read once, then kept).
+    """
+    workflow_id = row.workflow_id
     if workflow_id and temporal is None:
         body["timeline_error"] = "Temporal cannot be reached; the run's steps are not shown"
     elif workflow_id and temporal is not None:
+        max_age = POLL_FRESH_SECONDS if still_running(row) else 0.0
         try:
-            body["timeline"] = await timeline.read(temporal, workflow_id, run_id)
+            body["timeline"] = await timeline.read(
+                temporal, workflow_id, row.run_id, max_age=max_age
+            )
         except Exception as exc:
             log.warning("timeline of %s unreadable: %s", workflow_id, exc)
             body["timeline_error"] = f"the run's history is not readable ({type(exc).__name__})"
@@ -84,11 +93,27 @@ async def settle_now(temporal: Client) -> None:
         log.warning("settling closed runs now failed: %s", exc)
 
 
-async def settled_view(session: AsyncSession, temporal: Client | None, row: Run) -> None:
+async def settled_view(
+    session: AsyncSession, temporal: Client | None, row: Run, *, polled: bool = False
+) -> None:
     """A row that says running while its workflow has closed is settled before it is shown
-    or cancelled; a liveness Temporal cannot tell leaves the row as it is."""
+    or cancelled; a liveness Temporal cannot tell leaves the row as it is.
+
+    A read (``polled``) trusts a timeline read :data:`POLL_FRESH_SECONDS` ago that saw the
+    workflow running, the one its detail then shows; a cancellation asks Temporal afresh.
+    """
     if temporal is None or not still_running(row) or not row.workflow_id:
         return
+    if polled:
+        try:
+            seen = await timeline.read(
+                temporal, row.workflow_id, row.run_id, max_age=POLL_FRESH_SECONDS
+            )
+        except Exception as exc:  # the liveness check below says what is wrong
+            log.debug("timeline of %s unreadable: %s", row.workflow_id, exc)
+        else:
+            if seen["workflow_status"] == "running":
+                return
     try:
         live = await is_live(temporal, row.workflow_id, row.run_id)
     except Exception as exc:

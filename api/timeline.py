@@ -8,13 +8,15 @@ for the steps they list.
 
 A closed run's steps never change, so its timeline is kept in this process after the
 first read (bounded, least recently used first out): showing a finished backup or restore
-again costs no Temporal call. Running runs are read live each time.
+again costs no Temporal call. A running run's timeline is kept for ``max_age`` seconds when
+the caller allows it, so the clients polling one run share a Temporal read.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -43,6 +45,18 @@ _PENDING = {
 # Timelines of closed runs by (workflow id, run id); a few KB each.
 _CLOSED: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 CLOSED_KEPT = 4096
+# Timelines of running runs, with when they were read (time.monotonic()).
+_RUNNING: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+RUNNING_KEPT = 4096
+
+
+def _keep(
+    kept: OrderedDict[tuple[str, str], Any], limit: int, key: tuple[str, str], value: Any
+) -> None:
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > limit:
+        kept.popitem(last=False)
 
 
 def _time(event: HistoryEvent) -> datetime:
@@ -59,17 +73,26 @@ def _decode(payloads: Any) -> Any:
         return None
 
 
-async def read(client: Client, workflow_id: str, run_id: str | None) -> dict[str, Any]:
-    """The run's steps and live progress; a closed run's come from memory after one read."""
+async def read(
+    client: Client, workflow_id: str, run_id: str | None, *, max_age: float = 0.0
+) -> dict[str, Any]:
+    """The run's steps and live progress; a closed run's come from memory after one read,
+    a running run's when they were read less than ``max_age`` seconds ago."""
     key = (workflow_id, run_id or "")
     if run_id and key in _CLOSED:
         _CLOSED.move_to_end(key)
         return copy.deepcopy(_CLOSED[key])
+    if max_age > 0 and key in _RUNNING:
+        read_at, kept = _RUNNING[key]
+        if time.monotonic() - read_at <= max_age:
+            return copy.deepcopy(kept)
+    read_at = time.monotonic()
     timeline, closed = await _read(client, workflow_id, run_id)
+    _RUNNING.pop(key, None)
     if run_id and closed:
-        _CLOSED[key] = copy.deepcopy(timeline)
-        while len(_CLOSED) > CLOSED_KEPT:
-            _CLOSED.popitem(last=False)
+        _keep(_CLOSED, CLOSED_KEPT, key, copy.deepcopy(timeline))
+    elif not closed:
+        _keep(_RUNNING, RUNNING_KEPT, key, (read_at, copy.deepcopy(timeline)))
     return timeline
 
 

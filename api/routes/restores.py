@@ -99,10 +99,8 @@ async def get_restore(
     temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
     restore = await restore_of(session, access.application, restore_id)
-    await settled_view(session, temporal, restore)
-    return await with_timeline(
-        present(restore, settings), temporal, restore.workflow_id, restore.run_id
-    )
+    await settled_view(session, temporal, restore, polled=True)
+    return await with_timeline(present(restore, settings), temporal, restore)
 
 
 @router.post("/restores/{restore_id}/cancel", status_code=202, response_model=RestoreOut)
