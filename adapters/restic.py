@@ -294,7 +294,14 @@ class Restic:
                 ),
             )
             try:
-                create_repository(staging.path, staging.password)
+                try:
+                    create_repository(staging.path, staging.password)
+                except OSError as exc:
+                    raise ResticError(
+                        f"cannot create the repository {repo.path}: {exc.strerror or exc}",
+                        # a storage that refuses writes needs an operator, as in _PERMANENT
+                        retryable=exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM),
+                    ) from None
                 try:
                     staging.path.rename(repo.path)  # over nothing or an empty folder only
                 except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -447,3 +448,27 @@ def test_unreadable_files_fail_the_backup_and_leave_no_snapshot(
         assert not caught.value.retryable
         assert "locked.txt (Permission denied)" in caught.value.message
         assert runner.snapshots(copy) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"), [(errno.EROFS, False), (errno.EACCES, False), (errno.ENOSPC, True)]
+)
+def test_a_repository_that_cannot_be_written_says_so_and_whether_a_retry_helps(
+    restic: Restic,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    retryable: bool,
+) -> None:
+    def refused(path: Path, password: str) -> None:
+        path.mkdir()  # the half-made folder is removed too
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("adapters.restic.create_repository", refused)
+    repo = Repository(tmp_path / "apps" / "new", f"pw-{secrets.token_hex(16)}")
+    (tmp_path / "apps").mkdir()
+    said = f"cannot create the repository.*{os.strerror(code)}"
+    with pytest.raises(ResticError, match=said) as caught:
+        restic.init(repo)
+    assert caught.value.retryable is retryable
+    assert list((tmp_path / "apps").iterdir()) == []
