@@ -866,6 +866,9 @@ async def test_backup_and_restore_through_the_workflows(
 
     answers = json.dumps([backup, failed, restore, (await api.get(app_path, headers=owner)).json()])
     rows = metadata_rows_text(kube_worker)
+    assert kube.kubelet is not None
+    pod_logs = b"\n".join(kube.kubelet.every_log_line()).decode(errors="replace")
+    assert pod_logs.strip(), "the movers printed nothing to search"
     for password in (repository_password(kube_worker, application_id), database_password):
         for workflow_id in (backup["workflow_id"], f"restore-{blocked}", f"restore-{full}"):
             history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
@@ -873,6 +876,7 @@ async def test_backup_and_restore_through_the_workflows(
         assert password not in answers
         assert password not in caplog.text
         assert password not in rows
+        assert password not in pod_logs
     assert uncovered(used) == set()
     for workflow_id, name in (
         (backup["workflow_id"], "backup-kube-released"),

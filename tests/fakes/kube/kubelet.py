@@ -95,6 +95,8 @@ class Kubelet:
         self._env_base = env_base
         self._runs: dict[tuple[str, str], _PodRun] = {}
         self.logs: dict[tuple[str, str, str], LogBuffer] = {}
+        # what deleted pods printed, kept so tests can search every log ever written
+        self.retired_logs: list[bytes] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -163,7 +165,9 @@ class Kubelet:
         with self._lock:
             run = self._runs.pop(key, None)
             for log_key in [k for k in self.logs if k[:2] == key]:
-                self.logs.pop(log_key).close()
+                buffer = self.logs.pop(log_key)
+                buffer.close()
+                self.retired_logs.extend(line for _, line in buffer.lines)
         if run is not None:
             shutil.rmtree(run.scratch, ignore_errors=True)
 
@@ -580,6 +584,12 @@ class Kubelet:
         return {k: str(v) for k, v in (obj.get("data") or {}).items()}
 
     # --- pods/log ---------------------------------------------------------------------------
+
+    def every_log_line(self) -> list[bytes]:
+        """Every line any container printed, of running and of deleted pods."""
+        with self._lock:
+            live = [line for buffer in self.logs.values() for _, line in buffer.lines]
+            return [*self.retired_logs, *live]
 
     def log(self, namespace: str, name: str, params: dict[str, str]) -> tuple[LogBuffer, str]:
         pod = self.api.store.get(PODS, namespace, name)
