@@ -46,6 +46,7 @@ OUTCOMES = {
     "cancelled": Exit.CANCELLED,
 }
 ACTIVE_STEP = ("running", "retrying", "cancelling", "scheduled")
+ENDED_STEP = ("completed", "failed", "timed_out", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,16 @@ class Moment:
 
     status: str
     steps: tuple[StepNow, ...]
+    # (activity id, step, status) of the steps that have ended: a short step may start and
+    # end between two reads, and is still said
+    ended: tuple[tuple[str, str, str], ...] = ()
 
 
 def moment(body: dict[str, Any]) -> Moment:
     timeline = body.get("timeline") or {}
     progress = timeline.get("progress") or {}
-    active = [s for s in timeline.get("steps") or [] if s["status"] in ACTIVE_STEP]
+    steps = timeline.get("steps") or []
+    active = [s for s in steps if s["status"] in ACTIVE_STEP]
     # The API reports one heartbeat, named by step: the last step under way of that name.
     owner = next(
         (s["activity_id"] for s in reversed(active) if s["step"] == progress.get("step")), None
@@ -87,6 +92,9 @@ def moment(body: dict[str, Any]) -> Moment:
                 total=(progress.get("total_bytes") or None) if s["activity_id"] == owner else None,
             )
             for s in active
+        ),
+        ended=tuple(
+            (s["activity_id"], s["step"], s["status"]) for s in steps if s["status"] in ENDED_STEP
         ),
     )
 
@@ -123,8 +131,12 @@ class Bar:
         )
         self.progress.start()
         self.tasks: dict[str, TaskID] = {}
+        self.finished: set[str] = set()
 
     def show(self, now: Moment) -> None:
+        for key, name, _ in now.ended:
+            if key not in self.tasks and key not in self.finished:
+                self.tasks[key] = self.progress.add_task(escape(name), total=None, sized=False)
         if now.status in OUTCOMES:
             return  # the outcome is said once, by outcome()
         under_way = {step.key for step in now.steps}
@@ -142,6 +154,7 @@ class Bar:
                 self.progress.update(task, total=step.total, completed=step.done, sized=True)
 
     def _finish(self, key: str) -> None:
+        self.finished.add(key)
         task_id = self.tasks.pop(key)
         task = self.progress.tasks[task_id]
         end = max(task.total or 0, task.completed) if task.fields.get("sized") else 1
@@ -183,9 +196,13 @@ class Lines:
         note(f"{stamp} {message}")
 
     def show(self, now: Moment) -> None:
+        clock = time.monotonic()
+        for key, name, status in now.ended:
+            if key not in self.started:  # it ran between two reads
+                self.started[key] = clock
+                self.say(f"{name} {status.replace('_', ' ')}")
         if now.status in OUTCOMES:
             return  # the outcome is said once, by outcome()
-        clock = time.monotonic()
         if now.status != self.status:
             self.status = now.status
             self.say(f"{self.kind} {now.status}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from cli.client import problem_error
 from cli.output import ids
-from cli.runs import Moment, StepNow, moment, progress_line
+from cli.runs import Lines, Moment, StepNow, moment, progress_line
 
 
 def step(activity_id: str, name: str, status: str, failure: str | None = None) -> dict[str, Any]:
@@ -45,6 +46,7 @@ def test_the_heartbeat_belongs_to_the_step_it_names() -> None:
             StepNow("3", "upload_volume", None, None, None),
             StepNow("4", "upload_volume", "restic: repository is locked", None, None),
         ),
+        ended=(("1", "check_quota", "completed"),),
     )
 
 
@@ -66,6 +68,21 @@ def test_lines_say_bytes_when_there_are_some_and_time_otherwise() -> None:
     assert progress_line(known, 61, 25_000_000.0) == (
         "upload_volume: 250.0 MB of 1.0 GB (25%), 25.0 MB/s, 61s"
     )
+
+
+def test_a_step_that_ran_between_two_reads_is_still_said_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A small backup's steps can start and end between two polls of the CLI."""
+    lines = Lines("backup")
+    lines.show(moment({"status": "running", "timeline": {"steps": [step("1", "b", "running")]}}))
+    ended = [step("1", "b", "completed"), step("2", "dump", "completed")]
+    ended.append(step("3", "upload", "timed_out"))
+    final = moment({"status": "succeeded", "timeline": {"steps": ended}})
+    lines.show(final)
+    lines.show(final)
+    said = [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert said == ["backup running", "b started", "dump completed", "upload timed out"]
 
 
 def test_no_timeline_yet_is_no_step() -> None:
