@@ -350,13 +350,18 @@ class BackupActivities:
         tags = _tags(ctx, "database")
         try:
             await self._ensure_repository(ctx.repo)
-            if activity.info().attempt > 1:
-                # What an earlier attempt left has no figures taken in its snapshot and may be
-                # a partial dump (restic keeps what it read when its stdin closes): redo it.
-                await asyncio.to_thread(self._forget, ctx.repo, tags)
+            retried = activity.info().attempt > 1
+            if retried:
+                await asyncio.to_thread(self.restic.unlock, ctx.repo)  # a killed attempt's
             dump = await with_progress(
                 lambda progress: platform.dump_database(execution_id, ctx.repo, tags, progress)
             )
+            if retried:
+                # What an earlier attempt left may be a partial dump without its figures
+                # (restic keeps what it read when its stdin closes): forgotten. A platform
+                # whose earlier dump finished anyway (a Kubernetes Job outlives the worker)
+                # returns that snapshot, figures included, and it is kept.
+                await asyncio.to_thread(self._forget, ctx.repo, tags, dump.snapshot_id)
         except pg_dump.DumpError as exc:
             raise to_application_error(exc, "database dump failed") from None
         except AdapterError as exc:
@@ -605,12 +610,15 @@ class BackupActivities:
                 await session.commit()
         return note
 
-    def _forget(self, repo: Repository, tags: list[str]) -> None:
-        """Forgets the snapshots carrying every tag; a repository never created has none."""
+    def _forget(self, repo: Repository, tags: list[str], keep: str | None = None) -> None:
+        """Forgets the snapshots carrying every tag but ``keep``; a repository never created
+        has none."""
         try:
             found = self.restic.snapshots(repo, tags)  # clears a killed attempt's lock too
-            if found:
-                self.restic.forget(repo, [s.id for s in found])
+            # restic's backup summary gives the short id, the snapshot list the full one
+            doomed = [s.id for s in found if not (keep and s.id.startswith(keep))]
+            if doomed:
+                self.restic.forget(repo, doomed)
         except ResticError as exc:
             if "does not exist" not in exc.message and "unable to open config" not in exc.message:
                 raise
