@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 SETTLE_NOW_ID = "runs-settle-now"
 SETTLE_WAIT_SECONDS = 15.0
 # A running run is read from Temporal at most once per this many seconds per API process,
-# however many clients poll it (its progress is heartbeated less often than that anyway).
-POLL_FRESH_SECONDS = 1.0
+# however many clients poll it at once: the read that settles a row also shows its steps,
+# and a burst of polls shares it, while no answer is more than a moment old.
+POLL_FRESH_SECONDS = 0.25
 
 
 @contextmanager

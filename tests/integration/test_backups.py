@@ -437,9 +437,9 @@ async def test_the_timeline_shows_the_running_step_as_running(
     timeline still shows the upload running, with its start time and attempt."""
     app = await make_app(api, world, database_server, tmp_path, policy={"include_database": False})
     with (app.volumes["uploads"] / "bulk.bin").open("wb") as handle:
-        # incompressible, so restic takes a few seconds over it: several times the API's
+        # incompressible, so restic takes a few seconds over it: many times the API's
         # window for sharing a running run's read (api/runs.py POLL_FRESH_SECONDS)
-        for _ in range(600):
+        for _ in range(300):
             handle.write(os.urandom(1024 * 1024))
     owner = world.auth("owner")
     accepted = await expect(await api.post(app.backups, headers=owner), 202)
