@@ -14,10 +14,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -112,11 +112,13 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
             accepted = await expect(await client.post(f"{base}/backups", headers=owner), 202)
             path = f"{base}/backups/{accepted['id']}"
 
-            def uploading(body: dict[str, Any]) -> bool:
-                progress = (body.get("timeline") or {}).get("progress") or {}
-                return progress.get("step") == "upload_volume" and progress.get("bytes_done", 0) > 0
-
-            await wait_for(client, path, owner, uploading, seconds=60)
+            # restic holds a lock file in the repository while it uploads: the ground truth
+            # of "mid-upload" (a 400 MB upload takes about 2 s here, less than the worker's
+            # heartbeats take to carry its first byte count)
+            deadline = time.monotonic() + 60
+            while not any(isolated.storage_mount_root.glob("**/locks/*")):
+                assert time.monotonic() < deadline, "restic never started the upload"
+                await asyncio.sleep(0.02)
             os.killpg(worker.pid, signal.SIGKILL)  # the worker and its restic child
             worker.wait()
             worker = start_worker(isolated, log)
