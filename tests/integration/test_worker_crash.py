@@ -64,6 +64,15 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def restic_lock_held(storage_root: Path) -> bool:
+    """Whether a restic process holds a lock in a repository under ``storage_root``; a
+    repository being created (written beside, then renamed) may vanish under the search."""
+    try:
+        return any(storage_root.glob("*/workspaces/*/applications/*/locks/*"))
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 async def isolated(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory, database_server: PostgresServer
@@ -116,7 +125,7 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
             # of "mid-upload" (a 400 MB upload takes about 2 s here, less than the worker's
             # heartbeats take to carry its first byte count)
             deadline = time.monotonic() + 60
-            while not any(isolated.storage_mount_root.glob("**/locks/*")):
+            while not restic_lock_held(isolated.storage_mount_root):
                 assert time.monotonic() < deadline, "restic never started the upload"
                 await asyncio.sleep(0.02)
             os.killpg(worker.pid, signal.SIGKILL)  # the worker and its restic child
