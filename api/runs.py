@@ -95,17 +95,18 @@ async def settle_now(temporal: Client) -> None:
 
 
 async def settled_view(
-    session: AsyncSession, temporal: Client | None, row: Run, *, polled: bool = False
+    session: AsyncSession, temporal: Client | None, row: Run, *, timeline_follows: bool = False
 ) -> None:
     """A row that says running while its workflow has closed is settled before it is shown
     or cancelled; a liveness Temporal cannot tell leaves the row as it is.
 
-    A read (``polled``) trusts a timeline read :data:`POLL_FRESH_SECONDS` ago that saw the
-    workflow running, the one its detail then shows; a cancellation asks Temporal afresh.
+    A detail (``timeline_follows``) learns liveness from the timeline read it then shows
+    (:data:`POLL_FRESH_SECONDS` old at most); a list or a cancellation asks Temporal with
+    one describe.
     """
     if temporal is None or not still_running(row) or not row.workflow_id:
         return
-    if polled:
+    if timeline_follows:
         try:
             seen = await timeline.read(
                 temporal, row.workflow_id, row.run_id, max_age=POLL_FRESH_SECONDS

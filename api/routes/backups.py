@@ -73,7 +73,7 @@ async def list_backups(
         session, query, BackupExecution.created_at, BackupExecution.id, limit, cursor
     )
     for execution in items:
-        await settled_view(session, temporal, execution, polled=True)
+        await settled_view(session, temporal, execution)
     verified = await backups.last_verified(session, [e.id for e in items])
     return {
         "items": [
@@ -93,7 +93,7 @@ async def get_backup(
 ) -> dict[str, Any]:
     with refusals():
         execution = await backups.backup_of(session, access.application, backup_id)
-    await settled_view(session, request_temporal, execution, polled=True)
+    await settled_view(session, request_temporal, execution, timeline_follows=True)
     verified = await backups.last_verified(session, [execution.id])
     body = present(execution, settings, last_verified_by_drill_at=verified.get(execution.id))
     return await with_timeline(body, request_temporal, execution)

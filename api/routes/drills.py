@@ -155,7 +155,7 @@ async def list_drills(
         cursor,
     )
     for drill in items:
-        await settled_view(session, temporal, drill, polled=True)
+        await settled_view(session, temporal, drill)
     return {"items": [present(d, settings) for d in items], "next_cursor": next_cursor}
 
 
@@ -170,5 +170,5 @@ async def get_drill(
     drill = await session.get(RestoreDrill, drill_id)
     if drill is None or drill.application_id != access.application.id:
         raise not_found("drill", drill_id)
-    await settled_view(session, temporal, drill, polled=True)
+    await settled_view(session, temporal, drill, timeline_follows=True)
     return await with_timeline(present(drill, settings), temporal, drill)

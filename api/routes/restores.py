@@ -99,7 +99,7 @@ async def get_restore(
     temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
     restore = await restore_of(session, access.application, restore_id)
-    await settled_view(session, temporal, restore, polled=True)
+    await settled_view(session, temporal, restore, timeline_follows=True)
     return await with_timeline(present(restore, settings), temporal, restore)
 
 
