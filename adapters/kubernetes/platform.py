@@ -272,7 +272,7 @@ class KubernetesPlatform:
     # -- consistency ----------------------------------------------------------------------
 
     def quiesce(self) -> str:
-        return scale_down(self.kube.api, self.namespace, self._workloads())
+        return scale_down(self.kube.api, self.namespace, self._workloads(), self._claims().values())
 
     def resume(self) -> str:
         return scale_up(self.kube.api, self.namespace, self._workloads())

@@ -7,16 +7,23 @@ survives the worker: any later ``scale_up`` (a retry, the cleanup of a failed ru
 worker) finds it on the object. ``scale_up`` restores the count, then removes the
 annotation. Both are safe to repeat. Replicas are changed through the ``scale``
 subresource, the interface autoscalers and ``kubectl scale`` use.
+
+A quiesce is over when the pods are gone, not when the counts say so: a Deployment's
+``status.replicas`` stops counting a pod as soon as it is terminating, while its processes
+may still write for their whole grace period; and pods no listed workload owns (a CronJob's,
+an operator's) may mount the same claims.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client import ApiClient, ApiException
 
 from adapters.kubernetes.client import Kube, failure, wait_for
+from adapters.kubernetes.names import MANAGED_BY
 from adapters.platform import PlatformError
 
 ANNOTATION = "backup.cairn.io/replicas-before-quiesce"
@@ -38,10 +45,12 @@ def scale_down(
     api: ApiClient,
     namespace: str,
     workloads: dict[str, Any],
+    claims: Collection[str] = (),
     *,
     timeout: float = STOP_TIMEOUT_SECONDS,
 ) -> str:
-    """Record each workload's replicas on it, scale it to zero, wait until its pods are gone."""
+    """Record each workload's replicas on it, scale it to zero, then wait until no pod that
+    may write is left: the workloads' own, and any other pod mounting one of ``claims``."""
     kube = Kube(api)
     found = _select(kube, namespace, workloads, missing_ok=False)
     done = []
@@ -64,12 +73,19 @@ def scale_down(
             )
         _scale(kube, namespace, workload, 0)
         done.append(f"{workload} ({before} → 0)")
+    remaining: list[str] = []
+
+    def stopped() -> bool | None:
+        remaining[:] = _running_pods(kube, namespace, found, claims)
+        return None if remaining else True
+
     wait_for(
-        lambda: None if any(_has_pods(kube, namespace, w) for w, _ in found) else True,
+        stopped,
         timeout=timeout,
         expired=lambda: (
-            f"the workloads of {namespace} still had pods {timeout:.0f} s after being scaled"
-            " to zero"
+            f"the application in {namespace} did not stop within {timeout:g} s: still running"
+            f" {'; '.join(remaining)} (a pod that no listed workload owns must be stopped by"
+            " hand, or its workload listed)"
         ),
     )
     if not done:
@@ -172,11 +188,60 @@ def _scale(kube: Kube, namespace: str, workload: Workload, replicas: int) -> Non
         raise failure(exc, f"scaling {workload} in {namespace} to {replicas}") from None
 
 
-def _has_pods(kube: Kube, namespace: str, workload: Workload) -> bool:
+def _running_pods(
+    kube: Kube, namespace: str, found: list[tuple[Workload, Any]], claims: Collection[str]
+) -> list[str]:
+    """Pods that may still write: those the workloads select, terminating ones included (a
+    Deployment's ``status.replicas`` no longer counts them), and any other pod of the
+    namespace that mounts one of ``claims`` (a CronJob's, an operator's), cairn's excepted."""
+    selectors = [_selector(kube, namespace, workload) for workload, _ in found]
     try:
-        scale = _call(kube, "read", workload.kind, "_scale")(workload.name, namespace)
+        pods = kube.core.list_namespaced_pod(namespace).items
+    except ApiException as exc:
+        raise failure(exc, f"listing the pods of {namespace}") from None
+    running = []
+    for pod in pods:
+        if pod.status.phase in ("Succeeded", "Failed"):
+            continue  # its containers have ended; nothing writes any more
+        labels = pod.metadata.labels or {}
+        owner = next(
+            (str(w) for w, s in zip(found, selectors, strict=True) if _matches(s, labels)), None
+        )
+        mounted = sorted(
+            v.persistent_volume_claim.claim_name
+            for v in pod.spec.volumes or []
+            if v.persistent_volume_claim and v.persistent_volume_claim.claim_name in claims
+        )
+        ours = all(labels.get(k) == v for k, v in MANAGED_BY.items())
+        if owner is not None:
+            running.append(f"pod {pod.metadata.name} of {owner}" + _terminating(pod))
+        elif mounted and not ours:
+            running.append(
+                f"pod {pod.metadata.name} mounting claim {', '.join(mounted)}" + _terminating(pod)
+            )
+    return sorted(running)
+
+
+def _selector(kube: Kube, namespace: str, workload: Workload) -> dict[str, str] | None:
+    """The workload's pod selector (``matchLabels``); None when it is gone."""
+    try:
+        obj = _call(kube, "read", workload.kind)(workload.name, namespace)
     except ApiException as exc:
         if exc.status == 404:
-            return False
+            return None
         raise failure(exc, f"reading {workload} in {namespace}") from None
-    return bool(scale.status.replicas)
+    selector = obj.spec.selector
+    if selector.match_expressions:
+        raise PlatformError(
+            f"{workload} selects its pods with matchExpressions, which cairn does not read",
+            retryable=False,
+        )
+    return dict(selector.match_labels or {})
+
+
+def _matches(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def _terminating(pod: Any) -> str:
+    return " (terminating)" if pod.metadata.deletion_timestamp else ""

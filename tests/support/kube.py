@@ -6,6 +6,7 @@ A test module imports them by name; each module gets one fake, each test a fresh
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
@@ -76,6 +77,16 @@ def namespace(kube_api: client.ApiClient) -> Iterator[str]:
     core(kube_api).create_namespace({"metadata": {"name": name}})
     yield name
     core(kube_api).delete_namespace(name)
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    """``probe``'s first value that is not None, polled (the fake's controllers are async)."""
+    deadline = time.monotonic() + timeout
+    while (value := probe()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
 
 
 def core(api: client.ApiClient) -> Any:

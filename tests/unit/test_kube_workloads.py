@@ -10,8 +10,9 @@ from kubernetes import client
 
 from adapters.kubernetes.workloads import ANNOTATION, scale_down, scale_up
 from adapters.platform import PlatformError
+from tests.fakes.kube import FakeKube
 from tests.support import kube as fixtures
-from tests.support.kube import CairnCalls, apps
+from tests.support.kube import CairnCalls, apps, core, eventually
 from tests.support.kube_rbac import uncovered
 
 kube, kube_api, namespace, cairn = (
@@ -23,7 +24,13 @@ kube, kube_api, namespace, cairn = (
 
 
 def make(
-    api: client.ApiClient, ns: str, kind: str, name: str, replicas: int, **labels: str
+    api: client.ApiClient,
+    ns: str,
+    kind: str,
+    name: str,
+    replicas: int,
+    pod: dict[str, Any] | None = None,
+    **labels: str,
 ) -> None:
     selector = {"app": name}
     spec: dict[str, Any] = {
@@ -31,7 +38,7 @@ def make(
         "selector": {"matchLabels": selector},
         "template": {
             "metadata": {"labels": {**selector, **labels}},
-            "spec": {"containers": [{"name": "main", "image": "app:1"}]},
+            "spec": pod or {"containers": [{"name": "main", "image": "app:1"}]},
         },
     }
     body = {"metadata": {"name": name, "labels": {**selector, **labels}}, "spec": spec}
@@ -136,6 +143,80 @@ def test_a_missing_workload_is_a_clear_error_and_scale_up_skips_it(
     assert cairn(scale_up, kube_api, namespace, selection) == (
         f"no workload to scale up in {namespace}"
     )
+
+
+def writer(claim: str, *, after_term: int) -> dict[str, Any]:
+    """A pod that appends to a file of ``claim`` and, told to stop, goes on for a while."""
+    script = (
+        f"trap 'i=0; while [ $i -lt {after_term} ]; do echo late >> /data/log; sleep 0.2;"
+        " i=$((i+1)); done; exit 0' TERM; while true; do echo on >> /data/log; sleep 0.1; done"
+    )
+    return {
+        "containers": [
+            {
+                "name": "main",
+                "image": "app:1",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+    }
+
+
+def claim(api: client.ApiClient, ns: str, name: str) -> None:
+    core(api).create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Mi"}},
+            },
+        },
+    )
+
+
+def pods(api: client.ApiClient, ns: str) -> list[str]:
+    return sorted(p.metadata.name for p in core(api).list_namespaced_pod(ns).items)
+
+
+def test_quiesce_waits_until_terminating_pods_are_gone(
+    kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """A Deployment's status stops counting a pod once it is terminating; the pod's process
+    still writes until it exits. The quiesce ends only when nothing of it is left."""
+    claim(kube_api, namespace, "data")
+    make(kube_api, namespace, "deployment", "web", 1, pod=writer("data", after_term=8))
+    log = kube.pvc_path(namespace, "data") / "log"
+    eventually(lambda: log.exists() or None, "the pod to write")
+
+    cairn(scale_down, kube_api, namespace, {"names": ["deployment/web"]}, ["data"])
+
+    assert pods(kube_api, namespace) == []
+    # Everything it wrote while stopping was written before the quiesce said it was quiet.
+    assert log.read_text().count("late") == 8
+
+
+def test_quiesce_names_the_pods_that_do_not_stop(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """A pod no listed workload owns (a CronJob's, say) still mounts the claim: cairn cannot
+    stop it, so it says which one keeps the application from being quiet."""
+    claim(kube_api, namespace, "data")
+    make(kube_api, namespace, "deployment", "web", 1)
+    core(kube_api).create_namespaced_pod(
+        namespace, {"metadata": {"name": "report-29"}, "spec": writer("data", after_term=0)}
+    )
+    core(kube_api).create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": "unrelated"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+    )
+    with pytest.raises(PlatformError) as stuck:
+        cairn(scale_down, kube_api, namespace, {"names": ["deployment/web"]}, ["data"], timeout=1)
+    assert "still running pod report-29 mounting claim data" in str(stuck.value)
+    assert "unrelated" not in str(stuck.value) and "deployment/web" not in str(stuck.value)
+    assert not stuck.value.retryable
 
 
 def test_rbac_covers_every_call(cairn: CairnCalls) -> None:

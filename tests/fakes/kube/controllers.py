@@ -2,8 +2,8 @@
 
 * job controller: pods from the template, status counts and conditions (Complete / Failed
   with ``BackoffLimitExceeded`` or ``DeadlineExceeded``), ``ttlSecondsAfterFinished``;
-* workload status: a Deployment's/StatefulSet's ``status.replicas`` follows ``spec.replicas``
-  (no pods are run for them);
+* workloads: a Deployment/StatefulSet runs ``spec.replicas`` pods, deleted gracefully when
+  scaled down (terminating pods keep running until their processes end);
 * CSI provisioner + PV binder: a PVC is bound at once to a folder ``volumes/pvc-<uid>``; with a
   ``dataSource`` (VolumeSnapshot or PVC) it starts as a copy of it, Pending until the
   snapshot is ready;
@@ -39,7 +39,11 @@ SNAPSHOTS = lookup("snapshot.storage.k8s.io", "volumesnapshots")
 CONTENTS = lookup("snapshot.storage.k8s.io", "volumesnapshotcontents")
 CLASSES = lookup("snapshot.storage.k8s.io", "volumesnapshotclasses")
 ACCOUNTS = lookup("", "serviceaccounts")
-WORKLOADS = {lookup("apps", "deployments").key, lookup("apps", "statefulsets").key}
+WORKLOAD_KINDS = {
+    "Deployment": lookup("apps", "deployments"),
+    "StatefulSet": lookup("apps", "statefulsets"),
+}
+WORKLOADS = {resource.key for resource in WORKLOAD_KINDS.values()}
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
 _UNITS = {
     "Ki": 1 << 10,
@@ -163,7 +167,7 @@ class Controllers:
         elif key == CONTENTS.key and event.type == "DELETED":
             shutil.rmtree(self._snapshot_folder(meta["name"]), ignore_errors=True)
         elif key in WORKLOADS and event.type != "DELETED":
-            self._workload_status(event.resource, obj)
+            self._reconcile_workload(event.resource, meta["namespace"], meta["name"])
         elif key == NAMESPACES.key and meta.get("deletionTimestamp"):
             self._purge_namespace(meta["name"])
         elif (
@@ -216,6 +220,10 @@ class Controllers:
                 self._protect_claims(meta["namespace"])
         if owner and owner.get("kind") == "Job":
             self._reconcile_job(meta["namespace"], owner["name"])
+        elif owner and owner.get("kind") in WORKLOAD_KINDS:
+            self._reconcile_workload(
+                WORKLOAD_KINDS[owner["kind"]], meta["namespace"], owner["name"]
+            )
 
     def _reconcile_job(self, namespace: str, name: str) -> None:
         job = self.api.store.get(JOBS, namespace, name)
@@ -353,28 +361,82 @@ class Controllers:
 
     # --- deployments and statefulsets -------------------------------------------------------
 
-    def _workload_status(self, resource: Any, obj: dict[str, Any]) -> None:
-        replicas = int(obj["spec"].get("replicas", 1))
-        generation = obj["metadata"].get("generation", 1)
+    def _reconcile_workload(self, resource: Any, namespace: str, name: str) -> None:
+        """Pods up or down to ``spec.replicas``, then the status counts them.
+
+        Pods are owned by the workload itself (no ReplicaSets or revisions). Scaling down
+        deletes pods gracefully: they stay, terminating, until their processes end, and a
+        Deployment's ``status.replicas`` no longer counts them (as in a cluster), while a
+        StatefulSet removes its highest ordinal first and waits for it to be gone.
+        """
+        obj = self.api.store.get(resource, namespace, name)
+        ns = self.api.store.get(NAMESPACES, "", namespace)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        if ns is None or ns["metadata"].get("deletionTimestamp"):
+            return  # the namespace controller is removing everything in it
+        meta, spec = obj["metadata"], obj["spec"]
+        wanted = int(spec.get("replicas", 1))
+        pods = [p for p in self.api.store.list(PODS, namespace) if _owned_by(p, meta["uid"])]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        stateful = resource.kind == "StatefulSet"
+        if stateful:
+            ordinals = {int(p["metadata"]["name"].rsplit("-", 1)[1]): p for p in pods}
+            extra = sorted((i for i in ordinals if i >= wanted), reverse=True)[:1]
+            if len(pods) == len(live):  # one at a time: the previous one is gone first
+                for ordinal in extra:
+                    self._stop_pod(ordinals[ordinal])
+            for ordinal in range(wanted):
+                if ordinal not in ordinals:
+                    live.append(self._create_workload_pod(obj, f"{name}-{ordinal}"))
+        else:
+            newest_first = sorted(live, key=lambda p: p["metadata"]["creationTimestamp"])[::-1]
+            for pod in newest_first[: max(0, len(live) - wanted)]:
+                self._stop_pod(pod)
+                live.remove(pod)
+            for _ in range(max(0, wanted - len(live))):
+                live.append(self._create_workload_pod(obj, None))
+        counted = [p for p in live if not p["metadata"].get("deletionTimestamp")]
+        ready = sum(1 for p in counted if (p.get("status") or {}).get("phase") == "Running")
+        generation = meta.get("generation", 1)
 
         def write(current: dict[str, Any]) -> None:
-            status: dict[str, Any] = {"observedGeneration": generation, "replicas": replicas}
+            status: dict[str, Any] = {**(current.get("status") or {})}
+            status.update(observedGeneration=generation, replicas=len(counted))
             for key in ("readyReplicas", "availableReplicas", "updatedReplicas", "currentReplicas"):
-                if replicas and (key != "currentReplicas" or resource.kind == "StatefulSet"):
-                    status[key] = replicas
-            current["status"] = {**(current.get("status") or {}), **status}
-            if not replicas:
-                for key in (
-                    "readyReplicas",
-                    "availableReplicas",
-                    "updatedReplicas",
-                    "currentReplicas",
-                ):
-                    current["status"].pop(key, None)
+                status.pop(key, None)
+                count = ready if key in ("readyReplicas", "availableReplicas") else len(counted)
+                if count and (key != "currentReplicas" or stateful):
+                    status[key] = count
+            current["status"] = status
 
-        self.api.update_status(
-            resource, obj["metadata"]["namespace"], obj["metadata"]["name"], write
-        )
+        self.api.update_status(resource, namespace, name, write)
+
+    def _stop_pod(self, pod: dict[str, Any]) -> None:
+        self.api.delete_pod(pod, int(pod["spec"].get("terminationGracePeriodSeconds", 30)))
+
+    def _create_workload_pod(self, obj: dict[str, Any], name: str | None) -> dict[str, Any]:
+        meta = obj["metadata"]
+        template = obj["spec"]["template"]
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        pod_meta: dict[str, Any] = {"namespace": meta["namespace"], "labels": labels}
+        if name is None:  # a Deployment's pods: <deployment>-<template hash>-<suffix>
+            labels["pod-template-hash"] = meta["uid"].replace("-", "")[:10]
+            pod_meta["generateName"] = f"{meta['name']}-{labels['pod-template-hash']}-"
+        else:
+            labels["statefulset.kubernetes.io/pod-name"] = name
+            pod_meta["name"] = name
+        pod_meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        return self.api.create_internal(PODS, {"metadata": pod_meta, "spec": template["spec"]})
 
     # --- volumes ----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ PVCS = lookup("", "persistentvolumeclaims")
 NODE_NAME = "fake-node"
 RETRY_SECONDS = 0.2
 _PATH_CHAR = r"A-Za-z0-9_.~/-"
+IDLE_ENTRYPOINT = ["sleep", "infinity"]
 
 
 class PodNotReady(Exception):
@@ -334,9 +335,10 @@ class Kubelet:
     ) -> int:
         name = container["name"]
         field = "initContainerStatuses" if init else "containerStatuses"
-        argv = [
-            expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])
-        ]
+        # An image's own entrypoint is not simulated: it stands for a server that runs until
+        # it is stopped.
+        command = container.get("command") or IDLE_ENTRYPOINT
+        argv = [expand(a, env) for a in command + (container.get("args") or [])]
         paths = MountMap(container, mounts)
         argv = [paths.inward(a) for a in argv]
         proc_env = {**self._env_base, "HOME": str(run.scratch / "home"), "HOSTNAME": run.name}
@@ -351,10 +353,6 @@ class Kubelet:
             if run.deleting:
                 return 137
             try:
-                if not container.get("command"):
-                    raise FileNotFoundError(
-                        "the fake kubelet runs `command`; image entrypoints are not simulated"
-                    )
                 proc = subprocess.Popen(
                     argv,
                     env=proc_env,
