@@ -20,6 +20,7 @@ from typing import Any
 from adapters import pg_databases, pg_dump
 from adapters.local_folders import count_files, remove_folder, restore_folder, swap_in_folder
 from adapters.pg_checks import run_read_only_checks
+from adapters.pg_identity import protected
 from adapters.platform import (
     CheckResult,
     DatabaseDump,
@@ -86,6 +87,7 @@ class LocalPlatform:
             user=db.get("user"),
             dbname=db["dbname"],
             password=self.secrets.get("database_password"),
+            protect=protected(self.cairn),
         )
 
     def _own_database(self) -> pg_dump.PgTarget:
@@ -110,8 +112,14 @@ class LocalPlatform:
         if into.name:
             return replace(original, dbname=into.name)
         parts, _ = split_database_url(str(into.url))
+        # another server by URL: the original, whatever its address there, is protected too
         return pg_dump.PgTarget(
-            parts["host"], int(parts["port"]), parts.get("user"), parts["dbname"], into.password
+            parts["host"],
+            int(parts["port"]),
+            parts.get("user"),
+            parts["dbname"],
+            into.password,
+            protect=(*original.protect, pg_databases.identity(original)),
         )
 
     def _target(self, into: OtherDatabase | None) -> pg_dump.PgTarget:
@@ -273,6 +281,7 @@ class LocalPlatform:
         target = self._target(into)
         short = _short(run_id)
         staging, old = f"cairn_restore_{short}", f"cairn_old_{short}"
+        pg_databases.check_writable(target, [target.dbname, staging, old])
         try:
             swapped = pg_databases.exists(target, old) and not pg_databases.exists(target, staging)
             if not swapped:  # a retry restores again: a half-done pg_restore left nothing usable

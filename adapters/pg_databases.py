@@ -2,26 +2,69 @@
 
 A restore never writes into the live database: it fills a fresh one, and only a
 complete copy is renamed into place, so a failure leaves the target as it was.
+Every write first asks the server, on the connection that writes, whether a database it
+names is one cairn must never touch (``adapters/pg_identity.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 import psycopg
 from psycopg import sql
 
 from adapters.pg_dump import DumpError, PgTarget, conninfo
+from adapters.pg_identity import DatabaseIdentity, identity_of_current, refuse_protected
 
 
-def _admin(target: PgTarget) -> psycopg.Connection[tuple[object, ...]]:
+def _admin(target: PgTarget, timeout: int = 15) -> psycopg.Connection[tuple[object, ...]]:
     maintenance = replace(target, dbname="postgres")
     try:
         return psycopg.connect(
-            conninfo(maintenance), password=target.password, autocommit=True, connect_timeout=15
+            conninfo(maintenance),
+            password=target.password or "",
+            autocommit=True,
+            connect_timeout=timeout,
         )
     except psycopg.OperationalError as exc:
         raise DumpError(f"cannot reach the database server: {exc}", retryable=True) from None
+
+
+def _guarded(
+    target: PgTarget, names: Iterable[str], timeout: int = 15
+) -> psycopg.Connection[tuple[object, ...]]:
+    """A maintenance connection on which none of ``names`` is a protected database."""
+    conn = _admin(target, timeout)
+    try:
+        refuse_protected(conn, names, target.protect)
+    except psycopg.Error as exc:
+        conn.close()
+        raise DumpError(
+            f"cannot tell which databases the server holds: {exc}", retryable=True
+        ) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def identity(target: PgTarget) -> DatabaseIdentity:
+    """Which database ``target`` reaches, asked of its server."""
+    try:
+        with psycopg.connect(
+            conninfo(target), password=target.password or "", connect_timeout=15
+        ) as conn:
+            return identity_of_current(conn)
+    except psycopg.OperationalError as exc:
+        raise DumpError(
+            f"cannot reach the database {target.dbname}: {exc}", retryable=True
+        ) from None
+
+
+def check_writable(target: PgTarget, names: Iterable[str], *, timeout: int = 15) -> None:
+    """Refuses before any work starts; each write below checks again as it happens."""
+    _guarded(target, names, timeout).close()
 
 
 def exists(target: PgTarget, name: str) -> bool:
@@ -31,7 +74,7 @@ def exists(target: PgTarget, name: str) -> bool:
 
 
 def create(target: PgTarget, name: str) -> None:
-    with _admin(target) as conn:
+    with _guarded(target, [name]) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
@@ -39,7 +82,7 @@ def create(target: PgTarget, name: str) -> None:
 
 
 def drop(target: PgTarget, name: str) -> None:
-    with _admin(target) as conn:
+    with _guarded(target, [name]) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
@@ -52,7 +95,7 @@ def swap(target: PgTarget, staging: str, old: str) -> None:
     either the target's name or ``old``.
     """
     name = target.dbname
-    with _admin(target) as conn:
+    with _guarded(target, [name, staging, old]) as conn:
 
         def present(db: str) -> bool:
             return (

@@ -44,6 +44,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from adapters.errors import AdapterError
+from adapters.pg_identity import DatabaseIdentity, refuse_current
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ class PgTarget:
     user: str | None
     dbname: str
     password: str | None = field(repr=False)
+    # Databases never to read or write whatever this target's address says (pg_identity.py);
+    # the server's system databases and any database carrying cairn's marker are refused too.
+    protect: tuple[DatabaseIdentity, ...] = ()
 
 
 class DumpError(AdapterError):
@@ -422,6 +426,10 @@ def dump_into_restic(
     pg_dump = tool("pg_dump", bin_dir)
     major = client_major(pg_dump)
     with _connection(target) as conn:
+        try:  # judged on the connection pg_dump's snapshot comes from, not by the address
+            refuse_current(conn, target.protect)
+        except psycopg.Error as exc:
+            raise _sql_failure("telling which database this is", exc, target) from None
         server_major = conn.info.server_version // 10000
         if major < server_major:
             raise DumpError(

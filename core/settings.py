@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(
         default=None, description="cairn's own data folder (cairn dev); never an app volume"
     )
+    metadata_identity: str | None = Field(
+        default=None,
+        description="'<system identifier>:<database oid>' of cairn's metadata database, for"
+        " processes that cannot reach it (mover Jobs); empty: asked of CAIRN_DATABASE_URL",
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token a Prometheus scraper sends to the API's /metrics"
     )

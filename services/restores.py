@@ -28,7 +28,7 @@ from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
-from services import backups
+from services import backups, database_identity
 from services.errors import Conflict, Invalid
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
@@ -62,18 +62,60 @@ async def check_target(
     """The target stays on the application's side (BoundaryError; AdminOnly for a URL from
     someone who is not a platform administrator). ``requested``: ``database_name`` or
     ``database_url``, as asked."""
+    own = application.platform_settings.get("database")
     if requested.get("database_name"):
         dbname = requested["database_name"]
     else:
         dbname = split_database_url(requested["database_url"])[0]["dbname"]
     check_restore_target(
         requested,
-        application.platform_settings.get("database"),
+        own,
         settings,
         by_platform_admin=by_platform_admin,
         other_applications=await other_databases(session, application, dbname),
         field="body.target",
     )
+    if application.platform_kind != "local" or own is None:
+        return  # a cluster's database is reached from the cluster: its mover asks
+    if requested.get("database_name"):
+        field = "body.target.database_name"
+        database, password = {**own, "dbname": dbname}, _database_password(application, settings)
+    else:
+        field = "body.target.database_url"
+        database, password = split_database_url(requested["database_url"])
+    await database_identity.refuse_protected(database, password, settings, field)
+
+
+async def check_own_database(application: Application, settings: Settings) -> None:
+    """A restore over the application's own database: its server must not say it is cairn's
+    (a registration under an address no rule recognised, made before identity was asked)."""
+    own = application.platform_settings.get("database")
+    if application.platform_kind != "local" or own is None:
+        return
+    password = _database_password(application, settings)
+    try:
+        await database_identity.refuse_protected(own, password, settings, "database_url")
+    except BoundaryError as exc:
+        raise Conflict(
+            f"the application's registered database is refused ({exc.message}); a platform"
+            " administrator must correct the registration before it can be restored"
+        ) from None
+
+
+def _database_password(application: Application, settings: Settings) -> str | None:
+    """The application's database password, opened to ask its server (never stored)."""
+    if not application.platform_secrets:
+        return None
+    try:
+        secrets = crypto.open_json(
+            application.platform_secrets,
+            master_key=settings.master_key_text,
+            context=secret_contexts.application_secrets(application.id),
+        )
+    except crypto.CryptoError:
+        return None  # the worker cannot open it either, and fails the run saying so
+    password = secrets.get("database_password")
+    return str(password) if password is not None else None
 
 
 def check_registration(
@@ -187,6 +229,8 @@ async def request_restore(
         await check_target(session, application, target, settings, by_platform_admin)
         stored_target = sealed_target(target, restore_id, settings)
     check_registration(application, database and stored_target is None, volumes, settings)
+    if database and stored_target is None:
+        await check_own_database(application, settings)
     await claim_application(session, temporal, application.id)
     workflow_id = f"restore-{restore_id}"
     details = RestoreDetails(database, volumes, stored_target, config=parts.config)

@@ -47,6 +47,7 @@ from adapters.kubernetes.names import run_labels, run_name, run_selector
 from adapters.kubernetes.network import MOVER_LABELS, ensure_mover_policy
 from adapters.kubernetes.workloads import scale_down, scale_up
 from adapters.local_platform import scratch_database
+from adapters.pg_identity import metadata_identity
 from adapters.platform import (
     CheckResult,
     DatabaseDump,
@@ -204,15 +205,18 @@ class KubernetesPlatform:
         return args
 
     def _database_env(self, database: dict[str, Any]) -> list[dict[str, Any]]:
-        """The database password straight from the application's own Secret."""
+        """The database password straight from the application's own Secret, and which
+        database the mover must never touch (it cannot reach cairn's to ask)."""
+        protect = {"name": "CAIRN_METADATA_IDENTITY", "value": str(metadata_identity(self.cairn))}
         ref = database.get("password_secret")
         if not ref:
-            return []
+            return [protect]
         return [
+            protect,
             {
                 "name": "PGPASSWORD",
                 "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}},
-            }
+            },
         ]
 
     def _claim_volume(

@@ -31,7 +31,7 @@ from core.database_url import database_url, split_database_url
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupPolicy, WorkspaceMember
-from services import applications
+from services import applications, database_identity
 
 router = APIRouter(tags=["applications"])
 
@@ -97,6 +97,12 @@ async def create_application(
     workspace_id = access.workspace.id
     platform = body.platform
     check_boundaries(platform, settings)
+    if isinstance(platform, LocalPlatformIn) and platform.database_url:
+        database, password = split_database_url(platform.database_url)
+        with refusals():  # by the server's identity: no spelling of cairn's own gets through
+            await database_identity.refuse_protected(
+                database, password, settings, "body.platform.database_url"
+            )
     if isinstance(platform, KubernetesPlatformIn):
         with refusals():
             await applications.check_namespace(settings, platform.context, platform.namespace)
