@@ -36,12 +36,14 @@ from adapters.platform import Measured, OtherDatabase
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
+from core.boundaries import BoundaryError
 from core.restore_details import RestoreDetails
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from db.runs import settle
+from services import applications
 
 ACTOR = audit.Actor(label="system:restore-workflow")
 # restic's words for data whose MAC or hash no longer matches: no retry reads it back intact
@@ -251,6 +253,13 @@ class RestoreActivities(ReadingActivities):
     async def restore_volume(self, job: VolumeJob) -> str:
         """Restores into a staging folder beside the volume, then swaps the folders."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.restore_id))
+        try:  # asked again now: a folder may have become a link or a mount since
+            await read_metadata(
+                self.sessions,
+                lambda s: applications.check_volumes_apart(s, loaded.application, [job.volume]),
+            )
+        except BoundaryError as exc:
+            raise fatal(f"volume {job.volume} refused: {exc.message}", "BoundaryRefused") from None
         platform = self._platform(loaded.application)
         snapshot = loaded.snapshot(f"volume:{job.volume}")
         try:  # to its end: a swap must not stop half-way

@@ -75,6 +75,45 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or path.is_relative_to(folder)
 
 
+FileId = tuple[int, int]
+
+
+def _file_id(path: Path) -> FileId | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _chain(path: Path) -> set[FileId]:
+    """Device and inode of ``path`` and of every folder above it (those that exist).
+
+    A bind mount shows one folder at two paths; its device and inode are the same at both,
+    so "inside" is asked of these, not only of the path's text.
+    """
+    ids = set()
+    for folder in (path, *path.parents):
+        found = _file_id(folder)
+        if found is not None:
+            ids.add(found)
+    return ids
+
+
+def _overlap(path: Path, folder: Path) -> str | None:
+    """How ``path`` and ``folder`` overlap ("is", "is inside", "contains"), by real path and
+    by device and inode; None when they are apart."""
+    real, other = _real(path), _real(folder)
+    path_id, folder_id = _file_id(real), _file_id(other)
+    if real == other or (path_id is not None and path_id == folder_id):
+        return "is"
+    if real.is_relative_to(other) or (folder_id is not None and folder_id in _chain(real)):
+        return "is inside"
+    if other.is_relative_to(real) or (path_id is not None and path_id in _chain(other)):
+        return "contains"
+    return None
+
+
 def volume_roots(settings: Settings) -> list[Path]:
     """The configured roots; without any, the apps area of cairn's data folder (``cairn dev``)."""
     if settings.volume_roots:
@@ -103,6 +142,34 @@ def _check_not_protected(path: Path, settings: Settings, field: str, shown: str)
                 raise BoundaryError(field, f"{shown} is inside {data}, cairn's own data folder")
 
 
+def _check_apart_by_identity(path: Path, settings: Settings, field: str) -> None:
+    """The same rules asked of device and inode: a bind mount of a system folder, the
+    storage root or cairn's data folder is that folder, wherever it is mounted."""
+    for folder, what in _protected(settings):
+        how = _overlap(path, folder)
+        if how is not None:
+            raise BoundaryError(field, f"{path} {how} {folder}, {what} (same device and inode)")
+    if settings.data_dir is not None:
+        data = Path(settings.data_dir)
+        how = _overlap(path, data)
+        apps = _real(data / APPS_AREA)
+        in_apps = _real(path).is_relative_to(apps) or _file_id(apps) in _chain(_real(path))
+        if how in ("is", "contains") or (how == "is inside" and not in_apps):
+            raise BoundaryError(field, f"{path} {how} {data}, cairn's own data folder")
+
+
+def check_volumes_apart(path: str, others: Iterable[str], field: str = "volume") -> None:
+    """No volume may be, lie inside or contain another application's volume (``others``),
+    judged by real path and by device and inode: a restore in place renames the whole
+    folder. The other path is not shown: it may be another tenant's."""
+    for other in others:
+        how = _overlap(Path(path), Path(other))
+        if how is not None:
+            raise BoundaryError(
+                field, f"{path} {how} a volume of another application (same folder on disk)"
+            )
+
+
 def check_volume_path(path: str, settings: Settings, field: str = "volume") -> Path:
     """The normalised absolute ``path`` if a volume may live there, else ``BoundaryError``.
 
@@ -120,6 +187,7 @@ def check_volume_path(path: str, settings: Settings, field: str = "volume") -> P
     _check_not_protected(literal, settings, field, path)
     if real != literal:
         _check_not_protected(real, settings, field, f"{path} (a link to {real})")
+    _check_apart_by_identity(literal, settings, field)
     roots = volume_roots(settings)
     if not roots:
         raise BoundaryError(

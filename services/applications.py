@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 
 import urllib3
 from kubernetes.client import ApiException
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.kubernetes.client import connect
 from adapters.platform import PlatformError
+from core import boundaries
 from core.settings import Settings
+from db.models import Application
 from services.errors import Invalid
 
 log = logging.getLogger(__name__)
@@ -60,3 +65,28 @@ async def check_namespace(settings: Settings, context: str | None, namespace: st
                 }
             ]
         )
+
+
+async def volumes_of_others(session: AsyncSession, application_id: uuid.UUID | None) -> list[str]:
+    """The volume folders of every other local application, in every workspace."""
+    query = select(Application.platform_settings).where(Application.platform_kind == "local")
+    if application_id is not None:
+        query = query.where(Application.id != application_id)
+    rows = await session.scalars(query)
+    return [str(path) for row in rows for path in (row.get("volumes") or {}).values()]
+
+
+async def check_volumes_apart(
+    session: AsyncSession, application: Application, names: list[str]
+) -> None:
+    """A local application's registered volumes ``names`` are still apart from every other
+    volume, its own included (``BoundaryError``): asked again right before a restore writes,
+    since a folder may have become a link or a mount since registration."""
+    if application.platform_kind != "local":
+        return
+    folders = {k: str(v) for k, v in (application.platform_settings.get("volumes") or {}).items()}
+    others = await volumes_of_others(session, application.id)
+    for name in names:
+        if name in folders:
+            siblings = [path for other, path in folders.items() if other != name]
+            boundaries.check_volumes_apart(folders[name], [*others, *siblings], f"volumes.{name}")

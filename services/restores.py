@@ -28,7 +28,7 @@ from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
-from services import backups, database_identity
+from services import applications, backups, database_identity
 from services.errors import Conflict, Invalid
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
@@ -231,6 +231,13 @@ async def request_restore(
     check_registration(application, database and stored_target is None, volumes, settings)
     if database and stored_target is None:
         await check_own_database(application, settings)
+    try:
+        await applications.check_volumes_apart(session, application, volumes)
+    except BoundaryError as exc:
+        raise Conflict(
+            f"the application's registered {exc.field} is refused ({exc.message}); a platform"
+            " administrator must correct the registration before it can be restored"
+        ) from None
     await claim_application(session, temporal, application.id)
     workflow_id = f"restore-{restore_id}"
     details = RestoreDetails(database, volumes, stored_target, config=parts.config)

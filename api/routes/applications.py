@@ -26,7 +26,7 @@ from api.schemas.applications import (
     LocalPlatformOut,
 )
 from core import crypto, secret_contexts
-from core.boundaries import check_application_database, check_volume_path
+from core.boundaries import check_application_database, check_volume_path, check_volumes_apart
 from core.database_url import database_url, split_database_url
 from core.settings import Settings
 from db import audit
@@ -97,6 +97,13 @@ async def create_application(
     workspace_id = access.workspace.id
     platform = body.platform
     check_boundaries(platform, settings)
+    if isinstance(platform, LocalPlatformIn):
+        others = await applications.volumes_of_others(session, None)
+        with refusals():  # nor one of its own volumes inside another
+            for name, path in platform.volumes.items():
+                siblings = [p for other, p in platform.volumes.items() if other != name]
+                field = f"body.platform.volumes.{name}"
+                check_volumes_apart(path, [*others, *siblings], field=field)
     if isinstance(platform, LocalPlatformIn) and platform.database_url:
         database, password = split_database_url(platform.database_url)
         with refusals():  # by the server's identity: no spelling of cairn's own gets through

@@ -27,16 +27,14 @@ from adapters.local_platform import LocalPlatform
 from adapters.pg_identity import ProtectedDatabase, protected
 from adapters.platform import OtherDatabase
 from adapters.restic import Repository, Restic
-from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.boundaries import metadata_database
 from core.database_url import database_url
-from core.restore_details import RestoreDetails, StoredTarget
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import App, finished, make_app, run_backup
+from tests.support.bypass import start_restore_bypassing_the_api
 from tests.support.database import libpq_url
-from workflows.restore import RestoreWorkflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -313,34 +311,6 @@ async def test_another_database_on_cairns_server_is_an_allowed_target(
     assert catalog_hash(settings) == before
 
 
-async def _start_restore_bypassing_the_api(
-    settings: Settings, temporal_client: Client, app: App, backup: dict[str, Any], target: str
-) -> str:
-    """What a registration or request made before a rule existed leaves: a row the API never
-    judged, run by the worker."""
-    restore_id = str(uuid.uuid4())
-    details = RestoreDetails(True, [], StoredTarget(database_name=target) if target else None)
-    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO backup_restores (id, backup_execution_id, application_id, workflow_id,"
-            " status, restore_type, details) VALUES (%s, %s, %s, %s, 'pending', 'selective', %s)",
-            (
-                restore_id,
-                backup["id"],
-                app.id,
-                f"restore-{restore_id}",
-                psycopg.types.json.Jsonb(details.to_dict()),
-            ),
-        )
-    await temporal_client.start_workflow(
-        RestoreWorkflow.run,
-        args=[restore_id, app.id, app.workspace],
-        id=f"restore-{restore_id}",
-        task_queue=CONTROL_TASK_QUEUE,
-    )
-    return restore_id
-
-
 @pytest.mark.parametrize("how", ["target-by-name", "registration"])
 async def test_with_the_api_bypassed_the_run_fails_before_any_write(
     api: ApiClient,
@@ -363,7 +333,7 @@ async def test_with_the_api_bypassed_the_run_fails_before_any_write(
                 (meta, app.id),
             )
     try:
-        restore_id = await _start_restore_bypassing_the_api(
+        restore_id = await start_restore_bypassing_the_api(
             settings, temporal_client, app, backup, target
         )
         done = await wait_for(

@@ -1,0 +1,51 @@
+"""Runs the worker on a request the API never judged: what a registration or request made
+before a rule existed leaves behind, so the worker's own checks are what is tested."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from temporalio.client import Client
+
+from contracts.task_queues import CONTROL_TASK_QUEUE
+from core.restore_details import RestoreDetails, StoredTarget
+from core.settings import Settings
+from tests.support.backups import App
+from tests.support.database import libpq_url
+from workflows.restore import RestoreWorkflow
+
+
+async def start_restore_bypassing_the_api(
+    settings: Settings,
+    temporal_client: Client,
+    app: App,
+    backup: dict[str, Any],
+    target: str = "",
+    volumes: tuple[str, ...] = (),
+) -> str:
+    """What a registration or request made before a rule existed leaves: a row the API never
+    judged, run by the worker."""
+    restore_id = str(uuid.uuid4())
+    stored = StoredTarget(database_name=target) if target else None
+    details = RestoreDetails(not volumes, list(volumes), stored)
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO backup_restores (id, backup_execution_id, application_id, workflow_id,"
+            " status, restore_type, details) VALUES (%s, %s, %s, %s, 'pending', 'selective', %s)",
+            (
+                restore_id,
+                backup["id"],
+                app.id,
+                f"restore-{restore_id}",
+                psycopg.types.json.Jsonb(details.to_dict()),
+            ),
+        )
+    await temporal_client.start_workflow(
+        RestoreWorkflow.run,
+        args=[restore_id, app.id, app.workspace],
+        id=f"restore-{restore_id}",
+        task_queue=CONTROL_TASK_QUEUE,
+    )
+    return restore_id
