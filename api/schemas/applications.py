@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     Field,
+    StrictInt,
     StringConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -197,7 +198,7 @@ class KubernetesDatabase(Input):
     host: Annotated[
         str, StringConstraints(min_length=1, max_length=253), AfterValidator(_valid_host)
     ]
-    port: int = Field(default=5432, ge=1, le=65535)
+    port: StrictInt = Field(default=5432, ge=1, le=65535)
     dbname: PgName
     user: PgName
     password_secret: SecretKeyRef = Field(

@@ -11,6 +11,7 @@ from pydantic import (
     AliasChoices,
     AliasPath,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -54,7 +55,7 @@ class DrillPolicyIn(Input):
     schedule: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="cron in the backup policy's time zone, e.g. '0 4 * * 0' (Sundays 04:00)"
     )
-    enabled: bool = True
+    enabled: StrictBool = True
     checks: list[DrillCheck] = Field(default_factory=list, max_length=MAX_CHECKS)
 
     @model_validator(mode="after")

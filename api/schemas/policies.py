@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
 from api.schemas.common import Input, Output
 from core.retention_rule import LIMITS
@@ -28,29 +28,35 @@ class PolicyIn(Input):
     """
 
     storage_id: uuid.UUID
-    enabled: bool = True
+    enabled: StrictBool = True
     schedule: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="cron: minute hour day-of-month month day-of-week, or @daily and friends"
     )
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
-    retention_days: int | None = Field(
+    retention_days: StrictInt | None = Field(
         default=None,
         ge=1,
         le=LIMITS["retention_days"],
         description="keep every backup started within this many days; null: no age rule."
         " Default on create: 30 when no keep_* count is given",
     )
-    keep_last: int = Field(default=0, ge=0, le=LIMITS["keep_last"], description=KEEP_LAST)
-    keep_daily: int = Field(default=0, ge=0, le=LIMITS["keep_daily"], description=KEEP_DAILY)
-    keep_weekly: int = Field(default=0, ge=0, le=LIMITS["keep_weekly"], description=KEEP_WEEKLY)
-    keep_monthly: int = Field(default=0, ge=0, le=LIMITS["keep_monthly"], description=KEEP_MONTHLY)
-    keep_yearly: int = Field(default=0, ge=0, le=LIMITS["keep_yearly"], description=KEEP_YEARLY)
+    keep_last: StrictInt = Field(default=0, ge=0, le=LIMITS["keep_last"], description=KEEP_LAST)
+    keep_daily: StrictInt = Field(default=0, ge=0, le=LIMITS["keep_daily"], description=KEEP_DAILY)
+    keep_weekly: StrictInt = Field(
+        default=0, ge=0, le=LIMITS["keep_weekly"], description=KEEP_WEEKLY
+    )
+    keep_monthly: StrictInt = Field(
+        default=0, ge=0, le=LIMITS["keep_monthly"], description=KEEP_MONTHLY
+    )
+    keep_yearly: StrictInt = Field(
+        default=0, ge=0, le=LIMITS["keep_yearly"], description=KEEP_YEARLY
+    )
     backup_type: PolicyBackupType = BackupType.FULL
-    include_volumes: bool | None = Field(
+    include_volumes: StrictBool | None = Field(
         default=None,
         description="default on create: whether the application has volumes; true needs one",
     )
-    include_database: bool | None = Field(
+    include_database: StrictBool | None = Field(
         default=None,
         description="default on create: whether the application has a database; true needs one",
     )

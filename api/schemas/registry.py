@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from api.schemas.common import DisplayName, Email, Input, Output, Slug
 
@@ -17,7 +17,7 @@ Role = Literal["admin", "member"]
 class UserCreate(Input):
     email: Email
     name: DisplayName
-    is_platform_admin: bool = False
+    is_platform_admin: StrictBool = False
 
 
 class UserOut(Output):
@@ -47,12 +47,12 @@ class TokenIssued(TokenOut):
 class WorkspaceCreate(Input):
     name: Slug
     plan: Plan = "free"
-    backup_quota_gb: int = Field(default=0, ge=0, le=1_000_000)
+    backup_quota_gb: StrictInt = Field(default=0, ge=0, le=1_000_000)
 
 
 class WorkspaceUpdate(Input):
     plan: Plan | None = None
-    backup_quota_gb: int | None = Field(default=None, ge=0, le=1_000_000)
+    backup_quota_gb: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class WorkspaceOut(Output):

@@ -10,6 +10,7 @@ from pydantic import (
     AliasChoices,
     AliasPath,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -48,11 +49,11 @@ class RestoreTarget(Input):
 
 class RestoreRequest(Input):
     restore_type: Literal["full", "selective"]
-    database: bool = Field(default=False, description="selective: bring the database back")
+    database: StrictBool = Field(default=False, description="selective: bring the database back")
     volumes: list[Slug] = Field(
         default_factory=list, max_length=64, description="selective: volumes to bring back"
     )
-    config: bool = Field(
+    config: StrictBool = Field(
         default=False,
         description="selective: bring the configuration objects back (Kubernetes: the"
         " ConfigMaps and Secrets the backup holds)",

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints
 
 from api.schemas.common import AbsolutePath, Input, Output, Slug
 
@@ -81,7 +81,7 @@ Keyring = Annotated[
     Field(description="the client's CephX key (base64, ending in '=='); write-only"),
 ]
 CapacityGb = Annotated[
-    int, Field(ge=1, le=1_000_000, description="size granted to this storage, GB")
+    StrictInt, Field(ge=1, le=1_000_000, description="size granted to this storage, GB")
 ]
 
 

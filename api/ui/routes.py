@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
@@ -190,6 +190,7 @@ async def _app(session: SessionDep, signed: SignedIn, app_id: uuid.UUID) -> Appl
 
 
 REFUSALS = (Problem, RequestValidationError, ValidationError)
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 async def _refused(
@@ -216,6 +217,12 @@ def _text(form: FormData, key: str) -> str:
 
 def _optional(form: FormData, key: str) -> str | None:
     return _text(form, key) or None
+
+
+def _from_form(model: type[BodyT], values: dict[str, Any]) -> BodyT:
+    """A request body from a form's fields: they are text, so numbers and flags are parsed
+    from it here, which the API's JSON bodies never are (their schemas are strict)."""
+    return model.model_validate(values, strict=False)
 
 
 # --- sign-in ----------------------------------------------------------------------------
@@ -422,13 +429,14 @@ async def create_storage(
     form = await request.form()
     kind = _text(form, "type")
     try:
-        body = StorageCreate.model_validate(
+        body = _from_form(
+            StorageCreate,
             {
                 "name": _text(form, "name"),
                 "type": kind,
                 "capacity_gb": _text(form, "capacity_gb"),
                 "connection": _connection(form, kind),
-            }
+            },
         )
         await storage_routes.create_storage(
             body, access, session, get_settings(request), await get_temporal(request)
@@ -527,12 +535,13 @@ async def update_storage(
     async def action(access: WorkspaceAccess, form: FormData) -> None:
         storage = await storage_routes.get_storage(storage_id, access, session)
         connection = _connection(form, storage["type"])
-        body = StorageUpdate.model_validate(
+        body = _from_form(
+            StorageUpdate,
             {
                 "name": _text(form, "name"),
                 "capacity_gb": _text(form, "capacity_gb"),
                 "connection": connection if storage["type"] != "local" else None,
-            }
+            },
         )
         await storage_routes.update_storage(
             storage_id, body, access, session, get_settings(request), await get_temporal(request)
@@ -664,7 +673,8 @@ async def save_policy(
     access = await dedicated_app_writer(await _app(session, signed, app_id))
     form = await request.form()
     try:
-        body = PolicyIn.model_validate(
+        body = _from_form(
+            PolicyIn,
             {
                 "storage_id": _text(form, "storage_id"),
                 "schedule": _text(form, "schedule"),
@@ -675,7 +685,7 @@ async def save_policy(
                 "enabled": not _checked(form, "paused"),
                 "include_database": _checked(form, "include_database"),
                 "include_volumes": _checked(form, "include_volumes"),
-            }
+            },
         )
         await policy_routes.put_policy(
             body, access, session, get_settings(request), await get_temporal(request), Response()
