@@ -7,11 +7,11 @@ from sqlalchemy import select
 
 from api.deps import PlatformAdmin, SessionDep, WorkspaceReader
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import conflict
+from api.problems import conflict, refusals
 from api.schemas.registry import WorkspaceCreate, WorkspaceOut, WorkspaceUpdate
 from db import audit
 from db.models import Workspace
-from db.quota import allocated_gb, lock_workspace
+from services import workspaces
 
 router = APIRouter(prefix="/api/v1/admin/workspaces", tags=["admin"])
 
@@ -59,32 +59,10 @@ async def update_workspace(
     body: WorkspaceUpdate, admin: PlatformAdmin, access: WorkspaceReader, session: SessionDep
 ) -> Workspace:
     workspace = access.workspace
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    quota = changes.get("backup_quota_gb")
-    if quota is not None:
-        await lock_workspace(session, workspace.id)
-        allocated = await allocated_gb(session, workspace.id)
-        if quota < allocated:
-            raise conflict(
-                f"the workspace's backup storages already allocate {allocated} GB; a quota of"
-                f" {quota} GB is too small (shrink or delete storages first)",
-                kind="quota-exceeded",
-                title="Quota below allocation",
-                quota_gb=quota,
-                allocated_gb=allocated,
-            )
-    if changes:
-        for key, value in changes.items():
-            setattr(workspace, key, value)
-        audit.record(
-            session,
-            admin.actor,
-            "workspace.update",
-            "workspace",
-            workspace.id,
-            workspace_id=workspace.id,
-            details=changes,
+    with refusals():
+        await workspaces.update(
+            session, admin.actor, workspace, plan=body.plan, backup_quota_gb=body.backup_quota_gb
         )
-        await session.commit()
-        await session.refresh(workspace)
+    await session.commit()
+    await session.refresh(workspace)
     return workspace

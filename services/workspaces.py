@@ -1,0 +1,117 @@
+"""A workspace's plan and backup quota, as the PaaS sets them: the changes that would strand
+what the workspace already holds are refused.
+
+Backups live on the Dedicated plan only (``api.deps`` answers 403 ``plan-required`` on every
+other). A workspace moved off it while it holds storages or policies could no longer reach
+them, and its scheduled backups would fail every night; so the move waits until they are gone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.models import Application, BackupPolicy, BackupStorage, Workspace
+from db.quota import allocated_gb, lock_workspace
+from services.errors import Conflict
+
+BACKUP_PLAN: Final = "dedicated"
+"""The plan that has backups."""
+
+
+async def update(
+    session: AsyncSession,
+    actor: audit.Actor,
+    workspace: Workspace,
+    *,
+    plan: str | None,
+    backup_quota_gb: int | None,
+) -> None:
+    """Sets the fields given, with an audit event; a refusal changes nothing."""
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (("plan", plan), ("backup_quota_gb", backup_quota_gb))
+        if value is not None
+    }
+    if not changes:
+        return
+    await lock_workspace(session, workspace.id)
+    if backup_quota_gb is not None:
+        await _check_quota(session, workspace, backup_quota_gb)
+    if plan is not None and plan != workspace.plan and plan != BACKUP_PLAN:
+        await _check_nothing_stranded(session, workspace, plan)
+    for key, value in changes.items():
+        setattr(workspace, key, value)
+    audit.record(
+        session,
+        actor,
+        "workspace.update",
+        "workspace",
+        workspace.id,
+        workspace_id=workspace.id,
+        details=changes,
+    )
+
+
+async def _check_quota(session: AsyncSession, workspace: Workspace, quota_gb: int) -> None:
+    allocated = await allocated_gb(session, workspace.id)
+    if quota_gb < allocated:
+        raise Conflict(
+            f"the workspace's backup storages already allocate {allocated} GB; a quota of"
+            f" {quota_gb} GB is too small (shrink or delete storages first)",
+            kind="quota-exceeded",
+            title="Quota below allocation",
+            quota_gb=quota_gb,
+            allocated_gb=allocated,
+        )
+
+
+async def _check_nothing_stranded(session: AsyncSession, workspace: Workspace, plan: str) -> None:
+    """Refuses leaving the backup plan while the workspace holds storages or policies,
+    naming each so the caller knows what to delete first."""
+    storages = (
+        await session.execute(
+            select(BackupStorage.id, BackupStorage.name)
+            .where(BackupStorage.workspace_id == workspace.id)
+            .order_by(BackupStorage.name)
+        )
+    ).all()
+    policies = (
+        await session.execute(
+            select(BackupPolicy.id, Application.id, Application.name)
+            .join(Application, BackupPolicy.application_id == Application.id)
+            .where(Application.workspace_id == workspace.id)
+            .order_by(Application.name)
+        )
+    ).all()
+    if not storages and not policies:
+        return
+    held = []
+    if policies:
+        apps = [row[2] for row in policies]
+        held.append(f"{_counted(apps, 'backup policy', 'backup policies')} (of {', '.join(apps)})")
+    if storages:
+        names = [row[1] for row in storages]
+        held.append(f"{_counted(names, 'backup storage', 'backup storages')} ({', '.join(names)})")
+    raise Conflict(
+        f"workspace {workspace.name} holds {' and '.join(held)}, which only the"
+        f" '{BACKUP_PLAN}' plan serves; delete the backup policies, then the storages, before"
+        f" moving it to the '{plan}' plan",
+        kind="plan-in-use",
+        title="Plan still in use",
+        plan=plan,
+        storage_count=len(storages),
+        storages=[{"id": str(sid), "name": name} for sid, name in storages],
+        policy_count=len(policies),
+        policies=[
+            {"id": str(pid), "application_id": str(aid), "application_name": name}
+            for pid, aid, name in policies
+        ],
+    )
+
+
+def _counted(items: list[str], one: str, many: str) -> str:
+    return f"{len(items)} {one if len(items) == 1 else many}"
