@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 import click
 
 from adapters.errors import AdapterError
-from adapters.kubernetes.volume_swap import swap_in_place
+from adapters.kubernetes.volume_swap import settle, swap_in_place
 from adapters.local_platform import LocalPlatform
 from adapters.platform import OtherDatabase, SqlCheck
 from adapters.restic import Progress, Repository, Restic
@@ -208,6 +208,16 @@ def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
         lambda staging: restic.restore(repository, snapshot, staging),
     )
     _emit(RESULT, {"note": "restored"})
+
+
+@mover.command("settle-volume")
+@click.argument("target")
+@click.option("--run", "run_id", required=True, help=RUN_HELP)
+@_reported
+def settle_volume(target: str, run_id: str) -> None:
+    """Finish or drop what an interrupted restore-volume left; no repository needed."""
+    finished = settle(Path(target), run_id.replace("-", "")[:12])
+    _emit(RESULT, {"swap": "finished" if finished else "untouched"})
 
 
 @mover.command()

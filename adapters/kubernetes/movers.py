@@ -37,6 +37,7 @@ TAIL_LINES: Final = 15
 _STUCK: Final = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError"}
 PROGRESS_TYPE: Final = "cairn_progress"
 RESULT_TYPE: Final = "cairn_result"
+RETRIED: Final = "Retried"
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,17 @@ def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
         "metadata": {"name": mover.name, "labels": placement.labels},
         "spec": {
             "backoffLimit": 0,  # a mover that failed says why; cairn's retry policy decides
+            # A pod lost to a disruption (eviction, preemption, a node drained) did not fail:
+            # the Job runs the same idempotent command again, once the lost pod is gone.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                    }
+                ]
+            },
+            "podReplacementPolicy": "Failed",
             "template": {
                 "metadata": {"labels": {**placement.pod_labels, **placement.labels}},
                 "spec": pod,
@@ -156,24 +168,29 @@ def _await(
         if progress is not None and latest:
             progress(latest[0])  # raises when the activity was cancelled
 
-    pod = _started_pod(kube, name, placement, tick)
-    result: dict[str, Any] | None = None
-    lines: list[str] = []
-    for line in _follow(kube, namespace, pod):
-        message = _json(line)
-        if message is not None and message.get("message_type") == PROGRESS_TYPE:
-            latest[:] = [_progress(message)]
-            tick()
-        elif message is not None and message.get("message_type") == RESULT_TYPE:
-            result = message
-        else:
-            lines = [*lines[-(TAIL_LINES - 1) :], line]
-    job = wait_for(
-        lambda: _finished(kube, namespace, name),
-        timeout=placement.start_timeout,
-        expired=lambda: f"the mover Job {namespace}/{name} did not finish after its pod ended",
-        tick=tick,
-    )
+    followed: list[str] = []
+    while True:
+        pod = _started_pod(kube, name, placement, tick, followed)
+        followed.append(pod)
+        result: dict[str, Any] | None = None
+        lines: list[str] = []
+        for line in _follow(kube, namespace, pod):
+            message = _json(line)
+            if message is not None and message.get("message_type") == PROGRESS_TYPE:
+                latest[:] = [_progress(message)]
+                tick()
+            elif message is not None and message.get("message_type") == RESULT_TYPE:
+                result = message
+            else:
+                lines = [*lines[-(TAIL_LINES - 1) :], line]
+        job = wait_for(
+            lambda: _finished(kube, namespace, name, followed),
+            timeout=placement.start_timeout,
+            expired=lambda: f"the mover Job {namespace}/{name} did not finish after its pod ended",
+            tick=tick,
+        )
+        if job != RETRIED:
+            break
     if job == "Failed" or result is None:
         raise PlatformError(_failure_message(kube, namespace, name, pod, lines), retryable=False)
     return result
@@ -197,13 +214,16 @@ def _waiting(pod: Any) -> tuple[str, str] | None:
     return None
 
 
-def _started_pod(kube: Kube, name: str, placement: Placement, tick: Callable[[], None]) -> str:
-    """The name of the Job's pod once its container has started (or already ended)."""
+def _started_pod(
+    kube: Kube, name: str, placement: Placement, tick: Callable[[], None], followed: list[str]
+) -> str:
+    """The name of the Job's newest pod, not ``followed`` yet, once its container has started
+    (or already ended)."""
     namespace = placement.namespace
     seen: list[str] = []
 
     def started() -> str | None:
-        pods = _pods(kube, namespace, name)
+        pods = [p for p in _pods(kube, namespace, name) if p.metadata.name not in followed]
         if not pods:
             seen[:] = ["no pod yet"]
             return None
@@ -265,8 +285,9 @@ def _progress(message: dict[str, Any]) -> Progress:
     return Progress(**{f.name: message.get(f.name, 0) for f in fields(Progress)})
 
 
-def _finished(kube: Kube, namespace: str, name: str) -> str | None:
-    """``Complete`` or ``Failed`` once the Job has a final condition."""
+def _finished(kube: Kube, namespace: str, name: str, followed: list[str]) -> str | None:
+    """``Complete`` or ``Failed`` once the Job has a final condition; ``RETRIED`` when it
+    started another pod (the one followed was lost to a disruption)."""
     try:
         job = kube.batch.read_namespaced_job(name, namespace)
     except ApiException as exc:
@@ -274,6 +295,8 @@ def _finished(kube: Kube, namespace: str, name: str) -> str | None:
     for condition in job.status.conditions or []:
         if condition.type in ("Complete", "Failed") and condition.status == "True":
             return str(condition.type)
+    if any(p.metadata.name not in followed for p in _pods(kube, namespace, name)):
+        return RETRIED
     return None
 
 

@@ -67,6 +67,10 @@ from core.settings import Settings
 STORAGE_MOUNT: Final = "/cairn-storage"
 VOLUME_MOUNT: Final = "/cairn-volume"
 CONFIG_FILE: Final = "config.json"
+# On a claim while a restore swaps its content: the run id, then "finished:<run id>" once a
+# swap cut in the middle was finished without the restore completing.
+SWAP_ANNOTATION: Final = "backup.cairn.io/restore-swap"
+SWAP_FINISHED: Final = "finished:"
 T = TypeVar("T")
 
 
@@ -279,7 +283,65 @@ class KubernetesPlatform:
         return scale_down(self.kube.api, self.namespace, self._workloads(), self._claims().values())
 
     def resume(self) -> str:
+        """Starts the workloads again, unless a volume's swap was interrupted (see below)."""
+        interrupted = self._settle_swaps()
+        if interrupted:
+            raise PlatformError(
+                f"the application in {self.namespace} is left stopped: the restore of"
+                f" {', '.join(interrupted)} was cut in the middle of its swap. The swap was"
+                " finished from the backup's staged copy (no volume holds a mix), but the"
+                " restore did not complete. Restore again, or check the data, remove the"
+                f" annotation {SWAP_ANNOTATION} from the claim and scale the workloads up",
+                retryable=False,
+            )
         return scale_up(self.kube.api, self.namespace, self._workloads())
+
+    def _settle_swaps(self) -> list[str]:
+        """Volumes whose swap a mover that is not coming back got past its staging.
+
+        ``restore_volume`` marks the claim before its mover starts and unmarks it once the
+        mover succeeded. A mark still there means the mover failed or was stopped: a
+        ``settle-volume`` mover (no repository needed) finishes a swap under way, or drops
+        an unfinished staging (the volume was untouched). A finished swap stays marked, so
+        no later resume starts the application on a restore nobody verified.
+        """
+        interrupted = []
+        for volume, claim in self._claims().items():
+            try:
+                found = self.kube.core.read_namespaced_persistent_volume_claim(
+                    claim, self.namespace
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue  # nothing to settle in a claim that is gone
+                raise failure(exc, f"reading the claim {claim}") from None
+            mark = (found.metadata.annotations or {}).get(SWAP_ANNOTATION)
+            if not mark:
+                continue
+            if mark.startswith(SWAP_FINISHED):
+                interrupted.append(f"volume {volume} (claim {claim})")
+                continue
+            pod_volume, mount = self._claim_volume(claim, read_only=False)
+            mover = Mover(
+                run_name("settle", mark, volume),
+                ["settle-volume", VOLUME_MOUNT, "--run", mark],
+                volumes=[pod_volume],
+                mounts=[mount],
+            )
+            if self._run(mark, mover)["swap"] == "finished":
+                self._mark_swap(claim, f"{SWAP_FINISHED}{mark}")
+                interrupted.append(f"volume {volume} (claim {claim})")
+            else:
+                self._mark_swap(claim, None)
+        return interrupted
+
+    def _mark_swap(self, claim: str, mark: str | None) -> None:
+        try:
+            self.kube.core.patch_namespaced_persistent_volume_claim(
+                claim, self.namespace, {"metadata": {"annotations": {SWAP_ANNOTATION: mark}}}
+            )
+        except ApiException as exc:
+            raise failure(exc, f"marking the swap of claim {claim}") from None
 
     def _workloads(self) -> dict[str, Any]:
         return dict(self.settings.get("workloads") or {})
@@ -482,7 +544,9 @@ class KubernetesPlatform:
             volumes=[pod_volume],
             mounts=[mount],
         )
+        self._mark_swap(claim, run_id)  # before a byte moves: resume must settle it first
         self._run(run_id, mover, progress)
+        self._mark_swap(claim, None)
         return f"volume {volume} (claim {claim}) replaced by the backup's copy"
 
     def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import psycopg
 import pytest
@@ -40,8 +41,8 @@ from adapters.kubernetes.network import (
     MOVERS_POLICY,
     ensure_mover_policy,
 )
-from adapters.kubernetes.platform import KubernetesPlatform
-from adapters.kubernetes.volume_swap import swap_in_place
+from adapters.kubernetes.platform import SWAP_ANNOTATION, KubernetesPlatform
+from adapters.kubernetes.volume_swap import settle, swap_in_place
 from adapters.local_platform import scratch_database
 from adapters.platform import PlatformError, SqlCheck, VolumeFigures
 from adapters.restic import Progress, Repository, Restic
@@ -108,8 +109,11 @@ def snapshot_classes(kube_api: client.ApiClient) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def cairn_settings(kube: FakeKube, storage_root: Path, snapshot_classes: None) -> Settings:
+def cairn_settings(
+    kube: FakeKube, storage_root: Path, snapshot_classes: None, database_url: str
+) -> Settings:
     return Settings(
+        database_url=database_url,  # cairn's own database, which movers are told to refuse
         kubeconfig=kube.kubeconfig,
         storage_mount_root=storage_root,
         kube_storage_volume={"nfs": {"server": NFS_SERVER, "path": NFS_EXPORT}},
@@ -271,14 +275,14 @@ def replicas(api: client.ApiClient, namespace: str) -> tuple[int, int]:
 
 
 def leftovers(kube: FakeKube, namespace: str) -> list[str]:
-    """What cairn made for a run and did not remove (pods go after their Job, gracefully)."""
+    """What cairn made for a run and did not remove (pods go after their Job, gracefully; the
+    application's own pods are not cairn's)."""
 
     def found() -> list[str]:
         left = [f"job {j['metadata']['name']}" for j in kube.list("batch", "jobs", namespace)]
-        left += [f"pod {p['metadata']['name']}" for p in kube.list("", "pods", namespace)]
         left += [
             f"{plural} {o['metadata']['name']}"
-            for plural in ("persistentvolumeclaims", "secrets")
+            for plural in ("pods", "persistentvolumeclaims", "secrets")
             for o in kube.list("", plural, namespace)
             if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
             == MANAGED_BY["app.kubernetes.io/managed-by"]
@@ -533,6 +537,128 @@ def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
     finally:
         platform.release(run)
     assert leftovers(kube, app.namespace) == []
+
+
+def backed_up_volume(platform: KubernetesPlatform, app: App, volume: str) -> str:
+    """A backup of one volume (snapshot, upload, release): its restic snapshot id."""
+    run = str(uuid.uuid4())
+    try:
+        handle = platform.snapshot(run, [volume]).volumes[volume]
+        upload = platform.upload_volume(
+            run,
+            volume,
+            handle,
+            app.repo,
+            [f"execution={run}"],
+            parent=None,
+            force=False,
+            progress=lambda _p: None,
+        )
+    finally:
+        platform.release(run)
+    return upload.snapshot_id
+
+
+def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """A node drained under the restore's mover: the Job's pod failure policy replaces the
+    pod (once the evicted one is gone), which runs the same idempotent swap to its end."""
+    platform = platform_of(app, cairn_settings, cairn)
+    ns, folder = app.namespace, kube.pvc_path(app.namespace, CLAIMS["data"])
+    backed_up = folder_hashes(folder)
+    snapshot = backed_up_volume(platform, app, "data")
+    (folder / "notes.txt").write_text("changed after the backup\n")
+    (folder / "stray.txt").write_text("written after the backup")
+    evicted: list[str] = []
+
+    def evict_first_mover() -> None:
+        deadline = time.monotonic() + 60
+        while not evicted and time.monotonic() < deadline:
+            for pod in kube.list("", "pods", ns):
+                working = any(p.name.startswith(".cairn-") for p in folder.iterdir())
+                running = (pod.get("status") or {}).get("phase") == "Running"
+                if pod["metadata"]["name"].startswith("cairn-rvol-") and (working or running):
+                    kube.evict(ns, pod["metadata"]["name"])
+                    evicted.append(pod["metadata"]["name"])
+            time.sleep(0.01)
+
+    restore = str(uuid.uuid4())
+    platform.quiesce()
+    with ThreadPoolExecutor(1) as pool:
+        drain = pool.submit(evict_first_mover)
+        try:
+            platform.restore_volume(restore, "data", app.repo, snapshot, lambda _p: None)
+        finally:
+            drain.result()
+            platform.resume()
+            platform.release(restore)
+    assert len(evicted) == 1
+    assert folder_hashes(folder) == backed_up
+    assert replicas(kube_api, ns) == (2, 1)
+    assert leftovers(kube, ns) == []
+
+
+def test_a_swap_cut_in_the_middle_is_finished_and_the_application_left_stopped(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Two movers that failed and will not run again: one mid-swap, one while it filled its
+    staging. The resume finishes the first swap (the volume holds the backup's files only),
+    drops the second's staging (the volume as it was), and does not start the application."""
+    platform = platform_of(app, cairn_settings, cairn)
+    ns = app.namespace
+    restore = str(uuid.uuid4())
+    short = restore.replace("-", "")[:12]
+    platform.quiesce()
+    data, uploads = (kube.pvc_path(ns, CLAIMS[v]) for v in ("data", "uploads"))
+    # data: every live entry moved aside, one of the backup's moved up, one still staged
+    (data / f".cairn-old-{short}").mkdir()
+    for entry in list(data.iterdir()):
+        if not entry.name.startswith(".cairn-"):
+            entry.rename(data / f".cairn-old-{short}" / entry.name)
+    (data / f".cairn-restore-{short}" / "sub").mkdir(parents=True)
+    (data / f".cairn-restore-{short}" / "sub" / "kept.txt").write_text("from the backup")
+    (data / "top.txt").write_text("also from the backup")
+    (data / f".cairn-swapping-{short}").touch()
+    # uploads: a staging half filled, nothing swapped
+    untouched = folder_hashes(uploads)
+    (uploads / f".cairn-restore-{short}").mkdir()
+    (uploads / f".cairn-restore-{short}" / "partial.bin").write_bytes(b"half")
+    for claim in CLAIMS.values():
+        core(kube_api).patch_namespaced_persistent_volume_claim(
+            claim, ns, {"metadata": {"annotations": {SWAP_ANNOTATION: restore}}}
+        )
+    try:
+        with pytest.raises(PlatformError) as stopped:
+            platform.resume()
+        assert "left stopped" in str(stopped.value)
+        assert f"volume data (claim {CLAIMS['data']})" in str(stopped.value)
+        assert "uploads" not in str(stopped.value)
+        with pytest.raises(PlatformError):
+            platform.resume()  # again: still not started
+    finally:
+        platform.release(restore)
+    assert replicas(kube_api, ns) == (0, 0)
+    assert folder_hashes(data) == {"sub/kept.txt": ANY, "top.txt": ANY}
+    assert [p.name for p in data.iterdir() if p.name.startswith(".cairn-")] == []
+    assert folder_hashes(uploads) == untouched
+    marks = {
+        claim: (
+            core(kube_api).read_namespaced_persistent_volume_claim(claim, ns).metadata.annotations
+            or {}
+        ).get(SWAP_ANNOTATION)
+        for claim in CLAIMS.values()
+    }
+    assert marks == {CLAIMS["data"]: f"finished:{restore}", CLAIMS["uploads"]: None}
+    assert leftovers(kube, ns) == []
 
 
 def test_one_volume_and_the_config_restored_into_another_namespace(
@@ -893,13 +1019,15 @@ class Cut(BaseException):
 def test_an_in_place_volume_swap_finishes_from_wherever_it_was_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Killed after any number of renames, the next mover run ends with exactly the backup."""
+    """Killed after any number of renames, the next mover run ends with exactly the backup;
+    settled instead (no mover coming back), the swap is finished all the same."""
 
     def fill(staging: Path) -> None:
         (staging / "sub").mkdir()
         (staging / "sub" / "kept.txt").write_text("from the backup")
         (staging / "top.txt").write_text("also from the backup")
 
+    backup = {"sub/kept.txt": "from the backup", "top.txt": "also from the backup"}
     rename = Path.rename
     for cut_after in range(6):  # a whole run makes 5 renames here
         volume = tmp_path / f"volume-{cut_after}"
@@ -920,10 +1048,18 @@ def test_an_in_place_volume_swap_finishes_from_wherever_it_was_cut(
         with contextlib.suppress(Cut):
             swap_in_place(volume, "abc", fill)
         monkeypatch.setattr(Path, "rename", rename)
+        twin = tmp_path / f"twin-{cut_after}"  # the same cut, settled instead of run again
+        shutil.copytree(volume, twin)
         swap_in_place(volume, "abc", fill)
-        assert {
-            str(p.relative_to(volume)): p.read_text() for p in volume.rglob("*") if p.is_file()
-        } == {"sub/kept.txt": "from the backup", "top.txt": "also from the backup"}, cut_after
+        assert content(volume) == backup, cut_after
+        if settle(twin, "abc"):
+            assert content(twin) == backup, cut_after
+        else:  # no swap was under way: the run had ended
+            assert (cut_after, content(twin)) == (5, backup)
+
+
+def content(volume: Path) -> dict[str, str]:
+    return {str(p.relative_to(volume)): p.read_text() for p in volume.rglob("*") if p.is_file()}
 
 
 def test_a_drill_restores_scratch_copies_beside_the_application_and_removes_them(

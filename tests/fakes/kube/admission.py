@@ -59,7 +59,10 @@ def default(resource: ResourceType, obj: dict[str, Any]) -> None:
                 spec.setdefault(key, value)
             spec.setdefault("completionMode", "NonIndexed")
             spec.setdefault("suspend", False)
-            spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+            # As the API server: with a pod failure policy, a pod is replaced once it has
+            # ended, never while it is still terminating.
+            replace = "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"
+            spec.setdefault("podReplacementPolicy", replace)
         else:
             spec.setdefault("replicas", 1)
             spec.setdefault("revisionHistoryLimit", 10)

@@ -210,9 +210,7 @@ class Controllers:
         if event.type == "DELETED":
             last = self._phases.pop(uid, phase)
             if owner and owner.get("kind") == "Job" and last not in ("Succeeded", "Failed"):
-                self._counted.setdefault(owner["uid"], {"succeeded": set(), "failed": set()})[
-                    "failed"
-                ].add(uid)
+                self._job_failure(owner["uid"], pod)
             self._protect_claims(meta["namespace"])
         else:
             self._phases[uid] = phase
@@ -225,6 +223,38 @@ class Controllers:
                 WORKLOAD_KINDS[owner["kind"]], meta["namespace"], owner["name"]
             )
 
+    def evict(self, namespace: str, name: str) -> None:
+        with self.api.store.lock:
+            pod = self.api.store.get(PODS, namespace, name)
+            if pod is None:
+                raise LookupError(f"pod {namespace}/{name} does not exist")
+            condition = _condition(
+                "DisruptionTarget", "EvictionByEvictionAPI", "Eviction API: evicting"
+            )
+            del condition["lastProbeTime"]
+            status = pod.setdefault("status", {})
+            status["conditions"] = [*(status.get("conditions") or []), condition]
+            pod = self.api.store.replace(PODS, pod)
+            self._stop_pod(pod)
+
+    def _job_failure(self, job_uid: str, pod: dict[str, Any]) -> None:
+        """Counts a failed pod as the Job's pod failure policy says: ``failed`` (towards the
+        backoff limit), ``ignored`` (replaced, not counted) or ``fatal`` (fails the Job)."""
+        counted = self._counted.setdefault(job_uid, _no_pods())
+        uid = pod["metadata"]["uid"]
+        if any(uid in found for found in counted.values()):
+            return
+        job = next(
+            (
+                j
+                for j in self.api.store.list(JOBS, pod["metadata"]["namespace"])
+                if j["metadata"]["uid"] == job_uid
+            ),
+            None,
+        )
+        action = _policy_action(((job or {}).get("spec") or {}).get("podFailurePolicy"), pod)
+        counted[{"Ignore": "ignored", "FailJob": "fatal"}.get(action, "failed")].add(uid)
+
     def _reconcile_job(self, namespace: str, name: str) -> None:
         job = self.api.store.get(JOBS, namespace, name)
         if job is None or job["metadata"].get("deletionTimestamp"):
@@ -232,18 +262,20 @@ class Controllers:
         uid = job["metadata"]["uid"]
         spec, status = job["spec"], job.get("status") or {}
         pods = [p for p in self.api.store.list(PODS, namespace) if _owned_by(p, uid)]
-        counted = self._counted.setdefault(uid, {"succeeded": set(), "failed": set()})
+        counted = self._counted.setdefault(uid, _no_pods())
         for pod in pods:
             phase = pod["status"].get("phase")
             if phase == "Succeeded":
                 counted["succeeded"].add(pod["metadata"]["uid"])
             elif phase == "Failed":
-                counted["failed"].add(pod["metadata"]["uid"])
+                self._job_failure(uid, pod)
+        # Policy "Failed": a terminating pod is still there, so it is not replaced yet.
+        wait_for_gone = spec.get("podReplacementPolicy") == "Failed"
         active = [
             p
             for p in pods
             if p["status"].get("phase") not in ("Succeeded", "Failed")
-            and not p["metadata"].get("deletionTimestamp")
+            and (wait_for_gone or not p["metadata"].get("deletionTimestamp"))
         ]
         finished = any(
             c["type"] in ("Complete", "Failed") and c["status"] == "True"
@@ -273,6 +305,12 @@ class Controllers:
                 ),
             ]
             completion_time = now()
+        elif counted["fatal"]:
+            message = "Pod matched a FailJob rule of the pod failure policy"
+            conditions = [
+                _condition("FailureTarget", "PodFailurePolicy", message),
+                _condition("Failed", "PodFailurePolicy", message),
+            ]
         elif failures > int(spec.get("backoffLimit", 6)):
             message = "Job has reached the specified backoff limit"
             conditions = [
@@ -307,8 +345,8 @@ class Controllers:
                 new["active"] = len(active)
             if counted["succeeded"]:
                 new["succeeded"] = len(counted["succeeded"])
-            if counted["failed"]:
-                new["failed"] = len(counted["failed"])
+            if counted["failed"] or counted["fatal"]:
+                new["failed"] = len(counted["failed"]) + len(counted["fatal"])
             new.update(ready=ready, terminating=0, uncountedTerminatedPods={})
             if conditions:
                 new["conditions"] = conditions
@@ -708,6 +746,37 @@ class Controllers:
                     self.api.store.remove(resource, name, meta["name"])
         if remaining == 0:
             self.api.store.remove(NAMESPACES, "", name)
+
+
+def _no_pods() -> dict[str, set[str]]:
+    return {"succeeded": set(), "failed": set(), "ignored": set(), "fatal": set()}
+
+
+def _policy_action(policy: dict[str, Any] | None, pod: dict[str, Any]) -> str:
+    """The action of the first rule of a Job's ``podFailurePolicy`` matching a failed pod
+    (``Count`` when none does): its conditions, or its containers' exit codes."""
+    conditions = {
+        (c.get("type"), c.get("status")) for c in (pod.get("status") or {}).get("conditions") or []
+    }
+    codes = {
+        (s.get("name"), s["state"]["terminated"].get("exitCode"))
+        for s in (pod.get("status") or {}).get("containerStatuses") or []
+        if (s.get("state") or {}).get("terminated")
+    }
+    for rule in (policy or {}).get("rules") or []:
+        on_conditions = rule.get("onPodConditions") or []
+        if any((c["type"], c.get("status", "True")) in conditions for c in on_conditions):
+            return str(rule["action"])
+        exits = rule.get("onExitCodes")
+        if exits:
+            values = set(exits.get("values") or [])
+            wanted = exits.get("containerName")
+            for name, code in codes:
+                if (wanted and name != wanted) or code == 0:
+                    continue
+                if (code in values) == (exits.get("operator") == "In"):
+                    return str(rule["action"])
+    return "Count"
 
 
 def _age(stamp: str) -> float:

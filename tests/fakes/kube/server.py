@@ -232,6 +232,12 @@ class FakeKube:
             raise LookupError(f"volumesnapshot {namespace}/{name} is not ready")
         return self.root / "snapshots" / str(content)
 
+    def evict(self, namespace: str, name: str) -> None:
+        """What a node drain does to a pod: a ``DisruptionTarget`` condition, then a graceful
+        deletion (SIGTERM, SIGKILL after the grace period)."""
+        assert self.controllers is not None
+        self.controllers.evict(namespace, name)
+
     def compact(self) -> None:
         """Drops the watch history: a watch from an older resourceVersion gets 410 Expired."""
         if self.controllers is not None:
