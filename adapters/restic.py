@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
-from adapters.errors import AdapterError
+from adapters.errors import AdapterError, without_stack_traces
 from adapters.restic_format import create_repository
 
 logger = logging.getLogger(__name__)
@@ -47,9 +47,6 @@ HOST: Final = "cairn"
 # restic prints JSON status lines up to 60 times a second; callers heartbeat, once a
 # second is plenty.
 _PROGRESS_FPS: Final = "1"
-
-# How much of restic's stderr goes into an error message.
-_MESSAGE_LIMIT: Final = 4000
 
 # restic 0.14 exit codes; 0.17+ adds 10 (no repository), 11 (locked), 12 (wrong password).
 _EXIT_INCOMPLETE: Final = 3
@@ -70,8 +67,43 @@ _PERMANENT: Final = re.compile(
     r"|requires at least repository format version"
     # the storage refuses writes: retrying cannot help until an operator fixes it
     r"|read-only file system"
+    r"|operation not permitted"
     r"|permission denied",
     re.IGNORECASE,
+)
+
+# restic's own retry of a storage operation, before the error it retried:
+# "Save(<lock/1a2b3c4d5e>) returned error, retrying after 1.2s: <error>"
+_RETRY_NOTICE: Final = re.compile(r"^.*? returned error, retrying after [^:]*: ")
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A storage that does not take writes, as the system and restic say it, and as cairn does."""
+
+    errno: int
+    said: str  # strerror, as restic prints it (lower case)
+    named: str
+    retryable: bool  # a full storage may pass (retention, an operator); the others need one
+
+
+_REFUSALS: Final = (
+    _Refusal(errno.EROFS, "read-only file system", "the storage is read-only", False),
+    _Refusal(
+        errno.EPERM,
+        "operation not permitted",
+        "the storage is read-only for the worker"
+        " (operation not permitted, as for an immutable folder)",
+        False,
+    ),
+    _Refusal(
+        errno.EACCES,
+        "permission denied",
+        "the storage is read-only for the worker (permission denied)",
+        False,
+    ),
+    _Refusal(errno.ENOSPC, "no space left on device", "the storage is full", True),
+    _Refusal(errno.EDQUOT, "disk quota exceeded", "the storage is full (disk quota)", True),
 )
 
 T = TypeVar("T")
@@ -138,18 +170,67 @@ def _redact(text: str, repo: Repository | None) -> str:
     return text
 
 
-def _tail(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _MESSAGE_LIMIT else "…" + text[-_MESSAGE_LIMIT:]
+def _gist(text: str) -> str:
+    """restic's first line saying what went wrong: no stack trace, no retry notice (the
+    error it retried, when nothing else was said)."""
+    lines = [line.strip() for line in without_stack_traces(text).splitlines() if line.strip()]
+    said = [line for line in lines if not _RETRY_NOTICE.match(line)]
+    retried = [_RETRY_NOTICE.sub("", line) for line in lines if _RETRY_NOTICE.match(line)]
+    return (said or retried or ["no message"])[0]
 
 
-def _failure(command: str, exit_code: int, stderr: str, repo: Repository | None) -> ResticError:
-    detail = _redact(_tail(stderr), repo) or "no message"
+def _refusal_in(text: str, repo: Repository | None) -> _Refusal | None:
+    """The refusal restic met writing in the repository (not in a restore's target)."""
+    if repo is None:
+        return None
+    for line in text.lower().splitlines():
+        if str(repo.path).lower() in line:
+            for refusal in _REFUSALS:
+                if refusal.said in line:
+                    return refusal
+    return None
+
+
+def _failure(command: str, exit_code: int, text: str, repo: Repository | None) -> ResticError:
+    """restic's first meaningful line, with the storage named when it refused; the whole
+    text (stack traces, restic's retries) goes to the log."""
+    logger.warning("restic %s failed (exit %d):\n%s", command, exit_code, _redact(text, repo))
+    refusal = _refusal_in(text, repo)
+    named = f"{refusal.named}: " if refusal else ""
     return ResticError(
-        f"restic {command} failed (exit {exit_code}): {detail}",
-        retryable=not _PERMANENT.search(stderr),
+        _redact(f"restic {command} failed (exit {exit_code}): {named}{_gist(text)}", repo),
+        retryable=not _PERMANENT.search(text),
         exit_code=exit_code,
     )
+
+
+def _refused(path: Path, exc: OSError, doing: str) -> ResticError | None:
+    """``exc``, met writing ``path`` in a storage, as the refusal it is (None if it is not)."""
+    for refusal in _REFUSALS:
+        if exc.errno == refusal.errno:
+            return ResticError(
+                f"{refusal.named}: cannot {doing} {path} ({exc.strerror})",
+                retryable=refusal.retryable,
+            )
+    return None
+
+
+def _check_writable(repo: Repository) -> None:
+    """Fails at once, saying why, when the storage cannot take the lock restic writes first.
+
+    Every command (a read too) first writes a lock file in ``locks``; restic retries a
+    refused write for most of a minute, longer than a step may go without a heartbeat,
+    then prints a Go stack trace. A folder that is missing is left for restic to report.
+    """
+    probe = repo.path / "locks" / f".cairn-write-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        refused = _refused(probe.parent, exc, "write in")
+        if refused is not None:
+            raise refused from None
+        return
+    probe.unlink(missing_ok=True)
 
 
 def _int(message: Mapping[str, Any], key: str) -> int:
@@ -224,6 +305,8 @@ class Restic:
         return env
 
     def _argv(self, repo: Repository, args: Sequence[str]) -> list[str]:
+        """The command line of a command on ``repo``, once its storage takes writes."""
+        _check_writable(repo)
         argv = [self.binary, "--repo", str(repo.path)]
         cache_dir = repo.cache_dir or self.cache_dir
         if cache_dir is not None:
@@ -264,8 +347,8 @@ class Restic:
         except OSError as exc:
             raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
         if done.returncode != 0:
-            # check reports what is damaged on stdout, and the verdict on stderr
-            output = f"{done.stdout}\n{done.stderr}" if args[0] == "check" else done.stderr
+            # check reports some damage on stdout, after its progress lines: stderr first
+            output = f"{done.stderr}\n{done.stdout}" if args[0] == "check" else done.stderr
             raise _failure(args[0], done.returncode, output, repo)
         return done.stdout
 
@@ -297,10 +380,9 @@ class Restic:
                 try:
                     create_repository(staging.path, staging.password)
                 except OSError as exc:
-                    raise ResticError(
+                    raise _refused(repo.path, exc, "create the repository") or ResticError(
                         f"cannot create the repository {repo.path}: {exc.strerror or exc}",
-                        # a storage that refuses writes needs an operator, as in _PERMANENT
-                        retryable=exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM),
+                        retryable=True,
                     ) from None
                 try:
                     staging.path.rename(repo.path)  # over nothing or an empty folder only
@@ -422,7 +504,7 @@ class Restic:
             raise ResticError(
                 _redact(
                     f"some source files could not be read, the incomplete snapshot was "
-                    f"discarded: {_tail(_unreadable(stderr)) or _tail(stderr)}",
+                    f"discarded: {_unreadable(stderr) or _gist(stderr)}",
                     repo,
                 ),
                 retryable=False,
