@@ -352,11 +352,16 @@ class KubernetesPlatform:
         On failure (a snapshot never ready) the run's snapshots are deleted here already, so
         nothing is left behind even before the run's cleanup.
         """
-        snapshot_class = self.settings.get("snapshot_class") or self.cairn.kube_snapshot_class
         handles = {volume: run_name("snap", run_id, volume) for volume in volumes}
+        classes = snapshots.list_classes(self.kube) if volumes else []
         try:
             for volume, name in handles.items():
-                self._read_claim(volume)
+                snapshot_class = snapshots.class_for(
+                    self._read_claim(volume),
+                    classes,
+                    self.settings.get("snapshot_class"),
+                    self.cairn.kube_snapshot_class,
+                )
                 snapshots.take(
                     self.kube,
                     self.namespace,

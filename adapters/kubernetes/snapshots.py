@@ -2,6 +2,11 @@
 
 A snapshot is waited for until ``readyToUse``; a driver that never gets there (no sidecar,
 a broken class) ends in a timeout error naming the snapshot and what it last reported.
+
+Only a claim's own CSI driver can snapshot it, so the class is chosen per claim, by the
+driver that provisioned it: a class of another driver would only time out. And whatever the
+class's ``deletionPolicy``, a snapshot cairn deletes takes its VolumeSnapshotContent (and the
+storage's snapshot) with it: the content is switched to ``Delete`` first.
 """
 
 from __future__ import annotations
@@ -12,10 +17,19 @@ from typing import Any, Final
 from kubernetes.client import ApiException
 
 from adapters.kubernetes.client import Kube, create_or_keep, delete_quietly, failure, wait_for
+from adapters.platform import PlatformError
 
 GROUP: Final = "snapshot.storage.k8s.io"
 VERSION: Final = "v1"
 PLURAL: Final = "volumesnapshots"
+CLASSES: Final = "volumesnapshotclasses"
+CONTENTS: Final = "volumesnapshotcontents"
+DEFAULT_CLASS: Final = "snapshot.storage.kubernetes.io/is-default-class"
+# Written on a claim by the PV controller: the CSI driver that provisions its volume.
+PROVISIONER: Final = (
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.beta.kubernetes.io/storage-provisioner",
+)
 
 
 def take(
@@ -41,6 +55,52 @@ def take(
             GROUP, VERSION, namespace, PLURAL, body
         ),
         f"creating the VolumeSnapshot {name} of claim {claim}",
+    )
+
+
+def list_classes(kube: Kube) -> list[dict[str, Any]]:
+    try:
+        found = kube.custom.list_cluster_custom_object(GROUP, VERSION, CLASSES)
+    except ApiException as exc:
+        raise failure(exc, "listing the VolumeSnapshotClasses") from None
+    return list(found.get("items") or [])
+
+
+def class_for(
+    claim: dict[str, Any], classes: list[dict[str, Any]], *preferred: str | None
+) -> str | None:
+    """The class for ``claim``'s CSI driver: the first ``preferred`` class (the application's,
+    then cairn's default) of that driver, else the driver's default class, else its only one.
+    A claim without a known driver (a volume provisioned by hand) gets the first preferred
+    class, or the cluster's default (None)."""
+    meta = claim.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    driver = next((annotations[key] for key in PROVISIONER if annotations.get(key)), None)
+    if driver is None:
+        return next((name for name in preferred if name), None)
+    own = [c for c in classes if c.get("driver") == driver]
+    names = [str(c["metadata"]["name"]) for c in own]
+    defaults = [
+        str(c["metadata"]["name"])
+        for c in own
+        if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"
+    ]
+    matching = [name for name in preferred if name in names]
+    if matching:
+        return matching[0]
+    if len(defaults) == 1:
+        return defaults[0]
+    if len(names) == 1:
+        return names[0]
+    raise PlatformError(
+        f"no VolumeSnapshotClass can snapshot the claim {meta.get('name')}, provisioned by the"
+        f" CSI driver {driver}: "
+        + (
+            f"{len(names)} classes of that driver ({', '.join(names)}), none marked {DEFAULT_CLASS}"
+            if names
+            else "the cluster has no class of that driver"
+        ),
+        retryable=False,
     )
 
 
@@ -118,6 +178,21 @@ def claim_like(
 
 
 def delete(kube: Kube, namespace: str, name: str) -> None:
+    """Deletes the snapshot and, through a ``Delete`` policy set first, its content."""
+    try:
+        found = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise failure(exc, f"reading the VolumeSnapshot {name}") from None
+    content = (found.get("status") or {}).get("boundVolumeSnapshotContentName")
+    if content:
+        delete_quietly(  # a content already gone is as good
+            lambda: kube.custom.patch_cluster_custom_object(
+                GROUP, VERSION, CONTENTS, content, {"spec": {"deletionPolicy": "Delete"}}
+            ),
+            f"setting the deletion policy of the VolumeSnapshotContent {content}",
+        )
     delete_quietly(
         lambda: kube.custom.delete_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name

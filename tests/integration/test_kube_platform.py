@@ -50,7 +50,7 @@ from contracts.task_queues import CONTROL_TASK_QUEUE
 from core import crypto, secret_contexts
 from core.settings import Settings
 from devstack.postgres import PostgresServer
-from tests.fakes.kube import CSI_DRIVER, FakeKube
+from tests.fakes.kube import CSI_DRIVER, SECOND_CSI_DRIVER, SECOND_STORAGE_CLASS, FakeKube
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished
@@ -73,6 +73,7 @@ __all__ = ["cairn", "kube", "kube_api", "namespace"]  # fixtures used by name
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 NFS_SERVER, NFS_EXPORT = "10.0.0.5", "/export/cairn"
 GOOD_CLASS, STUCK_CLASS = "csi-snapclass", "stuck-snapclass"
+RETAIN_CLASS, SHARED_CLASS = "retained-snapclass", "shared-snapclass"
 CLAIMS = {"data": "data-pvc", "uploads": "uploads-pvc"}
 
 
@@ -93,18 +94,35 @@ def storage_root(kube: FakeKube, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return root
 
 
+# name -> (driver, deletionPolicy, the driver's default, parameters)
+SNAPSHOT_CLASSES = {
+    GOOD_CLASS: (CSI_DRIVER, "Delete", False, {}),
+    STUCK_CLASS: (CSI_DRIVER, "Delete", False, {"fake.cairn.dev/never-ready": "true"}),
+    RETAIN_CLASS: (CSI_DRIVER, "Retain", False, {}),
+    SHARED_CLASS: (SECOND_CSI_DRIVER, "Retain", True, {}),
+}
+
+
 @pytest.fixture(scope="module")
 def snapshot_classes(kube_api: client.ApiClient) -> Iterator[None]:
     custom: Any = client.CustomObjectsApi(kube_api)
-    for name, driver in ((GOOD_CLASS, CSI_DRIVER), (STUCK_CLASS, "absent.csi.example.com")):
+    for name, (driver, policy, default, parameters) in SNAPSHOT_CLASSES.items():
+        meta: dict[str, Any] = {"name": name}
+        if default:
+            meta["annotations"] = {"snapshot.storage.kubernetes.io/is-default-class": "true"}
         custom.create_cluster_custom_object(
             SNAPSHOT_GROUP,
             "v1",
             "volumesnapshotclasses",
-            {"metadata": {"name": name}, "driver": driver, "deletionPolicy": "Delete"},
+            {
+                "metadata": meta,
+                "driver": driver,
+                "deletionPolicy": policy,
+                "parameters": parameters,
+            },
         )
     yield
-    for name in (GOOD_CLASS, STUCK_CLASS):
+    for name in SNAPSHOT_CLASSES:
         custom.delete_cluster_custom_object(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", name)
 
 
@@ -557,6 +575,67 @@ def backed_up_volume(platform: KubernetesPlatform, app: App, volume: str) -> str
     finally:
         platform.release(run)
     return upload.snapshot_id
+
+
+def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_not_stay(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Claims on two CSI drivers, classes that Retain: each claim gets its driver's class (the
+    application's for the first driver, the second driver's default for the other), and
+    backups leave no VolumeSnapshotContent, nor its copy, behind."""
+    ns = app.namespace
+    core(kube_api).create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": "shared-pvc"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": SECOND_STORAGE_CLASS,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    (_bound(kube, ns, "shared-pvc") / "report.csv").write_text("a,b\n")
+    volumes = {**CLAIMS, "shared": "shared-pvc"}
+    platform = platform_of(app, cairn_settings, cairn, volumes=volumes, snapshot_class=RETAIN_CLASS)
+    contents: list[str] = []
+    for _ in range(2):
+        run = str(uuid.uuid4())
+        try:
+            point = platform.snapshot(run, sorted(volumes))
+            made = {
+                volume: kube.get(SNAPSHOT_GROUP, "volumesnapshots", ns, handle) or {}
+                for volume, handle in point.volumes.items()
+            }
+            classes = {v: made[v]["spec"]["volumeSnapshotClassName"] for v in made}
+            contents += [m["status"]["boundVolumeSnapshotContentName"] for m in made.values()]
+            assert classes == {
+                "data": RETAIN_CLASS,
+                "uploads": RETAIN_CLASS,
+                "shared": SHARED_CLASS,
+            }
+            upload = platform.upload_volume(
+                run,
+                "shared",
+                point.volumes["shared"],
+                app.repo,
+                [f"execution={run}"],
+                parent=None,
+                force=False,
+                progress=lambda _p: None,
+            )
+            assert upload.files == 1
+        finally:
+            platform.release(run)
+    assert leftovers(kube, ns) == []
+    assert len(contents) == 6
+    left = {c["metadata"]["name"] for c in kube.list(SNAPSHOT_GROUP, "volumesnapshotcontents")}
+    assert left & set(contents) == set()
+    assert [name for name in contents if (kube.root / "snapshots" / name).exists()] == []
 
 
 def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(

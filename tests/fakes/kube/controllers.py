@@ -28,7 +28,7 @@ from typing import Any
 
 from tests.fakes.kube.api import PODS, PVC_PROTECTION, Api, now
 from tests.fakes.kube.kubelet import PVCS, Kubelet
-from tests.fakes.kube.resources import ALL_RESOURCES, lookup
+from tests.fakes.kube.resources import ALL_RESOURCES, DRIVERS, lookup
 from tests.fakes.kube.store import WatchEvent
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ WORKLOAD_KINDS = {
 }
 WORKLOADS = {resource.key for resource in WORKLOAD_KINDS.values()}
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
+NEVER_READY = "fake.cairn.dev/never-ready"  # a VolumeSnapshotClass parameter (a test knob)
 _UNITS = {
     "Ki": 1 << 10,
     "Mi": 1 << 20,
@@ -481,6 +482,10 @@ class Controllers:
     def _volume(self, pvc: dict[str, Any]) -> Path:
         return self.root / "volumes" / f"pvc-{pvc['metadata']['uid']}"
 
+    def _driver(self, pvc: dict[str, Any]) -> str:
+        """The CSI driver provisioning the claim: its storage class's (the first otherwise)."""
+        return DRIVERS.get(pvc["spec"].get("storageClassName") or "", self.driver)
+
     def volume_folder(self, pvc: dict[str, Any]) -> Path | None:
         """The folder of a bound claim (None while it is Pending)."""
         if (pvc.get("status") or {}).get("phase") != "Bound":
@@ -509,6 +514,8 @@ class Controllers:
         else:
             target.mkdir(parents=True, exist_ok=True)
 
+        driver = self._driver(pvc)
+
         def bind(obj: dict[str, Any]) -> None:
             if obj["metadata"]["uid"] != meta["uid"]:
                 return
@@ -518,8 +525,8 @@ class Controllers:
                 {
                     "pv.kubernetes.io/bind-completed": "yes",
                     "pv.kubernetes.io/bound-by-controller": "yes",
-                    "volume.beta.kubernetes.io/storage-provisioner": self.driver,
-                    "volume.kubernetes.io/storage-provisioner": self.driver,
+                    "volume.beta.kubernetes.io/storage-provisioner": driver,
+                    "volume.kubernetes.io/storage-provisioner": driver,
                 }
             )
             obj["status"] = {
@@ -654,7 +661,11 @@ class Controllers:
             )
             return
         content_name = f"snapcontent-{meta['uid']}"
-        ready = snap_class["driver"] == self.driver
+        # Only the claim's own driver can snapshot its volume; a class of another driver (or
+        # of one no sidecar serves) is bound to a content that never becomes ready.
+        # A class parameter stands for a driver that accepts the request and never finishes.
+        stalled = (snap_class.get("parameters") or {}).get(NEVER_READY) == "true"
+        ready = snap_class["driver"] == self._driver(pvc) and not stalled
         capacity = pvc["status"]["capacity"]["storage"]
         handle = str(uuid.uuid4())
         created_ns = time.time_ns()

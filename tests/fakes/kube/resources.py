@@ -16,6 +16,11 @@ from typing import Any
 KUBERNETES_VERSION = "1.33.0"  # also picks the kubernetes-validate schemas
 CSI_DRIVER = "fake.csi.cairn.dev"  # the driver the fake's provisioner and snapshotter serve
 STORAGE_CLASS = "fake-csi"  # the name the DefaultStorageClass admission gives claims
+# A second CSI driver, for claims of this storage class (as a cluster with block and shared
+# file storage): its snapshots need a VolumeSnapshotClass of its own driver.
+SECOND_CSI_DRIVER = "shared.csi.cairn.dev"
+SECOND_STORAGE_CLASS = "fake-csi-shared"
+DRIVERS = {STORAGE_CLASS: CSI_DRIVER, SECOND_STORAGE_CLASS: SECOND_CSI_DRIVER}
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SNAPSHOT_CRDS = Path(__file__).with_name("snapshot_crds.json")
 
