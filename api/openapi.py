@@ -34,8 +34,11 @@ _DESCRIPTIONS = {
     " Dedicated plan (`plan-required`).",
     404: "The object does not exist or belongs to another workspace (`not-found`).",
     409: "The request conflicts with the current state: a duplicate name, a run in progress,"
-    " a quota or capacity rule (`conflict`, `quota-exceeded`, `capacity-below-usage`, ...).",
-    422: "The request is well-formed but invalid; `errors` lists each field (`validation-error`).",
+    " a quota or capacity rule, a plan change that would strand storages or policies"
+    " (`conflict`, `quota-exceeded`, `capacity-below-usage`, `plan-in-use`, ...).",
+    422: "The request is well-formed but invalid (`validation-error`: a wrong value or JSON"
+    " type; numbers and booleans are never each other) or asks what this installation cannot"
+    " do (`proxmox-not-configured`, `fixed-connection-setting`); `errors` lists each field.",
     500: "An unexpected server error (`internal-error`); quote `request_id` when reporting it.",
     503: "A dependency is unavailable (`temporal-unavailable`, `database-unavailable`,"
     " `secrets-unavailable`, `not-ready`); nothing was changed, retry later.",

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.allow import allowed_methods
 from api.request_id import current_request_id
 from core import crypto
 from core.boundaries import AdminOnly, BoundaryError
@@ -75,9 +76,12 @@ def invalid(field: str, message: str, code: str, detail: str | None = None) -> P
     return invalid_fields([{"field": field, "message": message, "code": code}], detail)
 
 
-def unprocessable(kind: str, title: str, detail: str, **extra: Any) -> Problem:
-    """422 of its own ``kind``: a well-formed request this installation cannot carry out."""
-    return Problem(422, kind, title, detail, **extra)
+def unprocessable(
+    kind: str, title: str, detail: str, errors: Sequence[FieldError], **extra: Any
+) -> Problem:
+    """422 of its own ``kind``: a well-formed request this installation cannot carry out.
+    Like every 422 it names the fields in ``errors`` (the documented ``ValidationProblem``)."""
+    return Problem(422, kind, title, detail, errors=list(errors), **extra)
 
 
 def conflict(
@@ -131,7 +135,11 @@ def refusals() -> Iterator[None]:
     except errors.Conflict as exc:
         raise conflict(exc.detail, kind=exc.kind, title=exc.title, **exc.facts) from exc
     except errors.Unsupported as exc:
-        raise unprocessable(exc.kind, exc.title, exc.detail, **exc.facts) from exc
+        fields = [
+            {"field": f"body.{field}", "message": message, "code": exc.kind}
+            for field, message in exc.fields.items()
+        ]
+        raise unprocessable(exc.kind, exc.title, exc.detail, fields, **exc.facts) from exc
     except errors.TemporalUnavailable as exc:
         raise temporal_unavailable(exc.what, exc.cause, exc.then) from exc
     except crypto.CryptoError as exc:
@@ -183,9 +191,12 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.method} {request.url.path}"
+    headers = None
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(request, exc.status_code, kind, title, detail)
+        said = (exc.headers or {}).get("Allow")
+        headers = {"Allow": allowed_methods(request, said)}
+    return problem_response(request, exc.status_code, kind, title, detail, headers=headers)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -30,7 +30,15 @@ class Conflict(Refusal):
 
 
 class Unsupported(Refusal):
-    """A well-formed request this installation or this resource cannot carry out."""
+    """A well-formed request this installation or this resource cannot carry out; ``fields``
+    maps each field of the request that asks for it (a path in the body, ``connection.server``)
+    to why, so the caller learns which value to change."""
+
+    def __init__(
+        self, detail: str, kind: str, title: str, fields: Mapping[str, str], **facts: Any
+    ) -> None:
+        super().__init__(detail, kind, title, **facts)
+        self.fields = dict(fields)
 
 
 class Invalid(Refusal):

@@ -66,6 +66,10 @@ def _require_backend(settings: Settings, kind: str) -> None:
             " does not have configured; use type 'local' or configure CAIRN_PROXMOX_*",
             "proxmox-not-configured",
             "Proxmox VE not configured",
+            {
+                "type": f"'{kind}' needs Proxmox VE, which is not configured here; use 'local'"
+                " or configure CAIRN_PROXMOX_*"
+            },
         )
 
 
@@ -248,7 +252,11 @@ async def update(
                 " create a new storage for another location",
                 "fixed-connection-setting",
                 "Setting cannot change",
-                fields=fixed,
+                {
+                    f"connection.{key}": "fixed when the storage is created; create a new"
+                    " storage for another value"
+                    for key in fixed
+                },
             )
         if config != (storage.connection_config or {}) or secrets:
             storage.connection_config = config

@@ -901,6 +901,13 @@ async def start_restore(
                 "Confirmation required",
                 "a full restore in place overwrites the application's database and its"
                 " volumes; type the application's name exactly to confirm",
+                [
+                    {
+                        "field": "confirm",
+                        "message": "type the application's name exactly to confirm",
+                        "code": "confirmation-required",
+                    }
+                ],
             )
         restore = await restore_routes.start_restore(
             backup_id, body, access, session, get_settings(request), await get_temporal(request)

@@ -1,4 +1,5 @@
-"""Schemathesis against the OpenAPI the app serves: no 5xx, every answer as documented.
+"""Schemathesis against the OpenAPI the app serves: no 5xx, every answer as documented, no
+input the schema refuses accepted, and a 405 with ``Allow`` for a method a path lacks.
 
 Bounded and reproducible: a fixed number of examples per operation, a fixed seed,
 derandomized generation and no example database on disk. Isolated: the suite has its own
@@ -35,20 +36,24 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
 from api.main import create_app
 from api.openapi import install
+from api.schemas.policies import PolicyIn
 from core.settings import Settings
 from core.temporal import register_search_attributes
 from devstack.postgres import PostgresServer
 from tests.support import database as dbsupport
 from tests.support.api import ApiClient, World, build_world, expect, running_app, wait_for
 from tests.support.backups import finished, make_app, run_backup
+from tests.support.openapi import served_openapi
 from tests.support.workers import running_workers
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
@@ -60,6 +65,10 @@ CHECKS = [
     response_schema_conformance,
     status_code_conformance,
     content_type_conformance,
+    # an input the schema refuses (a bool for a number, a missing field...) is refused too
+    negative_data_rejection,
+    # a method the path lacks is a 405 that says which it has (Allow)
+    unsupported_method,
 ]
 # /readyz answers its documented 503 `not-ready` when no worker polled in the last 90 s, which
 # is true here: the in-process workers share the session loop, idle while a synchronous
@@ -68,6 +77,7 @@ READINESS_CHECKS = [check for check in CHECKS if check is not not_a_server_error
 ROLES = {"test_as_workspace_admin": "ws_admin", "test_as_platform_admin": "platform_admin"}
 # A five-field cron that fires daily: the schema cannot say so, so blind strings never pass.
 SCHEDULES = ["0 3 * * *", "30 1 * * 1"]
+SCHEDULE_MAX_LENGTH = PolicyIn.model_json_schema()["properties"]["schedule"]["maxLength"]
 
 
 @dataclass
@@ -214,6 +224,25 @@ async def fuzz_world(
     )
 
 
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _well_formed(key: str, value: object) -> bool:
+    """A value the schema accepts where a real one is swapped in: an id that is a UUID, a
+    schedule of an allowed length. Aiming a malformed one would turn a negative case (which
+    must be refused) into a valid request."""
+    if not isinstance(value, str):
+        return False
+    if key.endswith("_id"):
+        return _is_uuid(value)
+    return key != "schedule" or 0 < len(value) <= SCHEDULE_MAX_LENGTH
+
+
 def _aim_path(generated: dict[str, Any] | None) -> Any:
     """Keeps the generated ids (a third of the time) or swaps in a coherent set of real ones."""
     scenes: list[dict[str, str]] = TARGETS["scenes"]
@@ -221,7 +250,10 @@ def _aim_path(generated: dict[str, Any] | None) -> Any:
         return st.just(generated)
 
     def fill(scene: dict[str, str]) -> dict[str, Any]:
-        return {name: scene.get(name, value) for name, value in generated.items()}
+        return {
+            name: scene[name] if name in scene and _well_formed(name, value) else value
+            for name, value in generated.items()
+        }
 
     return st.one_of(
         st.just(generated), st.just(fill(scenes[0])), st.sampled_from(scenes).map(fill)
@@ -236,18 +268,11 @@ def _aim_body(body: Any) -> Any:
     return st.fixed_dictionaries(
         {
             key: st.one_of(st.just(value), st.sampled_from(real[key]))
-            if key in real and isinstance(value, str)
+            if key in real and _well_formed(key, value)
             else st.just(value)
             for key, value in body.items()
         }
     )
-
-
-def served_openapi() -> dict[str, Any]:
-    """What GET /openapi.json answers, with the problems documented as api.main does."""
-    app = create_app(Settings(database_url="postgresql+psycopg://unused@127.0.0.1:1/unused"))
-    install(app)
-    return app.openapi()
 
 
 def _fuzz_schema() -> Any:
@@ -329,19 +354,6 @@ def world_as_built(
     return fuzz_world
 
 
-def _is_uuid(value: object) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
-def _well_formed(key: str, value: str) -> bool:
-    """An id that is a UUID, or any other string: the placeholders coverage cases use."""
-    return _is_uuid(value) if key.endswith("_id") else True
-
-
 def _aim_coverage(case: Any) -> None:
     """Coverage cases vary one input at a time around placeholder ids, which only ever meet
     404; every other well-formed id is pointed at the application with backups instead."""
@@ -357,7 +369,7 @@ def _aim_coverage(case: Any) -> None:
     if isinstance(case.body, dict):
         for key, real in TARGETS["body"].items():
             value = case.body.get(key)
-            if isinstance(value, str) and key not in varied and _well_formed(key, value):
+            if key not in varied and _well_formed(key, value):
                 case.body[key] = real[0]
 
 
