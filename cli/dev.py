@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -28,7 +29,16 @@ from devstack.temporal import start_dev_server, wait_for_port
 
 ADMIN_EMAIL = "admin@cairn.local"
 # What ``cairn dev`` writes in its data folder; ``--reset`` deletes these and nothing else.
-DATA_ENTRIES = ("master-key", "admin-token", "cairn.env", "storages", "apps", "logs", "pgdata")
+DATA_ENTRIES = (
+    "master-key",
+    "admin-token",
+    "metrics-token",
+    "cairn.env",
+    "storages",
+    "apps",
+    "logs",
+    "pgdata",
+)
 PORT = click.IntRange(1, 65535)
 
 
@@ -184,7 +194,7 @@ def _wait_ready(
     type=click.Path(path_type=Path),
     default=Path(".cairn"),
     show_default=True,
-    help="where the stack keeps its key, admin token, settings, Temporal history,"
+    help="where the stack keeps its key, admin and metrics tokens, settings, Temporal history,"
     " storages and logs",
 )
 @click.option(
@@ -210,7 +220,7 @@ def _wait_ready(
     "--reset",
     is_flag=True,
     help="start over: drop the database this data folder used and delete the folder"
-    " (key, admin token, Temporal history, storages with every backup, apps,"
+    " (key, admin and metrics tokens, Temporal history, storages with every backup, apps,"
     " logs)",
 )
 @click.option("--yes", is_flag=True, help="confirm --reset without asking")
@@ -242,8 +252,8 @@ def dev(
         if not yes:
             click.confirm(
                 f"--reset drops database {dbname} and deletes {data_dir}: its master key,"
-                " admin token, Temporal history, storages (every backup in them), application"
-                " folders (apps) and logs. Continue?",
+                " admin and metrics tokens, Temporal history, storages (every backup in"
+                " them), application folders (apps) and logs. Continue?",
                 abort=True,
             )
         _reset(data_dir, dbname)
@@ -300,6 +310,12 @@ def dev(
                 "CAIRN_DATA_DIR": str(data_dir),
                 "CAIRN_VOLUME_ROOTS": os.environ.get("CAIRN_VOLUME_ROOTS", str(apps)),
             }
+            # the scrape token of both metrics endpoints (the API's and the worker's)
+            scrape_token = "CAIRN_METRICS_TOKEN (from the environment)"
+            if not env.get("CAIRN_METRICS_TOKEN"):
+                scrape_file = data_dir / "metrics-token"
+                env["CAIRN_METRICS_TOKEN"] = _secret_file(scrape_file, secrets.token_urlsafe(32))
+                scrape_token = str(scrape_file)
             _write_env(data_dir / "cairn.env", env, api_port)
             token_file = data_dir / "admin-token"
             if not token_file.exists():
@@ -315,6 +331,7 @@ def dev(
             click.echo(f"API docs      {api_url}/docs")
             click.echo(f"Temporal UI   http://127.0.0.1:{ui_port}")
             click.echo(f"metrics       {api_url}/metrics, http://127.0.0.1:{metrics_port}/metrics")
+            click.echo(f"metrics token {scrape_token} (send 'Authorization: Bearer <token>')")
             click.echo(f"admin token   {token_file}")
             click.echo(f"app volumes   {env['CAIRN_VOLUME_ROOTS']} (CAIRN_VOLUME_ROOTS)")
             click.echo(f"settings      {data_dir / 'cairn.env'} (operator commands read it)")

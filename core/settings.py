@@ -62,7 +62,15 @@ class Settings(BaseSettings):
     )
     pg_bin_dir: Path | None = None
     failure_webhook_url: str | None = None
-    worker_metrics_port: int | None = None
+    worker_metrics_port: int | None = Field(
+        default=None,
+        description="port of the worker's Prometheus endpoint (needs CAIRN_METRICS_TOKEN);"
+        " empty: not served",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the worker's metrics listen on; 0.0.0.0 for a scraper on another host",
+    )
     usage_refresh_minutes: int = 5
     policy_min_interval_minutes: int = 15
     schedule_catchup_minutes: int = 60
@@ -82,7 +90,9 @@ class Settings(BaseSettings):
         " processes that cannot reach it (mover Jobs); empty: asked of CAIRN_DATABASE_URL",
     )
     metrics_token: SecretStr | None = Field(
-        default=None, description="Bearer token a Prometheus scraper sends to the API's /metrics"
+        default=None,
+        description="Bearer token a Prometheus scraper sends to the API's /metrics and to"
+        " the worker's metrics endpoint",
     )
     ui_session_hours: float = Field(
         default=8, gt=0, description="a web UI sign-in lasts this long, then asks for the token"

@@ -7,7 +7,6 @@ import logging
 import signal
 from datetime import timedelta
 
-from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -17,6 +16,7 @@ from core.settings import Settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from worker import registry
+from worker.metrics_endpoint import MetricsTokenMissing, serve_metrics
 from worker.preflight import PreflightError, preflight
 from worker.system_schedules import ensure_system_schedules
 
@@ -61,15 +61,20 @@ async def check_programs(settings: Settings) -> None:
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
+    if settings.worker_metrics_port:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port, token)
+        log.info(
+            "worker metrics on %s:%s/metrics (Bearer CAIRN_METRICS_TOKEN)",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
     await check_programs(settings)
     client = await connect(settings, wait_seconds=30)
     engine = make_engine(settings.database_url)
     workers = build_workers(client, settings, make_sessionmaker(engine))
     grace = settings.worker_shutdown_grace_seconds
     await ensure_system_schedules(client, settings)
-    if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
-        log.info("worker metrics on :%s/metrics", settings.worker_metrics_port)
     log.info("worker serving %s and %s", CONTROL_TASK_QUEUE, DATA_TASK_QUEUE)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     waiter = asyncio.create_task(stop.wait())
@@ -95,6 +100,6 @@ def main(settings: Settings) -> None:
 
     try:
         asyncio.run(serve())
-    except PreflightError as exc:
+    except (PreflightError, MetricsTokenMissing) as exc:
         # one line, no traceback: the message says what to install or which setting to fix
         raise SystemExit(f"cairn worker cannot start: {exc}") from None

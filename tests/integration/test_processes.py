@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -61,14 +63,42 @@ async def polled_by(client: Client, queue: str, kind: TaskQueueType.ValueType, p
     return any(p.identity.startswith(f"{pid}@") for p in response.pollers)
 
 
-async def test_worker_serves_both_queues_and_stops_on_sigterm(
-    settings: Settings, temporal_client: Client, tmp_path: Path
-) -> None:
-    env = {
+def worker_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    return {
         "CAIRN_DATABASE_URL": settings.database_url,
         "CAIRN_TEMPORAL_ADDRESS": settings.temporal_address,
         "CAIRN_MASTER_KEY": settings.master_key_text or "",
         "CAIRN_STORAGE_MOUNT_ROOT": str(tmp_path),
+    }
+
+
+def check_metrics_need_the_token(port: int, token: str, pid: int) -> None:
+    """The worker's endpoint: 401 without the scrape token, the metrics with it, on loopback."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    anonymous = httpx.get(url)
+    assert anonymous.status_code == 401, anonymous.text
+    assert "CAIRN_METRICS_TOKEN" in anonymous.text
+    assert "cairn_" not in anonymous.text
+    assert httpx.get(url, headers={"Authorization": "Bearer not-the-token"}).status_code == 401
+    scraped = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200, scraped.text
+    assert "cairn_backups_started_total" in scraped.text
+    listening = [
+        c.laddr
+        for c in psutil.Process(pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]
+    assert [address.ip for address in listening] == ["127.0.0.1"]
+
+
+async def test_worker_serves_both_queues_and_stops_on_sigterm(
+    settings: Settings, temporal_client: Client, tmp_path: Path
+) -> None:
+    metrics_port, token = free_port(), secrets.token_urlsafe(16)
+    env = {
+        **worker_env(settings, tmp_path),
+        "CAIRN_WORKER_METRICS_PORT": str(metrics_port),
+        "CAIRN_METRICS_TOKEN": token,
     }
     process = cairn("worker", env=env, log=tmp_path / "worker.log")
     try:
@@ -94,6 +124,7 @@ async def test_worker_serves_both_queues_and_stops_on_sigterm(
             pytest.fail("the worker never polled both task queues")
         for schedule_id in SYSTEM_SCHEDULES:
             await temporal_client.get_schedule_handle(schedule_id).describe()
+        check_metrics_need_the_token(metrics_port, token, process.pid)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         assert "worker stopping" in (tmp_path / "worker.log").read_text()
@@ -101,6 +132,23 @@ async def test_worker_serves_both_queues_and_stops_on_sigterm(
         if process.poll() is None:
             process.kill()
         await delete_system_schedules(temporal_client)
+
+
+def test_worker_refuses_a_metrics_port_without_the_scrape_token(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = {**worker_env(settings, tmp_path), "CAIRN_WORKER_METRICS_PORT": str(free_port())}
+    refused = subprocess.run(
+        [sys.executable, "-m", "cli.main", "worker"],
+        env={k: v for k, v in {**os.environ, **env}.items() if k != "CAIRN_METRICS_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "cairn worker cannot start: CAIRN_WORKER_METRICS_PORT is set but" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 async def delete_system_schedules(client: Client) -> None:
@@ -121,6 +169,17 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], seconds: 
     pytest.fail(f"{text!r} not printed in {seconds}s:\n{path.read_text()}")
 
 
+def worker_pid(dev: int) -> int:
+    """The pid of the worker ``cairn dev`` started."""
+    workers: list[int] = [
+        child.pid
+        for child in psutil.Process(dev).children()
+        if "cli.main worker" in " ".join(child.cmdline())
+    ]
+    assert len(workers) == 1, workers
+    return workers[0]
+
+
 def _port_closed(port: int) -> bool:
     try:
         httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -131,7 +190,7 @@ def _port_closed(port: int) -> bool:
 
 def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
+    api_port, temporal_port, ui_port, metrics_port = (free_port() for _ in range(4))
     args = (
         "dev",
         "--data-dir",
@@ -139,7 +198,7 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
         "--api-port",
         str(api_port),
         "--metrics-port",
-        str(free_port()),
+        str(metrics_port),
         "--temporal-port",
         str(temporal_port),
         "--ui-port",
@@ -160,6 +219,11 @@ def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Pat
                 me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
                 assert me.status_code == 200 and me.json()["user"]["is_platform_admin"]
                 assert httpx.get(f"http://127.0.0.1:{ui_port}/").status_code == 200
+                scrape = data / "metrics-token"
+                assert scrape.stat().st_mode & 0o777 == 0o600
+                check_metrics_need_the_token(
+                    metrics_port, scrape.read_text().strip(), worker_pid(process.pid)
+                )
                 tokens.append(token)
                 process.send_signal(signal.SIGTERM)
                 assert process.wait(timeout=60) == 0
