@@ -12,8 +12,10 @@ Left out because the cluster, not the application, makes them: the ``kube-root-c
 ConfigMap every namespace gets, service-account token Secrets, and cairn's own objects
 (label ``app.kubernetes.io/managed-by=cairn``: the short-lived run Secrets of the movers).
 
-Applying creates what is missing and replaces what differs; objects that exist now but are
-not in the document are left alone (a restore puts back, it does not prune).
+Applying creates what is missing and patches what differs (a merge patch of the labels,
+annotations and data, so owners and finalizers stay); an object a controller owns is left to
+it and reported; objects that exist now but are not in the document are left alone (a
+restore puts back, it does not prune).
 """
 
 from __future__ import annotations
@@ -63,15 +65,22 @@ def export_objects(api: ApiClient, namespace: str, selection: dict[str, Any]) ->
 
 
 def apply_objects(api: ApiClient, namespace: str, document: bytes) -> str:
-    """Creates or replaces each object of ``document`` in ``namespace``; says what it did."""
+    """Creates or patches each object of ``document`` in ``namespace``; says what it did."""
     parsed = _parse(document)
     kube = Kube(api)
     counts = {"created": 0, "replaced": 0, "unchanged": 0}
+    owned: list[str] = []
     for kind, snake in KINDS.items():
         for obj in parsed[SECTIONS[kind]]:
-            counts[_apply(kube, api, namespace, kind, snake, obj)] += 1
-    total = sum(counts.values())
+            done = _apply(kube, api, namespace, kind, snake, obj)
+            if done in counts:
+                counts[done] += 1
+            else:
+                owned.append(done)
+    total = sum(counts.values()) + len(owned)
     said = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    if owned:
+        said += f"{', ' if said else ''}{len(owned)} left to their controllers: {', '.join(owned)}"
     return f"configuration of {namespace}: {total} ConfigMaps and Secrets ({said or 'none'})"
 
 
@@ -119,7 +128,9 @@ def _parse(document: bytes) -> dict[str, list[dict[str, Any]]]:
 def _apply(
     kube: Kube, api: ApiClient, namespace: str, kind: str, snake: str, obj: dict[str, Any]
 ) -> str:
-    """``created``, ``replaced`` or ``unchanged``."""
+    """``created``, ``replaced``, ``unchanged``, or the object and its controller when one
+    manages it (a SealedSecret's Secret, say: the controller would undo the restore, or
+    refuse to manage an object it did not write)."""
     name = obj["metadata"]["name"]
     doing = f"restoring {kind} {name} in {namespace}"
     body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
@@ -134,13 +145,48 @@ def _apply(
         now = _portable(kind, _as_dict(api, current))
         if now == obj:
             return "unchanged"
+        controller = next(
+            (r for r in current.metadata.owner_references or [] if r.controller), None
+        )
+        if controller is not None:
+            return f"{kind} {name} ({controller.kind} {controller.name})"
         if now.get("immutable") or now.get("type") != obj.get("type"):
-            # Immutable data or another Secret type: only a new object can hold it.
+            # Immutable data or another Secret type: only a new object can hold it; it keeps
+            # the owners and finalizers of the one it replaces.
+            meta = body["metadata"]
+            meta["ownerReferences"] = _as_dict(api, current.metadata).get("ownerReferences")
+            meta["finalizers"] = current.metadata.finalizers
             getattr(kube.core, f"delete_namespaced_{snake}")(name, namespace)
             getattr(kube.core, f"create_namespaced_{snake}")(namespace, body)
         else:
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            getattr(kube.core, f"replace_namespaced_{snake}")(name, namespace, body)
+            getattr(kube.core, f"patch_namespaced_{snake}")(
+                name, namespace, _merge_patch(now, obj, current.metadata.resource_version)
+            )
         return "replaced"
     except ApiException as exc:
         raise failure(exc, doing) from None
+
+
+def _merge_patch(now: dict[str, Any], wanted: dict[str, Any], version: str) -> dict[str, Any]:
+    """A JSON merge patch from ``now`` to ``wanted`` over what the document holds (labels,
+    annotations, data): what the API server and controllers keep (owners, finalizers, ...)
+    is not touched. Guarded by ``version``: a concurrent change is a 409, retried."""
+
+    def replacing(key: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **{k: None for k in old.get(key) or {} if k not in (new.get(key) or {})},
+            **(new.get(key) or {}),
+        }
+
+    patch: dict[str, Any] = {
+        "metadata": {
+            "resourceVersion": version,
+            **{
+                key: replacing(key, now["metadata"], wanted["metadata"])
+                for key in ("labels", "annotations")
+            },
+        }
+    }
+    for key in ("data", "binaryData"):
+        patch[key] = replacing(key, now, wanted) or None
+    return patch

@@ -130,6 +130,56 @@ def test_apply_into_another_namespace_and_over_an_immutable_object(
         v1.delete_namespace(clone)
 
 
+def test_apply_keeps_owners_and_finalizers_and_leaves_controlled_objects_alone(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """A restored object keeps what others put on it since; a Secret a controller writes (a
+    SealedSecret's) is reported, not overwritten: the controller would undo it."""
+    fill(kube_api, namespace)
+    document = cairn(export_objects, kube_api, namespace, ALL)
+    v1 = core(kube_api)
+    ops = v1.read_namespaced_config_map("ops", namespace)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ops", "uid": ops.metadata.uid}
+    v1.patch_namespaced_config_map(
+        "settings",
+        namespace,
+        {
+            "metadata": {
+                "ownerReferences": [owner],
+                "finalizers": ["example.com/keep"],
+                "labels": {"added": "later"},
+            },
+            "data": {"mode": "broken", "extra": "x"},
+        },
+    )
+    sealed = {
+        "apiVersion": "bitnami.com/v1alpha1",
+        "kind": "SealedSecret",
+        "name": "db",
+        "uid": "5b1c7a52-0d5c-4c55-9f6a-3c1f0d5e8a11",
+        "controller": True,
+    }
+    v1.patch_namespaced_secret(
+        "db",
+        namespace,
+        {"metadata": {"ownerReferences": [sealed]}, "stringData": {"password": "rotated"}},
+    )
+    try:
+        said = cairn(apply_objects, kube_api, namespace, document)
+        settings = v1.read_namespaced_config_map("settings", namespace)
+        assert settings.data == {"mode": "live"}
+        assert settings.metadata.labels == {"app": "shop"}
+        assert [r.uid for r in settings.metadata.owner_references] == [ops.metadata.uid]
+        assert settings.metadata.finalizers == ["example.com/keep"]
+        db = v1.read_namespaced_secret("db", namespace)
+        assert base64.b64decode(db.data["password"]) == b"rotated"
+        assert said.endswith(
+            "(1 replaced, 1 unchanged, 1 left to their controllers: Secret db (SealedSecret db))"
+        )
+    finally:
+        v1.patch_namespaced_config_map("settings", namespace, {"metadata": {"finalizers": None}})
+
+
 def test_a_document_that_is_not_one_is_refused(
     kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
 ) -> None:
