@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from kubernetes.client import ApiException
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from adapters.kubernetes.client import (
     Kube,
@@ -38,6 +39,10 @@ _STUCK: Final = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "Create
 PROGRESS_TYPE: Final = "cairn_progress"
 RESULT_TYPE: Final = "cairn_result"
 RETRIED: Final = "Retried"
+# Log streams: how long to connect, and how long a silent stream is trusted before it is
+# opened again (a mover may be quiet for long, e.g. while pg_dump works).
+CONNECT_SECONDS: Final = 10.0
+STALLED_SECONDS: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -251,24 +256,69 @@ def _started_pod(
 
 
 def _follow(kube: Kube, namespace: str, pod: str) -> Iterator[str]:
-    """The container's log lines as they come, to its end (the whole log of a pod that ended)."""
-    try:
-        response = kube.core.read_namespaced_pod_log(
-            pod, namespace, container=CONTAINER, follow=True, _preload_content=False
-        )
-    except ApiException as exc:
-        raise failure(exc, f"reading the log of mover pod {pod}") from None
+    """The container's log lines as they come, to its end (the whole log of a pod that ended).
+
+    A stream that ends or stalls while the container still runs (a proxy's timeout, a
+    kubelet restart) is opened again, past the lines already read: only a stream opened
+    after the container ended is known to hold the whole log.
+    """
+    read = 0
+    while True:
+        ended = _container_ended(kube, namespace, pod)
+        try:
+            response = kube.core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=CONTAINER,
+                follow=True,
+                _preload_content=False,
+                _request_timeout=(CONNECT_SECONDS, STALLED_SECONDS),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # the pod is gone; its Job's status says how it ended
+            raise failure(exc, f"reading the log of mover pod {pod}") from None
+        skip = read
+        try:
+            for line in _lines(response):
+                if skip:
+                    skip -= 1
+                    continue
+                read += 1
+                yield line
+        except (ProtocolError, ReadTimeoutError):
+            pass  # cut or stalled: read on from where it stopped
+        finally:
+            response.release_conn()
+        if ended:
+            return
+
+
+def _lines(response: Any) -> Iterator[str]:
     buffer = b""
+    for chunk in response.stream(64 * 1024):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for raw in complete:
+            yield raw.decode(errors="replace")
+    if buffer:
+        yield buffer.decode(errors="replace")
+
+
+def _container_ended(kube: Kube, namespace: str, pod: str) -> bool:
+    """True once the mover's container has terminated (or its pod is gone)."""
     try:
-        for chunk in response.stream(64 * 1024):
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                yield raw.decode(errors="replace")
-        if buffer:
-            yield buffer.decode(errors="replace")
-    finally:
-        response.release_conn()
+        found = kube.core.read_namespaced_pod(pod, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise failure(exc, f"reading the mover pod {pod}") from None
+    if found.status.phase in ("Succeeded", "Failed"):
+        return True
+    return any(
+        status.name == CONTAINER and status.state and status.state.terminated
+        for status in found.status.container_statuses or []
+    )
 
 
 def _json(line: str) -> dict[str, Any] | None:

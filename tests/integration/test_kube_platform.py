@@ -638,6 +638,19 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
     assert [name for name in contents if (kube.root / "snapshots" / name).exists()] == []
 
 
+def test_a_log_stream_cut_while_the_mover_runs_is_followed_again(
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
+) -> None:
+    """Two streams in a row end after one line while the upload runs: cairn opens the log
+    again, past what it read, and gets the mover's result instead of failing a good upload."""
+    platform = platform_of(app, cairn_settings, cairn)
+    kube.cut_log_streams(2, after_lines=1)
+    snapshot = backed_up_volume(platform, app, "uploads")
+    assert kube.take_log_cut() is None  # both cuts happened
+    assert [s.short_id for s in Restic().snapshots(app.repo, [])] == [snapshot]
+    assert leftovers(kube, app.namespace) == []
+
+
 def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(
     app: App,
     kube: FakeKube,

@@ -65,6 +65,7 @@ class FakeKube:
         self.store = Store()
         self.api = Api(self.store)
         self.requests: list[Request] = []
+        self._log_cuts: list[int] = []  # lines after which the next follow streams end
         self._lock = threading.Lock()
         self._mounts: list[tuple[str, str, Path]] = []  # (kind, key, folder)
         self._server: TLSServer[FakeKube] | None = None
@@ -231,6 +232,16 @@ class FakeKube:
         if not content or not (snapshot or {}).get("status", {}).get("readyToUse"):
             raise LookupError(f"volumesnapshot {namespace}/{name} is not ready")
         return self.root / "snapshots" / str(content)
+
+    def cut_log_streams(self, count: int, after_lines: int) -> None:
+        """The next ``count`` followed logs end after ``after_lines`` lines while the
+        container still runs, as when a proxy or a kubelet restart cuts the connection."""
+        with self._lock:
+            self._log_cuts += [after_lines] * count
+
+    def take_log_cut(self) -> int | None:
+        with self._lock:
+            return self._log_cuts.pop(0) if self._log_cuts else None
 
     def evict(self, namespace: str, name: str) -> None:
         """What a node drain does to a pod: a ``DisruptionTarget`` condition, then a graceful
@@ -501,17 +512,22 @@ class _Handler(TLSHandler):
             self._send(200, data[:limit] if limit is not None else data, "text/plain")
             return
         self._start_stream("text/plain")
+        budget = self.server.fake.take_log_cut()
         try:
+            if budget is not None:
+                entries, budget = entries[:budget], budget - len(entries[:budget])
             data = render(entries)
             if data:
                 self._chunk(data)
-            while not self.server.fake._stopping.is_set():
+            while not self.server.fake._stopping.is_set() and budget != 0:
                 with buffer.changed:
                     if len(buffer.lines) == sent and not buffer.closed:
                         buffer.changed.wait(0.5)
                     fresh = buffer.lines[sent:]
-                    sent = len(buffer.lines)
-                    closed = buffer.closed
+                    if budget is not None:
+                        fresh, budget = fresh[:budget], budget - len(fresh[:budget])
+                    sent += len(fresh)
+                    closed = buffer.closed and sent == len(buffer.lines)
                 if fresh:
                     self._chunk(render(fresh))
                 if closed and not fresh:
