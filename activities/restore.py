@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,18 +32,21 @@ from activities.support import (
 )
 from adapters.errors import AdapterError
 from adapters.pg_dump import DumpError
+from adapters.pg_identity import DatabaseIdentity
 from adapters.platform import Measured, OtherDatabase
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError
+from core.database_url import split_database_url
 from core.restore_details import RestoreDetails
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from db.runs import settle
-from services import applications
+from repository import names
+from services import applications, database_identity
 
 ACTOR = audit.Actor(label="system:restore-workflow")
 # restic's words for data whose MAC or hash no longer matches: no retry reads it back intact
@@ -65,7 +68,7 @@ class Backup:
         return self.execution.metadata_ or {}
 
     def part(self, name: str) -> dict[str, Any]:
-        """One part of the manifest (``database``, ``volume:<name>``): snapshot id, bytes."""
+        """One part of the manifest (``repository/names.py``): snapshot id, bytes."""
         for item in self.manifest.get("parts", []):
             if item["part"] == name:
                 return dict(item)
@@ -131,17 +134,17 @@ def matches_manifest(manifest: dict[str, Any], measured: Measured) -> dict[str, 
                 f"volume {volume}: {files} files / {size} bytes, the backup had"
                 f" {expected_volume.get('files')} / {expected_volume.get('bytes')}"
             )
-        result[f"volume:{volume}"] = {"files": files, "bytes": size}
+        result[names.volume_part(volume)] = {"files": files, "bytes": size}
     if problems:
         raise fatal("restored data differs from the backup: " + "; ".join(problems), "VerifyFailed")
     return result
 
 
 async def snapshots_present(
-    restic: Restic, repo: Repository, execution_id: object, manifest: dict[str, Any]
+    restic: Restic, repo: Repository, execution_id: uuid.UUID, manifest: dict[str, Any]
 ) -> int:
     """The backup's snapshots are all in the repository; how many there are."""
-    snapshots = await asyncio.to_thread(restic.snapshots, repo, [f"execution={execution_id}"])
+    snapshots = await asyncio.to_thread(restic.snapshots, repo, [names.execution_tag(execution_id)])
     wanted = {p["snapshot_id"] for p in manifest.get("parts", [])}
     missing = sorted(w for w in wanted if not any(s.id.startswith(w) for s in snapshots))
     if missing:
@@ -178,6 +181,16 @@ class RestoreActivities(ReadingActivities):
             except crypto.CryptoError as exc:
                 raise fatal(str(exc), "SecretsUnavailable") from None
         return OtherDatabase(target.database_name, target.database_url, password)
+
+    async def _others(self, loaded: Loaded, into: OtherDatabase) -> tuple[DatabaseIdentity, ...]:
+        """Other applications' databases of the target's name, each asked of its server."""
+        dbname = into.name or split_database_url(str(into.url))[0]["dbname"]
+        return await read_metadata(
+            self.sessions,
+            lambda s: database_identity.other_applications(
+                s, loaded.application, dbname, self.settings, wait_seconds=15
+            ),
+        )
 
     @activity.defn
     async def begin_restore(self, restore_id: str) -> RestorePlan:
@@ -239,8 +252,10 @@ class RestoreActivities(ReadingActivities):
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         platform = self._platform(loaded.application)
         into = self._into(loaded)
-        snapshot = loaded.snapshot("database")
+        snapshot = loaded.snapshot(names.DATABASE)
         try:
+            if into is not None:  # never another application's, whatever its address
+                into = replace(into, protect=await self._others(loaded, into))
             return await with_progress(
                 lambda progress: platform.restore_database(
                     restore_id, loaded.repo, snapshot, progress, into=into
@@ -261,7 +276,7 @@ class RestoreActivities(ReadingActivities):
         except BoundaryError as exc:
             raise fatal(f"volume {job.volume} refused: {exc.message}", "BoundaryRefused") from None
         platform = self._platform(loaded.application)
-        snapshot = loaded.snapshot(f"volume:{job.volume}")
+        snapshot = loaded.snapshot(names.volume_part(job.volume))
         try:  # to its end: a swap must not stop half-way
             return await to_completion(
                 lambda: platform.restore_volume(
@@ -276,7 +291,7 @@ class RestoreActivities(ReadingActivities):
         """Puts the backup's configuration objects (ConfigMaps, Secrets) back."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         platform = self._platform(loaded.application)
-        snapshot = loaded.snapshot("config")
+        snapshot = loaded.snapshot(names.CONFIG)
         try:  # to its end: objects are applied one by one
             return await to_completion(
                 lambda: platform.restore_config(restore_id, loaded.repo, snapshot)

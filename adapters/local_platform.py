@@ -20,7 +20,7 @@ from typing import Any
 from adapters import pg_databases, pg_dump
 from adapters.local_folders import count_files, remove_folder, restore_folder, swap_in_folder
 from adapters.pg_checks import run_read_only_checks
-from adapters.pg_identity import protected
+from adapters.pg_identity import DatabaseIdentity, protected
 from adapters.platform import (
     CheckResult,
     DatabaseDump,
@@ -109,18 +109,24 @@ class LocalPlatform:
             )
         except BoundaryError as exc:
             raise PlatformError(f"restore target refused: {exc.message}", retryable=False) from None
+        # other applications' databases, and the original whatever its address: by identity
+        protect = (*original.protect, *into.protect)
         if into.name:
-            return replace(original, dbname=into.name)
+            return replace(original, dbname=into.name, protect=protect)
         parts, _ = split_database_url(str(into.url))
-        # another server by URL: the original, whatever its address there, is protected too
         return pg_dump.PgTarget(
             parts["host"],
             int(parts["port"]),
             parts.get("user"),
             parts["dbname"],
             into.password,
-            protect=(*original.protect, pg_databases.identity(original)),
+            protect=(*protect, *self._identity_of(original)),
         )
+
+    def _identity_of(self, original: pg_dump.PgTarget) -> tuple[DatabaseIdentity, ...]:
+        """The original, whatever address a URL target gives its server."""
+        found = pg_databases.identity(original, "the original, the application's own database")
+        return (found,) if found is not None else ()
 
     def _target(self, into: OtherDatabase | None) -> pg_dump.PgTarget:
         return self._own_database() if into is None else self._other_database(into)

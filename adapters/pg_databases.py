@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from adapters.pg_dump import DumpError, PgTarget, conninfo
-from adapters.pg_identity import DatabaseIdentity, identity_of_current, refuse_protected
+from adapters.pg_identity import DatabaseIdentity, refuse_protected, server_identifier
 
 
-def _admin(target: PgTarget, timeout: int = 15) -> psycopg.Connection[tuple[object, ...]]:
+def _admin(target: PgTarget, timeout: int = 15) -> psycopg.Connection[tuple[Any, ...]]:
     maintenance = replace(target, dbname="postgres")
     try:
         return psycopg.connect(
@@ -33,7 +34,7 @@ def _admin(target: PgTarget, timeout: int = 15) -> psycopg.Connection[tuple[obje
 
 def _guarded(
     target: PgTarget, names: Iterable[str], timeout: int = 15
-) -> psycopg.Connection[tuple[object, ...]]:
+) -> psycopg.Connection[tuple[Any, ...]]:
     """A maintenance connection on which none of ``names`` is a protected database."""
     conn = _admin(target, timeout)
     try:
@@ -49,17 +50,14 @@ def _guarded(
     return conn
 
 
-def identity(target: PgTarget) -> DatabaseIdentity:
-    """Which database ``target`` reaches, asked of its server."""
-    try:
-        with psycopg.connect(
-            conninfo(target), password=target.password or "", connect_timeout=15
-        ) as conn:
-            return identity_of_current(conn)
-    except psycopg.OperationalError as exc:
-        raise DumpError(
-            f"cannot reach the database {target.dbname}: {exc}", retryable=True
-        ) from None
+def identity(target: PgTarget, what: str, *, timeout: int = 15) -> DatabaseIdentity | None:
+    """Which database ``target`` names, asked of its server (None: it has no such database);
+    ``what`` names it in refusals."""
+    with _admin(target, timeout) as conn:
+        row = conn.execute(
+            "SELECT oid FROM pg_database WHERE datname = %s", (target.dbname,)
+        ).fetchone()
+        return DatabaseIdentity(server_identifier(conn), int(row[0]), what) if row else None
 
 
 def check_writable(target: PgTarget, names: Iterable[str], *, timeout: int = 15) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -27,6 +27,7 @@ from core.settings import Settings
 
 # The start of the comment migration 0011 puts on cairn's metadata database.
 MARKER = "cairn metadata database"
+METADATA = "cairn's own metadata database"
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -41,10 +42,12 @@ class ProtectedDatabase(AdapterError):
 
 @dataclass(frozen=True)
 class DatabaseIdentity:
-    """One database of one server, whatever address led there."""
+    """One database of one server, whatever address led there; ``what`` says whose it is
+    (shown in a refusal, not part of the identity)."""
 
     system_identifier: int
     oid: int
+    what: str = field(default=METADATA, compare=False)
 
     def __str__(self) -> str:
         return f"{self.system_identifier}:{self.oid}"
@@ -125,11 +128,17 @@ def refuse_protected(
     for datname, oid, is_template, comment in rows:
         if datname in SYSTEM_DATABASES or is_template:
             raise ProtectedDatabase(f"{datname} is a system database of the server")
-        if str(comment).startswith(MARKER) or DatabaseIdentity(system_identifier, oid) in guarded:
-            raise ProtectedDatabase(
-                f"{datname} on this server is cairn's own metadata database"
-                " (recognised by the server's identity, not by its address)"
-            )
+        found = DatabaseIdentity(system_identifier, oid)
+        if str(comment).startswith(MARKER):
+            what = METADATA
+        elif found in guarded:
+            what = next(identity.what for identity in guarded if identity == found)
+        else:
+            continue
+        raise ProtectedDatabase(
+            f"{datname} on this server is {what}"
+            " (recognised by the server's identity, not by its address)"
+        )
 
 
 def refuse_current(conn: Connection, protect: Iterable[DatabaseIdentity]) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.errors import AdapterError
+from adapters.pg_identity import DatabaseIdentity
 
 if TYPE_CHECKING:
     from adapters.restic import Progress, Repository, Restic
@@ -107,6 +108,8 @@ class OtherDatabase:
     name: str | None = None
     url: str | None = None
     password: str | None = None
+    # other applications' databases, found by the caller, that the target must not be
+    protect: tuple[DatabaseIdentity, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from adapters.errors import AdapterError
 from core import crypto, secret_contexts
 from core.boundaries import (
     BoundaryError,
@@ -28,6 +29,7 @@ from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
+from repository import names
 from services import applications, backups, database_identity
 from services.errors import Conflict, Invalid
 from services.runs import claim_application, start_run
@@ -79,11 +81,18 @@ async def check_target(
         return  # a cluster's database is reached from the cluster: its mover asks
     if requested.get("database_name"):
         field = "body.target.database_name"
-        database, password = {**own, "dbname": dbname}, _database_password(application, settings)
+        database, password = (
+            {**own, "dbname": dbname},
+            database_identity.database_password(application, settings),
+        )
     else:
         field = "body.target.database_url"
         database, password = split_database_url(requested["database_url"])
-    await database_identity.refuse_protected(database, password, settings, field)
+    try:
+        others = await database_identity.other_applications(session, application, dbname, settings)
+    except AdapterError:
+        others = ()  # a server the API cannot reach: the worker asks before it writes
+    await database_identity.refuse_protected(database, password, settings, field, others)
 
 
 async def check_own_database(application: Application, settings: Settings) -> None:
@@ -92,7 +101,7 @@ async def check_own_database(application: Application, settings: Settings) -> No
     own = application.platform_settings.get("database")
     if application.platform_kind != "local" or own is None:
         return
-    password = _database_password(application, settings)
+    password = database_identity.database_password(application, settings)
     try:
         await database_identity.refuse_protected(own, password, settings, "database_url")
     except BoundaryError as exc:
@@ -100,22 +109,6 @@ async def check_own_database(application: Application, settings: Settings) -> No
             f"the application's registered database is refused ({exc.message}); a platform"
             " administrator must correct the registration before it can be restored"
         ) from None
-
-
-def _database_password(application: Application, settings: Settings) -> str | None:
-    """The application's database password, opened to ask its server (never stored)."""
-    if not application.platform_secrets:
-        return None
-    try:
-        secrets = crypto.open_json(
-            application.platform_secrets,
-            master_key=settings.master_key_text,
-            context=secret_contexts.application_secrets(application.id),
-        )
-    except crypto.CryptoError:
-        return None  # the worker cannot open it either, and fails the run saying so
-    password = secrets.get("database_password")
-    return str(password) if password is not None else None
 
 
 def check_registration(
@@ -152,9 +145,8 @@ class Parts:
 
 def parts_held(manifest: Mapping[str, Any] | None) -> Parts:
     """What a backup holds, from its manifest."""
-    parts = {p["part"] for p in (manifest or {}).get("parts", [])}
-    volumes = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
-    return Parts("database" in parts, volumes, "config" in parts)
+    parts = names.parts_of(manifest)
+    return Parts(names.DATABASE in parts, names.volumes_in(parts), names.CONFIG in parts)
 
 
 def parts_to_restore(execution: BackupExecution, restore_type: str, asked: Parts) -> Parts:

@@ -32,7 +32,7 @@ from core.database_url import database_url
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, wait_for
-from tests.support.backups import App, finished, make_app, run_backup
+from tests.support.backups import App, finished, make_app, run_backup, table_hashes
 from tests.support.bypass import start_restore_bypassing_the_api
 from tests.support.database import libpq_url
 
@@ -354,3 +354,50 @@ async def test_with_the_api_bypassed_the_run_fails_before_any_write(
     assert done["status"] == "failed"
     assert "metadata database" in done["error_message"], done["error_message"]
     assert catalog_hash(settings) == before
+
+
+@pytest.fixture(scope="module")
+async def neighbour(
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    worker: None,
+) -> App:
+    """Another workspace's application on the same server, registered by its usual address."""
+    return await make_app(api, world, database_server, tmp_path_factory.mktemp("neighbour"))
+
+
+async def test_another_tenants_database_under_another_address_is_refused(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    temporal_client: Client,
+    alias_app: tuple[App, dict[str, Any]],
+    neighbour: App,
+) -> None:
+    """Names alone say the two servers differ (an alias and 127.0.0.1); the server says they
+    are one, so the neighbour's database is refused in the API and, bypassed, in the worker."""
+    app, backup = alias_app
+    before = table_hashes(neighbour.db_url)
+    body = {
+        "restore_type": "selective",
+        "database": True,
+        "target": {"database_name": neighbour.dbname},
+    }
+    response = await api.post(restore_url(app, backup), json=body, headers=world.auth("ws_admin"))
+    problem = await expect(response, 422)
+    assert "another application's database" in problem["detail"], problem
+    restore_id = await start_restore_bypassing_the_api(
+        settings, temporal_client, app, backup, neighbour.dbname
+    )
+    done = await wait_for(
+        api,
+        f"/api/v1/applications/{app.id}/restores/{restore_id}",
+        world.auth("owner"),
+        finished,
+        seconds=120,
+    )
+    assert done["status"] == "failed"
+    assert "another application's database" in done["error_message"], done["error_message"]
+    assert table_hashes(neighbour.db_url) == before
