@@ -1,0 +1,83 @@
+"""Every name cairn writes into a repository or a storage, built and read back here only.
+
+Restic tags, part names and file names are data on disk, not code: a retried upload finds
+its snapshot by its tags, retention forgets by the execution tag, restores and drills pick a
+part's snapshot from the manifest by its part name, and ``cairn catalog import`` finds the
+key files and manifests by their names. A name written once is read for as long as the
+backup is kept, so these never change; a new kind of name is added beside them.
+
+Pure (standard library only), so the workflows may name a volume's part as well.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+# Files in the storage and inside snapshots.
+KEY_FILE: Final = "cairn-repository.json"
+"""Beside a repository's own files: its password sealed under the master key
+(``repository/store.py``), what a catalog import starts from."""
+MANIFEST_FILE: Final = "manifest.json"
+"""The only file of a backup's manifest snapshot."""
+
+# Parts of a backup: one snapshot each, named in the manifest's ``parts`` and in a tag.
+DATABASE: Final = "database"
+CONFIG: Final = "config"
+MANIFEST: Final = "manifest"
+_VOLUME: Final = "volume:"
+
+# Tag keys: ``<key>=<value>``.
+_APPLICATION: Final = "application"
+_EXECUTION: Final = "execution"
+_PART: Final = "part"
+
+Id = uuid.UUID | str
+
+
+def volume_part(volume: str) -> str:
+    """The part holding one volume: ``volume:<name>``."""
+    return f"{_VOLUME}{volume}"
+
+
+def volume_of(part: str) -> str | None:
+    """The volume a part holds; None for any other part."""
+    return part[len(_VOLUME) :] if part.startswith(_VOLUME) else None
+
+
+def volumes_in(parts: Iterable[str]) -> list[str]:
+    """The volumes among ``parts``, by name."""
+    return sorted(v for v in map(volume_of, parts) if v is not None)
+
+
+def parts_of(manifest: Mapping[str, Any] | None) -> set[str]:
+    """The part names a backup's manifest lists."""
+    return {p["part"] for p in (manifest or {}).get("parts", [])}
+
+
+def application_tag(application_id: Id) -> str:
+    return f"{_APPLICATION}={application_id}"
+
+
+def execution_tag(execution_id: Id) -> str:
+    """Every snapshot of one backup carries it: retention and cleanup forget by it alone
+    (after a catalog import the application may have a new id)."""
+    return f"{_EXECUTION}={execution_id}"
+
+
+def part_tag(part: str) -> str:
+    return f"{_PART}={part}"
+
+
+def snapshot_tags(application_id: Id, execution_id: Id, part: str) -> list[str]:
+    """The tags of one part's snapshot."""
+    return [application_tag(application_id), execution_tag(execution_id), part_tag(part)]
+
+
+def read_tags(tags: Iterable[str]) -> dict[str, str]:
+    """What a snapshot's tags say, by key (``application``, ``execution``, ``part``); tags
+    cairn did not write are left out."""
+    keys = (_APPLICATION, _EXECUTION, _PART)
+    pairs = (tag.partition("=") for tag in tags)
+    return {key: value for key, sep, value in pairs if sep and key in keys}
