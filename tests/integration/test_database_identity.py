@@ -33,7 +33,7 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import App, finished, make_app, run_backup, table_hashes
-from tests.support.bypass import start_restore_bypassing_the_api
+from tests.support.bypass import register_anew, restore_bypassing_the_api
 from tests.support.database import libpq_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -241,12 +241,7 @@ async def alias_app(
     the row: the API of an earlier release accepted it)."""
     spelling = spellings.get("hosts-alias") or spellings["socket-symlink"]
     app = await make_app(api, world, database_server, tmp_path_factory.mktemp("alias"))
-    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-        conn.execute(
-            "UPDATE applications SET platform_settings = jsonb_set(platform_settings,"
-            " '{database,host}', to_jsonb(%s::text)) WHERE id = %s",
-            (spelling.host, app.id),
-        )
+    register_anew(settings, app, "host", spelling.host)
     backup = await run_backup(api, world, app)
     assert backup["status"] == "succeeded", backup["error_message"]
     return app, backup
@@ -326,31 +321,14 @@ async def test_with_the_api_bypassed_the_run_fails_before_any_write(
     target = meta
     if how == "registration":  # the application itself registered as cairn's database
         target = ""
-        with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-            conn.execute(
-                "UPDATE applications SET platform_settings = jsonb_set(platform_settings,"
-                " '{database,dbname}', to_jsonb(%s::text)) WHERE id = %s",
-                (meta, app.id),
-            )
+        register_anew(settings, app, "dbname", meta)
     try:
-        restore_id = await start_restore_bypassing_the_api(
-            settings, temporal_client, app, backup, target
-        )
-        done = await wait_for(
-            api,
-            f"/api/v1/applications/{app.id}/restores/{restore_id}",
-            world.auth("owner"),
-            finished,
-            seconds=120,
+        done = await restore_bypassing_the_api(
+            api, world, settings, temporal_client, app, backup, target
         )
     finally:
         if how == "registration":
-            with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE applications SET platform_settings = jsonb_set(platform_settings,"
-                    " '{database,dbname}', to_jsonb(%s::text)) WHERE id = %s",
-                    (app.dbname, app.id),
-                )
+            register_anew(settings, app, "dbname", app.dbname)
     assert done["status"] == "failed"
     assert "metadata database" in done["error_message"], done["error_message"]
     assert catalog_hash(settings) == before
@@ -388,15 +366,8 @@ async def test_another_tenants_database_under_another_address_is_refused(
     response = await api.post(restore_url(app, backup), json=body, headers=world.auth("ws_admin"))
     problem = await expect(response, 422)
     assert "another application's database" in problem["detail"], problem
-    restore_id = await start_restore_bypassing_the_api(
-        settings, temporal_client, app, backup, neighbour.dbname
-    )
-    done = await wait_for(
-        api,
-        f"/api/v1/applications/{app.id}/restores/{restore_id}",
-        world.auth("owner"),
-        finished,
-        seconds=120,
+    done = await restore_bypassing_the_api(
+        api, world, settings, temporal_client, app, backup, neighbour.dbname
     )
     assert done["status"] == "failed"
     assert "another application's database" in done["error_message"], done["error_message"]

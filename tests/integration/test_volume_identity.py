@@ -18,9 +18,9 @@ from temporalio.client import Client
 
 from core.settings import Settings
 from devstack.postgres import PostgresServer
-from tests.support.api import ApiClient, World, expect, wait_for
-from tests.support.backups import App, finished, make_app, run_backup, tree_hashes
-from tests.support.bypass import start_restore_bypassing_the_api
+from tests.support.api import ApiClient, World, expect
+from tests.support.backups import App, make_app, run_backup, tree_hashes
+from tests.support.bypass import restore_bypassing_the_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -104,15 +104,8 @@ async def test_a_folder_that_became_another_tenants_is_refused_by_the_worker(
             409,
         )
         assert "a volume of another application" in problem["detail"]
-        restore_id = await start_restore_bypassing_the_api(
-            settings, temporal_client, second, backup, volumes=("uploads",)
-        )
-        done = await wait_for(
-            api,
-            f"/api/v1/applications/{second.id}/restores/{restore_id}",
-            world.auth("owner"),
-            finished,
-            seconds=120,
+        done = await restore_bypassing_the_api(
+            api, world, settings, temporal_client, second, backup, volumes=("uploads",)
         )
     finally:
         subprocess.run(["umount", str(target)], check=True)

@@ -12,21 +12,24 @@ from temporalio.client import Client
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.restore_details import RestoreDetails, StoredTarget
 from core.settings import Settings
-from tests.support.backups import App
+from tests.support.api import ApiClient, World, wait_for
+from tests.support.backups import App, finished
 from tests.support.database import libpq_url
 from workflows.restore import RestoreWorkflow
 
 
-async def start_restore_bypassing_the_api(
+async def restore_bypassing_the_api(
+    api: ApiClient,
+    world: World,
     settings: Settings,
     temporal_client: Client,
     app: App,
     backup: dict[str, Any],
     target: str = "",
     volumes: tuple[str, ...] = (),
-) -> str:
-    """What a registration or request made before a rule existed leaves: a row the API never
-    judged, run by the worker."""
+) -> dict[str, Any]:
+    """What a request made before a rule existed leaves: a row the API never judged, run by
+    the worker to its end; the restore as the API shows it then."""
     restore_id = str(uuid.uuid4())
     stored = StoredTarget(database_name=target) if target else None
     details = RestoreDetails(not volumes, list(volumes), stored)
@@ -48,4 +51,21 @@ async def start_restore_bypassing_the_api(
         id=f"restore-{restore_id}",
         task_queue=CONTROL_TASK_QUEUE,
     )
-    return restore_id
+    return await wait_for(
+        api,
+        f"/api/v1/applications/{app.id}/restores/{restore_id}",
+        world.auth("owner"),
+        finished,
+        seconds=120,
+    )
+
+
+def register_anew(settings: Settings, app: App, key: str, value: str) -> None:
+    """Changes one database setting of the application's row (``host``, ``dbname``), as a
+    registration accepted by an earlier release left it."""
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE applications SET platform_settings = jsonb_set(platform_settings,"
+            " %s, to_jsonb(%s::text)) WHERE id = %s",
+            (f"{{database,{key}}}", value, app.id),
+        )
