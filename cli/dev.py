@@ -23,7 +23,7 @@ from db import migrate
 from db.bootstrap import create_admin
 from db.session import make_engine, make_sessionmaker
 from devstack.postgres import running_server
-from devstack.processes import Port, port_problems, spawn
+from devstack.processes import RESTART_LIMIT, RESTART_WINDOW_SECONDS, Child, Port, port_problems
 from devstack.secrets_check import unopened_secrets
 from devstack.temporal import start_dev_server, wait_for_port
 
@@ -153,12 +153,35 @@ def _tail(log: Path, lines: int = 5) -> str:
     return ""
 
 
-def _exited(process: subprocess.Popen[bytes], logs: dict[int, Path]) -> click.ClickException:
-    log = logs[process.pid]
+def _exited(child: Child, after: str = "") -> click.ClickException:
     return click.ClickException(
-        f"the {log.stem} process exited with code {process.returncode}; the end of {log}:"
-        f"\n{_tail(log)}"
+        f"the {child.name} process exited ({child.exit_status()}){after}; the end of"
+        f" {child.log}:\n{_tail(child.log)}"
     )
+
+
+def _supervise(children: list[Child]) -> None:
+    """Restarts a worker or API that exited, saying so in one line; stops the stack (by
+    raising) when Temporal exits or a child crash-loops."""
+    for child in children:
+        if child.process.poll() is None:
+            continue
+        child.end_leftovers()
+        if child.args is None:
+            raise _exited(child)
+        now = time.monotonic()
+        if child.crash_looping(now):
+            raise _exited(
+                child,
+                f" after {RESTART_LIMIT} restarts within {RESTART_WINDOW_SECONDS:.0f}s, so it"
+                " is not restarted again: stopping everything",
+            )
+        status = child.exit_status()
+        child.restart(now)
+        click.echo(
+            f"restarted     the {child.name} process exited ({status}); restarted it as pid"
+            f" {child.process.pid} (log: {child.log})"
+        )
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -173,14 +196,12 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
-def _wait_ready(
-    api_url: str, processes: list[subprocess.Popen[bytes]], logs: dict[int, Path], seconds: float
-) -> None:
+def _wait_ready(api_url: str, children: list[Child], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise _exited(process, logs)
+        for child in children:
+            if child.process.poll() is not None:
+                raise _exited(child)
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200:
                 return
@@ -236,7 +257,8 @@ def dev(
     """Start PostgreSQL, the Temporal dev server and UI, migrations, the worker and the API.
 
     Every process it starts stops with it, however it ends (Ctrl-C, SIGTERM, a closed
-    terminal, kill -9). It checks its ports first and starts nothing while one is taken.
+    terminal, kill -9); a crashed worker or API is restarted, unless it crash-loops. It
+    checks its ports first and starts nothing while one is taken.
     """
     data_dir = data_dir.resolve()
     _check_ports(
@@ -282,8 +304,7 @@ def dev(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
 
-    processes: list[subprocess.Popen[bytes]] = []
-    process_logs: dict[int, Path] = {}
+    children: list[Child] = []  # in start order; stopped in reverse
     with running_server(data_dir) as pg:
         try:
             pg.create_database(dbname)
@@ -292,8 +313,7 @@ def dev(
             migrate.upgrade(database_url)
             master_key = _master_key(data_dir, database_url, dbname)
             temporal = start_dev_server(data_dir, temporal_port, ui_port, logs / "temporal.log")
-            processes.append(temporal)
-            process_logs[temporal.pid] = logs / "temporal.log"
+            children.append(Child("temporal", logs / "temporal.log", temporal))
             wait_for_port(temporal_port, temporal)
             env = {
                 **os.environ,
@@ -322,11 +342,10 @@ def dev(
                 _secret_file(token_file, asyncio.run(_new_admin_token(database_url)))
                 click.echo(f"created platform admin {ADMIN_EMAIL}; token in {token_file}")
             for role in ("worker", "api"):
-                log = logs / f"{role}.log"
-                processes.append(spawn([sys.executable, "-m", "cli.main", role], log, env=env))
-                process_logs[processes[-1].pid] = log
+                argv = [sys.executable, "-m", "cli.main", role]
+                children.append(Child.spawned(role, argv, logs / f"{role}.log", env))
             api_url = f"http://127.0.0.1:{api_port}"
-            _wait_ready(api_url, processes, process_logs, seconds=90)
+            _wait_ready(api_url, children, seconds=90)
             click.echo(f"API           {api_url}")
             click.echo(f"API docs      {api_url}/docs")
             click.echo(f"Temporal UI   http://127.0.0.1:{ui_port}")
@@ -340,12 +359,10 @@ def dev(
             if phase == "starting":
                 phase = "running"
             while phase == "running":
-                for process in processes:
-                    if process.poll() is not None:
-                        raise _exited(process, process_logs)
+                _supervise(children)
                 time.sleep(0.5)
         finally:
             phase = "stopping"
             with contextlib.suppress(OSError):
                 click.echo("stopping cairn")
-            _stop(processes)
+            _stop([child.process for child in children])

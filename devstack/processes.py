@@ -5,23 +5,34 @@ Temporal server, worker and API running on their ports; the next start then fail
 "address already in use" hidden in a log file. Each child now asks the kernel for SIGTERM
 when its parent dies (``PR_SET_PDEATHSIG``), and every port is checked, with the process
 holding it named, before anything starts.
+
+A worker or API that crashes is started again (``Child.restart``), so one crash does not
+take the whole stack down; one that keeps crashing is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import signal
 import socket
 import subprocess
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import psutil
 
 _PR_SET_PDEATHSIG = 1
+
+# A child restarted this many times within the window and crashing again crash-loops: a
+# restart would only hide why (a port, a setting, a missing tool), so cairn dev stops.
+RESTART_LIMIT: Final = 5
+RESTART_WINDOW_SECONDS: Final = 60.0
 
 
 def _die_with(parent: int) -> Callable[[], None]:
@@ -55,6 +66,45 @@ def spawn(
             start_new_session=True,
             preexec_fn=_die_with(os.getpid()),
         )
+
+
+@dataclass
+class Child:
+    """A process ``cairn dev`` started: its name, log, and how to start it again."""
+
+    name: str
+    log: Path
+    process: subprocess.Popen[bytes]
+    args: Sequence[str] | None = None  # None: never restarted (Temporal: its exit stops all)
+    env: dict[str, str] | None = None
+    restarts: deque[float] = field(default_factory=deque)
+
+    @classmethod
+    def spawned(cls, name: str, args: Sequence[str], log: Path, env: dict[str, str]) -> Child:
+        return cls(name, log, spawn(args, log, env), list(args), env)
+
+    def exit_status(self) -> str:
+        code = self.process.returncode
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+    def crash_looping(self, now: float) -> bool:
+        """Restarted ``RESTART_LIMIT`` times within the window already."""
+        while self.restarts and now - self.restarts[0] > RESTART_WINDOW_SECONDS:
+            self.restarts.popleft()
+        return len(self.restarts) >= RESTART_LIMIT
+
+    def end_leftovers(self) -> None:
+        """Kills what the exited process left in its process group (its own session): the
+        API's uvicorn workers would keep its port, the worker's restic would run on."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def restart(self, now: float) -> None:
+        assert self.args is not None
+        self.restarts.append(now)
+        self.process = spawn(self.args, self.log, self.env)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``cairn dev`` owns its children: they die with it, and a taken port stops it before start."""
+"""``cairn dev`` owns its children: they die with it, a crashed worker or API is restarted
+(a crash loop stops the stack), and a taken port stops it before start."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
 import psycopg
 import pytest
 
 from cli.dev import database_name
 from devstack.postgres import PostgresServer, answers
-from devstack.processes import Port, port_problems
+from devstack.processes import RESTART_LIMIT, Port, port_problems
 from tests.conftest import free_port
 from tests.integration.test_processes import _wait_for, cairn
 
@@ -103,6 +105,95 @@ def test_children_die_with_cairn_dev(tmp_path: Path, kill: signal.Signals) -> No
         os.kill(stack.process.pid, kill)
         code = stack.process.wait(timeout=60)
         assert code == (0 if kill == signal.SIGHUP else -signal.SIGKILL)
+        _wait_until_gone(stack.children, stack.ports)
+
+
+def _role(stack: Stack, role: str, other_than: int | None = None) -> psutil.Process:
+    """The ``cairn worker`` or ``cairn api`` child of ``cairn dev`` (a new one, if asked)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert stack.process.poll() is None, stack.log.read_text()
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(stack.process.pid).children():
+                if f"cli.main {role}" in " ".join(child.cmdline()) and child.pid != other_than:
+                    return child
+        time.sleep(0.1)
+    pytest.fail(f"no new {role} process: {stack.log.read_text()}")
+
+
+def _ready(stack: Stack) -> None:
+    """The API's /readyz answers 200: the API serves and a worker polls both queues."""
+    url = f"http://127.0.0.1:{stack.ports['--api-port']}/readyz"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    pytest.fail(f"/readyz did not answer 200: {stack.log.read_text()}")
+
+
+def _restarted(stack: Stack, role: str, pid: int) -> psutil.Process:
+    """SIGKILLs the child ``pid``; the line cairn dev prints, and the new child."""
+    os.kill(pid, signal.SIGKILL)
+    said = f"the {role} process exited (killed by SIGKILL); restarted it as pid"
+    _wait_for(stack.log, said, stack.process, seconds=30)
+    return _role(stack, role, other_than=pid)
+
+
+GAVE_UP = "so it is not restarted again"
+
+
+def _killed_and_restarted(stack: Stack, child: psutil.Process) -> bool:
+    """SIGKILLs ``child``: True once cairn dev restarted it, False once it gave up."""
+    restarts = stack.log.read_text().count("restarted it as pid")
+    with contextlib.suppress(psutil.NoSuchProcess):
+        child.kill()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        said = stack.log.read_text()
+        if GAVE_UP in said:
+            return False
+        if said.count("restarted it as pid") > restarts:
+            return True
+        time.sleep(0.1)
+    pytest.fail(f"neither restarted nor given up: {stack.log.read_text()}")
+
+
+def test_a_killed_worker_is_restarted_and_the_stack_still_stops_cleanly(tmp_path: Path) -> None:
+    with _dev(tmp_path) as stack:
+        _wait_for(stack.log, "cairn is running", stack.process, seconds=120)
+        worker_log = tmp_path / "data" / "logs" / "worker.log"
+        served = worker_log.read_text().count("worker serving")
+        first = _role(stack, "worker")
+        second = _restarted(stack, "worker", first.pid)
+        deadline = time.monotonic() + 60
+        while worker_log.read_text().count("worker serving") == served:
+            assert time.monotonic() < deadline, worker_log.read_text()[-3000:]
+            assert second.is_running(), worker_log.read_text()[-3000:]
+            time.sleep(0.5)
+        _ready(stack)
+        stack.look()
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(timeout=60) == 0, stack.log.read_text()
+        _wait_until_gone(stack.children, stack.ports)
+
+
+def test_an_api_that_keeps_crashing_stops_the_stack(tmp_path: Path) -> None:
+    with _dev(tmp_path) as stack:
+        _wait_for(stack.log, "cairn is running", stack.process, seconds=120)
+        api = _restarted(stack, "api", _role(stack, "api").pid)
+        _ready(stack)  # the new API serves: the killed one's uvicorn workers left its port
+        for _ in range(4 * RESTART_LIMIT):  # the window may drop an early restart: kill on
+            stack.look()
+            if not _killed_and_restarted(stack, api):
+                break
+            api = _role(stack, "api", other_than=api.pid)
+        assert stack.process.wait(timeout=60) == 1, stack.log.read_text()
+        said = stack.log.read_text()
+        assert GAVE_UP in said
+        assert f"the api process exited (killed by SIGKILL) after {RESTART_LIMIT} restarts" in said
+        assert "stopping everything" in said
         _wait_until_gone(stack.children, stack.ports)
 
 
