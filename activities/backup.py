@@ -61,6 +61,7 @@ from db.models import (
     BackupStorage,
 )
 from db.runs import lock_application, newest_success, settle
+from repository import names
 from repository.store import repository_bytes
 from services.runs import RunInProgress, claim_application
 
@@ -85,7 +86,7 @@ class Context:
 
 
 def _tags(ctx: Context, part: str) -> list[str]:
-    return [f"application={ctx.application.id}", f"execution={ctx.execution.id}", f"part={part}"]
+    return names.snapshot_tags(ctx.application.id, ctx.execution.id, part)
 
 
 def _human(n: int) -> str:
@@ -347,7 +348,7 @@ class BackupActivities:
         """The database into one snapshot; the figures verification compares come with it."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
         platform = self._platform(ctx)
-        tags = _tags(ctx, "database")
+        tags = _tags(ctx, names.DATABASE)
         try:
             await self._ensure_repository(ctx.repo)
             retried = activity.info().attempt > 1
@@ -368,7 +369,7 @@ class BackupActivities:
             raise to_application_error(exc) from None
         # The figures restore verification compares were taken inside the dump's snapshot.
         return PartResult(
-            "database",
+            names.DATABASE,
             dump.snapshot_id,
             dump.bytes_processed,
             dump.data_added,
@@ -386,7 +387,7 @@ class BackupActivities:
         """One volume into the repository; incremental reuses the previous snapshot as parent."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
         platform = self._platform(ctx)
-        part = f"volume:{job.volume}"
+        part = names.volume_part(job.volume)
         try:
             await self._ensure_repository(ctx.repo)
             existing = await self._existing(ctx, part)
@@ -397,7 +398,7 @@ class BackupActivities:
                 previous = await asyncio.to_thread(
                     self.restic.snapshots,
                     ctx.repo,
-                    [f"application={ctx.application.id}", f"part={part}"],
+                    [names.application_tag(ctx.application.id), names.part_tag(part)],
                 )
                 parent = previous[-1].id if previous else None
             upload = await with_progress(
@@ -433,7 +434,7 @@ class BackupActivities:
         except AdapterError as exc:
             raise to_application_error(exc) from None
         parts = [*job.parts, config] if config else job.parts
-        database = next((p for p in parts if p.part == "database"), None)
+        database = next((p for p in parts if p.part == names.DATABASE), None)
         manifest = {
             "execution_id": job.execution_id,
             "application_id": str(ctx.application.id),
@@ -445,19 +446,19 @@ class BackupActivities:
             "snapshot": {"consistent": job.snapshot.consistent, "note": job.snapshot.note},
             "database": database.details if database else None,
             "volumes": {
-                p.part.removeprefix("volume:"): {"files": p.files, "bytes": p.bytes_processed}
+                volume: {"files": p.files, "bytes": p.bytes_processed}
                 for p in parts
-                if p.part.startswith("volume:")
+                if (volume := names.volume_of(p.part)) is not None
             },
             "tools": await asyncio.to_thread(self._tool_versions),
             "repository": str(ctx.repo.path),
         }
         try:
-            existing = await self._existing(ctx, "manifest")
+            existing = await self._existing(ctx, names.MANIFEST)
             if existing is None:
                 manifest_id = await heartbeating(
                     asyncio.to_thread(
-                        self._store_manifest, ctx.repo, manifest, _tags(ctx, "manifest")
+                        self._store_manifest, ctx.repo, manifest, _tags(ctx, names.MANIFEST)
                     )
                 )
             else:
@@ -469,19 +470,19 @@ class BackupActivities:
 
     async def _export_config(self, ctx: Context) -> PartResult | None:
         """The platform's configuration objects, stored beside the data; None: it has none."""
-        existing = await self._existing(ctx, "config")
+        existing = await self._existing(ctx, names.CONFIG)
         if existing is not None:
             return existing
         platform = self._platform(ctx)
         upload = await heartbeating(
             asyncio.to_thread(
-                platform.export_config, str(ctx.execution.id), ctx.repo, _tags(ctx, "config")
+                platform.export_config, str(ctx.execution.id), ctx.repo, _tags(ctx, names.CONFIG)
             )
         )
         if upload is None:
             return None
         return PartResult(
-            "config",
+            names.CONFIG,
             upload.snapshot_id,
             upload.bytes_processed,
             upload.data_added,
@@ -524,7 +525,7 @@ class BackupActivities:
     def _store_manifest(self, repo: Repository, manifest: dict[str, Any], tags: list[str]) -> str:
         """The manifest travels with the data, so a restore without cairn can still read it."""
         with tempfile.TemporaryDirectory(prefix="cairn-manifest-") as tmp:
-            Path(tmp, "manifest.json").write_text(json.dumps(manifest, indent=2))
+            Path(tmp, names.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
             return self.restic.backup_paths(repo, Path(tmp), tags).snapshot_id
 
     def _tool_versions(self) -> dict[str, str]:
@@ -573,7 +574,7 @@ class BackupActivities:
             async with self.sessions() as session:
                 ctx = await self._context(session, execution_id)
             await heartbeating(
-                asyncio.to_thread(self._forget, ctx.repo, [f"execution={execution_id}"])
+                asyncio.to_thread(self._forget, ctx.repo, [names.execution_tag(execution_id)])
             )
             await asyncio.to_thread(self._platform(ctx).release, execution_id)
         except (ApplicationError, AdapterError, OSError) as exc:

@@ -69,6 +69,7 @@ from db.models import (
     RestoreDrillPolicy,
 )
 from db.runs import newest_success, settle
+from repository import names
 
 ACTOR = audit.Actor(label="system:restore-drill")
 # Each SQL check runs in its own read-only transaction under this statement timeout.
@@ -158,12 +159,9 @@ class DrillActivities(ReadingActivities):
                     details={"backup_id": str(execution.id), "workflow_id": begin.workflow_id},
                 )
             await session.commit()
-            parts = [p["part"] for p in (execution.metadata_ or {}).get("parts", [])]
+            parts = names.parts_of(execution.metadata_)
             return DrillPlan(
-                str(drill.id),
-                str(execution.id),
-                "database" in parts,
-                sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:")),
+                str(drill.id), str(execution.id), names.DATABASE in parts, names.volumes_in(parts)
             )
 
     @activity.defn
@@ -183,7 +181,7 @@ class DrillActivities(ReadingActivities):
         """Restores the dump into the scratch database; the dump's bytes, which it read back."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, drill_id))
         platform = self._platform(loaded.application)
-        part = loaded.part("database")
+        part = loaded.part(names.DATABASE)
         snapshot = str(part["snapshot_id"])
         try:
             await with_progress(
@@ -200,7 +198,7 @@ class DrillActivities(ReadingActivities):
         """Restores one volume's snapshot into the drill's scratch area."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.drill_id))
         platform = self._platform(loaded.application)
-        snapshot = loaded.snapshot(f"volume:{job.volume}")
+        snapshot = loaded.snapshot(names.volume_part(job.volume))
         try:
             # to its end: the cleanup must not race a restic still writing into the folder
             return await to_completion(
@@ -225,7 +223,9 @@ class DrillActivities(ReadingActivities):
         except AdapterError as exc:
             raise to_application_error(exc) from None
         figures = matches_manifest(loaded.manifest, measured)
-        volumes = {k.removeprefix("volume:"): v for k, v in figures.items() if k != "tables"}
+        volumes = {
+            volume: v for k, v in figures.items() if (volume := names.volume_of(k)) is not None
+        }
         matched = [f"{figures['tables']} tables' row counts"] if plan.database else []
         matched += [
             f"{name}: {v['files']} files, {v['bytes']} bytes" for name, v in volumes.items()

@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.states import FINISHED, RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
+from repository import names
 from repository.store import open_repository
 from services.policies import policy_rule, retention_plan
 
@@ -120,7 +121,7 @@ class RetentionActivities:
         """By execution tag alone: after a catalog import the application may have a new id,
         while its older snapshots still carry the one they were made under."""
         for execution in executions:
-            snapshots = self.restic.snapshots(repo, [f"execution={execution}"])
+            snapshots = self.restic.snapshots(repo, [names.execution_tag(execution)])
             if snapshots:
                 self.restic.forget(repo, [s.id for s in snapshots])
 

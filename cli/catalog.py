@@ -1,6 +1,6 @@
 """``cairn catalog import``: rebuilds backup records from a storage, for a lost metadata DB.
 
-Every repository in a storage carries a key file (``repository.store.KEY_FILE``) with its
+Every repository in a storage carries a key file (``repository.names.KEY_FILE``) with its
 password sealed under the master key, and every completed backup a manifest snapshot. With
 the same ``CAIRN_MASTER_KEY`` and the storage, the import recreates what restores need: the
 storage row (same id, when it is gone), each repository's row (its password sealed again for
@@ -35,7 +35,7 @@ from db import audit
 from db.models import Application, BackupExecution, BackupRepository, BackupStorage, Workspace
 from db.quota import allocated_gb
 from db.session import make_engine, make_sessionmaker
-from repository import store
+from repository import names, store
 from repository.store import KEY_FORMAT, relative_path, seal_password
 
 ACTOR = audit.Actor(label="system:catalog-import")
@@ -66,7 +66,7 @@ class Report:
 
 
 def _read_manifest(restic: Restic, repo: Repository, snapshot_id: str) -> dict[str, Any]:
-    proc = restic.dump(repo, snapshot_id, "manifest.json")
+    proc = restic.dump(repo, snapshot_id, names.MANIFEST_FILE)
     assert proc.stdout is not None
     data = proc.stdout.read()
     restic.finish_dump(repo, proc)
@@ -102,7 +102,7 @@ def read_storage(settings: Settings, restic: Restic, root: Path) -> list[Found]:
             ) from None
         repo = Repository(path=key_file.parent, password=password)
         try:
-            snapshots = restic.snapshots(repo, ["part=manifest"])
+            snapshots = restic.snapshots(repo, [names.part_tag(names.MANIFEST)])
             manifests = [(s.id, s.time, _read_manifest(restic, repo, s.id)) for s in snapshots]
         except ResticError as exc:
             raise ImportRefused(f"repository {relative} unreadable: {exc.message}") from None

@@ -21,6 +21,7 @@ from cli.output import (
     when,
 )
 from cli.runs import RunKind
+from repository import names
 
 COLUMNS: list[Field] = [
     ("id", "id"),
@@ -72,10 +73,10 @@ def _overwritten(
     target: bool,
 ) -> list[str]:
     """The live data this restore replaces, in words (empty: it replaces nothing)."""
-    parts = {p["part"] for p in (backup.get("metadata") or {}).get("parts", [])}
+    parts = names.parts_of(backup.get("metadata"))
     if not database and not volumes and not config:  # full: everything the backup holds
-        database, config = "database" in parts, "config" in parts
-        volumes = sorted(p.removeprefix("volume:") for p in parts if p.startswith("volume:"))
+        database, config = names.DATABASE in parts, names.CONFIG in parts
+        volumes = names.volumes_in(parts)
     platform = application.get("platform") or {}
     out = []
     if database and not target:

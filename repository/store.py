@@ -27,9 +27,9 @@ from adapters.storage_backend import folder_usage
 from core import crypto, secret_contexts
 from core.settings import Settings
 from db.models import Application, BackupRepository, BackupStorage, Workspace
+from repository.names import KEY_FILE
 
 log = logging.getLogger(__name__)
-KEY_FILE = "cairn-repository.json"
 KEY_FORMAT = 1
 
 

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.notify import FailureEvent
     from core.states import RunStatus
+    from repository.names import volume_part
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
     from workflows.step_kinds import (
@@ -118,7 +119,7 @@ class RestoreDrillWorkflow:
             checkpoint()
         for volume in plan.volumes:
             self.step = f"restore volume {volume}"
-            self.notes[f"volume:{volume}"] = await steps.restore_drill_volume(
+            self.notes[volume_part(volume)] = await steps.restore_drill_volume(
                 DrillVolume(plan.drill_id, volume), cancellation_type=WAIT, **TRANSFER
             )
             checkpoint()

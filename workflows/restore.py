@@ -9,6 +9,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.notify import FailureEvent
     from contracts.restore import FinishRestore, RestorePlan, VolumeJob
     from core.states import RunStatus
+    from repository.names import CONFIG, DATABASE, volume_part
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
     from workflows.step_kinds import (
@@ -81,7 +82,7 @@ class RestoreWorkflow:
             checkpoint()
             if plan.database:
                 self.step = "restore database"
-                self.notes["database"] = await steps.restore_database(
+                self.notes[DATABASE] = await steps.restore_database(
                     plan.restore_id,
                     summary="restore the database",
                     cancellation_type=WAIT,
@@ -90,7 +91,7 @@ class RestoreWorkflow:
                 checkpoint()
             for volume in plan.volumes:
                 self.step = f"restore volume {volume}"
-                self.notes[f"volume:{volume}"] = await steps.restore_volume(
+                self.notes[volume_part(volume)] = await steps.restore_volume(
                     VolumeJob(plan.restore_id, volume),
                     summary=f"restore volume {volume}",
                     cancellation_type=WAIT,
@@ -99,7 +100,7 @@ class RestoreWorkflow:
                 checkpoint()
             if plan.config and workflow.patched(CONFIG_PART):
                 self.step = "restore config"
-                self.notes["config"] = await steps.restore_config(
+                self.notes[CONFIG] = await steps.restore_config(
                     plan.restore_id,
                     summary="restore the configuration objects",
                     cancellation_type=WAIT,
