@@ -4,28 +4,17 @@ Workflow ids are UUIDs; an operator scanning the UI needs the application, works
 storage and what started the run. Every starter (API runs, storage jobs, policy schedules)
 takes its wording from here, as Temporal's static summary and details (user metadata: not
 part of the workflow's input, never read by the workflow, so replay is unaffected). Names
-only: no URL, user name or secret ever goes into them.
+only: no URL, user name or secret ever goes into them. The names are read by
+``db/run_names.py``: this module only words them.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from core.restore_details import RestoreDetails
-from db.models import (
-    Application,
-    BackupExecution,
-    BackupRestore,
-    BackupStorage,
-    RestoreDrill,
-    Workspace,
-)
 
 SUMMARY_LIMIT = 200  # one line in the UI's list; names can be long
 TRIGGERS = {
@@ -121,36 +110,12 @@ def storage(names: Names, action: str) -> RunText:
     )
 
 
-async def lookup(
-    session: AsyncSession,
-    workspace_id: uuid.UUID,
-    application_id: uuid.UUID | None = None,
-    storage_id: uuid.UUID | None = None,
-) -> Names:
-    """The names of a run's workspace, application and storage (ids for rows not found)."""
-    workspace = await session.scalar(select(Workspace.name).where(Workspace.id == workspace_id))
-    application = storage = None
-    if application_id is not None:
-        application = await session.scalar(
-            select(Application.name).where(Application.id == application_id)
-        )
-    if storage_id is not None:
-        storage = await session.scalar(
-            select(BackupStorage.name).where(BackupStorage.id == storage_id)
-        )
-    return Names(
-        workspace=workspace or str(workspace_id),
-        application=application or (str(application_id) if application_id else None),
-        storage=storage or (str(storage_id) if storage_id else None),
-    )
-
-
-def _taken(backup: BackupExecution | None) -> str:
-    started: datetime | None = backup.started_at if backup else None
+def taken(started: datetime | None) -> str:
+    """When the backup a restore or drill reads was taken, in the UI's words."""
     return started.strftime("%Y-%m-%d %H:%M UTC") if started else "(unknown)"
 
 
-def _restored(details: RestoreDetails) -> tuple[list[str], str | None]:
+def restored(details: RestoreDetails) -> tuple[list[str], str | None]:
     """What a restore row says it restores, and the other database's name if any."""
     parts = ["database"] if details.database else []
     parts += [f"volume {v}" for v in details.volumes]
@@ -160,40 +125,3 @@ def _restored(details: RestoreDetails) -> tuple[list[str], str | None]:
         url = target.database_url
         into = target.database_name or (urlsplit(url).path.lstrip("/") if url else None)
     return parts, into
-
-
-async def for_run(session: AsyncSession, application: Application, workflow_id: str) -> RunText:
-    """The text of the backup, restore or drill whose row (already flushed) has
-    ``workflow_id``."""
-    execution = await session.scalar(
-        select(BackupExecution).where(BackupExecution.workflow_id == workflow_id)
-    )
-    if execution is not None:
-        names = await lookup(
-            session, application.workspace_id, application.id, execution.storage_id
-        )
-        return backup(names, execution.trigger)
-    restore_row = await session.scalar(
-        select(BackupRestore).where(BackupRestore.workflow_id == workflow_id)
-    )
-    if restore_row is not None:
-        source = await session.get(BackupExecution, restore_row.backup_execution_id)
-        names = await lookup(
-            session, application.workspace_id, application.id, source.storage_id if source else None
-        )
-        parts, into = _restored(RestoreDetails.from_dict(restore_row.details))
-        return restore(names, restore_row.restore_type, parts, into, _taken(source))
-    drill_row = await session.scalar(
-        select(RestoreDrill).where(RestoreDrill.workflow_id == workflow_id)
-    )
-    if drill_row is None:
-        raise LookupError(f"no backup, restore or drill row has workflow id {workflow_id}")
-    source = (
-        await session.get(BackupExecution, drill_row.backup_execution_id)
-        if drill_row.backup_execution_id
-        else None
-    )
-    names = await lookup(
-        session, application.workspace_id, application.id, source.storage_id if source else None
-    )
-    return drill(names, drill_row.trigger, _taken(source))

@@ -38,6 +38,7 @@ from core import run_summary
 from core.search_attributes import for_run
 from core.settings import Settings
 from core.states import BackupType, Trigger
+from db import run_names
 from db.models import Application, BackupPolicy, BackupStorage, Workspace
 from schedules.store import create_or_update
 
@@ -131,7 +132,7 @@ async def upsert(
     if names is None:
         session = async_object_session(policy)
         assert session is not None  # the API's policy row, attached to its request session
-        names = await run_summary.lookup(
+        names = await run_names.lookup(
             session, application.workspace_id, application.id, policy.storage_id
         )
     schedule = build(policy, application, settings, pause_note, names)

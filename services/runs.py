@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 from temporalio.client import Client, WorkflowHandle
 
 from contracts.task_queues import CONTROL_TASK_QUEUE
-from core import run_summary
 from core.search_attributes import for_run
 from core.states import Trigger
+from db import run_names
 from db.models import Application
 from db.runs import live_run_of, lock_application
 
@@ -78,7 +78,7 @@ async def start_run(
     for the Temporal UI (from the run's row, flushed before in the application's session)."""
     session = async_object_session(application)
     assert session is not None  # the application was loaded in the caller's session
-    text = await run_summary.for_run(session, application, workflow_id)
+    text = await run_names.for_run(session, application, workflow_id)
     try:
         return await temporal.start_workflow(
             workflow,

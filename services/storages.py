@@ -25,7 +25,7 @@ from core.search_attributes import WORKSPACE_ID
 from core.settings import Settings
 from core.states import RunStatus, StorageStatus
 from core.units import whole_gb
-from db import audit
+from db import audit, run_names
 from db.models import BackupExecution, BackupPolicy, BackupStorage
 from db.quota import allocated_gb, lock_workspace
 from services.errors import Conflict, NotFound, TemporalUnavailable, Unsupported
@@ -121,7 +121,7 @@ async def _start(
     action: str,
 ) -> None:
     """Starts a storage job, filterable by ``WorkspaceId`` and summed up in words in the UI."""
-    names = await run_summary.lookup(session, storage.workspace_id, storage_id=storage.id)
+    names = await run_names.lookup(session, storage.workspace_id, storage_id=storage.id)
     text = run_summary.storage(names, action)
     try:
         await temporal.start_workflow(

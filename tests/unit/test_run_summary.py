@@ -13,7 +13,7 @@ def test_a_restore_into_another_database_names_only_the_database() -> None:
         "volumes": [],
         "target": {"database_url": "postgresql://shop@db.internal:5432/shop_copy"},
     }
-    parts, into = run_summary._restored(RestoreDetails.from_dict(details))
+    parts, into = run_summary.restored(RestoreDetails.from_dict(details))
     text = run_summary.restore(Names("acme", "shop", "main"), "selective", parts, into, "today")
     assert text.summary == "Selective restore of shop (acme), into database shop_copy"
     assert "Restores: database, into database shop_copy" in text.details
