@@ -20,6 +20,7 @@ from core import crypto
 from core.boundaries import AdminOnly, BoundaryError
 from db.availability import database_unavailable
 from services import errors
+from services.runs import LivenessUnknown, RunInProgress, RunNotStarted
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,27 @@ def refused(exc: BoundaryError) -> Problem:
 
 
 @contextmanager
-def refusals() -> Iterator[None]:
-    """The domain's refusals (``services.errors``, and ``core.boundaries``' for a request
-    that reaches outside its application) as the API's problems: their one mapping."""
+def refusals(starting: str = "run") -> Iterator[None]:
+    """The domain's refusals (``services.errors``, ``services.runs``' for a run that cannot
+    start, named ``starting``, and ``core.boundaries``' for a request that reaches outside its
+    application) as the API's problems: their one mapping."""
     try:
         yield
+    except RunInProgress as exc:
+        raise conflict(
+            f"{exc}; wait for it or cancel it before starting a {starting}",
+            running_workflow_id=exc.workflow_id,
+        ) from None
+    except LivenessUnknown as exc:
+        raise temporal_unavailable(
+            "the state of running work cannot be checked",
+            exc.cause,
+            "nothing was changed, retry later",
+        ) from exc
+    except RunNotStarted as exc:
+        raise temporal_unavailable(
+            f"the {starting} could not be started", exc.cause, "nothing was recorded"
+        ) from exc
     except errors.Invalid as exc:
         raise invalid_fields(field_errors(exc.errors, "body")) from exc
     except errors.NotFound as exc:

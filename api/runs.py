@@ -1,13 +1,12 @@
-"""A run (backup, restore, drill) as the API answers about it, the same way for each: the
-refusals of a run that cannot start, its timeline, its settled state, its cancellation."""
+"""A run (backup, restore, drill) as the API answers about it, the same way for each: its
+timeline, its settled state, its cancellation (a run that cannot start is refused by
+``api/problems.py::refusals``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +19,6 @@ from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.run_outcome import is_live
 from db import audit
 from db.runs import Run, kind_of, still_running
-from services.runs import LivenessUnknown, RunInProgress, RunNotStarted
 from workflows.settle_runs import SETTLE_RUNS_WORKFLOW
 
 log = logging.getLogger(__name__)
@@ -30,29 +28,6 @@ SETTLE_WAIT_SECONDS = 15.0
 # however many clients poll it at once: the read that settles a row also shows its steps,
 # and a burst of polls shares it, while no answer is more than a moment old.
 POLL_FRESH_SECONDS = 0.25
-
-
-@contextmanager
-def refusals(what: str) -> Iterator[None]:
-    """The answers for a run that cannot start: 409 while another run of the application is
-    live, 503 while Temporal cannot say so or does not take the run."""
-    try:
-        yield
-    except RunInProgress as exc:
-        raise conflict(
-            f"{exc}; wait for it or cancel it before starting a {what}",
-            running_workflow_id=exc.workflow_id,
-        ) from None
-    except LivenessUnknown as exc:
-        raise temporal_unavailable(
-            "the state of running work cannot be checked",
-            exc.cause,
-            "nothing was changed, retry later",
-        ) from exc
-    except RunNotStarted as exc:
-        raise temporal_unavailable(
-            f"the {what} could not be started", exc.cause, "nothing was recorded"
-        ) from exc
 
 
 async def with_timeline(body: dict[str, Any], temporal: Client | None, row: Run) -> dict[str, Any]:

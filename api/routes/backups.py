@@ -21,7 +21,6 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import refusals
 from api.runs import cancel_run, settled_view, with_timeline
-from api.runs import refusals as run_refusals
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
 from api.temporal_links import run_url
 from core.settings import Settings
@@ -48,7 +47,7 @@ async def trigger_backup(
     idempotency_key: IdempotencyKey = None,
     body: BackupTrigger | None = None,
 ) -> dict[str, Any]:
-    with refusals(), run_refusals("backup"):
+    with refusals(starting="backup"):
         execution = await backups.request_backup(
             session, temporal, access.workspace.principal.actor, access.application, idempotency_key
         )

@@ -22,7 +22,6 @@ from api.deps import (
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import not_found, refusals
-from api.runs import refusals as run_refusals
 from api.runs import settled_view, with_timeline
 from api.schemas.drills import DrillDetail, DrillOut, DrillPolicyIn, DrillPolicyOut, DrillPolicyRow
 from api.temporal_links import run_url
@@ -125,7 +124,7 @@ async def start_drill(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Runs a drill of the newest successful backup now."""
-    with refusals(), run_refusals("drill"):
+    with refusals(starting="drill"):
         drill = await service.request_drill(
             session,
             temporal,

@@ -20,7 +20,6 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import not_found, refusals
 from api.runs import cancel_run, settled_view, with_timeline
-from api.runs import refusals as run_refusals
 from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
 from api.temporal_links import run_url
 from core.settings import Settings
@@ -45,7 +44,7 @@ async def start_restore(
     temporal: TemporalDep,
 ) -> dict[str, Any]:
     principal = access.workspace.principal
-    with refusals(), run_refusals("restore"):
+    with refusals(starting="restore"):
         restore = await restores.request_restore(
             session,
             temporal,
