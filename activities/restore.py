@@ -223,6 +223,8 @@ class RestoreActivities(ReadingActivities):
             )
             await with_progress(lambda _p: self.restic.check(loaded.repo, read_data=True))
         except ResticError as exc:
+            if exc.exit_code is None or exc.retryable:  # restic never judged the data:
+                raise to_application_error(exc) from None  # a refused or unreachable storage
             raise fatal(f"the backup failed verification: {exc.message}", "CorruptBackup") from None
         return f"{count} snapshots present; repository data read back intact"
 

@@ -49,8 +49,6 @@ from adapters.restic import BackupResult, Progress, Repository, Restic, ResticEr
 
 logger = logging.getLogger(__name__)
 
-_MESSAGE_LIMIT: Final = 4000
-
 # Seconds libpq waits for a connection; without it an unreachable host hangs for minutes.
 _CONNECT_TIMEOUT: Final = "15"
 
@@ -148,10 +146,11 @@ class DumpError(AdapterError):
 
 
 def _clean(text: str, target: PgTarget) -> str:
-    """The tools never print the password; make sure a message cannot carry it anyway."""
+    """The tools never print the password; make sure a message cannot carry it anyway.
+
+    Their first error is the cause (pg_restore lists the ones that follow from it), so a
+    long text keeps its start (``AdapterError`` shortens it and logs the whole)."""
     text = text.strip()
-    if len(text) > _MESSAGE_LIMIT:
-        text = "…" + text[-_MESSAGE_LIMIT:]
     if target.password and target.password in text:
         text = text.replace(target.password, "********")
     return text or "no message"
@@ -304,10 +303,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _read_tail(errors: IO[bytes]) -> str:
-    errors.seek(0, os.SEEK_END)
-    errors.seek(max(0, errors.tell() - 64 * 1024))
-    return errors.read().decode(errors="replace")
+def _read_start(errors: IO[bytes]) -> str:
+    """The first 64 KiB the tool wrote: its first error, the cause, is there."""
+    errors.seek(0)
+    return errors.read(64 * 1024).decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -509,7 +508,7 @@ def _stream_into_restic(
         # Closing our end lets pg_dump fail on a broken pipe if restic stopped reading.
         proc.stdout.close()
         exit_code = proc.wait()
-        stderr = _read_tail(errors)
+        stderr = _read_start(errors)
 
     if exit_code != 0:
         failure = _failure("pg_dump", exit_code, stderr, target)
@@ -634,7 +633,7 @@ def _run_restore(command: list[str], target: PgTarget, stdin: IO[bytes] | None) 
         except BaseException:
             _stop(proc)
             raise
-        return exit_code, _read_tail(errors)
+        return exit_code, _read_start(errors)
 
 
 def _restore_streamed(
