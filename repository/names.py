@@ -27,11 +27,22 @@ DATABASE: Final = "database"
 CONFIG: Final = "config"
 MANIFEST: Final = "manifest"
 _VOLUME: Final = "volume:"
+# Continuous archiving (docs/pitr.md): shipped WAL and physical base backups, one snapshot each
+# per shipment, outside any execution; what each holds is in its archive tags below.
+WAL: Final = "wal"
+BASE_BACKUP: Final = "base-backup"
+BASE_BACKUP_FILE: Final = "base.tar"
+"""The only file of a base backup's snapshot: ``pg_basebackup --format=tar`` as streamed."""
 
 # Tag keys: ``<key>=<value>``.
 _APPLICATION: Final = "application"
 _EXECUTION: Final = "execution"
 _PART: Final = "part"
+# What an archive snapshot holds: its first and last WAL segment, whether the last one is a
+# ``.partial``, and the server time up to which every commit is in it (``until``); a base
+# backup's first segment, the server time it is consistent from (``from``), the server's major
+# version.
+ARCHIVE_KEYS: Final = ("wal-first", "wal-last", "wal-partial", "until", "from", "major")
 
 Id = uuid.UUID | str
 
@@ -75,9 +86,19 @@ def snapshot_tags(application_id: Id, execution_id: Id, part: str) -> list[str]:
     return [application_tag(application_id), execution_tag(execution_id), part_tag(part)]
 
 
+def archive_tags(application_id: Id, part: str, values: Mapping[str, str]) -> list[str]:
+    """The tags of a WAL or base backup snapshot; ``values`` are keyed by ``ARCHIVE_KEYS``."""
+    unknown = set(values) - set(ARCHIVE_KEYS)
+    if unknown:
+        raise ValueError(f"not an archive tag: {sorted(unknown)}")
+    return [application_tag(application_id), part_tag(part)] + [
+        f"{key}={value}" for key, value in values.items()
+    ]
+
+
 def read_tags(tags: Iterable[str]) -> dict[str, str]:
-    """What a snapshot's tags say, by key (``application``, ``execution``, ``part``); tags
-    cairn did not write are left out."""
-    keys = (_APPLICATION, _EXECUTION, _PART)
+    """What a snapshot's tags say, by key (``application``, ``execution``, ``part`` and the
+    ``ARCHIVE_KEYS``); tags cairn did not write are left out."""
+    keys = (_APPLICATION, _EXECUTION, _PART, *ARCHIVE_KEYS)
     pairs = (tag.partition("=") for tag in tags)
     return {key: value for key, sep, value in pairs if sep and key in keys}

@@ -6,6 +6,8 @@ set -euo pipefail
 missing=()
 command -v restic >/dev/null 2>&1 || missing+=(restic)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+# point-in-time recovery runs a scratch server (initdb, pg_ctl): Debian's server binaries
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 [ ${#missing[@]} -eq 0 ] && exit 0

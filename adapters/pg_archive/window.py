@@ -1,0 +1,205 @@
+"""Which moments an application's archive can restore, read from its snapshots' tags alone.
+
+Every WAL shipment names its first and last segment, whether the last one is still a
+``.partial``, and the server time up to which every commit is inside it (``until``). A
+moment ``t`` is restorable from a base backup when the backup is consistent at or before
+``t`` and every segment from the backup's first one up to a shipment reaching past ``t`` is
+present: complete, or the ``.partial`` of that shipment itself. A segment missing from the
+storage therefore shows as a gap, and a restore into it is refused instead of restoring less.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from adapters.restic import Snapshot
+from repository import names
+
+SEGMENT_BYTES = 16 * 1024 * 1024
+"""The only WAL segment size this slice archives (PostgreSQL's default); others are refused."""
+_PER_LOG = 2**32 // SEGMENT_BYTES
+SEGMENT_NAME = re.compile(r"^[0-9A-F]{24}$")
+
+
+def segment_number(name: str) -> int:
+    """A segment's position in the WAL, whatever its timeline."""
+    return int(name[8:16], 16) * _PER_LOG + int(name[16:24], 16)
+
+
+def segment_name(timeline: int, lsn: int) -> str:
+    """The name of the segment holding ``lsn``."""
+    number = lsn // SEGMENT_BYTES
+    return f"{timeline:08X}{number // _PER_LOG:08X}{number % _PER_LOG:08X}"
+
+
+def parse_lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as a tag value: UTC, microseconds, no comma."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """One WAL snapshot: segments ``first``..``last``; ``last`` only up to ``until`` if partial."""
+
+    snapshot_id: str
+    first: str
+    last: str
+    partial: bool
+    until: datetime
+
+    def complete(self) -> range:
+        end = segment_number(self.last) + (0 if self.partial else 1)
+        return range(segment_number(self.first), end)
+
+
+@dataclass(frozen=True)
+class BaseBackup:
+    snapshot_id: str
+    first: str  # the segment recovery starts reading at (at or before its checkpoint)
+    consistent_from: datetime
+    major: int
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Archive:
+    bases: list[BaseBackup]
+    shipments: list[Shipment]  # by ``until``
+
+
+def read_archive(snapshots: Iterable[Snapshot]) -> Archive:
+    """The archive snapshots among ``snapshots``; any other snapshot is left out."""
+    bases, shipments = [], []
+    for snapshot in snapshots:
+        tags = names.read_tags(snapshot.tags)
+        if tags.get("part") == names.WAL:
+            shipments.append(
+                Shipment(
+                    snapshot.id,
+                    tags["wal-first"],
+                    tags["wal-last"],
+                    tags["wal-partial"] == "yes",
+                    read_stamp(tags["until"]),
+                )
+            )
+        elif tags.get("part") == names.BASE_BACKUP:
+            bases.append(
+                BaseBackup(
+                    snapshot.id, tags["wal-first"], read_stamp(tags["from"]), int(tags["major"])
+                )
+            )
+    bases.sort(key=lambda b: b.consistent_from)
+    shipments.sort(key=lambda s: s.until)
+    return Archive(bases, shipments)
+
+
+def _reach(archive: Archive, base: BaseBackup) -> list[Shipment]:
+    """The shipments a recovery from ``base`` can replay to, in order, up to the first hole."""
+    complete: set[int] = set()
+    for shipment in archive.shipments:
+        complete.update(shipment.complete())
+    start = present = segment_number(base.first)  # every segment before ``present`` is there
+    reached = []
+    for shipment in archive.shipments:
+        last = segment_number(shipment.last)
+        if shipment.until < base.consistent_from or last < start:
+            continue
+        while present < last and present in complete:
+            present += 1
+        if present < last:
+            break
+        reached.append(shipment)
+    return reached
+
+
+def spans(archive: Archive) -> list[tuple[BaseBackup, Span]]:
+    """What each base backup restores: from its consistency to the last shipment it reaches."""
+    found = []
+    for base in archive.bases:
+        reached = _reach(archive, base)
+        if reached:
+            found.append((base, Span(base.consistent_from, reached[-1].until)))
+    return found
+
+
+@dataclass(frozen=True)
+class Window:
+    earliest: datetime | None
+    latest: datetime | None
+    gaps: list[Span]
+
+    def contains(self, moment: datetime) -> bool:
+        if self.earliest is None or self.latest is None:
+            return False
+        inside = self.earliest <= moment <= self.latest
+        return inside and not any(gap.start < moment < gap.end for gap in self.gaps)
+
+    def describe(self) -> str:
+        if self.earliest is None or self.latest is None:
+            return "nothing is restorable yet"
+        text = f"from {stamp(self.earliest)} to {stamp(self.latest)}"
+        holes = ", ".join(f"{stamp(g.start)} to {stamp(g.end)}" for g in self.gaps)
+        return text + (f", except {holes}" if holes else "")
+
+
+def window(archive: Archive) -> Window:
+    """The union of the base backups' spans, with the holes between them."""
+    covered = sorted((span for _, span in spans(archive)), key=lambda s: s.start)
+    if not covered:
+        return Window(None, None, [])
+    gaps, end = [], covered[0].end
+    for span in covered[1:]:
+        if span.start > end:
+            gaps.append(Span(end, span.start))
+        end = max(end, span.end)
+    return Window(covered[0].start, end, gaps)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a recovery to ``target`` (None: the latest moment) restores."""
+
+    base: BaseBackup
+    shipments: list[Shipment]
+    target: datetime | None
+
+
+class OutsideWindow(ValueError):
+    """The moment is not restorable; the message names the window."""
+
+
+def plan(archive: Archive, target: datetime | None) -> Plan:
+    """The newest base backup whose span holds ``target``, and the shipments to replay."""
+    choices = spans(archive)
+    if target is None:
+        choices.sort(key=lambda c: (c[1].end, c[0].consistent_from))
+        if not choices:
+            raise OutsideWindow("nothing is restorable yet")
+        base = choices[-1][0]
+        return Plan(base, _reach(archive, base), None)
+    holding = [base for base, span in choices if span.start <= target <= span.end]
+    if not holding:
+        raise OutsideWindow(
+            f"{stamp(target)} is not restorable: the window is {window(archive).describe()}"
+        )
+    base = max(holding, key=lambda b: b.consistent_from)
+    reached = _reach(archive, base)
+    needed = next(i for i, s in enumerate(reached) if s.until >= target)
+    return Plan(base, reached[: needed + 1], target)
