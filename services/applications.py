@@ -1,6 +1,6 @@
-"""Registering an application: what is checked against the outside world before it is
-stored. A kubernetes application's namespace must exist in its cluster, asked through the
-kubernetes adapter (the API imports no adapter)."""
+"""Registering an application: what is checked before it is stored (its folders and database
+by identity, its namespace in its cluster, its owner and name), then the row, its sealed
+password and the audit event together. The API only parses and presents."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import asyncio
 import logging
 import os
 import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 import urllib3
 from kubernetes.client import ApiException
@@ -16,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.kubernetes.client import connect
 from adapters.platform import PlatformError
-from core import boundaries
+from core import boundaries, crypto, secret_contexts
 from core.settings import Settings
-from db.models import Application
-from services.errors import Invalid
+from db import audit
+from db.models import Application, WorkspaceMember
+from services import database_identity
+from services.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
 # How long registration waits for the cluster to say whether a namespace exists.
@@ -90,3 +94,94 @@ async def check_volumes_apart(
         if name in folders:
             siblings = [path for other, path in folders.items() if other != name]
             boundaries.check_volumes_apart(folders[name], [*others, *siblings], f"volumes.{name}")
+
+
+@dataclass(frozen=True)
+class NewApplication:
+    """What a platform administrator registers: the settings as stored, the password apart."""
+
+    name: str
+    owner_id: uuid.UUID
+    kind: str
+    settings: dict[str, Any]
+    password: str | None = field(default=None, repr=False)
+
+
+async def _check_local(session: AsyncSession, settings: Settings, new: NewApplication) -> None:
+    folders: dict[str, str] = new.settings.get("volumes") or {}
+    for name, path in folders.items():
+        boundaries.check_volume_path(path, settings, field=f"body.platform.volumes.{name}")
+    others = await volumes_of_others(session, None)
+    for name, path in folders.items():  # apart from every other volume, its own included
+        siblings = [p for other, p in folders.items() if other != name]
+        boundaries.check_volumes_apart(path, [*others, *siblings], f"body.platform.volumes.{name}")
+    database = new.settings.get("database")
+    if database:
+        field_name = "body.platform.database_url"
+        boundaries.check_application_database(database, settings, field=field_name)
+        await database_identity.refuse_protected(database, new.password, settings, field_name)
+
+
+async def _check_kubernetes(settings: Settings, new: NewApplication) -> None:
+    database = new.settings.get("database")
+    if database:  # the same rule the mover applies before it writes to it
+        boundaries.check_application_database(database, settings, field="body.platform.database")
+    await check_namespace(settings, new.settings.get("context"), new.settings["namespace"])
+
+
+async def register(
+    session: AsyncSession,
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    new: NewApplication,
+    actor: audit.Actor,
+) -> Application:
+    """Checks, stores and audits a new application; committed. Refusals: core.boundaries'
+    BoundaryError, services.errors' Invalid and Conflict, core.crypto's CryptoError."""
+    if new.kind == "local":
+        await _check_local(session, settings, new)
+    else:
+        await _check_kubernetes(settings, new)
+    if await session.get(WorkspaceMember, (workspace_id, new.owner_id)) is None:
+        raise Invalid(
+            [
+                {
+                    "loc": ("owner_id",),
+                    "msg": f"user {new.owner_id} is not a member of this workspace; add it first",
+                    "type": "not_a_member",
+                }
+            ]
+        )
+    if await session.scalar(
+        select(Application.id).where(
+            Application.workspace_id == workspace_id, Application.name == new.name
+        )
+    ):
+        raise Conflict(f"an application named {new.name} already exists in this workspace")
+    application = Application(
+        workspace_id=workspace_id,
+        owner_id=new.owner_id,
+        name=new.name,
+        platform_kind=new.kind,
+        platform_settings=new.settings,
+    )
+    session.add(application)
+    await session.flush()
+    if new.password is not None:
+        application.platform_secrets = crypto.seal_json(
+            {"database_password": new.password},
+            master_key=settings.master_key_text,
+            context=secret_contexts.application_secrets(application.id),
+        )
+    audit.record(
+        session,
+        actor,
+        "application.create",
+        "application",
+        application.id,
+        workspace_id=workspace_id,
+        details={"name": new.name, "owner_id": str(new.owner_id), "kind": new.kind},
+    )
+    await session.commit()
+    await session.refresh(application)
+    return application

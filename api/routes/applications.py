@@ -15,7 +15,7 @@ from api.deps import (
     WorkspaceReader,
 )
 from api.pagination import Cursor, Limit, Page, fetch_page
-from api.problems import conflict, invalid, refusals
+from api.problems import conflict, refusals
 from api.schemas.applications import (
     ApplicationCreate,
     ApplicationOut,
@@ -25,31 +25,12 @@ from api.schemas.applications import (
     LocalPlatformIn,
     LocalPlatformOut,
 )
-from core import crypto, secret_contexts
-from core.boundaries import check_application_database, check_volume_path, check_volumes_apart
 from core.database_url import database_url, split_database_url
-from core.settings import Settings
 from db import audit
-from db.models import Application, BackupPolicy, WorkspaceMember
-from services import applications, database_identity
+from db.models import Application, BackupPolicy
+from services import applications
 
 router = APIRouter(tags=["applications"])
-
-
-def check_boundaries(platform: LocalPlatformIn | KubernetesPlatformIn, settings: Settings) -> None:
-    """Volumes under an allowed root and a database that is not cairn's, before anything
-    is stored (core/boundaries.py)."""
-    with refusals():
-        if isinstance(platform, KubernetesPlatformIn):
-            if platform.database:  # the same rule the worker applies before writing to it
-                database = platform.database.model_dump()
-                check_application_database(database, settings, field="body.platform.database")
-            return
-        for name, path in platform.volumes.items():
-            check_volume_path(path, settings, field=f"body.platform.volumes.{name}")
-        if platform.database_url:
-            database, _ = split_database_url(platform.database_url)
-            check_application_database(database, settings, field="body.platform.database_url")
 
 
 def present(application: Application) -> dict[str, Any]:
@@ -94,38 +75,7 @@ async def create_application(
     session: SessionDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    workspace_id = access.workspace.id
     platform = body.platform
-    check_boundaries(platform, settings)
-    if isinstance(platform, LocalPlatformIn):
-        others = await applications.volumes_of_others(session, None)
-        with refusals():  # nor one of its own volumes inside another
-            for name, path in platform.volumes.items():
-                siblings = [p for other, p in platform.volumes.items() if other != name]
-                field = f"body.platform.volumes.{name}"
-                check_volumes_apart(path, [*others, *siblings], field=field)
-    if isinstance(platform, LocalPlatformIn) and platform.database_url:
-        database, password = split_database_url(platform.database_url)
-        with refusals():  # by the server's identity: no spelling of cairn's own gets through
-            await database_identity.refuse_protected(
-                database, password, settings, "body.platform.database_url"
-            )
-    if isinstance(platform, KubernetesPlatformIn):
-        with refusals():
-            await applications.check_namespace(settings, platform.context, platform.namespace)
-    if await session.get(WorkspaceMember, (workspace_id, body.owner_id)) is None:
-        raise invalid(
-            "body.owner_id",
-            "not a member of this workspace",
-            "not_a_member",
-            f"owner_id: user {body.owner_id} is not a member of this workspace; add it first",
-        )
-    if await session.scalar(
-        select(Application.id).where(
-            Application.workspace_id == workspace_id, Application.name == body.name
-        )
-    ):
-        raise conflict(f"an application named {body.name} already exists in this workspace")
     password = None
     stored: dict[str, Any]
     if isinstance(platform, LocalPlatformIn):
@@ -138,33 +88,11 @@ async def create_application(
         stored["database_password_set"] = password is not None
     else:
         stored = kubernetes_settings(platform)
-    application = Application(
-        workspace_id=workspace_id,
-        owner_id=body.owner_id,
-        name=body.name,
-        platform_kind=platform.kind,
-        platform_settings=stored,
-    )
-    session.add(application)
-    await session.flush()
-    if password is not None:
-        with refusals():  # a master key that cannot seal: 503
-            application.platform_secrets = crypto.seal_json(
-                {"database_password": password},
-                master_key=settings.master_key_text,
-                context=secret_contexts.application_secrets(application.id),
-            )
-    audit.record(
-        session,
-        admin.actor,
-        "application.create",
-        "application",
-        application.id,
-        workspace_id=workspace_id,
-        details={"name": body.name, "owner_id": str(body.owner_id), "kind": platform.kind},
-    )
-    await session.commit()
-    await session.refresh(application)
+    new = applications.NewApplication(body.name, body.owner_id, platform.kind, stored, password)
+    with refusals():
+        application = await applications.register(
+            session, settings, access.workspace.id, new, admin.actor
+        )
     return present(application)
 
 
