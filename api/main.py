@@ -13,6 +13,7 @@ from api.request_id import RequestIdMiddleware
 from api.routes import (
     applications,
     audit_events,
+    backup_copies,
     backup_policies,
     backup_storages,
     backup_usage,
@@ -22,6 +23,7 @@ from api.routes import (
     me,
     members,
     metrics,
+    offsite_targets,
     restores,
     users,
     workspaces,
@@ -70,8 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backup_usage,
         backup_policies,
         backups,
+        backup_copies,
         restores,
         drills,
+        offsite_targets,
     )
     for module in routers:
         app.include_router(module.router)

@@ -36,3 +36,18 @@ def key_file_password(relative: str) -> str:
     """The password sealed in the storage's ``cairn-repository.json``, bound to where it lies
     in the storage (not the mount point, which may differ on the installation that imports it)."""
     return f"storage/{relative}/password"
+
+
+def offsite_credentials(target_id: ID) -> str:
+    """``offsite_targets.credentials_sealed``: the everyday (append-only) credentials."""
+    return f"offsite_targets/{target_id}/credentials"
+
+
+def offsite_maintenance(target_id: ID) -> str:
+    """``offsite_targets.maintenance_sealed``: the credentials only offsite retention uses."""
+    return f"offsite_targets/{target_id}/maintenance"
+
+
+def offsite_repository_password(application_id: ID, target_id: ID) -> str:
+    """``offsite_repositories.password_sealed``: the application's repository at a target."""
+    return f"offsite_repositories/{application_id}/{target_id}/password"

@@ -32,6 +32,15 @@ class StorageStatus(StrEnum):
     DELETING = "deleting"
 
 
+class CopyStatus(StrEnum):
+    """A backup's copy at an offsite target (``backup_copies.status``)."""
+
+    PENDING = "pending"
+    COPIED = "copied"
+    FAILED = "failed"
+    EXPIRED = "expired"  # removed by offsite retention, after its protection period
+
+
 class Trigger(StrEnum):
     MANUAL = "manual"
     SCHEDULE = "schedule"

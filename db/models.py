@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.states import LIVE, BackupType, RunStatus, StorageStatus, Trigger
+from core.states import LIVE, BackupType, CopyStatus, RunStatus, StorageStatus, Trigger
 
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
@@ -196,6 +196,8 @@ class BackupPolicy(Base):
     backup_type: Mapped[str | None] = mapped_column(String(50), server_default=BackupType.FULL)
     include_volumes: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
     include_database: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    # where every successful backup is copied too (migration 0012); None: no offsite copy
+    offsite_target_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("offsite_targets.id"))
     created_at: Mapped[datetime | None] = _created()
     updated_at: Mapped[datetime | None] = _updated()
 
@@ -370,6 +372,70 @@ class UiSession(Base):
     )
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class OffsiteTarget(Base):
+    """A workspace's offsite location (migration 0012): everyday credentials can only append;
+    the maintenance ones, sealed apart, serve the offsite retention alone."""
+
+    __tablename__ = "offsite_targets"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        CheckConstraint("kind IN ('rest')", name="offsite_targets_kind"),
+        CheckConstraint("protection_days >= 1", name="offsite_targets_protection"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))
+    location: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    credentials_sealed: Mapped[str] = mapped_column(Text)
+    maintenance_sealed: Mapped[str | None] = mapped_column(Text)
+    protection_days: Mapped[int] = mapped_column(Integer, server_default=text("14"))
+    upload_limit_kib: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class OffsiteRepository(Base):
+    """The sealed password of one application's repository at one offsite target."""
+
+    __tablename__ = "offsite_repositories"
+
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("offsite_targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    password_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class BackupCopy(Base):
+    """Where a backup was copied besides its primary storage, and how that copy stands."""
+
+    __tablename__ = "backup_copies"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'copied', 'failed', 'expired')", name="backup_copies_status"
+        ),
+    )
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("offsite_targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), server_default=CopyStatus.PENDING)
+    workflow_id: Mapped[str | None] = mapped_column(String(255))
+    copied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    snapshot_ids: Mapped[list[str] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
 
 
 # Keyset pages and running-run checks (migration 0009): a page reads only its own rows.

@@ -10,6 +10,8 @@ command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# offsite copies: the tests serve an append-only restic REST server with rclone
+command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing ${missing[*]}"
 sudo_cmd=""

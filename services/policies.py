@@ -25,6 +25,7 @@ from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
 from schedules import backup_policy as sync
 from schedules import drill_policy as drill_sync
 from schedules.cron import CronError, check, check_timezone
+from services import offsite_targets
 from services.errors import Conflict, Invalid, NotFound, TemporalUnavailable
 
 KEEPS_NOTHING: Final = (
@@ -193,6 +194,8 @@ async def put(
     if errors:
         raise Invalid(errors)
     await _active_storage(session, values["storage_id"], application)
+    if values.get("offsite_target_id") is not None:
+        await offsite_targets.get(session, application.workspace_id, values["offsite_target_id"])
     created = policy is None
     if policy is None:
         policy = BackupPolicy(id=uuid.uuid4(), application_id=application.id)

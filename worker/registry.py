@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.backup import BackupActivities
+from activities.copy import CopyActivities
 from activities.drill import DrillActivities
 from activities.notify import Notifier
 from activities.restore import RestoreActivities
@@ -25,6 +26,7 @@ from adapters.restic import Restic
 from adapters.storage_backend import backend_for
 from core.settings import Settings
 from workflows.backup import BackupWorkflow
+from workflows.copy import OffsiteCopyWorkflow
 from workflows.drill import RestoreDrillWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
@@ -47,6 +49,7 @@ WORKFLOWS: list[type] = [
     RetentionSweepWorkflow,
     SettleRunsWorkflow,
     RestoreDrillWorkflow,
+    OffsiteCopyWorkflow,
 ]
 
 
@@ -70,6 +73,7 @@ def activities(
     restores = RestoreActivities(sessions, settings, restic)
     retention = RetentionActivities(sessions, settings, restic)
     drills = DrillActivities(sessions, settings, restic)
+    copies = CopyActivities(sessions, settings, restic)
     return Activities(
         control=[
             *storage.control(),
@@ -79,6 +83,7 @@ def activities(
             ScheduleActivities(client, sessions, settings).reconcile_policy_schedules,
             RunActivities(client, sessions).settle_closed_runs,
             *drills.control(),
+            *copies.control(),
         ],
         data=[
             *storage.data(),
@@ -86,5 +91,6 @@ def activities(
             *restores.data(),
             *retention.data(),
             *drills.data(),
+            *copies.data(),
         ],
     )

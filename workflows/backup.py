@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.backup import (
@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         SuccessJob,
         UploadJob,
     )
+    from contracts.copy import OFFSITE_COPY_WORKFLOW, CopyJob, copy_workflow_id
     from contracts.notify import FailureEvent
     from core.states import RunStatus
     from workflows import steps
@@ -49,6 +50,8 @@ PRUNE_IN_SWEEP = "prune-in-daily-sweep"
 RELEASE_AFTER_SUCCESS = "release-after-success"
 # Marks runs that dump the database and upload the volumes at once, not one after another.
 PARTS_AT_ONCE = "parts-at-once"
+# Marks runs that start their offsite copy (a workflow of its own) once recorded.
+OFFSITE_COPY = "offsite-copy"
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -117,6 +120,8 @@ class BackupWorkflow:
             except ActivityError as error:
                 # The backup is recorded and complete; what is left is noted on its row.
                 workflow.logger.warning("release after the backup failed: %s", reason(error))
+        if workflow.patched(OFFSITE_COPY):
+            await self._start_copy(execution_id)
         if not workflow.patched(PRUNE_IN_SWEEP):
             self.step = "prune"
             try:
@@ -126,6 +131,23 @@ class BackupWorkflow:
                 workflow.logger.warning("retention failed, backup kept: %s", reason(error))
         self.step = "done"
         return execution_id
+
+    async def _start_copy(self, execution_id: str) -> None:
+        """Starts the offsite copy when the policy names a target, and lets it run on its own
+        (ABANDON): the backup neither waits for the copy nor fails with it."""
+        self.step = "offsite copy"
+        try:
+            target = await steps.offsite_target_of(execution_id, **RECORD)
+            if target is None:
+                return
+            await workflow.start_child_workflow(
+                OFFSITE_COPY_WORKFLOW,
+                CopyJob(execution_id, target),
+                id=copy_workflow_id(execution_id, target),
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            )
+        except (ActivityError, WorkflowAlreadyStartedError) as error:
+            workflow.logger.warning("the offsite copy was not started: %s", reason(error))
 
     async def _dump(self, execution_id: str) -> PartResult:
         return await steps.dump_database(

@@ -93,6 +93,15 @@ USAGE_READING_STEP = timedelta(seconds=60)
 RECONCILE_STEP = timedelta(minutes=5)
 SETTLE_RUNS_STEP = timedelta(minutes=10)
 
+# An offsite copy rides out a target that is away for hours: backoff from 10 s to half an hour,
+# no attempt limit, bounded by the budget; a kill of the worker is noticed by the heartbeat.
+OFFSITE_COPY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=30),
+)
+OFFSITE_COPY_BUDGET = timedelta(hours=24)
+
 # The failure alert: a webhook that is down is retried for a while, never the run's outcome.
 ALERT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 ALERT_STEP = timedelta(seconds=30)

@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         METADATA_BUDGET,
         METADATA_RETRY,
         METADATA_STEP,
+        OFFSITE_COPY_BUDGET,
+        OFFSITE_COPY_RETRY,
         PERIODIC_RETRY,
         PREPARE_STEP,
         PRUNE_HEARTBEAT,
@@ -97,6 +99,13 @@ PREPARE: StepKind = {**_DATA_RETRIED, "start_to_close_timeout": PREPARE_STEP}
 VERIFY_RESULT: StepKind = {**_DATA_RETRIED, "start_to_close_timeout": VERIFY_RESULT_STEP}
 # A drill's checks against its scratch copy: run_drill_checks.
 DRILL_CHECKS: StepKind = {**_DATA_RETRIED, "start_to_close_timeout": DRILL_CHECKS_STEP}
+# Copying a backup to its offsite target (copy_to_offsite): a transfer retried for a day.
+OFFSITE_COPY: StepKind = {
+    **_DATA,
+    "start_to_close_timeout": TRANSFER_STEP,
+    "schedule_to_close_timeout": OFFSITE_COPY_BUDGET,
+    "retry_policy": OFFSITE_COPY_RETRY,
+}
 # Releasing a backup's platform resources, best effort: release_backup, clean_up_failed.
 CLEANUP: StepKind = {**_DATA, "start_to_close_timeout": PREPARE_STEP, "retry_policy": CLEANUP_RETRY}
 # Removing a drill's scratch copy in every outcome: clean_up_drill.

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SuccessJob,
         UploadJob,
     )
+    from contracts.copy import CopyJob, CopyOutcome
     from contracts.drill import (
         BeginDrill,
         CheckOutcome,
@@ -83,6 +84,12 @@ record_success = Step[SuccessJob, int]("record_success", int)
 record_failure = Step[FailJob, FailRecorded]("record_failure", FailRecorded)
 clean_up_failed = Step[str, str]("clean_up_failed", str)
 release_backup = Step[str, str]("release_backup", str)
+
+# activities/copy.py
+offsite_target_of = Step[str, str | None]("offsite_target_of", str | None)  # type: ignore[arg-type]
+start_copy = Step[CopyJob, None]("start_copy", NONE)
+copy_to_offsite = Step[CopyJob, list[str]]("copy_to_offsite", list[str])
+finish_copy = Step[CopyOutcome, None]("finish_copy", NONE)
 
 # activities/retention.py
 list_retained_policies = Listing[list[str]]("list_retained_policies", list[str])

@@ -60,6 +60,11 @@ class PolicyIn(Input):
         default=None,
         description="default on create: whether the application has a database; true needs one",
     )
+    offsite_target_id: uuid.UUID | None = Field(
+        default=None,
+        description="an offsite target of the workspace every successful backup is copied to;"
+        " null: none",
+    )
 
 
 class ScheduleRun(Output):
@@ -94,6 +99,7 @@ class PolicyOut(Output):
     backup_type: PolicyBackupType
     include_volumes: bool
     include_database: bool
+    offsite_target_id: uuid.UUID | None = None
     created_at: datetime
     updated_at: datetime
     schedule_id: str

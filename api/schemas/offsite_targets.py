@@ -1,0 +1,108 @@
+"""Bodies of offsite targets: a restic REST server with its two sets of credentials."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+
+from api.schemas.common import DisplayName, Input, Output
+
+PROTECTION_DAYS_MAX = 3650
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _server_url(value: str) -> str:
+    """HTTPS, or HTTP on this host only (tests, a tunnel); no credentials, query or fragment."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an https:// URL of the REST server")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError("must use https:// (plain http:// only on a loopback address)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials: give them in credentials")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or a fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port: {exc}") from None
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value.rstrip("/")
+
+
+ServerUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_server_url)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class BasicAuth(Input):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^:\s]+$")]
+    password: Secret
+
+
+class OffsiteTargetCreate(Input):
+    """A restic REST server (rest-server or ``rclone serve restic``), run append-only.
+
+    ``credentials`` are the everyday ones every copy uses: the server must refuse them a
+    delete (checked when the target is added). ``maintenance_credentials`` at
+    ``maintenance_url`` (a second endpoint of the same storage that allows deletes) are used
+    by offsite retention alone.
+    """
+
+    name: DisplayName
+    kind: Literal["rest"]
+    url: ServerUrl
+    credentials: BasicAuth
+    maintenance_url: ServerUrl | None = None
+    maintenance_credentials: BasicAuth | None = None
+    protection_days: StrictInt = Field(
+        default=14,
+        ge=1,
+        le=PROTECTION_DAYS_MAX,
+        description="offsite retention never removes a copy younger than this, whatever a"
+        " policy keeps",
+    )
+    upload_limit_kib: StrictInt | None = Field(
+        default=None, ge=1, description="restic --limit-upload for copies, KiB/s; null: none"
+    )
+
+
+class OffsiteTargetOut(Output):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    kind: str
+    url: str
+    maintenance_url: str | None
+    credentials_set: bool
+    maintenance_credentials_set: bool
+    protection_days: int
+    upload_limit_kib: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BackupCopyOut(Output):
+    """One place a backup lives: ``primary`` (its storage) or ``offsite`` (a target)."""
+
+    where: Literal["primary", "offsite"]
+    status: str
+    storage_id: uuid.UUID | None = None
+    target_id: uuid.UUID | None = None
+    target_name: str | None = None
+    copied_at: datetime | None = None
+    error_message: str | None = None
+    snapshot_ids: list[str] | None = None

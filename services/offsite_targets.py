@@ -1,0 +1,165 @@
+"""Offsite targets of a workspace: checked before they are stored, credentials sealed apart.
+
+A target is stored only once the check passed: cairn reached the server, its everyday
+credentials wrote a probe repository, and the server refused them a delete (an append-only
+server). The maintenance credentials are sealed in a column of their own and opened only by
+offsite retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from adapters.restic import Restic
+from adapters.restic_remote import OffsiteRestic, Remote, TargetRefused, check_target
+from core.settings import Settings
+from db import audit
+from db.models import (
+    BackupCopy,
+    BackupExecution,
+    BackupPolicy,
+    BackupStorage,
+    OffsiteTarget,
+)
+from repository.offsite import seal_credentials, seal_maintenance
+from services.errors import Conflict, NotFound, Unsupported
+
+
+async def get(
+    session: AsyncSession, workspace_id: uuid.UUID, target_id: uuid.UUID
+) -> OffsiteTarget:
+    target = await session.get(OffsiteTarget, target_id)
+    if target is None or target.workspace_id != workspace_id:
+        raise NotFound("offsite target", target_id)
+    return target
+
+
+async def _name_free(session: AsyncSession, workspace_id: uuid.UUID, name: str) -> None:
+    taken = await session.scalar(
+        select(OffsiteTarget.id).where(
+            OffsiteTarget.workspace_id == workspace_id, OffsiteTarget.name == name
+        )
+    )
+    if taken:
+        raise Conflict(f"an offsite target named {name} already exists in this workspace")
+
+
+async def _check(settings: Settings, url: str, credentials: dict[str, str]) -> None:
+    """Runs the target check; a refusal is a 422 naming the URL and what failed."""
+    offsite = OffsiteRestic(Restic(settings.restic_bin, cache_dir=settings.restic_cache))
+    probe = Remote(url, credentials["username"], credentials["password"], secrets.token_urlsafe(32))
+    try:
+        await asyncio.to_thread(check_target, offsite, probe)
+    except TargetRefused as exc:
+        raise Unsupported(
+            f"the offsite target at {url} failed its check: {exc}; nothing was saved",
+            "offsite-target-check-failed",
+            "Offsite target check failed",
+            {"url": str(exc)},
+        ) from None
+
+
+async def create(
+    session: AsyncSession,
+    settings: Settings,
+    actor: audit.Actor,
+    workspace_id: uuid.UUID,
+    body: dict[str, Any],
+) -> OffsiteTarget:
+    """Checks the target with its everyday credentials, then stores it (caller commits)."""
+    await _name_free(session, workspace_id, body["name"])
+    await _check(settings, body["url"], body["credentials"])
+    target = OffsiteTarget(
+        id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        name=body["name"],
+        kind=body["kind"],
+        location={"url": body["url"], "maintenance_url": body.get("maintenance_url")},
+        protection_days=body["protection_days"],
+        upload_limit_kib=body.get("upload_limit_kib"),
+    )
+    seal_credentials(settings, target, body["credentials"])
+    if body.get("maintenance_credentials"):
+        seal_maintenance(settings, target, body["maintenance_credentials"])
+    session.add(target)
+    audit.record(
+        session,
+        actor,
+        "offsite_target.create",
+        "offsite_target",
+        target.id,
+        workspace_id=workspace_id,
+        details={
+            "name": target.name,
+            "kind": target.kind,
+            "url": body["url"],
+            "maintenance_url": body.get("maintenance_url"),
+            "protection_days": target.protection_days,
+            "upload_limit_kib": target.upload_limit_kib,
+        },
+    )
+    await session.flush()
+    return target
+
+
+async def delete(session: AsyncSession, actor: audit.Actor, target: OffsiteTarget) -> None:
+    """Forgets the target (its copies stay on the server); refused while a policy names it."""
+    users = await session.scalar(
+        select(BackupPolicy.id).where(BackupPolicy.offsite_target_id == target.id).limit(1)
+    )
+    if users is not None:
+        raise Conflict(
+            f"offsite target {target.name} is named by a backup policy; change the policy first",
+            "offsite-target-in-use",
+            "Offsite target in use",
+        )
+    audit.record(
+        session,
+        actor,
+        "offsite_target.delete",
+        "offsite_target",
+        target.id,
+        workspace_id=target.workspace_id,
+        details={"name": target.name},
+    )
+    await session.delete(target)
+    await session.flush()
+
+
+async def copies_of(session: AsyncSession, execution: BackupExecution) -> list[dict[str, Any]]:
+    """Where a backup lives: its primary storage first, then each offsite copy."""
+    storage = (
+        await session.get(BackupStorage, execution.storage_id) if execution.storage_id else None
+    )
+    places: list[dict[str, Any]] = [
+        {
+            "where": "primary",
+            "status": execution.status,
+            "storage_id": storage.id if storage else None,
+        }
+    ]
+    rows = await session.execute(
+        select(BackupCopy, OffsiteTarget.name)
+        .join(OffsiteTarget, OffsiteTarget.id == BackupCopy.target_id)
+        .where(BackupCopy.execution_id == execution.id)
+        .order_by(OffsiteTarget.name)
+    )
+    for copy, name in rows:
+        places.append(
+            {
+                "where": "offsite",
+                "status": copy.status,
+                "target_id": copy.target_id,
+                "target_name": name,
+                "copied_at": copy.copied_at,
+                "error_message": copy.error_message,
+                "snapshot_ids": copy.snapshot_ids,
+            }
+        )
+    return places

@@ -1,0 +1,268 @@
+"""Offsite copies against a real append-only restic REST server (``rclone serve restic``).
+
+Nothing is replaced: restic copies into rclone's server, Temporal runs the copy workflow the
+backup starts, and the immutability is proven with the very credentials cairn holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from temporalio.client import Client
+
+from adapters.restic_remote import Remote
+from contracts.copy import copy_workflow_id
+from core.settings import Settings
+from db.models import Application, OffsiteTarget
+from db.session import make_engine, make_sessionmaker
+from devstack.postgres import PostgresServer
+from repository.offsite import everyday_remote, maintenance_remote
+from tests.support import histories
+from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
+from tests.support.backups import App, make_app, run_backup, tree_hashes
+from tests.support.database import libpq_url
+from tests.support.offsite_servers import OffsiteSite
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffsiteSite]:
+    started = OffsiteSite.started(tmp_path_factory.mktemp("offsite"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def targets_of(workspace: str) -> str:
+    return f"/api/v1/workspaces/{workspace}/offsite-targets"
+
+
+async def add_target(api: ApiClient, world: World, workspace: str, site: OffsiteSite) -> str:
+    created = await expect(
+        await api.post(
+            targets_of(workspace),
+            json=site.target_body(protection_days=14),
+            headers=world.auth("ws_admin"),
+        ),
+        201,
+    )
+    return str(created["id"])
+
+
+async def copied(api: ApiClient, world: World, app: App, backup_id: str) -> Any:
+    return await wait_for(
+        api,
+        f"{app.backups}/{backup_id}/copies",
+        world.auth("owner"),
+        lambda places: places[-1]["where"] == "offsite" and places[-1]["status"] == "copied",
+        seconds=180,
+    )
+
+
+def restic(remote: Remote, *args: str) -> subprocess.CompletedProcess[str]:
+    """restic itself on the offsite repository, as anyone holding these credentials could."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+    env |= {"RESTIC_REPOSITORY": remote.location, "RESTIC_PASSWORD": remote.password}
+    return subprocess.run(
+        ["restic", "--no-cache", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def stored_bytes(repo: Path) -> int:
+    return sum(p.stat().st_size for p in (repo / "data").rglob("*") if p.is_file())
+
+
+async def remotes(settings: Settings, app: App, target_id: str) -> tuple[Remote, Remote]:
+    """The application's offsite repository with the everyday and the maintenance credentials."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            application = await session.get(Application, uuid.UUID(app.id))
+            target = await session.get(OffsiteTarget, uuid.UUID(target_id))
+            assert application is not None and target is not None
+            everyday = await everyday_remote(session, settings, application, target)
+            maintenance = await maintenance_remote(session, settings, application, target)
+            assert maintenance is not None
+            return everyday, maintenance
+    finally:
+        await engine.dispose()
+
+
+async def test_a_target_is_stored_only_once_checked_and_its_secrets_never_show(
+    api: ApiClient, world: World, site: OffsiteSite, settings: Settings
+) -> None:
+    workspace = await new_workspace(api, world)
+    admin = world.auth("ws_admin")
+    body = site.target_body()
+
+    async def refused(changes: dict[str, Any], status: int = 422, who: str = "ws_admin") -> Any:
+        answer = await api.post(
+            targets_of(workspace), json={**body, **changes}, headers=world.auth(who)
+        )
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        return answer.json()
+
+    await refused({"url": "ftp://127.0.0.1:1"})
+    await refused({"url": "http://offsite.example.com"})  # plain http off the loopback
+    await refused({"url": f"http://a:b@127.0.0.1:{site.everyday.port}"})
+    await refused({"protection_days": 0})
+    await refused({"protection_days": "14"})
+    await refused({"kind": "s3"})
+    await refused({"surprise": True})
+    down = await refused({"url": "http://127.0.0.1:9"})
+    assert "connection refused" in down["detail"]
+    wrong = await refused({"credentials": {"username": "cairn", "password": "wrong"}})
+    assert "401" in wrong["detail"]
+    deletes = await refused(
+        {"url": site.maintenance.url, "credentials": site.maintenance.credentials}
+    )
+    assert "append-only" in deletes["detail"]
+    assert deletes["errors"][0]["field"] == "body.url"
+    await refused({}, 403, "member")
+    listed = await expect(await api.get(targets_of(workspace), headers=admin), 200)
+    assert listed["items"] == []
+
+    created = await expect(await api.post(targets_of(workspace), json=body, headers=admin), 201)
+    assert created["credentials_set"] and created["maintenance_credentials_set"]
+    assert site.everyday.password not in str(created)
+    await refused({}, 409)  # the same name again
+    other = world.workspaces["b"]
+    await expect(
+        await api.get(f"{targets_of(other)}/{created['id']}", headers=world.auth("other_admin")),
+        404,
+    )
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        row = conn.execute(
+            "SELECT t::text FROM offsite_targets t WHERE id = %s", (created["id"],)
+        ).fetchone()
+        audit = conn.execute(
+            "SELECT details::text FROM audit_events WHERE target_id = %s AND action = %s",
+            (created["id"], "offsite_target.create"),
+        ).fetchone()
+    assert row is not None and audit is not None
+    for secret in (site.everyday.password, site.maintenance.password):
+        assert secret not in row[0] and secret not in audit[0]
+
+
+async def test_a_copy_cairn_cannot_delete_restores_without_the_primary(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    database_server: PostgresServer,
+    site: OffsiteSite,
+    settings: Settings,
+    temporal_client: Client,
+    tmp_path: Path,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    target_id = await add_target(api, world, app.workspace, site)
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    saved = await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    assert saved["offsite_target_id"] == target_id
+
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded", backup
+    places = await copied(api, world, app, backup["id"])
+    assert [p["where"] for p in places] == ["primary", "offsite"]
+    parts = len(backup["metadata"]["parts"]) + 1  # and the manifest's snapshot
+    assert places[1]["copied_at"] and len(places[1]["snapshot_ids"]) == parts
+    await histories.record(
+        temporal_client, copy_workflow_id(backup["id"], target_id), "offsite-copy-succeeded"
+    )
+
+    everyday, maintenance = await remotes(settings, app, target_id)
+    # cairn's own credentials cannot remove history: restic's forget --prune is refused (after
+    # restic's own retries, most of a minute: the reads below go on meanwhile, without a lock)...
+    snapshot = places[1]["snapshot_ids"][0]
+    forget = asyncio.create_task(asyncio.to_thread(restic, everyday, "forget", "--prune", snapshot))
+    # ...and so is a DELETE of a snapshot file or a pack, over the REST protocol itself
+    base = everyday.url
+    auth = (everyday.username, everyday.secret)
+    async with httpx.AsyncClient(auth=auth) as http:
+        packs = (
+            await http.get(f"{base}/data/", headers={"Accept": "application/vnd.x.restic.rest.v2"})
+        ).json()
+        for path in (f"snapshots/{snapshot}", f"data/{packs[0]['name']}"):
+            assert (await http.delete(f"{base}/{path}")).status_code == 403
+    # the primary storage's folder is gone: the offsite copy brings the volumes back whole
+    shutil.rmtree(settings.storage_mount_root / app.storage_pve_id)
+    for volume, path in app.volumes.items():
+        part = f"part=volume:{volume}"
+        found = restic(everyday, "--no-lock", "snapshots", "--json", "--tag", part)
+        ids = [s for s in places[1]["snapshot_ids"] if s in found.stdout]
+        assert len(ids) == 1, found.stdout
+        into = tmp_path / "from-offsite" / volume
+        restored = restic(everyday, "--no-lock", "restore", ids[0], "--target", str(into))
+        assert restored.returncode == 0, restored.stderr
+        assert tree_hashes(into) == tree_hashes(path)
+
+    refused = await forget
+    assert refused.returncode != 0 and "403" in refused.stderr, refused.stderr[-2000:]
+    # the copy is whole afterwards: every snapshot there, every pack reads back
+    check = restic(maintenance, "check", "--read-data")
+    assert check.returncode == 0, check.stderr
+    listed = restic(everyday, "snapshots", "--json")
+    assert all(s in listed.stdout for s in places[1]["snapshot_ids"])
+
+
+async def test_a_copy_waits_out_a_target_that_went_away_and_adds_nothing_twice(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    database_server: PostgresServer,
+    site: OffsiteSite,
+    settings: Settings,
+    temporal_client: Client,
+    tmp_path: Path,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    target_id = await add_target(api, world, app.workspace, site)
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    first = await run_backup(api, world, app)
+    await copied(api, world, app, first["id"])
+    everyday, _ = await remotes(settings, app, target_id)
+    repo = site.root / "workspaces" / app.workspace / "applications" / app.id
+    before = stored_bytes(repo)
+
+    site.everyday.stop()
+    try:
+        second = await run_backup(api, world, app)  # the backup does not wait for the copy
+        assert second["status"] == "succeeded"
+        pending = await expect(
+            await api.get(f"{app.backups}/{second['id']}/copies", headers=world.auth("owner")),
+            200,
+        )
+        assert pending[1]["status"] == "pending"
+        await asyncio.sleep(12)  # past the copy's first attempts
+    finally:
+        site.everyday.start()
+    places = await copied(api, world, app, second["id"])
+    assert places[1]["copied_at"]
+
+    # a repeated copy (as after a killed worker) finds everything there: no snapshot twice
+    handle = await temporal_client.start_workflow(
+        "OffsiteCopyWorkflow",
+        {"execution_id": second["id"], "target_id": target_id},
+        id=f"{copy_workflow_id(second['id'], target_id)}-again",
+        task_queue="cairn-control",
+    )
+    again = await handle.result()
+    assert sorted(again) == sorted(places[1]["snapshot_ids"])
+    listed = restic(everyday, "snapshots", "--json", "--tag", f"execution={second['id']}")
+    assert listed.stdout.count('"id"') == len(again)
+    # the second backup's unchanged data (the volumes' random blob) was not sent again
+    assert stored_bytes(repo) - before < before / 2
