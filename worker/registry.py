@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from activities.archive import ArchiveActivities
 from activities.backup import BackupActivities
 from activities.copy import CopyActivities
 from activities.drill import DrillActivities
 from activities.notify import Notifier
+from activities.offsite_retention import OffsiteRetentionActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
 from activities.runs import RunActivities
@@ -25,9 +27,11 @@ from activities.storage import StorageActivities
 from adapters.restic import Restic
 from adapters.storage_backend import backend_for
 from core.settings import Settings
+from workflows.archiver import ArchiverWorkflow
 from workflows.backup import BackupWorkflow
 from workflows.copy import OffsiteCopyWorkflow
 from workflows.drill import RestoreDrillWorkflow
+from workflows.offsite_retention import OffsiteRetentionWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
 from workflows.retention import RetentionSweepWorkflow
@@ -49,7 +53,9 @@ WORKFLOWS: list[type] = [
     RetentionSweepWorkflow,
     SettleRunsWorkflow,
     RestoreDrillWorkflow,
+    ArchiverWorkflow,
     OffsiteCopyWorkflow,
+    OffsiteRetentionWorkflow,
 ]
 
 
@@ -74,6 +80,7 @@ def activities(
     retention = RetentionActivities(sessions, settings, restic)
     drills = DrillActivities(sessions, settings, restic)
     copies = CopyActivities(sessions, settings, restic)
+    offsite_retention = OffsiteRetentionActivities(sessions, settings, restic)
     return Activities(
         control=[
             *storage.control(),
@@ -84,6 +91,7 @@ def activities(
             RunActivities(client, sessions).settle_closed_runs,
             *drills.control(),
             *copies.control(),
+            *offsite_retention.control(),
         ],
         data=[
             *storage.data(),
@@ -91,6 +99,8 @@ def activities(
             *restores.data(),
             *retention.data(),
             *drills.data(),
+            *ArchiveActivities(sessions, settings, restic).data(),
             *copies.data(),
+            *offsite_retention.data(),
         ],
     )

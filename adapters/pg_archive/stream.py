@@ -116,6 +116,7 @@ def drop_slot(target: PgTarget, slot: str) -> None:
                 conn.execute(sql.SQL("SELECT pg_drop_replication_slot(%s)"), (slot,))
                 return
             time.sleep(0.2)
+    raise DumpError(f"the replication slot {slot} is still in use", retryable=True)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,214 @@
+"""The archiver's steps: stream and ship WAL for a stretch, take a base backup, stop.
+
+The application's database is reached as the local platform reaches it (its registered
+server, role and sealed password); Kubernetes applications are refused for now
+(docs/pitr.md). pg_receivewal's spool lives on the worker's disk between stretches, so the
+next stretch resumes from its ``.partial``; a worker without it resumes from the slot.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.errors import fatal, to_application_error
+from activities.support import read_metadata, with_progress
+from adapters.errors import AdapterError
+from adapters.pg_archive import base_backup, stream
+from adapters.pg_archive.window import Shipment, stamp
+from adapters.pg_dump import PgTarget
+from adapters.pg_identity import protected
+from adapters.restic import Progress, Repository, Restic, ResticError
+from contracts.archive import Stretch, StretchJob
+from core import crypto, secret_contexts
+from core.boundaries import BoundaryError, check_application_database
+from core.settings import Settings
+from db.models import Application, BackupPolicy, BackupStorage
+from repository.store import open_repository
+
+SHIP_SECONDS = 5.0
+"""How often the spool is shipped: the archiver's part of the recovery point objective."""
+CATCH_UP_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class _Source:
+    application_id: str
+    target: PgTarget
+    repo: Repository
+
+
+def spool_of(settings: Settings, application_id: str) -> Path:
+    base = settings.data_dir if settings.data_dir else Path(tempfile.gettempdir()) / "cairn"
+    return base / "wal-spool" / application_id
+
+
+class ArchiveActivities:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, restic: Restic
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.restic = restic
+
+    async def _load(self, session: AsyncSession, application_id: str) -> _Source:
+        application = await session.get(Application, application_id)
+        if application is None:
+            raise fatal("the application was deleted", "ApplicationDeleted")
+        if application.platform_kind != "local":
+            raise fatal(
+                "continuous archiving is not available for this platform yet", "Unsupported"
+            )
+        policy = await session.scalar(
+            select(BackupPolicy).where(BackupPolicy.application_id == application.id)
+        )
+        storage = await session.get(BackupStorage, policy.storage_id) if policy else None
+        if storage is None:
+            raise fatal("the application has no backup policy with a storage", "NoPolicy")
+        db = application.platform_settings.get("database")
+        if not db:
+            raise fatal("the application has no database configured", "NoDatabase")
+        try:
+            check_application_database(db, self.settings)
+            secrets: dict[str, Any] = (
+                crypto.open_json(
+                    application.platform_secrets,
+                    master_key=self.settings.master_key_text,
+                    context=secret_contexts.application_secrets(application.id),
+                )
+                if application.platform_secrets
+                else {}
+            )
+            repo = await open_repository(session, self.settings, application, storage)
+        except BoundaryError as exc:
+            raise fatal(
+                f"the application's database is refused: {exc.message}", "Refused"
+            ) from None
+        except crypto.CryptoError as exc:
+            raise fatal(str(exc), "SecretsUnavailable") from None
+        target = PgTarget(
+            db["host"],
+            int(db["port"]),
+            db.get("user"),
+            db["dbname"],
+            secrets.get("database_password"),
+            protect=protected(self.settings),
+        )
+        return _Source(application_id, target, repo)
+
+    def _stream(
+        self, source: _Source, seconds: int, progress: Callable[[Progress], None]
+    ) -> Stretch:
+        """Runs pg_receivewal and ships its spool every few seconds, for ``seconds``."""
+        slot = stream.slot_name(source.application_id)
+        spool = spool_of(self.settings, source.application_id)
+        self.restic.init(source.repo)
+        stream.prepare(source.target, slot)
+        receiver: subprocess.Popen[bytes] | None = None
+        last: Shipment | None = None
+        shipments = restarts = 0
+        end = time.monotonic() + seconds
+        try:
+            while True:
+                if receiver is None or receiver.poll() is not None:
+                    if receiver is not None:
+                        restarts += 1
+                        assert receiver.stderr is not None
+                        activity.logger.warning(
+                            "pg_receivewal ended: %s", receiver.stderr.read().decode()[-500:]
+                        )
+                    receiver = stream.receiver(
+                        source.target, slot, spool / "wal", self.settings.pg_bin_dir
+                    )
+                until = stream.covered_until(source.target, slot, CATCH_UP_SECONDS)
+                if until is not None:
+                    shipped = stream.ship(
+                        spool / "wal",
+                        spool / "outbox",
+                        self.restic,
+                        source.repo,
+                        source.application_id,
+                        until,
+                    )
+                    if shipped is not None:
+                        shipments += 1
+                        if stream.superseded(last, shipped):
+                            assert last is not None
+                            try:  # another writer's lock: the next shipment tries again
+                                self.restic.forget(source.repo, [last.snapshot_id])
+                            except ResticError as exc:
+                                activity.logger.info("kept a superseded shipment: %s", exc)
+                        last = shipped
+                progress(Progress(0, 0, shipments, 0, 0.0))
+                if time.monotonic() >= end:
+                    break
+                time.sleep(SHIP_SECONDS)
+        finally:
+            if receiver is not None:
+                receiver.terminate()
+                receiver.wait()
+        state = stream.slot_state(source.target, slot)
+        return Stretch(
+            shipments,
+            stamp(last.until) if last else None,
+            restarts,
+            state.retained_bytes,
+            state.keep_limit_bytes,
+            state.lost,
+        )
+
+    @activity.defn
+    async def archive_wal(self, job: StretchJob) -> Stretch:
+        """One stretch of streaming; cancelling it (archiving turned off) stops it."""
+        source = await read_metadata(self.sessions, lambda s: self._load(s, job.application_id))
+        try:
+            return await with_progress(lambda progress: self._stream(source, job.seconds, progress))
+        except AdapterError as exc:
+            raise to_application_error(exc, "archiving WAL") from None
+
+    @activity.defn
+    async def take_base_backup(self, application_id: str) -> str:
+        """A physical base backup into the repository; the moment it is consistent from."""
+        source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        slot = stream.slot_name(application_id)
+
+        def take(_progress: Callable[[Progress], None]) -> str:
+            self.restic.init(source.repo)
+            stream.prepare(source.target, slot)
+            taken = base_backup.take(
+                source.target,
+                slot,
+                self.restic,
+                source.repo,
+                application_id,
+                bin_dir=self.settings.pg_bin_dir,
+            )
+            return stamp(taken.consistent_from)
+
+        try:
+            return await with_progress(take)
+        except AdapterError as exc:
+            raise to_application_error(exc, "base backup") from None
+
+    @activity.defn
+    async def stop_archiving(self, application_id: str) -> None:
+        """Drops the slot, so the server no longer keeps WAL for a stopped archiver."""
+        source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        try:
+            await with_progress(
+                lambda _p: stream.drop_slot(source.target, stream.slot_name(application_id))
+            )
+        except AdapterError as exc:
+            raise to_application_error(exc, "dropping the replication slot") from None
+
+    def data(self) -> list[Any]:
+        return [self.archive_wal, self.take_base_backup, self.stop_archiving]

@@ -1,0 +1,40 @@
+"""What crosses the Temporal boundary for an application's continuous archiving (docs/pitr.md).
+
+Field names are stored in workflow histories: never renamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRETCH_SECONDS = 3600
+"""How long one ``archive_wal`` activity streams before the workflow continues as new."""
+
+
+@dataclass(frozen=True)
+class ArchiverJob:
+    """One stretch of an application's archiver; ``base_backup_due`` is an ISO time, None
+    when no base backup was taken yet."""
+
+    application_id: str
+    base_backup_due: str | None = None
+    stretch_seconds: int = STRETCH_SECONDS
+    base_backup_hours: int = 24
+
+
+@dataclass(frozen=True)
+class StretchJob:
+    application_id: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """What one stretch shipped and what the server keeps for the archiver."""
+
+    shipments: int
+    last_until: str | None  # every commit up to this server time is in the repository
+    restarts: int  # times pg_receivewal was started again after it ended
+    retained_bytes: int  # WAL the slot makes the server keep
+    keep_limit_bytes: int | None  # the server's max_slot_wal_keep_size; None: unbounded
+    slot_lost: bool  # the server removed WAL the slot needed: the window has a gap

@@ -1,0 +1,85 @@
+"""An application's archiver (docs/pitr.md): streams WAL for ever, in stretches.
+
+Never ends on its own: each stretch of ``archive_wal`` is followed by continue-as-new, so
+the history stays bounded. A base backup runs beside the stream when one is due; a failed
+one is tried again in the next stretch. A cancel (archiving turned off) stops the stream and
+drops the replication slot, so the server no longer keeps WAL for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.archive import ArchiverJob, Stretch, StretchJob
+    from contracts.task_queues import DATA_TASK_QUEUE
+    from workflows.retries import DATA_RETRY, HEARTBEAT, PREPARE_STEP, TRANSFER_STEP
+    from workflows.step_kinds import CLEANUP, WAIT
+    from workflows.steps import NONE, Step
+
+archive_wal = Step[StretchJob, Stretch]("archive_wal", Stretch)
+take_base_backup = Step[str, str]("take_base_backup", str)
+stop_archiving = Step[str, None]("stop_archiving", NONE)
+
+# The stream is retried without end: an archiver that gave up would silently stop protecting
+# the application; each failure stays in the history and the worker's log.
+STREAMING = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)
+)
+
+
+@workflow.defn(name="ArchiverWorkflow")
+class ArchiverWorkflow:
+    @workflow.run
+    async def run(self, job: ArchiverJob) -> None:
+        now = workflow.now()
+        stretch = asyncio.ensure_future(
+            archive_wal(
+                StretchJob(job.application_id, job.stretch_seconds),
+                task_queue=DATA_TASK_QUEUE,
+                heartbeat_timeout=HEARTBEAT,
+                start_to_close_timeout=timedelta(seconds=job.stretch_seconds) + PREPARE_STEP,
+                retry_policy=STREAMING,
+                summary="stream WAL",
+                cancellation_type=WAIT,  # the stream has ended before the slot goes
+            )
+        )
+        due = job.base_backup_due
+        try:
+            if due is None or datetime.fromisoformat(due) <= now:
+                due = await self._base_backup(job, now, due)
+            await stretch
+        except (asyncio.CancelledError, ActivityError) as exc:
+            # a cancel reaches the workflow as either, by where it found it waiting
+            if isinstance(exc, ActivityError) and not isinstance(exc.cause, CancelledError):
+                raise
+            stretch.cancel()
+            await asyncio.gather(stretch, return_exceptions=True)
+            await asyncio.shield(
+                asyncio.ensure_future(stop_archiving(job.application_id, **CLEANUP))
+            )
+            raise
+        workflow.continue_as_new(
+            ArchiverJob(job.application_id, due, job.stretch_seconds, job.base_backup_hours)
+        )
+
+    async def _base_backup(self, job: ArchiverJob, now: datetime, due: str | None) -> str | None:
+        """When the next base backup is due."""
+        try:
+            await take_base_backup(
+                job.application_id,
+                task_queue=DATA_TASK_QUEUE,
+                heartbeat_timeout=HEARTBEAT,
+                start_to_close_timeout=TRANSFER_STEP,
+                retry_policy=DATA_RETRY,
+                summary="base backup",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("base backup failed, tried again next stretch: %s", exc.cause)
+            return due
+        return (now + timedelta(hours=job.base_backup_hours)).isoformat()
