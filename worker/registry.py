@@ -18,6 +18,7 @@ from activities.backup import BackupActivities
 from activities.copy import CopyActivities
 from activities.drill import DrillActivities
 from activities.notify import Notifier
+from activities.offsite_retention import OffsiteRetentionActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
 from activities.runs import RunActivities
@@ -30,6 +31,7 @@ from workflows.archiver import ArchiverWorkflow
 from workflows.backup import BackupWorkflow
 from workflows.copy import OffsiteCopyWorkflow
 from workflows.drill import RestoreDrillWorkflow
+from workflows.offsite_retention import OffsiteRetentionWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
 from workflows.retention import RetentionSweepWorkflow
@@ -53,6 +55,7 @@ WORKFLOWS: list[type] = [
     RestoreDrillWorkflow,
     ArchiverWorkflow,
     OffsiteCopyWorkflow,
+    OffsiteRetentionWorkflow,
 ]
 
 
@@ -77,6 +80,7 @@ def activities(
     retention = RetentionActivities(sessions, settings, restic)
     drills = DrillActivities(sessions, settings, restic)
     copies = CopyActivities(sessions, settings, restic)
+    offsite_retention = OffsiteRetentionActivities(sessions, settings, restic)
     return Activities(
         control=[
             *storage.control(),
@@ -87,6 +91,7 @@ def activities(
             RunActivities(client, sessions).settle_closed_runs,
             *drills.control(),
             *copies.control(),
+            *offsite_retention.control(),
         ],
         data=[
             *storage.data(),
@@ -96,5 +101,6 @@ def activities(
             *drills.data(),
             *ArchiveActivities(sessions, settings, restic).data(),
             *copies.data(),
+            *offsite_retention.data(),
         ],
     )

@@ -91,6 +91,10 @@ start_copy = Step[CopyJob, None]("start_copy", NONE)
 copy_to_offsite = Step[CopyJob, list[str]]("copy_to_offsite", list[str])
 finish_copy = Step[CopyOutcome, None]("finish_copy", NONE)
 
+# activities/offsite_retention.py
+list_offsite_targets = Listing[list[str]]("list_offsite_targets", list[str])
+apply_offsite_retention = Step[str, list[str]]("apply_offsite_retention", list[str])
+
 # activities/retention.py
 list_retained_policies = Listing[list[str]]("list_retained_policies", list[str])
 apply_retention = Step[str, list[str]]("apply_retention", list[str])

@@ -197,6 +197,7 @@ async def test_a_copy_cairn_cannot_delete_restores_without_the_primary(
         ).json()
         for path in (f"snapshots/{snapshot}", f"data/{packs[0]['name']}"):
             assert (await http.delete(f"{base}/{path}")).status_code == 403
+            assert (await http.post(f"{base}/{path}", content=b"junk")).status_code == 403
     # the primary storage's folder is gone: the offsite copy brings the volumes back whole
     shutil.rmtree(settings.storage_mount_root / app.storage_pve_id)
     for volume, path in app.volumes.items():
@@ -218,7 +219,7 @@ async def test_a_copy_cairn_cannot_delete_restores_without_the_primary(
     assert all(s in listed.stdout for s in places[1]["snapshot_ids"])
 
 
-async def test_a_copy_waits_out_a_target_that_went_away_and_adds_nothing_twice(
+async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_when_unprotected(
     api: ApiClient,
     world: World,
     worker: None,
@@ -266,3 +267,33 @@ async def test_a_copy_waits_out_a_target_that_went_away_and_adds_nothing_twice(
     assert listed.stdout.count('"id"') == len(again)
     # the second backup's unchanged data (the volumes' random blob) was not sent again
     assert stored_bytes(repo) - before < before / 2
+
+    # offsite retention: both backups pruned at the primary, but only the first copy is past
+    # the target's 14 days of protection; the second, 13 days old, stays
+    ids = (first["id"], second["id"])
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        conn.execute(
+            "UPDATE backup_executions SET status = 'pruned' WHERE id = ANY(%s)", (list(ids),)
+        )
+        for backup_id, days in zip(ids, (20, 13), strict=True):
+            conn.execute(
+                "UPDATE backup_copies SET copied_at = now() - make_interval(days => %s)"
+                " WHERE execution_id = %s",
+                (days, backup_id),
+            )
+    workflow_id = f"offsite-retention-{uuid.uuid4().hex[:8]}"
+    expired = await temporal_client.execute_workflow(
+        "OffsiteRetentionWorkflow", id=workflow_id, task_queue="cairn-control"
+    )
+    assert expired.get(target_id) == [first["id"]]
+    await histories.record(temporal_client, workflow_id, "offsite-retention")
+    for backup_id, left in zip(ids, (0, len(again)), strict=True):
+        listed = restic(everyday, "snapshots", "--json", "--tag", f"execution={backup_id}")
+        assert listed.stdout.count('"id"') == left
+    places = await expect(
+        await api.get(f"{app.backups}/{first['id']}/copies", headers=world.auth("owner")), 200
+    )
+    assert places[1]["status"] == "expired"
+    _, maintenance = await remotes(settings, app, target_id)
+    check = restic(maintenance, "check")
+    assert check.returncode == 0, check.stderr
