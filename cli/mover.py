@@ -4,7 +4,10 @@ The Kubernetes platform (adapters/kubernetes/) starts these commands in a pod of
 application's namespace, with its claims and the backup storage mounted. They do what the
 local platform does in the worker (the same code: ``LocalPlatform``), on the pod's folders
 and on the database as the cluster reaches it. Output is JSON lines: progress as restic
-reports it, then one result; anything else on the log is what a failure left.
+reports it, then one result; anything else on the log is what a failure left. The result
+is also written to the file ``CAIRN_TERMINATION_LOG`` names (the container's
+terminationMessagePath) when it fits the kubelet's 4096 bytes: the pod's status then holds
+it even when its log cannot be read.
 
 Passwords come only from the environment, filled from Secrets by the Job:
 ``RESTIC_PASSWORD`` (the run Secret), ``PGPASSWORD`` (the application's own Secret) and
@@ -36,11 +39,17 @@ RESULT: Final = "cairn_result"
 F = TypeVar("F", bound=Callable[..., Any])
 REPO_HELP: Final = "the repository, as mounted in the pod (password: RESTIC_PASSWORD)"
 RUN_HELP: Final = "the backup or restore the mover works for (names its staging copies)"
+# What the kubelet keeps of a termination message.
+TERMINATION_MESSAGE_BYTES: Final = 4096
 
 
 def _emit(kind: str, payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({"message_type": kind, **payload}) + "\n")
+    line = json.dumps({"message_type": kind, **payload})
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    termination_log = os.environ.get("CAIRN_TERMINATION_LOG")
+    if kind == RESULT and termination_log and len(line.encode()) <= TERMINATION_MESSAGE_BYTES:
+        Path(termination_log).write_text(line)
 
 
 def _progress(progress: Progress) -> None:

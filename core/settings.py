@@ -129,11 +129,28 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         description="user id mover pods run as (0 to read and restore files of any owner,"
-        " with their ownership); empty: the image's own user",
+        " with their ownership, which the restricted Pod Security profile refuses); empty: the"
+        " image's own user, which must not be root",
+    )
+    mover_fs_group: int | None = Field(
+        default=None,
+        ge=0,
+        description="group id of mover pods' volumes (fsGroup): the group of the repository's"
+        " files when the backup storage is a claim; empty: none",
+    )
+    kube_mover_cpu_request: str = Field(
+        default="250m",
+        pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+        description="CPU a mover pod requests (a Kubernetes quantity)",
+    )
+    kube_mover_memory_request: str = Field(
+        default="256Mi",
+        pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$",
+        description="memory a mover pod requests (a Kubernetes quantity)",
     )
     kube_storage_volume: Annotated[dict[str, Any] | None, NoDecode] = Field(
         default=None,
-        description="JSON of a pod volume source (nfs, cephfs, persistentVolumeClaim) that"
+        description="JSON of a pod volume source (nfs, persistentVolumeClaim) that"
         " holds what the worker sees at CAIRN_STORAGE_MOUNT_ROOT: mover Jobs reach the"
         " repositories through it",
     )

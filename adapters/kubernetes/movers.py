@@ -2,7 +2,9 @@
 
 A mover reads or writes the application's claims and database from inside the cluster and
 the repository through the backup storage mounted in its pod. Its log is JSON lines
-(``cli/mover.py``): progress, which is passed on as it comes, and one result at the end.
+(``cli/mover.py``): progress, which is passed on as it comes, and one result at the end. The
+result is also the container's termination message, in the pod's status: a log the API
+server cannot fetch from the node costs the progress, not the result.
 
 A Job's name is given by the caller and deterministic, so a retried step (or a worker that
 restarted) finds the Job its first attempt made and awaits it instead of starting another.
@@ -14,6 +16,7 @@ Job and deleted as soon as the Job has ended, whatever the outcome; the pod read
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
@@ -36,6 +39,8 @@ CONTAINER: Final = "mover"
 TAIL_LINES: Final = 15
 # Container states that will not pass on their own: no point waiting for the timeout.
 _STUCK: Final = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError"}
+# A pod the namespace's Pod Security level refuses will not be admitted on a retry either.
+_POD_SECURITY: Final = "violates PodSecurity"
 PROGRESS_TYPE: Final = "cairn_progress"
 RESULT_TYPE: Final = "cairn_result"
 RETRIED: Final = "Retried"
@@ -43,6 +48,9 @@ RETRIED: Final = "Retried"
 # opened again (a mover may be quiet for long, e.g. while pg_dump works).
 CONNECT_SECONDS: Final = 10.0
 STALLED_SECONDS: Final = 60.0
+# How long to wait before asking again for a log the API server could not fetch.
+LOG_RETRY_SECONDS: Final = 2.0
+TERMINATION_LOG: Final = "/dev/termination-log"
 
 
 @dataclass(frozen=True)
@@ -72,17 +80,42 @@ class Placement:
     pod_labels: dict[str, str]
     start_timeout: float
     run_as_user: int | None = None  # None: the image's own user
+    fs_group: int | None = None
+    requests: dict[str, str] = field(default_factory=dict)
+
+
+def _security(placement: Placement) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod's and the container's securityContext: the restricted Pod Security profile,
+    except for a mover run as root, which keeps its capabilities to read and restore files of
+    any owner (the baseline profile)."""
+    pod: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    container: dict[str, Any] = {"allowPrivilegeEscalation": False}
+    if placement.run_as_user is not None:
+        pod["runAsUser"] = placement.run_as_user
+    if placement.run_as_user != 0:
+        pod["runAsNonRoot"] = True
+        container["capabilities"] = {"drop": ["ALL"]}
+    if placement.fs_group is not None:
+        # Only a volume root of another group is changed: no walk through a large volume.
+        pod.update(fsGroup=placement.fs_group, fsGroupChangePolicy="OnRootMismatch")
+    return pod, container
 
 
 def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
-    env = list(mover.env) + [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": mover.name, "key": key}}}
-        for key in sorted(mover.secret)
+    env = [
+        *mover.env,
+        {"name": "CAIRN_TERMINATION_LOG", "value": TERMINATION_LOG},
+        *(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": mover.name, "key": key}}}
+            for key in sorted(mover.secret)
+        ),
     ]
+    pod_security, container_security = _security(placement)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # a mover never talks to the API
         "enableServiceLinks": False,
+        "securityContext": pod_security,
         "containers": [
             {
                 "name": CONTAINER,
@@ -90,12 +123,15 @@ def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
                 "command": ["cairn", "mover", *mover.args],
                 "env": env,
                 "volumeMounts": mover.mounts,
+                "securityContext": container_security,
+                "resources": {"requests": placement.requests},
+                "terminationMessagePath": TERMINATION_LOG,
+                # A failure that wrote no result leaves its last log lines there.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
         "volumes": mover.volumes,
     }
-    if placement.run_as_user is not None:
-        pod["securityContext"] = {"runAsUser": placement.run_as_user}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -179,7 +215,7 @@ def _await(
         followed.append(pod)
         result: dict[str, Any] | None = None
         lines: list[str] = []
-        for line in _follow(kube, namespace, pod):
+        for line in _follow(kube, namespace, pod, tick):
             message = _json(line)
             if message is not None and message.get("message_type") == PROGRESS_TYPE:
                 latest[:] = [_progress(message)]
@@ -196,8 +232,17 @@ def _await(
         )
         if job != RETRIED:
             break
+    exit_code, final = _terminated(kube, namespace, pod)
+    message = _json(final)
+    if message is not None and message.get("message_type") == RESULT_TYPE:
+        result = message
     if job == "Failed" or result is None:
-        raise PlatformError(_failure_message(kube, namespace, name, pod, lines), retryable=False)
+        how = f"exited with {exit_code}" if exit_code is not None else "failed"
+        tail = "\n".join(line for line in lines if line.strip()) or final.strip() or "(no output)"
+        raise PlatformError(
+            f"the mover Job {namespace}/{name} {how}; its last log lines:\n{tail}",
+            retryable=False,
+        )
     return result
 
 
@@ -230,7 +275,12 @@ def _started_pod(
     def started() -> str | None:
         pods = [p for p in _pods(kube, namespace, name) if p.metadata.name not in followed]
         if not pods:
-            seen[:] = ["no pod yet"]
+            refused = _refused(kube, namespace, name)
+            if refused and _POD_SECURITY in refused:
+                raise PlatformError(
+                    f"the mover Job {namespace}/{name} cannot start: {refused}", retryable=False
+                )
+            seen[:] = [refused or "no pod yet"]
             return None
         pod = pods[-1]
         waiting = _waiting(pod)
@@ -255,12 +305,28 @@ def _started_pod(
     )
 
 
-def _follow(kube: Kube, namespace: str, pod: str) -> Iterator[str]:
+def _refused(kube: Kube, namespace: str, name: str) -> str | None:
+    """Why the Job controller could not create the Job's pod (admission, a quota), if it
+    said so in an event."""
+    try:
+        events = kube.core.list_namespaced_event(
+            namespace,
+            field_selector=f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate",
+        )
+    except ApiException as exc:
+        raise failure(exc, f"reading the events of mover Job {name}") from None
+    newest = sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time or ""))
+    return str(newest[-1].message) if newest else None
+
+
+def _follow(kube: Kube, namespace: str, pod: str, tick: Callable[[], None]) -> Iterator[str]:
     """The container's log lines as they come, to its end (the whole log of a pod that ended).
 
     A stream that ends or stalls while the container still runs (a proxy's timeout, a
     kubelet restart) is opened again, past the lines already read: only a stream opened
-    after the container ended is known to hold the whole log.
+    after the container ended is known to hold the whole log. A log the API server cannot
+    fetch (5xx: the node's kubelet unreachable) is asked for again until the container has
+    ended; then what was not read is lost, and the result comes from the termination message.
     """
     read = 0
     while True:
@@ -275,9 +341,13 @@ def _follow(kube: Kube, namespace: str, pod: str) -> Iterator[str]:
                 _request_timeout=(CONNECT_SECONDS, STALLED_SECONDS),
             )
         except ApiException as exc:
-            if exc.status == 404:
-                return  # the pod is gone; its Job's status says how it ended
-            raise failure(exc, f"reading the log of mover pod {pod}") from None
+            if exc.status == 404 or (exc.status >= 500 and ended):
+                return  # the pod is gone (its Job's status says how it ended), or it ended
+            if exc.status < 500:
+                raise failure(exc, f"reading the log of mover pod {pod}") from None
+            tick()
+            time.sleep(LOG_RETRY_SECONDS)
+            continue
         skip = read
         try:
             for line in _lines(response):
@@ -350,15 +420,13 @@ def _finished(kube: Kube, namespace: str, name: str, followed: list[str]) -> str
     return None
 
 
-def _failure_message(kube: Kube, namespace: str, name: str, pod: str, lines: list[str]) -> str:
-    exit_code = None
+def _terminated(kube: Kube, namespace: str, pod: str) -> tuple[int | None, str]:
+    """The mover container's exit code and termination message (none: the pod is gone)."""
     try:
         found = kube.core.read_namespaced_pod(pod, namespace)
-        for status in found.status.container_statuses or []:
-            if status.state and status.state.terminated:
-                exit_code = status.state.terminated.exit_code
     except ApiException:
-        pass  # the message still has the log
-    how = f"exited with {exit_code}" if exit_code is not None else "failed"
-    tail = "\n".join(line for line in lines if line.strip()) or "(no output)"
-    return f"the mover Job {namespace}/{name} {how}; its last log lines:\n{tail}"
+        return None, ""  # the log read so far is all there is
+    for status in found.status.container_statuses or []:
+        if status.name == CONTAINER and status.state and status.state.terminated:
+            return status.state.terminated.exit_code, status.state.terminated.message or ""
+    return None, ""

@@ -139,14 +139,18 @@ class KubernetesPlatform:
                 " CAIRN_STORAGE_MOUNT_ROOT)",
                 retryable=False,
             )
+        if "cephfs" in source:
+            raise PlatformError(
+                "CAIRN_KUBE_STORAGE_VOLUME: the in-tree cephfs volume was removed in Kubernetes"
+                " 1.31; mount CephFS through its CSI driver, as a persistentVolumeClaim",
+                retryable=False,
+            )
         return {"name": "cairn-storage", **source}
 
     def _storage_addresses(self) -> list[str]:
         source = self.cairn.kube_storage_volume or {}
         if "nfs" in source:
             return [str(source["nfs"]["server"])]
-        if "cephfs" in source:
-            return [str(m).rsplit(":", 1)[0].strip("[]") for m in source["cephfs"]["monitors"]]
         return []
 
     def _repo_in_pod(self, repo: Repository) -> str:
@@ -168,6 +172,11 @@ class KubernetesPlatform:
             pod_labels=dict(MOVER_LABELS),
             start_timeout=self.cairn.kube_mover_timeout_seconds,
             run_as_user=self.cairn.mover_run_as_user,
+            fs_group=self.cairn.mover_fs_group,
+            requests={
+                "cpu": self.cairn.kube_mover_cpu_request,
+                "memory": self.cairn.kube_mover_memory_request,
+            },
         )
 
     def _run(self, run_id: str, mover: Mover, progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -252,7 +261,12 @@ class KubernetesPlatform:
         if database:
             self._database()
         for volume in volumes:
-            self._read_claim(volume)
+            if (self._read_claim(volume).get("spec") or {}).get("volumeMode") == "Block":
+                raise PlatformError(
+                    f"volume {volume}: the claim {self._claim(volume)} is a raw block volume"
+                    " (volumeMode Block); movers back up and restore filesystems only",
+                    retryable=False,
+                )
 
     def estimate_bytes(self, database: bool, volumes: list[str]) -> int:
         """Claims count at their capacity; the database at its size, asked from the cluster."""

@@ -152,14 +152,19 @@ def claim_like(
     snapshot: str | None = None,
     size: str | int | None = None,
 ) -> None:
-    """A claim named ``name`` shaped like ``source`` (access modes, class, size), empty or
-    restored from ``snapshot``; a retry finds the one it made."""
+    """A claim named ``name`` shaped like ``source`` (class, volume mode, size), empty or
+    restored from ``snapshot``; a retry finds the one it made.
+
+    Only one mover mounts it: ``ReadWriteOnce``, whatever the source's modes (a driver may
+    offer ``ReadWriteMany`` only for some volumes, and it costs more).
+    """
     spec = source.get("spec") or {}
     size = size or ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     claim: dict[str, Any] = {
         "metadata": {"name": name, "labels": labels},
         "spec": {
-            "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": spec.get("volumeMode") or "Filesystem",
             "resources": {"requests": {"storage": str(size)}},
         },
     }

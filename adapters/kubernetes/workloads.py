@@ -12,6 +12,13 @@ A quiesce is over when the pods are gone, not when the counts say so: a Deployme
 ``status.replicas`` stops counting a pod as soon as it is terminating, while its processes
 may still write for their whole grace period; and pods no listed workload owns (a CronJob's,
 an operator's) may mount the same claims.
+
+A StatefulSet with ``podManagementPolicy: OrderedReady`` (the default) deletes its pods one
+at a time, highest ordinal first, and will not delete an unhealthy pod while a lower one is
+unhealthy too: two crash-looping pods stop its scale-down for good. So while such a
+StatefulSet, at zero, has an unhealthy pod and none terminating, cairn does the controller's
+next step itself: it deletes the highest-ordinal pod (gracefully), which at zero replicas is
+not created again.
 """
 
 from __future__ import annotations
@@ -74,8 +81,12 @@ def scale_down(
         _scale(kube, namespace, workload, 0)
         done.append(f"{workload} ({before} → 0)")
     remaining: list[str] = []
+    deleted: list[str] = []
 
     def stopped() -> bool | None:
+        for workload, _obj in found:
+            if workload.kind == "statefulset":
+                deleted.extend(_unblock(kube, namespace, workload))
         remaining[:] = _running_pods(kube, namespace, found, claims)
         return None if remaining else True
 
@@ -90,7 +101,12 @@ def scale_down(
     )
     if not done:
         return f"no workload to scale down in {namespace}"
-    return f"scaled down in {namespace}: {', '.join(done)}"
+    unblocked = (
+        f"; deleted by cairn, their StatefulSet waiting for unhealthy pods: {', '.join(deleted)}"
+        if deleted
+        else ""
+    )
+    return f"scaled down in {namespace}: {', '.join(done)}{unblocked}"
 
 
 def scale_up(api: ApiClient, namespace: str, workloads: dict[str, Any]) -> str:
@@ -220,6 +236,49 @@ def _running_pods(
                 f"pod {pod.metadata.name} mounting claim {', '.join(mounted)}" + _terminating(pod)
             )
     return sorted(running)
+
+
+def _unblock(kube: Kube, namespace: str, workload: Workload) -> list[str]:
+    """Deletes the highest-ordinal pod of an OrderedReady StatefulSet at zero replicas that
+    has an unhealthy pod and none terminating (the step its controller may refuse); the
+    pod's name, or nothing."""
+    try:
+        obj = _call(kube, "read", workload.kind)(workload.name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise failure(exc, f"reading {workload} in {namespace}") from None
+    if obj.spec.replicas != 0 or obj.spec.pod_management_policy == "Parallel":
+        return []
+    try:
+        listed = kube.core.list_namespaced_pod(namespace).items
+    except ApiException as exc:
+        raise failure(exc, f"listing the pods of {namespace}") from None
+    pods = [
+        p
+        for p in listed
+        if any(
+            r.controller and r.uid == obj.metadata.uid for r in p.metadata.owner_references or []
+        )
+    ]
+    if not pods or any(p.metadata.deletion_timestamp for p in pods):
+        return []
+    if all(_running_and_ready(p) for p in pods):
+        return []  # the controller goes on by itself
+    last = max(pods, key=lambda p: int(p.metadata.name.rsplit("-", 1)[1]))
+    try:
+        kube.core.delete_namespaced_pod(last.metadata.name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise failure(exc, f"deleting the pod {last.metadata.name} of {workload}") from None
+    return [str(last.metadata.name)]
+
+
+def _running_and_ready(pod: Any) -> bool:
+    return pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+    )
 
 
 def _selector(kube: Kube, namespace: str, workload: Workload) -> dict[str, str] | None:

@@ -448,6 +448,27 @@ def test_a_failed_mover_says_why_and_leaves_nothing(
     assert leftovers(kube, app.namespace) == []
 
 
+def test_a_mover_s_result_and_failure_come_from_its_status_when_its_log_cannot_be_read(
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
+) -> None:
+    """The API server cannot reach the node's kubelet: no log, no progress, yet the result
+    (and a failure's last lines) reach cairn through the termination message."""
+    platform = platform_of(app, cairn_settings, cairn)
+    expected = platform.estimate_bytes(database=True, volumes=[])
+    kube.refuse_logs(10_000)
+    try:
+        assert platform.estimate_bytes(database=True, volumes=[]) == expected
+        database = {**app.settings["database"], "dbname": f"{app.dbname}_absent"}
+        absent = platform_of(app, cairn_settings, cairn, database=database)
+        with pytest.raises(PlatformError) as failed:
+            absent.estimate_bytes(database=True, volumes=[])
+    finally:
+        kube.refuse_logs(0)
+    assert "exited with 1; its last log lines:" in failed.value.message
+    assert f'database "{app.dbname}_absent" does not exist' in failed.value.message
+    assert leftovers(kube, app.namespace) == []
+
+
 def test_movers_starting_at_once_each_write_the_network_policy(
     kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
 ) -> None:
@@ -473,20 +494,61 @@ def test_a_snapshot_never_ready_times_out_and_leaves_nothing(
     assert leftovers(kube, app.namespace) == []
 
 
+def test_movers_pass_the_restricted_pod_security_profile_unless_run_as_root(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """A namespace enforcing ``restricted`` admits a mover of the image's own (non-root)
+    user, with its requests and fsGroup; a root mover is refused at once, with the reasons."""
+    core(kube_api).patch_namespace(
+        app.namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    )
+    unprivileged = cairn_settings.model_copy(
+        update={"mover_run_as_user": None, "mover_fs_group": 2000}
+    )
+    before = kube.store.revision
+    platform = platform_of(app, unprivileged, cairn)
+    assert platform.estimate_bytes(database=True, volumes=[]) > 0
+    (pod,) = [
+        event.object
+        for event in kube.store.events_after(before)
+        if event.type == "ADDED" and event.resource.kind == "Pod"
+    ]
+    assert pod["spec"]["securityContext"]["fsGroup"] == 2000
+    assert pod["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "250m",
+        "memory": "256Mi",
+    }
+
+    with pytest.raises(PlatformError) as refused:
+        platform_of(app, cairn_settings, cairn).estimate_bytes(database=True, volumes=[])
+    assert "cannot start: Error creating: pods" in refused.value.message
+    assert 'violates PodSecurity "restricted:latest": ' in refused.value.message
+    assert refused.value.message.endswith("runAsUser=0 (pod must not set runAsUser=0)")
+    assert leftovers(kube, app.namespace) == []
+
+
 def test_passwords_reach_the_mover_only_through_secret_references() -> None:
     mover = Mover("cairn-dump-x", ["dump"], secret={"RESTIC_PASSWORD": "s3cret-repo"})
     placement = Placement("ns", "cairn:local", {"a": "b"}, {"c": "d"}, 10, run_as_user=0)
     manifest = job_manifest(mover, placement)
     assert "s3cret-repo" not in repr(manifest)
     pod = manifest["spec"]["template"]["spec"]
-    assert pod["securityContext"] == {"runAsUser": 0}
+    # root keeps its capabilities (baseline), nothing else is given up
+    assert pod["securityContext"] == {"runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False}
     assert pod["automountServiceAccountToken"] is False
     env = manifest["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [
+        {"name": "CAIRN_TERMINATION_LOG", "value": "/dev/termination-log"},
         {
             "name": "RESTIC_PASSWORD",
             "valueFrom": {"secretKeyRef": {"name": "cairn-dump-x", "key": "RESTIC_PASSWORD"}},
-        }
+        },
     ]
 
 
@@ -586,7 +648,8 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
 ) -> None:
     """Claims on two CSI drivers, classes that Retain: each claim gets its driver's class (the
     application's for the first driver, the second driver's default for the other), and
-    backups leave no VolumeSnapshotContent, nor its copy, behind."""
+    backups leave no VolumeSnapshotContent, nor its copy, behind. The temporary claim of a
+    ReadWriteMany claim is ReadWriteOnce, of the same class and volume mode."""
     ns = app.namespace
     core(kube_api).create_namespaced_persistent_volume_claim(
         ns,
@@ -603,6 +666,7 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
     volumes = {**CLAIMS, "shared": "shared-pvc"}
     platform = platform_of(app, cairn_settings, cairn, volumes=volumes, snapshot_class=RETAIN_CLASS)
     contents: list[str] = []
+    before = kube.store.revision
     for _ in range(2):
         run = str(uuid.uuid4())
         try:
@@ -636,6 +700,38 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
     left = {c["metadata"]["name"] for c in kube.list(SNAPSHOT_GROUP, "volumesnapshotcontents")}
     assert left & set(contents) == set()
     assert [name for name in contents if (kube.root / "snapshots" / name).exists()] == []
+    copies = [
+        event.object["spec"]
+        for event in kube.store.events_after(before)
+        if event.type == "ADDED" and event.object["metadata"]["name"].startswith("cairn-copy-")
+    ]
+    assert len(copies) == 2
+    assert {(tuple(c["accessModes"]), c["storageClassName"], c["volumeMode"]) for c in copies} == {
+        (("ReadWriteOnce",), SECOND_STORAGE_CLASS, "Filesystem")
+    }
+
+
+def test_a_raw_block_claim_is_refused_before_anything_runs(
+    app: App, kube_api: client.ApiClient, cairn_settings: Settings, cairn: CairnCalls
+) -> None:
+    core(kube_api).create_namespaced_persistent_volume_claim(
+        app.namespace,
+        {
+            "metadata": {"name": "raw-pvc"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "volumeMode": "Block",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    platform = platform_of(app, cairn_settings, cairn, volumes={**CLAIMS, "raw": "raw-pvc"})
+    with pytest.raises(PlatformError) as refused:
+        platform.check_targets(False, ["data", "raw"])
+    assert refused.value.message == (
+        "volume raw: the claim raw-pvc is a raw block volume (volumeMode Block); movers back"
+        " up and restore filesystems only"
+    )
 
 
 def test_a_log_stream_cut_while_the_mover_runs_is_followed_again(

@@ -547,33 +547,128 @@ def test_job_writes_into_a_pvc_with_secrets_and_config(
     assert followed == log
 
 
-def test_nfs_and_cephfs_volumes_are_the_mapped_storage_folders(
+def test_nfs_volumes_are_the_mapped_storage_folders_and_cephfs_has_no_plugin(
     api: client.ApiClient, ns: str, fake: FakeKube, tmp_path: Path
 ) -> None:
-    nfs_root, ceph_root = tmp_path / "nfs", tmp_path / "ceph"
+    """The in-tree cephfs plugin was removed in 1.31: the fake reports 1.33."""
+    nfs_root = tmp_path / "nfs"
     (nfs_root / "repos").mkdir(parents=True)
-    ceph_root.mkdir()
     fake.map_nfs("192.0.2.10", "/export/backups", nfs_root)
-    fake.map_cephfs("/volumes/cairn", ceph_root)
     job = job_manifest(
         "mover",
-        "echo data > /repo/file && echo more > /ceph/file",
+        "echo data > /repo/file",
         volumes=[
-            {"name": "repo", "nfs": {"server": "192.0.2.10", "path": "/export/backups/repos"}},
-            {"name": "ceph", "cephfs": {"monitors": ["192.0.2.20:6789"], "path": "/volumes/cairn"}},
+            {"name": "repo", "nfs": {"server": "192.0.2.10", "path": "/export/backups/repos"}}
         ],
-        container={
-            "volumeMounts": [
-                {"name": "repo", "mountPath": "/repo"},
-                {"name": "ceph", "mountPath": "/ceph", "subPath": "sub"},
-            ]
-        },
+        container={"volumeMounts": [{"name": "repo", "mountPath": "/repo", "subPath": "sub"}]},
     )
     batch_v1(api).create_namespaced_job(ns, job)
     _, condition = wait_for(lambda: job_condition(api, ns, "mover"), "the mover to finish")
     assert condition.type == "Complete"
-    assert (nfs_root / "repos" / "file").read_text() == "data\n"
-    assert (ceph_root / "sub" / "file").read_text() == "more\n"
+    assert (nfs_root / "repos" / "sub" / "file").read_text() == "data\n"
+
+    ceph = {"name": "ceph", "cephfs": {"monitors": ["192.0.2.20:6789"], "path": "/volumes/cairn"}}
+    batch_v1(api).create_namespaced_job(ns, job_manifest("ceph", "true", volumes=[ceph]))
+    core = core_v1(api)
+
+    def mount_refused() -> str | None:
+        pods = core.list_namespaced_pod(ns, label_selector="job-name=ceph").items
+        statuses = pods[0].status.container_statuses if pods else None
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting.message if waiting and waiting.message else None
+
+    message = wait_for(mount_refused, "the cephfs mount to fail")
+    assert 'volume "ceph" err=no volume plugin matched' in message
+
+
+def test_pod_security_restricted_refuses_the_job_s_pods_with_the_api_server_s_reasons(
+    api: client.ApiClient, ns: str
+) -> None:
+    core = core_v1(api)
+    core.patch_namespace(
+        ns, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    scratch = {"name": "scratch", "nfs": {"server": "192.0.2.10", "path": "/x"}}
+    batch_v1(api).create_namespaced_job(ns, job_manifest("loose", "true", volumes=[scratch]))
+
+    def refused() -> str | None:
+        events = core.list_namespaced_event(
+            ns, field_selector="involvedObject.name=loose,reason=FailedCreate"
+        ).items
+        return events[0].message if events else None
+
+    message = wait_for(refused, "the pod to be refused")
+    assert message.startswith('Error creating: pods "loose-')
+    assert message.endswith(
+        'is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation !='
+        ' false (container "main" must set securityContext.allowPrivilegeEscalation=false),'
+        ' unrestricted capabilities (container "main" must set'
+        ' securityContext.capabilities.drop=["ALL"]), restricted volume types (volume'
+        ' "scratch" uses restricted volume type "nfs"), runAsNonRoot != true (pod or container'
+        ' "main" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container'
+        ' "main" must set securityContext.seccompProfile.type to "RuntimeDefault" or'
+        ' "Localhost")'
+    )
+    assert not core.list_namespaced_pod(ns, label_selector="job-name=loose").items
+    with pytest.raises(client.ApiException) as refused_pod:
+        core.create_namespaced_pod(
+            ns, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+        )
+    assert refused_pod.value.status == 403
+
+    strict = job_manifest(
+        "strict",
+        "true",
+        container={
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            }
+        },
+    )
+    strict["spec"]["template"]["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    batch_v1(api).create_namespaced_job(ns, strict)
+    _, condition = wait_for(lambda: job_condition(api, ns, "strict"), "the strict Job to finish")
+    assert condition.type == "Complete"
+
+
+def test_the_termination_message_is_the_file_or_a_failure_s_last_log_lines(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    """The file at terminationMessagePath (last 4096 bytes); FallbackToLogsOnError gives a
+    failure that wrote none its log's tail; neither policy touches a success's empty file."""
+    scripts = {
+        "wrote": "echo noise; printf '%05000d' 7 > /dev/termination-log",
+        "fell-back": "echo first; echo last words; exit 3",
+        "quiet": "echo only in the log",
+    }
+    for name, script in scripts.items():
+        container = {"terminationMessagePolicy": "FallbackToLogsOnError"}
+        batch_v1(api).create_namespaced_job(ns, job_manifest(name, script, container=container))
+    core = core_v1(api)
+    messages = {}
+    for name in scripts:
+        wait_for(partial(job_condition, api, ns, name), f"{name} to finish")
+        (pod,) = core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+        messages[name] = pod.status.container_statuses[0].state.terminated.message
+    assert messages["wrote"] == "0" * 4095 + "7"  # the last 4096 of 5000 bytes
+    assert messages["fell-back"] == "first\nlast words\n"
+    assert messages["quiet"] is None
+
+    fake.refuse_logs(1)
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=quiet").items
+    with pytest.raises(ApiException) as refused:
+        core.read_namespaced_pod_log(pod.metadata.name, ns)
+    assert refused.value.status == 500
+    assert status_of(refused.value)["message"] == (
+        f'Get "https://127.0.0.1:10250/containerLogs/{ns}/{pod.metadata.name}/main": dial tcp'
+        " 127.0.0.1:10250: connect: connection refused"
+    )
+    assert core.read_namespaced_pod_log(pod.metadata.name, ns) == "only in the log\n"
 
 
 def test_a_mover_job_runs_restic_on_the_mapped_storage(

@@ -219,6 +219,42 @@ def test_quiesce_names_the_pods_that_do_not_stop(
     assert not stuck.value.retryable
 
 
+def test_a_statefulset_stuck_on_unhealthy_pods_is_stopped_by_deleting_them_in_order(
+    kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """OrderedReady: with its pods stuck unready (a volume that cannot mount), the controller
+    deletes none (the highest is unhealthy and not the lowest unhealthy one). cairn deletes
+    them itself, highest ordinal first, and the quiesce ends."""
+    pod = {
+        "containers": [
+            {"name": "main", "image": "db:1", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}
+        ],
+        "volumes": [{"name": "d", "nfs": {"server": "192.0.2.99", "path": "/gone"}}],
+    }
+    make(kube_api, namespace, "statefulset", "db", 3, pod=pod)
+    eventually(lambda: pods(kube_api, namespace) == ["db-0", "db-1", "db-2"] or None, "3 pods")
+    # The controller alone: scaled to zero, it deletes nothing.
+    apps(kube_api).patch_namespaced_stateful_set_scale("db", namespace, {"spec": {"replicas": 0}})
+    assert kube.controllers is not None
+    kube.controllers.wait_synced()
+    listed = core(kube_api).list_namespaced_pod(namespace).items
+    assert sorted((p.metadata.name, p.metadata.deletion_timestamp) for p in listed) == [
+        ("db-0", None),
+        ("db-1", None),
+        ("db-2", None),
+    ]
+    apps(kube_api).patch_namespaced_stateful_set_scale("db", namespace, {"spec": {"replicas": 3}})
+
+    said = cairn(scale_down, kube_api, namespace, {"names": ["statefulset/db"]}, timeout=60)
+
+    assert pods(kube_api, namespace) == []
+    # db-0, the lowest unhealthy pod, the controller may delete itself before cairn does.
+    assert said.startswith(
+        f"scaled down in {namespace}: statefulset/db (3 → 0); deleted by cairn, their"
+        " StatefulSet waiting for unhealthy pods: db-2, db-1"
+    )
+
+
 def test_rbac_covers_every_call(cairn: CairnCalls) -> None:
     assert cairn.used, "the tests above ran no cairn call"
     assert uncovered(cairn.used) == set()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakes.kube import admission, schema
+from tests.fakes.kube import admission, pod_security, schema
 from tests.fakes.kube.errors import (
     STALE,
     ApiError,
@@ -170,6 +170,20 @@ class Api:
                 details,
             )
 
+    def _pod_security(self, namespace: str, pod: dict[str, Any]) -> None:
+        """The PodSecurity admission plugin, at the namespace's ``enforce`` level."""
+        ns = self.store.get(NAMESPACES, "", namespace) or {}
+        level = ((ns.get("metadata") or {}).get("labels") or {}).get(pod_security.ENFORCE, "")
+        broken = pod_security.violations(level, pod.get("spec") or {})
+        if broken:
+            name = pod["metadata"]["name"]
+            raise ApiError(
+                403,
+                "Forbidden",
+                pod_security.forbidden_message(name, level, broken),
+                {"name": name, "kind": "pods"},
+            )
+
     # --- create / read ----------------------------------------------------------------------
 
     def create(
@@ -184,6 +198,8 @@ class Api:
             meta["name"] = f"{meta['generateName']}{random_suffix()}"
         if resource.namespaced:
             self._require_namespace(resource, namespace, str(meta.get("name") or ""))
+        if resource.kind == "Pod":
+            self._pod_security(namespace, obj)
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"):
             meta.pop(key, None)
         if resource.kind not in _NO_STATUS:
@@ -231,6 +247,8 @@ class Api:
             obj["metadata"]["name"] = f"{obj['metadata']['generateName']}{random_suffix()}"
         self._admit(resource, obj, None, "Strict")
         meta = obj["metadata"]
+        if resource.kind == "Pod":
+            self._pod_security(meta["namespace"], obj)
         with self.store.lock:
             if self.store.get(resource, meta.get("namespace", ""), meta["name"]) is not None:
                 raise already_exists(resource.group, resource.plural, meta["name"])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.kube.api import PODS, PVC_PROTECTION, Api, now
+from tests.fakes.kube.errors import ApiError
 from tests.fakes.kube.kubelet import PVCS, Kubelet
 from tests.fakes.kube.resources import ALL_RESOURCES, DRIVERS, lookup
 from tests.fakes.kube.store import WatchEvent
@@ -98,6 +99,7 @@ class Controllers:
         self._thread: threading.Thread | None = None
         self._counted: dict[str, dict[str, set[str]]] = {}  # job uid -> succeeded/failed pod uids
         self._phases: dict[str, str] = {}  # pod uid -> last phase seen
+        self._refused: set[str] = set()  # uids of Jobs whose last pod admission refused
         self.idle = threading.Condition()
 
     # --- loop -------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ class Controllers:
             timed = (
                 spec.get("activeDeadlineSeconds") or spec.get("ttlSecondsAfterFinished") is not None
             )
-            if timed and status.get("startTime"):
+            if (timed and status.get("startTime")) or job["metadata"]["uid"] in self._refused:
                 self._reconcile_job(job["metadata"]["namespace"], job["metadata"]["name"])
         self._retry_pending_claims()
         for snapshot in self.api.store.list(SNAPSHOTS, None):
@@ -332,7 +334,19 @@ class Controllers:
                 int(spec.get("completions") or 1) - len(counted["succeeded"]),
             )
             for _ in range(max(0, wanted - len(active))):
-                active.append(self._create_job_pod(job))
+                try:
+                    active.append(self._create_job_pod(job))
+                except ApiError as exc:  # admission refused it: said on the Job, tried again
+                    self.api.record_event(
+                        JOBS,
+                        job,
+                        "FailedCreate",
+                        f"Error creating: {exc.message}",
+                        "job-controller",
+                    )
+                    self._refused.add(uid)
+                    break
+                self._refused.discard(uid)
         if conditions:
             for pod in active:  # terminated by the controller: they count as failed
                 counted["failed"].add(pod["metadata"]["uid"])
@@ -421,10 +435,8 @@ class Controllers:
         stateful = resource.kind == "StatefulSet"
         if stateful:
             ordinals = {int(p["metadata"]["name"].rsplit("-", 1)[1]): p for p in pods}
-            extra = sorted((i for i in ordinals if i >= wanted), reverse=True)[:1]
-            if len(pods) == len(live):  # one at a time: the previous one is gone first
-                for ordinal in extra:
-                    self._stop_pod(ordinals[ordinal])
+            for ordinal in self._condemned(spec, ordinals, wanted):
+                self._stop_pod(ordinals[ordinal])
             for ordinal in range(wanted):
                 if ordinal not in ordinals:
                     live.append(self._create_workload_pod(obj, f"{name}-{ordinal}"))
@@ -450,6 +462,29 @@ class Controllers:
             current["status"] = status
 
         self.api.update_status(resource, namespace, name, write)
+
+    @staticmethod
+    def _condemned(
+        spec: dict[str, Any], ordinals: dict[int, dict[str, Any]], wanted: int
+    ) -> list[int]:
+        """The StatefulSet controller's scale-down: ``Parallel`` deletes every pod past
+        ``wanted`` at once; ``OrderedReady`` (the default) one at a time, highest ordinal
+        first, once the previous one is gone and while every kept pod is healthy, and it
+        does not delete an unhealthy pod that is not the lowest unhealthy one: two pods that
+        crash-loop stop the scale-down for good (stateful_set_control.go)."""
+        extra = sorted((i for i in ordinals if i >= wanted), reverse=True)
+        live = [i for i in extra if not ordinals[i]["metadata"].get("deletionTimestamp")]
+        if spec.get("podManagementPolicy") == "Parallel":
+            return live
+        if len(live) < len(extra) or not live:
+            return []  # one at a time: the previous one is gone first
+        unhealthy = sorted(i for i, pod in ordinals.items() if not _running_and_ready(pod))
+        if any(i < wanted for i in unhealthy):
+            return []
+        target = live[0]
+        if target in unhealthy and target != unhealthy[0]:
+            return []
+        return [target]
 
     def _stop_pod(self, pod: dict[str, Any]) -> None:
         self.api.delete_pod(pod, int(pod["spec"].get("terminationGracePeriodSeconds", 30)))
@@ -788,6 +823,13 @@ def _policy_action(policy: dict[str, Any] | None, pod: dict[str, Any]) -> str:
                 if (code in values) == (exits.get("operator") == "In"):
                     return str(rule["action"])
     return "Count"
+
+
+def _running_and_ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
+    )
 
 
 def _age(stamp: str) -> float:

@@ -37,9 +37,10 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:  # omitted when empty (a proxied error's), as the server does
+            body["reason"] = self.reason
         if self.details:
             body["details"] = self.details
         return body

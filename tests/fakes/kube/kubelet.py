@@ -339,7 +339,11 @@ class Kubelet:
         # it is stopped.
         command = container.get("command") or IDLE_ENTRYPOINT
         argv = [expand(a, env) for a in command + (container.get("args") or [])]
-        paths = MountMap(container, mounts)
+        # The termination message file, bound at terminationMessagePath, new for each run.
+        message_file = run.scratch / f"termination-{'init-' if init else ''}{name}"
+        message_file.write_bytes(b"")
+        message_path = container.get("terminationMessagePath", "/dev/termination-log")
+        paths = MountMap(container, mounts, {message_path: message_file})
         argv = [paths.inward(a) for a in argv]
         proc_env = {**self._env_base, "HOME": str(run.scratch / "home"), "HOSTNAME": run.name}
         proc_env.update({k: paths.inward(v) for k, v in env.items()})
@@ -403,6 +407,9 @@ class Kubelet:
                 "containerID": f"fake://{proc.pid}",
             }
         }
+        message = _termination_message(container, message_file, log, code)
+        if message:
+            state["terminated"]["message"] = message
         self._container_state(run, field, container, state, restarts)
         return code
 
@@ -433,6 +440,17 @@ class Kubelet:
             status = pod["status"]
             entries = [e for e in status.get(field, []) if e["name"] != container["name"]]
             status[field] = sorted([*entries, entry], key=lambda e: str(e["name"]))
+            if field == "containerStatuses" and status["phase"] == "Running":
+                # No probes: a pod is ready while all its containers run (not crash-looping).
+                ready = len(status[field]) == len(pod["spec"]["containers"]) and all(
+                    e["ready"] for e in status[field]
+                )
+                status["conditions"] = [
+                    _condition(c["type"], "True" if ready else "False")
+                    if c["type"] in ("Ready", "ContainersReady")
+                    else c
+                    for c in status.get("conditions") or []
+                ]
             if running and field == "containerStatuses" and status["phase"] == "Pending":
                 status["phase"] = "Running"
                 status["podIP"] = "127.0.0.1"
@@ -481,8 +499,15 @@ class Kubelet:
             elif "emptyDir" in volume:
                 folders[vname] = run.scratch / "volumes" / vname
                 folders[vname].mkdir(parents=True, exist_ok=True)
+            elif "cephfs" in volume:  # the in-tree plugin is gone since 1.31
+                raise PodNotReady(
+                    "ContainerCreating",
+                    f"Unable to attach or mount volumes: unmounted volumes=[{vname}],"
+                    f" unattached volumes=[], failed to process volumes=[{vname}]: failed to get"
+                    f' Plugin from volumeSpec for volume "{vname}" err=no volume plugin matched',
+                )
             else:
-                kind = next((k for k in ("nfs", "hostPath", "cephfs") if k in volume), None)
+                kind = next((k for k in ("nfs", "hostPath") if k in volume), None)
                 mapped = self._external_folder(kind, volume[kind]) if kind else None
                 if mapped is None:
                     raise PodNotReady(
@@ -612,6 +637,25 @@ class Kubelet:
         return buffer, container
 
 
+def _termination_message(
+    container: dict[str, Any], message_file: Path, log: LogBuffer, code: int
+) -> str:
+    """What the kubelet reports: the file's last 4096 bytes; with FallbackToLogsOnError and
+    a failure, an empty file gives the log's last 80 lines (at most 2048 bytes)."""
+    try:
+        with message_file.open("rb") as file:
+            file.seek(max(0, message_file.stat().st_size - 4096))
+            message = file.read()
+    except FileNotFoundError:
+        return ""  # the pod was deleted: its folder went with it
+    fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+    if not message and code != 0 and fallback:
+        with log.changed:
+            lines = [line for _stamp, line in log.lines[-80:]]
+        message = b"".join(lines)[-2048:]
+    return message.decode(errors="replace")
+
+
 def _all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return [*(pod["spec"].get("initContainers") or []), *pod["spec"]["containers"]]
 
@@ -683,8 +727,10 @@ class MountMap:
     output become the mount paths again, so its log reads as it would in a real pod.
     """
 
-    def __init__(self, container: dict[str, Any], mounts: dict[str, Path]) -> None:
-        self.targets: dict[str, str] = {}
+    def __init__(
+        self, container: dict[str, Any], mounts: dict[str, Path], files: dict[str, Path]
+    ) -> None:
+        self.targets: dict[str, str] = {path: str(file) for path, file in files.items()}
         for mount in container.get("volumeMounts") or []:
             folder = mounts[mount["name"]]
             if mount.get("subPath"):

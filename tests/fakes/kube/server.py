@@ -66,6 +66,7 @@ class FakeKube:
         self.api = Api(self.store)
         self.requests: list[Request] = []
         self._log_cuts: list[int] = []  # lines after which the next follow streams end
+        self._log_refusals = 0  # how many of the next pods/log requests cannot reach the node
         self._lock = threading.Lock()
         self._mounts: list[tuple[str, str, Path]] = []  # (kind, key, folder)
         self._server: TLSServer[FakeKube] | None = None
@@ -191,10 +192,6 @@ class FakeKube:
         """An ``nfs`` volume of ``server:export`` (or below it) is this folder."""
         self._mounts.append(("nfs", f"{server}:{export.rstrip('/')}", Path(folder)))
 
-    def map_cephfs(self, path: str, folder: Path) -> None:
-        """A ``cephfs`` volume of ``path`` (or below it) is this folder; monitors are ignored."""
-        self._mounts.append(("cephfs", path.rstrip("/"), Path(folder)))
-
     def map_host_path(self, path: str, folder: Path) -> None:
         """A ``hostPath`` of ``path`` (or below it) is this folder instead of the host's path."""
         self._mounts.append(("hostPath", path.rstrip("/"), Path(folder)))
@@ -238,6 +235,18 @@ class FakeKube:
         container still runs, as when a proxy or a kubelet restart cuts the connection."""
         with self._lock:
             self._log_cuts += [after_lines] * count
+
+    def refuse_logs(self, count: int) -> None:
+        """The next ``count`` ``pods/log`` requests answer 500: the API server cannot reach
+        the node's kubelet (a firewalled port 10250), while pods run and report as usual."""
+        with self._lock:
+            self._log_refusals = count
+
+    def take_log_refusal(self) -> bool:
+        with self._lock:
+            refused = self._log_refusals > 0
+            self._log_refusals -= int(refused)
+            return refused
 
     def take_log_cut(self) -> int | None:
         with self._lock:
@@ -494,7 +503,15 @@ class _Handler(TLSHandler):
     def _log(self, namespace: str, name: str, params: dict[str, str]) -> None:
         kubelet = self.server.fake.kubelet
         assert kubelet is not None
-        buffer, _container = kubelet.log(namespace, name, params)
+        buffer, container = kubelet.log(namespace, name, params)
+        if self.server.fake.take_log_refusal():
+            query = "?follow=true" if params.get("follow") in ("true", "1") else ""
+            raise ApiError(
+                500,
+                "",
+                f'Get "https://127.0.0.1:10250/containerLogs/{namespace}/{name}/{container}'
+                f'{query}": dial tcp 127.0.0.1:10250: connect: connection refused',
+            )
         stamps = params.get("timestamps") in ("true", "1")
         tail = int(params["tailLines"]) if params.get("tailLines") else None
         limit = int(params["limitBytes"]) if params.get("limitBytes") else None
