@@ -67,3 +67,16 @@ async def fetch_page(
         return rows, None
     last = rows[limit - 1]
     return rows[:limit], _encode(getattr(last, created_col.key), getattr(last, id_col.key))
+
+
+async def page_of(
+    session: AsyncSession,
+    stmt: Select[Any],
+    limit: int,
+    cursor: str | None,
+    newest_by: str = "created_at",
+) -> tuple[Sequence[Any], str | None]:
+    """A page of what ``stmt`` selects (one model, as the services' lists give it), newest
+    first by that model's ``newest_by`` time, then its ``id``."""
+    model = stmt.column_descriptions[0]["entity"]
+    return await fetch_page(session, stmt, getattr(model, newest_by), model.id, limit, cursor)

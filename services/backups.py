@@ -25,9 +25,11 @@ from services.runs import claim_application, start_run
 from workflows.backup import BackupWorkflow
 
 
-def of_application(application: Application) -> Select[Any]:
-    """The application's backups, whatever their policy (policies come and go)."""
-    return select(BackupExecution).where(BackupExecution.application_id == application.id)
+def of_application(application: Application, status: str | None = None) -> Select[Any]:
+    """The application's backups, whatever their policy (policies come and go); only those
+    in ``status`` when it is given."""
+    query = select(BackupExecution).where(BackupExecution.application_id == application.id)
+    return query.where(BackupExecution.status == status) if status else query
 
 
 async def backup_of(
@@ -42,6 +44,23 @@ async def backup_of(
     if execution is None:
         raise NotFound("backup", backup_id)
     return execution
+
+
+async def recent_successes(
+    session: AsyncSession, application: Application, limit: int
+) -> list[tuple[datetime, datetime | None, int | None]]:
+    """Start, end and size of the application's last ``limit`` successful backups, oldest
+    first (the UI's chart of size and duration)."""
+    rows = await session.execute(
+        select(BackupExecution.started_at, BackupExecution.completed_at, BackupExecution.size_bytes)
+        .where(
+            BackupExecution.application_id == application.id,
+            BackupExecution.status == RunStatus.SUCCEEDED,
+        )
+        .order_by(BackupExecution.started_at.desc())
+        .limit(limit)
+    )
+    return [(started, done, size) for started, done, size in reversed(rows.all())]
 
 
 async def last_verified(

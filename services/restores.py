@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -31,7 +31,7 @@ from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from repository import names
 from services import applications, backups, database_identity
-from services.errors import Conflict, Invalid
+from services.errors import Conflict, Invalid, NotFound
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
 
@@ -141,6 +141,21 @@ class Parts:
     database: bool
     volumes: list[str]
     config: bool = False
+
+
+def of_application(application: Application) -> Select[Any]:
+    """The application's restores, for a page of them (the API's list and the UI's pages)."""
+    return select(BackupRestore).where(BackupRestore.application_id == application.id)
+
+
+async def restore_of(
+    session: AsyncSession, application: Application, restore_id: uuid.UUID
+) -> BackupRestore:
+    """One of the application's restores (NotFound otherwise)."""
+    restore = await session.get(BackupRestore, restore_id)
+    if restore is None or restore.application_id != application.id:
+        raise NotFound("restore", restore_id)
+    return restore
 
 
 def parts_held(manifest: Mapping[str, Any] | None) -> Parts:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -26,7 +26,7 @@ from core.settings import Settings
 from core.states import RunStatus, StorageStatus
 from core.units import whole_gb
 from db import audit, run_names
-from db.models import BackupExecution, BackupPolicy, BackupStorage
+from db.models import BackupExecution, BackupPolicy, BackupStorage, StorageUsageSample, Workspace
 from db.quota import allocated_gb, lock_workspace
 from services.errors import Conflict, NotFound, TemporalUnavailable, Unsupported
 from workflows.storage import DeleteStorageWorkflow, ProvisionStorageWorkflow
@@ -145,6 +145,50 @@ async def _start(
 
 def provision_workflow_id(storage_id: uuid.UUID) -> str:
     return f"storage-provision-{storage_id}"
+
+
+def of_workspace(workspace_id: uuid.UUID) -> Select[Any]:
+    """The workspace's storages, for a page of them (the API's list and the UI's pages)."""
+    return select(BackupStorage).where(BackupStorage.workspace_id == workspace_id)
+
+
+async def usage(session: AsyncSession, workspace: Workspace, history: int) -> dict[str, Any]:
+    """The workspace's quota, what its storages hold, and each one's last ``history`` usage
+    samples, oldest first."""
+    storages = (
+        await session.scalars(of_workspace(workspace.id).order_by(BackupStorage.name))
+    ).all()
+    result = []
+    for storage in storages:
+        samples = (
+            await session.scalars(
+                select(StorageUsageSample)
+                .where(StorageUsageSample.storage_id == storage.id)
+                .order_by(StorageUsageSample.sampled_at.desc())
+                .limit(history)
+            )
+        ).all()
+        result.append(
+            {
+                "storage_id": storage.id,
+                "name": storage.name,
+                "status": storage.status,
+                "capacity_gb": storage.capacity_gb,
+                "used_bytes": storage.used_bytes,
+                "available_bytes": storage.available_bytes,
+                "filesystem_total_bytes": storage.filesystem_total_bytes,
+                "filesystem_used_bytes": storage.filesystem_used_bytes,
+                "usage_read_at": storage.usage_read_at,
+                "history": list(reversed(samples)),
+            }
+        )
+    return {
+        "workspace_id": workspace.id,
+        "quota_gb": workspace.backup_quota_gb,
+        "allocated_gb": sum(s.capacity_gb for s in storages),
+        "used_bytes": sum(s.used_bytes for s in storages),
+        "storages": result,
+    }
 
 
 async def get(

@@ -8,18 +8,76 @@ them, and its scheduled backups would fail every night; so the move waits until 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
-from db.models import Application, BackupPolicy, BackupStorage, Workspace
+from db.models import (
+    Application,
+    AuditEvent,
+    BackupPolicy,
+    BackupStorage,
+    Workspace,
+    WorkspaceMember,
+)
 from db.quota import allocated_gb, lock_workspace
 from services.errors import Conflict
 
 BACKUP_PLAN: Final = "dedicated"
 """The plan that has backups."""
+
+
+def every_workspace() -> Select[Any]:
+    """Every workspace, for a page of them (platform administrators)."""
+    return select(Workspace)
+
+
+def applications_of(workspace_id: uuid.UUID) -> Select[Any]:
+    """The workspace's applications, for a page of them."""
+    return select(Application).where(Application.workspace_id == workspace_id)
+
+
+async def memberships(session: AsyncSession, user_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The workspaces a user belongs to and the role in each, by name."""
+    rows = await session.execute(
+        select(Workspace, WorkspaceMember.role)
+        .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+        .where(WorkspaceMember.user_id == user_id)
+        .order_by(Workspace.name)
+    )
+    return [
+        {"workspace_id": ws.id, "workspace_name": ws.name, "plan": ws.plan, "role": role}
+        for ws, role in rows.all()
+    ]
+
+
+def audit_events(
+    workspace_id: uuid.UUID, *, action: str = "", actor: str = "", target: str = ""
+) -> Select[Any]:
+    """The workspace's audit events, for a page of them; each filter given narrows them: the
+    exact action, an actor containing ``actor`` (any case), the exact target id."""
+    query = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if actor:
+        query = query.where(func.lower(AuditEvent.actor).contains(actor.lower(), autoescape=True))
+    if target:
+        query = query.where(AuditEvent.target_id == target)
+    return query
+
+
+async def audit_actions(session: AsyncSession, workspace_id: uuid.UUID) -> list[str]:
+    """The actions the workspace's audit trail holds (the UI's filter offers them)."""
+    actions = await session.scalars(
+        audit_events(workspace_id)
+        .with_only_columns(AuditEvent.action)
+        .distinct()
+        .order_by(AuditEvent.action)
+    )
+    return list(actions)
 
 
 async def update(

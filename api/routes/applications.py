@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
+from api import presenters
 from api.deps import (
     ApplicationReader,
     PlatformAdmin,
@@ -14,42 +15,20 @@ from api.deps import (
     SettingsDep,
     WorkspaceReader,
 )
-from api.pagination import Cursor, Limit, Page, fetch_page
+from api.pagination import Cursor, Limit, Page, page_of
 from api.problems import conflict, refusals
 from api.schemas.applications import (
     ApplicationCreate,
     ApplicationOut,
-    ApplicationRow,
     KubernetesPlatformIn,
-    KubernetesPlatformOut,
     LocalPlatformIn,
-    LocalPlatformOut,
 )
-from core.database_url import database_url, split_database_url
+from core.database_url import split_database_url
 from db import audit
-from db.models import Application, BackupPolicy
-from services import applications
+from db.models import BackupPolicy
+from services import applications, workspaces
 
 router = APIRouter(tags=["applications"])
-
-
-def present(application: Application) -> dict[str, Any]:
-    """The application as the API shows it: never a password, only whether one is set."""
-    settings = application.platform_settings
-    platform: LocalPlatformOut | KubernetesPlatformOut
-    if application.platform_kind == "kubernetes":
-        platform = KubernetesPlatformOut.model_validate({"kind": "kubernetes", **settings})
-    else:
-        database = settings.get("database")
-        platform = LocalPlatformOut(
-            kind="local",
-            database_url=database_url(database) if database else None,
-            database_password_set=bool(settings.get("database_password_set")),
-            volumes=settings.get("volumes", {}),
-            hooks=settings.get("hooks"),
-        )
-    row = ApplicationRow.model_validate(application, from_attributes=True)
-    return {**row.model_dump(), "platform": platform.model_dump()}
 
 
 def kubernetes_settings(platform: KubernetesPlatformIn) -> dict[str, Any]:
@@ -93,27 +72,21 @@ async def create_application(
         application = await applications.register(
             session, settings, access.workspace.id, new, admin.actor
         )
-    return present(application)
+    return presenters.application(application)
 
 
 @router.get("/api/v1/workspaces/{workspace_id}/applications", response_model=Page[ApplicationOut])
 async def list_applications(
     access: WorkspaceReader, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, object]:
-    items, next_cursor = await fetch_page(
-        session,
-        select(Application).where(Application.workspace_id == access.workspace.id),
-        Application.created_at,
-        Application.id,
-        limit,
-        cursor,
-    )
-    return {"items": [present(app) for app in items], "next_cursor": next_cursor}
+    query = workspaces.applications_of(access.workspace.id)
+    items, next_cursor = await page_of(session, query, limit, cursor)
+    return {"items": [presenters.application(app) for app in items], "next_cursor": next_cursor}
 
 
 @router.get("/api/v1/applications/{app_id}", response_model=ApplicationOut)
 async def get_application(access: ApplicationReader) -> dict[str, Any]:
-    return present(access.application)
+    return presenters.application(access.application)
 
 
 @router.delete("/api/v1/applications/{app_id}", status_code=204)

@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
-from sqlalchemy import select
 
+from api import presenters
 from api.deps import DedicatedAdmin, DedicatedReader, SessionDep, SettingsDep, TemporalDep
-from api.pagination import Cursor, Limit, Page, fetch_page
+from api.pagination import Cursor, Limit, Page, page_of
 from api.problems import field_errors, invalid_fields, refusals
 from api.schemas.common import Input
 from api.schemas.storages import (
@@ -25,33 +25,21 @@ from api.temporal_links import workflow_url
 from core.settings import Settings
 from db.models import BackupStorage
 from services import storages
-from services.storages import SECRET_FIELDS, ConnectionParser
+from services.storages import ConnectionParser
 
 router = APIRouter(
     prefix="/api/v1/workspaces/{workspace_id}/backup-storages", tags=["backup storages"]
 )
 
 
-def present(storage: BackupStorage) -> dict[str, Any]:
-    """The storage as the API shows it: its connection without the sealed secrets' values."""
-    return StorageOut.of(storage, **_shown_connection(storage)).model_dump()
-
-
 def _accepted(storage: BackupStorage, settings: Settings, workflow_id: str) -> dict[str, Any]:
     """The storage and the workflow now provisioning or removing it."""
     return StorageAccepted.of(
         storage,
-        **_shown_connection(storage),
+        **presenters.storage_connection(storage),
         workflow_id=workflow_id,
         temporal_ui_url=workflow_url(settings, workflow_id),
     ).model_dump()
-
-
-def _shown_connection(storage: BackupStorage) -> dict[str, Any]:
-    return {
-        "connection": storage.connection_config or {},
-        "secrets_set": sorted(SECRET_FIELDS) if storage.connection_secrets else [],
-    }
 
 
 def _parser(models: dict[str, type[Input]], given: dict[str, Any]) -> ConnectionParser:
@@ -97,15 +85,10 @@ async def create_storage(
 async def list_storages(
     access: DedicatedReader, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, object]:
-    items, next_cursor = await fetch_page(
-        session,
-        select(BackupStorage).where(BackupStorage.workspace_id == access.workspace.id),
-        BackupStorage.created_at,
-        BackupStorage.id,
-        limit,
-        cursor,
+    items, next_cursor = await page_of(
+        session, storages.of_workspace(access.workspace.id), limit, cursor
     )
-    return {"items": [present(s) for s in items], "next_cursor": next_cursor}
+    return {"items": [presenters.storage(s) for s in items], "next_cursor": next_cursor}
 
 
 @router.get("/{storage_id}", response_model=StorageOut)
@@ -113,7 +96,7 @@ async def get_storage(
     storage_id: uuid.UUID, access: DedicatedReader, session: SessionDep
 ) -> dict[str, Any]:
     with refusals():
-        return present(await storages.get(session, access.workspace.id, storage_id))
+        return presenters.storage(await storages.get(session, access.workspace.id, storage_id))
 
 
 @router.put("/{storage_id}", response_model=StorageOut | StorageAccepted)
@@ -141,7 +124,7 @@ async def update_storage(
     await session.commit()
     await session.refresh(storage)
     if workflow_id is None:
-        return present(storage)
+        return presenters.storage(storage)
     return _accepted(storage, settings, workflow_id)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import presenters
 from api.deps import (
     ApplicationAccess,
     DedicatedAppReader,
@@ -18,24 +19,14 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
 )
-from api.pagination import Cursor, Limit, Page, fetch_page
+from api.pagination import Cursor, Limit, Page
 from api.problems import refusals
-from api.runs import cancel_run, settled_view, with_timeline
+from api.runs import cancel_run
 from api.schemas.backups import BackupDetail, BackupOut, BackupTrigger, Status
-from api.temporal_links import run_url
-from core.settings import Settings
 from db.models import BackupExecution
 from services import backups
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}/backups", tags=["backups"])
-
-
-def present(execution: BackupExecution, settings: Settings, **extra: Any) -> dict[str, Any]:
-    """The backup with its link into the Temporal UI."""
-    link = run_url(settings, execution.workflow_id)
-    return BackupOut.of(
-        execution, metadata=execution.metadata_, temporal_ui_url=link, **extra
-    ).model_dump()
 
 
 @router.post("", status_code=202, response_model=BackupOut)
@@ -52,7 +43,7 @@ async def trigger_backup(
             session, temporal, access.workspace.principal.actor, access.application, idempotency_key
         )
     await session.commit()
-    return present(execution, settings)
+    return presenters.backup(execution, settings)
 
 
 @router.get("", response_model=Page[BackupOut])
@@ -65,21 +56,9 @@ async def list_backups(
     cursor: Cursor = None,
     status: Annotated[Status | None, Query(description="only backups in this state")] = None,
 ) -> dict[str, object]:
-    query = backups.of_application(access.application)
-    if status:
-        query = query.where(BackupExecution.status == status)
-    items, next_cursor = await fetch_page(
-        session, query, BackupExecution.created_at, BackupExecution.id, limit, cursor
+    return await presenters.backup_page(
+        session, temporal, settings, access.application, limit, cursor, status
     )
-    for execution in items:
-        await settled_view(session, temporal, execution)
-    verified = await backups.last_verified(session, [e.id for e in items])
-    return {
-        "items": [
-            present(e, settings, last_verified_by_drill_at=verified.get(e.id)) for e in items
-        ],
-        "next_cursor": next_cursor,
-    }
 
 
 @router.get("/{backup_id}", response_model=BackupDetail)
@@ -90,12 +69,9 @@ async def get_backup(
     settings: SettingsDep,
     request_temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
-    with refusals():
-        execution = await backups.backup_of(session, access.application, backup_id)
-    await settled_view(session, request_temporal, execution, timeline_follows=True)
-    verified = await backups.last_verified(session, [execution.id])
-    body = present(execution, settings, last_verified_by_drill_at=verified.get(execution.id))
-    return await with_timeline(body, request_temporal, execution)
+    return await presenters.backup_detail(
+        session, request_temporal, settings, access.application, backup_id
+    )
 
 
 @router.post("/{backup_id}/cancel", status_code=202, response_model=BackupOut)
@@ -115,7 +91,7 @@ async def cancel_backup(
         access.workspace.principal.actor,
         access.application.workspace_id,
     )
-    return present(execution, settings)
+    return presenters.backup(execution, settings)
 
 
 async def _set_protection(
@@ -134,7 +110,7 @@ async def protect_backup(
     backup_id: uuid.UUID, access: DedicatedAppWriter, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Retention never prunes a protected backup; its storage is not deleted without force."""
-    return present(await _set_protection(backup_id, access, session, True), settings)
+    return presenters.backup(await _set_protection(backup_id, access, session, True), settings)
 
 
 @router.post("/{backup_id}/unprotect", response_model=BackupOut)
@@ -142,4 +118,4 @@ async def unprotect_backup(
     backup_id: uuid.UUID, access: DedicatedAppWriter, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Hands the backup back to the retention rule."""
-    return present(await _set_protection(backup_id, access, session, False), settings)
+    return presenters.backup(await _set_protection(backup_id, access, session, False), settings)

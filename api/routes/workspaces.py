@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from api.deps import PlatformAdmin, SessionDep, WorkspaceReader
-from api.pagination import Cursor, Limit, Page, fetch_page
+from api.pagination import Cursor, Limit, Page, page_of
 from api.problems import conflict, refusals
 from api.schemas.registry import WorkspaceCreate, WorkspaceOut, WorkspaceUpdate
 from db import audit
@@ -43,9 +43,7 @@ async def create_workspace(
 async def list_workspaces(
     _: PlatformAdmin, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, object]:
-    items, next_cursor = await fetch_page(
-        session, select(Workspace), Workspace.created_at, Workspace.id, limit, cursor
-    )
+    items, next_cursor = await page_of(session, workspaces.every_workspace(), limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 

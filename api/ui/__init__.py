@@ -8,11 +8,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.ui.routes import router
+from api.ui.pages import applications, backups, restores, sign_in, storages, workspaces
 
 STATIC = Path(__file__).parent / "static"
+PAGES = (sign_in, workspaces, storages, applications, backups, restores)
 
 
 def install(app: FastAPI) -> None:
-    app.include_router(router)
+    for page in PAGES:
+        app.include_router(page.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.problems import Problem, invalid
 from api.ui import csrf, views
-from api.ui.routes import templates
+from api.ui.pages.shared import templates
 from db.models import BackupExecution, BackupPolicy
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday

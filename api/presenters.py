@@ -1,0 +1,123 @@
+"""How the API shows each resource, shared by its JSON routes and the web UI's pages (api/ui/),
+so both show the same fields: never a secret's value, links into the Temporal UI, runs settled
+against Temporal before they are shown."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.pagination import page_of
+from api.problems import refusals
+from api.runs import settled_view, with_timeline
+from api.schemas.applications import ApplicationRow, KubernetesPlatformOut, LocalPlatformOut
+from api.schemas.backups import BackupOut
+from api.schemas.restores import RestoreOut
+from api.schemas.storages import StorageOut
+from api.temporal_links import run_url
+from core.database_url import database_url
+from core.settings import Settings
+from db.models import Application, BackupExecution, BackupRestore, BackupStorage
+from services import backups, restores
+from services.storages import SECRET_FIELDS
+
+
+def storage_connection(storage: BackupStorage) -> dict[str, Any]:
+    """The storage's connection settings, and which secrets are set (never their values)."""
+    return {
+        "connection": storage.connection_config or {},
+        "secrets_set": sorted(SECRET_FIELDS) if storage.connection_secrets else [],
+    }
+
+
+def storage(row: BackupStorage) -> dict[str, Any]:
+    return StorageOut.of(row, **storage_connection(row)).model_dump()
+
+
+def application(row: Application) -> dict[str, Any]:
+    """Never a password, only whether one is set."""
+    settings = row.platform_settings
+    platform: LocalPlatformOut | KubernetesPlatformOut
+    if row.platform_kind == "kubernetes":
+        platform = KubernetesPlatformOut.model_validate({"kind": "kubernetes", **settings})
+    else:
+        database = settings.get("database")
+        platform = LocalPlatformOut(
+            kind="local",
+            database_url=database_url(database) if database else None,
+            database_password_set=bool(settings.get("database_password_set")),
+            volumes=settings.get("volumes", {}),
+            hooks=settings.get("hooks"),
+        )
+    shown = ApplicationRow.model_validate(row, from_attributes=True)
+    return {**shown.model_dump(), "platform": platform.model_dump()}
+
+
+def backup(execution: BackupExecution, settings: Settings, **extra: Any) -> dict[str, Any]:
+    """The backup with its link into the Temporal UI."""
+    link = run_url(settings, execution.workflow_id)
+    return BackupOut.of(
+        execution, metadata=execution.metadata_, temporal_ui_url=link, **extra
+    ).model_dump()
+
+
+def restore(row: BackupRestore, settings: Settings) -> dict[str, Any]:
+    """The restore with its link into the Temporal UI."""
+    shown = RestoreOut.model_validate(row, from_attributes=True).model_dump()
+    return {**shown, "temporal_ui_url": run_url(settings, row.workflow_id)}
+
+
+async def backup_page(
+    session: AsyncSession,
+    temporal: Client | None,
+    settings: Settings,
+    application: Application,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """A page of the application's backups (only those in ``status`` when given), each with
+    when a restore drill last proved it."""
+    query = backups.of_application(application, status)
+    items, next_cursor = await page_of(session, query, limit, cursor)
+    for execution in items:
+        await settled_view(session, temporal, execution)
+    verified = await backups.last_verified(session, [e.id for e in items])
+    return {
+        "items": [backup(e, settings, last_verified_by_drill_at=verified.get(e.id)) for e in items],
+        "next_cursor": next_cursor,
+    }
+
+
+async def backup_detail(
+    session: AsyncSession,
+    temporal: Client | None,
+    settings: Settings,
+    application: Application,
+    backup_id: uuid.UUID,
+) -> dict[str, Any]:
+    """One of the application's backups with when a restore drill last proved it, and its
+    steps (404 for another application's)."""
+    with refusals():
+        execution = await backups.backup_of(session, application, backup_id)
+    await settled_view(session, temporal, execution, timeline_follows=True)
+    verified = await backups.last_verified(session, [execution.id])
+    body = backup(execution, settings, last_verified_by_drill_at=verified.get(execution.id))
+    return await with_timeline(body, temporal, execution)
+
+
+async def restore_detail(
+    session: AsyncSession,
+    temporal: Client | None,
+    settings: Settings,
+    application: Application,
+    restore_id: uuid.UUID,
+) -> dict[str, Any]:
+    """One of the application's restores with its steps (404 for another application's)."""
+    with refusals():
+        row = await restores.restore_of(session, application, restore_id)
+    await settled_view(session, temporal, row, timeline_follows=True)
+    return await with_timeline(restore(row, settings), temporal, row)

@@ -1,0 +1,73 @@
+"""A backup's page with its live part, and what can be done to it (cancel, protect)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse
+
+from api import presenters
+from api.deps import (
+    ApplicationAccess,
+    SessionDep,
+    dedicated_app_writer,
+    get_settings,
+    get_temporal,
+    get_temporal_if_up,
+)
+from api.routes import backups as backup_routes
+from api.ui import views
+from api.ui.pages.shared import Reader, Writer, app_access, go, page_router, run_page, text
+
+router = page_router()
+
+
+async def _backup(
+    request: Request, session: SessionDep, access: ApplicationAccess, backup_id: uuid.UUID
+) -> dict[str, Any]:
+    temporal = await get_temporal_if_up(request)
+    settings = get_settings(request)
+    body = await presenters.backup_detail(
+        session, temporal, settings, access.application, backup_id
+    )
+    body["seconds"] = views.run_seconds(body["started_at"], body["completed_at"])
+    return views.with_live_state(body, datetime.now(UTC))
+
+
+@router.get("/applications/{app_id}/backups/{backup_id}", response_class=HTMLResponse)
+async def backup_page(
+    request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Reader, session: SessionDep
+) -> Response:
+    """The backup's page; its live part alone when htmx polls it."""
+    access = await app_access(session, signed, app_id)
+    backup = await _backup(request, session, access, backup_id)
+    return run_page(request, signed, access, "backup", "backup.html", backup)
+
+
+@router.post("/applications/{app_id}/backups/{backup_id}/cancel", response_class=HTMLResponse)
+async def cancel_backup(
+    request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Writer, session: SessionDep
+) -> Response:
+    access = await dedicated_app_writer(await app_access(session, signed, app_id))
+    await backup_routes.cancel_backup(
+        backup_id, access, session, get_settings(request), await get_temporal(request)
+    )
+    return go(request, f"/ui/applications/{app_id}/backups/{backup_id}")
+
+
+@router.post("/applications/{app_id}/backups/{backup_id}/protection", response_class=HTMLResponse)
+async def set_protection(
+    request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Writer, session: SessionDep
+) -> Response:
+    """Keeps a backup out of retention's reach, or hands it back (the API's protect routes)."""
+    access = await dedicated_app_writer(await app_access(session, signed, app_id))
+    change = (
+        backup_routes.protect_backup
+        if text(await request.form(), "protect") == "true"
+        else backup_routes.unprotect_backup
+    )
+    await change(backup_id, access, session, get_settings(request))
+    return go(request, f"/ui/applications/{app_id}/backups/{backup_id}")
