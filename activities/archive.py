@@ -60,7 +60,9 @@ class ArchiveActivities:
         self.settings = settings
         self.restic = restic
 
-    async def _load(self, session: AsyncSession, application_id: str) -> _Source:
+    async def _target(self, session: AsyncSession, application_id: str) -> PgTarget:
+        """The application's database as the worker reaches it; no policy needed (a deleted
+        policy's archiver still drops its slot)."""
         application = await session.get(Application, application_id)
         if application is None:
             raise fatal("the application was deleted", "ApplicationDeleted")
@@ -68,12 +70,6 @@ class ArchiveActivities:
             raise fatal(
                 "continuous archiving is not available for this platform yet", "Unsupported"
             )
-        policy = await session.scalar(
-            select(BackupPolicy).where(BackupPolicy.application_id == application.id)
-        )
-        storage = await session.get(BackupStorage, policy.storage_id) if policy else None
-        if storage is None:
-            raise fatal("the application has no backup policy with a storage", "NoPolicy")
         db = application.platform_settings.get("database")
         if not db:
             raise fatal("the application has no database configured", "NoDatabase")
@@ -88,14 +84,13 @@ class ArchiveActivities:
                 if application.platform_secrets
                 else {}
             )
-            repo = await open_repository(session, self.settings, application, storage)
         except BoundaryError as exc:
             raise fatal(
                 f"the application's database is refused: {exc.message}", "Refused"
             ) from None
         except crypto.CryptoError as exc:
             raise fatal(str(exc), "SecretsUnavailable") from None
-        target = PgTarget(
+        return PgTarget(
             db["host"],
             int(db["port"]),
             db.get("user"),
@@ -103,6 +98,26 @@ class ArchiveActivities:
             secrets.get("database_password"),
             protect=protected(self.settings),
         )
+
+    async def _load(self, session: AsyncSession, application_id: str) -> _Source:
+        target = await self._target(session, application_id)
+        application = await session.get(Application, application_id)
+        assert application is not None
+        policy = await session.scalar(
+            select(BackupPolicy).where(BackupPolicy.application_id == application.id)
+        )
+        storage = await session.get(BackupStorage, policy.storage_id) if policy else None
+        if storage is None:
+            # retried: the API starts the archiver just before the policy's row commits
+            raise to_application_error(
+                AdapterError("the application has no backup policy with a storage", retryable=True)
+            )
+        try:
+            repo = await open_repository(session, self.settings, application, storage)
+        except BoundaryError as exc:
+            raise fatal(f"the application's storage is refused: {exc.message}", "Refused") from None
+        except crypto.CryptoError as exc:
+            raise fatal(str(exc), "SecretsUnavailable") from None
         return _Source(application_id, target, repo)
 
     def _stream(
@@ -202,10 +217,10 @@ class ArchiveActivities:
     @activity.defn
     async def stop_archiving(self, application_id: str) -> None:
         """Drops the slot, so the server no longer keeps WAL for a stopped archiver."""
-        source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        target = await read_metadata(self.sessions, lambda s: self._target(s, application_id))
         try:
             await with_progress(
-                lambda _p: stream.drop_slot(source.target, stream.slot_name(application_id))
+                lambda _p: stream.drop_slot(target, stream.slot_name(application_id))
             )
         except AdapterError as exc:
             raise to_application_error(exc, "dropping the replication slot") from None

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ARCHIVER_WORKFLOW = "ArchiverWorkflow"
 STRETCH_SECONDS = 3600
 """How long one ``archive_wal`` activity streams before the workflow continues as new."""
+
+
+def archiver_id(application_id: object) -> str:
+    """The one archiver of an application: starting it twice finds the running one."""
+    return f"archiver-{application_id}"
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,9 @@ class BackupPolicy(Base):
         CheckConstraint(
             "backup_type IN ('full', 'incremental')", name="backup_policies_backup_type"
         ),
+        CheckConstraint(
+            "archive_window_days BETWEEN 1 AND 35", name="backup_policies_archive_window_days"
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -198,6 +201,9 @@ class BackupPolicy(Base):
     include_database: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
     # where every successful backup is copied too (migration 0012); None: no offsite copy
     offsite_target_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("offsite_targets.id"))
+    # the application's archiver runs while on (migration 0013, docs/pitr.md)
+    continuous_archiving: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    archive_window_days: Mapped[int] = mapped_column(Integer, server_default=text("7"))
     created_at: Mapped[datetime | None] = _created()
     updated_at: Mapped[datetime | None] = _updated()
 

@@ -6,13 +6,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from core.settings import Settings
-from schedules import backup_policy, drill_policy
+from schedules import archiver, backup_policy, drill_policy
 from schedules.backup_policy import ReconcileReport
 
 
 async def reconcile_all(
     client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> ReconcileReport:
-    """Backup schedules, then drill schedules, into one report of what changed."""
+    """Backup schedules, drill schedules, then archivers, into one report of what changed."""
     report = await backup_policy.reconcile(client, sessions, settings)
-    return await drill_policy.reconcile(client, sessions, settings, report)
+    report = await drill_policy.reconcile(client, sessions, settings, report)
+    report.created.extend(await archiver.reconcile(client, sessions))
+    return report

@@ -22,6 +22,7 @@ from core.settings import Settings
 from core.states import FINISHED, StorageStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
+from schedules import archiver
 from schedules import backup_policy as sync
 from schedules import drill_policy as drill_sync
 from schedules.cron import CronError, check, check_timezone
@@ -130,7 +131,20 @@ def _check_parts(
                 " the database, the volumes or both"
             )
         errors.append({"loc": (), "msg": message, "type": "nothing_to_back_up"})
-    return errors
+    return errors + _check_archiving(values, application)
+
+
+def _check_archiving(values: Mapping[str, Any], application: Application) -> list[FieldError]:
+    """The archiver streams a PostgreSQL database the worker reaches itself (docs/pitr.md)."""
+    if not values["continuous_archiving"]:
+        return []
+    if application.platform_kind != "local":
+        message = f"continuous archiving is not available for {application.platform_kind} yet"
+    elif not application.platform_settings.get("database"):
+        message = "continuous archiving needs a database; the application has none registered"
+    else:
+        return []
+    return [{"loc": ("continuous_archiving",), "msg": message, "type": "archiving_unsupported"}]
 
 
 def _check_rule_and_schedule(values: Mapping[str, Any], settings: Settings) -> list[FieldError]:
@@ -219,6 +233,10 @@ async def put(
     try:
         await sync.upsert(temporal, policy, application, settings, note)
         await drill_sync.follow(temporal, session, policy, application, settings)  # time zone
+        if policy.continuous_archiving:
+            await archiver.start(temporal, application.id)
+        elif before.get("continuous_archiving"):
+            await archiver.stop(temporal, application.id)
     except sync.ScheduleRejected as exc:
         raise Invalid(
             [
@@ -241,7 +259,8 @@ async def delete(
     policy: BackupPolicy,
     application: Application,
 ) -> None:
-    """Deletes the policy, its schedule and its drills' schedule (its drills went with it)."""
+    """Deletes the policy, its schedule, its drills' schedule (its drills went with it) and
+    its archiver."""
     audit.record(
         session,
         actor,
@@ -256,6 +275,8 @@ async def delete(
     try:
         await sync.remove(temporal, application.id)
         await drill_sync.remove(temporal, application.id)
+        if policy.continuous_archiving:
+            await archiver.stop(temporal, application.id)
     except Exception as exc:
         raise _unavailable(exc) from exc
 

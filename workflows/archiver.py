@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.archive import ArchiverJob, Stretch, StretchJob
+    from contracts.archive import ARCHIVER_WORKFLOW, ArchiverJob, Stretch, StretchJob
     from contracts.task_queues import DATA_TASK_QUEUE
     from workflows.retries import DATA_RETRY, HEARTBEAT, PREPARE_STEP, TRANSFER_STEP
     from workflows.step_kinds import CLEANUP, WAIT
@@ -33,7 +33,7 @@ STREAMING = RetryPolicy(
 )
 
 
-@workflow.defn(name="ArchiverWorkflow")
+@workflow.defn(name=ARCHIVER_WORKFLOW)
 class ArchiverWorkflow:
     @workflow.run
     async def run(self, job: ArchiverJob) -> None:
@@ -80,6 +80,8 @@ class ArchiverWorkflow:
                 summary="base backup",
             )
         except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError):  # archiving turned off: run() stops
+                raise
             workflow.logger.warning("base backup failed, tried again next stretch: %s", exc.cause)
             return due
         return (now + timedelta(hours=job.base_backup_hours)).isoformat()

@@ -65,6 +65,14 @@ class PolicyIn(Input):
         description="an offsite target of the workspace every successful backup is copied to;"
         " null: none",
     )
+    continuous_archiving: StrictBool = Field(
+        default=False,
+        description="stream the database's WAL into the storage for restores to a moment"
+        " (docs/pitr.md); needs a database on a local platform",
+    )
+    archive_window_days: StrictInt = Field(
+        default=7, ge=1, le=35, description="how many days back a restore to a moment reaches"
+    )
 
 
 class ScheduleRun(Output):
@@ -100,6 +108,8 @@ class PolicyOut(Output):
     include_volumes: bool
     include_database: bool
     offsite_target_id: uuid.UUID | None = None
+    continuous_archiving: bool = False
+    archive_window_days: int = 7
     created_at: datetime
     updated_at: datetime
     schedule_id: str
