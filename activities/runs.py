@@ -24,7 +24,7 @@ ACTOR = audit.Actor(label="system:run-reconciler")
 BATCH = 200
 
 
-def _verdict(found: Outcome) -> tuple[str, str]:
+def _verdict(found: Outcome) -> tuple[RunStatus, str]:
     if found.status == RunStatus.SUCCEEDED:
         # A run writes its own success before its workflow completes; a completed workflow
         # with a running row means the record was lost, and a backup is not trusted unproven.

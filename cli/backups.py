@@ -7,6 +7,7 @@ import click
 from cli.client import Api, app_option, connection_options, with_api
 from cli.output import Field, Output, limit_options, output_options, size, when
 from cli.runs import RunKind
+from core.states import RunStatus
 
 COLUMNS: list[Field] = [
     ("id", "id"),
@@ -40,7 +41,7 @@ def backups() -> None:
 @app_option
 @click.option(
     "--status",
-    type=click.Choice(["running", "succeeded", "failed", "cancelled", "pruned"]),
+    type=click.Choice([s.value for s in RunStatus if s is not RunStatus.PENDING]),  # never pending
     help="only backups in this state",
 )
 @limit_options

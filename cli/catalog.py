@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from adapters.restic import Repository, Restic, ResticError
 from core import crypto, secret_contexts
 from core.settings import Settings, get_settings
+from core.states import RunStatus, StorageStatus, Trigger
 from db import audit
 from db.models import Application, BackupExecution, BackupRepository, BackupStorage, Workspace
 from db.quota import allocated_gb
@@ -168,7 +169,7 @@ async def _storage(
         proxmox_storage_id=described["proxmox_storage_id"],
         capacity_gb=described["capacity_gb"],
         connection_config=described["connection_config"],
-        status="active",
+        status=StorageStatus.ACTIVE,
         status_message="recreated by catalog import",
     )
     session.add(storage)
@@ -193,8 +194,8 @@ def _execution(
         id=uuid.UUID(manifest["execution_id"]),
         application_id=application.id,
         storage_id=storage.id,
-        trigger=manifest.get("trigger") or "manual",
-        status="succeeded",
+        trigger=manifest.get("trigger") or Trigger.MANUAL,
+        status=RunStatus.SUCCEEDED,
         size_bytes=sum(p.get("bytes_processed", 0) for p in manifest.get("parts", [])),
         backup_path=manifest.get("repository"),
         started_at=datetime.fromisoformat(manifest["started_at"]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.states import BackupType, RunStatus, Trigger
+
 BACKUP_WORKFLOW = "BackupWorkflow"
 
 
@@ -14,8 +16,8 @@ class BackupRequest:
     workspace_id: str
     policy_id: str
     storage_id: str
-    trigger: str  # manual | schedule
-    backup_type: str  # full | incremental
+    trigger: Trigger
+    backup_type: BackupType
     include_volumes: bool
     include_database: bool
     retention_days: int
@@ -49,7 +51,7 @@ class UploadJob:
     execution_id: str
     volume: str
     path: str
-    backup_type: str
+    backup_type: BackupType
 
 
 @dataclass
@@ -91,7 +93,7 @@ class FailJob:
     begin: BeginBackup
     execution_id: str | None  # None when the run failed before it had a row
     message: str
-    status: str = "failed"  # failed | cancelled
+    status: RunStatus = RunStatus.FAILED  # failed or cancelled
 
 
 @dataclass

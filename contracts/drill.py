@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.states import RunStatus, Trigger
+
 DRILL_WORKFLOW = "RestoreDrillWorkflow"
 # The scratch copy's cleanup is tried this often (the workflow's retry policy); the activity's
 # last attempt notes the failure on the row instead of failing.
@@ -16,7 +18,7 @@ class DrillRequest:
 
     application_id: str
     workspace_id: str
-    trigger: str  # manual | schedule
+    trigger: Trigger
     drill_id: str | None = None  # manual runs: the row the API created
     schedule_id: str | None = None  # scheduled runs: the schedule that started it
 
@@ -61,7 +63,7 @@ class FinishDrill:
 
     begin: BeginDrill
     drill_id: str | None  # None when the run failed before it had a row
-    status: str  # succeeded | failed | cancelled
+    status: RunStatus  # succeeded, failed or cancelled
     message: str | None = None
     recovery_seconds: float | None = None
     bytes_restored: int | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.states import RunStatus, Trigger
+
 
 @dataclass
 class FailureEvent:
@@ -12,6 +14,6 @@ class FailureEvent:
     application_id: str
     workspace_id: str
     workflow_id: str
-    status: str  # failed | cancelled
+    status: RunStatus  # failed or cancelled
     message: str
-    trigger: str | None = None
+    trigger: Trigger | None = None

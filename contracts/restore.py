@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.states import RunStatus
+
 
 @dataclass
 class RestorePlan:
@@ -25,6 +27,6 @@ class VolumeJob:
 @dataclass
 class FinishRestore:
     restore_id: str
-    status: str  # succeeded | failed | cancelled
+    status: RunStatus  # succeeded, failed or cancelled
     message: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)

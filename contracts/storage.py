@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.states import StorageStatus
+
 
 @dataclass
 class DeleteStorageJob:
@@ -21,7 +23,7 @@ class StorageJob:
 @dataclass
 class StorageStatusChange:
     storage_id: str
-    status: str
+    status: StorageStatus
     message: str | None = None
 
 

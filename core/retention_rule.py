@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from core.states import RunStatus
+
 # Upper bounds of each field: beyond them a rule is a typo, not a wish.
 LIMITS: dict[str, int] = {
     "retention_days": 3650,
@@ -65,7 +67,7 @@ class Rule:
 class Backup:
     id: str
     started_at: datetime  # aware
-    status: str  # succeeded | failed | cancelled
+    status: RunStatus  # succeeded, failed or cancelled
     protected: bool = False
 
 
@@ -128,7 +130,7 @@ def _gfs(good: list[Backup], rule: Rule, zone: ZoneInfo) -> list[list[str]]:
 def decide(backups: Iterable[Backup], rule: Rule, now: datetime, zone: ZoneInfo) -> list[Verdict]:
     """Keep or prune for every backup, newest first, each with the reasons that decided it."""
     ordered = sorted(backups, key=lambda b: (b.started_at, b.id), reverse=True)
-    good = [b for b in ordered if b.status == "succeeded"]
+    good = [b for b in ordered if b.status == RunStatus.SUCCEEDED]
     by_gfs = dict(zip((b.id for b in good), _gfs(good, rule, zone), strict=True))
     cutoff = now - timedelta(days=rule.retention_days) if rule.retention_days else None
     newest = good[0].id if good else None
@@ -150,7 +152,7 @@ def decide(backups: Iterable[Backup], rule: Rule, now: datetime, zone: ZoneInfo)
     for backup in ordered:
         reasons = kept[backup.id]
         recent = oldest_kept is None or backup.started_at > oldest_kept
-        if backup.status != "succeeded" and not reasons and recent:
+        if backup.status != RunStatus.SUCCEEDED and not reasons and recent:
             reasons = ["unsuccessful run within the kept history"]
         if reasons:
             verdicts.append(Verdict(backup, True, tuple(reasons)))
@@ -163,7 +165,7 @@ def _why_pruned(backup: Backup, rule: Rule) -> str:
     parts = []
     if rule.retention_days:
         parts.append(f"older than {rule.retention_days} days")
-    if backup.status != "succeeded":
+    if backup.status != RunStatus.SUCCEEDED:
         parts.append(f"{backup.status} run older than every successful backup kept")
     elif any(getattr(rule, c) for c in COUNTS):
         parts.append("not the newest of a kept period or among the last kept")

@@ -13,22 +13,24 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.states import RunStatus
+
 # Longest reason stored on a row; restic and pg_dump can print far more than a person reads.
 REASON_LIMIT = 2000
 
 _STATUS = {
-    WorkflowExecutionStatus.COMPLETED: "succeeded",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.TIMED_OUT: "failed",
-    WorkflowExecutionStatus.TERMINATED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "failed",
+    WorkflowExecutionStatus.COMPLETED: RunStatus.SUCCEEDED,
+    WorkflowExecutionStatus.FAILED: RunStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: RunStatus.FAILED,
+    WorkflowExecutionStatus.TERMINATED: RunStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: RunStatus.CANCELLED,
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.FAILED,
 }
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # succeeded | failed | cancelled
+    status: RunStatus  # succeeded, failed or cancelled
     reason: str
 
 
@@ -78,7 +80,7 @@ async def outcome(client: Client, workflow_id: str, run_id: str | None) -> Outco
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         return Outcome(
-            "failed",
+            RunStatus.FAILED,
             f"Temporal has no workflow {workflow_id}: it never started, or its history"
             " was removed by the namespace's retention",
         )
@@ -86,7 +88,7 @@ async def outcome(client: Client, workflow_id: str, run_id: str | None) -> Outco
     if status is None or status == WorkflowExecutionStatus.RUNNING:
         return None
     if status == WorkflowExecutionStatus.COMPLETED:
-        return Outcome("succeeded", "completed")
+        return Outcome(RunStatus.SUCCEEDED, "completed")
     return Outcome(_STATUS[status], shorten(await _close_reason(client, workflow_id, run_id)))
 
 

@@ -1,4 +1,5 @@
-"""Every state a run or a storage can be in, and what starts a run: one home for the words.
+"""Every state a run or a storage can be in, what starts a run and a workspace's plans: one
+home for the words.
 
 They are ``StrEnum``s, so a member is the very string stored in the database, sent in a
 workflow payload and shown by the API; rows and payloads written before keep their meaning.
@@ -49,3 +50,16 @@ class Trigger(StrEnum):
 class BackupType(StrEnum):
     FULL = "full"
     INCREMENTAL = "incremental"
+
+
+class Plan(StrEnum):
+    """A workspace's plan, as the PaaS sets it."""
+
+    FREE = "free"
+    PRO = "pro"
+    DEDICATED = "dedicated"
+
+
+def has_backups(plan: str) -> bool:
+    """Backups live on the Dedicated plan only: the one plan check (a workspace row's plan)."""
+    return plan == Plan.DEDICATED

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from core.run_outcome import is_live, shorten
-from core.states import LIVE, RunStatus
+from core.states import LIVE, RunStatus, Trigger
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore, RestoreDrill
 
@@ -43,9 +43,9 @@ class Settled:
     application_id: str
     workspace_id: str
     workflow_id: str
-    status: str
+    status: RunStatus
     message: str | None
-    trigger: str | None
+    trigger: Trigger | None
     started_at: datetime | None
 
 
@@ -71,7 +71,7 @@ def still_running(row: Run) -> bool:
 async def settle(
     session: AsyncSession,
     row: Run,
-    status: str,
+    status: RunStatus,
     message: str | None,
     actor: audit.Actor,
 ) -> Settled | None:
@@ -95,7 +95,7 @@ async def settle(
         workspace_id=workspace_id,
         details={"message": message, "workflow_id": row.workflow_id} if message else {},
     )
-    trigger = None if isinstance(row, BackupRestore) else row.trigger
+    trigger = None if isinstance(row, BackupRestore) else Trigger(row.trigger)
     return Settled(
         kind,
         str(row.id),

@@ -52,14 +52,14 @@ def schedule_id(application_id: object) -> str:
     return f"{PREFIX}{application_id}"
 
 
-def request_for(policy: BackupPolicy, application: Application, trigger: str) -> BackupRequest:
+def request_for(policy: BackupPolicy, application: Application, trigger: Trigger) -> BackupRequest:
     return BackupRequest(
         application_id=str(application.id),
         workspace_id=str(application.workspace_id),
         policy_id=str(policy.id),
         storage_id=str(policy.storage_id),
         trigger=trigger,
-        backup_type=policy.backup_type or BackupType.FULL,
+        backup_type=BackupType(policy.backup_type or BackupType.FULL),
         include_volumes=bool(policy.include_volumes),
         include_database=bool(policy.include_database),
         retention_days=policy.retention_days or 30,

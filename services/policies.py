@@ -19,7 +19,7 @@ from temporalio.client import Client, ScheduleOverlapPolicy
 
 from core.retention_rule import COUNTS, FIELDS, Backup, Rule, Verdict, decide
 from core.settings import Settings
-from core.states import FINISHED, StorageStatus
+from core.states import FINISHED, RunStatus, StorageStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
 from schedules import archiver
@@ -57,7 +57,7 @@ async def retention_plan(
             BackupExecution.status.in_(FINISHED),
         )
     )
-    backups = [Backup(str(r.id), r.started_at, r.status, r.protected) for r in rows]
+    backups = [Backup(str(r.id), r.started_at, RunStatus(r.status), r.protected) for r in rows]
     return decide(backups, rule, now, zone)
 
 
