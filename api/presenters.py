@@ -4,25 +4,35 @@ against Temporal before they are shown."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.pagination import page_of
-from api.problems import refusals
+from api.problems import invalid, refusals
 from api.runs import settled_view, with_timeline
 from api.schemas.applications import ApplicationRow, KubernetesPlatformOut, LocalPlatformOut
 from api.schemas.backups import BackupOut
+from api.schemas.policies import PolicyOut
 from api.schemas.restores import RestoreOut
 from api.schemas.storages import StorageOut
 from api.temporal_links import run_url
 from core.database_url import database_url
+from core.retention_rule import Rule
 from core.settings import Settings
-from db.models import Application, BackupExecution, BackupRestore, BackupStorage
-from services import backups, restores
+from db.models import Application, BackupExecution, BackupPolicy, BackupRestore, BackupStorage
+from schedules import backup_policy as sync
+from schedules.cron import CronError, check_timezone
+from services import backups, policies, restores
+from services.policies import KEEPS_NOTHING
 from services.storages import SECRET_FIELDS
+
+log = logging.getLogger(__name__)
 
 
 def storage_connection(storage: BackupStorage) -> dict[str, Any]:
@@ -62,6 +72,52 @@ def backup(execution: BackupExecution, settings: Settings, **extra: Any) -> dict
     return BackupOut.of(
         execution, metadata=execution.metadata_, temporal_ui_url=link, **extra
     ).model_dump()
+
+
+async def policy(row: BackupPolicy, temporal: Client) -> dict[str, Any]:
+    """The policy with its schedule's live state, or why Temporal could not tell it."""
+    live: dict[str, Any] = {}
+    try:
+        live["schedule_state"] = await sync.live_state(
+            temporal, row.application_id, ZoneInfo(row.timezone)
+        )
+    except Exception as exc:
+        log.warning("schedule state of %s unreadable: %s", row.application_id, exc)
+        live["schedule_error"] = f"Temporal could not be reached ({type(exc).__name__})"
+    return PolicyOut.of(row, schedule_id=sync.schedule_id(row.application_id), **live).model_dump()
+
+
+async def retention_preview(
+    session: AsyncSession, row: BackupPolicy, proposed: Rule | None, timezone: str | None
+) -> dict[str, Any]:
+    """Which backups the policy's rule (or the ``proposed`` one, in ``timezone``) keeps and
+    which the next prune removes, and why; a rule that keeps nothing is refused."""
+    rule = proposed or policies.policy_rule(row)
+    if rule.keeps_nothing:
+        raise invalid("query.retention_days", KEEPS_NOTHING, "keeps_nothing")
+    try:
+        zone = check_timezone(timezone or row.timezone)
+    except CronError as exc:
+        raise invalid("query.timezone", str(exc), "invalid_timezone") from exc
+    now = datetime.now(UTC)
+    verdicts = await policies.retention_plan(session, row, rule, zone, now)
+    items = [
+        {
+            "backup_id": v.backup.id,
+            "started_at": v.backup.started_at,
+            "status": v.backup.status,
+            "protected": v.backup.protected,
+            "reasons": list(v.reasons),
+        }
+        for v in verdicts
+    ]
+    return {
+        "rule": {**rule.describe(), "timezone": str(zone)},
+        "proposed": proposed is not None or timezone is not None,
+        "evaluated_at": now,
+        "keep": [i for i, v in zip(items, verdicts, strict=True) if v.keep],
+        "prune": [i for i, v in zip(items, verdicts, strict=True) if not v.keep],
+    }
 
 
 def restore(row: BackupRestore, settings: Settings) -> dict[str, Any]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -61,6 +63,46 @@ async def recent_successes(
         .limit(limit)
     )
     return [(started, done, size) for started, done, size in reversed(rows.all())]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the protection state of applications is read from, by application: its policy,
+    its newest success and failure (by end), its newest running backup (by start)."""
+
+    policies: dict[uuid.UUID, BackupPolicy]
+    successes: dict[uuid.UUID, BackupExecution]
+    failures: dict[uuid.UUID, BackupExecution]
+    running: dict[uuid.UUID, BackupExecution]
+
+
+async def protection_facts(session: AsyncSession, application_ids: Sequence[uuid.UUID]) -> Facts:
+    """One query per kind of fact for all the listed applications, not one per application."""
+    policies = {
+        p.application_id: p
+        for p in await session.scalars(
+            select(BackupPolicy).where(BackupPolicy.application_id.in_(application_ids))
+        )
+    }
+
+    async def newest(status: RunStatus, column: Any) -> dict[uuid.UUID, BackupExecution]:
+        rows = await session.scalars(
+            select(BackupExecution)
+            .where(
+                BackupExecution.application_id.in_(application_ids),
+                BackupExecution.status == status,
+            )
+            .ext(distinct_on(BackupExecution.application_id))
+            .order_by(BackupExecution.application_id, column.desc().nulls_last())
+        )
+        return {row.application_id: row for row in rows}
+
+    return Facts(
+        policies,
+        await newest(RunStatus.SUCCEEDED, BackupExecution.completed_at),
+        await newest(RunStatus.FAILED, BackupExecution.completed_at),
+        await newest(RunStatus.RUNNING, BackupExecution.started_at),
+    )
 
 
 async def last_verified(

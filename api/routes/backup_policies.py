@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
-from temporalio.client import Client
 
+from api import presenters
 from api.deps import DedicatedAppReader, DedicatedAppWriter, SessionDep, SettingsDep, TemporalDep
-from api.problems import invalid, refusals
+from api.problems import refusals
 from api.schemas.policies import PolicyIn, PolicyOut, RetentionPreviewOut, TriggerOut
 from core.retention_rule import LIMITS, Rule
 from db.models import BackupPolicy
-from schedules import backup_policy as sync
-from schedules.cron import CronError, check_timezone
 from services import policies
-from services.policies import KEEPS_NOTHING
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}/backup-policy", tags=["backup policies"])
-log = logging.getLogger(__name__)
-
-
-async def _present(policy: BackupPolicy, temporal: Client) -> dict[str, Any]:
-    """The policy with its schedule's live state, or why Temporal could not tell it."""
-    live: dict[str, Any] = {}
-    try:
-        live["schedule_state"] = await sync.live_state(
-            temporal, policy.application_id, ZoneInfo(policy.timezone)
-        )
-    except Exception as exc:
-        log.warning("schedule state of %s unreadable: %s", policy.application_id, exc)
-        live["schedule_error"] = f"Temporal could not be reached ({type(exc).__name__})"
-    return PolicyOut.of(
-        policy, schedule_id=sync.schedule_id(policy.application_id), **live
-    ).model_dump()
 
 
 async def _policy(session: SessionDep, access: DedicatedAppReader) -> BackupPolicy:
@@ -48,7 +27,7 @@ async def _policy(session: SessionDep, access: DedicatedAppReader) -> BackupPoli
 async def get_policy(
     access: DedicatedAppReader, session: SessionDep, temporal: TemporalDep
 ) -> dict[str, Any]:
-    return await _present(await _policy(session, access), temporal)
+    return await presenters.policy(await _policy(session, access), temporal)
 
 
 def _count(name: str) -> Any:
@@ -79,36 +58,8 @@ async def retention_preview(
     policy = await _policy(session, access)
     counts = (keep_last, keep_daily, keep_weekly, keep_monthly, keep_yearly)
     proposed = retention_days is not None or any(c is not None for c in counts)
-    rule = (
-        Rule(retention_days, *(c or 0 for c in counts))
-        if proposed
-        else policies.policy_rule(policy)
-    )
-    if rule.keeps_nothing:
-        raise invalid("query.retention_days", KEEPS_NOTHING, "keeps_nothing")
-    try:
-        zone = check_timezone(timezone or policy.timezone)
-    except CronError as exc:
-        raise invalid("query.timezone", str(exc), "invalid_timezone") from exc
-    now = datetime.now(UTC)
-    verdicts = await policies.retention_plan(session, policy, rule, zone, now)
-    items = [
-        {
-            "backup_id": v.backup.id,
-            "started_at": v.backup.started_at,
-            "status": v.backup.status,
-            "protected": v.backup.protected,
-            "reasons": list(v.reasons),
-        }
-        for v in verdicts
-    ]
-    return {
-        "rule": {**rule.describe(), "timezone": str(zone)},
-        "proposed": proposed or timezone is not None,
-        "evaluated_at": now,
-        "keep": [i for i, v in zip(items, verdicts, strict=True) if v.keep],
-        "prune": [i for i, v in zip(items, verdicts, strict=True) if not v.keep],
-    }
+    rule = Rule(retention_days, *(c or 0 for c in counts)) if proposed else None
+    return await presenters.retention_preview(session, policy, rule, timezone)
 
 
 @router.post("", response_model=PolicyOut, responses={201: {"model": PolicyOut}})
@@ -135,7 +86,7 @@ async def put_policy(
     await session.commit()
     await session.refresh(policy)
     response.status_code = 201 if created else 200
-    return await _present(policy, temporal)
+    return await presenters.policy(policy, temporal)
 
 
 @router.delete("", status_code=204)

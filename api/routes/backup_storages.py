@@ -6,16 +6,12 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import ValidationError
 
 from api import presenters
 from api.deps import DedicatedAdmin, DedicatedReader, SessionDep, SettingsDep, TemporalDep
 from api.pagination import Cursor, Limit, Page, page_of
-from api.problems import field_errors, invalid_fields, refusals
-from api.schemas.common import Input
+from api.problems import refusals
 from api.schemas.storages import (
-    CONNECTION_UPDATES,
-    CONNECTIONS,
     StorageAccepted,
     StorageCreate,
     StorageOut,
@@ -25,7 +21,6 @@ from api.temporal_links import workflow_url
 from core.settings import Settings
 from db.models import BackupStorage
 from services import storages
-from services.storages import ConnectionParser
 
 router = APIRouter(
     prefix="/api/v1/workspaces/{workspace_id}/backup-storages", tags=["backup storages"]
@@ -40,20 +35,6 @@ def _accepted(storage: BackupStorage, settings: Settings, workflow_id: str) -> d
         workflow_id=workflow_id,
         temporal_ui_url=workflow_url(settings, workflow_id),
     ).model_dump()
-
-
-def _parser(models: dict[str, type[Input]], given: dict[str, Any]) -> ConnectionParser:
-    """Checks ``given`` against the storage type's connection model; 422 names the field."""
-
-    def parse(kind: str) -> dict[str, Any]:
-        try:
-            return models[kind].model_validate(given).model_dump()
-        except ValidationError as exc:
-            raise invalid_fields(
-                field_errors(exc.errors(include_url=False), "body", "connection")
-            ) from exc
-
-    return parse
 
 
 @router.post("", status_code=202, response_model=StorageAccepted)
@@ -74,7 +55,7 @@ async def create_storage(
             body.name,
             body.type,
             body.capacity_gb,
-            _parser(CONNECTIONS, body.connection),
+            body.checked_connection(),
         )
     await session.commit()
     await session.refresh(storage)
@@ -108,7 +89,6 @@ async def update_storage(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
-    connection = None if body.connection is None else _parser(CONNECTION_UPDATES, body.connection)
     with refusals():
         storage = await storages.get(session, access.workspace.id, storage_id)
         workflow_id = await storages.update(
@@ -119,7 +99,7 @@ async def update_storage(
             storage,
             body.name,
             body.capacity_gb,
-            connection,
+            body.checked_connection(),
         )
     await session.commit()
     await session.refresh(storage)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints, ValidationError
 
+from api.problems import field_errors, invalid_fields
 from api.schemas.common import AbsolutePath, Input, Output, Slug
 
 # Formats of the PVE parameters cairn forwards, mirrored so a value PVE would refuse is a 422
@@ -115,6 +117,23 @@ CONNECTIONS: dict[str, type[Input]] = {
 CONNECTION_UPDATES: dict[str, type[Input]] = {**CONNECTIONS, "ceph": CephConnectionUpdate}
 
 
+def _parser(
+    models: dict[str, type[Input]], given: dict[str, Any]
+) -> Callable[[str], dict[str, Any]]:
+    """Checks ``given`` against the storage type's connection model, which only the service
+    knows once it has the storage; a 422 names the field."""
+
+    def parse(kind: str) -> dict[str, Any]:
+        try:
+            return models[kind].model_validate(given).model_dump()
+        except ValidationError as exc:
+            raise invalid_fields(
+                field_errors(exc.errors(include_url=False), "body", "connection")
+            ) from exc
+
+    return parse
+
+
 class StorageCreate(Input):
     name: Slug
     type: Literal["local", "nfs", "ceph"]
@@ -125,6 +144,9 @@ class StorageCreate(Input):
         " keyring (write-only); local: nothing",
     )
 
+    def checked_connection(self) -> Callable[[str], dict[str, Any]]:
+        return _parser(CONNECTIONS, self.connection)
+
 
 class StorageUpdate(Input):
     name: Slug | None = None
@@ -132,6 +154,10 @@ class StorageUpdate(Input):
     connection: dict[str, Any] | None = Field(
         default=None, description="the full connection settings of the storage's type"
     )
+
+    def checked_connection(self) -> Callable[[str], dict[str, Any]] | None:
+        """None: the connection stays as it is."""
+        return None if self.connection is None else _parser(CONNECTION_UPDATES, self.connection)
 
 
 class StorageOut(Output):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import functools
 import itertools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import (  # type: ignore[import-untyped]
@@ -19,14 +19,15 @@ from cron_descriptor import (  # type: ignore[import-untyped]
 )
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.problems import Problem
 from core.states import FINISHED, RunStatus
-from db.models import BackupExecution, BackupPolicy
 from schedules.cron import MACROS, CronError, check, check_timezone, next_times
+from services import backups
+
+if TYPE_CHECKING:
+    from db.models import BackupExecution, BackupPolicy
 
 # Macros as the five fields they stand for, so the words come out the same way.
 _MACRO_FIELDS = {
@@ -158,37 +159,16 @@ def protection(
 async def protections(
     session: AsyncSession, application_ids: Sequence[uuid.UUID], now: datetime
 ) -> dict[uuid.UUID, Protection]:
-    """One query per kind of fact for all the listed applications, not one per application."""
+    """The protection state of each listed application, from the facts read for all at once."""
     if not application_ids:
         return {}
-    policies = {
-        p.application_id: p
-        for p in await session.scalars(
-            select(BackupPolicy).where(BackupPolicy.application_id.in_(application_ids))
-        )
-    }
-
-    async def newest(statuses: Iterable[str], column: Any) -> dict[uuid.UUID, BackupExecution]:
-        rows = await session.scalars(
-            select(BackupExecution)
-            .where(
-                BackupExecution.application_id.in_(application_ids),
-                BackupExecution.status.in_(list(statuses)),
-            )
-            .ext(distinct_on(BackupExecution.application_id))
-            .order_by(BackupExecution.application_id, column.desc().nulls_last())
-        )
-        return {row.application_id: row for row in rows}
-
-    successes = await newest((RunStatus.SUCCEEDED,), BackupExecution.completed_at)
-    failures = await newest((RunStatus.FAILED,), BackupExecution.completed_at)
-    running = await newest((RunStatus.RUNNING,), BackupExecution.started_at)
+    facts = await backups.protection_facts(session, application_ids)
     return {
         app_id: protection(
-            policies.get(app_id),
-            successes.get(app_id),
-            failures.get(app_id),
-            running.get(app_id),
+            facts.policies.get(app_id),
+            facts.successes.get(app_id),
+            facts.failures.get(app_id),
+            facts.running.get(app_id),
             now,
         )
         for app_id in application_ids

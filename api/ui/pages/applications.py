@@ -20,8 +20,7 @@ from api.deps import (
     get_temporal_if_up,
 )
 from api.pagination import page_of
-from api.routes import backup_policies as policy_routes
-from api.routes import backups as backup_routes
+from api.problems import refusals
 from api.schemas.policies import PolicyIn
 from api.ui import charts, views
 from api.ui.pages.shared import (
@@ -39,7 +38,7 @@ from api.ui.pages.shared import (
 )
 from api.ui.sessions import SignedIn
 from core.retention_rule import COUNTS
-from services import backups, restores, storages
+from services import backups, policies, restores, storages
 
 router = page_router()
 HISTORY_PAGE = 25
@@ -61,7 +60,7 @@ async def _application_page(
     state = (await views.protections(session, [application.id], datetime.now(UTC)))[application.id]
     policy = None
     if state.policy is not None and temporal is not None:
-        policy = await policy_routes.get_policy(access, session, temporal)
+        policy = await presenters.policy(state.policy, temporal)
     listed, _ = await page_of(session, storages.of_workspace(application.workspace_id), 200, None)
     history = await presenters.backup_page(
         session, temporal, settings, application, HISTORY_PAGE, cursor
@@ -142,9 +141,18 @@ async def save_policy(
                 "include_volumes": checked(form, "include_volumes"),
             },
         )
-        await policy_routes.put_policy(
-            body, access, session, get_settings(request), await get_temporal(request), Response()
-        )
+        temporal = await get_temporal(request)
+        with refusals():
+            await policies.put(
+                session,
+                get_settings(request),
+                temporal,
+                access.workspace.principal.actor,
+                access.application,
+                body.model_dump(exclude_unset=True),
+                body.model_dump(),
+            )
+        await session.commit()
     except REFUSALS as exc:
         signed, status, words = await refused(request, session, exc)
         access = await app_access(session, signed, app_id)
@@ -160,9 +168,9 @@ async def retention_page(
 ) -> Response:
     """Which backups the saved rule keeps and which the next prune removes, and why."""
     access = await app_access(session, signed, app_id)
-    preview = await policy_routes.retention_preview(
-        access, session, None, None, None, None, None, None, None
-    )
+    with refusals():
+        policy = await policies.get(session, access.application.id)
+    preview = await presenters.retention_preview(session, policy, None, None)
     return render(request, "retention.html", signed, access=access, preview=preview)
 
 
@@ -172,10 +180,13 @@ async def run_now(
 ) -> Response:
     """'Run now': the API's manual trigger; then the backup's own page follows its progress."""
     access = await dedicated_app_writer(await app_access(session, signed, app_id))
-    backup = await backup_routes.trigger_backup(
-        access, session, get_settings(request), await get_temporal(request), None, None
-    )
-    return go(request, f"/ui/applications/{app_id}/backups/{backup['id']}")
+    temporal = await get_temporal(request)
+    with refusals(starting="backup"):
+        backup = await backups.request_backup(
+            session, temporal, access.workspace.principal.actor, access.application, None
+        )
+    await session.commit()
+    return go(request, f"/ui/applications/{app_id}/backups/{backup.id}")
 
 
 @router.get("/applications/{app_id}/chart.svg")

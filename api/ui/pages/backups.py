@@ -18,9 +18,11 @@ from api.deps import (
     get_temporal,
     get_temporal_if_up,
 )
-from api.routes import backups as backup_routes
+from api.problems import refusals
+from api.runs import cancel_run
 from api.ui import views
 from api.ui.pages.shared import Reader, Writer, app_access, go, page_router, run_page, text
+from services import backups
 
 router = page_router()
 
@@ -28,8 +30,7 @@ router = page_router()
 async def _backup(
     request: Request, session: SessionDep, access: ApplicationAccess, backup_id: uuid.UUID
 ) -> dict[str, Any]:
-    temporal = await get_temporal_if_up(request)
-    settings = get_settings(request)
+    temporal, settings = await get_temporal_if_up(request), get_settings(request)
     body = await presenters.backup_detail(
         session, temporal, settings, access.application, backup_id
     )
@@ -52,9 +53,11 @@ async def cancel_backup(
     request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Writer, session: SessionDep
 ) -> Response:
     access = await dedicated_app_writer(await app_access(session, signed, app_id))
-    await backup_routes.cancel_backup(
-        backup_id, access, session, get_settings(request), await get_temporal(request)
-    )
+    temporal = await get_temporal(request)
+    with refusals():
+        execution = await backups.backup_of(session, access.application, backup_id)
+    actor = access.workspace.principal.actor
+    await cancel_run(session, temporal, execution, actor, access.application.workspace_id)
     return go(request, f"/ui/applications/{app_id}/backups/{backup_id}")
 
 
@@ -64,10 +67,10 @@ async def set_protection(
 ) -> Response:
     """Keeps a backup out of retention's reach, or hands it back (the API's protect routes)."""
     access = await dedicated_app_writer(await app_access(session, signed, app_id))
-    change = (
-        backup_routes.protect_backup
-        if text(await request.form(), "protect") == "true"
-        else backup_routes.unprotect_backup
-    )
-    await change(backup_id, access, session, get_settings(request))
+    protect = text(await request.form(), "protect") == "true"
+    with refusals():
+        await backups.set_protection(
+            session, access.workspace.principal.actor, access.application, backup_id, protect
+        )
+    await session.commit()
     return go(request, f"/ui/applications/{app_id}/backups/{backup_id}")

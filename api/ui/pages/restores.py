@@ -20,7 +20,6 @@ from api.deps import (
     get_temporal_if_up,
 )
 from api.problems import not_found, refusals, unprocessable
-from api.routes import restores as restore_routes
 from api.schemas.restores import RestoreRequest, RestoreTarget
 from api.ui import views
 from api.ui.pages.shared import (
@@ -143,23 +142,34 @@ async def start_restore(
                     }
                 ],
             )
-        restore = await restore_routes.start_restore(
-            backup_id, body, access, session, get_settings(request), await get_temporal(request)
-        )
+        temporal = await get_temporal(request)
+        principal = access.workspace.principal
+        with refusals(starting="restore"):
+            restore = await restores.request_restore(
+                session,
+                temporal,
+                get_settings(request),
+                access.application,
+                backup_id,
+                principal.actor,
+                restore_type=body.restore_type,
+                asked=restores.Parts(body.database, body.volumes, body.config),
+                target=body.target.model_dump(exclude_none=True) if body.target else None,
+                by_platform_admin=principal.user.is_platform_admin,
+            )
     except REFUSALS as exc:
         signed, status, words = await refused(request, session, exc)
         access = await app_access(session, signed, app_id)
         return await _wizard(
             request, signed, session, access, backup_id, status, error=words, form=form
         )
-    return go(request, f"/ui/applications/{app_id}/restores/{restore['id']}")
+    return go(request, f"/ui/applications/{app_id}/restores/{restore.id}")
 
 
 async def _restore(
     request: Request, session: SessionDep, access: ApplicationAccess, restore_id: uuid.UUID
 ) -> dict[str, Any]:
-    temporal = await get_temporal_if_up(request)
-    settings = get_settings(request)
+    temporal, settings = await get_temporal_if_up(request), get_settings(request)
     body = await presenters.restore_detail(
         session, temporal, settings, access.application, restore_id
     )

@@ -15,7 +15,6 @@ from api import presenters
 from api.deps import SessionDep, WorkspaceAccess, dedicated_admin, get_settings, get_temporal
 from api.pagination import page_of
 from api.problems import Problem, refusals
-from api.routes import backup_storages as storage_routes
 from api.schemas.storages import StorageCreate, StorageUpdate
 from api.ui import charts
 from api.ui.pages.shared import (
@@ -110,9 +109,20 @@ async def create_storage(
                 "connection": _connection(form, kind),
             },
         )
-        await storage_routes.create_storage(
-            body, access, session, get_settings(request), await get_temporal(request)
-        )
+        temporal = await get_temporal(request)
+        with refusals():
+            await storages.create(
+                session,
+                get_settings(request),
+                temporal,
+                access.principal.actor,
+                access.workspace.id,
+                body.name,
+                body.type,
+                body.capacity_gb,
+                body.checked_connection(),
+            )
+        await session.commit()
     except REFUSALS as exc:
         signed, status, words = await refused(request, session, exc)
         access = await dedicated(session, signed, workspace_id)
@@ -205,19 +215,30 @@ async def update_storage(
     session: SessionDep,
 ) -> Response:
     async def action(access: WorkspaceAccess, form: FormData) -> None:
-        storage = await _storage(session, access, storage_id)
-        connection = _connection(form, storage["type"])
+        with refusals():
+            storage = await storages.get(session, access.workspace.id, storage_id)
+        connection = _connection(form, storage.type)
         body = from_form(
             StorageUpdate,
             {
                 "name": text(form, "name"),
                 "capacity_gb": text(form, "capacity_gb"),
-                "connection": connection if storage["type"] != "local" else None,
+                "connection": connection if storage.type != "local" else None,
             },
         )
-        await storage_routes.update_storage(
-            storage_id, body, access, session, get_settings(request), await get_temporal(request)
-        )
+        temporal = await get_temporal(request)
+        with refusals():
+            await storages.update(
+                session,
+                get_settings(request),
+                temporal,
+                access.principal.actor,
+                storage,
+                body.name,
+                body.capacity_gb,
+                body.checked_connection(),
+            )
+        await session.commit()
 
     here = f"/ui/workspaces/{workspace_id}/storages/{storage_id}"
     return await _storage_write(request, workspace_id, storage_id, signed, session, action, here)
@@ -232,14 +253,13 @@ async def delete_storage(
     session: SessionDep,
 ) -> Response:
     async def action(access: WorkspaceAccess, form: FormData) -> None:
-        await storage_routes.delete_storage(
-            storage_id,
-            access,
-            session,
-            get_settings(request),
-            await get_temporal(request),
-            force=text(form, "force") == "true",
-        )
+        temporal = await get_temporal(request)
+        with refusals():
+            storage = await storages.get(session, access.workspace.id, storage_id)
+            await storages.delete(
+                session, temporal, access.principal.actor, storage, text(form, "force") == "true"
+            )
+        await session.commit()
 
     back = f"/ui/workspaces/{workspace_id}/storages"
     return await _storage_write(request, workspace_id, storage_id, signed, session, action, back)
