@@ -20,12 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.copy_reading import open_copy
 from activities.errors import fatal, to_application_error
 from activities.support import (
     ReadingActivities,
     execution_repository,
     heartbeating,
     no_progress,
+    platform_of,
     read_metadata,
     to_completion,
     with_progress,
@@ -33,7 +35,7 @@ from activities.support import (
 from adapters.errors import AdapterError
 from adapters.pg_dump import DumpError
 from adapters.pg_identity import DatabaseIdentity
-from adapters.platform import Measured, OtherDatabase
+from adapters.platform import Measured, OtherDatabase, Platform
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
@@ -46,6 +48,7 @@ from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from db.runs import settle
 from repository import names
+from repository.offsite import offsite_source
 from services import applications, database_identity
 
 ACTOR = audit.Actor(label="system:restore-workflow")
@@ -81,6 +84,14 @@ class Backup:
 @dataclass
 class Loaded(Backup):
     restore: BackupRestore
+    restic: Restic
+    """What reads the backup: the primary's restic, or one reading the offsite copy."""
+    copied: dict[str, Any] | None = None
+    """The manifest as the offsite copy names its snapshots, when the restore reads that."""
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.copied if self.copied is not None else super().manifest
 
 
 async def backup_to_read(
@@ -91,12 +102,23 @@ async def backup_to_read(
     purpose: str,
 ) -> Backup:
     """A successful backup and its opened repository; MissingBackup when it is gone or pruned."""
+    execution, application = await successful_backup(session, execution_id, application_id, purpose)
+    _, repo = await execution_repository(session, settings, execution, application)
+    return Backup(execution, application, repo)
+
+
+async def successful_backup(
+    session: AsyncSession,
+    execution_id: uuid.UUID | None,
+    application_id: uuid.UUID,
+    purpose: str,
+) -> tuple[BackupExecution, Application]:
+    """A successful backup and its application; MissingBackup when it is gone or pruned."""
     execution = await session.get(BackupExecution, execution_id) if execution_id else None
     application = await session.get(Application, application_id)
     if execution is None or execution.status != RunStatus.SUCCEEDED or application is None:
         raise fatal(f"the backup to {purpose} no longer exists or was pruned", "MissingBackup")
-    _, repo = await execution_repository(session, settings, execution, application)
-    return Backup(execution, application, repo)
+    return execution, application
 
 
 def corrupt(message: str) -> ApplicationError | None:
@@ -160,10 +182,28 @@ class RestoreActivities(ReadingActivities):
         restore = await session.get(BackupRestore, uuid.UUID(restore_id))
         if restore is None:  # the API's transaction may not be visible yet
             raise ApplicationError("restore not visible yet", type="NotYetVisible")
-        backup = await backup_to_read(
-            session, self.settings, restore.backup_execution_id, restore.application_id, "restore"
+        target_id = offsite_source(restore.details)
+        if target_id is None:
+            backup = await backup_to_read(
+                session,
+                self.settings,
+                restore.backup_execution_id,
+                restore.application_id,
+                "restore",
+            )
+            return Loaded(backup.execution, backup.application, backup.repo, restore, self.restic)
+        execution, application = await successful_backup(
+            session, restore.backup_execution_id, restore.application_id, "restore"
+        )  # the primary storage stays untouched: it may be the reason to read the copy
+        copy = await open_copy(
+            session, self.settings, self.restic, execution, application, target_id
         )
-        return Loaded(backup.execution, backup.application, backup.repo, restore)
+        copied = copy.manifest(execution.metadata_ or {})
+        return Loaded(execution, application, copy.repo, restore, copy.restic, copied)
+
+    def _reading(self, loaded: Loaded) -> Platform:
+        """The application's platform, reading the backup where the restore reads it."""
+        return platform_of(loaded.application, self.settings, loaded.restic)
 
     def _into(self, loaded: Loaded) -> OtherDatabase | None:
         """The other database a platform administrator asked for; None: the application's own."""
@@ -219,9 +259,9 @@ class RestoreActivities(ReadingActivities):
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         try:
             count = await snapshots_present(
-                self.restic, loaded.repo, loaded.execution.id, loaded.manifest
+                loaded.restic, loaded.repo, loaded.execution.id, loaded.manifest
             )
-            await with_progress(lambda _p: self.restic.check(loaded.repo, read_data=True))
+            await with_progress(lambda _p: loaded.restic.check(loaded.repo, read_data=True))
         except ResticError as exc:
             if exc.exit_code is None or exc.retryable:  # restic never judged the data:
                 raise to_application_error(exc) from None  # a refused or unreachable storage
@@ -252,7 +292,7 @@ class RestoreActivities(ReadingActivities):
     async def restore_database(self, restore_id: str) -> str:
         """Restores into a fresh database, then swaps it in by rename."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
-        platform = self._platform(loaded.application)
+        platform = self._reading(loaded)
         into = self._into(loaded)
         snapshot = loaded.snapshot(names.DATABASE)
         try:
@@ -277,7 +317,7 @@ class RestoreActivities(ReadingActivities):
             )
         except BoundaryError as exc:
             raise fatal(f"volume {job.volume} refused: {exc.message}", "BoundaryRefused") from None
-        platform = self._platform(loaded.application)
+        platform = self._reading(loaded)
         snapshot = loaded.snapshot(names.volume_part(job.volume))
         try:  # to its end: a swap must not stop half-way
             return await to_completion(
@@ -292,7 +332,7 @@ class RestoreActivities(ReadingActivities):
     async def restore_config(self, restore_id: str) -> str:
         """Puts the backup's configuration objects (ConfigMaps, Secrets) back."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
-        platform = self._platform(loaded.application)
+        platform = self._reading(loaded)
         snapshot = loaded.snapshot(names.CONFIG)
         try:  # to its end: objects are applied one by one
             return await to_completion(

@@ -218,6 +218,34 @@ class OffsiteRestic:
         self._run(remote, ["restore", snapshot_id, "--target", str(target)])
 
 
+class RemoteReader(Restic):
+    """``adapters/restic.py``'s commands on one offsite repository, for a restore reading it.
+
+    The platforms restore through a ``Restic`` and a ``Repository``; this one sends their
+    commands to ``remote`` (through ``RESTIC_REPOSITORY``) instead of a folder, so a restore
+    from the copy runs the very same steps without touching the primary storage. restic
+    creates and deletes its own lock files there: an append-only server allows both.
+    """
+
+    def __init__(self, restic: Restic, remote: Remote) -> None:
+        super().__init__(restic.binary, restic.cache_dir)
+        self.remote = remote
+
+    def repository(self) -> Repository:
+        """What the platforms are handed: named by the URL's path, opened by the password."""
+        return Repository(path=Path(urlsplit(self.remote.url).path), password=self.remote.password)
+
+    def _env(self, repo: Repository | None) -> dict[str, str]:
+        return {**super()._env(repo), "RESTIC_REPOSITORY": self.remote.location}
+
+    def _argv(self, repo: Repository, args: Sequence[str]) -> list[str]:
+        argv = [self.binary]
+        cache_dir = repo.cache_dir or self.cache_dir
+        if cache_dir is not None:
+            argv += ["--cache-dir", str(cache_dir)]
+        return [*argv, *args]
+
+
 def _latest_packs(out: IO[bytes]) -> CopyProgress | None:
     """restic copy's latest ``N / M packs copied`` line from its stdout file."""
     out.seek(0, os.SEEK_END)

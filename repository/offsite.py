@@ -10,7 +10,9 @@ repository; only offsite retention asks for the maintenance ones.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +22,15 @@ from adapters.restic_remote import Remote
 from core import crypto, secret_contexts
 from core.settings import Settings
 from db.models import Application, OffsiteRepository, OffsiteTarget
+
+SOURCE_KEY: Final = "offsite_target_id"
+"""The key of a restore's details naming the target whose copy it reads, not the primary."""
+
+
+def offsite_source(details: Mapping[str, Any] | None) -> uuid.UUID | None:
+    """The target a restore reads its backup from; None: the primary storage."""
+    raw = (details or {}).get(SOURCE_KEY)
+    return uuid.UUID(raw) if raw else None
 
 
 def open_credentials(settings: Settings, target: OffsiteTarget) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from adapters.restic import Restic
 from adapters.restic_remote import OffsiteRestic, Remote, TargetRefused, check_target
 from core.settings import Settings
+from core.states import CopyStatus
 from db import audit
 from db.models import (
+    Application,
     BackupCopy,
     BackupExecution,
     BackupPolicy,
@@ -28,7 +30,7 @@ from db.models import (
     OffsiteTarget,
 )
 from repository.offsite import seal_credentials, seal_maintenance
-from services.errors import Conflict, NotFound, Unsupported
+from services.errors import Conflict, Invalid, NotFound, Unsupported
 
 
 async def get(
@@ -163,3 +165,44 @@ async def copies_of(session: AsyncSession, execution: BackupExecution) -> list[d
             }
         )
     return places
+
+
+async def copy_to_read(
+    session: AsyncSession,
+    application: Application,
+    execution: BackupExecution,
+    source: uuid.UUID | str,
+) -> uuid.UUID | None:
+    """The target whose copy a restore reads (None: the primary), from what it asked.
+
+    ``source``: ``"primary"``, ``"offsite"`` (the backup's latest finished copy) or a target's
+    id. Only a copy marked ``copied`` is read, and only by a local application's restore (its
+    steps run restic on the worker, which reaches the target).
+    """
+    if source == "primary":
+        return None
+    if application.platform_kind != "local":
+        raise Invalid(
+            [
+                {
+                    "loc": ("source",),
+                    "msg": "a restore from an offsite copy is for local applications only",
+                    "type": "invalid_restore",
+                }
+            ]
+        )
+    query = select(BackupCopy).where(
+        BackupCopy.execution_id == execution.id, BackupCopy.status == CopyStatus.COPIED
+    )
+    if isinstance(source, uuid.UUID):
+        await get(session, application.workspace_id, source)
+        query = query.where(BackupCopy.target_id == source)
+    copy = await session.scalar(query.order_by(BackupCopy.copied_at.desc()).limit(1))
+    if copy is None:
+        raise Conflict(
+            "the backup has no finished offsite copy there to restore from"
+            " (GET …/backups/{id}/copies shows where it lives)",
+            kind="offsite-copy-not-copied",
+            title="No offsite copy",
+        )
+    return copy.target_id

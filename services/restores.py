@@ -30,7 +30,8 @@ from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupExecution, BackupRestore
 from repository import names
-from services import applications, backups, database_identity
+from repository.offsite import SOURCE_KEY
+from services import applications, backups, database_identity, offsite_targets
 from services.errors import Conflict, Invalid, NotFound
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
@@ -216,18 +217,21 @@ async def request_restore(
     asked: Parts,
     target: Mapping[str, str] | None,
     by_platform_admin: bool,
+    source: uuid.UUID | str = "primary",
 ) -> BackupRestore:
     """Checks the request, claims the application and starts the restore of one of its
     backups; committed.
 
     ``target``: ``{"database_name": …}`` or ``{"database_url": …}`` when the database goes
-    elsewhere than over the original. Refusals: services.errors' NotFound, Conflict and Invalid,
-    core.boundaries' BoundaryError, and services.runs' RunInProgress, LivenessUnknown,
+    elsewhere than over the original; ``source``: where the backup is read
+    (``services.offsite_targets.copy_to_read``). Refusals: services.errors' NotFound, Conflict
+    and Invalid, core.boundaries' BoundaryError, and services.runs' RunInProgress, LivenessUnknown,
     RunNotStarted.
     """
     execution = await backups.backup_of(session, application, backup_id)
     parts = parts_to_restore(execution, restore_type, asked)
     database, volumes = parts.database, parts.volumes
+    offsite = await offsite_targets.copy_to_read(session, application, execution, source)
     restore_id = uuid.uuid4()
     stored_target = None
     if target is not None:
@@ -247,7 +251,9 @@ async def request_restore(
         ) from None
     await claim_application(session, temporal, application.id)
     workflow_id = f"restore-{restore_id}"
-    details = RestoreDetails(database, volumes, stored_target, config=parts.config)
+    details = RestoreDetails(database, volumes, stored_target, config=parts.config).to_dict()
+    if offsite is not None:
+        details[SOURCE_KEY] = str(offsite)
     restore = BackupRestore(
         id=restore_id,
         backup_execution_id=execution.id,
@@ -255,7 +261,7 @@ async def request_restore(
         workflow_id=workflow_id,
         status=RunStatus.PENDING,
         restore_type=restore_type,
-        details=details.to_dict(),
+        details=details,
     )
     session.add(restore)
     audit.record(
@@ -272,6 +278,7 @@ async def request_restore(
             "volumes": volumes,
             "config": parts.config,
             "target": stored_target.shown() if stored_target else {},
+            "offsite_target_id": str(offsite) if offsite else None,
         },
     )
     await session.flush()

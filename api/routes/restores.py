@@ -47,6 +47,7 @@ async def start_restore(
             asked=restores.Parts(body.database, body.volumes, body.config),
             target=body.target.model_dump(exclude_none=True) if body.target else None,
             by_platform_admin=principal.user.is_platform_admin,
+            source=body.source,
         )
     await session.refresh(restore)
     return presenters.restore(restore, settings)

@@ -59,6 +59,11 @@ class RestoreRequest(Input):
         " ConfigMaps and Secrets the backup holds)",
     )
     target: RestoreTarget | None = None
+    source: Literal["primary", "offsite"] | uuid.UUID = Field(
+        default="primary",
+        description="where the backup is read: its primary storage, its latest finished offsite"
+        " copy (`offsite`), or the copy at the offsite target of this id (docs/offsite.md)",
+    )
 
     @model_validator(mode="after")
     def _what(self) -> RestoreRequest:
@@ -92,6 +97,9 @@ class RestoreOut(Output):
     volumes: list[str] = Field(default_factory=list, validation_alias=_from_details("volumes"))
     config: bool = Field(default=False, validation_alias=_from_details("config"))
     target: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("target"))
+    offsite_target_id: uuid.UUID | None = Field(
+        default=None, validation_alias=_from_details("offsite_target_id")
+    )
     notes: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("notes"))
     workflow_id: str | None
     temporal_ui_url: str | None = None

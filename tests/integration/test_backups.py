@@ -93,7 +93,9 @@ async def test_backup_is_complete_encrypted_and_restorable_with_plain_restic(
         "store_manifest",
         "record_success",
         "release_backup",
-    ]  # retention is the daily sweep's (issue 13); release: the platform's cleanup (issue 11)
+        "offsite_target_of",
+    ]  # retention is the daily sweep's (issue 13); release: the platform's cleanup (issue 11);
+    # the offsite copy, when the policy names a target, is a workflow of its own (issue 23)
     assert all(s["status"] == "completed" for s in backup["timeline"]["steps"])
     # begin_backup may retry once while the API's transaction commits; data steps never did
     assert all(s["attempts"] == 1 for s in backup["timeline"]["steps"][1:])

@@ -29,7 +29,7 @@ from devstack.postgres import PostgresServer
 from repository.offsite import everyday_remote, maintenance_remote
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
-from tests.support.backups import App, make_app, run_backup, tree_hashes
+from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.database import libpq_url
 from tests.support.offsite_servers import OffsiteSite
 
@@ -195,9 +195,9 @@ async def test_a_copy_cairn_cannot_delete_restores_without_the_primary(
         packs = (
             await http.get(f"{base}/data/", headers={"Accept": "application/vnd.x.restic.rest.v2"})
         ).json()
-        for path in (f"snapshots/{snapshot}", f"data/{packs[0]['name']}"):
-            assert (await http.delete(f"{base}/{path}")).status_code == 403
-            assert (await http.post(f"{base}/{path}", content=b"junk")).status_code == 403
+        for file in (f"snapshots/{snapshot}", f"data/{packs[0]['name']}"):
+            assert (await http.delete(f"{base}/{file}")).status_code == 403
+            assert (await http.post(f"{base}/{file}", content=b"junk")).status_code == 403
     # the primary storage's folder is gone: the offsite copy brings the volumes back whole
     shutil.rmtree(settings.storage_mount_root / app.storage_pve_id)
     for volume, path in app.volumes.items():
@@ -297,3 +297,85 @@ async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_whe
     _, maintenance = await remotes(settings, app, target_id)
     check = restic(maintenance, "check")
     assert check.returncode == 0, check.stderr
+
+
+async def restore_without_the_primary(
+    api: ApiClient,
+    world: World,
+    app: App,
+    backup_id: str,
+    source: str,
+    target_id: str,
+    settings: Settings,
+) -> None:
+    """Changes the data, deletes the primary storage's folder, restores from the copy: every
+    row and file comes back, and no step recreated the primary."""
+    tables = table_hashes(app.db_url)
+    files = {name: tree_hashes(path) for name, path in app.volumes.items()}
+    with psycopg.connect(app.db_url) as conn:
+        conn.execute("DELETE FROM items WHERE id % 2 = 0")
+    for path in app.volumes.values():
+        shutil.rmtree(path / "nested")
+        (path / "file-0.txt").write_text("changed")
+    primary = settings.storage_mount_root / app.storage_pve_id
+    shutil.rmtree(primary)
+
+    owner = world.auth("owner")
+    body = {"restore_type": "full", "source": source}
+    restores = f"{app.backups}/{backup_id}/restore"
+    accepted = await expect(await api.post(restores, json=body, headers=owner), 202)
+    assert accepted["offsite_target_id"] == target_id
+    restore = await wait_for(
+        api,
+        f"/api/v1/applications/{app.id}/restores/{accepted['id']}",
+        owner,
+        lambda r: (
+            r["status"] in ("succeeded", "failed", "cancelled")
+            and (r.get("timeline") or {}).get("workflow_status") not in (None, "running")
+        ),
+        seconds=180,
+    )
+    assert restore["status"] == "succeeded", restore["error_message"]
+    assert table_hashes(app.db_url) == tables
+    assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
+    assert not primary.exists()  # no step wrote to (or recreated) the primary storage
+
+
+async def test_a_full_restore_reads_the_offsite_copy_when_the_primary_is_gone(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    database_server: PostgresServer,
+    site: OffsiteSite,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    target_id = await add_target(api, world, app.workspace, site)
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded", backup
+    await copied(api, world, app, backup["id"])
+    restores = f"{app.backups}/{backup['id']}/restore"
+    owner = world.auth("owner")
+
+    # only a finished copy is read: another target without one is refused, an unknown is 404
+    other = await expect(
+        await api.post(
+            targets_of(app.workspace),
+            json=site.target_body(name="elsewhere"),
+            headers=world.auth("ws_admin"),
+        ),
+        201,
+    )
+    for source, status in ((other["id"], 409), (str(uuid.uuid4()), 404), ("nearby", 422)):
+        body = {"restore_type": "full", "source": source}
+        answer = await api.post(restores, json=body, headers=owner)
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+
+    await restore_without_the_primary(api, world, app, backup["id"], "offsite", target_id, settings)
+    # restic removed its own lock files: the append-only server lets it, and only those
+    repo = site.root / "workspaces" / app.workspace / "applications" / app.id
+    assert not any((repo / "locks").iterdir())
