@@ -1,4 +1,5 @@
-"""Schedules the worker owns (not per-policy ones): usage refresh, reconciles, retention sweep."""
+"""Schedules the worker owns (not per-policy ones): usage refresh, reconciles, retention sweep,
+offsite retention."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from temporalio.client import (
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from schedules.store import create_or_update
+from workflows.offsite_retention import OffsiteRetentionWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.retention import RetentionSweepWorkflow
 from workflows.settle_runs import SettleRunsWorkflow
@@ -26,6 +28,7 @@ from workflows.storage import RefreshStorageUsageWorkflow
 USAGE_SCHEDULE_ID = "storage-usage-refresh"
 RECONCILE_SCHEDULE_ID = "policy-schedules-reconcile"
 RETENTION_SCHEDULE_ID = "retention-sweep"
+OFFSITE_RETENTION_SCHEDULE_ID = "offsite-retention"
 SETTLE_RUNS_SCHEDULE_ID = "runs-settle"
 DAY_MINUTES = 24 * 60
 
@@ -50,6 +53,7 @@ async def ensure_system_schedules(client: Client, settings: Settings) -> None:
         RECONCILE_SCHEDULE_ID: (ReconcileSchedulesWorkflow.run, settings.reconcile_minutes),
         SETTLE_RUNS_SCHEDULE_ID: (SettleRunsWorkflow.run, settings.run_reconcile_minutes),
         RETENTION_SCHEDULE_ID: (RetentionSweepWorkflow.run, DAY_MINUTES),
+        OFFSITE_RETENTION_SCHEDULE_ID: (OffsiteRetentionWorkflow.run, DAY_MINUTES),
     }
     for schedule_id, (workflow, minutes) in every.items():
         await create_or_update(client, schedule_id, _every(workflow, schedule_id, minutes))

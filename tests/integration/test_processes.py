@@ -28,6 +28,7 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer, answers
 from tests.conftest import free_port
 from worker.system_schedules import (
+    OFFSITE_RETENTION_SCHEDULE_ID,
     RECONCILE_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     SETTLE_RUNS_SCHEDULE_ID,
@@ -41,6 +42,7 @@ SYSTEM_SCHEDULES = (
     RECONCILE_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     SETTLE_RUNS_SCHEDULE_ID,
+    OFFSITE_RETENTION_SCHEDULE_ID,
 )
 
 
