@@ -423,12 +423,7 @@ class KubernetesPlatform:
         for secret in secrets:
             _delete(kube.core.delete_namespaced_secret, secret.metadata.name, namespace, "Secret")
         for claim in claims:
-            _delete(
-                kube.core.delete_namespaced_persistent_volume_claim,
-                claim.metadata.name,
-                namespace,
-                "temporary claim",
-            )
+            snapshots.delete_claim(kube, namespace, claim.metadata.name)
         for name in snapshots.list_names(kube, namespace, selector):
             snapshots.delete(kube, namespace, name)
 
@@ -493,12 +488,7 @@ class KubernetesPlatform:
         result = self._run(run_id, mover, progress)
         # Uploaded: the copy and the snapshot are not needed any more (a retry of this step
         # finds the restic snapshot first), even when the run later succeeds without release.
-        _delete(
-            self.kube.core.delete_namespaced_persistent_volume_claim,
-            claim,
-            self.namespace,
-            "temporary claim",
-        )
+        snapshots.delete_claim(self.kube, self.namespace, claim)
         snapshots.delete(self.kube, self.namespace, handle)
         return VolumeUpload(
             str(result["snapshot_id"]),

@@ -182,6 +182,31 @@ def claim_like(
     )
 
 
+def delete_claim(kube: Kube, namespace: str, name: str) -> None:
+    """Deletes a claim cairn made and, through a ``Delete`` reclaim policy set first on its
+    PersistentVolume, the volume and its storage: a StorageClass that ``Retain``s would
+    otherwise leave a ``Released`` volume behind each run."""
+    try:
+        claim = kube.core.read_namespaced_persistent_volume_claim(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise failure(exc, f"reading the claim {name}") from None
+    volume = claim.spec.volume_name
+    if volume:
+        try:
+            kube.core.patch_persistent_volume(
+                volume, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # a volume already gone is as good
+                raise failure(exc, f"setting the volume {volume} to be deleted") from None
+    delete_quietly(
+        lambda: kube.core.delete_namespaced_persistent_volume_claim(name, namespace),
+        f"deleting the claim {name}",
+    )
+
+
 def delete(kube: Kube, namespace: str, name: str) -> None:
     """Deletes the snapshot and, through a ``Delete`` policy set first, its content."""
     try:

@@ -34,7 +34,7 @@ from psycopg import sql
 from temporalio.client import Client as TemporalClient
 
 from adapters.kubernetes.movers import Mover, Placement, job_manifest
-from adapters.kubernetes.names import MANAGED_BY
+from adapters.kubernetes.names import MANAGED_BY, run_name
 from adapters.kubernetes.network import (
     APPS_POLICY,
     MOVER_LABELS,
@@ -709,6 +709,85 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
     assert {(tuple(c["accessModes"]), c["storageClassName"], c["volumeMode"]) for c in copies} == {
         (("ReadWriteOnce",), SECOND_STORAGE_CLASS, "Filesystem")
     }
+
+
+def test_runs_on_retain_classes_leave_nothing_of_cairn_s_behind(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Runs on a StorageClass and a VolumeSnapshotClass that both Retain: 5 backups (a
+    snapshot, a temporary claim, an upload) and 5 restores (a drill's scratch claim filled
+    from the backup). Afterwards no VolumeSnapshot, VolumeSnapshotContent, PersistentVolume,
+    claim, Job or Secret of cairn's is left, nor the storage behind them. (What one run
+    leaves, every run leaves: 10 runs prove what 20 would, in half the time.)"""
+    ns = app.namespace
+    storage = client.StorageV1Api(kube_api)
+    retain = f"retain-{ns}"
+    storage.create_storage_class(
+        client.V1StorageClass(
+            metadata=client.V1ObjectMeta(name=retain),
+            provisioner=CSI_DRIVER,
+            reclaim_policy="Retain",
+        )
+    )
+    try:
+        core(kube_api).create_namespaced_persistent_volume_claim(
+            ns,
+            {
+                "metadata": {"name": "kept-pvc"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": retain,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
+        (_bound(kube, ns, "kept-pvc") / "a.txt").write_text("kept\n")
+        platform = platform_of(
+            app, cairn_settings, cairn, volumes={"kept": "kept-pvc"}, snapshot_class=RETAIN_CLASS
+        )
+        volumes_before = {v["metadata"]["name"] for v in kube.list("", "persistentvolumes")}
+        contents: list[str] = []
+        for _ in range(5):
+            run, drill = str(uuid.uuid4()), str(uuid.uuid4())
+            try:
+                point = platform.snapshot(run, ["kept"])
+                handle = point.volumes["kept"]
+                made = kube.get(SNAPSHOT_GROUP, "volumesnapshots", ns, handle) or {}
+                contents.append(made["status"]["boundVolumeSnapshotContentName"])
+                upload = platform.upload_volume(
+                    run,
+                    "kept",
+                    handle,
+                    app.repo,
+                    [f"execution={run}"],
+                    parent=None,
+                    force=False,
+                    progress=lambda _p: None,
+                )
+            finally:
+                platform.release(run)
+            try:
+                platform.restore_scratch_volume(
+                    drill, "kept", app.repo, upload.snapshot_id, lambda _p: None
+                )
+                scratch = kube.pvc_path(ns, run_name("drill", drill, "kept"))
+                assert (scratch / "a.txt").read_text() == "kept\n"
+            finally:
+                platform.release(drill)
+        assert leftovers(kube, ns) == []
+        volumes = {v["metadata"]["name"] for v in kube.list("", "persistentvolumes")}
+        assert volumes == volumes_before
+        left = {c["metadata"]["name"] for c in kube.list(SNAPSHOT_GROUP, "volumesnapshotcontents")}
+        assert left & set(contents) == set()
+        assert [name for name in contents if (kube.root / "snapshots" / name).exists()] == []
+        folders = {folder.name for folder in (kube.root / "volumes").iterdir()}
+        assert folders - volumes == set()
+    finally:
+        storage.delete_storage_class(retain)
 
 
 def test_a_raw_block_claim_is_refused_before_anything_runs(

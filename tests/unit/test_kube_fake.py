@@ -828,6 +828,109 @@ def test_a_claim_in_use_outlives_its_deletion(
     assert not folder.exists()
 
 
+def test_a_claim_gets_a_persistent_volume_its_class_reclaims_or_retains(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    """Dynamic provisioning: a PV ``pvc-<claim uid>`` bound through ``claimRef``. Deleting
+    the claim deletes PV and storage under ``Delete``; under ``Retain`` the PV is Released
+    and keeps its storage until its policy is patched to Delete."""
+    core, storage = core_v1(api), client.StorageV1Api(api)
+    retain = f"retain-{ns}"
+    storage.create_storage_class(
+        client.V1StorageClass(
+            metadata=client.V1ObjectMeta(name=retain),
+            provisioner=CSI_DRIVER,
+            reclaim_policy="Retain",
+        )
+    )
+    try:
+        core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("gone"))
+        core.create_namespaced_persistent_volume_claim(
+            ns, pvc_manifest("kept", storageClassName=retain)
+        )
+        folders = {
+            name: wait_for(partial(_bound, fake, ns, name), name) for name in ("gone", "kept")
+        }
+        claim = core.read_namespaced_persistent_volume_claim("kept", ns)
+        volume = core.read_persistent_volume(claim.spec.volume_name)
+        assert volume.metadata.name == f"pvc-{claim.metadata.uid}"
+        assert (volume.spec.claim_ref.name, volume.spec.claim_ref.uid) == (
+            "kept",
+            claim.metadata.uid,
+        )
+        assert (volume.spec.persistent_volume_reclaim_policy, volume.status.phase) == (
+            "Retain",
+            "Bound",
+        )
+        assert volume.spec.csi.driver == CSI_DRIVER and volume.spec.capacity == {"storage": "1Gi"}
+
+        gone = core.read_namespaced_persistent_volume_claim("gone", ns).spec.volume_name
+        for name in ("gone", "kept"):
+            core.delete_namespaced_persistent_volume_claim(name, ns)
+        wait_for(lambda: not folders["gone"].exists(), "the Delete volume's storage to go")
+        with pytest.raises(ApiException):
+            core.read_persistent_volume(gone)
+        released = wait_for(
+            lambda: core.read_persistent_volume(volume.metadata.name).status.phase == "Released",
+            "the Retain volume to be Released",
+        )
+        assert released and folders["kept"].exists()
+
+        core.patch_persistent_volume(
+            volume.metadata.name, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}
+        )
+        wait_for(lambda: not folders["kept"].exists(), "the Released volume to be reclaimed")
+        assert fake.get("", "persistentvolumes", "", volume.metadata.name) is None
+    finally:
+        storage.delete_storage_class(retain)
+
+
+def test_a_claim_naming_a_volume_is_bound_to_it_only_when_it_fits(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    """Static binding through ``spec.volumeName``: a volume reserved for another claim, or
+    too small, leaves the claim Pending; an Available one that fits is bound."""
+    core = core_v1(api)
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("source"))
+    folder = wait_for(partial(_bound, fake, ns, "source"), "the source claim")
+    (folder / "data.txt").write_text("moved\n")
+    volume = core.read_namespaced_persistent_volume_claim("source", ns).spec.volume_name
+    core.patch_persistent_volume(volume, {"spec": {"persistentVolumeReclaimPolicy": "Retain"}})
+    core.delete_namespaced_persistent_volume_claim("source", ns)
+    wait_for(lambda: core.read_persistent_volume(volume).status.phase == "Released", "Released")
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("late", volumeName=volume))
+    assert fake.controllers is not None
+    fake.controllers.wait_synced()
+    assert core.read_namespaced_persistent_volume_claim("late", ns).status.phase == "Pending"
+
+    # An administrator frees it for the new claim (claimRef without the old uid).
+    core.patch_persistent_volume(
+        volume, {"spec": {"claimRef": {"namespace": ns, "name": "late", "uid": None}}}
+    )
+    wait_for(lambda: _bound(fake, ns, "late"), "the claim to bind to the freed volume")
+    assert (fake.pvc_path(ns, "late") / "data.txt").read_text() == "moved\n"
+
+    small = f"small-{ns}"
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": small},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "csi": {"driver": CSI_DRIVER, "volumeHandle": small},
+            },
+        }
+    )
+    wait_for(lambda: core.read_persistent_volume(small).status.phase == "Available", "Available")
+    big = pvc_manifest("big", volumeName=small)
+    big["spec"]["resources"]["requests"]["storage"] = "2Gi"
+    core.create_namespaced_persistent_volume_claim(ns, big)
+    assert fake.controllers is not None
+    fake.controllers.wait_synced()
+    assert core.read_namespaced_persistent_volume_claim("big", ns).status.phase == "Pending"
+    core.delete_persistent_volume(small)
+
+
 # --- CSI: snapshots and restores ---
 
 
@@ -924,6 +1027,108 @@ def test_snapshot_is_a_point_in_time_copy_and_restores(
         "the content to be deleted with its snapshot",
     )
     custom.delete_cluster_custom_object(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", f"csi-{ns}")
+
+
+def test_a_snapshot_is_imported_into_another_namespace_through_a_pre_provisioned_content(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    """Static provisioning across namespaces: a VolumeSnapshotContent pointing at another
+    snapshot's handle, pre-bound to a VolumeSnapshot of another namespace, is ready there and
+    restores; a snapshot the content does not name is refused; a Retain content leaves the
+    storage's snapshot, a Delete one takes it."""
+    core, custom = core_v1(api), custom_objects(api)
+    core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    (wait_for(lambda: _bound(fake, ns, "data"), "the claim") / "f.txt").write_text("taken")
+    make_class(api, f"csi-{ns}", CSI_DRIVER)
+    custom.create_namespaced_custom_object(
+        SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", snapshot_manifest("snap", "data", f"csi-{ns}")
+    )
+    wait_for(lambda: _ready_snapshot(custom, ns, "snap"), "the snapshot")
+    original = custom.get_namespaced_custom_object(
+        SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", "snap"
+    )["status"]["boundVolumeSnapshotContentName"]
+    handle = custom.get_cluster_custom_object(
+        SNAPSHOT_GROUP, "v1", "volumesnapshotcontents", original
+    )["status"]["snapshotHandle"]
+    other = f"{ns}-imp"
+    core.create_namespace({"metadata": {"name": other}})
+    imported = f"imported-{ns}"
+    try:
+        custom.create_cluster_custom_object(
+            SNAPSHOT_GROUP,
+            "v1",
+            "volumesnapshotcontents",
+            {
+                "metadata": {"name": imported},
+                "spec": {
+                    "deletionPolicy": "Retain",
+                    "driver": CSI_DRIVER,
+                    "source": {"snapshotHandle": handle},
+                    "volumeSnapshotRef": {"name": "copy", "namespace": other},
+                },
+            },
+        )
+        for name in ("copy", "intruder"):
+            custom.create_namespaced_custom_object(
+                SNAPSHOT_GROUP,
+                "v1",
+                other,
+                "volumesnapshots",
+                {
+                    "metadata": {"name": name},
+                    "spec": {"source": {"volumeSnapshotContentName": imported}},
+                },
+            )
+        status = wait_for(lambda: _ready_snapshot(custom, other, "copy"), "the import")["status"]
+        assert (status["boundVolumeSnapshotContentName"], status["restoreSize"]) == (
+            imported,
+            "1Gi",
+        )
+        content = custom.get_cluster_custom_object(
+            SNAPSHOT_GROUP, "v1", "volumesnapshotcontents", imported
+        )
+        assert content["spec"]["volumeSnapshotRef"]["uid"]
+        intruder = wait_for(
+            lambda: (
+                custom.get_namespaced_custom_object(
+                    SNAPSHOT_GROUP, "v1", other, "volumesnapshots", "intruder"
+                ).get("status")
+                or {}
+            ).get("error"),
+            "the intruder's error",
+        )
+        assert intruder["message"] == (
+            f"VolumeSnapshotContent [{imported}] is bound to a different snapshot"
+        )
+        restored = pvc_manifest(
+            "restored",
+            dataSource={"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": "copy"},
+        )
+        core.create_namespaced_persistent_volume_claim(other, restored)
+        folder = wait_for(lambda: _bound(fake, other, "restored"), "the restored claim")
+        assert (folder / "f.txt").read_text() == "taken"
+
+        storage_snapshot = fake.snapshot_path(ns, "snap")
+        custom.delete_namespaced_custom_object(
+            SNAPSHOT_GROUP, "v1", other, "volumesnapshots", "copy"
+        )
+        custom.delete_cluster_custom_object(
+            SNAPSHOT_GROUP, "v1", "volumesnapshotcontents", imported
+        )
+        assert fake.controllers is not None
+        fake.controllers.wait_synced()
+        assert storage_snapshot.is_dir()  # Retain: the storage's snapshot stays
+        custom.delete_namespaced_custom_object(SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", "snap")
+        wait_for(lambda: not storage_snapshot.exists(), "the Delete content to take it")
+    finally:
+        core.delete_namespace(other)
+
+
+def _ready_snapshot(custom: Any, ns: str, name: str) -> dict[str, Any] | None:
+    snap: dict[str, Any] = custom.get_namespaced_custom_object(
+        SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", name
+    )
+    return snap if (snap.get("status") or {}).get("readyToUse") else None
 
 
 def test_snapshot_of_a_driver_nobody_serves_never_becomes_ready(

@@ -86,6 +86,12 @@ def default(resource: ResourceType, obj: dict[str, Any]) -> None:
                 )
     elif kind == "PersistentVolumeClaim" and spec is not None:
         spec.setdefault("volumeMode", "Filesystem")
+    elif kind == "PersistentVolume" and spec is not None:
+        spec.setdefault("volumeMode", "Filesystem")
+        spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    elif kind == "StorageClass":
+        obj.setdefault("reclaimPolicy", "Delete")
+        obj.setdefault("volumeBindingMode", "Immediate")
     elif kind == "Secret":
         obj.setdefault("type", "Opaque")
     elif kind == "Namespace" and spec is not None:
@@ -105,7 +111,14 @@ def default(resource: ResourceType, obj: dict[str, Any]) -> None:
         spec.setdefault("deletionPolicy", "Delete")
 
 
-_SPECLESS = {"Secret", "ConfigMap", "ServiceAccount", "Event", "VolumeSnapshotClass"}
+_SPECLESS = {
+    "Secret",
+    "ConfigMap",
+    "ServiceAccount",
+    "Event",
+    "VolumeSnapshotClass",
+    "StorageClass",
+}
 
 
 def _default_pod_spec(spec: dict[str, Any]) -> None:

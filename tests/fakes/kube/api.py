@@ -39,7 +39,17 @@ NAMESPACES = lookup("", "namespaces")
 PODS = lookup("", "pods")
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 EVENTS = lookup("", "events")
-_NO_STATUS = {"Secret", "ConfigMap", "ServiceAccount", "Event", "VolumeSnapshotClass", "Namespace"}
+# Registries with ReturnDeletedObject: a delete answers the object, not a Status.
+_RETURNS_DELETED = {"PersistentVolumeClaim", "PersistentVolume", "StorageClass"}
+_NO_STATUS = {
+    "Secret",
+    "ConfigMap",
+    "ServiceAccount",
+    "Event",
+    "VolumeSnapshotClass",
+    "Namespace",
+    "StorageClass",
+}
 PATCH_TYPES = (
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -660,7 +670,7 @@ class Api:
                     grace = int(obj["spec"].get("terminationGracePeriodSeconds", 30))
                 return Result(with_type(resource, self.delete_pod(obj, int(grace))))
             self.delete_with_dependents(resource, obj, policy)
-        if resource.crd:
+        if resource.crd or resource.kind in _RETURNS_DELETED:
             return Result(with_type(resource, obj), warnings)
         details: dict[str, Any] = {"name": name}
         if resource.group:

@@ -21,7 +21,6 @@ import re
 import shutil
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from tests.fakes.kube.api import PODS, PVC_PROTECTION, Api, now
 from tests.fakes.kube.errors import ApiError
 from tests.fakes.kube.kubelet import PVCS, Kubelet
-from tests.fakes.kube.resources import ALL_RESOURCES, DRIVERS, lookup
+from tests.fakes.kube.resources import ALL_RESOURCES, lookup
 from tests.fakes.kube.store import WatchEvent
 
 logger = logging.getLogger(__name__)
@@ -40,6 +39,8 @@ SNAPSHOTS = lookup("snapshot.storage.k8s.io", "volumesnapshots")
 CONTENTS = lookup("snapshot.storage.k8s.io", "volumesnapshotcontents")
 CLASSES = lookup("snapshot.storage.k8s.io", "volumesnapshotclasses")
 ACCOUNTS = lookup("", "serviceaccounts")
+PVS = lookup("", "persistentvolumes")
+STORAGE_CLASSES = lookup("storage.k8s.io", "storageclasses")
 WORKLOAD_KINDS = {
     "Deployment": lookup("apps", "deployments"),
     "StatefulSet": lookup("apps", "statefulsets"),
@@ -100,6 +101,8 @@ class Controllers:
         self._counted: dict[str, dict[str, set[str]]] = {}  # job uid -> succeeded/failed pod uids
         self._phases: dict[str, str] = {}  # pod uid -> last phase seen
         self._refused: set[str] = set()  # uids of Jobs whose last pod admission refused
+        # snapshot handle -> the driver that took it and the size it reports
+        self._snapshots_taken: dict[str, tuple[str, int]] = {}
         self.idle = threading.Condition()
 
     # --- loop -------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ class Controllers:
             if event.type == "ADDED":
                 self._provision(obj)
             elif event.type == "DELETED":
-                shutil.rmtree(self._volume(obj), ignore_errors=True)
+                self._release_volume(obj)
             else:
                 self._protect_claims(meta["namespace"])
         elif key == SNAPSHOTS.key:
@@ -167,8 +170,15 @@ class Controllers:
             elif not (obj.get("status") or {}).get("boundVolumeSnapshotContentName"):
                 self._take_snapshot(obj)
             self._retry_pending_claims()
+        elif key == PVS.key and event.type == "ADDED" and not obj["spec"].get("claimRef"):
+            self._set_volume_phase(meta["name"], "Available")
+        elif key == PVS.key and event.type == "MODIFIED":
+            self._reclaim(obj)
         elif key == CONTENTS.key and event.type == "DELETED":
-            shutil.rmtree(self._snapshot_folder(meta["name"]), ignore_errors=True)
+            # The storage's snapshot goes with a Delete content only; a Retain content's
+            # stays, and other contents pointing at the same handle keep it.
+            if obj["spec"].get("deletionPolicy") == "Delete":
+                shutil.rmtree(self.snapshot_folder(obj), ignore_errors=True)
         elif key in WORKLOADS and event.type != "DELETED":
             self._reconcile_workload(event.resource, meta["namespace"], meta["name"])
         elif key == NAMESPACES.key and meta.get("deletionTimestamp"):
@@ -514,27 +524,46 @@ class Controllers:
 
     # --- volumes ----------------------------------------------------------------------------
 
-    def _volume(self, pvc: dict[str, Any]) -> Path:
-        return self.root / "volumes" / f"pvc-{pvc['metadata']['uid']}"
-
-    def _driver(self, pvc: dict[str, Any]) -> str:
-        """The CSI driver provisioning the claim: its storage class's (the first otherwise)."""
-        return DRIVERS.get(pvc["spec"].get("storageClassName") or "", self.driver)
+    def _volume(self, pv_name: str) -> Path:
+        """The storage asset behind a PersistentVolume."""
+        return self.root / "volumes" / pv_name
 
     def volume_folder(self, pvc: dict[str, Any]) -> Path | None:
-        """The folder of a bound claim (None while it is Pending)."""
-        if (pvc.get("status") or {}).get("phase") != "Bound":
+        """The folder of a bound claim: its PersistentVolume's (None while it is Pending)."""
+        if (pvc.get("status") or {}).get("phase") != "Bound" or not pvc["spec"].get("volumeName"):
             return None
-        return self._volume(pvc)
+        return self._volume(pvc["spec"]["volumeName"])
 
-    def _snapshot_folder(self, content_name: str) -> Path:
-        return self.root / "snapshots" / content_name
+    def _snapshot_folder(self, handle: str) -> Path:
+        """The storage's snapshot of that handle (for the fake's own: the first content's
+        name)."""
+        return self.root / "snapshots" / handle
+
+    def snapshot_folder(self, content: dict[str, Any]) -> Path:
+        source = content["spec"].get("source") or {}
+        handle = (content.get("status") or {}).get("snapshotHandle") or source.get("snapshotHandle")
+        return self._snapshot_folder(str(handle or content["metadata"]["name"]))
 
     def _provision(self, pvc: dict[str, Any]) -> bool:
-        """Creates and binds the claim's volume; False while its data source is not ready."""
+        """Creates the claim's PersistentVolume (``pvc-<claim uid>``, as the external
+        provisioner names it) and binds both; False while its data source is not ready."""
         meta, spec = pvc["metadata"], pvc["spec"]
+        if spec.get("volumeName"):
+            return self._bind_to_volume(pvc)
+        storage_class = self.api.store.get(STORAGE_CLASSES, "", spec.get("storageClassName") or "")
+        if storage_class is None:
+            self.api.record_event(
+                PVCS,
+                pvc,
+                "ProvisioningFailed",
+                f'storageclass.storage.k8s.io "{spec.get("storageClassName", "")}" not found',
+                "persistentvolume-controller",
+            )
+            return False
+        driver = str(storage_class["provisioner"])
         source = spec.get("dataSourceRef") or spec.get("dataSource")
-        target = self._volume(pvc)
+        pv_name = f"pvc-{meta['uid']}"
+        target = self._volume(pv_name)
         if source:
             origin = self._source_folder(meta["namespace"], source)
             if origin is None:
@@ -548,13 +577,30 @@ class Controllers:
             shutil.copytree(origin, target, symlinks=True)
         else:
             target.mkdir(parents=True, exist_ok=True)
-
-        driver = self._driver(pvc)
+        storage = spec["resources"]["requests"]["storage"]
+        if self.api.store.get(PVS, "", pv_name) is None:
+            volume = {
+                "metadata": {
+                    "name": pv_name,
+                    "annotations": {"pv.kubernetes.io/provisioned-by": driver},
+                },
+                "spec": {
+                    "capacity": {"storage": storage},
+                    "accessModes": spec.get("accessModes", []),
+                    "volumeMode": spec.get("volumeMode", "Filesystem"),
+                    "persistentVolumeReclaimPolicy": storage_class.get("reclaimPolicy", "Delete"),
+                    "storageClassName": storage_class["metadata"]["name"],
+                    "csi": {"driver": driver, "volumeHandle": f"fake-{meta['uid']}"},
+                    "claimRef": _claim_ref(pvc),
+                },
+            }
+            self.api.create_internal(PVS, volume)
+        self._set_volume_phase(pv_name, "Bound")
 
         def bind(obj: dict[str, Any]) -> None:
             if obj["metadata"]["uid"] != meta["uid"]:
                 return
-            obj["spec"]["volumeName"] = target.name
+            obj["spec"]["volumeName"] = pv_name
             annotations = obj["metadata"].setdefault("annotations", {})
             annotations.update(
                 {
@@ -567,11 +613,75 @@ class Controllers:
             obj["status"] = {
                 "phase": "Bound",
                 "accessModes": obj["spec"].get("accessModes", []),
-                "capacity": {"storage": obj["spec"]["resources"]["requests"]["storage"]},
+                "capacity": {"storage": storage},
             }
 
         self.api.update_status(PVCS, meta["namespace"], meta["name"], bind)
         return True
+
+    def _bind_to_volume(self, pvc: dict[str, Any]) -> bool:
+        """A claim that names its volume (``spec.volumeName``) is bound to it when the volume
+        is Available or already reserved for this claim (``claimRef``), and big enough."""
+        meta, spec = pvc["metadata"], pvc["spec"]
+        volume = self.api.store.get(PVS, "", spec["volumeName"])
+        if volume is None:
+            return False  # Pending until it exists, as the PV controller does
+        ref = volume["spec"].get("claimRef")
+        if ref and (ref.get("namespace"), ref.get("name")) != (meta["namespace"], meta["name"]):
+            return False
+        if ref and ref.get("uid") and ref["uid"] != meta["uid"]:
+            return False  # the claim it was bound to was deleted: Released, not reusable
+        capacity = volume["spec"].get("capacity", {}).get("storage", "0")
+        if parse_quantity(capacity) < parse_quantity(spec["resources"]["requests"]["storage"]):
+            return False
+
+        def reserve(obj: dict[str, Any]) -> None:
+            obj["spec"]["claimRef"] = _claim_ref(pvc)
+
+        self.api.update_status(PVS, "", volume["metadata"]["name"], reserve)
+        self._set_volume_phase(volume["metadata"]["name"], "Bound")
+
+        def bind(obj: dict[str, Any]) -> None:
+            if obj["metadata"]["uid"] != meta["uid"]:
+                return
+            obj["metadata"].setdefault("annotations", {})["pv.kubernetes.io/bind-completed"] = "yes"
+            obj["status"] = {
+                "phase": "Bound",
+                "accessModes": volume["spec"].get("accessModes", []),
+                "capacity": {"storage": capacity},
+            }
+
+        self.api.update_status(PVCS, meta["namespace"], meta["name"], bind)
+        return True
+
+    def _set_volume_phase(self, name: str, phase: str) -> None:
+        def write(obj: dict[str, Any]) -> None:
+            obj["status"] = {"phase": phase}
+
+        self.api.update_status(PVS, "", name, write)
+
+    def _release_volume(self, pvc: dict[str, Any]) -> None:
+        """A deleted claim's volume: reclaimed by its policy (``Delete``: the volume and its
+        storage go) or ``Released`` (``Retain``: both stay, for an administrator)."""
+        name = pvc["spec"].get("volumeName")
+        volume = self.api.store.get(PVS, "", name) if name else None
+        if (
+            volume is None
+            or (volume["spec"].get("claimRef") or {}).get("uid") != pvc["metadata"]["uid"]
+        ):
+            return
+        self._set_volume_phase(name, "Released")
+        self._reclaim(self.api.store.get(PVS, "", name) or {})
+
+    def _reclaim(self, volume: dict[str, Any]) -> None:
+        """A Released volume whose policy is (or was changed to) ``Delete`` is deleted, with
+        its storage; deleting a PersistentVolume object by hand leaves the storage."""
+        if (volume.get("status") or {}).get("phase") != "Released":
+            return
+        if volume["spec"].get("persistentVolumeReclaimPolicy") != "Delete":
+            return
+        self.api.store.remove(PVS, "", volume["metadata"]["name"])
+        shutil.rmtree(self._volume(volume["metadata"]["name"]), ignore_errors=True)
 
     def _smaller_than_source(self, pvc: dict[str, Any], source: dict[str, Any]) -> str | None:
         """The external-provisioner's refusal of a claim smaller than its snapshot."""
@@ -598,7 +708,8 @@ class Controllers:
             status = (snapshot or {}).get("status") or {}
             if not status.get("readyToUse"):
                 return None
-            return self._snapshot_folder(status["boundVolumeSnapshotContentName"])
+            content = self.api.store.get(CONTENTS, "", status["boundVolumeSnapshotContentName"])
+            return self.snapshot_folder(content) if content else None
         return None  # other populators are not simulated: the claim stays Pending
 
     def _retry_pending_claims(self) -> None:
@@ -671,9 +782,13 @@ class Controllers:
         meta, spec = snapshot["metadata"], snapshot["spec"]
         if meta.get("deletionTimestamp"):
             return
+        content_name = (spec.get("source") or {}).get("volumeSnapshotContentName")
+        if content_name:
+            self._import_snapshot(snapshot, content_name)
+            return
         claim_name = (spec.get("source") or {}).get("persistentVolumeClaimName")
         if not claim_name:
-            return  # pre-provisioned contents are not simulated
+            return
         snap_class, error = self._snapshot_class(spec.get("volumeSnapshotClassName"))
         if snap_class is None:
             self._snapshot_error(snapshot, error or "no snapshot class")
@@ -700,12 +815,15 @@ class Controllers:
         # of one no sidecar serves) is bound to a content that never becomes ready.
         # A class parameter stands for a driver that accepts the request and never finishes.
         stalled = (snap_class.get("parameters") or {}).get(NEVER_READY) == "true"
-        ready = snap_class["driver"] == self._driver(pvc) and not stalled
+        volume = self.api.store.get(PVS, "", pvc["spec"]["volumeName"]) or {"spec": {}}
+        driver = (volume["spec"].get("csi") or {}).get("driver")
+        ready = snap_class["driver"] == driver and not stalled
         capacity = pvc["status"]["capacity"]["storage"]
-        handle = str(uuid.uuid4())
+        handle = content_name
         created_ns = time.time_ns()
         if ready:
-            target = self._snapshot_folder(content_name)
+            self._snapshots_taken[handle] = (str(driver), parse_quantity(capacity))
+            target = self._snapshot_folder(handle)
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(folder, target, symlinks=True)  # the point-in-time copy
@@ -754,6 +872,53 @@ class Controllers:
                     "%Y-%m-%dT%H:%M:%SZ"
                 )
                 status["restoreSize"] = capacity
+            obj["status"] = status
+
+        self.api.update_status(SNAPSHOTS, meta["namespace"], meta["name"], bound)
+
+    def _import_snapshot(self, snapshot: dict[str, Any], content_name: str) -> None:
+        """Static provisioning: a VolumeSnapshot bound to the pre-provisioned content it names,
+        if the content's ``volumeSnapshotRef`` names it; the content is ready once the driver
+        knows its ``snapshotHandle``. Any namespace may import a handle this way."""
+        meta = snapshot["metadata"]
+        content = self.api.store.get(CONTENTS, "", content_name)
+        if content is None:
+            self._snapshot_error(snapshot, f"VolumeSnapshotContent {content_name} is missing")
+            return
+        ref = content["spec"].get("volumeSnapshotRef") or {}
+        if (ref.get("namespace"), ref.get("name")) != (meta["namespace"], meta["name"]) or (
+            ref.get("uid") not in (None, "", meta["uid"])
+        ):
+            self._snapshot_error(
+                snapshot, f"VolumeSnapshotContent [{content_name}] is bound to a different snapshot"
+            )
+            return
+        handle = str((content["spec"].get("source") or {}).get("snapshotHandle") or "")
+        taker, size = self._snapshots_taken.get(handle, ("", None))
+        ready = (
+            content["spec"].get("driver") == taker
+            and size is not None
+            and self._snapshot_folder(handle).is_dir()
+        )
+
+        def content_bound(obj: dict[str, Any]) -> None:
+            obj["spec"]["volumeSnapshotRef"]["uid"] = meta["uid"]
+            obj["status"] = {"snapshotHandle": handle, "readyToUse": ready}
+            if ready:
+                obj["status"].update(creationTime=time.time_ns(), restoreSize=size)
+
+        self.api.update_status(CONTENTS, "", content_name, content_bound)
+
+        def bound(obj: dict[str, Any]) -> None:
+            if obj["metadata"]["uid"] != meta["uid"]:
+                return
+            status: dict[str, Any] = {
+                "boundVolumeSnapshotContentName": content_name,
+                "readyToUse": ready,
+            }
+            if ready:
+                status["creationTime"] = now()
+                status["restoreSize"] = _quantity(size or 0)
             obj["status"] = status
 
         self.api.update_status(SNAPSHOTS, meta["namespace"], meta["name"], bound)
@@ -823,6 +988,26 @@ def _policy_action(policy: dict[str, Any] | None, pod: dict[str, Any]) -> str:
                 if (code in values) == (exits.get("operator") == "In"):
                     return str(rule["action"])
     return "Count"
+
+
+def _quantity(size: int) -> str:
+    """Bytes as the API server renders a quantity (the largest exact binary suffix)."""
+    for suffix in ("Ti", "Gi", "Mi", "Ki"):
+        if size and size % _UNITS[suffix] == 0:
+            return f"{size // _UNITS[suffix]}{suffix}"
+    return str(size)
+
+
+def _claim_ref(pvc: dict[str, Any]) -> dict[str, Any]:
+    meta = pvc["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "resourceVersion": meta.get("resourceVersion", ""),
+    }
 
 
 def _running_and_ready(pod: dict[str, Any]) -> bool:

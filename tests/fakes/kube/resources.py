@@ -56,6 +56,16 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), has_generation=False),
     ResourceType("", "v1", "pods", "Pod", True, ("po",), _ALL, ("log",), has_generation=False),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
+    ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",)),
+    ResourceType(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "StorageClass",
+        False,
+        ("sc",),
+        has_generation=False,
+    ),
     ResourceType("", "v1", "secrets", "Secret", True, has_generation=False),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",), has_generation=False),
     ResourceType(

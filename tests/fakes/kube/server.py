@@ -27,7 +27,7 @@ from tests.fakes.kube.api import Api, Result
 from tests.fakes.kube.controllers import Controllers
 from tests.fakes.kube.errors import ApiError, method_not_allowed, page_not_found, unauthorized
 from tests.fakes.kube.kubelet import Kubelet
-from tests.fakes.kube.resources import BY_PATH, CSI_DRIVER, ResourceType
+from tests.fakes.kube.resources import BY_PATH, CSI_DRIVER, DRIVERS, STORAGE_CLASS, ResourceType
 from tests.fakes.kube.store import Store
 
 logger = logging.getLogger(__name__)
@@ -117,12 +117,23 @@ class FakeKube:
         return self
 
     def _seed(self) -> None:
-        """What a fresh cluster has: the default namespaces (and their default accounts)."""
+        """What a fresh cluster has: the default namespaces (and their default accounts),
+        a default StorageClass and one of the second CSI driver."""
         for name in ("default", "kube-system", "kube-public"):
             self.api.create(
                 resources.lookup("", "namespaces"),
                 "",
                 json.dumps({"metadata": {"name": name}}).encode(),
+                {},
+            )
+        for name, driver in DRIVERS.items():
+            meta: dict[str, Any] = {"name": name}
+            if name == STORAGE_CLASS:
+                meta["annotations"] = {"storageclass.kubernetes.io/is-default-class": "true"}
+            self.api.create(
+                resources.lookup("storage.k8s.io", "storageclasses"),
+                "",
+                json.dumps({"metadata": meta, "provisioner": driver}).encode(),
                 {},
             )
 
@@ -225,10 +236,12 @@ class FakeKube:
 
     def snapshot_path(self, namespace: str, name: str) -> Path:
         snapshot = self.get("snapshot.storage.k8s.io", "volumesnapshots", namespace, name)
-        content = ((snapshot or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
-        if not content or not (snapshot or {}).get("status", {}).get("readyToUse"):
+        bound = ((snapshot or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
+        content = self.get("snapshot.storage.k8s.io", "volumesnapshotcontents", "", str(bound))
+        ready = (snapshot or {}).get("status", {}).get("readyToUse")
+        if not content or not ready or self.controllers is None:
             raise LookupError(f"volumesnapshot {namespace}/{name} is not ready")
-        return self.root / "snapshots" / str(content)
+        return self.controllers.snapshot_folder(content)
 
     def cut_log_streams(self, count: int, after_lines: int) -> None:
         """The next ``count`` followed logs end after ``after_lines`` lines while the
