@@ -15,6 +15,7 @@ from cli.backups import backups
 from cli.catalog import catalog
 from cli.dev import dev
 from cli.mover import mover
+from cli.offsite_targets import offsite_targets
 from cli.policies import policies
 from cli.restores import restores
 from cli.storages import storages
@@ -134,7 +135,7 @@ cli.add_command(dev)
 cli.add_command(admin)
 cli.add_command(mover)
 cli.add_command(catalog)
-for operator_group in (storages, policies, backups, restores):
+for operator_group in (storages, policies, backups, restores, offsite_targets):
     cli.add_command(operator_group)
 
 

@@ -133,6 +133,15 @@ def _overwritten(
     help="the application's name, confirming that live data is overwritten (instead of the prompt)",
 )
 @click.option(
+    "--from",
+    "source",
+    default="primary",
+    show_default=True,
+    metavar="primary|offsite|TARGET_ID",
+    help="read the backup from its primary storage, its latest offsite copy, or the copy at"
+    " this offsite target (docs/offsite.md)",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="follow the restore until it ends (progress on stderr) and exit 0 succeeded,"
@@ -150,6 +159,7 @@ def create_restore(
     target_database: str | None,
     target_url: str | None,
     confirm: str | None,
+    source: str,
     wait: bool,
     out: Output,
 ) -> None:
@@ -162,7 +172,7 @@ def create_restore(
     if target_database and target_url:
         raise click.UsageError("give --target-database or --target-url, not both")
     selective = database or volumes or config
-    body: dict[str, Any] = {"restore_type": "selective" if selective else "full"}
+    body: dict[str, Any] = {"restore_type": "selective" if selective else "full", "source": source}
     if selective:
         body |= {"database": database, "volumes": list(volumes), "config": config}
     if target_database:

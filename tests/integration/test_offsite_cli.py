@@ -1,0 +1,123 @@
+"""``cairn offsite-targets`` and ``cairn restores create --from offsite``, run as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings
+from devstack.postgres import PostgresServer
+from tests.support.api import ApiClient, World, expect, wait_for
+from tests.support.backups import make_app, run_backup, table_hashes, tree_hashes
+from tests.support.offsite_servers import OffsiteSite
+from tests.support.served import served  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+CAIRN = str(Path(sys.executable).with_name("cairn"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffsiteSite]:
+    started = OffsiteSite.started(tmp_path_factory.mktemp("offsite-cli"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+async def cairn(url: str, token: str, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``cairn *args`` without a terminal; the environment carries the passwords."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    process = await asyncio.create_subprocess_exec(
+        CAIRN,
+        *args,
+        env={**base, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_targets_and_a_restore_from_the_copy_through_the_cli(
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    database_server: PostgresServer,
+    site: OffsiteSite,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    admin = world.tokens["ws_admin"]
+    passwords = {
+        "CAIRN_OFFSITE_PASSWORD": site.everyday.password,
+        "CAIRN_OFFSITE_MAINTENANCE_PASSWORD": site.maintenance.password,
+    }
+    create = ["offsite-targets", "create", "--workspace", app.workspace, "--kind", "rest"]
+    create += ["--url", site.everyday.url, "--username", site.everyday.username]
+    create += ["--maintenance-url", site.maintenance.url]
+    create += ["--maintenance-username", site.maintenance.username]
+    code, out, err = await cairn(served, admin, {}, *create, "--name", "offsite", "-q")
+    assert code == 2 and "CAIRN_OFFSITE_PASSWORD" in err, err  # no password given
+    code, out, err = await cairn(served, admin, passwords, *create, "--name", "offsite", "-q")
+    assert code == 0, err
+    target_id = out.strip()
+    assert site.everyday.password not in out + err
+    code, out, err = await cairn(
+        served, admin, {}, "offsite-targets", "list", "--workspace", app.workspace, "-o", "json"
+    )
+    assert code == 0 and [t["id"] for t in json.loads(out)["items"]] == [target_id], out
+
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    backup = await run_backup(api, world, app)
+    await wait_for(
+        api,
+        f"{app.backups}/{backup['id']}/copies",
+        world.auth("owner"),
+        lambda places: places[-1]["status"] == "copied",
+        seconds=180,
+    )
+    tables = table_hashes(app.db_url)
+    files = {name: tree_hashes(path) for name, path in app.volumes.items()}
+    for path in app.volumes.values():
+        shutil.rmtree(path / "nested")
+    shutil.rmtree(settings.storage_mount_root / app.storage_pve_id)
+    application = await expect(
+        await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner")), 200
+    )
+    restore = ["restores", "create", "--app", app.id, "--backup", backup["id"], "--from"]
+    code, out, err = await cairn(
+        served,
+        world.tokens["owner"],
+        {},
+        *restore,
+        "offsite",
+        "--confirm",
+        application["name"],
+        "--wait",
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["offsite_target_id"] == target_id
+    assert table_hashes(app.db_url) == tables
+    assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
+
+    delete = ["offsite-targets", "delete", "--workspace", app.workspace, target_id]
+    code, out, err = await cairn(served, admin, {}, *delete)
+    assert code == 3 and "policy" in err, err
+    await expect(await api.delete(app.policy, headers=world.auth("owner")), 204)
+    code, out, err = await cairn(served, admin, {}, *delete)
+    assert code == 0, err
