@@ -17,6 +17,7 @@ from temporalio.client import Client
 from api.problems import forbidden, not_found, temporal_unavailable, unauthorized
 from api.request_id import current_request_id
 from core.settings import Settings
+from core.states import has_backups
 from core.tokens import hash_token
 from db.audit import Actor
 from db.models import ApiToken, Application, User, Workspace, WorkspaceMember
@@ -141,7 +142,7 @@ class WorkspaceAccess:
             raise forbidden("this operation needs a workspace administrator")
 
     def require_dedicated(self) -> None:
-        if self.workspace.plan != "dedicated":
+        if not has_backups(self.workspace.plan):
             raise forbidden(
                 f"backups are available on the Dedicated plan; workspace {self.workspace.id}"
                 f" is on the '{self.workspace.plan}' plan",

@@ -18,6 +18,7 @@ import httpx
 
 from cli.bootstrap import bootstrap
 from cli.output import ids
+from core.states import Plan
 
 
 class Api:
@@ -149,8 +150,8 @@ def workspaces() -> None:
 @click.argument("name")
 @click.option(
     "--plan",
-    type=click.Choice(["free", "pro", "dedicated"]),
-    default="free",
+    type=click.Choice([plan.value for plan in Plan]),
+    default=Plan.FREE.value,
     show_default=True,
     help="backups need the dedicated plan",
 )
@@ -184,7 +185,7 @@ def workspaces_get(api: Api, workspace_id: str) -> None:
 
 @workspaces.command("update")
 @click.argument("workspace_id")
-@click.option("--plan", type=click.Choice(["free", "pro", "dedicated"]), help="the new plan")
+@click.option("--plan", type=click.Choice([plan.value for plan in Plan]), help="the new plan")
 @click.option("--quota-gb", type=int, help="the new backup quota, in GB")
 @pass_api
 def workspaces_update(api: Api, workspace_id: str, plan: str | None, quota_gb: int | None) -> None:

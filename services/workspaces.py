@@ -9,11 +9,12 @@ them, and its scheduled backups would fail every night; so the move waits until 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.states import Plan, has_backups
 from db import audit
 from db.models import (
     Application,
@@ -25,9 +26,6 @@ from db.models import (
 )
 from db.quota import allocated_gb, lock_workspace
 from services.errors import Conflict
-
-BACKUP_PLAN: Final = "dedicated"
-"""The plan that has backups."""
 
 
 def every_workspace() -> Select[Any]:
@@ -99,7 +97,7 @@ async def update(
     await lock_workspace(session, workspace.id)
     if backup_quota_gb is not None:
         await _check_quota(session, workspace, backup_quota_gb)
-    if plan is not None and plan != workspace.plan and plan != BACKUP_PLAN:
+    if plan is not None and plan != workspace.plan and not has_backups(plan):
         await _check_nothing_stranded(session, workspace, plan)
     for key, value in changes.items():
         setattr(workspace, key, value)
@@ -156,7 +154,7 @@ async def _check_nothing_stranded(session: AsyncSession, workspace: Workspace, p
         held.append(f"{_counted(names, 'backup storage', 'backup storages')} ({', '.join(names)})")
     raise Conflict(
         f"workspace {workspace.name} holds {' and '.join(held)}, which only the"
-        f" '{BACKUP_PLAN}' plan serves; delete the backup policies, then the storages, before"
+        f" '{Plan.DEDICATED}' plan serves; delete the backup policies, then the storages, before"
         f" moving it to the '{plan}' plan",
         kind="plan-in-use",
         title="Plan still in use",

@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, StrictInt
 
 from api.schemas.common import DisplayName, Email, Input, Output, Slug
+from core.states import Plan
 
-Plan = Literal["free", "pro", "dedicated"]
 Role = Literal["admin", "member"]
 
 
@@ -46,7 +46,7 @@ class TokenIssued(TokenOut):
 
 class WorkspaceCreate(Input):
     name: Slug
-    plan: Plan = "free"
+    plan: Plan = Plan.FREE
     backup_quota_gb: StrictInt = Field(default=0, ge=0, le=1_000_000)
 
 

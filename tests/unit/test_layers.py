@@ -85,7 +85,20 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "activities": ("api", "workflows", "worker", "cli"),
     "adapters": ("api", "activities", "workflows", "db", "services", "schedules", "worker", "cli"),
-    "core": ("api", "activities", "workflows", "services", "schedules", "worker", "cli"),
+    # core is the ground floor: settings, states, rules on values; it asks nothing of the
+    # metadata database, the outside systems or the repositories (issue 28)
+    "core": (
+        "api",
+        "activities",
+        "workflows",
+        "services",
+        "schedules",
+        "worker",
+        "cli",
+        "db",
+        "adapters",
+        "repository",
+    ),
     "db": ("api", "activities", "workflows", "services", "schedules", "worker", "cli"),
     "repository": ("api", "activities", "workflows", "worker", "cli"),
     "schedules": ("api", "activities", "workflows", "worker", "cli"),
