@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import fatal, to_application_error
+from activities.errors import fatal, temporal_errors, to_application_error
 from activities.support import (
     execution_repository,
     heartbeating,
@@ -103,6 +103,12 @@ def filesystem_reserve(total_bytes: int) -> int:
     refused rather than left to fail half-written.
     """
     return min(total_bytes // 50, GIB)
+
+
+def _dump_failure(exc: AdapterError) -> ApplicationError:
+    """pg_dump's own failures say so; the repository's and the platform's come as they are."""
+    doing = "database dump failed" if isinstance(exc, pg_dump.DumpError) else None
+    return to_application_error(exc, doing)
 
 
 class BackupActivities:
@@ -243,12 +249,10 @@ class BackupActivities:
         storage = ctx.storage
         if expected is None:
             expected = await heartbeating(self._first_backup_estimate(ctx))
-        try:
+        with temporal_errors():
             status = await heartbeating(
                 asyncio.to_thread(self.backend.status, storage.proxmox_storage_id)
             )
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         if not status.active:
             raise fatal(
                 f"backup storage {storage.name} is not active on the storage server (not"
@@ -323,10 +327,8 @@ class BackupActivities:
         platform = self._platform(ctx)
         database = ctx.include_database and platform.has_database()
         volumes = platform.volume_names() if ctx.include_volumes else []
-        try:
+        with temporal_errors():
             return await asyncio.to_thread(platform.estimate_bytes, database, volumes)
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
 
     def _platform(self, ctx: Context) -> Platform:
         return platform_of(ctx.application, self.settings, self.restic)
@@ -336,11 +338,9 @@ class BackupActivities:
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
         platform = self._platform(ctx)
         names = platform.volume_names() if ctx.include_volumes else []
-        try:
+        with temporal_errors():
             await asyncio.to_thread(platform.check_targets, False, names)
             point = await heartbeating(asyncio.to_thread(platform.snapshot, execution_id, names))
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         return SnapshotStep(point.consistent, point.note, dict(point.volumes))
 
     @activity.defn
@@ -349,7 +349,7 @@ class BackupActivities:
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, execution_id))
         platform = self._platform(ctx)
         tags = _tags(ctx, names.DATABASE)
-        try:
+        with temporal_errors(translate=_dump_failure):
             await self._ensure_repository(ctx.repo)
             retried = activity.info().attempt > 1
             if retried:
@@ -363,10 +363,6 @@ class BackupActivities:
                 # whose earlier dump finished anyway (a Kubernetes Job outlives the worker)
                 # returns that snapshot, figures included, and it is kept.
                 await asyncio.to_thread(self._forget, ctx.repo, tags, dump.snapshot_id)
-        except pg_dump.DumpError as exc:
-            raise to_application_error(exc, "database dump failed") from None
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         # The figures restore verification compares were taken inside the dump's snapshot.
         return PartResult(
             names.DATABASE,
@@ -388,7 +384,7 @@ class BackupActivities:
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
         platform = self._platform(ctx)
         part = names.volume_part(job.volume)
-        try:
+        with temporal_errors():
             await self._ensure_repository(ctx.repo)
             existing = await self._existing(ctx, part)
             if existing is not None:
@@ -413,8 +409,6 @@ class BackupActivities:
                     progress=progress,
                 )
             )
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         return PartResult(
             part,
             upload.snapshot_id,
@@ -429,10 +423,8 @@ class BackupActivities:
     async def store_manifest(self, job: RecordJob) -> StoredManifest:
         """Writes the manifest into the repository beside the data it describes."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
-        try:
+        with temporal_errors():
             config = await self._export_config(ctx)
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         parts = [*job.parts, config] if config else job.parts
         database = next((p for p in parts if p.part == names.DATABASE), None)
         manifest = {
@@ -453,7 +445,7 @@ class BackupActivities:
             "tools": await asyncio.to_thread(self._tool_versions),
             "repository": str(ctx.repo.path),
         }
-        try:
+        with temporal_errors():
             existing = await self._existing(ctx, names.MANIFEST)
             if existing is None:
                 manifest_id = await heartbeating(
@@ -463,8 +455,6 @@ class BackupActivities:
                 )
             else:
                 manifest_id = existing.snapshot_id
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         size = sum(p.bytes_processed for p in parts)
         return StoredManifest(manifest_id, manifest, size)
 

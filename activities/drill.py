@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import fatal, to_application_error
+from activities.errors import fatal, temporal_errors
 from activities.restore import (
     Backup,
     backup_to_read,
@@ -183,14 +183,12 @@ class DrillActivities(ReadingActivities):
         platform = self._platform(loaded.application)
         part = loaded.part(names.DATABASE)
         snapshot = str(part["snapshot_id"])
-        try:
+        with temporal_errors(translate=read_failure):  # the cleanup step drops the scratch copy
             await with_progress(
                 lambda progress: platform.restore_scratch_database(
                     drill_id, loaded.repo, snapshot, progress
                 )
             )
-        except AdapterError as exc:
-            raise read_failure(exc) from None  # the cleanup step drops the scratch copy
         return int(part.get("bytes_processed") or 0)
 
     @activity.defn
@@ -199,29 +197,25 @@ class DrillActivities(ReadingActivities):
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.drill_id))
         platform = self._platform(loaded.application)
         snapshot = loaded.snapshot(names.volume_part(job.volume))
-        try:
+        with temporal_errors(translate=read_failure):
             # to its end: the cleanup must not race a restic still writing into the folder
             return await to_completion(
                 lambda: platform.restore_scratch_volume(
                     job.drill_id, job.volume, loaded.repo, snapshot, no_progress
                 )
             )
-        except AdapterError as exc:
-            raise read_failure(exc) from None
 
     @activity.defn
     async def verify_drill(self, plan: DrillPlan) -> Verified:
         """Row counts and file counts and sizes of the scratch copies equal the manifest's."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, plan.drill_id))
         platform = self._platform(loaded.application)
-        try:
+        with temporal_errors():
             measured = await heartbeating(
                 asyncio.to_thread(
                     platform.measure_scratch, plan.drill_id, plan.database, plan.volumes
                 )
             )
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         figures = matches_manifest(loaded.manifest, measured)
         volumes = {
             volume: v for k, v in figures.items() if (volume := names.volume_of(k)) is not None
@@ -248,14 +242,12 @@ class DrillActivities(ReadingActivities):
             ]
         platform = self._platform(loaded.application)
         queries = [SqlCheck(c["name"], c["sql"]) for c in checks]
-        try:
+        with temporal_errors():
             results = await heartbeating(
                 asyncio.to_thread(
                     platform.run_checks, plan.drill_id, queries, CHECK_TIMEOUT_SECONDS
                 )
             )
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
         return [CheckOutcome(r.name, r.outcome, r.message) for r in results]
 
     @activity.defn

@@ -8,6 +8,9 @@ Temporal would store as the failure's cause).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from temporalio.exceptions import ApplicationError
 
 from adapters.errors import AdapterError, shortened
@@ -29,3 +32,17 @@ def to_application_error(exc: AdapterError, doing: str | None = None) -> Applica
     """``exc`` as Temporal sees it: its class names the type, its ``retryable`` the retry."""
     message = f"{doing}: {exc.message}" if doing else exc.message
     return _bounded(message, type(exc).__name__, non_retryable=not exc.retryable)
+
+
+@contextmanager
+def temporal_errors(
+    doing: str | None = None,
+    *,
+    translate: Callable[[AdapterError], ApplicationError] | None = None,
+) -> Iterator[None]:
+    """A step's calls into adapters: an ``AdapterError`` leaves as its Temporal error
+    (``translate``, else :func:`to_application_error` with ``doing``), without a chained cause."""
+    try:
+        yield
+    except AdapterError as exc:
+        raise (translate(exc) if translate else to_application_error(exc, doing)) from None
