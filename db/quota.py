@@ -22,9 +22,13 @@ async def allocated_gb(
 
 
 async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
-    """Row lock so two concurrent allocations cannot both squeeze under the quota."""
+    """Row lock so two concurrent allocations cannot both squeeze under the quota; the row
+    is read afresh (a plan or quota changed since the request loaded it counts)."""
     workspace = await session.scalar(
-        select(Workspace).where(Workspace.id == workspace_id).with_for_update()
+        select(Workspace)
+        .where(Workspace.id == workspace_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     assert workspace is not None
     return workspace

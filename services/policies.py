@@ -26,7 +26,7 @@ from schedules import archiver
 from schedules import backup_policy as sync
 from schedules import drill_policy as drill_sync
 from schedules.cron import CronError, check, check_timezone
-from services import offsite_targets
+from services import offsite_targets, workspaces
 from services.errors import Conflict, Invalid, NotFound, TemporalUnavailable
 
 KEEPS_NOTHING: Final = (
@@ -200,6 +200,7 @@ async def put(
     ``given`` holds every field of the request with its default, ``sent`` the fields the
     caller set: on update a field not sent keeps its stored value.
     """
+    await workspaces.hold_backup_plan(session, application.workspace_id)  # before the policy row
     policy = await session.scalar(
         select(BackupPolicy).where(BackupPolicy.application_id == application.id).with_for_update()
     )

@@ -27,7 +27,8 @@ from core.states import RunStatus, StorageStatus
 from core.units import whole_gb
 from db import audit, run_names
 from db.models import BackupExecution, BackupPolicy, BackupStorage, StorageUsageSample, Workspace
-from db.quota import allocated_gb, lock_workspace
+from db.quota import allocated_gb
+from services import workspaces
 from services.errors import Conflict, NotFound, TemporalUnavailable, Unsupported
 from workflows.storage import DeleteStorageWorkflow, ProvisionStorageWorkflow
 
@@ -76,7 +77,7 @@ def _require_backend(settings: Settings, kind: str) -> None:
 async def _check_quota(
     session: AsyncSession, workspace_id: uuid.UUID, requested: int, exclude: uuid.UUID | None
 ) -> None:
-    workspace = await lock_workspace(session, workspace_id)
+    workspace = await workspaces.hold_backup_plan(session, workspace_id)
     allocated = await allocated_gb(session, workspace.id, exclude=exclude)
     if allocated + requested > workspace.backup_quota_gb:
         raise Conflict(

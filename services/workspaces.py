@@ -171,3 +171,17 @@ async def _check_nothing_stranded(session: AsyncSession, workspace: Workspace, p
 
 def _counted(items: list[str], one: str, many: str) -> str:
     return f"{len(items)} {one if len(items) == 1 else many}"
+
+
+async def hold_backup_plan(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
+    """Locks the workspace for a new storage or policy and refuses when it has left the
+    backup plan meanwhile: a plan change waits for the lock, so it sees what is made here."""
+    workspace = await lock_workspace(session, workspace_id)
+    if not has_backups(workspace.plan):
+        raise Conflict(
+            f"the workspace moved to the '{workspace.plan}' plan meanwhile; backups live on the"
+            f" '{Plan.DEDICATED}' plan only",
+            "plan-required",
+            "Dedicated plan required",
+        )
+    return workspace
