@@ -128,6 +128,7 @@ def cluster(work: Path) -> Iterator[tuple[FakeKube, client.ApiClient]]:
         )
         core: Any = client.CoreV1Api(api)
         core.create_namespace({"metadata": {"name": NAMESPACE}})
+        core.create_namespace({"metadata": {"name": "cairn"}})  # where uploads run
         yield fake, api
 
 

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="VolumeSnapshotClass of the snapshots when the application names none;"
         " empty: the cluster's default class",
     )
+    kube_namespace: str = Field(
+        default="cairn",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="cairn's own namespace in the cluster: volume uploads run there (snapshot"
+        " clones, temporary claims, their movers and run Secrets)",
+    )
     kube_snapshot_timeout_seconds: float = Field(
         default=600, gt=0, description="how long a VolumeSnapshot may take to become ready"
     )

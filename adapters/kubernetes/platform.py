@@ -6,7 +6,8 @@ restic and pg_dump run where the data is, in mover Jobs of the application's nam
 the configuration objects, to the repository at its own mount path.
 
 - Backup: a CSI VolumeSnapshot per claim, all requested before any is awaited; each upload
-  restores a temporary claim from its snapshot and a mover backs it up; the database is
+  clones its snapshot into cairn's own namespace (``clones.py``), restores a temporary claim
+  from the clone there and a mover there backs it up; the database is
   dumped by a mover (its password from the application's own Secret, never seen by cairn);
   ConfigMaps and Secrets are exported by the worker into the repository as their own part.
 - Restore: the workloads are scaled to zero (their replicas recorded on them); a volume is
@@ -39,7 +40,7 @@ from typing import IO, Any, Final, TypeVar
 from kubernetes.client import ApiException
 from kubernetes.utils import parse_quantity
 
-from adapters.kubernetes import movers, snapshots
+from adapters.kubernetes import clones, movers, snapshots
 from adapters.kubernetes.client import Kube, connect, delete_quietly, failure
 from adapters.kubernetes.config import apply_objects, export_objects
 from adapters.kubernetes.movers import Mover, Placement
@@ -164,9 +165,9 @@ class KubernetesPlatform:
             ) from None
         return str(PurePosixPath(STORAGE_MOUNT, *relative.parts))
 
-    def _placement(self, run_id: str) -> Placement:
+    def _placement(self, run_id: str, namespace: str) -> Placement:
         return Placement(
-            namespace=self.namespace,
+            namespace=namespace,
             image=self.cairn.mover_image,
             labels=run_labels(run_id),
             pod_labels=dict(MOVER_LABELS),
@@ -179,20 +180,29 @@ class KubernetesPlatform:
             },
         )
 
-    def _run(self, run_id: str, mover: Mover, progress: ProgressFn | None = None) -> dict[str, Any]:
-        """Runs a mover to its end, then deletes its Job and pod, whatever the outcome.
+    def _run(
+        self,
+        run_id: str,
+        mover: Mover,
+        progress: ProgressFn | None = None,
+        *,
+        home: bool = False,
+    ) -> dict[str, Any]:
+        """Runs a mover to its end, then deletes its Job and pod, whatever the outcome; in
+        the application's namespace, or in cairn's (``home``).
 
         A failed Job's log is in the error already, and a retry must start a new Job rather
         than find the failed one; a cancelled step stops its mover. Only a worker that died
         leaves the Job running, for the retry to await.
         """
-        if not self._policy_written:
+        namespace = self.cairn.kube_namespace if home else self.namespace
+        if not home and not self._policy_written:
             ensure_mover_policy(self.kube.api, self.namespace, self._storage_addresses())
             self._policy_written = True
         try:
-            return movers.run(self.kube, mover, self._placement(run_id), progress)
+            return movers.run(self.kube, mover, self._placement(run_id, namespace), progress)
         finally:
-            movers.delete_job(self.kube, self.namespace, mover.name)
+            movers.delete_job(self.kube, namespace, mover.name)
 
     def _repository_mover(
         self, name: str, args: list[str], repo: Repository, **extra: Any
@@ -407,9 +417,20 @@ class KubernetesPlatform:
         )
 
     def release(self, run_id: str) -> None:
-        """Deletes the run's Jobs (with their pods), claims, Secrets and VolumeSnapshots."""
+        """Deletes the run's Jobs (with their pods), claims, Secrets and VolumeSnapshots, in
+        cairn's namespace (with the clones' contents, not the storage's snapshots) and in
+        the application's."""
         selector = run_selector(run_id)
-        kube, namespace = self.kube, self.namespace
+        home = self.cairn.kube_namespace
+        self._release_in(home, selector)
+        for name in clones.list_names(self.kube, selector):
+            clones.remove(self.kube, home, name)
+        self._release_in(self.namespace, selector)
+        for name in snapshots.list_names(self.kube, self.namespace, selector):
+            snapshots.delete(self.kube, self.namespace, name)
+
+    def _release_in(self, namespace: str, selector: str) -> None:
+        kube = self.kube
         try:
             jobs = kube.batch.list_namespaced_job(namespace, label_selector=selector).items
             claims = kube.core.list_namespaced_persistent_volume_claim(
@@ -417,15 +438,13 @@ class KubernetesPlatform:
             ).items
             secrets = kube.core.list_namespaced_secret(namespace, label_selector=selector).items
         except ApiException as exc:
-            raise failure(exc, f"listing what run {run_id} left in {namespace}") from None
+            raise failure(exc, f"listing what {selector} left in {namespace}") from None
         for job in jobs:
             movers.delete_job(kube, namespace, job.metadata.name)
         for secret in secrets:
             _delete(kube.core.delete_namespaced_secret, secret.metadata.name, namespace, "Secret")
         for claim in claims:
             snapshots.delete_claim(kube, namespace, claim.metadata.name)
-        for name in snapshots.list_names(kube, namespace, selector):
-            snapshots.delete(kube, namespace, name)
 
     # -- moving data (backup) -------------------------------------------------------------
 
@@ -461,19 +480,21 @@ class KubernetesPlatform:
         force: bool,
         progress: ProgressFn,
     ) -> VolumeUpload:
-        """A temporary claim restored from the snapshot ``handle``, read by a mover."""
+        """The snapshot ``handle`` cloned into cairn's namespace, a temporary claim restored
+        from the clone there, read by a mover there."""
         source = self._read_claim(volume)
-        status = snapshots.wait_ready(
-            self.kube, self.namespace, handle, timeout=self.cairn.kube_snapshot_timeout_seconds
-        )
+        home, timeout = self.cairn.kube_namespace, self.cairn.kube_snapshot_timeout_seconds
+        snapshots.wait_ready(self.kube, self.namespace, handle, timeout=timeout)
         claim = run_name("copy", run_id, volume)
+        clones.clone(self.kube, self.namespace, handle, home, claim, run_labels(run_id))
+        status = snapshots.wait_ready(self.kube, home, claim, timeout=timeout)
         snapshots.claim_like(
             self.kube,
-            self.namespace,
+            home,
             claim,
             source,
             run_labels(run_id),
-            snapshot=handle,
+            snapshot=claim,
             size=status.get("restoreSize"),
         )
         pod_volume, mount = self._claim_volume(claim, read_only=True)
@@ -485,10 +506,11 @@ class KubernetesPlatform:
         mover = self._repository_mover(
             run_name("up", run_id, volume), args, repo, volumes=[pod_volume], mounts=[mount]
         )
-        result = self._run(run_id, mover, progress)
-        # Uploaded: the copy and the snapshot are not needed any more (a retry of this step
+        result = self._run(run_id, mover, progress, home=True)
+        # Uploaded: the copy and the snapshots are not needed any more (a retry of this step
         # finds the restic snapshot first), even when the run later succeeds without release.
-        snapshots.delete_claim(self.kube, self.namespace, claim)
+        snapshots.delete_claim(self.kube, home, claim)
+        clones.remove(self.kube, home, claim)
         snapshots.delete(self.kube, self.namespace, handle)
         return VolumeUpload(
             str(result["snapshot_id"]),

@@ -55,6 +55,7 @@ from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished
 from tests.support.kube import (
+    HOME,
     CairnCalls,
     apps,
     cairn,
@@ -293,21 +294,34 @@ def replicas(api: client.ApiClient, namespace: str) -> tuple[int, int]:
 
 
 def leftovers(kube: FakeKube, namespace: str) -> list[str]:
-    """What cairn made for a run and did not remove (pods go after their Job, gracefully; the
-    application's own pods are not cairn's)."""
+    """What cairn made for a run and did not remove, in the application's namespace and in
+    cairn's (pods go after their Job, gracefully; the application's own pods are not
+    cairn's), and the contents of snapshot clones."""
+
+    def ours(obj: dict[str, Any]) -> bool:
+        labels = obj["metadata"].get("labels") or {}
+        return (
+            labels.get("app.kubernetes.io/managed-by") == MANAGED_BY["app.kubernetes.io/managed-by"]
+        )
 
     def found() -> list[str]:
-        left = [f"job {j['metadata']['name']}" for j in kube.list("batch", "jobs", namespace)]
+        left = []
+        for where in (namespace, HOME):
+            left += [f"job {j['metadata']['name']}" for j in kube.list("batch", "jobs", where)]
+            left += [
+                f"{plural} {o['metadata']['name']}"
+                for plural in ("pods", "persistentvolumeclaims", "secrets")
+                for o in kube.list("", plural, where)
+                if ours(o)
+            ]
+            left += [
+                f"volumesnapshot {s['metadata']['name']}"
+                for s in kube.list(SNAPSHOT_GROUP, "volumesnapshots", where)
+            ]
         left += [
-            f"{plural} {o['metadata']['name']}"
-            for plural in ("pods", "persistentvolumeclaims", "secrets")
-            for o in kube.list("", plural, namespace)
-            if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
-            == MANAGED_BY["app.kubernetes.io/managed-by"]
-        ]
-        left += [
-            f"volumesnapshot {s['metadata']['name']}"
-            for s in kube.list(SNAPSHOT_GROUP, "volumesnapshots", namespace)
+            f"volumesnapshotcontent {c['metadata']['name']}"
+            for c in kube.list(SNAPSHOT_GROUP, "volumesnapshotcontents")
+            if ours(c)
         ]
         return left
 
@@ -592,7 +606,7 @@ def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
     )
     try:
         deadline = time.monotonic() + 60
-        while not kube.list("batch", "jobs", app.namespace):
+        while not kube.list("batch", "jobs", HOME):
             assert worker.poll() is None, "the worker ended before it started its mover"
             assert time.monotonic() < deadline, "no mover Job was started"
             time.sleep(0.02)
@@ -600,7 +614,9 @@ def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
     finally:
         worker.wait()
     assert len(kube.list(SNAPSHOT_GROUP, "volumesnapshots", app.namespace)) == 1
-    assert len(kube.list("", "persistentvolumeclaims", app.namespace)) == len(CLAIMS) + 1
+    assert len(kube.list(SNAPSHOT_GROUP, "volumesnapshots", HOME)) == 1  # its clone
+    assert len(kube.list("", "persistentvolumeclaims", app.namespace)) == len(CLAIMS)
+    assert len(kube.list("", "persistentvolumeclaims", HOME)) == 1
     try:
         upload = platform.upload_volume(
             run,
@@ -703,7 +719,9 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
     copies = [
         event.object["spec"]
         for event in kube.store.events_after(before)
-        if event.type == "ADDED" and event.object["metadata"]["name"].startswith("cairn-copy-")
+        if event.type == "ADDED"
+        and event.resource.kind == "PersistentVolumeClaim"
+        and event.object["metadata"]["name"].startswith("cairn-copy-")
     ]
     assert len(copies) == 2
     assert {(tuple(c["accessModes"]), c["storageClassName"], c["volumeMode"]) for c in copies} == {

@@ -61,8 +61,8 @@ VOLUME_MB = 100
 class Seen:
     """Every (kind, name, uid) of the run's Jobs and VolumeSnapshots, watched in the fake."""
 
-    def __init__(self, kube: FakeKube, namespace: str) -> None:
-        self.kube, self.namespace = kube, namespace
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
         self.objects: set[tuple[str, str, str]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -70,7 +70,7 @@ class Seen:
     def _watch(self) -> None:
         while not self._stop.wait(0.05):
             for group, plural in (("batch", "jobs"), (SNAPSHOT_GROUP, "volumesnapshots")):
-                for item in self.kube.list(group, plural, self.namespace):
+                for item in self.kube.list(group, plural, None):  # uploads run in cairn's
                     meta = item["metadata"]
                     self.objects.add((plural, meta["name"], meta["uid"]))
 
@@ -126,7 +126,7 @@ async def test_worker_killed_while_a_mover_uploads_then_the_same_job_completes(
             world = await build_world(client)
             _, app_path = await register(client, world, app)
             owner = world.auth("owner")
-            with Seen(kube, ns) as seen:
+            with Seen(kube) as seen:
                 accepted = await expect(
                     await client.post(f"{app_path}/backups", headers=owner), 202
                 )

@@ -14,10 +14,12 @@ from typing import Any, TypeVar, cast
 import pytest
 from kubernetes import client, config
 
+from core.settings import Settings
 from tests.fakes.kube import FakeKube
 from tests.support.kube_rbac import Permission
 
 T = TypeVar("T")
+HOME = str(Settings.model_fields["kube_namespace"].default)  # cairn's own namespace
 
 
 class CairnCalls:
@@ -63,6 +65,8 @@ def kube_api(kube: FakeKube) -> client.ApiClient:
     loaded: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(kube.kubeconfig)
     )
+    # cairn's own namespace, where volume uploads run (deploy/kubernetes/namespace.yaml)
+    core(loaded).create_namespace({"metadata": {"name": HOME}})
     return loaded
 
 
