@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from adapters.errors import without_stack_traces
+from adapters.offsite_s3 import delete_object
 from adapters.restic import Repository, Restic, ResticError
 
 logger = logging.getLogger(__name__)
@@ -50,29 +51,53 @@ _PACKS: Final = re.compile(rb"(\d+) / (\d+) packs copied")
 TICK_SECONDS: Final = 2.0
 # How long a connectivity check waits for the server.
 CHECK_TIMEOUT: Final = 15.0
+# The region an S3 target's check signs for when the target names none.
+S3_REGION: Final = "us-east-1"
 
 
 @dataclass(frozen=True)
 class Remote:
-    """One repository on a REST server: its URL (no credentials), basic auth, its password."""
+    """One offsite repository: its URL (no credentials), the credentials, its password.
+
+    ``kind`` ``rest``: a restic REST server, ``username``/``secret`` are basic auth.
+    ``kind`` ``s3``: ``url`` is ``https://host/bucket[/prefix]`` (path style),
+    ``username``/``secret`` the access key id and secret access key.
+    """
 
     url: str
     username: str
     secret: str = field(repr=False)
     password: str = field(repr=False)
+    kind: str = "rest"
 
     @property
     def location(self) -> str:
         """restic's repository string, credentials inside: only ever put in an environment."""
+        if self.kind == "s3":
+            return "s3:" + self.url.rstrip("/")
         parts = urlsplit(self.url)
         auth = f"{quote(self.username, safe='')}:{quote(self.secret, safe='')}@"
         netloc = auth + parts.netloc
         return "rest:" + urlunsplit(parts._replace(netloc=netloc, path=_slash(parts.path)))
 
+    def environment(self) -> dict[str, str]:
+        """restic's environment to reach the repository: the location and its credentials."""
+        env = {"RESTIC_REPOSITORY": self.location}
+        if self.kind == "s3":
+            env |= {"AWS_ACCESS_KEY_ID": self.username, "AWS_SECRET_ACCESS_KEY": self.secret}
+        return env
+
     def at(self, *path: str) -> Remote:
         """The repository at ``path`` below this one's URL, with the same credentials."""
         base = self.url.rstrip("/")
-        return Remote("/".join([base, *path]), self.username, self.secret, self.password)
+        url = "/".join([base, *path])
+        return Remote(url, self.username, self.secret, self.password, self.kind)
+
+
+def _inherited() -> dict[str, str]:
+    """The worker's environment without restic's or AWS's own variables: a stray one must
+    not redirect a command or lend it other credentials."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
 
 
 @dataclass(frozen=True)
@@ -93,8 +118,7 @@ class OffsiteRestic:
         self.cache_dir = restic.cache_dir
 
     def _env(self, remote: Remote, source: Repository | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
-        env["RESTIC_REPOSITORY"] = remote.location
+        env = {**_inherited(), **remote.environment()}
         env["RESTIC_PASSWORD"] = remote.password
         env["RESTIC_PROGRESS_FPS"] = "0.5"
         if source is not None:
@@ -236,7 +260,8 @@ class RemoteReader(Restic):
         return Repository(path=Path(urlsplit(self.remote.url).path), password=self.remote.password)
 
     def _env(self, repo: Repository | None) -> dict[str, str]:
-        return {**super()._env(repo), "RESTIC_REPOSITORY": self.remote.location}
+        env = {k: v for k, v in super()._env(repo).items() if not k.startswith("AWS_")}
+        return {**env, **self.remote.environment()}
 
     def _argv(self, repo: Repository, args: Sequence[str]) -> list[str]:
         argv = [self.binary]
@@ -263,20 +288,48 @@ class TargetRefused(Exception):
     """A target failed its check when added: the message says which step and why."""
 
 
-def check_target(offsite: OffsiteRestic, remote: Remote) -> None:
-    """Proves a REST target takes cairn's copies and refuses deletes with these credentials.
+def check_target(offsite: OffsiteRestic, remote: Remote, region: str = S3_REGION) -> None:
+    """Proves a target takes cairn's copies and refuses deletes with these credentials.
 
     A fresh probe repository (``.cairn-checks/<random>``) is written with restic (reach,
-    credentials, write permission, restic's protocol), then one of its key files is deleted
-    over HTTP: an append-only server refuses (403). The probe stays (it cannot be deleted);
-    it is a few hundred bytes.
+    credentials, write permission, restic's protocol), then one of its files is deleted: an
+    append-only REST server, or an S3 bucket whose policy grants these credentials no
+    ``s3:DeleteObject``, refuses (403). The probe stays (it cannot be deleted); it is a few
+    hundred bytes.
     """
     probe = remote.at(".cairn-checks", uuid.uuid4().hex)
     try:
         offsite.init(probe)
     except ResticError as exc:
         raise TargetRefused(f"writing a probe repository failed: {exc.message}") from None
-    auth = (remote.username, remote.secret)
+    if remote.kind == "s3":
+        _refuses_s3_delete(probe, region)
+    else:
+        _refuses_rest_delete(probe)
+
+
+def _refuses_s3_delete(probe: Remote, region: str) -> None:
+    """The probe's config object cannot be deleted (a versioned, object-locked bucket alone
+    still takes a delete marker, which hides the file from restic: the policy must refuse)."""
+    try:
+        status = delete_object(
+            f"{probe.url}/config", probe.username, probe.secret, region, CHECK_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        raise TargetRefused(f"deleting a probe file failed to reach S3: {exc}") from None
+    if status < 300:
+        raise TargetRefused(
+            f"the bucket let cairn's everyday credentials delete a file (HTTP {status}): give"
+            " them a policy without s3:DeleteObject (except on */locks/*) so a compromised cairn"
+            " cannot remove copies"
+        )
+    if status != 403:
+        raise TargetRefused(f"S3 answered a delete with HTTP {status}, not 403 AccessDenied")
+
+
+def _refuses_rest_delete(probe: Remote) -> None:
+    """One of the probe's key files cannot be deleted over the REST protocol."""
+    auth = (probe.username, probe.secret)
     base = probe.url.rstrip("/")
     try:
         with httpx.Client(auth=auth, timeout=CHECK_TIMEOUT) as http:

@@ -387,7 +387,7 @@ class OffsiteTarget(Base):
     __tablename__ = "offsite_targets"
     __table_args__ = (
         UniqueConstraint("workspace_id", "name"),
-        CheckConstraint("kind IN ('rest')", name="offsite_targets_kind"),
+        CheckConstraint("kind IN ('rest', 's3')", name="offsite_targets_kind"),
         CheckConstraint("protection_days >= 1", name="offsite_targets_protection"),
     )
 

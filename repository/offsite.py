@@ -98,7 +98,11 @@ async def everyday_remote(
     credentials = open_credentials(settings, target)
     password = await repository_password(session, settings, application, target)
     base = Remote(
-        target.location["url"], credentials["username"], credentials["password"], password
+        target.location["url"],
+        credentials["username"],
+        credentials["password"],
+        password,
+        target.kind,
     )
     return base.at(*relative(application))
 
@@ -116,5 +120,5 @@ async def maintenance_remote(
     )
     password = await repository_password(session, settings, application, target)
     url = target.location.get("maintenance_url") or target.location["url"]
-    base = Remote(url, maintenance["username"], maintenance["password"], password)
+    base = Remote(url, maintenance["username"], maintenance["password"], password, target.kind)
     return base.at(*relative(application))

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Restic
-from adapters.restic_remote import OffsiteRestic, Remote, TargetRefused, check_target
+from adapters.restic_remote import S3_REGION, OffsiteRestic, Remote, TargetRefused, check_target
 from core.settings import Settings
 from core.states import CopyStatus
 from db import audit
@@ -52,12 +52,19 @@ async def _name_free(session: AsyncSession, workspace_id: uuid.UUID, name: str) 
         raise Conflict(f"an offsite target named {name} already exists in this workspace")
 
 
-async def _check(settings: Settings, url: str, credentials: dict[str, str]) -> None:
+async def _check(settings: Settings, body: dict[str, Any]) -> None:
     """Runs the target check; a refusal is a 422 naming the URL and what failed."""
     offsite = OffsiteRestic(Restic(settings.restic_bin, cache_dir=settings.restic_cache))
-    probe = Remote(url, credentials["username"], credentials["password"], secrets.token_urlsafe(32))
+    url, credentials = body["url"], body["credentials"]
+    probe = Remote(
+        url,
+        credentials["username"],
+        credentials["password"],
+        secrets.token_urlsafe(32),
+        body["kind"],
+    )
     try:
-        await asyncio.to_thread(check_target, offsite, probe)
+        await asyncio.to_thread(check_target, offsite, probe, body.get("region") or S3_REGION)
     except TargetRefused as exc:
         raise Unsupported(
             f"the offsite target at {url} failed its check: {exc}; nothing was saved",
@@ -76,13 +83,17 @@ async def create(
 ) -> OffsiteTarget:
     """Checks the target with its everyday credentials, then stores it (caller commits)."""
     await _name_free(session, workspace_id, body["name"])
-    await _check(settings, body["url"], body["credentials"])
+    await _check(settings, body)
     target = OffsiteTarget(
         id=uuid.uuid4(),
         workspace_id=workspace_id,
         name=body["name"],
         kind=body["kind"],
-        location={"url": body["url"], "maintenance_url": body.get("maintenance_url")},
+        location={
+            "url": body["url"],
+            "maintenance_url": body.get("maintenance_url"),
+            "region": body.get("region"),
+        },
         protection_days=body["protection_days"],
         upload_limit_kib=body.get("upload_limit_kib"),
     )

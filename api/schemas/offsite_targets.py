@@ -1,4 +1,4 @@
-"""Bodies of offsite targets: a restic REST server with its two sets of credentials."""
+"""Bodies of offsite targets: a restic REST server or an S3 bucket, with two sets of credentials."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints, model_validator
 
 from api.schemas.common import DisplayName, Input, Output
 
@@ -54,17 +54,23 @@ class BasicAuth(Input):
 
 
 class OffsiteTargetCreate(Input):
-    """A restic REST server (rest-server or ``rclone serve restic``), run append-only.
+    """A restic REST server (rest-server or ``rclone serve restic``) run append-only, or an
+    S3 bucket whose policy grants the everyday credentials no delete.
 
     ``credentials`` are the everyday ones every copy uses: the server must refuse them a
     delete (checked when the target is added). ``maintenance_credentials`` at
-    ``maintenance_url`` (a second endpoint of the same storage that allows deletes) are used
-    by offsite retention alone.
+    ``maintenance_url`` (a second endpoint of the same storage that allows deletes; for S3
+    usually the same URL) are used by offsite retention alone. For ``s3`` the URL is
+    path-style, ``https://host/bucket[/prefix]``, and a credential's ``username`` is the
+    access key id, its ``password`` the secret access key.
     """
 
     name: DisplayName
-    kind: Literal["rest"]
+    kind: Literal["rest", "s3"]
     url: ServerUrl
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] | None = Field(
+        default=None, description="s3: the bucket's region the add-time check signs for"
+    )
     credentials: BasicAuth
     maintenance_url: ServerUrl | None = None
     maintenance_credentials: BasicAuth | None = None
@@ -79,6 +85,14 @@ class OffsiteTargetCreate(Input):
         default=None, ge=1, description="restic --limit-upload for copies, KiB/s; null: none"
     )
 
+    @model_validator(mode="after")
+    def _s3_names_a_bucket(self) -> OffsiteTargetCreate:
+        if self.kind == "s3" and not urlsplit(self.url).path.strip("/"):
+            raise ValueError("an s3 url names the bucket in its path: https://host/bucket")
+        if self.kind == "rest" and self.region is not None:
+            raise ValueError("region applies to s3 targets only")
+        return self
+
 
 class OffsiteTargetOut(Output):
     id: uuid.UUID
@@ -87,6 +101,7 @@ class OffsiteTargetOut(Output):
     kind: str
     url: str
     maintenance_url: str | None
+    region: str | None = None
     credentials_set: bool
     maintenance_credentials_set: bool
     protection_days: int

@@ -31,7 +31,7 @@ from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.database import libpq_url
-from tests.support.offsite_servers import OffsiteSite
+from tests.support.offsite_servers import OffsiteSite, S3Site
 
 pytestmark = pytest.mark.integration
 
@@ -379,3 +379,42 @@ async def test_a_full_restore_reads_the_offsite_copy_when_the_primary_is_gone(
     # restic removed its own lock files: the append-only server lets it, and only those
     repo = site.root / "workspaces" / app.workspace / "applications" / app.id
     assert not any((repo / "locks").iterdir())
+
+
+@pytest.fixture(scope="module")
+def s3_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Site]:
+    started = S3Site.started(tmp_path_factory.mktemp("s3"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+async def test_an_s3_bucket_without_deletes_takes_copies_and_gives_them_back(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    database_server: PostgresServer,
+    s3_site: S3Site,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    targets, admin = targets_of(app.workspace), world.auth("ws_admin")
+    # credentials that may delete are refused (moto enforces the users' IAM policies)
+    body = s3_site.target_body(credentials=s3_site.maintenance)
+    refused = await api.post(targets, json=body, headers=admin)
+    assert refused.status_code == 422, refused.text
+    assert "s3:DeleteObject" in refused.json()["detail"]
+    bucketless = {**s3_site.target_body(), "url": s3_site.endpoint}
+    assert (await api.post(targets, json=bucketless, headers=admin)).status_code == 422
+    created = await expect(await api.post(targets, json=s3_site.target_body(), headers=admin), 201)
+    assert created["kind"] == "s3" and s3_site.everyday["password"] not in str(created)
+    target_id = str(created["id"])
+
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded", backup
+    await copied(api, world, app, backup["id"])
+    await restore_without_the_primary(api, world, app, backup["id"], target_id, target_id, settings)

@@ -1,4 +1,4 @@
-"""restic REST servers for offsite tests: Debian's ``rclone serve restic``, run for real.
+"""Offsite servers for tests, run for real: Debian's ``rclone serve restic`` and moto's S3.
 
 One folder is served twice, as a real offsite deployment does: append-only for cairn's
 everyday credentials, and with deletes allowed (another port, another user) for the
@@ -7,12 +7,17 @@ maintenance credentials only offsite retention holds.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import boto3  # type: ignore[import-untyped]  # moto's dependency (test extras)
 
 RCLONE = "rclone"
 
@@ -21,6 +26,19 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} ended ({process.returncode})") from None
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen within 20 s")
 
 
 @dataclass
@@ -50,17 +68,7 @@ class RestServer:
         self.process = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    ended = self.process.returncode
-                    raise RuntimeError(f"rclone serve restic ended ({ended})") from None
-                time.sleep(0.1)
-        raise RuntimeError("rclone serve restic did not listen within 20 s")
+        _wait_listening(self.port, self.process, "rclone serve restic")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -102,5 +110,104 @@ class OffsiteSite:
             "credentials": self.everyday.credentials,
             "maintenance_url": self.maintenance.url,
             "maintenance_credentials": self.maintenance.credentials,
+            **extra,
+        }
+
+
+BUCKET = "cairn-offsite"
+# The everyday credentials' policy: read, list and write anything, delete only restic's lock
+# files (which it removes after every command). moto names some S3 actions its own way
+# (HeadBucket, HeadObject, ListObjectsV2), hence the wildcards.
+EVERYDAY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:Get*", "s3:Head*", "s3:List*", "s3:PutObject"],
+            "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject"],
+            "Resource": [f"arn:aws:s3:::{BUCKET}/*/locks/*"],
+        },
+    ],
+}
+MAINTENANCE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+# The requests that set the bucket and users up, made before moto starts enforcing IAM.
+_SETUP_REQUESTS = 7
+
+
+@dataclass
+class S3Site:
+    """moto's S3 server with IAM enforced: one bucket, an everyday user that cannot delete
+    (but restic's lock files) and a maintenance user that can."""
+
+    root: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+    everyday: dict[str, str] = field(default_factory=dict)
+    maintenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.endpoint}/{BUCKET}/cairn"
+
+    @classmethod
+    def started(cls, root: Path) -> S3Site:
+        site = cls(root)
+        site.start()
+        return site
+
+    def start(self) -> None:
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_REQUESTS)}
+        env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        log = (self.root / "moto.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _wait_listening(self.port, self.process, "moto server")
+        setup = {
+            "endpoint_url": self.endpoint,
+            "aws_access_key_id": "setup",
+            "aws_secret_access_key": "setup",
+            "region_name": "us-east-1",
+        }
+        boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
+        iam = boto3.client("iam", **setup)
+        for user, policy in (("cairn", EVERYDAY_POLICY), ("maintenance", MAINTENANCE_POLICY)):
+            iam.create_user(UserName=user)
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            iam.put_user_policy(
+                UserName=user, PolicyName="offsite", PolicyDocument=json.dumps(policy)
+            )
+            keys = {"username": key["AccessKeyId"], "password": key["SecretAccessKey"]}
+            (self.everyday if user == "cairn" else self.maintenance).update(keys)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def target_body(self, name: str = "offsite-s3", **extra: object) -> dict[str, object]:
+        return {
+            "name": name,
+            "kind": "s3",
+            "url": self.url,
+            "credentials": self.everyday,
+            "maintenance_url": self.url,
+            "maintenance_credentials": self.maintenance,
             **extra,
         }
