@@ -41,7 +41,7 @@ CATCH_UP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     application_id: str
     target: PgTarget
     repo: Repository
@@ -99,7 +99,7 @@ class ArchiveActivities:
             protect=protected(self.settings),
         )
 
-    async def _load(self, session: AsyncSession, application_id: str) -> _Source:
+    async def _load(self, session: AsyncSession, application_id: str) -> Source:
         target = await self._target(session, application_id)
         application = await session.get(Application, application_id)
         assert application is not None
@@ -118,10 +118,10 @@ class ArchiveActivities:
             raise fatal(f"the application's storage is refused: {exc.message}", "Refused") from None
         except crypto.CryptoError as exc:
             raise fatal(str(exc), "SecretsUnavailable") from None
-        return _Source(application_id, target, repo)
+        return Source(application_id, target, repo)
 
     def _stream(
-        self, source: _Source, seconds: int, progress: Callable[[Progress], None]
+        self, source: Source, seconds: int, progress: Callable[[Progress], None]
     ) -> Stretch:
         """Runs pg_receivewal and ships its spool every few seconds, for ``seconds``."""
         slot = stream.slot_name(source.application_id)

@@ -24,6 +24,7 @@ from api.routes import (
     members,
     metrics,
     offsite_targets,
+    recovery,
     restores,
     users,
     workspaces,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backups,
         backup_copies,
         restores,
+        recovery,
         drills,
         offsite_targets,
     )

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ARCHIVER_WORKFLOW = "ArchiverWorkflow"
+TARGET_TIME = "target_time"
+"""The key of a restore row's ``details`` holding the moment restored to: a stamp or LATEST."""
+LATEST = "latest"
 STRETCH_SECONDS = 3600
 """How long one ``archive_wal`` activity streams before the workflow continues as new."""
 

@@ -254,7 +254,8 @@ class BackupRestore(Base):
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    backup_execution_id: Mapped[uuid.UUID] = mapped_column(
+    # None: a restore to a moment, from the WAL archive (migration 0016, docs/pitr.md)
+    backup_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("backup_executions.id", ondelete="CASCADE")
     )
     application_id: Mapped[uuid.UUID] = mapped_column(

@@ -60,7 +60,11 @@ async def for_run(session: AsyncSession, application: Application, workflow_id: 
         select(BackupRestore).where(BackupRestore.workflow_id == workflow_id)
     )
     if restore_row is not None:
-        source = await session.get(BackupExecution, restore_row.backup_execution_id)
+        source = (  # None: a restore to a moment, from no one backup
+            await session.get(BackupExecution, restore_row.backup_execution_id)
+            if restore_row.backup_execution_id
+            else None
+        )
         names = await lookup(
             session, application.workspace_id, application.id, source.storage_id if source else None
         )

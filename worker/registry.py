@@ -19,6 +19,7 @@ from activities.copy import CopyActivities
 from activities.drill import DrillActivities
 from activities.notify import Notifier
 from activities.offsite_retention import OffsiteRetentionActivities
+from activities.recovery import RecoveryActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
 from activities.runs import RunActivities
@@ -34,6 +35,7 @@ from workflows.drill import RestoreDrillWorkflow
 from workflows.offsite_retention import OffsiteRetentionWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
+from workflows.restore_to_time import RestoreToTimeWorkflow
 from workflows.retention import RetentionSweepWorkflow
 from workflows.settle_runs import SettleRunsWorkflow
 from workflows.storage import (
@@ -54,6 +56,7 @@ WORKFLOWS: list[type] = [
     SettleRunsWorkflow,
     RestoreDrillWorkflow,
     ArchiverWorkflow,
+    RestoreToTimeWorkflow,
     OffsiteCopyWorkflow,
     OffsiteRetentionWorkflow,
 ]
@@ -81,6 +84,7 @@ def activities(
     drills = DrillActivities(sessions, settings, restic)
     copies = CopyActivities(sessions, settings, restic)
     offsite_retention = OffsiteRetentionActivities(sessions, settings, restic)
+    recovery = RecoveryActivities(sessions, settings, restic)
     return Activities(
         control=[
             *storage.control(),
@@ -92,6 +96,7 @@ def activities(
             *drills.control(),
             *copies.control(),
             *offsite_retention.control(),
+            *recovery.control(),
         ],
         data=[
             *storage.data(),
@@ -100,6 +105,7 @@ def activities(
             *retention.data(),
             *drills.data(),
             *ArchiveActivities(sessions, settings, restic).data(),
+            *recovery.data(),
             *copies.data(),
             *offsite_retention.data(),
         ],

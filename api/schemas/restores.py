@@ -19,6 +19,7 @@ from pydantic import (
 from api.schemas.applications import DatabaseUrl
 from api.schemas.backups import Timeline
 from api.schemas.common import Input, Output, Slug
+from contracts.archive import TARGET_TIME
 from core.restore_details import StoredTarget
 
 DatabaseName = Annotated[
@@ -89,7 +90,10 @@ class RestoreOut(Output):
     """Read from the row (``model_validate(row, from_attributes=True)``) or from an answer."""
 
     id: uuid.UUID
-    backup_id: uuid.UUID = Field(validation_alias=AliasChoices("backup_id", "backup_execution_id"))
+    backup_id: uuid.UUID | None = Field(
+        validation_alias=AliasChoices("backup_id", "backup_execution_id"),
+        description="null: a restore to a moment (target_time)",
+    )
     application_id: uuid.UUID
     status: str
     restore_type: str
@@ -107,6 +111,11 @@ class RestoreOut(Output):
     completed_at: datetime | None
     error_message: str | None
     created_at: datetime | None
+    target_time: str | None = Field(
+        default=None,
+        validation_alias=_from_details(TARGET_TIME),
+        description="a restore to a moment: the moment (RFC 3339) or latest (docs/pitr.md)",
+    )
 
     @field_validator("target")
     @classmethod

@@ -5,15 +5,19 @@ own: continuous archiving turned on and off in the policy.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from adapters import pg_databases
 from adapters.pg_archive import stream
+from adapters.pg_archive.window import stamp
 from core.settings import Settings
 from db.session import make_engine, make_sessionmaker
 from schedules.reconcile import reconcile_all
@@ -21,6 +25,7 @@ from tests.conftest import free_port
 from tests.support import pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
 from tests.support.database import snapshot
+from tests.support.histories import HISTORIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -207,4 +212,163 @@ async def test_temporal_down_leaves_archiving_off(
             503,
         )
     assert problem["type"] == "/problems/temporal-unavailable"
+    assert snapshot(settings.database_url) == before
+
+
+class Archived:
+    def __init__(self, app: App, instance: pg_instance.Instance) -> None:
+        self.app, self.instance = app, instance
+        self.commits: dict[int, datetime] = {}
+        self.window = f"/api/v1/applications/{app.id}/recovery-window"
+        self.restores = f"/api/v1/applications/{app.id}/restores"
+
+
+async def window_when(
+    api: ApiClient, world: World, archived: Archived, ready: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        shown = await expect(await api.get(archived.window, headers=world.auth("member")), 200)
+        if ready(shown):
+            return dict(shown)
+        assert time.monotonic() < deadline, f"the window never got there: {shown}"
+        await asyncio.sleep(1)
+
+
+def at(text: str | None) -> datetime:
+    assert text is not None
+    return datetime.fromisoformat(text)
+
+
+@pytest.fixture(scope="module")
+async def archived(
+    api: ApiClient, world: World, instance: pg_instance.Instance
+) -> AsyncIterator[Archived]:
+    """An application with archiving on, rows committed after its first base backup, and a
+    window that reaches the last of them."""
+    app = await register(api, world, on_instance(instance))
+    archived = Archived(app, instance)
+    await expect(
+        await api.post(
+            app.policy, json=policy(app, continuous_archiving=True), headers=world.auth("owner")
+        ),
+        201,
+    )
+    await window_when(api, world, archived, lambda w: w["earliest"] is not None)
+    with instance.connect(DB) as conn:
+        for i in range(1, 31):
+            conn.execute("INSERT INTO orders VALUES (%s, clock_timestamp())", (i,))
+            if i % 10 == 0:
+                conn.execute("SELECT pg_switch_wal()")
+            await asyncio.sleep(0.05)
+        archived.commits.update(
+            (int(row[0]), row[1])
+            for row in conn.execute("SELECT id, pg_xact_commit_timestamp(xmin) FROM orders")
+        )
+    last = max(archived.commits.values())
+    await window_when(
+        api, world, archived, lambda w: w["latest"] is not None and at(w["latest"]) >= last
+    )
+    yield archived
+    await expect(
+        await api.post(
+            app.policy, json=policy(app, continuous_archiving=False), headers=world.auth("owner")
+        ),
+        200,
+    )
+
+
+async def test_the_window_reaches_every_commit_and_shows_the_archiver(
+    api: ApiClient, world: World, archived: Archived
+) -> None:
+    shown = await expect(await api.get(archived.window, headers=world.auth("member")), 200)
+    assert shown["continuous_archiving"] is True
+    assert at(shown["earliest"]) <= min(archived.commits.values())
+    assert at(shown["latest"]) >= max(archived.commits.values())
+    assert shown["gaps"] == []
+    archiver = shown["archiver"]
+    assert archiver["running"] is True
+    assert at(archiver["last_shipment_at"]) == at(shown["latest"])
+    assert isinstance(archiver["lag_seconds"], float)
+    await expect(await api.get(archived.window, headers=world.auth("other_admin")), 404)
+
+
+async def restored_rows(
+    api: ApiClient,
+    world: World,
+    temporal_client: Client,
+    archived: Archived,
+    body: dict[str, Any],
+) -> tuple[dict[str, Any], set[int]]:
+    """Restores through the API, waits for the run's end; the row and the ids the new
+    database holds (dropped afterwards)."""
+    started = await expect(
+        await api.post(archived.restores, json=body, headers=world.auth("owner")), 202
+    )
+    assert started["backup_id"] is None
+    done = await wait_for(
+        api,
+        f"{archived.restores}/{started['id']}",
+        world.auth("member"),
+        lambda r: r["status"] not in ("pending", "running"),
+        seconds=180,
+    )
+    assert done["status"] == "succeeded", done["error_message"]
+    if os.environ.get("CAIRN_RECORD_HISTORIES"):
+        handle = temporal_client.get_workflow_handle(done["workflow_id"])
+        history = await handle.fetch_history()
+        (HISTORIES / "restore-to-time-succeeded.json").write_text(history.to_json())
+    into = done["target"]["database_name"]
+    with archived.instance.connect(into) as conn:
+        ids = {int(row[0]) for row in conn.execute("SELECT id FROM orders").fetchall()}
+    pg_databases.drop(archived.instance.target(into), into)
+    return done, ids
+
+
+async def test_a_restore_to_a_moment_through_the_api_holds_exactly_the_rows_committed_by_then(
+    api: ApiClient,
+    world: World,
+    temporal_client: Client,
+    archived: Archived,
+    instance: pg_instance.Instance,
+) -> None:
+    moment = sorted(archived.commits.values())[11]
+    body = {"target_time": moment.isoformat(), "target": {"database_name": "shop_at_12"}}
+    done, ids = await restored_rows(api, world, temporal_client, archived, body)
+    assert ids == {i for i, c in archived.commits.items() if c <= moment}
+    assert len(ids) == 12
+    assert done["target_time"] == stamp(moment)
+    listed = await expect(await api.get(archived.restores, headers=world.auth("member")), 200)
+    assert done["id"] in {r["id"] for r in listed["items"]}
+
+    done, ids = await restored_rows(
+        api, world, temporal_client, archived, {"target_time": "latest"}
+    )
+    assert ids == set(archived.commits)
+    assert done["target"]["database_name"].startswith(f"{DB}_at_")
+    with instance.connect(DB) as conn:  # the live database is untouched
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (30,)
+
+
+async def test_a_moment_outside_the_window_or_a_bad_one_is_422(
+    api: ApiClient, world: World, archived: Archived, settings: Settings
+) -> None:
+    before = snapshot(settings.database_url)
+    owner = world.auth("owner")
+    early = min(archived.commits.values()) - timedelta(days=1)
+    problem = await expect(
+        await api.post(archived.restores, json={"target_time": early.isoformat()}, headers=owner),
+        422,
+    )
+    assert [e["field"] for e in problem["errors"]] == ["body.target_time"], problem
+    assert "is not restorable: the window is from" in problem["errors"][0]["message"]
+    for body in [
+        {"target_time": "2026-12-07T14:31:05"},  # no offset
+        {"target_time": "yesterday"},
+        {"target_time": 1765000000},
+        {"target_time": "latest", "target": {"database_name": DB}},
+        {"target_time": "latest", "target": {"database_name": "postgres"}},
+    ]:
+        problem = await expect(await api.post(archived.restores, json=body, headers=owner), 422)
+        assert problem["errors"][0]["field"].startswith("body.target"), (body, problem)
     assert snapshot(settings.database_url) == before

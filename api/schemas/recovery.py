@@ -1,0 +1,72 @@
+"""What an application can be restored to (docs/pitr.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, field_validator
+
+from api.schemas.common import Input, Output
+from api.schemas.restores import DatabaseName
+from contracts.archive import LATEST
+
+
+class GapOut(Output):
+    """A stretch inside the window no restore can reach (WAL was lost)."""
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class ArchiverOut(Output):
+    running: bool | None = Field(description="null: Temporal could not be reached")
+    last_shipment_at: datetime | None = Field(
+        description="the server time every archived commit is in by"
+    )
+    lag_seconds: float | None = Field(description="how far the archive is behind now")
+
+
+class RecoveryWindowOut(Output):
+    continuous_archiving: bool = Field(description="whether the policy has archiving on")
+    earliest: datetime | None = Field(description="null: nothing is restorable yet")
+    latest: datetime | None
+    gaps: list[GapOut]
+    archiver: ArchiverOut
+
+
+class MomentTarget(Input):
+    database_name: DatabaseName = Field(
+        description="a new database on the application's server; never its own database,"
+        " cairn's metadata database, a system database or another application's database"
+    )
+
+
+class RestoreToTimeRequest(Input):
+    target_time: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="an RFC 3339 time with its offset, or `latest`"
+    )
+    target: MomentTarget | None = Field(
+        default=None,
+        description="default: a new database named after the application's and the moment",
+    )
+
+    @field_validator("target_time")
+    @classmethod
+    def _moment(cls, value: str) -> str:
+        if value != LATEST:
+            moment(value)
+        return value
+
+
+def moment(value: str) -> datetime | None:
+    """The moment asked (None: latest); ValueError for a time without its offset."""
+    if value == LATEST:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("not an RFC 3339 time (2026-12-07T14:31:05Z) or latest") from None
+    if parsed.tzinfo is None:
+        raise ValueError("the time needs its offset (Z or +01:00)")
+    return parsed

@@ -1,0 +1,122 @@
+"""What an application can be restored to (docs/pitr.md): the window read from its
+repository's tags, and how its archiver stands.
+
+Read only: an application without a repository yet has an empty window (the repository is
+never created by a read). The API process reads the storage as the catalog import does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from adapters.pg_archive.window import Archive, OutsideWindow, Plan, Span, plan, read_archive
+from adapters.pg_archive.window import window as window_of
+from adapters.restic import Repository, Restic, ResticError
+from core.settings import Settings
+from db.models import Application, BackupPolicy, BackupRepository
+from repository.store import read_password
+from schedules import archiver
+from services.errors import Conflict, Invalid
+
+log = logging.getLogger(__name__)
+
+EMPTY = Archive([], [])
+
+
+@dataclass(frozen=True)
+class RecoveryWindow:
+    archiving: bool  # the policy has continuous archiving on
+    earliest: datetime | None
+    latest: datetime | None
+    gaps: list[Span]
+    archiver_running: bool | None  # None: Temporal could not tell
+    last_shipment_at: datetime | None  # the server time every shipped commit is in by
+    lag_seconds: float | None  # now minus that time
+
+
+async def _repository(
+    session: AsyncSession, settings: Settings, application_id: uuid.UUID
+) -> Repository | None:
+    """The application's repository in its policy's storage; None before the first write."""
+    row = await session.scalar(
+        select(BackupRepository)
+        .join(BackupPolicy, BackupPolicy.storage_id == BackupRepository.storage_id)
+        .where(
+            BackupPolicy.application_id == application_id,
+            BackupRepository.application_id == application_id,
+        )
+    )
+    if row is None or not (Path(row.path) / "config").exists():
+        return None
+    return Repository(path=Path(row.path), password=read_password(settings, row))
+
+
+async def archive(session: AsyncSession, settings: Settings, application_id: uuid.UUID) -> Archive:
+    """The base backups and WAL shipments in the application's repository, by their tags."""
+    repo = await _repository(session, settings, application_id)
+    if repo is None:
+        return EMPTY
+    restic = Restic(settings.restic_bin, cache_dir=settings.restic_cache)
+    try:
+        snapshots = await asyncio.to_thread(restic.snapshots, repo)
+    except ResticError as exc:
+        raise Conflict(
+            f"the application's repository could not be read: {exc.message}",
+            kind="storage-unreadable",
+            title="Storage unreadable",
+        ) from exc
+    return read_archive(snapshots)
+
+
+async def _running(temporal: Client | None, application_id: uuid.UUID) -> bool | None:
+    """Whether the archiver runs; None while Temporal cannot be reached (the window, read
+    from the storage, is still shown)."""
+    if temporal is None:
+        return None
+    try:
+        return (await archiver.state(temporal, application_id)).running
+    except Exception as exc:
+        log.warning("archiver state of %s unreadable: %s", application_id, exc)
+        return None
+
+
+async def read(
+    session: AsyncSession, settings: Settings, temporal: Client | None, application: Application
+) -> RecoveryWindow:
+    policy = await session.scalar(
+        select(BackupPolicy).where(BackupPolicy.application_id == application.id)
+    )
+    found = await archive(session, settings, application.id)
+    window = window_of(found)
+    last = found.shipments[-1].until if found.shipments else None
+    return RecoveryWindow(
+        archiving=bool(policy and policy.continuous_archiving),
+        earliest=window.earliest,
+        latest=window.latest,
+        gaps=window.gaps,
+        archiver_running=await _running(temporal, application.id),
+        last_shipment_at=last,
+        lag_seconds=(datetime.now(UTC) - last).total_seconds() if last else None,
+    )
+
+
+async def plan_to(
+    session: AsyncSession, settings: Settings, application_id: uuid.UUID, target: datetime | None
+) -> Plan:
+    """What a restore to ``target`` (None: latest) replays; 422 naming the window when the
+    moment is not restorable."""
+    try:
+        return plan(await archive(session, settings, application_id), target)
+    except OutsideWindow as exc:
+        raise Invalid(
+            [{"loc": ("target_time",), "msg": str(exc), "type": "outside_window"}]
+        ) from exc

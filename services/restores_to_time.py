@@ -1,0 +1,98 @@
+"""Requesting a restore to a moment (docs/pitr.md): the moment must be inside the window, the
+database goes into a new database on the application's server (checked by identity as any
+restore target), and the row, audit event and workflow are recorded together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from adapters.pg_archive.window import stamp
+from contracts.archive import LATEST, TARGET_TIME
+from core.restore_details import RestoreDetails, StoredTarget
+from core.settings import Settings
+from core.states import RunStatus
+from db import audit
+from db.models import Application, BackupRestore
+from services import recovery_window
+from services.errors import Invalid
+from services.restores import check_target
+from services.runs import claim_application, start_run
+from workflows.restore_to_time import RestoreToTimeWorkflow
+
+
+def _refused(field: str, message: str) -> Invalid:
+    return Invalid([{"loc": (field,), "msg": message, "type": "invalid_restore"}])
+
+
+def default_name(own: str, moment: datetime) -> str:
+    """``<database>_at_<UTC moment>``, within PostgreSQL's 63 characters."""
+    return f"{own[:40]}_at_{moment.astimezone(UTC).strftime('%Y%m%d%H%M%S')}"
+
+
+async def request(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    application: Application,
+    actor: audit.Actor,
+    *,
+    moment: datetime | None,
+    database_name: str | None,
+    by_platform_admin: bool,
+) -> BackupRestore:
+    """Checks the moment and the target, claims the application and starts the run;
+    committed. ``moment`` None: the latest the archive holds."""
+    own = application.platform_settings.get("database")
+    if application.platform_kind != "local" or not own:
+        raise _refused("target_time", "restores to a moment need a database on a local platform")
+    recovery = await recovery_window.plan_to(session, settings, application.id, moment)
+    if database_name == own["dbname"]:
+        raise _refused(
+            "target.database_name",
+            "a restore to a moment goes into a new database; over the live one is not available",
+        )
+    upto = moment or (
+        recovery.shipments[-1].until if recovery.shipments else recovery.base.consistent_from
+    )
+    name = database_name or default_name(own["dbname"], upto)
+    await check_target(session, application, {"database_name": name}, settings, by_platform_admin)
+    await claim_application(session, temporal, application.id)
+    restore_id = uuid.uuid4()
+    workflow_id = f"restore-{restore_id}"
+    asked = stamp(moment) if moment else LATEST
+    target = StoredTarget(database_name=name)
+    restore = BackupRestore(
+        id=restore_id,
+        backup_execution_id=None,
+        application_id=application.id,
+        workflow_id=workflow_id,
+        status=RunStatus.PENDING,
+        restore_type="selective",
+        details={**RestoreDetails(True, [], target).to_dict(), TARGET_TIME: asked},
+    )
+    session.add(restore)
+    audit.record(
+        session,
+        actor,
+        "restore.request",
+        "backup_restore",
+        restore_id,
+        workspace_id=application.workspace_id,
+        details={TARGET_TIME: asked, "target": target.shown()},
+    )
+    await session.flush()
+    handle = await start_run(
+        temporal,
+        RestoreToTimeWorkflow.run,
+        [str(restore_id), str(application.id), str(application.workspace_id)],
+        workflow_id,
+        application,
+    )
+    restore.run_id = handle.first_execution_run_id
+    await session.commit()
+    return restore
