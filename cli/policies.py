@@ -30,6 +30,8 @@ FIELDS: list[Field] = [
     ("backup type", "backup_type"),
     ("database", "include_database"),
     ("volumes", "include_volumes"),
+    ("continuous archiving", "continuous_archiving"),
+    ("archive window days", "archive_window_days"),
     ("paused", lambda p: (p.get("schedule_state") or {}).get("paused")),
     ("note", lambda p: (p.get("schedule_state") or {}).get("note")),
     (
@@ -124,6 +126,16 @@ def get_policy(api: Api, app_id: str, out: Output) -> None:
     "--include-volumes/--no-include-volumes",
     default=None,
     help="back up the volumes [create: when the application has some]",
+)
+@click.option(
+    "--continuous-archiving/--no-continuous-archiving",
+    default=None,
+    help="stream the database's WAL for restores to a moment (docs/pitr.md) [create: off]",
+)
+@click.option(
+    "--archive-window-days",
+    type=click.IntRange(min=1, max=35),
+    help="how many days back a restore to a moment reaches [create: 7]",
 )
 @output_options
 @with_api

@@ -37,6 +37,7 @@ FIELDS: list[Field] = [
     ("database", "database"),
     ("volumes", "volumes"),
     ("target", "target"),
+    ("to the moment", "target_time"),
     ("notes", "notes"),
     ("workflow", "workflow_id"),
     ("Temporal UI", "temporal_ui_url"),
@@ -92,9 +93,15 @@ def _overwritten(
 @click.option(
     "--backup",
     "backup_id",
-    required=True,
     metavar="BACKUP_ID",
-    help="the succeeded backup to restore from",
+    help="the succeeded backup to restore from (or --to)",
+)
+@click.option(
+    "--to",
+    "moment",
+    metavar="RFC3339|latest",
+    help="restore the database to this moment of the archive (docs/pitr.md) into a new"
+    " database (--target-database, or one named after the moment); see 'cairn restores window'",
 )
 @click.option(
     "--database",
@@ -152,7 +159,8 @@ def _overwritten(
 def create_restore(
     api: Api,
     app_id: str,
-    backup_id: str,
+    backup_id: str | None,
+    moment: str | None,
     database: bool,
     volumes: tuple[str, ...],
     config: bool,
@@ -171,6 +179,17 @@ def create_restore(
     """
     if target_database and target_url:
         raise click.UsageError("give --target-database or --target-url, not both")
+    if moment is not None:
+        if backup_id or database or volumes or config or target_url or source != "primary":
+            raise click.UsageError("--to restores the database only: add only --target-database")
+        to_time: dict[str, Any] = {"target_time": moment}
+        if target_database:
+            to_time["target"] = {"database_name": target_database}
+        accepted = api.post(f"/applications/{app_id}/restores", to_time)
+        RESTORES.started(api, out, app_id, accepted, wait)
+        return
+    if backup_id is None:
+        raise click.UsageError("give --backup BACKUP_ID, or --to MOMENT")
     selective = database or volumes or config
     body: dict[str, Any] = {"restore_type": "selective" if selective else "full", "source": source}
     if selective:
@@ -192,6 +211,26 @@ def create_restore(
         typed_confirmation(application["name"], confirm, "overwrite its live data")
     accepted = api.post(f"/applications/{app_id}/backups/{backup_id}/restore", body)
     RESTORES.started(api, out, app_id, accepted, wait)
+
+
+WINDOW: list[Field] = [
+    ("archiving", "continuous_archiving"),
+    ("earliest", lambda w: when(w["earliest"])),
+    ("latest", lambda w: when(w["latest"])),
+    ("gaps", lambda w: ", ".join(f"{g['from']} to {g['to']}" for g in w["gaps"]) or "none"),
+    ("archiver running", lambda w: w["archiver"]["running"]),
+    ("last shipment", lambda w: when(w["archiver"]["last_shipment_at"])),
+    ("lag (s)", lambda w: w["archiver"]["lag_seconds"]),
+]
+
+
+@restores.command("window")
+@app_option
+@output_options
+@with_api
+def recovery_window(api: Api, app_id: str, out: Output) -> None:
+    """The moments the database can be restored to (continuous archiving, docs/pitr.md)."""
+    out.record(api.get(f"/applications/{app_id}/recovery-window"), WINDOW)
 
 
 RESTORES.add_commands(

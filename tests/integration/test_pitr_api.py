@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +24,12 @@ from core.settings import Settings
 from db.session import make_engine, make_sessionmaker
 from schedules.reconcile import reconcile_all
 from tests.conftest import free_port
+from tests.integration.test_cli import cairn
 from tests.support import pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
 from tests.support.database import snapshot
 from tests.support.histories import HISTORIES
+from tests.support.served import served  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -372,3 +376,44 @@ async def test_a_moment_outside_the_window_or_a_bad_one_is_422(
         problem = await expect(await api.post(archived.restores, json=body, headers=owner), 422)
         assert problem["errors"][0]["field"].startswith("body.target"), (body, problem)
     assert snapshot(settings.database_url) == before
+
+
+async def test_the_cli_shows_the_window_and_restores_to_a_moment(
+    world: World,
+    archived: Archived,
+    served: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    owner = world.tokens["owner"]
+    app = archived.app.id
+    shown = await cairn(served, owner, tmp_path, "restores", "window", "--app", app, "-o", "json")
+    assert shown.code == 0, shown
+    assert at(shown.json()["latest"]) >= max(archived.commits.values())
+    table = await cairn(served, owner, tmp_path, "restores", "window", "--app", app, "-o", "table")
+    assert re.search(r"archiver running\s+yes", table.out), table
+
+    moment = sorted(archived.commits.values())[4]
+    ran = await cairn(
+        served, owner, tmp_path, "restores", "create", "--app", app,
+        "--to", moment.isoformat(), "--target-database", "shop_cli", "--wait", "-o", "json",
+    )  # fmt: skip
+    assert ran.code == 0, ran
+    with archived.instance.connect("shop_cli") as conn:
+        ids = {int(row[0]) for row in conn.execute("SELECT id FROM orders").fetchall()}
+    pg_databases.drop(archived.instance.target("shop_cli"), "shop_cli")
+    assert ids == {i for i, c in archived.commits.items() if c <= moment}
+
+    refused = await cairn(
+        served, owner, tmp_path, "restores", "create", "--app", app, "--to", "latest",
+        "--backup", str(uuid.uuid4()),
+    )  # fmt: skip
+    assert refused.code == 2, refused
+    changed = await cairn(
+        served, owner, tmp_path, "policies", "set", "--app", app,
+        "--continuous-archiving", "--archive-window-days", "10", "-o", "json",
+    )  # fmt: skip
+    assert changed.code == 0, changed
+    assert (changed.json()["continuous_archiving"], changed.json()["archive_window_days"]) == (
+        True,
+        10,
+    )
