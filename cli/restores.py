@@ -218,7 +218,7 @@ WINDOW: list[Field] = [
     ("earliest", lambda w: when(w["earliest"])),
     ("latest", lambda w: when(w["latest"])),
     ("gaps", lambda w: ", ".join(f"{g['from']} to {g['to']}" for g in w["gaps"]) or "none"),
-    ("archiver running", lambda w: w["archiver"]["running"]),
+    ("archiver streaming", lambda w: w["archiver"]["streaming"]),
     ("last shipment", lambda w: when(w["archiver"]["last_shipment_at"])),
     ("lag (s)", lambda w: w["archiver"]["lag_seconds"]),
 ]

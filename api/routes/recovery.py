@@ -45,7 +45,7 @@ async def get_recovery_window(
         latest=found.latest,
         gaps=[GapOut.model_validate({"from": gap.start, "to": gap.end}) for gap in found.gaps],
         archiver=ArchiverOut(
-            running=found.archiver_running,
+            streaming=found.archiver_running,
             last_shipment_at=found.last_shipment_at,
             lag_seconds=found.lag_seconds,
         ),

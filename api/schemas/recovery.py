@@ -20,7 +20,10 @@ class GapOut(Output):
 
 
 class ArchiverOut(Output):
-    running: bool | None = Field(description="null: Temporal could not be reached")
+    streaming: bool | None = Field(
+        description="true: the archiver streams WAL; false: stopped; null: Temporal could not"
+        " be reached"
+    )
     last_shipment_at: datetime | None = Field(
         description="the server time every archived commit is in by"
     )

@@ -291,7 +291,7 @@ async def test_the_window_reaches_every_commit_and_shows_the_archiver(
     assert at(shown["latest"]) >= max(archived.commits.values())
     assert shown["gaps"] == []
     archiver = shown["archiver"]
-    assert archiver["running"] is True
+    assert archiver["streaming"] is True
     assert at(archiver["last_shipment_at"]) == at(shown["latest"])
     assert isinstance(archiver["lag_seconds"], float)
     await expect(await api.get(archived.window, headers=world.auth("other_admin")), 404)
@@ -390,7 +390,7 @@ async def test_the_cli_shows_the_window_and_restores_to_a_moment(
     assert shown.code == 0, shown
     assert at(shown.json()["latest"]) >= max(archived.commits.values())
     table = await cairn(served, owner, tmp_path, "restores", "window", "--app", app, "-o", "table")
-    assert re.search(r"archiver running\s+yes", table.out), table
+    assert re.search(r"archiver streaming\s+yes", table.out), table
 
     moment = sorted(archived.commits.values())[4]
     ran = await cairn(
