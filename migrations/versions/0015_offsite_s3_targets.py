@@ -1,7 +1,7 @@
 """Offsite targets may be S3 buckets (issue 23)
 
 Revision ID: 0015
-Revises: 0013 (beside 0014: db/migrate.py upgrades every head)
+Revises: 0013 (0014 was never committed; 0016 follows this one)
 """
 
 from collections.abc import Sequence
