@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from adapters.pg_archive.window import Archive, OutsideWindow, Plan, Span, plan, read_archive
 from adapters.pg_archive.window import window as window_of
-from adapters.restic import Repository, Restic, ResticError
+from adapters.restic import Repository, Restic, ResticError, Snapshot
 from core.settings import Settings
 from db.models import Application, BackupPolicy, BackupRepository
 from repository.store import read_password
@@ -30,6 +30,7 @@ from services.errors import Conflict, Invalid
 log = logging.getLogger(__name__)
 
 EMPTY = Archive([], [])
+LOCK_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,19 @@ async def _repository(
     return Repository(path=Path(row.path), password=read_password(settings, row))
 
 
+async def _snapshots(restic: Restic, repo: Repository) -> list[Snapshot]:
+    """The repository's snapshots; asked again while the archiver's forget of a superseded
+    shipment holds the repository's lock (a second or so)."""
+    for _ in range(LOCK_ATTEMPTS - 1):
+        try:
+            return await asyncio.to_thread(restic.snapshots, repo)
+        except ResticError as exc:
+            if not exc.retryable:
+                raise
+            await asyncio.sleep(1)
+    return await asyncio.to_thread(restic.snapshots, repo)
+
+
 async def archive(session: AsyncSession, settings: Settings, application_id: uuid.UUID) -> Archive:
     """The base backups and WAL shipments in the application's repository, by their tags."""
     repo = await _repository(session, settings, application_id)
@@ -67,7 +81,7 @@ async def archive(session: AsyncSession, settings: Settings, application_id: uui
         return EMPTY
     restic = Restic(settings.restic_bin, cache_dir=settings.restic_cache)
     try:
-        snapshots = await asyncio.to_thread(restic.snapshots, repo)
+        snapshots = await _snapshots(restic, repo)
     except ResticError as exc:
         raise Conflict(
             f"the application's repository could not be read: {exc.message}",
