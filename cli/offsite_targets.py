@@ -81,8 +81,13 @@ def get_target(api: Api, workspace_id: str | None, target_id: str, out: Output) 
 
 @offsite_targets.command("create")
 @workspace_option
-@click.option("--name", required=True)
-@click.option("--kind", type=click.Choice(["rest", "s3"]), required=True)
+@click.option("--name", required=True, help="the target's name in the workspace")
+@click.option(
+    "--kind",
+    type=click.Choice(["rest", "s3"]),
+    required=True,
+    help="rest: a restic REST server (append-only); s3: an S3-compatible bucket",
+)
 @click.option(
     "--url",
     required=True,
@@ -97,13 +102,19 @@ def get_target(api: Api, workspace_id: str | None, target_id: str, out: Output) 
     " [default: env CAIRN_OFFSITE_PASSWORD]",
 )
 @click.option("--maintenance-url", help="the endpoint that allows deletes (offsite retention)")
-@click.option("--maintenance-username")
+@click.option("--maintenance-username", help="the maintenance user (offsite retention only)")
 @click.option(
     "--maintenance-password-file",
     type=click.File("r"),
     help="[default: env CAIRN_OFFSITE_MAINTENANCE_PASSWORD]",
 )
-@click.option("--protection-days", type=click.IntRange(1), default=14, show_default=True)
+@click.option(
+    "--protection-days",
+    type=click.IntRange(1),
+    default=14,
+    show_default=True,
+    help="no copy younger than this is ever removed",
+)
 @click.option("--upload-limit-kib", type=click.IntRange(1), help="KiB/s for copies")
 @output_options
 @with_api
