@@ -362,7 +362,7 @@ async def test_bad_input_is_one_line_and_changes_nothing(
         "error: cannot reach the API at http://127.0.0.1:9",
     )
     usage = await as_("owner", "restores", "create", "--app", app.id)
-    assert usage.code == 2 and "Missing option '--backup'" in usage.err
+    assert usage.code == 2 and "give --backup BACKUP_ID, or --to MOMENT" in usage.err
     after = await expect(await api.get(app.policy, headers=world.auth("owner")), 200)
     assert after["schedule"] == before["schedule"] and after["updated_at"] == before["updated_at"]
     assert (await expect(await api.get(app.backups, headers=world.auth("owner")), 200))[
