@@ -7,21 +7,17 @@ credentials are never opened here.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.errors import fatal, to_application_error
-from activities.support import HEARTBEAT_SECONDS, execution_repository, read_metadata
+from activities.support import execution_repository, read_metadata, with_progress
 from adapters.restic import Repository, Restic, ResticError
 from adapters.restic_remote import CopyProgress, OffsiteRestic, Remote
 from contracts.copy import CopyJob, CopyOutcome
@@ -96,7 +92,7 @@ class CopyActivities:
             return copied
 
         try:
-            return await _ticking(work)
+            return await with_progress(work)
         except ResticError as exc:
             raise to_application_error(exc, "offsite copy") from None
 
@@ -149,26 +145,3 @@ class CopyActivities:
 
     def data(self) -> list[Any]:
         return [self.copy_to_offsite]
-
-
-async def _ticking(work: Callable[[Callable[[CopyProgress | None], None]], T]) -> T:
-    """Runs ``work`` in a thread, heartbeating restic's latest pack count; a cancel kills it."""
-    latest: list[CopyProgress] = []
-    cancelled = threading.Event()
-
-    def tick(progress: CopyProgress | None) -> None:
-        if progress is not None:
-            latest[:] = [progress]
-        if cancelled.is_set():
-            raise ApplicationError("copy cancelled", type="Cancelled", non_retryable=True)
-
-    task = asyncio.ensure_future(asyncio.to_thread(work, tick))
-    try:
-        while not task.done():
-            activity.heartbeat(asdict(latest[0]) if latest else {})
-            await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-    except asyncio.CancelledError:
-        cancelled.set()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    return task.result()

@@ -69,13 +69,15 @@ class ReadingActivities:
         return platform_of(application, self.settings, self.restic)
 
 
-async def with_progress(work: Callable[[Callable[[Progress], None]], T]) -> T:
-    """Runs ``work`` in a thread, heartbeating its latest progress; cancellation stops it."""
-    latest: list[Progress] = []
+async def with_progress(work: Callable[[Callable[[Any], None]], T]) -> T:
+    """Runs ``work`` in a thread, heartbeating its latest progress (a dataclass: restic's
+    bytes, a copy's packs; None keeps the last); cancellation stops it."""
+    latest: list[Any] = []
     cancelled = threading.Event()
 
-    def progress(p: Progress) -> None:
-        latest[:] = [p]
+    def progress(p: Any) -> None:
+        if p is not None:
+            latest[:] = [p]
         if cancelled.is_set():
             raise ApplicationError("cancelled", type="Cancelled", non_retryable=True)
 
