@@ -281,12 +281,25 @@ async def request_restore(
             "offsite_target_id": str(offsite) if offsite else None,
         },
     )
+    return await start_restore(session, temporal, RestoreWorkflow.run, restore, application)
+
+
+async def start_restore(
+    session: AsyncSession,
+    temporal: Client,
+    workflow: Any,
+    restore: BackupRestore,
+    application: Application,
+) -> BackupRestore:
+    """Starts the restore's workflow on its flushed row (audit included), then commits: a
+    Temporal outage leaves nothing stored."""
+    assert restore.workflow_id is not None  # set with the row
     await session.flush()
     handle = await start_run(
         temporal,
-        RestoreWorkflow.run,
-        [str(restore_id), str(application.id), str(application.workspace_id)],
-        workflow_id,
+        workflow,
+        [str(restore.id), str(application.id), str(application.workspace_id)],
+        restore.workflow_id,
         application,
     )
     restore.run_id = handle.first_execution_run_id

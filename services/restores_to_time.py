@@ -20,8 +20,8 @@ from db import audit
 from db.models import Application, BackupRestore
 from services import recovery_window
 from services.errors import Invalid
-from services.restores import check_target
-from services.runs import claim_application, start_run
+from services.restores import check_target, start_restore
+from services.runs import claim_application
 from workflows.restore_to_time import RestoreToTimeWorkflow
 
 
@@ -85,14 +85,4 @@ async def request(
         workspace_id=application.workspace_id,
         details={TARGET_TIME: asked, "target": target.shown()},
     )
-    await session.flush()
-    handle = await start_run(
-        temporal,
-        RestoreToTimeWorkflow.run,
-        [str(restore_id), str(application.id), str(application.workspace_id)],
-        workflow_id,
-        application,
-    )
-    restore.run_id = handle.first_execution_run_id
-    await session.commit()
-    return restore
+    return await start_restore(session, temporal, RestoreToTimeWorkflow.run, restore, application)
