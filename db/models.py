@@ -445,6 +445,34 @@ class BackupCopy(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+class BackupDownload(Base):
+    """A short-lived link to one part of one backup (migration 0017, docs/downloads.md); the
+    link's secret is never stored, only its SHA-256."""
+
+    __tablename__ = "backup_downloads"
+    __table_args__ = (
+        CheckConstraint("compression IN ('none', 'gzip')", name="backup_downloads_compression"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    backup_execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backup_executions.id", ondelete="CASCADE")
+    )
+    part: Mapped[str] = mapped_column(String(300))
+    compression: Mapped[str] = mapped_column(String(20))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    uses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # Keyset pages and running-run checks (migration 0009): a page reads only its own rows.
 for _model, _owner, _at, _id in (
     (BackupExecution, "application_id", "created_at", "id"),
