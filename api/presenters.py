@@ -16,7 +16,12 @@ from temporalio.client import Client
 from api.pagination import page_of
 from api.problems import invalid, refusals
 from api.runs import settled_view, with_timeline
-from api.schemas.applications import ApplicationRow, KubernetesPlatformOut, LocalPlatformOut
+from api.schemas.applications import (
+    ApplicationOut,
+    ApplicationRow,
+    KubernetesPlatformOut,
+    LocalPlatformOut,
+)
 from api.schemas.backups import BackupOut
 from api.schemas.policies import PolicyOut
 from api.schemas.restores import RestoreOut
@@ -29,6 +34,7 @@ from db.models import Application, BackupExecution, BackupPolicy, BackupRestore,
 from schedules import backup_policy as sync
 from schedules.cron import CronError, check_timezone
 from services import backups, policies, restores
+from services.overdue import Standing
 from services.policies import KEEPS_NOTHING
 from services.storages import SECRET_FIELDS
 
@@ -47,7 +53,19 @@ def storage(row: BackupStorage) -> dict[str, Any]:
     return StorageOut.of(row, **storage_connection(row)).model_dump()
 
 
-def application(row: Application) -> dict[str, Any]:
+def overdue(standing: Standing | None) -> dict[str, Any]:
+    """The overdue fields of an application (none without a policy: not overdue)."""
+    if standing is None:
+        return {}
+    return {
+        "overdue": standing.overdue,
+        "overdue_since": standing.backup.overdue_since if standing.backup else None,
+        "drill_overdue": standing.drill_overdue,
+        "drill_overdue_since": standing.drill.overdue_since if standing.drill else None,
+    }
+
+
+def application(row: Application, standing: Standing | None = None) -> dict[str, Any]:
     """Never a password, only whether one is set."""
     settings = row.platform_settings
     platform: LocalPlatformOut | KubernetesPlatformOut
@@ -63,7 +81,9 @@ def application(row: Application) -> dict[str, Any]:
             hooks=settings.get("hooks"),
         )
     shown = ApplicationRow.model_validate(row, from_attributes=True)
-    return {**shown.model_dump(), "platform": platform.model_dump()}
+    return ApplicationOut.model_validate(
+        {**shown.model_dump(), "platform": platform.model_dump(), **overdue(standing)}
+    ).model_dump()
 
 
 def backup(execution: BackupExecution, settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -74,9 +94,14 @@ def backup(execution: BackupExecution, settings: Settings, **extra: Any) -> dict
     ).model_dump()
 
 
-async def policy(row: BackupPolicy, temporal: Client) -> dict[str, Any]:
-    """The policy with its schedule's live state, or why Temporal could not tell it."""
+async def policy(
+    row: BackupPolicy, temporal: Client, standing: Standing | None = None
+) -> dict[str, Any]:
+    """The policy with its schedule's live state, or why Temporal could not tell it, and
+    whether its application is overdue."""
     live: dict[str, Any] = {}
+    if standing is not None and standing.backup is not None:
+        live |= {"overdue": standing.overdue, "overdue_since": standing.backup.overdue_since}
     try:
         live["schedule_state"] = await sync.live_state(
             temporal, row.application_id, ZoneInfo(row.timezone)

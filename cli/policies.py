@@ -39,6 +39,8 @@ FIELDS: list[Field] = [
         lambda p: [when(t) for t in (p.get("schedule_state") or {}).get("next_runs", [])[:3]],
     ),
     ("schedule error", "schedule_error"),
+    ("overdue", "overdue"),
+    ("overdue since", lambda p: when(p.get("overdue_since"))),
 ]
 
 

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     schedule_catchup_minutes: int = 60
     reconcile_minutes: int = 10
     run_reconcile_minutes: int = 3
+    # a scheduled backup or drill is overdue when its run has not succeeded within its fire
+    # time plus this grace: the fraction of the time until the next fire, clamped between the
+    # minimum and the maximum (core/overdue.py, docs/alerts.md)
+    overdue_grace_min_minutes: float = Field(default=60, ge=0)
+    overdue_grace_fraction: float = Field(default=0.25, ge=0)
+    overdue_grace_max_hours: float = Field(default=24, ge=0)
     volume_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="folders application volumes may live in (':' or ',' separated); empty:"

@@ -26,7 +26,7 @@ from api.schemas.applications import (
 from core.database_url import split_database_url
 from db import audit
 from db.models import BackupPolicy
-from services import applications, workspaces
+from services import applications, overdue, workspaces
 
 router = APIRouter(tags=["applications"])
 
@@ -77,16 +77,28 @@ async def create_application(
 
 @router.get("/api/v1/workspaces/{workspace_id}/applications", response_model=Page[ApplicationOut])
 async def list_applications(
-    access: WorkspaceReader, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
+    access: WorkspaceReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> dict[str, object]:
     query = workspaces.applications_of(access.workspace.id)
     items, next_cursor = await page_of(session, query, limit, cursor)
-    return {"items": [presenters.application(app) for app in items], "next_cursor": next_cursor}
+    standing = await overdue.standings(session, settings, [app.id for app in items])
+    return {
+        "items": [presenters.application(app, standing.get(app.id)) for app in items],
+        "next_cursor": next_cursor,
+    }
 
 
 @router.get("/api/v1/applications/{app_id}", response_model=ApplicationOut)
-async def get_application(access: ApplicationReader) -> dict[str, Any]:
-    return presenters.application(access.application)
+async def get_application(
+    access: ApplicationReader, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    application = access.application
+    standing = await overdue.standing_of(session, settings, application.id)
+    return presenters.application(application, standing)
 
 
 @router.delete("/api/v1/applications/{app_id}", status_code=204)

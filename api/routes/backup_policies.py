@@ -13,7 +13,7 @@ from api.problems import refusals
 from api.schemas.policies import PolicyIn, PolicyOut, RetentionPreviewOut, TriggerOut
 from core.retention_rule import LIMITS, Rule
 from db.models import BackupPolicy
-from services import policies
+from services import overdue, policies
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}/backup-policy", tags=["backup policies"])
 
@@ -25,9 +25,11 @@ async def _policy(session: SessionDep, access: DedicatedAppReader) -> BackupPoli
 
 @router.get("", response_model=PolicyOut)
 async def get_policy(
-    access: DedicatedAppReader, session: SessionDep, temporal: TemporalDep
+    access: DedicatedAppReader, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> dict[str, Any]:
-    return await presenters.policy(await _policy(session, access), temporal)
+    policy = await _policy(session, access)
+    standing = await overdue.standing_of(session, settings, policy.application_id)
+    return await presenters.policy(policy, temporal, standing)
 
 
 def _count(name: str) -> Any:
@@ -86,7 +88,8 @@ async def put_policy(
     await session.commit()
     await session.refresh(policy)
     response.status_code = 201 if created else 200
-    return await presenters.policy(policy, temporal)
+    standing = await overdue.standing_of(session, settings, policy.application_id)
+    return await presenters.policy(policy, temporal, standing)
 
 
 @router.delete("", status_code=204)

@@ -30,6 +30,7 @@ from db.models import BackupPolicy, RestoreDrill, RestoreDrillPolicy
 from schedules import drill_policy as sync
 from schedules.backup_policy import state_of
 from services import drills as service
+from services import overdue
 from services.drills import DrillPolicyChange
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restore drills"])
@@ -37,7 +38,10 @@ log = logging.getLogger(__name__)
 
 
 async def _present_policy(
-    drills: RestoreDrillPolicy, policy: BackupPolicy, temporal: Client | None
+    drills: RestoreDrillPolicy,
+    policy: BackupPolicy,
+    temporal: Client | None,
+    standing: overdue.Standing | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         **DrillPolicyRow.model_validate(drills, from_attributes=True).model_dump(),
@@ -45,6 +49,8 @@ async def _present_policy(
         "timezone": policy.timezone,
         "schedule_id": sync.schedule_id(policy.application_id),
     }
+    if standing is not None and standing.drill is not None:
+        body |= {"overdue": standing.drill_overdue, "overdue_since": standing.drill.overdue_since}
     if temporal is None:
         body["schedule_error"] = "Temporal could not be reached"
         return body
@@ -60,13 +66,17 @@ async def _present_policy(
 
 @router.get("/drill-policy", response_model=DrillPolicyOut)
 async def get_drill_policy(
-    access: DedicatedAppReader, session: SessionDep, temporal: OptionalTemporalDep
+    access: DedicatedAppReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: OptionalTemporalDep,
 ) -> dict[str, Any]:
     policy = await service.backup_policy_of(session, access.application.id)
     drills = await service.drill_policy_of(session, policy)
     if policy is None or drills is None:
         raise not_found("drill policy of application", access.application.id)
-    return await _present_policy(drills, policy, temporal)
+    standing = await overdue.standing_of(session, settings, policy.application_id)
+    return await _present_policy(drills, policy, temporal, standing)
 
 
 @router.put(
@@ -94,7 +104,8 @@ async def put_drill_policy(
         )
     await session.refresh(drills)
     response.status_code = 201 if created else 200
-    return await _present_policy(drills, policy, temporal)
+    standing = await overdue.standing_of(session, settings, policy.application_id)
+    return await _present_policy(drills, policy, temporal, standing)
 
 
 @router.delete("/drill-policy", status_code=204)

@@ -52,7 +52,7 @@ async def _check_database(request: Request) -> str | None:
     return None
 
 
-async def _check_temporal(request: Request) -> str | None:
+async def check_temporal(request: Request) -> str | None:
     namespace = request.app.state.settings.temporal_namespace
     try:
         client = await request.app.state.temporal.get()
@@ -79,7 +79,8 @@ def unpolled(polled: Iterable[tuple[str, str, Sequence[PollerInfo]]], now: datet
     ]
 
 
-async def _check_workers(client: Client) -> str | None:
+async def pollers(client: Client) -> list[tuple[str, str, list[PollerInfo]]]:
+    """``(queue, kind, pollers)`` of each queue the workers must poll (also for /metrics)."""
     responses = await asyncio.gather(
         *(
             client.workflow_service.describe_task_queue(
@@ -93,13 +94,14 @@ async def _check_workers(client: Client) -> str | None:
             for queue, queue_type, _ in POLLED_QUEUES
         )
     )
-    missing = unpolled(
-        (
-            (queue, kind, list(response.pollers))
-            for (queue, _, kind), response in zip(POLLED_QUEUES, responses, strict=True)
-        ),
-        datetime.now(UTC),
-    )
+    return [
+        (queue, kind, list(response.pollers))
+        for (queue, _, kind), response in zip(POLLED_QUEUES, responses, strict=True)
+    ]
+
+
+async def _check_workers(client: Client) -> str | None:
+    missing = unpolled(await pollers(client), datetime.now(UTC))
     if missing:
         return (
             f"no worker polled {', '.join(missing)} in the last {WORKER_SEEN_SECONDS}s;"
@@ -110,7 +112,7 @@ async def _check_workers(client: Client) -> str | None:
 
 async def _check_temporal_and_workers(request: Request) -> tuple[str | None, str | None]:
     """Temporal first; the workers are only asked about when Temporal answers."""
-    temporal = await _check_temporal(request)
+    temporal = await check_temporal(request)
     if temporal is not None:
         return temporal, None
     try:

@@ -9,8 +9,11 @@ scrape token ``CAIRN_METRICS_TOKEN`` or a platform administrator's API token.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -23,11 +26,21 @@ from sqlalchemy.dialects.postgresql import distinct_on
 
 from api.deps import SessionDep, SettingsDep, current_principal
 from api.problems import forbidden, unauthorized
-from core.states import RunStatus, StorageStatus
+from api.routes.health import CHECK_TIMEOUT, WORKER_SEEN_SECONDS, check_temporal, pollers, unpolled
+from core.states import FINISHED, LIVE, RunStatus, StorageStatus
 from core.units import GIB
-from db.models import Application, BackupExecution, BackupRestore, BackupStorage, RestoreDrill
+from db.models import (
+    Application,
+    BackupExecution,
+    BackupRestore,
+    BackupStorage,
+    RestoreDrill,
+    Workspace,
+)
+from services import overdue
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 class _Snapshot(Collector):
@@ -120,6 +133,158 @@ async def _families(request: Request) -> list[Metric]:
     return [backups, restores, last, used, free, capacity, up, drilled, recovery]
 
 
+def _gauge(name: str, documentation: str, *labels: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+async def _alerting_families(request: Request) -> list[Metric]:
+    """What the alert rules and the dashboard ask (deploy/prometheus/, docs/alerts.md): who is
+    overdue, whose newest run failed, runs that stay live, quota, and the names to show."""
+    app_ids = ("workspace_id", "application_id")
+    info = _gauge(
+        "cairn_application_info",
+        "1 per application: its and its workspace's names, for joins in alerts and dashboards",
+        "workspace_id",
+        "application_id",
+        "workspace",
+        "application",
+    )
+    overdue_backup = _gauge(
+        "cairn_backup_overdue",
+        "1 when the application's enabled policy owed a backup that has not succeeded within"
+        " its grace (docs/alerts.md)",
+        *app_ids,
+    )
+    overdue_drill = _gauge(
+        "cairn_drill_overdue",
+        "1 when the enabled drill policy owed a drill that has not succeeded within its grace",
+        *app_ids,
+    )
+    overdue_count = _gauge(
+        "cairn_applications_overdue",
+        "Applications of the workspace whose scheduled backup is overdue",
+        "workspace_id",
+    )
+    failed_backup = _gauge(
+        "cairn_backup_last_run_failed",
+        "1 when the application's newest finished backup failed",
+        *app_ids,
+    )
+    failed_drill = _gauge(
+        "cairn_drill_last_run_failed",
+        "1 when the application's newest finished restore drill failed",
+        *app_ids,
+    )
+    live = _gauge("cairn_runs_live", "Backups, restores and drills pending or running", "kind")
+    oldest = _gauge(
+        "cairn_run_oldest_live_seconds",
+        "Age of the oldest pending or running run of each kind (0: none)",
+        "kind",
+    )
+    quota = _gauge(
+        "cairn_workspace_quota_bytes", "The workspace's backup quota", "workspace_id", "workspace"
+    )
+    filesystem = _gauge(
+        "cairn_storage_filesystem_size_bytes",
+        "Size of the file system a backup storage lives on (shared with other data)",
+        "workspace_id",
+        "storage_id",
+        "name",
+    )
+    now = datetime.now(UTC)
+    async with request.app.state.sessions() as session:
+        for ws_id, ws_name, app_id, app_name in await session.execute(
+            select(Workspace.id, Workspace.name, Application.id, Application.name).join(
+                Application, Application.workspace_id == Workspace.id
+            )
+        ):
+            info.add_metric([str(ws_id), str(app_id), ws_name, app_name], 1)
+        counted: dict[str, int] = {}
+        for standing in (await overdue.standings(session, request.app.state.settings)).values():
+            labels = [str(standing.workspace_id), str(standing.application_id)]
+            if standing.backup is not None:
+                overdue_backup.add_metric(labels, int(standing.overdue))
+                counted[labels[0]] = counted.get(labels[0], 0) + int(standing.overdue)
+            if standing.drill is not None:
+                overdue_drill.add_metric(labels, int(standing.drill_overdue))
+        for ws, count in counted.items():
+            overdue_count.add_metric([ws], count)
+        for model, family in ((BackupExecution, failed_backup), (RestoreDrill, failed_drill)):
+            for ws_id, app_id, status in await session.execute(
+                select(Application.workspace_id, Application.id, model.status)
+                .join(model, model.application_id == Application.id)
+                .where(model.status.in_(FINISHED))
+                .ext(distinct_on(Application.id))
+                .order_by(Application.id, model.completed_at.desc().nulls_last())
+            ):
+                family.add_metric([str(ws_id), str(app_id)], int(status == RunStatus.FAILED))
+        for kind, run in (
+            ("backup", BackupExecution),
+            ("restore", BackupRestore),
+            ("drill", RestoreDrill),
+        ):
+            count, first = (
+                await session.execute(
+                    select(
+                        func.count(), func.min(func.coalesce(run.started_at, run.created_at))
+                    ).where(run.status.in_(LIVE))
+                )
+            ).one()
+            live.add_metric([kind], count)
+            oldest.add_metric([kind], (now - first).total_seconds() if first else 0.0)
+        for ws_id, ws_name, quota_gb in await session.execute(
+            select(Workspace.id, Workspace.name, Workspace.backup_quota_gb)
+        ):
+            quota.add_metric([str(ws_id), ws_name], quota_gb * GIB)
+        for storage in await session.scalars(
+            select(BackupStorage).where(BackupStorage.filesystem_total_bytes.is_not(None))
+        ):
+            labels = [str(storage.workspace_id), str(storage.id), storage.name]
+            filesystem.add_metric(labels, storage.filesystem_total_bytes or 0)
+    return [
+        info,
+        overdue_backup,
+        overdue_drill,
+        overdue_count,
+        failed_backup,
+        failed_drill,
+        live,
+        oldest,
+        quota,
+        filesystem,
+        *await _temporal_families(request),
+    ]
+
+
+async def _temporal_families(request: Request) -> list[Metric]:
+    """Whether the API reaches Temporal and whether a worker polls each task queue, asked as
+    /readyz asks (a scrape waits at most a few seconds for an unreachable Temporal)."""
+    up = _gauge("cairn_temporal_up", "1 when the API reached Temporal's namespace at this scrape")
+    polled = _gauge(
+        "cairn_task_queue_polled",
+        f"1 when a worker polled the task queue within the last {WORKER_SEEN_SECONDS}s",
+        "task_queue",
+        "type",
+    )
+    try:
+        reachable = await asyncio.wait_for(check_temporal(request), CHECK_TIMEOUT + 1) is None
+    except TimeoutError:
+        reachable = False
+    up.add_metric([], int(reachable))
+    if not reachable:
+        return [up, polled]
+    try:
+        client = await request.app.state.temporal.get()
+        described = await asyncio.wait_for(pollers(client), CHECK_TIMEOUT + 1)
+    except Exception as exc:  # the up gauge says Temporal answered; the queues stay unknown
+        log.warning("task queues not described for /metrics: %s", exc)
+        return [up, polled]
+    now = datetime.now(UTC)
+    for queue, kind, seen in described:
+        polled.add_metric([queue, kind], 0 if unpolled([(queue, kind, seen)], now) else 1)
+    return [up, polled]
+
+
 async def scraper(
     session: SessionDep,
     settings: SettingsDep,
@@ -147,5 +312,5 @@ async def scraper(
 @router.get("/metrics", response_class=Response, dependencies=[Depends(scraper)])
 async def metrics(request: Request) -> Response:
     registry = CollectorRegistry()
-    registry.register(_Snapshot(await _families(request)))
+    registry.register(_Snapshot(await _families(request) + await _alerting_families(request)))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

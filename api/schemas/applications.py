@@ -315,3 +315,15 @@ class ApplicationRow(Output):
 
 class ApplicationOut(ApplicationRow):
     platform: Annotated[LocalPlatformOut | KubernetesPlatformOut, Field(discriminator="kind")]
+    overdue: bool = Field(
+        default=False,
+        description="no successful backup since its enabled policy's schedule owed one, past"
+        " the grace (docs/alerts.md); false without a policy or while it is paused",
+    )
+    overdue_since: datetime | None = Field(
+        default=None, description="when the missed run's grace ran out"
+    )
+    drill_overdue: bool = Field(
+        default=False, description="the same for the enabled drill policy's restore drills"
+    )
+    drill_overdue_since: datetime | None = None

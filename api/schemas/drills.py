@@ -91,6 +91,12 @@ class DrillPolicyOut(DrillPolicyRow):
     schedule_error: str | None = Field(
         default=None, description="why the live state could not be read from Temporal"
     )
+    overdue: bool = Field(
+        default=False,
+        description="no successful drill since the schedule owed one, past the grace"
+        " (docs/alerts.md); false while disabled",
+    )
+    overdue_since: datetime | None = None
 
 
 class CheckResultOut(Output):

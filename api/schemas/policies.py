@@ -117,6 +117,14 @@ class PolicyOut(Output):
     schedule_error: str | None = Field(
         default=None, description="why the live state could not be read from Temporal"
     )
+    overdue: bool = Field(
+        default=False,
+        description="no successful backup since the schedule owed one, past the grace"
+        " (docs/alerts.md); false while paused",
+    )
+    overdue_since: datetime | None = Field(
+        default=None, description="when the missed run's grace ran out"
+    )
 
 
 class TriggerOut(Output):

@@ -38,7 +38,7 @@ from api.ui.pages.shared import (
 )
 from api.ui.sessions import SignedIn
 from core.retention_rule import COUNTS
-from services import backups, policies, restores, storages
+from services import backups, overdue, policies, restores, storages
 
 router = page_router()
 HISTORY_PAGE = 25
@@ -74,7 +74,9 @@ async def _application_page(
         signed,
         status_code,
         access=access,
-        app=presenters.application(application),
+        app=presenters.application(
+            application, await overdue.standing_of(session, settings, application.id)
+        ),
         state=state,
         policy=policy,
         storages=[presenters.storage(s) for s in listed],

@@ -10,12 +10,12 @@ from fastapi import Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api import presenters
-from api.deps import SessionDep, dedicated_reader, workspace_admin, workspace_reader
+from api.deps import SessionDep, dedicated_reader, get_settings, workspace_admin, workspace_reader
 from api.pagination import page_of
 from api.ui import views
 from api.ui.pages.shared import Reader, page_router, render
 from core.states import has_backups
-from services import storages, workspaces
+from services import overdue, storages, workspaces
 
 router = page_router()
 
@@ -55,7 +55,8 @@ async def overview(
     rows, next_cursor = await page_of(
         session, workspaces.applications_of(access.workspace.id), 100, cursor
     )
-    items = [presenters.application(row) for row in rows]
+    standing = await overdue.standings(session, get_settings(request), [row.id for row in rows])
+    items = [presenters.application(row, standing.get(row.id)) for row in rows]
     usage = await storages.usage(session, (await dedicated_reader(access)).workspace, 0)
     now = datetime.now(UTC)
     states = await views.protections(session, [a["id"] for a in items], now)

@@ -1,0 +1,130 @@
+"""Which applications are overdue: policies and last successes read, judged by core/overdue.py.
+
+One query for any number of applications (a page of the list, one application, or all of them
+for ``/metrics``), so the API, the UI and the metrics agree on every verdict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.overdue import Grace, NextFire, Verdict, judge
+from core.settings import Settings
+from core.states import RunStatus
+from db.models import Application, BackupExecution, BackupPolicy, RestoreDrill, RestoreDrillPolicy
+from schedules.cron import next_times
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An application with a backup policy: its verdicts and last successes.
+
+    ``backup`` is None while the policy is paused, ``drill`` None without an enabled drill
+    policy: neither is judged then.
+    """
+
+    application_id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    backup: Verdict | None
+    drill: Verdict | None
+    last_success: datetime | None
+    last_drill_success: datetime | None
+
+    @property
+    def overdue(self) -> bool:
+        return self.backup is not None and self.backup.overdue
+
+    @property
+    def drill_overdue(self) -> bool:
+        return self.drill is not None and self.drill.overdue
+
+
+def grace_of(settings: Settings) -> Grace:
+    return Grace(
+        minimum=timedelta(minutes=settings.overdue_grace_min_minutes),
+        fraction=settings.overdue_grace_fraction,
+        maximum=timedelta(hours=settings.overdue_grace_max_hours),
+    )
+
+
+def fires_of(expression: str, zone: ZoneInfo) -> NextFire:
+    """The schedule's next fire time after a moment, read as Temporal reads the cron."""
+
+    def next_fire(after: datetime) -> datetime | None:
+        times = next_times(expression, zone, 1, after)
+        return times[0] if times else None
+
+    return next_fire
+
+
+def _last_success(
+    model: type[BackupExecution] | type[RestoreDrill], ids: Collection[uuid.UUID] | None
+) -> Select[uuid.UUID, datetime | None]:
+    query = (
+        select(model.application_id, func.max(model.completed_at).label("at"))
+        .where(model.status == RunStatus.SUCCEEDED)
+        .group_by(model.application_id)
+    )
+    return query if ids is None else query.where(model.application_id.in_(ids))
+
+
+async def standings(
+    session: AsyncSession,
+    settings: Settings,
+    application_ids: Collection[uuid.UUID] | None = None,
+    now: datetime | None = None,
+) -> dict[uuid.UUID, Standing]:
+    """The standing of each application with a backup policy (of ``application_ids``, or of
+    every application when None), judged at ``now``."""
+    now = now or datetime.now(UTC)
+    grace = grace_of(settings)
+    backups = _last_success(BackupExecution, application_ids).subquery()
+    drills = _last_success(RestoreDrill, application_ids).subquery()
+    query = (
+        select(
+            Application.id,
+            Application.workspace_id,
+            Application.name,
+            BackupPolicy,
+            RestoreDrillPolicy,
+            backups.c.at,
+            drills.c.at,
+        )
+        .join(BackupPolicy, BackupPolicy.application_id == Application.id)
+        .outerjoin(RestoreDrillPolicy, RestoreDrillPolicy.policy_id == BackupPolicy.id)
+        .outerjoin(backups, backups.c.application_id == Application.id)
+        .outerjoin(drills, drills.c.application_id == Application.id)
+    )
+    if application_ids is not None:
+        query = query.where(Application.id.in_(application_ids))
+    found: dict[uuid.UUID, Standing] = {}
+    for app_id, workspace_id, name, policy, drill_policy, succeeded, drilled in (
+        await session.execute(query)
+    ).all():
+        zone = ZoneInfo(policy.timezone)
+        backup = (
+            judge(fires_of(policy.schedule, zone), policy.created_at or now, succeeded, now, grace)
+            if policy.enabled
+            else None
+        )
+        drill = None
+        if drill_policy is not None and drill_policy.enabled:
+            drill_fires = fires_of(drill_policy.schedule, zone)
+            drill = judge(drill_fires, drill_policy.created_at, drilled, now, grace)
+        found[app_id] = Standing(app_id, workspace_id, name, backup, drill, succeeded, drilled)
+    return found
+
+
+async def standing_of(
+    session: AsyncSession, settings: Settings, application_id: uuid.UUID
+) -> Standing | None:
+    """One application's standing; None without a backup policy."""
+    return (await standings(session, settings, [application_id])).get(application_id)
