@@ -30,23 +30,17 @@ from activities.errors import fatal, temporal_errors
 from activities.restore import (
     Backup,
     backup_to_read,
-    matches_manifest,
+    measured_as_backed_up,
     read_failure,
+    restore_database_of,
+    restore_volume_of,
     snapshots_present,
 )
-from activities.support import (
-    ReadingActivities,
-    heartbeating,
-    no_progress,
-    read_metadata,
-    to_completion,
-    with_progress,
-)
+from activities.support import ReadingActivities, heartbeating, read_metadata
 from adapters.errors import AdapterError
 from adapters.local_folders import remove_folder
 from adapters.local_platform import drills_folder
-from adapters.platform import SqlCheck
-from adapters.restic import ResticError
+from adapters.platform import Scratch, SqlCheck
 from contracts.drill import (
     CLEANUP_ATTEMPTS,
     BeginDrill,
@@ -168,12 +162,8 @@ class DrillActivities(ReadingActivities):
     async def verify_drill_backup(self, drill_id: str) -> str:
         """The backup's snapshots are in the repository (a shared lock: backups go on)."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, drill_id))
-        try:
-            count = await snapshots_present(
-                self.restic, loaded.repo, loaded.execution.id, loaded.manifest
-            )
-        except ResticError as exc:
-            raise read_failure(exc) from None
+        with temporal_errors(translate=read_failure):
+            count = await snapshots_present(self.restic, loaded)
         return f"{count} snapshots present"
 
     @activity.defn
@@ -181,42 +171,27 @@ class DrillActivities(ReadingActivities):
         """Restores the dump into the scratch database; the dump's bytes, which it read back."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, drill_id))
         platform = self._platform(loaded.application)
-        part = loaded.part(names.DATABASE)
-        snapshot = str(part["snapshot_id"])
-        with temporal_errors(translate=read_failure):  # the cleanup step drops the scratch copy
-            await with_progress(
-                lambda progress: platform.restore_scratch_database(
-                    drill_id, loaded.repo, snapshot, progress
-                )
-            )
-        return int(part.get("bytes_processed") or 0)
+        # a failure leaves the scratch copy to the cleanup step
+        await restore_database_of(platform, loaded, drill_id, Scratch(drill_id))
+        return int(loaded.part(names.DATABASE).get("bytes_processed") or 0)
 
     @activity.defn
     async def restore_drill_volume(self, job: DrillVolume) -> str:
         """Restores one volume's snapshot into the drill's scratch area."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.drill_id))
         platform = self._platform(loaded.application)
-        snapshot = loaded.snapshot(names.volume_part(job.volume))
-        with temporal_errors(translate=read_failure):
-            # to its end: the cleanup must not race a restic still writing into the folder
-            return await to_completion(
-                lambda: platform.restore_scratch_volume(
-                    job.drill_id, job.volume, loaded.repo, snapshot, no_progress
-                )
-            )
+        return await restore_volume_of(
+            platform, loaded, job.drill_id, job.volume, Scratch(job.drill_id)
+        )
 
     @activity.defn
     async def verify_drill(self, plan: DrillPlan) -> Verified:
         """Row counts and file counts and sizes of the scratch copies equal the manifest's."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, plan.drill_id))
         platform = self._platform(loaded.application)
-        with temporal_errors():
-            measured = await heartbeating(
-                asyncio.to_thread(
-                    platform.measure_scratch, plan.drill_id, plan.database, plan.volumes
-                )
-            )
-        figures = matches_manifest(loaded.manifest, measured)
+        figures = await measured_as_backed_up(
+            platform, loaded, plan.database, plan.volumes, Scratch(plan.drill_id)
+        )
         volumes = {
             volume: v for k, v in figures.items() if (volume := names.volume_of(k)) is not None
         }

@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.copy_reading import open_copy
-from activities.errors import fatal, to_application_error
+from activities.errors import fatal, temporal_errors, to_application_error
 from activities.support import (
     ReadingActivities,
     execution_repository,
@@ -35,7 +35,7 @@ from activities.support import (
 from adapters.errors import AdapterError
 from adapters.pg_dump import DumpError
 from adapters.pg_identity import DatabaseIdentity
-from adapters.platform import Measured, OtherDatabase, Platform
+from adapters.platform import Measured, OtherDatabase, Platform, Scratch
 from adapters.restic import Repository, Restic, ResticError
 from contracts.restore import FinishRestore, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
@@ -162,12 +162,11 @@ def matches_manifest(manifest: dict[str, Any], measured: Measured) -> dict[str, 
     return result
 
 
-async def snapshots_present(
-    restic: Restic, repo: Repository, execution_id: uuid.UUID, manifest: dict[str, Any]
-) -> int:
+async def snapshots_present(restic: Restic, backup: Backup) -> int:
     """The backup's snapshots are all in the repository; how many there are."""
-    snapshots = await asyncio.to_thread(restic.snapshots, repo, [names.execution_tag(execution_id)])
-    wanted = {p["snapshot_id"] for p in manifest.get("parts", [])}
+    tags = [names.execution_tag(backup.execution.id)]
+    snapshots = await asyncio.to_thread(restic.snapshots, backup.repo, tags)
+    wanted = {p["snapshot_id"] for p in backup.manifest.get("parts", [])}
     missing = sorted(w for w in wanted if not any(s.id.startswith(w) for s in snapshots))
     if missing:
         raise fatal(
@@ -175,6 +174,53 @@ async def snapshots_present(
             "MissingBackup",
         )
     return len(wanted)
+
+
+# The data steps a restore and a drill share: a drill is a restore ``into=Scratch(drill_id)``.
+
+
+async def restore_database_of(
+    platform: Platform, backup: Backup, run_id: str, into: OtherDatabase | Scratch | None
+) -> str:
+    """The backup's dump restored by ``platform`` (over the application's own database,
+    ``into`` another one or a drill's scratch database); the platform's note."""
+    snapshot = backup.snapshot(names.DATABASE)
+    with temporal_errors(translate=read_failure):
+        return await with_progress(
+            lambda progress: platform.restore_database(
+                run_id, backup.repo, snapshot, progress, into=into
+            )
+        )
+
+
+async def restore_volume_of(
+    platform: Platform, backup: Backup, run_id: str, volume: str, into: Scratch | None
+) -> str:
+    """One volume of the backup restored by ``platform``; the platform's note."""
+    snapshot = backup.snapshot(names.volume_part(volume))
+    with temporal_errors(translate=read_failure):
+        # to its end: a swap must not stop half-way, nor a drill's cleanup race a restic
+        # still writing its copy
+        return await to_completion(
+            lambda: platform.restore_volume(
+                run_id, volume, backup.repo, snapshot, no_progress, into=into
+            )
+        )
+
+
+async def measured_as_backed_up(
+    platform: Platform,
+    backup: Backup,
+    database: bool,
+    volumes: list[str],
+    into: OtherDatabase | Scratch | None,
+) -> dict[str, Any]:
+    """What ``platform`` measures of the restored parts equals the backup's manifest."""
+    with temporal_errors():
+        measured = await heartbeating(
+            asyncio.to_thread(platform.measure, database, volumes, into=into)
+        )
+    return matches_manifest(backup.manifest, measured)
 
 
 class RestoreActivities(ReadingActivities):
@@ -258,9 +304,7 @@ class RestoreActivities(ReadingActivities):
         """The backup's snapshots exist and the repository's data reads back intact."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         try:
-            count = await snapshots_present(
-                loaded.restic, loaded.repo, loaded.execution.id, loaded.manifest
-            )
+            count = await snapshots_present(loaded.restic, loaded)
             await with_progress(lambda _p: loaded.restic.check(loaded.repo, read_data=True))
         except ResticError as exc:
             if exc.exit_code is None or exc.retryable:  # restic never judged the data:
@@ -271,10 +315,8 @@ class RestoreActivities(ReadingActivities):
     @activity.defn
     async def quiesce(self, restore_id: str) -> str:
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
-        try:
+        with temporal_errors("the application could not be stopped"):
             return await to_completion(self._platform(loaded.application).quiesce)
-        except AdapterError as exc:
-            raise to_application_error(exc, "the application could not be stopped") from None
 
     @activity.defn
     async def resume(self, restore_id: str) -> str:
@@ -283,10 +325,8 @@ class RestoreActivities(ReadingActivities):
             assert restore is not None
             application = await session.get(Application, restore.application_id)
             assert application is not None
-        try:
+        with temporal_errors("the application could not be started"):
             return await to_completion(self._platform(application).resume)
-        except AdapterError as exc:
-            raise to_application_error(exc, "the application could not be started") from None
 
     @activity.defn
     async def restore_database(self, restore_id: str) -> str:
@@ -294,17 +334,10 @@ class RestoreActivities(ReadingActivities):
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         platform = self._reading(loaded)
         into = self._into(loaded)
-        snapshot = loaded.snapshot(names.DATABASE)
-        try:
-            if into is not None:  # never another application's, whatever its address
+        if into is not None:  # never another application's, whatever its address
+            with temporal_errors(translate=read_failure):
                 into = replace(into, protect=await self._others(loaded, into))
-            return await with_progress(
-                lambda progress: platform.restore_database(
-                    restore_id, loaded.repo, snapshot, progress, into=into
-                )
-            )
-        except AdapterError as exc:
-            raise read_failure(exc) from None
+        return await restore_database_of(platform, loaded, restore_id, into)
 
     @activity.defn
     async def restore_volume(self, job: VolumeJob) -> str:
@@ -317,16 +350,9 @@ class RestoreActivities(ReadingActivities):
             )
         except BoundaryError as exc:
             raise fatal(f"volume {job.volume} refused: {exc.message}", "BoundaryRefused") from None
-        platform = self._reading(loaded)
-        snapshot = loaded.snapshot(names.volume_part(job.volume))
-        try:  # to its end: a swap must not stop half-way
-            return await to_completion(
-                lambda: platform.restore_volume(
-                    job.restore_id, job.volume, loaded.repo, snapshot, no_progress
-                )
-            )
-        except AdapterError as exc:
-            raise read_failure(exc) from None
+        return await restore_volume_of(
+            self._reading(loaded), loaded, job.restore_id, job.volume, into=None
+        )
 
     @activity.defn
     async def restore_config(self, restore_id: str) -> str:
@@ -334,12 +360,10 @@ class RestoreActivities(ReadingActivities):
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         platform = self._reading(loaded)
         snapshot = loaded.snapshot(names.CONFIG)
-        try:  # to its end: objects are applied one by one
+        with temporal_errors(translate=read_failure):  # to its end: objects go one by one
             return await to_completion(
                 lambda: platform.restore_config(restore_id, loaded.repo, snapshot)
             )
-        except AdapterError as exc:
-            raise read_failure(exc) from None
 
     @activity.defn
     async def verify_restore(self, restore_id: str) -> dict[str, Any]:
@@ -348,13 +372,9 @@ class RestoreActivities(ReadingActivities):
         details = RestoreDetails.from_dict(loaded.restore.details)
         platform = self._platform(loaded.application)
         into = self._into(loaded) if details.database else None
-        try:
-            measured = await heartbeating(
-                asyncio.to_thread(platform.measure, details.database, details.volumes, into=into)
-            )
-        except AdapterError as exc:
-            raise to_application_error(exc) from None
-        return matches_manifest(loaded.manifest, measured)
+        return await measured_as_backed_up(
+            platform, loaded, details.database, details.volumes, into
+        )
 
     @activity.defn
     async def finish_restore(self, finish: FinishRestore) -> bool:

@@ -29,6 +29,7 @@ from adapters.platform import (
     PlatformError,
     PointInTime,
     ProgressFn,
+    Scratch,
     SqlCheck,
     VolumeFigures,
     VolumeUpload,
@@ -128,8 +129,12 @@ class LocalPlatform:
         found = pg_databases.identity(original, "the original, the application's own database")
         return (found,) if found is not None else ()
 
-    def _target(self, into: OtherDatabase | None) -> pg_dump.PgTarget:
-        return self._own_database() if into is None else self._other_database(into)
+    def _target(self, into: OtherDatabase | Scratch | None) -> pg_dump.PgTarget:
+        if into is None:
+            return self._own_database()
+        if isinstance(into, Scratch):
+            return self._scratch_database(into.drill_id)
+        return self._other_database(into)
 
     def _folders(self) -> dict[str, str]:
         return dict(self.settings.get("volumes") or {})
@@ -281,10 +286,14 @@ class LocalPlatform:
         snapshot: str,
         progress: ProgressFn,
         *,
-        into: OtherDatabase | None = None,
+        into: OtherDatabase | Scratch | None = None,
     ) -> str:
-        """Restores into a fresh database, then swaps it in by rename."""
+        """Restores into a fresh database, then swaps it in by rename (a drill's scratch
+        database is filled afresh in place: nothing live to keep)."""
         target = self._target(into)
+        if isinstance(into, Scratch):
+            self._fill(target, repo, snapshot)
+            return f"database restored into {target.dbname}"
         short = _short(run_id)
         staging, old = f"cairn_restore_{short}", f"cairn_old_{short}"
         pg_databases.check_writable(target, [target.dbname, staging, old])
@@ -311,9 +320,24 @@ class LocalPlatform:
         )
 
     def restore_volume(
-        self, run_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+        self,
+        run_id: str,
+        volume: str,
+        repo: Repository,
+        snapshot: str,
+        progress: ProgressFn,
+        *,
+        into: Scratch | None = None,
     ) -> str:
-        """Restores into a staging folder beside the volume, then swaps the folders."""
+        """Restores into a staging folder beside the volume, then swaps the folders; a
+        drill's copy goes into its own folder under cairn's data folder."""
+        if into is not None:
+            scratch = self._scratch_folder(into.drill_id)
+            # the application's files: readable by the worker's user only
+            scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+            scratch.chmod(0o700)
+            restore_folder(self.restic, repo, snapshot, scratch / volume)
+            return f"volume {volume} restored into {scratch / volume}"
         live = self._folder(volume)
         short = _short(run_id)
         staging = live.with_name(f".{live.name}.cairn-restore-{short}")
@@ -331,16 +355,18 @@ class LocalPlatform:
         )
 
     def measure(
-        self, database: bool, volumes: list[str], *, into: OtherDatabase | None = None
+        self,
+        database: bool,
+        volumes: list[str],
+        *,
+        into: OtherDatabase | Scratch | None = None,
     ) -> Measured:
-        folders = self._folders()
-        return self._measure(
-            self._target(into) if database else None,
-            {volume: Path(folders[volume]) for volume in volumes},
-        )
-
-    def _measure(self, database: pg_dump.PgTarget | None, folders: dict[str, Path]) -> Measured:
-        rows = pg_dump.table_row_counts(database, self._psql()) if database else None
+        if isinstance(into, Scratch):
+            scratch = self._scratch_folder(into.drill_id)
+            folders = {volume: scratch / volume for volume in volumes}
+        else:
+            folders = {volume: Path(self._folders()[volume]) for volume in volumes}
+        rows = pg_dump.table_row_counts(self._target(into), self._psql()) if database else None
         return Measured(
             rows, {name: VolumeFigures(*count_files(folder)) for name, folder in folders.items()}
         )
@@ -375,29 +401,6 @@ class LocalPlatform:
             "scratch_database": scratch_database(drill_id),
             "scratch_folder": str(drills_folder(self.cairn) / drill_id),
         }
-
-    def restore_scratch_database(
-        self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
-    ) -> None:
-        self._fill(self._scratch_database(drill_id), repo, snapshot)
-
-    def restore_scratch_volume(
-        self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
-    ) -> str:
-        scratch = self._scratch_folder(drill_id)
-        # the application's files: readable by the worker's user only
-        scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-        scratch.chmod(0o700)
-        folder = scratch / volume
-        restore_folder(self.restic, repo, snapshot, folder)
-        return f"volume {volume} restored into {folder}"
-
-    def measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
-        folder = self._scratch_folder(drill_id)
-        return self._measure(
-            self._scratch_database(drill_id) if database else None,
-            {volume: folder / volume for volume in volumes},
-        )
 
     def run_checks(
         self, drill_id: str, checks: list[SqlCheck], timeout_seconds: int

@@ -113,6 +113,19 @@ class OtherDatabase:
 
 
 @dataclass(frozen=True)
+class Scratch:
+    """A drill's scratch copies: where a drill restores instead of over the application's data.
+
+    A restore into a target like ``OtherDatabase``, but the platform names it from
+    ``drill_id`` (a database ``cairn_drill_<id>`` on the application's server, volume copies
+    of its own) so that a retry, the checks and ``remove_scratch`` find it; no boundary rule
+    refuses cairn's own scratch names, and nothing live is replaced, so nothing is staged.
+    """
+
+    drill_id: str
+
+
+@dataclass(frozen=True)
 class SqlCheck:
     """A drill's check: one read-only query that must return a single true value."""
 
@@ -214,19 +227,31 @@ class Platform(Protocol):
         snapshot: str,
         progress: ProgressFn,
         *,
-        into: OtherDatabase | None = None,
+        into: OtherDatabase | Scratch | None = None,
     ) -> str:
         """Restores the dump into a staged copy, then swaps it in by rename; a note.
 
-        Into the application's own database, or ``into`` another one. Nothing live is
-        overwritten until the copy is complete; repeating after a crash finishes the swap.
+        Into the application's own database, ``into`` another one, or a drill's scratch
+        database (made afresh). Nothing live is overwritten until the copy is complete;
+        repeating after a crash finishes the swap.
         """
         ...
 
     def restore_volume(
-        self, run_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+        self,
+        run_id: str,
+        volume: str,
+        repo: Repository,
+        snapshot: str,
+        progress: ProgressFn,
+        *,
+        into: Scratch | None = None,
     ) -> str:
-        """Restores the volume into a staged copy beside it, then swaps it in; a note."""
+        """Restores the volume into a staged copy beside it, then swaps it in; a note.
+
+        ``into`` a drill's scratch copy instead, which leaves the application's volume alone;
+        the note says where the copy is.
+        """
         ...
 
     def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
@@ -234,31 +259,20 @@ class Platform(Protocol):
         ...
 
     def measure(
-        self, database: bool, volumes: list[str], *, into: OtherDatabase | None = None
+        self,
+        database: bool,
+        volumes: list[str],
+        *,
+        into: OtherDatabase | Scratch | None = None,
     ) -> Measured:
-        """Row counts of the database (or ``into``) and file figures of the volumes."""
+        """Row counts of the database (or ``into``) and file figures of the volumes (or of
+        their copies in the drill's ``Scratch``)."""
         ...
 
-    # -- drills: scratch copies that never touch the application's data -------------------
+    # -- drills: restores ``into=Scratch(drill_id)``, checked, then removed ---------------
 
     def describe_scratch(self, drill_id: str) -> dict[str, str]:
         """Where the drill's scratch copies will live (recorded on the drill for operators)."""
-        ...
-
-    def restore_scratch_database(
-        self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
-    ) -> None:
-        """Restores the dump into the drill's scratch database (made afresh)."""
-        ...
-
-    def restore_scratch_volume(
-        self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
-    ) -> str:
-        """Restores the volume into the drill's scratch area; a note saying where."""
-        ...
-
-    def measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
-        """``measure`` of the drill's scratch copies."""
         ...
 
     def run_checks(

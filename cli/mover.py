@@ -30,7 +30,7 @@ import click
 from adapters.errors import AdapterError
 from adapters.kubernetes.volume_swap import settle, swap_in_place
 from adapters.local_platform import LocalPlatform
-from adapters.platform import OtherDatabase, SqlCheck
+from adapters.platform import OtherDatabase, Scratch, SqlCheck
 from adapters.restic import Progress, Repository, Restic
 from core.settings import get_settings
 
@@ -278,7 +278,9 @@ def scratch_database(
 ) -> None:
     """A drill's scratch database on the application's server, filled from the backup."""
     platform = _platform(db_host, db_port, db_name, db_user)
-    platform.restore_scratch_database(drill_id, _repository(repo), snapshot, _progress)
+    platform.restore_database(
+        drill_id, _repository(repo), snapshot, _progress, into=Scratch(drill_id)
+    )
     _emit(RESULT, {"database": platform.describe_scratch(drill_id)["scratch_database"]})
 
 
@@ -291,7 +293,7 @@ def scratch_measure(
 ) -> None:
     """Row counts per table of a drill's scratch database."""
     platform = _platform(db_host, db_port, db_name, db_user)
-    _emit(RESULT, asdict(platform.measure_scratch(drill_id, True, [])))
+    _emit(RESULT, asdict(platform.measure(True, [], into=Scratch(drill_id))))
 
 
 @mover.command()

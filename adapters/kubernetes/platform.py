@@ -57,6 +57,7 @@ from adapters.platform import (
     PlatformError,
     PointInTime,
     ProgressFn,
+    Scratch,
     SqlCheck,
     VolumeFigures,
     VolumeUpload,
@@ -544,8 +545,10 @@ class KubernetesPlatform:
         snapshot: str,
         progress: ProgressFn,
         *,
-        into: OtherDatabase | None = None,
+        into: OtherDatabase | Scratch | None = None,
     ) -> str:
+        if isinstance(into, Scratch):
+            return self._restore_scratch_database(into.drill_id, repo, snapshot, progress)
         database = self._database()
         args = ["restore-database", "--run", run_id, "--snapshot", snapshot]
         args += self._database_args(database)
@@ -562,9 +565,18 @@ class KubernetesPlatform:
         return str(self._run(run_id, mover, progress)["note"])
 
     def restore_volume(
-        self, run_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
+        self,
+        run_id: str,
+        volume: str,
+        repo: Repository,
+        snapshot: str,
+        progress: ProgressFn,
+        *,
+        into: Scratch | None = None,
     ) -> str:
         """Into the claim itself: staged inside it, then swapped in (see volume_swap.py)."""
+        if into is not None:
+            return self._restore_scratch_volume(into.drill_id, volume, repo, snapshot, progress)
         claim = self._claim(volume)
         self._read_claim(volume)
         pod_volume, mount = self._claim_volume(claim, read_only=False)
@@ -588,9 +600,15 @@ class KubernetesPlatform:
         return apply_objects(self.kube.api, self.namespace, document)
 
     def measure(
-        self, database: bool, volumes: list[str], *, into: OtherDatabase | None = None
+        self,
+        database: bool,
+        volumes: list[str],
+        *,
+        into: OtherDatabase | Scratch | None = None,
     ) -> Measured:
         """Counted by movers: one for the database, one per claim (mounted read-only)."""
+        if isinstance(into, Scratch):
+            return self._measure_scratch(into.drill_id, database, volumes)
         probe = str(uuid.uuid4())
         rows = None
         if database:
@@ -649,9 +667,9 @@ class KubernetesPlatform:
             where["scratch_database"] = scratch_database(drill_id)
         return where
 
-    def restore_scratch_database(
+    def _restore_scratch_database(
         self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
-    ) -> None:
+    ) -> str:
         database = self._database()
         mover = self._repository_mover(
             run_name("ddb", drill_id),
@@ -666,9 +684,9 @@ class KubernetesPlatform:
             repo,
             env=self._database_env(database),
         )
-        self._run(drill_id, mover, progress)
+        return f"database restored into {self._run(drill_id, mover, progress)['database']}"
 
-    def restore_scratch_volume(
+    def _restore_scratch_volume(
         self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
     ) -> str:
         """Into a new claim shaped like the volume's, labelled with the drill (for removal)."""
@@ -687,7 +705,7 @@ class KubernetesPlatform:
         self._run(drill_id, mover, progress)
         return f"volume {volume} restored into the claim {claim} in {self.namespace}"
 
-    def measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
+    def _measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
         rows = None
         if database:
             rows = self._count_rows(drill_id, ["scratch-measure", "--run", drill_id])

@@ -44,7 +44,7 @@ from adapters.kubernetes.network import (
 from adapters.kubernetes.platform import SWAP_ANNOTATION, KubernetesPlatform
 from adapters.kubernetes.volume_swap import settle, swap_in_place
 from adapters.local_platform import scratch_database
-from adapters.platform import PlatformError, SqlCheck, VolumeFigures
+from adapters.platform import PlatformError, Scratch, SqlCheck, VolumeFigures
 from adapters.restic import Progress, Repository, Restic
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core import crypto, secret_contexts
@@ -789,8 +789,9 @@ def test_runs_on_retain_classes_leave_nothing_of_cairn_s_behind(
             finally:
                 platform.release(run)
             try:
-                platform.restore_scratch_volume(
-                    drill, "kept", app.repo, upload.snapshot_id, lambda _p: None
+                into = Scratch(drill)
+                platform.restore_volume(
+                    drill, "kept", app.repo, upload.snapshot_id, lambda _p: None, into=into
                 )
                 scratch = kube.pvc_path(ns, run_name("drill", drill, "kept"))
                 assert (scratch / "a.txt").read_text() == "kept\n"
@@ -1374,12 +1375,13 @@ def test_a_drill_restores_scratch_copies_beside_the_application_and_removes_them
     scratch = scratch_database(drill)
     assert platform.describe_scratch(drill)["scratch_database"] == scratch
     try:
-        platform.restore_scratch_database(drill, app.repo, dump.snapshot_id, lambda _p: None)
-        note = platform.restore_scratch_volume(
-            drill, "data", app.repo, upload.snapshot_id, lambda _p: None
+        into = Scratch(drill)
+        platform.restore_database(drill, app.repo, dump.snapshot_id, lambda _p: None, into=into)
+        note = platform.restore_volume(
+            drill, "data", app.repo, upload.snapshot_id, lambda _p: None, into=into
         )
         assert ns in note
-        measured = platform.measure_scratch(drill, True, ["data"])
+        measured = platform.measure(True, ["data"], into=into)
         assert measured.row_counts == dump.row_counts
         assert measured.volumes["data"] == VolumeFigures(upload.files, upload.bytes_processed)
         results = platform.run_checks(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adapters.local_platform import LocalPlatform
-from adapters.platform import Platform, PlatformError, VolumeFigures, open_platform
+from adapters.platform import Platform, PlatformError, Scratch, VolumeFigures, open_platform
 from adapters.restic import Progress, Repository, Restic
 from core.settings import Settings
 
@@ -132,9 +132,11 @@ def test_a_drill_restores_into_its_scratch_folder_and_removes_it(
     drill = str(uuid.uuid4())
     scratch = Path(platform.describe_scratch(drill)["scratch_folder"])
     assert scratch == tmp_path / "cairn-data" / "drills" / drill
-    platform.restore_scratch_volume(drill, "uploads", repo, upload.snapshot_id, no_progress)
+    platform.restore_volume(
+        drill, "uploads", repo, upload.snapshot_id, no_progress, into=Scratch(drill)
+    )
     assert scratch.stat().st_mode & 0o777 == 0o700
-    assert platform.measure_scratch(drill, False, ["uploads"]).volumes == {
+    assert platform.measure(False, ["uploads"], into=Scratch(drill)).volumes == {
         "uploads": VolumeFigures(files=2, bytes=7)
     }
     for _ in range(2):  # safe to repeat
