@@ -46,6 +46,7 @@ from psycopg.conninfo import make_conninfo
 from adapters.errors import AdapterError
 from adapters.pg_identity import DatabaseIdentity, refuse_current
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
+from repository import names
 
 logger = logging.getLogger(__name__)
 
@@ -411,7 +412,7 @@ def dump_into_restic(
     tags: Sequence[str],
     *,
     bin_dir: Path | None = None,
-    filename: str = "database.dump",
+    filename: str = names.DATABASE_FILE,
     progress: Callable[[Progress], None] | None = None,
 ) -> DatabaseDump:
     """Dumps ``target`` into a new snapshot holding ``/{filename}``; nothing partial stays.
@@ -539,7 +540,7 @@ def restore_from_restic(
     snapshot_id: str,
     *,
     bin_dir: Path | None = None,
-    filename: str = "database.dump",
+    filename: str = names.DATABASE_FILE,
     size_hint: int | None = None,
     staging_dir: Path | None = None,
     jobs: int = 1,
@@ -567,7 +568,7 @@ def restore_from_restic(
         _restore_streamed(target, restic, repo, snapshot_id, pg_restore, filename)
     else:
         with tempfile.TemporaryDirectory(prefix="cairn-restore-", dir=folder) as tmp:
-            archive = Path(tmp) / "database.dump"
+            archive = Path(tmp) / names.DATABASE_FILE
             _stage(restic, repo, snapshot_id, filename, archive)
             command = restore_command(target, pg_restore, archive, parallel)
             exit_code, stderr = _run_restore(command, target, None)

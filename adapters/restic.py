@@ -21,6 +21,7 @@ Everything here blocks; Temporal activities call it through ``asyncio.to_thread`
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -30,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
@@ -286,6 +287,9 @@ def _check_tags(tags: Sequence[str]) -> list[str]:
         if not tag or "," in tag:
             raise ResticError(f"invalid restic tag {tag!r}: empty or has a comma", retryable=False)
     return list(tags)
+
+
+_STREAM_CHUNK: Final = 1 << 20
 
 
 class Restic:
@@ -585,6 +589,36 @@ class Restic:
             )
         except OSError as exc:
             raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
+
+    async def stream(
+        self, repo: Repository, snapshot_id: str, path: str, *, tar: bool = False
+    ) -> AsyncIterator[bytes]:
+        """One file of a snapshot (or, with ``tar``, the folder ``path`` as a tar archive),
+        as chunks for an async reader such as an HTTP response: nothing is staged, memory
+        stays at one chunk. restic's failure raises ``ResticError`` after the chunks already
+        given; a reader that stops early ends restic."""
+        args = ["dump", *(["--archive", "tar"] if tar else []), snapshot_id, path]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(repo, args),
+                env=self._env(repo),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            while chunk := await proc.stdout.read(_STREAM_CHUNK):
+                yield chunk
+            stderr = (await proc.stderr.read()).decode(errors="replace")
+            if (exit_code := await proc.wait()) != 0:
+                raise _failure("dump", exit_code, stderr, repo)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
     def finish_dump(self, repo: Repository, proc: subprocess.Popen[bytes]) -> None:
         """Waits for a ``dump`` process and raises ``ResticError`` if it failed."""

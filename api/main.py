@@ -18,6 +18,7 @@ from api.routes import (
     backup_storages,
     backup_usage,
     backups,
+    downloads,
     drills,
     health,
     me,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recovery,
         drills,
         offsite_targets,
+        downloads,
     )
     for module in routers:
         app.include_router(module.router)

@@ -151,6 +151,8 @@ def refusals(starting: str = "run") -> Iterator[None]:
         raise not_found(exc.what, exc.ident) from exc
     except errors.Conflict as exc:
         raise conflict(exc.detail, kind=exc.kind, title=exc.title, **exc.facts) from exc
+    except errors.Gone as exc:
+        raise Problem(410, exc.kind, exc.title, exc.detail, **exc.facts) from exc
     except errors.Unsupported as exc:
         fields = [
             {"field": f"body.{field}", "message": message, "code": exc.kind}

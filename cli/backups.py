@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.client import Api, app_option, connection_options, with_api
+from cli.download import download
 from cli.output import Field, Output, limit_options, output_options, size, when
 from cli.runs import RunKind
 from core.states import RunStatus
@@ -84,3 +85,4 @@ BACKUPS.add_commands(
     cancel_help="Ask a running backup to stop; its partial data is removed.\n\n"
     "The backup ends cancelled shortly after; follow it with 'cairn backups watch'.",
 )
+backups.add_command(download)

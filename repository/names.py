@@ -21,6 +21,10 @@ KEY_FILE: Final = "cairn-repository.json"
 (``repository/store.py``), what a catalog import starts from."""
 MANIFEST_FILE: Final = "manifest.json"
 """The only file of a backup's manifest snapshot."""
+DATABASE_FILE: Final = "database.dump"
+"""The only file of a backup's database snapshot: ``pg_dump --format=custom`` as streamed."""
+CONFIG_FILE: Final = "config.json"
+"""The only file of a backup's config snapshot: the configuration objects as JSON."""
 
 # Parts of a backup: one snapshot each, named in the manifest's ``parts`` and in a tag.
 DATABASE: Final = "database"

@@ -60,6 +60,10 @@ class NotFound(Refusal):
         self.what, self.ident = what, ident
 
 
+class Gone(Refusal):
+    """``what`` existed but may no longer be used (an expired or revoked link)."""
+
+
 class TemporalUnavailable(Refusal):
     """Temporal did not answer while ``what`` was tried (``cause``: its error); ``then`` says
     what was left and what the caller may do."""

@@ -62,9 +62,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
         sa.Column("uses", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("last_used_at", sa.DateTime(timezone=True)),
-        sa.CheckConstraint(
-            "compression IN ('none', 'gzip')", name="backup_downloads_compression"
-        ),
+        sa.CheckConstraint("compression IN ('none', 'gzip')", name="backup_downloads_compression"),
     )
 
 

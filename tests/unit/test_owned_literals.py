@@ -74,9 +74,6 @@ def misplaced(
 TAG_PREFIXES = ("application=", "execution=", "part=", "volume:")
 FILE_NAMES = ("cairn-repository.json", "manifest.json", "database.dump", "config.json")
 NAMES_ALLOWED = {
-    # The database dump's file name inside its snapshot (restored by that name) and a staging
-    # file's name: adapters are in the middle of a concurrent change.
-    ("adapters/pg_dump.py", "database.dump"): TO_BE_MOVED,
     # The configuration objects' file name inside the config part's snapshot.
     ("adapters/kubernetes/platform.py", "config.json"): TO_BE_MOVED,
 }
