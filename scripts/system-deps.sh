@@ -12,6 +12,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 # offsite copies: the tests serve an append-only restic REST server with rclone
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+# alert rules: promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing ${missing[*]}"
 sudo_cmd=""
