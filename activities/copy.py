@@ -74,13 +74,16 @@ class CopyActivities:
         """Copies the backup's snapshots; the ids they have at the target.
 
         Repeated after a kill, restic skips the snapshots already there and the blobs the
-        target already indexes; the count is checked against the primary before it ends.
+        target already indexes (packs the killed restic uploaded but had not indexed yet are
+        sent again), and the killed one's stale lock is removed; the count is checked against
+        the primary before it ends.
         """
         primary, remote, limit = await read_metadata(self.sessions, lambda s: self._open(s, job))
         tags = [names.execution_tag(job.execution_id)]
 
         def work(tick: Callable[[CopyProgress | None], None]) -> list[str]:
-            self.offsite.init_copy_of(remote, primary)
+            if not self.offsite.init_copy_of(remote, primary):
+                self.offsite.unlock(remote)  # a copy killed before this one left its lock
             self.offsite.copy(remote, primary, tags, limit_kib=limit, tick=tick)
             copied = self.offsite.snapshot_ids(remote, tags)
             expected = len(self.restic.snapshots(primary, tags))

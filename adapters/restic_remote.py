@@ -232,10 +232,16 @@ class OffsiteRestic:
         listed = json.loads(self._run(remote, ["snapshots", "--json", "--tag", ",".join(tags)]))
         return [str(item["id"]) for item in listed]
 
+    def unlock(self, remote: Remote) -> None:
+        """Removes the stale locks a killed restic left (its process gone, or 30 min old):
+        an exclusive lock (prune, check) is refused while one stays. An append-only server
+        lets the everyday credentials delete lock files, and only those."""
+        self._run(remote, ["unlock"])
+
     def forget(self, remote: Remote, snapshot_ids: Sequence[str]) -> None:
         """Forgets snapshots and prunes their data: maintenance credentials only."""
         if snapshot_ids:
-            self._run(remote, ["unlock"])  # a killed copy's lock would block the prune
+            self.unlock(remote)  # a killed copy's lock would block the prune
             self._run(remote, ["forget", "--prune", *snapshot_ids])
 
     def restore(self, remote: Remote, snapshot_id: str, target: Path) -> None:

@@ -49,11 +49,13 @@ def targets_of(workspace: str) -> str:
     return f"/api/v1/workspaces/{workspace}/offsite-targets"
 
 
-async def add_target(api: ApiClient, world: World, workspace: str, site: OffsiteSite) -> str:
+async def add_target(
+    api: ApiClient, world: World, workspace: str, site: OffsiteSite, **extra: object
+) -> str:
     created = await expect(
         await api.post(
             targets_of(workspace),
-            json=site.target_body(protection_days=14),
+            json={**site.target_body(protection_days=14), **extra},
             headers=world.auth("ws_admin"),
         ),
         201,
@@ -84,12 +86,12 @@ def stored_bytes(repo: Path) -> int:
     return sum(p.stat().st_size for p in (repo / "data").rglob("*") if p.is_file())
 
 
-async def remotes(settings: Settings, app: App, target_id: str) -> tuple[Remote, Remote]:
+async def remotes(settings: Settings, app_id: str, target_id: str) -> tuple[Remote, Remote]:
     """The application's offsite repository with the everyday and the maintenance credentials."""
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            application = await session.get(Application, uuid.UUID(app.id))
+            application = await session.get(Application, uuid.UUID(app_id))
             target = await session.get(OffsiteTarget, uuid.UUID(target_id))
             assert application is not None and target is not None
             everyday = await everyday_remote(session, settings, application, target)
@@ -183,7 +185,7 @@ async def test_a_copy_cairn_cannot_delete_restores_without_the_primary(
         temporal_client, copy_workflow_id(backup["id"], target_id), "offsite-copy-succeeded"
     )
 
-    everyday, maintenance = await remotes(settings, app, target_id)
+    everyday, maintenance = await remotes(settings, app.id, target_id)
     # cairn's own credentials cannot remove history: restic's forget --prune is refused (after
     # restic's own retries, most of a minute: the reads below go on meanwhile, without a lock)...
     snapshot = places[1]["snapshot_ids"][0]
@@ -235,7 +237,7 @@ async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_whe
     await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
     first = await run_backup(api, world, app)
     await copied(api, world, app, first["id"])
-    everyday, _ = await remotes(settings, app, target_id)
+    everyday, _ = await remotes(settings, app.id, target_id)
     repo = site.root / "workspaces" / app.workspace / "applications" / app.id
     before = stored_bytes(repo)
 
@@ -294,7 +296,7 @@ async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_whe
         await api.get(f"{app.backups}/{first['id']}/copies", headers=world.auth("owner")), 200
     )
     assert places[1]["status"] == "expired"
-    _, maintenance = await remotes(settings, app, target_id)
+    _, maintenance = await remotes(settings, app.id, target_id)
     check = restic(maintenance, "check")
     assert check.returncode == 0, check.stderr
 
