@@ -14,6 +14,12 @@ command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 # alert rules: promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# database engines beside PostgreSQL (docs/engines.md): their dump tools, and their servers for
+# the tests where the machine runs none
+command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing ${missing[*]}"
 sudo_cmd=""
