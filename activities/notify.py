@@ -7,6 +7,7 @@ only tells the outside world, and Temporal retries it while the webhook is down.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import httpx
 from temporalio import activity
@@ -26,10 +27,15 @@ class Notifier:
         if not url:
             return
         payload = {"event": f"{event.kind}.{event.status}", **asdict(event)}
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                response = await client.post(url, json=payload)
-        except httpx.HTTPError as exc:
-            raise ApplicationError(f"webhook unreachable: {exc}", type="WebhookError") from None
-        if response.status_code >= 300:
-            raise ApplicationError(f"webhook answered {response.status_code}", type="WebhookError")
+        async with httpx.AsyncClient(timeout=10) as client:
+            await deliver(client, url, payload)
+
+
+async def deliver(client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> None:
+    """One JSON POST to the webhook; a failure is a retryable ``WebhookError``."""
+    try:
+        response = await client.post(url, json=payload)
+    except httpx.HTTPError as exc:
+        raise ApplicationError(f"webhook unreachable: {exc}", type="WebhookError") from None
+    if response.status_code >= 300:
+        raise ApplicationError(f"webhook answered {response.status_code}", type="WebhookError")

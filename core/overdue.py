@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 # the fire time strictly after a moment, None when the calendar runs out
 NextFire = Callable[[datetime], datetime | None]
@@ -85,3 +86,35 @@ def _absolute(moment: datetime | None) -> datetime | None:
     """In UTC: Python subtracts and adds times of one zone on the wall clock, which would
     make the two 02:30 of a fall-back night the same moment and a day 23 or 25 hours long."""
     return moment.astimezone(UTC) if moment is not None else None
+
+
+@dataclass(frozen=True)
+class Notified:
+    """The latest notice sent about one schedule of an application: an overdue one (or a
+    recovered one) about the period overdue since ``overdue_since``."""
+
+    overdue: bool
+    overdue_since: datetime
+
+
+def notice_due(
+    verdict: Verdict | None, last_success: datetime | None, latest: Notified | None
+) -> Literal["overdue", "recovered"] | None:
+    """Which notice to send now, so each overdue period is told once and its end once.
+
+    ``verdict`` None (a paused policy) sends nothing: neither a new overdue period nor a
+    recovery, which only a success after the period began makes.
+    """
+    if verdict is None:
+        return None
+    if verdict.overdue:
+        told = latest is not None and latest.overdue and latest.overdue_since == verdict.deadline
+        return None if told else "overdue"
+    if (
+        latest is not None
+        and latest.overdue
+        and last_success is not None
+        and last_success >= latest.overdue_since
+    ):
+        return "recovered"
+    return None

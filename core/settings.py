@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     overdue_grace_min_minutes: float = Field(default=60, ge=0)
     overdue_grace_fraction: float = Field(default=0.25, ge=0)
     overdue_grace_max_hours: float = Field(default=24, ge=0)
+    # how often the failure webhook is told who became overdue or recovered
+    overdue_notice_minutes: int = Field(default=5, ge=1)
     volume_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="folders application volumes may live in (':' or ',' separated); empty:"

@@ -10,15 +10,24 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.overdue import Grace, NextFire, Verdict, judge
+from core.overdue import Grace, NextFire, Notified, Verdict, judge, notice_due
 from core.settings import Settings
 from core.states import RunStatus
-from db.models import Application, BackupExecution, BackupPolicy, RestoreDrill, RestoreDrillPolicy
+from db import audit
+from db.models import (
+    Application,
+    AuditEvent,
+    BackupExecution,
+    BackupPolicy,
+    RestoreDrill,
+    RestoreDrillPolicy,
+)
 from schedules.cron import next_times
 
 
@@ -128,3 +137,101 @@ async def standing_of(
 ) -> Standing | None:
     """One application's standing; None without a backup policy."""
     return (await standings(session, settings, [application_id])).get(application_id)
+
+
+NOTICE_ACTOR = audit.Actor(label="system:overdue-notices")
+# the audit action of each notice: (kind, overdue) -> action; the audit log is the record of
+# what was told, so a notice is sent once per overdue period and once when it ends
+NOTICE_ACTIONS: dict[tuple[str, bool], str] = {
+    ("backup", True): "application.backup_overdue",
+    ("backup", False): "application.backup_recovered",
+    ("drill", True): "application.drill_overdue",
+    ("drill", False): "application.drill_recovered",
+}
+_KIND_OF_ACTION = {action: key for key, action in NOTICE_ACTIONS.items()}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An overdue period of an application's backups or drills began or ended."""
+
+    kind: Literal["backup", "drill"]
+    event: Literal["overdue", "recovered"]
+    application_id: uuid.UUID
+    workspace_id: uuid.UUID
+    application: str
+    overdue_since: datetime
+    last_success: datetime | None
+
+    def payload(self) -> dict[str, Any]:
+        """What the webhook receives: names and moments, never a secret."""
+        return {
+            "event": f"{self.kind}.{self.event}",
+            "kind": self.kind,
+            "id": str(self.application_id),
+            "application_id": str(self.application_id),
+            "workspace_id": str(self.workspace_id),
+            "application": self.application,
+            "overdue_since": self.overdue_since.isoformat(),
+            "last_success_at": self.last_success.isoformat() if self.last_success else None,
+        }
+
+
+async def _latest_notices(
+    session: AsyncSession, application_ids: Collection[uuid.UUID]
+) -> dict[tuple[str, str], Notified]:
+    """The latest notice per (application id, kind)."""
+    found: dict[tuple[str, str], Notified] = {}
+    if not application_ids:
+        return found
+    rows = await session.execute(
+        select(AuditEvent.target_id, AuditEvent.action, AuditEvent.details)
+        .where(
+            AuditEvent.action.in_(NOTICE_ACTIONS.values()),
+            AuditEvent.target_id.in_([str(i) for i in application_ids]),
+        )
+        .order_by(AuditEvent.occurred_at)
+    )
+    for target_id, action, details in rows:
+        kind, overdue = _KIND_OF_ACTION[action]
+        since = datetime.fromisoformat(details["overdue_since"])
+        found[(target_id, kind)] = Notified(overdue, since)
+    return found
+
+
+async def notices_due(
+    session: AsyncSession, settings: Settings, now: datetime | None = None
+) -> list[Notice]:
+    """The notices to send now: each application newly overdue, each one recovered."""
+    standing = await standings(session, settings, now=now)
+    latest = await _latest_notices(session, list(standing))
+    due: list[Notice] = []
+    for s in standing.values():
+        kinds: tuple[tuple[Literal["backup", "drill"], Verdict | None, datetime | None], ...] = (
+            ("backup", s.backup, s.last_success),
+            ("drill", s.drill, s.last_drill_success),
+        )
+        for kind, verdict, last in kinds:
+            told = latest.get((str(s.application_id), kind))
+            event = notice_due(verdict, last, told)
+            if event is None:
+                continue
+            # an overdue period is named by its deadline; a recovery by the period it ends
+            since = told.overdue_since if event == "recovered" and told else None
+            since = since or (verdict.deadline if verdict else None)
+            assert since is not None
+            due.append(Notice(kind, event, s.application_id, s.workspace_id, s.name, since, last))
+    return due
+
+
+def record_notice(session: AsyncSession, notice: Notice) -> None:
+    """Writes that ``notice`` was told (in the application's workspace's audit log)."""
+    audit.record(
+        session,
+        NOTICE_ACTOR,
+        NOTICE_ACTIONS[(notice.kind, notice.event == "overdue")],
+        "application",
+        notice.application_id,
+        workspace_id=notice.workspace_id,
+        details={"overdue_since": notice.overdue_since.isoformat(), "event": notice.event},
+    )

@@ -19,6 +19,7 @@ from activities.copy import CopyActivities
 from activities.drill import DrillActivities
 from activities.notify import Notifier
 from activities.offsite_retention import OffsiteRetentionActivities
+from activities.overdue_notices import OverdueNotifier
 from activities.recovery import RecoveryActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
@@ -33,6 +34,7 @@ from workflows.backup import BackupWorkflow
 from workflows.copy import OffsiteCopyWorkflow
 from workflows.drill import RestoreDrillWorkflow
 from workflows.offsite_retention import OffsiteRetentionWorkflow
+from workflows.overdue_notices import OverdueNoticesWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.restore import RestoreWorkflow
 from workflows.restore_to_time import RestoreToTimeWorkflow
@@ -59,6 +61,7 @@ WORKFLOWS: list[type] = [
     RestoreToTimeWorkflow,
     OffsiteCopyWorkflow,
     OffsiteRetentionWorkflow,
+    OverdueNoticesWorkflow,
 ]
 
 
@@ -91,6 +94,7 @@ def activities(
             *backups.control(),
             *restores.control(),
             Notifier(settings).notify_failure,
+            OverdueNotifier(sessions, settings).notify_overdue,
             ScheduleActivities(client, sessions, settings).reconcile_policy_schedules,
             RunActivities(client, sessions).settle_closed_runs,
             *drills.control(),

@@ -1,5 +1,5 @@
 """Schedules the worker owns (not per-policy ones): usage refresh, reconciles, retention sweep,
-offsite retention."""
+offsite retention, overdue notices."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from schedules.store import create_or_update
 from workflows.offsite_retention import OffsiteRetentionWorkflow
+from workflows.overdue_notices import OverdueNoticesWorkflow
 from workflows.reconcile import ReconcileSchedulesWorkflow
 from workflows.retention import RetentionSweepWorkflow
 from workflows.settle_runs import SettleRunsWorkflow
@@ -30,6 +31,7 @@ RECONCILE_SCHEDULE_ID = "policy-schedules-reconcile"
 RETENTION_SCHEDULE_ID = "retention-sweep"
 OFFSITE_RETENTION_SCHEDULE_ID = "offsite-retention"
 SETTLE_RUNS_SCHEDULE_ID = "runs-settle"
+OVERDUE_NOTICES_SCHEDULE_ID = "overdue-notices"
 DAY_MINUTES = 24 * 60
 
 
@@ -52,6 +54,7 @@ async def ensure_system_schedules(client: Client, settings: Settings) -> None:
         USAGE_SCHEDULE_ID: (RefreshStorageUsageWorkflow.run, settings.usage_refresh_minutes),
         RECONCILE_SCHEDULE_ID: (ReconcileSchedulesWorkflow.run, settings.reconcile_minutes),
         SETTLE_RUNS_SCHEDULE_ID: (SettleRunsWorkflow.run, settings.run_reconcile_minutes),
+        OVERDUE_NOTICES_SCHEDULE_ID: (OverdueNoticesWorkflow.run, settings.overdue_notice_minutes),
         RETENTION_SCHEDULE_ID: (RetentionSweepWorkflow.run, DAY_MINUTES),
         OFFSITE_RETENTION_SCHEDULE_ID: (OffsiteRetentionWorkflow.run, DAY_MINUTES),
     }

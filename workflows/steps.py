@@ -132,4 +132,5 @@ refresh_storage_usage = Step[str, StorageUsage]("refresh_storage_usage", Storage
 # activities/runs.py, activities/notify.py and the policy-schedule repair
 settle_closed_runs = Listing[list[FailureEvent]]("settle_closed_runs", list[FailureEvent])
 notify_failure = Step[FailureEvent, None]("notify_failure", NONE)
+notify_overdue = Listing[int]("notify_overdue", int)
 reconcile_policy_schedules = Listing[dict[str, Any]]("reconcile_policy_schedules", dict[str, Any])

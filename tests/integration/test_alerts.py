@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from temporalio.client import Client
 
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect
 from tests.support.backups import App, make_app, run_backup
 from tests.support.database import libpq_url
+from tests.support.webhook import WebhookReceiver
+from workflows.overdue_notices import OverdueNoticesWorkflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -100,3 +106,57 @@ async def test_an_application_whose_schedule_stopped_is_overdue_until_a_backup_s
     assert series(scraped, "cairn_backup_overdue", app) == 0
     assert series(scraped, "cairn_backup_last_run_failed", app) == 0
     assert f'cairn_applications_overdue{{workspace_id="{app.workspace}"}} 0.0' in scraped
+
+
+async def notices(
+    temporal: Client, webhook: WebhookReceiver, app: App, record: str = ""
+) -> list[str]:
+    """One run of the overdue-notices schedule's workflow; the events it sent about ``app``."""
+    before = len(webhook.events)
+    workflow_id = f"test-overdue-notices-{uuid.uuid4()}"
+    await temporal.execute_workflow(
+        OverdueNoticesWorkflow.run, id=workflow_id, task_queue=CONTROL_TASK_QUEUE
+    )
+    if record:
+        await histories.record(temporal, workflow_id, record)
+    return [e["event"] for e in webhook.events[before:] if e.get("application_id") == app.id]
+
+
+async def test_the_webhook_is_told_once_when_overdue_and_once_when_recovered(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    temporal_client: Client,
+    webhook: WebhookReceiver,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path)
+    assert await notices(temporal_client, webhook, app) == []
+    made = datetime.now(UTC) - timedelta(days=3)
+    backdate(settings, "backup_policies", "application_id", app.id, made)
+    webhook.fail_next = 1  # the first delivery fails: the step is retried, nothing is lost
+    assert await notices(temporal_client, webhook, app, record="overdue-notices") == [
+        "backup.overdue"
+    ]
+    told = next(e for e in reversed(webhook.events) if e.get("application_id") == app.id)
+    shown = await expect(
+        await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner")), 200
+    )
+    since = datetime.fromisoformat(told["overdue_since"])
+    assert since == datetime.fromisoformat(shown["overdue_since"])
+    assert told["application"] and told["workspace_id"] == app.workspace
+    assert await notices(temporal_client, webhook, app) == []  # once per overdue period
+    assert (await run_backup(api, world, app))["status"] == "succeeded"
+    assert await notices(temporal_client, webhook, app) == ["backup.recovered"]
+    assert await notices(temporal_client, webhook, app) == []
+    events = await expect(
+        await api.get(
+            f"/api/v1/workspaces/{app.workspace}/audit-events", headers=world.auth("ws_admin")
+        ),
+        200,
+    )
+    assert [e["action"] for e in events["items"] if e["target_id"] == app.id][:2] == [
+        "application.backup_recovered",
+        "application.backup_overdue",
+    ]

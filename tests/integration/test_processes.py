@@ -29,6 +29,7 @@ from devstack.postgres import PostgresServer, answers
 from tests.conftest import free_port
 from worker.system_schedules import (
     OFFSITE_RETENTION_SCHEDULE_ID,
+    OVERDUE_NOTICES_SCHEDULE_ID,
     RECONCILE_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     SETTLE_RUNS_SCHEDULE_ID,
@@ -43,6 +44,7 @@ SYSTEM_SCHEDULES = (
     RETENTION_SCHEDULE_ID,
     SETTLE_RUNS_SCHEDULE_ID,
     OFFSITE_RETENTION_SCHEDULE_ID,
+    OVERDUE_NOTICES_SCHEDULE_ID,
 )
 
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.overdue import Grace, judge
+from core.overdue import Grace, Notified, judge, notice_due
 from services.overdue import fires_of
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -91,3 +91,23 @@ def test_the_grace_is_a_clamped_fraction_of_the_interval(
     interval: timedelta | None, grace: timedelta
 ) -> None:
     assert GRACE.after(interval) == grace
+
+
+def test_each_overdue_period_is_told_once_and_its_end_once() -> None:
+    daily = fires_of("0 3 * * *", UTC_ZONE)
+    since, last = at(1, 12), at(5, 3, 5)
+    late = judge(daily, since, last, at(6, 10), GRACE)
+    assert notice_due(late, last, None) == "overdue"
+    told = Notified(overdue=True, overdue_since=at(6, 9))
+    assert notice_due(late, last, told) is None  # still the same period
+    # a paused policy tells nothing, neither a new period nor an end
+    assert notice_due(None, last, told) is None
+    # a success after the period began ends it, once
+    cleared = judge(daily, since, at(6, 11), at(6, 12), GRACE)
+    assert notice_due(cleared, at(6, 11), told) == "recovered"
+    assert notice_due(cleared, at(6, 11), Notified(False, at(6, 9))) is None
+    # the next missed run is a new period, told again
+    again = judge(daily, since, at(6, 11), at(8, 10), GRACE)
+    assert notice_due(again, at(6, 11), Notified(False, at(6, 9))) == "overdue"
+    # never told and never overdue: nothing
+    assert notice_due(cleared, at(6, 11), None) is None
