@@ -21,6 +21,8 @@ and its password. Every method is safe to repeat after a crash part-way (a retry
 it again with the same ``run_id``). Failures are ``AdapterError`` subclasses: the
 platform's own are ``PlatformError``; ``ResticError`` and ``DumpError`` may pass through.
 Something a platform cannot do raises ``PlatformError(..., retryable=False)`` saying so.
+``tests/conformance/`` runs the same tests against every platform; a new one joins there by
+one fixture (docs/architecture.md, *The platform contract*).
 """
 
 from __future__ import annotations
