@@ -46,7 +46,7 @@ def command_into_restic(
     tags: Sequence[str],
     filename: str,
     *,
-    watch: Callable[[bytes], None] | None = None,
+    watch: Callable[[bytes], object] | None = None,
     secret: str | None = None,
     transient: Callable[[str], bool] = lambda message: False,
     progress: Callable[[Progress], None] | None = None,
