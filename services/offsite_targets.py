@@ -197,7 +197,8 @@ async def copy_to_read(
             [
                 {
                     "loc": ("source",),
-                    "msg": "a restore from an offsite copy is for local applications only",
+                    "msg": "reading an offsite copy (a restore, a drill) is for local"
+                    " applications only",
                     "type": "invalid_restore",
                 }
             ]
