@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.copy_reading import Copy, open_copy
 from activities.errors import fatal, temporal_errors
 from activities.restore import (
     Backup,
@@ -35,12 +36,14 @@ from activities.restore import (
     restore_database_of,
     restore_volume_of,
     snapshots_present,
+    successful_backup,
 )
-from activities.support import ReadingActivities, heartbeating, read_metadata
+from activities.support import ReadingActivities, heartbeating, platform_of, read_metadata
 from adapters.errors import AdapterError
 from adapters.local_folders import remove_folder
 from adapters.local_platform import drills_folder
-from adapters.platform import Scratch, SqlCheck
+from adapters.platform import Platform, Scratch, SqlCheck
+from adapters.restic import Restic
 from contracts.drill import (
     CLEANUP_ATTEMPTS,
     BeginDrill,
@@ -64,6 +67,7 @@ from db.models import (
 )
 from db.runs import newest_success, settle
 from repository import names
+from repository.offsite import offsite_source
 
 ACTOR = audit.Actor(label="system:restore-drill")
 # Each SQL check runs in its own read-only transaction under this statement timeout.
@@ -73,6 +77,13 @@ CHECK_TIMEOUT_SECONDS = 60
 @dataclass
 class Loaded(Backup):
     drill: RestoreDrill
+    copy: Copy | None = None
+    """The offsite copy the drill reads instead of the primary storage (docs/offsite.md)."""
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        manifest = super().manifest
+        return self.copy.manifest(manifest) if self.copy is not None else manifest
 
 
 class DrillActivities(ReadingActivities):
@@ -80,10 +91,26 @@ class DrillActivities(ReadingActivities):
         drill = await session.get(RestoreDrill, uuid.UUID(drill_id))
         if drill is None:
             raise fatal(f"restore drill {drill_id} does not exist", "NotFound")
-        backup = await backup_to_read(
-            session, self.settings, drill.backup_execution_id, drill.application_id, "drill"
+        target_id = offsite_source(drill.details)
+        if target_id is None:
+            backup = await backup_to_read(
+                session, self.settings, drill.backup_execution_id, drill.application_id, "drill"
+            )
+            return Loaded(backup.execution, backup.application, backup.repo, drill)
+        execution, application = await successful_backup(
+            session, drill.backup_execution_id, drill.application_id, "drill"
+        )  # the primary storage stays untouched, as in a restore from the copy
+        copy = await open_copy(
+            session, self.settings, self.restic, execution, application, target_id
         )
-        return Loaded(backup.execution, backup.application, backup.repo, drill)
+        return Loaded(execution, application, copy.repo, drill, copy)
+
+    def _reader(self, loaded: Loaded) -> Restic:
+        return loaded.copy.restic if loaded.copy is not None else self.restic
+
+    def _reading(self, loaded: Loaded) -> Platform:
+        """The application's platform, reading the backup where the drill reads it."""
+        return platform_of(loaded.application, self.settings, self._reader(loaded))
 
     async def _insert_scheduled(self, session: AsyncSession, begin: BeginDrill) -> RestoreDrill:
         """The row of a scheduled drill, made by its first step (idempotent by workflow id)."""
@@ -163,14 +190,14 @@ class DrillActivities(ReadingActivities):
         """The backup's snapshots are in the repository (a shared lock: backups go on)."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, drill_id))
         with temporal_errors(translate=read_failure):
-            count = await snapshots_present(self.restic, loaded)
+            count = await snapshots_present(self._reader(loaded), loaded)
         return f"{count} snapshots present"
 
     @activity.defn
     async def restore_drill_database(self, drill_id: str) -> int:
         """Restores the dump into the scratch database; the dump's bytes, which it read back."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, drill_id))
-        platform = self._platform(loaded.application)
+        platform = self._reading(loaded)
         # a failure leaves the scratch copy to the cleanup step
         await restore_database_of(platform, loaded, drill_id, Scratch(drill_id))
         return int(loaded.part(names.DATABASE).get("bytes_processed") or 0)
@@ -179,7 +206,7 @@ class DrillActivities(ReadingActivities):
     async def restore_drill_volume(self, job: DrillVolume) -> str:
         """Restores one volume's snapshot into the drill's scratch area."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.drill_id))
-        platform = self._platform(loaded.application)
+        platform = self._reading(loaded)
         return await restore_volume_of(
             platform, loaded, job.drill_id, job.volume, Scratch(job.drill_id)
         )
@@ -188,7 +215,7 @@ class DrillActivities(ReadingActivities):
     async def verify_drill(self, plan: DrillPlan) -> Verified:
         """Row counts and file counts and sizes of the scratch copies equal the manifest's."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, plan.drill_id))
-        platform = self._platform(loaded.application)
+        platform = self._reading(loaded)
         figures = await measured_as_backed_up(
             platform, loaded, plan.database, plan.volumes, Scratch(plan.drill_id)
         )

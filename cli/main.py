@@ -14,6 +14,7 @@ from cli.admin import admin
 from cli.backups import backups
 from cli.catalog import catalog
 from cli.dev import dev
+from cli.drills import drills
 from cli.mover import mover
 from cli.offsite_targets import offsite_targets
 from cli.policies import policies
@@ -135,7 +136,7 @@ cli.add_command(dev)
 cli.add_command(admin)
 cli.add_command(mover)
 cli.add_command(catalog)
-for operator_group in (storages, policies, backups, restores, offsite_targets):
+for operator_group in (storages, policies, backups, restores, drills, offsite_targets):
     cli.add_command(operator_group)
 
 

@@ -23,6 +23,17 @@ from cli.output import (
 from cli.runs import RunKind
 from repository import names
 
+# Where a restore or a drill reads the backup (the API's ``source``).
+source_option = click.option(
+    "--from",
+    "source",
+    default="primary",
+    show_default=True,
+    metavar="primary|offsite|TARGET_ID",
+    help="read the backup from its primary storage, its latest offsite copy, or the copy at"
+    " this offsite target (docs/offsite.md)",
+)
+
 COLUMNS: list[Field] = [
     ("id", "id"),
     ("backup", "backup_id"),
@@ -139,15 +150,7 @@ def _overwritten(
     metavar="APP_NAME",
     help="the application's name, confirming that live data is overwritten (instead of the prompt)",
 )
-@click.option(
-    "--from",
-    "source",
-    default="primary",
-    show_default=True,
-    metavar="primary|offsite|TARGET_ID",
-    help="read the backup from its primary storage, its latest offsite copy, or the copy at"
-    " this offsite target (docs/offsite.md)",
-)
+@source_option
 @click.option(
     "--wait",
     is_flag=True,

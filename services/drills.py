@@ -24,9 +24,11 @@ from core.states import LIVE, RunStatus, Trigger
 from db import audit
 from db.models import Application, BackupPolicy, RestoreDrill, RestoreDrillPolicy
 from db.runs import newest_success
+from repository.offsite import SOURCE_KEY
 from schedules import drill_policy as sync
 from schedules.backup_policy import ScheduleRejected
 from schedules.cron import CronError, check
+from services import offsite_targets
 from services.errors import Conflict, Invalid, TemporalUnavailable
 from services.runs import start_run
 from workflows.drill import RestoreDrillWorkflow
@@ -84,12 +86,14 @@ async def request_drill(
     application: Application,
     actor: audit.Actor,
     idempotency_key: str | None,
+    source: uuid.UUID | str = "primary",
 ) -> RestoreDrill:
     """Starts a drill of the newest successful backup now; committed. The drill an earlier
-    request with the same idempotency key started is returned instead.
+    request with the same idempotency key started is returned instead. ``source``: where the
+    backup is read, as for a restore (``services.offsite_targets.copy_to_read``).
 
-    Refusals: services.errors' Conflict and TemporalUnavailable, and services.runs'
-    RunNotStarted.
+    Refusals: services.errors' Conflict, NotFound, Invalid and TemporalUnavailable, and
+    services.runs' RunNotStarted.
     """
     if idempotency_key:
         earlier = await session.scalar(
@@ -108,6 +112,7 @@ async def request_drill(
             kind="no-backup",
             title="No backup to drill",
         )
+    offsite = await offsite_targets.copy_to_read(session, application, backup, source)
     await claim_drills(session, temporal, application.id)
     drill_id = uuid.uuid4()
     workflow_id = f"drill-{drill_id}"
@@ -119,6 +124,7 @@ async def request_drill(
         trigger=Trigger.MANUAL,
         status=RunStatus.PENDING,
         idempotency_key=idempotency_key,
+        details={SOURCE_KEY: str(offsite)} if offsite is not None else None,
     )
     session.add(drill)
     audit.record(
@@ -128,7 +134,11 @@ async def request_drill(
         "restore_drill",
         drill_id,
         workspace_id=application.workspace_id,
-        details={"backup_id": str(backup.id), "workflow_id": workflow_id},
+        details={
+            "backup_id": str(backup.id),
+            "workflow_id": workflow_id,
+            SOURCE_KEY: str(offsite) if offsite else None,
+        },
     )
     await session.flush()
     request = DrillRequest(

@@ -23,7 +23,14 @@ from api.deps import (
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import not_found, refusals
 from api.runs import settled_view, with_timeline
-from api.schemas.drills import DrillDetail, DrillOut, DrillPolicyIn, DrillPolicyOut, DrillPolicyRow
+from api.schemas.drills import (
+    DrillDetail,
+    DrillOut,
+    DrillPolicyIn,
+    DrillPolicyOut,
+    DrillPolicyRow,
+    DrillStart,
+)
 from api.temporal_links import run_url
 from core.settings import Settings
 from db.models import BackupPolicy, RestoreDrill, RestoreDrillPolicy
@@ -132,9 +139,10 @@ async def start_drill(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    body: DrillStart | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    """Runs a drill of the newest successful backup now."""
+    """Runs a drill of the newest successful backup now, read where ``source`` says."""
     with refusals(starting="drill"):
         drill = await service.request_drill(
             session,
@@ -142,6 +150,7 @@ async def start_drill(
             access.application,
             access.workspace.principal.actor,
             idempotency_key,
+            body.source if body is not None else "primary",
         )
     await session.refresh(drill)
     return present(drill, settings)

@@ -19,6 +19,7 @@ from pydantic import (
 from api.schemas.backups import Timeline
 from api.schemas.common import DisplayName, Input, Output
 from api.schemas.policies import ScheduleStateOut
+from api.schemas.restores import ReadSource
 from core.states import RunStatus
 
 MAX_CHECKS = 20
@@ -105,6 +106,13 @@ class CheckResultOut(Output):
     message: str
 
 
+class DrillStart(Input):
+    """A drill started now (the body may be left out: the newest backup, read from the
+    primary storage)."""
+
+    source: ReadSource = "primary"
+
+
 class DrillOut(Output):
     """Read from the row (``model_validate(row, from_attributes=True)``) or from an answer."""
 
@@ -134,6 +142,13 @@ class DrillOut(Output):
     )
     notes: dict[str, Any] | None = Field(
         default=None, validation_alias=AliasChoices("notes", AliasPath("details", "notes"))
+    )
+    offsite_target_id: uuid.UUID | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "offsite_target_id", AliasPath("details", "offsite_target_id")
+        ),
+        description="the offsite target whose copy the drill reads; null: the primary storage",
     )
     temporal_ui_url: str | None = None
     created_at: datetime

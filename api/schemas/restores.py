@@ -22,6 +22,14 @@ from api.schemas.common import Input, Output, Slug
 from contracts.archive import TARGET_TIME
 from core.restore_details import StoredTarget
 
+# Where a restore or a drill reads the backup.
+ReadSource = Annotated[
+    Literal["primary", "offsite"] | uuid.UUID,
+    Field(
+        description="where the backup is read: its primary storage, its latest finished offsite"
+        " copy (`offsite`), or the copy at the offsite target of this id (docs/offsite.md)"
+    ),
+]
 DatabaseName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 ]
@@ -60,11 +68,7 @@ class RestoreRequest(Input):
         " ConfigMaps and Secrets the backup holds)",
     )
     target: RestoreTarget | None = None
-    source: Literal["primary", "offsite"] | uuid.UUID = Field(
-        default="primary",
-        description="where the backup is read: its primary storage, its latest finished offsite"
-        " copy (`offsite`), or the copy at the offsite target of this id (docs/offsite.md)",
-    )
+    source: ReadSource = "primary"
 
     @model_validator(mode="after")
     def _what(self) -> RestoreRequest:

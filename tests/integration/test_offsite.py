@@ -382,6 +382,24 @@ async def test_a_full_restore_reads_the_offsite_copy_when_the_primary_is_gone(
     repo = site.root / "workspaces" / app.workspace / "applications" / app.id
     assert not any((repo / "locks").iterdir())
 
+    # a drill reads the copy as the restore did, the primary still gone; like a restore, it
+    # is refused a target without a finished copy
+    drills = f"/api/v1/applications/{app.id}/drills"
+    refused = await api.post(drills, json={"source": other["id"]}, headers=owner)
+    assert refused.status_code == 409, refused.text
+    accepted = await expect(await api.post(drills, json={"source": "offsite"}, headers=owner), 202)
+    assert accepted["offsite_target_id"] == target_id
+    drill = await wait_for(
+        api,
+        f"{drills}/{accepted['id']}",
+        owner,
+        lambda d: d["status"] in ("succeeded", "failed", "cancelled"),
+        seconds=180,
+    )
+    assert drill["status"] == "succeeded", drill["error_message"]
+    assert drill["backup_id"] == backup["id"] and drill["offsite_target_id"] == target_id
+    assert not (settings.storage_mount_root / app.storage_pve_id).exists()
+
 
 @pytest.fixture(scope="module")
 def s3_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Site]:

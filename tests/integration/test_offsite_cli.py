@@ -114,6 +114,14 @@ async def test_targets_and_a_restore_from_the_copy_through_the_cli(
     assert json.loads(out)["offsite_target_id"] == target_id
     assert table_hashes(app.db_url) == tables
     assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
+    # a drill reads the copy too, the primary storage still gone
+    drill = ["drills", "create", "--app", app.id, "--from", "offsite", "--wait", "-o", "json"]
+    code, out, err = await cairn(served, world.tokens["owner"], {}, *drill)
+    assert code == 0, err
+    drilled = json.loads(out)
+    assert drilled["status"] == "succeeded" and drilled["offsite_target_id"] == target_id
+    assert drilled["backup_id"] == backup["id"]
+    assert not (settings.storage_mount_root / app.storage_pve_id).exists()
 
     delete = ["offsite-targets", "delete", "--workspace", app.workspace, target_id]
     code, out, err = await cairn(served, admin, {}, *delete)

@@ -1,0 +1,62 @@
+"""``cairn drills``: restore drills started now, from the primary storage or an offsite copy."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import click
+
+from cli.client import Api, app_option, connection_options, with_api
+from cli.output import Field, Output, output_options, when
+from cli.restores import source_option
+from cli.runs import RunKind
+
+FIELDS: list[Field] = [
+    ("id", "id"),
+    ("backup", "backup_id"),
+    ("status", "status"),
+    ("offsite target", "offsite_target_id"),
+    ("started", lambda d: when(d["started_at"])),
+    ("completed", lambda d: when(d["completed_at"])),
+    ("recovery seconds", "recovery_seconds"),
+    ("error", "error_message"),
+    ("Temporal UI", "temporal_ui_url"),
+]
+DRILLS = RunKind("drill", FIELDS)
+
+
+@click.group()
+@connection_options
+def drills() -> None:
+    """Start and follow restore drills.
+
+    Exit status: 0 succeeded, 1 failed, 2 cancelled or bad usage, 3 API problem.
+    """
+
+
+@drills.command("create")
+@app_option
+@source_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="follow the drill until it ends (progress on stderr) and exit 0 succeeded,"
+    " 1 failed, 2 cancelled",
+)
+@output_options
+@with_api
+def create_drill(api: Api, app_id: str, source: str, wait: bool, out: Output) -> None:
+    """Drill the newest successful backup now: restore it into scratch copies, check them,
+    remove them. ``--from offsite`` reads the offsite copy, never the primary storage."""
+    accepted = api.post(DRILLS.path(app_id), {"source": source})
+    DRILLS.started(api, out, app_id, accepted, wait)
+
+
+@drills.command("watch")
+@app_option
+@click.argument("drill_id")
+@output_options
+@with_api
+def watch_drill(api: Api, app_id: str, drill_id: str, out: Output) -> NoReturn:
+    """Follow a drill until it ends; exit 0 succeeded, 1 failed, 2 cancelled."""
+    DRILLS.follow_to_end(api, out, app_id, drill_id)
