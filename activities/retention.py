@@ -4,22 +4,27 @@ Runs from the daily sweep over every policy (a policy whose schedule stopped sti
 its old backups); backup runs started before issue 13 call it after their backup. What is
 kept is decided by ``services.policies.retention_plan``, the very plan the API's retention
 preview shows; the newest successful backup and protected backups are never pruned.
+
+Dumps are forgotten by their execution tag only, which continuous archiving's snapshots
+(WAL shipments, base backups) never carry: the dump rule cannot touch them. They are pruned
+by the policy's ``archive_window_days`` instead (``adapters/pg_archive/prune.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import to_application_error
 from activities.support import heartbeating, with_progress
+from adapters.pg_archive.prune import forget_outside
 from adapters.restic import Repository, Restic, ResticError
 from core.settings import Settings
 from core.states import FINISHED, RunStatus
@@ -42,21 +47,28 @@ class RetentionActivities:
 
     @activity.defn
     async def list_retained_policies(self) -> list[str]:
-        """Policies that have ended backups, the only ones retention can act on."""
+        """Policies that have ended backups or archive continuously, the only ones retention
+        can act on."""
         async with self.sessions() as session:
             ids = await session.scalars(
                 select(BackupPolicy.id)
-                .join(
+                .outerjoin(
                     BackupExecution, BackupExecution.application_id == BackupPolicy.application_id
                 )
-                .where(BackupExecution.status.in_(FINISHED))
+                .where(
+                    or_(
+                        BackupExecution.status.in_(FINISHED),
+                        BackupPolicy.continuous_archiving.is_(True),
+                    )
+                )
                 .distinct()
             )
             return [str(i) for i in ids]
 
     @activity.defn
     async def apply_retention(self, policy_id: str) -> list[str]:
-        """Forgets the backups the rule does not keep, marks their rows ``pruned``, prunes.
+        """Forgets the backups the rule does not keep, marks their rows ``pruned``, forgets
+        the archive snapshots no moment of the recovery window needs, prunes.
 
         The rows are locked while their snapshots are forgotten: a backup protected in the
         meantime is skipped, and a protect request waits and then finds the backup pruned.
@@ -73,8 +85,6 @@ class RetentionActivities:
                 session, policy, rule, ZoneInfo(policy.timezone), datetime.now(UTC)
             )
             doomed = {uuid.UUID(v.backup.id): v.reasons for v in verdicts if not v.keep}
-            if not doomed and activity.info().attempt == 1:
-                return []  # a retry prunes again: its first attempt may have failed there
             repo = await open_repository(session, self.settings, application, storage)
             rows = (
                 await session.scalars(
@@ -88,10 +98,35 @@ class RetentionActivities:
                 )
             ).all()
             expired = [str(row.id) for row in rows]
+            window_start = datetime.now(UTC) - timedelta(days=policy.archive_window_days)
             try:
                 await heartbeating(asyncio.to_thread(self._forget, repo, expired))
+                outside = await heartbeating(
+                    asyncio.to_thread(
+                        forget_outside,
+                        self.restic,
+                        repo,
+                        window_start,
+                        archiving=policy.continuous_archiving,
+                    )
+                )
             except ResticError as exc:
                 raise to_application_error(exc) from None
+            if outside:
+                audit.record(
+                    session,
+                    ACTOR,
+                    "archive.prune",
+                    "backup_policy",
+                    policy.id,
+                    workspace_id=application.workspace_id,
+                    details={
+                        "snapshots": len(outside),
+                        "window_start": window_start.isoformat(),
+                        "archive_window_days": policy.archive_window_days,
+                        "continuous_archiving": policy.continuous_archiving,
+                    },
+                )
             for row in rows:
                 row.metadata_ = {**(row.metadata_ or {}), "status_before_prune": row.status}
                 row.status = RunStatus.PRUNED
@@ -111,6 +146,8 @@ class RetentionActivities:
                     },
                 )
             await session.commit()
+        if not expired and not outside and activity.info().attempt == 1:
+            return []  # a retry prunes again: its first attempt may have failed there
         try:
             await with_progress(lambda _progress: self.restic.prune(repo))
         except ResticError as exc:

@@ -111,7 +111,13 @@ def read_archive(snapshots: Iterable[Snapshot]) -> Archive:
 
 
 def _reach(archive: Archive, base: BaseBackup) -> list[Shipment]:
-    """The shipments a recovery from ``base`` can replay to, in order, up to the first hole."""
+    """The shipments a recovery from ``base`` reads, in order, up to the first hole.
+
+    A shipment whose ``until`` is before the backup's consistency still counts when it holds
+    a segment from the backup's first one on: the segment the backup ends in is completed
+    by the backup's own WAL switch and may be shipped before ``from`` was read, and a
+    recovery that left that shipment out would miss it.
+    """
     complete: set[int] = set()
     for shipment in archive.shipments:
         complete.update(shipment.complete())
@@ -119,7 +125,7 @@ def _reach(archive: Archive, base: BaseBackup) -> list[Shipment]:
     reached = []
     for shipment in archive.shipments:
         last = segment_number(shipment.last)
-        if shipment.until < base.consistent_from or last < start:
+        if last < start:
             continue
         while present < last and present in complete:
             present += 1
@@ -134,7 +140,7 @@ def spans(archive: Archive) -> list[tuple[BaseBackup, Span]]:
     found = []
     for base in archive.bases:
         reached = _reach(archive, base)
-        if reached:
+        if reached and reached[-1].until >= base.consistent_from:
             found.append((base, Span(base.consistent_from, reached[-1].until)))
     return found
 
@@ -203,3 +209,29 @@ def plan(archive: Archive, target: datetime | None) -> Plan:
     reached = _reach(archive, base)
     needed = next(i for i, s in enumerate(reached) if s.until >= target)
     return Plan(base, reached[: needed + 1], target)
+
+
+def unneeded(archive: Archive, window_start: datetime, *, archiving: bool) -> list[str]:
+    """The snapshots no moment from ``window_start`` on needs: what pruning to the window
+    forgets.
+
+    Kept: the newest base backup consistent at or before ``window_start`` (or the oldest, when
+    none is), every newer one, and every shipment holding a segment from the kept base
+    backups' first one on; so every moment of the window restorable before stays restorable,
+    and the window's ``earliest`` becomes that base backup's ``from``. With archiving turned
+    off and nothing restorable from ``window_start`` on, everything goes. While archiving is on,
+    the newest base backup and what follows it are kept however old (an archiver down longer
+    than the window must not lose its last restorable moments).
+    """
+    everything = [b.snapshot_id for b in archive.bases] + [s.snapshot_id for s in archive.shipments]
+    latest = window(archive).latest
+    if not archiving and (latest is None or latest < window_start):
+        return everything
+    if not archive.bases:
+        return []  # the first base backup is yet to come: its WAL is being shipped already
+    older = [b for b in archive.bases if b.consistent_from <= window_start]
+    kept = archive.bases[archive.bases.index(older[-1]) :] if older else archive.bases
+    start = min(segment_number(b.first) for b in kept)
+    return [b.snapshot_id for b in archive.bases if b not in kept] + [
+        s.snapshot_id for s in archive.shipments if segment_number(s.last) < start
+    ]

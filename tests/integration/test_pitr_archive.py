@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from adapters import pg_databases
-from adapters.pg_archive import base_backup, scratch, stream
+from adapters.pg_archive import base_backup, prune, scratch, stream
 from adapters.pg_archive.window import (
     Archive,
     BaseBackup,
@@ -32,6 +32,7 @@ from adapters.pg_archive.window import (
     Shipment,
     plan,
     read_archive,
+    segment_number,
     window,
 )
 from adapters.restic import Repository, Restic
@@ -151,13 +152,17 @@ def archived() -> Iterator[Archived]:
                 _write_for(instance, 3, switches=1)
                 marks["recent"] = _now(instance)
                 _write_for(instance, 2, switches=0)
+                shipper.stop.set()
+                shipper.join()
+                # everything committed so far, while the receiver still runs: the server
+                # writes WAL of its own (standby snapshots) that a stopped one never receives
+                shipper.ship_once()
             finally:
                 shipper.stop.set()
                 shipper.join()
                 receiver.terminate()
                 receiver.wait()
             assert shipper.error is None, shipper.error
-            shipper.ship_once()  # everything committed so far, after the receiver's last flush
             with instance.connect(DB) as conn:
                 commits = {
                     int(row[0]): row[1]
@@ -246,7 +251,7 @@ def test_a_moment_outside_the_window_is_refused_naming_it(archived: Archived) ->
 def test_a_lost_wal_segment_shows_as_a_gap_and_a_restore_into_it_is_refused(
     archived: Archived,
 ) -> None:
-    """Last: it removes a shipment of complete segments taken between the base backups."""
+    """Late: it removes a shipment of complete segments taken between the base backups."""
     archive = archived.archive()
     lost = next(
         s
@@ -254,6 +259,12 @@ def test_a_lost_wal_segment_shows_as_a_gap_and_a_restore_into_it_is_refused(
         if archived.bases[0].consistent_from < s.until < archived.bases[1].consistent_from
         and len(s.complete()) > 0
         and s.until > min(x.until for x in archive.shipments)
+        # not a segment a base backup starts in (the second's may be shipped before its
+        # ``from``): without it that base backup restores nothing at all
+        and segment_number(archived.bases[0].first)
+        < s.complete()[0]
+        <= s.complete()[-1]
+        < segment_number(archived.bases[1].first)
     )
     archived.restic.forget(archived.repo, [lost.snapshot_id])
     shown = window(archived.archive())
@@ -264,6 +275,41 @@ def test_a_lost_wal_segment_shows_as_a_gap_and_a_restore_into_it_is_refused(
     with pytest.raises(OutsideWindow, match="except"):
         plan(archived.archive(), lost.until)
     assert shown.contains(archived.marks["recent"])
+
+
+def test_pruning_to_the_window_moves_its_earliest_and_keeps_every_moment_after_restorable(
+    archived: Archived, tmp_path: Path
+) -> None:
+    """After the lost segment: a window starting after the second base backup forgets the
+    first one and the WAL before the second's first segment; nothing else, no dump's snapshot,
+    and a restore inside the window still gives exactly the rows committed by then."""
+    start = archived.bases[1].consistent_from - timedelta(milliseconds=1)
+    shown = window(archived.archive())
+    early = prune.forget_outside(archived.restic, archived.repo, start, archiving=True)
+    before = archived.archive()  # at most WAL from before the first base backup went
+    assert len(before.bases) == 2 and not {s.snapshot_id for s in before.shipments} & set(early)
+    assert window(before) == shown
+    start = archived.marks["recent"] - timedelta(milliseconds=1)
+    assert archived.bases[1].consistent_from < start
+    (tmp_path / "database.dump").write_bytes(b"a dump of the application")
+    dump = archived.restic.backup_paths(archived.repo, tmp_path, [f"execution={uuid.uuid4()}"])
+    forgotten = prune.forget_outside(archived.restic, archived.repo, start, archiving=True)
+    after = archived.archive()
+    assert set(forgotten) == {before.bases[0].snapshot_id} | {
+        s.snapshot_id for s in before.shipments if s not in after.shipments
+    }
+    assert [b.snapshot_id for b in after.bases] == [before.bases[1].snapshot_id]
+    assert any(s.id.startswith(dump.snapshot_id) for s in archived.restic.snapshots(archived.repo))
+    first = segment_number(archived.bases[1].first)
+    assert all(segment_number(s.last) >= first for s in after.shipments)
+    assert len(after.shipments) < len(before.shipments)
+    shown = window(after)
+    assert shown.earliest == archived.bases[1].consistent_from and shown.gaps == []
+    assert shown.latest == window(before).latest
+    with pytest.raises(OutsideWindow):
+        plan(after, archived.marks["between"])
+    moment = archived.marks["recent"]
+    assert _recovered_rows(archived, moment) == _committed_by(archived, moment)
 
 
 def test_nothing_on_the_storage_is_plain_text(archived: Archived) -> None:
