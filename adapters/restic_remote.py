@@ -26,13 +26,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from adapters.errors import without_stack_traces
-from adapters.offsite_s3 import delete_object
+from adapters.offsite_s3 import bucket_protection, delete_object
 from adapters.restic import Repository, Restic, ResticError
 
 logger = logging.getLogger(__name__)
@@ -294,24 +294,35 @@ class TargetRefused(Exception):
     """A target failed its check when added: the message says which step and why."""
 
 
-def check_target(offsite: OffsiteRestic, remote: Remote, region: str = S3_REGION) -> None:
-    """Proves a target takes cairn's copies and refuses deletes with these credentials.
+def check_target(offsite: OffsiteRestic, remote: Remote, region: str = S3_REGION) -> dict[str, Any]:
+    """Proves a target takes cairn's copies and refuses deletes with these credentials;
+    what immutability it gives, to be recorded with the target.
 
     A fresh probe repository (``.cairn-checks/<random>``) is written with restic (reach,
     credentials, write permission, restic's protocol), then one of its files is deleted: an
     append-only REST server, or an S3 bucket whose policy grants these credentials no
     ``s3:DeleteObject``, refuses (403). The probe stays (it cannot be deleted); it is a few
-    hundred bytes.
+    hundred bytes. An S3 bucket is then asked for its versioning and object lock (what keeps
+    an overwritten file's earlier version, which no policy can refuse).
     """
     probe = remote.at(".cairn-checks", uuid.uuid4().hex)
     try:
         offsite.init(probe)
     except ResticError as exc:
         raise TargetRefused(f"writing a probe repository failed: {exc.message}") from None
-    if remote.kind == "s3":
-        _refuses_s3_delete(probe, region)
-    else:
+    if remote.kind != "s3":
         _refuses_rest_delete(probe)
+        return {"deletes_refused": True, "overwrites_refused": True}
+    _refuses_s3_delete(probe, region)
+    parts = urlsplit(remote.url)
+    bucket = f"{parts.scheme}://{parts.netloc}/{parts.path.strip('/').split('/')[0]}"
+    try:
+        kept = bucket_protection(bucket, remote.username, remote.secret, region, CHECK_TIMEOUT)
+    except (httpx.HTTPError, ValueError, SyntaxError) as exc:  # ParseError is a SyntaxError
+        raise TargetRefused(
+            f"reading the bucket's versioning and object lock failed: {exc}"
+        ) from None
+    return {"deletes_refused": True, "overwrites_refused": False, **kept}
 
 
 def _refuses_s3_delete(probe: Remote, region: str) -> None:

@@ -52,8 +52,9 @@ async def _name_free(session: AsyncSession, workspace_id: uuid.UUID, name: str) 
         raise Conflict(f"an offsite target named {name} already exists in this workspace")
 
 
-async def _check(settings: Settings, body: dict[str, Any]) -> None:
-    """Runs the target check; a refusal is a 422 naming the URL and what failed."""
+async def _check(settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
+    """Runs the target check; what immutability the target gives. A refusal is a 422
+    naming the URL and what failed."""
     offsite = OffsiteRestic(Restic(settings.restic_bin, cache_dir=settings.restic_cache))
     url, credentials = body["url"], body["credentials"]
     probe = Remote(
@@ -64,7 +65,9 @@ async def _check(settings: Settings, body: dict[str, Any]) -> None:
         body["kind"],
     )
     try:
-        await asyncio.to_thread(check_target, offsite, probe, body.get("region") or S3_REGION)
+        return await asyncio.to_thread(
+            check_target, offsite, probe, body.get("region") or S3_REGION
+        )
     except TargetRefused as exc:
         raise Unsupported(
             f"the offsite target at {url} failed its check: {exc}; nothing was saved",
@@ -83,7 +86,7 @@ async def create(
 ) -> OffsiteTarget:
     """Checks the target with its everyday credentials, then stores it (caller commits)."""
     await _name_free(session, workspace_id, body["name"])
-    await _check(settings, body)
+    immutability = await _check(settings, body)
     target = OffsiteTarget(
         id=uuid.uuid4(),
         workspace_id=workspace_id,
@@ -93,6 +96,8 @@ async def create(
             "url": body["url"],
             "maintenance_url": body.get("maintenance_url"),
             "region": body.get("region"),
+            # what the check found when the target was added (docs/offsite.md)
+            "immutability": immutability,
         },
         protection_days=body["protection_days"],
         upload_limit_kib=body.get("upload_limit_kib"),
@@ -115,6 +120,7 @@ async def create(
             "maintenance_url": body.get("maintenance_url"),
             "protection_days": target.protection_days,
             "upload_limit_kib": target.upload_limit_kib,
+            "immutability": immutability,
         },
     )
     await session.flush()

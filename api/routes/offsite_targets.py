@@ -27,6 +27,7 @@ def present(target: OffsiteTarget) -> dict[str, Any]:
         url=target.location["url"],
         maintenance_url=target.location.get("maintenance_url"),
         region=target.location.get("region"),
+        immutability=target.location.get("immutability"),
         credentials_set=bool(target.credentials_sealed),
         maintenance_credentials_set=bool(target.maintenance_sealed),
     ).model_dump()

@@ -94,6 +94,29 @@ class OffsiteTargetCreate(Input):
         return self
 
 
+class ObjectLock(Output):
+    mode: str = Field(description="GOVERNANCE or COMPLIANCE")
+    days: int = Field(description="the bucket's default retention")
+
+
+class Immutability(Output):
+    """What keeps copies at a target from cairn's everyday credentials (docs/offsite.md)."""
+
+    deletes_refused: bool
+    overwrites_refused: bool = Field(
+        description="an append-only REST server refuses an overwrite; no S3 policy can"
+    )
+    versioning: str | None = Field(
+        default=None, description="S3: Enabled, Suspended or null (never turned on)"
+    )
+    object_lock: ObjectLock | None = Field(
+        default=None, description="S3: the bucket's default retention; null: none"
+    )
+    unreadable: list[str] = Field(
+        default_factory=list, description="S3: what the everyday credentials could not read"
+    )
+
+
 class OffsiteTargetOut(Output):
     id: uuid.UUID
     workspace_id: uuid.UUID
@@ -102,6 +125,11 @@ class OffsiteTargetOut(Output):
     url: str
     maintenance_url: str | None
     region: str | None = None
+    immutability: Immutability | None = Field(
+        default=None,
+        description="what the check found when the target was added; null for targets"
+        " added before it was recorded",
+    )
     credentials_set: bool
     maintenance_credentials_set: bool
     protection_days: int

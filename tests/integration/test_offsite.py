@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from temporalio.client import Client
 
 from adapters.restic_remote import Remote
@@ -31,7 +32,7 @@ from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.database import libpq_url
-from tests.support.offsite_servers import OffsiteSite, S3Site
+from tests.support.offsite_servers import LOCK_DAYS, LOCKED_BUCKET, OffsiteSite, S3Site
 
 pytestmark = pytest.mark.integration
 
@@ -139,6 +140,8 @@ async def test_a_target_is_stored_only_once_checked_and_its_secrets_never_show(
 
     created = await expect(await api.post(targets_of(workspace), json=body, headers=admin), 201)
     assert created["credentials_set"] and created["maintenance_credentials_set"]
+    assert created["immutability"]["deletes_refused"]  # what the check proved, recorded
+    assert created["immutability"]["overwrites_refused"]
     assert site.everyday.password not in str(created)
     await refused({}, 409)  # the same name again
     other = world.workspaces["b"]
@@ -421,20 +424,55 @@ async def test_an_s3_bucket_without_deletes_takes_copies_and_gives_them_back(
 ) -> None:
     app = await make_app(api, world, database_server, tmp_path / "app")
     targets, admin = targets_of(app.workspace), world.auth("ws_admin")
-    # credentials that may delete are refused (moto enforces the users' IAM policies)
-    body = s3_site.target_body(credentials=s3_site.maintenance)
+    # credentials that may delete are refused (moto enforces the users' IAM policies), even on
+    # a bucket with object lock: a plain delete there adds a delete marker (HTTP 204)
+    body = s3_site.target_body(credentials=s3_site.maintenance, bucket=LOCKED_BUCKET)
     refused = await api.post(targets, json=body, headers=admin)
     assert refused.status_code == 422, refused.text
     assert "s3:DeleteObject" in refused.json()["detail"]
     bucketless = {**s3_site.target_body(), "url": s3_site.endpoint}
     assert (await api.post(targets, json=bucketless, headers=admin)).status_code == 422
-    created = await expect(await api.post(targets, json=s3_site.target_body(), headers=admin), 201)
+    # each target records what immutability its bucket gives, as the check found it
+    plain = await expect(await api.post(targets, json=s3_site.target_body(), headers=admin), 201)
+    assert plain["immutability"] == {
+        "deletes_refused": True,
+        "overwrites_refused": False,
+        "versioning": None,
+        "object_lock": None,
+        "unreadable": [],
+    }
+    body = s3_site.target_body(name="locked", bucket=LOCKED_BUCKET)
+    created = await expect(await api.post(targets, json=body, headers=admin), 201)
     assert created["kind"] == "s3" and s3_site.everyday["password"] not in str(created)
+    assert created["immutability"]["versioning"] == "Enabled"
+    assert created["immutability"]["object_lock"] == {"mode": "COMPLIANCE", "days": LOCK_DAYS}
     target_id = str(created["id"])
 
     policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
     await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
     backup = await run_backup(api, world, app)
     assert backup["status"] == "succeeded", backup
-    await copied(api, world, app, backup["id"])
+    places = await copied(api, world, app, backup["id"])
+
+    # cairn's everyday credentials cannot delete a snapshot or a pack (403 by the policy)...
+    prefix = f"cairn/workspaces/{app.workspace}/applications/{app.id}/"
+    everyday, maintenance = s3_site.client(s3_site.everyday), s3_site.client(s3_site.maintenance)
+    snapshot = f"{prefix}snapshots/{places[1]['snapshot_ids'][0]}"
+    listed = everyday.list_objects_v2(Bucket=LOCKED_BUCKET, Prefix=f"{prefix}data/")
+    pack = listed["Contents"][0]["Key"]
+    for key in (snapshot, pack):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            everyday.delete_object(Bucket=LOCKED_BUCKET, Key=key)
+    # ...but S3 cannot refuse an overwrite: the locked bucket keeps the original version, which
+    # not even the maintenance credentials may delete, and putting it back mends the copy (a
+    # PUT into the locked bucket needs a checksum header: boto3 and restic send one)
+    original = everyday.get_object(Bucket=LOCKED_BUCKET, Key=pack)["Body"].read()
+    everyday.put_object(Bucket=LOCKED_BUCKET, Key=pack, Body=b"junk")
+    versions = maintenance.list_object_versions(Bucket=LOCKED_BUCKET, Prefix=pack)["Versions"]
+    (kept,) = [v["VersionId"] for v in versions if not v["IsLatest"]]
+    with pytest.raises(ClientError, match="AccessDenied"):
+        maintenance.delete_object(Bucket=LOCKED_BUCKET, Key=pack, VersionId=kept)
+    kept_body = maintenance.get_object(Bucket=LOCKED_BUCKET, Key=pack, VersionId=kept)["Body"]
+    maintenance.put_object(Bucket=LOCKED_BUCKET, Key=pack, Body=kept_body.read())
+    assert everyday.get_object(Bucket=LOCKED_BUCKET, Key=pack)["Body"].read() == original
     await restore_without_the_primary(api, world, app, backup["id"], target_id, target_id, settings)

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3  # type: ignore[import-untyped]  # moto's dependency (test extras)
 
@@ -115,6 +116,10 @@ class OffsiteSite:
 
 
 BUCKET = "cairn-offsite"
+# A second bucket with versioning and object lock: a compliance default retention of
+# LOCK_DAYS keeps every version of every object, whoever asks to delete it.
+LOCKED_BUCKET = "cairn-offsite-locked"
+LOCK_DAYS = 14
 # The everyday credentials' policy: read, list and write anything, delete only restic's lock
 # files (which it removes after every command). moto names some S3 actions its own way
 # (HeadBucket, HeadObject, ListObjectsV2), hence the wildcards.
@@ -124,12 +129,12 @@ EVERYDAY_POLICY = {
         {
             "Effect": "Allow",
             "Action": ["s3:Get*", "s3:Head*", "s3:List*", "s3:PutObject"],
-            "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+            "Resource": [f"arn:aws:s3:::{BUCKET}*"],
         },
         {
             "Effect": "Allow",
             "Action": ["s3:DeleteObject"],
-            "Resource": [f"arn:aws:s3:::{BUCKET}/*/locks/*"],
+            "Resource": [f"arn:aws:s3:::{BUCKET}*/*/locks/*"],
         },
     ],
 }
@@ -137,14 +142,15 @@ MAINTENANCE_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
 }
-# The requests that set the bucket and users up, made before moto starts enforcing IAM.
-_SETUP_REQUESTS = 7
+# The requests that set the buckets and users up, made before moto starts enforcing IAM.
+_SETUP_REQUESTS = 9
 
 
 @dataclass
 class S3Site:
-    """moto's S3 server with IAM enforced: one bucket, an everyday user that cannot delete
-    (but restic's lock files) and a maintenance user that can."""
+    """moto's S3 server with IAM enforced: a plain bucket and one with object lock, an
+    everyday user that cannot delete (but restic's lock files) and a maintenance user that
+    can (what object lock lets anyone delete)."""
 
     root: Path
     port: int = field(default_factory=_free_port)
@@ -156,9 +162,18 @@ class S3Site:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def url(self) -> str:
-        return f"{self.endpoint}/{BUCKET}/cairn"
+    def url(self, bucket: str = BUCKET) -> str:
+        return f"{self.endpoint}/{bucket}/cairn"
+
+    def client(self, keys: dict[str, str]) -> Any:
+        """boto3's S3 client with these keys (``username``/``password``)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=keys["username"],
+            aws_secret_access_key=keys["password"],
+            region_name="us-east-1",
+        )
 
     @classmethod
     def started(cls, root: Path) -> S3Site:
@@ -184,7 +199,16 @@ class S3Site:
             "aws_secret_access_key": "setup",
             "region_name": "us-east-1",
         }
-        boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
+        s3 = boto3.client("s3", **setup)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=LOCKED_BUCKET, ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(
+            Bucket=LOCKED_BUCKET,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": LOCK_DAYS}},
+            },
+        )
         iam = boto3.client("iam", **setup)
         for user, policy in (("cairn", EVERYDAY_POLICY), ("maintenance", MAINTENANCE_POLICY)):
             iam.create_user(UserName=user)
@@ -201,13 +225,15 @@ class S3Site:
             self.process.wait(timeout=10)
         self.process = None
 
-    def target_body(self, name: str = "offsite-s3", **extra: object) -> dict[str, object]:
+    def target_body(
+        self, name: str = "offsite-s3", bucket: str = BUCKET, **extra: object
+    ) -> dict[str, object]:
         return {
             "name": name,
             "kind": "s3",
-            "url": self.url,
+            "url": self.url(bucket),
             "credentials": self.everyday,
-            "maintenance_url": self.url,
+            "maintenance_url": self.url(bucket),
             "maintenance_credentials": self.maintenance,
             **extra,
         }
