@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import backup_throughput, growth, small_runs
+from bench import backup_throughput, engines, growth, small_runs
 from bench.database import Databases
 from bench.figures import Report
 from bench.stack import cairn_stack
@@ -59,6 +59,11 @@ async def measure(
     if "growth" in only:
         print("\n# repository growth", flush=True)
         growth.run(dbs, work, sizes.append_mb, sizes.uniform_scale, report)
+    if "engines" in only:
+        megabytes = sizes.database_mb // 4
+        print(f"\n# MariaDB and Redis engines, {megabytes} MiB each", flush=True)
+        engines.mariadb_rows(work, megabytes, sizes.runs, report)
+        engines.redis_rows(work, megabytes, sizes.runs, report)
 
 
 def main() -> None:
@@ -68,8 +73,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs of each throughput figure")
     parser.add_argument(
         "--only",
-        default="small,throughput,growth",
-        help="comma-separated rows: small, throughput, growth",
+        default="small,throughput,growth,engines",
+        help="comma-separated rows: small, throughput, growth, engines",
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL

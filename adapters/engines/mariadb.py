@@ -231,7 +231,10 @@ class RowCounter:
             self._table = _name_after(line, _INSERT)
             self.counts.setdefault(self._table, 0)
             line = line[line.index(b" VALUES") :]
-        opened = sum(1 for token in _TOKENS.findall(line) if token == b"(")
+        if line.startswith(b"(") and b"),(" not in line:
+            opened = 1  # one tuple per line (MariaDB): a second one would follow "),("
+        else:
+            opened = sum(1 for token in _TOKENS.findall(line) if token == b"(")
         self.counts[self._table] += opened
         if line.rstrip().endswith(b";"):
             self._table = None
