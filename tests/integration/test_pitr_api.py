@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from adapters import pg_databases
 from adapters.pg_archive import stream
 from adapters.pg_archive.window import stamp
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from db.session import make_engine, make_sessionmaker
 from schedules.reconcile import reconcile_all
@@ -27,6 +28,7 @@ from tests.conftest import free_port
 from tests.integration.test_cli import cairn
 from tests.support import pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, running_app, wait_for
+from tests.support.backups import finished
 from tests.support.database import snapshot
 from tests.support.histories import HISTORIES
 from tests.support.served import served  # noqa: F401  (the fixture)
@@ -417,3 +419,38 @@ async def test_the_cli_shows_the_window_and_restores_to_a_moment(
         True,
         10,
     )
+
+
+async def test_the_retention_sweep_prunes_dumps_by_their_rule_and_keeps_the_window(
+    api: ApiClient, world: World, temporal_client: Client, archived: Archived
+) -> None:
+    """Two dumps beside the archive and a rule keeping the last one: the sweep prunes the
+    older dump; the archive is pruned by its window (7 days: nothing of it goes)."""
+    from workflows.retention import RetentionSweepWorkflow
+
+    owner, member = world.auth("owner"), world.auth("member")
+    backups = f"/api/v1/applications/{archived.app.id}/backups"
+    runs = []
+    for _ in range(2):
+        accepted = await expect(await api.post(backups, headers=owner), 202)
+        runs.append(
+            await wait_for(api, f"{backups}/{accepted['id']}", owner, finished, seconds=120)
+        )
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"], runs
+    rule = policy(archived.app, continuous_archiving=True, retention_days=None, keep_last=1)
+    saved = await expect(await api.post(archived.app.policy, json=rule, headers=owner), 200)
+    before = await expect(await api.get(archived.window, headers=member), 200)
+    swept = await temporal_client.execute_workflow(
+        RetentionSweepWorkflow.run,
+        id=f"test-pitr-sweep-{uuid.uuid4()}",
+        task_queue=CONTROL_TASK_QUEUE,
+    )
+    assert swept.get(saved["id"]) == [runs[0]["id"]]
+    after = await expect(await api.get(archived.window, headers=member), 200)
+    assert after["earliest"] == before["earliest"] and after["gaps"] == []
+    assert at(after["latest"]) >= at(before["latest"])
+    statuses = {
+        b["id"]: b["status"]
+        for b in (await expect(await api.get(backups, headers=owner), 200))["items"]
+    }
+    assert [statuses[r["id"]] for r in runs] == ["pruned", "succeeded"]
