@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.errors import fatal, to_application_error
+from activities.errors import fatal, temporal_errors, to_application_error
 from activities.support import read_metadata, with_progress
 from adapters.errors import AdapterError
 from adapters.pg_archive import base_backup, stream
@@ -185,10 +185,8 @@ class ArchiveActivities:
     async def archive_wal(self, job: StretchJob) -> Stretch:
         """One stretch of streaming; cancelling it (archiving turned off) stops it."""
         source = await read_metadata(self.sessions, lambda s: self._load(s, job.application_id))
-        try:
+        with temporal_errors("archiving WAL"):
             return await with_progress(lambda progress: self._stream(source, job.seconds, progress))
-        except AdapterError as exc:
-            raise to_application_error(exc, "archiving WAL") from None
 
     @activity.defn
     async def take_base_backup(self, application_id: str) -> str:
@@ -209,21 +207,17 @@ class ArchiveActivities:
             )
             return stamp(taken.consistent_from)
 
-        try:
+        with temporal_errors("base backup"):
             return await with_progress(take)
-        except AdapterError as exc:
-            raise to_application_error(exc, "base backup") from None
 
     @activity.defn
     async def stop_archiving(self, application_id: str) -> None:
         """Drops the slot, so the server no longer keeps WAL for a stopped archiver."""
         target = await read_metadata(self.sessions, lambda s: self._target(s, application_id))
-        try:
+        with temporal_errors("dropping the replication slot"):
             await with_progress(
                 lambda _p: stream.drop_slot(target, stream.slot_name(application_id))
             )
-        except AdapterError as exc:
-            raise to_application_error(exc, "dropping the replication slot") from None
 
     def data(self) -> list[Any]:
         return [self.archive_wal, self.take_base_backup, self.stop_archiving]

@@ -20,9 +20,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.archive import ArchiveActivities, Source
-from activities.errors import fatal, to_application_error
+from activities.errors import fatal, temporal_errors
 from activities.support import read_metadata, with_progress
-from adapters.errors import AdapterError
 from adapters.pg_archive import scratch
 from adapters.pg_archive.window import OutsideWindow, plan, read_archive, read_stamp
 from adapters.pg_dump import DumpError
@@ -91,10 +90,8 @@ class RecoveryActivities(ArchiveActivities):
                 scratch.remove(place)
             return f"recovered to {asked} into database {into_name}"
 
-        try:
+        with temporal_errors("restore to a moment"):
             return await with_progress(run)
-        except AdapterError as exc:
-            raise to_application_error(exc, "restore to a moment") from None
 
     def _recover(self, source: Source, restore_id: str, moment: datetime | None) -> scratch.Scratch:
         """A scratch server recovered to ``moment``, running. Planned again when the archiver
