@@ -13,8 +13,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +36,7 @@ from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
 from db.models import Application, BackupPolicy, BackupStorage
 from repository.store import open_repository
+from schedules.cron import next_times
 
 SHIP_SECONDS = 5.0
 """How often the spool is shipped: the archiver's part of the recovery point objective."""
@@ -211,6 +214,19 @@ class ArchiveActivities:
             return await with_progress(take)
 
     @activity.defn
+    async def next_base_backup(self, application_id: str) -> str:
+        """When the next base backup is due: the policy's next fire time (its cron in its
+        time zone), so base backups follow the schedule the dumps do; a day from now when the
+        policy is gone or its cron never fires again."""
+        now = datetime.now(UTC)
+        async with self.sessions() as session:
+            policy = await session.scalar(
+                select(BackupPolicy).where(BackupPolicy.application_id == application_id)
+            )
+        fires = next_times(policy.schedule, ZoneInfo(policy.timezone), 1, now) if policy else []
+        return (fires[0] if fires else now + timedelta(days=1)).astimezone(UTC).isoformat()
+
+    @activity.defn
     async def stop_archiving(self, application_id: str) -> None:
         """Drops the slot, so the server no longer keeps WAL for a stopped archiver."""
         target = await read_metadata(self.sessions, lambda s: self._target(s, application_id))
@@ -220,4 +236,9 @@ class ArchiveActivities:
             )
 
     def data(self) -> list[Any]:
-        return [self.archive_wal, self.take_base_backup, self.stop_archiving]
+        return [
+            self.archive_wal,
+            self.take_base_backup,
+            self.next_base_backup,
+            self.stop_archiving,
+        ]

@@ -1,8 +1,9 @@
 """An application's archiver (docs/pitr.md): streams WAL for ever, in stretches.
 
 Never ends on its own: each stretch of ``archive_wal`` is followed by continue-as-new, so
-the history stays bounded. A base backup runs beside the stream when one is due; a failed
-one is tried again in the next stretch. A cancel (archiving turned off) stops the stream and
+the history stays bounded. A base backup runs beside the stream when one is due (the first
+at once, then at the policy's schedule's fire times); a failed one is tried again in the
+next stretch. A cancel (archiving turned off) stops the stream and
 drops the replication slot, so the server no longer keeps WAL for it.
 """
 
@@ -19,12 +20,16 @@ with workflow.unsafe.imports_passed_through():
     from contracts.archive import ARCHIVER_WORKFLOW, ArchiverJob, Stretch, StretchJob
     from contracts.task_queues import DATA_TASK_QUEUE
     from workflows.retries import DATA_RETRY, HEARTBEAT, PREPARE_STEP, TRANSFER_STEP
-    from workflows.step_kinds import CLEANUP, WAIT
+    from workflows.step_kinds import CLEANUP, LISTING, WAIT
     from workflows.steps import NONE, Step
 
 archive_wal = Step[StretchJob, Stretch]("archive_wal", Stretch)
 take_base_backup = Step[str, str]("take_base_backup", str)
+next_base_backup = Step[str, str]("next_base_backup", str)
 stop_archiving = Step[str, None]("stop_archiving", NONE)
+
+ON_SCHEDULE = "base-backups-on-the-policy-schedule"
+"""Base backups follow the policy's cron (runs recorded before this took a fixed 24 h)."""
 
 # The stream is retried without end: an archiver that gave up would silently stop protecting
 # the application; each failure stays in the history and the worker's log.
@@ -84,4 +89,6 @@ class ArchiverWorkflow:
                 raise
             workflow.logger.warning("base backup failed, tried again next stretch: %s", exc.cause)
             return due
+        if workflow.patched(ON_SCHEDULE):
+            return await next_base_backup(job.application_id, **LISTING)
         return (now + timedelta(hours=job.base_backup_hours)).isoformat()

@@ -6,12 +6,14 @@ drops its replication slot.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -25,6 +27,7 @@ from core.settings import Settings
 from db.models import Application, BackupStorage
 from db.session import make_engine, make_sessionmaker
 from repository.store import open_repository
+from schedules.cron import next_times
 from tests.support import pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.histories import HISTORIES
@@ -164,6 +167,16 @@ async def test_the_archiver_streams_continues_as_new_and_drops_its_slot_when_sto
             assert time.monotonic() < deadline, "the archiver never continued as new"
             await asyncio.sleep(1)
         assert _slot_active(instance, stream.slot_name(application_id)) is not None
+        # the next base backup is due at the policy's next fire time ("0 3 * * *", UTC)
+        carried = json.loads(
+            (await temporal_client.get_workflow_handle(workflow_id).fetch_history())
+            .events[0]
+            .workflow_execution_started_event_attributes.input.payloads[0]
+            .data
+        )
+        around = described.start_time - timedelta(minutes=5)
+        fires = next_times("0 3 * * *", ZoneInfo("UTC"), 2, around)
+        assert datetime.fromisoformat(carried["base_backup_due"]) in fires
         stop.set()
         writer.join()
         last_commit = committed[-1]
