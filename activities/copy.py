@@ -21,7 +21,7 @@ from activities.support import execution_repository, read_metadata, with_progres
 from adapters.restic import Repository, Restic, ResticError
 from adapters.restic_remote import CopyProgress, OffsiteRestic, Remote
 from contracts.copy import CopyJob, CopyOutcome
-from core import crypto
+from core import crypto, metrics
 from core.settings import Settings
 from core.states import CopyStatus, RunStatus
 from db import audit
@@ -97,6 +97,7 @@ class CopyActivities:
         try:
             return await with_progress(work)
         except ResticError as exc:
+            metrics.OFFSITE_COPY_ATTEMPTS_FAILED.inc()
             raise to_application_error(exc, "offsite copy") from None
 
     async def _open(
@@ -142,6 +143,7 @@ class CopyActivities:
                 details={"target_id": job.target_id, "message": outcome.message},
             )
             await session.commit()
+        metrics.OFFSITE_COPIES_FINISHED.labels(outcome.status).inc()
 
     def control(self) -> list[Any]:
         return [self.offsite_target_of, self.start_copy, self.finish_copy]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from api.schemas.applications import (
     LocalPlatformOut,
 )
 from api.schemas.backups import BackupOut
+from api.schemas.offsite_targets import OffsiteLagOut
 from api.schemas.policies import PolicyOut
 from api.schemas.restores import RestoreOut
 from api.schemas.storages import StorageOut
@@ -34,6 +36,7 @@ from db.models import Application, BackupExecution, BackupPolicy, BackupRestore,
 from schedules import backup_policy as sync
 from schedules.cron import CronError, check_timezone
 from services import backups, policies, restores
+from services.offsite_targets import OffsiteLag
 from services.overdue import Standing
 from services.policies import KEEPS_NOTHING
 from services.storages import SECRET_FIELDS
@@ -65,7 +68,17 @@ def overdue(standing: Standing | None) -> dict[str, Any]:
     }
 
 
-def application(row: Application, standing: Standing | None = None) -> dict[str, Any]:
+def offsite(lag: OffsiteLag | None) -> dict[str, Any]:
+    """The offsite lag of an application (none without a target: null)."""
+    if lag is None:
+        return {}
+    shown = {**asdict(lag), "lag_seconds": lag.lag_seconds(datetime.now(UTC))}
+    return {"offsite": OffsiteLagOut.model_validate(shown).model_dump()}
+
+
+def application(
+    row: Application, standing: Standing | None = None, lag: OffsiteLag | None = None
+) -> dict[str, Any]:
     """Never a password, only whether one is set."""
     settings = row.platform_settings
     platform: LocalPlatformOut | KubernetesPlatformOut
@@ -82,7 +95,12 @@ def application(row: Application, standing: Standing | None = None) -> dict[str,
         )
     shown = ApplicationRow.model_validate(row, from_attributes=True)
     return ApplicationOut.model_validate(
-        {**shown.model_dump(), "platform": platform.model_dump(), **overdue(standing)}
+        {
+            **shown.model_dump(),
+            "platform": platform.model_dump(),
+            **overdue(standing),
+            **offsite(lag),
+        }
     ).model_dump()
 
 

@@ -41,6 +41,14 @@ FIELDS: list[Field] = [
     ("schedule error", "schedule_error"),
     ("overdue", "overdue"),
     ("overdue since", lambda p: when(p.get("overdue_since"))),
+    ("offsite target", "offsite_target_id"),
+]
+# The application's offsite lag (GET /applications/{id}: offsite), shown by ``get``.
+OFFSITE: list[Field] = [
+    ("offsite lag seconds", lambda p: (p.get("offsite") or {}).get("lag_seconds")),
+    ("last copied", lambda p: when((p.get("offsite") or {}).get("last_copied_at"))),
+    ("copies pending", lambda p: (p.get("offsite") or {}).get("copies_pending")),
+    ("copies failed", lambda p: (p.get("offsite") or {}).get("copies_failed")),
 ]
 
 
@@ -84,8 +92,14 @@ def policies() -> None:
 @output_options
 @with_api
 def get_policy(api: Api, app_id: str, out: Output) -> None:
-    """The policy with its schedule's live state: paused or not, next runs."""
-    out.record(api.get(_path(app_id)), FIELDS)
+    """The policy with its schedule's live state: paused or not, next runs; with an offsite
+    target, how far the copies trail the backups (docs/offsite.md)."""
+    policy = api.get(_path(app_id))
+    if policy.get("offsite_target_id"):
+        policy["offsite"] = api.get(f"/applications/{app_id}").get("offsite")
+        out.record(policy, [*FIELDS, *OFFSITE])
+        return
+    out.record(policy, FIELDS)
 
 
 @policies.command("set")
@@ -139,15 +153,29 @@ def get_policy(api: Api, app_id: str, out: Output) -> None:
     type=click.IntRange(min=1, max=35),
     help="how many days back a restore to a moment reaches [create: 7]",
 )
+@click.option(
+    "--offsite-target",
+    "offsite_target_id",
+    metavar="TARGET_ID",
+    help="copy every successful backup to this offsite target of the workspace (docs/offsite.md)",
+)
+@click.option(
+    "--no-offsite-target", is_flag=True, help="stop copying backups offsite (clears the target)"
+)
 @output_options
 @with_api
 def set_policy(api: Api, app_id: str, out: Output, **options: Any) -> None:
     """Create the policy, or change the given settings of the existing one."""
-    changes = {k: v for k, v in options.items() if v is not None and k != "no_age_rule"}
+    flags = ("no_age_rule", "no_offsite_target")
+    changes = {k: v for k, v in options.items() if v is not None and k not in flags}
     if options["no_age_rule"]:
         if "retention_days" in changes:
             raise click.UsageError("give --retention-days or --no-age-rule, not both")
         changes["retention_days"] = None
+    if options["no_offsite_target"]:
+        if "offsite_target_id" in changes:
+            raise click.UsageError("give --offsite-target or --no-offsite-target, not both")
+        changes["offsite_target_id"] = None
     out.record(_save(api, app_id, changes, may_create=True), FIELDS)
 
 

@@ -45,6 +45,15 @@ DRILL_RECOVERY_SECONDS = Gauge(
     "Recovery time (restore start to verified copy) of an application's last successful drill",
     ["application_id"],
 )
+OFFSITE_COPIES_FINISHED = Counter(
+    "cairn_offsite_copies_finished_total",
+    "Offsite copies that ended, by outcome (copied; failed once their day of retries is spent)",
+    ["status"],
+)
+OFFSITE_COPY_ATTEMPTS_FAILED = Counter(
+    "cairn_offsite_copy_attempts_failed_total",
+    "Attempts of offsite copies that failed (a target away, a killed restic); each is retried",
+)
 
 
 def count_unsuccessful(kind: str, trigger: str | None, started_at: datetime | None) -> None:

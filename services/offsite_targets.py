@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Restic
 from adapters.restic_remote import S3_REGION, OffsiteRestic, Remote, TargetRefused, check_target
 from core.settings import Settings
-from core.states import CopyStatus
+from core.states import CopyStatus, RunStatus
 from db import audit
 from db.models import (
     Application,
@@ -224,3 +227,81 @@ async def copy_to_read(
             title="No offsite copy",
         )
     return copy.target_id
+
+
+@dataclass(frozen=True)
+class OffsiteLag:
+    """How far an application's offsite copies trail its backups, at its policy's target.
+
+    ``behind_since`` is when the oldest backup newer than the newest copied one completed
+    (None: the newest backup is copied, or none is waiting); the lag is the time since then,
+    so a copy that is merely running late shows a growing lag, and a daily backup copied
+    minutes after it completes shows none.
+    """
+
+    target_id: uuid.UUID
+    last_copied_backup_at: datetime | None
+    last_copied_at: datetime | None
+    behind_since: datetime | None
+    copies_pending: int
+    copies_failed: int
+
+    def lag_seconds(self, now: datetime) -> float:
+        return max(0.0, (now - self.behind_since).total_seconds()) if self.behind_since else 0.0
+
+
+async def offsite_lags(
+    session: AsyncSession, application_ids: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, OffsiteLag]:
+    """The offsite lag of each application whose policy names a target (all when None)."""
+    policies = select(BackupPolicy.application_id, BackupPolicy.offsite_target_id).where(
+        BackupPolicy.offsite_target_id.is_not(None)
+    )
+    if application_ids is not None:
+        policies = policies.where(BackupPolicy.application_id.in_(application_ids))
+    targets = {app: target for app, target in await session.execute(policies) if target}
+    if not targets:
+        return {}
+    copies = (
+        select(BackupExecution.application_id)
+        .join(BackupCopy, BackupCopy.execution_id == BackupExecution.id)
+        .join(
+            BackupPolicy,
+            (BackupPolicy.application_id == BackupExecution.application_id)
+            & (BackupPolicy.offsite_target_id == BackupCopy.target_id),
+        )
+        .where(BackupExecution.application_id.in_(list(targets)))
+    )
+    newest: dict[uuid.UUID, tuple[datetime, datetime]] = {
+        app: (completed, copied)
+        for app, completed, copied in await session.execute(
+            copies.add_columns(
+                func.max(BackupExecution.completed_at), func.max(BackupCopy.copied_at)
+            )
+            .where(BackupCopy.status == CopyStatus.COPIED)
+            .group_by(BackupExecution.application_id)
+        )
+    }
+    waiting: dict[uuid.UUID, list[tuple[datetime, str]]] = {}
+    for app, completed, status in await session.execute(
+        copies.add_columns(BackupExecution.completed_at, BackupCopy.status).where(
+            BackupExecution.status == RunStatus.SUCCEEDED,
+            BackupCopy.status.in_([CopyStatus.PENDING, CopyStatus.FAILED]),
+        )
+    ):
+        last = newest.get(app)
+        if completed is not None and (last is None or completed > last[0]):
+            waiting.setdefault(app, []).append((completed, status))
+    lags = {}
+    for app, target in targets.items():
+        behind = waiting.get(app, [])
+        last = newest.get(app)
+        lags[app] = OffsiteLag(
+            target,
+            last[0] if last else None,
+            last[1] if last else None,
+            min((completed for completed, _ in behind), default=None),
+            sum(status == CopyStatus.PENDING for _, status in behind),
+            sum(status == CopyStatus.FAILED for _, status in behind),
+        )
+    return lags

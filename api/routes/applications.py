@@ -26,7 +26,7 @@ from api.schemas.applications import (
 from core.database_url import split_database_url
 from db import audit
 from db.models import BackupPolicy
-from services import applications, overdue, workspaces
+from services import applications, offsite_targets, overdue, workspaces
 
 router = APIRouter(tags=["applications"])
 
@@ -85,9 +85,13 @@ async def list_applications(
 ) -> dict[str, object]:
     query = workspaces.applications_of(access.workspace.id)
     items, next_cursor = await page_of(session, query, limit, cursor)
-    standing = await overdue.standings(session, settings, [app.id for app in items])
+    ids = [app.id for app in items]
+    standing = await overdue.standings(session, settings, ids)
+    lags = await offsite_targets.offsite_lags(session, ids)
     return {
-        "items": [presenters.application(app, standing.get(app.id)) for app in items],
+        "items": [
+            presenters.application(app, standing.get(app.id), lags.get(app.id)) for app in items
+        ],
         "next_cursor": next_cursor,
     }
 
@@ -98,7 +102,8 @@ async def get_application(
 ) -> dict[str, Any]:
     application = access.application
     standing = await overdue.standing_of(session, settings, application.id)
-    return presenters.application(application, standing)
+    lags = await offsite_targets.offsite_lags(session, [application.id])
+    return presenters.application(application, standing, lags.get(application.id))
 
 
 @router.delete("/api/v1/applications/{app_id}", status_code=204)

@@ -27,17 +27,18 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from api.deps import SessionDep, SettingsDep, current_principal
 from api.problems import forbidden, unauthorized
 from api.routes.health import CHECK_TIMEOUT, WORKER_SEEN_SECONDS, check_temporal, pollers, unpolled
-from core.states import FINISHED, LIVE, RunStatus, StorageStatus
+from core.states import FINISHED, LIVE, CopyStatus, RunStatus, StorageStatus
 from core.units import GIB
 from db.models import (
     Application,
+    BackupCopy,
     BackupExecution,
     BackupRestore,
     BackupStorage,
     RestoreDrill,
     Workspace,
 )
-from services import overdue
+from services import offsite_targets, overdue
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -309,8 +310,56 @@ async def scraper(
         raise forbidden("metrics need the scrape token or a platform administrator's token")
 
 
+async def _offsite_families(request: Request) -> list[Metric]:
+    """Offsite copies (docs/offsite.md): each application's lag at its policy's target, and
+    the copies by status (a failed copy stays failed until a later backup's copy lands)."""
+    labels = ("workspace_id", "application_id", "target_id")
+    lag = _gauge(
+        "cairn_offsite_lag_seconds",
+        "Time since the oldest backup newer than the newest copied one completed (0: the newest"
+        " backup is copied)",
+        *labels,
+    )
+    last = _gauge(
+        "cairn_offsite_last_copy_timestamp_seconds",
+        "When the copy of the application's newest copied backup finished",
+        *labels,
+    )
+    behind = _gauge(
+        "cairn_offsite_copies_behind",
+        "Backups newer than the newest copied one, by their copy's status (pending, failed)",
+        *labels,
+        "status",
+    )
+    copies = _gauge("cairn_offsite_copies", "Backup copies at offsite targets by status", "status")
+    now = datetime.now(UTC)
+    async with request.app.state.sessions() as session:
+        lags = await offsite_targets.offsite_lags(session)
+        workspaces = {
+            app_id: workspace_id
+            for app_id, workspace_id in await session.execute(
+                select(Application.id, Application.workspace_id).where(
+                    Application.id.in_(list(lags))
+                )
+            )
+        }
+        for status, count in await session.execute(
+            select(BackupCopy.status, func.count()).group_by(BackupCopy.status)
+        ):
+            copies.add_metric([status], count)
+    for app_id, each in lags.items():
+        values = [str(workspaces.get(app_id, "")), str(app_id), str(each.target_id)]
+        lag.add_metric(values, each.lag_seconds(now))
+        if each.last_copied_at is not None:
+            last.add_metric(values, each.last_copied_at.timestamp())
+        behind.add_metric([*values, CopyStatus.PENDING], each.copies_pending)
+        behind.add_metric([*values, CopyStatus.FAILED], each.copies_failed)
+    return [lag, last, behind, copies]
+
+
 @router.get("/metrics", response_class=Response, dependencies=[Depends(scraper)])
 async def metrics(request: Request) -> Response:
     registry = CollectorRegistry()
-    registry.register(_Snapshot(await _families(request) + await _alerting_families(request)))
+    families = await _families(request) + await _alerting_families(request)
+    registry.register(_Snapshot(families + await _offsite_families(request)))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from api.schemas.common import AbsolutePath, Input, Output, Slug
+from api.schemas.offsite_targets import OffsiteLagOut
 from core.database_url import split_database_url
 
 
@@ -327,3 +328,6 @@ class ApplicationOut(ApplicationRow):
         default=False, description="the same for the enabled drill policy's restore drills"
     )
     drill_overdue_since: datetime | None = None
+    offsite: OffsiteLagOut | None = Field(
+        default=None, description="its offsite lag; null when its policy names no offsite target"
+    )

@@ -138,6 +138,22 @@ class OffsiteTargetOut(Output):
     updated_at: datetime
 
 
+class OffsiteLagOut(Output):
+    """How far the application's offsite copies trail its backups (docs/offsite.md)."""
+
+    target_id: uuid.UUID = Field(description="the target the backup policy copies to")
+    lag_seconds: float = Field(
+        description="time since the oldest backup newer than the newest copied one completed;"
+        " 0 when the newest backup is copied (or none waits)"
+    )
+    last_copied_backup_at: datetime | None = Field(
+        description="when the newest backup copied there completed; null: none yet"
+    )
+    last_copied_at: datetime | None = Field(description="when that copy finished")
+    copies_pending: int = Field(description="backups newer than it whose copy is still pending")
+    copies_failed: int = Field(description="backups newer than it whose copy failed")
+
+
 class BackupCopyOut(Output):
     """One place a backup lives: ``primary`` (its storage) or ``offsite`` (a target)."""
 

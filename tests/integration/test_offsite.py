@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -28,11 +30,13 @@ from db.models import Application, OffsiteTarget
 from db.session import make_engine, make_sessionmaker
 from devstack.postgres import PostgresServer
 from repository.offsite import everyday_remote, maintenance_remote
+from tests.conftest import free_port
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.database import libpq_url
 from tests.support.offsite_servers import LOCK_DAYS, LOCKED_BUCKET, OffsiteSite, S3Site
+from worker.metrics_endpoint import serve_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +85,49 @@ def restic(remote: Remote, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["restic", "--no-cache", *args], env=env, capture_output=True, text=True, check=False
     )
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def samples(text: str) -> Samples:
+    """A Prometheus text exposition, each sample keyed by its name and its set of labels."""
+    found: Samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            name, _, labels = series.partition("{")
+            found[(name, frozenset(LABEL.findall(labels)))] = float(value)
+    return found
+
+
+def sample(found: Samples, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` with exactly these labels, if exposed."""
+    return found.get((name, frozenset(labels.items())))
+
+
+async def scrape_api(api: ApiClient, world: World) -> Samples:
+    """The API's /metrics, as Prometheus scrapes it (a platform administrator's token)."""
+    answer = await api.get("/metrics", headers=world.auth("platform_admin"))
+    assert answer.status_code == 200, answer.text
+    return samples(answer.text)
+
+
+def scrape_worker() -> Samples:
+    """The worker's own endpoint (the tests' workers run in this process, so it serves
+    their counters), scraped over HTTP with the scrape token."""
+    token, port = secrets.token_urlsafe(16), free_port()
+    server = serve_metrics("127.0.0.1", port, token)
+    try:
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/", headers={"Authorization": f"Bearer {token}"}
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 200, answer.text
+    return samples(answer.text)
 
 
 def stored_bytes(repo: Path) -> int:
@@ -240,6 +287,8 @@ async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_whe
     await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
     first = await run_backup(api, world, app)
     await copied(api, world, app, first["id"])
+    owner, application = world.auth("owner"), f"/api/v1/applications/{app.id}"
+    series = {"workspace_id": app.workspace, "application_id": app.id, "target_id": target_id}
     everyday, _ = await remotes(settings, app.id, target_id)
     repo = site.root / "workspaces" / app.workspace / "applications" / app.id
     before = stored_bytes(repo)
@@ -254,10 +303,29 @@ async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_whe
         )
         assert pending[1]["status"] == "pending"
         await asyncio.sleep(12)  # past the copy's first attempts
+        # the application shows its lag, and so does the API's /metrics
+        lag = (await expect(await api.get(application, headers=owner), 200))["offsite"]
+        assert (
+            lag["target_id"] == target_id
+            and lag["copies_pending"] == 1
+            and lag["copies_failed"] == 0
+        )
+        assert lag["lag_seconds"] >= 12 and lag["last_copied_at"] is not None
+        scraped = await scrape_api(api, world)
+        assert (sample(scraped, "cairn_offsite_lag_seconds", **series) or 0) >= 12
+        assert sample(scraped, "cairn_offsite_copies_behind", **series, status="pending") == 1
     finally:
         site.everyday.start()
     places = await copied(api, world, app, second["id"])
     assert places[1]["copied_at"]
+    lag = (await expect(await api.get(application, headers=owner), 200))["offsite"]
+    assert lag["lag_seconds"] == 0 and lag["copies_pending"] == 0
+    assert lag["last_copied_at"] == places[1]["copied_at"]
+    assert sample(await scrape_api(api, world), "cairn_offsite_lag_seconds", **series) == 0
+    # the worker counted the attempts the outage failed and the copies that landed
+    counted = scrape_worker()
+    assert (sample(counted, "cairn_offsite_copy_attempts_failed_total") or 0) >= 1
+    assert (sample(counted, "cairn_offsite_copies_finished_total", status="copied") or 0) >= 2
 
     # a repeated copy (as after a killed worker) finds everything there: no snapshot twice
     handle = await temporal_client.start_workflow(

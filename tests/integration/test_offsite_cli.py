@@ -79,16 +79,25 @@ async def test_targets_and_a_restore_from_the_copy_through_the_cli(
     )
     assert code == 0 and [t["id"] for t in json.loads(out)["items"]] == [target_id], out
 
-    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
-    await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    owner = world.tokens["owner"]
+    policies = ["policies", "set", "--app", app.id, "-o", "json"]
+    code, out, err = await cairn(served, owner, {}, *policies, "--offsite-target", target_id)
+    assert code == 0 and json.loads(out)["offsite_target_id"] == target_id, err
     backup = await run_backup(api, world, app)
-    await wait_for(
+    places = await wait_for(
         api,
         f"{app.backups}/{backup['id']}/copies",
         world.auth("owner"),
         lambda places: places[-1]["status"] == "copied",
         seconds=180,
     )
+    # the policy shows the target and how far the copies trail: not at all
+    get = ["policies", "get", "--app", app.id, "-o", "json"]
+    code, out, err = await cairn(served, owner, {}, *get)
+    shown = json.loads(out)
+    assert code == 0 and shown["offsite_target_id"] == target_id, err
+    assert shown["offsite"]["lag_seconds"] == 0
+    assert shown["offsite"]["last_copied_at"] == places[-1]["copied_at"]
     tables = table_hashes(app.db_url)
     files = {name: tree_hashes(path) for name, path in app.volumes.items()}
     for path in app.volumes.values():
