@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import backup_throughput, engines, growth, small_runs
+from bench import backup_throughput, engines, growth, offsite, small_runs
 from bench.database import Databases
 from bench.figures import Report
 from bench.stack import cairn_stack
@@ -56,6 +56,11 @@ async def measure(
         if "throughput" in only:
             print(f"\n# backup and restore of a {sizes.database_mb} MiB database", flush=True)
             await backup_throughput.run(stack, dbs, work, sizes.database_mb, sizes.runs, report)
+        if "offsite" in only:
+            megabytes = sizes.database_mb // 4
+            print(f"\n# offsite copies of a {megabytes} MiB database", flush=True)
+            storages = settings.storage_mount_root
+            await offsite.run(stack, dbs, work, storages, megabytes, sizes.runs, report)
     if "growth" in only:
         print("\n# repository growth", flush=True)
         growth.run(dbs, work, sizes.append_mb, sizes.uniform_scale, report)
@@ -73,8 +78,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs of each throughput figure")
     parser.add_argument(
         "--only",
-        default="small,throughput,growth,engines",
-        help="comma-separated rows: small, throughput, growth, engines",
+        default="small,throughput,offsite,growth,engines",
+        help="comma-separated rows: small, throughput, offsite, growth, engines",
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
