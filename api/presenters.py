@@ -72,7 +72,14 @@ def offsite(lag: OffsiteLag | None) -> dict[str, Any]:
     """The offsite lag of an application (none without a target: null)."""
     if lag is None:
         return {}
-    shown = {**asdict(lag), "lag_seconds": lag.lag_seconds(datetime.now(UTC))}
+    now = datetime.now(UTC)
+    since = lag.overdue_since(now)
+    shown = {
+        **asdict(lag),
+        "lag_seconds": lag.lag_seconds(now),
+        "overdue": since is not None,
+        "overdue_since": since,
+    }
     return {"offsite": OffsiteLagOut.model_validate(shown).model_dump()}
 
 

@@ -49,6 +49,7 @@ OFFSITE: list[Field] = [
     ("last copied", lambda p: when((p.get("offsite") or {}).get("last_copied_at"))),
     ("copies pending", lambda p: (p.get("offsite") or {}).get("copies_pending")),
     ("copies failed", lambda p: (p.get("offsite") or {}).get("copies_failed")),
+    ("offsite overdue since", lambda p: when((p.get("offsite") or {}).get("overdue_since"))),
 ]
 
 

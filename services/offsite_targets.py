@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Restic
 from adapters.restic_remote import S3_REGION, OffsiteRestic, Remote, TargetRefused, check_target
+from core.offsite_overdue import copy_deadline
 from core.settings import Settings
 from core.states import CopyStatus, RunStatus
 from db import audit
@@ -33,6 +35,7 @@ from db.models import (
     OffsiteTarget,
 )
 from repository.offsite import seal_credentials, seal_maintenance
+from services import overdue
 from services.errors import Conflict, Invalid, NotFound, Unsupported
 
 
@@ -245,21 +248,39 @@ class OffsiteLag:
     behind_since: datetime | None
     copies_pending: int
     copies_failed: int
+    # when the oldest waiting copy is past its allowance (core/offsite_overdue.py); None:
+    # none waits
+    overdue_from: datetime | None = None
 
     def lag_seconds(self, now: datetime) -> float:
         return max(0.0, (now - self.behind_since).total_seconds()) if self.behind_since else 0.0
 
+    def overdue_since(self, now: datetime) -> datetime | None:
+        """The moment the copies became overdue, if they are at ``now``."""
+        late = self.overdue_from is not None and now >= self.overdue_from
+        return self.overdue_from if late else None
+
 
 async def offsite_lags(
-    session: AsyncSession, application_ids: Sequence[uuid.UUID] | None = None
+    session: AsyncSession,
+    settings: Settings,
+    application_ids: Sequence[uuid.UUID] | None = None,
 ) -> dict[uuid.UUID, OffsiteLag]:
-    """The offsite lag of each application whose policy names a target (all when None)."""
-    policies = select(BackupPolicy.application_id, BackupPolicy.offsite_target_id).where(
-        BackupPolicy.offsite_target_id.is_not(None)
-    )
+    """The offsite lag of each application whose policy names a target (all when None), and
+    when it is overdue by the backup schedule's grace (``core/offsite_overdue.py``)."""
+    policies = select(
+        BackupPolicy.application_id,
+        BackupPolicy.offsite_target_id,
+        BackupPolicy.schedule,
+        BackupPolicy.timezone,
+    ).where(BackupPolicy.offsite_target_id.is_not(None))
     if application_ids is not None:
         policies = policies.where(BackupPolicy.application_id.in_(application_ids))
-    targets = {app: target for app, target in await session.execute(policies) if target}
+    targets, fires = {}, {}
+    for app, target, schedule, zone in await session.execute(policies):
+        if target:
+            targets[app] = target
+            fires[app] = overdue.fires_of(schedule, ZoneInfo(zone))
     if not targets:
         return {}
     copies = (
@@ -293,15 +314,18 @@ async def offsite_lags(
         if completed is not None and (last is None or completed > last[0]):
             waiting.setdefault(app, []).append((completed, status))
     lags = {}
+    grace = overdue.grace_of(settings)
     for app, target in targets.items():
         behind = waiting.get(app, [])
         last = newest.get(app)
+        since = min((completed for completed, _ in behind), default=None)
         lags[app] = OffsiteLag(
             target,
             last[0] if last else None,
             last[1] if last else None,
-            min((completed for completed, _ in behind), default=None),
+            since,
             sum(status == CopyStatus.PENDING for _, status in behind),
             sum(status == CopyStatus.FAILED for _, status in behind),
+            copy_deadline(fires[app], since, grace),
         )
     return lags

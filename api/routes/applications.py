@@ -87,7 +87,7 @@ async def list_applications(
     items, next_cursor = await page_of(session, query, limit, cursor)
     ids = [app.id for app in items]
     standing = await overdue.standings(session, settings, ids)
-    lags = await offsite_targets.offsite_lags(session, ids)
+    lags = await offsite_targets.offsite_lags(session, settings, ids)
     return {
         "items": [
             presenters.application(app, standing.get(app.id), lags.get(app.id)) for app in items
@@ -102,7 +102,7 @@ async def get_application(
 ) -> dict[str, Any]:
     application = access.application
     standing = await overdue.standing_of(session, settings, application.id)
-    lags = await offsite_targets.offsite_lags(session, [application.id])
+    lags = await offsite_targets.offsite_lags(session, settings, [application.id])
     return presenters.application(application, standing, lags.get(application.id))
 
 

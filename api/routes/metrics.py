@@ -331,10 +331,16 @@ async def _offsite_families(request: Request) -> list[Metric]:
         *labels,
         "status",
     )
+    late = _gauge(
+        "cairn_offsite_copy_overdue",
+        "1 when the oldest backup waiting for its offsite copy is past its allowance (the backup"
+        " schedule's grace, core/offsite_overdue.py)",
+        *labels,
+    )
     copies = _gauge("cairn_offsite_copies", "Backup copies at offsite targets by status", "status")
     now = datetime.now(UTC)
     async with request.app.state.sessions() as session:
-        lags = await offsite_targets.offsite_lags(session)
+        lags = await offsite_targets.offsite_lags(session, request.app.state.settings)
         workspaces = {
             app_id: workspace_id
             for app_id, workspace_id in await session.execute(
@@ -350,11 +356,12 @@ async def _offsite_families(request: Request) -> list[Metric]:
     for app_id, each in lags.items():
         values = [str(workspaces.get(app_id, "")), str(app_id), str(each.target_id)]
         lag.add_metric(values, each.lag_seconds(now))
+        late.add_metric(values, 1 if each.overdue_since(now) else 0)
         if each.last_copied_at is not None:
             last.add_metric(values, each.last_copied_at.timestamp())
         behind.add_metric([*values, CopyStatus.PENDING], each.copies_pending)
         behind.add_metric([*values, CopyStatus.FAILED], each.copies_failed)
-    return [lag, last, behind, copies]
+    return [lag, last, behind, late, copies]
 
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(scraper)])

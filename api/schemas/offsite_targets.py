@@ -152,6 +152,11 @@ class OffsiteLagOut(Output):
     last_copied_at: datetime | None = Field(description="when that copy finished")
     copies_pending: int = Field(description="backups newer than it whose copy is still pending")
     copies_failed: int = Field(description="backups newer than it whose copy failed")
+    overdue: bool = Field(
+        description="the oldest backup waiting for its copy is past its allowance: the backup"
+        " schedule's grace after it completed (docs/offsite.md)"
+    )
+    overdue_since: datetime | None = Field(description="when that allowance ran out")
 
 
 class BackupCopyOut(Output):

@@ -27,8 +27,10 @@ from temporalio.client import Client
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
+from tests.integration.test_offsite import add_target
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import make_app, run_backup
+from tests.support.offsite_servers import OffsiteSite
 from worker.metrics_endpoint import serve_metrics
 from workflows.storage import RefreshStorageUsageWorkflow
 
@@ -104,7 +106,8 @@ class Exported:
 async def exported(
     api: ApiClient, world: World, database_server: PostgresServer, tmp_path_factory: Any
 ) -> AsyncIterator[Exported]:
-    """Both endpoints scraped after a backup and a drill of an application with both policies."""
+    """Both endpoints scraped after a backup and a drill of an application with both policies
+    (and an offsite target named by its backup policy, for the offsite series)."""
     app = await make_app(api, world, database_server, tmp_path_factory.mktemp("alerts"))
     owner = world.auth("owner")
     assert (await run_backup(api, world, app))["status"] == "succeeded"
@@ -119,6 +122,13 @@ async def exported(
         lambda d: d["status"] in ("succeeded", "failed", "cancelled"),
         seconds=120,
     )
+    site = OffsiteSite.started(tmp_path_factory.mktemp("alerts-offsite"))
+    try:
+        target_id = await add_target(api, world, app.workspace, site)
+    finally:
+        site.stop()  # no backup follows: no copy is started
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=owner), 200)
     # one usage refresh, as its schedule runs it, reads the storages' file systems
     temporal: Client = await api.app.state.temporal.get()  # type: ignore[attr-defined]
     await temporal.execute_workflow(

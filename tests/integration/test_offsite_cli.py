@@ -96,7 +96,7 @@ async def test_targets_and_a_restore_from_the_copy_through_the_cli(
     code, out, err = await cairn(served, owner, {}, *get)
     shown = json.loads(out)
     assert code == 0 and shown["offsite_target_id"] == target_id, err
-    assert shown["offsite"]["lag_seconds"] == 0
+    assert shown["offsite"]["lag_seconds"] == 0 and shown["offsite"]["overdue"] is False
     assert shown["offsite"]["last_copied_at"] == places[-1]["copied_at"]
     tables = table_hashes(app.db_url)
     files = {name: tree_hashes(path) for name, path in app.volumes.items()}

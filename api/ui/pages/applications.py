@@ -38,7 +38,7 @@ from api.ui.pages.shared import (
 )
 from api.ui.sessions import SignedIn
 from core.retention_rule import COUNTS
-from services import backups, overdue, policies, restores, storages
+from services import backups, offsite_targets, overdue, policies, restores, storages
 
 router = page_router()
 HISTORY_PAGE = 25
@@ -75,7 +75,11 @@ async def _application_page(
         status_code,
         access=access,
         app=presenters.application(
-            application, await overdue.standing_of(session, settings, application.id)
+            application,
+            await overdue.standing_of(session, settings, application.id),
+            (await offsite_targets.offsite_lags(session, settings, [application.id])).get(
+                application.id
+            ),
         ),
         state=state,
         policy=policy,

@@ -15,7 +15,7 @@ from api.pagination import page_of
 from api.ui import views
 from api.ui.pages.shared import Reader, page_router, render
 from core.states import has_backups
-from services import overdue, storages, workspaces
+from services import offsite_targets, overdue, storages, workspaces
 
 router = page_router()
 
@@ -55,8 +55,10 @@ async def overview(
     rows, next_cursor = await page_of(
         session, workspaces.applications_of(access.workspace.id), 100, cursor
     )
-    standing = await overdue.standings(session, get_settings(request), [row.id for row in rows])
-    items = [presenters.application(row, standing.get(row.id)) for row in rows]
+    settings, ids = get_settings(request), [row.id for row in rows]
+    standing = await overdue.standings(session, settings, ids)
+    lags = await offsite_targets.offsite_lags(session, settings, ids)
+    items = [presenters.application(row, standing.get(row.id), lags.get(row.id)) for row in rows]
     usage = await storages.usage(session, (await dedicated_reader(access)).workspace, 0)
     now = datetime.now(UTC)
     states = await views.protections(session, [a["id"] for a in items], now)
