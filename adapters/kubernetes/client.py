@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client import ApiException
@@ -21,6 +21,8 @@ from kubernetes.config import ConfigException
 from adapters.platform import PlatformError
 
 T = TypeVar("T")
+# The first pause of wait_for; each next one is twice as long, up to its interval.
+FIRST_POLL_SECONDS: Final = 0.05
 
 # Status codes worth another try: throttling, the API server's own trouble, a conflict.
 _RETRYABLE = {409, 429, 500, 502, 503, 504}
@@ -115,13 +117,17 @@ def wait_for(
     timeout: float,
     expired: Callable[[], str],
     tick: Callable[[], None] | None = None,
-    interval: float = 0.5,
+    interval: float = 2.0,
 ) -> T:
     """Polls ``probe`` until it returns a value; ``tick`` runs between polls (heartbeats).
 
-    On timeout, ``expired`` says what was waited for and what was last seen.
+    The pause between polls starts short and doubles up to ``interval``: what is ready in a
+    moment (a pod ending, a small snapshot) is seen at once, what takes long costs the API
+    server one request per ``interval``. On timeout, ``expired`` says what was waited for
+    and what was last seen.
     """
     deadline = time.monotonic() + timeout
+    pause = FIRST_POLL_SECONDS
     while True:
         value = probe()
         if value is not None:
@@ -130,4 +136,5 @@ def wait_for(
             raise PlatformError(expired(), retryable=False)
         if tick is not None:
             tick()
-        time.sleep(interval)
+        time.sleep(min(pause, interval, max(0.0, deadline - time.monotonic()) + 0.01))
+        pause *= 2

@@ -1,7 +1,11 @@
-"""Mover Jobs: ``cairn mover ...`` run in the application's namespace, next to its data.
+"""Mover Jobs: ``cairn mover ...`` run inside the cluster, in cairn's own namespace (only an
+in-place volume restore runs in the application's, where its claim is).
 
-A mover reads or writes the application's claims and database from inside the cluster and
-the repository through the backup storage mounted in its pod. Its log is JSON lines
+A mover reads or writes a claim and the application's database from inside the cluster and
+the repository through the backup storage mounted in its pod. In cairn's namespace it runs
+as the ``cairn-mover`` service account (deploy/kubernetes/namespace.yaml), which has no
+permissions and no token mounted: it only names who the pods are, for the cluster's
+admission and network rules. Its log is JSON lines
 (``cli/mover.py``): progress, which is passed on as it comes, and one result at the end. The
 result is also the container's termination message, in the pod's status: a log the API
 server cannot fetch from the node costs the progress, not the result.
@@ -39,8 +43,11 @@ CONTAINER: Final = "mover"
 TAIL_LINES: Final = 15
 # Container states that will not pass on their own: no point waiting for the timeout.
 _STUCK: Final = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError"}
-# A pod the namespace's Pod Security level refuses will not be admitted on a retry either.
-_POD_SECURITY: Final = "violates PodSecurity"
+# A pod admission refuses for these reasons (the namespace's Pod Security level, a service
+# account that does not exist) will not be admitted on a retry either.
+_REFUSED_FOR_GOOD: Final = ("violates PodSecurity", "error looking up service account")
+# The account movers run as in cairn's namespace (deploy/kubernetes/namespace.yaml).
+MOVER_SERVICE_ACCOUNT: Final = "cairn-mover"
 PROGRESS_TYPE: Final = "cairn_progress"
 RESULT_TYPE: Final = "cairn_result"
 RETRIED: Final = "Retried"
@@ -68,6 +75,8 @@ class Mover:
     mounts: list[dict[str, Any]] = field(default_factory=list)
     env: list[dict[str, Any]] = field(default_factory=list)
     secret: dict[str, str] = field(default_factory=dict, repr=False)
+    # A node selector the pod must be scheduled by (the topology of the volume it copies).
+    node_affinity: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class Placement:
     run_as_user: int | None = None  # None: the image's own user
     fs_group: int | None = None
     requests: dict[str, str] = field(default_factory=dict)
+    service_account: str | None = None  # None: the namespace's default
 
 
 def _security(placement: Placement) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,6 +142,12 @@ def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
         ],
         "volumes": mover.volumes,
     }
+    if placement.service_account:
+        pod["serviceAccountName"] = placement.service_account
+    if mover.node_affinity:
+        pod["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": mover.node_affinity}
+        }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -276,7 +292,7 @@ def _started_pod(
         pods = [p for p in _pods(kube, namespace, name) if p.metadata.name not in followed]
         if not pods:
             refused = _refused(kube, namespace, name)
-            if refused and _POD_SECURITY in refused:
+            if refused and any(reason in refused for reason in _REFUSED_FOR_GOOD):
                 raise PlatformError(
                     f"the mover Job {namespace}/{name} cannot start: {refused}", retryable=False
                 )

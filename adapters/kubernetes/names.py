@@ -12,6 +12,9 @@ from typing import Final
 
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "cairn"}
 RUN_LABEL: Final = "cairn.dev/run"
+# On mover pods: says what they are (to the cluster's own network rules, say).
+ROLE_LABEL: Final = "backup.cairn.io/role"
+MOVER_LABELS: Final = {**MANAGED_BY, ROLE_LABEL: "mover"}
 
 
 def run_name(kind: str, run_id: str, part: str = "") -> str:

@@ -1,31 +1,39 @@
 """Applications of kind ``kubernetes``: PVCs, a PostgreSQL database reached in the cluster,
 ConfigMaps and Secrets, all in one namespace.
 
-restic and pg_dump run where the data is, in mover Jobs of the application's namespace
-(``movers.py``, running ``cairn mover``); the worker only talks to the API server and, for
-the configuration objects, to the repository at its own mount path.
+restic and pg_dump run inside the cluster, in mover Jobs (``movers.py``, running ``cairn
+mover``) of cairn's own namespace (``CAIRN_KUBE_NAMESPACE``), as Velero's data mover does:
+the backup storage is mounted there only. The one exception is an in-place volume restore
+(and the count of a live claim's files, and the settling of a cut swap), whose mover must
+mount the application's claim and so runs in its namespace. The worker only talks to the
+API server and, for the configuration objects, to the repository at its own mount path.
 
 - Backup: a CSI VolumeSnapshot per claim, all requested before any is awaited; each upload
   clones its snapshot into cairn's own namespace (``clones.py``), restores a temporary claim
-  from the clone there and a mover there backs it up; the database is
-  dumped by a mover (its password from the application's own Secret, never seen by cairn);
-  ConfigMaps and Secrets are exported by the worker into the repository as their own part.
+  from the clone there and a mover there backs it up; the database is dumped by a mover in
+  cairn's namespace that reaches the application's database service by its cluster DNS
+  name (``<service>.<namespace>.svc``); its password is read by the worker from the
+  application's Secret and handed to the mover through the mover's run Secret, never as a
+  value in a Job, a workflow payload or a log. ConfigMaps and Secrets are exported by the
+  worker into the repository as their own part.
 - Restore: the workloads are scaled to zero (their replicas recorded on them); a volume is
   restored by a mover into a staging folder inside its claim and swapped in
   (``volume_swap.py``: a claim cannot be renamed, and the workloads name it); the database
-  by a mover into a staging database swapped in by rename, as the local platform does.
+  by a mover (cairn's namespace) into a staging database swapped in by rename, as the local
+  platform does.
 - Every name derives from the run id (``names.py``), so a retried step awaits what its
   first attempt started; ``release`` deletes everything labelled with the run.
 - Drills: a scratch database ``cairn_drill_<id>`` on the application's server and scratch
-  claims labelled with the drill in the application's namespace, all made, measured, checked
-  and removed by movers running the local platform's own drill code.
+  claims labelled with the drill in cairn's namespace, all made, measured, checked and
+  removed by movers there running the local platform's own drill code.
 - Mover pods reach the repository through ``CAIRN_KUBE_STORAGE_VOLUME``: a volume source
-  holding what the worker sees at ``CAIRN_STORAGE_MOUNT_ROOT``. The storage's addresses in
-  it (an NFS server, CephFS monitors) are what the NetworkPolicy admits movers only to.
+  holding what the worker sees at ``CAIRN_STORAGE_MOUNT_ROOT``. cairn writes no
+  NetworkPolicy; ``release`` removes the ones earlier versions wrote (``network.py``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -43,9 +51,9 @@ from kubernetes.utils import parse_quantity
 from adapters.kubernetes import clones, movers, snapshots
 from adapters.kubernetes.client import Kube, connect, delete_quietly, failure
 from adapters.kubernetes.config import apply_objects, export_objects
-from adapters.kubernetes.movers import Mover, Placement
-from adapters.kubernetes.names import run_labels, run_name, run_selector
-from adapters.kubernetes.network import MOVER_LABELS, ensure_mover_policy
+from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT, Mover, Placement
+from adapters.kubernetes.names import MOVER_LABELS, run_labels, run_name, run_selector
+from adapters.kubernetes.network import remove_legacy_policies
 from adapters.kubernetes.workloads import scale_down, scale_up
 from adapters.local_platform import scratch_database
 from adapters.pg_identity import metadata_identity
@@ -86,7 +94,6 @@ class KubernetesPlatform:
         self.cairn = cairn
         self.restic = restic
         self.namespace = str(settings["namespace"])
-        self._policy_written = False
 
     @cached_property
     def kube(self) -> Kube:
@@ -149,12 +156,6 @@ class KubernetesPlatform:
             )
         return {"name": "cairn-storage", **source}
 
-    def _storage_addresses(self) -> list[str]:
-        source = self.cairn.kube_storage_volume or {}
-        if "nfs" in source:
-            return [str(source["nfs"]["server"])]
-        return []
-
     def _repo_in_pod(self, repo: Repository) -> str:
         """The repository's path in a mover pod: the same place below the storage mount."""
         try:
@@ -172,6 +173,9 @@ class KubernetesPlatform:
             image=self.cairn.mover_image,
             labels=run_labels(run_id),
             pod_labels=dict(MOVER_LABELS),
+            service_account=MOVER_SERVICE_ACCOUNT
+            if namespace == self.cairn.kube_namespace
+            else None,
             start_timeout=self.cairn.kube_mover_timeout_seconds,
             run_as_user=self.cairn.mover_run_as_user,
             fs_group=self.cairn.mover_fs_group,
@@ -187,19 +191,17 @@ class KubernetesPlatform:
         mover: Mover,
         progress: ProgressFn | None = None,
         *,
-        home: bool = False,
+        in_application: bool = False,
     ) -> dict[str, Any]:
         """Runs a mover to its end, then deletes its Job and pod, whatever the outcome; in
-        the application's namespace, or in cairn's (``home``).
+        cairn's namespace, or in the application's when it mounts the application's claim
+        (``in_application``).
 
         A failed Job's log is in the error already, and a retry must start a new Job rather
         than find the failed one; a cancelled step stops its mover. Only a worker that died
         leaves the Job running, for the retry to await.
         """
-        namespace = self.cairn.kube_namespace if home else self.namespace
-        if not home and not self._policy_written:
-            ensure_mover_policy(self.kube.api, self.namespace, self._storage_addresses())
-            self._policy_written = True
+        namespace = self.namespace if in_application else self.cairn.kube_namespace
         try:
             return movers.run(self.kube, mover, self._placement(run_id, namespace), progress)
         finally:
@@ -222,26 +224,54 @@ class KubernetesPlatform:
         )
 
     def _database_args(self, database: dict[str, Any]) -> list[str]:
-        args = ["--db-host", str(database["host"]), "--db-port", str(database["port"])]
+        host = service_host(str(database["host"]), self.namespace)
+        args = ["--db-host", host, "--db-port", str(database["port"])]
         args += ["--db-name", str(database["dbname"])]
         if database.get("user"):
             args += ["--db-user", str(database["user"])]
         return args
 
-    def _database_env(self, database: dict[str, Any]) -> list[dict[str, Any]]:
-        """The database password straight from the application's own Secret, and which
-        database the mover must never touch (it cannot reach cairn's to ask)."""
-        protect = {"name": "CAIRN_METADATA_IDENTITY", "value": str(metadata_identity(self.cairn))}
+    def _database_env(self) -> list[dict[str, Any]]:
+        """Which database the mover must never touch (it cannot reach cairn's to ask)."""
+        return [{"name": "CAIRN_METADATA_IDENTITY", "value": str(metadata_identity(self.cairn))}]
+
+    def _database_secret(self, database: dict[str, Any]) -> dict[str, str]:
+        """The database password, read from the application's own Secret for the mover's
+        run Secret in cairn's namespace (a pod can only reference Secrets of its own)."""
         ref = database.get("password_secret")
         if not ref:
-            return [protect]
-        return [
-            protect,
-            {
-                "name": "PGPASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}},
-            },
-        ]
+            return {}
+        name, key = str(ref["name"]), str(ref["key"])
+        try:
+            found = self.kube.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PlatformError(
+                    f"the database password's Secret {name} does not exist in namespace"
+                    f" {self.namespace}",
+                    retryable=False,
+                ) from None
+            raise failure(exc, f"reading the Secret {name}") from None
+        value = (found.data or {}).get(key)
+        if value is None:
+            raise PlatformError(
+                f"the Secret {self.namespace}/{name} has no key {key} (the database password)",
+                retryable=False,
+            )
+        return {"PGPASSWORD": base64.b64decode(value).decode()}
+
+    def _database_mover(self, name: str, args: list[str], **extra: Any) -> Mover:
+        """A mover that connects to the application's database: address, identity guard and
+        password (in its run Secret)."""
+        database = self._database()
+        secret = {**self._database_secret(database), **extra.pop("secret", {})}
+        args = [*args, *self._database_args(database)]
+        repo: Repository | None = extra.pop("repo", None)
+        if repo is not None:
+            return self._repository_mover(
+                name, args, repo, env=self._database_env(), secret=secret, **extra
+            )
+        return Mover(name, args, env=self._database_env(), secret=secret, **extra)
 
     def _claim_volume(
         self, claim: str, *, read_only: bool
@@ -292,13 +322,8 @@ class KubernetesPlatform:
                 )
             )
         if database:
-            settings = self._database()
             probe = str(uuid.uuid4())
-            mover = Mover(
-                run_name("size", probe),
-                ["size", *self._database_args(settings)],
-                env=self._database_env(settings),
-            )
+            mover = self._database_mover(run_name("size", probe), ["size"])
             total += int(self._run(probe, mover)["bytes"])
         return total
 
@@ -353,7 +378,7 @@ class KubernetesPlatform:
                 volumes=[pod_volume],
                 mounts=[mount],
             )
-            if self._run(mark, mover)["swap"] == "finished":
+            if self._run(mark, mover, in_application=True)["swap"] == "finished":
                 self._mark_swap(claim, f"{SWAP_FINISHED}{mark}")
                 interrupted.append(f"volume {volume} (claim {claim})")
             else:
@@ -420,8 +445,9 @@ class KubernetesPlatform:
     def release(self, run_id: str) -> None:
         """Deletes the run's Jobs (with their pods), claims, Secrets and VolumeSnapshots, in
         cairn's namespace (with the clones' contents, not the storage's snapshots) and in
-        the application's."""
+        the application's; and the NetworkPolicies earlier versions of cairn wrote there."""
         selector = run_selector(run_id)
+        remove_legacy_policies(self.kube.api, self.namespace)
         home = self.cairn.kube_namespace
         self._release_in(home, selector)
         for name in clones.list_names(self.kube, selector):
@@ -452,12 +478,8 @@ class KubernetesPlatform:
     def dump_database(
         self, run_id: str, repo: Repository, tags: list[str], progress: ProgressFn
     ) -> DatabaseDump:
-        database = self._database()
-        mover = self._repository_mover(
-            run_name("dump", run_id),
-            ["dump", "--run", run_id, *_tag_args(tags), *self._database_args(database)],
-            repo,
-            env=self._database_env(database),
+        mover = self._database_mover(
+            run_name("dump", run_id), ["dump", "--run", run_id, *_tag_args(tags)], repo=repo
         )
         result = self._run(run_id, mover, progress)
         return DatabaseDump(
@@ -505,9 +527,14 @@ class KubernetesPlatform:
         if force:
             args.append("--force")
         mover = self._repository_mover(
-            run_name("up", run_id, volume), args, repo, volumes=[pod_volume], mounts=[mount]
+            run_name("up", run_id, volume),
+            args,
+            repo,
+            volumes=[pod_volume],
+            mounts=[mount],
+            node_affinity=snapshots.node_affinity(self.kube, source),
         )
-        result = self._run(run_id, mover, progress, home=True)
+        result = self._run(run_id, mover, progress)
         # Uploaded: the copy and the snapshots are not needed any more (a retry of this step
         # finds the restic snapshot first), even when the run later succeeds without release.
         snapshots.delete_claim(self.kube, home, claim)
@@ -549,9 +576,7 @@ class KubernetesPlatform:
     ) -> str:
         if isinstance(into, Scratch):
             return self._restore_scratch_database(into.drill_id, repo, snapshot, progress)
-        database = self._database()
         args = ["restore-database", "--run", run_id, "--snapshot", snapshot]
-        args += self._database_args(database)
         secret: dict[str, str] = {}
         if into is not None and into.name:
             args += ["--into-name", into.name]
@@ -559,9 +584,7 @@ class KubernetesPlatform:
             args += ["--into-url", into.url]
             if into.password:
                 secret["CAIRN_TARGET_PASSWORD"] = into.password
-        mover = self._repository_mover(
-            run_name("rdb", run_id), args, repo, env=self._database_env(database), secret=secret
-        )
+        mover = self._database_mover(run_name("rdb", run_id), args, repo=repo, secret=secret)
         return str(self._run(run_id, mover, progress)["note"])
 
     def restore_volume(
@@ -588,7 +611,7 @@ class KubernetesPlatform:
             mounts=[mount],
         )
         self._mark_swap(claim, run_id)  # before a byte moves: resume must settle it first
-        self._run(run_id, mover, progress)
+        self._run(run_id, mover, progress, in_application=True)
         self._mark_swap(claim, None)
         return f"volume {volume} (claim {claim}) replaced by the backup's copy"
 
@@ -619,19 +642,18 @@ class KubernetesPlatform:
                 )
             extra = ["--into-name", into.name] if into is not None and into.name else []
             rows = self._count_rows(probe, ["measure", "--database", *extra])
-        return Measured(rows, self._count_files(probe, {v: self._claim(v) for v in volumes}))
+        claims = {v: self._claim(v) for v in volumes}
+        return Measured(rows, self._count_files(probe, claims, in_application=True))
 
     def _count_rows(self, probe: str, args: list[str]) -> dict[str, int]:
         """Row counts per table, from a mover ``cairn mover measure|scratch-measure``."""
-        database = self._database()
-        mover = Mover(
-            run_name("count", probe),
-            [*args, *self._database_args(database)],
-            env=self._database_env(database),
-        )
+        mover = self._database_mover(run_name("count", probe), args)
         return {str(k): int(v) for k, v in self._run(probe, mover)["row_counts"].items()}
 
-    def _count_files(self, probe: str, claims: dict[str, str]) -> dict[str, VolumeFigures]:
+    def _count_files(
+        self, probe: str, claims: dict[str, str], *, in_application: bool
+    ) -> dict[str, VolumeFigures]:
+        """Files and bytes per claim, counted by a mover in the claims' namespace."""
         figures = {}
         for volume, claim in claims.items():
             pod_volume, mount = self._claim_volume(claim, read_only=True)
@@ -641,27 +663,23 @@ class KubernetesPlatform:
                 volumes=[pod_volume],
                 mounts=[mount],
             )
-            counted = self._run(probe, mover)["volumes"][volume]
+            counted = self._run(probe, mover, in_application=in_application)["volumes"][volume]
             figures[volume] = VolumeFigures(int(counted["files"]), int(counted["bytes"]))
         return figures
 
-    # -- drills: a scratch database on the application's server, scratch claims beside its own
+    # -- drills: a scratch database on the application's server, scratch claims in cairn's
+    # own namespace
 
     def _scratch_claim(self, drill_id: str, volume: str) -> str:
         return run_name("drill", drill_id, volume)
 
-    def _database_mover(self, drill_id: str, kind: str, args: list[str]) -> Mover:
-        database = self._database()
-        return Mover(
-            run_name(kind, drill_id),
-            [*args, "--run", drill_id, *self._database_args(database)],
-            env=self._database_env(database),
-        )
+    def _drill_mover(self, drill_id: str, kind: str, args: list[str]) -> Mover:
+        return self._database_mover(run_name(kind, drill_id), [*args, "--run", drill_id])
 
     def describe_scratch(self, drill_id: str) -> dict[str, str]:
         where = {
             "scratch_claims": f"{run_name('drill', drill_id)}-<volume> in namespace"
-            f" {self.namespace}"
+            f" {self.cairn.kube_namespace}"
         }
         if self.has_database():
             where["scratch_database"] = scratch_database(drill_id)
@@ -670,30 +688,21 @@ class KubernetesPlatform:
     def _restore_scratch_database(
         self, drill_id: str, repo: Repository, snapshot: str, progress: ProgressFn
     ) -> str:
-        database = self._database()
-        mover = self._repository_mover(
+        mover = self._database_mover(
             run_name("ddb", drill_id),
-            [
-                "scratch-database",
-                "--run",
-                drill_id,
-                "--snapshot",
-                snapshot,
-                *self._database_args(database),
-            ],
-            repo,
-            env=self._database_env(database),
+            ["scratch-database", "--run", drill_id, "--snapshot", snapshot],
+            repo=repo,
         )
         return f"database restored into {self._run(drill_id, mover, progress)['database']}"
 
     def _restore_scratch_volume(
         self, drill_id: str, volume: str, repo: Repository, snapshot: str, progress: ProgressFn
     ) -> str:
-        """Into a new claim shaped like the volume's, labelled with the drill (for removal)."""
+        """Into a new claim in cairn's namespace shaped like the volume's, labelled with the
+        drill (for removal)."""
         claim = self._scratch_claim(drill_id, volume)
-        snapshots.claim_like(
-            self.kube, self.namespace, claim, self._read_claim(volume), run_labels(drill_id)
-        )
+        home, source = self.cairn.kube_namespace, self._read_claim(volume)
+        snapshots.claim_like(self.kube, home, claim, source, run_labels(drill_id))
         pod_volume, mount = self._claim_volume(claim, read_only=False)
         mover = self._repository_mover(
             run_name("dvol", drill_id, volume),
@@ -701,30 +710,41 @@ class KubernetesPlatform:
             repo,
             volumes=[pod_volume],
             mounts=[mount],
+            node_affinity=snapshots.node_affinity(self.kube, source),
         )
         self._run(drill_id, mover, progress)
-        return f"volume {volume} restored into the claim {claim} in {self.namespace}"
+        return f"volume {volume} restored into the claim {claim} in {home}"
 
     def _measure_scratch(self, drill_id: str, database: bool, volumes: list[str]) -> Measured:
         rows = None
         if database:
             rows = self._count_rows(drill_id, ["scratch-measure", "--run", drill_id])
         claims = {volume: self._scratch_claim(drill_id, volume) for volume in volumes}
-        return Measured(rows, self._count_files(drill_id, claims))
+        return Measured(rows, self._count_files(drill_id, claims, in_application=False))
 
     def run_checks(
         self, drill_id: str, checks: list[SqlCheck], timeout_seconds: int
     ) -> list[CheckResult]:
         listed = json.dumps([asdict(check) for check in checks])
         args = ["checks", "--checks", listed, "--timeout", str(timeout_seconds)]
-        found = self._run(drill_id, self._database_mover(drill_id, "check", args))
+        found = self._run(drill_id, self._drill_mover(drill_id, "check", args))
         return [CheckResult(**result) for result in found["results"]]
 
     def remove_scratch(self, drill_id: str) -> None:
         """Drops the scratch database (by a mover) and deletes the drill's claims."""
         if self.has_database():
-            self._run(drill_id, self._database_mover(drill_id, "rmdrill", ["drop-scratch"]))
+            self._run(drill_id, self._drill_mover(drill_id, "rmdrill", ["drop-scratch"]))
         self.release(drill_id)
+
+
+def service_host(host: str, namespace: str) -> str:
+    """The database host as a mover in cairn's namespace must write it: a bare service name
+    (resolved in the application's namespace by its own pods) becomes the service's cluster
+    DNS name ``<service>.<namespace>.svc``; a qualified name, an IP address or a socket
+    folder is kept."""
+    if host.startswith("/") or "." in host or ":" in host or host == "localhost":
+        return host
+    return f"{host}.{namespace}.svc"
 
 
 def _delete(call: Callable[[str, str], object], name: str, namespace: str, what: str) -> None:

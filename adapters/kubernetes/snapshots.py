@@ -30,6 +30,8 @@ PROVISIONER: Final = (
     "volume.kubernetes.io/storage-provisioner",
     "volume.beta.kubernetes.io/storage-provisioner",
 )
+# Written on a claim by the scheduler (WaitForFirstConsumer): the node it is provisioned for.
+SELECTED_NODE: Final = "volume.kubernetes.io/selected-node"
 
 
 def take(
@@ -152,16 +154,19 @@ def claim_like(
     snapshot: str | None = None,
     size: str | int | None = None,
 ) -> None:
-    """A claim named ``name`` shaped like ``source`` (class, volume mode, size), empty or
-    restored from ``snapshot``; a retry finds the one it made.
+    """A claim named ``name`` shaped like ``source`` (class, volume mode, size, node),
+    empty or restored from ``snapshot``; a retry finds the one it made.
 
     Only one mover mounts it: ``ReadWriteOnce``, whatever the source's modes (a driver may
-    offer ``ReadWriteMany`` only for some volumes, and it costs more).
+    offer ``ReadWriteMany`` only for some volumes, and it costs more). It is provisioned for
+    the source's node (its ``selected-node`` annotation), where a zonal or node-local
+    driver can restore the source's snapshot; the mover that mounts it is kept to the
+    source volume's topology too (``node_affinity``).
     """
     spec = source.get("spec") or {}
     size = size or ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     claim: dict[str, Any] = {
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": labels, "annotations": {}},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "volumeMode": spec.get("volumeMode") or "Filesystem",
@@ -176,10 +181,30 @@ def claim_like(
         }
     if spec.get("storageClassName"):
         claim["spec"]["storageClassName"] = spec["storageClassName"]
+    node = ((source.get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE)
+    if node:
+        claim["metadata"]["annotations"][SELECTED_NODE] = node
     create_or_keep(
         lambda: kube.core.create_namespaced_persistent_volume_claim(namespace, claim),
         f"creating the claim {name}",
     )
+
+
+def node_affinity(kube: Kube, source: dict[str, Any]) -> dict[str, Any] | None:
+    """The node selector of the source claim's volume (``spec.nodeAffinity.required``): where
+    its storage can be reached, and so where a copy of it is provisioned and read."""
+    volume = (source.get("spec") or {}).get("volumeName")
+    if not volume:
+        return None
+    try:
+        found = kube.core.read_persistent_volume(volume)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise failure(exc, f"reading the volume {volume}") from None
+    serialized = kube.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+    required = ((serialized.get("spec") or {}).get("nodeAffinity") or {}).get("required")
+    return dict(required) if required else None
 
 
 def delete_claim(kube: Kube, namespace: str, name: str) -> None:

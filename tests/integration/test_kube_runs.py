@@ -38,7 +38,7 @@ from tests.integration.test_kube_platform import (
 from tests.integration.test_worker_crash import isolated, start_worker
 from tests.support.api import build_world, expect, running_app, wait_for
 from tests.support.backups import finished
-from tests.support.kube import cairn, kube, kube_api, namespace
+from tests.support.kube import cairn, kube, kube_api, namespace, rbac_equals_what_cairn_used
 
 pytestmark = pytest.mark.integration
 __all__ = [  # fixtures used by name
@@ -50,6 +50,7 @@ __all__ = [  # fixtures used by name
     "kube",
     "kube_api",
     "namespace",
+    "rbac_equals_what_cairn_used",
     "snapshot_classes",
     "storage_root",
 ]

@@ -1,6 +1,10 @@
 """Fixtures for tests of the Kubernetes adapters against the API fake (no cluster needed).
 
 A test module imports them by name; each module gets one fake, each test a fresh namespace.
+Every request cairn makes through ``cairn`` is kept, per module and for the whole session:
+at the end of a session in which every test using ``cairn`` passed, the session's requests
+must equal deploy/kubernetes/ RBAC (``rbac_equals_what_cairn_used``): nothing missing,
+nothing granted that no test used.
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ from typing import Any, TypeVar, cast
 import pytest
 from kubernetes import client, config
 
+from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT
 from core.settings import Settings
 from tests.fakes.kube import FakeKube
-from tests.support.kube_rbac import Permission
+from tests.support.kube_rbac import SEEN, Permission, unused
 
 T = TypeVar("T")
 HOME = str(Settings.model_fields["kube_namespace"].default)  # cairn's own namespace
+# The test modules whose tests record cairn's requests (through the ``cairn`` fixture); when
+# a session ran them all and each passed, it compares their requests with the RBAC.
+RECORDING_MODULES = {
+    "tests/integration/test_kube_platform.py",
+    "tests/unit/test_kube_config.py",
+    "tests/unit/test_kube_network.py",
+    "tests/unit/test_kube_workloads.py",
+}
 
 
 class CairnCalls:
@@ -35,7 +48,12 @@ class CairnCalls:
         try:
             return function(*args, **kwargs)
         finally:
-            self.used |= self.fake.used_permissions()
+            self.add(self.fake.used_in())
+
+    def add(self, used: set[Permission]) -> None:
+        """Requests cairn made otherwise (a worker process's, say)."""
+        self.used |= used
+        SEEN.update(used)
 
 
 class _Recorded:
@@ -65,13 +83,33 @@ def kube_api(kube: FakeKube) -> client.ApiClient:
     loaded: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(kube.kubeconfig)
     )
-    # cairn's own namespace, where volume uploads run (deploy/kubernetes/namespace.yaml)
+    # cairn's own namespace, where movers run as their own account (namespace.yaml)
     core(loaded).create_namespace({"metadata": {"name": HOME}})
+    core(loaded).create_namespaced_service_account(
+        HOME, {"metadata": {"name": MOVER_SERVICE_ACCOUNT}}
+    )
     return loaded
 
 
+@pytest.fixture(scope="session")
+def rbac_equals_what_cairn_used(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At the session's end: when every test that records cairn's requests passed, no
+    permission of deploy/kubernetes/ went unused (each test checks that none is missing)."""
+    items = request.session.items
+    expected = {i.nodeid for i in items if "cairn" in i.fixturenames}
+    modules = {i.nodeid.split("::")[0] for i in items if i.nodeid in expected}
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or modules != RECORDING_MODULES:
+        return  # a part of the kube tests ran: it cannot have used every permission
+    passed = {r.nodeid for r in reporter.stats.get("passed", []) if r.when == "call"}
+    if expected <= passed:
+        left = unused(SEEN, HOME)
+        assert not left, f"deploy/kubernetes/ grants what no test made cairn use: {sorted(left)}"
+
+
 @pytest.fixture(scope="module")
-def cairn(kube: FakeKube) -> CairnCalls:
+def cairn(kube: FakeKube, rbac_equals_what_cairn_used: None) -> CairnCalls:
     return CairnCalls(kube)
 
 

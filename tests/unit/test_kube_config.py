@@ -20,6 +20,7 @@ kube, kube_api, namespace, cairn = (
     fixtures.namespace,
     fixtures.cairn,
 )
+rbac_equals_what_cairn_used = fixtures.rbac_equals_what_cairn_used
 ALL = {"include": "all"}
 
 

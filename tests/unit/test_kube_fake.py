@@ -581,6 +581,104 @@ def test_nfs_volumes_are_the_mapped_storage_folders_and_cephfs_has_no_plugin(
     assert 'volume "ceph" err=no volume plugin matched' in message
 
 
+def test_a_job_s_pods_need_their_service_account(api: client.ApiClient, ns: str) -> None:
+    """The ServiceAccount admission plugin: a pod naming an account its namespace lacks is
+    refused (the Job says so in a FailedCreate event); once the account exists it runs."""
+    core = core_v1(api)
+    batch_v1(api).create_namespaced_job(
+        ns, job_manifest("as-mover", "true", serviceAccountName="mover")
+    )
+
+    def refused() -> str | None:
+        events = core.list_namespaced_event(
+            ns, field_selector="involvedObject.name=as-mover,reason=FailedCreate"
+        ).items
+        return events[0].message if events else None
+
+    assert wait_for(refused, "the pod to be refused").endswith(
+        f"is forbidden: error looking up service account {ns}/mover:"
+        ' serviceaccount "mover" not found'
+    )
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "mover"}})
+    _, done = wait_for(lambda: job_condition(api, ns, "as-mover"), "the Job to end")
+    assert done.type == "Complete"
+
+
+def test_the_scheduler_keeps_pods_off_a_node_they_or_their_volumes_do_not_match(
+    api: client.ApiClient, fake: FakeKube, ns: str
+) -> None:
+    """Pods are scheduled by their required node affinity and by their volumes' (a volume
+    provisioned for another node's selected-node annotation): no match, no start."""
+    core = core_v1(api)
+    elsewhere = {
+        "nodeSelectorTerms": [
+            {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["other-node"]}
+                ]
+            }
+        ]
+    }
+    here = {
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "Exists"}]}
+        ]
+    }
+    core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            **pvc_manifest("far"),
+            "metadata": {
+                "name": "far",
+                "annotations": {"volume.kubernetes.io/selected-node": "other-node"},
+            },
+        },
+    )
+    claim = wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim("far", ns).spec.volume_name,
+        "the claim to be bound",
+    )
+    volume = core.read_persistent_volume(claim)
+    assert volume.spec.node_affinity.required.node_selector_terms[0].match_expressions[
+        0
+    ].values == ["other-node"]
+    far_volume = [{"name": "v", "persistentVolumeClaim": {"claimName": "far"}}]
+    for name, pod in (
+        (
+            "by-affinity",
+            {
+                "affinity": {
+                    "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": elsewhere}
+                }
+            },
+        ),
+        ("by-volume", {"volumes": far_volume}),
+        (
+            "matching",
+            {
+                "affinity": {
+                    "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": here}
+                }
+            },
+        ),
+    ):
+        batch_v1(api).create_namespaced_job(ns, job_manifest(name, "true", **pod))
+    _, done = wait_for(lambda: job_condition(api, ns, "matching"), "the matching Job to end")
+    assert done.type == "Complete"
+
+    def unscheduled(job: str) -> str | None:
+        pods = core.list_namespaced_pod(ns, label_selector=f"job-name={job}").items
+        conditions = (pods[0].status.conditions or []) if pods else []
+        return next((c.message for c in conditions if c.reason == "Unschedulable"), None)
+
+    assert wait_for(lambda: unscheduled("by-affinity"), "by-affinity unscheduled") == (
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    )
+    assert wait_for(lambda: unscheduled("by-volume"), "by-volume unscheduled") == (
+        "0/1 nodes are available: 1 node(s) had volume node affinity conflict."
+    )
+
+
 def test_pod_security_restricted_refuses_the_job_s_pods_with_the_api_server_s_reasons(
     api: client.ApiClient, ns: str
 ) -> None:

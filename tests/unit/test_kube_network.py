@@ -1,4 +1,4 @@
-"""The policies that let only mover pods reach the backup storage, as the API fake stores them."""
+"""cairn writes no NetworkPolicy; the two earlier versions wrote are removed, nothing else."""
 
 from __future__ import annotations
 
@@ -6,18 +6,12 @@ from typing import Any
 
 from kubernetes import client
 
-from adapters.kubernetes.network import (
-    APPS_POLICY,
-    MOVER_LABELS,
-    MOVERS_POLICY,
-    ensure_mover_policy,
-    storage_networks,
-)
+from adapters.kubernetes.names import MANAGED_BY
+from adapters.kubernetes.network import LEGACY_POLICIES, remove_legacy_policies
 from tests.fakes.kube import FakeKube
 from tests.support import kube as fixtures
 from tests.support.kube import CairnCalls
 from tests.support.kube_rbac import uncovered
-from tests.support.network_policy import egress_allowed
 
 kube, kube_api, namespace, cairn = (
     fixtures.kube,
@@ -25,53 +19,40 @@ kube, kube_api, namespace, cairn = (
     fixtures.namespace,
     fixtures.cairn,
 )
-APP_POD = {"app": "shop", "tier": "web"}
+rbac_equals_what_cairn_used = fixtures.rbac_equals_what_cairn_used
 
 
-def stored(fake: FakeKube, namespace: str) -> list[dict[str, Any]]:
-    policies: list[dict[str, Any]] = fake.list("networking.k8s.io", "networkpolicies", namespace)
-    return policies
-
-
-def test_only_movers_reach_the_storage(
-    kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
-) -> None:
-    cairn(ensure_mover_policy, kube_api, namespace, ["10.0.0.5", "fd00::7", "192.168.8.0/24"])
-    policies = stored(kube, namespace)
-    assert sorted(p["metadata"]["name"] for p in policies) == [APPS_POLICY, MOVERS_POLICY]
-    for storage in ("10.0.0.5", "fd00::7", "192.168.8.20"):
-        assert egress_allowed(policies, dict(MOVER_LABELS), storage), storage
-        assert not egress_allowed(policies, APP_POD, storage), storage
-        assert not egress_allowed(policies, {}, storage), storage
-    # Application pods keep every other destination.
-    for elsewhere in ("10.0.0.6", "1.1.1.1", "fd00::8"):
-        assert egress_allowed(policies, APP_POD, elsewhere), elsewhere
-    assert egress_allowed(policies, dict(MOVER_LABELS), "1.1.1.1")
-
-
-def test_repeating_keeps_one_policy_each_and_follows_a_new_address(
-    kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
-) -> None:
-    cairn(ensure_mover_policy, kube_api, namespace, ["10.0.0.5"])
-    first = {p["metadata"]["name"]: p for p in stored(kube, namespace)}
-    cairn(ensure_mover_policy, kube_api, namespace, ["10.0.0.5"])
-    again = {p["metadata"]["name"]: p for p in stored(kube, namespace)}
-    assert {n: p["spec"] for n, p in again.items()} == {n: p["spec"] for n, p in first.items()}
-    assert {n: p["metadata"]["uid"] for n, p in again.items()} == {
-        n: p["metadata"]["uid"] for n, p in first.items()
+def policy(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A policy as earlier versions of cairn wrote them (the spec does not matter here)."""
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
     }
-    cairn(ensure_mover_policy, kube_api, namespace, ["10.0.0.9"])
-    policies = stored(kube, namespace)
-    assert len(policies) == 2
-    assert egress_allowed(policies, APP_POD, "10.0.0.5")
-    assert not egress_allowed(policies, APP_POD, "10.0.0.9")
 
 
-def test_host_names_are_resolved() -> None:
-    assert [str(n) for n in storage_networks(["localhost", "10.0.0.5"])][:2] == [
-        "10.0.0.5/32",
-        "127.0.0.1/32",
-    ]
+def test_the_storage_policies_cairn_wrote_are_removed_and_no_other(
+    kube: FakeKube, kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    networking: Any = client.NetworkingV1Api(kube_api)
+    for name in LEGACY_POLICIES:
+        networking.create_namespaced_network_policy(namespace, policy(name, dict(MANAGED_BY)))
+    # the application's own: one of another name, and one that only shares a name of cairn's
+    networking.create_namespaced_network_policy(namespace, policy("default-deny", {}))
+    other = f"{namespace}-b"
+    client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": other}})
+    try:
+        networking.create_namespaced_network_policy(other, policy(LEGACY_POLICIES[0], {}))
+        assert cairn(remove_legacy_policies, kube_api, namespace) == sorted(LEGACY_POLICIES)
+        assert cairn(remove_legacy_policies, kube_api, namespace) == []  # repeated: nothing
+        assert cairn(remove_legacy_policies, kube_api, other) == []
+        left = {
+            (p["metadata"]["namespace"], p["metadata"]["name"])
+            for where in (namespace, other)
+            for p in kube.list("networking.k8s.io", "networkpolicies", where)
+        }
+        assert left == {(namespace, "default-deny"), (other, LEGACY_POLICIES[0])}
+    finally:
+        client.CoreV1Api(kube_api).delete_namespace(other)
 
 
 def test_rbac_covers_every_call(cairn: CairnCalls) -> None:

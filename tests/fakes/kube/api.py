@@ -39,6 +39,7 @@ NAMESPACES = lookup("", "namespaces")
 PODS = lookup("", "pods")
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 EVENTS = lookup("", "events")
+ACCOUNTS = lookup("", "serviceaccounts")
 # Registries with ReturnDeletedObject: a delete answers the object, not a Status.
 _RETURNS_DELETED = {"PersistentVolumeClaim", "PersistentVolume", "StorageClass"}
 _NO_STATUS = {
@@ -194,6 +195,23 @@ class Api:
                 {"name": name, "kind": "pods"},
             )
 
+    def _service_account(self, namespace: str, pod: dict[str, Any]) -> None:
+        """The ServiceAccount admission plugin: a pod may only run as an account of its
+        namespace. (Pods naming no account, or ``default``, are admitted without the lookup:
+        the fake's service account controller makes ``default`` a moment after the
+        namespace, and tests create pods at once.)"""
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        if account == "default" or self.store.get(ACCOUNTS, namespace, account) is not None:
+            return
+        name = pod["metadata"]["name"]
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account'
+            f' {namespace}/{account}: serviceaccount "{account}" not found',
+            {"name": name, "kind": "pods"},
+        )
+
     # --- create / read ----------------------------------------------------------------------
 
     def create(
@@ -210,6 +228,7 @@ class Api:
             self._require_namespace(resource, namespace, str(meta.get("name") or ""))
         if resource.kind == "Pod":
             self._pod_security(namespace, obj)
+            self._service_account(namespace, obj)
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"):
             meta.pop(key, None)
         if resource.kind not in _NO_STATUS:
@@ -259,6 +278,7 @@ class Api:
         meta = obj["metadata"]
         if resource.kind == "Pod":
             self._pod_security(meta["namespace"], obj)
+            self._service_account(meta["namespace"], obj)
         with self.store.lock:
             if self.store.get(resource, meta.get("namespace", ""), meta["name"]) is not None:
                 raise already_exists(resource.group, resource.plural, meta["name"])

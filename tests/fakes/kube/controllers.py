@@ -39,6 +39,8 @@ SNAPSHOTS = lookup("snapshot.storage.k8s.io", "volumesnapshots")
 CONTENTS = lookup("snapshot.storage.k8s.io", "volumesnapshotcontents")
 CLASSES = lookup("snapshot.storage.k8s.io", "volumesnapshotclasses")
 ACCOUNTS = lookup("", "serviceaccounts")
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+HOSTNAME = "kubernetes.io/hostname"
 PVS = lookup("", "persistentvolumes")
 STORAGE_CLASSES = lookup("storage.k8s.io", "storageclasses")
 WORKLOAD_KINDS = {
@@ -594,6 +596,19 @@ class Controllers:
                     "claimRef": _claim_ref(pvc),
                 },
             }
+            node = (meta.get("annotations") or {}).get(SELECTED_NODE)
+            if node:  # provisioned for the node the scheduler chose: reachable from there only
+                volume["spec"]["nodeAffinity"] = {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": HOSTNAME, "operator": "In", "values": [node]}
+                                ]
+                            }
+                        ]
+                    }
+                }
             self.api.create_internal(PVS, volume)
         self._set_volume_phase(pv_name, "Bound")
 

@@ -36,7 +36,14 @@ logger = logging.getLogger(__name__)
 SECRETS = lookup("", "secrets")
 CONFIGMAPS = lookup("", "configmaps")
 PVCS = lookup("", "persistentvolumeclaims")
+PVS = lookup("", "persistentvolumes")
 NODE_NAME = "fake-node"
+# The one node's labels, against which pods' and volumes' node affinities are judged.
+NODE_LABELS = {
+    "kubernetes.io/hostname": NODE_NAME,
+    "kubernetes.io/os": "linux",
+    "topology.kubernetes.io/zone": "fake-zone",
+}
 RETRY_SECONDS = 0.2
 _PATH_CHAR = r"A-Za-z0-9_.~/-"
 IDLE_ENTRYPOINT = ["sleep", "infinity"]
@@ -207,7 +214,44 @@ class Kubelet:
                         self.api.store.remove(PODS, run.namespace, run.name)
                 self._forget((run.namespace, run.name))
 
+    def _unschedulable(self, pod: dict[str, Any]) -> str | None:
+        """The scheduler's refusal, if the node does not match the pod's required node
+        affinity or the node affinity of a volume it mounts."""
+        spec = pod["spec"]
+        required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        if required and not node_selected(required, NODE_LABELS):
+            return "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+        for volume in spec.get("volumes") or []:
+            claim_ref = volume.get("persistentVolumeClaim")
+            if not claim_ref:
+                continue
+            claim = self.api.store.get(PVCS, pod["metadata"]["namespace"], claim_ref["claimName"])
+            bound = ((claim or {}).get("spec") or {}).get("volumeName")
+            pv = self.api.store.get(PVS, "", bound) if bound else None
+            selector = (((pv or {}).get("spec") or {}).get("nodeAffinity") or {}).get("required")
+            if selector and not node_selected(selector, NODE_LABELS):
+                return "0/1 nodes are available: 1 node(s) had volume node affinity conflict."
+        return None
+
     def _run_pod_inner(self, run: _PodRun) -> None:
+        while True:  # the scheduler: a pod no node can take stays Pending, said in an event
+            pod = self.api.store.get(PODS, run.namespace, run.name)
+            if pod is None or self._stopping.is_set():
+                return
+            refusal = self._unschedulable(pod)
+            if refusal is None:
+                break
+            self.api.record_event(PODS, pod, "FailedScheduling", refusal, "default-scheduler")
+
+            def unscheduled(pod: dict[str, Any], refusal: str = refusal) -> None:
+                condition = _condition("PodScheduled", "False", "Unschedulable")
+                pod["status"]["conditions"] = [{**condition, "message": refusal}]
+
+            if not self._status(run, unscheduled):
+                return
+            self._stopping.wait(RETRY_SECONDS)
         started = now()
 
         def scheduled(pod: dict[str, Any]) -> None:
@@ -341,7 +385,10 @@ class Kubelet:
         argv = [expand(a, env) for a in command + (container.get("args") or [])]
         # The termination message file, bound at terminationMessagePath, new for each run.
         message_file = run.scratch / f"termination-{'init-' if init else ''}{name}"
-        message_file.write_bytes(b"")
+        try:
+            message_file.write_bytes(b"")
+        except FileNotFoundError:  # the pod was deleted and forgotten meanwhile: not started
+            return 137
         message_path = container.get("terminationMessagePath", "/dev/termination-log")
         paths = MountMap(container, mounts, {message_path: message_file})
         argv = [paths.inward(a) for a in argv]
@@ -758,3 +805,33 @@ class MountMap:
 def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def node_selected(selector: dict[str, Any], labels: dict[str, str], name: str = NODE_NAME) -> bool:
+    """Whether the node ``name`` of ``labels`` matches a NodeSelector: any of its (non-empty)
+    terms, each term all of its expressions (In, NotIn, Exists, DoesNotExist, Gt, Lt) and
+    fields (``metadata.name``)."""
+    fields = {"metadata.name": name}
+
+    def matches(expression: dict[str, Any], against: dict[str, str]) -> bool:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        value = against.get(key)
+        if operator == "In":
+            return value in values
+        if operator == "NotIn":
+            return value not in values
+        if operator == "Exists":
+            return value is not None
+        if operator == "DoesNotExist":
+            return value is None
+        if operator in ("Gt", "Lt") and value is not None and value.isdigit():
+            return int(value) > int(values[0]) if operator == "Gt" else int(value) < int(values[0])
+        return False
+
+    return any(
+        bool(term.get("matchExpressions") or term.get("matchFields"))
+        and all(matches(e, labels) for e in term.get("matchExpressions") or [])
+        and all(matches(e, fields) for e in term.get("matchFields") or [])
+        for term in selector.get("nodeSelectorTerms") or []
+    )

@@ -286,6 +286,22 @@ class FakeKube:
         with self._lock:
             self.requests.clear()
 
+    def used_in(self) -> set[tuple[str, str, str, str]]:
+        """(namespace, verb, group, resource[/subresource]) of every resource request served;
+        the namespace is empty for cluster-scoped objects and lists across all namespaces
+        (which RBAC grants only cluster-wide)."""
+        with self._lock:
+            return {
+                (
+                    "" if r.resource == "namespaces" else r.namespace,
+                    r.verb,
+                    r.group,
+                    f"{r.resource}/{r.subresource}" if r.subresource else r.resource,
+                )
+                for r in self.requests
+                if r.resource
+            }
+
     def used_permissions(self) -> set[tuple[str, str, str]]:
         """(verb, group, resource[/subresource]) of every resource request served."""
         with self._lock:
