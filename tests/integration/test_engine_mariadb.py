@@ -4,7 +4,6 @@ refusals, and a failed restore that leaves the live database as it was (issue 24
 from __future__ import annotations
 
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from adapters.engines import mariadb
 from adapters.engines.mariadb import MariaTarget, RowCounter
 from adapters.engines.stream import EngineError
 from adapters.restic import Repository, Restic
-from tests.support.engine_servers import mariadb_port
+from tests.support.engine_servers import mariadb_port, writing
 
 pytestmark = pytest.mark.integration
 
@@ -138,23 +137,16 @@ def test_a_dump_under_writes_verifies_against_its_own_rows(
 ) -> None:
     restic, repository = repo
     fill(database)
-    stop = threading.Event()
 
-    def write() -> None:
-        n = 10_000
-        while not stop.is_set():
-            mariadb.query(
-                database, f"INSERT INTO items VALUES ({n}, 'late', NULL)", database=database.dbname
-            )
-            n += 1
+    def write(n: int) -> None:
+        mariadb.query(
+            database,
+            f"INSERT INTO items VALUES ({10_000 + n}, 'late', NULL)",
+            database=database.dbname,
+        )
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with writing(write):
         dump = mariadb.dump_into_restic(database, restic, repository, ["part=database:shop"])
-    finally:
-        stop.set()
-        writer.join()
     restore_into = database.named(f"cairn_t_{uuid.uuid4().hex[:10]}")
     mariadb.restore_from_restic(restore_into, restic, repository, dump.snapshot_id, dump, "run-3")
     assert mariadb.table_row_counts(restore_into) == dump.row_counts

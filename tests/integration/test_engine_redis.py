@@ -4,7 +4,6 @@ dump under writes, a restore that replaces the dataset as a whole, refusals (iss
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from adapters.engines import redis
 from adapters.engines.redis import RedisTarget
 from adapters.engines.stream import EngineError
 from adapters.restic import Repository, Restic
-from tests.support.engine_servers import redis_server
+from tests.support.engine_servers import redis_server, writing
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +81,8 @@ def test_restore_into_another_server_and_a_dump_under_writes(
 ) -> None:
     restic, repository = repo
     fill(server)
-    stop = threading.Event()
-
-    def write() -> None:
-        n = 0
-        while not stop.is_set():
-            redis.command(server, "SET", f"late:{n}", "x")
-            n += 1
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with writing(lambda n: redis.command(server, "SET", f"late:{n}", "x")):
         dump = redis.dump_into_restic(server, restic, repository, [])
-    finally:
-        stop.set()
-        writer.join()
     with redis_server() as port:
         other = RedisTarget("127.0.0.1", port)
         redis.restore_from_restic(other, restic, repository, dump.snapshot_id, dump)

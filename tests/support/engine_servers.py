@@ -12,8 +12,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,12 +29,41 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _wait(port: int, proc: subprocess.Popen[bytes], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not answers(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start on port {port}")
-        time.sleep(0.2)
+@contextmanager
+def _serving(argv: list[str], port: int, stop_seconds: float = 60) -> Iterator[int]:
+    """Runs a server until the block ends; yields its port once it answers."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{Path(argv[0]).name} did not start on port {port}")
+            time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(stop_seconds)
+
+
+@contextmanager
+def writing(write: Callable[[int], object]) -> Iterator[None]:
+    """Calls ``write(n)`` for n = 0, 1, 2… in a thread until the block ends (a live writer
+    while a dump runs)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        n = 0
+        while not stop.is_set():
+            write(n)
+            n += 1
+
+    writer = threading.Thread(target=loop)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
 
 
 @contextmanager
@@ -56,25 +86,17 @@ def mariadb_port(own: bool = False) -> Iterator[int]:
             check=True,
             capture_output=True,
         )
-        proc = subprocess.Popen(
-            [
-                shutil.which("mariadbd") or "/usr/sbin/mariadbd",
-                "--no-defaults",
-                "--user=root",
-                f"--datadir={data}",
-                f"--socket={folder}/mysqld.sock",
-                f"--port={port}",
-                "--bind-address=127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait(port, proc, "mariadbd")
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(60)
+        argv = [
+            shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={data}",
+            f"--socket={folder}/mysqld.sock",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+        ]
+        with _serving(argv, port) as serving:
+            yield serving
 
 
 @contextmanager
@@ -82,27 +104,10 @@ def redis_server(*options: str) -> Iterator[int]:
     """A Redis server of this test alone (its own port, folder and configuration)."""
     with tempfile.TemporaryDirectory(prefix="cairn-redis-") as folder:
         port = free_port()
-        proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "/usr/bin/redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                folder,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                *options,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait(port, proc, "redis-server")
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(30)
+        argv = [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
+            *("--save", "", "--appendonly", "no", *options),
+        ]
+        with _serving(argv, port, stop_seconds=30) as serving:
+            yield serving
