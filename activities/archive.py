@@ -31,7 +31,7 @@ from adapters.pg_dump import PgTarget
 from adapters.pg_identity import protected
 from adapters.restic import Progress, Repository, Restic, ResticError
 from contracts.archive import Stretch, StretchJob
-from core import crypto, secret_contexts
+from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
 from db.models import Application, BackupPolicy, BackupStorage
@@ -166,6 +166,14 @@ class ArchiveActivities:
                             except ResticError as exc:
                                 activity.logger.info("kept a superseded shipment: %s", exc)
                         last = shipped
+                state = stream.slot_state(source.target, slot)
+                metrics.archiver_seen(
+                    source.application_id,
+                    last.until if last else None,
+                    state.retained_bytes,
+                    state.keep_limit_bytes,
+                    state.lost,
+                )
                 progress(Progress(0, 0, shipments, 0, 0.0))
                 if time.monotonic() >= end:
                     break
@@ -234,6 +242,7 @@ class ArchiveActivities:
             await with_progress(
                 lambda _p: stream.drop_slot(target, stream.slot_name(application_id))
             )
+        metrics.archiver_stopped(application_id)
 
     def data(self) -> list[Any]:
         return [

@@ -8,11 +8,13 @@ scrape, so a renamed metric or label fails here instead of silencing an alert.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
@@ -28,6 +31,8 @@ from contracts.task_queues import CONTROL_TASK_QUEUE
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
 from tests.integration.test_offsite import add_target
+from tests.integration.test_pitr_api import on_instance, policy, register, until_closed
+from tests.support import pg_instance
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import make_app, run_backup
 from tests.support.offsite_servers import OffsiteSite
@@ -103,8 +108,36 @@ class Exported:
 
 
 @pytest.fixture(scope="module")
+async def archiving(api: ApiClient, world: World, temporal_client: Client) -> AsyncIterator[None]:
+    """An application with continuous archiving on a server of the test's own, so that the
+    in-process worker has the archiver's series; turned off at the end."""
+    with pg_instance.running() as server:
+        with server.connect("postgres") as conn:
+            conn.execute("CREATE DATABASE shop")
+        app = await register(api, world, on_instance(server))
+        owner = world.auth("owner")
+        body = policy(app, continuous_archiving=True)
+        await expect(await api.post(app.policy, json=body, headers=owner), 201)
+        deadline = time.monotonic() + 120
+        sample = "cairn_archiver_last_archived_timestamp_seconds"
+        while REGISTRY.get_sample_value(sample, {"application_id": app.id}) is None:
+            assert time.monotonic() < deadline, "the archiver never shipped"
+            await asyncio.sleep(0.5)
+        yield
+        body = policy(app, continuous_archiving=False)
+        await expect(await api.post(app.policy, json=body, headers=owner), 200)
+        await until_closed(temporal_client, app)
+    # archiving off: the worker no longer reports it (no alert on an archiver meant to stop)
+    assert REGISTRY.get_sample_value(sample, {"application_id": app.id}) is None
+
+
+@pytest.fixture(scope="module")
 async def exported(
-    api: ApiClient, world: World, database_server: PostgresServer, tmp_path_factory: Any
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path_factory: Any,
+    archiving: None,
 ) -> AsyncIterator[Exported]:
     """Both endpoints scraped after a backup and a drill of an application with both policies
     (and an offsite target named by its backup policy, for the offsite series)."""
