@@ -23,6 +23,7 @@ from tests.support.backups import (
     App,
     finished,
     make_app,
+    random_file,
     run_backup,
     table_hashes,
     tree_hashes,
@@ -438,11 +439,9 @@ async def test_the_timeline_shows_the_running_step_as_running(
     """History has only the Scheduled event of an executing (retryable) activity; the
     timeline still shows the upload running, with its start time and attempt."""
     app = await make_app(api, world, database_server, tmp_path, policy={"include_database": False})
-    with (app.volumes["uploads"] / "bulk.bin").open("wb") as handle:
-        # incompressible, so restic takes a few seconds over it: many times the API's
-        # window for sharing a running run's read (api/runs.py POLL_FRESH_SECONDS)
-        for _ in range(300):
-            handle.write(os.urandom(1024 * 1024))
+    # restic takes a few seconds over it: many times the API's window for sharing a running
+    # run's read (api/runs.py POLL_FRESH_SECONDS)
+    random_file(app.volumes["uploads"] / "bulk.bin", 300)
     owner = world.auth("owner")
     accepted = await expect(await api.post(app.backups, headers=owner), 202)
     url = f"{app.backups}/{accepted['id']}"

@@ -35,7 +35,7 @@ from tests.integration.test_worker_crash import (
     start_worker,
 )
 from tests.support.api import build_world, expect, running_app, wait_for
-from tests.support.backups import finished
+from tests.support.backups import finished, random_file
 from tests.support.offsite_servers import OffsiteSite
 
 pytestmark = pytest.mark.integration
@@ -63,9 +63,7 @@ async def test_a_copy_killed_mid_upload_and_cut_off_for_a_minute_resumes_without
 ) -> None:
     volume = tmp_path / "bulk"
     volume.mkdir()
-    with (volume / "random.bin").open("wb") as handle:
-        for _ in range(VOLUME_MB):
-            handle.write(os.urandom(1024 * 1024))
+    random_file(volume / "random.bin", VOLUME_MB)
     log = tmp_path / "worker.log"
     worker = start_worker(isolated, log)
     try:

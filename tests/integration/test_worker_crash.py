@@ -39,7 +39,7 @@ from tests.support.api import (
     running_app,
     wait_for,
 )
-from tests.support.backups import finished
+from tests.support.backups import finished, random_file
 
 pytestmark = pytest.mark.integration
 
@@ -110,9 +110,7 @@ async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
 ) -> None:
     volume = tmp_path / "bulk"
     volume.mkdir()
-    with (volume / "random.bin").open("wb") as handle:
-        for _ in range(VOLUME_MB):
-            handle.write(os.urandom(1024 * 1024))
+    random_file(volume / "random.bin", VOLUME_MB)
     log = tmp_path / "worker.log"
     worker = start_worker(isolated, log)
     try:
@@ -171,9 +169,7 @@ async def test_sigkill_mid_restore_then_restart_finishes_and_resumes_the_applica
 ) -> None:
     volume, hooks_log = tmp_path / "bulk", tmp_path / "hooks.log"
     volume.mkdir()
-    with (volume / "random.bin").open("wb") as handle:
-        for _ in range(VOLUME_MB):
-            handle.write(os.urandom(1024 * 1024))
+    random_file(volume / "random.bin", VOLUME_MB)
     original = hashlib.sha256((volume / "random.bin").read_bytes()).hexdigest()
     log = tmp_path / "worker.log"
     worker = start_worker(isolated, log)

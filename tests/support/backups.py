@@ -82,6 +82,14 @@ def fill_volume(path: Path, marker: str, files: int = 20) -> None:
     (path / "nested" / "empty.txt").write_bytes(b"")
 
 
+def random_file(path: Path, megabytes: int) -> Path:
+    """An incompressible file: restic takes real time over it (a window to act mid-upload)."""
+    with path.open("wb") as handle:
+        for _ in range(megabytes):
+            handle.write(os.urandom(1024 * 1024))
+    return path
+
+
 def tree_hashes(path: Path) -> dict[str, str]:
     return {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
