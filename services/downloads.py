@@ -67,8 +67,10 @@ def _invalid(field: str, message: str, code: str) -> Invalid:
     return Invalid([{"loc": (field,), "msg": message, "type": code}])
 
 
-def _parts(execution: BackupExecution) -> list[str]:
-    return sorted(names.parts_of(execution.metadata_) - {names.MANIFEST})
+def parts(metadata: dict[str, Any] | None) -> list[str]:
+    """The parts of a backup (its manifest's ``parts``) that can be downloaded: all but the
+    manifest itself, which is cairn's bookkeeping."""
+    return sorted(names.parts_of(metadata) - {names.MANIFEST})
 
 
 async def create(
@@ -89,7 +91,7 @@ async def create(
             kind="backup-not-downloadable",
             title="Backup cannot be downloaded",
         )
-    available = _parts(execution)
+    available = parts(execution.metadata_)
     if part not in available:
         raise _invalid(
             "part",

@@ -10,15 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import (
-    ApplicationAccess,
-    CurrentPrincipal,
-    SessionDep,
-    SettingsDep,
-    application_reader,
-    dedicated_app_reader,
-)
-from api.problems import Problem, forbidden, refusals
+from api.deps import ApplicationAccess, CurrentPrincipal, SessionDep, SettingsDep
+from api.download_grants import granted
+from api.problems import Problem, refusals
 from api.request_id import current_request_id
 from api.schemas.downloads import DownloadCreate, DownloadLink, DownloadOut
 from db.audit import Actor
@@ -32,17 +26,8 @@ _RANGE = re.compile(r"^bytes=(\d+)-$")
 async def granter(
     app_id: Annotated[uuid.UUID, Path()], principal: CurrentPrincipal, session: SessionDep
 ) -> ApplicationAccess:
-    """The application's owner or a workspace administrator; every refusal is audited (a
-    member, another workspace's token), since a download takes data out of the platform."""
-    try:
-        access = await dedicated_app_reader(await application_reader(app_id, principal, session))
-        if not access.can_write:
-            raise forbidden("downloads need the application's owner or a workspace administrator")
-    except Problem as exc:
-        await downloads.audit_refused_request(session, principal.actor, app_id, exc.detail)
-        await session.commit()
-        raise
-    return access
+    """The application's owner or a workspace administrator (api/download_grants.py)."""
+    return await granted(session, principal, app_id)
 
 
 Granter = Annotated[ApplicationAccess, Depends(granter)]

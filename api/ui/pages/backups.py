@@ -1,4 +1,5 @@
-"""A backup's page with its live part, and what can be done to it (cancel, protect)."""
+"""A backup's page with its live part, and what can be done to it (cancel, protect, download
+a part)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ from api.deps import (
     get_temporal,
     get_temporal_if_up,
 )
+from api.download_grants import granted
 from api.problems import refusals
 from api.runs import cancel_run
 from api.ui import views
 from api.ui.pages.shared import Reader, Writer, app_access, go, page_router, run_page, text
-from services import backups
+from services import backups, downloads
 
 router = page_router()
+
+# A link made for the browser is followed at once; five minutes leave time to start the
+# transfer, and what stays in the browser's download history is soon worthless.
+BROWSER_LINK_SECONDS = 300
 
 
 async def _backup(
@@ -35,6 +41,7 @@ async def _backup(
         session, temporal, settings, access.application, backup_id
     )
     body["seconds"] = views.run_seconds(body["started_at"], body["completed_at"])
+    body["downloadable"] = downloads.parts(body.get("metadata"))
     return views.with_live_state(body, datetime.now(UTC))
 
 
@@ -74,3 +81,25 @@ async def set_protection(
         )
     await session.commit()
     return go(request, f"/ui/applications/{app_id}/backups/{backup_id}")
+
+
+@router.post("/applications/{app_id}/backups/{backup_id}/download", response_class=HTMLResponse)
+async def download_part(
+    request: Request, app_id: uuid.UUID, backup_id: uuid.UUID, signed: Writer, session: SessionDep
+) -> Response:
+    """A short-lived link to one part, made as the API makes it (same rule, same audit), and
+    the browser sent to it: the file arrives as a download, the page stays."""
+    access = await granted(session, signed.principal, app_id)
+    part = text(await request.form(), "part")
+    with refusals():
+        _, token = await downloads.create(
+            session,
+            access.workspace.principal.actor,
+            access.application,
+            backup_id,
+            part,
+            None,
+            BROWSER_LINK_SECONDS,
+        )
+    await session.commit()
+    return go(request, request.url_for("fetch_download", token=token).path)
