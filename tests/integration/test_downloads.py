@@ -6,7 +6,10 @@ changed after it, so what comes back is shown to be the backup's, not the live d
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
+import json
 import subprocess
 import tarfile
 import uuid
@@ -16,9 +19,12 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
+from adapters.restic import Restic
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from repository import names
 from tests.integration.test_cli import cairn
 from tests.support import database as dbsupport
 from tests.support.api import ApiClient, World, expect
@@ -26,6 +32,7 @@ from tests.support.backups import (
     CREATED_DATABASES,
     App,
     make_app,
+    repository_of,
     run_backup,
     table_hashes,
     tree_hashes,
@@ -147,6 +154,73 @@ async def test_a_volume_archive_unpacks_byte_identical(
         archive.extractall(tmp_path / "out", filter="data")
     assert tree_hashes(tmp_path / "out") == backed.trees["uploads"]
     assert (await api.get(_path(link), headers={"Range": "bytes=10-"})).status_code == 416
+
+
+# A Kubernetes application's configuration part as its export stores it
+# (adapters/kubernetes/config.py::export_objects: ConfigMaps, then Secrets with their data
+# base64 as the API server gives it, sorted keys).
+CONFIG_DOCUMENT = {
+    "format": "cairn.kubernetes.config/v1",
+    "configmaps": [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "labels": {"app": "shop"}},
+            "data": {"greeting": "grüß dich", "limits.yaml": "cpu: 2\nmemory: 1Gi\n"},
+        }
+    ],
+    "secrets": [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api-keys"},
+            "type": "Opaque",
+            "data": {"stripe": base64.b64encode(b"sk_test_123").decode()},
+        }
+    ],
+}
+
+
+async def _with_config(settings: Settings, backed: Backed, tmp_path: Path) -> None:
+    """Gives the module's backup a configuration part, stored as a Kubernetes backup stores
+    it (a ``config.json`` snapshot with the part's tags, named in the backup's parts): a
+    local application has no configuration objects to back up, and a Kubernetes backup
+    through the API is test_kube_platform's (it checks the part is made and restored)."""
+    repo = await repository_of(settings, backed.app.id, backed.app.storage)
+    document = tmp_path / names.CONFIG_FILE
+    document.write_text(json.dumps(CONFIG_DOCUMENT, sort_keys=True, indent=1, ensure_ascii=False))
+    tags = names.snapshot_tags(backed.app.id, backed.backup_id, names.CONFIG)
+    restic = Restic(settings.restic_bin)
+    with document.open("rb") as pipe:
+        stored = await asyncio.to_thread(restic.backup_stdin, repo, pipe, names.CONFIG_FILE, tags)
+    part = {
+        "part": names.CONFIG,
+        "snapshot_id": stored.snapshot_id,
+        "bytes_processed": stored.total_bytes_processed,
+        "data_added": stored.data_added,
+        "files": 1,
+    }
+    with psycopg.connect(dbsupport.libpq_url(settings.database_url)) as conn:
+        conn.execute(
+            "UPDATE backup_executions SET metadata = jsonb_set(metadata, '{parts}',"
+            " metadata->'parts' || %s::jsonb) WHERE id = %s",
+            (json.dumps([part]), backed.backup_id),
+        )
+
+
+async def test_the_configuration_downloads_as_the_yaml_the_backup_stored(
+    api: ApiClient, world: World, backed: Backed, settings: Settings, tmp_path: Path
+) -> None:
+    await _with_config(settings, backed, tmp_path)
+    link = await _link(api, world, backed, part="config")
+    assert link["compression"] == "none"
+    response = await api.get(_path(link))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/yaml")
+    assert response.headers["content-disposition"].endswith('-config.yaml"')
+    objects = list(yaml.safe_load_all(response.text))
+    assert objects == [*CONFIG_DOCUMENT["configmaps"], *CONFIG_DOCUMENT["secrets"]]
+    assert "grüß dich" in response.text  # written as text, not escaped
 
 
 async def test_refusals_are_precise_and_audited(

@@ -38,9 +38,6 @@ from adapters.pg_archive import stream
 from adapters.pg_archive.window import Archive, read_archive, segment_number
 from adapters.restic import Repository, Restic
 from core.settings import Settings
-from db.models import Application, BackupStorage
-from db.session import make_engine, make_sessionmaker
-from repository.store import open_repository
 from tests.integration.test_pitr_api import App, on_instance, policy, register
 from tests.integration.test_worker_crash import (
     isolated,  # noqa: F401  (the fixture)
@@ -48,6 +45,7 @@ from tests.integration.test_worker_crash import (
 )
 from tests.support import pg_instance
 from tests.support.api import ApiClient, build_world, expect, running_app, wait_for
+from tests.support.backups import repository_of
 
 pytestmark = pytest.mark.integration
 
@@ -140,18 +138,6 @@ def instance() -> Iterator[pg_instance.Instance]:
         yield server
 
 
-async def _repository(settings: Settings, app: App) -> Repository:
-    engine = make_engine(settings.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            application = await session.get(Application, uuid.UUID(app.id))
-            storage = await session.get(BackupStorage, uuid.UUID(app.storage))
-            assert application is not None and storage is not None
-            return await open_repository(session, settings, application, storage)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 async def archiving(
     isolated: Settings,  # noqa: F811
@@ -185,7 +171,7 @@ async def archiving(
                 owner,
                 app,
                 instance,
-                await _repository(isolated, app),
+                await repository_of(isolated, app.id, app.storage),
                 Restic(isolated.restic_bin),
                 log,
                 worker,

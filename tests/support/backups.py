@@ -11,7 +11,12 @@ from typing import Any
 
 import psycopg
 
+from adapters.restic import Repository
+from core.settings import Settings
+from db.models import Application, BackupStorage
+from db.session import make_engine, make_sessionmaker
 from devstack.postgres import PostgresServer
+from repository.store import open_repository
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -179,3 +184,17 @@ async def run_backup(api: ApiClient, world: World, app: App, seconds: float = 90
         finished,
         seconds=seconds,
     )
+
+
+async def repository_of(settings: Settings, application_id: str, storage_id: str) -> Repository:
+    """The application's repository on one storage, opened as the worker opens it (its
+    password unsealed with the master key), for a test that reads or writes it directly."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            application = await session.get(Application, uuid.UUID(application_id))
+            storage = await session.get(BackupStorage, uuid.UUID(storage_id))
+            assert application is not None and storage is not None
+            return await open_repository(session, settings, application, storage)
+    finally:
+        await engine.dispose()
