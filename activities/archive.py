@@ -8,6 +8,7 @@ next stretch resumes from its ``.partial``; a worker without it resumes from the
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import time
@@ -236,12 +237,15 @@ class ArchiveActivities:
 
     @activity.defn
     async def stop_archiving(self, application_id: str) -> None:
-        """Drops the slot, so the server no longer keeps WAL for a stopped archiver."""
+        """Drops the slot, so the server no longer keeps WAL for a stopped archiver, and this
+        worker's spool: pg_receivewal resumes from a spool's last segment, so one left behind
+        would make an archiver started again later ask a new slot for WAL long removed."""
         target = await read_metadata(self.sessions, lambda s: self._target(s, application_id))
         with temporal_errors("dropping the replication slot"):
             await with_progress(
                 lambda _p: stream.drop_slot(target, stream.slot_name(application_id))
             )
+        shutil.rmtree(spool_of(self.settings, application_id), ignore_errors=True)
         metrics.archiver_stopped(application_id)
 
     def data(self) -> list[Any]:

@@ -27,7 +27,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from activities.archive import spool_of
 from contracts.task_queues import CONTROL_TASK_QUEUE
+from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
 from tests.integration.test_offsite import add_target
@@ -108,7 +110,9 @@ class Exported:
 
 
 @pytest.fixture(scope="module")
-async def archiving(api: ApiClient, world: World, temporal_client: Client) -> AsyncIterator[None]:
+async def archiving(
+    api: ApiClient, world: World, settings: Settings, temporal_client: Client
+) -> AsyncIterator[None]:
     """An application with continuous archiving on a server of the test's own, so that the
     in-process worker has the archiver's series; turned off at the end."""
     with pg_instance.running() as server:
@@ -123,12 +127,14 @@ async def archiving(api: ApiClient, world: World, temporal_client: Client) -> As
         while REGISTRY.get_sample_value(sample, {"application_id": app.id}) is None:
             assert time.monotonic() < deadline, "the archiver never shipped"
             await asyncio.sleep(0.5)
+        assert spool_of(settings, app.id).is_dir()
         yield
         body = policy(app, continuous_archiving=False)
         await expect(await api.post(app.policy, json=body, headers=owner), 200)
         await until_closed(temporal_client, app)
     # archiving off: the worker no longer reports it (no alert on an archiver meant to stop)
     assert REGISTRY.get_sample_value(sample, {"application_id": app.id}) is None
+    assert not spool_of(settings, app.id).exists()  # its WAL belonged to the dropped slot
 
 
 @pytest.fixture(scope="module")

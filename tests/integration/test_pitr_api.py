@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.archive import spool_of
 from adapters import pg_databases
 from adapters.pg_archive import stream
 from adapters.pg_archive.window import stamp
@@ -145,6 +146,7 @@ async def test_archiving_on_starts_the_archiver_off_and_delete_cancel_it(
     assert off["continuous_archiving"] is False
     assert await until_closed(temporal_client, app) == WorkflowExecutionStatus.CANCELED
     assert not slot_exists(instance, app)
+    assert not spool_of(settings, app.id).exists()  # a later archiver starts from its new slot
 
     await expect(await api.post(app.policy, json=body, headers=owner), 200)
     assert await archiver_status(temporal_client, app) == WorkflowExecutionStatus.RUNNING
@@ -248,7 +250,7 @@ def at(text: str | None) -> datetime:
 
 @pytest.fixture(scope="module")
 async def archived(
-    api: ApiClient, world: World, instance: pg_instance.Instance
+    api: ApiClient, world: World, temporal_client: Client, instance: pg_instance.Instance
 ) -> AsyncIterator[Archived]:
     """An application with archiving on, rows committed after its first base backup, and a
     window that reaches the last of them."""
@@ -282,6 +284,7 @@ async def archived(
         ),
         200,
     )
+    await until_closed(temporal_client, app)  # slot and spool gone before the server goes
 
 
 async def test_the_window_reaches_every_commit_and_shows_the_archiver(
