@@ -85,7 +85,7 @@ def _detail(response: httpx.Response) -> str:
 )
 @click.option(
     "--compression",
-    type=click.Choice(["none", "gzip"]),
+    type=click.Choice(["none", "gzip", "zstd"]),
     help="default: gzip for a volume's tar archive, none for the rest",
 )
 @with_api

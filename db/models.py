@@ -451,7 +451,9 @@ class BackupDownload(Base):
 
     __tablename__ = "backup_downloads"
     __table_args__ = (
-        CheckConstraint("compression IN ('none', 'gzip')", name="backup_downloads_compression"),
+        CheckConstraint(
+            "compression IN ('none', 'gzip', 'zstd')", name="backup_downloads_compression"
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -18,7 +18,7 @@ class DownloadCreate(Input):
         max_length=300,
         description="`database`, `volume:<name>` or `config`: one part the backup's manifest lists",
     )
-    compression: Literal["none", "gzip"] | None = Field(
+    compression: Literal["none", "gzip", "zstd"] | None = Field(
         None, description="default: gzip for a volume's tar archive, none for the rest"
     )
     expires_in: StrictInt = Field(

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+import zstandard
 
 from adapters.restic import Restic
 from core.settings import Settings
@@ -143,14 +144,31 @@ async def test_a_database_dump_resumes_from_a_byte(
         assert refused.headers["content-type"] == "application/problem+json"
 
 
-@pytest.mark.parametrize("compression", ["gzip", "none"])
+# compression -> the file's suffix, its first bytes, and how the test reads it back into a
+# tar archive (Python 3.11's tarfile reads gzip itself, not zstd)
+ARCHIVES = {
+    "none": (".tar", b"", lambda b: b),
+    "gzip": (".tar.gz", b"\x1f\x8b", lambda b: b),
+    "zstd": (
+        ".tar.zst",
+        b"\x28\xb5\x2f\xfd",
+        lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b),
+    ),
+}
+
+
+@pytest.mark.parametrize("compression", list(ARCHIVES))
 async def test_a_volume_archive_unpacks_byte_identical(
     api: ApiClient, world: World, backed: Backed, tmp_path: Path, compression: str
 ) -> None:
     link = await _link(api, world, backed, part="volume:uploads", compression=compression)
     response = await api.get(_path(link))
     assert response.status_code == 200, response.text
-    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:*") as archive:
+    suffix, magic, unpacked = ARCHIVES[compression]
+    assert response.headers["content-disposition"].endswith(f'{suffix}"')
+    assert response.content.startswith(magic)
+    tar = unpacked(response.content)
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:*") as archive:
         archive.extractall(tmp_path / "out", filter="data")
     assert tree_hashes(tmp_path / "out") == backed.trees["uploads"]
     assert (await api.get(_path(link), headers={"Range": "bytes=10-"})).status_code == 416
