@@ -30,6 +30,9 @@ stop_archiving = Step[str, None]("stop_archiving", NONE)
 
 ON_SCHEDULE = "base-backups-on-the-policy-schedule"
 """Base backups follow the policy's cron (runs recorded before this took a fixed 24 h)."""
+STOP_AFTER_TIMEOUT = "stop-archiving-when-the-cancelled-stream-timed-out"
+"""Archiving turned off while the stream's worker was dead: the stretch ends in a timeout, not
+a cancel; runs recorded before this failed there without dropping the slot."""
 
 # The stream is retried without end: an archiver that gave up would silently stop protecting
 # the application; each failure stays in the history and the worker's log.
@@ -60,14 +63,20 @@ class ArchiverWorkflow:
                 due = await self._base_backup(job, now, due)
             await stretch
         except (asyncio.CancelledError, ActivityError) as exc:
-            # a cancel reaches the workflow as either, by where it found it waiting
-            if isinstance(exc, ActivityError) and not isinstance(exc.cause, CancelledError):
+            # a cancel reaches the workflow as either, by where it found it waiting; a stream
+            # whose worker died ends in its heartbeat timeout, after the cancel too
+            failed = isinstance(exc, ActivityError) and not isinstance(exc.cause, CancelledError)
+            if failed and not (
+                workflow.cancellation_reason() is not None and workflow.patched(STOP_AFTER_TIMEOUT)
+            ):
                 raise
             stretch.cancel()
             await asyncio.gather(stretch, return_exceptions=True)
             await asyncio.shield(
                 asyncio.ensure_future(stop_archiving(job.application_id, **CLEANUP))
             )
+            if failed:
+                raise asyncio.CancelledError() from exc
             raise
         workflow.continue_as_new(
             ArchiverJob(job.application_id, due, job.stretch_seconds, job.base_backup_hours)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 from activities.archive import spool_of
 from adapters import pg_databases
@@ -38,7 +39,7 @@ from adapters.pg_archive import stream
 from adapters.pg_archive.window import Archive, read_archive, segment_number
 from adapters.restic import Repository, Restic
 from core.settings import Settings
-from tests.integration.test_pitr_api import App, on_instance, policy, register
+from tests.integration.test_pitr_api import App, on_instance, policy, register, until_closed
 from tests.integration.test_worker_crash import (
     isolated,  # noqa: F401  (the fixture)
     start_worker,
@@ -223,20 +224,11 @@ def _same_bytes_when_shipped_twice(archiving: Archiving) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _after_the_event(archiving: Archiving, event_at: datetime) -> None:
-    """Every check after an event: the window, the repository, a restore, the slot."""
-    await asyncio.sleep(2)
-    moment = archiving.now()  # after the event (for the kill: inside the outage)
-    await asyncio.sleep(2)
-    shown = await archiving.window_reaches(archiving.now())
-    assert shown["gaps"] == [], shown
-    assert datetime.fromisoformat(str(shown["earliest"])) == archiving.earliest
-    _same_bytes_when_shipped_twice(archiving)
-
+async def _restores_exactly(archiving: Archiving, moment: datetime) -> set[int]:
+    """Restores to ``moment`` through the API into a new database (dropped after): exactly the
+    rows committed by then, with commits after it to leave out."""
     commits = archiving.commits()
-    expected = {i for i, at in commits.items() if at <= moment}
     assert any(at > moment for at in commits.values())
-    assert any(event_at < at <= moment for at in commits.values()), "no commit after the event"
     restores = f"/api/v1/applications/{archiving.app.id}/restores"
     into = f"shop_{uuid.uuid4().hex[:8]}"
     body = {"target_time": moment.isoformat(), "target": {"database_name": into}}
@@ -256,7 +248,23 @@ async def _after_the_event(archiving: Archiving, event_at: datetime) -> None:
             ids = {int(row[0]) for row in conn.execute("SELECT id FROM orders").fetchall()}
     finally:
         pg_databases.drop(archiving.instance.target(into), into)
-    assert ids == expected
+    assert ids == {i for i, at in commits.items() if at <= moment}
+    return ids
+
+
+async def _after_the_event(archiving: Archiving, event_at: datetime) -> None:
+    """Every check after an event: the window, the repository, a restore, the slot."""
+    await asyncio.sleep(2)
+    moment = archiving.now()  # after the event (for the kill: inside the outage)
+    await asyncio.sleep(2)
+    shown = await archiving.window_reaches(archiving.now())
+    assert shown["gaps"] == [], shown
+    assert datetime.fromisoformat(str(shown["earliest"])) == archiving.earliest
+    _same_bytes_when_shipped_twice(archiving)
+
+    commits = archiving.commits()
+    assert any(event_at < at <= moment for at in commits.values()), "no commit after the event"
+    ids = await _restores_exactly(archiving, moment)
 
     state = stream.slot_state(archiving.instance.target(DB), archiving.slot)
     assert not state.lost
@@ -290,3 +298,66 @@ async def test_the_application_server_restarted_resumes_the_window_without_a_gap
     log = archiving.instance.folder / "server.log"
     archiving.instance.pg_ctl("restart", "--mode=fast", "--wait", f"--log={log}")
     await _after_the_event(archiving, restarted_at)
+
+
+async def test_a_slot_past_its_bound_is_lost_and_the_window_records_the_gap_exactly(
+    archiving: Archiving,
+) -> None:
+    """The archiver down while the server writes more WAL than ``max_slot_wal_keep_size``:
+    the slot is lost, nothing ships on it; turning archiving off and on (the runbook's
+    CairnArchiverSlotLost) makes a new slot and base backup, and the window shows the gap from
+    the last archived moment to that base backup, refuses a moment inside it and restores
+    exactly after it."""
+    await archiving.window_reaches(archiving.now())
+    os.killpg(archiving.worker.pid, signal.SIGKILL)
+    archiving.worker.wait()
+    target = archiving.instance.target(DB)
+    with archiving.instance.connect(DB) as conn:
+        for _ in range(BOUND_MB // 16 + 2):
+            conn.execute("INSERT INTO orders DEFAULT VALUES")
+            conn.execute("SELECT pg_switch_wal()")
+        for _ in range(10):
+            conn.execute("CHECKPOINT")  # removes the segments past the bound
+            if stream.slot_state(target, archiving.slot).lost:
+                break
+    assert stream.slot_state(target, archiving.slot).lost
+    archiving.worker = start_worker(archiving.settings, archiving.log)
+    await asyncio.sleep(15)  # the new worker's stretch finds nothing it can ship
+    stalled = await archiving.window()
+    last_archived = datetime.fromisoformat(str(stalled["latest"]))
+
+    temporal = await archiving.api.app.state.temporal.get()  # type: ignore[attr-defined]
+    body = policy(archiving.app, continuous_archiving=False)
+    await expect(
+        await archiving.api.post(archiving.app.policy, json=body, headers=archiving.owner), 200
+    )
+    # the killed attempt times out (30 s) after the cancel: still a cancel, the slot dropped
+    closed = await until_closed(temporal, archiving.app)
+    assert closed == WorkflowExecutionStatus.CANCELED, archiving.log.read_text()[-3000:]
+    body = policy(archiving.app, continuous_archiving=True)
+    await expect(
+        await archiving.api.post(archiving.app.policy, json=body, headers=archiving.owner), 200
+    )
+    await asyncio.sleep(2)
+    shown = await archiving.window_reaches(archiving.now())
+    newest_base = max(b.consistent_from for b in archiving.archive().bases)
+    gaps = shown["gaps"]
+    assert isinstance(gaps, list)
+    found = [(datetime.fromisoformat(g["from"]), datetime.fromisoformat(g["to"])) for g in gaps]
+    assert found == [(last_archived, newest_base)], shown
+    assert datetime.fromisoformat(str(shown["earliest"])) == archiving.earliest
+
+    inside = last_archived + (newest_base - last_archived) / 2
+    restores = f"/api/v1/applications/{archiving.app.id}/restores"
+    problem = await expect(
+        await archiving.api.post(
+            restores, json={"target_time": inside.isoformat()}, headers=archiving.owner
+        ),
+        422,
+    )
+    assert "is not restorable" in problem["errors"][0]["message"], problem
+    await asyncio.sleep(2)
+    moment = archiving.now()
+    await asyncio.sleep(2)
+    await archiving.window_reaches(archiving.now())
+    await _restores_exactly(archiving, moment)
