@@ -24,12 +24,10 @@ from adapters.restic import Restic, ResticError
 from contracts.archive import ArchiverJob
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
-from db.models import Application, BackupStorage
-from db.session import make_engine, make_sessionmaker
-from repository.store import open_repository
 from schedules.cron import next_times
 from tests.support import pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
+from tests.support.backups import repository_of
 from tests.support.histories import HISTORIES
 from workflows.archiver import ArchiverWorkflow
 
@@ -90,15 +88,7 @@ async def _register(
 async def _window_latest(
     settings: Settings, application_id: str, storage_id: str
 ) -> datetime | None:
-    engine = make_engine(settings.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            application = await session.get(Application, uuid.UUID(application_id))
-            storage = await session.get(BackupStorage, uuid.UUID(storage_id))
-            assert application is not None and storage is not None
-            repo = await open_repository(session, settings, application, storage)
-    finally:
-        await engine.dispose()
+    repo = await repository_of(settings, application_id, storage_id)
     if not (repo.path / "config").exists():
         return None
     restic = Restic(settings.restic_bin)
