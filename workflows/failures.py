@@ -71,3 +71,20 @@ async def alert(event: FailureEvent) -> None:
         await steps.notify_failure(event, **ALERT)
     except ActivityError as error:
         workflow.logger.error("failure alert for %s not delivered: %s", event.id, reason(error))
+
+
+async def alert_restore(
+    restore_id: str, application_id: str, workspace_id: str, status: RunStatus, message: str
+) -> None:
+    """The failure alert of a restore, of either kind (a backup's or a moment's)."""
+    await alert(
+        FailureEvent(
+            "restore",
+            restore_id,
+            application_id,
+            workspace_id,
+            workflow.info().workflow_id,
+            status,
+            message,
+        )
+    )

@@ -6,12 +6,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.notify import FailureEvent
     from contracts.restore import FinishRestore, RestorePlan, VolumeJob
     from core.states import RunStatus
     from repository.names import CONFIG, DATABASE, volume_part
     from workflows import steps
-    from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
+    from workflows.failures import RUN_ERRORS, alert_restore, checkpoint, ended_by, reason
     from workflows.step_kinds import (
         BEGIN,
         PLATFORM,
@@ -51,17 +50,7 @@ class RestoreWorkflow:
             if self.resume_error:
                 message += f"; the application was NOT started again: {self.resume_error}"
             if await self._finish(restore_id, status, message):
-                await alert(
-                    FailureEvent(
-                        "restore",
-                        restore_id,
-                        application_id,
-                        workspace_id,
-                        workflow.info().workflow_id,
-                        status,
-                        message,
-                    )
-                )
+                await alert_restore(restore_id, application_id, workspace_id, status, message)
             raise
         if not await self._finish(restore_id, RunStatus.SUCCEEDED, None, swallow=False):
             workflow.logger.warning("restore %s had been settled already", restore_id)

@@ -10,11 +10,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.notify import FailureEvent
     from contracts.restore import FinishRestore
     from core.states import RunStatus
     from workflows import steps
-    from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
+    from workflows.failures import RUN_ERRORS, alert_restore, checkpoint, ended_by, reason
     from workflows.step_kinds import BEGIN, RECORD, TRANSFER, WAIT
     from workflows.steps import NONE, Step
 
@@ -45,17 +44,7 @@ class RestoreToTimeWorkflow:
         except RUN_ERRORS as error:
             status, message = ended_by(error, self.step)
             if await self._finish(restore_id, status, message):
-                await alert(
-                    FailureEvent(
-                        "restore",
-                        restore_id,
-                        application_id,
-                        workspace_id,
-                        workflow.info().workflow_id,
-                        status,
-                        message,
-                    )
-                )
+                await alert_restore(restore_id, application_id, workspace_id, status, message)
             raise
         await self._finish(restore_id, RunStatus.SUCCEEDED, None)
         return restore_id
