@@ -1,7 +1,8 @@
 """``cairn mover``: what a Kubernetes mover Job runs, next to the application's data.
 
-The Kubernetes platform (adapters/kubernetes/) starts these commands in a pod of the
-application's namespace, with its claims and the backup storage mounted. They do what the
+The Kubernetes platform (adapters/kubernetes/) starts these commands in a pod of cairn's own
+namespace, with the backup storage and a claim (a copy of an application's volume, or a new
+volume being restored) mounted. They do what the
 local platform does in the worker (the same code: ``LocalPlatform``), on the pod's folders
 and on the database as the cluster reaches it. Output is JSON lines: progress as restic
 reports it, then one result; anything else on the log is what a failure left. The result
@@ -28,7 +29,8 @@ from typing import Any, Final, TypeVar
 import click
 
 from adapters.errors import AdapterError
-from adapters.kubernetes.volume_swap import settle, swap_in_place
+from adapters.kubernetes.volume_swap import swap_in_place
+from adapters.local_folders import count_files
 from adapters.local_platform import LocalPlatform
 from adapters.platform import OtherDatabase, Scratch, SqlCheck
 from adapters.restic import Progress, Repository, Restic
@@ -208,7 +210,8 @@ def restore_database(
 @click.option("--snapshot", required=True, help="the snapshot to restore from")
 @_reported
 def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
-    """Restore into a staging folder inside the claim, then swap its content in."""
+    """Restore into a staging folder inside the (new) claim, swap it in, count the files
+    (what the restore's verification compares: the claim is re-bound to this volume)."""
     repository = _repository(repo)
     restic = Restic(get_settings().restic_bin)
     swap_in_place(
@@ -216,17 +219,8 @@ def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
         run_id.replace("-", "")[:12],
         lambda staging: restic.restore(repository, snapshot, staging),
     )
-    _emit(RESULT, {"note": "restored"})
-
-
-@mover.command("settle-volume")
-@click.argument("target")
-@click.option("--run", "run_id", required=True, help=RUN_HELP)
-@_reported
-def settle_volume(target: str, run_id: str) -> None:
-    """Finish or drop what an interrupted restore-volume left; no repository needed."""
-    finished = settle(Path(target), run_id.replace("-", "")[:12])
-    _emit(RESULT, {"swap": "finished" if finished else "untouched"})
+    files, size = count_files(Path(target))
+    _emit(RESULT, {"note": "restored", "files": files, "bytes": size})
 
 
 @mover.command()

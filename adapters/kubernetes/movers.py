@@ -1,5 +1,4 @@
-"""Mover Jobs: ``cairn mover ...`` run inside the cluster, in cairn's own namespace (only an
-in-place volume restore runs in the application's, where its claim is).
+"""Mover Jobs: ``cairn mover ...`` run inside the cluster, in cairn's own namespace only.
 
 A mover reads or writes a claim and the application's database from inside the cluster and
 the repository through the backup storage mounted in its pod. In cairn's namespace it runs

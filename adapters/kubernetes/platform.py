@@ -3,10 +3,9 @@ ConfigMaps and Secrets, all in one namespace.
 
 restic and pg_dump run inside the cluster, in mover Jobs (``movers.py``, running ``cairn
 mover``) of cairn's own namespace (``CAIRN_KUBE_NAMESPACE``), as Velero's data mover does:
-the backup storage is mounted there only. The one exception is an in-place volume restore
-(and the count of a live claim's files, and the settling of a cut swap), whose mover must
-mount the application's claim and so runs in its namespace. The worker only talks to the
-API server and, for the configuration objects, to the repository at its own mount path.
+the backup storage is mounted there only; no mover runs in an application's namespace. The
+worker only talks to the API server and, for the configuration objects, to the repository
+at its own mount path.
 
 - Backup: a CSI VolumeSnapshot per claim, all requested before any is awaited; each upload
   clones its snapshot into cairn's own namespace (``clones.py``), restores a temporary claim
@@ -17,8 +16,9 @@ API server and, for the configuration objects, to the repository at its own moun
   value in a Job, a workflow payload or a log. ConfigMaps and Secrets are exported by the
   worker into the repository as their own part.
 - Restore: the workloads are scaled to zero (their replicas recorded on them); a volume is
-  restored by a mover into a staging folder inside its claim and swapped in
-  (``volume_swap.py``: a claim cannot be renamed, and the workloads name it); the database
+  restored by a mover in cairn's namespace into a new volume, which the application's claim
+  is then re-bound to (``rebind.py``: a claim cannot be renamed, the workloads name it, and a
+  pod mounts claims of its own namespace only); the database
   by a mover (cairn's namespace) into a staging database swapped in by rename, as the local
   platform does.
 - Every name derives from the run id (``names.py``), so a retried step awaits what its
@@ -48,7 +48,7 @@ from typing import IO, Any, Final, TypeVar
 from kubernetes.client import ApiException
 from kubernetes.utils import parse_quantity
 
-from adapters.kubernetes import clones, movers, snapshots
+from adapters.kubernetes import clones, movers, rebind, snapshots
 from adapters.kubernetes.client import Kube, connect, delete_quietly, failure
 from adapters.kubernetes.config import apply_objects, export_objects
 from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT, Mover, Placement
@@ -77,10 +77,13 @@ from core.settings import Settings
 STORAGE_MOUNT: Final = "/cairn-storage"
 VOLUME_MOUNT: Final = "/cairn-volume"
 CONFIG_FILE: Final = "config.json"
-# On a claim while a restore swaps its content: the run id, then "finished:<run id>" once a
-# swap cut in the middle was finished without the restore completing.
+# On a claim whose hand-over to a restored volume a resume finished, the restore not having
+# completed: "finished:<run id>" (earlier versions marked an in-place swap with the run id).
 SWAP_ANNOTATION: Final = "backup.cairn.io/restore-swap"
 SWAP_FINISHED: Final = "finished:"
+# On a claim in cairn's namespace that a restore fills: the application's namespace. The
+# restore workflow releases nothing, so the resume that ends it deletes these.
+RESTORE_OF: Final = "backup.cairn.io/restore-of"
 T = TypeVar("T")
 
 
@@ -167,15 +170,13 @@ class KubernetesPlatform:
             ) from None
         return str(PurePosixPath(STORAGE_MOUNT, *relative.parts))
 
-    def _placement(self, run_id: str, namespace: str) -> Placement:
+    def _placement(self, run_id: str) -> Placement:
         return Placement(
-            namespace=namespace,
+            namespace=self.cairn.kube_namespace,
             image=self.cairn.mover_image,
             labels=run_labels(run_id),
             pod_labels=dict(MOVER_LABELS),
-            service_account=MOVER_SERVICE_ACCOUNT
-            if namespace == self.cairn.kube_namespace
-            else None,
+            service_account=MOVER_SERVICE_ACCOUNT,
             start_timeout=self.cairn.kube_mover_timeout_seconds,
             run_as_user=self.cairn.mover_run_as_user,
             fs_group=self.cairn.mover_fs_group,
@@ -185,27 +186,18 @@ class KubernetesPlatform:
             },
         )
 
-    def _run(
-        self,
-        run_id: str,
-        mover: Mover,
-        progress: ProgressFn | None = None,
-        *,
-        in_application: bool = False,
-    ) -> dict[str, Any]:
-        """Runs a mover to its end, then deletes its Job and pod, whatever the outcome; in
-        cairn's namespace, or in the application's when it mounts the application's claim
-        (``in_application``).
+    def _run(self, run_id: str, mover: Mover, progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Runs a mover in cairn's namespace to its end, then deletes its Job and pod,
+        whatever the outcome.
 
         A failed Job's log is in the error already, and a retry must start a new Job rather
         than find the failed one; a cancelled step stops its mover. Only a worker that died
         leaves the Job running, for the retry to await.
         """
-        namespace = self.namespace if in_application else self.cairn.kube_namespace
         try:
-            return movers.run(self.kube, mover, self._placement(run_id, namespace), progress)
+            return movers.run(self.kube, mover, self._placement(run_id), progress)
         finally:
-            movers.delete_job(self.kube, namespace, mover.name)
+            movers.delete_job(self.kube, self.cairn.kube_namespace, mover.name)
 
     def _repository_mover(
         self, name: str, args: list[str], repo: Repository, **extra: Any
@@ -333,57 +325,54 @@ class KubernetesPlatform:
         return scale_down(self.kube.api, self.namespace, self._workloads(), self._claims().values())
 
     def resume(self) -> str:
-        """Starts the workloads again, unless a volume's swap was interrupted (see below)."""
+        """Starts the workloads again, unless a volume's hand-over was interrupted (below)."""
         interrupted = self._settle_swaps()
         if interrupted:
             raise PlatformError(
                 f"the application in {self.namespace} is left stopped: the restore of"
-                f" {', '.join(interrupted)} was cut in the middle of its swap. The swap was"
-                " finished from the backup's staged copy (no volume holds a mix), but the"
-                " restore did not complete. Restore again, or check the data, remove the"
-                f" annotation {SWAP_ANNOTATION} from the claim and scale the workloads up",
+                f" {', '.join(interrupted)} was cut while its claim was re-bound to the"
+                " restored volume. The claim was re-bound to the complete restored copy (no"
+                " volume holds a mix), but the restore did not complete. Restore again, or"
+                f" check the data, remove the annotation {SWAP_ANNOTATION} from the claim and"
+                " scale the workloads up",
                 retryable=False,
             )
         return scale_up(self.kube.api, self.namespace, self._workloads())
 
     def _settle_swaps(self) -> list[str]:
-        """Volumes whose swap a mover that is not coming back got past its staging.
+        """Volumes whose hand-over to the application's claim a restore began and did not
+        end (``rebind.py``).
 
-        ``restore_volume`` marks the claim before its mover starts and unmarks it once the
-        mover succeeded. A mark still there means the mover failed or was stopped: a
-        ``settle-volume`` mover (no repository needed) finishes a swap under way, or drops
-        an unfinished staging (the volume was untouched). A finished swap stays marked, so
-        no later resume starts the application on a restore nobody verified.
+        The hand-over begins only once the restored volume is complete, so it is finished
+        here, and the claim marked: no later resume starts the application on a restore
+        nobody verified. A claim marked by an earlier version's in-place swap is reported
+        the same way.
         """
+        for record in rebind.pending(self.kube, self.namespace):
+            rebind.finish(self.kube, record, timeout=self.cairn.kube_mover_timeout_seconds)
+            self._mark_swap(record.claim, f"{SWAP_FINISHED}{record.run}")
+        self._remove_restore_claims()
         interrupted = []
         for volume, claim in self._claims().items():
-            try:
-                found = self.kube.core.read_namespaced_persistent_volume_claim(
-                    claim, self.namespace
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    continue  # nothing to settle in a claim that is gone
-                raise failure(exc, f"reading the claim {claim}") from None
-            mark = (found.metadata.annotations or {}).get(SWAP_ANNOTATION)
-            if not mark:
-                continue
-            if mark.startswith(SWAP_FINISHED):
+            found = rebind.read_claim(self.kube, self.namespace, claim)
+            if found is not None and (found["metadata"].get("annotations") or {}).get(
+                SWAP_ANNOTATION
+            ):
                 interrupted.append(f"volume {volume} (claim {claim})")
-                continue
-            pod_volume, mount = self._claim_volume(claim, read_only=False)
-            mover = Mover(
-                run_name("settle", mark, volume),
-                ["settle-volume", VOLUME_MOUNT, "--run", mark],
-                volumes=[pod_volume],
-                mounts=[mount],
-            )
-            if self._run(mark, mover, in_application=True)["swap"] == "finished":
-                self._mark_swap(claim, f"{SWAP_FINISHED}{mark}")
-                interrupted.append(f"volume {volume} (claim {claim})")
-            else:
-                self._mark_swap(claim, None)
         return interrupted
+
+    def _remove_restore_claims(self) -> None:
+        """What restores that failed before their hand-over left in cairn's namespace: their
+        new volumes, half filled, with the claims (none is being handed over any more)."""
+        home = self.cairn.kube_namespace
+        try:
+            found = self.kube.core.list_namespaced_persistent_volume_claim(
+                home, label_selector=f"{RESTORE_OF}={self.namespace}"
+            ).items
+        except ApiException as exc:
+            raise failure(exc, "listing the claims restores left") from None
+        for claim in found:
+            snapshots.delete_claim(self.kube, home, claim.metadata.name)
 
     def _mark_swap(self, claim: str, mark: str | None) -> None:
         try:
@@ -443,16 +432,16 @@ class KubernetesPlatform:
         )
 
     def release(self, run_id: str) -> None:
-        """Deletes the run's Jobs (with their pods), claims, Secrets and VolumeSnapshots, in
-        cairn's namespace (with the clones' contents, not the storage's snapshots) and in
-        the application's; and the NetworkPolicies earlier versions of cairn wrote there."""
+        """Deletes the run's Jobs (with their pods), claims and Secrets in cairn's namespace,
+        its snapshot clones there (with their contents, not the storage's snapshots), its
+        VolumeSnapshots in the application's; and the NetworkPolicies earlier versions of
+        cairn wrote there. A restored volume whose hand-over began is kept (``rebind.py``)."""
         selector = run_selector(run_id)
         remove_legacy_policies(self.kube.api, self.namespace)
         home = self.cairn.kube_namespace
         self._release_in(home, selector)
         for name in clones.list_names(self.kube, selector):
             clones.remove(self.kube, home, name)
-        self._release_in(self.namespace, selector)
         for name in snapshots.list_names(self.kube, self.namespace, selector):
             snapshots.delete(self.kube, self.namespace, name)
 
@@ -597,23 +586,68 @@ class KubernetesPlatform:
         *,
         into: Scratch | None = None,
     ) -> str:
-        """Into the claim itself: staged inside it, then swapped in (see volume_swap.py)."""
+        """Into a new volume, which the application's claim is then re-bound to
+        (``rebind.py``): restored by a mover in cairn's namespace into a claim there shaped
+        like the application's, its files counted, then handed over. A retry finishes what
+        its first attempt began, or finds it done."""
         if into is not None:
             return self._restore_scratch_volume(into.drill_id, volume, repo, snapshot, progress)
-        claim = self._claim(volume)
-        self._read_claim(volume)
-        pod_volume, mount = self._claim_volume(claim, read_only=False)
+        claim, timeout = self._claim(volume), self.cairn.kube_mover_timeout_seconds
+        done = f"volume {volume} (claim {claim}) re-bound to a volume restored from the backup"
+        for record in rebind.pending(self.kube, self.namespace):
+            if record.claim == claim:  # begun by this run's first attempt, or an earlier run
+                rebind.finish(self.kube, record, timeout=timeout)
+                if record.run == run_id:
+                    self._mark_swap(claim, None)
+                    return done
+        source = self._read_claim(volume)
+        old = str((source.get("spec") or {}).get("volumeName") or "")
+        current = rebind.read_volume(self.kube, old) if old else None
+        if current is None:
+            raise PlatformError(
+                f"volume {volume}: the claim {claim} is not bound to a volume", retryable=False
+            )
+        annotations = current["metadata"].get("annotations") or {}
+        if json.loads(annotations.get(rebind.FIGURES) or "{}").get("run") == run_id:
+            self._mark_swap(claim, None)
+            return done  # a retry after the hand-over ended
+        home, staging = self.cairn.kube_namespace, run_name("rvol", run_id, volume)
+        labels = {**run_labels(run_id), RESTORE_OF: self.namespace}
+        snapshots.claim_like(self.kube, home, staging, source, labels, same_access=True)
+        pod_volume, mount = self._claim_volume(staging, read_only=False)
         mover = self._repository_mover(
             run_name("rvol", run_id, volume),
             ["restore-volume", VOLUME_MOUNT, "--run", run_id, "--snapshot", snapshot],
             repo,
             volumes=[pod_volume],
             mounts=[mount],
+            node_affinity=snapshots.node_affinity(self.kube, source),
         )
-        self._mark_swap(claim, run_id)  # before a byte moves: resume must settle it first
-        self._run(run_id, mover, progress, in_application=True)
+        result = self._run(run_id, mover, progress)
+        restored = rebind.read_claim(self.kube, home, staging) or {}
+        new = (restored.get("spec") or {}).get("volumeName")
+        if not new or "files" not in result:
+            raise PlatformError(
+                f"volume {volume}: the restored copy {home}/{staging} has no volume or no count"
+                " of its files; the application's claim was not touched",
+                retryable=False,
+            )
+        record = rebind.Rebind(
+            run=run_id,
+            namespace=self.namespace,
+            claim=claim,
+            old=old,
+            new=str(new),
+            policy=str(current["spec"].get("persistentVolumeReclaimPolicy") or "Delete"),
+            home=home,
+            staging=staging,
+            shape=rebind.shape_of(source),
+        )
+        figures = {"run": run_id, "files": int(result["files"]), "bytes": int(result["bytes"])}
+        rebind.begin(self.kube, record, figures)
+        rebind.finish(self.kube, record, timeout=timeout)
         self._mark_swap(claim, None)
-        return f"volume {volume} (claim {claim}) replaced by the backup's copy"
+        return done
 
     def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
         dump = self.restic.dump(repo, snapshot, CONFIG_FILE)
@@ -642,18 +676,31 @@ class KubernetesPlatform:
                 )
             extra = ["--into-name", into.name] if into is not None and into.name else []
             rows = self._count_rows(probe, ["measure", "--database", *extra])
-        claims = {v: self._claim(v) for v in volumes}
-        return Measured(rows, self._count_files(probe, claims, in_application=True))
+        return Measured(rows, {volume: self._restored_figures(volume) for volume in volumes})
+
+    def _restored_figures(self, volume: str) -> VolumeFigures:
+        """A live claim's files as counted by the mover that restored its volume, before the
+        claim was re-bound to it (no mover runs in the application's namespace to count
+        them again; the application stays stopped in between)."""
+        spec = self._read_claim(volume).get("spec") or {}
+        bound = rebind.read_volume(self.kube, str(spec.get("volumeName") or "")) or {}
+        text = ((bound.get("metadata") or {}).get("annotations") or {}).get(rebind.FIGURES)
+        if not text:
+            raise PlatformError(
+                f"volume {volume}: its files are counted when cairn restores it, and the"
+                f" volume of the claim {self._claim(volume)} was not restored by cairn",
+                retryable=False,
+            )
+        figures = json.loads(text)
+        return VolumeFigures(int(figures["files"]), int(figures["bytes"]))
 
     def _count_rows(self, probe: str, args: list[str]) -> dict[str, int]:
         """Row counts per table, from a mover ``cairn mover measure|scratch-measure``."""
         mover = self._database_mover(run_name("count", probe), args)
         return {str(k): int(v) for k, v in self._run(probe, mover)["row_counts"].items()}
 
-    def _count_files(
-        self, probe: str, claims: dict[str, str], *, in_application: bool
-    ) -> dict[str, VolumeFigures]:
-        """Files and bytes per claim, counted by a mover in the claims' namespace."""
+    def _count_files(self, probe: str, claims: dict[str, str]) -> dict[str, VolumeFigures]:
+        """Files and bytes per claim of cairn's namespace, counted by a mover there."""
         figures = {}
         for volume, claim in claims.items():
             pod_volume, mount = self._claim_volume(claim, read_only=True)
@@ -663,7 +710,7 @@ class KubernetesPlatform:
                 volumes=[pod_volume],
                 mounts=[mount],
             )
-            counted = self._run(probe, mover, in_application=in_application)["volumes"][volume]
+            counted = self._run(probe, mover)["volumes"][volume]
             figures[volume] = VolumeFigures(int(counted["files"]), int(counted["bytes"]))
         return figures
 
@@ -720,7 +767,7 @@ class KubernetesPlatform:
         if database:
             rows = self._count_rows(drill_id, ["scratch-measure", "--run", drill_id])
         claims = {volume: self._scratch_claim(drill_id, volume) for volume in volumes}
-        return Measured(rows, self._count_files(drill_id, claims, in_application=False))
+        return Measured(rows, self._count_files(drill_id, claims))
 
     def run_checks(
         self, drill_id: str, checks: list[SqlCheck], timeout_seconds: int

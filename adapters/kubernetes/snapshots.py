@@ -17,6 +17,7 @@ from typing import Any, Final
 from kubernetes.client import ApiException
 
 from adapters.kubernetes.client import Kube, create_or_keep, delete_quietly, failure, wait_for
+from adapters.kubernetes.rebind import REBIND
 from adapters.platform import PlatformError
 
 GROUP: Final = "snapshot.storage.k8s.io"
@@ -153,22 +154,26 @@ def claim_like(
     *,
     snapshot: str | None = None,
     size: str | int | None = None,
+    same_access: bool = False,
 ) -> None:
     """A claim named ``name`` shaped like ``source`` (class, volume mode, size, node),
     empty or restored from ``snapshot``; a retry finds the one it made.
 
     Only one mover mounts it: ``ReadWriteOnce``, whatever the source's modes (a driver may
-    offer ``ReadWriteMany`` only for some volumes, and it costs more). It is provisioned for
-    the source's node (its ``selected-node`` annotation), where a zonal or node-local
-    driver can restore the source's snapshot; the mover that mounts it is kept to the
-    source volume's topology too (``node_affinity``).
+    offer ``ReadWriteMany`` only for some volumes, and it costs more); unless its volume is
+    to be bound to a claim like the source later (``same_access``: the binder checks modes).
+    It is provisioned for the source's node (its ``selected-node`` annotation), where a
+    zonal or node-local driver can restore the source's snapshot; the mover that mounts it
+    is kept to the source volume's topology too (``node_affinity``).
     """
     spec = source.get("spec") or {}
     size = size or ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     claim: dict[str, Any] = {
         "metadata": {"name": name, "labels": labels, "annotations": {}},
         "spec": {
-            "accessModes": ["ReadWriteOnce"],
+            "accessModes": list(spec.get("accessModes") or ["ReadWriteOnce"])
+            if same_access
+            else ["ReadWriteOnce"],
             "volumeMode": spec.get("volumeMode") or "Filesystem",
             "resources": {"requests": {"storage": str(size)}},
         },
@@ -210,7 +215,9 @@ def node_affinity(kube: Kube, source: dict[str, Any]) -> dict[str, Any] | None:
 def delete_claim(kube: Kube, namespace: str, name: str) -> None:
     """Deletes a claim cairn made and, through a ``Delete`` reclaim policy set first on its
     PersistentVolume, the volume and its storage: a StorageClass that ``Retain``s would
-    otherwise leave a ``Released`` volume behind each run."""
+    otherwise leave a ``Released`` volume behind each run. A restored volume being handed
+    over to an application's claim (``rebind.REBIND`` on it) is left alone, with its claim:
+    the hand-over is finished by the resume, not undone."""
     try:
         claim = kube.core.read_namespaced_persistent_volume_claim(name, namespace)
     except ApiException as exc:
@@ -220,6 +227,9 @@ def delete_claim(kube: Kube, namespace: str, name: str) -> None:
     volume = claim.spec.volume_name
     if volume:
         try:
+            found = kube.core.read_persistent_volume(volume)
+            if REBIND in (found.metadata.annotations or {}):
+                return
             kube.core.patch_persistent_volume(
                 volume, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}
             )

@@ -1,18 +1,18 @@
-"""A volume restored in place: filled beside its content, then swapped in, safe to repeat.
+"""A volume filled by a restore mover, safe to repeat after the mover was killed.
 
-A claim cannot be renamed and the application's workloads name it, so a Kubernetes volume
-is restored inside its own claim: the backup is restored into a staging folder at the
-claim's root, then the live entries are moved aside and the staged ones moved up (renames
-within one file system), then what was moved aside is removed. Two marker files say how far
-a run got, so a mover killed at any point and started again finishes the same swap:
+The restore mover fills the new volume that the application's claim is then re-bound to
+(``rebind.py``); the volume is empty, so this costs no extra space. The backup is restored
+into a staging folder at the volume's root, then the entries already there are moved aside
+and the staged ones moved up (renames within one file system), then what was moved aside is
+removed. Two marker files say how far a run got, so a mover killed at any point and started
+again (the Job's pod replaced after a disruption, the step retried) finishes the same swap:
 
 - no marker: the staging folder is (re)filled from scratch, then ``staged`` is written;
 - ``staged``: the live entries are moved into the old folder, then it becomes ``swapping``;
 - ``swapping``: the staged entries are moved up and the leftovers removed.
 
-Until the live entries are moved aside, a failure leaves the volume as it was. A mover that
-is not run again (its Job failed, the step was cancelled) is followed by ``settle``, which
-needs no repository: it finishes a swap that got past its staging, or drops the staging.
+A mover that is not run again leaves an incomplete volume that is never handed over: the
+run's ``release`` deletes it with its staging claim.
 """
 
 from __future__ import annotations
@@ -35,18 +35,6 @@ def swap_in_place(volume: Path, short: str, fill: Callable[[Path], None]) -> Non
             raise
         paths.staged.touch()
     _swap(paths)
-
-
-def settle(volume: Path, short: str) -> bool:
-    """What a mover that will not run again left, made whole without the repository: a swap
-    past its staging is finished (True); an unfinished staging is removed, the volume was
-    never touched (False). Either way the volume is not left mixed."""
-    paths = _Paths(volume, short)
-    if paths.staged.exists() or paths.swapping.exists():
-        _swap(paths)
-        return True
-    shutil.rmtree(paths.staging, ignore_errors=True)
-    return False
 
 
 class _Paths:

@@ -986,8 +986,10 @@ def test_a_claim_gets_a_persistent_volume_its_class_reclaims_or_retains(
 def test_a_claim_naming_a_volume_is_bound_to_it_only_when_it_fits(
     api: client.ApiClient, ns: str, fake: FakeKube
 ) -> None:
-    """Static binding through ``spec.volumeName``: a volume reserved for another claim, or
-    too small, leaves the claim Pending; an Available one that fits is bound."""
+    """Static binding through ``spec.volumeName``: a volume reserved for another claim, too
+    small or of other access modes leaves the claim Pending; a Released one whose claimRef
+    is re-pointed (no uid) is Available, pre-bound; an Available one that fits is bound, and
+    a bound claim's volumeName cannot change."""
     core = core_v1(api)
     core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("source"))
     folder = wait_for(partial(_bound, fake, ns, "source"), "the source claim")
@@ -1001,12 +1003,28 @@ def test_a_claim_naming_a_volume_is_bound_to_it_only_when_it_fits(
     fake.controllers.wait_synced()
     assert core.read_namespaced_persistent_volume_claim("late", ns).status.phase == "Pending"
 
+    wider = pvc_manifest("wider", volumeName=volume)
+    wider["spec"]["accessModes"] = ["ReadWriteMany"]
+    core.create_namespaced_persistent_volume_claim(ns, wider)
     # An administrator frees it for the new claim (claimRef without the old uid).
     core.patch_persistent_volume(
         volume, {"spec": {"claimRef": {"namespace": ns, "name": "late", "uid": None}}}
     )
     wait_for(lambda: _bound(fake, ns, "late"), "the claim to bind to the freed volume")
     assert (fake.pvc_path(ns, "late") / "data.txt").read_text() == "moved\n"
+    assert core.read_persistent_volume(volume).status.phase == "Bound"
+    with pytest.raises(client.ApiException) as immutable:
+        core.patch_namespaced_persistent_volume_claim(
+            "late", ns, {"spec": {"volumeName": "another"}}
+        )
+    assert immutable.value.status == 422
+    core.delete_namespaced_persistent_volume_claim("late", ns)
+    core.patch_persistent_volume(
+        volume, {"spec": {"claimRef": {"namespace": ns, "name": "wider", "uid": None}}}
+    )
+    wait_for(lambda: core.read_persistent_volume(volume).status.phase == "Available", "freed")
+    fake.controllers.wait_synced()
+    assert core.read_namespaced_persistent_volume_claim("wider", ns).status.phase == "Pending"
 
     small = f"small-{ns}"
     core.create_persistent_volume(

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.support.kube_rbac import cluster_roles_creating, uncovered, unused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a volume is still restored in place, by a mover in the application's namespace"
-    " (ClusterRole cairn-volume-restores: jobs create); restoring into a new volume that the"
-    " claim is re-bound to (issue 29, item 6) removes it",
-)
 def test_no_cluster_role_lets_cairn_create_pods_or_jobs() -> None:
     assert cluster_roles_creating({("", "pods"), ("batch", "jobs")}) == set()
 

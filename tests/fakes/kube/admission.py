@@ -326,8 +326,10 @@ def _pvc(spec: dict[str, Any], old_spec: dict[str, Any] | None) -> list[Cause]:
         causes.append(_required("spec.resources[storage]"))
     if old_spec is not None:
         mutable = {"resources", "volumeAttributesClassName"}
-        before = {k: v for k, v in old_spec.items() if k not in mutable and k != "volumeName"}
-        after = {k: v for k, v in spec.items() if k not in mutable and k != "volumeName"}
+        if not old_spec.get("volumeName"):  # set once, by the binder (or a pre-binding)
+            mutable.add("volumeName")
+        before = {k: v for k, v in old_spec.items() if k not in mutable}
+        after = {k: v for k, v in spec.items() if k not in mutable}
         if before != after:
             causes.append(
                 Cause(

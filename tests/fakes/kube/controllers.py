@@ -176,6 +176,7 @@ class Controllers:
             self._set_volume_phase(meta["name"], "Available")
         elif key == PVS.key and event.type == "MODIFIED":
             self._reclaim(obj)
+            self._reopen(obj)
         elif key == CONTENTS.key and event.type == "DELETED":
             # The storage's snapshot goes with a Delete content only; a Retain content's
             # stays, and other contents pointing at the same handle keep it.
@@ -649,6 +650,20 @@ class Controllers:
         capacity = volume["spec"].get("capacity", {}).get("storage", "0")
         if parse_quantity(capacity) < parse_quantity(spec["resources"]["requests"]["storage"]):
             return False
+        modes = set(volume["spec"].get("accessModes") or [])
+        same_mode = volume["spec"].get("volumeMode", "Filesystem") == spec.get(
+            "volumeMode", "Filesystem"
+        )
+        if not set(spec.get("accessModes") or []) <= modes or not same_mode:
+            self.api.record_event(
+                PVCS,
+                pvc,
+                "VolumeMismatch",
+                "Cannot bind to requested volume"
+                f' "{volume["metadata"]["name"]}": incompatible accessMode or volumeMode',
+                "persistentvolume-controller",
+            )
+            return False
 
         def reserve(obj: dict[str, Any]) -> None:
             obj["spec"]["claimRef"] = _claim_ref(pvc)
@@ -697,6 +712,14 @@ class Controllers:
             return
         self.api.store.remove(PVS, "", volume["metadata"]["name"])
         shutil.rmtree(self._volume(volume["metadata"]["name"]), ignore_errors=True)
+
+    def _reopen(self, volume: dict[str, Any]) -> None:
+        """A volume whose ``claimRef`` was cleared, or (re-)pointed at a claim by name (no
+        uid), is Available: to any claim, or pre-bound to that one, until a claim binds."""
+        ref = volume["spec"].get("claimRef") or {}
+        if (volume.get("status") or {}).get("phase") != "Available" and not ref.get("uid"):
+            self._set_volume_phase(volume["metadata"]["name"], "Available")
+            self._retry_pending_claims()
 
     def _smaller_than_source(self, pvc: dict[str, Any], source: dict[str, Any]) -> str | None:
         """The external-provisioner's refusal of a claim smaller than its snapshot."""
