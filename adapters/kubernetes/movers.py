@@ -9,6 +9,11 @@ admission and network rules. Its log is JSON lines
 result is also the container's termination message, in the pod's status: a log the API
 server cannot fetch from the node costs the progress, not the result.
 
+A mover is judged by its own container's end (its exit code), not by its Job's: a sidecar
+that a service mesh injects into the pod runs until the pod is deleted, so such a pod never
+ends and its Job never completes. Only a mover that a disruption killed is left to the Job,
+whose pod failure policy starts it again.
+
 A Job's name is given by the caller and deterministic, so a retried step (or a worker that
 restarted) finds the Job its first attempt made and awaits it instead of starting another.
 The repository password travels in a Secret of the Job's own name, created just before the
@@ -18,6 +23,7 @@ Job and deleted as soon as the Job has ended, whatever the outcome; the pod read
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -240,9 +246,11 @@ def _await(
             else:
                 lines = [*lines[-(TAIL_LINES - 1) :], line]
         job = wait_for(
-            lambda: _finished(kube, namespace, name, followed),
+            functools.partial(_finished, kube, namespace, name, pod, followed),
             timeout=placement.start_timeout,
-            expired=lambda: f"the mover Job {namespace}/{name} did not finish after its pod ended",
+            expired=lambda: (
+                f"the mover Job {namespace}/{name} did not finish after its mover ended"
+            ),
             tick=tick,
         )
         if job != RETRIED:
@@ -420,9 +428,13 @@ def _progress(message: dict[str, Any]) -> Progress:
     return Progress(**{f.name: message.get(f.name, 0) for f in fields(Progress)})
 
 
-def _finished(kube: Kube, namespace: str, name: str, followed: list[str]) -> str | None:
-    """``Complete`` or ``Failed`` once the Job has a final condition; ``RETRIED`` when it
-    started another pod (the one followed was lost to a disruption)."""
+def _finished(kube: Kube, namespace: str, name: str, pod: str, followed: list[str]) -> str | None:
+    """``Complete`` or ``Failed`` once the mover's container in ``pod`` has ended, by its exit
+    code (the pod may run on: a sidecar); when a disruption killed it, or the pod is gone, as
+    the Job says: its final condition, or ``RETRIED`` once it started another pod."""
+    exit_code, _message, disrupted = _mover_end(kube, namespace, pod)
+    if exit_code is not None and (exit_code == 0 or not disrupted):
+        return "Complete" if exit_code == 0 else "Failed"
     try:
         job = kube.batch.read_namespaced_job(name, namespace)
     except ApiException as exc:
@@ -438,10 +450,26 @@ def _finished(kube: Kube, namespace: str, name: str, followed: list[str]) -> str
 def _terminated(kube: Kube, namespace: str, pod: str) -> tuple[int | None, str]:
     """The mover container's exit code and termination message (none: the pod is gone)."""
     try:
-        found = kube.core.read_namespaced_pod(pod, namespace)
-    except ApiException:
+        exit_code, message, _disrupted = _mover_end(kube, namespace, pod)
+    except PlatformError:
         return None, ""  # the log read so far is all there is
+    return exit_code, message
+
+
+def _mover_end(kube: Kube, namespace: str, pod: str) -> tuple[int | None, str, bool]:
+    """The mover container's exit code and termination message (None while it runs, or the
+    pod is gone), and whether a disruption (eviction, preemption) is taking the pod."""
+    try:
+        found = kube.core.read_namespaced_pod(pod, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None, "", False
+        raise failure(exc, f"reading the mover pod {pod}") from None
+    disrupted = any(
+        c.type == "DisruptionTarget" and c.status == "True" for c in found.status.conditions or []
+    )
     for status in found.status.container_statuses or []:
         if status.name == CONTAINER and status.state and status.state.terminated:
-            return status.state.terminated.exit_code, status.state.terminated.message or ""
-    return None, ""
+            ended = status.state.terminated
+            return ended.exit_code, ended.message or "", disrupted
+    return None, "", disrupted

@@ -962,6 +962,31 @@ def test_a_log_stream_cut_while_the_mover_runs_is_followed_again(
     assert leftovers(kube, app.namespace) == []
 
 
+def test_a_mover_whose_pod_keeps_a_mesh_sidecar_running_is_judged_by_its_own_container(
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
+) -> None:
+    """A service mesh injects its proxy into the movers' pods: the pod runs on after the
+    mover has ended, so its Job never completes. cairn takes the mover's end from its own
+    container (exit code, termination message), then deletes the Job, which stops the proxy."""
+    platform = platform_of(app, cairn_settings, cairn)
+    database = {**app.settings["database"], "dbname": f"{app.dbname}_absent"}
+    absent = platform_of(app, cairn_settings, cairn, database=database)
+    since = kube.store.revision
+    kube.inject_sidecar(HOME)
+    try:
+        snapshot = backed_up_volume(platform, app, "uploads")
+        with pytest.raises(PlatformError) as failed:
+            absent.estimate_bytes(database=True, volumes=[])
+    finally:
+        kube.inject_sidecar(HOME, enabled=False)
+    assert [s.short_id for s in Restic().snapshots(app.repo, [])] == [snapshot]
+    containers = [[c["name"] for c in p["spec"]["containers"]] for p in mover_pods(kube, since)]
+    assert containers == [["mover", "mesh-proxy"]] * 2
+    assert "exited with 1; its last log lines:" in failed.value.message
+    assert f'database "{app.dbname}_absent" does not exist' in failed.value.message
+    assert leftovers(kube, app.namespace) == []
+
+
 def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(
     app: App,
     kube: FakeKube,
@@ -969,8 +994,10 @@ def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(
     cairn_settings: Settings,
     cairn: CairnCalls,
 ) -> None:
-    """A node drained under the restore's mover: the Job's pod failure policy replaces the
-    pod (once the evicted one is gone), which fills the same new volume to its end."""
+    """A node drained under the restore's mover, once cairn follows its log: the Job's pod
+    failure policy replaces the pod (once the evicted one is gone), which fills the same new
+    volume to its end; cairn leaves a mover a disruption killed to the Job, and follows the
+    new pod."""
     platform = platform_of(app, cairn_settings, cairn)
     ns, folder = app.namespace, kube.pvc_path(app.namespace, CLAIMS["data"])
     backed_up = folder_hashes(folder)
@@ -982,11 +1009,13 @@ def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(
     def evict_first_mover() -> None:
         deadline = time.monotonic() + 60
         while not evicted and time.monotonic() < deadline:
+            followed = {r.name for r in list(kube.requests) if r.subresource == "log"}
             for pod in kube.list("", "pods", HOME):
+                name = pod["metadata"]["name"]
                 running = (pod.get("status") or {}).get("phase") == "Running"
-                if pod["metadata"]["name"].startswith("cairn-rvol-") and running:
-                    kube.evict(HOME, pod["metadata"]["name"])
-                    evicted.append(pod["metadata"]["name"])
+                if name.startswith("cairn-rvol-") and running and name in followed:
+                    kube.evict(HOME, name)
+                    evicted.append(name)
             time.sleep(0.01)
 
     restore = str(uuid.uuid4())

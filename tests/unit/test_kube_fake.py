@@ -885,6 +885,40 @@ def test_missing_command_fails_like_a_start_error(api: client.ApiClient, ns: str
     assert (terminated.exit_code, terminated.reason) == (128, "StartError")
 
 
+def test_a_mesh_s_sidecar_keeps_a_job_s_pod_running_until_it_is_deleted(
+    api: client.ApiClient, fake: FakeKube, ns: str
+) -> None:
+    """The injected proxy runs on after the Job's own container has ended: the pod stays
+    Running, the Job never completes; deleting the Job stops the proxy."""
+    core = core_v1(api)
+    fake.inject_sidecar(ns)
+    try:
+        batch_v1(api).create_namespaced_job(ns, job_manifest("meshed", "echo done"))
+        (pod,) = wait_for(
+            lambda: core.list_namespaced_pod(ns, label_selector="job-name=meshed").items,
+            "the pod",
+        )
+    finally:
+        fake.inject_sidecar(ns, enabled=False)
+
+    def states() -> dict[str, Any] | None:
+        found = core.read_namespaced_pod(pod.metadata.name, ns).status.container_statuses
+        by_name = {s.name: s.state for s in found or []}
+        main = by_name.get("main")
+        return by_name if main and main.terminated and by_name.get("mesh-proxy") else None
+
+    ended = wait_for(states, "the job's container to end")
+    assert ended["main"].terminated.exit_code == 0 and ended["mesh-proxy"].running
+    assert core.read_namespaced_pod(pod.metadata.name, ns).status.phase == "Running"
+    job = batch_v1(api).read_namespaced_job("meshed", ns)
+    assert job.status.active == 1 and not job.status.conditions
+    batch_v1(api).delete_namespaced_job("meshed", ns, propagation_policy="Background")
+    wait_for(
+        lambda: not core.list_namespaced_pod(ns, label_selector="job-name=meshed").items,
+        "the pod to be gone",
+    )
+
+
 def test_deleting_a_job_orphans_or_removes_its_pods(api: client.ApiClient, ns: str) -> None:
     batch, core = batch_v1(api), core_v1(api)
     for name in ("kept", "removed"):

@@ -142,6 +142,30 @@ def _default_pod_spec(spec: dict[str, Any]) -> None:
                 volume[source].setdefault("defaultMode", 420)
 
 
+# The container a service-mesh injector (a mutating webhook) adds to every pod of a namespace
+# it serves: a proxy that runs until the pod is deleted. (Not a native sidecar, an init
+# container with restartPolicy Always, which the kubelet stops once the others have ended.)
+SIDECAR: dict[str, Any] = {
+    "name": "mesh-proxy",
+    "image": "mesh.example/proxy:1.0",  # no command: the image's server, idle in the fake
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 1337,
+    },
+}
+
+
+def inject_sidecar(pod: dict[str, Any]) -> None:
+    """What the mesh's webhook does to a pod it serves (in place), before validation."""
+    containers = (pod.get("spec") or {}).get("containers")
+    if isinstance(containers, list) and all(
+        c.get("name") != SIDECAR["name"] for c in containers if isinstance(c, dict)
+    ):
+        containers.append(json.loads(json.dumps(SIDECAR)))
+
+
 def normalize_secret(obj: dict[str, Any]) -> None:
     """``stringData`` is merged into ``data`` (base64) on write; bad base64 cannot be decoded."""
     data = obj.get("data") or {}

@@ -89,6 +89,8 @@ class Api:
         # Set by the simulated kubelet: starts a pod's graceful termination, returns whether
         # the pod is still running (the kubelet removes it once its process has ended).
         self.terminate_pod: Callable[[dict[str, Any], int], bool] = lambda pod, grace: False
+        # Namespaces whose new pods a service mesh's webhook gives a sidecar (a test knob).
+        self.meshed: set[str] = set()
         self._events_seen: set[tuple[str, str, str]] = set()
 
     # --- decoding ---------------------------------------------------------------------------
@@ -195,6 +197,11 @@ class Api:
                 {"name": name, "kind": "pods"},
             )
 
+    def _mutate_pod(self, namespace: str, pod: dict[str, Any]) -> None:
+        """Mutating admission (which runs before the validating plugins): the mesh's sidecar."""
+        if namespace in self.meshed:
+            admission.inject_sidecar(pod)
+
     def _service_account(self, namespace: str, pod: dict[str, Any]) -> None:
         """The ServiceAccount admission plugin: a pod may only run as an account of its
         namespace. (Pods naming no account, or ``default``, are admitted without the lookup:
@@ -227,6 +234,7 @@ class Api:
         if resource.namespaced:
             self._require_namespace(resource, namespace, str(meta.get("name") or ""))
         if resource.kind == "Pod":
+            self._mutate_pod(namespace, obj)
             self._pod_security(namespace, obj)
             self._service_account(namespace, obj)
         for key in ("uid", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"):
@@ -274,8 +282,10 @@ class Api:
         obj.setdefault("metadata", {})
         if not obj["metadata"].get("name"):
             obj["metadata"]["name"] = f"{obj['metadata']['generateName']}{random_suffix()}"
-        self._admit(resource, obj, None, "Strict")
         meta = obj["metadata"]
+        if resource.kind == "Pod":
+            self._mutate_pod(meta["namespace"], obj)
+        self._admit(resource, obj, None, "Strict")
         if resource.kind == "Pod":
             self._pod_security(meta["namespace"], obj)
             self._service_account(meta["namespace"], obj)

@@ -265,6 +265,15 @@ class FakeKube:
         with self._lock:
             return self._log_cuts.pop(0) if self._log_cuts else None
 
+    def inject_sidecar(self, namespace: str, enabled: bool = True) -> None:
+        """Pods created in ``namespace`` from now on (or, ``enabled`` False, no longer) get a
+        service mesh's proxy container, which runs until the pod is deleted: a Job's pod
+        with it never ends, whatever its other containers did."""
+        if enabled:
+            self.api.meshed.add(namespace)
+        else:
+            self.api.meshed.discard(namespace)
+
     def evict(self, namespace: str, name: str) -> None:
         """What a node drain does to a pod: a ``DisruptionTarget`` condition, then a graceful
         deletion (SIGTERM, SIGKILL after the grace period)."""
