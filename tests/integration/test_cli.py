@@ -30,7 +30,7 @@ import pytest
 from cli.dev import database_name
 from core.settings import Settings
 from devstack.postgres import PostgresServer
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.integration.test_processes import _wait_for
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import (
@@ -573,7 +573,7 @@ def test_the_readme_journey_against_cairn_dev(
 ) -> None:
     """The README's commands, as written, in a shell next to a real ``cairn dev``."""
     name = f"web{uuid.uuid4().hex[:8]}"
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     log = tmp_path / "dev.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"

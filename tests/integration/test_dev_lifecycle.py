@@ -22,7 +22,7 @@ import pytest
 from cli.dev import database_name
 from devstack.postgres import PostgresServer, answers
 from devstack.processes import RESTART_LIMIT, Port, port_problems
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.integration.test_processes import _wait_for, cairn
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ OPTIONS = ("--api-port", "--temporal-port", "--ui-port", "--metrics-port")
 
 
 def _ports() -> dict[str, int]:
-    return {option: free_port() for option in OPTIONS}
+    return dict(zip(OPTIONS, free_ports(len(OPTIONS)), strict=True))
 
 
 def _args(data: Path, ports: dict[str, int]) -> list[str]:

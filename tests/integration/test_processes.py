@@ -26,7 +26,7 @@ from contracts.task_queues import CONTROL_TASK_QUEUE, DATA_TASK_QUEUE
 from core.crypto import generate_master_key
 from core.settings import Settings
 from devstack.postgres import PostgresServer, answers
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 from worker.system_schedules import (
     OFFSITE_RETENTION_SCHEDULE_ID,
     OVERDUE_NOTICES_SCHEDULE_ID,
@@ -194,7 +194,7 @@ def _port_closed(port: int) -> bool:
 
 def test_cairn_dev_starts_everything_and_restarts_on_the_same_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    api_port, temporal_port, ui_port, metrics_port = (free_port() for _ in range(4))
+    api_port, temporal_port, ui_port, metrics_port = free_ports(4)
     args = (
         "dev",
         "--data-dir",

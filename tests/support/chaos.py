@@ -31,6 +31,7 @@ from core.search_attributes import SEARCH_ATTRIBUTE_KEYS
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from devstack.temporal import cli_path
+from tests.conftest import free_ports
 from tests.support.api import ApiClient, World
 from tests.support.webhook import WebhookReceiver
 
@@ -44,12 +45,6 @@ ROW_STATUS_OF = {
     "timed_out": "failed",
     "canceled": "cancelled",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], seconds: float, what: str) -> None:
@@ -85,7 +80,7 @@ class TemporalDevServer:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.port, self.http_port, self.metrics_port = free_ports(3)
         self.log = folder / "temporal.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0

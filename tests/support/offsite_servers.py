@@ -20,13 +20,9 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]  # moto's dependency (test extras)
 
+from tests.conftest import free_port
+
 RCLONE = "rclone"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
@@ -50,7 +46,7 @@ class RestServer:
     append_only: bool
     username: str
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -153,7 +149,7 @@ class S3Site:
     can (what object lock lets anyone delete)."""
 
     root: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     everyday: dict[str, str] = field(default_factory=dict)
     maintenance: dict[str, str] = field(default_factory=dict)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import psycopg
 
 from adapters.pg_archive.scratch import server_bin
 from adapters.pg_dump import PgTarget
+from tests.conftest import free_port
 
 MAJOR = 15
 ROLE = "app"
@@ -31,12 +31,6 @@ PASSWORD = "app-secret-pw"  # the test server's own role, on 127.0.0.1 only
 def _os_user() -> str | None:
     """The server refuses to run as root: it runs as Debian's ``postgres`` user then."""
     return "postgres" if os.getuid() == 0 else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,7 @@ def _run(argv: list[str]) -> None:
 @contextlib.contextmanager
 def running(settings: dict[str, str] | None = None) -> Iterator[Instance]:
     folder = Path(tempfile.mkdtemp(prefix="cairn-pitr-app-"))
-    instance = Instance(folder, _free_port())
+    instance = Instance(folder, free_port())
     data = folder / "data"
     pwfile = folder / "pw"
     pwfile.write_text(PASSWORD)
