@@ -788,19 +788,10 @@ def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_n
     }
 
 
-def test_runs_on_retain_classes_leave_nothing_of_cairn_s_behind(
-    app: App,
-    kube: FakeKube,
-    kube_api: client.ApiClient,
-    cairn_settings: Settings,
-    cairn: CairnCalls,
-) -> None:
-    """Runs on a StorageClass and a VolumeSnapshotClass that both Retain: 20 backups (a
-    snapshot, its clone, a temporary claim, an upload) and 20 restores (a drill's scratch
-    claim filled from the backup), with a few bytes of data. Afterwards no VolumeSnapshot,
-    VolumeSnapshotContent, PersistentVolume, claim, Job, Secret or NetworkPolicy of cairn's
-    is left, nor the storage behind them."""
-    ns = app.namespace
+@contextlib.contextmanager
+def retained_claim(kube: FakeKube, kube_api: client.ApiClient, ns: str) -> Iterator[None]:
+    """The claim ``kept-pvc`` holding ``a.txt`` ("kept"), on a StorageClass that Retains;
+    the claim and the class are deleted afterwards."""
     storage = client.StorageV1Api(kube_api)
     retain = f"retain-{ns}"
     storage.create_storage_class(
@@ -823,6 +814,27 @@ def test_runs_on_retain_classes_leave_nothing_of_cairn_s_behind(
             },
         )
         (_bound(kube, ns, "kept-pvc") / "a.txt").write_text("kept\n")
+        yield
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core(kube_api).delete_namespaced_persistent_volume_claim("kept-pvc", ns)
+        storage.delete_storage_class(retain)
+
+
+def test_runs_on_retain_classes_leave_nothing_of_cairn_s_behind(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Runs on a StorageClass and a VolumeSnapshotClass that both Retain: 20 backups (a
+    snapshot, its clone, a temporary claim, an upload) and 20 restores (a drill's scratch
+    claim filled from the backup), with a few bytes of data. Afterwards no VolumeSnapshot,
+    VolumeSnapshotContent, PersistentVolume, claim, Job, Secret or NetworkPolicy of cairn's
+    is left, nor the storage behind them."""
+    ns = app.namespace
+    with retained_claim(kube, kube_api, ns):
         platform = platform_of(
             app, cairn_settings, cairn, volumes={"kept": "kept-pvc"}, snapshot_class=RETAIN_CLASS
         )
@@ -864,8 +876,6 @@ def test_runs_on_retain_classes_leave_nothing_of_cairn_s_behind(
         assert [name for name in contents if (kube.root / "snapshots" / name).exists()] == []
         folders = {folder.name for folder in (kube.root / "volumes").iterdir()}
         assert folders - volumes == set()
-    finally:
-        storage.delete_storage_class(retain)
 
 
 def test_copies_of_a_volume_keep_its_volume_mode_and_topology(
@@ -1138,28 +1148,7 @@ def test_a_volume_whose_class_retains_keeps_the_replaced_volume_and_nothing_else
     stays Released with its data, marked with the restore, for an administrator; no other
     volume, claim, Job or Secret is left."""
     ns = app.namespace
-    storage = client.StorageV1Api(kube_api)
-    retain = f"retain-{ns}"
-    storage.create_storage_class(
-        client.V1StorageClass(
-            metadata=client.V1ObjectMeta(name=retain),
-            provisioner=CSI_DRIVER,
-            reclaim_policy="Retain",
-        )
-    )
-    try:
-        core(kube_api).create_namespaced_persistent_volume_claim(
-            ns,
-            {
-                "metadata": {"name": "kept-pvc"},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": retain,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        )
-        (_bound(kube, ns, "kept-pvc") / "a.txt").write_text("kept\n")
+    with retained_claim(kube, kube_api, ns):
         platform = platform_of(app, cairn_settings, cairn, volumes={"kept": "kept-pvc"})
         snapshot = backed_up_volume(platform, app, "kept")
         (kube.pvc_path(ns, "kept-pvc") / "a.txt").write_text("changed\n")
@@ -1182,9 +1171,6 @@ def test_a_volume_whose_class_retains_keeps_the_replaced_volume_and_nothing_else
         assert volumes[old]["metadata"]["annotations"][REPLACED] == restore
         assert (kube.root / "volumes" / old / "a.txt").read_text() == "changed\n"
         assert leftovers(kube, ns) == []
-    finally:
-        core(kube_api).delete_namespaced_persistent_volume_claim("kept-pvc", ns)
-        storage.delete_storage_class(retain)
 
 
 def test_one_volume_and_the_config_restored_into_another_namespace(
