@@ -102,6 +102,18 @@ def create_or_keep(create: Callable[[], object], doing: str) -> bool:
     return True
 
 
+def read_or_none(kube: Kube, read: Callable[[], object], doing: str) -> dict[str, Any] | None:
+    """An object as plain JSON, or None when it does not exist."""
+    try:
+        found = read()
+    except ApiException as exc:
+        if is_missing(exc):
+            return None
+        raise failure(exc, doing) from None
+    serialized: dict[str, Any] = kube.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+    return serialized
+
+
 def delete_quietly(delete: Callable[[], object], doing: str) -> None:
     """Deletes an object; one already gone is fine (release is repeated)."""
     try:

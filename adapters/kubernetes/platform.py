@@ -127,18 +127,13 @@ class KubernetesPlatform:
 
     def _read_claim(self, volume: str) -> dict[str, Any]:
         claim = self._claim(volume)
-        try:
-            found = self.kube.core.read_namespaced_persistent_volume_claim(claim, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise PlatformError(
-                    f"volume {volume}: the claim {claim} does not exist in namespace"
-                    f" {self.namespace}",
-                    retryable=False,
-                ) from None
-            raise failure(exc, f"reading the claim {claim}") from None
-        serialized: dict[str, Any] = self.kube.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
-        return serialized
+        found = rebind.read_claim(self.kube, self.namespace, claim)
+        if found is None:
+            raise PlatformError(
+                f"volume {volume}: the claim {claim} does not exist in namespace {self.namespace}",
+                retryable=False,
+            )
+        return found
 
     # -- where movers run and how they reach the repository -----------------------------
 

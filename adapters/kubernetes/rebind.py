@@ -36,7 +36,14 @@ from typing import Any, Final
 
 from kubernetes.client import ApiException
 
-from adapters.kubernetes.client import Kube, create_or_keep, delete_quietly, failure, wait_for
+from adapters.kubernetes.client import (
+    Kube,
+    create_or_keep,
+    delete_quietly,
+    failure,
+    read_or_none,
+    wait_for,
+)
 from adapters.platform import PlatformError
 
 # On the new PersistentVolume while its hand-over runs: the Rebind, as JSON.
@@ -81,25 +88,17 @@ def shape_of(claim: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_volume(kube: Kube, name: str) -> dict[str, Any] | None:
-    try:
-        found = kube.core.read_persistent_volume(name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise failure(exc, f"reading the volume {name}") from None
-    serialized: dict[str, Any] = kube.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
-    return serialized
+    return read_or_none(
+        kube, lambda: kube.core.read_persistent_volume(name), f"reading the volume {name}"
+    )
 
 
 def read_claim(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found = kube.core.read_namespaced_persistent_volume_claim(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise failure(exc, f"reading the claim {namespace}/{name}") from None
-    serialized: dict[str, Any] = kube.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
-    return serialized
+    return read_or_none(
+        kube,
+        lambda: kube.core.read_namespaced_persistent_volume_claim(name, namespace),
+        f"reading the claim {namespace}/{name}",
+    )
 
 
 def pending(kube: Kube, namespace: str) -> list[Rebind]:
