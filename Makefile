@@ -17,8 +17,12 @@ install: $(BIN)/.installed
 dev: install
 	$(BIN)/cairn dev
 
+# test files spread over TEST_WORKERS processes (pytest-xdist), each with its own session:
+# database, Temporal dev server, workers and API; a file's tests stay in one process
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: install
 	$(BIN)/pytest -m "not integration"
