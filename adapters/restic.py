@@ -567,11 +567,24 @@ class Restic:
         """Verifies the repository; ``read_data`` also reads and hashes every pack."""
         self._run(repo, ["check", "--read-data"] if read_data else ["check"])
 
+    def read_through(self, repo: Repository, snapshot_id: str) -> None:
+        """Reads every blob of one snapshot, keeping nothing: restic checks each blob it
+        loads, so this proves that snapshot restores, at the cost of that snapshot alone
+        (``check --read-data`` reads every snapshot the repository keeps)."""
+        with open(os.devnull, "wb") as sink:
+            self.finish_dump(repo, self.dump(repo, snapshot_id, "/", sink, archive=True))
+
     def restore(self, repo: Repository, snapshot_id: str, target: Path) -> None:
         self._run(repo, ["restore", snapshot_id, "--target", str(target)])
 
     def dump(
-        self, repo: Repository, snapshot_id: str, filename: str, into: IO[bytes] | None = None
+        self,
+        repo: Repository,
+        snapshot_id: str,
+        filename: str,
+        into: IO[bytes] | None = None,
+        *,
+        archive: bool = False,
     ) -> subprocess.Popen[bytes]:
         """Starts streaming one file of a snapshot to the returned process's stdout.
 
@@ -581,7 +594,15 @@ class Restic:
         """
         try:
             return subprocess.Popen(
-                self._argv(repo, ["dump", snapshot_id, "/" + filename.lstrip("/")]),
+                self._argv(
+                    repo,
+                    [
+                        "dump",
+                        *(["--archive", "tar"] if archive else []),
+                        snapshot_id,
+                        "/" + filename.lstrip("/"),
+                    ],
+                ),
                 env=self._env(repo),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if into is None else into,

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import backup_throughput, engines, growth, offsite, pitr, small_runs
+from bench import backup_throughput, engines, growth, offsite, pitr, restore_history, small_runs
 from bench.database import Databases
 from bench.figures import Report
 from bench.stack import cairn_stack
@@ -36,10 +36,11 @@ class Sizes:
     append_mb: int
     uniform_scale: int
     pitr_seconds: int
+    history: int
 
 
-FULL = Sizes(1024, 3, 8, (30, 50), 200, 10, 256, 30, 120)
-QUICK = Sizes(32, 2, 4, (10,), 100, 5, 8, 2, 30)
+FULL = Sizes(1024, 3, 8, (30, 50), 200, 10, 256, 30, 120, 30)
+QUICK = Sizes(32, 2, 4, (10,), 100, 5, 8, 2, 30, 6)
 
 
 async def measure(
@@ -57,6 +58,10 @@ async def measure(
         if "throughput" in only:
             print(f"\n# backup and restore of a {sizes.database_mb} MiB database", flush=True)
             await backup_throughput.run(stack, dbs, work, sizes.database_mb, sizes.runs, report)
+        if "history" in only:
+            megabytes = sizes.database_mb // 4
+            print(f"\n# restore against the history kept, {megabytes} MiB", flush=True)
+            await restore_history.run(stack, dbs, megabytes, sizes.history, report)
         if "pitr" in only:
             megabytes = sizes.database_mb // 4
             print(f"\n# continuous archiving of a {megabytes} MiB database", flush=True)
@@ -84,8 +89,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs of each throughput figure")
     parser.add_argument(
         "--only",
-        default="small,throughput,offsite,pitr,growth,engines",
-        help="comma-separated rows: small, throughput, offsite, pitr, growth, engines",
+        default="small,throughput,history,offsite,pitr,growth,engines",
+        help="comma-separated rows: small, throughput, history, offsite, pitr, growth, engines",
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL

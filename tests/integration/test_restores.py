@@ -263,6 +263,44 @@ async def test_corrupted_repository_fails_verification_before_anything_is_touche
     await histories.record(temporal_client, restore["workflow_id"], "restore-verify-failed")
 
 
+async def test_a_restore_reads_only_its_own_backup_s_data(
+    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Damage in data only a newer backup holds does not stop restoring an older one (the
+    verification reads the parts restored, not every backup kept), and refuses the newer."""
+    app = await make_app(api, world, database_server, tmp_path)
+    older = await run_backup(api, world, app)
+    assert older["status"] == "succeeded"
+    data = Path(older["backup_path"], "data")
+    before = {p for p in data.rglob("*") if p.is_file()}
+    expected = all_hashes(app.db_url)
+    with psycopg.connect(app.db_url) as conn:  # incompressible rows only the newer one holds
+        conn.execute("CREATE TABLE newer (id int PRIMARY KEY, data bytea)")
+        conn.execute(
+            "INSERT INTO newer SELECT g, (SELECT decode(string_agg(md5(random()::text || g || i),"
+            " ''), 'hex') FROM generate_series(1, 256) i) FROM generate_series(1, 512) g"
+        )
+    newer = await run_backup(api, world, app)
+    assert newer["status"] == "succeeded"
+    pack = max(
+        (p for p in data.rglob("*") if p.is_file() and p not in before),
+        key=lambda p: p.stat().st_size,
+    )
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+
+    refused = await run_restore(api, world, app, newer["id"], {"restore_type": "full"})
+    assert refused["status"] == "failed"
+    assert refused["error_message"].startswith("verify backup: the backup failed verification")
+    assert "public.newer" in all_hashes(app.db_url)  # nothing was touched
+
+    restored = await run_restore(api, world, app, older["id"], {"restore_type": "full"})
+    assert restored["status"] == "succeeded", restored["error_message"]
+    assert all_hashes(app.db_url) == expected
+
+
 async def test_cancel_resumes_the_application(
     api: ApiClient,
     world: World,
