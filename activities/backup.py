@@ -12,7 +12,7 @@ import json
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from db.models import (
     BackupPolicy,
     BackupStorage,
 )
+from db.quota import recorded_bytes
 from db.runs import lock_application, newest_success, settle
 from repository import names
 from repository.store import repository_bytes
@@ -243,7 +244,7 @@ class BackupActivities:
     @activity.defn
     async def check_quota(self, execution_id: str) -> int:
         """Fails at once, before any data is written, when the backup cannot fit."""
-        ctx, expected, workspace_used, quota_gb = await read_metadata(
+        ctx, expected, workspace_used, quota_gb, recorded = await read_metadata(
             self.sessions, lambda s: self._quota_figures(s, execution_id)
         )
         storage = ctx.storage
@@ -259,13 +260,22 @@ class BackupActivities:
                 " mounted or unreachable); the backup did not start",
                 "StorageUnavailable",
             )
-        # cairn's own bytes, measured now; PVE's "used" is the whole file system's
-        own = await heartbeating(
-            asyncio.to_thread(
-                repository_bytes, self.settings.storage_mount_root, storage.proxmox_storage_id
-            )
-        )
         capacity = storage.capacity_gb * GIB
+        quota = int(quota_gb or 0) * GIB
+
+        def fits(own: int) -> bool:
+            return own + expected <= capacity and workspace_used + own + expected <= quota
+
+        # cairn's own bytes (PVE's "used" is the whole file system's): the recorded reading
+        # plus what backups added since, in constant time; measured by walking the storage
+        # when there is no fresh reading or the backup would not fit, so a refusal is exact
+        own = recorded
+        if own is None or not fits(own):
+            own = await heartbeating(
+                asyncio.to_thread(
+                    repository_bytes, self.settings.storage_mount_root, storage.proxmox_storage_id
+                )
+            )
         if own + expected > capacity:
             raise fatal(
                 f"storage {storage.name} holds {_human(own)} of its"
@@ -273,7 +283,6 @@ class BackupActivities:
                 " Grow the storage, shorten retention or prune old backups",
                 "QuotaExceeded",
             )
-        quota = int(quota_gb or 0) * GIB
         if workspace_used + own + expected > quota:
             raise fatal(
                 f"the workspace's backups use {_human(workspace_used + own)} of its"
@@ -295,8 +304,9 @@ class BackupActivities:
 
     async def _quota_figures(
         self, session: AsyncSession, execution_id: str
-    ) -> tuple[Context, int | None, int, int | None]:
-        """The context, the last good backup's size, the workspace's other usage and quota."""
+    ) -> tuple[Context, int | None, int, int | None, int | None]:
+        """The context, the last good backup's size, the workspace's other usage and quota,
+        and the storage's own bytes as recorded (None: walk it)."""
         ctx = await self._context(session, execution_id)
         storage, application = ctx.storage, ctx.application
         if storage.status != StorageStatus.ACTIVE:
@@ -321,7 +331,9 @@ class BackupActivities:
             text("SELECT backup_quota_gb FROM workspaces WHERE id = :id"),
             {"id": application.workspace_id},
         )
-        return ctx, expected, workspace_used, quota_gb
+        fresh = timedelta(minutes=3 * self.settings.usage_refresh_minutes)
+        recorded = await recorded_bytes(session, storage, datetime.now(UTC), fresh)
+        return ctx, expected, workspace_used, quota_gb, recorded
 
     async def _first_backup_estimate(self, ctx: Context) -> int:
         platform = self._platform(ctx)

@@ -1,13 +1,15 @@
-"""How much of a workspace's backup quota its storages allocate."""
+"""How much of a workspace's backup quota its storages allocate, and what a storage holds."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import BackupStorage, Workspace
+from core.states import RunStatus
+from db.models import BackupExecution, BackupStorage, Workspace
 
 
 async def allocated_gb(
@@ -32,3 +34,28 @@ async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> Work
     )
     assert workspace is not None
     return workspace
+
+
+async def recorded_bytes(
+    session: AsyncSession, storage: BackupStorage, now: datetime, fresh: timedelta
+) -> int | None:
+    """cairn's bytes in ``storage`` without walking it: the last usage reading plus what
+    each backup that succeeded there since added (restic's ``data_added`` of its parts).
+    Never less than the truth but for data written outside backups since the reading (WAL
+    of continuous archiving); None without a reading younger than ``fresh``."""
+    read_at = storage.usage_read_at
+    if read_at is None or now - read_at > fresh:
+        return None
+    manifests = await session.scalars(
+        select(BackupExecution.metadata_).where(
+            BackupExecution.storage_id == storage.id,
+            BackupExecution.status == RunStatus.SUCCEEDED,
+            BackupExecution.completed_at > read_at,
+        )
+    )
+    added = sum(
+        int(part.get("data_added") or 0)
+        for manifest in manifests
+        for part in (manifest or {}).get("parts", [])
+    )
+    return int(storage.used_bytes) + added

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support import histories
-from tests.support.api import ApiClient, World, expect, wait_for
+from tests.support.api import ApiClient, World, expect, temporal_refresh, wait_for
 from tests.support.backups import (
     TERMINAL,
     App,
@@ -194,6 +194,35 @@ async def test_quota_exceeded_fails_before_any_data_is_written(
     await _wait_webhook(webhook, backup["id"])
     assert webhook.for_execution(backup["id"])[0]["status"] == "failed"
     await histories.record(temporal_client, backup["workflow_id"], "backup-quota-exceeded")
+
+
+async def test_the_quota_check_reads_the_recorded_usage_and_measures_before_refusing(
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    settings: Settings,
+) -> None:
+    """Constant time (issue 27): the last usage reading plus what backups added since, no
+    walk of the storage while the backup fits; a refusal only after measuring."""
+    app = await make_app(api, world, database_server, tmp_path, capacity_gb=1)
+    assert (await run_backup(api, world, app))["status"] == "succeeded"
+    await temporal_refresh(api)  # a reading: the first backup's repository
+    filler = settings.storage_mount_root / app.storage_pve_id / "workspaces" / "filler.bin"
+    with filler.open("wb") as handle:
+        handle.truncate(1024**3)  # sparse: 1 GiB of cairn's own usage, unrecorded
+    try:
+        # fits by the reading: the storage is not walked, so the unrecorded GiB is not seen
+        assert (await run_backup(api, world, app))["status"] == "succeeded"
+        await temporal_refresh(api)  # the reading now holds the GiB
+        refused = await run_backup(api, world, app)
+        assert refused["status"] == "failed"
+        assert "quota check" in refused["error_message"], refused["error_message"]
+        assert "of its 1 GB" in refused["error_message"]
+    finally:
+        filler.unlink()
+    # the reading still says full (space freed since, as by a prune): measured, and it fits
+    assert (await run_backup(api, world, app))["status"] == "succeeded"
 
 
 async def _wait_webhook(webhook: WebhookReceiver, execution_id: str) -> None:

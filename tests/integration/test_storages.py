@@ -14,15 +14,13 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
-from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.fakes.pve import FakePVE
 from tests.support import histories
-from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
+from tests.support.api import ApiClient, World, expect, new_workspace, temporal_refresh, wait_for
 from tests.support.backups import make_app, run_backup
 from tests.support.database import libpq_url
-from workflows.storage import RefreshStorageUsageWorkflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -375,16 +373,6 @@ async def test_delete_rules_and_forced_delete(
         if e["target_id"] == storage["id"]
     ]
     assert ("storage.delete", True) in actions and ("storage.deleted", None) in actions
-
-
-async def temporal_refresh(api: ApiClient) -> None:
-    """Runs one usage refresh now, as the schedule would."""
-    client: Client = await api.app.state.temporal.get()  # type: ignore[attr-defined]
-    refresh_id = f"test-usage-refresh-{uuid.uuid4()}"
-    await client.execute_workflow(
-        RefreshStorageUsageWorkflow.run, id=refresh_id, task_queue=CONTROL_TASK_QUEUE
-    )
-    await histories.record(client, refresh_id, "storage-usage-refresh")
 
 
 async def test_usage_refresh_records_numbers_and_flips_availability(

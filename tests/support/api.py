@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from api.main import create_app
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from db.bootstrap import create_admin
+from tests.support import histories
+from workflows.storage import RefreshStorageUsageWorkflow
 
 ApiClient = httpx.AsyncClient
 
@@ -184,3 +188,13 @@ async def wait_for(
             return body
         await asyncio.sleep(0.2)
     raise AssertionError(f"{path} did not reach the expected state in {seconds}s: {body}")
+
+
+async def temporal_refresh(api: ApiClient) -> None:
+    """Runs one storage usage refresh now, as the schedule would."""
+    client: Client = await api.app.state.temporal.get()  # type: ignore[attr-defined]
+    refresh_id = f"test-usage-refresh-{uuid.uuid4()}"
+    await client.execute_workflow(
+        RefreshStorageUsageWorkflow.run, id=refresh_id, task_queue=CONTROL_TASK_QUEUE
+    )
+    await histories.record(client, refresh_id, "storage-usage-refresh")
