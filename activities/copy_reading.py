@@ -22,7 +22,7 @@ from adapters.restic import Repository, Restic, ResticError
 from adapters.restic_remote import RemoteReader
 from core import crypto
 from core.settings import Settings
-from core.states import CopyStatus
+from core.states import CopyStatus, RunStatus
 from db.models import Application, BackupCopy, BackupExecution, OffsiteTarget
 from repository import names
 from repository.offsite import everyday_remote
@@ -43,6 +43,26 @@ class Copy:
             for part in manifest.get("parts", [])
         ]
         return {**manifest, "parts": parts}
+
+
+async def backup_with_copy(
+    session: AsyncSession,
+    execution_id: uuid.UUID | None,
+    application_id: uuid.UUID,
+    purpose: str,
+) -> tuple[BackupExecution, Application]:
+    """A backup read from its offsite copy and its application: a successful one, or one the
+    primary's retention pruned since (its copy outlives it); MissingBackup otherwise."""
+    execution = await session.get(BackupExecution, execution_id) if execution_id else None
+    application = await session.get(Application, application_id)
+    before = (execution.metadata_ or {}).get("status_before_prune") if execution else None
+    readable = execution is not None and (
+        execution.status == RunStatus.SUCCEEDED
+        or (execution.status == RunStatus.PRUNED and before in (None, RunStatus.SUCCEEDED))
+    )
+    if execution is None or not readable or application is None:
+        raise fatal(f"the backup to {purpose} no longer exists", "MissingBackup")
+    return execution, application
 
 
 async def open_copy(

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.copy_reading import Copy, open_copy
+from activities.copy_reading import Copy, backup_with_copy, open_copy
 from activities.errors import fatal, temporal_errors
 from activities.restore import (
     Backup,
@@ -36,7 +36,6 @@ from activities.restore import (
     restore_database_of,
     restore_volume_of,
     snapshots_present,
-    successful_backup,
 )
 from activities.support import ReadingActivities, heartbeating, platform_of, read_metadata
 from adapters.errors import AdapterError
@@ -97,7 +96,7 @@ class DrillActivities(ReadingActivities):
                 session, self.settings, drill.backup_execution_id, drill.application_id, "drill"
             )
             return Loaded(backup.execution, backup.application, backup.repo, drill)
-        execution, application = await successful_backup(
+        execution, application = await backup_with_copy(
             session, drill.backup_execution_id, drill.application_id, "drill"
         )  # the primary storage stays untouched, as in a restore from the copy
         copy = await open_copy(
@@ -156,7 +155,11 @@ class DrillActivities(ReadingActivities):
                     )
                 drill.backup_execution_id = newest.id
             execution = await session.get(BackupExecution, drill.backup_execution_id)
-            if execution is None or execution.status != RunStatus.SUCCEEDED:
+            if offsite_source(drill.details) is not None:  # a pruned backup's copy may be read
+                execution, _ = await backup_with_copy(
+                    session, drill.backup_execution_id, drill.application_id, "drill"
+                )
+            elif execution is None or execution.status != RunStatus.SUCCEEDED:
                 raise fatal("the backup to drill no longer exists or was pruned", "MissingBackup")
             if drill.status == RunStatus.PENDING:
                 checks = await session.scalar(

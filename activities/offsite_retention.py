@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -22,9 +22,16 @@ from activities.support import heartbeating
 from adapters.restic import Restic, ResticError
 from adapters.restic_remote import OffsiteRestic
 from core.settings import Settings
-from core.states import CopyStatus, RunStatus
+from core.states import LIVE, CopyStatus, RunStatus
 from db import audit
-from db.models import Application, BackupCopy, BackupExecution, OffsiteTarget
+from db.models import (
+    Application,
+    BackupCopy,
+    BackupExecution,
+    BackupRestore,
+    OffsiteTarget,
+    RestoreDrill,
+)
 from repository.offsite import maintenance_remote
 
 ACTOR = audit.Actor(label="system:offsite-retention")
@@ -67,6 +74,15 @@ class OffsiteRetentionActivities:
                         BackupCopy.status == CopyStatus.COPIED,
                         BackupCopy.copied_at < protected_since,
                         BackupExecution.status == RunStatus.PRUNED,
+                        # a restore or drill reading the copy (its primary pruned) keeps it
+                        ~exists().where(
+                            BackupRestore.backup_execution_id == BackupCopy.execution_id,
+                            BackupRestore.status.in_(LIVE),
+                        ),
+                        ~exists().where(
+                            RestoreDrill.backup_execution_id == BackupCopy.execution_id,
+                            RestoreDrill.status.in_(LIVE),
+                        ),
                     )
                     .with_for_update(of=BackupCopy)
                 )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.copy_reading import open_copy
+from activities.copy_reading import backup_with_copy, open_copy
 from activities.errors import fatal, temporal_errors, to_application_error
 from activities.support import (
     ReadingActivities,
@@ -239,7 +239,7 @@ class RestoreActivities(ReadingActivities):
                 "restore",
             )
             return Loaded(backup.execution, backup.application, backup.repo, restore, self.restic)
-        execution, application = await successful_backup(
+        execution, application = await backup_with_copy(
             session, restore.backup_execution_id, restore.application_id, "restore"
         )  # the primary storage stays untouched: it may be the reason to read the copy
         copy = await open_copy(

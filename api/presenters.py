@@ -35,7 +35,7 @@ from core.settings import Settings
 from db.models import Application, BackupExecution, BackupPolicy, BackupRestore, BackupStorage
 from schedules import backup_policy as sync
 from schedules.cron import CronError, check_timezone
-from services import backups, policies, restores
+from services import backups, offsite_targets, policies, restores
 from services.offsite_targets import OffsiteLag
 from services.overdue import Standing
 from services.policies import KEEPS_NOTHING
@@ -192,10 +192,21 @@ async def backup_page(
     for execution in items:
         await settled_view(session, temporal, execution)
     verified = await backups.last_verified(session, [e.id for e in items])
+    places = await offsite_targets.restorable_from(session, application, items)
     return {
-        "items": [backup(e, settings, last_verified_by_drill_at=verified.get(e.id)) for e in items],
+        "items": [
+            backup(e, settings, last_verified_by_drill_at=verified.get(e.id), **_copies(places, e))
+            for e in items
+        ],
         "next_cursor": next_cursor,
     }
+
+
+def _copies(
+    places: dict[uuid.UUID, tuple[list[dict[str, Any]], list[str]]], execution: BackupExecution
+) -> dict[str, Any]:
+    copies, sources = places[execution.id]
+    return {"copies": copies, "restorable_from": sources}
 
 
 async def backup_detail(
@@ -211,7 +222,13 @@ async def backup_detail(
         execution = await backups.backup_of(session, application, backup_id)
     await settled_view(session, temporal, execution, timeline_follows=True)
     verified = await backups.last_verified(session, [execution.id])
-    body = backup(execution, settings, last_verified_by_drill_at=verified.get(execution.id))
+    places = await offsite_targets.restorable_from(session, application, [execution])
+    body = backup(
+        execution,
+        settings,
+        last_verified_by_drill_at=verified.get(execution.id),
+        **_copies(places, execution),
+    )
     return await with_timeline(body, temporal, execution)
 
 

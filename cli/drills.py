@@ -38,6 +38,12 @@ def drills() -> None:
 @app_option
 @source_option
 @click.option(
+    "--backup",
+    "backup_id",
+    help="the backup to drill [default: the newest successful one]; a backup the primary's"
+    " retention pruned is drilled --from offsite",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="follow the drill until it ends (progress on stderr) and exit 0 succeeded,"
@@ -45,10 +51,14 @@ def drills() -> None:
 )
 @output_options
 @with_api
-def create_drill(api: Api, app_id: str, source: str, wait: bool, out: Output) -> None:
-    """Drill the newest successful backup now: restore it into scratch copies, check them,
-    remove them. ``--from offsite`` reads the offsite copy, never the primary storage."""
-    accepted = api.post(DRILLS.path(app_id), {"source": source})
+def create_drill(
+    api: Api, app_id: str, source: str, backup_id: str | None, wait: bool, out: Output
+) -> None:
+    """Drill the newest successful backup (or --backup) now: restore it into scratch copies,
+    check them, remove them. ``--from offsite`` reads the offsite copy, never the primary
+    storage."""
+    body = {"source": source} | ({"backup_id": backup_id} if backup_id else {})
+    accepted = api.post(DRILLS.path(app_id), body)
     DRILLS.started(api, out, app_id, accepted, wait)
 
 

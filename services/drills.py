@@ -22,13 +22,19 @@ from core.run_outcome import is_live
 from core.settings import Settings
 from core.states import LIVE, RunStatus, Trigger
 from db import audit
-from db.models import Application, BackupPolicy, RestoreDrill, RestoreDrillPolicy
+from db.models import (
+    Application,
+    BackupExecution,
+    BackupPolicy,
+    RestoreDrill,
+    RestoreDrillPolicy,
+)
 from db.runs import newest_success
 from repository.offsite import SOURCE_KEY
 from schedules import drill_policy as sync
 from schedules.backup_policy import ScheduleRejected
 from schedules.cron import CronError, check
-from services import offsite_targets
+from services import backups, offsite_targets
 from services.errors import Conflict, Invalid, TemporalUnavailable
 from services.runs import start_run
 from workflows.drill import RestoreDrillWorkflow
@@ -87,10 +93,13 @@ async def request_drill(
     actor: audit.Actor,
     idempotency_key: str | None,
     source: uuid.UUID | str = "primary",
+    backup_id: uuid.UUID | None = None,
 ) -> RestoreDrill:
-    """Starts a drill of the newest successful backup now; committed. The drill an earlier
-    request with the same idempotency key started is returned instead. ``source``: where the
-    backup is read, as for a restore (``services.offsite_targets.copy_to_read``).
+    """Starts a drill of the newest successful backup (or of ``backup_id``) now; committed.
+    The drill an earlier request with the same idempotency key started is returned instead.
+    ``source``: where the backup is read, as for a restore
+    (``services.offsite_targets.copy_to_read``: a backup the primary's retention pruned is
+    read from its offsite copy only).
 
     Refusals: services.errors' Conflict, NotFound, Invalid and TemporalUnavailable, and
     services.runs' RunNotStarted.
@@ -104,7 +113,16 @@ async def request_drill(
         )
         if earlier is not None:
             return earlier
-    backup = await newest_success(session, application.id)
+    backup: BackupExecution | None
+    if backup_id is not None:
+        backup = await backups.backup_of(session, application, backup_id)
+        if backup.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED):
+            raise Conflict(
+                f"the backup is {backup.status}; only completed backups can be drilled",
+                backup_status=backup.status,
+            )
+    else:
+        backup = await newest_success(session, application.id)
     if backup is None:
         raise Conflict(
             "the application has no successful backup; a drill restores the newest one, so"

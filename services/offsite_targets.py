@@ -21,7 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Restic
-from adapters.restic_remote import S3_REGION, OffsiteRestic, Remote, TargetRefused, check_target
+from adapters.restic_remote import (
+    S3_REGION,
+    OffsiteRestic,
+    Remote,
+    TargetRefused,
+    check_target,
+)
 from core.offsite_overdue import copy_deadline
 from core.settings import Settings
 from core.states import CopyStatus, RunStatus
@@ -58,9 +64,9 @@ async def _name_free(session: AsyncSession, workspace_id: uuid.UUID, name: str) 
         raise Conflict(f"an offsite target named {name} already exists in this workspace")
 
 
-async def _check(settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
+async def _check(settings: Settings, body: dict[str, Any], field: str = "url") -> dict[str, Any]:
     """Runs the target check; what immutability the target gives. A refusal is a 422
-    naming the URL and what failed."""
+    naming the URL and what failed (in ``errors`` as ``body.{field}``)."""
     offsite = OffsiteRestic(Restic(settings.restic_bin, cache_dir=settings.restic_cache))
     url, credentials = body["url"], body["credentials"]
     probe = Remote(
@@ -79,7 +85,7 @@ async def _check(settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
             f"the offsite target at {url} failed its check: {exc}; nothing was saved",
             "offsite-target-check-failed",
             "Offsite target check failed",
-            {"url": str(exc)},
+            {field: str(exc)},
         ) from None
 
 
@@ -190,6 +196,24 @@ async def copies_of(session: AsyncSession, execution: BackupExecution) -> list[d
     return places
 
 
+def _pruned_how(execution: BackupExecution) -> str:
+    """How a pruned backup left its primary storage (retention, or its storage's deletion)."""
+    return execution.error_message or "by the backup policy's retention"
+
+
+def _copy_states(places: Sequence[dict[str, Any]]) -> str:
+    """The offsite copies of a backup as a refusal tells them ("none" when there are none)."""
+    said = []
+    for place in places:
+        state = place["status"]
+        if state == CopyStatus.EXPIRED:
+            state = "expired (removed by offsite retention)"
+        elif state == CopyStatus.FAILED and place["error_message"]:
+            state = f"failed: {place['error_message']}"
+        said.append(f"at {place['target_name']} ({place['target_id']}): {state}")
+    return "; ".join(said) if said else "none was ever made"
+
+
 async def copy_to_read(
     session: AsyncSession,
     application: Application,
@@ -200,9 +224,36 @@ async def copy_to_read(
 
     ``source``: ``"primary"``, ``"offsite"`` (the backup's latest finished copy) or a target's
     id. Only a copy marked ``copied`` is read, and only by a local application's restore (its
-    steps run restic on the worker, which reaches the target).
+    steps run restic on the worker, which reaches the target). A backup the primary's
+    retention pruned is read from its copy alone: refused from the primary, and refused when
+    no copy is left (409s naming why).
     """
+    pruned = execution.status == RunStatus.PRUNED
+    if pruned:
+        before = (execution.metadata_ or {}).get("status_before_prune", RunStatus.SUCCEEDED)
+        if before != RunStatus.SUCCEEDED:
+            raise Conflict(
+                f"the backup had {before} before it was pruned; only completed backups can be"
+                " restored",
+                backup_status=execution.status,
+            )
     if source == "primary":
+        if pruned:
+            places = (await copies_of(session, execution))[1:]
+            copied = [p for p in places if p["status"] == CopyStatus.COPIED]
+            states = _copy_states(places)
+            hint = (
+                'its offsite copy is still there: ask for "source": "offsite" (CLI: --from offsite)'
+                if copied
+                else f"and it has no offsite copy to restore from (offsite copies: {states})"
+            )
+            raise Conflict(
+                f"the backup was pruned from its primary storage {_pruned_how(execution)}; {hint}",
+                kind="backup-pruned-on-primary",
+                title="Backup pruned on the primary storage",
+                backup_status=execution.status,
+                offsite_copies=len(copied),
+            )
         return None
     if application.platform_kind != "local":
         raise Invalid(
@@ -222,6 +273,19 @@ async def copy_to_read(
         await get(session, application.workspace_id, source)
         query = query.where(BackupCopy.target_id == source)
     copy = await session.scalar(query.order_by(BackupCopy.copied_at.desc()).limit(1))
+    if copy is None and pruned:
+        places = (await copies_of(session, execution))[1:]
+        if isinstance(source, uuid.UUID):
+            places = [p for p in places if p["target_id"] == source]
+        there = "at that target " if isinstance(source, uuid.UUID) else ""
+        raise Conflict(
+            f"the backup was pruned from its primary storage {_pruned_how(execution)} and has"
+            f" no finished offsite copy {there}to restore from (offsite copies:"
+            f" {_copy_states(places)}); nothing holds it any more",
+            kind="backup-pruned-without-offsite-copy",
+            title="Backup pruned, no offsite copy",
+            backup_status=execution.status,
+        )
     if copy is None:
         raise Conflict(
             "the backup has no finished offsite copy there to restore from"
@@ -230,6 +294,46 @@ async def copy_to_read(
             title="No offsite copy",
         )
     return copy.target_id
+
+
+async def restorable_from(
+    session: AsyncSession, application: Application, executions: Sequence[BackupExecution]
+) -> dict[uuid.UUID, tuple[list[dict[str, Any]], list[str]]]:
+    """Each backup's offsite copies (target, state, when copied) and the ``source`` values a
+    restore of it accepts now: ``primary`` while its primary storage holds it, and the id of
+    each target holding a finished copy (a backup the primary's retention pruned keeps only
+    those; only a local application's restore reads a copy)."""
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {e.id: [] for e in executions}
+    if found:
+        rows = await session.execute(
+            select(BackupCopy, OffsiteTarget.name)
+            .join(OffsiteTarget, OffsiteTarget.id == BackupCopy.target_id)
+            .where(BackupCopy.execution_id.in_(list(found)))
+            .order_by(OffsiteTarget.name)
+        )
+        for copy, name in rows:
+            found[copy.execution_id].append(
+                {
+                    "target_id": copy.target_id,
+                    "target_name": name,
+                    "status": copy.status,
+                    "copied_at": copy.copied_at,
+                }
+            )
+    answer = {}
+    for execution in executions:
+        copies = found[execution.id]
+        before = (execution.metadata_ or {}).get("status_before_prune", RunStatus.SUCCEEDED)
+        sources: list[str] = []
+        if execution.status == RunStatus.SUCCEEDED:
+            sources.append("primary")
+        readable = execution.status == RunStatus.SUCCEEDED or (
+            execution.status == RunStatus.PRUNED and before == RunStatus.SUCCEEDED
+        )
+        if readable and application.platform_kind == "local":
+            sources += [str(c["target_id"]) for c in copies if c["status"] == CopyStatus.COPIED]
+        answer[execution.id] = (copies, sources)
+    return answer
 
 
 @dataclass(frozen=True)

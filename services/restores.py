@@ -168,7 +168,8 @@ def parts_held(manifest: Mapping[str, Any] | None) -> Parts:
 def parts_to_restore(execution: BackupExecution, restore_type: str, asked: Parts) -> Parts:
     """What comes back: all the backup holds for a full restore, the parts asked for (and
     held) for a selective one."""
-    if execution.status != RunStatus.SUCCEEDED:
+    if execution.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED):
+        # a pruned backup is read from its offsite copy alone: copy_to_read decides
         raise Conflict(
             f"the backup is {execution.status}; only completed backups can be restored",
             backup_status=execution.status,

@@ -142,7 +142,8 @@ async def start_drill(
     body: DrillStart | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    """Runs a drill of the newest successful backup now, read where ``source`` says."""
+    """Runs a drill of the newest successful backup (or of ``backup_id``) now, read where
+    ``source`` says."""
     with refusals(starting="drill"):
         drill = await service.request_drill(
             session,
@@ -151,6 +152,7 @@ async def start_drill(
             access.workspace.principal.actor,
             idempotency_key,
             body.source if body is not None else "primary",
+            body.backup_id if body is not None else None,
         )
     await session.refresh(drill)
     return present(drill, settings)

@@ -44,6 +44,15 @@ class Timeline(Output):
     )
 
 
+class OffsiteCopyBrief(Output):
+    """A backup's copy at one offsite target, as its listing shows it (``…/copies`` has all)."""
+
+    target_id: uuid.UUID
+    target_name: str
+    status: str = Field(description="pending, copied, failed or expired")
+    copied_at: datetime | None
+
+
 class BackupOut(Output):
     id: uuid.UUID
     application_id: uuid.UUID
@@ -66,6 +75,15 @@ class BackupOut(Output):
     protected: bool = Field(description="retention never prunes a protected backup")
     protected_by: str | None
     protected_at: datetime | None
+    copies: list[OffsiteCopyBrief] = Field(
+        default_factory=list, description="the backup's offsite copies (docs/offsite.md)"
+    )
+    restorable_from: list[str] = Field(
+        default_factory=list,
+        description="the `source` values a restore of it accepts now: `primary` while its"
+        " storage holds it, and the id of each offsite target holding a finished copy (all a"
+        " backup the primary's retention pruned keeps)",
+    )
 
 
 class BackupDetail(BackupOut):

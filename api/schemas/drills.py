@@ -111,6 +111,12 @@ class DrillStart(Input):
     primary storage)."""
 
     source: ReadSource = "primary"
+    backup_id: uuid.UUID | None = Field(
+        default=None,
+        description="the backup to drill; null: the newest successful one. A backup the"
+        " primary's retention pruned is drilled from its offsite copy (source offsite or a"
+        " target id)",
+    )
 
 
 class DrillOut(Output):

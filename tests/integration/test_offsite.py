@@ -22,7 +22,10 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
+from activities.retention import RetentionActivities
+from adapters.restic import Restic
 from adapters.restic_remote import Remote
 from contracts.copy import copy_workflow_id
 from core.settings import Settings
@@ -33,7 +36,14 @@ from repository.offsite import everyday_remote, maintenance_remote
 from tests.conftest import free_port
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
-from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
+from tests.support.backups import (
+    App,
+    make_app,
+    repository_of,
+    run_backup,
+    table_hashes,
+    tree_hashes,
+)
 from tests.support.database import libpq_url
 from tests.support.offsite_servers import LOCK_DAYS, LOCKED_BUCKET, OffsiteSite, S3Site
 from worker.metrics_endpoint import serve_metrics
@@ -297,9 +307,14 @@ async def test_a_copy_outlives_an_outage_adds_nothing_twice_and_expires_only_whe
     try:
         second = await run_backup(api, world, app)  # the backup does not wait for the copy
         assert second["status"] == "succeeded"
-        pending = await expect(
-            await api.get(f"{app.backups}/{second['id']}/copies", headers=world.auth("owner")),
-            200,
+        # the copy's row is written by its own workflow's first step, which may come a
+        # moment after the backup's workflow closed (a loaded machine showed it)
+        pending = await wait_for(
+            api,
+            f"{app.backups}/{second['id']}/copies",
+            world.auth("owner"),
+            lambda places: len(places) == 2,
+            seconds=30,
         )
         assert pending[1]["status"] == "pending"
         await asyncio.sleep(12)  # past the copy's first attempts
@@ -544,3 +559,145 @@ async def test_an_s3_bucket_without_deletes_takes_copies_and_gives_them_back(
     maintenance.put_object(Bucket=LOCKED_BUCKET, Key=pack, Body=kept_body.read())
     assert everyday.get_object(Bucket=LOCKED_BUCKET, Key=pack)["Body"].read() == original
     await restore_without_the_primary(api, world, app, backup["id"], target_id, target_id, settings)
+
+
+async def prune_on_primary(settings: Settings, policy_id: str) -> list[str]:
+    """The primary's retention of one policy, as the daily sweep runs it (forget, mark
+    ``pruned``, restic prune), with the worker's own activity and a real restic."""
+    engine = make_engine(settings.database_url)
+    try:
+        retention = RetentionActivities(
+            make_sessionmaker(engine), settings, Restic(settings.restic_bin)
+        )
+        return await ActivityEnvironment().run(retention.apply_retention, policy_id)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_backup_pruned_on_the_primary_restores_and_drills_from_its_copy(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    database_server: PostgresServer,
+    site: OffsiteSite,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    keep_one = {"retention_days": None, "keep_last": 1}
+    app = await make_app(api, world, database_server, tmp_path / "app", policy=keep_one)
+    owner = world.auth("owner")
+    uncopied = await run_backup(api, world, app)  # before the policy names a target
+    target_id = await add_target(api, world, app.workspace, site)
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    saved = await expect(await api.post(app.policy, json=policy | keep_one, headers=owner), 200)
+    assert saved["keep_last"] == 1 and saved["retention_days"] is None
+    backup = await run_backup(api, world, app)
+    assert uncopied["status"] == backup["status"] == "succeeded", (uncopied, backup)
+    await copied(api, world, app, backup["id"])
+    tables = table_hashes(app.db_url)
+    files = {name: tree_hashes(path) for name, path in app.volumes.items()}
+    # the data changes, a newer backup is taken and copied; retention keeps only that one
+    with psycopg.connect(app.db_url) as conn:
+        conn.execute("DELETE FROM items WHERE id % 3 = 0")
+        conn.execute("INSERT INTO items (name) VALUES ('after the pruned backup')")
+    for path in app.volumes.values():
+        shutil.rmtree(path / "nested")
+        (path / "file-0.txt").write_text("changed after the pruned backup")
+    newest = await run_backup(api, world, app)
+    assert newest["status"] == "succeeded", newest
+    await copied(api, world, app, newest["id"])
+    assert sorted(await prune_on_primary(settings, saved["id"])) == sorted(
+        [uncopied["id"], backup["id"]]
+    )
+    repo = await repository_of(settings, app.id, app.storage)
+    primary = Restic(settings.restic_bin).snapshots(repo, [f"execution={backup['id']}"])
+    assert primary == []  # gone from the primary storage, for real
+
+    # the listing tells what each backup can still be restored from
+    listed = (await expect(await api.get(app.backups, headers=owner), 200))["items"]
+    shown = {b["id"]: b for b in listed}
+    assert shown[backup["id"]]["status"] == "pruned"
+    assert shown[backup["id"]]["restorable_from"] == [target_id]
+    assert [(c["target_id"], c["status"]) for c in shown[backup["id"]]["copies"]] == [
+        (target_id, "copied")
+    ]
+    assert shown[uncopied["id"]]["restorable_from"] == []
+    assert shown[uncopied["id"]]["copies"] == []
+    assert shown[newest["id"]]["restorable_from"] == ["primary", target_id]
+    detail = await expect(await api.get(f"{app.backups}/{backup['id']}", headers=owner), 200)
+    assert detail["restorable_from"] == [target_id]
+
+    async def refused(backup_id: str, source: str, kind: str, *words: str) -> None:
+        answer = await api.post(
+            f"{app.backups}/{backup_id}/restore",
+            json={"restore_type": "full", "source": source},
+            headers=owner,
+        )
+        assert answer.status_code == 409, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        problem = answer.json()
+        assert problem["type"].endswith(f"/problems/{kind}"), problem
+        assert all(word in problem["detail"] for word in words), problem["detail"]
+
+    # read from the primary: refused, saying why and where it still is
+    await refused(backup["id"], "primary", "backup-pruned-on-primary", "pruned", '"offsite"')
+    await refused(
+        uncopied["id"], "primary", "backup-pruned-on-primary", "no offsite copy", "none was"
+    )
+    # a pruned backup without a copy: nothing holds it any more
+    await refused(
+        uncopied["id"], "offsite", "backup-pruned-without-offsite-copy", "pruned", "no finished"
+    )
+    await refused(uncopied["id"], target_id, "backup-pruned-without-offsite-copy", "at that")
+    drills = f"/api/v1/applications/{app.id}/drills"
+    for body in (
+        {"backup_id": backup["id"]},
+        {"backup_id": uncopied["id"], "source": "offsite"},
+    ):
+        answer = await api.post(drills, json=body, headers=owner)
+        assert answer.status_code == 409, answer.text
+    restores = (
+        await expect(await api.get(f"/api/v1/applications/{app.id}/restores", headers=owner), 200)
+    )["items"]
+    assert restores == []  # the refusals started nothing
+
+    # from its copy, the pruned backup comes back: every row and file as it was then
+    accepted = await expect(
+        await api.post(
+            f"{app.backups}/{backup['id']}/restore",
+            json={"restore_type": "full", "source": "offsite"},
+            headers=owner,
+        ),
+        202,
+    )
+    assert accepted["offsite_target_id"] == target_id
+    restore = await wait_for(
+        api,
+        f"/api/v1/applications/{app.id}/restores/{accepted['id']}",
+        owner,
+        lambda r: (
+            r["status"] in ("succeeded", "failed", "cancelled")
+            and (r.get("timeline") or {}).get("workflow_status") not in (None, "running")
+        ),
+        seconds=180,
+    )
+    assert restore["status"] == "succeeded", restore["error_message"]
+    assert table_hashes(app.db_url) == tables
+    assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
+
+    # and a drill of it reads the copy too
+    accepted = await expect(
+        await api.post(
+            drills, json={"backup_id": backup["id"], "source": target_id}, headers=owner
+        ),
+        202,
+    )
+    drill = await wait_for(
+        api,
+        f"{drills}/{accepted['id']}",
+        owner,
+        lambda d: d["status"] in ("succeeded", "failed", "cancelled"),
+        seconds=180,
+    )
+    assert drill["status"] == "succeeded", drill["error_message"]
+    assert drill["backup_id"] == backup["id"] and drill["offsite_target_id"] == target_id
