@@ -21,10 +21,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.archive import ArchiveActivities, Source
 from activities.errors import fatal, temporal_errors
-from activities.support import read_metadata, with_progress
+from activities.support import read_metadata, to_completion, with_progress
+from adapters import pg_databases
 from adapters.pg_archive import scratch
 from adapters.pg_archive.window import OutsideWindow, plan, read_archive, read_stamp
-from adapters.pg_dump import DumpError
+from adapters.pg_dump import DumpError, PgTarget, table_row_counts, tool
 from adapters.restic import Progress
 from contracts.archive import LATEST, TARGET_TIME
 from core import metrics
@@ -61,37 +62,89 @@ class RecoveryActivities(ArchiveActivities):
             await session.commit()
         metrics.RESTORES_STARTED.inc()
 
-    async def _job(self, restore_id: str) -> tuple[str, str, datetime | None, str]:
-        """The application, the target database's name, the moment (None: latest) and how
-        the moment was asked."""
+    async def _job(self, restore_id: str) -> tuple[str, str | None, datetime | None, str]:
+        """The application, the target database's name (None: over the live one), the
+        moment (None: latest) and how the moment was asked."""
         async with self.sessions() as session:
             restore = await session.get(BackupRestore, uuid.UUID(restore_id))
             if restore is None:
                 raise fatal("the restore was deleted", "RestoreDeleted")
             details = RestoreDetails.from_dict(restore.details)
             asked = str((restore.details or {})[TARGET_TIME])
-            if details.target is None or details.target.database_name is None:
-                raise fatal("a restore to a moment needs a target database", "NoTarget")
+            if details.target is not None and details.target.database_name is None:
+                raise fatal("a restore to a moment goes into a database by name", "NoTarget")
             moment = None if asked == LATEST else read_stamp(asked)
-            return str(restore.application_id), details.target.database_name, moment, asked
+            name = details.target.database_name if details.target else None
+            return str(restore.application_id), name, moment, asked
 
     @activity.defn
     async def restore_to_time(self, restore_id: str) -> str:
-        """Recovers the application's database to the moment into the target database."""
+        """Recovers the application's database to the moment into the target database, or,
+        over the live one, into the copy beside it that ``swap_in_moment`` swaps in; the copy
+        is verified against the recovered server (every table's rows counted in both)."""
         application_id, into_name, moment, asked = await self._job(restore_id)
         source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        staging = pg_databases.staging_names(restore_id)[0]
 
         def run(_progress: Callable[[Progress], None]) -> str:
             place = self._recover(source, restore_id, moment)
             try:
-                into = replace(source.target, dbname=into_name)
+                into = replace(source.target, dbname=into_name or staging)
                 scratch.move_out(place, source.target, into, self.settings.pg_bin_dir)
+                tables = self._verified(place.database(source.target), into)
             finally:
                 scratch.remove(place)
-            return f"recovered to {asked} into database {into_name}"
+            where = f"database {into_name}" if into_name else f"the copy {staging}"
+            return f"recovered to {asked} into {where}; {tables} tables verified"
 
         with temporal_errors("restore to a moment"):
             return await with_progress(run)
+
+    def _verified(self, recovered: PgTarget, copy: PgTarget) -> int:
+        """Every table of the copy holds as many rows as in the recovered server; how many
+        tables there are."""
+        psql = tool("psql", self.settings.pg_bin_dir)
+        expected, actual = table_row_counts(recovered, psql), table_row_counts(copy, psql)
+        differ = [
+            f"table {t}: {actual.get(t)} rows, the recovered server has {n}"
+            for t, n in expected.items()
+            if actual.get(t) != n
+        ] + [f"table {t} is not in the recovered server" for t in actual.keys() - expected]
+        if differ:
+            raise fatal(
+                f"the copy in {copy.dbname} differs from the recovered database: "
+                + "; ".join(differ),
+                "VerifyFailed",
+            )
+        return len(expected)
+
+    async def _live(self, restore_id: str) -> tuple[PgTarget, str, str]:
+        """The live database (checked as the archiver checks it) and the restore's names
+        beside it."""
+        application_id, into_name, _, _ = await self._job(restore_id)
+        if into_name is not None:
+            raise fatal(
+                "this restore goes into a new database, not over the live one", "NotInPlace"
+            )
+        target = await read_metadata(self.sessions, lambda s: self._target(s, application_id))
+        staging, old = pg_databases.staging_names(restore_id)
+        return target, staging, old
+
+    @activity.defn
+    async def swap_in_moment(self, restore_id: str) -> str:
+        """The verified copy renamed into the live database's place, the live one dropped
+        (the application is stopped); safe to repeat after a crash."""
+        target, staging, old = await self._live(restore_id)
+        with temporal_errors("swapping the copy in"):
+            await to_completion(lambda: pg_databases.swap(target, staging, old))
+        return f"database {target.dbname} replaced by the copy recovered to the moment"
+
+    @activity.defn
+    async def abandon_moment(self, restore_id: str) -> str:
+        """After a failure: the copy dropped, and a swap stopped half way undone."""
+        target, staging, old = await self._live(restore_id)
+        with temporal_errors("removing the copy"):
+            return await to_completion(lambda: pg_databases.abandon(target, staging, old))
 
     def _recover(self, source: Source, restore_id: str, moment: datetime | None) -> scratch.Scratch:
         """A scratch server recovered to ``moment``, running. Planned again when the archiver
@@ -123,4 +176,4 @@ class RecoveryActivities(ArchiveActivities):
         return [self.begin_restore_to_time]
 
     def data(self) -> list[Any]:
-        return [self.restore_to_time]
+        return [self.restore_to_time, self.swap_in_moment, self.abandon_moment]

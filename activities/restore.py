@@ -329,19 +329,27 @@ class RestoreActivities(ReadingActivities):
             raise fatal(f"the backup failed verification: {exc.message}", "CorruptBackup") from None
         return f"{count} snapshots present; {', '.join(parts) or 'no data part'} read back intact"
 
+    async def _application_of(self, session: AsyncSession, restore_id: str) -> Application:
+        """The restore's application (a restore from a backup or to a moment alike)."""
+        restore = await session.get(BackupRestore, uuid.UUID(restore_id))
+        if restore is None:  # the API's transaction may not be visible yet
+            raise ApplicationError("restore not visible yet", type="NotYetVisible")
+        application = await session.get(Application, restore.application_id)
+        assert application is not None
+        return application
+
     @activity.defn
     async def quiesce(self, restore_id: str) -> str:
-        loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
+        application = await read_metadata(
+            self.sessions, lambda s: self._application_of(s, restore_id)
+        )
         with temporal_errors("the application could not be stopped"):
-            return await to_completion(self._platform(loaded.application).quiesce)
+            return await to_completion(self._platform(application).quiesce)
 
     @activity.defn
     async def resume(self, restore_id: str) -> str:
         async with self.sessions() as session:
-            restore = await session.get(BackupRestore, uuid.UUID(restore_id))
-            assert restore is not None
-            application = await session.get(Application, restore.application_id)
-            assert application is not None
+            application = await self._application_of(session, restore_id)
         with temporal_errors("the application could not be started"):
             return await to_completion(self._platform(application).resume)
 

@@ -62,7 +62,7 @@ def drills_folder(settings: Settings) -> Path:
 
 
 def _short(run_id: str) -> str:
-    """The suffix of a run's staging names (restores: ``cairn_restore_<short>``)."""
+    """The suffix of a run's staging folders (its database's: ``pg_databases.staging_names``)."""
     return uuid.UUID(run_id).hex[:12]
 
 
@@ -294,8 +294,7 @@ class LocalPlatform:
         if isinstance(into, Scratch):
             self._fill(target, repo, snapshot)
             return f"database restored into {target.dbname}"
-        short = _short(run_id)
-        staging, old = f"cairn_restore_{short}", f"cairn_old_{short}"
+        staging, old = pg_databases.staging_names(run_id)
         pg_databases.check_writable(target, [target.dbname, staging, old])
         try:
             swapped = pg_databases.exists(target, old) and not pg_databases.exists(target, staging)

@@ -8,6 +8,7 @@ names is one cairn must never touch (``adapters/pg_identity.py``).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -17,6 +18,13 @@ from psycopg import sql
 
 from adapters.pg_dump import DumpError, PgTarget, conninfo
 from adapters.pg_identity import DatabaseIdentity, refuse_protected, server_identifier
+
+
+def staging_names(run_id: str) -> tuple[str, str]:
+    """A restore's names beside the live database: its copy (``cairn_restore_<short>``) and
+    the live database renamed aside during the swap (``cairn_old_<short>``)."""
+    short = uuid.UUID(run_id).hex[:12]
+    return f"cairn_restore_{short}", f"cairn_old_{short}"
 
 
 def _admin(target: PgTarget, timeout: int = 15) -> psycopg.Connection[tuple[Any, ...]]:
@@ -127,3 +135,32 @@ def swap(target: PgTarget, staging: str, old: str) -> None:
                 retryable=False,
             )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old)))
+
+
+def abandon(target: PgTarget, staging: str, old: str) -> str:
+    """Gives up a swap that did not finish: the live database back under its name (a swap
+    stopped between its two renames left it as ``old``), then the copy dropped; safe to
+    repeat. What was done, in words."""
+    name = target.dbname
+    with _guarded(target, [name, staging, old]) as conn:
+
+        def present(db: str) -> bool:
+            return (
+                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+                is not None
+            )
+
+        done = []
+        if not present(name) and present(old):
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(old), sql.Identifier(name)
+                )
+            )
+            done.append(f"database {name} put back")
+        if present(staging):
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging))
+            )
+            done.append(f"the copy {staging} dropped")
+        return "; ".join(done) or "nothing to undo"

@@ -112,7 +112,15 @@ def _overwritten(
     "moment",
     metavar="RFC3339|latest",
     help="restore the database to this moment of the archive (docs/pitr.md) into a new"
-    " database (--target-database, or one named after the moment); see 'cairn restores window'",
+    " database (--target-database, or one named after the moment), or over the live one"
+    " (--in-place); see 'cairn restores window'",
+)
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="with --to: REPLACE the live database with the moment (recovered beside it and"
+    " verified, then swapped in while the application is stopped); asks for the"
+    " application's name, or --confirm",
 )
 @click.option(
     "--database",
@@ -164,6 +172,7 @@ def create_restore(
     app_id: str,
     backup_id: str | None,
     moment: str | None,
+    in_place: bool,
     database: bool,
     volumes: tuple[str, ...],
     config: bool,
@@ -182,12 +191,36 @@ def create_restore(
     """
     if target_database and target_url:
         raise click.UsageError("give --target-database or --target-url, not both")
+    if in_place and moment is None:
+        raise click.UsageError(
+            "--in-place goes with --to (a backup's restore is in place unless it has a target)"
+        )
     if moment is not None:
         if backup_id or database or volumes or config or target_url or source != "primary":
-            raise click.UsageError("--to restores the database only: add only --target-database")
+            raise click.UsageError(
+                "--to restores the database only: add only --target-database or --in-place"
+            )
+        if in_place and target_database:
+            raise click.UsageError("give --target-database or --in-place, not both")
+        if confirm is not None and not in_place:
+            raise click.UsageError(
+                "--confirm goes with --in-place: --to alone makes a new database"
+            )
         to_time: dict[str, Any] = {"target_time": moment}
         if target_database:
             to_time["target"] = {"database_name": target_database}
+        if in_place:
+            application = api.get(f"/applications/{app_id}")
+            live = (application.get("platform") or {}).get("database_url") or ""
+            note(f"This restore OVERWRITES live data of application {application['name']}:")
+            note(f"  - the database {live}".rstrip())
+            note(
+                "The moment is recovered beside it; then the application is stopped, the copy"
+                " swapped in and the application started again."
+            )
+            typed_confirmation(application["name"], confirm, "overwrite its live data")
+            to_time["target"] = {"in_place": True}
+            to_time["confirm"] = application["name"]
         accepted = api.post(f"/applications/{app_id}/restores", to_time)
         RESTORES.started(api, out, app_id, accepted, wait)
         return

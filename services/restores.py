@@ -32,7 +32,7 @@ from db.models import Application, BackupExecution, BackupRestore
 from repository import names
 from repository.offsite import SOURCE_KEY
 from services import applications, backups, database_identity, offsite_targets
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import Conflict, Invalid, NotFound, Unsupported
 from services.runs import claim_application, start_run
 from workflows.restore import RestoreWorkflow
 
@@ -94,6 +94,21 @@ async def check_target(
     except AdapterError:
         others = ()  # a server the API cannot reach: the worker asks before it writes
     await database_identity.refuse_protected(database, password, settings, field, others)
+
+
+CONFIRMATION = "type the application's name exactly to confirm"
+
+
+def check_confirmed(application: Application, given: str | None, what: str) -> None:
+    """A restore that overwrites live data needs the application's name typed (``confirm``),
+    as the web UI and the CLI ask it; ``what`` says what would be overwritten."""
+    if given != application.name:
+        raise Unsupported(
+            f"{what}; {CONFIRMATION}",
+            "confirmation-required",
+            "Confirmation required",
+            {"confirm": CONFIRMATION},
+        )
 
 
 async def check_own_database(application: Application, settings: Settings) -> None:
@@ -291,15 +306,21 @@ async def start_restore(
     workflow: Any,
     restore: BackupRestore,
     application: Application,
+    *,
+    in_place: bool | None = None,
 ) -> BackupRestore:
     """Starts the restore's workflow on its flushed row (audit included), then commits: a
-    Temporal outage leaves nothing stored."""
+    Temporal outage leaves nothing stored. ``in_place``: a restore to a moment's fourth
+    argument (RestoreToTimeWorkflow)."""
     assert restore.workflow_id is not None  # set with the row
     await session.flush()
+    args: list[object] = [str(restore.id), str(application.id), str(application.workspace_id)]
+    if in_place is not None:
+        args.append(in_place)
     handle = await start_run(
         temporal,
         workflow,
-        [str(restore.id), str(application.id), str(application.workspace_id)],
+        args,
         restore.workflow_id,
         application,
     )

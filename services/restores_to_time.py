@@ -20,7 +20,13 @@ from db import audit
 from db.models import Application, BackupRestore
 from services import recovery_window
 from services.errors import Invalid
-from services.restores import check_target, start_restore
+from services.restores import (
+    check_confirmed,
+    check_own_database,
+    check_registration,
+    check_target,
+    start_restore,
+)
 from services.runs import claim_application
 from workflows.restore_to_time import RestoreToTimeWorkflow
 
@@ -44,28 +50,46 @@ async def request(
     moment: datetime | None,
     database_name: str | None,
     by_platform_admin: bool,
+    in_place: bool = False,
+    confirm: str | None = None,
 ) -> BackupRestore:
     """Checks the moment and the target, claims the application and starts the run;
-    committed. ``moment`` None: the latest the archive holds."""
+    committed. ``moment`` None: the latest the archive holds. ``in_place``: over the live
+    database, with the application's name typed in ``confirm`` (the moment is recovered
+    beside it, then swapped in while the application is stopped)."""
     own = application.platform_settings.get("database")
     if application.platform_kind != "local" or not own:
         raise _refused("target_time", "restores to a moment need a database on a local platform")
+    if in_place:
+        check_confirmed(
+            application,
+            confirm,
+            f"a restore to a moment in place replaces the live database {own['dbname']}",
+        )
     recovery = await recovery_window.plan_to(session, settings, application.id, moment)
     if database_name == own["dbname"]:
         raise _refused(
             "target.database_name",
-            "a restore to a moment goes into a new database; over the live one is not available",
+            "that is the live database: to restore over it, ask for target.in_place with the"
+            " application's name in confirm",
         )
-    upto = moment or (
-        recovery.shipments[-1].until if recovery.shipments else recovery.base.consistent_from
-    )
-    name = database_name or default_name(own["dbname"], upto)
-    await check_target(session, application, {"database_name": name}, settings, by_platform_admin)
+    if in_place:
+        check_registration(application, True, [], settings)
+        await check_own_database(application, settings)
+        target = None
+    else:
+        upto = moment or (
+            recovery.shipments[-1].until if recovery.shipments else recovery.base.consistent_from
+        )
+        name = database_name or default_name(own["dbname"], upto)
+        await check_target(
+            session, application, {"database_name": name}, settings, by_platform_admin
+        )
+        target = StoredTarget(database_name=name)
     await claim_application(session, temporal, application.id)
     restore_id = uuid.uuid4()
     workflow_id = f"restore-{restore_id}"
     asked = stamp(moment) if moment else LATEST
-    target = StoredTarget(database_name=name)
     restore = BackupRestore(
         id=restore_id,
         backup_execution_id=None,
@@ -83,6 +107,12 @@ async def request(
         "backup_restore",
         restore_id,
         workspace_id=application.workspace_id,
-        details={TARGET_TIME: asked, "target": target.shown()},
+        details={
+            TARGET_TIME: asked,
+            "target": target.shown() if target else {},
+            "in_place": in_place,
+        },
     )
-    return await start_restore(session, temporal, RestoreToTimeWorkflow.run, restore, application)
+    return await start_restore(
+        session, temporal, RestoreToTimeWorkflow.run, restore, application, in_place=in_place
+    )

@@ -36,6 +36,7 @@ from adapters.pg_archive.window import (
 from adapters.pg_dump import DumpError, PgTarget, conninfo, environment, tool
 from adapters.pg_identity import SYSTEM_DATABASES, ProtectedDatabase, refuse_current
 from adapters.restic import Repository, Restic, ResticError
+from core.boundaries import STAGING_PREFIXES
 from repository import names
 
 PARTIAL = ".partial"
@@ -66,7 +67,10 @@ def prepare(target: PgTarget, slot: str) -> None:
 
     Archiving is physical: it copies every database of the server. So the application's
     database must be the only one there besides the server's own, which also keeps
-    cairn's metadata database and other tenants' data out of the archive.
+    cairn's metadata database and other tenants' data out of the archive. cairn's own copies
+    of it (a restore's or a drill's, named with ``STAGING_PREFIXES``, which no registration
+    or restore target may take) are the application's data too: a restore over the live
+    database, or a drill, running while a stretch starts does not stop the archiver.
     """
     with connect(target) as conn:
         refuse_current(conn, target.protect)
@@ -75,7 +79,9 @@ def prepare(target: PgTarget, slot: str) -> None:
             for row in conn.execute(
                 "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1"
             ).fetchall()
-            if row[0] not in SYSTEM_DATABASES and row[0] != target.dbname
+            if row[0] not in SYSTEM_DATABASES
+            and row[0] != target.dbname
+            and not str(row[0]).startswith(STAGING_PREFIXES)
         ]
         if others:
             raise ProtectedDatabase(

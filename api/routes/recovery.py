@@ -60,7 +60,8 @@ async def restore_to_time(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
-    """Restores the database to a moment of the window into a new database."""
+    """Restores the database to a moment of the window into a new database, or over the
+    live one (``target.in_place`` with the application's name in ``confirm``)."""
     principal = access.workspace.principal
     with refusals(starting="restore"):
         restore = await restores_to_time.request(
@@ -72,6 +73,8 @@ async def restore_to_time(
             moment=moment(body.target_time),
             database_name=body.target.database_name if body.target else None,
             by_platform_admin=principal.user.is_platform_admin,
+            in_place=bool(body.target and body.target.in_place),
+            confirm=body.confirm,
         )
     await session.refresh(restore)
     return presenters.restore(restore, settings)

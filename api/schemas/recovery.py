@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from api.schemas.common import Input, Output
 from api.schemas.restores import DatabaseName
@@ -39,10 +39,25 @@ class RecoveryWindowOut(Output):
 
 
 class MomentTarget(Input):
-    database_name: DatabaseName = Field(
+    """Where the recovered database goes; exactly one field."""
+
+    database_name: DatabaseName | None = Field(
+        default=None,
         description="a new database on the application's server; never its own database,"
-        " cairn's metadata database, a system database or another application's database"
+        " cairn's metadata database, a system database or another application's database",
     )
+    in_place: Literal[True] | None = Field(
+        default=None,
+        description="over the live database: the moment is recovered beside it and verified,"
+        " then the application is stopped, the copy swapped in (the live database dropped)"
+        " and the application started again; needs `confirm`",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MomentTarget:
+        if (self.database_name is None) == (self.in_place is None):
+            raise ValueError("give exactly one of database_name and in_place")
+        return self
 
 
 class RestoreToTimeRequest(Input):
@@ -52,6 +67,11 @@ class RestoreToTimeRequest(Input):
     target: MomentTarget | None = Field(
         default=None,
         description="default: a new database named after the application's and the moment",
+    )
+    confirm: Annotated[str, StringConstraints(max_length=255)] | None = Field(
+        default=None,
+        description="with `target.in_place`: the application's name, typed to confirm that"
+        " its live database is replaced (422 `confirmation-required` otherwise)",
     )
 
     @field_validator("target_time")
