@@ -103,6 +103,16 @@ async def _running(temporal: Client | None, application_id: uuid.UUID) -> bool |
         return None
 
 
+async def archiving_on(session: AsyncSession, application_id: uuid.UUID) -> bool:
+    """Whether the application's policy has continuous archiving on (no storage read)."""
+    on = await session.scalar(
+        select(BackupPolicy.continuous_archiving).where(
+            BackupPolicy.application_id == application_id
+        )
+    )
+    return bool(on)
+
+
 async def read(
     session: AsyncSession, settings: Settings, temporal: Client | None, application: Application
 ) -> RecoveryWindow:

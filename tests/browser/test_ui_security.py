@@ -213,6 +213,11 @@ async def test_member_sees_no_write_controls_and_is_refused(
                 "backup_id": str(uuid.uuid4()),
                 "restore_type": "full",
             },
+            f"/ui/applications/{app.id}/restore-to-time": {
+                "target_time": "latest",
+                "moment_target": "in_place",
+                "confirm": "forged",
+            },
             f"/ui/workspaces/{app.workspace}/storages": {
                 "name": "forged",
                 "type": "local",

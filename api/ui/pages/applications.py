@@ -20,7 +20,7 @@ from api.deps import (
     get_temporal_if_up,
 )
 from api.pagination import page_of
-from api.problems import refusals
+from api.problems import Problem, refusals
 from api.schemas.policies import PolicyIn
 from api.ui import charts, views
 from api.ui.pages.shared import (
@@ -38,7 +38,15 @@ from api.ui.pages.shared import (
 )
 from api.ui.sessions import SignedIn
 from core.retention_rule import COUNTS
-from services import backups, offsite_targets, overdue, policies, restores, storages
+from services import (
+    backups,
+    offsite_targets,
+    overdue,
+    policies,
+    recovery_window,
+    restores,
+    storages,
+)
 
 router = page_router()
 HISTORY_PAGE = 25
@@ -68,6 +76,13 @@ async def _application_page(
     recent, _ = await page_of(session, restores.of_application(application), 10, None)
     shown = state.policy
     preview = views.saved(shown.schedule, shown.timezone) if shown else None
+    window, window_error = None, None
+    if shown is not None and shown.continuous_archiving:
+        try:
+            with refusals():
+                window = await recovery_window.read(session, settings, temporal, application)
+        except Problem as exc:
+            window_error = exc.detail
     return render(
         request,
         "application.html",
@@ -89,6 +104,8 @@ async def _application_page(
         preview=preview,
         timezone=shown.timezone if shown else None,
         temporal_up=temporal is not None,
+        window=window,
+        window_error=window_error,
         **extra,
     )
 

@@ -19,7 +19,8 @@ from api.deps import (
     get_temporal,
     get_temporal_if_up,
 )
-from api.problems import not_found, refusals, unprocessable
+from api.problems import Problem, not_found, refusals, unprocessable
+from api.schemas.recovery import RestoreToTimeRequest, moment
 from api.schemas.restores import RestoreRequest, RestoreTarget
 from api.ui import views
 from api.ui.pages.shared import (
@@ -37,7 +38,7 @@ from api.ui.pages.shared import (
 )
 from api.ui.sessions import SignedIn
 from core.states import RunStatus
-from services import restores
+from services import recovery_window, restores, restores_to_time
 from services.backups import backup_of
 
 router = page_router()
@@ -68,6 +69,13 @@ async def _wizard(
     if backup_id is not None:
         chosen = await presenters.backup_detail(session, None, settings, application, backup_id)
         chosen["parts"] = _parts(chosen.get("metadata"))
+    window, window_error = None, None
+    if await recovery_window.archiving_on(session, application.id):
+        try:
+            with refusals():
+                window = await recovery_window.read(session, settings, temporal, application)
+        except Problem as exc:
+            window_error = exc.detail
     return render(
         request,
         "restore.html",
@@ -77,6 +85,11 @@ async def _wizard(
         app=presenters.application(application),
         backups=backups["items"],
         chosen=chosen,
+        window=window,
+        window_error=window_error,
+        latest=window.latest.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if window and window.latest
+        else None,
         **extra,
     )
 
@@ -162,6 +175,57 @@ async def start_restore(
         access = await app_access(session, signed, app_id)
         return await _wizard(
             request, signed, session, access, backup_id, status, error=words, form=form
+        )
+    return go(request, f"/ui/applications/{app_id}/restores/{restore.id}")
+
+
+def _moment_request(form: FormData) -> RestoreToTimeRequest:
+    """A restore to a moment from the wizard's form: into a new database (named, or after
+    the moment) unless *over the live database* is chosen."""
+    target: dict[str, Any] | None = None
+    if text(form, "moment_target") == "in_place":
+        target = {"in_place": True}
+    elif text(form, "moment_database_name"):
+        target = {"database_name": text(form, "moment_database_name")}
+    return RestoreToTimeRequest.model_validate(
+        {
+            "target_time": text(form, "target_time"),
+            "target": target,
+            "confirm": text(form, "confirm"),
+        }
+    )
+
+
+@router.post("/applications/{app_id}/restore-to-time", response_class=HTMLResponse)
+async def start_restore_to_time(
+    request: Request, app_id: uuid.UUID, signed: Writer, session: SessionDep
+) -> Response:
+    """The database to a moment of the window; over the live one only with its name typed
+    (the service asks, as the API does)."""
+    access = await dedicated_app_writer(await app_access(session, signed, app_id))
+    form = await request.form()
+    try:
+        body = _moment_request(form)
+        temporal = await get_temporal(request)
+        principal = access.workspace.principal
+        with refusals(starting="restore"):
+            restore = await restores_to_time.request(
+                session,
+                temporal,
+                get_settings(request),
+                access.application,
+                principal.actor,
+                moment=moment(body.target_time),
+                database_name=body.target.database_name if body.target else None,
+                by_platform_admin=principal.user.is_platform_admin,
+                in_place=bool(body.target and body.target.in_place),
+                confirm=body.confirm,
+            )
+    except REFUSALS as exc:
+        signed, status, words = await refused(request, session, exc)
+        access = await app_access(session, signed, app_id)
+        return await _wizard(
+            request, signed, session, access, None, status, moment_error=words, moment_form=form
         )
     return go(request, f"/ui/applications/{app_id}/restores/{restore.id}")
 
