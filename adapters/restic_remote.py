@@ -369,3 +369,45 @@ def _refuses_rest_delete(probe: Remote) -> None:
             f"the server answered a delete with HTTP {deleted.status_code}, not the 403 of an"
             " append-only restic REST server"
         )
+
+
+def check_maintenance(offsite: OffsiteRestic, remote: Remote, region: str = S3_REGION) -> None:
+    """Proves maintenance credentials can do what offsite retention needs: write (restic's
+    locks) and delete. A probe repository (``.cairn-checks/<random>``) is written, then its
+    key and config files are deleted again (TargetRefused saying what failed)."""
+    probe = remote.at(".cairn-checks", uuid.uuid4().hex)
+    try:
+        offsite.init(probe)
+    except ResticError as exc:
+        raise TargetRefused(f"writing a probe repository failed: {exc.message}") from None
+    base = probe.url.rstrip("/")
+    if remote.kind == "s3":
+        try:
+            status = delete_object(
+                f"{base}/config", probe.username, probe.secret, region, CHECK_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise TargetRefused(f"deleting a probe file failed to reach S3: {exc}") from None
+        if status >= 300:
+            raise TargetRefused(
+                f"S3 refused the maintenance credentials a delete (HTTP {status}): offsite"
+                " retention could not remove expired copies"
+            )
+        return
+    try:
+        with httpx.Client(auth=(probe.username, probe.secret), timeout=CHECK_TIMEOUT) as http:
+            listed = http.get(
+                f"{base}/keys/", headers={"Accept": "application/vnd.x.restic.rest.v2"}
+            )
+            listed.raise_for_status()
+            files = [f"keys/{item['name']}" for item in listed.json()] + ["config"]
+            answers = [http.delete(f"{base}/{file}") for file in files]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise TargetRefused(f"reading the probe repository back failed: {exc}") from None
+    refused = [a.status_code for a in answers if not a.is_success]
+    if refused:
+        raise TargetRefused(
+            f"the server refused the maintenance credentials a delete (HTTP {refused[0]}):"
+            " offsite retention could not remove expired copies; the maintenance endpoint must"
+            " not be append-only"
+        )

@@ -154,6 +154,74 @@ def create_target(
     out.record(api.post(_path(_workspace(api, workspace_id)), body), FIELDS)
 
 
+@offsite_targets.command("update")
+@workspace_option
+@click.argument("target_id")
+@click.option("--name", help="a new name in the workspace")
+@click.option("--upload-limit-kib", type=click.IntRange(1), help="KiB/s for copies")
+@click.option("--no-upload-limit", is_flag=True, help="copies without a bandwidth limit")
+@click.option(
+    "--protection-days", type=click.IntRange(1), help="raise the protection (never lowered)"
+)
+@click.option(
+    "--username",
+    help="rotate the everyday credentials: this user, the password from --password-file or"
+    " env CAIRN_OFFSITE_PASSWORD",
+)
+@click.option("--password-file", type=click.File("r"), help="('-': stdin)")
+@click.option(
+    "--maintenance-username",
+    help="rotate the maintenance credentials: this user, the password from"
+    " --maintenance-password-file or env CAIRN_OFFSITE_MAINTENANCE_PASSWORD",
+)
+@click.option("--maintenance-password-file", type=click.File("r"), help="('-': stdin)")
+@click.option("--maintenance-url", help="with --maintenance-username: a new maintenance endpoint")
+@output_options
+@with_api
+def update_target(
+    api: Api,
+    workspace_id: str | None,
+    target_id: str,
+    name: str | None,
+    upload_limit_kib: int | None,
+    no_upload_limit: bool,
+    protection_days: int | None,
+    username: str | None,
+    password_file: IO[str] | None,
+    maintenance_username: str | None,
+    maintenance_password_file: IO[str] | None,
+    maintenance_url: str | None,
+    out: Output,
+) -> None:
+    """Rename a target, set its bandwidth limit, raise its protection or rotate its
+    credentials; new credentials are checked first (422, nothing saved, when they fail)."""
+    if upload_limit_kib is not None and no_upload_limit:
+        raise click.UsageError("give --upload-limit-kib or --no-upload-limit, not both")
+    if maintenance_url and not maintenance_username:
+        raise click.UsageError("--maintenance-url comes with --maintenance-username")
+    body: dict[str, Any] = {}
+    if name:
+        body["name"] = name
+    if upload_limit_kib is not None or no_upload_limit:
+        body["upload_limit_kib"] = upload_limit_kib
+    if protection_days is not None:
+        body["protection_days"] = protection_days
+    if username:
+        password = _secret(password_file, "CAIRN_OFFSITE_PASSWORD")
+        body["credentials"] = {"username": username, "password": password}
+    if maintenance_username:
+        secret = _secret(maintenance_password_file, "CAIRN_OFFSITE_MAINTENANCE_PASSWORD")
+        body["maintenance_credentials"] = {"username": maintenance_username, "password": secret}
+        if maintenance_url:
+            body["maintenance_url"] = maintenance_url
+    if not body:
+        raise click.UsageError("nothing to change: give at least one option")
+    if "credentials" in body or "maintenance_credentials" in body:
+        note("checking the new credentials against the target")
+    path = _path(_workspace(api, workspace_id), target_id)
+    out.record(api.request("PATCH", path, body=body), FIELDS)
+
+
 @offsite_targets.command("delete")
 @workspace_option
 @click.argument("target_id")

@@ -26,6 +26,7 @@ from adapters.restic_remote import (
     OffsiteRestic,
     Remote,
     TargetRefused,
+    check_maintenance,
     check_target,
 )
 from core.offsite_overdue import copy_deadline
@@ -134,6 +135,121 @@ async def create(
             "upload_limit_kib": target.upload_limit_kib,
             "immutability": immutability,
         },
+    )
+    await session.flush()
+    return target
+
+
+async def _check_maintenance(
+    settings: Settings, target: OffsiteTarget, body: dict[str, Any]
+) -> None:
+    """New maintenance credentials must write and delete at the maintenance endpoint (what
+    offsite retention does); a 422 naming what failed otherwise."""
+    offsite = OffsiteRestic(Restic(settings.restic_bin, cache_dir=settings.restic_cache))
+    url = body.get("maintenance_url") or target.location.get("maintenance_url")
+    url = url or target.location["url"]
+    credentials = body["maintenance_credentials"]
+    probe = Remote(
+        url,
+        credentials["username"],
+        credentials["password"],
+        secrets.token_urlsafe(32),
+        target.kind,
+    )
+    region = target.location.get("region") or S3_REGION
+    try:
+        await asyncio.to_thread(check_maintenance, offsite, probe, region)
+    except TargetRefused as exc:
+        raise Unsupported(
+            f"the maintenance credentials at {url} failed their check: {exc}; nothing was saved",
+            "offsite-target-check-failed",
+            "Offsite target check failed",
+            {"maintenance_credentials": str(exc)},
+        ) from None
+
+
+async def update(
+    session: AsyncSession,
+    settings: Settings,
+    actor: audit.Actor,
+    target: OffsiteTarget,
+    body: dict[str, Any],
+) -> OffsiteTarget:
+    """Renames the target, sets its upload limit, raises its protection, rotates its
+    credentials (caller commits). ``body``: only the fields the request set.
+
+    New everyday credentials pass the add-time check against the target's URL (a probe
+    written, a delete refused) and its findings replace the recorded ``immutability``; new
+    maintenance credentials (optionally at a new ``maintenance_url``) must write and delete
+    there. Any refusal leaves the target as it was. Audited with what changed, never a
+    secret.
+    """
+    changed: dict[str, Any] = {}
+    if "name" in body and body["name"] != target.name:
+        await _name_free(session, target.workspace_id, body["name"])
+        changed["name"] = body["name"]
+    if "protection_days" in body and body["protection_days"] != target.protection_days:
+        if body["protection_days"] < target.protection_days:
+            raise Invalid(
+                [
+                    {
+                        "loc": ("protection_days",),
+                        "msg": f"can only be raised (it is {target.protection_days}): a shorter"
+                        " protection would let offsite retention remove younger copies",
+                        "type": "protection_lowered",
+                    }
+                ]
+            )
+        changed["protection_days"] = body["protection_days"]
+    if "upload_limit_kib" in body and body["upload_limit_kib"] != target.upload_limit_kib:
+        changed["upload_limit_kib"] = body["upload_limit_kib"]
+    if body.get("maintenance_url") and not body.get("maintenance_credentials"):
+        raise Invalid(
+            [
+                {
+                    "loc": ("maintenance_credentials",),
+                    "msg": "a new maintenance_url is given with the maintenance credentials"
+                    " for it (they are checked there)",
+                    "type": "missing",
+                }
+            ]
+        )
+    location = dict(target.location)
+    if body.get("credentials"):
+        check_body = {
+            "url": target.location["url"],
+            "kind": target.kind,
+            "region": target.location.get("region"),
+            "credentials": body["credentials"],
+        }
+        location["immutability"] = await _check(settings, check_body, "credentials")
+        changed["credentials"] = "rotated"
+        changed["immutability"] = location["immutability"]
+    if body.get("maintenance_credentials"):
+        await _check_maintenance(settings, target, body)
+        changed["maintenance_credentials"] = "rotated"
+        if body.get("maintenance_url"):
+            location["maintenance_url"] = body["maintenance_url"]
+            changed["maintenance_url"] = body["maintenance_url"]
+    if not changed:
+        return target
+    # every check passed: only now is anything changed
+    for key in ("name", "protection_days", "upload_limit_kib"):
+        if key in changed:
+            setattr(target, key, changed[key])
+    if body.get("credentials"):
+        seal_credentials(settings, target, body["credentials"])
+    if body.get("maintenance_credentials"):
+        seal_maintenance(settings, target, body["maintenance_credentials"])
+    target.location = location
+    audit.record(
+        session,
+        actor,
+        "offsite_target.update",
+        "offsite_target",
+        target.id,
+        workspace_id=target.workspace_id,
+        details=changed,
     )
     await session.flush()
     return target

@@ -11,7 +11,11 @@ from sqlalchemy import select
 from api.deps import DedicatedAdmin, DedicatedReader, SessionDep, SettingsDep
 from api.pagination import Cursor, Limit, Page, fetch_page
 from api.problems import refusals
-from api.schemas.offsite_targets import OffsiteTargetCreate, OffsiteTargetOut
+from api.schemas.offsite_targets import (
+    OffsiteTargetCreate,
+    OffsiteTargetOut,
+    OffsiteTargetUpdate,
+)
 from db.models import OffsiteTarget
 from services import offsite_targets
 
@@ -67,6 +71,30 @@ async def get_offsite_target(
 ) -> dict[str, Any]:
     with refusals():
         return present(await offsite_targets.get(session, access.workspace.id, target_id))
+
+
+@router.patch("/{target_id}", response_model=OffsiteTargetOut)
+async def update_offsite_target(
+    target_id: uuid.UUID,
+    body: OffsiteTargetUpdate,
+    access: DedicatedAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Rename, set the upload limit, raise the protection, rotate either credentials (new
+    ones are checked as when the target was added; a refusal saves nothing)."""
+    with refusals():
+        target = await offsite_targets.get(session, access.workspace.id, target_id)
+        target = await offsite_targets.update(
+            session,
+            settings,
+            access.principal.actor,
+            target,
+            body.model_dump(exclude_unset=True),
+        )
+    await session.commit()
+    await session.refresh(target)
+    return present(target)
 
 
 @router.delete("/{target_id}", status_code=204)

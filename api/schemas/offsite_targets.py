@@ -94,6 +94,47 @@ class OffsiteTargetCreate(Input):
         return self
 
 
+class OffsiteTargetUpdate(Input):
+    """What may change on a target; a field left out stays as it is.
+
+    New ``credentials`` pass the same check as when the target was added (a probe written
+    at its URL, a delete refused) and the check's findings replace its ``immutability``;
+    new ``maintenance_credentials`` (with a new ``maintenance_url`` if it moved) must write
+    and delete there. A refusal saves nothing. The URL and kind do not change (a target
+    elsewhere is a new target); ``protection_days`` can only be raised.
+    """
+
+    name: DisplayName | None = None
+    upload_limit_kib: StrictInt | None = Field(
+        default=None, ge=1, description="restic --limit-upload for copies, KiB/s; null: none"
+    )
+    protection_days: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=PROTECTION_DAYS_MAX,
+        description="raised only: a shorter protection would let offsite retention remove"
+        " younger copies",
+    )
+    credentials: BasicAuth | None = Field(
+        default=None, description="new everyday credentials (rotation); write-only"
+    )
+    maintenance_url: ServerUrl | None = None
+    maintenance_credentials: BasicAuth | None = Field(
+        default=None, description="new maintenance credentials (rotation); write-only"
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> OffsiteTargetUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for key in ("name", "protection_days", "credentials", "maintenance_credentials"):
+            if key in self.model_fields_set and getattr(self, key) is None:
+                raise ValueError(f"{key} cannot be null (leave it out to keep it)")
+        if self.maintenance_url is not None and self.maintenance_credentials is None:
+            raise ValueError("a new maintenance_url comes with the maintenance_credentials for it")
+        return self
+
+
 class ObjectLock(Output):
     mode: str = Field(description="GOVERNANCE or COMPLIANCE")
     days: int = Field(description="the bucket's default retention")

@@ -701,3 +701,159 @@ async def test_a_backup_pruned_on_the_primary_restores_and_drills_from_its_copy(
     )
     assert drill["status"] == "succeeded", drill["error_message"]
     assert drill["backup_id"] == backup["id"] and drill["offsite_target_id"] == target_id
+
+
+async def test_a_target_is_renamed_limited_and_its_credentials_rotated(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    database_server: PostgresServer,
+    settings: Settings,
+    temporal_client: Client,
+    tmp_path: Path,
+) -> None:
+    # a site of its own: its passwords change under the test's feet
+    own = OffsiteSite.started(tmp_path / "rotating")
+    try:
+        await rotation(api, world, database_server, settings, temporal_client, tmp_path, own)
+    finally:
+        own.stop()
+
+
+async def rotation(
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    settings: Settings,
+    temporal_client: Client,
+    tmp_path: Path,
+    site: OffsiteSite,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    admin, owner = world.auth("ws_admin"), world.auth("owner")
+    target_id = await add_target(api, world, app.workspace, site)
+    target = f"{targets_of(app.workspace)}/{target_id}"
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=owner), 200)
+    first = await run_backup(api, world, app)
+    await copied(api, world, app, first["id"])
+    before = await expect(await api.get(target, headers=admin), 200)
+    old_everyday, old_maintenance = site.everyday.password, site.maintenance.password
+
+    # the operator changes both passwords on the server: the stored ones stop working
+    for server in (site.everyday, site.maintenance):
+        server.stop()
+        server.password = secrets.token_urlsafe(16)
+        server.start()
+    fresh, maintenance = site.everyday.credentials, site.maintenance.credentials
+
+    def audited(action: str) -> list[str]:
+        with psycopg.connect(libpq_url(settings.database_url)) as conn:
+            rows = conn.execute(
+                "SELECT details::text FROM audit_events WHERE target_id = %s AND action = %s",
+                (target_id, action),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    async def refused(body: dict[str, Any], status: int, who: str = "ws_admin") -> Any:
+        answer = await api.patch(target, json=body, headers=world.auth(who))
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        return answer.json()
+
+    wrong = {"username": "cairn", "password": old_everyday}
+    failed = await refused({"name": "renamed", "credentials": wrong}, 422)
+    assert failed["type"].endswith("/offsite-target-check-failed") and "401" in failed["detail"]
+    assert failed["errors"][0]["field"] == "body.credentials"
+    stale = {"username": "maintenance", "password": old_maintenance}
+    failed = await refused({"maintenance_credentials": stale}, 422)
+    assert failed["errors"][0]["field"] == "body.maintenance_credentials", failed
+    assert "401" in failed["detail"]
+    # the everyday endpoint is append-only: as maintenance credentials it is refused
+    failed = await refused(
+        {"maintenance_url": site.everyday.url, "maintenance_credentials": fresh}, 422
+    )
+    assert "delete" in failed["detail"], failed
+    for body in (
+        {},
+        {"protection_days": 7},  # lowered: never
+        {"name": None},
+        {"credentials": None},
+        {"upload_limit_kib": 0},
+        {"upload_limit_kib": "fast"},
+        {"url": "http://127.0.0.1:1"},  # a target elsewhere is a new target
+        {"maintenance_url": site.maintenance.url},  # without the credentials for it
+        {"credentials": {"username": "cairn"}},
+    ):
+        problem = await refused(body, 422)
+        assert problem["errors"], (body, problem)
+    await refused({"name": "renamed"}, 403, "member")
+    other = world.workspaces["b"]
+    answer = await api.patch(
+        f"{targets_of(other)}/{target_id}",
+        json={"name": "renamed"},
+        headers=world.auth("other_admin"),
+    )
+    assert answer.status_code == 404, answer.text
+    answer = await api.patch(
+        f"{targets_of(app.workspace)}/{uuid.uuid4()}", json={"name": "x"}, headers=admin
+    )
+    assert answer.status_code == 404, answer.text
+    assert await expect(await api.get(target, headers=admin), 200) == before  # nothing changed
+    assert audited("offsite_target.update") == []
+
+    changed = await expect(
+        await api.patch(
+            target,
+            json={
+                "name": "renamed",
+                "upload_limit_kib": 4096,
+                "protection_days": 21,
+                "credentials": fresh,
+                "maintenance_credentials": maintenance,
+            },
+            headers=admin,
+        ),
+        200,
+    )
+    assert (changed["name"], changed["upload_limit_kib"], changed["protection_days"]) == (
+        "renamed",
+        4096,
+        21,
+    )
+    assert changed["credentials_set"] and changed["maintenance_credentials_set"]
+    assert changed["immutability"]["deletes_refused"] is True
+    assert changed["url"] == before["url"] and changed["kind"] == before["kind"]
+    (details,) = audited("offsite_target.update")
+    assert '"rotated"' in details and "renamed" in details
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        row = conn.execute(
+            "SELECT t::text FROM offsite_targets t WHERE id = %s", (target_id,)
+        ).fetchone()
+    assert row is not None
+    for secret in (fresh["password"], maintenance["password"]):
+        assert secret not in str(changed) and secret not in row[0] and secret not in details
+    cleared = await expect(
+        await api.patch(target, json={"upload_limit_kib": None}, headers=admin), 200
+    )
+    assert cleared["upload_limit_kib"] is None and cleared["name"] == "renamed"
+
+    # the next copy goes with the new everyday credentials
+    second = await run_backup(api, world, app)
+    assert second["status"] == "succeeded", second
+    places = await copied(api, world, app, second["id"])
+    assert places[1]["target_name"] == "renamed"
+    # and offsite retention with the new maintenance ones
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        conn.execute("UPDATE backup_executions SET status = 'pruned' WHERE id = %s", (first["id"],))
+        conn.execute(
+            "UPDATE backup_copies SET copied_at = now() - interval '30 days'"
+            " WHERE execution_id = %s",
+            (first["id"],),
+        )
+    expired = await temporal_client.execute_workflow(
+        "OffsiteRetentionWorkflow",
+        id=f"offsite-retention-{uuid.uuid4().hex[:8]}",
+        task_queue="cairn-control",
+    )
+    assert expired.get(target_id) == [first["id"]]

@@ -78,6 +78,34 @@ async def test_targets_and_a_restore_from_the_copy_through_the_cli(
         served, admin, {}, "offsite-targets", "list", "--workspace", app.workspace, "-o", "json"
     )
     assert code == 0 and [t["id"] for t in json.loads(out)["items"]] == [target_id], out
+    # renamed, limited, and its everyday credentials rotated (checked again); a wrong password
+    # is refused by the check and nothing changes
+    update = ["offsite-targets", "update", "--workspace", app.workspace, target_id]
+    code, out, err = await cairn(served, admin, {}, *update)
+    assert code == 2 and "nothing to change" in err, err
+    wrong = {"CAIRN_OFFSITE_PASSWORD": "not-the-password"}
+    code, out, err = await cairn(
+        served, admin, wrong, *update, "--name", "renamed", "--username", "cairn"
+    )
+    assert code == 3 and "401" in err, err
+    code, out, err = await cairn(
+        served,
+        admin,
+        passwords,
+        *update,
+        "--name",
+        "renamed",
+        "--upload-limit-kib",
+        "8192",
+        "--username",
+        site.everyday.username,
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["name"], shown["upload_limit_kib"]) == ("renamed", 8192), shown
+    assert site.everyday.password not in out + err
 
     owner = world.tokens["owner"]
     policies = ["policies", "set", "--app", app.id, "-o", "json"]
