@@ -152,7 +152,8 @@ async def test_targets_and_a_restore_from_the_copy_through_the_cli(
     assert table_hashes(app.db_url) == tables
     assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
     # a drill reads the copy too, the primary storage still gone
-    drill = ["drills", "create", "--app", app.id, "--from", "offsite", "--wait", "-o", "json"]
+    drill = ["drills", "create", "--app", app.id, "--from", "offsite", "--backup", backup["id"]]
+    drill += ["--wait", "-o", "json"]
     code, out, err = await cairn(served, world.tokens["owner"], {}, *drill)
     assert code == 0, err
     drilled = json.loads(out)
