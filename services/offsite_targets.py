@@ -314,7 +314,9 @@ async def copies_of(session: AsyncSession, execution: BackupExecution) -> list[d
 
 def _pruned_how(execution: BackupExecution) -> str:
     """How a pruned backup left its primary storage (retention, or its storage's deletion)."""
-    return execution.error_message or "by the backup policy's retention"
+    if execution.error_message:
+        return f"({execution.error_message})"
+    return "by the backup policy's retention"
 
 
 def _copy_states(places: Sequence[dict[str, Any]]) -> str:
@@ -361,7 +363,7 @@ async def copy_to_read(
             hint = (
                 'its offsite copy is still there: ask for "source": "offsite" (CLI: --from offsite)'
                 if copied
-                else f"and it has no offsite copy to restore from (offsite copies: {states})"
+                else f"it has no offsite copy to restore from (offsite copies: {states})"
             )
             raise Conflict(
                 f"the backup was pruned from its primary storage {_pruned_how(execution)}; {hint}",

@@ -421,7 +421,8 @@ async def test_rules_of_the_restore_api(
             "UPDATE backup_executions SET status = 'pruned' WHERE id = %s", (backup["id"],)
         )
     problem = await expect(await api.post(url, json=full, headers=owner), 409)
-    assert "only completed backups" in problem["detail"]
+    assert problem["type"].endswith("/backup-pruned-on-primary"), problem
+    assert "pruned from its primary storage" in problem["detail"]
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
         conn.execute(
             "UPDATE backup_executions SET status = 'succeeded' WHERE id = %s", (backup["id"],)

@@ -269,4 +269,6 @@ async def test_backups_of_a_storage_deleted_with_force_are_shown_pruned(
         ),
         409,
     )
-    assert "only completed backups" in problem["detail"]
+    assert problem["type"].endswith("/backup-pruned-on-primary"), problem
+    assert "(its storage was deleted with force)" in problem["detail"]
+    assert "no offsite copy" in problem["detail"]
