@@ -24,6 +24,7 @@ from api.routes import (
     me,
     members,
     metrics,
+    notification_channels,
     offsite_targets,
     recovery,
     restores,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recovery,
         drills,
         offsite_targets,
+        notification_channels,
         downloads,
     )
     for module in routers:

@@ -51,3 +51,8 @@ def offsite_maintenance(target_id: ID) -> str:
 def offsite_repository_password(application_id: ID, target_id: ID) -> str:
     """``offsite_repositories.password_sealed``: the application's repository at a target."""
     return f"offsite_repositories/{application_id}/{target_id}/password"
+
+
+def notification_secret(channel_id: ID) -> str:
+    """``notification_channels.secret_sealed``: HMAC key, Slack URL or SMTP password."""
+    return f"notification_channels/{channel_id}/secret"

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     )
     pg_bin_dir: Path | None = None
     failure_webhook_url: str | None = None
+    public_url: str | None = Field(
+        default=None,
+        description="where people reach cairn's web UI (e.g. https://backups.example.com);"
+        " links in notifications to a channel (docs/alerts.md); empty: no UI link",
+    )
     worker_metrics_port: int | None = Field(
         default=None,
         description="port of the worker's Prometheus endpoint (needs CAIRN_METRICS_TOKEN);"

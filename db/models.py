@@ -502,3 +502,30 @@ Index(
     BackupRestore.application_id,
     postgresql_where=BackupRestore.status.in_(LIVE),
 )
+
+
+class NotificationChannel(Base):
+    """Where a workspace is told about its runs (migration 0019, docs/alerts.md): a signed
+    webhook, a Slack incoming webhook or e-mail; the secret (HMAC key, Slack URL, SMTP
+    password) sealed, opened only by the sending step."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        CheckConstraint("kind IN ('webhook', 'slack', 'email')", name="notification_channels_kind"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))
+    target: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    secret_sealed: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    last_delivery_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_delivery_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
