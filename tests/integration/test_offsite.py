@@ -857,3 +857,39 @@ async def rotation(
         task_queue="cairn-control",
     )
     assert expired.get(target_id) == [first["id"]]
+
+
+async def test_an_s3_target_s_new_credentials_are_checked_before_they_are_stored(
+    api: ApiClient, world: World, s3_site: S3Site, settings: Settings
+) -> None:
+    workspace = await new_workspace(api, world)
+    admin = world.auth("ws_admin")
+    body = s3_site.target_body(name="s3-rotating")
+    created = await expect(await api.post(targets_of(workspace), json=body, headers=admin), 201)
+    target = f"{targets_of(workspace)}/{created['id']}"
+    # keys that may delete are refused as everyday credentials, keys that may not delete are
+    # refused as maintenance credentials (offsite retention could not remove a copy)
+    for change, field in (
+        ({"credentials": s3_site.maintenance}, "body.credentials"),
+        ({"maintenance_credentials": s3_site.everyday}, "body.maintenance_credentials"),
+    ):
+        answer = await api.patch(target, json={"name": "renamed", **change}, headers=admin)
+        assert answer.status_code == 422, answer.text
+        problem = answer.json()
+        assert problem["errors"][0]["field"] == field, problem
+        assert "delete" in problem["detail"]
+    assert await expect(await api.get(target, headers=admin), 200) == created
+    # the right keys pass both checks (signed S3 deletes, moto enforcing the users' policies)
+    changed = await expect(
+        await api.patch(
+            target,
+            json={
+                "credentials": s3_site.everyday,
+                "maintenance_credentials": s3_site.maintenance,
+            },
+            headers=admin,
+        ),
+        200,
+    )
+    assert changed["immutability"] == created["immutability"]
+    assert s3_site.everyday["password"] not in str(changed)
