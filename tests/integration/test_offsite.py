@@ -21,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from psycopg.types.json import Jsonb
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
@@ -843,7 +844,8 @@ async def rotation(
     assert second["status"] == "succeeded", second
     places = await copied(api, world, app, second["id"])
     assert places[1]["target_name"] == "renamed"
-    # and offsite retention with the new maintenance ones
+    # and offsite retention with the new maintenance ones; it spares the copy while a
+    # restore reads it (the backup pruned on the primary, its copy past its protection)
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
         conn.execute("UPDATE backup_executions SET status = 'pruned' WHERE id = %s", (first["id"],))
         conn.execute(
@@ -851,12 +853,29 @@ async def rotation(
             " WHERE execution_id = %s",
             (first["id"],),
         )
-    expired = await temporal_client.execute_workflow(
-        "OffsiteRetentionWorkflow",
-        id=f"offsite-retention-{uuid.uuid4().hex[:8]}",
-        task_queue="cairn-control",
-    )
-    assert expired.get(target_id) == [first["id"]]
+        conn.execute(
+            "INSERT INTO backup_restores (id, backup_execution_id, application_id, workflow_id,"
+            " status, restore_type, details) VALUES (%s, %s, %s, %s, 'running', 'full', %s)",
+            (
+                reading := uuid.uuid4(),
+                first["id"],
+                app.id,
+                f"restore-{reading}",
+                Jsonb({"offsite_target_id": target_id}),
+            ),
+        )
+
+    async def offsite_retention() -> Any:
+        return await temporal_client.execute_workflow(
+            "OffsiteRetentionWorkflow",
+            id=f"offsite-retention-{uuid.uuid4().hex[:8]}",
+            task_queue="cairn-control",
+        )
+
+    assert not (await offsite_retention()).get(target_id)
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        conn.execute("UPDATE backup_restores SET status = 'succeeded' WHERE id = %s", (reading,))
+    assert (await offsite_retention()).get(target_id) == [first["id"]]
 
 
 async def test_an_s3_target_s_new_credentials_are_checked_before_they_are_stored(
