@@ -28,7 +28,10 @@ RUN pip install --no-cache-dir . && rm -rf build
 
 # A non-root user, owner of the storage mount point: a named volume mounted there starts as a
 # copy of this folder, owner included, so the worker can write its repositories.
-RUN useradd --system --uid 10001 --home-dir /var/lib/cairn --shell /usr/sbin/nologin cairn \
+# User and group 10001 (what the Kubernetes API fake takes an image's user to be).
+RUN groupadd --system --gid 10001 cairn \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/cairn \
+        --shell /usr/sbin/nologin cairn \
     && mkdir -p /var/lib/cairn/storages \
     && chown -R 10001:10001 /var/lib/cairn
 USER 10001

@@ -82,6 +82,19 @@ class Mover:
     secret: dict[str, str] = field(default_factory=dict, repr=False)
     # A node selector the pod must be scheduled by (the topology of the volume it copies).
     node_affinity: dict[str, Any] | None = None
+    # Who it runs as when that is not the placement's: the identity of the application's
+    # pods, for a mover that reads or writes a copy of one of their volumes.
+    run_as: RunAs | None = None
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """A pod's identity: its user, group, fsGroup and supplementary groups (None: unset)."""
+
+    user: int | None = None
+    group: int | None = None
+    fs_group: int | None = None
+    supplemental: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,20 +112,32 @@ class Placement:
     service_account: str | None = None  # None: the namespace's default
 
 
-def _security(placement: Placement) -> tuple[dict[str, Any], dict[str, Any]]:
+def _security(
+    placement: Placement, run_as: RunAs | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pod's and the container's securityContext: the restricted Pod Security profile,
     except for a mover run as root, which keeps its capabilities to read and restore files of
-    any owner (the baseline profile)."""
+    any owner (the baseline profile). ``run_as`` (an application's identity) wins over the
+    placement's user and fsGroup."""
+    user = placement.run_as_user
+    fs_group = placement.fs_group
+    if run_as is not None:
+        user = run_as.user if run_as.user is not None else user
+        fs_group = run_as.fs_group
     pod: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
     container: dict[str, Any] = {"allowPrivilegeEscalation": False}
-    if placement.run_as_user is not None:
-        pod["runAsUser"] = placement.run_as_user
-    if placement.run_as_user != 0:
+    if user is not None:
+        pod["runAsUser"] = user
+    if run_as is not None and run_as.group is not None:
+        pod["runAsGroup"] = run_as.group
+    if user != 0:
         pod["runAsNonRoot"] = True
         container["capabilities"] = {"drop": ["ALL"]}
-    if placement.fs_group is not None:
+    if fs_group is not None:
         # Only a volume root of another group is changed: no walk through a large volume.
-        pod.update(fsGroup=placement.fs_group, fsGroupChangePolicy="OnRootMismatch")
+        pod.update(fsGroup=fs_group, fsGroupChangePolicy="OnRootMismatch")
+    if run_as is not None and run_as.supplemental:
+        pod["supplementalGroups"] = list(run_as.supplemental)
     return pod, container
 
 
@@ -125,7 +150,7 @@ def job_manifest(mover: Mover, placement: Placement) -> dict[str, Any]:
             for key in sorted(mover.secret)
         ),
     ]
-    pod_security, container_security = _security(placement)
+    pod_security, container_security = _security(placement, mover.run_as)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # a mover never talks to the API

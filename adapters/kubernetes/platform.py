@@ -48,13 +48,13 @@ from typing import IO, Any, Final, TypeVar
 from kubernetes.client import ApiException
 from kubernetes.utils import parse_quantity
 
-from adapters.kubernetes import clones, movers, rebind, snapshots
+from adapters.kubernetes import clones, movers, rebind, sharing, snapshots
 from adapters.kubernetes.client import Kube, connect, delete_quietly, failure
 from adapters.kubernetes.config import apply_objects, export_objects
-from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT, Mover, Placement
+from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT, Mover, Placement, RunAs
 from adapters.kubernetes.names import MOVER_LABELS, run_labels, run_name, run_selector
 from adapters.kubernetes.network import remove_legacy_policies
-from adapters.kubernetes.workloads import scale_down, scale_up
+from adapters.kubernetes.workloads import pod_identity, scale_down, scale_up
 from adapters.local_platform import scratch_database
 from adapters.pg_identity import metadata_identity
 from adapters.platform import (
@@ -197,7 +197,11 @@ class KubernetesPlatform:
     def _repository_mover(
         self, name: str, args: list[str], repo: Repository, **extra: Any
     ) -> Mover:
-        """A mover with the storage mounted and the repository password in its run Secret."""
+        """A mover with the storage mounted and the repository password in its run Secret.
+        With CAIRN_MOVER_FS_GROUP, the repository is first made that group's (``sharing``),
+        so movers of any user in it, and the worker, can use it."""
+        if self.cairn.mover_fs_group is not None:
+            sharing.share(repo.path, self.cairn.mover_fs_group)
         volumes = [self._storage_volume(), *extra.pop("volumes", [])]
         mounts = [{"name": "cairn-storage", "mountPath": STORAGE_MOUNT}, *extra.pop("mounts", [])]
         secret = {"RESTIC_PASSWORD": repo.password, **extra.pop("secret", {})}
@@ -259,6 +263,30 @@ class KubernetesPlatform:
                 name, args, repo, env=self._database_env(), secret=secret, **extra
             )
         return Mover(name, args, env=self._database_env(), secret=secret, **extra)
+
+    def _volume_identity(self, volume: str) -> RunAs | None:
+        """Who a mover that reads or writes a copy of ``volume`` runs as: the identity of
+        the application's pods that mount its claim (their user, group, fsGroup and
+        supplementary groups), with the repository's group (CAIRN_MOVER_FS_GROUP) as one
+        more supplementary group. Only when the storage is a claim, which an fsGroup would
+        re-group, is the repository's group the pod's fsGroup instead (the application's
+        then supplementary). None when no listed workload mounts the claim or says who it
+        runs as: the placement's user (CAIRN_MOVER_RUN_AS_USER) and fsGroup."""
+        found = pod_identity(self.kube.api, self.namespace, self._workloads(), self._claim(volume))
+        if found is None or (found.user is None and found.fs_group is None):
+            return None
+        storage_group = self.cairn.mover_fs_group
+        storage_is_claim = "persistentVolumeClaim" in (self.cairn.kube_storage_volume or {})
+        fs_group = found.fs_group
+        if storage_group is not None and (storage_is_claim or fs_group is None):
+            fs_group = storage_group
+        extra = {found.fs_group, storage_group, *found.supplemental} - {None, fs_group}
+        return RunAs(
+            user=found.user,
+            group=found.group,
+            fs_group=fs_group,
+            supplemental=tuple(sorted(g for g in extra if g is not None)),
+        )
 
     def _claim_volume(
         self, claim: str, *, read_only: bool
@@ -517,6 +545,7 @@ class KubernetesPlatform:
             volumes=[pod_volume],
             mounts=[mount],
             node_affinity=snapshots.node_affinity(self.kube, source),
+            run_as=self._volume_identity(volume),
         )
         result = self._run(run_id, mover, progress)
         # Uploaded: the copy and the snapshots are not needed any more (a retry of this step
@@ -617,6 +646,7 @@ class KubernetesPlatform:
             volumes=[pod_volume],
             mounts=[mount],
             node_affinity=snapshots.node_affinity(self.kube, source),
+            run_as=self._volume_identity(volume),
         )
         result = self._run(run_id, mover, progress)
         restored = rebind.read_claim(self.kube, home, staging) or {}
@@ -704,6 +734,7 @@ class KubernetesPlatform:
                 ["measure", "--volume", f"{volume}={VOLUME_MOUNT}"],
                 volumes=[pod_volume],
                 mounts=[mount],
+                run_as=self._volume_identity(volume),
             )
             counted = self._run(probe, mover)["volumes"][volume]
             figures[volume] = VolumeFigures(int(counted["files"]), int(counted["bytes"]))
@@ -753,6 +784,7 @@ class KubernetesPlatform:
             volumes=[pod_volume],
             mounts=[mount],
             node_affinity=snapshots.node_affinity(self.kube, source),
+            run_as=self._volume_identity(volume),
         )
         self._run(drill_id, mover, progress)
         return f"volume {volume} restored into the claim {claim} in {home}"

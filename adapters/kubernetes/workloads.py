@@ -304,3 +304,55 @@ def _matches(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
 
 def _terminating(pod: Any) -> str:
     return " (terminating)" if pod.metadata.deletion_timestamp else ""
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    """Who an application's pods run as where they mount a claim (None: not said)."""
+
+    workload: str
+    user: int | None
+    group: int | None
+    fs_group: int | None
+    supplemental: tuple[int, ...]
+
+
+def pod_identity(
+    api: ApiClient, namespace: str, workloads: dict[str, Any], claim: str
+) -> PodIdentity | None:
+    """The identity of the first listed workload's pods that mount ``claim`` (a volume of
+    their template, or for a StatefulSet a claim of its volumeClaimTemplates,
+    ``<template>-<name>-<ordinal>``): the first container mounting it, its securityContext
+    over the pod's. None when no workload mounts it; the image's user is not known here."""
+    for workload, obj in _select(Kube(api), namespace, workloads, missing_ok=True):
+        spec = obj.spec.template.spec
+        names = {
+            v.name
+            for v in spec.volumes or []
+            if (v.persistent_volume_claim and v.persistent_volume_claim.claim_name == claim)
+        }
+        for template in getattr(obj.spec, "volume_claim_templates", None) or []:
+            prefix = f"{template.metadata.name}-{obj.metadata.name}-"
+            if claim.startswith(prefix) and claim[len(prefix) :].isdigit():
+                names.add(template.metadata.name)
+        if not names:
+            continue
+        pod = spec.security_context
+        for container in spec.containers or []:
+            if not any(m.name in names for m in container.volume_mounts or []):
+                continue
+            own = container.security_context
+            return PodIdentity(
+                str(workload),
+                _said(own, pod, "run_as_user"),
+                _said(own, pod, "run_as_group"),
+                getattr(pod, "fs_group", None),
+                tuple(getattr(pod, "supplemental_groups", None) or ()),
+            )
+    return None
+
+
+def _said(container: Any, pod: Any, field: str) -> int | None:
+    """A securityContext field: the container's, else the pod's."""
+    value = getattr(container, field, None) if container is not None else None
+    return value if value is not None else getattr(pod, field, None)

@@ -32,7 +32,7 @@ from kubernetes import client
 from psycopg import sql
 from temporalio.client import Client as TemporalClient
 
-from adapters.kubernetes import rebind
+from adapters.kubernetes import rebind, sharing
 from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT, Mover, Placement, job_manifest
 from adapters.kubernetes.names import MANAGED_BY, ROLE_LABEL, run_labels, run_name
 from adapters.kubernetes.platform import (
@@ -101,6 +101,7 @@ def cairn_on_path() -> Iterator[None]:
 def storage_root(kube: FakeKube, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CAIRN_STORAGE_MOUNT_ROOT of the worker, which the mover pods reach as an NFS export."""
     root = tmp_path_factory.mktemp("storages")
+    root.chmod(0o711)  # the export's root: movers of any user reach their repositories
     kube.map_nfs(NFS_SERVER, NFS_EXPORT, root)
     return root
 
@@ -605,6 +606,177 @@ def test_movers_pass_the_restricted_pod_security_profile_unless_run_as_root(
     assert leftovers(kube, app.namespace) == []
 
 
+APP_USER, STORAGE_GROUP = 1000, 2000  # the application's uid and gid; the repository's group
+
+
+def _owners_and_modes(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Below ``folder``: each path's (uid, gid, permission bits)."""
+    return {
+        str(path.relative_to(folder)): (
+            path.lstat().st_uid,
+            path.lstat().st_gid,
+            path.lstat().st_mode & 0o7777,
+        )
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+def _as_the_application(
+    kube_api: client.ApiClient, namespace: str, name: str, script: str
+) -> tuple[str, str]:
+    """A Job in the application's namespace, run as the application's user (no fsGroup:
+    only the files' own owners and modes let it in), on its claim data-pvc: its outcome and
+    log."""
+    job = {
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsUser": APP_USER, "runAsGroup": APP_USER},
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "shop:1",
+                            "command": ["sh", "-c", script],
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}
+                    ],
+                }
+            },
+        },
+    }
+    batch: Any = client.BatchV1Api(kube_api)
+    batch.create_namespaced_job(namespace, job)
+    deadline = time.monotonic() + 60
+    while True:
+        found = batch.read_namespaced_job(name, namespace)
+        done = [c.type for c in found.status.conditions or [] if c.type in ("Complete", "Failed")]
+        if done:
+            break
+        assert time.monotonic() < deadline, f"the Job {name} did not end"
+        time.sleep(0.1)
+    (pod,) = core(kube_api).list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    log = core(kube_api).read_namespaced_pod_log(pod.metadata.name, namespace)
+    batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    return done[0], log
+
+
+def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_own(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Issue 29, item 3. The application (deployment/web, 1000:1000, fsGroup 1000) keeps
+    files of mode 0600 in folders of mode 0700, its own. Movers are not root (the image's
+    user, the restricted profile) and the repository's group is CAIRN_MOVER_FS_GROUP. The
+    volume's movers run as the application's pods do, so the backup reads every file, and
+    the restore gives back files the application owns, with their modes, that it can write;
+    the repository stays usable by movers of any user in its group."""
+    ns = app.namespace
+    apps(kube_api).patch_namespaced_deployment(
+        "web",
+        ns,
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "securityContext": {
+                            "runAsUser": APP_USER,
+                            "runAsGroup": APP_USER,
+                            "fsGroup": APP_USER,
+                        },
+                        "containers": [
+                            {
+                                "name": "main",
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}
+                        ],
+                    }
+                }
+            }
+        },
+    )
+    volume = kube.pvc_path(ns, "data-pvc")
+    (volume / "private").mkdir(mode=0o700)
+    (volume / "private" / "key.pem").write_bytes(os.urandom(3000))
+    for path in volume.rglob("*"):
+        os.chown(path, APP_USER, APP_USER)
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    os.chown(volume, APP_USER, APP_USER)
+    volume.chmod(0o700)
+    hashes, owners = folder_hashes(volume), _owners_and_modes(volume)
+    unprivileged = cairn_settings.model_copy(
+        update={"mover_run_as_user": None, "mover_fs_group": STORAGE_GROUP}
+    )
+    platform = platform_of(app, unprivileged, cairn)
+
+    backup, since = str(uuid.uuid4()), kube.store.revision
+    handle = platform.snapshot(backup, ["data"]).volumes["data"]
+    upload = platform.upload_volume(
+        backup,
+        "data",
+        handle,
+        app.repo,
+        [f"execution={backup}", "part=data"],
+        parent=None,
+        force=False,
+        progress=lambda _: None,
+    )
+    platform.release(backup)
+    assert upload.files == len([p for p in volume.rglob("*") if p.is_file()])
+    (mover,) = mover_pods(kube, since)
+    assert mover["spec"]["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": APP_USER,
+        "runAsGroup": APP_USER,
+        "runAsNonRoot": True,
+        "fsGroup": APP_USER,  # the storage is an nfs export, which an fsGroup leaves alone
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "supplementalGroups": [STORAGE_GROUP],
+    }
+    # what the application's mover wrote into the repository is the group's, readable by it
+    assert sharing.is_shared(app.repo.path, STORAGE_GROUP)
+    written = [p for p in (app.repo.path / "snapshots").iterdir()]
+    assert written and all(
+        p.stat().st_gid == STORAGE_GROUP and p.stat().st_mode & 0o040 for p in written
+    )
+
+    shutil.rmtree(volume / "private")
+    (volume / "notes.txt").write_text("damaged")
+    restore, since = str(uuid.uuid4()), kube.store.revision
+    platform.quiesce()
+    try:
+        platform.restore_volume(restore, "data", app.repo, upload.snapshot_id, lambda _: None)
+        restored = kube.pvc_path(ns, "data-pvc")
+        assert restored != volume  # a new volume, the claim re-bound to it
+        assert folder_hashes(restored) == hashes
+        assert _owners_and_modes(restored) == owners
+        outcome, log = _as_the_application(
+            kube_api,
+            ns,
+            "app-writes",
+            "echo more >> /data/private/key.pem && echo new > /data/private/new.txt"
+            " && echo new > /data/top.txt && echo written",
+        )
+        assert (outcome, log) == ("Complete", "written\n"), log
+    finally:
+        platform.resume()
+    assert all(
+        pod["spec"]["securityContext"]["runAsUser"] == APP_USER for pod in mover_pods(kube, since)
+    )
+    assert leftovers(kube, ns) == []
+
+
 def test_passwords_reach_the_mover_only_through_secret_references() -> None:
     mover = Mover("cairn-dump-x", ["dump"], secret={"RESTIC_PASSWORD": "s3cret-repo"})
     placement = Placement("ns", "cairn:local", {"a": "b"}, {"c": "d"}, 10, run_as_user=0)
@@ -659,6 +831,8 @@ def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
         "CAIRN_STORAGE_MOUNT_ROOT": str(cairn_settings.storage_mount_root),
         "CAIRN_KUBE_STORAGE_VOLUME": json.dumps(storage),
         "CAIRN_KUBE_SNAPSHOT_CLASS": GOOD_CLASS,
+        # as cairn_settings: the repository is root's, as the worker (this test) made it
+        "CAIRN_MOVER_RUN_AS_USER": str(cairn_settings.mover_run_as_user),
     }
     worker = subprocess.Popen(
         [sys.executable, "-c", UPLOAD_IN_A_WORKER, run, handle], env=env, cwd=Path.cwd()
@@ -1271,11 +1445,15 @@ def kube_worker(
     The worker's storages are the NFS export the mover pods mount.
     """
     kube.map_nfs(NFS_SERVER, WORKER_EXPORT, settings.storage_mount_root)
+    settings.storage_mount_root.chmod(0o711)  # movers of any user reach their repositories
     monkeypatch.setattr(settings, "kubeconfig", kube.kubeconfig)
     monkeypatch.setattr(
         settings, "kube_storage_volume", {"nfs": {"server": NFS_SERVER, "path": WORKER_EXPORT}}
     )
     monkeypatch.setattr(settings, "kube_snapshot_class", GOOD_CLASS)
+    # The worker (this test's process, root) makes the repositories; movers run as the
+    # image's user (10001): the repositories are shared by the movers' group.
+    monkeypatch.setattr(settings, "mover_fs_group", STORAGE_GROUP)
     yield settings
 
 

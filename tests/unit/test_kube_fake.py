@@ -24,6 +24,7 @@ from kubernetes import client, config, watch
 from kubernetes.client import ApiException
 
 from tests.fakes.kube import CSI_DRIVER, FakeKube
+from tests.fakes.kube.kubelet import IMAGE_GROUP, IMAGE_USER
 
 T = TypeVar("T")
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
@@ -530,12 +531,17 @@ def test_job_writes_into_a_pvc_with_secrets_and_config(
                 {"name": "secrets", "mountPath": "/secrets", "readOnly": True},
             ],
         },
+        # the claim's root is root's (a new filesystem): the image's user writes through
+        # the group the kubelet gives the volume
+        securityContext={"fsGroup": 2000},
     )
     batch_v1(api).create_namespaced_job(ns, job)
     finished, condition = wait_for(lambda: job_condition(api, ns, "writer"), "job to finish")
     assert condition.type == "Complete"
     assert finished.status.succeeded == 1 and not finished.status.active
-    assert (fake.pvc_path(ns, "data") / "result.txt").read_text() == "full:s3cret:t0k\n"
+    result = fake.pvc_path(ns, "data") / "result.txt"
+    assert result.read_text() == "full:s3cret:t0k\n"
+    assert (result.stat().st_uid, result.stat().st_gid) == (IMAGE_USER, 2000)  # setgid folder
     (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=writer").items
     assert pod.status.phase == "Succeeded"
     assert pod.metadata.owner_references[0].kind == "Job"
@@ -552,7 +558,8 @@ def test_nfs_volumes_are_the_mapped_storage_folders_and_cephfs_has_no_plugin(
 ) -> None:
     """The in-tree cephfs plugin was removed in 1.31: the fake reports 1.33."""
     nfs_root = tmp_path / "nfs"
-    (nfs_root / "repos").mkdir(parents=True)
+    (nfs_root / "repos" / "sub").mkdir(parents=True)
+    os.chown(nfs_root / "repos" / "sub", IMAGE_USER, IMAGE_GROUP)  # the export's owner
     fake.map_nfs("192.0.2.10", "/export/backups", nfs_root)
     job = job_manifest(
         "mover",
@@ -774,7 +781,8 @@ def test_a_mover_job_runs_restic_on_the_mapped_storage(
 ) -> None:
     """The mount convention with a real tool: restic's repository and its JSON output."""
     storage = tmp_path / "storage"
-    storage.mkdir()
+    (storage / "app").mkdir(parents=True)
+    os.chown(storage / "app", IMAGE_USER, IMAGE_GROUP)  # the export's owner
     fake.map_nfs("192.0.2.11", "/export", storage)
     core = core_v1(api)
     core.create_namespaced_secret(
@@ -860,7 +868,9 @@ def test_a_job_past_its_deadline_is_failed_and_its_pod_stopped(
 ) -> None:
     marker = tmp_path / "terminated"
     job = job_manifest(
-        "slow", f"trap 'touch {marker}; exit 143' TERM; while true; do sleep 0.1; done"
+        "slow",
+        f"trap 'touch {marker}; exit 143' TERM; while true; do sleep 0.1; done",
+        securityContext={"runAsUser": 0},  # root, to write the marker outside any volume
     )
     job["spec"]["activeDeadlineSeconds"] = 1
     batch_v1(api).create_namespaced_job(ns, job)
@@ -872,6 +882,161 @@ def test_a_job_past_its_deadline_is_failed_and_its_pod_stopped(
         "the pod to be gone",
     )
     assert marker.exists()  # it got SIGTERM first, as a kubelet sends
+
+
+# --- kubelet: who a container runs as, and the volumes' ownership ---
+
+
+def _pod_run(api: client.ApiClient, ns: str, name: str, script: str, **pod: Any) -> tuple[Any, str]:
+    batch_v1(api).create_namespaced_job(ns, job_manifest(name, script, **pod))
+    _, condition = wait_for(lambda: job_condition(api, ns, name), f"{name} to finish")
+    (found,) = core_v1(api).list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+    return condition, core_v1(api).read_namespaced_pod_log(found.metadata.name, ns)
+
+
+def test_containers_run_as_their_security_context_says(api: client.ApiClient, ns: str) -> None:
+    """The image's user by default (cairn's: 10001:10001); the pod's runAsUser/runAsGroup,
+    overridden by the container's; supplementalGroups and fsGroup as supplementary groups; a
+    runAsUser the image does not know without a runAsGroup runs with group 0."""
+    script = "echo $(id -u) $(id -g) $(id -G)"
+    _, log = _pod_run(api, ns, "image-user", script)
+    assert log == f"{IMAGE_USER} {IMAGE_GROUP} {IMAGE_GROUP}\n"
+    _, log = _pod_run(
+        api,
+        ns,
+        "pod-user",
+        script,
+        securityContext={
+            "runAsUser": 1000,
+            "runAsGroup": 1001,
+            "supplementalGroups": [3000],
+            "fsGroup": 2000,
+        },
+    )
+    assert log == "1000 1001 1001 2000 3000\n"
+    _, log = _pod_run(
+        api,
+        ns,
+        "container-user",
+        script,
+        securityContext={"runAsUser": 1000, "runAsGroup": 1001},
+        container={"securityContext": {"runAsUser": 1500}},
+    )
+    assert log == "1500 1001 1001\n"
+    _, log = _pod_run(api, ns, "unknown-user", script, securityContext={"runAsUser": 1234})
+    assert log == "1234 0 0\n"
+
+
+def test_a_non_root_pod_that_would_run_as_root_is_not_started(
+    api: client.ApiClient, ns: str
+) -> None:
+    job = job_manifest("rooted", "true", securityContext={"runAsNonRoot": True, "runAsUser": 0})
+    batch_v1(api).create_namespaced_job(ns, job)
+
+    def refused() -> Any:
+        pods = core_v1(api).list_namespaced_pod(ns, label_selector="job-name=rooted").items
+        statuses = (pods and pods[0].status.container_statuses) or []
+        waiting = statuses and statuses[0].state.waiting
+        return waiting if waiting and waiting.reason == "CreateContainerConfigError" else None
+
+    waiting = wait_for(refused, "the kubelet's refusal")
+    assert waiting.message.startswith("container's runAsUser breaks non-root policy (pod: ")
+
+
+def test_fs_group_is_applied_to_claims_and_empty_dirs_not_to_nfs(
+    api: client.ApiClient, ns: str, fake: FakeKube, tmp_path: Path
+) -> None:
+    """A claim's files of another user, mode 0600/0700, become group-owned by the fsGroup,
+    group-readable and writable, folders setgid; the image's user can then read and write
+    them. An nfs volume keeps its owners: the same user cannot read there."""
+    core_v1(api).create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
+    volume = wait_for(lambda: _bound(fake, ns, "data"), "the claim to bind")
+    (volume / "private").mkdir(mode=0o700)
+    (volume / "private" / "secret.txt").write_text("app data\n")
+    (volume / "private" / "secret.txt").chmod(0o600)
+    for owned in (volume / "private", volume / "private" / "secret.txt"):
+        os.chown(owned, 1000, 1000)
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "secret.txt").write_text("nfs data\n")
+    (share / "secret.txt").chmod(0o600)
+    os.chown(share / "secret.txt", 1000, 1000)
+    fake.map_nfs("192.0.2.30", "/export", share)
+    volumes = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "share", "nfs": {"server": "192.0.2.30", "path": "/export"}},
+    ]
+    mounts = [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "share", "mountPath": "/share"},
+    ]
+    script = (
+        "cat /data/private/secret.txt && echo more >> /data/private/secret.txt"
+        " && touch /data/private/new /scratch/x && stat -c %g /scratch/x"
+        " && ! cat /share/secret.txt 2>/dev/null && echo nfs refused"
+    )
+    condition, log = _pod_run(
+        api,
+        ns,
+        "grouped",
+        script,
+        volumes=volumes,
+        container={"volumeMounts": mounts},
+        securityContext={"fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch"},
+    )
+    assert condition.type == "Complete", log
+    assert log == "app data\n2000\nnfs refused\n"
+    private = (volume / "private").stat()
+    assert (private.st_uid, private.st_gid, private.st_mode & 0o7777) == (1000, 2000, 0o2770)
+    assert (volume / "private" / "secret.txt").stat().st_mode & 0o777 == 0o660
+    assert (volume / "private" / "new").stat().st_gid == 2000  # the setgid folder's group
+    assert volume.stat().st_gid == 2000 and volume.stat().st_mode & 0o2000
+    assert (share / "secret.txt").stat().st_gid == 1000  # nfs: no ownership management
+    # OnRootMismatch: the root matches now, so a file of another group is left alone
+    (volume / "later.txt").write_text("x")
+    os.chown(volume / "later.txt", 0, 0)  # not the setgid folder's group
+    _pod_run(
+        api,
+        ns,
+        "again",
+        "true",
+        volumes=volumes[:1],
+        container={"volumeMounts": mounts[:1]},
+        securityContext={"fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch"},
+    )
+    assert (volume / "later.txt").stat().st_gid == 0
+    _pod_run(  # the default policy, Always, walks the volume each time
+        api,
+        ns,
+        "always",
+        "true",
+        volumes=volumes[:1],
+        container={"volumeMounts": mounts[:1]},
+        securityContext={"fsGroup": 2000},
+    )
+    assert (volume / "later.txt").stat().st_gid == 2000
+
+
+def test_without_fs_group_a_new_claim_is_roots(
+    api: client.ApiClient, ns: str, fake: FakeKube
+) -> None:
+    """A new volume's root is root's, mode 0755, as a new filesystem's: the image's user
+    cannot write there without an fsGroup."""
+    core_v1(api).create_namespaced_persistent_volume_claim(ns, pvc_manifest("fresh"))
+    volume = wait_for(lambda: _bound(fake, ns, "fresh"), "the claim to bind")
+    condition, log = _pod_run(
+        api,
+        ns,
+        "denied",
+        "touch /fresh/x",
+        volumes=[{"name": "v", "persistentVolumeClaim": {"claimName": "fresh"}}],
+        container={"volumeMounts": [{"name": "v", "mountPath": "/fresh"}]},
+    )
+    assert condition.type == "Failed"
+    assert "Permission denied" in log
+    assert not (volume / "x").exists()
 
 
 def test_missing_command_fails_like_a_start_error(api: client.ApiClient, ns: str) -> None:
@@ -1112,6 +1277,10 @@ def test_snapshot_is_a_point_in_time_copy_and_restores(
     core.create_namespaced_persistent_volume_claim(ns, pvc_manifest("data"))
     volume = wait_for(lambda: _bound(fake, ns, "data"), "the claim to bind")
     (volume / "file.txt").write_text("before")
+    (volume / "private").mkdir(mode=0o700)
+    (volume / "private" / "key").write_text("k")
+    for owned in (volume / "private", volume / "private" / "key"):
+        os.chown(owned, 1000, 1001)
     make_class(api, f"csi-{ns}", CSI_DRIVER)
     custom.create_namespaced_custom_object(
         SNAPSHOT_GROUP, "v1", ns, "volumesnapshots", snapshot_manifest("snap", "data", f"csi-{ns}")
@@ -1141,6 +1310,10 @@ def test_snapshot_is_a_point_in_time_copy_and_restores(
     core.create_namespaced_persistent_volume_claim(ns, restored)
     folder = wait_for(lambda: _bound(fake, ns, "restored"), "the restored claim to bind")
     assert (folder / "file.txt").read_text() == "before"
+    for copy in (fake.snapshot_path(ns, "snap"), folder):  # owners and modes kept
+        info = (copy / "private").stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (1000, 1001, 0o700)
+        assert (copy / "private" / "key").stat().st_uid == 1000
     job = job_manifest(
         "reader",
         "cat /restore/file.txt",

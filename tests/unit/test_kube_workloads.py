@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from adapters.kubernetes.workloads import ANNOTATION, scale_down, scale_up
+from adapters.kubernetes.workloads import (
+    ANNOTATION,
+    PodIdentity,
+    pod_identity,
+    scale_down,
+    scale_up,
+)
 from adapters.platform import PlatformError
 from tests.fakes.kube import FakeKube
 from tests.support import kube as fixtures
@@ -162,6 +168,7 @@ def writer(claim: str, *, after_term: int) -> dict[str, Any]:
             }
         ],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        "securityContext": {"fsGroup": 1000},  # the claim writable by the image's user
     }
 
 
@@ -259,3 +266,74 @@ def test_a_statefulset_stuck_on_unhealthy_pods_is_stopped_by_deleting_them_in_or
 def test_rbac_covers_every_call(cairn: CairnCalls) -> None:
     assert cairn.used, "the tests above ran no cairn call"
     assert uncovered(cairn.used) == set()
+
+
+def test_the_identity_of_the_pods_that_mount_a_claim(
+    kube_api: client.ApiClient, namespace: str, cairn: CairnCalls
+) -> None:
+    """Who a volume's movers run as: the first container mounting the claim (its
+    securityContext over the pod's) of the listed workload whose template mounts it, a
+    StatefulSet's claims by their template's name; None for a claim nobody mounts."""
+    web = {
+        "securityContext": {
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 3000,
+            "supplementalGroups": [4000],
+        },
+        "containers": [
+            {"name": "proxy", "image": "proxy:1"},
+            {
+                "name": "main",
+                "image": "app:1",
+                "securityContext": {"runAsUser": 1500},
+                "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+            },
+        ],
+        "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "uploads"}}],
+    }
+    make(kube_api, namespace, "deployment", "web", 0, pod=web)
+    labels = {"app": "db"}
+    apps(kube_api).create_namespaced_stateful_set(
+        namespace,
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 0,
+                "serviceName": "db",
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "securityContext": {"runAsUser": 999, "fsGroup": 999},
+                        "containers": [
+                            {
+                                "name": "pg",
+                                "image": "postgres:16",
+                                "volumeMounts": [{"name": "pgdata", "mountPath": "/var/lib"}],
+                            }
+                        ],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "pgdata"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    listed = {"names": ["deployment/web", "statefulset/db"]}
+    found = cairn(pod_identity, kube_api, namespace, listed, "uploads")
+    assert found == PodIdentity("deployment/web", 1500, 1000, 3000, (4000,))
+    found = cairn(pod_identity, kube_api, namespace, listed, "pgdata-db-0")
+    assert found == PodIdentity("statefulset/db", 999, None, 999, ())
+    assert cairn(pod_identity, kube_api, namespace, listed, "pgdata-db-x") is None
+    assert cairn(pod_identity, kube_api, namespace, listed, "other") is None
+    assert cairn(pod_identity, kube_api, namespace, {"selector": "app=web"}, "uploads") == (
+        PodIdentity("deployment/web", 1500, 1000, 3000, (4000,))
+    )

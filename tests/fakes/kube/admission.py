@@ -241,10 +241,11 @@ def _labels(labels: Any, path: str) -> list[Cause]:
     return causes
 
 
-def _pod_spec(spec: dict[str, Any], path: str) -> list[Cause]:
+def _pod_spec(spec: dict[str, Any], path: str, claims: tuple[str, ...] = ()) -> list[Cause]:
+    """``claims``: a StatefulSet's volumeClaimTemplates, which its containers may mount."""
     causes: list[Cause] = []
     volumes = spec.get("volumes") or []
-    volume_names: set[str] = set()
+    volume_names: set[str] = set(claims)
     for i, volume in enumerate(volumes):
         vname = str(volume.get("name") or "")
         if vname in volume_names:
@@ -305,7 +306,11 @@ def _pod_spec(spec: dict[str, Any], path: str) -> list[Cause]:
 
 def _workload(kind: str, spec: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     template = spec.get("template") or {}
-    causes = _pod_spec(template.get("spec") or {}, "spec.template.spec")
+    claims = tuple(
+        str((t.get("metadata") or {}).get("name") or "")
+        for t in spec.get("volumeClaimTemplates") or []
+    )
+    causes = _pod_spec(template.get("spec") or {}, "spec.template.spec", claims)
     causes += _labels(
         (template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels"
     )

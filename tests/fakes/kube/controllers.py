@@ -17,8 +17,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -577,7 +579,7 @@ class Controllers:
                 return False
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(origin, target, symlinks=True)
+            copy_tree(origin, target)
         else:
             target.mkdir(parents=True, exist_ok=True)
         storage = spec["resources"]["requests"]["storage"]
@@ -864,7 +866,7 @@ class Controllers:
             target = self._snapshot_folder(handle)
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(folder, target, symlinks=True)  # the point-in-time copy
+            copy_tree(folder, target)  # the point-in-time copy
         content: dict[str, Any] = {
             "metadata": {"name": content_name},
             "spec": {
@@ -1058,3 +1060,19 @@ def _running_and_ready(pod: dict[str, Any]) -> bool:
 def _age(stamp: str) -> float:
     then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (datetime.now(UTC) - then).total_seconds()
+
+
+def copy_tree(origin: Path, target: Path) -> None:
+    """A copy of a volume as a storage's snapshot or clone holds it: contents, modes, times
+    and owners (user and group) of every file, folder and link."""
+    shutil.copytree(origin, target, symlinks=True)
+    for folder, subfolders, files in os.walk(origin):
+        relative = os.path.relpath(folder, origin)
+        for name in [".", *subfolders, *files]:
+            source = os.path.join(folder, name)
+            info = os.lstat(source)
+            os.lchown(os.path.join(target, relative, name), info.st_uid, info.st_gid)
+            if name != "." and not os.path.islink(source):
+                os.chmod(os.path.join(target, relative, name), stat.S_IMODE(info.st_mode))
+    info = os.stat(origin)
+    os.chmod(target, stat.S_IMODE(info.st_mode))

@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,6 +47,14 @@ NODE_LABELS = {
     "topology.kubernetes.io/zone": "fake-zone",
 }
 RETRY_SECONDS = 0.2
+# The user an image runs as when the pod does not say: every image is taken to be cairn's
+# (Dockerfile: ``USER 10001``, whose group in the image's /etc/group is 10001). A runAsUser
+# the image's /etc/passwd does not know, without a runAsGroup, runs with group 0, as
+# containerd does.
+IMAGE_USER = 10001
+IMAGE_GROUP = 10001
+# The kubelet's masks for fsGroup (pkg/volume/volume_linux.go).
+_RW_MASK, _RO_MASK, _EXEC_MASK = 0o660, 0o440, 0o110
 _PATH_CHAR = r"A-Za-z0-9_.~/-"
 IDLE_ENTRYPOINT = ["sleep", "infinity"]
 
@@ -120,6 +130,7 @@ class Kubelet:
             if key in self._runs or self._stopping.is_set():
                 return
             scratch = Path(tempfile.mkdtemp(prefix=f"{meta['name']}-", dir=self._scratch_root))
+            scratch.chmod(0o755)  # its containers may run as any user
             run = _PodRun(meta["namespace"], meta["name"], meta["uid"], scratch)
             self._runs[key] = run
         thread = threading.Thread(
@@ -279,6 +290,10 @@ class Kubelet:
             try:
                 mounts = self._mounts(run, pod)
                 envs = {c["name"]: self._env(pod, c) for c in _all_containers(pod)}
+                for container in _all_containers(pod):
+                    refusal = non_root_refusal(pod, container)
+                    if refusal:
+                        raise PodNotReady("CreateContainerConfigError", refusal)
                 break
             except PodNotReady as exc:
                 message = exc.message
@@ -356,7 +371,7 @@ class Kubelet:
             self.logs[(run.namespace, run.name, name)] = log
         restarts = 0
         while True:
-            code = self._exec_once(run, container, mounts, env, log, restarts, init)
+            code = self._exec_once(run, pod, container, mounts, env, log, restarts, init)
             with run.lock:
                 deleting = run.deleting
             again = restart == "Always" or (restart == "OnFailure" and code != 0)
@@ -370,6 +385,7 @@ class Kubelet:
     def _exec_once(
         self,
         run: _PodRun,
+        pod: dict[str, Any],
         container: dict[str, Any],
         mounts: dict[str, Path],
         env: dict[str, str],
@@ -387,6 +403,7 @@ class Kubelet:
         message_file = run.scratch / f"termination-{'init-' if init else ''}{name}"
         try:
             message_file.write_bytes(b"")
+            message_file.chmod(0o666)  # bound into the container, writable by its user
         except FileNotFoundError:  # the pod was deleted and forgotten meanwhile: not started
             return 137
         message_path = container.get("terminationMessagePath", "/dev/termination-log")
@@ -396,8 +413,11 @@ class Kubelet:
         proc_env.update({k: paths.inward(v) for k, v in env.items()})
         workdir = container.get("workingDir")
         cwd = Path(paths.inward(workdir)) if workdir else run.scratch / "root"
-        (run.scratch / "home").mkdir(exist_ok=True)
+        for own in (run.scratch / "home", run.scratch / "root"):
+            own.mkdir(exist_ok=True)
+            own.chmod(0o1777)  # like /tmp: whichever user the container runs as may write
         cwd.mkdir(parents=True, exist_ok=True)
+        user = identity(pod, container)
         started = now()
         failure: OSError | None = None
         with run.lock:
@@ -412,6 +432,9 @@ class Kubelet:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    user=user.uid,
+                    group=user.gid,
+                    extra_groups=list(user.groups),
                 )
             except OSError as exc:
                 failure = exc
@@ -521,6 +544,7 @@ class Kubelet:
         """Volume name -> the folder that backs it (PodNotReady while one cannot be had)."""
         namespace = run.namespace
         folders: dict[str, Path] = {}
+        owned: dict[str, bool] = {}  # volumes whose ownership the kubelet manages: read-only?
         for volume in pod["spec"].get("volumes") or []:
             vname = volume["name"]
             if "persistentVolumeClaim" in volume:
@@ -541,11 +565,19 @@ class Kubelet:
                         f'pod has unbound immediate PersistentVolumeClaims: "{claim}"',
                     )
                 folders[vname] = folder
+                # The CSI driver's fsGroupPolicy is taken as ``File``; the kubelet leaves a
+                # read-only CSI volume's ownership alone (csi_mounter.go supportsFSGroup).
+                if not volume["persistentVolumeClaim"].get("readOnly"):
+                    owned[vname] = False
             elif "secret" in volume or "configMap" in volume:
                 folders[vname] = self._projected(run, volume)
+                owned[vname] = True  # read-only volumes
             elif "emptyDir" in volume:
                 folders[vname] = run.scratch / "volumes" / vname
-                folders[vname].mkdir(parents=True, exist_ok=True)
+                if not folders[vname].exists():
+                    folders[vname].mkdir(parents=True)
+                    folders[vname].chmod(0o777)  # as the kubelet makes it
+                owned[vname] = False
             elif "cephfs" in volume:  # the in-tree plugin is gone since 1.31
                 raise PodNotReady(
                     "ContainerCreating",
@@ -562,7 +594,17 @@ class Kubelet:
                         f'MountVolume.SetUp failed for volume "{vname}": the fake kubelet has no'
                         f" folder mapped for {kind or 'this volume type'} {volume.get(kind, '')}",
                     )
-                folders[vname] = mapped
+                folders[vname] = mapped  # nfs and hostPath: no ownership management
+        context = pod["spec"].get("securityContext") or {}
+        for vname, folder in folders.items():
+            open_for_traversal(folder)
+            if context.get("fsGroup") is not None and vname in owned:
+                apply_fs_group(
+                    folder,
+                    int(context["fsGroup"]),
+                    read_only=owned[vname],
+                    policy=context.get("fsGroupChangePolicy"),
+                )
         return folders
 
     def _projected(self, run: _PodRun, volume: dict[str, Any]) -> Path:
@@ -589,6 +631,7 @@ class Kubelet:
         items = source.get("items") or [{"key": k, "path": k} for k in data]
         folder: Path = run.scratch / "volumes" / str(volume["name"])
         folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.chmod(0o755)
         for item in items:
             if item["key"] not in data:
                 raise PodNotReady("ContainerCreating", f"couldn't find key {item['key']} in {name}")
@@ -835,3 +878,112 @@ def node_selected(selector: dict[str, Any], labels: dict[str, str], name: str = 
         and all(matches(e, fields) for e in term.get("matchFields") or [])
         for term in selector.get("nodeSelectorTerms") or []
     )
+
+
+# --- identity: who a container's process is, and the volumes' ownership ------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The user, group and supplementary groups a container's process runs with."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def identity(pod: dict[str, Any], container: dict[str, Any]) -> Identity:
+    """The container's effective securityContext (the container's over the pod's):
+    runAsUser (default: the image's, IMAGE_USER), runAsGroup (default: the image's group
+    for the image's user or root, else 0, as containerd does for a uid the image's
+    /etc/passwd lacks), supplementalGroups and fsGroup as supplementary groups."""
+    pod_context = pod["spec"].get("securityContext") or {}
+    own = container.get("securityContext") or {}
+    uid = own.get("runAsUser", pod_context.get("runAsUser"))
+    gid = own.get("runAsGroup", pod_context.get("runAsGroup"))
+    if uid is None:
+        uid = IMAGE_USER
+    if gid is None:
+        gid = IMAGE_GROUP if uid == IMAGE_USER else 0
+    groups = set(pod_context.get("supplementalGroups") or [])
+    if pod_context.get("fsGroup") is not None:
+        groups.add(pod_context["fsGroup"])
+    return Identity(int(uid), int(gid), tuple(sorted(int(g) for g in groups)))
+
+
+def non_root_refusal(pod: dict[str, Any], container: dict[str, Any]) -> str | None:
+    """The kubelet's refusal of a container that must not run as root but would."""
+    pod_context = pod["spec"].get("securityContext") or {}
+    own = container.get("securityContext") or {}
+    if not own.get("runAsNonRoot", pod_context.get("runAsNonRoot")):
+        return None
+    if identity(pod, container).uid != 0:
+        return None
+    meta = pod["metadata"]
+    return (
+        f"container's runAsUser breaks non-root policy (pod: \"{meta['name']}_"
+        f'{meta["namespace"]}({meta["uid"]})", container: {container["name"]})'
+    )
+
+
+def _needs_ownership_change(root: Path, fs_group: int, read_only: bool) -> bool:
+    """``fsGroupChangePolicy: OnRootMismatch``: only when the volume's root is not already
+    of that group, group-accessible and setgid (requiresPermissionChange)."""
+    info = root.stat()
+    if info.st_gid != fs_group or not stat.S_ISDIR(info.st_mode):
+        return True
+    wanted = (_RO_MASK if read_only else _RW_MASK) | _EXEC_MASK
+    return (info.st_mode & wanted) != wanted or not info.st_mode & stat.S_ISGID
+
+
+def apply_fs_group(root: Path, fs_group: int, *, read_only: bool, policy: str | None) -> None:
+    """What the kubelet does to a volume that supports ownership management (claims,
+    emptyDir, Secrets, ConfigMaps) when the pod has an fsGroup: every file and folder
+    group-owned by it, group-readable (and writable unless the volume is read-only),
+    folders also group-searchable and setgid. Symbolic links are left alone."""
+    if policy == "OnRootMismatch" and not _needs_ownership_change(root, fs_group, read_only):
+        return
+    mask = _RO_MASK if read_only else _RW_MASK
+    for folder, subfolders, files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, f) for f in files)]:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            os.lchown(path, -1, fs_group)
+            extra = mask | (_EXEC_MASK | stat.S_ISGID if stat.S_ISDIR(info.st_mode) else 0)
+            os.chmod(path, stat.S_IMODE(info.st_mode) | extra)
+        subfolders[:] = [d for d in subfolders if not os.path.islink(os.path.join(folder, d))]
+
+
+def open_for_traversal(folder: Path) -> None:
+    """Nothing is mounted: a process reaches a volume through the folders above the one that
+    backs it, which a node's mount point would not ask of it. So each of them gets the
+    search bit for others (o+x: traversal, not listing)."""
+    for parent in folder.resolve().parents:
+        try:
+            mode = parent.stat().st_mode
+        except FileNotFoundError:  # a hostPath the node does not have: nothing to reach
+            continue
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def require_root() -> None:
+    """The kubelet runs each container as its pod's user: it must be root, and the programs
+    the containers run (this interpreter, for ``cairn mover``) must be reachable by others.
+    Refuses loudly rather than run containers as the wrong user."""
+    if os.geteuid() != 0:
+        raise RuntimeError(
+            "the fake Kubernetes API runs each container as its pod's user (runAsUser,"
+            " runAsGroup, fsGroup): it must run as root, and runs as uid"
+            f" {os.geteuid()}; run the Kubernetes tests as root"
+        )
+    interpreter = Path(sys.executable).resolve()
+    closed = [p for p in interpreter.parents if not p.stat().st_mode & stat.S_IXOTH]
+    if closed or not interpreter.stat().st_mode & stat.S_IXOTH:
+        raise RuntimeError(
+            f"the fake Kubernetes API runs containers as other users (the image's is"
+            f" {IMAGE_USER}), who cannot run this interpreter ({interpreter}):"
+            f" {', '.join(str(p) for p in closed) or interpreter} not searchable by others;"
+            f" allow it (chmod o+x {' '.join(str(p) for p in closed) or interpreter})"
+        )

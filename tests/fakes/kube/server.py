@@ -26,7 +26,7 @@ from tests.fakes.kube import openapi, resources
 from tests.fakes.kube.api import Api, Result
 from tests.fakes.kube.controllers import Controllers
 from tests.fakes.kube.errors import ApiError, method_not_allowed, page_not_found, unauthorized
-from tests.fakes.kube.kubelet import Kubelet
+from tests.fakes.kube.kubelet import Kubelet, require_root
 from tests.fakes.kube.resources import BY_PATH, CSI_DRIVER, DRIVERS, STORAGE_CLASS, ResourceType
 from tests.fakes.kube.store import Store
 
@@ -80,6 +80,7 @@ class FakeKube:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> FakeKube:
+        require_root()  # its kubelet runs each container as its pod's user
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-kube-")
         tmp = Path(self._tmp.name)
         self.root = self._root_arg or tmp / "cluster"
