@@ -337,6 +337,16 @@ def _connection(target: PgTarget) -> Iterator[psycopg.Connection[tuple[Any, ...]
     except psycopg.Error as exc:
         raise _sql_failure("connecting to the database", exc, target) from None
     try:
+        try:
+            # Like pg_dump for its own session, before the first query: a server or role
+            # default must not cut the identity check or a long count short, nor end the
+            # transaction that idles for the whole dump.
+            conn.execute("SET statement_timeout = 0")
+            conn.execute("SET idle_in_transaction_session_timeout = 0")
+            if conn.info.server_version >= 170000:
+                conn.execute("SET transaction_timeout = 0")
+        except psycopg.Error as exc:
+            raise _sql_failure("preparing the session", exc, target) from None
         yield conn
     finally:
         conn.close()
@@ -350,12 +360,6 @@ def _export_snapshot(conn: psycopg.Connection[tuple[Any, ...]], target: PgTarget
     nothing is read from the tables).
     """
     try:
-        # Like pg_dump for its own session: a server or role default must not end a
-        # transaction that idles for the whole dump, nor cut a long count short.
-        conn.execute("SET statement_timeout = 0")
-        conn.execute("SET idle_in_transaction_session_timeout = 0")
-        if conn.info.server_version >= 170000:
-            conn.execute("SET transaction_timeout = 0")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     except psycopg.Error as exc:
         raise _sql_failure("preparing the dump's transaction", exc, target) from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
+import sys
 from typing import Any
 
 import click
@@ -140,8 +142,26 @@ for operator_group in (storages, policies, backups, restores, drills, offsite_ta
     cli.add_command(operator_group)
 
 
+SERVERS = {"dev", "worker", "api"}
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except SystemExit as done:
+        if "temporalio.runtime" not in sys.modules or SERVERS & set(sys.argv[1:]):
+            raise
+        # A short command that made a Temporal client skips the interpreter's finalization:
+        # the SDK's runtime threads may call into Python while it finalizes and abort a
+        # clean exit with SIGABRT (temporalio/sdk-python#300; seen after a failed connect).
+        # The servers end through their own shutdown, with atexit handlers.
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ async def delete_storage(
         workflow_id = await storages.delete(
             session, temporal, access.principal.actor, storage, force
         )
+        # read before the commit: a quick deletion workflow may remove the row right after it
+        accepted = _accepted(storage, settings, workflow_id)
     await session.commit()
-    await session.refresh(storage)
-    return _accepted(storage, settings, workflow_id)
+    return accepted

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from adapters import pg_databases
 from core.crypto import generate_master_key
 from core.settings import Settings
 from db import migrate
@@ -82,9 +83,8 @@ async def stack(
             for name in CREATED_DATABASES[created_before:]:
                 database_server.drop_database(name)
             for restore_id in it.restore_ids:
-                short = uuid.UUID(restore_id).hex[:12]
-                for prefix in ("cairn_restore_", "cairn_old_"):
-                    database_server.drop_database(prefix + short)
+                for name in pg_databases.staging_names(restore_id):
+                    database_server.drop_database(name)
 
         cleanup.callback(drop_application_databases)
         cleanup.callback(lambda: it.worker.stop())

@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
+from adapters import pg_databases
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support import histories
@@ -150,7 +151,7 @@ async def test_full_restore_brings_every_table_and_file_back(
     assert leftovers == []
     with psycopg.connect(database_server.url("postgres", driver="postgresql")) as conn:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
-    assert not [n for n in names if n.startswith(("cairn_restore_", "cairn_old_"))]
+    assert not set(pg_databases.staging_names(restore["id"])) & set(names)
     if dataset == "default":
         await histories.record(temporal_client, restore["workflow_id"], "restore-succeeded")
 
