@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import tell_recovery
 from activities.errors import fatal, temporal_errors, to_application_error
 from activities.support import (
     execution_repository,
@@ -522,6 +523,7 @@ class BackupActivities:
         metrics.BACKUP_SIZE.observe(stored.size_bytes)
         metrics.BACKUP_DURATION.observe((now - execution.started_at).total_seconds())
         metrics.LAST_SUCCESS.labels(str(execution.application_id)).set(now.timestamp())
+        await tell_recovery(self.client, self.sessions, execution.id)
         return stored.size_bytes
 
     def _store_manifest(self, repo: Repository, manifest: dict[str, Any], tags: list[str]) -> str:

@@ -1,38 +1,77 @@
-"""Tells the failure webhook when an application becomes overdue and when it recovers.
+"""Tells the failure webhook and the workspaces' notification channels when an application
+becomes overdue and when it recovers.
 
 Run by ``OverdueNoticesWorkflow`` from the ``overdue-notices`` system schedule, apart from any
 run, so a webhook that is down never delays or fails a backup. Each notice is recorded in the
 audit log right after the webhook accepted it (``services/overdue.py``), so a retried attempt
 sends only what is still untold; a worker dying between the two sends that one notice again.
+Channels are told by a workflow of their own per notice (``activities/channels.dispatch``),
+named by the notice, so a retried attempt starts none twice.
 """
 
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 
+from activities.channels import dispatch
 from activities.notify import deliver
+from contracts.channels import ChannelNotice
 from core.settings import Settings
+from db.models import NotificationChannel
 from services import overdue
 
 
+def channel_notice(notice: overdue.Notice) -> ChannelNotice | None:
+    """Backups' overdue periods only: a channel's ``application.overdue`` / ``…recovered``."""
+    if notice.kind != "backup":
+        return None
+    since = notice.overdue_since.isoformat()
+    return ChannelNotice(
+        event=f"application.{notice.event}",
+        key=f"{notice.application_id}-{since}",
+        workspace_id=str(notice.workspace_id),
+        application_id=str(notice.application_id),
+        overdue_since=since,
+        message=f"no successful backup since {since}"
+        if notice.event == "overdue"
+        else "a backup succeeded: no longer overdue",
+        occurred_at=since,
+    )
+
+
 class OverdueNotifier:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        client: Client | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
+        self.client = client
 
     @activity.defn
     async def notify_overdue(self) -> int:
         """Sends every notice due now; returns how many were sent."""
         url = self.settings.failure_webhook_url
-        if not url:
-            return 0
         async with self.sessions() as session:
+            channels = self.client is not None and bool(
+                await session.scalar(select(exists().where(NotificationChannel.enabled)))
+            )
+            if not url and not channels:
+                return 0
             due = await overdue.notices_due(session, self.settings)
         async with httpx.AsyncClient(timeout=10) as client:
             for notice in due:
-                await deliver(client, url, notice.payload())
+                told = channel_notice(notice)
+                if channels and told is not None and self.client is not None:
+                    await dispatch(self.client, self.sessions, told)
+                if url:
+                    await deliver(client, url, notice.payload())
                 async with self.sessions() as session:
                     overdue.record_notice(session, notice)
                     await session.commit()

@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from activities.archive import ArchiveActivities
 from activities.backup import BackupActivities
+from activities.channels import ChannelActivities
 from activities.copy import CopyActivities
 from activities.drill import DrillActivities
 from activities.notify import Notifier
@@ -31,6 +32,7 @@ from adapters.storage_backend import backend_for
 from core.settings import Settings
 from workflows.archiver import ArchiverWorkflow
 from workflows.backup import BackupWorkflow
+from workflows.channel_notices import ChannelNoticesWorkflow
 from workflows.copy import OffsiteCopyWorkflow
 from workflows.drill import RestoreDrillWorkflow
 from workflows.offsite_retention import OffsiteRetentionWorkflow
@@ -62,6 +64,7 @@ WORKFLOWS: list[type] = [
     OffsiteCopyWorkflow,
     OffsiteRetentionWorkflow,
     OverdueNoticesWorkflow,
+    ChannelNoticesWorkflow,
 ]
 
 
@@ -93,8 +96,10 @@ def activities(
             *storage.control(),
             *backups.control(),
             *restores.control(),
-            Notifier(settings).notify_failure,
-            OverdueNotifier(sessions, settings).notify_overdue,
+            Notifier(settings, client, sessions).notify_failure,
+            OverdueNotifier(sessions, settings, client).notify_overdue,
+            ChannelActivities(sessions, settings).channels_for_notice,
+            ChannelActivities(sessions, settings).send_channel_notice,
             ScheduleActivities(client, sessions, settings).reconcile_policy_schedules,
             RunActivities(client, sessions).settle_closed_runs,
             *drills.control(),

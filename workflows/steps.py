@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SuccessJob,
         UploadJob,
     )
+    from contracts.channels import ChannelNotice, ChannelSend
     from contracts.copy import CopyJob, CopyOutcome
     from contracts.drill import (
         BeginDrill,
@@ -133,4 +134,8 @@ refresh_storage_usage = Step[str, StorageUsage]("refresh_storage_usage", Storage
 settle_closed_runs = Listing[list[FailureEvent]]("settle_closed_runs", list[FailureEvent])
 notify_failure = Step[FailureEvent, None]("notify_failure", NONE)
 notify_overdue = Listing[int]("notify_overdue", int)
+
+# activities/channels.py: notices to the workspaces' notification channels
+channels_for_notice = Step[ChannelNotice, list[str]]("channels_for_notice", list[str])
+send_channel_notice = Step[ChannelSend, str]("send_channel_notice", str)
 reconcile_policy_schedules = Listing[dict[str, Any]]("reconcile_policy_schedules", dict[str, Any])

@@ -4,18 +4,28 @@ verifies the HMAC signature and by a real SMTP server (aiosmtpd, STARTTLS and AU
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from temporalio.client import Client
 
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
+from devstack.postgres import PostgresServer
 from tests.conftest import free_port
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace
+from tests.support.backups import make_app, run_backup
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
+from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +249,168 @@ async def test_channels_are_managed_by_admins_tested_and_their_secrets_never_sho
         ident,
     )
     assert audit_after[0][0] == 1
+
+
+async def until(
+    check: Callable[[], bool], seconds: float = 60, why: Callable[[], object] = lambda: ""
+) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"not delivered in time: {why()}"
+        await asyncio.sleep(0.2)
+
+
+def about(receiver: SignedReceiver, run_id: str) -> list[dict[str, Any]]:
+    return [e for e in receiver.events if (e.get("run") or {}).get("id") == run_id]
+
+
+def texts_about(slack: SignedReceiver, run_id: str) -> list[str]:
+    return [e["text"] for e in slack.events if run_id in e["text"]]
+
+
+def mails_about(smtp: SmtpServer, run_id: str) -> list[Any]:
+    return [m for m in smtp.messages if run_id in m.get_content()]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_failed_backup_and_its_recovery_reach_each_channel_once(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    temporal_client: Client,
+    hook: SignedReceiver,
+    slack: SignedReceiver,
+    smtp: SmtpServer,
+    trusts_smtp: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settings, "public_url", "https://cairn.example.com/")
+    app = await make_app(api, world, database_server, tmp_path, capacity_gb=1)
+    url, admin = channels_of(app.workspace), world.auth("ws_admin")
+    made = bodies(hook, slack, smtp)
+    made["webhook"]["events"] = ["backup.failed", "backup.recovered"]
+    made["email"]["events"] = ["backup.failed", "backup.recovered"]
+    wrong = {**made["email"], "name": "wrong password", "password": "not-the-password"}
+    ids = {}
+    for kind, body in {**made, "wrong": wrong}.items():
+        ids[kind] = (await expect(await api.post(url, json=body, headers=admin), 201))["id"]
+
+    # a real failure: the quota check refuses the backup (a sparse GiB fills the storage)
+    filler = settings.storage_mount_root / app.storage_pve_id / "workspaces" / "filler.bin"
+    filler.parent.mkdir(exist_ok=True)
+    with filler.open("wb") as handle:
+        handle.truncate(1024**3)
+    try:
+        failed = await run_backup(api, world, app)
+    finally:
+        filler.unlink()
+    assert failed["status"] == "failed"
+    run = failed["id"]
+    await until(
+        lambda: bool(about(hook, run) and texts_about(slack, run) and mails_about(smtp, run)),
+        why=lambda: (hook.events[-1:], hook.refused[-1:], slack.events[-1:], len(smtp.messages)),
+    )
+    told = about(hook, run)[0]
+    assert told["event"] == "backup.failed" and told["run"]["status"] == "failed"
+    assert told["application"]["id"] == app.id and told["application"]["name"]
+    assert told["workspace"]["name"] and "quota check" in told["message"]
+    assert (
+        told["links"]["ui"] == f"https://cairn.example.com/ui/applications/{app.id}/backups/{run}"
+    )
+    assert told["links"]["temporal"].endswith(failed["workflow_id"])
+    headers, raw = next((h, r) for h, r in hook.raw if run.encode() in r)
+    assert verify(HMAC_KEY, headers, raw) and headers["X-Cairn-Event"] == "backup.failed"
+    assert any(run in e["text"] and "backup failed" in e["text"] for e in slack.events)
+    mail = mails_about(smtp, run)[0]
+    assert "backup failed" in mail["Subject"] and "quota check" in mail.get_content()
+    assert f"/ui/applications/{app.id}/backups/{run}" in mail.get_content()
+
+    async def shown(kind: str) -> Any:
+        return await expect(await api.get(f"{url}/{ids[kind]}", headers=admin), 200)
+
+    # the channel with a wrong password is marked failing, with a clear error; the run is not
+    # affected (it failed for its own reason, told everywhere else)
+    for _ in range(300):
+        if (await shown("wrong"))["status"] == "failing":
+            break
+        await asyncio.sleep(0.2)
+    broken = await shown("wrong")
+    assert broken["status"] == "failing" and broken["consecutive_failures"] >= 1
+    assert "refused the login of cairn" in broken["last_error"]
+    for kind in made:
+        assert (await shown(kind))["status"] == "ok"
+
+    # the next success: backup.recovered to the channels that chose it, once
+    succeeded = await run_backup(api, world, app)
+    assert succeeded["status"] == "succeeded"
+    good = succeeded["id"]
+    await until(lambda: bool(about(hook, good) and mails_about(smtp, good)))
+    assert about(hook, good)[0]["event"] == "backup.recovered"
+    assert "succeeded again" in mails_about(smtp, good)[0]["Subject"]
+    again = await run_backup(api, world, app)  # a success after a success tells nobody
+    assert again["status"] == "succeeded"
+    await asyncio.sleep(3)
+    assert len(about(hook, run)) == 1 and len(texts_about(slack, run)) == 1
+    assert len(mails_about(smtp, run)) == 1
+    assert len(about(hook, good)) == 1 and texts_about(slack, good) == []
+    assert len(mails_about(smtp, good)) == 1
+    assert about(hook, again["id"]) == [] and mails_about(smtp, again["id"]) == []
+    assert (await shown("wrong"))["status"] == "failing"  # still retried, still refused
+    await histories.record(
+        temporal_client, f"channel-notice-backup.failed-{run}", "channel-notices"
+    )
+    for ident in ids.values():  # the wrong channel's retries then find it gone: skipped
+        await expect(await api.delete(f"{url}/{ident}", headers=admin), 204)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_overdue_application_is_told_once_per_period(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    temporal_client: Client,
+) -> None:
+    app = await make_app(api, world, database_server, tmp_path)
+    with SignedReceiver(HMAC_KEY) as receiver:
+        body = {
+            "name": "overdue hook",
+            "kind": "webhook",
+            "events": ["application.overdue", "application.recovered"],
+            "url": receiver.url,
+            "secret": HMAC_KEY,
+        }
+        admin = world.auth("ws_admin")
+        await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
+        with psycopg.connect(libpq_url(settings.database_url)) as conn:
+            conn.execute(
+                "UPDATE backup_policies SET created_at = %s WHERE application_id = %s",
+                (datetime.now(UTC) - timedelta(days=3), app.id),
+            )
+
+        async def notices() -> None:
+            await temporal_client.execute_workflow(
+                OVERDUE_NOTICES_WORKFLOW,
+                id=f"test-overdue-notices-{uuid.uuid4()}",
+                task_queue=CONTROL_TASK_QUEUE,
+            )
+
+        def events() -> list[str]:
+            return [
+                e["event"] for e in receiver.events if (e["application"] or {}).get("id") == app.id
+            ]
+
+        await notices()
+        await until(lambda: events() == ["application.overdue"])
+        overdue = receiver.events[-1]
+        assert overdue["overdue_since"] and overdue["run"] is None
+        await notices()  # the same period: nobody told twice
+        assert (await run_backup(api, world, app))["status"] == "succeeded"
+        await notices()
+        await until(lambda: events() == ["application.overdue", "application.recovered"])
+        await notices()
+        await asyncio.sleep(2)
+        assert events() == ["application.overdue", "application.recovered"]

@@ -12,6 +12,7 @@ import threading
 import time
 from email import message_from_bytes
 from email.message import Message
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class SmtpServer:
 
         class Handler:
             async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
-                server.messages.append(message_from_bytes(envelope.content))
+                server.messages.append(message_from_bytes(envelope.content, policy=default))
                 return "250 OK"
 
         def authenticator(
