@@ -621,6 +621,22 @@ def _owners_and_modes(folder: Path) -> dict[str, tuple[int, int, int]]:
     }
 
 
+def _listed_by_another_member(repo: Repository) -> list[str]:
+    """The repository's snapshots as a user of the repository's group (10001, the image's
+    user, as the worker runs) lists them with restic."""
+    listed = subprocess.run(
+        ["restic", "-r", str(repo.path), "--no-cache", "snapshots", "--json"],
+        env={"PATH": os.environ["PATH"], "HOME": "/tmp", "RESTIC_PASSWORD": repo.password},
+        user=10001,
+        group=10001,
+        extra_groups=[STORAGE_GROUP],
+        capture_output=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    return [str(s["short_id"]) for s in json.loads(listed.stdout)]
+
+
 def _as_the_application(
     kube_api: client.ApiClient, namespace: str, name: str, script: str
 ) -> tuple[str, str]:
@@ -750,6 +766,8 @@ def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_o
     assert written and all(
         p.stat().st_gid == STORAGE_GROUP and p.stat().st_mode & 0o040 for p in written
     )
+    # and a worker of another user in the group (cairn's image's, 10001) reads it all
+    assert _listed_by_another_member(app.repo) == [upload.snapshot_id[:8]]
 
     shutil.rmtree(volume / "private")
     (volume / "notes.txt").write_text("damaged")
@@ -775,6 +793,27 @@ def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_o
         pod["spec"]["securityContext"]["runAsUser"] == APP_USER for pod in mover_pods(kube, since)
     )
     assert leftovers(kube, ns) == []
+
+
+def test_what_a_root_mover_writes_stays_readable_by_the_repository_s_group(
+    app: App, kube: FakeKube, cairn_settings: Settings, cairn: CairnCalls
+) -> None:
+    """Issue 29, item 3: a mover run as root (CAIRN_MOVER_RUN_AS_USER=0) wrote repository
+    files of mode 0600 that only root could read. In a repository shared with
+    CAIRN_MOVER_FS_GROUP, what it writes is the group's and group-readable."""
+    rooted = cairn_settings.model_copy(
+        update={"mover_run_as_user": 0, "mover_fs_group": STORAGE_GROUP}
+    )
+    platform = platform_of(app, rooted, cairn)
+    run = str(uuid.uuid4())
+    dump = platform.dump_database(run, app.repo, [f"execution={run}"], lambda _: None)
+    platform.release(run)
+    files = [p for p in app.repo.path.rglob("*") if p.is_file()]
+    assert files and all(
+        p.stat().st_gid == STORAGE_GROUP and p.stat().st_mode & 0o040 for p in files
+    )
+    assert _listed_by_another_member(app.repo) == [dump.snapshot_id[:8]]
+    assert leftovers(kube, app.namespace) == []
 
 
 def test_passwords_reach_the_mover_only_through_secret_references() -> None:
