@@ -18,6 +18,7 @@ from cli.catalog import catalog
 from cli.dev import dev
 from cli.drills import drills
 from cli.mover import mover
+from cli.notification_channels import notification_channels
 from cli.offsite_targets import offsite_targets
 from cli.policies import policies
 from cli.restores import restores
@@ -138,7 +139,15 @@ cli.add_command(dev)
 cli.add_command(admin)
 cli.add_command(mover)
 cli.add_command(catalog)
-for operator_group in (storages, policies, backups, restores, drills, offsite_targets):
+for operator_group in (
+    storages,
+    policies,
+    backups,
+    restores,
+    drills,
+    offsite_targets,
+    notification_channels,
+):
     cli.add_command(operator_group)
 
 

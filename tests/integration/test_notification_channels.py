@@ -5,7 +5,10 @@ verifies the HMAC signature and by a real SMTP server (aiosmtpd, STARTTLS and AU
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from tests.support.api import ApiClient, World, expect, new_workspace
 from tests.support.backups import make_app, run_backup
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
+from tests.support.served import served  # noqa: F401  (the fixture)
 from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
 
 pytestmark = pytest.mark.integration
@@ -414,3 +418,64 @@ async def test_an_overdue_application_is_told_once_per_period(
         await notices()
         await asyncio.sleep(2)
         assert events() == ["application.overdue", "application.recovered"]
+
+
+CAIRN = str(Path(sys.executable).with_name("cairn"))
+
+
+async def cairn(url: str, token: str, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``cairn *args`` without a terminal; the environment carries the secret."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    process = await asyncio.create_subprocess_exec(
+        CAIRN,
+        *args,
+        env={**base, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_channels_through_the_cli(
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    hook: SignedReceiver,
+) -> None:
+    workspace = await new_workspace(api, world)
+    admin = world.tokens["ws_admin"]
+    group = ["notification-channels"]
+    where = ["--workspace", workspace]
+    add = [*group, "add", *where, "--kind", "webhook", "--name", "cli hook"]
+    add += ["--event", "backup.failed", "--event", "drill.failed", "--url", hook.url]
+    code, out, err = await cairn(served, admin, {}, *add)
+    assert code == 2 and "CAIRN_CHANNEL_SECRET" in err  # no secret: nothing sent
+    code, out, err = await cairn(
+        served, admin, {"CAIRN_CHANNEL_SECRET": HMAC_KEY}, *add, "-o", "json"
+    )
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["events"] == ["backup.failed", "drill.failed"] and HMAC_KEY not in out
+    bad = [*group, "add", *where, "--kind", "email", "--name", "m"]
+    code, out, err = await cairn(served, admin, {}, *bad, "--event", "backup.failed")
+    assert code == 3 and "recipients" in err, err
+    code, out, err = await cairn(served, admin, {}, *group, "list", *where, "-o", "json")
+    assert code == 0 and [c["name"] for c in json.loads(out)["items"]] == ["cli hook"], err
+    before = len(hook.events)
+    code, out, err = await cairn(served, admin, {}, *group, "test", *where, made["id"])
+    assert code == 0 and "delivered" in err, (out, err)
+    assert len(hook.events) == before + 1 and hook.events[-1]["event"] == "test"
+    hook.fail_next = 1
+    code, out, err = await cairn(served, admin, {}, *group, "test", *where, made["id"])
+    assert code == 1 and "answered HTTP 503" in err, (out, err)
+    member = world.tokens["member"]
+    code, out, err = await cairn(served, member, {}, *group, "list", *where)
+    assert code == 3 and ("403" in err or "forbidden" in err.lower()), err
+    code, out, err = await cairn(served, admin, {}, *group, "remove", *where, made["id"])
+    assert code == 0, err
+    assert (
+        await expect(await api.get(channels_of(workspace), headers=world.auth("ws_admin")), 200)
+    )["items"] == []
