@@ -28,6 +28,7 @@ from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import (
     TERMINAL,
     App,
+    damage,
     finished,
     make_app,
     run_backup,
@@ -224,10 +225,7 @@ async def test_a_damaged_pack_fails_the_drill_at_verification(
     before = app_state(app)
     packs = [p for p in Path(backup["backup_path"], "data").rglob("*") if p.is_file()]
     pack = max(packs, key=lambda p: p.stat().st_size)
-    raw = bytearray(pack.read_bytes())
-    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
-    pack.chmod(0o644)
-    pack.write_bytes(bytes(raw))
+    damage(pack)
     drill = await run_drill(api, world, app)
     assert drill["status"] == "failed"
     assert "the backup failed verification" in drill["error_message"], drill["error_message"]

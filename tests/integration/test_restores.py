@@ -19,7 +19,14 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, wait_for
-from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
+from tests.support.backups import (
+    App,
+    damage,
+    make_app,
+    run_backup,
+    table_hashes,
+    tree_hashes,
+)
 from tests.support.database import libpq_url
 from tests.support.webhook import WebhookReceiver
 
@@ -249,10 +256,7 @@ async def test_corrupted_repository_fails_verification_before_anything_is_touche
     database, files = table_hashes(app.db_url), {n: tree_hashes(p) for n, p in app.volumes.items()}
     packs = sorted(Path(backup["backup_path"], "data").rglob("*"), key=lambda p: p.stat().st_size)
     pack = [p for p in packs if p.is_file()][-1]
-    raw = bytearray(pack.read_bytes())
-    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
-    pack.chmod(0o644)
-    pack.write_bytes(bytes(raw))
+    damage(pack)
     restore = await run_restore(api, world, app, backup["id"], {"restore_type": "full"})
     assert restore["status"] == "failed"
     assert restore["error_message"].startswith("verify backup: the backup failed verification")
@@ -287,10 +291,7 @@ async def test_a_restore_reads_only_its_own_backup_s_data(
         (p for p in data.rglob("*") if p.is_file() and p not in before),
         key=lambda p: p.stat().st_size,
     )
-    raw = bytearray(pack.read_bytes())
-    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
-    pack.chmod(0o644)
-    pack.write_bytes(bytes(raw))
+    damage(pack)
 
     refused = await run_restore(api, world, app, newer["id"], {"restore_type": "full"})
     assert refused["status"] == "failed"

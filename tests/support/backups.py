@@ -198,3 +198,11 @@ async def repository_of(settings: Settings, application_id: str, storage_id: str
             return await open_repository(session, settings, application, storage)
     finally:
         await engine.dispose()
+
+
+def damage(pack: Path) -> None:
+    """64 bytes in the middle of a repository file overwritten, as a failing disk would."""
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
