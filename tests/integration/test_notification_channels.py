@@ -24,8 +24,8 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
 from tests.support import histories
-from tests.support.api import ApiClient, World, expect, new_workspace
-from tests.support.backups import make_app, run_backup
+from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
+from tests.support.backups import finished, make_app, run_backup
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
 from tests.support.served import served  # noqa: F401  (the fixture)
@@ -362,6 +362,29 @@ async def test_a_failed_backup_and_its_recovery_reach_each_channel_once(
     assert len(mails_about(smtp, good)) == 1
     assert about(hook, again["id"]) == [] and mails_about(smtp, again["id"]) == []
     assert (await shown("wrong"))["status"] == "failing"  # still retried, still refused
+
+    # a failed restore drill reaches the webhook once it chose drill.failed
+    events = ["backup.failed", "backup.recovered", "drill.failed"]
+    await expect(
+        await api.patch(f"{url}/{ids['webhook']}", json={"events": events}, headers=admin), 200
+    )
+    drills = f"/api/v1/applications/{app.id}/drills"
+    owner = world.auth("owner")
+    checks = [{"name": "never", "sql": "SELECT false"}]
+    policy = {"schedule": "@weekly", "checks": checks}
+    await expect(
+        await api.put(f"/api/v1/applications/{app.id}/drill-policy", json=policy, headers=owner),
+        201,
+    )
+    accepted = await expect(await api.post(drills, headers=owner), 202)
+    drill = await wait_for(api, f"{drills}/{accepted['id']}", owner, finished, seconds=120)
+    assert drill["status"] == "failed"
+    await until(lambda: bool(about(hook, drill["id"])))
+    told_drill = about(hook, drill["id"])
+    assert [e["event"] for e in told_drill] == ["drill.failed"]
+    assert "check 'never' failed" in told_drill[0]["message"]
+    assert told_drill[0]["links"]["ui"] == f"https://cairn.example.com/ui/applications/{app.id}"
+    assert texts_about(slack, drill["id"]) == [] and mails_about(smtp, drill["id"]) == []
     await histories.record(
         temporal_client, f"channel-notice-backup.failed-{run}", "channel-notices"
     )
