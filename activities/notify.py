@@ -24,17 +24,18 @@ from activities.channels import dispatch
 from contracts.channels import ChannelNotice
 from contracts.notify import FailureEvent
 from core.settings import Settings
+from core.states import RunStatus
 
 # (run kind, status) -> the channels' event; restores and cancelled drills have none
 CHANNEL_EVENTS = {
-    ("backup", "failed"): "backup.failed",
-    ("backup", "cancelled"): "backup.cancelled",
-    ("drill", "failed"): "drill.failed",
+    ("backup", RunStatus.FAILED): "backup.failed",
+    ("backup", RunStatus.CANCELLED): "backup.cancelled",
+    ("drill", RunStatus.FAILED): "drill.failed",
 }
 
 
 def channel_notice(event: FailureEvent) -> ChannelNotice | None:
-    name = CHANNEL_EVENTS.get((event.kind, str(event.status)))
+    name = CHANNEL_EVENTS.get((event.kind, RunStatus(event.status)))
     if name is None:
         return None
     return ChannelNotice(
