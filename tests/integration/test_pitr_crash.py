@@ -8,8 +8,9 @@ repository checks clean, a segment shipped twice is the same bytes both times, a
 through the API to a moment after the event gives exactly the rows committed by then, and
 the slot kept less WAL than its bound (and was never lost).
 
-Restarting the Temporal server itself is not done here: the shared dev server cannot be
-restarted under the other tests, and the isolated one keeps its state in memory.
+The module runs its own Temporal dev server with its state in a file (the chaos suite's
+``TemporalDevServer``), so it can also be stopped for a while and started again under the
+archiver.
 """
 
 from __future__ import annotations
@@ -39,14 +40,13 @@ from adapters.pg_archive import stream
 from adapters.pg_archive.window import Archive, read_archive, segment_number
 from adapters.restic import Repository, Restic
 from core.settings import Settings
+from devstack.postgres import PostgresServer
 from tests.integration.test_pitr_api import App, on_instance, policy, register, until_closed
-from tests.integration.test_worker_crash import (
-    isolated,  # noqa: F401  (the fixture)
-    start_worker,
-)
+from tests.integration.test_worker_crash import isolated_settings, start_worker
 from tests.support import pg_instance
 from tests.support.api import ApiClient, build_world, expect, running_app, wait_for
 from tests.support.backups import repository_of
+from tests.support.chaos import TemporalDevServer
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +75,7 @@ class Writer(threading.Thread):
 
 @dataclass
 class Archiving:
+    temporal: TemporalDevServer
     settings: Settings
     api: ApiClient
     owner: dict[str, str]
@@ -140,8 +141,32 @@ def instance() -> Iterator[pg_instance.Instance]:
 
 
 @pytest.fixture(scope="module")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer(tmp_path_factory.mktemp("pitr-temporal"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+async def isolated(
+    settings: Settings,
+    temporal: TemporalDevServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    database_server: PostgresServer,
+) -> AsyncIterator[Settings]:
+    async with isolated_settings(
+        settings, temporal.address, tmp_path_factory, database_server
+    ) as it:
+        yield it
+
+
+@pytest.fixture(scope="module")
 async def archiving(
-    isolated: Settings,  # noqa: F811
+    temporal: TemporalDevServer,
+    isolated: Settings,
     instance: pg_instance.Instance,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Archiving]:
@@ -167,6 +192,7 @@ async def archiving(
             )
             writer.start()
             state = Archiving(
+                temporal,
                 isolated,
                 api,
                 owner,
@@ -288,6 +314,21 @@ async def test_a_worker_killed_while_streaming_resumes_the_window_without_a_gap(
     # the killed attempt is retried once its heartbeat times out (30 s); meanwhile the slot
     # keeps what the writer commits
     await _after_the_event(archiving, killed_at)
+
+
+async def test_temporal_stopped_for_a_while_resumes_the_window_without_a_gap(
+    archiving: Archiving,
+) -> None:
+    """The Temporal server away for 20 s under the archiver (its state kept in its file):
+    the stream goes on or resumes, and nothing committed meanwhile is missing."""
+    await archiving.window_reaches(archiving.now())
+    stopped_at = archiving.now()
+    archiving.temporal.stop()
+    try:
+        await asyncio.sleep(20)
+    finally:
+        archiving.temporal.start()
+    await _after_the_event(archiving, stopped_at)
 
 
 async def test_the_application_server_restarted_resumes_the_window_without_a_gap(

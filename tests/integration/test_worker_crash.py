@@ -8,6 +8,7 @@ serves the task queues.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -85,6 +86,23 @@ async def isolated(
         search_attributes=SEARCH_ATTRIBUTE_KEYS,
         dev_server_log_level="error",
     )
+    try:
+        address = env.client.service_client.config.target_host
+        async with isolated_settings(settings, address, tmp_path_factory, database_server) as it:
+            yield it
+    finally:
+        await env.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def isolated_settings(
+    settings: Settings,
+    temporal_address: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    database_server: PostgresServer,
+) -> AsyncIterator[Settings]:
+    """``settings`` on the Temporal server at ``temporal_address`` with a metadata database of
+    their own (dropped on leaving), no Proxmox and their own storages."""
     name = f"cairn_crash_{uuid.uuid4().hex[:10]}"
     database_server.create_database(name)
     try:
@@ -93,7 +111,7 @@ async def isolated(
         yield settings.model_copy(
             update={
                 "database_url": url,
-                "temporal_address": env.client.service_client.config.target_host,
+                "temporal_address": temporal_address,
                 "proxmox_host": None,
                 "proxmox_token_id": None,
                 "proxmox_token_secret": None,
@@ -102,7 +120,6 @@ async def isolated(
         )
     finally:
         database_server.drop_database(name)
-        await env.shutdown()
 
 
 async def test_sigkill_mid_upload_then_restart_completes_the_same_backup(
