@@ -65,14 +65,19 @@ class OverdueNotifier:
             if not url and not channels:
                 return 0
             due = await overdue.notices_due(session, self.settings)
+        sent = 0
         async with httpx.AsyncClient(timeout=10) as client:
             for notice in due:
                 told = channel_notice(notice)
+                started = False
                 if channels and told is not None and self.client is not None:
-                    await dispatch(self.client, self.sessions, told)
+                    started = await dispatch(self.client, self.sessions, told)
                 if url:
                     await deliver(client, url, notice.payload())
+                if not (url or started):
+                    continue  # told nobody: stays due for a channel that chooses it later
                 async with self.sessions() as session:
                     overdue.record_notice(session, notice)
                     await session.commit()
-        return len(due)
+                sent += 1
+        return sent
