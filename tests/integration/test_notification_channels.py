@@ -400,7 +400,10 @@ async def test_an_overdue_application_is_told_once_per_period(
     database_server: PostgresServer,
     tmp_path: Path,
     temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # channels alone, without the platform-wide webhook
+    monkeypatch.setattr(settings, "failure_webhook_url", None)
     app = await make_app(api, world, database_server, tmp_path)
     with SignedReceiver(HMAC_KEY) as receiver:
         body = {
@@ -441,6 +444,13 @@ async def test_an_overdue_application_is_told_once_per_period(
         await notices()
         await asyncio.sleep(2)
         assert events() == ["application.overdue", "application.recovered"]
+        audit = await expect(
+            await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events", headers=admin), 200
+        )
+        assert [e["action"] for e in audit["items"] if e["target_id"] == app.id][:2] == [
+            "application.backup_recovered",
+            "application.backup_overdue",
+        ]
 
 
 CAIRN = str(Path(sys.executable).with_name("cairn"))
