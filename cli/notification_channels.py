@@ -14,15 +14,8 @@ import click
 from cli.client import Api, connection_options, with_api
 from cli.output import Field, Output, limit_options, note, output_options, when
 from cli.storages import _workspace, workspace_option
+from contracts.channels import EVENTS
 
-EVENTS = (
-    "backup.failed",
-    "backup.cancelled",
-    "backup.recovered",
-    "application.overdue",
-    "application.recovered",
-    "drill.failed",
-)
 SECRET_ENV = "CAIRN_CHANNEL_SECRET"
 
 COLUMNS: list[Field] = [

@@ -7,18 +7,20 @@ channel (and opens its secret) itself by the channel's id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 CHANNEL_NOTICES_WORKFLOW = "ChannelNoticesWorkflow"
 
 # the events a channel may choose (docs/alerts.md)
-EVENTS = (
+Event = Literal[
     "backup.failed",
     "backup.cancelled",
     "backup.recovered",
     "application.overdue",
     "application.recovered",
     "drill.failed",
-)
+]
+EVENTS: tuple[str, ...] = get_args(Event)
 
 
 @dataclass

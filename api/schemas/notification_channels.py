@@ -11,23 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, StringConstraints
 
 from api.schemas.common import DisplayName, Email, Input, Output
-
-EVENTS = (
-    "backup.failed",
-    "backup.cancelled",
-    "backup.recovered",
-    "application.overdue",
-    "application.recovered",
-    "drill.failed",
-)
-Event = Literal[
-    "backup.failed",
-    "backup.cancelled",
-    "backup.recovered",
-    "application.overdue",
-    "application.recovered",
-    "drill.failed",
-]
+from contracts.channels import EVENTS, Event
 
 
 def _loopback(host: str) -> bool:
