@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -925,6 +926,26 @@ def test_containers_run_as_their_security_context_says(api: client.ApiClient, ns
     assert log == "1500 1001 1001\n"
     _, log = _pod_run(api, ns, "unknown-user", script, securityContext={"runAsUser": 1234})
     assert log == "1234 0 0\n"
+
+
+def test_the_fake_refuses_to_start_unless_root() -> None:
+    """Its kubelet runs containers as other users: not as root, it says so and stops."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from tests.fakes.kube import FakeKube; FakeKube().start()"],
+        user=IMAGE_USER,
+        group=IMAGE_GROUP,
+        extra_groups=[],
+        cwd=Path.cwd(),
+        env={"PATH": os.environ["PATH"], "HOME": "/tmp"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert (
+        "RuntimeError: the fake Kubernetes API runs each container as its pod's user"
+        f" (runAsUser, runAsGroup, fsGroup): it must run as root, and runs as uid {IMAGE_USER}"
+    ) in done.stderr
 
 
 def test_a_non_root_pod_that_would_run_as_root_is_not_started(
