@@ -20,6 +20,20 @@ command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The Kubernetes API fake runs mover containers as their pods' users (tests/fakes/kube), who
+# must reach the interpreter and the checkout: pyenv keeps Python under /root (0700), so the
+# folders above both get the search bit for others (traversal, not listing).
+if [ "$(id -u)" -eq 0 ]; then
+  root_dir=$(cd "$(dirname "$0")/.." && pwd)
+  for start in "$(readlink -f "$root_dir/.venv/bin/python" 2>/dev/null || true)" "$root_dir/x"; do
+    [ -n "$start" ] || continue
+    dir=$(dirname "$start")
+    while [ "$dir" != "/" ]; do
+      chmod o+x "$dir"
+      dir=$(dirname "$dir")
+    done
+  done
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing ${missing[*]}"
 sudo_cmd=""

@@ -22,6 +22,7 @@ from temporalio.client import Client
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from schedules.backup_policy import schedule_id
 from tests.conftest import free_port
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
@@ -451,6 +452,74 @@ async def test_an_overdue_application_is_told_once_per_period(
             "application.backup_recovered",
             "application.backup_overdue",
         ]
+
+
+async def test_a_schedule_paused_behind_cairn_s_back_is_told_once_then_recovered_once(
+    api: ApiClient,
+    world: World,
+    worker: None,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 25's acceptance: a policy whose Temporal schedule someone paused behind cairn's
+    back (cairn's own policy still enabled) is overdue once its fire time plus grace has
+    passed (the policy made two hours ago, every 15 minutes: overdue an hour, the least
+    grace, after its first fire), its channel is told once however often the notices run,
+    and once more after the next success."""
+    monkeypatch.setattr(settings, "failure_webhook_url", None)
+    app = await make_app(api, world, database_server, tmp_path, policy={"schedule": "*/15 * * * *"})
+    schedule = temporal_client.get_schedule_handle(schedule_id(app.id))
+    owner = world.auth("owner")
+    await schedule.pause(note="paused by hand, behind cairn's back")
+    try:
+        with SignedReceiver(HMAC_KEY) as receiver:
+            body = {
+                "name": "paused hook",
+                "kind": "webhook",
+                "events": ["application.overdue", "application.recovered"],
+                "url": receiver.url,
+                "secret": HMAC_KEY,
+            }
+            admin = world.auth("ws_admin")
+            await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
+            with psycopg.connect(libpq_url(settings.database_url)) as conn:
+                conn.execute(
+                    "UPDATE backup_policies SET created_at = %s WHERE application_id = %s",
+                    (datetime.now(UTC) - timedelta(hours=2), app.id),
+                )
+            assert (await schedule.describe()).schedule.state.paused
+
+            def events() -> list[str]:
+                return [
+                    e["event"]
+                    for e in receiver.events
+                    if (e["application"] or {}).get("id") == app.id
+                ]
+
+            async def told(wanted: list[str]) -> None:
+                """The notices run three times, as their schedule would: told once."""
+                for _ in range(3):
+                    await temporal_client.execute_workflow(
+                        OVERDUE_NOTICES_WORKFLOW,
+                        id=f"test-overdue-notices-{uuid.uuid4()}",
+                        task_queue=CONTROL_TASK_QUEUE,
+                    )
+                await until(lambda: events() == wanted)
+                await asyncio.sleep(3)  # a second notice would be on its way by now
+                assert events() == wanted
+
+            application = f"/api/v1/applications/{app.id}"
+            assert (await expect(await api.get(application, headers=owner), 200))["overdue"]
+            await told(["application.overdue"])
+            assert (await run_backup(api, world, app))["status"] == "succeeded"
+            await told(["application.overdue", "application.recovered"])
+    finally:
+        await schedule.unpause(note="found")
+        disabled = {"storage_id": app.storage, "schedule": "*/15 * * * *", "enabled": False}
+        await expect(await api.post(app.policy, json=disabled, headers=owner), 200)
 
 
 CAIRN = str(Path(sys.executable).with_name("cairn"))
