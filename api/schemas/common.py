@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -67,3 +69,36 @@ class Output(BaseModel):
     def of(cls, row: object, **extra: Any) -> Self:
         """The answer for ``row``; ``extra`` gives (or overrides) fields the row lacks."""
         return cls.model_validate(_WithExtra(row, extra) if extra else row, from_attributes=True)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def web_url(value: str, *, what: str = "", query: bool = True, credentials: str = "") -> str:
+    """An outside server cairn calls (an offsite REST server, a notification webhook):
+    HTTPS, or HTTP on this host only (tests, a tunnel); no credentials in it (``credentials``
+    says where they go), no fragment, a query only when ``query``."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"must be an https:// URL{what}")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError("must use https:// (plain http:// only on a loopback address)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"must not carry credentials{credentials}")
+    if parts.fragment or (parts.query and not query):
+        raise ValueError(
+            "must not have a fragment" if query else "must not have a query or a fragment"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port: {exc}") from None
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value

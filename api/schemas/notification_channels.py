@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, StringConstraints
 
-from api.schemas.common import DisplayName, Email, Input, Output
+from api.schemas.common import DisplayName, Email, Input, Output, web_url
 from contracts.channels import EVENTS, Event
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _hook_url(value: str) -> str:
-    """HTTPS, or HTTP on this host only; no credentials or fragment."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError("must be an https:// URL")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ValueError("must use https:// (plain http:// only on a loopback address)")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry credentials")
-    if parts.fragment:
-        raise ValueError("must not have a fragment")
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise ValueError(f"has an invalid port: {exc}") from None
-    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain spaces or control characters")
-    return value
+    return web_url(value)
 
 
 def _unique(events: list[str]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -10,38 +9,16 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StrictInt, StringConstraints, model_validator
 
-from api.schemas.common import DisplayName, Input, Output
+from api.schemas.common import DisplayName, Input, Output, web_url
 
 PROTECTION_DAYS_MAX = 3650
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _server_url(value: str) -> str:
-    """HTTPS, or HTTP on this host only (tests, a tunnel); no credentials, query or fragment."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError("must be an https:// URL of the REST server")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ValueError("must use https:// (plain http:// only on a loopback address)")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry credentials: give them in credentials")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or a fragment")
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise ValueError(f"has an invalid port: {exc}") from None
-    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain spaces or control characters")
-    return value.rstrip("/")
+    checked = web_url(
+        value, what=" of the REST server", query=False, credentials=": give them in credentials"
+    )
+    return checked.rstrip("/")
 
 
 ServerUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_server_url)]
