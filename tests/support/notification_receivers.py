@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import ssl
-import threading
 import time
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.support.webhook import WebhookReceiver
 
 REPLAY_WINDOW = 300
 
@@ -35,47 +34,20 @@ def verify(key: str, headers: Any, body: bytes, now: float | None = None) -> boo
     return hmac.compare_digest(signature, "sha256=" + expected.hexdigest())
 
 
-class SignedReceiver:
+class SignedReceiver(WebhookReceiver):
     """Records the JSON bodies it accepts; answers 401 to a bad signature (``key`` set) and
     503 while ``fail_next`` lasts."""
 
     def __init__(self, key: str | None = None) -> None:
+        super().__init__("/hooks/cairn")
         self.key = key
-        self.events: list[dict[str, Any]] = []
         self.refused: list[str] = []
-        self.raw: list[tuple[dict[str, str], bytes]] = []
-        self.fail_next = 0
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.raw.append((dict(self.headers.items()), body))
-                if receiver.fail_next > 0:
-                    receiver.fail_next -= 1
-                    self.send_response(503)
-                elif receiver.key is not None and not verify(receiver.key, self.headers, body):
-                    receiver.refused.append(body.decode())
-                    self.send_response(401)
-                else:
-                    receiver.events.append(json.loads(body))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/cairn"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SignedReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def refusal(self, headers: Any, body: bytes) -> int | None:
+        if self.key is not None and not verify(self.key, headers, body):
+            self.refused.append(body.decode())
+            return 401
+        return None
 
 
 class SmtpServer:
