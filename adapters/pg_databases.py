@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -94,6 +95,11 @@ def drop(target: PgTarget, name: str) -> None:
         )
 
 
+def _present(conn: psycopg.Connection[tuple[Any, ...]], db: str) -> bool:
+    found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+    return found is not None
+
+
 def swap(target: PgTarget, staging: str, old: str) -> None:
     """Renames ``staging`` to the target's name; the previous database goes, once replaced.
 
@@ -102,13 +108,7 @@ def swap(target: PgTarget, staging: str, old: str) -> None:
     """
     name = target.dbname
     with _guarded(target, [name, staging, old]) as conn:
-
-        def present(db: str) -> bool:
-            return (
-                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
-                is not None
-            )
-
+        present = partial(_present, conn)
         if present(staging):
             if present(name):
                 conn.execute(
@@ -143,13 +143,7 @@ def abandon(target: PgTarget, staging: str, old: str) -> str:
     repeat. What was done, in words."""
     name = target.dbname
     with _guarded(target, [name, staging, old]) as conn:
-
-        def present(db: str) -> bool:
-            return (
-                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
-                is not None
-            )
-
+        present = partial(_present, conn)
         done = []
         if not present(name) and present(old):
             conn.execute(
