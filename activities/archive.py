@@ -29,13 +29,13 @@ from adapters.errors import AdapterError
 from adapters.pg_archive import base_backup, stream
 from adapters.pg_archive.window import Shipment, stamp
 from adapters.pg_dump import PgTarget
-from adapters.pg_identity import protected
+from adapters.pg_identity import DatabaseIdentity, protected
 from adapters.restic import Progress, Repository, Restic, ResticError
-from contracts.archive import Stretch, StretchJob
+from contracts.archive import RESTORED_DATABASE, Stretch, StretchJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
-from db.models import Application, BackupPolicy, BackupStorage
+from db.models import Application, BackupPolicy, BackupRestore, BackupStorage
 from repository.store import open_repository
 from schedules.cron import next_times
 
@@ -49,6 +49,8 @@ class Source:
     application_id: str
     target: PgTarget
     repo: Repository
+    restored: tuple[DatabaseIdentity, ...] = ()
+    """The new databases its restores to a moment made on its server (``stream.prepare``)."""
 
 
 def spool_of(settings: Settings, application_id: str) -> Path:
@@ -122,7 +124,14 @@ class ArchiveActivities:
             raise fatal(f"the application's storage is refused: {exc.message}", "Refused") from None
         except crypto.CryptoError as exc:
             raise fatal(str(exc), "SecretsUnavailable") from None
-        return Source(application_id, target, repo)
+        made = await session.scalars(
+            select(BackupRestore.details[RESTORED_DATABASE].astext).where(
+                BackupRestore.application_id == application.id,
+                BackupRestore.details.has_key(RESTORED_DATABASE),
+            )
+        )
+        restored = tuple(DatabaseIdentity.parse(text) for text in made if text)
+        return Source(application_id, target, repo, restored)
 
     def _stream(
         self, source: Source, seconds: int, progress: Callable[[Progress], None]
@@ -131,7 +140,7 @@ class ArchiveActivities:
         slot = stream.slot_name(source.application_id)
         spool = spool_of(self.settings, source.application_id)
         self.restic.init(source.repo)
-        stream.prepare(source.target, slot)
+        stream.prepare(source.target, slot, source.restored)
         receiver: subprocess.Popen[bytes] | None = None
         last: Shipment | None = None
         shipments = restarts = 0
@@ -208,7 +217,7 @@ class ArchiveActivities:
 
         def take(_progress: Callable[[Progress], None]) -> str:
             self.restic.init(source.repo)
-            stream.prepare(source.target, slot)
+            stream.prepare(source.target, slot, source.restored)
             taken = base_backup.take(
                 source.target,
                 slot,

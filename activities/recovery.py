@@ -23,11 +23,12 @@ from activities.archive import ArchiveActivities, Source
 from activities.errors import fatal, temporal_errors
 from activities.support import read_metadata, to_completion, with_progress
 from adapters import pg_databases
-from adapters.pg_archive import scratch
+from adapters.pg_archive import scratch, stream
 from adapters.pg_archive.window import OutsideWindow, plan, read_archive, read_stamp
 from adapters.pg_dump import DumpError, PgTarget, table_row_counts, tool
+from adapters.pg_identity import DatabaseIdentity, identity_of_current
 from adapters.restic import Progress
-from contracts.archive import LATEST, TARGET_TIME
+from contracts.archive import LATEST, RESTORED_DATABASE, TARGET_TIME
 from core import metrics
 from core.restore_details import RestoreDetails
 from core.states import RunStatus
@@ -86,7 +87,7 @@ class RecoveryActivities(ArchiveActivities):
         source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
         staging = pg_databases.staging_names(restore_id)[0]
 
-        def run(_progress: Callable[[Progress], None]) -> str:
+        def run(_progress: Callable[[Progress], None]) -> tuple[str, DatabaseIdentity | None]:
             place = self._recover(source, restore_id, moment)
             try:
                 into = replace(source.target, dbname=into_name or staging)
@@ -95,10 +96,18 @@ class RecoveryActivities(ArchiveActivities):
             finally:
                 scratch.remove(place)
             where = f"database {into_name}" if into_name else f"the copy {staging}"
-            return f"recovered to {asked} into {where}; {tables} tables verified"
+            made = _identity(into) if into_name else None
+            return f"recovered to {asked} into {where}; {tables} tables verified", made
 
         with temporal_errors("restore to a moment"):
-            return await with_progress(run)
+            note, made = await with_progress(run)
+        if made is not None:  # the archiver accepts it beside the live database
+            async with self.sessions() as session:
+                restore = await session.get(BackupRestore, uuid.UUID(restore_id))
+                assert restore is not None
+                restore.details = {**(restore.details or {}), RESTORED_DATABASE: str(made)}
+                await session.commit()
+        return note
 
     def _verified(self, recovered: PgTarget, copy: PgTarget) -> int:
         """Every table of the copy holds as many rows as in the recovered server; how many
@@ -177,3 +186,8 @@ class RecoveryActivities(ArchiveActivities):
 
     def data(self) -> list[Any]:
         return [self.restore_to_time, self.swap_in_moment, self.abandon_moment]
+
+
+def _identity(target: PgTarget) -> DatabaseIdentity:
+    with stream.connect(target) as conn:
+        return identity_of_current(conn)

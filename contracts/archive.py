@@ -11,6 +11,10 @@ ARCHIVER_WORKFLOW = "ArchiverWorkflow"
 TARGET_TIME = "target_time"
 """The key of a restore row's ``details`` holding the moment restored to: a stamp or LATEST."""
 LATEST = "latest"
+RESTORED_DATABASE = "restored_database"
+"""The key of a restore row's ``details`` holding the identity (``system_identifier:oid``) of
+the new database a restore to a moment made on the application's server: the archiver
+accepts it beside the live database (the application's own data), by identity, not name."""
 STRETCH_SECONDS = 3600
 """How long one ``archive_wal`` activity streams before the workflow continues as new."""
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +34,13 @@ from adapters.pg_archive.window import (
     stamp,
 )
 from adapters.pg_dump import DumpError, PgTarget, conninfo, environment, tool
-from adapters.pg_identity import SYSTEM_DATABASES, ProtectedDatabase, refuse_current
+from adapters.pg_identity import (
+    SYSTEM_DATABASES,
+    DatabaseIdentity,
+    ProtectedDatabase,
+    refuse_current,
+    server_identifier,
+)
 from adapters.restic import Repository, Restic, ResticError
 from core.boundaries import STAGING_PREFIXES
 from repository import names
@@ -62,7 +68,7 @@ def slot_name(application_id: str) -> str:
     return "cairn_" + application_id.replace("-", "")[:20]
 
 
-def prepare(target: PgTarget, slot: str) -> None:
+def prepare(target: PgTarget, slot: str, restored: Iterable[DatabaseIdentity] = ()) -> None:
     """Refuses a server it must not archive, then makes the slot (kept if it exists).
 
     Archiving is physical: it copies every database of the server. So the application's
@@ -70,18 +76,23 @@ def prepare(target: PgTarget, slot: str) -> None:
     cairn's metadata database and other tenants' data out of the archive. cairn's own copies
     of it (a restore's or a drill's, named with ``STAGING_PREFIXES``, which no registration
     or restore target may take) are the application's data too: a restore over the live
-    database, or a drill, running while a stretch starts does not stop the archiver.
+    database, or a drill, running while a stretch starts does not stop the archiver. So are
+    the new databases its restores to a moment made there, ``restored``: known by identity
+    (a database dropped and made again under the name is another one).
     """
     with connect(target) as conn:
         refuse_current(conn, target.protect)
+        system_identifier = server_identifier(conn)
+        own = set(restored)
         others = [
-            str(row[0])
-            for row in conn.execute(
-                "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1"
+            str(name)
+            for name, oid in conn.execute(
+                "SELECT datname, oid FROM pg_database WHERE NOT datistemplate ORDER BY 1"
             ).fetchall()
-            if row[0] not in SYSTEM_DATABASES
-            and row[0] != target.dbname
-            and not str(row[0]).startswith(STAGING_PREFIXES)
+            if name not in SYSTEM_DATABASES
+            and name != target.dbname
+            and not str(name).startswith(STAGING_PREFIXES)
+            and DatabaseIdentity(system_identifier, int(oid)) not in own
         ]
         if others:
             raise ProtectedDatabase(

@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from adapters import pg_databases
 from adapters.pg_archive import stream
 from adapters.pg_archive.window import stamp
-from adapters.pg_identity import ProtectedDatabase
+from adapters.pg_identity import ProtectedDatabase, identity_of_current
 from core.settings import Settings
 from tests.integration.test_cli import cairn, typed
 from tests.integration.test_pitr_api import (  # noqa: F401  (instance: the fixture)
@@ -209,6 +209,22 @@ async def test_a_staging_copy_does_not_stop_the_archiver_another_database_does(
                 stream.prepare(target, slot)
         finally:
             pg_databases.drop(hooked.instance.target(name), name)
+    # a restore to a moment's new database is known by identity: the same name made again
+    # (dropped, and someone else's now) is refused
+    for attempt in range(2):
+        with hooked.instance.connect("postgres") as conn:
+            conn.execute("CREATE DATABASE shop_restored")
+        try:
+            with hooked.instance.connect("shop_restored") as conn:
+                made = identity_of_current(conn)
+            if attempt == 0:
+                restored = (made,)
+                stream.prepare(target, slot, restored)
+            else:
+                with pytest.raises(ProtectedDatabase, match="also holds shop_restored"):
+                    stream.prepare(target, slot, restored)
+        finally:
+            pg_databases.drop(hooked.instance.target("shop_restored"), "shop_restored")
 
 
 async def test_a_failure_before_the_swap_leaves_the_live_database_untouched(
