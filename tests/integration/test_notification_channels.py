@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from tests.conftest import free_port
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished, make_app, run_backup
+from tests.support.cli import cairn
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
 from tests.support.served import served  # noqa: F401  (the fixture)
@@ -520,25 +519,6 @@ async def test_a_schedule_paused_behind_cairn_s_back_is_told_once_then_recovered
         await schedule.unpause(note="found")
         disabled = {"storage_id": app.storage, "schedule": "*/15 * * * *", "enabled": False}
         await expect(await api.post(app.policy, json=disabled, headers=owner), 200)
-
-
-CAIRN = str(Path(sys.executable).with_name("cairn"))
-
-
-async def cairn(url: str, token: str, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """``cairn *args`` without a terminal; the environment carries the secret."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    process = await asyncio.create_subprocess_exec(
-        CAIRN,
-        *args,
-        env={**base, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, **env},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_channels_through_the_cli(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +13,11 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import make_app, run_backup, table_hashes, tree_hashes
+from tests.support.cli import cairn
 from tests.support.offsite_servers import OffsiteSite
 from tests.support.served import served  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
-
-CAIRN = str(Path(sys.executable).with_name("cairn"))
 
 
 @pytest.fixture(scope="module")
@@ -31,22 +27,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffsiteSite]:
         yield started
     finally:
         started.stop()
-
-
-async def cairn(url: str, token: str, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """``cairn *args`` without a terminal; the environment carries the passwords."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    process = await asyncio.create_subprocess_exec(
-        CAIRN,
-        *args,
-        env={**base, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, **env},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 300)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_targets_and_a_restore_from_the_copy_through_the_cli(
