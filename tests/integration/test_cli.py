@@ -42,6 +42,7 @@ from tests.support.backups import (
     table_hashes,
     tree_hashes,
 )
+from tests.support.cli import cairn as run_cli
 from tests.support.served import served  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -74,23 +75,7 @@ def environment(url: str, token: str) -> dict[str, str]:
 
 async def cairn(url: str, token: str, cwd: Path, *args: str) -> Ran:
     """Runs ``cairn *args`` without a terminal (stdin, stdout and stderr are pipes)."""
-    process = await asyncio.create_subprocess_exec(
-        CAIRN,
-        *args,
-        cwd=cwd,
-        env=environment(url, token),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 300)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return Ran(process.returncode, out.decode(), err.decode())
+    return Ran(*await run_cli(url, token, {}, *args, cwd=cwd))
 
 
 async def typed(url: str, token: str, cwd: Path, answer: str, *args: str) -> Ran:

@@ -11,12 +11,15 @@ from pathlib import Path
 CAIRN = str(Path(sys.executable).with_name("cairn"))
 
 
-async def cairn(url: str, token: str, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+async def cairn(
+    url: str, token: str, env: dict[str, str], *args: str, cwd: Path | None = None
+) -> tuple[int, str, str]:
     """``cairn *args`` without a terminal; ``env`` carries the secrets; exit code, out, err."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     process = await asyncio.create_subprocess_exec(
         CAIRN,
         *args,
+        cwd=cwd,
         env={**base, "CAIRN_API_URL": url, "CAIRN_TOKEN": token, **env},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
