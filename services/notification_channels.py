@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import secret_contexts
@@ -71,6 +71,11 @@ def present(channel: NotificationChannel) -> dict[str, Any]:
     if channel.kind == "email":
         shown.update({key: target.get(key) for key in EMAIL_FIELDS})
     return shown
+
+
+def of_workspace(workspace_id: uuid.UUID) -> Select[Any]:
+    """The workspace's channels, for a page of them (the API's list and the UI's page)."""
+    return select(NotificationChannel).where(NotificationChannel.workspace_id == workspace_id)
 
 
 async def get(

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 
 from api.deps import SessionDep, SettingsDep, WorkspaceAdmin
 from api.pagination import Cursor, Limit, Page, fetch_page
@@ -57,7 +56,7 @@ async def list_notification_channels(
 ) -> dict[str, object]:
     items, next_cursor = await fetch_page(
         session,
-        select(NotificationChannel).where(NotificationChannel.workspace_id == access.workspace.id),
+        channels.of_workspace(access.workspace.id),
         NotificationChannel.created_at,
         NotificationChannel.id,
         limit,

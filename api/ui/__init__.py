@@ -8,10 +8,18 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.ui.pages import applications, backups, restores, sign_in, storages, workspaces
+from api.ui.pages import (
+    applications,
+    backups,
+    channels,
+    restores,
+    sign_in,
+    storages,
+    workspaces,
+)
 
 STATIC = Path(__file__).parent / "static"
-PAGES = (sign_in, workspaces, storages, applications, backups, restores)
+PAGES = (sign_in, workspaces, storages, channels, applications, backups, restores)
 
 
 def install(app: FastAPI) -> None:
