@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+from adapters import volume_root
 from adapters.restic import Repository, Restic
 
 
@@ -26,10 +27,14 @@ def count_files(path: Path) -> tuple[int, int]:
 
 
 def restore_folder(restic: Restic, repo: Repository, snapshot: str, folder: Path) -> None:
-    """Restores a volume's snapshot into ``folder``; what a killed attempt left is redone."""
+    """Restores a volume's snapshot into ``folder``, which gets the owner and mode the
+    volume's root had (``volume_root``); what a killed attempt left is redone."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     restic.restore(repo, snapshot, folder)
+    root = volume_root.recorded(restic.snapshot(repo, snapshot).tags)
+    if root is not None:
+        volume_root.give_back(folder, root)
 
 
 def swap_in_folder(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters import pg_databases, pg_dump
+from adapters import pg_databases, pg_dump, volume_root
 from adapters.local_folders import count_files, remove_folder, restore_folder, swap_in_folder
 from adapters.pg_checks import run_read_only_checks
 from adapters.pg_identity import DatabaseIdentity, protected
@@ -265,8 +265,10 @@ class LocalPlatform:
         force: bool,
         progress: ProgressFn,
     ) -> VolumeUpload:
+        folder = Path(handle)
+        tags = [*tags, volume_root.of(folder).tag()]  # restic keeps no node for the root
         result = self.restic.backup_paths(
-            repo, Path(handle), tags, parent=parent, force=force, progress=progress
+            repo, folder, tags, parent=parent, force=force, progress=progress
         )
         files = result.files_new + result.files_changed + result.files_unmodified
         return VolumeUpload(

@@ -532,6 +532,16 @@ class Restic:
         args = ["snapshots", "--json"]
         if tags:
             args += ["--tag", ",".join(_check_tags(tags))]  # one --tag with commas means AND
+        return self._snapshots(repo, args)
+
+    def snapshot(self, repo: Repository, snapshot_id: str) -> Snapshot:
+        """One snapshot, by its id (or a unique prefix of it)."""
+        found = self._snapshots(repo, ["snapshots", "--json", snapshot_id])
+        if len(found) != 1:
+            raise ResticError(f"no snapshot {snapshot_id} in {repo.path}", retryable=False)
+        return found[0]
+
+    def _snapshots(self, repo: Repository, args: list[str]) -> list[Snapshot]:
         return [
             Snapshot(
                 id=item["id"],

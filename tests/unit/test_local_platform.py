@@ -115,6 +115,28 @@ def test_a_volume_goes_up_and_comes_back_by_a_swap_safe_to_repeat(
     assert measured.volumes == {"uploads": VolumeFigures(files=2, bytes=7)}
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the volume's folder to another user")
+def test_a_restored_volume_s_folder_gets_back_its_owner_and_mode(
+    tmp_path: Path, restic: Restic, repo: Repository, apps: Path
+) -> None:
+    """restic keeps no node for the folder a volume is backed up from: its owner and mode
+    travel as a tag of the snapshot and the restored folder gets them back."""
+    live = apps / "shop" / "uploads"
+    os.chown(live, 1000, 1000)
+    live.chmod(0o750)
+    platform = local(tmp_path, restic, apps)
+    upload = platform.upload_volume(
+        "run", "uploads", str(live), repo, [], parent=None, force=False, progress=no_progress
+    )
+    assert "volume-root=1000:1000:0750" in restic.snapshot(repo, upload.snapshot_id).tags
+    os.chown(live, 0, 0)
+    live.chmod(0o700)
+    platform.restore_volume(str(uuid.uuid4()), "uploads", repo, upload.snapshot_id, no_progress)
+    restored = live.stat()
+    assert (restored.st_uid, restored.st_gid, restored.st_mode & 0o7777) == (1000, 1000, 0o750)
+    assert (live / "one.txt").read_text() == "one"
+
+
 def test_a_drill_restores_into_its_scratch_folder_and_removes_it(
     tmp_path: Path, restic: Restic, repo: Repository, apps: Path
 ) -> None:
