@@ -25,20 +25,21 @@ from db.models import NotificationChannel
 from services import overdue
 
 
-def channel_notice(notice: overdue.Notice) -> ChannelNotice | None:
-    """Backups' overdue periods only: a channel's ``application.overdue`` / ``…recovered``."""
-    if notice.kind != "backup":
-        return None
+def channel_notice(notice: overdue.Notice) -> ChannelNotice:
+    """A channel's ``application.overdue`` / ``application.recovered`` (backups) or
+    ``drill.overdue`` / ``drill.recovered`` (drills), named by the overdue period."""
     since = notice.overdue_since.isoformat()
+    subject = "application" if notice.kind == "backup" else "drill"
+    runs = "backup" if notice.kind == "backup" else "restore drill"
     return ChannelNotice(
-        event=f"application.{notice.event}",
+        event=f"{subject}.{notice.event}",
         key=f"{notice.application_id}-{since}",
         workspace_id=str(notice.workspace_id),
         application_id=str(notice.application_id),
         overdue_since=since,
-        message=f"no successful backup since {since}"
+        message=f"no successful {runs} since {since}"
         if notice.event == "overdue"
-        else "a backup succeeded: no longer overdue",
+        else f"a {runs} succeeded: no longer overdue",
         occurred_at=since,
     )
 
@@ -70,7 +71,7 @@ class OverdueNotifier:
             for notice in due:
                 told = channel_notice(notice)
                 started = False
-                if channels and told is not None and self.client is not None:
+                if channels and self.client is not None:
                     started = await dispatch(self.client, self.sessions, told)
                 if url:
                     await deliver(client, url, notice.payload())

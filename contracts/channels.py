@@ -19,6 +19,9 @@ Event = Literal[
     "application.overdue",
     "application.recovered",
     "drill.failed",
+    "drill.overdue",
+    "drill.recovered",
+    "storage.nearly_full",
 ]
 EVENTS: tuple[str, ...] = get_args(Event)
 
@@ -37,6 +40,7 @@ class ChannelNotice:
     message: str | None = None
     overdue_since: str | None = None
     occurred_at: str | None = None
+    storage_id: str | None = None  # storage.nearly_full of one storage (None: the quota)
 
 
 @dataclass

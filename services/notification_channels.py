@@ -30,7 +30,7 @@ from core import secret_contexts
 from core.crypto import open_sealed, seal
 from core.settings import Settings
 from db import audit
-from db.models import Application, NotificationChannel, Workspace
+from db.models import Application, BackupStorage, NotificationChannel, Workspace
 from services.errors import Conflict, Invalid, NotFound
 
 WEBHOOK_FIELDS = ("url",)
@@ -281,12 +281,18 @@ async def payload(
     workspace = await session.get(Workspace, uuid.UUID(notice["workspace_id"]))
     app_id = notice.get("application_id")
     application = await session.get(Application, uuid.UUID(app_id)) if app_id else None
+    storage_id = notice.get("storage_id")
+    storage = await session.get(BackupStorage, uuid.UUID(storage_id)) if storage_id else None
     links: dict[str, str] = {}
     base = (settings.public_url or "").rstrip("/")
     if base and application is not None:
         links["ui"] = f"{base}/ui/applications/{application.id}"
         if notice.get("run_kind") == "backup" and notice.get("run_id"):
             links["ui"] += f"/backups/{notice['run_id']}"
+    elif base and notice["event"] == "storage.nearly_full":
+        links["ui"] = f"{base}/ui/workspaces/{notice['workspace_id']}/storages"
+        if storage_id:
+            links["ui"] += f"/{storage_id}"
     if notice.get("workflow_id"):
         namespace = quote(settings.temporal_namespace, safe="")
         links["temporal"] = (
@@ -310,6 +316,9 @@ async def payload(
         }
         if notice.get("run_id")
         else None,
+        "storage": {"id": storage_id, "name": storage.name if storage else None}
+        if storage_id
+        else None,
         "message": notice.get("message"),
         "overdue_since": notice.get("overdue_since"),
         "links": links,
@@ -317,8 +326,9 @@ async def payload(
 
 
 def summary(body: dict[str, Any]) -> str:
-    """One line a person reads: what happened to which application."""
-    app = (body.get("application") or {}).get("name") or "-"
+    """One line a person reads: what happened to which application (or storage)."""
+    subject = body.get("application") or body.get("storage") or {}
+    app = subject.get("name") or "-"
     ws = body["workspace"]["name"]
     words = {
         "backup.failed": "backup failed",
@@ -327,6 +337,9 @@ def summary(body: dict[str, Any]) -> str:
         "application.overdue": "backup overdue",
         "application.recovered": "no longer overdue",
         "drill.failed": "restore drill failed",
+        "drill.overdue": "restore drill overdue",
+        "drill.recovered": "restore drills no longer overdue",
+        "storage.nearly_full": "storage nearly full",
         "test": "test notification",
     }
     what = words.get(body["event"], body["event"])

@@ -27,6 +27,7 @@ from activities.retention import RetentionActivities
 from activities.runs import RunActivities
 from activities.schedule_repair import ScheduleActivities
 from activities.storage import StorageActivities
+from activities.storage_notices import StorageNotifier
 from adapters.restic import Restic
 from adapters.storage_backend import backend_for
 from core.settings import Settings
@@ -98,6 +99,7 @@ def activities(
             *restores.control(),
             Notifier(settings, client, sessions).notify_failure,
             OverdueNotifier(sessions, settings, client).notify_overdue,
+            StorageNotifier(sessions, client).notify_nearly_full,
             ChannelActivities(sessions, settings).channels_for_notice,
             ChannelActivities(sessions, settings).send_channel_notice,
             ScheduleActivities(client, sessions, settings).reconcile_policy_schedules,

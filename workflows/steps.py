@@ -134,6 +134,7 @@ refresh_storage_usage = Step[str, StorageUsage]("refresh_storage_usage", Storage
 settle_closed_runs = Listing[list[FailureEvent]]("settle_closed_runs", list[FailureEvent])
 notify_failure = Step[FailureEvent, None]("notify_failure", NONE)
 notify_overdue = Listing[int]("notify_overdue", int)
+notify_nearly_full = Listing[int]("notify_nearly_full", int)  # activities/storage_notices.py
 
 # activities/channels.py: notices to the workspaces' notification channels
 channels_for_notice = Step[ChannelNotice, list[str]]("channels_for_notice", list[str])

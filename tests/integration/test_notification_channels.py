@@ -30,6 +30,7 @@ from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
 from tests.support.served import served  # noqa: F401  (the fixture)
 from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
+from workflows.storage import RefreshStorageUsageWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -561,3 +562,194 @@ async def test_channels_through_the_cli(
     assert (
         await expect(await api.get(channels_of(workspace), headers=world.auth("ws_admin")), 200)
     )["items"] == []
+
+
+async def run_notices(temporal_client: Client) -> str:
+    """One run of the ``overdue-notices`` schedule's workflow, as the schedule starts it;
+    returns its workflow id."""
+    workflow_id = f"test-overdue-notices-{uuid.uuid4()}"
+    await temporal_client.execute_workflow(
+        OVERDUE_NOTICES_WORKFLOW, id=workflow_id, task_queue=CONTROL_TASK_QUEUE
+    )
+    return workflow_id
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settings, "failure_webhook_url", None)
+    app = await make_app(api, world, database_server, tmp_path)
+    owner, admin = world.auth("owner"), world.auth("ws_admin")
+    drill_policy = f"/api/v1/applications/{app.id}/drill-policy"
+    await expect(await api.put(drill_policy, json={"schedule": "0 4 * * *"}, headers=owner), 201)
+    with SignedReceiver(HMAC_KEY) as receiver:
+        body = {
+            "name": "drill hook",
+            "kind": "webhook",
+            "events": ["drill.overdue", "drill.recovered"],
+            "url": receiver.url,
+            "secret": HMAC_KEY,
+        }
+        await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
+        # the daily drill made three days ago never ran
+        with psycopg.connect(libpq_url(settings.database_url)) as conn:
+            conn.execute(
+                "UPDATE restore_drill_policies SET created_at = %s WHERE policy_id ="
+                " (SELECT id FROM backup_policies WHERE application_id = %s)",
+                (datetime.now(UTC) - timedelta(days=3), app.id),
+            )
+        standing = await expect(await api.get(drill_policy, headers=owner), 200)
+        assert standing["overdue"] is True
+
+        def events() -> list[str]:
+            return [
+                e["event"] for e in receiver.events if (e["application"] or {}).get("id") == app.id
+            ]
+
+        await run_notices(temporal_client)
+        await until(lambda: events() == ["drill.overdue"], why=lambda: receiver.events)
+        told = receiver.events[-1]
+        since = datetime.fromisoformat(standing["overdue_since"])
+        assert datetime.fromisoformat(told["overdue_since"]) == since
+        assert "no successful restore drill since" in told["message"]
+        headers, raw = receiver.raw[-1]
+        assert verify(HMAC_KEY, headers, raw) and headers["X-Cairn-Event"] == "drill.overdue"
+        await run_notices(temporal_client)  # the same period: told once
+
+        assert (await run_backup(api, world, app))["status"] == "succeeded"
+        drills = f"/api/v1/applications/{app.id}/drills"
+        accepted = await expect(await api.post(drills, headers=owner), 202)
+        drill = await wait_for(api, f"{drills}/{accepted['id']}", owner, finished, seconds=180)
+        assert drill["status"] == "succeeded", drill
+        await run_notices(temporal_client)
+        await until(lambda: events() == ["drill.overdue", "drill.recovered"])
+        await run_notices(temporal_client)
+        await asyncio.sleep(2)
+        assert events() == ["drill.overdue", "drill.recovered"]
+        audit = await expect(
+            await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events", headers=admin), 200
+        )
+        assert [e["action"] for e in audit["items"] if e["target_id"] == app.id][:2] == [
+            "application.drill_recovered",
+            "application.drill_overdue",
+        ]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_nearly_full_storage_and_quota_are_told_once_per_period(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    temporal_client: Client,
+) -> None:
+    """A real usage reading past 90 % of the storage's 1 GB and of the workspace's 1 GB quota
+    (a sparse file in the storage's repositories' folder): each told once however often the
+    notices run; back under, nothing is told and the period ends; past it again, told again."""
+    workspace = await new_workspace(api, world, quota_gb=1)
+    admin = world.auth("ws_admin")
+    accepted = await expect(
+        await api.post(
+            f"/api/v1/workspaces/{workspace}/backup-storages",
+            json={"name": "tight", "type": "local", "capacity_gb": 1},
+            headers=admin,
+        ),
+        202,
+    )
+    storage_url = f"/api/v1/workspaces/{workspace}/backup-storages/{accepted['id']}"
+    await wait_for(api, storage_url, admin, lambda s: s["status"] == "active")
+    storage_id = str(accepted["id"])
+    [(pve_id,)] = rows(
+        settings, "SELECT proxmox_storage_id FROM backup_storages WHERE id = %s", storage_id
+    )
+    filler = settings.storage_mount_root / pve_id / "workspaces" / "filler.bin"
+    filler.parent.mkdir(parents=True, exist_ok=True)
+
+    async def reading(size: int | None) -> None:
+        """The storage holds ``size`` bytes (None: nothing) at a real usage refresh."""
+        if size is None:
+            filler.unlink(missing_ok=True)
+        else:
+            with filler.open("wb") as handle:
+                handle.truncate(size)
+        await temporal_client.execute_workflow(
+            RefreshStorageUsageWorkflow.run,
+            id=f"test-usage-{uuid.uuid4()}",
+            task_queue=CONTROL_TASK_QUEUE,
+        )
+
+    with SignedReceiver(HMAC_KEY) as receiver:
+        body = {
+            "name": "space hook",
+            "kind": "webhook",
+            "events": ["storage.nearly_full"],
+            "url": receiver.url,
+            "secret": HMAC_KEY,
+        }
+        await expect(await api.post(channels_of(workspace), json=body, headers=admin), 201)
+
+        def told() -> list[dict[str, Any]]:
+            return [e for e in receiver.events if e["workspace"]["id"] == workspace]
+
+        def kinds() -> list[str]:
+            return sorted(
+                "storage" if e["storage"] else "quota"
+                for e in told()
+                if "holds" in e["message"] or "quota" in e["message"]
+            )
+
+        try:
+            await reading(int(0.95 * 1024**3))
+            first = await run_notices(temporal_client)
+            for _ in range(2):
+                await run_notices(temporal_client)
+            await until(lambda: kinds() == ["quota", "storage"], why=told)
+            await asyncio.sleep(2)
+            assert kinds() == ["quota", "storage"]
+            await histories.record(temporal_client, first, "overdue-notices-nearly-full")
+            storage_notice = next(e for e in told() if e["storage"])
+            assert storage_notice["event"] == "storage.nearly_full"
+            assert storage_notice["storage"] == {"id": storage_id, "name": "tight"}
+            assert "storage tight holds 0.95 GiB of its 1 GB (95%)" in storage_notice["message"]
+            quota_notice = next(e for e in told() if e["storage"] is None)
+            assert "of its 1 GB backup quota (95%)" in quota_notice["message"]
+            assert all(
+                verify(HMAC_KEY, h, r) and h["X-Cairn-Event"] == "storage.nearly_full"
+                for h, r in receiver.raw
+            )
+
+            await reading(None)  # back under: the periods end, nobody is told
+            await run_notices(temporal_client)
+            await asyncio.sleep(2)
+            assert len(kinds()) == 2
+
+            await reading(int(0.93 * 1024**3))  # past it again: a new period, told again
+            await run_notices(temporal_client)
+            await until(lambda: kinds() == ["quota", "quota", "storage", "storage"], why=told)
+            assert "(93%)" in told()[-1]["message"]
+        finally:
+            filler.unlink(missing_ok=True)
+            await reading(None)
+    audit = rows(
+        settings,
+        "SELECT action, target_type, details->>'check' FROM audit_events"
+        " WHERE workspace_id = %s AND action LIKE 'storage.nearly_full%%' ORDER BY occurred_at",
+        workspace,
+    )
+    assert sorted(audit) == sorted(
+        [
+            ("storage.nearly_full", "backup_storage", "storage"),
+            ("storage.nearly_full", "workspace", "quota"),
+            ("storage.nearly_full_ended", "backup_storage", "storage"),
+            ("storage.nearly_full_ended", "workspace", "quota"),
+            ("storage.nearly_full", "backup_storage", "storage"),
+            ("storage.nearly_full", "workspace", "quota"),
+        ]
+    )
+    await expect(await api.delete(storage_url, headers=admin), 202)

@@ -108,9 +108,9 @@ async def _write(
     signed: SignedIn,
     session: SessionDep,
     action: Callable[[WorkspaceAccess, FormData], Coroutine[Any, Any, dict[str, Any] | None]],
-    failed: Callable[[FormData], dict[str, Any]],
+    refused_at: Callable[[FormData], dict[str, Any]],
 ) -> Response:
-    """Runs a write as the API's route would; its refusal is shown on the page (``failed``
+    """Runs a write as the API's route would; its refusal is shown on the page (``refused_at``
     says where), its outcome (a test's) too, else the browser goes back to the list."""
     access = await _admin(session, signed, workspace_id)
     form = await request.form()
@@ -120,16 +120,22 @@ async def _write(
     except REFUSALS as exc:
         signed, status, words = await refused(request, session, exc)
         access = await _admin(session, signed, workspace_id)
-        return await _page(request, signed, session, access, status, **failed(form), error=words)
+        shown = {**refused_at(form), "error": words}
+        return await _page(request, signed, session, access, status, **shown)
     if shown is not None:
         return await _page(request, signed, session, access, **shown)
     return go(request, f"/ui/workspaces/{workspace_id}/channels")
 
 
+def _at(channel_id: uuid.UUID) -> Callable[[FormData], dict[str, Any]]:
+    """A refusal about one channel: shown above the list."""
+    return lambda _: {"refused_at": str(channel_id)}
+
+
 def _new_form(form: FormData) -> dict[str, Any]:
     """The add form drawn again with what was typed, except every secret."""
     kept = {k: v for k, v in form.items() if k not in ("webhook_secret", "slack_url", "password")}
-    return {"form": kept, "chosen": _events(form), "failed": "new"}
+    return {"form": kept, "chosen": _events(form), "refused_at": "new"}
 
 
 @router.post("/workspaces/{workspace_id}/channels", response_class=HTMLResponse)
@@ -177,9 +183,7 @@ async def update_channel(
                 body.model_dump(exclude_unset=True),
             )
 
-    return await _write(
-        request, workspace_id, signed, session, action, lambda _: {"failed": str(channel_id)}
-    )
+    return await _write(request, workspace_id, signed, session, action, _at(channel_id))
 
 
 @router.post("/workspaces/{workspace_id}/channels/{channel_id}/test", response_class=HTMLResponse)
@@ -200,9 +204,7 @@ async def test_channel(
             )
         return {"tested": {"id": str(channel_id), "name": channel.name, "error": error}}
 
-    return await _write(
-        request, workspace_id, signed, session, action, lambda _: {"failed": str(channel_id)}
-    )
+    return await _write(request, workspace_id, signed, session, action, _at(channel_id))
 
 
 @router.post("/workspaces/{workspace_id}/channels/{channel_id}/delete", response_class=HTMLResponse)
@@ -218,6 +220,4 @@ async def delete_channel(
             channel = await channels.get(session, access.workspace.id, channel_id)
             await channels.delete(session, access.principal.actor, channel)
 
-    return await _write(
-        request, workspace_id, signed, session, action, lambda _: {"failed": str(channel_id)}
-    )
+    return await _write(request, workspace_id, signed, session, action, _at(channel_id))
