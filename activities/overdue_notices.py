@@ -1,5 +1,5 @@
-"""Tells the failure webhook and the workspaces' notification channels when an application
-becomes overdue and when it recovers.
+"""Tells the failure webhook and the workspaces' notification channels when an application's
+backups, drills or offsite copies become overdue and when they recover.
 
 Run by ``OverdueNoticesWorkflow`` from the ``overdue-notices`` system schedule, apart from any
 run, so a webhook that is down never delays or fails a backup. Each notice is recorded in the
@@ -22,24 +22,32 @@ from activities.notify import deliver
 from contracts.channels import ChannelNotice
 from core.settings import Settings
 from db.models import NotificationChannel
-from services import overdue
+from services import offsite_targets, overdue
+
+# what each kind of overdue period is about: (the event's prefix, overdue, recovered)
+_WORDS = {
+    "backup": ("application", "no successful backup since {}", "a backup succeeded"),
+    "drill": ("drill", "no successful restore drill since {}", "a restore drill succeeded"),
+    "offsite": (
+        "offsite",
+        "backups have waited for their offsite copy past their allowance since {}",
+        "an offsite copy landed",
+    ),
+}
 
 
 def channel_notice(notice: overdue.Notice) -> ChannelNotice:
-    """A channel's ``application.overdue`` / ``application.recovered`` (backups) or
-    ``drill.overdue`` / ``drill.recovered`` (drills), named by the overdue period."""
+    """A channel's ``application.overdue`` / ``application.recovered`` (backups),
+    ``drill.…`` (drills) or ``offsite.…`` (offsite copies), named by the overdue period."""
     since = notice.overdue_since.isoformat()
-    subject = "application" if notice.kind == "backup" else "drill"
-    runs = "backup" if notice.kind == "backup" else "restore drill"
+    prefix, late, back = _WORDS[notice.kind]
     return ChannelNotice(
-        event=f"{subject}.{notice.event}",
+        event=f"{prefix}.{notice.event}",
         key=f"{notice.application_id}-{since}",
         workspace_id=str(notice.workspace_id),
         application_id=str(notice.application_id),
         overdue_since=since,
-        message=f"no successful {runs} since {since}"
-        if notice.event == "overdue"
-        else f"a {runs} succeeded: no longer overdue",
+        message=late.format(since) if notice.event == "overdue" else f"{back}: no longer overdue",
         occurred_at=since,
     )
 
@@ -65,7 +73,8 @@ class OverdueNotifier:
             )
             if not url and not channels:
                 return 0
-            due = await overdue.notices_due(session, self.settings)
+            lags = await offsite_targets.offsite_lags(session, self.settings)
+            due = await overdue.notices_due(session, self.settings, offsite=lags)
         sent = 0
         async with httpx.AsyncClient(timeout=10) as client:
             for notice in due:

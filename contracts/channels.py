@@ -21,6 +21,8 @@ Event = Literal[
     "drill.failed",
     "drill.overdue",
     "drill.recovered",
+    "offsite.overdue",
+    "offsite.recovered",
     "storage.nearly_full",
 ]
 EVENTS: tuple[str, ...] = get_args(Event)

@@ -339,6 +339,8 @@ def summary(body: dict[str, Any]) -> str:
         "drill.failed": "restore drill failed",
         "drill.overdue": "restore drill overdue",
         "drill.recovered": "restore drills no longer overdue",
+        "offsite.overdue": "offsite copies overdue",
+        "offsite.recovered": "offsite copies no longer overdue",
         "storage.nearly_full": "storage nearly full",
         "test": "test notification",
     }

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
@@ -29,6 +29,9 @@ from db.models import (
     RestoreDrillPolicy,
 )
 from schedules.cron import next_times
+
+if TYPE_CHECKING:
+    from services.offsite_targets import OffsiteLag
 
 
 @dataclass(frozen=True)
@@ -147,15 +150,18 @@ NOTICE_ACTIONS: dict[tuple[str, bool], str] = {
     ("backup", False): "application.backup_recovered",
     ("drill", True): "application.drill_overdue",
     ("drill", False): "application.drill_recovered",
+    ("offsite", True): "application.offsite_overdue",
+    ("offsite", False): "application.offsite_recovered",
 }
 _KIND_OF_ACTION = {action: key for key, action in NOTICE_ACTIONS.items()}
 
 
 @dataclass(frozen=True)
 class Notice:
-    """An overdue period of an application's backups or drills began or ended."""
+    """An overdue period of an application's backups, drills or offsite copies began or ended
+    (for copies, ``last_success`` is when the newest copy finished)."""
 
-    kind: Literal["backup", "drill"]
+    kind: Literal["backup", "drill", "offsite"]
     event: Literal["overdue", "recovered"]
     application_id: uuid.UUID
     workspace_id: uuid.UUID
@@ -199,18 +205,35 @@ async def _latest_notices(
     return found
 
 
+def offsite_verdict(lag: OffsiteLag, now: datetime) -> Verdict:
+    """The offsite copies' standing read as a schedule's: owed since the oldest backup without
+    a copy completed, overdue past its allowance (``core/offsite_overdue.py``)."""
+    return Verdict(
+        overdue=lag.overdue_since(now) is not None,
+        due_at=lag.behind_since,
+        deadline=lag.overdue_from,
+    )
+
+
 async def notices_due(
-    session: AsyncSession, settings: Settings, now: datetime | None = None
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime | None = None,
+    offsite: dict[uuid.UUID, OffsiteLag] | None = None,
 ) -> list[Notice]:
-    """The notices to send now: each application newly overdue, each one recovered."""
+    """The notices to send now: each application newly overdue, each one recovered; for
+    its offsite copies too when their lags (``offsite_targets.offsite_lags``) are given."""
+    now = now or datetime.now(UTC)
     standing = await standings(session, settings, now=now)
     latest = await _latest_notices(session, list(standing))
+    offsite = offsite or {}
     due: list[Notice] = []
     for s in standing.values():
-        kinds: tuple[tuple[Literal["backup", "drill"], Verdict | None, datetime | None], ...] = (
-            ("backup", s.backup, s.last_success),
-            ("drill", s.drill, s.last_drill_success),
-        )
+        lag = offsite.get(s.application_id)
+        kinds: list[tuple[Literal["backup", "drill", "offsite"], Verdict | None, datetime | None]]
+        kinds = [("backup", s.backup, s.last_success), ("drill", s.drill, s.last_drill_success)]
+        if lag is not None:
+            kinds.append(("offsite", offsite_verdict(lag, now), lag.last_copied_at))
         for kind, verdict, last in kinds:
             told = latest.get((str(s.application_id), kind))
             event = notice_due(verdict, last, told)

@@ -5,6 +5,7 @@ verifies the HMAC signature and by a real SMTP server (aiosmtpd, STARTTLS and AU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import uuid
@@ -16,18 +17,22 @@ from typing import Any
 import psycopg
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+from contracts.copy import copy_workflow_id
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from schedules.backup_policy import schedule_id
 from tests.conftest import free_port
+from tests.integration.test_offsite import add_target, copied
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished, make_app, run_backup
 from tests.support.cli import cairn
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
+from tests.support.offsite_servers import OffsiteSite
 from tests.support.served import served  # noqa: F401  (the fixture)
 from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
 from workflows.storage import RefreshStorageUsageWorkflow
@@ -753,3 +758,96 @@ async def test_a_nearly_full_storage_and_quota_are_told_once_per_period(
         ]
     )
     await expect(await api.delete(storage_url, headers=admin), 202)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_overdue_offsite_copies_are_told_once_then_recovered_once(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real rclone target stopped after the first copy: the second backup's copy waits;
+    moved 7 hours back (past a daily schedule's 6-hour allowance) it is overdue, told once;
+    the target back and a third backup copied, the period's end is told once."""
+    monkeypatch.setattr(settings, "failure_webhook_url", None)
+    app = await make_app(api, world, database_server, tmp_path / "app")
+    owner, admin = world.auth("owner"), world.auth("ws_admin")
+    site = OffsiteSite.started(tmp_path / "offsite")
+    waiting = None
+    try:
+        target_id = await add_target(api, world, app.workspace, site)
+        policy = {
+            "storage_id": app.storage,
+            "schedule": "0 3 * * *",
+            "offsite_target_id": target_id,
+        }
+        await expect(await api.post(app.policy, json=policy, headers=owner), 200)
+        first = await run_backup(api, world, app)
+        await copied(api, world, app, first["id"])
+        site.everyday.stop()  # the next copy waits for the target
+        second = await run_backup(api, world, app)
+        assert second["status"] == "succeeded"
+        waiting = copy_workflow_id(second["id"], target_id)
+        application = f"/api/v1/applications/{app.id}"
+        await wait_for(api, application, owner, lambda a: a["offsite"]["copies_pending"] == 1)
+        with psycopg.connect(libpq_url(settings.database_url)) as conn:
+            conn.execute(
+                "UPDATE backup_executions SET completed_at = completed_at - %s WHERE id = ANY(%s)",
+                (timedelta(hours=7), [first["id"], second["id"]]),
+            )
+        lag = (await expect(await api.get(application, headers=owner), 200))["offsite"]
+        assert lag["overdue"] is True, lag
+
+        with SignedReceiver(HMAC_KEY) as receiver:
+            body = {
+                "name": "offsite hook",
+                "kind": "webhook",
+                "events": ["offsite.overdue", "offsite.recovered"],
+                "url": receiver.url,
+                "secret": HMAC_KEY,
+            }
+            await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
+
+            def events() -> list[str]:
+                return [
+                    e["event"]
+                    for e in receiver.events
+                    if (e["application"] or {}).get("id") == app.id
+                ]
+
+            for _ in range(2):
+                await run_notices(temporal_client)
+            await until(lambda: events() == ["offsite.overdue"], why=lambda: receiver.events)
+            told = receiver.events[-1]
+            since = datetime.fromisoformat(lag["overdue_since"])
+            assert datetime.fromisoformat(told["overdue_since"]) == since
+            assert "offsite copy past their allowance" in told["message"]
+
+            site.everyday.start()
+            await temporal_client.get_workflow_handle(waiting).terminate("test: replaced")
+            third = await run_backup(api, world, app)
+            await copied(api, world, app, third["id"])
+            lag = (await expect(await api.get(application, headers=owner), 200))["offsite"]
+            assert lag["overdue"] is False, lag
+            for _ in range(2):
+                await run_notices(temporal_client)
+            await until(lambda: events() == ["offsite.overdue", "offsite.recovered"])
+            await asyncio.sleep(2)
+            assert events() == ["offsite.overdue", "offsite.recovered"]
+            assert all(verify(HMAC_KEY, h, r) for h, r in receiver.raw)
+        audit = await expect(
+            await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events", headers=admin), 200
+        )
+        assert [e["action"] for e in audit["items"] if e["target_id"] == app.id][:2] == [
+            "application.offsite_recovered",
+            "application.offsite_overdue",
+        ]
+    finally:
+        site.stop()
+        if waiting is not None:
+            with contextlib.suppress(RPCError):  # already ended (terminated above)
+                await temporal_client.get_workflow_handle(waiting).terminate("test over")
