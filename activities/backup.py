@@ -34,7 +34,7 @@ from activities.support import (
 )
 from adapters import pg_dump
 from adapters.errors import AdapterError
-from adapters.platform import Platform
+from adapters.platform import Platform, named_databases
 from adapters.restic import Repository, Restic, ResticError
 from adapters.storage_backend import StorageBackend
 from contracts.backup import (
@@ -42,6 +42,7 @@ from contracts.backup import (
     ExecutionRef,
     FailJob,
     FailRecorded,
+    NamedDumpJob,
     PartResult,
     RecordJob,
     SnapshotStep,
@@ -210,12 +211,12 @@ class BackupActivities:
             await session.commit()
             if first_attempt:
                 metrics.BACKUPS_STARTED.labels(req.trigger).inc()
-            volumes = (
-                platform_of(application, self.settings, self.restic).volume_names()
-                if req.include_volumes
-                else []
-            )
-            return ExecutionRef(str(execution.id), volumes, req.include_database)
+            platform = platform_of(application, self.settings, self.restic)
+            volumes = platform.volume_names() if req.include_volumes else []
+            # the policy's "include database" covers every database the application has
+            named = named_databases(platform)
+            databases = named.database_names() if named and req.include_database else []
+            return ExecutionRef(str(execution.id), volumes, req.include_database, databases)
 
     async def _insert_scheduled(self, session: AsyncSession, begin: BeginBackup) -> BackupExecution:
         """The row of a scheduled run, made by its first step (idempotent by workflow id)."""
@@ -392,6 +393,41 @@ class BackupActivities:
         )
 
     @activity.defn
+    async def dump_named_database(self, job: NamedDumpJob) -> PartResult:
+        """A named database (MariaDB, Redis) into one snapshot through its engine, with the
+        figures its restore is verified against (docs/engines.md)."""
+        ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
+        named = named_databases(self._platform(ctx))
+        if named is None:
+            raise fatal(
+                f"the {ctx.application.platform_kind} platform has no named databases",
+                "Unsupported",
+            )
+        part = names.database_part(job.database)
+        tags = _tags(ctx, part)
+        with temporal_errors(translate=_dump_failure):
+            await self._ensure_repository(ctx.repo)
+            retried = activity.info().attempt > 1
+            if retried:
+                await asyncio.to_thread(self.restic.unlock, ctx.repo)  # a killed attempt's
+            dump = await with_progress(
+                lambda progress: named.dump_named(
+                    job.execution_id, job.database, ctx.repo, tags, progress
+                )
+            )
+            if retried:  # an earlier attempt's snapshot may be partial: as dump_database
+                await asyncio.to_thread(self._forget, ctx.repo, tags, dump.snapshot_id)
+        return PartResult(
+            part,
+            dump.snapshot_id,
+            dump.bytes_processed,
+            dump.data_added,
+            1,
+            reused=False,
+            details=dump.details(),
+        )
+
+    @activity.defn
     async def upload_volume(self, job: UploadJob) -> PartResult:
         """One volume into the repository; incremental reuses the previous snapshot as parent."""
         ctx = await read_metadata(self.sessions, lambda s: self._context(s, job.execution_id))
@@ -454,6 +490,9 @@ class BackupActivities:
                 volume: {"files": p.files, "bytes": p.bytes_processed}
                 for p in parts
                 if (volume := names.volume_of(p.part)) is not None
+            },
+            "databases": {
+                named: p.details for p in parts if (named := names.database_of(p.part)) is not None
             },
             "tools": await asyncio.to_thread(self._tool_versions),
             "repository": str(ctx.repo.path),
@@ -640,6 +679,7 @@ class BackupActivities:
     def data(self) -> list[Any]:
         return [
             self.dump_database,
+            self.dump_named_database,
             self.upload_volume,
             self.store_manifest,
             self.clean_up_failed,

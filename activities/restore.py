@@ -33,12 +33,13 @@ from activities.support import (
     to_completion,
     with_progress,
 )
+from adapters.engines.contract import BackedUp
 from adapters.errors import AdapterError
 from adapters.pg_dump import DumpError
 from adapters.pg_identity import DatabaseIdentity
-from adapters.platform import Measured, OtherDatabase, Platform, Scratch
+from adapters.platform import Measured, OtherDatabase, Platform, Scratch, named_databases
 from adapters.restic import Repository, Restic, ResticError
-from contracts.restore import FinishRestore, RestorePlan, VolumeJob
+from contracts.restore import FinishRestore, NamedDatabaseJob, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError
 from core.database_url import split_database_url
@@ -224,6 +225,14 @@ async def measured_as_backed_up(
     return matches_manifest(backup.manifest, measured)
 
 
+def _backed_up(backup: Backup, name: str) -> BackedUp:
+    """A named database's figures and restore settings as the backup's manifest has them."""
+    details = (backup.manifest.get("databases") or {}).get(name)
+    if details is None:
+        raise fatal(f"the backup's manifest does not describe database {name}", "MissingBackup")
+    return BackedUp.of(details)
+
+
 class RestoreActivities(ReadingActivities):
     async def _load(self, session: AsyncSession, restore_id: str) -> Loaded:
         restore = await session.get(BackupRestore, uuid.UUID(restore_id))
@@ -298,7 +307,13 @@ class RestoreActivities(ReadingActivities):
                 await session.commit()
                 metrics.RESTORES_STARTED.inc()
             details = RestoreDetails.from_dict(restore.details)
-            return RestorePlan(restore_id, details.database, details.volumes, config=details.config)
+            return RestorePlan(
+                restore_id,
+                details.database,
+                details.volumes,
+                config=details.config,
+                databases=details.databases,
+            )
 
     @activity.defn
     async def verify_backup(self, restore_id: str) -> str:
@@ -309,6 +324,7 @@ class RestoreActivities(ReadingActivities):
         details = RestoreDetails.from_dict(loaded.restore.details)
         parts = [
             *([names.DATABASE] if details.database else []),
+            *(names.database_part(d) for d in details.databases),
             *(names.volume_part(v) for v in details.volumes),
         ]
 
@@ -365,6 +381,26 @@ class RestoreActivities(ReadingActivities):
         return await restore_database_of(platform, loaded, restore_id, into)
 
     @activity.defn
+    async def restore_named_database(self, job: NamedDatabaseJob) -> str:
+        """A named database (MariaDB, Redis) replaced through its engine: proven beside the
+        live one first (docs/engines.md)."""
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.restore_id))
+        named = named_databases(self._reading(loaded))
+        if named is None:
+            raise fatal(
+                f"the {loaded.application.platform_kind} platform has no named databases",
+                "Unsupported",
+            )
+        snapshot = loaded.snapshot(names.database_part(job.database))
+        backed_up = _backed_up(loaded, job.database)
+        with temporal_errors(translate=read_failure):  # to its end: the live load is a swap
+            return await to_completion(
+                lambda: named.restore_named(
+                    job.restore_id, job.database, loaded.repo, snapshot, backed_up
+                )
+            )
+
+    @activity.defn
     async def restore_volume(self, job: VolumeJob) -> str:
         """Restores into a staging folder beside the volume, then swaps the folders."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.restore_id))
@@ -397,9 +433,24 @@ class RestoreActivities(ReadingActivities):
         details = RestoreDetails.from_dict(loaded.restore.details)
         platform = self._platform(loaded.application)
         into = self._into(loaded) if details.database else None
-        return await measured_as_backed_up(
+        verified = await measured_as_backed_up(
             platform, loaded, details.database, details.volumes, into
         )
+        named = named_databases(platform)
+        for name in details.databases:
+            assert named is not None  # restore_named_database refused otherwise
+            backed_up = _backed_up(loaded, name)
+            with temporal_errors():
+                problems = await heartbeating(
+                    asyncio.to_thread(named.measure_named, name, backed_up)
+                )
+            if problems:
+                raise fatal(
+                    f"restored database {name} differs from the backup: " + "; ".join(problems),
+                    "VerifyFailed",
+                )
+            verified[names.database_part(name)] = backed_up.figures
+        return verified
 
     @activity.defn
     async def finish_restore(self, finish: FinishRestore) -> bool:
@@ -443,6 +494,7 @@ class RestoreActivities(ReadingActivities):
         return [
             self.verify_backup,
             self.restore_database,
+            self.restore_named_database,
             self.restore_volume,
             self.restore_config,
             self.verify_restore,

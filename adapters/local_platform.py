@@ -1,4 +1,5 @@
-"""Applications of kind ``local``: a PostgreSQL database and folders on the worker host.
+"""Applications of kind ``local``: a PostgreSQL database and folders on the worker host, and
+named MariaDB/MySQL and Redis databases reached by URL (``adapters/engines/``).
 
 restic and pg_dump run in the worker itself. The database is restored into a fresh
 database beside the live one and swapped in by rename; each volume into a staging folder
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import pg_databases, pg_dump, volume_root
+from adapters.engines.contract import BackedUp, Engine, NamedDump
+from adapters.engines.schemes import engine_for
 from adapters.local_folders import count_files, remove_folder, restore_folder, swap_in_folder
 from adapters.pg_checks import run_read_only_checks
 from adapters.pg_identity import DatabaseIdentity, protected
@@ -151,6 +154,14 @@ class LocalPlatform:
                 f"volume {volume} refused: {exc.message}", retryable=False
             ) from None
 
+    def _named(self, name: str) -> tuple[Engine, str, str | None]:
+        """A named database's engine, password-free URL and password."""
+        stored = (self.settings.get("databases") or {}).get(name)
+        if stored is None:
+            raise PlatformError(f"the application has no database {name} any more", retryable=False)
+        password = (self.secrets.get("database_passwords") or {}).get(name)
+        return engine_for(stored["url"]), stored["url"], password
+
     def _psql(self) -> str:
         return pg_dump.tool("psql", self.cairn.pg_bin_dir)
 
@@ -161,6 +172,9 @@ class LocalPlatform:
 
     def volume_names(self) -> list[str]:
         return sorted(self._folders())
+
+    def database_names(self) -> list[str]:
+        return sorted(self.settings.get("databases") or {})
 
     def check_targets(self, database: bool, volumes: list[str]) -> None:
         if database:
@@ -275,6 +289,12 @@ class LocalPlatform:
             result.snapshot_id, result.total_bytes_processed, result.data_added, files
         )
 
+    def dump_named(
+        self, run_id: str, name: str, repo: Repository, tags: list[str], progress: ProgressFn
+    ) -> NamedDump:
+        engine, url, password = self._named(name)
+        return engine.dump(url, password, self.restic, repo, tags, progress)
+
     def export_config(self, run_id: str, repo: Repository, tags: list[str]) -> VolumeUpload | None:
         """Folders and a database URL: there are no configuration objects to keep."""
         return None
@@ -349,6 +369,16 @@ class LocalPlatform:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return f"volume {volume} replaced by the backup's copy"
+
+    def restore_named(
+        self, run_id: str, name: str, repo: Repository, snapshot: str, backed_up: BackedUp
+    ) -> str:
+        engine, url, password = self._named(name)
+        return engine.restore(url, password, self.restic, repo, snapshot, backed_up, run_id)
+
+    def measure_named(self, name: str, backed_up: BackedUp) -> list[str]:
+        engine, url, password = self._named(name)
+        return engine.differences(engine.measure(url, password), backed_up.figures)
 
     def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
         raise PlatformError(

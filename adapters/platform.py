@@ -30,8 +30,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from adapters.engines.contract import BackedUp, NamedDump
 from adapters.errors import AdapterError
 from adapters.pg_identity import DatabaseIdentity
 
@@ -286,6 +287,43 @@ class Platform(Protocol):
     def remove_scratch(self, drill_id: str) -> None:
         """Removes the drill's scratch copies; safe to repeat, also for an old drill."""
         ...
+
+
+@runtime_checkable
+class NamedDatabases(Protocol):
+    """The application's named databases beside its main one (MariaDB/MySQL, Redis:
+    docs/engines.md), an optional capability: a platform without it has none (Kubernetes
+    today). Each goes through the engine of its URL's scheme (``adapters/engines/``)."""
+
+    def database_names(self) -> list[str]:
+        """The named databases, sorted."""
+        ...
+
+    def dump_named(
+        self, run_id: str, name: str, repo: Repository, tags: list[str], progress: ProgressFn
+    ) -> NamedDump:
+        """The named database into one snapshot tagged ``tags``, with its figures."""
+        ...
+
+    def restore_named(
+        self,
+        run_id: str,
+        name: str,
+        repo: Repository,
+        snapshot: str,
+        backed_up: BackedUp,
+    ) -> str:
+        """Replaces the named database with the backup's, proven beside it first; a note."""
+        ...
+
+    def measure_named(self, name: str, backed_up: BackedUp) -> list[str]:
+        """How the live named database differs from ``backed_up`` (empty: it matches)."""
+        ...
+
+
+def named_databases(platform: Platform) -> NamedDatabases | None:
+    """The platform's named databases, when it has the capability."""
+    return platform if isinstance(platform, NamedDatabases) else None
 
 
 # kind -> (module, class); imported on first use, so a platform's dependencies load only

@@ -98,6 +98,7 @@ def application(
             database_url=database_url(database) if database else None,
             database_password_set=bool(settings.get("database_password_set")),
             volumes=settings.get("volumes", {}),
+            databases=settings.get("databases") or {},
             hooks=settings.get("hooks"),
         )
     shown = ApplicationRow.model_validate(row, from_attributes=True)

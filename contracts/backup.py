@@ -37,6 +37,15 @@ class ExecutionRef:
     execution_id: str
     volumes: list[str]
     include_database: bool
+    # the application's named databases (MariaDB, Redis) to dump; refs recorded before
+    # there were any read as none
+    databases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NamedDumpJob:
+    execution_id: str
+    database: str  # a named database (the main PostgreSQL one is dump_database's)
 
 
 @dataclass

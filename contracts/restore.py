@@ -16,12 +16,20 @@ class RestorePlan:
     # the platform's configuration objects (Kubernetes ConfigMaps and Secrets); plans
     # recorded before restores had this part read as False
     config: bool = False
+    # named databases (MariaDB, Redis); plans recorded before there were any read as none
+    databases: list[str] = field(default_factory=list)
 
 
 @dataclass
 class VolumeJob:
     restore_id: str
     volume: str
+
+
+@dataclass
+class NamedDatabaseJob:
+    restore_id: str
+    database: str  # a named database (the main PostgreSQL one is restore_database's)
 
 
 @dataclass

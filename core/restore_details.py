@@ -1,10 +1,11 @@
 """What a restore row's ``details`` column holds, typed: the parts restored (database,
 volumes, configuration objects), the other database the dump went into (if any), and the
-notes the run left.
+notes the run left, and the named databases restored.
 
 Rows written before this type existed read unchanged: ``from_dict`` takes any of them, and
 ``to_dict`` writes the same keys they have (``notes`` only once the run left some, ``config``
-only when the configuration objects are restored).
+only when the configuration objects are restored, ``databases`` only when named databases
+are).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class RestoreDetails:
     target: StoredTarget | None = None
     notes: dict[str, Any] | None = None
     config: bool = False
+    # named databases (MariaDB, Redis) brought back beside the main one
+    databases: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> RestoreDetails:
@@ -59,6 +62,7 @@ class RestoreDetails:
             target=StoredTarget.from_dict(target) if target else None,
             notes=raw.get("notes"),
             config=bool(raw.get("config")),
+            databases=list(raw.get("databases") or []),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,4 +75,6 @@ class RestoreDetails:
             stored["notes"] = self.notes
         if self.config:
             stored["config"] = True
+        if self.databases:
+            stored["databases"] = list(self.databases)
         return stored

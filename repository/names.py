@@ -31,6 +31,8 @@ DATABASE: Final = "database"
 CONFIG: Final = "config"
 MANIFEST: Final = "manifest"
 _VOLUME: Final = "volume:"
+_NAMED_DATABASE: Final = "database:"
+"""A named database beside the main PostgreSQL one (MariaDB, Redis: docs/engines.md)."""
 # Continuous archiving (docs/pitr.md): shipped WAL and physical base backups, one snapshot each
 # per shipment, outside any execution; what each holds is in its archive tags below.
 WAL: Final = "wal"
@@ -64,6 +66,21 @@ def volume_of(part: str) -> str | None:
 def volumes_in(parts: Iterable[str]) -> list[str]:
     """The volumes among ``parts``, by name."""
     return sorted(v for v in map(volume_of, parts) if v is not None)
+
+
+def database_part(name: str) -> str:
+    """The part holding one named database: ``database:<name>`` (the main one is ``database``)."""
+    return f"{_NAMED_DATABASE}{name}"
+
+
+def database_of(part: str) -> str | None:
+    """The named database a part holds; None for any other part, the main database's too."""
+    return part[len(_NAMED_DATABASE) :] if part.startswith(_NAMED_DATABASE) else None
+
+
+def databases_in(parts: Iterable[str]) -> list[str]:
+    """The named databases among ``parts``, by name."""
+    return sorted(d for d in map(database_of, parts) if d is not None)
 
 
 def parts_of(manifest: Mapping[str, Any] | None) -> set[str]:

@@ -16,6 +16,8 @@ from kubernetes.client import ApiException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters.engines.schemes import engine_for, split_url
+from adapters.engines.stream import EngineError
 from adapters.kubernetes.client import connect
 from adapters.platform import PlatformError
 from core import boundaries, crypto, secret_contexts
@@ -28,6 +30,8 @@ from services.errors import Conflict, Invalid
 log = logging.getLogger(__name__)
 # How long registration waits for the cluster to say whether a namespace exists.
 NAMESPACE_CHECK_SECONDS = 5
+# How long registration waits for a named database's server to answer.
+NAMED_PROBE_SECONDS = 15
 
 
 def namespace_exists(settings: Settings, context: str | None, namespace: str) -> bool | None:
@@ -105,6 +109,17 @@ class NewApplication:
     kind: str
     settings: dict[str, Any]
     password: str | None = field(default=None, repr=False)
+    # the named databases' passwords (``settings["databases"]`` holds their URLs without)
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def secrets(self) -> dict[str, Any]:
+        """What is sealed into ``platform_secrets``; empty: nothing to seal."""
+        secrets: dict[str, Any] = {}
+        if self.password is not None:
+            secrets["database_password"] = self.password
+        if self.passwords:
+            secrets["database_passwords"] = self.passwords
+        return secrets
 
 
 async def _check_local(session: AsyncSession, settings: Settings, new: NewApplication) -> None:
@@ -120,6 +135,49 @@ async def _check_local(session: AsyncSession, settings: Settings, new: NewApplic
         field_name = "body.platform.database_url"
         boundaries.check_application_database(database, settings, field=field_name)
         await database_identity.refuse_protected(database, new.password, settings, field_name)
+    for name, stored in (new.settings.get("databases") or {}).items():
+        await check_named_database(name, stored["url"], new.passwords.get(name))
+
+
+def named_settings(urls: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """What is stored of the named databases (engine, password-free URL, whether a password
+    is set) and their passwords apart, to be sealed; Invalid on ``platform.databases.<name>``
+    for a URL its engine refuses."""
+    stored, passwords = {}, {}
+    for name, url in urls.items():
+        try:
+            engine, safe, password = split_url(url)
+        except ValueError as exc:
+            raise _unusable(name, str(exc)) from None
+        stored[name] = {"engine": engine.kind, "url": safe, "password_set": password is not None}
+        if password is not None:
+            passwords[name] = password
+    return stored, passwords
+
+
+def _unusable(name: str, why: str) -> Invalid:
+    return Invalid(
+        [
+            {
+                "loc": ("platform", "databases", name),
+                "msg": f"database {name}: {why}",
+                "type": "database_unusable",
+            }
+        ]
+    )
+
+
+async def check_named_database(name: str, url: str, password: str | None) -> None:
+    """The named database's server answers with these credentials and the database is
+    neither missing nor one of the server's own (Invalid on ``platform.databases.<name>``
+    saying why): a registration the first backup would fail is refused now."""
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(engine_for(url).probe, url, password), NAMED_PROBE_SECONDS
+        )
+    except (EngineError, TimeoutError) as exc:
+        why = exc.message if isinstance(exc, EngineError) else "the server did not answer in time"
+        raise _unusable(name, why) from None
 
 
 async def _check_kubernetes(settings: Settings, new: NewApplication) -> None:
@@ -167,9 +225,9 @@ async def register(
     )
     session.add(application)
     await session.flush()
-    if new.password is not None:
+    if secrets := new.secrets():
         application.platform_secrets = crypto.seal_json(
-            {"database_password": new.password},
+            secrets,
             master_key=settings.master_key_text,
             context=secret_contexts.application_secrets(application.id),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -152,11 +152,13 @@ def check_registration(
 
 @dataclass(frozen=True)
 class Parts:
-    """Parts of a backup: the database, volumes by name, the configuration objects."""
+    """Parts of a backup: the database, volumes by name, the configuration objects, named
+    databases (MariaDB, Redis) by name."""
 
     database: bool
     volumes: list[str]
     config: bool = False
+    databases: list[str] = field(default_factory=list)
 
 
 def of_application(application: Application) -> Select[Any]:
@@ -177,7 +179,12 @@ async def restore_of(
 def parts_held(manifest: Mapping[str, Any] | None) -> Parts:
     """What a backup holds, from its manifest."""
     parts = names.parts_of(manifest)
-    return Parts(names.DATABASE in parts, names.volumes_in(parts), names.CONFIG in parts)
+    return Parts(
+        names.DATABASE in parts,
+        names.volumes_in(parts),
+        names.CONFIG in parts,
+        names.databases_in(parts),
+    )
 
 
 def parts_to_restore(execution: BackupExecution, restore_type: str, asked: Parts) -> Parts:
@@ -200,6 +207,12 @@ def parts_to_restore(execution: BackupExecution, restore_type: str, asked: Parts
     if unknown:
         raise _invalid(
             "volumes", f"not in this backup: {', '.join(unknown)} (it holds {held.volumes})"
+        )
+    unknown = sorted(set(asked.databases) - set(held.databases))
+    if unknown:
+        raise _invalid(
+            "databases",
+            f"not in this backup: {', '.join(unknown)} (it holds {held.databases})",
         )
     return asked
 
@@ -267,7 +280,9 @@ async def request_restore(
         ) from None
     await claim_application(session, temporal, application.id)
     workflow_id = f"restore-{restore_id}"
-    details = RestoreDetails(database, volumes, stored_target, config=parts.config).to_dict()
+    details = RestoreDetails(
+        database, volumes, stored_target, config=parts.config, databases=parts.databases
+    ).to_dict()
     if offsite is not None:
         details[SOURCE_KEY] = str(offsite)
     restore = BackupRestore(
@@ -293,6 +308,7 @@ async def request_restore(
             "database": database,
             "volumes": volumes,
             "config": parts.config,
+            "databases": parts.databases,
             "target": stored_target.shown() if stored_target else {},
             "offsite_target_id": str(offsite) if offsite else None,
         },

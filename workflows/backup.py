@@ -22,7 +22,9 @@ with workflow.unsafe.imports_passed_through():
         BACKUP_WORKFLOW,
         BackupRequest,
         BeginBackup,
+        ExecutionRef,
         FailJob,
+        NamedDumpJob,
         PartResult,
         RecordJob,
         SuccessJob,
@@ -52,6 +54,8 @@ RELEASE_AFTER_SUCCESS = "release-after-success"
 PARTS_AT_ONCE = "parts-at-once"
 # Marks runs that start their offsite copy (a workflow of its own) once recorded.
 OFFSITE_COPY = "offsite-copy"
+# Marks runs that dump the application's named databases (MariaDB, Redis) beside the rest.
+NAMED_DATABASES = "named-databases"
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -73,15 +77,14 @@ class BackupWorkflow:
             self.step = "begin"
             ref = await steps.begin_backup(begin, **BEGIN)
             execution_id = ref.execution_id
-            return await self._backup(request, ref.execution_id, ref.volumes, ref.include_database)
+            return await self._backup(request, ref)
         except RUN_ERRORS as error:
             status, message = ended_by(error, self.step)
             await self._fail(begin, execution_id, status, message)
             raise
 
-    async def _backup(
-        self, request: BackupRequest, execution_id: str, volumes: list[str], database: bool
-    ) -> str:
+    async def _backup(self, request: BackupRequest, ref: ExecutionRef) -> str:
+        execution_id, volumes, database = ref.execution_id, ref.volumes, ref.include_database
         started = workflow.now().isoformat()
         self.step = "quota check"
         await steps.check_quota(execution_id, **PLATFORM)
@@ -93,6 +96,11 @@ class BackupWorkflow:
         jobs: list[tuple[str, Callable[[], Awaitable[PartResult]]]] = []
         if database:
             jobs.append(("database dump", partial(self._dump, execution_id)))
+        # only runs that have named databases reach the patch: older refs carry none
+        if ref.databases and workflow.patched(NAMED_DATABASES):
+            for name in ref.databases:
+                named = NamedDumpJob(execution_id, name)
+                jobs.append((f"dump database {name}", partial(self._dump_named, named)))
         for volume in volumes:
             job = UploadJob(execution_id, volume, snapshot.volumes[volume], request.backup_type)
             jobs.append((f"upload {volume}", partial(self._upload, job)))
@@ -152,6 +160,11 @@ class BackupWorkflow:
     async def _dump(self, execution_id: str) -> PartResult:
         return await steps.dump_database(
             execution_id, summary="dump the database", cancellation_type=WAIT, **TRANSFER
+        )
+
+    async def _dump_named(self, job: NamedDumpJob) -> PartResult:
+        return await steps.dump_named_database(
+            job, summary=f"dump database {job.database}", cancellation_type=WAIT, **TRANSFER
         )
 
     async def _upload(self, job: UploadJob) -> PartResult:

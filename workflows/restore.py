@@ -6,9 +6,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.restore import FinishRestore, RestorePlan, VolumeJob
+    from contracts.restore import FinishRestore, NamedDatabaseJob, RestorePlan, VolumeJob
     from core.states import RunStatus
-    from repository.names import CONFIG, DATABASE, volume_part
+    from repository.names import CONFIG, DATABASE, database_part, volume_part
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert_restore, checkpoint, ended_by, reason
     from workflows.step_kinds import (
@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Marks runs that may restore the configuration part; older histories never asked for it.
 CONFIG_PART = "restore-config-part"
+# Marks runs that restore named databases (MariaDB, Redis); older plans have none.
+NAMED_DATABASES = "restore-named-databases"
 
 
 @workflow.defn
@@ -78,6 +80,16 @@ class RestoreWorkflow:
                     **TRANSFER,
                 )
                 checkpoint()
+            if plan.databases and workflow.patched(NAMED_DATABASES):
+                for name in plan.databases:
+                    self.step = f"restore database {name}"
+                    self.notes[database_part(name)] = await steps.restore_named_database(
+                        NamedDatabaseJob(plan.restore_id, name),
+                        summary=f"restore database {name}",
+                        cancellation_type=WAIT,
+                        **TRANSFER,
+                    )
+                    checkpoint()
             for volume in plan.volumes:
                 self.step = f"restore volume {volume}"
                 self.notes[volume_part(volume)] = await steps.restore_volume(

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ExecutionRef,
         FailJob,
         FailRecorded,
+        NamedDumpJob,
         PartResult,
         RecordJob,
         SnapshotStep,
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Verified,
     )
     from contracts.notify import FailureEvent
-    from contracts.restore import FinishRestore, RestorePlan, VolumeJob
+    from contracts.restore import FinishRestore, NamedDatabaseJob, RestorePlan, VolumeJob
     from contracts.storage import StorageJob, StorageStatusChange, StorageUsage
     from workflows.step_kinds import Options
 
@@ -79,6 +80,7 @@ begin_backup = Step[BeginBackup, ExecutionRef]("begin_backup", ExecutionRef)
 check_quota = Step[str, int]("check_quota", int)
 snapshot_volumes = Step[str, SnapshotStep]("snapshot_volumes", SnapshotStep)
 dump_database = Step[str, PartResult]("dump_database", PartResult)
+dump_named_database = Step[NamedDumpJob, PartResult]("dump_named_database", PartResult)
 upload_volume = Step[UploadJob, PartResult]("upload_volume", PartResult)
 store_manifest = Step[RecordJob, StoredManifest]("store_manifest", StoredManifest)
 record_success = Step[SuccessJob, int]("record_success", int)
@@ -107,6 +109,7 @@ quiesce = Step[str, str]("quiesce", str)
 resume = Step[str, str]("resume", str)
 restore_database = Step[str, str]("restore_database", str)
 restore_volume = Step[VolumeJob, str]("restore_volume", str)
+restore_named_database = Step[NamedDatabaseJob, str]("restore_named_database", str)
 restore_config = Step[str, str]("restore_config", str)
 verify_restore = Step[str, dict[str, Any]]("verify_restore", dict[str, Any])
 finish_restore = Step[FinishRestore, bool]("finish_restore", bool)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from adapters.engines.contract import BackedUp, NamedDump
 from adapters.engines.stream import EngineError, command_into_restic
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
 
@@ -369,3 +370,77 @@ def restore_from_restic(
         _verified(target, backed_up.row_counts, "database")
     finally:
         query(staging, f"DROP DATABASE IF EXISTS {quote_name(staging.dbname)}")
+
+
+def _as_dump(snapshot_id: str, backed_up: BackedUp) -> MariaDump:
+    """The backup as its manifest recorded it: what a restore reads (rows per table, the
+    character set), not the sizes of the transfer that stored it."""
+    return MariaDump(
+        snapshot_id, 0, 0, 0, 0, 0,
+        row_counts=backed_up.figures,
+        server_version="",
+        charset=backed_up.restore_with.get("charset", "utf8mb4"),
+        collation=backed_up.restore_with.get("collation", "utf8mb4_general_ci"),
+    )  # fmt: skip
+
+
+class MariaEngine:
+    """This module as an engine of an application's named database (``contract.Engine``)."""
+
+    kind: str = "mariadb"
+    schemes: tuple[str, ...] = SCHEMES
+
+    def check_url(self, url: str) -> None:
+        refuse_system(MariaTarget.from_url(url).dbname)
+
+    def probe(self, url: str, password: str | None) -> str:
+        target = MariaTarget.from_url(url, password)
+        refuse_system(target.dbname)
+        return query(target, "SELECT VERSION()", database=target.dbname)[0][0]
+
+    def dump(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        tags: list[str],
+        progress: Callable[[Progress], None],
+    ) -> NamedDump:
+        dump = dump_into_restic(
+            MariaTarget.from_url(url, password), restic, repo, tags, progress=progress
+        )
+        return NamedDump(
+            dump.snapshot_id,
+            dump.total_bytes_processed,
+            dump.data_added,
+            dump.row_counts,
+            dump.server_version,
+            self.kind,
+            {"charset": dump.charset, "collation": dump.collation},
+        )
+
+    def restore(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        snapshot_id: str,
+        backed_up: BackedUp,
+        run_id: str,
+    ) -> str:
+        target = MariaTarget.from_url(url, password)
+        recorded = _as_dump(snapshot_id, backed_up)
+        restore_from_restic(target, restic, repo, snapshot_id, recorded, run_id)
+        return f"database {target.dbname} loaded from the backup after its staging copy verified"
+
+    def measure(self, url: str, password: str | None) -> dict[str, int]:
+        return table_row_counts(MariaTarget.from_url(url, password))
+
+    def differences(self, found: dict[str, int], backed_up: dict[str, int]) -> list[str]:
+        return [
+            f"table {table}: {found.get(table)} rows, the backup had {backed_up.get(table)}"
+            for table in sorted(set(found) | set(backed_up))
+            if found.get(table) != backed_up.get(table)
+        ]

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from adapters.engines.contract import BackedUp, NamedDump
 from adapters.engines.stream import EngineError, command_into_restic
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
 
@@ -300,3 +301,78 @@ def restore_from_restic(
             f" {loaded}",
             retryable=False,
         )
+
+
+def _towards(target: RedisTarget) -> str:
+    """The worker's address on the route to ``target``'s server: where the server can reach
+    the scratch master it replicates from."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=10) as sock:
+            return str(sock.getsockname()[0])
+    except OSError as exc:
+        raise EngineError(
+            f"cannot reach {target.host}:{target.port}: {exc}", retryable=True
+        ) from None
+
+
+class RedisEngine:
+    """This module as an engine of an application's named database (``contract.Engine``)."""
+
+    kind: str = "redis"
+    schemes: tuple[str, ...] = SCHEMES
+
+    def check_url(self, url: str) -> None:
+        RedisTarget.from_url(url)
+
+    def probe(self, url: str, password: str | None) -> str:
+        return _server_version(RedisTarget.from_url(url, password))
+
+    def dump(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        tags: list[str],
+        progress: Callable[[Progress], None],
+    ) -> NamedDump:
+        dump = dump_into_restic(
+            RedisTarget.from_url(url, password), restic, repo, tags, progress=progress
+        )
+        return NamedDump(
+            dump.snapshot_id,
+            dump.total_bytes_processed,
+            dump.data_added,
+            dump.key_counts,
+            dump.server_version,
+            self.kind,
+        )
+
+    def restore(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        snapshot_id: str,
+        backed_up: BackedUp,
+        run_id: str,
+    ) -> str:
+        target = RedisTarget.from_url(url, password)
+        # the figures a restore reads; not the sizes of the transfer that stored it
+        recorded = RedisDump(snapshot_id, 0, 0, 0, 0, 0, backed_up.figures, "")
+        restore_from_restic(
+            target, restic, repo, snapshot_id, recorded, scratch_host=_towards(target)
+        )
+        return f"dataset of {target.host}:{target.port} replaced by the backup's (replication)"
+
+    def measure(self, url: str, password: str | None) -> dict[str, int]:
+        return key_counts(RedisTarget.from_url(url, password))
+
+    def differences(self, found: dict[str, int], backed_up: dict[str, int]) -> list[str]:
+        """More keys than backed up is wrong; fewer may be keys whose time to live ran out."""
+        return [
+            f"{db}: {n} keys, the backup had {backed_up.get(db, 0)}"
+            for db, n in sorted(found.items())
+            if n > backed_up.get(db, 0)
+        ]

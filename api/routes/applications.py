@@ -56,6 +56,7 @@ async def create_application(
 ) -> dict[str, Any]:
     platform = body.platform
     password = None
+    passwords: dict[str, str] = {}
     stored: dict[str, Any]
     if isinstance(platform, LocalPlatformIn):
         stored = {
@@ -65,9 +66,14 @@ async def create_application(
         if platform.database_url:
             stored["database"], password = split_database_url(platform.database_url)
         stored["database_password_set"] = password is not None
+        if platform.databases:
+            with refusals():
+                stored["databases"], passwords = applications.named_settings(platform.databases)
     else:
         stored = kubernetes_settings(platform)
-    new = applications.NewApplication(body.name, body.owner_id, platform.kind, stored, password)
+    new = applications.NewApplication(
+        body.name, body.owner_id, platform.kind, stored, password, passwords
+    )
     with refusals():
         application = await applications.register(
             session, settings, access.workspace.id, new, admin.actor

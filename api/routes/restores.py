@@ -44,7 +44,7 @@ async def start_restore(
             backup_id,
             principal.actor,
             restore_type=body.restore_type,
-            asked=restores.Parts(body.database, body.volumes, body.config),
+            asked=restores.Parts(body.database, body.volumes, body.config, body.databases),
             target=body.target.model_dump(exclude_none=True) if body.target else None,
             by_platform_admin=principal.user.is_platform_admin,
             source=body.source,

@@ -23,6 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from api.schemas.common import AbsolutePath, Input, Output, Slug
 from api.schemas.offsite_targets import OffsiteLagOut
 from core.database_url import split_database_url
+from core.engine_url import KNOWN, engine_of, password_free
 
 
 def _valid_database_url(value: str) -> str:
@@ -33,6 +34,19 @@ def _valid_database_url(value: str) -> str:
 DatabaseUrl = Annotated[
     str, StringConstraints(max_length=2048), AfterValidator(_valid_database_url)
 ]
+
+
+def _valid_named_url(value: str) -> str:
+    engine_of(value)
+    password_free(value)
+    return value
+
+
+NamedDatabaseUrl = Annotated[
+    str, StringConstraints(max_length=2048), AfterValidator(_valid_named_url)
+]
+"""A named database's URL: its engine is its scheme (``core/engine_url.py``); the rest is the
+engine's to check, when the application is registered."""
 
 
 Argument = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
@@ -57,6 +71,13 @@ class LocalPlatformIn(Input):
         max_length=64,
         description="volume name -> folder on the worker host, inside an allowed root"
         " (CAIRN_VOLUME_ROOTS); never a system folder, the storage root or cairn's data folder",
+    )
+    databases: dict[Slug, NamedDatabaseUrl] = Field(
+        default_factory=dict,
+        max_length=16,
+        description=f"name -> URL of a database beside the main one ({KNOWN}); the"
+        " password is stored encrypted; the server must answer with these credentials when"
+        " registered (docs/engines.md)",
     )
     hooks: LocalHooks | None = None
 
@@ -282,11 +303,20 @@ class ApplicationCreate(Input):
     platform: PlatformIn
 
 
+class NamedDatabaseOut(Output):
+    engine: str = Field(description="mariadb or redis (from the URL's scheme)")
+    url: str = Field(description="without the password")
+    password_set: bool
+
+
 class LocalPlatformOut(Output):
     kind: Literal["local"]
     database_url: str | None = Field(description="without the password")
     database_password_set: bool
     volumes: dict[str, str]
+    databases: dict[str, NamedDatabaseOut] = Field(
+        default_factory=dict, description="the named databases beside the main one"
+    )
     hooks: dict[str, list[str] | None] | None = None
 
 

@@ -67,21 +67,31 @@ class RestoreRequest(Input):
         description="selective: bring the configuration objects back (Kubernetes: the"
         " ConfigMaps and Secrets the backup holds)",
     )
+    databases: list[Slug] = Field(
+        default_factory=list,
+        max_length=16,
+        description="selective: named databases (MariaDB, Redis) to bring back; `database`"
+        " is the main PostgreSQL one",
+    )
     target: RestoreTarget | None = None
     source: ReadSource = "primary"
 
     @model_validator(mode="after")
     def _what(self) -> RestoreRequest:
-        if self.restore_type == "full" and (self.database or self.volumes or self.config):
+        named = self.database or self.volumes or self.config or self.databases
+        if self.restore_type == "full" and named:
             raise ValueError(
                 "a full restore brings back everything; name parts only with selective"
             )
-        if self.restore_type == "selective" and not (self.database or self.volumes or self.config):
+        if self.restore_type == "selective" and not named:
             raise ValueError(
-                "a selective restore names the database, volumes, the configuration, or several"
+                "a selective restore names the database, volumes, the configuration, named"
+                " databases, or several"
             )
         if len(set(self.volumes)) != len(self.volumes):
             raise ValueError("volumes are listed more than once")
+        if len(set(self.databases)) != len(self.databases):
+            raise ValueError("databases are listed more than once")
         return self
 
 
@@ -104,6 +114,7 @@ class RestoreOut(Output):
     database: bool = Field(default=False, validation_alias=_from_details("database"))
     volumes: list[str] = Field(default_factory=list, validation_alias=_from_details("volumes"))
     config: bool = Field(default=False, validation_alias=_from_details("config"))
+    databases: list[str] = Field(default_factory=list, validation_alias=_from_details("databases"))
     target: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("target"))
     offsite_target_id: uuid.UUID | None = Field(
         default=None, validation_alias=_from_details("offsite_target_id")

@@ -130,6 +130,7 @@ async def make_app(
     database_url: str | None = None,
     policy: dict[str, Any] | None = None,
     hooks: dict[str, list[str]] | None = None,
+    databases: dict[str, str] | None = None,
 ) -> App:
     marker = f"CAIRN-MARKER-{uuid.uuid4().hex}"
     ws = await new_workspace(api, world, members=("member", "owner"))
@@ -161,6 +162,7 @@ async def make_app(
                     "database_url": app_url,
                     "volumes": {k: str(v) for k, v in volumes.items()},
                     "hooks": hooks,
+                    "databases": databases or {},
                 },
             },
             headers=world.auth("platform_admin"),

@@ -1,0 +1,105 @@
+"""What every engine of a named database gives a platform, in the same terms (docs/engines.md).
+
+An application's named databases (``databases: {name: url}``) are reached by URL, the password
+kept apart (sealed in the application's secrets). A platform asks ``schemes.engine_for`` for
+the engine of a URL's scheme and calls only these methods, so a new engine is one module that
+implements them (and its tests); the backup's manifest keeps what ``dump`` returns and hands
+it back to ``restore`` and to verification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapters.restic import Progress, Repository, Restic
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class NamedDump:
+    """A named database stored as one snapshot, with the figures a restore is verified
+    against (rows per table, keys per logical database) and what its restore needs besides."""
+
+    snapshot_id: str
+    bytes_processed: int
+    data_added: int
+    figures: dict[str, int]
+    server_version: str
+    engine: str
+    restore_with: dict[str, str] = field(default_factory=dict)
+
+    def details(self) -> dict[str, Any]:
+        """What the manifest keeps of it (``BackedUp.of`` reads it back)."""
+        return {
+            "engine": self.engine,
+            "figures": self.figures,
+            "server_version": self.server_version,
+            "restore_with": self.restore_with,
+        }
+
+
+@dataclass(frozen=True)
+class BackedUp:
+    """A named database's part as the manifest recorded it."""
+
+    figures: dict[str, int]
+    restore_with: dict[str, str]
+
+    @classmethod
+    def of(cls, details: dict[str, Any]) -> BackedUp:
+        return cls(
+            {k: int(v) for k, v in (details.get("figures") or {}).items()},
+            dict(details.get("restore_with") or {}),
+        )
+
+
+class Engine(Protocol):
+    """One engine (MariaDB/MySQL, Redis); ``url`` is password-free, ``password`` apart."""
+
+    kind: str
+    schemes: tuple[str, ...]
+
+    def check_url(self, url: str) -> None:
+        """``EngineError`` (not retryable) saying what is wrong with the URL."""
+        ...
+
+    def probe(self, url: str, password: str | None) -> str:
+        """Connects and reads the server's version: reachable, credentials right, and the
+        database neither missing nor one of the server's own (``EngineError`` otherwise)."""
+        ...
+
+    def dump(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        tags: list[str],
+        progress: ProgressFn,
+    ) -> NamedDump:
+        """A consistent dump into one new snapshot, its figures from the same snapshot."""
+        ...
+
+    def restore(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        snapshot_id: str,
+        backed_up: BackedUp,
+        run_id: str,
+    ) -> str:
+        """Replaces the live data with the backup's, proven beside it first; a note."""
+        ...
+
+    def measure(self, url: str, password: str | None) -> dict[str, int]:
+        """The live figures, in the terms of ``NamedDump.figures``."""
+        ...
+
+    def differences(self, found: dict[str, int], backed_up: dict[str, int]) -> list[str]:
+        """How ``found`` (measured after a restore) falls short of the backup's figures."""
+        ...

@@ -1,0 +1,341 @@
+"""An application with PostgreSQL, MariaDB, Redis and a volume, through the API (issue 24):
+a backup holds every database, a full restore brings all four back, a selective restore of
+one named database touches nothing else, and a registration the engines refuse stores
+nothing and shows no password."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from adapters.engines import mariadb, redis
+from adapters.engines.mariadb import MariaTarget
+from adapters.engines.redis import RedisTarget
+from adapters.local_platform import LocalPlatform
+from adapters.platform import NamedDatabases
+from adapters.restic import Restic
+from core.settings import Settings
+from devstack.postgres import PostgresServer
+from tests.integration.test_restores import run_restore
+from tests.support.api import ApiClient, World, expect, new_workspace
+from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
+from tests.support.database import libpq_url
+from tests.support.engine_servers import mariadb_port, redis_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+MARIA_PASSWORD = "maria 'pw\\\"s3cret"  # quotes and a backslash, as an option file carries them
+REDIS_PASSWORD = "redis-pw-s3cret:@/?"  # characters a URL must quote
+
+
+@pytest.fixture(scope="module")
+def maria() -> Iterator[tuple[MariaTarget, str]]:
+    """Root on the machine's MariaDB, and a user of this module's own databases (a prefix of
+    this process alone, so a parallel test process never drops them)."""
+    prefix = f"cairn_ad{secrets.token_hex(3)}_"
+    with mariadb_port() as port:
+        root = MariaTarget("127.0.0.1", port, "root", "mysql")
+        user = prefix.rstrip("_")
+        secret = MARIA_PASSWORD.replace("\\", "\\\\").replace("'", "''")
+        pattern = prefix.replace("_", "\\_")
+        mariadb.query(root, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{secret}'")
+        mariadb.query(root, f"GRANT ALL ON `{pattern}%`.* TO '{user}'@'%'")
+        try:
+            yield root, prefix
+        finally:
+            for (name,) in mariadb.query(root, f"SHOW DATABASES LIKE '{pattern}%'"):
+                mariadb.query(root, f"DROP DATABASE {mariadb.quote_name(name)}")
+            mariadb.query(root, f"DROP USER '{user}'@'%'")
+
+
+@pytest.fixture
+def shop(maria: tuple[MariaTarget, str]) -> MariaTarget:
+    """A MariaDB database of this test, filled (dropped with the module's)."""
+    root, prefix = maria
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    mariadb.query(root, f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    target = MariaTarget("127.0.0.1", root.port, prefix.rstrip("_"), name, MARIA_PASSWORD)
+    mariadb.query(
+        target,
+        "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(200), data BLOB);"
+        " CREATE TABLE `odd ``name``` (k VARCHAR(20) PRIMARY KEY, v TEXT);"
+        " INSERT INTO orders SELECT seq, CONCAT('it''s ),( ', seq), RANDOM_BYTES(32)"
+        "  FROM seq_1_to_500;"
+        " INSERT INTO `odd ``name``` VALUES ('ü', 'naïve'), ('x', NULL);",
+        database=name,
+    )
+    return target
+
+
+@pytest.fixture(scope="module")
+def cache_server() -> Iterator[RedisTarget]:
+    """A Redis server of this module: a restore replaces a server's whole dataset and makes
+    it a replica for a moment, which the machine's shared server must never go through."""
+    options = ("--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes")
+    with redis_server("--requirepass", REDIS_PASSWORD, *options) as port:
+        yield RedisTarget("127.0.0.1", port, password=REDIS_PASSWORD)
+
+
+@pytest.fixture
+def cache(cache_server: RedisTarget) -> Iterator[RedisTarget]:
+    """The module's Redis with every type, a time to live and a second logical database;
+    flushed afterwards, also on failure."""
+    redis.command(cache_server, "FLUSHALL")
+    for args in (
+        ("SET", "plain", "value\nwith a newline"),
+        ("SET", "session:1", "soon", "EX", "3600"),
+        ("HSET", "user:1", "name", "Ada", "lang", "ü"),
+        ("RPUSH", "queue", "a", "b", "c"),
+        ("SADD", "tags", "x", "y"),
+        ("ZADD", "scores", "1.5", "low", "99", "high"),
+        ("XADD", "events", "*", "kind", "signup"),
+        ("-n", "3", "SET", "in-db-3", "yes"),
+    ):
+        redis.command(cache_server, *args)
+    try:
+        yield cache_server
+    finally:
+        redis.command(cache_server, "FLUSHALL")
+
+
+def maria_url(target: MariaTarget, password: str | None = MARIA_PASSWORD) -> str:
+    auth = f"{target.user}:{quote(password, safe='')}" if password else target.user
+    return f"mysql://{auth}@127.0.0.1:{target.port}/{target.dbname}"
+
+
+def redis_url(target: RedisTarget, password: str | None = REDIS_PASSWORD) -> str:
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{target.port}/0"
+
+
+def maria_state(target: MariaTarget) -> dict[str, str]:
+    """Rows and a checksum of every table."""
+    out = {}
+    for table, rows in mariadb.table_row_counts(target).items():
+        name = f"{mariadb.quote_name(target.dbname)}.{mariadb.quote_name(table)}"
+        out[table] = f"{rows}:{mariadb.query(target, f'CHECKSUM TABLE {name}')[0][1]}"
+    return out
+
+
+def redis_state(target: RedisTarget) -> tuple[str, dict[str, int], dict[str, str]]:
+    """The dataset's digest, keys per logical database, and each key's type (db 0)."""
+    keys = redis.command(target, "KEYS", "*").splitlines()
+    types = {key: redis.command(target, "TYPE", key) for key in keys}
+    return redis.command(target, "DEBUG", "DIGEST"), redis.key_counts(target), types
+
+
+def damage_all(app: App, shop: MariaTarget, cache: RedisTarget) -> None:
+    with psycopg.connect(app.db_url) as conn:
+        conn.execute("DROP TABLE items")
+    changes = "DROP TABLE orders; INSERT INTO `odd ``name``` VALUES ('new', 'row')"
+    mariadb.query(shop, changes, database=shop.dbname)
+    redis.command(cache, "FLUSHALL")
+    redis.command(cache, "SET", "intruder", "1")
+    uploads = app.volumes["uploads"]
+    (uploads / "file-3.txt").unlink()
+    (uploads / "added.txt").write_text("new file")
+
+
+@pytest.fixture
+async def backed_up(
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> tuple[App, dict[str, Any]]:
+    app = await make_app(
+        api,
+        world,
+        database_server,
+        tmp_path,
+        databases={"shop": maria_url(shop), "cache": redis_url(cache)},
+    )
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded", backup["error_message"]
+    return app, backup
+
+
+def everything(app: App, shop: MariaTarget, cache: RedisTarget) -> dict[str, Any]:
+    return {
+        "postgresql": table_hashes(app.db_url),
+        "mariadb": maria_state(shop),
+        "redis": redis_state(cache),
+        "volumes": {name: tree_hashes(path) for name, path in app.volumes.items()},
+    }
+
+
+async def test_registration_keeps_no_password_and_the_backup_holds_every_database(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    backed_up: tuple[App, dict[str, Any]],
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> None:
+    app, backup = backed_up
+    shown = await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner"))
+    assert shown.json()["platform"]["databases"] == {
+        "shop": {"engine": "mariadb", "url": maria_url(shop, None), "password_set": True},
+        "cache": {"engine": "redis", "url": redis_url(cache, None), "password_set": True},
+    }
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        row = conn.execute(
+            "SELECT platform_settings::text, platform_secrets FROM applications WHERE id = %s",
+            (app.id,),
+        ).fetchone()
+    assert row is not None
+    for text in (shown.text, row[0], row[1], str(backup)):
+        assert "s3cret" not in text
+    # typed as the capability: mypy checks that LocalPlatform implements it
+    named: NamedDatabases = LocalPlatform({}, {}, cairn=settings, restic=Restic())
+    assert named.database_names() == []
+
+    parts = {p["part"] for p in backup["metadata"]["parts"]}
+    assert {"database", "database:shop", "database:cache", "volume:uploads"} <= parts
+    described = backup["metadata"]["databases"]
+    assert described["shop"]["engine"] == "mariadb"
+    assert described["shop"]["figures"] == mariadb.table_row_counts(shop)
+    assert described["shop"]["figures"]["orders"] == 500
+    assert described["cache"]["figures"] == redis.key_counts(cache) == {"db0": 7, "db3": 1}
+    steps = [s["step"] for s in backup["timeline"]["steps"]]
+    assert steps.count("dump_named_database") == 2
+
+
+async def test_full_restore_brings_all_four_back(
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> None:
+    app, backup = backed_up
+    before = everything(app, shop, cache)
+    ttl_before = int(redis.command(cache, "TTL", "session:1"))
+    damage_all(app, shop, cache)
+    damaged = everything(app, shop, cache)
+    assert all(damaged[kind] != before[kind] for kind in before)
+
+    restore = await run_restore(api, world, app, backup["id"], {"restore_type": "full"})
+    assert restore["status"] == "succeeded", restore["error_message"]
+    assert everything(app, shop, cache) == before
+    assert 0 < int(redis.command(cache, "TTL", "session:1")) <= ttl_before
+    assert "role:master" in redis.command(cache, "INFO", "replication")
+    assert sorted(restore["databases"]) == ["cache", "shop"]
+    steps = [s["step"] for s in restore["timeline"]["steps"]]
+    assert steps.count("restore_named_database") == 2
+    staging = mariadb.query(
+        MariaTarget("127.0.0.1", shop.port, "root", "mysql"),
+        f"SHOW DATABASES LIKE '{shop.dbname.replace('_', chr(92) + '_')}\\_cairn\\_%'",
+    )
+    assert staging == []
+
+
+async def test_selective_restore_of_the_mariadb_touches_nothing_else(
+    api: ApiClient,
+    world: World,
+    backed_up: tuple[App, dict[str, Any]],
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> None:
+    app, backup = backed_up
+    before = everything(app, shop, cache)
+    damage_all(app, shop, cache)
+    damaged = everything(app, shop, cache)
+
+    body = {"restore_type": "selective", "databases": ["shop"]}
+    restore = await run_restore(api, world, app, backup["id"], body)
+    assert restore["status"] == "succeeded", restore["error_message"]
+    after = everything(app, shop, cache)
+    assert after["mariadb"] == before["mariadb"]
+    assert {k: v for k, v in after.items() if k != "mariadb"} == {
+        k: v for k, v in damaged.items() if k != "mariadb"
+    }
+    assert restore["databases"] == ["shop"] and restore["database"] is False
+    assert restore["volumes"] == []
+    steps = [s["step"] for s in restore["timeline"]["steps"]]
+    assert "restore_database" not in steps and "restore_volume" not in steps
+
+    unknown = {"restore_type": "selective", "databases": ["nope"]}
+    refused = await api.post(
+        f"/api/v1/applications/{app.id}/backups/{backup['id']}/restore",
+        json=unknown,
+        headers=world.auth("owner"),
+    )
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["body.databases"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown-scheme",
+        "no-user",
+        "no-database",
+        "system-database",
+        "bad-port",
+        "bad-name",
+        "unreachable",
+        "wrong-password",
+        "missing-database",
+        "redis-wrong-password",
+    ],
+)
+async def test_refused_registrations_name_the_field_and_store_nothing(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    tmp_path: Path,
+    shop: MariaTarget,
+    cache_server: RedisTarget,
+    case: str,
+) -> None:
+    good = maria_url(shop)
+    name, url = {
+        "unknown-scheme": ("shop", "mongodb://u:s3cret@127.0.0.1/x"),
+        "no-user": ("shop", f"mysql://127.0.0.1:{shop.port}/{shop.dbname}"),
+        "no-database": ("shop", f"mysql://{shop.user}:s3cret@127.0.0.1:{shop.port}/"),
+        "system-database": ("shop", f"mysql://root:s3cret@127.0.0.1:{shop.port}/mysql"),
+        "bad-port": ("shop", f"mysql://{shop.user}:s3cret@127.0.0.1:99999/{shop.dbname}"),
+        "bad-name": ("Shop!", good),
+        "unreachable": ("shop", f"mysql://{shop.user}:s3cret@127.0.0.1:1/{shop.dbname}"),
+        "wrong-password": ("shop", maria_url(shop, "not-the-s3cret")),
+        "missing-database": ("shop", good.replace(shop.dbname, f"{shop.dbname}_missing")),
+        "redis-wrong-password": ("cache", redis_url(cache_server, "not-the-s3cret")),
+    }[case]
+    ws = await new_workspace(api, world, members=("owner",))
+    path = f"/api/v1/workspaces/{ws}/applications"
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    body = {
+        "name": f"app-{uuid.uuid4().hex[:6]}",
+        "owner_id": world.users["owner"],
+        "platform": {
+            "kind": "local",
+            "volumes": {"uploads": str(folder)},
+            "databases": {name: url},
+        },
+    }
+    refused = await api.post(path, json=body, headers=world.auth("platform_admin"))
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    field = f"body.platform.databases.{name}" + (".[key]" if case == "bad-name" else "")
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert "s3cret" not in refused.text
+    listed = await expect(await api.get(path, headers=world.auth("platform_admin")), 200)
+    assert listed["items"] == []
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM applications WHERE workspace_id = %s", (ws,)
+        ).fetchone()
+    assert stored == (0,)
+    shutil.rmtree(folder)
