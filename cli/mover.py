@@ -28,6 +28,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from adapters import volume_root
 from adapters.errors import AdapterError
 from adapters.kubernetes.volume_swap import swap_in_place
 from adapters.local_folders import count_files
@@ -211,7 +212,11 @@ def restore_database(
 @_reported
 def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
     """Restore into a staging folder inside the (new) claim, swap it in, count the files
-    (what the restore's verification compares: the claim is re-bound to this volume)."""
+    (what the restore's verification compares: the claim is re-bound to this volume).
+
+    The volume's root gets the owner and mode recorded at backup when this mover is root;
+    otherwise (it cannot give the root away) the result names them as ``root``, for a root
+    mover of its own to set."""
     repository = _repository(repo)
     restic = Restic(get_settings().restic_bin)
     swap_in_place(
@@ -219,8 +224,25 @@ def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
         run_id.replace("-", "")[:12],
         lambda staging: restic.restore(repository, snapshot, staging),
     )
+    result: dict[str, Any] = {"note": "restored"}
+    root = volume_root.recorded(restic.snapshot(repository, snapshot).tags)
+    if root is not None and os.geteuid() == 0:
+        volume_root.give_back(Path(target), root)
+    elif root is not None and volume_root.of(Path(target)) != root:
+        result["root"] = root.text()
     files, size = count_files(Path(target))
-    _emit(RESULT, {"note": "restored", "files": files, "bytes": size})
+    _emit(RESULT, {**result, "files": files, "bytes": size})
+
+
+@mover.command("own-root")
+@click.argument("target")
+@click.option("--root", "recorded", required=True, help="uid:gid:mode, as the backup recorded it")
+@_reported
+def own_root(target: str, recorded: str) -> None:
+    """Give a restored volume's root the owner and mode it had (run as root)."""
+    root = volume_root.parse(recorded)
+    volume_root.give_back(Path(target), root)
+    _emit(RESULT, {"note": f"root {root}"})
 
 
 @mover.command()

@@ -65,6 +65,14 @@ LOG_RETRY_SECONDS: Final = 2.0
 TERMINATION_LOG: Final = "/dev/termination-log"
 
 
+class Refused(PlatformError):
+    """The mover's pod is refused for good: by the namespace's Pod Security level, or for a
+    service account that does not exist."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 @dataclass(frozen=True)
 class Mover:
     """One ``cairn mover`` run: its arguments, pod volumes and environment.
@@ -112,6 +120,14 @@ class Placement:
     service_account: str | None = None  # None: the namespace's default
 
 
+def user_of(placement: Placement, run_as: RunAs | None = None) -> int | None:
+    """The user id a mover's pod is given (None: the image's own): an application's
+    identity's over the placement's."""
+    if run_as is not None and run_as.user is not None:
+        return run_as.user
+    return placement.run_as_user
+
+
 def _security(
     placement: Placement, run_as: RunAs | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,11 +135,8 @@ def _security(
     except for a mover run as root, which keeps its capabilities to read and restore files of
     any owner (the baseline profile). ``run_as`` (an application's identity) wins over the
     placement's user and fsGroup."""
-    user = placement.run_as_user
-    fs_group = placement.fs_group
-    if run_as is not None:
-        user = run_as.user if run_as.user is not None else user
-        fs_group = run_as.fs_group
+    user = user_of(placement, run_as)
+    fs_group = placement.fs_group if run_as is None else run_as.fs_group
     pod: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
     container: dict[str, Any] = {"allowPrivilegeEscalation": False}
     if user is not None:
@@ -325,9 +338,7 @@ def _started_pod(
         if not pods:
             refused = _refused(kube, namespace, name)
             if refused and any(reason in refused for reason in _REFUSED_FOR_GOOD):
-                raise PlatformError(
-                    f"the mover Job {namespace}/{name} cannot start: {refused}", retryable=False
-                )
+                raise Refused(f"the mover Job {namespace}/{name} cannot start: {refused}")
             seen[:] = [refused or "no pod yet"]
             return None
         pod = pods[-1]

@@ -84,6 +84,15 @@ SWAP_FINISHED: Final = "finished:"
 # On a claim in cairn's namespace that a restore fills: the application's namespace. The
 # restore workflow releases nothing, so the resume that ends it deletes these.
 RESTORE_OF: Final = "backup.cairn.io/restore-of"
+# What a root mover refused by the storage is told: the usual cause, and the way out.
+ROOT_SQUASHED: Final = (
+    "the backup storage refused a mover run as root (permission denied under"
+    f" {STORAGE_MOUNT}): an NFS export with root_squash (the default) makes root its"
+    " anonymous user, nobody, who may not use the repository. Give movers the repository's"
+    " group (CAIRN_MOVER_FS_GROUP: squashed root keeps its supplementary groups), better"
+    " run them as a non-root user in it (CAIRN_MOVER_RUN_AS_USER unset), or export the"
+    " storage with no_root_squash"
+)
 T = TypeVar("T")
 
 
@@ -189,8 +198,17 @@ class KubernetesPlatform:
         than find the failed one; a cancelled step stops its mover. Only a worker that died
         leaves the Job running, for the retry to await.
         """
+        placement = self._placement(run_id)
         try:
-            return movers.run(self.kube, mover, self._placement(run_id), progress)
+            return movers.run(self.kube, mover, placement, progress)
+        except movers.Refused:
+            raise
+        except PlatformError as exc:
+            if movers.user_of(placement, mover.run_as) == 0 and _storage_refused(exc.message):
+                raise PlatformError(
+                    f"{ROOT_SQUASHED}; {exc.message}", retryable=exc.retryable
+                ) from None
+            raise
         finally:
             movers.delete_job(self.kube, self.cairn.kube_namespace, mover.name)
 
@@ -649,6 +667,9 @@ class KubernetesPlatform:
             run_as=self._volume_identity(volume),
         )
         result = self._run(run_id, mover, progress)
+        root_note = ""
+        if "root" in result:
+            root_note = self._own_root(run_id, volume, staging, source, str(result["root"]))
         restored = rebind.read_claim(self.kube, home, staging) or {}
         new = (restored.get("spec") or {}).get("volumeName")
         if not new or "files" not in result:
@@ -672,7 +693,33 @@ class KubernetesPlatform:
         rebind.begin(self.kube, record, figures)
         rebind.finish(self.kube, record, timeout=timeout)
         self._mark_swap(claim, None)
-        return done
+        return done + root_note
+
+    def _own_root(
+        self, run_id: str, volume: str, staging: str, source: dict[str, Any], root: str
+    ) -> str:
+        """Gives the restored volume's root the owner and mode the backup recorded, which
+        the restore's mover, not root, could not (a new volume's root is root's): a mover
+        of its own, as root, with that volume only (no storage: an NFS export's root_squash
+        does not matter). A namespace that refuses root pods (Pod Security ``restricted``)
+        leaves the root as it was made, said in the note."""
+        pod_volume, mount = self._claim_volume(staging, read_only=False)
+        mover = Mover(
+            run_name("rroot", run_id, volume),
+            ["own-root", VOLUME_MOUNT, "--root", root],
+            volumes=[pod_volume],
+            mounts=[mount],
+            node_affinity=snapshots.node_affinity(self.kube, source),
+            run_as=RunAs(user=0),
+        )
+        try:
+            self._run(run_id, mover)
+        except movers.Refused as exc:
+            return (
+                f"; its root was not given back its owner and mode ({root}): a root pod is"
+                f" needed for that, and {exc.message}"
+            )
+        return ""
 
     def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
         dump = self.restic.dump(repo, snapshot, CONFIG_FILE)
@@ -819,6 +866,14 @@ def service_host(host: str, namespace: str) -> str:
     if host.startswith("/") or "." in host or ":" in host or host == "localhost":
         return host
     return f"{host}.{namespace}.svc"
+
+
+def _storage_refused(message: str) -> bool:
+    """Whether a mover's failure is the backup storage refusing it access."""
+    return any(
+        STORAGE_MOUNT in line and "permission denied" in line.lower()
+        for line in message.splitlines()
+    )
 
 
 def _delete(call: Callable[[str, str], object], name: str, namespace: str, what: str) -> None:

@@ -32,6 +32,7 @@ from kubernetes import client
 from psycopg import sql
 from temporalio.client import Client as TemporalClient
 
+from adapters import volume_root
 from adapters.kubernetes import rebind, sharing
 from adapters.kubernetes.movers import MOVER_SERVICE_ACCOUNT, Mover, Placement, job_manifest
 from adapters.kubernetes.names import MANAGED_BY, ROLE_LABEL, run_labels, run_name
@@ -365,6 +366,16 @@ def where_movers_ran(pods: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
             pod["metadata"]["namespace"],
             pod["spec"]["serviceAccountName"],
         )
+        for pod in pods
+    }
+
+
+def mover_users(pods: list[dict[str, Any]]) -> dict[str, int | None]:
+    """Each mover's kind (``rvol``, ``rroot``, …) -> the user its pod was given."""
+    return {
+        pod["metadata"]["labels"]["batch.kubernetes.io/job-name"].split("-")[1]: pod["spec"][
+            "securityContext"
+        ].get("runAsUser")
         for pod in pods
     }
 
@@ -779,6 +790,8 @@ def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_o
         assert restored != volume  # a new volume, the claim re-bound to it
         assert folder_hashes(restored) == hashes
         assert _owners_and_modes(restored) == owners
+        # the root too, before the application's fsGroup re-groups it as it starts
+        assert volume_root.of(restored) == volume_root.Root(APP_USER, APP_USER, 0o700)
         outcome, log = _as_the_application(
             kube_api,
             ns,
@@ -789,9 +802,8 @@ def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_o
         assert (outcome, log) == ("Complete", "written\n"), log
     finally:
         platform.resume()
-    assert all(
-        pod["spec"]["securityContext"]["runAsUser"] == APP_USER for pod in mover_pods(kube, since)
-    )
+    # the restore's mover ran as the application; the volume's root was given back by root
+    assert mover_users(mover_pods(kube, since)) == {"rvol": APP_USER, "rroot": 0}
     assert leftovers(kube, ns) == []
 
 
@@ -814,6 +826,173 @@ def test_what_a_root_mover_writes_stays_readable_by_the_repository_s_group(
     )
     assert _listed_by_another_member(app.repo) == [dump.snapshot_id[:8]]
     assert leftovers(kube, app.namespace) == []
+
+
+SQUASH_SERVER = "10.0.0.6"
+
+
+def test_a_root_squash_export_refuses_root_movers_and_serves_the_repository_s_group(
+    app: App,
+    kube: FakeKube,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+    tmp_path: Path,
+) -> None:
+    """Issue 29, item 3: the backup storage an NFS export with root_squash, as
+    docs/kubernetes.md recommends. A mover run as root (CAIRN_MOVER_RUN_AS_USER=0), not in
+    the repository's group, is nobody there: it fails at once, saying why. Movers of the
+    image's user in the repository's group (and root in it: squashed root keeps its
+    supplementary groups) back up and restore through it, the volume's root given back by
+    a root mover that does not mount the storage, and the worker reads what they wrote."""
+    export = tmp_path / "squashed"
+    export.mkdir()
+    export.chmod(0o711)
+    kube.map_nfs(SQUASH_SERVER, "/export/squashed", export, root_squash=True)
+    repo = Repository(export / "stor1" / app.namespace, secrets.token_urlsafe(32))
+    repo.path.parent.mkdir(parents=True)
+    Restic().init(repo)  # by the worker: root's, 0700
+    on_squashed = {
+        "storage_mount_root": export,
+        "kube_storage_volume": {"nfs": {"server": SQUASH_SERVER, "path": "/export/squashed"}},
+    }
+    rooted = cairn_settings.model_copy(
+        update={**on_squashed, "mover_run_as_user": 0, "mover_fs_group": None}
+    )
+    run, started = str(uuid.uuid4()), time.monotonic()
+    with pytest.raises(PlatformError) as refused:
+        platform_of(app, rooted, cairn).dump_database(
+            run, repo, [f"execution={run}"], lambda _: None
+        )
+    assert time.monotonic() - started < cairn_settings.kube_mover_timeout_seconds
+    message = refused.value.message
+    assert message.startswith(
+        "the backup storage refused a mover run as root (permission denied under"
+        " /cairn-storage): an NFS export with root_squash"
+    ), message
+    assert f"cannot write in /cairn-storage/stor1/{app.namespace}/locks" in message, message
+    assert not refused.value.retryable
+    assert Restic().snapshots(repo) == []
+
+    grouped = cairn_settings.model_copy(
+        update={**on_squashed, "mover_run_as_user": None, "mover_fs_group": STORAGE_GROUP}
+    )
+    platform = platform_of(app, grouped, cairn)
+    backup = str(uuid.uuid4())
+    dump = platform.dump_database(backup, repo, [f"execution={backup}"], lambda _: None)
+    handle = platform.snapshot(backup, ["data"]).volumes["data"]
+    upload = platform.upload_volume(
+        backup,
+        "data",
+        handle,
+        repo,
+        [f"execution={backup}"],
+        parent=None,
+        force=False,
+        progress=lambda _: None,
+    )
+    platform.release(backup)
+    squashed_root = cairn_settings.model_copy(
+        update={**on_squashed, "mover_run_as_user": 0, "mover_fs_group": STORAGE_GROUP}
+    )
+    again = str(uuid.uuid4())
+    platform_of(app, squashed_root, cairn).dump_database(
+        again, repo, [f"execution={again}"], lambda _: None
+    )
+    platform.release(again)
+    # the worker (root here, a member of the group in a cluster) reads what the movers wrote
+    assert len(Restic().snapshots(repo)) == 3
+    assert _listed_by_another_member(repo)[:2] == [dump.snapshot_id[:8], upload.snapshot_id[:8]]
+    nobody = [p for p in repo.path.rglob("*") if p.is_file() and p.stat().st_uid == 65534]
+    assert nobody and all(p.stat().st_gid == STORAGE_GROUP for p in nobody)
+
+    volume = kube.pvc_path(app.namespace, "data-pvc")
+    hashes, root = folder_hashes(volume), volume_root.of(volume)
+    (volume / "notes.txt").write_text("damaged")
+    platform.quiesce()
+    try:
+        platform.restore_volume(str(uuid.uuid4()), "data", repo, upload.snapshot_id, lambda _: None)
+    finally:
+        platform.resume()
+    restored = kube.pvc_path(app.namespace, "data-pvc")
+    assert folder_hashes(restored) == hashes and volume_root.of(restored) == root
+    assert leftovers(kube, app.namespace) == []
+
+
+def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Issue 29: a volume whose root is the application's own (1000:1000, mode 0750; the
+    application runs as 1000 without fsGroup) is restored into a new volume, whose root is
+    root's; the restore's mover (the application's user) cannot give it away, so a root
+    mover with that volume only does, and the application writes at its root again."""
+    ns = app.namespace
+    apps(kube_api).patch_namespaced_deployment(
+        "web",
+        ns,
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "securityContext": {"runAsUser": APP_USER, "runAsGroup": APP_USER},
+                        "containers": [
+                            {
+                                "name": "main",
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}
+                        ],
+                    }
+                }
+            }
+        },
+    )
+    volume = kube.pvc_path(ns, "data-pvc")
+    for path in [volume, *volume.rglob("*")]:
+        os.chown(path, APP_USER, APP_USER)
+    volume.chmod(0o750)
+    unprivileged = cairn_settings.model_copy(
+        update={"mover_run_as_user": None, "mover_fs_group": STORAGE_GROUP}
+    )
+    platform = platform_of(app, unprivileged, cairn)
+    backup = str(uuid.uuid4())
+    handle = platform.snapshot(backup, ["data"]).volumes["data"]
+    upload = platform.upload_volume(
+        backup,
+        "data",
+        handle,
+        app.repo,
+        [f"execution={backup}"],
+        parent=None,
+        force=False,
+        progress=lambda _: None,
+    )
+    platform.release(backup)
+    assert "volume-root=1000:1000:0750" in Restic().snapshot(app.repo, upload.snapshot_id).tags
+
+    restore, since = str(uuid.uuid4()), kube.store.revision
+    platform.quiesce()
+    try:
+        note = platform.restore_volume(
+            restore, "data", app.repo, upload.snapshot_id, lambda _: None
+        )
+        restored = kube.pvc_path(ns, "data-pvc")
+        assert restored != volume
+        assert volume_root.of(restored) == volume_root.Root(APP_USER, APP_USER, 0o750)
+        outcome, log = _as_the_application(
+            kube_api, ns, "app-writes-root", "echo new > /data/top.txt && echo written"
+        )
+        assert (outcome, log) == ("Complete", "written\n"), log
+    finally:
+        platform.resume()
+    assert note == "volume data (claim data-pvc) re-bound to a volume restored from the backup"
+    assert mover_users(mover_pods(kube, since)) == {"rvol": APP_USER, "rroot": 0}
+    assert leftovers(kube, ns) == []
 
 
 def test_passwords_reach_the_mover_only_through_secret_references() -> None:

@@ -1040,6 +1040,47 @@ def test_fs_group_is_applied_to_claims_and_empty_dirs_not_to_nfs(
     assert (volume / "later.txt").stat().st_gid == 2000
 
 
+def test_a_root_squash_export_makes_a_root_container_nobody(
+    api: client.ApiClient, ns: str, fake: FakeKube, tmp_path: Path
+) -> None:
+    """An export marked root_squash: a container that mounts it as uid 0 runs as nobody
+    (65534, group 65534 for gid 0), its other supplementary groups kept, so root's own
+    files there are closed to it and its group's open; the same export unsquashed lets root
+    in; a non-root container is not changed."""
+    for name, squash in (("squashed", True), ("open", False)):
+        export = tmp_path / name
+        (export / "team").mkdir(parents=True)
+        (export / "root-only.txt").write_text("root's\n")
+        (export / "root-only.txt").chmod(0o600)
+        os.chown(export / "team", 0, 3000)
+        (export / "team").chmod(0o770)
+        fake.map_nfs("192.0.2.40", f"/export/{name}", export, root_squash=squash)
+    script = (
+        "echo $(id -u) $(id -g) $(id -G); cat /share/root-only.txt 2>/dev/null || echo closed;"
+        " echo x > /share/team/$(id -u) && stat -c '%u:%g' /share/team/$(id -u)"
+    )
+
+    def run(name: str, export: str, **security: Any) -> str:
+        condition, log = _pod_run(
+            api,
+            ns,
+            name,
+            script,
+            volumes=[{"name": "share", "nfs": {"server": "192.0.2.40", "path": export}}],
+            container={"volumeMounts": [{"name": "share", "mountPath": "/share"}]},
+            securityContext=security,
+        )
+        assert condition.type == "Complete", log
+        return log
+
+    squashed_root = run("root-squashed", "/export/squashed", runAsUser=0, supplementalGroups=[3000])
+    assert squashed_root == "65534 65534 65534 3000\nclosed\n65534:65534\n"
+    open_root = run("root-open", "/export/open", runAsUser=0, supplementalGroups=[3000])
+    assert open_root == "0 0 0 3000\nroot's\n0:0\n"
+    user = run("user-squashed", "/export/squashed", runAsUser=1000, runAsGroup=3000)
+    assert user == "1000 3000 3000\nclosed\n1000:3000\n"
+
+
 def test_without_fs_group_a_new_claim_is_roots(
     api: client.ApiClient, ns: str, fake: FakeKube
 ) -> None:

@@ -53,6 +53,8 @@ RETRY_SECONDS = 0.2
 # containerd does.
 IMAGE_USER = 10001
 IMAGE_GROUP = 10001
+# The anonymous user and group an NFS export squashes root to (nfs-utils' default).
+NOBODY = 65534
 # The kubelet's masks for fsGroup (pkg/volume/volume_linux.go).
 _RW_MASK, _RO_MASK, _EXEC_MASK = 0o660, 0o440, 0o110
 _PATH_CHAR = r"A-Za-z0-9_.~/-"
@@ -86,6 +88,15 @@ class LogBuffer:
             self.changed.notify_all()
 
 
+@dataclass(frozen=True)
+class External:
+    """A volume served from off the node (an NFS export, a host path): its folder here, and
+    whether the export squashes root (``root_squash``, see ``squashed``)."""
+
+    folder: Path
+    root_squash: bool = False
+
+
 @dataclass
 class _PodRun:
     namespace: str
@@ -93,6 +104,7 @@ class _PodRun:
     uid: str
     scratch: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    squashing: set[str] = field(default_factory=set)  # its volumes of root_squash exports
     deleting: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,13 +114,13 @@ class Kubelet:
         self,
         api: Api,
         volume_folder: Callable[[dict[str, Any]], Path | None],
-        external_folder: Callable[[str, dict[str, Any]], Path | None],
+        external_folder: Callable[[str, dict[str, Any]], External | None],
         scratch_root: Path,
         env_base: dict[str, str],
     ) -> None:
         self.api = api
         self._volume_folder = volume_folder  # bound PVC -> its folder (None while unbound)
-        self._external_folder = external_folder  # (type, volume source) -> mapped folder
+        self._external_folder = external_folder  # (type, volume source) -> what serves it
         self._scratch_root = scratch_root
         self._env_base = env_base
         self._runs: dict[tuple[str, str], _PodRun] = {}
@@ -131,6 +143,7 @@ class Kubelet:
                 return
             scratch = Path(tempfile.mkdtemp(prefix=f"{meta['name']}-", dir=self._scratch_root))
             scratch.chmod(0o755)  # its containers may run as any user
+            open_for_traversal(scratch)  # and reach it, with no claim opening the way first
             run = _PodRun(meta["namespace"], meta["name"], meta["uid"], scratch)
             self._runs[key] = run
         thread = threading.Thread(
@@ -418,6 +431,8 @@ class Kubelet:
             own.chmod(0o1777)  # like /tmp: whichever user the container runs as may write
         cwd.mkdir(parents=True, exist_ok=True)
         user = identity(pod, container)
+        if any(m["name"] in run.squashing for m in container.get("volumeMounts") or []):
+            user = squashed(user)
         started = now()
         failure: OSError | None = None
         with run.lock:
@@ -594,7 +609,9 @@ class Kubelet:
                         f'MountVolume.SetUp failed for volume "{vname}": the fake kubelet has no'
                         f" folder mapped for {kind or 'this volume type'} {volume.get(kind, '')}",
                     )
-                folders[vname] = mapped  # nfs and hostPath: no ownership management
+                folders[vname] = mapped.folder  # nfs and hostPath: no ownership management
+                if mapped.root_squash:
+                    run.squashing.add(vname)
         context = pod["spec"].get("securityContext") or {}
         for vname, folder in folders.items():
             open_for_traversal(folder)
@@ -909,6 +926,24 @@ def identity(pod: dict[str, Any], container: dict[str, Any]) -> Identity:
     if pod_context.get("fsGroup") is not None:
         groups.add(pod_context["fsGroup"])
     return Identity(int(uid), int(gid), tuple(sorted(int(g) for g in groups)))
+
+
+def squashed(user: Identity) -> Identity:
+    """What an NFS export with ``root_squash`` makes of a process: the server maps uid 0 and
+    gid 0 (also among the supplementary groups) to its anonymous user and group, nobody
+    (nfs-utils' default anonuid/anongid 65534); other ids pass as they are.
+
+    A server squashes only the requests made to that export, while the container's root
+    stays root toward its other volumes. One local process cannot be two users, so the fake
+    runs a container that mounts such an export entirely as the squashed identity: stricter
+    than a cluster (root is nobody toward its other volumes too), never more lenient."""
+
+    def squash(number: int) -> int:
+        return NOBODY if number == 0 else number
+
+    return Identity(
+        squash(user.uid), squash(user.gid), tuple(sorted({squash(g) for g in user.groups}))
+    )
 
 
 def non_root_refusal(pod: dict[str, Any], container: dict[str, Any]) -> str | None:

@@ -26,7 +26,7 @@ from tests.fakes.kube import openapi, resources
 from tests.fakes.kube.api import Api, Result
 from tests.fakes.kube.controllers import Controllers
 from tests.fakes.kube.errors import ApiError, method_not_allowed, page_not_found, unauthorized
-from tests.fakes.kube.kubelet import Kubelet, require_root
+from tests.fakes.kube.kubelet import External, Kubelet, require_root
 from tests.fakes.kube.resources import BY_PATH, CSI_DRIVER, DRIVERS, STORAGE_CLASS, ResourceType
 from tests.fakes.kube.store import Store
 
@@ -68,7 +68,7 @@ class FakeKube:
         self._log_cuts: list[int] = []  # lines after which the next follow streams end
         self._log_refusals = 0  # how many of the next pods/log requests cannot reach the node
         self._lock = threading.Lock()
-        self._mounts: list[tuple[str, str, Path]] = []  # (kind, key, folder)
+        self._mounts: list[tuple[str, str, Path, bool]] = []  # (kind, key, folder, squash)
         self._server: TLSServer[FakeKube] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -200,24 +200,27 @@ class FakeKube:
 
     # --- knobs and inspection for tests ------------------------------------------------------
 
-    def map_nfs(self, server: str, export: str, folder: Path) -> None:
-        """An ``nfs`` volume of ``server:export`` (or below it) is this folder."""
-        self._mounts.append(("nfs", f"{server}:{export.rstrip('/')}", Path(folder)))
+    def map_nfs(self, server: str, export: str, folder: Path, *, root_squash: bool = False) -> None:
+        """An ``nfs`` volume of ``server:export`` (or below it) is this folder. With
+        ``root_squash``, as the export option: a container that mounts it and would run as
+        uid or gid 0 runs as nobody (``kubelet.squashed``)."""
+        self._mounts.append(("nfs", f"{server}:{export.rstrip('/')}", Path(folder), root_squash))
 
     def map_host_path(self, path: str, folder: Path) -> None:
         """A ``hostPath`` of ``path`` (or below it) is this folder instead of the host's path."""
-        self._mounts.append(("hostPath", path.rstrip("/"), Path(folder)))
+        self._mounts.append(("hostPath", path.rstrip("/"), Path(folder), False))
 
-    def _mapped(self, kind: str, source: dict[str, Any]) -> Path | None:
+    def _mapped(self, kind: str, source: dict[str, Any]) -> External | None:
         if kind == "nfs":
             wanted = f"{source.get('server')}:{str(source.get('path', '')).rstrip('/')}"
         else:
             wanted = str(source.get("path", "/")).rstrip("/")
-        for mount_kind, key, folder in sorted(self._mounts, key=lambda m: len(m[1]), reverse=True):
+        mounts = sorted(self._mounts, key=lambda m: len(m[1]), reverse=True)
+        for mount_kind, key, folder, root_squash in mounts:
             if mount_kind == kind and (wanted == key or wanted.startswith(key + "/")):
-                return folder / wanted[len(key) :].lstrip("/")
+                return External(folder / wanted[len(key) :].lstrip("/"), root_squash)
         if kind == "hostPath":
-            return Path(wanted or "/")  # the fake's node is this machine
+            return External(Path(wanted or "/"))  # the fake's node is this machine
         return None
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
