@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from temporalio.client import Client
 
 from adapters.engines import mariadb, redis
 from adapters.engines.mariadb import MariaTarget
@@ -25,6 +26,7 @@ from adapters.restic import Restic
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.integration.test_restores import run_restore
+from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace
 from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.database import libpq_url
@@ -178,6 +180,7 @@ async def test_registration_keeps_no_password_and_the_backup_holds_every_databas
     api: ApiClient,
     world: World,
     settings: Settings,
+    temporal_client: Client,
     backed_up: tuple[App, dict[str, Any]],
     shop: MariaTarget,
     cache: RedisTarget,
@@ -209,11 +212,13 @@ async def test_registration_keeps_no_password_and_the_backup_holds_every_databas
     assert described["cache"]["figures"] == redis.key_counts(cache) == {"db0": 7, "db3": 1}
     steps = [s["step"] for s in backup["timeline"]["steps"]]
     assert steps.count("dump_named_database") == 2
+    await histories.record(temporal_client, backup["workflow_id"], "backup-named-databases")
 
 
 async def test_full_restore_brings_all_four_back(
     api: ApiClient,
     world: World,
+    temporal_client: Client,
     backed_up: tuple[App, dict[str, Any]],
     shop: MariaTarget,
     cache: RedisTarget,
@@ -233,6 +238,7 @@ async def test_full_restore_brings_all_four_back(
     assert sorted(restore["databases"]) == ["cache", "shop"]
     steps = [s["step"] for s in restore["timeline"]["steps"]]
     assert steps.count("restore_named_database") == 2
+    await histories.record(temporal_client, restore["workflow_id"], "restore-named-databases")
     staging = mariadb.query(
         MariaTarget("127.0.0.1", shop.port, "root", "mysql"),
         f"SHOW DATABASES LIKE '{shop.dbname.replace('_', chr(92) + '_')}\\_cairn\\_%'",
