@@ -16,9 +16,8 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
-TAG_KEY: Final = "volume-root"
+from repository import names
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Root:
         return f"{self.uid}:{self.gid}:{self.mode:04o}"
 
     def tag(self) -> str:
-        return f"{TAG_KEY}={self.text()}"
+        return names.volume_root_tag(self.text())
 
     def __str__(self) -> str:
         return f"{self.uid}:{self.gid} {self.mode:04o}"
@@ -45,11 +44,8 @@ def of(folder: Path) -> Root:
 def recorded(tags: list[str]) -> Root | None:
     """The root a volume snapshot's tags recorded (None: a snapshot from before, or not a
     volume's)."""
-    for tag in tags:
-        key, _, value = tag.partition("=")
-        if key == TAG_KEY:
-            return parse(value)
-    return None
+    text = names.volume_root_in(tags)
+    return parse(text) if text is not None else None
 
 
 def parse(text: str) -> Root:

@@ -49,6 +49,9 @@ _PART: Final = "part"
 # backup's first segment, the server time it is consistent from (``from``), the server's major
 # version.
 ARCHIVE_KEYS: Final = ("wal-first", "wal-last", "wal-partial", "until", "from", "major")
+# On a volume's snapshot: its folder's owner, group and mode, ``uid:gid:mode`` (octal), which
+# restic keeps no node for (adapters/volume_root.py).
+_VOLUME_ROOT: Final = "volume-root"
 
 Id = uuid.UUID | str
 
@@ -117,9 +120,19 @@ def archive_tags(application_id: Id, part: str, values: Mapping[str, str]) -> li
     ]
 
 
+def volume_root_tag(root: str) -> str:
+    """The tag of a volume's snapshot recording its folder (``uid:gid:mode``)."""
+    return f"{_VOLUME_ROOT}={root}"
+
+
+def volume_root_in(tags: Iterable[str]) -> str | None:
+    """The folder a volume's snapshot recorded (``uid:gid:mode``); None before there was."""
+    return read_tags(tags).get(_VOLUME_ROOT)
+
+
 def read_tags(tags: Iterable[str]) -> dict[str, str]:
-    """What a snapshot's tags say, by key (``application``, ``execution``, ``part`` and the
-    ``ARCHIVE_KEYS``); tags cairn did not write are left out."""
-    keys = (_APPLICATION, _EXECUTION, _PART, *ARCHIVE_KEYS)
+    """What a snapshot's tags say, by key (``application``, ``execution``, ``part``,
+    ``volume-root`` and the ``ARCHIVE_KEYS``); tags cairn did not write are left out."""
+    keys = (_APPLICATION, _EXECUTION, _PART, _VOLUME_ROOT, *ARCHIVE_KEYS)
     pairs = (tag.partition("=") for tag in tags)
     return {key: value for key, sep, value in pairs if sep and key in keys}

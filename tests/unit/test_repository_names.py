@@ -41,6 +41,16 @@ def test_tags_of_other_tools_are_left_out() -> None:
     }
 
 
+def test_a_volume_s_root_reads_back_and_snapshots_from_before_have_none() -> None:
+    tags = [
+        *names.snapshot_tags("a", "e", names.volume_part("data")),
+        names.volume_root_tag("0:0:0755"),
+    ]
+    assert names.volume_root_in(tags) == "0:0:0755"
+    assert names.read_tags(tags)["part"] == "volume:data"
+    assert names.volume_root_in(names.snapshot_tags("a", "e", names.volume_part("data"))) is None
+
+
 @pytest.mark.parametrize("volume", ["data", "media", "with:colon", "x=y"])
 def test_volume_parts_read_back_their_volume(volume: str) -> None:
     assert names.volume_of(names.volume_part(volume)) == volume
