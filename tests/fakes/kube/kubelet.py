@@ -6,7 +6,10 @@ code the container's. A container sees its volumes at their ``mountPath`` throug
 documented convention (see docs/kubernetes-fake.md): every occurrence of a ``mountPath`` as
 a path in ``command``, ``args``, ``env`` values and ``workingDir`` is rewritten to the folder
 that backs the volume. Nothing is mounted, so a path the process computes at run time is not
-mapped, and ``readOnly`` is not enforced.
+mapped, and ``readOnly`` is not enforced. Each container runs as its pod's user and groups
+(``identity``); one that mounts an NFS export marked ``root_squash`` runs with uid and gid 0
+squashed to nobody as a whole (``squashed``), not only toward that export: stricter than a
+cluster.
 """
 
 from __future__ import annotations
