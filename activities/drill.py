@@ -43,6 +43,7 @@ from adapters.local_folders import remove_folder
 from adapters.local_platform import drills_folder
 from adapters.platform import Platform, Scratch, SqlCheck
 from adapters.restic import Restic
+from contracts.archive import TARGET_TIME
 from contracts.drill import (
     CLEANUP_ATTEMPTS,
     BeginDrill,
@@ -104,6 +105,16 @@ class DrillActivities(ReadingActivities):
         )
         return Loaded(execution, application, copy.repo, drill, copy)
 
+    async def _drill_of(
+        self, session: AsyncSession, drill_id: str
+    ) -> tuple[RestoreDrill, Application]:
+        drill = await session.get(RestoreDrill, uuid.UUID(drill_id))
+        if drill is None:
+            raise fatal(f"restore drill {drill_id} does not exist", "NotFound")
+        application = await session.get(Application, drill.application_id)
+        assert application is not None  # drills cascade with their application
+        return drill, application
+
     def _reader(self, loaded: Loaded) -> Restic:
         return loaded.copy.restic if loaded.copy is not None else self.restic
 
@@ -146,6 +157,10 @@ class DrillActivities(ReadingActivities):
                 drill = await self._insert_scheduled(session, begin)
             if drill.status not in LIVE:
                 raise fatal(f"this drill had already ended ({drill.status})", "AlreadyEnded")
+            moment = (drill.details or {}).get(TARGET_TIME)
+            if moment is not None:  # to a moment: recovered from the archive, no backup
+                await self._start(session, begin, drill, {TARGET_TIME: moment})
+                return DrillPlan(str(drill.id), None, True, [], moment)
             if drill.backup_execution_id is None:
                 newest = await newest_success(session, drill.application_id)
                 if newest is None:
@@ -161,32 +176,39 @@ class DrillActivities(ReadingActivities):
                 )
             elif execution is None or execution.status != RunStatus.SUCCEEDED:
                 raise fatal("the backup to drill no longer exists or was pruned", "MissingBackup")
-            if drill.status == RunStatus.PENDING:
-                checks = await session.scalar(
-                    select(RestoreDrillPolicy.checks)
-                    .join(BackupPolicy, BackupPolicy.id == RestoreDrillPolicy.policy_id)
-                    .where(BackupPolicy.application_id == drill.application_id)
-                )
-                application = await session.get(Application, drill.application_id)
-                assert application is not None  # drills cascade with their application
-                scratch = self._platform(application).describe_scratch(str(drill.id))
-                drill.status, drill.started_at = RunStatus.RUNNING, datetime.now(UTC)
-                drill.run_id = begin.run_id
-                drill.details = {**(drill.details or {}), "checks": checks or [], **scratch}
-                audit.record(
-                    session,
-                    ACTOR,
-                    "drill.start",
-                    "restore_drill",
-                    drill.id,
-                    workspace_id=uuid.UUID(req.workspace_id),
-                    details={"backup_id": str(execution.id), "workflow_id": begin.workflow_id},
-                )
-            await session.commit()
+            await self._start(session, begin, drill, {"backup_id": str(execution.id)})
             parts = names.parts_of(execution.metadata_)
             return DrillPlan(
                 str(drill.id), str(execution.id), names.DATABASE in parts, names.volumes_in(parts)
             )
+
+    async def _start(
+        self, session: AsyncSession, begin: BeginDrill, drill: RestoreDrill, what: dict[str, str]
+    ) -> None:
+        """A pending drill marked running with its policy's checks and scratch names, audited
+        with ``what`` it drills; committed. A drill running already (a retry) is left."""
+        if drill.status == RunStatus.PENDING:
+            checks = await session.scalar(
+                select(RestoreDrillPolicy.checks)
+                .join(BackupPolicy, BackupPolicy.id == RestoreDrillPolicy.policy_id)
+                .where(BackupPolicy.application_id == drill.application_id)
+            )
+            application = await session.get(Application, drill.application_id)
+            assert application is not None  # drills cascade with their application
+            scratch = self._platform(application).describe_scratch(str(drill.id))
+            drill.status, drill.started_at = RunStatus.RUNNING, datetime.now(UTC)
+            drill.run_id = begin.run_id
+            drill.details = {**(drill.details or {}), "checks": checks or [], **scratch}
+            audit.record(
+                session,
+                ACTOR,
+                "drill.start",
+                "restore_drill",
+                drill.id,
+                workspace_id=uuid.UUID(begin.request.workspace_id),
+                details={**what, "workflow_id": begin.workflow_id},
+            )
+        await session.commit()
 
     @activity.defn
     async def verify_drill_backup(self, drill_id: str) -> str:
@@ -236,8 +258,10 @@ class DrillActivities(ReadingActivities):
     @activity.defn
     async def run_drill_checks(self, plan: DrillPlan) -> list[CheckOutcome]:
         """The application's SQL checks, read-only, against the scratch database."""
-        loaded = await read_metadata(self.sessions, lambda s: self._load(s, plan.drill_id))
-        checks: list[dict[str, str]] = (loaded.drill.details or {}).get("checks", [])
+        drill, application = await read_metadata(
+            self.sessions, lambda s: self._drill_of(s, plan.drill_id)
+        )  # not the backup: a drill to a moment has none, and the checks need only the copy
+        checks: list[dict[str, str]] = (drill.details or {}).get("checks", [])
         if not checks:
             return []
         if not plan.database:
@@ -245,7 +269,7 @@ class DrillActivities(ReadingActivities):
                 CheckOutcome(c["name"], "error", "the backup holds no database to check")
                 for c in checks
             ]
-        platform = self._platform(loaded.application)
+        platform = self._platform(application)
         queries = [SqlCheck(c["name"], c["sql"]) for c in checks]
         with temporal_errors():
             results = await heartbeating(
@@ -295,7 +319,11 @@ class DrillActivities(ReadingActivities):
                 workspace_id=uuid.UUID(begin.request.workspace_id),
                 details={
                     "recovery_seconds": finish.recovery_seconds,
-                    "backup_id": str(drill.backup_execution_id),
+                    **(
+                        {TARGET_TIME: drill.details[TARGET_TIME]}
+                        if TARGET_TIME in drill.details
+                        else {"backup_id": str(drill.backup_execution_id)}
+                    ),
                 },
             )
             await session.commit()

@@ -23,17 +23,19 @@ from activities.archive import ArchiveActivities, Source
 from activities.errors import fatal, temporal_errors
 from activities.support import read_metadata, to_completion, with_progress
 from adapters import pg_databases
+from adapters.local_platform import scratch_database
 from adapters.pg_archive import scratch, stream
-from adapters.pg_archive.window import OutsideWindow, plan, read_archive, read_stamp
+from adapters.pg_archive.window import OutsideWindow, Plan, plan, read_archive, read_stamp, stamp
 from adapters.pg_dump import DumpError, PgTarget, table_row_counts, tool
 from adapters.pg_identity import DatabaseIdentity, identity_of_current
 from adapters.restic import Progress
 from contracts.archive import LATEST, RESTORED_DATABASE, TARGET_TIME
+from contracts.drill import Recovered
 from core import metrics
 from core.restore_details import RestoreDetails
 from core.states import RunStatus
 from db import audit
-from db.models import Application, BackupRestore
+from db.models import Application, BackupRestore, RestoreDrill
 
 ACTOR = audit.Actor(label="system:restore-to-time-workflow")
 PLAN_ATTEMPTS = 3
@@ -86,15 +88,10 @@ class RecoveryActivities(ArchiveActivities):
         application_id, into_name, moment, asked = await self._job(restore_id)
         source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
         staging = pg_databases.staging_names(restore_id)[0]
+        into = replace(source.target, dbname=into_name or staging)
 
         def run(_progress: Callable[[Progress], None]) -> tuple[str, DatabaseIdentity | None]:
-            place = self._recover(source, restore_id, moment)
-            try:
-                into = replace(source.target, dbname=into_name or staging)
-                scratch.move_out(place, source.target, into, self.settings.pg_bin_dir)
-                tables = self._verified(place.database(source.target), into)
-            finally:
-                scratch.remove(place)
+            tables, _ = self._recover_into(source, restore_id, moment, into)
             where = f"database {into_name}" if into_name else f"the copy {staging}"
             made = _identity(into) if into_name else None
             return f"recovered to {asked} into {where}; {tables} tables verified", made
@@ -108,6 +105,48 @@ class RecoveryActivities(ArchiveActivities):
                 restore.details = {**(restore.details or {}), RESTORED_DATABASE: str(made)}
                 await session.commit()
         return note
+
+    @activity.defn
+    async def recover_drill_database(self, drill_id: str) -> Recovered:
+        """A drill to a moment: the application's database recovered to the drill's moment
+        into the drill's scratch database (which its cleanup drops), verified as a restore
+        to a moment verifies its copy."""
+        async with self.sessions() as session:
+            drill = await session.get(RestoreDrill, uuid.UUID(drill_id))
+            if drill is None:
+                raise fatal(f"restore drill {drill_id} does not exist", "NotFound")
+            application_id = str(drill.application_id)
+            asked = str((drill.details or {})[TARGET_TIME])
+        source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        into = replace(source.target, dbname=scratch_database(drill_id))
+        moment = None if asked == LATEST else read_stamp(asked)
+
+        def run(_progress: Callable[[Progress], None]) -> Recovered:
+            tables, reached = self._recover_into(source, drill_id, moment, into)
+            with stream.connect(into) as conn:
+                row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            return Recovered(
+                int(row[0]) if row else 0,
+                f"recovered to {asked if moment else f'latest ({stamp(reached)})'} into"
+                f" {into.dbname}; {tables} tables verified",
+            )
+
+        with temporal_errors("recovering to the moment"):
+            return await with_progress(run)
+
+    def _recover_into(
+        self, source: Source, run_id: str, moment: datetime | None, into: PgTarget
+    ) -> tuple[int, datetime]:
+        """Recovers the database to ``moment`` (None: latest) in a scratch server, moves it
+        out into the new database ``into`` and verifies it; the scratch server is removed in
+        every outcome. How many tables, and the moment recovered to."""
+        place, recovery = self._recover(source, run_id, moment)
+        try:
+            scratch.move_out(place, source.target, into, self.settings.pg_bin_dir)
+            tables = self._verified(place.database(source.target), into)
+        finally:
+            scratch.remove(place)
+        return tables, recovery.reaches
 
     def _verified(self, recovered: PgTarget, copy: PgTarget) -> int:
         """Every table of the copy holds as many rows as in the recovered server; how many
@@ -155,9 +194,12 @@ class RecoveryActivities(ArchiveActivities):
         with temporal_errors("removing the copy"):
             return await to_completion(lambda: pg_databases.abandon(target, staging, old))
 
-    def _recover(self, source: Source, restore_id: str, moment: datetime | None) -> scratch.Scratch:
-        """A scratch server recovered to ``moment``, running. Planned again when the archiver
-        forgot a shipment the plan read meanwhile (superseded: its successor holds its WAL)."""
+    def _recover(
+        self, source: Source, run_id: str, moment: datetime | None
+    ) -> tuple[scratch.Scratch, Plan]:
+        """A scratch server recovered to ``moment``, running, and its plan. Planned again
+        when the archiver forgot a shipment the plan read meanwhile (superseded: its
+        successor holds its WAL)."""
         attempt = 1
         while True:
             try:
@@ -165,14 +207,14 @@ class RecoveryActivities(ArchiveActivities):
             except OutsideWindow as exc:
                 raise fatal(str(exc), "OutsideWindow") from None
             place = scratch.Scratch(
-                Path(tempfile.gettempdir()) / f"cairn-scratch-{restore_id}",
+                Path(tempfile.gettempdir()) / f"cairn-scratch-{run_id}",
                 recovery.base.major,
                 "postgres" if os.getuid() == 0 else None,
             )
             scratch.remove(place)  # what an earlier attempt left
             try:
                 scratch.recover(place, self.restic, source.repo, recovery)
-                return place
+                return place, recovery
             except DumpError:
                 scratch.remove(place)
                 present = {snapshot.id for snapshot in self.restic.snapshots(source.repo)}
@@ -185,7 +227,12 @@ class RecoveryActivities(ArchiveActivities):
         return [self.begin_restore_to_time]
 
     def data(self) -> list[Any]:
-        return [self.restore_to_time, self.swap_in_moment, self.abandon_moment]
+        return [
+            self.restore_to_time,
+            self.swap_in_moment,
+            self.abandon_moment,
+            self.recover_drill_database,
+        ]
 
 
 def _identity(target: PgTarget) -> DatabaseIdentity:

@@ -14,6 +14,7 @@ from cli.runs import RunKind
 FIELDS: list[Field] = [
     ("id", "id"),
     ("backup", "backup_id"),
+    ("moment", "target_time"),
     ("status", "status"),
     ("offsite target", "offsite_target_id"),
     ("started", lambda d: when(d["started_at"])),
@@ -44,6 +45,13 @@ def drills() -> None:
     " retention pruned is drilled --from offsite",
 )
 @click.option(
+    "--to",
+    "target_time",
+    metavar="latest|random|TIME",
+    help="drill a moment of the WAL archive instead of a backup (continuous archiving on):"
+    " the latest, one drawn from the window, or an RFC 3339 time",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="follow the drill until it ends (progress on stderr) and exit 0 succeeded,"
@@ -52,12 +60,24 @@ def drills() -> None:
 @output_options
 @with_api
 def create_drill(
-    api: Api, app_id: str, source: str, backup_id: str | None, wait: bool, out: Output
+    api: Api,
+    app_id: str,
+    source: str,
+    backup_id: str | None,
+    target_time: str | None,
+    wait: bool,
+    out: Output,
 ) -> None:
     """Drill the newest successful backup (or --backup) now: restore it into scratch copies,
     check them, remove them. ``--from offsite`` reads the offsite copy, never the primary
-    storage."""
-    body = {"source": source} | ({"backup_id": backup_id} if backup_id else {})
+    storage. ``--to`` recovers a moment of the WAL archive into the scratch database
+    instead."""
+    if target_time is not None:
+        if backup_id or source != "primary":
+            raise click.UsageError("--to drills the WAL archive: leave out --backup and --from")
+        body: dict[str, str] = {"target_time": target_time}
+    else:
+        body = {"source": source} | ({"backup_id": backup_id} if backup_id else {})
     accepted = api.post(DRILLS.path(app_id), body)
     DRILLS.started(api, out, app_id, accepted, wait)
 

@@ -11,6 +11,10 @@ ARCHIVER_WORKFLOW = "ArchiverWorkflow"
 TARGET_TIME = "target_time"
 """The key of a restore row's ``details`` holding the moment restored to: a stamp or LATEST."""
 LATEST = "latest"
+RANDOM = "random"
+"""A drill's moment asked as ``random``: drawn from the window once, when it is requested."""
+DRAWN = "target_time_random"
+"""The key of a drill row's ``details``: true when its ``TARGET_TIME`` was drawn at random."""
 RESTORED_DATABASE = "restored_database"
 """The key of a restore row's ``details`` holding the identity (``system_identifier:oid``) of
 the new database a restore to a moment made on the application's server: the archiver

@@ -33,9 +33,12 @@ class BeginDrill:
 @dataclass
 class DrillPlan:
     drill_id: str
-    backup_id: str
+    backup_id: str | None  # None: a drill to a moment, recovered from the WAL archive
     database: bool
     volumes: list[str]
+    target_time: str | None = None
+    """A drill to a moment (docs/pitr.md): the moment as recorded on the drill (a stamp, or
+    ``latest``); None: a drill of a backup."""
 
 
 @dataclass
@@ -47,6 +50,14 @@ class DrillVolume:
 @dataclass
 class Verified:
     volume_bytes: int
+    summary: str
+
+
+@dataclass
+class Recovered:
+    """A drill's database recovered to its moment and verified against the recovered server."""
+
+    database_bytes: int
     summary: str
 
 

@@ -7,16 +7,20 @@ is their own (``drill:{application_id}``), not the application's run lock.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from adapters.pg_archive.window import OutsideWindow, stamp
+from adapters.pg_archive.window import window as window_of
+from contracts.archive import DRAWN, LATEST, RANDOM, TARGET_TIME
 from contracts.drill import DrillRequest
 from core.run_outcome import is_live
 from core.settings import Settings
@@ -34,10 +38,13 @@ from repository.offsite import SOURCE_KEY
 from schedules import drill_policy as sync
 from schedules.backup_policy import ScheduleRejected
 from schedules.cron import CronError, check
-from services import backups, offsite_targets
+from services import backups, offsite_targets, recovery_window
 from services.errors import Conflict, Invalid, TemporalUnavailable
 from services.runs import start_run
 from workflows.drill import RestoreDrillWorkflow
+
+Moment = datetime | Literal["latest", "random"]
+"""What a drill to a moment asks for: a moment, the latest, or one drawn from the window."""
 
 
 def _schedule_refused(message: str) -> Invalid:
@@ -86,20 +93,53 @@ async def claim_drills(session: AsyncSession, temporal: Client, application_id: 
             )
 
 
+def _moment_refused(message: str, kind: str) -> Invalid:
+    return Invalid([{"loc": ("target_time",), "msg": message, "type": kind}])
+
+
+async def moment_to_drill(
+    session: AsyncSession, settings: Settings, application: Application, target: Moment
+) -> dict[str, Any]:
+    """What a drill to a moment records in its details: the moment (a stamp, or ``latest``),
+    a ``random`` one drawn once from the window (gaps left out) and marked as drawn. The
+    moment is checked as a restore to a moment checks it (``recovery_window.plan_to``: 422
+    naming the window)."""
+    if not await recovery_window.archiving_on(session, application.id):
+        raise _moment_refused(
+            "continuous archiving is off for this application: a drill to a moment recovers"
+            " from its WAL archive; turn it on in the backup policy first",
+            "archiving_off",
+        )
+    if target == RANDOM:
+        found = window_of(await recovery_window.archive(session, settings, application.id))
+        try:
+            drawn = found.moment_at(secrets.SystemRandom().random())
+        except OutsideWindow as exc:
+            raise _moment_refused(str(exc), "outside_window") from None
+        await recovery_window.plan_to(session, settings, application.id, drawn)
+        return {TARGET_TIME: stamp(drawn), DRAWN: True}
+    moment = target if isinstance(target, datetime) else None  # None: latest
+    await recovery_window.plan_to(session, settings, application.id, moment)
+    return {TARGET_TIME: stamp(moment) if moment else LATEST}
+
+
 async def request_drill(
     session: AsyncSession,
     temporal: Client,
+    settings: Settings,
     application: Application,
     actor: audit.Actor,
     idempotency_key: str | None,
     source: uuid.UUID | str = "primary",
     backup_id: uuid.UUID | None = None,
+    target: Moment | None = None,
 ) -> RestoreDrill:
     """Starts a drill of the newest successful backup (or of ``backup_id``) now; committed.
     The drill an earlier request with the same idempotency key started is returned instead.
     ``source``: where the backup is read, as for a restore
     (``services.offsite_targets.copy_to_read``: a backup the primary's retention pruned is
-    read from its offsite copy only).
+    read from its offsite copy only). ``target``: a drill to a moment of the WAL archive
+    instead of a backup (``moment_to_drill``).
 
     Refusals: services.errors' Conflict, NotFound, Invalid and TemporalUnavailable, and
     services.runs' RunNotStarted.
@@ -113,6 +153,11 @@ async def request_drill(
         )
         if earlier is not None:
             return earlier
+    if target is not None:
+        moment = await moment_to_drill(session, settings, application, target)
+        return await _start_drill(
+            session, temporal, application, actor, idempotency_key, None, moment
+        )
     backup: BackupExecution | None
     if backup_id is not None:
         backup = await backups.backup_of(session, application, backup_id)
@@ -131,18 +176,40 @@ async def request_drill(
             title="No backup to drill",
         )
     offsite = await offsite_targets.copy_to_read(session, application, backup, source)
+    return await _start_drill(
+        session,
+        temporal,
+        application,
+        actor,
+        idempotency_key,
+        backup,
+        {SOURCE_KEY: str(offsite)} if offsite is not None else {},
+    )
+
+
+async def _start_drill(
+    session: AsyncSession,
+    temporal: Client,
+    application: Application,
+    actor: audit.Actor,
+    idempotency_key: str | None,
+    backup: BackupExecution | None,
+    details: dict[str, Any],
+) -> RestoreDrill:
+    """The drill's row, its audit event and its workflow, under the drill lock; committed.
+    ``backup`` None: a drill to the moment in ``details``."""
     await claim_drills(session, temporal, application.id)
     drill_id = uuid.uuid4()
     workflow_id = f"drill-{drill_id}"
     drill = RestoreDrill(
         id=drill_id,
         application_id=application.id,
-        backup_execution_id=backup.id,
+        backup_execution_id=backup.id if backup else None,
         workflow_id=workflow_id,
         trigger=Trigger.MANUAL,
         status=RunStatus.PENDING,
         idempotency_key=idempotency_key,
-        details={SOURCE_KEY: str(offsite)} if offsite is not None else None,
+        details=details or None,
     )
     session.add(drill)
     audit.record(
@@ -153,9 +220,9 @@ async def request_drill(
         drill_id,
         workspace_id=application.workspace_id,
         details={
-            "backup_id": str(backup.id),
+            **({"backup_id": str(backup.id)} if backup else {}),
             "workflow_id": workflow_id,
-            SOURCE_KEY: str(offsite) if offsite else None,
+            **({SOURCE_KEY: details.get(SOURCE_KEY)} if backup else details),
         },
     )
     await session.flush()

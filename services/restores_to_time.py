@@ -78,10 +78,7 @@ async def request(
         await check_own_database(application, settings)
         target = None
     else:
-        upto = moment or (
-            recovery.shipments[-1].until if recovery.shipments else recovery.base.consistent_from
-        )
-        name = database_name or default_name(own["dbname"], upto)
+        name = database_name or default_name(own["dbname"], recovery.reaches)
         await check_target(
             session, application, {"database_name": name}, settings, by_platform_admin
         )

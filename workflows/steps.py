@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         DrillRecorded,
         DrillVolume,
         FinishDrill,
+        Recovered,
         Verified,
     )
     from contracts.notify import FailureEvent
@@ -123,6 +124,8 @@ verify_drill = Step[DrillPlan, Verified]("verify_drill", Verified)
 run_drill_checks = Step[DrillPlan, list[CheckOutcome]]("run_drill_checks", list[CheckOutcome])
 finish_drill = Step[FinishDrill, DrillRecorded]("finish_drill", DrillRecorded)
 clean_up_drill = Step[str, str]("clean_up_drill", str)
+# activities/recovery.py: a drill to a moment
+recover_drill_database = Step[str, Recovered]("recover_drill_database", Recovered)
 
 # activities/storage.py
 provision_storage = Step[StorageJob, None]("provision_storage", NONE)

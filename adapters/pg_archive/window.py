@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from adapters.restic import Snapshot
 from repository import names
@@ -22,6 +22,7 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 """The only WAL segment size this slice archives (PostgreSQL's default); others are refused."""
 _PER_LOG = 2**32 // SEGMENT_BYTES
 SEGMENT_NAME = re.compile(r"^[0-9A-F]{24}$")
+ZERO = timedelta(0)
 
 
 def segment_number(name: str) -> int:
@@ -145,6 +146,10 @@ def spans(archive: Archive) -> list[tuple[BaseBackup, Span]]:
     return found
 
 
+class OutsideWindow(ValueError):
+    """The moment is not restorable; the message names the window."""
+
+
 @dataclass(frozen=True)
 class Window:
     earliest: datetime | None
@@ -156,6 +161,24 @@ class Window:
             return False
         inside = self.earliest <= moment <= self.latest
         return inside and not any(gap.start < moment < gap.end for gap in self.gaps)
+
+    def moment_at(self, fraction: float) -> datetime:
+        """The moment ``fraction`` (0 to 1) of the way through the restorable time, the gaps
+        left out: a drill's "random" moment (``fraction`` drawn by its caller)."""
+        if self.earliest is None or self.latest is None:
+            raise OutsideWindow("nothing is restorable yet")
+        pieces, start = [], self.earliest
+        for gap in self.gaps:
+            pieces.append(Span(start, gap.start))
+            start = gap.end
+        pieces.append(Span(start, self.latest))
+        restorable = sum((piece.end - piece.start for piece in pieces), ZERO)
+        left = restorable * min(max(fraction, 0.0), 1.0)
+        for piece in pieces:
+            if left <= piece.end - piece.start:
+                return piece.start + left
+            left -= piece.end - piece.start
+        return self.latest
 
     def describe(self) -> str:
         if self.earliest is None or self.latest is None:
@@ -186,9 +209,13 @@ class Plan:
     shipments: list[Shipment]
     target: datetime | None
 
-
-class OutsideWindow(ValueError):
-    """The moment is not restorable; the message names the window."""
+    @property
+    def reaches(self) -> datetime:
+        """The moment the recovery ends at: the target, or for the latest moment the last
+        shipment's ``until`` (the base backup's ``from`` without one)."""
+        if self.target is not None:
+            return self.target
+        return self.shipments[-1].until if self.shipments else self.base.consistent_from
 
 
 def plan(archive: Archive, target: datetime | None) -> Plan:

@@ -143,16 +143,18 @@ async def start_drill(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Runs a drill of the newest successful backup (or of ``backup_id``) now, read where
-    ``source`` says."""
+    ``source`` says, or of a moment of the WAL archive (``target_time``)."""
     with refusals(starting="drill"):
         drill = await service.request_drill(
             session,
             temporal,
+            settings,
             access.application,
             access.workspace.principal.actor,
             idempotency_key,
             body.source if body is not None else "primary",
             body.backup_id if body is not None else None,
+            body.target() if body is not None else None,
         )
     await session.refresh(drill)
     return present(drill, settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -13,14 +13,18 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
 from api.schemas.backups import Timeline
 from api.schemas.common import DisplayName, Input, Output
 from api.schemas.policies import ScheduleStateOut
+from api.schemas.recovery import moment
 from api.schemas.restores import ReadSource
+from contracts.archive import LATEST, RANDOM
 from core.states import RunStatus
+from services.drills import Moment
 
 MAX_CHECKS = 20
 MAX_CHECK_SQL = 4000
@@ -117,6 +121,34 @@ class DrillStart(Input):
         " primary's retention pruned is drilled from its offsite copy (source offsite or a"
         " target id)",
     )
+    target_time: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="drill a moment of the WAL archive instead of a backup (continuous"
+        " archiving on): an RFC 3339 time with its offset, `latest`, or `random` (a moment"
+        " drawn from the window, its gaps left out, recorded on the drill)",
+    )
+
+    @field_validator("target_time")
+    @classmethod
+    def _moment(cls, value: str | None) -> str | None:
+        if value is not None and value != RANDOM:
+            moment(value)
+        return value
+
+    @model_validator(mode="after")
+    def _a_moment_or_a_backup(self) -> DrillStart:
+        if self.target_time is not None and {"source", "backup_id"} & self.model_fields_set:
+            raise ValueError(
+                "a drill to a moment recovers from the WAL archive, not a backup: leave out"
+                " source and backup_id"
+            )
+        return self
+
+    def target(self) -> Moment | None:
+        """The moment asked, as the service takes it."""
+        if self.target_time in (None, LATEST, RANDOM):
+            return cast(Moment | None, self.target_time)
+        return moment(self.target_time)
 
 
 class DrillOut(Output):
@@ -148,6 +180,19 @@ class DrillOut(Output):
     )
     notes: dict[str, Any] | None = Field(
         default=None, validation_alias=AliasChoices("notes", AliasPath("details", "notes"))
+    )
+    target_time: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("target_time", AliasPath("details", "target_time")),
+        description="a drill to a moment: the moment recovered to (RFC 3339) or `latest`;"
+        " null: a drill of a backup",
+    )
+    target_time_random: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "target_time_random", AliasPath("details", "target_time_random")
+        ),
+        description="true: target_time was drawn at random from the window when requested",
     )
     offsite_target_id: uuid.UUID | None = Field(
         default=None,

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from adapters.pg_archive.window import (
     Archive,
+    OutsideWindow,
     plan,
     read_archive,
     segment_name,
@@ -121,3 +124,25 @@ def test_the_segment_a_base_backup_ends_in_may_be_shipped_before_its_from() -> N
     assert recovery.base.snapshot_id == "b2"
     assert [s.snapshot_id for s in recovery.shipments] == ["w2", "w3"]
     assert window(archive).latest == _at(1500)
+
+
+def test_a_drills_random_moment_leaves_the_gaps_out() -> None:
+    """Segment 4 lost: the window is 0..600 and 1440..2000, the gap 600..1440 never chosen."""
+    archive = archive_of(
+        base("b1", 1, 0),
+        wal("w1", 1, 3, 600),
+        base("b2", 5, 1440),
+        wal("w3", 5, 7, 2000),
+    )
+    shown = window(archive)
+    assert [(g.start, g.end) for g in shown.gaps] == [(_at(600), _at(1440))]
+    assert shown.moment_at(0) == _at(0)
+    assert shown.moment_at(1) == _at(2000)
+    # 1160 restorable minutes: 600 before the gap, 560 after it
+    assert shown.moment_at(300 / 1160) == _at(300)
+    assert shown.moment_at(600 / 1160) == _at(600)
+    assert shown.moment_at(700 / 1160) == _at(1540)
+    for step in range(101):
+        assert shown.contains(shown.moment_at(step / 100))
+    with pytest.raises(OutsideWindow, match="nothing is restorable yet"):
+        window(archive_of(wal("w0", 0, 1, 5))).moment_at(0.5)
