@@ -46,7 +46,7 @@ from adapters.kubernetes.rebind import REBIND, REPLACED
 from adapters.kubernetes.snapshots import SELECTED_NODE
 from adapters.kubernetes.volume_swap import swap_in_place
 from adapters.local_platform import scratch_database
-from adapters.platform import PlatformError, Scratch, SqlCheck, VolumeFigures
+from adapters.platform import PlatformError, Scratch, SqlCheck, VolumeFigures, VolumeUpload
 from adapters.restic import Progress, Repository, Restic
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core import crypto, secret_contexts
@@ -918,18 +918,9 @@ def test_a_root_squash_export_refuses_root_movers_and_serves_the_repository_s_gr
     assert leftovers(kube, app.namespace) == []
 
 
-def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
-    app: App,
-    kube: FakeKube,
-    kube_api: client.ApiClient,
-    cairn_settings: Settings,
-    cairn: CairnCalls,
-) -> None:
-    """Issue 29: a volume whose root is the application's own (1000:1000, mode 0750; the
-    application runs as 1000 without fsGroup) is restored into a new volume, whose root is
-    root's; the restore's mover (the application's user) cannot give it away, so a root
-    mover with that volume only does, and the application writes at its root again."""
-    ns = app.namespace
+def _the_application_s_own_root(kube: FakeKube, kube_api: client.ApiClient, ns: str) -> Path:
+    """deployment/web made to run as APP_USER without fsGroup, mounting data-pvc, whose
+    folder (returned) and files become that user's, the folder of mode 0750."""
     apps(kube_api).patch_namespaced_deployment(
         "web",
         ns,
@@ -956,23 +947,45 @@ def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
     for path in [volume, *volume.rglob("*")]:
         os.chown(path, APP_USER, APP_USER)
     volume.chmod(0o750)
-    unprivileged = cairn_settings.model_copy(
-        update={"mover_run_as_user": None, "mover_fs_group": STORAGE_GROUP}
-    )
-    platform = platform_of(app, unprivileged, cairn)
+    return volume
+
+
+def _upload_data(platform: KubernetesPlatform, repo: Repository) -> VolumeUpload:
+    """A backup of the volume ``data`` alone, released."""
     backup = str(uuid.uuid4())
     handle = platform.snapshot(backup, ["data"]).volumes["data"]
     upload = platform.upload_volume(
         backup,
         "data",
         handle,
-        app.repo,
+        repo,
         [f"execution={backup}"],
         parent=None,
         force=False,
         progress=lambda _: None,
     )
     platform.release(backup)
+    return upload
+
+
+def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """Issue 29: a volume whose root is the application's own (1000:1000, mode 0750; the
+    application runs as 1000 without fsGroup) is restored into a new volume, whose root is
+    root's; the restore's mover (the application's user) cannot give it away, so a root
+    mover with that volume only does, and the application writes at its root again."""
+    ns = app.namespace
+    volume = _the_application_s_own_root(kube, kube_api, ns)
+    unprivileged = cairn_settings.model_copy(
+        update={"mover_run_as_user": None, "mover_fs_group": STORAGE_GROUP}
+    )
+    platform = platform_of(app, unprivileged, cairn)
+    upload = _upload_data(platform, app.repo)
     assert "volume-root=1000:1000:0750" in Restic().snapshot(app.repo, upload.snapshot_id).tags
 
     restore, since = str(uuid.uuid4()), kube.store.revision
@@ -992,6 +1005,68 @@ def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
         platform.resume()
     assert note == "volume data (claim data-pvc) re-bound to a volume restored from the backup"
     assert mover_users(mover_pods(kube, since)) == {"rvol": APP_USER, "rroot": 0}
+    assert leftovers(kube, ns) == []
+
+
+def test_a_namespace_refusing_root_pods_leaves_the_restored_root_and_says_so(
+    app: App,
+    kube: FakeKube,
+    kube_api: client.ApiClient,
+    cairn_settings: Settings,
+    cairn: CairnCalls,
+) -> None:
+    """cairn's namespace at Pod Security ``restricted`` (the storage a claim, which that
+    profile admits): the restore's movers run, the root mover that would give the volume's
+    root back is refused, and the restore ends with its files and a note saying so."""
+    ns = app.namespace
+    volume = _the_application_s_own_root(kube, kube_api, ns)
+    core(kube_api).create_namespaced_persistent_volume_claim(
+        HOME,
+        {
+            "metadata": {"name": "backup-storage"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    storage = _bound(kube, HOME, "backup-storage")
+    repo = Repository(storage / "stor1" / ns, secrets.token_urlsafe(32))
+    repo.path.parent.mkdir(parents=True)
+    Restic().init(repo)
+    on_claim = cairn_settings.model_copy(
+        update={
+            "storage_mount_root": storage,
+            "kube_storage_volume": {"persistentVolumeClaim": {"claimName": "backup-storage"}},
+            "mover_run_as_user": None,
+            "mover_fs_group": STORAGE_GROUP,
+        }
+    )
+    platform = platform_of(app, on_claim, cairn)
+    enforce = "pod-security.kubernetes.io/enforce"
+    core(kube_api).patch_namespace(HOME, {"metadata": {"labels": {enforce: "restricted"}}})
+    try:
+        upload = _upload_data(platform, repo)
+        hashes = folder_hashes(volume)
+        platform.quiesce()
+        try:
+            note = platform.restore_volume(
+                str(uuid.uuid4()), "data", repo, upload.snapshot_id, lambda _: None
+            )
+        finally:
+            platform.resume()
+    finally:
+        core(kube_api).patch_namespace(HOME, {"metadata": {"labels": {enforce: None}}})
+        core(kube_api).delete_namespaced_persistent_volume_claim("backup-storage", HOME)
+    restored = kube.pvc_path(ns, "data-pvc")
+    assert folder_hashes(restored) == hashes
+    assert volume_root.of(restored).uid == 0  # as the new volume was made
+    assert note.startswith(
+        "volume data (claim data-pvc) re-bound to a volume restored from the backup; its root"
+        " was not given back its owner and mode (1000:1000:0750): a root pod is needed for"
+        " that, and the mover Job cairn/cairn-rroot-"
+    ), note
+    assert 'violates PodSecurity "restricted:latest": ' in note
     assert leftovers(kube, ns) == []
 
 
