@@ -238,6 +238,14 @@ def apps() -> None:
 @click.option("--owner", "owner_id", required=True, help="user id of the owner")
 @click.option("--database-url", help="postgresql://user:password@host:port/dbname")
 @click.option("--volume", multiple=True, help="name=/absolute/folder (repeatable)")
+@click.option(
+    "--database",
+    "named",
+    multiple=True,
+    metavar="NAME=URL",
+    help="a database beside the main one: name=mysql://…, mariadb://… or redis://…"
+    " (repeatable; docs/engines.md)",
+)
 @pass_api
 def apps_create(
     api: Api,
@@ -246,10 +254,17 @@ def apps_create(
     owner_id: str,
     database_url: str | None,
     volume: tuple[str, ...],
+    named: tuple[str, ...],
 ) -> None:
-    """Register an application: its database and volume folders are what backups take."""
+    """Register an application: its databases and volume folders are what backups take."""
     volumes = _pairs(volume, "=", "name=/path", "--volume")
-    platform = {"kind": "local", "database_url": database_url, "volumes": volumes}
+    databases = _pairs(named, "=", "name=url", "--database")
+    platform = {
+        "kind": "local",
+        "database_url": database_url,
+        "volumes": volumes,
+        "databases": databases,
+    }
     api.call(
         "POST",
         f"/workspaces/{workspace_id}/applications",

@@ -46,6 +46,7 @@ COLUMNS: list[Field] = [
 FIELDS: list[Field] = [
     *COLUMNS,
     ("database", "database"),
+    ("named databases", "databases"),
     ("volumes", "volumes"),
     ("target", "target"),
     ("to the moment", "target_time"),
@@ -83,16 +84,19 @@ def _overwritten(
     volumes: list[str],
     config: bool,
     target: bool,
+    named: list[str],
 ) -> list[str]:
     """The live data this restore replaces, in words (empty: it replaces nothing)."""
     parts = names.parts_of(backup.get("metadata"))
-    if not database and not volumes and not config:  # full: everything the backup holds
+    if not database and not volumes and not config and not named:  # full: all it holds
         database, config = names.DATABASE in parts, names.CONFIG in parts
-        volumes = names.volumes_in(parts)
+        volumes, named = names.volumes_in(parts), names.databases_in(parts)
     platform = application.get("platform") or {}
     out = []
     if database and not target:
         out.append(f"the database {platform.get('database_url') or ''}".strip())
+    databases = platform.get("databases") or {}
+    out += [f"the database {(databases.get(n) or {}).get('url', n)} ({n})" for n in named]
     out += [f"the folder {(platform.get('volumes') or {}).get(v, v)} (volume {v})" for v in volumes]
     if config:
         out.append("its configuration objects (ConfigMaps and Secrets)")
@@ -141,6 +145,13 @@ def _overwritten(
     help="selective: bring the configuration objects back (Kubernetes: ConfigMaps and Secrets)",
 )
 @click.option(
+    "--named-database",
+    "named",
+    multiple=True,
+    metavar="NAME",
+    help="selective: bring this named database (MariaDB, Redis) back (repeatable)",
+)
+@click.option(
     "--target-database",
     metavar="NAME",
     help="restore the database into this new database on the application's server, leaving"
@@ -176,6 +187,7 @@ def create_restore(
     database: bool,
     volumes: tuple[str, ...],
     config: bool,
+    named: tuple[str, ...],
     target_database: str | None,
     target_url: str | None,
     confirm: str | None,
@@ -184,7 +196,8 @@ def create_restore(
     out: Output,
 ) -> None:
     """Restore the application from a backup: everything (full), or any of --database,
-    --volume NAME and --config, optionally the database into another database.
+    --named-database NAME, --volume NAME and --config, optionally the database into another
+    database.
 
     A full restore stops the application, REPLACES its live database and volume folders
     with the backup's, and starts it again: changes made since the backup are lost.
@@ -196,7 +209,7 @@ def create_restore(
             "--in-place goes with --to (a backup's restore is in place unless it has a target)"
         )
     if moment is not None:
-        if backup_id or database or volumes or config or target_url or source != "primary":
+        if backup_id or database or volumes or config or named or target_url or source != "primary":
             raise click.UsageError(
                 "--to restores the database only: add only --target-database or --in-place"
             )
@@ -226,10 +239,15 @@ def create_restore(
         return
     if backup_id is None:
         raise click.UsageError("give --backup BACKUP_ID, or --to MOMENT")
-    selective = database or volumes or config
+    selective = database or volumes or config or named
     body: dict[str, Any] = {"restore_type": "selective" if selective else "full", "source": source}
     if selective:
-        body |= {"database": database, "volumes": list(volumes), "config": config}
+        body |= {
+            "database": database,
+            "volumes": list(volumes),
+            "config": config,
+            "databases": list(named),
+        }
     if target_database:
         body["target"] = {"database_name": target_database}
     elif target_url:
@@ -237,7 +255,7 @@ def create_restore(
     application = api.get(f"/applications/{app_id}")
     backup = api.get(f"/applications/{app_id}/backups/{backup_id}")
     overwritten = _overwritten(
-        application, backup, database, list(volumes), config, "target" in body
+        application, backup, database, list(volumes), config, "target" in body, list(named)
     )
     if overwritten:
         note(f"This restore OVERWRITES live data of application {application['name']}:")

@@ -30,8 +30,10 @@ from services.errors import Conflict, Invalid
 log = logging.getLogger(__name__)
 # How long registration waits for the cluster to say whether a namespace exists.
 NAMESPACE_CHECK_SECONDS = 5
-# How long registration waits for a named database's server to answer.
+# How long registration waits for a named database's server to answer, and for the server
+# of another application's named database when it compares identities.
 NAMED_PROBE_SECONDS = 15
+OTHERS_PROBE_SECONDS = 3
 
 
 def namespace_exists(settings: Settings, context: str | None, namespace: str) -> bool | None:
@@ -135,8 +137,7 @@ async def _check_local(session: AsyncSession, settings: Settings, new: NewApplic
         field_name = "body.platform.database_url"
         boundaries.check_application_database(database, settings, field=field_name)
         await database_identity.refuse_protected(database, new.password, settings, field_name)
-    for name, stored in (new.settings.get("databases") or {}).items():
-        await check_named_database(name, stored["url"], new.passwords.get(name))
+    await check_named_databases(session, settings, new)
 
 
 def named_settings(urls: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -167,17 +168,68 @@ def _unusable(name: str, why: str) -> Invalid:
     )
 
 
-async def check_named_database(name: str, url: str, password: str | None) -> None:
-    """The named database's server answers with these credentials and the database is
-    neither missing nor one of the server's own (Invalid on ``platform.databases.<name>``
-    saying why): a registration the first backup would fail is refused now."""
-    try:
-        await asyncio.wait_for(
-            asyncio.to_thread(engine_for(url).probe, url, password), NAMED_PROBE_SECONDS
-        )
-    except (EngineError, TimeoutError) as exc:
-        why = exc.message if isinstance(exc, EngineError) else "the server did not answer in time"
-        raise _unusable(name, why) from None
+async def _identity(url: str, password: str | None, seconds: float) -> str:
+    return await asyncio.wait_for(
+        asyncio.to_thread(engine_for(url).identity, url, password), seconds
+    )
+
+
+async def named_databases_of_others(
+    session: AsyncSession, settings: Settings
+) -> list[tuple[str, str | None]]:
+    """Every other local application's named databases: password-free URL and password."""
+    rows = await session.scalars(select(Application).where(Application.platform_kind == "local"))
+    found = []
+    for other in rows:
+        databases = other.platform_settings.get("databases") or {}
+        if not databases:
+            continue
+        try:
+            secrets = crypto.open_json(
+                other.platform_secrets or "",
+                master_key=settings.master_key_text,
+                context=secret_contexts.application_secrets(other.id),
+            )
+        except crypto.CryptoError:
+            secrets = {}
+        passwords = secrets.get("database_passwords") or {}
+        found += [(d["url"], passwords.get(name)) for name, d in databases.items()]
+    return found
+
+
+async def check_named_databases(
+    session: AsyncSession, settings: Settings, new: NewApplication
+) -> None:
+    """Each named database's server answers with its credentials, the database is neither
+    missing nor one of the server's own, and it is no other named database (this
+    application's or another's), by the server's own identity: Invalid on
+    ``platform.databases.<name>`` saying why. cairn has no MariaDB or Redis of its own to
+    refuse. Another application's server that does not answer is not told apart."""
+    seen: dict[str, str] = {}
+    others: list[tuple[str, str | None]] | None = None
+    for name, stored in (new.settings.get("databases") or {}).items():
+        url = stored["url"]
+        try:
+            identity = await _identity(url, new.passwords.get(name), NAMED_PROBE_SECONDS)
+        except (EngineError, TimeoutError) as exc:
+            why = exc.message if isinstance(exc, EngineError) else "no answer in time"
+            raise _unusable(name, why) from None
+        if identity in seen:
+            raise _unusable(name, f"the same data as database {seen[identity]}")
+        seen[identity] = name
+        if others is None:
+            others = await named_databases_of_others(session, settings)
+        for other_url, password in others:
+            if engine_for(other_url).kind != stored["engine"]:
+                continue
+            try:
+                theirs = await _identity(other_url, password, OTHERS_PROBE_SECONDS)
+            except (EngineError, TimeoutError):
+                continue
+            if theirs == identity:
+                raise _unusable(
+                    name, "another application's database (the same data, by its server's identity)"
+                )
 
 
 async def _check_kubernetes(settings: Settings, new: NewApplication) -> None:

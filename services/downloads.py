@@ -307,9 +307,10 @@ async def _export(
         size = await asyncio.to_thread(restic.file_size, repo, snapshot, names.DATABASE_FILE)
         chunks = restic.stream(repo, snapshot, "/" + names.DATABASE_FILE)
         return _compressed(Export(f"{stem}.dump", "application/octet-stream", size, chunks), link)
-    if volume is not None:
+    # a volume's folder, or a named database's dump (database.sql, dump.rdb: docs/engines.md)
+    if (name := volume or names.database_of(link.part)) is not None:
         tar = restic.stream(repo, snapshot, "/", tar=True)
-        return _compressed(Export(f"{stem}-{volume}.tar", "application/x-tar", None, tar), link)
+        return _compressed(Export(f"{stem}-{name}.tar", "application/x-tar", None, tar), link)
     config = _config_yaml(restic.stream(repo, snapshot, "/" + names.CONFIG_FILE))
     return _compressed(Export(f"{stem}-config.yaml", "application/yaml", None, config), link)
 

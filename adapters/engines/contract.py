@@ -66,9 +66,10 @@ class Engine(Protocol):
         """``EngineError`` (not retryable) saying what is wrong with the URL."""
         ...
 
-    def probe(self, url: str, password: str | None) -> str:
-        """Connects and reads the server's version: reachable, credentials right, and the
-        database neither missing nor one of the server's own (``EngineError`` otherwise)."""
+    def identity(self, url: str, password: str | None) -> str:
+        """Connects (reachable, credentials right, the database neither missing nor one of
+        the server's own: ``EngineError`` otherwise) and returns what the server says the
+        data is: equal for two URLs that reach the same data, whatever their addresses."""
         ...
 
     def dump(

@@ -393,10 +393,13 @@ class MariaEngine:
     def check_url(self, url: str) -> None:
         refuse_system(MariaTarget.from_url(url).dbname)
 
-    def probe(self, url: str, password: str | None) -> str:
+    def identity(self, url: str, password: str | None) -> str:
+        """The server's host name, port and data folder, and the database's name (MariaDB
+        has no server UUID)."""
         target = MariaTarget.from_url(url, password)
         refuse_system(target.dbname)
-        return query(target, "SELECT VERSION()", database=target.dbname)[0][0]
+        found = query(target, "SELECT @@hostname, @@port, @@datadir", database=target.dbname)
+        return "\t".join([*found[0], target.dbname])
 
     def dump(
         self,

@@ -324,8 +324,13 @@ class RedisEngine:
     def check_url(self, url: str) -> None:
         RedisTarget.from_url(url)
 
-    def probe(self, url: str, password: str | None) -> str:
-        return _server_version(RedisTarget.from_url(url, password))
+    def identity(self, url: str, password: str | None) -> str:
+        """The server's ``run_id`` (a backup and a restore take its whole dataset)."""
+        info = command(RedisTarget.from_url(url, password), "INFO", "server")
+        found = re.search(r"^run_id:(\S+)", info, re.M)
+        if found is None:
+            raise EngineError("the server's INFO names no run_id", retryable=False)
+        return found[1]
 
     def dump(
         self,

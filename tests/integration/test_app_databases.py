@@ -5,8 +5,11 @@ nothing and shows no password."""
 
 from __future__ import annotations
 
+import io
+import json
 import secrets
 import shutil
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +32,10 @@ from tests.integration.test_restores import run_restore
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace
 from tests.support.backups import App, make_app, run_backup, table_hashes, tree_hashes
+from tests.support.cli import cairn
 from tests.support.database import libpq_url
 from tests.support.engine_servers import mariadb_port, redis_server
+from tests.support.served import served  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -77,10 +82,11 @@ def shop(maria: tuple[MariaTarget, str]) -> MariaTarget:
     return target
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cache_server() -> Iterator[RedisTarget]:
-    """A Redis server of this module: a restore replaces a server's whole dataset and makes
-    it a replica for a moment, which the machine's shared server must never go through."""
+    """A Redis server of this test: a restore replaces a server's whole dataset and makes it
+    a replica for a moment, which the machine's shared server must never go through; and
+    two applications may not name one server."""
     options = ("--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes")
     with redis_server("--requirepass", REDIS_PASSWORD, *options) as port:
         yield RedisTarget("127.0.0.1", port, password=REDIS_PASSWORD)
@@ -345,3 +351,98 @@ async def test_refused_registrations_name_the_field_and_store_nothing(
         ).fetchone()
     assert stored == (0,)
     shutil.rmtree(folder)
+
+
+async def test_cli_registers_named_databases_and_restores_one(
+    api: ApiClient,
+    world: World,
+    served: str,  # noqa: F811
+    maria: tuple[MariaTarget, str],
+    backed_up: tuple[App, dict[str, Any]],
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> None:
+    admin, owner = world.tokens["platform_admin"], world.tokens["owner"]
+    ws = await new_workspace(api, world, members=("owner",))
+    create = ["admin", "apps", "create", ws, "--name", "cli-app", "--owner", world.users["owner"]]
+    taken = f"shop={maria_url(shop)}"
+    code, out, err = await cairn(served, admin, {}, *create, "--database", taken)
+    assert code == 1 and "another application's database" in err  # the backed-up app's
+    orders = shop.named(f"{shop.dbname}_cli")
+    mariadb.query(maria[0], f"CREATE DATABASE {orders.dbname}")
+    code, out, err = await cairn(
+        served, admin, {}, *create, "--database", f"orders={maria_url(orders)}"
+    )
+    assert code == 0, err
+    assert "s3cret" not in out + err
+    assert json.loads(out)["platform"]["databases"]["orders"]["url"] == maria_url(orders, None)
+
+    app, backup = backed_up
+    before = maria_state(shop)
+    damage_all(app, shop, cache)
+    damaged_cache = redis_state(cache)
+    shown = await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner"))
+    name = (await expect(shown, 200))["name"]
+    restore = ["restores", "create", "--app", app.id, "--backup", backup["id"]]
+    code, out, err = await cairn(
+        served, owner, {}, *restore, "--named-database", "shop", "--confirm", name, "--wait", "-q"
+    )
+    assert code == 0, err
+    assert maria_state(shop) == before and redis_state(cache) == damaged_cache
+
+
+async def test_each_named_database_downloads_as_its_dump(
+    api: ApiClient, world: World, backed_up: tuple[App, dict[str, Any]]
+) -> None:
+    app, backup = backed_up
+    links = f"{app.backups}/{backup['id']}/downloads"
+    found = {}
+    for part in ("database:shop", "database:cache"):
+        link = await expect(
+            await api.post(links, json={"part": part}, headers=world.auth("owner")), 201
+        )
+        response = await api.get(str(link["url"]).removeprefix("http://cairn.test"))
+        assert response.status_code == 200, response.text
+        with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
+            files = [(m.name, archive.extractfile(m)) for m in archive.getmembers() if m.isfile()]
+            found[part] = {name: data.read() for name, data in files if data is not None}
+    assert b"CREATE TABLE `orders`" in found["database:shop"]["database.sql"]
+    assert found["database:cache"]["dump.rdb"].startswith(b"REDIS")
+
+
+async def test_one_database_is_never_registered_twice_whatever_its_address(
+    api: ApiClient,
+    world: World,
+    maria: tuple[MariaTarget, str],
+    shop: MariaTarget,
+    cache_server: RedisTarget,
+) -> None:
+    async def register(databases: dict[str, str]) -> Any:
+        ws = await new_workspace(api, world, members=("owner",))
+        body = {
+            "name": f"app-{uuid.uuid4().hex[:6]}",
+            "owner_id": world.users["owner"],
+            "platform": {"kind": "local", "databases": databases},
+        }
+        path = f"/api/v1/workspaces/{ws}/applications"
+        return await api.post(path, json=body, headers=world.auth("platform_admin"))
+
+    first = {"shop": maria_url(shop), "cache": redis_url(cache_server)}
+    await expect(await register(first), 201)
+    elsewhere = {
+        "shop": maria_url(shop).replace("127.0.0.1", "localhost"),
+        "cache": redis_url(cache_server).replace("127.0.0.1", "localhost"),
+    }
+    root, _ = maria
+    other = shop.named(f"{shop.dbname}_2")
+    mariadb.query(root, f"CREATE DATABASE {other.dbname}")
+    twice = {"a": maria_url(other), "b": maria_url(other).replace("127.0.0.1", "localhost")}
+    for name, databases, why in (
+        ("shop", {"shop": elsewhere["shop"]}, "another application's database"),
+        ("cache", {"cache": elsewhere["cache"]}, "another application's database"),
+        ("b", twice, "the same data as database a"),
+    ):
+        refused = await register(databases)
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == f"body.platform.databases.{name}" and why in error["message"]
