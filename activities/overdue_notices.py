@@ -67,27 +67,28 @@ class OverdueNotifier:
     async def notify_overdue(self) -> int:
         """Sends every notice due now; returns how many were sent."""
         url = self.settings.failure_webhook_url
-        async with self.sessions() as session:
+        async with self.sessions() as alone:  # held until every notice is told and recorded
+            await overdue.tell_alone(alone)
             channels = self.client is not None and bool(
-                await session.scalar(select(exists().where(NotificationChannel.enabled)))
+                await alone.scalar(select(exists().where(NotificationChannel.enabled)))
             )
             if not url and not channels:
                 return 0
-            lags = await offsite_targets.offsite_lags(session, self.settings)
-            due = await overdue.notices_due(session, self.settings, offsite=lags)
-        sent = 0
-        async with httpx.AsyncClient(timeout=10) as client:
-            for notice in due:
-                told = channel_notice(notice)
-                started = False
-                if channels and self.client is not None:
-                    started = await dispatch(self.client, self.sessions, told)
-                if url:
-                    await deliver(client, url, notice.payload())
-                if not (url or started):
-                    continue  # told nobody: stays due for a channel that chooses it later
-                async with self.sessions() as session:
-                    overdue.record_notice(session, notice)
-                    await session.commit()
-                sent += 1
-        return sent
+            lags = await offsite_targets.offsite_lags(alone, self.settings)
+            due = await overdue.notices_due(alone, self.settings, offsite=lags)
+            sent = 0
+            async with httpx.AsyncClient(timeout=10) as client:
+                for notice in due:
+                    told = channel_notice(notice)
+                    started = False
+                    if channels and self.client is not None:
+                        started = await dispatch(self.client, self.sessions, told)
+                    if url:
+                        await deliver(client, url, notice.payload())
+                    if not (url or started):
+                        continue  # told nobody: stays due for a channel that chooses it later
+                    async with self.sessions() as session:
+                        overdue.record_notice(session, notice)
+                        await session.commit()
+                    sent += 1
+            return sent

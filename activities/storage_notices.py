@@ -20,7 +20,7 @@ from temporalio.client import Client
 from activities.channels import dispatch
 from contracts.channels import ChannelNotice
 from db.models import NotificationChannel
-from services import storage_notices
+from services import overdue, storage_notices
 from services.storage_notices import FullNotice
 
 
@@ -43,17 +43,18 @@ class StorageNotifier:
     @activity.defn
     async def notify_nearly_full(self) -> int:
         """Starts every nearly-full notice due now; returns how many were started."""
-        async with self.sessions() as session:
-            if not await session.scalar(select(exists().where(NotificationChannel.enabled))):
+        async with self.sessions() as alone:  # held until every notice is started and recorded
+            await overdue.tell_alone(alone)
+            if not await alone.scalar(select(exists().where(NotificationChannel.enabled))):
                 return 0
-            due = await storage_notices.notices_due(session)
-        started = 0
-        for notice in due:
-            if notice.fullness is not None:
-                if not await dispatch(self.client, self.sessions, channel_notice(notice)):
-                    continue  # nobody chose it: stays due
-                started += 1
-            async with self.sessions() as session:
-                storage_notices.record(session, notice)
-                await session.commit()
-        return started
+            due = await storage_notices.notices_due(alone)
+            started = 0
+            for notice in due:
+                if notice.fullness is not None:
+                    if not await dispatch(self.client, self.sessions, channel_notice(notice)):
+                        continue  # nobody chose it: stays due
+                    started += 1
+                async with self.sessions() as session:
+                    storage_notices.record(session, notice)
+                    await session.commit()
+            return started

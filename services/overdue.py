@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.overdue import Grace, NextFire, Notified, Verdict, judge, notice_due
@@ -245,6 +245,13 @@ async def notices_due(
             assert since is not None
             due.append(Notice(kind, event, s.application_id, s.workspace_id, s.name, since, last))
     return due
+
+
+async def tell_alone(session: AsyncSession) -> None:
+    """Waits until no other notices step runs, then holds them off until ``session``'s
+    transaction ends: two at once (one started by hand, or a timed-out run's step still going
+    when the schedule starts the next) would both find a notice due and tell it twice."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('cairn-notices'))"))
 
 
 def record_notice(session: AsyncSession, notice: Notice) -> None:

@@ -34,6 +34,7 @@ from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
 from tests.support.offsite_servers import OffsiteSite
 from tests.support.served import served  # noqa: F401  (the fixture)
+from tests.support.webhook import WebhookReceiver
 from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
 from workflows.storage import RefreshStorageUsageWorkflow
 
@@ -589,12 +590,14 @@ async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
     temporal_client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(settings, "failure_webhook_url", None)
+    """Also to the platform webhook, with three notices runs at once (one started by hand
+    while the schedule's runs): still told once."""
     app = await make_app(api, world, database_server, tmp_path)
     owner, admin = world.auth("owner"), world.auth("ws_admin")
     drill_policy = f"/api/v1/applications/{app.id}/drill-policy"
     await expect(await api.put(drill_policy, json={"schedule": "0 4 * * *"}, headers=owner), 201)
-    with SignedReceiver(HMAC_KEY) as receiver:
+    with SignedReceiver(HMAC_KEY) as receiver, WebhookReceiver() as platform:
+        monkeypatch.setattr(settings, "failure_webhook_url", platform.url)
         body = {
             "name": "drill hook",
             "kind": "webhook",
@@ -618,8 +621,12 @@ async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
                 e["event"] for e in receiver.events if (e["application"] or {}).get("id") == app.id
             ]
 
-        await run_notices(temporal_client)
+        def platform_events() -> list[str]:
+            return [e["event"] for e in platform.events if e.get("application_id") == app.id]
+
+        await asyncio.gather(*(run_notices(temporal_client) for _ in range(3)))
         await until(lambda: events() == ["drill.overdue"], why=lambda: receiver.events)
+        assert platform_events() == ["drill.overdue"]
         told = receiver.events[-1]
         since = datetime.fromisoformat(standing["overdue_since"])
         assert datetime.fromisoformat(told["overdue_since"]) == since
@@ -638,6 +645,7 @@ async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
         await run_notices(temporal_client)
         await asyncio.sleep(2)
         assert events() == ["drill.overdue", "drill.recovered"]
+        assert platform_events() == ["drill.overdue", "drill.recovered"]
         audit = await expect(
             await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events", headers=admin), 200
         )
