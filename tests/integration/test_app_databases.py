@@ -26,6 +26,7 @@ from adapters.engines.redis import RedisTarget
 from adapters.local_platform import LocalPlatform
 from adapters.platform import NamedDatabases
 from adapters.restic import Restic
+from api.ui.pages.shared import templates
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.integration.test_restores import run_restore
@@ -446,3 +447,19 @@ async def test_one_database_is_never_registered_twice_whatever_its_address(
         assert refused.status_code == 422, refused.text
         [error] = refused.json()["errors"]
         assert error["field"] == f"body.platform.databases.{name}" and why in error["message"]
+
+
+def test_the_ui_summary_names_every_database_without_a_password() -> None:
+    summary = templates.env.get_template("_macros.html").module.platform_summary  # type: ignore[attr-defined]
+    local = {
+        "kind": "local",
+        "database_url": "postgresql://shop@db/shop",
+        "volumes": {"up": "/d"},
+        "databases": {
+            "orders": {"engine": "mariadb", "url": "mysql://shop@db/orders", "password_set": True}
+        },
+    }
+    assert str(summary(local)) == (
+        "database postgresql://shop@db/shop · mariadb database orders (mysql://shop@db/orders)"
+        " · volumes up"
+    )
