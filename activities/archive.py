@@ -8,6 +8,7 @@ next stretch resumes from its ``.partial``; a worker without it resumes from the
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +28,7 @@ from activities.errors import fatal, temporal_errors, to_application_error
 from activities.support import read_metadata, with_progress
 from adapters.errors import AdapterError
 from adapters.pg_archive import base_backup, stream
-from adapters.pg_archive.window import Shipment, stamp
+from adapters.pg_archive.window import Shipment, read_archive, stamp, window
 from adapters.pg_dump import PgTarget
 from adapters.pg_identity import DatabaseIdentity, protected
 from adapters.restic import Progress, Repository, Restic, ResticError
@@ -35,6 +36,7 @@ from contracts.archive import RESTORED_DATABASE, Stretch, StretchJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
+from db import audit
 from db.models import Application, BackupPolicy, BackupRestore, BackupStorage
 from repository.store import open_repository
 from schedules.cron import next_times
@@ -42,6 +44,7 @@ from schedules.cron import next_times
 SHIP_SECONDS = 5.0
 """How often the spool is shipped: the archiver's part of the recovery point objective."""
 CATCH_UP_SECONDS = 10.0
+ACTOR = audit.Actor(label="system:archiver")
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,9 @@ class ArchiveActivities:
                     state.lost,
                 )
                 progress(Progress(0, 0, shipments, 0, 0.0))
+                if state.lost:  # nothing more can come on it: the workflow replaces it
+                    activity.logger.warning("slot %s lost: the stretch ends for a new one", slot)
+                    break
                 if time.monotonic() >= end:
                     break
                 time.sleep(SHIP_SECONDS)
@@ -207,7 +213,35 @@ class ArchiveActivities:
         """One stretch of streaming; cancelling it (archiving turned off) stops it."""
         source = await read_metadata(self.sessions, lambda s: self._load(s, job.application_id))
         with temporal_errors("archiving WAL"):
-            return await with_progress(lambda progress: self._stream(source, job.seconds, progress))
+            stretch = await with_progress(
+                lambda progress: self._stream(source, job.seconds, progress)
+            )
+            if stretch.slot_lost:
+                await self._audit_lost_slot(source)
+        return stretch
+
+    async def _audit_lost_slot(self, source: Source) -> None:
+        """Says plainly that the window has a gap from its last archived moment on (to the
+        base backup taken after the workflow replaces the slot): ``archive.slot_lost``."""
+        snapshots = await asyncio.to_thread(self.restic.snapshots, source.repo)
+        latest = window(read_archive(snapshots)).latest
+        async with self.sessions() as session:
+            application = await session.get(Application, source.application_id)
+            if application is None:
+                return
+            audit.record(
+                session,
+                ACTOR,
+                "archive.slot_lost",
+                "application",
+                application.id,
+                workspace_id=application.workspace_id,
+                details={
+                    "slot": stream.slot_name(source.application_id),
+                    "last_archived": stamp(latest) if latest else None,
+                },
+            )
+            await session.commit()
 
     @activity.defn
     async def take_base_backup(self, application_id: str) -> str:
