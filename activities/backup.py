@@ -216,7 +216,9 @@ class BackupActivities:
             # the policy's "include database" covers every database the application has
             named = named_databases(platform)
             databases = named.database_names() if named and req.include_database else []
-            return ExecutionRef(str(execution.id), volumes, req.include_database, databases)
+            # the main database only when there is one (an application may have named ones only)
+            main = req.include_database and platform.has_database()
+            return ExecutionRef(str(execution.id), volumes, main, databases)
 
     async def _insert_scheduled(self, session: AsyncSession, begin: BeginBackup) -> BackupExecution:
         """The row of a scheduled run, made by its first step (idempotent by workflow id)."""
@@ -341,8 +343,13 @@ class BackupActivities:
         platform = self._platform(ctx)
         database = ctx.include_database and platform.has_database()
         volumes = platform.volume_names() if ctx.include_volumes else []
+        named = named_databases(platform) if ctx.include_database else None
         with temporal_errors():
-            return await asyncio.to_thread(platform.estimate_bytes, database, volumes)
+            total = await asyncio.to_thread(platform.estimate_bytes, database, volumes)
+            if named is not None:
+                for name in named.database_names():
+                    total += await asyncio.to_thread(named.estimate_named, name)
+        return total
 
     def _platform(self, ctx: Context) -> Platform:
         return platform_of(ctx.application, self.settings, self.restic)

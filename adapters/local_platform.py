@@ -289,6 +289,10 @@ class LocalPlatform:
             result.snapshot_id, result.total_bytes_processed, result.data_added, files
         )
 
+    def estimate_named(self, name: str) -> int:
+        engine, url, password = self._named(name)
+        return engine.size_bytes(url, password)
+
     def dump_named(
         self, run_id: str, name: str, repo: Repository, tags: list[str], progress: ProgressFn
     ) -> NamedDump:

@@ -299,6 +299,10 @@ class NamedDatabases(Protocol):
         """The named databases, sorted."""
         ...
 
+    def estimate_named(self, name: str) -> int:
+        """About how many bytes a first dump of the named database reads."""
+        ...
+
     def dump_named(
         self, run_id: str, name: str, repo: Repository, tags: list[str], progress: ProgressFn
     ) -> NamedDump:

@@ -88,12 +88,17 @@ def _effective(
     platform = application.platform_settings
     defaults = {
         **given,
-        "include_database": bool(platform.get("database")),
+        "include_database": _has_database(platform),
         "include_volumes": bool(platform.get("volumes")),
         # the seed's 30 days, unless the request brings a GFS rule of its own
         "retention_days": None if any(given[c] for c in COUNTS) else 30,
     }
     return {**defaults, **sent}
+
+
+def _has_database(platform: Mapping[str, Any]) -> bool:
+    """A main database, or named ones (``include_database`` covers them all)."""
+    return bool(platform.get("database") or platform.get("databases"))
 
 
 def _check_parts(
@@ -102,7 +107,7 @@ def _check_parts(
     """What the policy includes must exist in the application, or every backup would fail."""
     platform = application.platform_settings
     errors: list[FieldError] = []
-    if given["include_database"] and not platform.get("database"):
+    if given["include_database"] and not _has_database(platform):
         errors.append(
             {
                 "loc": ("include_database",),
@@ -120,7 +125,7 @@ def _check_parts(
             }
         )
     if not errors and not (values["include_database"] or values["include_volumes"]):
-        if not (platform.get("database") or platform.get("volumes")):
+        if not (_has_database(platform) or platform.get("volumes")):
             message = (
                 "the application has neither a database nor volumes registered: there is"
                 " nothing to back up; register one first"

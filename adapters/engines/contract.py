@@ -97,6 +97,10 @@ class Engine(Protocol):
         """Replaces the live data with the backup's, proven beside it first; a note."""
         ...
 
+    def size_bytes(self, url: str, password: str | None) -> int:
+        """About how many bytes a dump reads (the quota check of a first backup)."""
+        ...
+
     def measure(self, url: str, password: str | None) -> dict[str, int]:
         """The live figures, in the terms of ``NamedDump.figures``."""
         ...

@@ -438,6 +438,16 @@ class MariaEngine:
         restore_from_restic(target, restic, repo, snapshot_id, recorded, run_id)
         return f"database {target.dbname} loaded from the backup after its staging copy verified"
 
+    def size_bytes(self, url: str, password: str | None) -> int:
+        """Its tables' data and indexes as the server counts them."""
+        target = MariaTarget.from_url(url, password)
+        found = query(
+            target,
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables"
+            f" WHERE table_schema = {_literal(target.dbname)}",
+        )
+        return int(found[0][0])
+
     def measure(self, url: str, password: str | None) -> dict[str, int]:
         return table_row_counts(MariaTarget.from_url(url, password))
 

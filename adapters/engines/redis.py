@@ -371,6 +371,12 @@ class RedisEngine:
         )
         return f"dataset of {target.host}:{target.port} replaced by the backup's (replication)"
 
+    def size_bytes(self, url: str, password: str | None) -> int:
+        """The dataset's memory (an RDB is usually smaller: an estimate from above)."""
+        info = command(RedisTarget.from_url(url, password), "INFO", "memory")
+        found = re.search(r"^used_memory_dataset:(\d+)", info, re.M)
+        return int(found[1]) if found else 0
+
     def measure(self, url: str, password: str | None) -> dict[str, int]:
         return key_counts(RedisTarget.from_url(url, password))
 

@@ -463,3 +463,29 @@ def test_the_ui_summary_names_every_database_without_a_password() -> None:
         "database postgresql://shop@db/shop · mariadb database orders (mysql://shop@db/orders)"
         " · volumes up"
     )
+
+
+async def test_an_application_with_named_databases_only_backs_them_up(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> None:
+    databases = {"shop": maria_url(shop), "cache": redis_url(cache)}
+    app = await make_app(
+        api, world, database_server, tmp_path, databases=databases, main_database=False
+    )
+    policy = await expect(await api.get(app.policy, headers=world.auth("owner")), 200)
+    assert policy["include_database"] is True  # it covers the named databases
+    backup = await run_backup(api, world, app)
+    assert backup["status"] == "succeeded", backup["error_message"]
+    parts = {p["part"] for p in backup["metadata"]["parts"]}
+    assert "database" not in parts and {"database:shop", "database:cache"} <= parts
+    # the quota check of a first backup counts them
+    stored = {"shop": {"url": maria_url(shop, None)}}
+    secrets_ = {"database_passwords": {"shop": MARIA_PASSWORD}}
+    platform = LocalPlatform({"databases": stored}, secrets_, cairn=settings, restic=Restic())
+    assert platform.estimate_named("shop") > 0

@@ -131,6 +131,7 @@ async def make_app(
     policy: dict[str, Any] | None = None,
     hooks: dict[str, list[str]] | None = None,
     databases: dict[str, str] | None = None,
+    main_database: bool = True,
 ) -> App:
     marker = f"CAIRN-MARKER-{uuid.uuid4().hex}"
     ws = await new_workspace(api, world, members=("member", "owner"))
@@ -159,7 +160,7 @@ async def make_app(
                 "owner_id": world.users["owner"],
                 "platform": {
                     "kind": "local",
-                    "database_url": app_url,
+                    "database_url": app_url if main_database else None,
                     "volumes": {k: str(v) for k, v in volumes.items()},
                     "hooks": hooks,
                     "databases": databases or {},
