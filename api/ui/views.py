@@ -3,12 +3,10 @@ state of each application, and readable sizes, durations and errors."""
 
 from __future__ import annotations
 
-import functools
-import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +26,7 @@ from services import backups
 
 if TYPE_CHECKING:
     from db.models import BackupExecution, BackupPolicy
+    from services.overdue import Standing
 
 # Macros as the five fields they stand for, so the words come out the same way.
 _MACRO_FIELDS = {
@@ -40,10 +39,6 @@ _MACRO_FIELDS = {
     "@annually": "0 0 1 1 *",
 }
 assert set(_MACRO_FIELDS) == set(MACROS)
-# A run may take this long after its fire time before the application counts as at risk.
-AT_RISK_GRACE = timedelta(hours=1)
-# Fire times looked at for the longest expected gap between two runs.
-GAP_SAMPLE = 60
 
 
 def schedule_words(expression: str) -> str:
@@ -86,41 +81,35 @@ def saved(expression: str, timezone: str, count: int = 5) -> Preview:
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _longest_gap(expression: str, timezone: str, day: date) -> timedelta | None:
-    times = next_times(expression, ZoneInfo(timezone), GAP_SAMPLE)
-    if len(times) < 2:
-        return None
-    return max(b - a for a, b in itertools.pairwise(times))
-
-
-def expected_gap(policy: BackupPolicy, now: datetime) -> timedelta | None:
-    """The longest time the schedule leaves between two runs (None: it no longer fires).
-
-    Computed once a day per schedule: applications mostly share a few schedules, and walking
-    60 fire times for each of 50 applications would dominate the overview's time.
-    """
-    return _longest_gap(policy.schedule, policy.timezone, now.date())
-
-
 @dataclass(frozen=True)
 class Protection:
-    """An application's protection at a glance (overview and application page)."""
+    """An application's protection at a glance (overview and application page).
+
+    ``overdue_since`` is the backup policy's overdue verdict (``core/overdue.py``, read by
+    ``services/overdue.py`` as the API, CLI and metrics read it): set while overdue, None
+    otherwise, also while the policy is paused (pausing is a decision, not a miss).
+    """
 
     policy: BackupPolicy | None
     last_success: BackupExecution | None
     last_failure: BackupExecution | None
     running: BackupExecution | None
     next_run: datetime | None
-    at_risk: bool
-    risk_reason: str | None
+    overdue_since: datetime | None
 
     @property
     def label(self) -> str:
-        """The badge: at risk, protected, or waiting for the first backup of a new policy."""
-        if self.at_risk:
-            return "at risk"
+        """The badge: no policy, overdue, protected, or waiting for the first backup."""
+        if self.policy is None:
+            return "no policy"
+        if self.overdue_since is not None:
+            return "backup overdue"
         return "protected" if self.last_success else "first backup pending"
+
+    @property
+    def unprotected(self) -> bool:
+        """Shown in red: nothing protects the application, or a backup is overdue."""
+        return self.policy is None or self.overdue_since is not None
 
 
 def protection(
@@ -128,38 +117,32 @@ def protection(
     last_success: BackupExecution | None,
     last_failure: BackupExecution | None,
     running: BackupExecution | None,
+    standing: Standing | None,
     now: datetime,
 ) -> Protection:
-    """At risk: no policy, or no success within the schedule's longest gap plus a grace."""
-    if policy is None:
-        return Protection(None, last_success, last_failure, running, None, True, "no policy")
-    zone = ZoneInfo(policy.timezone)
-    upcoming = next_times(policy.schedule, zone, 1, after=now) if policy.enabled else []
-    gap = expected_gap(policy, now)
-    reason = None
-    if gap is not None:
-        allowed = gap + AT_RISK_GRACE
-        since = last_success.completed_at if last_success else None
-        created = policy.created_at or now
-        if since is None and now - created > allowed:
-            reason = "no backup has ever succeeded"
-        elif since is not None and now - since > allowed:
-            reason = f"no successful backup for {age(since, now)}"
+    """The facts read for the application and its overdue verdict, side by side."""
+    upcoming = []
+    if policy is not None and policy.enabled:
+        upcoming = next_times(policy.schedule, ZoneInfo(policy.timezone), 1, after=now)
+    verdict = standing.backup if standing is not None else None
     return Protection(
         policy,
         last_success,
         last_failure,
         running,
         upcoming[0] if upcoming else None,
-        reason is not None,
-        reason,
+        verdict.overdue_since if verdict is not None else None,
     )
 
 
 async def protections(
-    session: AsyncSession, application_ids: Sequence[uuid.UUID], now: datetime
+    session: AsyncSession,
+    application_ids: Sequence[uuid.UUID],
+    standings: Mapping[uuid.UUID, Standing],
+    now: datetime,
 ) -> dict[uuid.UUID, Protection]:
-    """The protection state of each listed application, from the facts read for all at once."""
+    """The protection state of each listed application, from the facts read for all at once
+    and the overdue verdicts (``services/overdue.py::standings``) the page already read."""
     if not application_ids:
         return {}
     facts = await backups.protection_facts(session, application_ids)
@@ -169,6 +152,7 @@ async def protections(
             facts.successes.get(app_id),
             facts.failures.get(app_id),
             facts.running.get(app_id),
+            standings.get(app_id),
             now,
         )
         for app_id in application_ids

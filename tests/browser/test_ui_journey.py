@@ -4,7 +4,7 @@ storage, policy, a backup watched live, damage, and a restore that brings the da
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -13,8 +13,10 @@ from playwright.async_api import Browser, ConsoleMessage, expect
 from temporalio.client import Client
 
 from contracts.task_queues import CONTROL_TASK_QUEUE
+from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.browser.ui_pages import RUN_MS, register_app, settles, signed_in
+from tests.integration.test_alerts import backdate
 from tests.support.api import ApiClient, World, new_workspace
 from tests.support.backups import (
     CREATED_DATABASES,
@@ -48,6 +50,7 @@ async def test_admin_protects_and_restores_an_application(
     screenshots: Path,
     database_server: PostgresServer,
     tmp_path: Path,
+    settings: Settings,
 ) -> None:
     ws = await new_workspace(api, world, members=("member", "owner"))
     app_id, app_name, db_url, volumes = await register_app(
@@ -79,8 +82,7 @@ async def test_admin_protects_and_restores_an_application(
         # the overview says the application is not protected yet
         await page.goto(f"/ui/workspaces/{ws}")
         app_row = page.get_by_test_id("app-row").filter(has_text=app_name)
-        await expect(app_row.get_by_test_id("protection")).to_have_text("at risk")
-        await expect(app_row).to_contain_text("no policy")
+        await expect(app_row.get_by_test_id("protection")).to_have_text("no policy")
         await page.screenshot(path=screenshots / "ui-overview-before.png", full_page=True)
 
         # a policy: the schedule in words and its next runs in the policy's time zone
@@ -100,6 +102,23 @@ async def test_admin_protects_and_restores_an_application(
         )
         await expect(page.get_by_test_id("schedule-preview").locator("li")).to_have_count(5)
         await page.screenshot(path=screenshots / "ui-application.png", full_page=True)
+
+        # the schedule owed runs for a week and none ran (paused in Temporal, no worker): the
+        # badge is the API's overdue verdict (core/overdue.py), since the same moment
+        made = datetime.now(UTC) - timedelta(days=8)
+        backdate(settings, "backup_policies", "application_id", app_id, made)
+        shown = (
+            await api.get(f"/api/v1/applications/{app_id}", headers=world.auth("ws_admin"))
+        ).json()
+        assert shown["overdue"] is True, shown
+        for where in (f"/ui/applications/{app_id}", f"/ui/workspaces/{ws}"):  # its only app
+            await page.goto(where)
+            await expect(page.get_by_test_id("protection")).to_have_text("backup overdue")
+            since = page.get_by_test_id("overdue-since").locator("time")
+            moment = datetime.fromisoformat(await since.get_attribute("datetime") or "")
+            assert moment == datetime.fromisoformat(shown["overdue_since"])
+        await page.screenshot(path=screenshots / "ui-overview-overdue.png", full_page=True)
+        await page.goto(f"/ui/applications/{app_id}")
 
         # Run now: the backup's page follows it to success without a reload
         await page.click("text=Run now")
@@ -181,6 +200,7 @@ async def test_admin_protects_and_restores_an_application(
         await page.goto(f"/ui/workspaces/{ws}")
         app_row = page.get_by_test_id("app-row").filter(has_text=app_name)
         await expect(app_row.get_by_test_id("protection")).to_have_text("protected")
+        await expect(app_row.get_by_test_id("overdue-since")).to_have_count(0)
         await page.screenshot(path=screenshots / "ui-overview-after.png", full_page=True)
 
         # the audit log, narrowed to restores, names who asked for it

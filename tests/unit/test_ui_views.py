@@ -1,4 +1,4 @@
-"""What the web UI computes itself: schedule words, the at-risk rule, errors in words, the
+"""What the web UI computes itself: schedule words, the protection badge, errors in words, the
 progress line, and the session-bound CSRF token."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from api.problems import Problem, invalid
 from api.ui import csrf, views
 from api.ui.pages.shared import templates
+from core.overdue import Verdict
 from db.models import BackupExecution, BackupPolicy
+from services.overdue import Standing
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -50,32 +52,43 @@ def _success(completed: datetime) -> BackupExecution:
     return BackupExecution(id=uuid.uuid4(), status="succeeded", completed_at=completed)
 
 
-def test_at_risk_when_no_success_within_the_schedules_longest_gap() -> None:
+def _standing(backup: Verdict | None) -> Standing:
+    return Standing(uuid.uuid4(), uuid.uuid4(), "shop", backup, None, None, None)
+
+
+def test_the_badge_is_the_overdue_rules_verdict() -> None:
+    """The badge reads the verdict the API, CLI and metrics read (core/overdue.py), no rule
+    of its own: the same facts give the same word."""
     old = NOW - timedelta(days=30)
-    no_policy = views.protection(None, None, None, None, NOW)
-    assert (no_policy.at_risk, no_policy.risk_reason, no_policy.label) == (
-        True,
-        "no policy",
-        "at risk",
+    no_policy = views.protection(None, None, None, None, None, NOW)
+    assert (no_policy.label, no_policy.unprotected) == ("no policy", True)
+    due = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)
+    late = Verdict(overdue=True, due_at=due, deadline=due + timedelta(hours=6))
+    overdue = views.protection(
+        _policy(old), _success(NOW - timedelta(days=2)), None, None, _standing(late), NOW
     )
-    recent = views.protection(_policy(old), _success(NOW - timedelta(hours=20)), None, None, NOW)
-    assert (recent.at_risk, recent.label) == (False, "protected")
+    assert (overdue.label, overdue.unprotected) == ("backup overdue", True)
+    assert overdue.overdue_since == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
+    in_time = Verdict(overdue=False, due_at=due, deadline=due + timedelta(hours=6))
+    recent = views.protection(
+        _policy(old), _success(NOW - timedelta(hours=20)), None, None, _standing(in_time), NOW
+    )
+    assert (recent.label, recent.unprotected, recent.overdue_since) == ("protected", False, None)
     assert recent.next_run == datetime(2026, 3, 5, 3, 0, tzinfo=recent.next_run.tzinfo)
-    # daily: a day plus an hour's grace, then at risk
-    stale = views.protection(_policy(old), _success(NOW - timedelta(hours=26)), None, None, NOW)
-    assert stale.at_risk and stale.risk_reason == "no successful backup for 1 d 2 h"
-    never = views.protection(_policy(old), None, None, None, NOW)
-    assert never.risk_reason == "no backup has ever succeeded"
-    fresh = views.protection(_policy(NOW - timedelta(hours=1)), None, None, None, NOW)
-    assert (fresh.at_risk, fresh.label) == (False, "first backup pending")
-    # weekly: five days without a backup is still within its gap
-    weekly = _policy(old, "0 3 * * sun")
-    assert not views.protection(weekly, _success(NOW - timedelta(days=5)), None, None, NOW).at_risk
-    # a paused policy has no next run, and does not excuse a stale backup
-    paused = views.protection(
-        _policy(old, enabled=False), _success(NOW - timedelta(days=3)), None, None, NOW
+    fresh = views.protection(
+        _policy(NOW - timedelta(hours=1)), None, None, None, _standing(in_time), NOW
     )
-    assert paused.next_run is None and paused.at_risk
+    assert (fresh.label, fresh.unprotected) == ("first backup pending", False)
+    # a paused policy is not judged (pausing is a decision) and has no next run
+    paused = views.protection(
+        _policy(old, enabled=False),
+        _success(NOW - timedelta(days=3)),
+        None,
+        None,
+        _standing(None),
+        NOW,
+    )
+    assert (paused.next_run, paused.overdue_since, paused.label) == (None, None, "protected")
 
 
 def test_errors_in_words() -> None:

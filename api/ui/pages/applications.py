@@ -65,7 +65,10 @@ async def _application_page(
     settings = get_settings(request)
     temporal = await get_temporal_if_up(request)
     application = access.application
-    state = (await views.protections(session, [application.id], datetime.now(UTC)))[application.id]
+    standing = await overdue.standings(session, settings, [application.id])
+    state = (await views.protections(session, [application.id], standing, datetime.now(UTC)))[
+        application.id
+    ]
     policy = None
     if state.policy is not None and temporal is not None:
         policy = await presenters.policy(state.policy, temporal)
@@ -91,7 +94,7 @@ async def _application_page(
         access=access,
         app=presenters.application(
             application,
-            await overdue.standing_of(session, settings, application.id),
+            standing.get(application.id),
             (await offsite_targets.offsite_lags(session, settings, [application.id])).get(
                 application.id
             ),

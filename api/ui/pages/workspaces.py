@@ -61,7 +61,7 @@ async def overview(
     items = [presenters.application(row, standing.get(row.id), lags.get(row.id)) for row in rows]
     usage = await storages.usage(session, (await dedicated_reader(access)).workspace, 0)
     now = datetime.now(UTC)
-    states = await views.protections(session, [a["id"] for a in items], now)
+    states = await views.protections(session, ids, standing, now)
     return render(
         request,
         "overview.html",
