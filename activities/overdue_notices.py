@@ -1,5 +1,6 @@
 """Tells the failure webhook and the workspaces' notification channels when an application's
-backups, drills or offsite copies become overdue and when they recover.
+backups, drills or offsite copies become overdue, or its continuous archiving stalls, and when
+they recover.
 
 Run by ``OverdueNoticesWorkflow`` from the ``overdue-notices`` system schedule, apart from any
 run, so a webhook that is down never delays or fails a backup. Each notice is recorded in the
@@ -22,24 +23,37 @@ from activities.notify import deliver
 from contracts.channels import ChannelNotice
 from core.settings import Settings
 from db.models import NotificationChannel
-from services import offsite_targets, overdue
+from services import offsite_targets, overdue, recovery_window
 
-# what each kind of overdue period is about: (the event's prefix, overdue, recovered)
+# what each kind of overdue period is about: (the event's prefix, overdue, recovered); the
+# overdue words may name the period's start ({since}) and the last success ({last})
 _WORDS = {
-    "backup": ("application", "no successful backup since {}", "a backup succeeded"),
-    "drill": ("drill", "no successful restore drill since {}", "a restore drill succeeded"),
+    "backup": ("application", "no successful backup since {since}", "a backup succeeded"),
+    "drill": (
+        "drill",
+        "no successful restore drill since {since}",
+        "a restore drill succeeded",
+    ),
     "offsite": (
         "offsite",
-        "backups have waited for their offsite copy past their allowance since {}",
+        "backups have waited for their offsite copy past their allowance since {since}",
         "an offsite copy landed",
+    ),
+    "archive": (
+        "archive",
+        "continuous archiving stalled: no WAL reached the storage after {last}; a restore to a"
+        " later moment is refused until the archiver ships again",
+        "the archiver ships WAL again",
     ),
 }
 
 
 def channel_notice(notice: overdue.Notice) -> ChannelNotice:
     """A channel's ``application.overdue`` / ``application.recovered`` (backups),
-    ``drill.…`` (drills) or ``offsite.…`` (offsite copies), named by the overdue period."""
+    ``drill.…`` (drills), ``offsite.…`` (offsite copies) or ``archive.…`` (continuous
+    archiving stalled), named by the overdue period."""
     since = notice.overdue_since.isoformat()
+    last = notice.last_success.isoformat() if notice.last_success else "archiving began"
     prefix, late, back = _WORDS[notice.kind]
     return ChannelNotice(
         event=f"{prefix}.{notice.event}",
@@ -47,7 +61,11 @@ def channel_notice(notice: overdue.Notice) -> ChannelNotice:
         workspace_id=str(notice.workspace_id),
         application_id=str(notice.application_id),
         overdue_since=since,
-        message=late.format(since) if notice.event == "overdue" else f"{back}: no longer overdue",
+        message=(
+            late.format(since=since, last=last)
+            if notice.event == "overdue"
+            else f"{back}: no longer overdue"
+        ),
         occurred_at=since,
     )
 
@@ -75,7 +93,8 @@ class OverdueNotifier:
             if not url and not channels:
                 return 0
             lags = await offsite_targets.offsite_lags(alone, self.settings)
-            due = await overdue.notices_due(alone, self.settings, offsite=lags)
+            archiving = await recovery_window.archiving_states(alone, self.settings)
+            due = await overdue.notices_due(alone, self.settings, offsite=lags, archiving=archiving)
             sent = 0
             async with httpx.AsyncClient(timeout=10) as client:
                 for notice in due:

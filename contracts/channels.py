@@ -23,6 +23,8 @@ Event = Literal[
     "drill.recovered",
     "offsite.overdue",
     "offsite.recovered",
+    "archive.overdue",
+    "archive.recovered",
     "storage.nearly_full",
 ]
 EVENTS: tuple[str, ...] = get_args(Event)

@@ -341,6 +341,8 @@ def summary(body: dict[str, Any]) -> str:
         "drill.recovered": "restore drills no longer overdue",
         "offsite.overdue": "offsite copies overdue",
         "offsite.recovered": "offsite copies no longer overdue",
+        "archive.overdue": "continuous archiving stalled",
+        "archive.recovered": "continuous archiving ships again",
         "storage.nearly_full": "storage nearly full",
         "test": "test notification",
     }

@@ -32,6 +32,7 @@ from schedules.cron import next_times
 
 if TYPE_CHECKING:
     from services.offsite_targets import OffsiteLag
+    from services.recovery_window import Archiving
 
 
 @dataclass(frozen=True)
@@ -152,16 +153,20 @@ NOTICE_ACTIONS: dict[tuple[str, bool], str] = {
     ("drill", False): "application.drill_recovered",
     ("offsite", True): "application.offsite_overdue",
     ("offsite", False): "application.offsite_recovered",
+    ("archive", True): "application.archive_overdue",
+    ("archive", False): "application.archive_recovered",
 }
+Kind = Literal["backup", "drill", "offsite", "archive"]
 _KIND_OF_ACTION = {action: key for key, action in NOTICE_ACTIONS.items()}
 
 
 @dataclass(frozen=True)
 class Notice:
-    """An overdue period of an application's backups, drills or offsite copies began or ended
-    (for copies, ``last_success`` is when the newest copy finished)."""
+    """An overdue period of an application's backups, drills, offsite copies or continuous
+    archiving (stalled) began or ended (for copies, ``last_success`` is when the newest copy
+    finished; for archiving, the last archived moment)."""
 
-    kind: Literal["backup", "drill", "offsite"]
+    kind: Kind
     event: Literal["overdue", "recovered"]
     application_id: uuid.UUID
     workspace_id: uuid.UUID
@@ -220,20 +225,25 @@ async def notices_due(
     settings: Settings,
     now: datetime | None = None,
     offsite: dict[uuid.UUID, OffsiteLag] | None = None,
+    archiving: dict[uuid.UUID, Archiving] | None = None,
 ) -> list[Notice]:
     """The notices to send now: each application newly overdue, each one recovered; for
-    its offsite copies too when their lags (``offsite_targets.offsite_lags``) are given."""
+    its offsite copies too when their lags (``offsite_targets.offsite_lags``) are given, and
+    its continuous archiving when its state (``recovery_window.archiving_states``) is."""
     now = now or datetime.now(UTC)
     standing = await standings(session, settings, now=now)
     latest = await _latest_notices(session, list(standing))
-    offsite = offsite or {}
+    offsite, archiving = offsite or {}, archiving or {}
     due: list[Notice] = []
     for s in standing.values():
         lag = offsite.get(s.application_id)
-        kinds: list[tuple[Literal["backup", "drill", "offsite"], Verdict | None, datetime | None]]
+        kinds: list[tuple[Kind, Verdict | None, datetime | None]]
         kinds = [("backup", s.backup, s.last_success), ("drill", s.drill, s.last_drill_success)]
         if lag is not None:
             kinds.append(("offsite", offsite_verdict(lag, now), lag.last_copied_at))
+        archived = archiving.get(s.application_id)
+        if archived is not None:
+            kinds.append(("archive", archived.verdict(now), archived.last_archived))
         for kind, verdict, last in kinds:
             told = latest.get((str(s.application_id), kind))
             event = notice_due(verdict, last, told)

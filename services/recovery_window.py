@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from adapters.pg_archive.window import Archive, OutsideWindow, Plan, Span, plan, read_archive
 from adapters.pg_archive.window import window as window_of
 from adapters.restic import Repository, Restic, ResticError, Snapshot
+from core import archive_lag
+from core.overdue import Verdict
 from core.settings import Settings
-from db.models import Application, BackupPolicy, BackupRepository
+from db.models import Application, AuditEvent, BackupPolicy, BackupRepository
 from repository.store import read_password
 from schedules import archiver
 from services.errors import Conflict, Invalid
@@ -42,6 +44,19 @@ class RecoveryWindow:
     archiver_running: bool | None  # None: Temporal could not tell
     last_shipment_at: datetime | None  # the server time every shipped commit is in by
     lag_seconds: float | None  # now minus that time
+
+
+@dataclass(frozen=True)
+class Archiving:
+    """An application's continuous archiving as the notices judge it: on since when, and the
+    last archived moment (the newest shipment's ``until``; None before the first)."""
+
+    on_since: datetime
+    last_archived: datetime | None
+
+    def verdict(self, now: datetime) -> Verdict:
+        """Stalled or not (``core/archive_lag.py``), read as a schedule's overdue verdict."""
+        return archive_lag.judge(self.on_since, self.last_archived, now)
 
 
 async def _repository(
@@ -144,3 +159,43 @@ async def plan_to(
         raise Invalid(
             [{"loc": ("target_time",), "msg": str(exc), "type": "outside_window"}]
         ) from exc
+
+
+async def archiving_states(session: AsyncSession, settings: Settings) -> dict[uuid.UUID, Archiving]:
+    """Every application with archiving on, by its id. On since: the latest policy change that
+    turned it on, from the audit log (the policy's creation when the log has none); the last
+    archived moment read from the repository's tags, as the window is (the archiver records it
+    nowhere else). A repository that cannot be read is left out, not taken as stalled: it is
+    judged again at the next look."""
+    policies = (
+        await session.execute(
+            select(BackupPolicy.id, BackupPolicy.application_id, BackupPolicy.created_at).where(
+                BackupPolicy.continuous_archiving.is_(True)
+            )
+        )
+    ).all()
+    if not policies:
+        return {}
+    turned_on: dict[str, datetime] = {
+        target: at
+        for target, at in await session.execute(
+            select(AuditEvent.target_id, func.max(AuditEvent.occurred_at))
+            .where(
+                AuditEvent.action.in_(("policy.create", "policy.update")),
+                AuditEvent.target_id.in_([str(p.id) for p in policies]),
+                AuditEvent.details.contains({"continuous_archiving": True}),
+            )
+            .group_by(AuditEvent.target_id)
+        )
+    }
+    found: dict[uuid.UUID, Archiving] = {}
+    for policy_id, application_id, created in policies:
+        try:
+            shipped = (await archive(session, settings, application_id)).shipments
+        except Conflict as exc:
+            log.warning("archive of %s unreadable: %s", application_id, exc)
+            continue
+        last = shipped[-1].until if shipped else None
+        on_since = turned_on.get(str(policy_id)) or created or datetime.now(UTC)
+        found[application_id] = Archiving(on_since, last)
+    return found

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,17 +18,25 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from adapters.pg_archive.window import read_stamp, stamp
+from adapters.restic import Repository, Restic
 from contracts.copy import copy_workflow_id
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
+from db.models import BackupRepository
+from db.session import make_engine, make_sessionmaker
 from devstack.postgres import PostgresServer
+from repository.store import read_password
 from schedules.backup_policy import schedule_id
+from schedules.reconcile import reconcile_all
 from tests.conftest import free_port
 from tests.integration.test_offsite import add_target, copied
-from tests.support import histories
+from tests.integration.test_pitr_api import on_instance, policy, register, until_closed
+from tests.support import histories, pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 from tests.support.backups import finished, make_app, run_backup
 from tests.support.cli import cairn
@@ -42,6 +52,7 @@ pytestmark = pytest.mark.integration
 
 HMAC_KEY = "whsec-" + secrets.token_hex(16)
 SMTP_PASSWORD = "smtp-" + secrets.token_hex(8)
+MOMENTS = ("until", "from")  # the archive tags holding a server time (repository/names.py)
 
 
 def channels_of(workspace: str) -> str:
@@ -859,3 +870,163 @@ async def test_overdue_offsite_copies_are_told_once_then_recovered_once(
         if waiting is not None:
             with contextlib.suppress(RPCError):  # already ended (terminated above)
                 await temporal_client.get_workflow_handle(waiting).terminate("test over")
+
+
+async def shift_archive(settings: Settings, application_id: str, by: timedelta) -> None:
+    """Moves every moment the application's archive records (shipments' ``until``, base
+    backups' ``from``) ``by`` into the past, by rewriting the snapshots' tags with ``restic
+    tag``: the archive then reads as if its archiver had stopped that much earlier."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            row = await session.scalar(
+                select(BackupRepository).where(
+                    BackupRepository.application_id == uuid.UUID(application_id)
+                )
+            )
+            assert row is not None
+            repo = Repository(Path(row.path), read_password(settings, row))
+    finally:
+        await engine.dispose()
+    for snap in Restic(settings.restic_bin, cache_dir=settings.restic_cache).snapshots(repo):
+        tags = []
+        for tag in snap.tags:
+            key, _, value = tag.partition("=")
+            tags.append(f"{key}={stamp(read_stamp(value) - by)}" if key in MOMENTS else tag)
+        if tags != snap.tags:
+            command = [settings.restic_bin, "-r", str(repo.path), "--no-cache", "tag"]
+            subprocess.run(
+                [*command, "--set", ",".join(tags), snap.id],
+                env={**os.environ, "RESTIC_PASSWORD": repo.password},
+                check=True,
+                capture_output=True,
+            )
+
+
+async def settled_shipment(api: ApiClient, window: str, headers: dict[str, str]) -> datetime:
+    """The last shipment's moment once it no longer moves (the archiver ships every 5 s)."""
+    last, steady = None, 0
+    while steady < 5:
+        shown = await expect(await api.get(window, headers=headers), 200)
+        moment = shown["archiver"]["last_shipment_at"]
+        steady = steady + 1 if moment == last else 0
+        last = moment
+        await asyncio.sleep(5)
+    assert last is not None
+    return datetime.fromisoformat(last)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_stalled_continuous_archiving_is_told_once_then_recovered_once(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real archiver (a server of the test's own) terminated in Temporal behind cairn's back:
+    its shipments stop. The archive's moments and the audit event that turned archiving on
+    moved 20 minutes back (as if it had stopped then: past CairnArchiverStalled's 5 minutes
+    for 10), it is told once to a channel and the platform webhook, however often the notices
+    run; the reconcile starts the archiver again, its next shipment ends the period, told
+    once."""
+    with pg_instance.running() as server, SignedReceiver(HMAC_KEY) as receiver:
+        with server.connect("postgres") as conn:
+            conn.execute("CREATE DATABASE shop")
+        app = await register(api, world, on_instance(server))
+        owner, admin = world.auth("owner"), world.auth("ws_admin")
+        window = f"/api/v1/applications/{app.id}/recovery-window"
+        made = await expect(
+            await api.post(app.policy, json=policy(app, continuous_archiving=True), headers=owner),
+            201,
+        )
+        try:
+            await wait_for(
+                api, window, owner, lambda w: w["archiver"]["last_shipment_at"] is not None, 120
+            )
+            body = {
+                "name": "archive hook",
+                "kind": "webhook",
+                "events": ["archive.overdue", "archive.recovered"],
+                "url": receiver.url,
+                "secret": HMAC_KEY,
+            }
+            await expect(await api.post(channels_of(app.ws), json=body, headers=admin), 201)
+            await run_notices(temporal_client)  # streaming: nothing to tell
+            archiver = temporal_client.get_workflow_handle(f"archiver-{app.id}")
+            await archiver.terminate("test: the archiver gone behind cairn's back")
+            await settled_shipment(api, window, owner)
+            await shift_archive(settings, app.id, timedelta(minutes=20))
+            with psycopg.connect(libpq_url(settings.database_url)) as conn:
+                conn.execute(
+                    "UPDATE audit_events SET occurred_at = occurred_at - %s WHERE target_id = %s",
+                    (timedelta(minutes=20), made["id"]),
+                )
+            shown = await expect(await api.get(window, headers=owner), 200)
+            last = datetime.fromisoformat(shown["archiver"]["last_shipment_at"])
+            assert shown["archiver"]["lag_seconds"] > 20 * 60
+
+            def events() -> list[str]:
+                return [
+                    e["event"]
+                    for e in receiver.events
+                    if (e["application"] or {}).get("id") == app.id
+                ]
+
+            with WebhookReceiver() as platform:
+                monkeypatch.setattr(settings, "failure_webhook_url", platform.url)
+
+                def platform_events() -> list[str]:
+                    return [
+                        e["event"] for e in platform.events if e.get("application_id") == app.id
+                    ]
+
+                await asyncio.gather(*(run_notices(temporal_client) for _ in range(2)))
+                await until(lambda: events() == ["archive.overdue"], why=lambda: receiver.events)
+                assert platform_events() == ["archive.overdue"]
+                told = receiver.events[-1]
+                since = last + timedelta(minutes=15)  # 5 minutes behind, for 10
+                assert datetime.fromisoformat(told["overdue_since"]) == since
+                assert f"no WAL reached the storage after {last.isoformat()}" in told["message"]
+                assert platform.events[-1]["overdue_since"] == since.isoformat()
+                headers, raw = receiver.raw[-1]
+                assert (
+                    verify(HMAC_KEY, headers, raw) and headers["X-Cairn-Event"] == "archive.overdue"
+                )
+                await run_notices(temporal_client)  # the same period: told once
+
+                engine = make_engine(settings.database_url)
+                try:
+                    report = await reconcile_all(
+                        temporal_client, make_sessionmaker(engine), settings
+                    )
+                finally:
+                    await engine.dispose()
+                assert f"archiver-{app.id}" in report.created
+                await wait_for(
+                    api,
+                    window,
+                    owner,
+                    lambda w: (
+                        w["archiver"]["lag_seconds"] is not None
+                        and w["archiver"]["lag_seconds"] < 60
+                    ),
+                    120,
+                )
+                await run_notices(temporal_client)
+                await until(lambda: events() == ["archive.overdue", "archive.recovered"])
+                await run_notices(temporal_client)
+                await asyncio.sleep(2)
+                assert events() == ["archive.overdue", "archive.recovered"]
+                assert platform_events() == ["archive.overdue", "archive.recovered"]
+            audit = await expect(
+                await api.get(f"/api/v1/workspaces/{app.ws}/audit-events", headers=admin), 200
+            )
+            assert [e["action"] for e in audit["items"] if e["target_id"] == app.id][:2] == [
+                "application.archive_recovered",
+                "application.archive_overdue",
+            ]
+        finally:
+            off = policy(app, continuous_archiving=False)
+            await expect(await api.post(app.policy, json=off, headers=owner), 200)
+            await until_closed(temporal_client, app)  # slot and spool gone before the server
