@@ -162,6 +162,18 @@ class LocalPlatform:
         password = (self.secrets.get("database_passwords") or {}).get(name)
         return engine_for(stored["url"]), stored["url"], password
 
+    def _recorded_identity(self, name: str) -> str:
+        """The identity recorded when the named database was registered or last confirmed:
+        what its server must answer before any write (``contract.check_identity``)."""
+        identity = ((self.settings.get("databases") or {}).get(name) or {}).get("identity")
+        if not identity:
+            raise PlatformError(
+                f"database {name} has no identity recorded (registered before cairn recorded"
+                " one): a platform administrator confirms it before anything is written to it",
+                retryable=False,
+            )
+        return str(identity)
+
     def _psql(self) -> str:
         return pg_dump.tool("psql", self.cairn.pg_bin_dir)
 
@@ -378,7 +390,10 @@ class LocalPlatform:
         self, run_id: str, name: str, repo: Repository, snapshot: str, backed_up: BackedUp
     ) -> str:
         engine, url, password = self._named(name)
-        return engine.restore(url, password, self.restic, repo, snapshot, backed_up, run_id)
+        identity = self._recorded_identity(name)
+        return engine.restore(
+            url, password, self.restic, repo, snapshot, backed_up, run_id, identity
+        )
 
     def measure_named(self, name: str, backed_up: BackedUp) -> list[str]:
         engine, url, password = self._named(name)

@@ -25,7 +25,7 @@ from core.settings import Settings
 from db import audit
 from db.models import Application, WorkspaceMember
 from services import database_identity
-from services.errors import Conflict, Invalid
+from services.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 # How long registration waits for the cluster to say whether a namespace exists.
@@ -174,15 +174,25 @@ async def _identity(url: str, password: str | None, seconds: float) -> str:
     )
 
 
+@dataclass(frozen=True)
+class OtherNamed:
+    """Another application's named database: where it is, its password, the identity
+    recorded for it (None: registered before identities were recorded)."""
+
+    url: str
+    password: str | None = field(repr=False)
+    identity: str | None
+
+
 async def named_databases_of_others(
-    session: AsyncSession, settings: Settings
-) -> list[tuple[str, str | None]]:
-    """Every other local application's named databases: password-free URL and password."""
+    session: AsyncSession, settings: Settings, but: uuid.UUID | None = None
+) -> list[OtherNamed]:
+    """Every named database of the local applications other than ``but``."""
     rows = await session.scalars(select(Application).where(Application.platform_kind == "local"))
     found = []
     for other in rows:
         databases = other.platform_settings.get("databases") or {}
-        if not databases:
+        if not databases or other.id == but:
             continue
         try:
             secrets = crypto.open_json(
@@ -193,8 +203,45 @@ async def named_databases_of_others(
         except crypto.CryptoError:
             secrets = {}
         passwords = secrets.get("database_passwords") or {}
-        found += [(d["url"], passwords.get(name)) for name, d in databases.items()]
+        found += [
+            OtherNamed(d["url"], passwords.get(name), d.get("identity"))
+            for name, d in databases.items()
+        ]
     return found
+
+
+async def _checked_identity(
+    name: str,
+    stored: dict[str, Any],
+    password: str | None,
+    siblings: dict[str, str],
+    others: list[OtherNamed],
+) -> str:
+    """The identity of named database ``name`` as its server answers now, once it is known
+    to be no sibling (identity -> name, this application's) and no other application's
+    database (by the identity recorded for it, and by what its server answers now): Invalid
+    on ``platform.databases.<name>`` saying why."""
+    try:
+        identity = await _identity(stored["url"], password, NAMED_PROBE_SECONDS)
+    except (EngineError, TimeoutError) as exc:
+        why = exc.message if isinstance(exc, EngineError) else "no answer in time"
+        raise _unusable(name, why) from None
+    if identity in siblings:
+        raise _unusable(name, f"the same data as database {siblings[identity]}")
+    for other in others:
+        if engine_for(other.url).kind != stored["engine"]:
+            continue
+        theirs = other.identity
+        if theirs != identity:
+            try:
+                theirs = await _identity(other.url, other.password, OTHERS_PROBE_SECONDS)
+            except (EngineError, TimeoutError):
+                continue
+        if theirs == identity:
+            raise _unusable(
+                name, "another application's database (the same data, by its server's identity)"
+            )
+    return identity
 
 
 async def check_named_databases(
@@ -202,34 +249,72 @@ async def check_named_databases(
 ) -> None:
     """Each named database's server answers with its credentials, the database is neither
     missing nor one of the server's own, and it is no other named database (this
-    application's or another's), by the server's own identity: Invalid on
+    application's or another's), by the server's own identity, which is recorded in its
+    settings (``identity``): every write to it later asks the server again and compares
+    (``adapters/engines/contract.py::check_identity``). Invalid on
     ``platform.databases.<name>`` saying why. cairn has no MariaDB or Redis of its own to
-    refuse. Another application's server that does not answer is not told apart."""
+    refuse. Another application's server that does not answer is told apart by the identity
+    recorded for it."""
+    databases: dict[str, dict[str, Any]] = new.settings.get("databases") or {}
+    if not databases:
+        return
+    others = await named_databases_of_others(session, settings)
     seen: dict[str, str] = {}
-    others: list[tuple[str, str | None]] | None = None
-    for name, stored in (new.settings.get("databases") or {}).items():
-        url = stored["url"]
-        try:
-            identity = await _identity(url, new.passwords.get(name), NAMED_PROBE_SECONDS)
-        except (EngineError, TimeoutError) as exc:
-            why = exc.message if isinstance(exc, EngineError) else "no answer in time"
-            raise _unusable(name, why) from None
-        if identity in seen:
-            raise _unusable(name, f"the same data as database {seen[identity]}")
+    for name, stored in databases.items():
+        identity = await _checked_identity(name, stored, new.passwords.get(name), seen, others)
         seen[identity] = name
-        if others is None:
-            others = await named_databases_of_others(session, settings)
-        for other_url, password in others:
-            if engine_for(other_url).kind != stored["engine"]:
-                continue
-            try:
-                theirs = await _identity(other_url, password, OTHERS_PROBE_SECONDS)
-            except (EngineError, TimeoutError):
-                continue
-            if theirs == identity:
-                raise _unusable(
-                    name, "another application's database (the same data, by its server's identity)"
-                )
+        stored["identity"] = identity
+
+
+async def confirm_named_database(
+    session: AsyncSession,
+    settings: Settings,
+    application: Application,
+    name: str,
+    actor: audit.Actor,
+) -> bool:
+    """Records what named database ``name``'s server answers as its identity now, after the
+    checks of registration (a platform administrator's word that the server at its address,
+    restarted or rebuilt, is still the application's); committed and audited. Whether the
+    identity changed. NotFound for a database the application does not have, Conflict
+    (``database-unconfirmed``) saying why the server cannot be confirmed."""
+    databases = dict(application.platform_settings.get("databases") or {})
+    if name not in databases or application.platform_kind != "local":
+        raise NotFound("database", name)
+    try:
+        secrets = crypto.open_json(
+            application.platform_secrets or "",
+            master_key=settings.master_key_text,
+            context=secret_contexts.application_secrets(application.id),
+        )
+    except crypto.CryptoError:
+        secrets = {}
+    password = (secrets.get("database_passwords") or {}).get(name)
+    siblings = {
+        str(d["identity"]): other
+        for other, d in databases.items()
+        if other != name and d.get("identity")
+    }
+    others = await named_databases_of_others(session, settings, but=application.id)
+    stored = databases[name]
+    try:
+        identity = await _checked_identity(name, stored, password, siblings, others)
+    except Invalid as exc:
+        raise Conflict(exc.detail, "database-unconfirmed", "Database not confirmed") from None
+    changed = bool(stored.get("identity") != identity)
+    databases[name] = {**stored, "identity": identity}
+    application.platform_settings = {**application.platform_settings, "databases": databases}
+    audit.record(
+        session,
+        actor,
+        "application.database_confirmed",
+        "application",
+        application.id,
+        workspace_id=application.workspace_id,
+        details={"database": name, "identity_changed": changed},
+    )
+    await session.commit()
+    return changed
 
 
 async def _check_kubernetes(settings: Settings, new: NewApplication) -> None:

@@ -13,9 +13,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from adapters.engines.stream import EngineError
 from adapters.restic import Progress, Repository, Restic
 
 ProgressFn = Callable[[Progress], None]
+
+
+class IdentityRefused(EngineError):
+    """The server a named database's URL reaches now is not the one recorded at registration
+    (another server at the address, another database, or the same one restarted or rebuilt):
+    nothing is written to it. Never retried: only a platform administrator confirming the
+    database again (``services/applications.py::confirm_named_database``) lets writes go."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"{where} is not the database registered: the server there answers with another"
+            " identity than the one recorded (another server or database, or the registered one"
+            " restarted or rebuilt; a platform administrator confirms it again); nothing was"
+            " written to it",
+            retryable=False,
+        )
+
+
+def check_identity(found: str, recorded: str, where: str) -> None:
+    """The rule of every write to a named database's server: ``IdentityRefused`` unless the
+    server answers now with the identity recorded at registration."""
+    if found != recorded:
+        raise IdentityRefused(where)
 
 
 @dataclass(frozen=True)
@@ -69,7 +93,8 @@ class Engine(Protocol):
     def identity(self, url: str, password: str | None) -> str:
         """Connects (reachable, credentials right, the database neither missing nor one of
         the server's own: ``EngineError`` otherwise) and returns what the server says the
-        data is: equal for two URLs that reach the same data, whatever their addresses."""
+        data is: equal for two URLs that reach the same data, whatever their addresses.
+        Recorded at registration; every write compares the server's answer with it."""
         ...
 
     def dump(
@@ -93,8 +118,12 @@ class Engine(Protocol):
         snapshot_id: str,
         backed_up: BackedUp,
         run_id: str,
+        identity: str,
     ) -> str:
-        """Replaces the live data with the backup's, proven beside it first; a note."""
+        """Replaces the live data with the backup's, proven beside it first; a note. The
+        server is asked for its identity right before each write (a staging copy, the swap,
+        replication) and must answer ``identity``, the one recorded at registration
+        (``check_identity``): ``IdentityRefused`` otherwise, nothing written."""
         ...
 
     def size_bytes(self, url: str, password: str | None) -> int:

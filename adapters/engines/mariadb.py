@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from adapters.engines.contract import BackedUp, NamedDump
+from adapters.engines.contract import BackedUp, NamedDump, check_identity
 from adapters.engines.stream import EngineError, command_into_restic
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
 
@@ -344,6 +344,22 @@ def staging_name(dbname: str, run_id: str) -> str:
     return dbname[: _MAX_NAME - len(suffix)] + suffix
 
 
+def server_identity(target: MariaTarget, *, existing: bool = False) -> str:
+    """The server's host name, port and data folder, and the database's name (MariaDB has no
+    server UUID); ``existing``: connecting to the database also proves it exists (a restore
+    may bring back a dropped one, so the check before a write does not ask it)."""
+    found = query(
+        target, "SELECT @@hostname, @@port, @@datadir", database=target.dbname if existing else None
+    )
+    return "\t".join([*found[0], target.dbname])
+
+
+def _check_server(target: MariaTarget, identity: str) -> None:
+    """Right before a write: the server still answers as the registered one."""
+    where = f"database {target.dbname} at {target.host}:{target.port}"
+    check_identity(server_identity(target), identity, where)
+
+
 def restore_from_restic(
     target: MariaTarget,
     restic: Restic,
@@ -351,9 +367,13 @@ def restore_from_restic(
     snapshot_id: str,
     backed_up: MariaDump,
     run_id: str,
+    *,
+    identity: str,
 ) -> None:
     """Replaces ``target.dbname`` with the backup, proven first in a staging database named
-    for ``run_id`` (so a retried run finds and replaces its own)."""
+    for ``run_id`` (so a retried run finds and replaces its own). The server must answer
+    ``identity`` (``server_identity``) before the staging database is made and again before
+    the live one is replaced: ``IdentityRefused`` otherwise, and nothing more is written."""
     refuse_system(target.dbname)
     for word in (backed_up.charset, backed_up.collation):
         if not re.fullmatch(r"[A-Za-z0-9_]+", word):
@@ -361,15 +381,18 @@ def restore_from_restic(
                 f"the backup names an unknown character set {word!r}", retryable=False
             )
     staging = target.named(staging_name(target.dbname, run_id))
+    _check_server(target, identity)
     _create(staging, backed_up.charset, backed_up.collation)
     try:
         _load(staging, restic, repo, snapshot_id)
         _verified(staging, backed_up.row_counts, "staging copy")
+        _check_server(target, identity)
         _create(target, backed_up.charset, backed_up.collation)
         _load(target, restic, repo, snapshot_id)
         _verified(target, backed_up.row_counts, "database")
-    finally:
-        query(staging, f"DROP DATABASE IF EXISTS {quote_name(staging.dbname)}")
+    finally:  # not even a drop on a server that no longer answers as the registered one
+        if server_identity(target) == identity:
+            query(staging, f"DROP DATABASE IF EXISTS {quote_name(staging.dbname)}")
 
 
 def _as_dump(snapshot_id: str, backed_up: BackedUp) -> MariaDump:
@@ -398,8 +421,7 @@ class MariaEngine:
         has no server UUID)."""
         target = MariaTarget.from_url(url, password)
         refuse_system(target.dbname)
-        found = query(target, "SELECT @@hostname, @@port, @@datadir", database=target.dbname)
-        return "\t".join([*found[0], target.dbname])
+        return server_identity(target, existing=True)
 
     def dump(
         self,
@@ -432,10 +454,11 @@ class MariaEngine:
         snapshot_id: str,
         backed_up: BackedUp,
         run_id: str,
+        identity: str,
     ) -> str:
         target = MariaTarget.from_url(url, password)
         recorded = _as_dump(snapshot_id, backed_up)
-        restore_from_restic(target, restic, repo, snapshot_id, recorded, run_id)
+        restore_from_restic(target, restic, repo, snapshot_id, recorded, run_id, identity=identity)
         return f"database {target.dbname} loaded from the backup after its staging copy verified"
 
     def size_bytes(self, url: str, password: str | None) -> int:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from adapters.engines.contract import BackedUp, NamedDump
+from adapters.engines.contract import BackedUp, NamedDump, check_identity
 from adapters.engines.stream import EngineError, command_into_restic
 from adapters.restic import BackupResult, Progress, Repository, Restic, ResticError
 
@@ -275,6 +275,16 @@ def _replicate(target: RedisTarget, source: RedisTarget) -> None:
         command(target, "CONFIG", "SET", "masterauth", previous)
 
 
+def server_identity(target: RedisTarget) -> str:
+    """The server's ``run_id``: a backup and a restore take the server's whole dataset, and a
+    Redis server has no identity that outlives its process (docs/engines.md says what that
+    costs: a restart needs the database confirmed again before a restore writes)."""
+    found = re.search(r"^run_id:(\S+)", command(target, "INFO", "server"), re.M)
+    if found is None:
+        raise EngineError("the server's INFO names no run_id", retryable=False)
+    return found[1]
+
+
 def restore_from_restic(
     target: RedisTarget,
     restic: Restic,
@@ -282,17 +292,22 @@ def restore_from_restic(
     snapshot_id: str,
     backed_up: RedisDump,
     *,
+    identity: str,
     scratch_host: str = "127.0.0.1",
     staging_dir: Path | None = None,
 ) -> None:
     """Replaces ``target``'s whole dataset with the backup's (see the module's docstring);
-    ``scratch_host`` is an address of the worker that the target's server can reach."""
+    ``scratch_host`` is an address of the worker that the target's server can reach. The
+    server must answer ``identity`` (``server_identity``) right before it is made a replica,
+    its only write: ``IdentityRefused`` otherwise, nothing written."""
     with tempfile.TemporaryDirectory(prefix="cairn-redis-", dir=staging_dir) as folder:
         _stage(restic, repo, snapshot_id, Path(folder))
         password = secrets.token_urlsafe(24)
         with scratch_server(Path(folder), host=scratch_host, password=password) as scratch:
             loaded = key_counts(scratch)
             _within(loaded, backed_up.key_counts)
+            where = f"the Redis server at {target.host}:{target.port}"
+            check_identity(server_identity(target), identity, where)
             _replicate(target, scratch)
     restored = key_counts(target)
     if restored != loaded:
@@ -325,12 +340,7 @@ class RedisEngine:
         RedisTarget.from_url(url)
 
     def identity(self, url: str, password: str | None) -> str:
-        """The server's ``run_id`` (a backup and a restore take its whole dataset)."""
-        info = command(RedisTarget.from_url(url, password), "INFO", "server")
-        found = re.search(r"^run_id:(\S+)", info, re.M)
-        if found is None:
-            raise EngineError("the server's INFO names no run_id", retryable=False)
-        return found[1]
+        return server_identity(RedisTarget.from_url(url, password))
 
     def dump(
         self,
@@ -362,12 +372,19 @@ class RedisEngine:
         snapshot_id: str,
         backed_up: BackedUp,
         run_id: str,
+        identity: str,
     ) -> str:
         target = RedisTarget.from_url(url, password)
         # the figures a restore reads; not the sizes of the transfer that stored it
         recorded = RedisDump(snapshot_id, 0, 0, 0, 0, 0, backed_up.figures, "")
         restore_from_restic(
-            target, restic, repo, snapshot_id, recorded, scratch_host=_towards(target)
+            target,
+            restic,
+            repo,
+            snapshot_id,
+            recorded,
+            identity=identity,
+            scratch_host=_towards(target),
         )
         return f"dataset of {target.host}:{target.port} replaced by the backup's (replication)"
 

@@ -112,6 +112,24 @@ async def get_application(
     return presenters.application(application, standing, lags.get(application.id))
 
 
+@router.post("/api/v1/applications/{app_id}/databases/{name}/confirm")
+async def confirm_database(
+    name: str,
+    access: ApplicationReader,
+    admin: PlatformAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """A platform administrator's word that named database ``name``'s server, restarted or
+    rebuilt, is still the application's: checked as at registration, then its identity is
+    recorded again, so restores write to it again (docs/engines.md)."""
+    with refusals():
+        changed = await applications.confirm_named_database(
+            session, settings, access.application, name, admin.actor
+        )
+    return {"database": name, "identity_changed": changed}
+
+
 @router.delete("/api/v1/applications/{app_id}", status_code=204)
 async def delete_application(
     access: ApplicationReader, admin: PlatformAdmin, session: SessionDep

@@ -5,11 +5,14 @@ nothing and shows no password."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import secrets
 import shutil
+import socket
 import tarfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +32,7 @@ from adapters.restic import Restic
 from api.ui.pages.shared import templates
 from core.settings import Settings
 from devstack.postgres import PostgresServer
+from tests.conftest import free_port
 from tests.integration.test_restores import run_restore
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace
@@ -489,3 +493,117 @@ async def test_an_application_with_named_databases_only_backs_them_up(
     secrets_ = {"database_passwords": {"shop": MARIA_PASSWORD}}
     platform = LocalPlatform({"databases": stored}, secrets_, cairn=settings, restic=Restic())
     assert platform.estimate_named("shop") > 0
+
+
+class Forwarder:
+    """A TCP address whose far end the test moves: ``127.0.0.1:port`` reaches whatever
+    ``to`` names when a connection opens (a DNS name or a forwarded port re-pointed)."""
+
+    def __init__(self, to: int) -> None:
+        self.to = to
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            far = socket.create_connection(("127.0.0.1", self.to))
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+async def test_a_restore_writes_nothing_to_a_server_that_is_not_the_registered_one(
+    api: ApiClient,
+    world: World,
+    database_server: PostgresServer,
+    tmp_path: Path,
+    shop: MariaTarget,
+) -> None:
+    """The identity recorded at registration is asked again right before a restore writes:
+    the MariaDB address re-pointed at another server holding a database of the same name and
+    user, and another Redis started on the registered one's port, are refused, non-retryably,
+    and nothing is written to either; the database confirmed by a platform administrator is
+    restored again."""
+    forwarder = Forwarder(shop.port)
+    proxied = MariaTarget("127.0.0.1", forwarder.port, shop.user, shop.dbname, MARIA_PASSWORD)
+    redis_options = ("--requirepass", REDIS_PASSWORD, "--repl-diskless-sync-delay", "0")
+    redis_options += ("--enable-debug-command", "yes")
+    port = free_port()
+    try:
+        with redis_server(*redis_options, port=port):
+            first = RedisTarget("127.0.0.1", port, password=REDIS_PASSWORD)
+            redis.command(first, "SET", "ours", "1")
+            databases = {"shop": maria_url(proxied), "cache": redis_url(first)}
+            app = await make_app(
+                api, world, database_server, tmp_path, databases=databases, main_database=False
+            )
+            backup = await run_backup(api, world, app)
+            assert backup["status"] == "succeeded", backup["error_message"]
+        with mariadb_port(own=True) as other_port, redis_server(*redis_options, port=port):
+            # the same names, users and passwords, other servers: someone else's data
+            other_root = MariaTarget("127.0.0.1", other_port, "root", "mysql")
+            secret = MARIA_PASSWORD.replace("\\", "\\\\").replace("'", "''")
+            mariadb.query(other_root, f"CREATE DATABASE {shop.dbname}")
+            for host in ("%", "localhost"):  # a new server's anonymous user takes localhost
+                user = f"'{shop.user}'@'{host}'"
+                mariadb.query(other_root, f"CREATE USER {user} IDENTIFIED BY '{secret}'")
+                mariadb.query(other_root, f"GRANT ALL ON *.* TO {user}")
+            theirs = MariaTarget("127.0.0.1", other_port, shop.user, shop.dbname, MARIA_PASSWORD)
+            mariadb.query(
+                theirs, "CREATE TABLE t (x INT); INSERT INTO t VALUES (7)", database=shop.dbname
+            )
+            forwarder.to = other_port
+            second = RedisTarget("127.0.0.1", port, password=REDIS_PASSWORD)
+            redis.command(second, "SET", "theirs", "1")
+            before = maria_state(theirs), mariadb.query(other_root, "SHOW DATABASES")
+            ours_before = maria_state(shop)
+            their_dataset = redis_state(second)
+
+            for name, where in (("shop", f"database {shop.dbname}"), ("cache", "Redis server")):
+                body = {"restore_type": "selective", "databases": [name]}
+                restore = await run_restore(api, world, app, backup["id"], body)
+                assert restore["status"] == "failed"
+                assert "is not the database registered" in restore["error_message"]
+                assert where in restore["error_message"]
+                steps = [
+                    s for s in restore["timeline"]["steps"] if s["step"] == "restore_named_database"
+                ]
+                assert [s["attempts"] for s in steps] == [1]  # not retried
+            assert (maria_state(theirs), mariadb.query(other_root, "SHOW DATABASES")) == before
+            assert maria_state(shop) == ours_before  # the registered one was not reached
+            assert redis_state(second) == their_dataset
+            assert "role:master" in redis.command(second, "INFO", "replication")
+
+            # a platform administrator's word that the server on the port is the application's
+            confirm = f"/api/v1/applications/{app.id}/databases/cache/confirm"
+            refused = await api.post(confirm, headers=world.auth("owner"))
+            assert refused.status_code == 403
+            confirmed = await api.post(confirm, headers=world.auth("platform_admin"))
+            assert (await expect(confirmed, 200)) == {"database": "cache", "identity_changed": True}
+            body = {"restore_type": "selective", "databases": ["cache"]}
+            restore = await run_restore(api, world, app, backup["id"], body)
+            assert restore["status"] == "succeeded", restore["error_message"]
+            assert redis.command(second, "GET", "ours") == "1"
+            assert redis.command(second, "EXISTS", "theirs") == "0"
+            missing = await api.post(
+                f"/api/v1/applications/{app.id}/databases/nope/confirm",
+                headers=world.auth("platform_admin"),
+            )
+            assert missing.status_code == 404
+    finally:
+        forwarder.close()

@@ -108,7 +108,15 @@ def test_round_trip_is_row_identical_with_views_triggers_and_routines(
         "DROP TABLE items; DROP VIEW item_names; CREATE TABLE intruder (x INT)",
         database=database.dbname,
     )
-    mariadb.restore_from_restic(database, restic, repository, dump.snapshot_id, dump, "run-1")
+    mariadb.restore_from_restic(
+        database,
+        restic,
+        repository,
+        dump.snapshot_id,
+        dump,
+        "run-1",
+        identity=mariadb.server_identity(database),
+    )
     assert checksums(database) == before
     objects = mariadb.query(
         database,
@@ -128,7 +136,15 @@ def test_round_trip_is_row_identical_with_views_triggers_and_routines(
 
     # into another database by name, the source untouched
     other = database.named(f"cairn_t_{uuid.uuid4().hex[:10]}")
-    mariadb.restore_from_restic(other, restic, repository, dump.snapshot_id, dump, "run-2")
+    mariadb.restore_from_restic(
+        other,
+        restic,
+        repository,
+        dump.snapshot_id,
+        dump,
+        "run-2",
+        identity=mariadb.server_identity(other),
+    )
     assert checksums(other) == {t: c for t, c in before.items()}
 
 
@@ -148,7 +164,15 @@ def test_a_dump_under_writes_verifies_against_its_own_rows(
     with writing(write):
         dump = mariadb.dump_into_restic(database, restic, repository, ["part=database:shop"])
     restore_into = database.named(f"cairn_t_{uuid.uuid4().hex[:10]}")
-    mariadb.restore_from_restic(restore_into, restic, repository, dump.snapshot_id, dump, "run-3")
+    mariadb.restore_from_restic(
+        restore_into,
+        restic,
+        repository,
+        dump.snapshot_id,
+        dump,
+        "run-3",
+        identity=mariadb.server_identity(restore_into),
+    )
     assert mariadb.table_row_counts(restore_into) == dump.row_counts
 
 
@@ -187,7 +211,15 @@ def test_a_restore_that_does_not_verify_leaves_the_live_database(
     live = checksums(database)
     lying = mariadb.MariaDump(**{**dump.__dict__, "row_counts": {**dump.row_counts, "items": 1}})
     with pytest.raises(EngineError, match="staging copy does not match"):
-        mariadb.restore_from_restic(database, restic, repository, dump.snapshot_id, lying, "run-4")
+        mariadb.restore_from_restic(
+            database,
+            restic,
+            repository,
+            dump.snapshot_id,
+            lying,
+            "run-4",
+            identity=mariadb.server_identity(database),
+        )
     assert checksums(database) == live
     assert not mariadb.query(
         database, f"SHOW DATABASES LIKE '{mariadb.staging_name(database.dbname, 'run-4')}'"

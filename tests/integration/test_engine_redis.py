@@ -68,7 +68,9 @@ def test_round_trip_keeps_every_type_ttl_and_database(
 
     redis.command(server, "FLUSHALL")
     redis.command(server, "SET", "intruder", "1")
-    redis.restore_from_restic(server, restic, repository, dump.snapshot_id, dump)
+    redis.restore_from_restic(
+        server, restic, repository, dump.snapshot_id, dump, identity=redis.server_identity(server)
+    )
     assert digest(server) == before
     ttl = int(redis.command(server, "TTL", "expiring"))
     assert 3500 < ttl <= 3600
@@ -85,7 +87,9 @@ def test_restore_into_another_server_and_a_dump_under_writes(
         dump = redis.dump_into_restic(server, restic, repository, [])
     with redis_server() as port:
         other = RedisTarget("127.0.0.1", port)
-        redis.restore_from_restic(other, restic, repository, dump.snapshot_id, dump)
+        redis.restore_from_restic(
+            other, restic, repository, dump.snapshot_id, dump, identity=redis.server_identity(other)
+        )
         assert redis.key_counts(other) == dump.key_counts
 
 

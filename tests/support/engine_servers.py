@@ -100,10 +100,11 @@ def mariadb_port(own: bool = False) -> Iterator[int]:
 
 
 @contextmanager
-def redis_server(*options: str) -> Iterator[int]:
-    """A Redis server of this test alone (its own port, folder and configuration)."""
+def redis_server(*options: str, port: int | None = None) -> Iterator[int]:
+    """A Redis server of this test alone (its own folder and configuration; its own port
+    unless ``port`` names one, e.g. to stand in for a server stopped there)."""
     with tempfile.TemporaryDirectory(prefix="cairn-redis-") as folder:
-        port = free_port()
+        port = port or free_port()
         argv = [
             shutil.which("redis-server") or "/usr/bin/redis-server",
             *("--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
