@@ -1,11 +1,13 @@
 """The steps of a restore drill: a backup restored into scratch copies, proven, then removed.
 
 A drill reads the repository and writes only its scratch copies: a database named
-``cairn_drill_<id>`` on the application's PostgreSQL server and folders under cairn's own
-data folder. It never touches the application's database or volumes and takes no run lock,
-so the application's backups and restores go on beside it. Every scratch name follows
-from the drill's id, so a retried step (or the cleanup after a crash) finds what an earlier
-attempt made.
+``cairn_drill_<id>`` on the application's PostgreSQL server, folders under cairn's own
+data folder, and for each named database a scratch copy of its engine's (a MariaDB database
+``<name>_cairn_drill_<id>`` beside it, made only on the registered server; a Redis server on
+the worker), removed within its own step. It never touches the application's database or
+volumes and takes no run lock, so the application's backups and restores go on beside it.
+Every scratch name follows from the drill's id, so a retried step (or the cleanup after a
+crash) finds what an earlier attempt made.
 
 It does not run ``restic check``: restic 0.14 takes an exclusive lock for it, which would
 make a concurrent backup fail. Restoring reads every blob of the backup through restic's
@@ -38,16 +40,19 @@ from activities.restore import (
     snapshots_present,
 )
 from activities.support import ReadingActivities, heartbeating, platform_of, read_metadata
+from adapters.engines.contract import BackedUp
 from adapters.errors import AdapterError
 from adapters.local_folders import remove_folder
 from adapters.local_platform import drills_folder
-from adapters.platform import Platform, Scratch, SqlCheck
+from adapters.platform import Platform, Scratch, SqlCheck, named_databases
 from adapters.restic import Restic
 from contracts.archive import TARGET_TIME
 from contracts.drill import (
     CLEANUP_ATTEMPTS,
     BeginDrill,
     CheckOutcome,
+    DatabaseDrilled,
+    DrillDatabase,
     DrillPlan,
     DrillRecorded,
     DrillVolume,
@@ -179,7 +184,11 @@ class DrillActivities(ReadingActivities):
             await self._start(session, begin, drill, {"backup_id": str(execution.id)})
             parts = names.parts_of(execution.metadata_)
             return DrillPlan(
-                str(drill.id), str(execution.id), names.DATABASE in parts, names.volumes_in(parts)
+                str(drill.id),
+                str(execution.id),
+                names.DATABASE in parts,
+                names.volumes_in(parts),
+                databases=names.databases_in(parts),
             )
 
     async def _start(
@@ -234,6 +243,42 @@ class DrillActivities(ReadingActivities):
         platform = self._reading(loaded)
         return await restore_volume_of(
             platform, loaded, job.drill_id, job.volume, Scratch(job.drill_id)
+        )
+
+    @activity.defn
+    async def drill_named_database(self, job: DrillDatabase) -> DatabaseDrilled:
+        """A named database (MariaDB, Redis) loaded into its scratch copy through its engine,
+        measured against the manifest and removed (docs/engines.md): VerifyFailed naming
+        what differs."""
+        loaded = await read_metadata(self.sessions, lambda s: self._load(s, job.drill_id))
+        named = named_databases(self._reading(loaded))
+        part = names.database_part(job.database)
+        details = (loaded.manifest.get("databases") or {}).get(job.database)
+        if named is None or details is None:
+            raise fatal(f"the backup's database {job.database} cannot be drilled", "Unsupported")
+        backed_up = BackedUp.of(details)
+        snapshot = loaded.snapshot(part)
+        with temporal_errors(translate=read_failure):
+            problems = await heartbeating(
+                asyncio.to_thread(
+                    named.drill_named, job.drill_id, job.database, loaded.repo, snapshot, backed_up
+                )
+            )
+        if problems:
+            raise fatal(
+                f"database {job.database} restored in scratch differs from the backup: "
+                + "; ".join(problems),
+                "VerifyFailed",
+            )
+        n = len(backed_up.figures)
+        what = (
+            f"row counts of {n} tables"
+            if details.get("engine") == "mariadb"
+            else (f"key counts of {n} logical databases")
+        )
+        return DatabaseDrilled(
+            int(loaded.part(part).get("bytes_processed") or 0),
+            f"as in the backup: {what}, scratch copy removed",
         )
 
     @activity.defn
@@ -397,6 +442,7 @@ class DrillActivities(ReadingActivities):
             self.verify_drill_backup,
             self.restore_drill_database,
             self.restore_drill_volume,
+            self.drill_named_database,
             self.verify_drill,
             self.run_drill_checks,
             self.clean_up_drill,

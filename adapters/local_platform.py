@@ -399,6 +399,16 @@ class LocalPlatform:
         engine, url, password = self._named(name)
         return engine.differences(engine.measure(url, password), backed_up.figures)
 
+    def drill_named(
+        self, drill_id: str, name: str, repo: Repository, snapshot: str, backed_up: BackedUp
+    ) -> list[str]:
+        engine, url, password = self._named(name)
+        identity = self._recorded_identity(name)
+        found = engine.drill(
+            url, password, self.restic, repo, snapshot, backed_up, drill_id, identity
+        )
+        return engine.differences(found, backed_up.figures)
+
     def restore_config(self, run_id: str, repo: Repository, snapshot: str) -> str:
         raise PlatformError(
             "the local platform has no configuration objects to restore", retryable=False
@@ -460,4 +470,8 @@ class LocalPlatform:
     def remove_scratch(self, drill_id: str) -> None:
         if self.has_database():
             pg_databases.drop(self._own_database(), scratch_database(drill_id))
+        for name, stored in (self.settings.get("databases") or {}).items():
+            if stored.get("identity"):  # without one, no drill could make a scratch copy
+                engine, url, password = self._named(name)
+                engine.remove_drill(url, password, drill_id, stored["identity"])
         remove_folder(drills_folder(self.cairn) / str(uuid.UUID(drill_id)))

@@ -324,6 +324,13 @@ class NamedDatabases(Protocol):
         """How the live named database differs from ``backed_up`` (empty: it matches)."""
         ...
 
+    def drill_named(
+        self, drill_id: str, name: str, repo: Repository, snapshot: str, backed_up: BackedUp
+    ) -> list[str]:
+        """The named database's backup loaded into drill ``drill_id``'s scratch copy (never
+        the live one), measured, the scratch removed; how it differs from ``backed_up``."""
+        ...
+
 
 def named_databases(platform: Platform) -> NamedDatabases | None:
     """The platform's named databases, when it has the capability."""

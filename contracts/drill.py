@@ -39,12 +39,29 @@ class DrillPlan:
     target_time: str | None = None
     """A drill to a moment (docs/pitr.md): the moment as recorded on the drill (a stamp, or
     ``latest``); None: a drill of a backup."""
+    databases: list[str] = field(default_factory=list)
+    """The named databases (MariaDB, Redis) the backup holds; plans recorded before drills
+    knew them read as none."""
 
 
 @dataclass
 class DrillVolume:
     drill_id: str
     volume: str
+
+
+@dataclass
+class DrillDatabase:
+    drill_id: str
+    database: str  # a named database (the main PostgreSQL one is restore_drill_database's)
+
+
+@dataclass
+class DatabaseDrilled:
+    """A named database loaded into scratch and measured as backed up."""
+
+    bytes: int
+    summary: str
 
 
 @dataclass

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
         DRILL_WORKFLOW,
         BeginDrill,
         CheckOutcome,
+        DrillDatabase,
         DrillPlan,
         DrillRecorded,
         DrillRequest,
@@ -21,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.notify import FailureEvent
     from core.states import RunStatus
-    from repository.names import volume_part
+    from repository.names import database_part, volume_part
     from workflows import steps
     from workflows.failures import RUN_ERRORS, alert, checkpoint, ended_by, reason
     from workflows.step_kinds import (
@@ -34,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
         VERIFY_RESULT,
         WAIT,
     )
+
+# Marks runs that drill the backup's named databases (MariaDB, Redis); older plans have none.
+NAMED_DATABASES = "drill-named-databases"
 
 
 @workflow.defn(name=DRILL_WORKFLOW)
@@ -126,6 +130,15 @@ class RestoreDrillWorkflow:
                 DrillVolume(plan.drill_id, volume), cancellation_type=WAIT, **TRANSFER
             )
             checkpoint()
+        if plan.databases and workflow.patched(NAMED_DATABASES):
+            for name in plan.databases:
+                self.step = f"drill database {name}"
+                drilled = await steps.drill_named_database(
+                    DrillDatabase(plan.drill_id, name), cancellation_type=WAIT, **TRANSFER
+                )
+                self.notes[database_part(name)] = drilled.summary
+                database_bytes += drilled.bytes
+                checkpoint()
         self.step = "verify result"
         verified = await steps.verify_drill(plan, **VERIFY_RESULT)
         recovery_seconds = (workflow.now() - restore_started).total_seconds()

@@ -90,7 +90,7 @@ _DATA: StepKind = {"task_queue": DATA_TASK_QUEUE, "heartbeat_timeout": HEARTBEAT
 _DATA_RETRIED: StepKind = {**_DATA, "retry_policy": DATA_RETRY}
 # Moving a whole part's data: dump_database, dump_named_database, upload_volume, verify_backup,
 # restore_database, restore_named_database, restore_volume, restore_drill_database,
-# restore_drill_volume, and the prune of old backups.
+# restore_drill_volume, drill_named_database, and the prune of old backups.
 TRANSFER: StepKind = {**_DATA_RETRIED, "start_to_close_timeout": TRANSFER_STEP}
 # The retention sweep's prune (apply_retention): a transfer with more heartbeat slack.
 PRUNE: StepKind = {**TRANSFER, "heartbeat_timeout": PRUNE_HEARTBEAT}

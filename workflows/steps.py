@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts.drill import (
         BeginDrill,
         CheckOutcome,
+        DatabaseDrilled,
+        DrillDatabase,
         DrillPlan,
         DrillRecorded,
         DrillVolume,
@@ -120,6 +122,7 @@ begin_drill = Step[BeginDrill, DrillPlan]("begin_drill", DrillPlan)
 verify_drill_backup = Step[str, str]("verify_drill_backup", str)
 restore_drill_database = Step[str, int]("restore_drill_database", int)
 restore_drill_volume = Step[DrillVolume, str]("restore_drill_volume", str)
+drill_named_database = Step[DrillDatabase, DatabaseDrilled]("drill_named_database", DatabaseDrilled)
 verify_drill = Step[DrillPlan, Verified]("verify_drill", Verified)
 run_drill_checks = Step[DrillPlan, list[CheckOutcome]]("run_drill_checks", list[CheckOutcome])
 finish_drill = Step[FinishDrill, DrillRecorded]("finish_drill", DrillRecorded)

@@ -126,6 +126,28 @@ class Engine(Protocol):
         (``check_identity``): ``IdentityRefused`` otherwise, nothing written."""
         ...
 
+    def drill(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        snapshot_id: str,
+        backed_up: BackedUp,
+        drill_id: str,
+        identity: str,
+    ) -> dict[str, int]:
+        """The backup loaded into a scratch copy named for ``drill_id``, never into the live
+        data, and measured there (in the terms of ``NamedDump.figures``); the scratch copy is
+        removed in every outcome. A scratch copy on the application's server is made only
+        after the server answered ``identity`` (``check_identity``)."""
+        ...
+
+    def remove_drill(self, url: str, password: str | None, drill_id: str, identity: str) -> None:
+        """Removes what drill ``drill_id`` left when it ended without its own removal (a
+        worker killed mid-step); nothing on a server that does not answer ``identity``."""
+        ...
+
     def size_bytes(self, url: str, password: str | None) -> int:
         """About how many bytes a dump reads (the quota check of a first backup)."""
         ...

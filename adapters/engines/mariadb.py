@@ -375,11 +375,7 @@ def restore_from_restic(
     ``identity`` (``server_identity``) before the staging database is made and again before
     the live one is replaced: ``IdentityRefused`` otherwise, and nothing more is written."""
     refuse_system(target.dbname)
-    for word in (backed_up.charset, backed_up.collation):
-        if not re.fullmatch(r"[A-Za-z0-9_]+", word):
-            raise EngineError(
-                f"the backup names an unknown character set {word!r}", retryable=False
-            )
+    _check_charset(backed_up)
     staging = target.named(staging_name(target.dbname, run_id))
     _check_server(target, identity)
     _create(staging, backed_up.charset, backed_up.collation)
@@ -390,9 +386,55 @@ def restore_from_restic(
         _create(target, backed_up.charset, backed_up.collation)
         _load(target, restic, repo, snapshot_id)
         _verified(target, backed_up.row_counts, "database")
-    finally:  # not even a drop on a server that no longer answers as the registered one
-        if server_identity(target) == identity:
-            query(staging, f"DROP DATABASE IF EXISTS {quote_name(staging.dbname)}")
+    finally:
+        drop_beside(target, staging.dbname, identity)
+
+
+def _check_charset(backed_up: MariaDump) -> None:
+    for word in (backed_up.charset, backed_up.collation):
+        if not re.fullmatch(r"[A-Za-z0-9_]+", word):
+            raise EngineError(
+                f"the backup names an unknown character set {word!r}", retryable=False
+            )
+
+
+def drop_beside(target: MariaTarget, dbname: str, identity: str) -> None:
+    """Drops cairn's database ``dbname`` beside ``target`` (a staging or scratch copy); not
+    even a drop on a server that no longer answers as the registered one."""
+    if server_identity(target) == identity:
+        query(target, f"DROP DATABASE IF EXISTS {quote_name(dbname)}")
+
+
+def drill_name(dbname: str, drill_id: str) -> str:
+    """A drill's scratch database beside ``dbname`` (at most 64 characters): beside it, so a
+    user granted the application's name prefix may make it."""
+    suffix = f"_cairn_drill_{re.sub('[^0-9a-z]', '', drill_id.lower())[:12]}"
+    return dbname[: _MAX_NAME - len(suffix)] + suffix
+
+
+def drill_from_restic(
+    target: MariaTarget,
+    restic: Restic,
+    repo: Repository,
+    snapshot_id: str,
+    backed_up: MariaDump,
+    drill_id: str,
+    *,
+    identity: str,
+) -> dict[str, int]:
+    """The dump loaded into the drill's scratch database beside ``target`` (made after the
+    server answered ``identity``), its rows per table counted, and the scratch database
+    dropped in every outcome; ``target`` itself is never written."""
+    refuse_system(target.dbname)
+    _check_charset(backed_up)
+    scratch = target.named(drill_name(target.dbname, drill_id))
+    _check_server(target, identity)
+    _create(scratch, backed_up.charset, backed_up.collation)
+    try:
+        _load(scratch, restic, repo, snapshot_id)
+        return table_row_counts(scratch)
+    finally:
+        drop_beside(target, scratch.dbname, identity)
 
 
 def _as_dump(snapshot_id: str, backed_up: BackedUp) -> MariaDump:
@@ -460,6 +502,27 @@ class MariaEngine:
         recorded = _as_dump(snapshot_id, backed_up)
         restore_from_restic(target, restic, repo, snapshot_id, recorded, run_id, identity=identity)
         return f"database {target.dbname} loaded from the backup after its staging copy verified"
+
+    def drill(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        snapshot_id: str,
+        backed_up: BackedUp,
+        drill_id: str,
+        identity: str,
+    ) -> dict[str, int]:
+        target = MariaTarget.from_url(url, password)
+        recorded = _as_dump(snapshot_id, backed_up)
+        return drill_from_restic(
+            target, restic, repo, snapshot_id, recorded, drill_id, identity=identity
+        )
+
+    def remove_drill(self, url: str, password: str | None, drill_id: str, identity: str) -> None:
+        target = MariaTarget.from_url(url, password)
+        drop_beside(target, drill_name(target.dbname, drill_id), identity)
 
     def size_bytes(self, url: str, password: str | None) -> int:
         """Its tables' data and indexes as the server counts them."""

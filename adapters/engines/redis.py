@@ -318,6 +318,18 @@ def restore_from_restic(
         )
 
 
+def drill_from_restic(
+    restic: Restic, repo: Repository, snapshot_id: str, *, staging_dir: Path | None = None
+) -> dict[str, int]:
+    """The backup's RDB loaded by a scratch ``redis-server`` on the worker (loopback only, a
+    one-time password), its keys per logical database counted, the server stopped and its
+    folder removed in every outcome: a drill never reaches the application's server."""
+    with tempfile.TemporaryDirectory(prefix="cairn-redis-", dir=staging_dir) as folder:
+        _stage(restic, repo, snapshot_id, Path(folder))
+        with scratch_server(Path(folder), password=secrets.token_urlsafe(24)) as scratch:
+            return key_counts(scratch)
+
+
 def _towards(target: RedisTarget) -> str:
     """The worker's address on the route to ``target``'s server: where the server can reach
     the scratch master it replicates from."""
@@ -387,6 +399,23 @@ class RedisEngine:
             scratch_host=_towards(target),
         )
         return f"dataset of {target.host}:{target.port} replaced by the backup's (replication)"
+
+    def drill(
+        self,
+        url: str,
+        password: str | None,
+        restic: Restic,
+        repo: Repository,
+        snapshot_id: str,
+        backed_up: BackedUp,
+        drill_id: str,
+        identity: str,
+    ) -> dict[str, int]:
+        """On the worker alone: the application's server is not asked nor written."""
+        return drill_from_restic(restic, repo, snapshot_id)
+
+    def remove_drill(self, url: str, password: str | None, drill_id: str, identity: str) -> None:
+        """Nothing: a drill's scratch server ends with its step."""
 
     def size_bytes(self, url: str, password: str | None) -> int:
         """The dataset's memory (an RDB is usually smaller: an estimate from above)."""

@@ -33,6 +33,7 @@ from api.ui.pages.shared import templates
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.conftest import free_port
+from tests.integration.test_drills import run_drill
 from tests.integration.test_restores import run_restore
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, new_workspace
@@ -607,3 +608,64 @@ async def test_a_restore_writes_nothing_to_a_server_that_is_not_the_registered_o
             assert missing.status_code == 404
     finally:
         forwarder.close()
+
+
+async def test_a_drill_restores_every_named_database_into_scratch_and_removes_it(
+    api: ApiClient,
+    world: World,
+    temporal_client: Client,
+    backed_up: tuple[App, dict[str, Any]],
+    shop: MariaTarget,
+    cache: RedisTarget,
+) -> None:
+    """A drill loads each named database into scratch (a MariaDB database beside the live
+    one, a Redis server on the worker), measures it against the manifest, and removes the
+    scratch; the live databases stay as they were, damaged ones included."""
+    app, backup = backed_up
+    mariadb.query(shop, "DELETE FROM orders WHERE id > 10", database=shop.dbname)
+    redis.command(cache, "SET", "after-the-backup", "1")
+    before = everything(app, shop, cache)
+    drill = await run_drill(api, world, app)
+    assert drill["status"] == "succeeded", drill["error_message"]
+    steps = [s["step"] for s in drill["timeline"]["steps"]]
+    assert steps.count("drill_named_database") == 2
+    assert drill["notes"]["database:shop"] == (
+        "as in the backup: row counts of 2 tables, scratch copy removed"
+    )
+    assert drill["notes"]["database:cache"] == (
+        "as in the backup: key counts of 2 logical databases, scratch copy removed"
+    )
+    parts, volumes = backup["metadata"]["parts"], backup["metadata"]["volumes"].values()
+    dumps = sum(p["bytes_processed"] for p in parts if p["part"].startswith("database"))
+    assert drill["bytes_restored"] == dumps + sum(v["bytes"] for v in volumes)
+    assert everything(app, shop, cache) == before
+    root = MariaTarget("127.0.0.1", shop.port, "root", "mysql")
+    pattern = mariadb.drill_name(shop.dbname, drill["id"]).replace("_", "\\_")
+    assert mariadb.query(root, f"SHOW DATABASES LIKE '{pattern}'") == []
+    await histories.record(temporal_client, drill["workflow_id"], "drill-named-databases")
+
+
+async def test_a_drill_makes_no_scratch_on_a_server_that_is_not_the_registered_one(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    backed_up: tuple[App, dict[str, Any]],
+    maria: tuple[MariaTarget, str],
+    shop: MariaTarget,
+) -> None:
+    """The registered MariaDB's identity stands for another database (as if its address now
+    reached another one): the drill fails at that database and makes no scratch database."""
+    app, _ = backed_up
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        conn.execute(
+            "UPDATE applications SET platform_settings = jsonb_set(platform_settings,"
+            " '{databases,shop,identity}', to_jsonb('another server'::text)) WHERE id = %s",
+            (app.id,),
+        )
+    drill = await run_drill(api, world, app)
+    assert drill["status"] == "failed"
+    assert "is not the database registered" in drill["error_message"]
+    root, prefix = maria
+    found = mariadb.query(root, f"SHOW DATABASES LIKE '{prefix.replace('_', chr(92) + '_')}%'")
+    assert not [name for (name,) in found if "_cairn_drill_" in name]
+    assert "removed" in drill["cleanup"]

@@ -37,6 +37,7 @@ def test_histories_are_recorded() -> None:
         "drill-succeeded",
         "drill-check-failed",
         "drill-cancelled",
+        "drill-named-databases",
         "retention-sweep",
         "policy-schedules-reconcile",
     } <= names
