@@ -43,7 +43,7 @@ from contracts.restore import FinishRestore, NamedDatabaseJob, RestorePlan, Volu
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError
 from core.database_url import split_database_url
-from core.restore_details import RestoreDetails
+from core.restore_details import RestoreDetails, RestoreSource
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
@@ -88,12 +88,15 @@ class Loaded(Backup):
     restore: BackupRestore
     restic: Restic
     """What reads the backup: the primary's restic, or one reading the offsite copy."""
-    copied: dict[str, Any] | None = None
-    """The manifest as the offsite copy names its snapshots, when the restore reads that."""
+    read_as: dict[str, Any] | None = None
+    """The manifest as this restore reads it: as the offsite copy names its snapshots, or
+    with another application's parts under this application's names."""
+    source: Application | None = None
+    """The other application of the workspace whose backup this is; None: its own."""
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return self.copied if self.copied is not None else super().manifest
+        return self.read_as if self.read_as is not None else super().manifest
 
 
 async def backup_to_read(
@@ -182,15 +185,20 @@ async def snapshots_present(restic: Restic, backup: Backup) -> int:
 
 
 async def restore_database_of(
-    platform: Platform, backup: Backup, run_id: str, into: OtherDatabase | Scratch | None
+    platform: Platform,
+    backup: Backup,
+    run_id: str,
+    into: OtherDatabase | Scratch | None,
+    protect: tuple[DatabaseIdentity, ...] = (),
 ) -> str:
     """The backup's dump restored by ``platform`` (over the application's own database,
-    ``into`` another one or a drill's scratch database); the platform's note."""
+    ``into`` another one or a drill's scratch database, never one of ``protect``); the
+    platform's note."""
     snapshot = backup.snapshot(names.DATABASE)
     with temporal_errors(translate=read_failure):
         return await with_progress(
             lambda progress: platform.restore_database(
-                run_id, backup.repo, snapshot, progress, into=into
+                run_id, backup.repo, snapshot, progress, into=into, protect=protect
             )
         )
 
@@ -238,6 +246,9 @@ class RestoreActivities(ReadingActivities):
         restore = await session.get(BackupRestore, uuid.UUID(restore_id))
         if restore is None:  # the API's transaction may not be visible yet
             raise ApplicationError("restore not visible yet", type="NotYetVisible")
+        source = RestoreDetails.from_dict(restore.details).source
+        if source is not None:
+            return await self._load_from(session, restore, source)
         target_id = offsite_source(restore.details)
         if target_id is None:
             backup = await backup_to_read(
@@ -256,6 +267,23 @@ class RestoreActivities(ReadingActivities):
         )
         copied = copy.manifest(execution.metadata_ or {})
         return Loaded(execution, application, copy.repo, restore, copy.restic, copied)
+
+    async def _load_from(
+        self, session: AsyncSession, restore: BackupRestore, source: RestoreSource
+    ) -> Loaded:
+        """Another application's backup, read from its repository into this application's
+        parts (its names mapped to this one's); the source application itself is only read."""
+        execution, origin = await successful_backup(
+            session, restore.backup_execution_id, uuid.UUID(source.application_id), "restore"
+        )
+        application = await session.get(Application, restore.application_id)
+        if execution.application_id != origin.id or application is None:
+            raise fatal("the backup to restore is not the source application's", "MissingBackup")
+        _, repo = await execution_repository(session, self.settings, execution, origin)
+        read_as = names.renamed_manifest(
+            execution.metadata_ or {}, source.volume_map, source.database_map
+        )
+        return Loaded(execution, application, repo, restore, self.restic, read_as, origin)
 
     def _reading(self, loaded: Loaded) -> Platform:
         """The application's platform, reading the backup where the restore reads it."""
@@ -295,6 +323,9 @@ class RestoreActivities(ReadingActivities):
             restore = loaded.restore
             if restore.status == RunStatus.PENDING:
                 restore.status, restore.started_at = RunStatus.RUNNING, datetime.now(UTC)
+                started = {"backup_id": str(loaded.execution.id)}
+                if loaded.source is not None:
+                    started["source_application_id"] = str(loaded.source.id)
                 audit.record(
                     session,
                     ACTOR,
@@ -302,7 +333,7 @@ class RestoreActivities(ReadingActivities):
                     "backup_restore",
                     restore.id,
                     workspace_id=loaded.application.workspace_id,
-                    details={"backup_id": str(loaded.execution.id)},
+                    details=started,
                 )
                 await session.commit()
                 metrics.RESTORES_STARTED.inc()
@@ -329,7 +360,8 @@ class RestoreActivities(ReadingActivities):
         ]
 
         def read_back(progress: Callable[[Any], None]) -> None:
-            loaded.restic.check(loaded.repo)
+            if loaded.source is None:  # another application's repository: its shared lock only
+                loaded.restic.check(loaded.repo)
             for part in parts:
                 progress(None)  # a cancel stops between parts
                 loaded.restic.read_through(loaded.repo, loaded.snapshot(part))
@@ -378,7 +410,15 @@ class RestoreActivities(ReadingActivities):
         if into is not None:  # never another application's, whatever its address
             with temporal_errors(translate=read_failure):
                 into = replace(into, protect=await self._others(loaded, into))
-        return await restore_database_of(platform, loaded, restore_id, into)
+        protect: tuple[DatabaseIdentity, ...] = ()
+        if loaded.source is not None:  # never the source's database, whatever its address
+            source = loaded.source
+            with temporal_errors(translate=read_failure):
+                found = await database_identity.identity_of(
+                    source, self.settings, database_identity.SOURCE_DATABASE, wait_seconds=15
+                )
+            protect = (found,) if found is not None else ()
+        return await restore_database_of(platform, loaded, restore_id, into, protect)
 
     @activity.defn
     async def restore_named_database(self, job: NamedDatabaseJob) -> str:

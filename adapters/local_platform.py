@@ -325,10 +325,12 @@ class LocalPlatform:
         progress: ProgressFn,
         *,
         into: OtherDatabase | Scratch | None = None,
+        protect: tuple[DatabaseIdentity, ...] = (),
     ) -> str:
         """Restores into a fresh database, then swaps it in by rename (a drill's scratch
         database is filled afresh in place: nothing live to keep)."""
         target = self._target(into)
+        target = replace(target, protect=(*target.protect, *protect))
         if isinstance(into, Scratch):
             self._fill(target, repo, snapshot)
             return f"database restored into {target.dbname}"

@@ -231,12 +231,15 @@ class Platform(Protocol):
         progress: ProgressFn,
         *,
         into: OtherDatabase | Scratch | None = None,
+        protect: tuple[DatabaseIdentity, ...] = (),
     ) -> str:
         """Restores the dump into a staged copy, then swaps it in by rename; a note.
 
         Into the application's own database, ``into`` another one, or a drill's scratch
         database (made afresh). Nothing live is overwritten until the copy is complete;
-        repeating after a crash finishes the swap.
+        repeating after a crash finishes the swap. ``protect``: databases the one written
+        must not be, asked on the connection that writes (a restore from another
+        application: the source's database).
         """
         ...
 

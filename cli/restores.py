@@ -1,7 +1,9 @@
-"""``cairn restores``: bring an application's data back from one of its backups.
+"""``cairn restores``: bring an application's data back from one of its backups, or another
+application's backup into it (``--from-app``, docs/restore-into-another-app.md).
 
 A restore that overwrites live data (the database in place, or any volume folder) asks for
 the application's name to be typed, as the web UI does; scripts pass ``--confirm <name>``.
+Into another application, the name asked is the target's (``--app``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ source_option = click.option(
 COLUMNS: list[Field] = [
     ("id", "id"),
     ("backup", "backup_id"),
+    ("from", lambda r: (r.get("source") or {}).get("application_name")),
     ("type", "restore_type"),
     ("status", "status"),
     ("started", lambda r: when(r["started_at"])),
@@ -49,12 +52,36 @@ FIELDS: list[Field] = [
     ("named databases", "databases"),
     ("volumes", "volumes"),
     ("target", "target"),
+    ("from application", lambda r: _origin(r.get("source"))),
     ("to the moment", "target_time"),
     ("notes", "notes"),
     ("workflow", "workflow_id"),
     ("Temporal UI", "temporal_ui_url"),
 ]
 RESTORES = RunKind("restore", FIELDS)
+
+
+def _origin(source: dict[str, Any] | None) -> str | None:
+    """Where a restore into another application took its data from, in one line."""
+    if not source:
+        return None
+    moved = {**source["volume_map"], **source["database_map"]}
+    renamed = ", ".join(f"{a} -> {b}" for a, b in moved.items() if a != b)
+    where = f"{source['application_name']} ({source['application_id']})"
+    return f"{where}, backup {source['backup_id']}" + (f"; {renamed}" if renamed else "")
+
+
+def _pairs(values: tuple[str, ...], option: str) -> tuple[list[str], dict[str, str]]:
+    """``SRC[=DST]`` values: the source's names, and those that go into another name."""
+    names, renamed = [], {}
+    for value in values:
+        source, sep, into = value.partition("=")
+        if not source or (sep and not into):
+            raise click.UsageError(f"{option} takes SRC or SRC=DST, not {value!r}")
+        names.append(source)
+        if sep:
+            renamed[source] = into
+    return names, renamed
 
 
 @click.group()
@@ -85,12 +112,17 @@ def _overwritten(
     config: bool,
     target: bool,
     named: list[str],
+    renamed: dict[str, str] | None = None,
 ) -> list[str]:
-    """The live data this restore replaces, in words (empty: it replaces nothing)."""
+    """The live data this restore replaces, in words (empty: it replaces nothing);
+    ``renamed``: the backup's volumes and named databases that go into other names."""
     parts = names.parts_of(backup.get("metadata"))
     if not database and not volumes and not config and not named:  # full: all it holds
         database, config = names.DATABASE in parts, names.CONFIG in parts
         volumes, named = names.volumes_in(parts), names.databases_in(parts)
+    renamed = renamed or {}
+    volumes = [renamed.get(names.volume_part(v), v) for v in volumes]
+    named = [renamed.get(names.database_part(n), n) for n in named]
     platform = application.get("platform") or {}
     out = []
     if database and not target:
@@ -171,6 +203,13 @@ def _overwritten(
 )
 @source_option
 @click.option(
+    "--from-app",
+    "from_app",
+    metavar="SOURCE_APP_ID",
+    help="restore this other application's --backup into --app (same workspace; local"
+    " applications); --volume and --named-database then take SRC[=DST] to map a name",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="follow the restore until it ends (progress on stderr) and exit 0 succeeded,"
@@ -192,6 +231,7 @@ def create_restore(
     target_url: str | None,
     confirm: str | None,
     source: str,
+    from_app: str | None,
     wait: bool,
     out: Output,
 ) -> None:
@@ -201,7 +241,23 @@ def create_restore(
 
     A full restore stops the application, REPLACES its live database and volume folders
     with the backup's, and starts it again: changes made since the backup are lost.
+
+    With --from-app SOURCE: the source's backup goes into --app (the target), whose data is
+    replaced; the source is only read. --volume uploads=files puts the source's uploads
+    into the target's files.
     """
+    if from_app is not None:
+        if moment or in_place or config or target_database or target_url or source != "primary":
+            raise click.UsageError(
+                "--from-app restores the source's backup from its primary storage into --app:"
+                " --to, --in-place, --config, --target-* and --from do not apply"
+            )
+        if backup_id is None:
+            raise click.UsageError("--from-app needs --backup BACKUP_ID (the source's backup)")
+        _from_application(
+            api, out, app_id, from_app, backup_id, database, volumes, named, confirm, wait
+        )
+        return
     if target_database and target_url:
         raise click.UsageError("give --target-database or --target-url, not both")
     if in_place and moment is None:
@@ -264,6 +320,52 @@ def create_restore(
         note("It is stopped, its data replaced by the backup's, and it is started again.")
         typed_confirmation(application["name"], confirm, "overwrite its live data")
     accepted = api.post(f"/applications/{app_id}/backups/{backup_id}/restore", body)
+    RESTORES.started(api, out, app_id, accepted, wait)
+
+
+def _from_application(
+    api: Api,
+    out: Output,
+    app_id: str,
+    from_app: str,
+    backup_id: str,
+    database: bool,
+    volumes: tuple[str, ...],
+    named: tuple[str, ...],
+    confirm: str | None,
+    wait: bool,
+) -> None:
+    """The source's backup into the target (``app_id``), after the target's name is typed."""
+    volume_names, volume_map = _pairs(volumes, "--volume")
+    database_names, database_map = _pairs(named, "--named-database")
+    selective = database or volume_names or database_names
+    body: dict[str, Any] = {
+        "source": {"application_id": from_app, "backup_id": backup_id},
+        "restore_type": "selective" if selective else "full",
+        "volume_map": volume_map,
+        "database_map": database_map,
+    }
+    if selective:
+        body |= {"database": database, "volumes": volume_names, "databases": database_names}
+    target = api.get(f"/applications/{app_id}")
+    origin = api.get(f"/applications/{from_app}")
+    backup = api.get(f"/applications/{from_app}/backups/{backup_id}")
+    renamed = {names.volume_part(a): b for a, b in volume_map.items()} | {
+        names.database_part(a): b for a, b in database_map.items()
+    }
+    overwritten = _overwritten(
+        target, backup, database, volume_names, False, False, database_names, renamed
+    )
+    note(
+        f"This restore OVERWRITES live data of application {target['name']} with the backup"
+        f" of {origin['name']} ({origin['name']} is only read):"
+    )
+    for what in overwritten:
+        note(f"  - {what}")
+    note(f"{target['name']} is stopped, its data replaced, and it is started again.")
+    typed_confirmation(target["name"], confirm, "overwrite its live data")
+    body["confirm"] = target["name"]
+    accepted = api.post(f"/applications/{app_id}/restores/from-application", body)
     RESTORES.started(api, out, app_id, accepted, wait)
 
 

@@ -1,11 +1,12 @@
 """What a restore row's ``details`` column holds, typed: the parts restored (database,
 volumes, configuration objects), the other database the dump went into (if any), and the
-notes the run left, and the named databases restored.
+notes the run left, the named databases restored, and the other application of the
+workspace whose backup was read (docs/restore-into-another-app.md).
 
 Rows written before this type existed read unchanged: ``from_dict`` takes any of them, and
 ``to_dict`` writes the same keys they have (``notes`` only once the run left some, ``config``
 only when the configuration objects are restored, ``databases`` only when named databases
-are).
+are, ``source`` only when another application's backup is read).
 """
 
 from __future__ import annotations
@@ -43,6 +44,39 @@ class StoredTarget:
 
 
 @dataclass(frozen=True)
+class RestoreSource:
+    """Where a restore into another application of the workspace took its data from: that
+    application (its name as it was then), its backup, and which of its volumes and named
+    databases went into which of the target's (``{source name: target name}``, every part
+    restored listed). The parts in ``RestoreDetails`` carry the target's names."""
+
+    application_id: str
+    application_name: str
+    backup_id: str
+    volume_map: dict[str, str] = field(default_factory=dict)
+    database_map: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RestoreSource:
+        return cls(
+            str(raw["application_id"]),
+            str(raw.get("application_name") or ""),
+            str(raw["backup_id"]),
+            dict(raw.get("volume_map") or {}),
+            dict(raw.get("database_map") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "application_id": self.application_id,
+            "application_name": self.application_name,
+            "backup_id": self.backup_id,
+            "volume_map": dict(self.volume_map),
+            "database_map": dict(self.database_map),
+        }
+
+
+@dataclass(frozen=True)
 class RestoreDetails:
     database: bool = False
     volumes: list[str] = field(default_factory=list)
@@ -51,11 +85,13 @@ class RestoreDetails:
     config: bool = False
     # named databases (MariaDB, Redis) brought back beside the main one
     databases: list[str] = field(default_factory=list)
+    # another application's backup read into this one; None: the application's own
+    source: RestoreSource | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> RestoreDetails:
         raw = raw or {}
-        target = raw.get("target")
+        target, source = raw.get("target"), raw.get("source")
         return cls(
             database=bool(raw.get("database")),
             volumes=list(raw.get("volumes") or []),
@@ -63,6 +99,7 @@ class RestoreDetails:
             notes=raw.get("notes"),
             config=bool(raw.get("config")),
             databases=list(raw.get("databases") or []),
+            source=RestoreSource.from_dict(source) if source else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,4 +114,6 @@ class RestoreDetails:
             stored["config"] = True
         if self.databases:
             stored["databases"] = list(self.databases)
+        if self.source is not None:
+            stored["source"] = self.source.to_dict()
         return stored

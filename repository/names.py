@@ -91,6 +91,37 @@ def parts_of(manifest: Mapping[str, Any] | None) -> set[str]:
     return {p["part"] for p in (manifest or {}).get("parts", [])}
 
 
+def renamed_manifest(
+    manifest: Mapping[str, Any], volumes: Mapping[str, str], databases: Mapping[str, str]
+) -> dict[str, Any]:
+    """A backup's manifest as a restore into another application reads it: each volume and
+    named database of ``volumes`` and ``databases`` (``{source name: target name}``) under the
+    target's name, in its parts and its figures; the ones not mapped are left out (they are
+    not restored, and a target name may be theirs)."""
+
+    def renamed(part: str) -> str | None:
+        if (volume := volume_of(part)) is not None:
+            return volume_part(volumes[volume]) if volume in volumes else None
+        if (named := database_of(part)) is not None:
+            return database_part(databases[named]) if named in databases else None
+        return part
+
+    parts = [
+        {**part, "part": new}
+        for part in manifest.get("parts", [])
+        if (new := renamed(part["part"])) is not None
+    ]
+    figures = {
+        key: {
+            mapping[name]: value
+            for name, value in (manifest.get(key) or {}).items()
+            if name in mapping
+        }
+        for key, mapping in (("volumes", volumes), ("databases", databases))
+    }
+    return {**manifest, "parts": parts, **figures}
+
+
 def application_tag(application_id: Id) -> str:
     return f"{_APPLICATION}={application_id}"
 

@@ -27,6 +27,8 @@ from db.models import Application
 
 # The API waits this long for an application's server; the worker's check does not depend on it.
 PROBE_SECONDS = 3
+# How a refusal names the database a restore into another application reads from.
+SOURCE_DATABASE = "the source application's database"
 
 
 def _target(
@@ -102,11 +104,22 @@ async def other_applications(
     )
     found = []
     for other in rows:
-        password = database_password(other, settings)
-        target = _target(other.platform_settings["database"], password, ())
-        identity = await asyncio.to_thread(
-            pg_databases.identity, target, "another application's database", timeout=wait_seconds
+        identity = await identity_of(
+            other, settings, "another application's database", wait_seconds
         )
         if identity is not None:
             found.append(identity)
     return tuple(found)
+
+
+async def identity_of(
+    application: Application, settings: Settings, what: str, wait_seconds: int = PROBE_SECONDS
+) -> DatabaseIdentity | None:
+    """The local application's main database, asked of its server (None: it has none, or
+    its server has no such database); ``what`` names it in refusals. ``AdapterError`` when
+    the server does not answer."""
+    database = application.platform_settings.get("database")
+    if application.platform_kind != "local" or not database:
+        return None
+    target = _target(database, database_password(application, settings), ())
+    return await asyncio.to_thread(pg_databases.identity, target, what, timeout=wait_seconds)

@@ -56,7 +56,7 @@ from adapters.kubernetes.names import MOVER_LABELS, run_labels, run_name, run_se
 from adapters.kubernetes.network import remove_legacy_policies
 from adapters.kubernetes.workloads import pod_identity, scale_down, scale_up
 from adapters.local_platform import scratch_database
-from adapters.pg_identity import metadata_identity
+from adapters.pg_identity import DatabaseIdentity, metadata_identity
 from adapters.platform import (
     CheckResult,
     DatabaseDump,
@@ -604,7 +604,13 @@ class KubernetesPlatform:
         progress: ProgressFn,
         *,
         into: OtherDatabase | Scratch | None = None,
+        protect: tuple[DatabaseIdentity, ...] = (),
     ) -> str:
+        if protect:  # the mover asks of cairn's database only (issue 26 part 3: not built)
+            raise PlatformError(
+                "a Kubernetes application cannot yet receive another application's backup",
+                retryable=False,
+            )
         if isinstance(into, Scratch):
             return self._restore_scratch_database(into.drill_id, repo, snapshot, progress)
         args = ["restore-database", "--run", run_id, "--snapshot", snapshot]

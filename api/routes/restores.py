@@ -15,12 +15,18 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     TemporalDep,
+    application_reader,
 )
 from api.pagination import Cursor, Limit, Page, page_of
-from api.problems import refusals
+from api.problems import forbidden, refusals
 from api.runs import cancel_run
-from api.schemas.restores import RestoreDetail, RestoreOut, RestoreRequest
-from services import restores
+from api.schemas.restores import (
+    RestoreDetail,
+    RestoreFromApplicationRequest,
+    RestoreOut,
+    RestoreRequest,
+)
+from services import restores, restores_from_application
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restores"])
 
@@ -48,6 +54,42 @@ async def start_restore(
             target=body.target.model_dump(exclude_none=True) if body.target else None,
             by_platform_admin=principal.user.is_platform_admin,
             source=body.source,
+        )
+    await session.refresh(restore)
+    return presenters.restore(restore, settings)
+
+
+@router.post("/restores/from-application", status_code=202, response_model=RestoreOut)
+async def restore_from_application(
+    body: RestoreFromApplicationRequest,
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    """Restores another application's backup into this one (docs/restore-into-another-app.md):
+    the caller may restore each of the two; this application is stopped and started, the
+    source only read."""
+    principal = access.workspace.principal
+    source = await application_reader(body.source.application_id, principal, session)
+    if not source.can_write:
+        raise forbidden(
+            "restoring from the source application needs its owner or a workspace administrator"
+        )
+    with refusals(starting="restore"):
+        restore = await restores_from_application.request(
+            session,
+            temporal,
+            settings,
+            access.application,
+            source.application,
+            body.source.backup_id,
+            principal.actor,
+            restore_type=body.restore_type,
+            asked=restores.Parts(body.database, body.volumes, databases=body.databases),
+            volume_map=body.volume_map,
+            database_map=body.database_map,
+            confirm=body.confirm,
         )
     await session.refresh(restore)
     return presenters.restore(restore, settings)

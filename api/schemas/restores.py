@@ -78,21 +78,98 @@ class RestoreRequest(Input):
 
     @model_validator(mode="after")
     def _what(self) -> RestoreRequest:
-        named = self.database or self.volumes or self.config or self.databases
-        if self.restore_type == "full" and named:
-            raise ValueError(
-                "a full restore brings back everything; name parts only with selective"
-            )
-        if self.restore_type == "selective" and not named:
-            raise ValueError(
-                "a selective restore names the database, volumes, the configuration, named"
-                " databases, or several"
-            )
-        if len(set(self.volumes)) != len(self.volumes):
-            raise ValueError("volumes are listed more than once")
-        if len(set(self.databases)) != len(self.databases):
-            raise ValueError("databases are listed more than once")
+        named = bool(self.database or self.volumes or self.config or self.databases)
+        check_parts(
+            self.restore_type,
+            named,
+            self.volumes,
+            self.databases,
+            "the database, volumes, the configuration, named databases, or several",
+        )
         return self
+
+
+def check_parts(
+    restore_type: str, named: bool, volumes: list[str], databases: list[str], parts: str
+) -> None:
+    """A full restore names no part, a selective one some (``parts``: which it may name),
+    none twice."""
+    if restore_type == "full" and named:
+        raise ValueError("a full restore brings back everything; name parts only with selective")
+    if restore_type == "selective" and not named:
+        raise ValueError(f"a selective restore names {parts}")
+    if len(set(volumes)) != len(volumes):
+        raise ValueError("volumes are listed more than once")
+    if len(set(databases)) != len(databases):
+        raise ValueError("databases are listed more than once")
+
+
+class SourceBackup(Input):
+    """Another application of the workspace and one of its succeeded backups."""
+
+    application_id: uuid.UUID = Field(
+        description="the application whose backup is read; restoring needs its owner or a"
+        " workspace administrator, as for the target"
+    )
+    backup_id: uuid.UUID
+
+
+NameMap = Annotated[
+    dict[Slug, Slug],
+    Field(
+        max_length=64,
+        description="the source's name -> the target's name; a part not named keeps its name",
+    ),
+]
+
+
+class RestoreFromApplicationRequest(Input):
+    """Another application's backup restored into this one (docs/restore-into-another-app.md)."""
+
+    source: SourceBackup
+    restore_type: Literal["full", "selective"]
+    database: StrictBool = Field(
+        default=False, description="selective: the source's database into this one's"
+    )
+    volumes: list[Slug] = Field(
+        default_factory=list, max_length=64, description="selective: the source's volumes"
+    )
+    databases: list[Slug] = Field(
+        default_factory=list,
+        max_length=16,
+        description="selective: the source's named databases (MariaDB, Redis)",
+    )
+    volume_map: NameMap = Field(default_factory=dict)
+    database_map: NameMap = Field(default_factory=dict)
+    confirm: Annotated[str, StringConstraints(max_length=255)] | None = Field(
+        default=None,
+        description="this (the target) application's name, typed to confirm that its live"
+        " data is replaced (422 `confirmation-required` otherwise)",
+    )
+
+    @model_validator(mode="after")
+    def _what(self) -> RestoreFromApplicationRequest:
+        named = bool(self.database or self.volumes or self.databases)
+        check_parts(
+            self.restore_type,
+            named,
+            self.volumes,
+            self.databases,
+            "the database, volumes, named databases, or several",
+        )
+        return self
+
+
+class SourceOut(Output):
+    """Where a restore into another application took its data from."""
+
+    application_id: uuid.UUID
+    application_name: str = Field(description="the source's name when the restore was asked")
+    backup_id: uuid.UUID
+    volume_map: dict[str, str] = Field(description="the source's volume -> this application's")
+    database_map: dict[str, str] = Field(
+        description="the source's named database -> this application's"
+    )
 
 
 def _from_details(key: str) -> AliasChoices:
@@ -118,6 +195,11 @@ class RestoreOut(Output):
     target: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("target"))
     offsite_target_id: uuid.UUID | None = Field(
         default=None, validation_alias=_from_details("offsite_target_id")
+    )
+    source: SourceOut | None = Field(
+        default=None,
+        validation_alias=_from_details("source"),
+        description="another application's backup restored into this one; null: its own",
     )
     notes: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("notes"))
     workflow_id: str | None

@@ -132,24 +132,32 @@ async def make_app(
     hooks: dict[str, list[str]] | None = None,
     databases: dict[str, str] | None = None,
     main_database: bool = True,
+    beside: App | None = None,
+    owner: str = "owner",
 ) -> App:
+    """A new application in a new workspace with its own storage, or ``beside`` another
+    one (its workspace and storage); ``owner`` names the user who owns it."""
     marker = f"CAIRN-MARKER-{uuid.uuid4().hex}"
-    ws = await new_workspace(api, world, members=("member", "owner"))
-    admin = world.auth("ws_admin")
-    accepted = await expect(
-        await api.post(
-            f"/api/v1/workspaces/{ws}/backup-storages",
-            json={"name": "main", "type": "local", "capacity_gb": capacity_gb},
-            headers=admin,
-        ),
-        202,
-    )
-    storage = await wait_for(
-        api,
-        f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}",
-        admin,
-        lambda s: s["status"] == "active",
-    )
+    if beside is None:
+        ws = await new_workspace(api, world, members=("member", "owner"))
+        admin = world.auth("ws_admin")
+        accepted = await expect(
+            await api.post(
+                f"/api/v1/workspaces/{ws}/backup-storages",
+                json={"name": "main", "type": "local", "capacity_gb": capacity_gb},
+                headers=admin,
+            ),
+            202,
+        )
+        storage = await wait_for(
+            api,
+            f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}",
+            admin,
+            lambda s: s["status"] == "active",
+        )
+    else:
+        ws = beside.workspace
+        storage = {"id": beside.storage, "proxmox_storage_id": beside.storage_pve_id}
     dbname, libpq, volumes = filled_data(pg, tmp, marker)
     app_url = database_url or libpq.replace("postgres@", "postgres:app-db-secret-pw@", 1)
     app = await expect(
@@ -157,7 +165,7 @@ async def make_app(
             f"/api/v1/workspaces/{ws}/applications",
             json={
                 "name": f"app-{uuid.uuid4().hex[:6]}",
-                "owner_id": world.users["owner"],
+                "owner_id": world.users[owner],
                 "platform": {
                     "kind": "local",
                     "database_url": app_url if main_database else None,
@@ -174,7 +182,7 @@ async def make_app(
         app["id"], ws, storage["id"], storage["proxmox_storage_id"], dbname, libpq, volumes, marker
     )
     body = {"storage_id": storage["id"], "schedule": "0 3 * * *", **(policy or {})}
-    await expect(await api.post(result.policy, json=body, headers=world.auth("owner")), 201)
+    await expect(await api.post(result.policy, json=body, headers=world.auth(owner)), 201)
     return result
 
 

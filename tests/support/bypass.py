@@ -10,7 +10,7 @@ import psycopg
 from temporalio.client import Client
 
 from contracts.task_queues import CONTROL_TASK_QUEUE
-from core.restore_details import RestoreDetails, StoredTarget
+from core.restore_details import RestoreDetails, RestoreSource, StoredTarget
 from core.settings import Settings
 from tests.support.api import ApiClient, World, wait_for
 from tests.support.backups import App, finished
@@ -27,12 +27,14 @@ async def restore_bypassing_the_api(
     backup: dict[str, Any],
     target: str = "",
     volumes: tuple[str, ...] = (),
+    source: RestoreSource | None = None,
 ) -> dict[str, Any]:
     """What a request made before a rule existed leaves: a row the API never judged, run by
-    the worker to its end; the restore as the API shows it then."""
+    the worker to its end; the restore as the API shows it then. ``source``: another
+    application's backup (``backup``) restored into ``app``."""
     restore_id = str(uuid.uuid4())
     stored = StoredTarget(database_name=target) if target else None
-    details = RestoreDetails(not volumes, list(volumes), stored)
+    details = RestoreDetails(not volumes, list(volumes), stored, source=source)
     with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO backup_restores (id, backup_execution_id, application_id, workflow_id,"
