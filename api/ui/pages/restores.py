@@ -45,9 +45,12 @@ router = page_router()
 
 
 def _parts(manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """What a backup holds, from its manifest: the database and which volumes."""
+    """What a backup holds, from its manifest: the database, which volumes, and which named
+    databases (name -> engine)."""
     held = restores.parts_held(manifest)
-    return {"database": held.database, "volumes": held.volumes}
+    described = (manifest or {}).get("databases") or {}
+    databases = {d: (described.get(d) or {}).get("engine", "") for d in held.databases}
+    return {"database": held.database, "volumes": held.volumes, "databases": databases}
 
 
 async def _wizard(
@@ -116,6 +119,7 @@ def _restore_request(form: FormData) -> RestoreRequest:
             restore_type="selective",
             database=checked(form, "database"),
             volumes=[v for v in form.getlist("volumes") if isinstance(v, str)],
+            databases=[d for d in form.getlist("databases") if isinstance(d, str)],
             target=target,
         )
     return RestoreRequest.model_validate({"restore_type": kind, "target": target})
@@ -137,9 +141,10 @@ async def start_restore(
         with refusals():
             backup = await backup_of(session, access.application, backup_id)
         # a full restore writes over the live application unless all of it goes elsewhere
-        # (the database into a target, and no volumes in the backup)
-        in_place = body.restore_type == "full" and (
-            body.target is None or _parts(backup.metadata_)["volumes"]
+        # (the database into a target, and no volumes or named databases in the backup)
+        held = _parts(backup.metadata_)
+        in_place = body.restore_type == "full" and bool(
+            body.target is None or held["volumes"] or held["databases"]
         )
         if in_place and text(form, "confirm") != access.application.name:
             raise unprocessable(
@@ -166,7 +171,7 @@ async def start_restore(
                 backup_id,
                 principal.actor,
                 restore_type=body.restore_type,
-                asked=restores.Parts(body.database, body.volumes, body.config),
+                asked=restores.Parts(body.database, body.volumes, body.config, body.databases),
                 target=body.target.model_dump(exclude_none=True) if body.target else None,
                 by_platform_admin=principal.user.is_platform_admin,
             )
