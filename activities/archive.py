@@ -38,7 +38,8 @@ from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
 from db import audit
 from db.models import Application, BackupPolicy, BackupRestore, BackupStorage
-from repository.store import open_repository
+from repository.names import KEY_FILE
+from repository.store import archive_repository, open_repository
 from schedules.cron import next_times
 
 SHIP_SECONDS = 5.0
@@ -123,10 +124,36 @@ class ArchiveActivities:
             )
         try:
             repo = await open_repository(session, self.settings, application, storage)
+            if not (repo.path / KEY_FILE).exists():
+                # made here, so its key file is written with it: an archive-only repository
+                # is found by a catalog import from its first shipment on
+                await asyncio.to_thread(self.restic.init, repo)
+                repo = await open_repository(session, self.settings, application, storage)
         except BoundaryError as exc:
             raise fatal(f"the application's storage is refused: {exc.message}", "Refused") from None
         except crypto.CryptoError as exc:
             raise fatal(str(exc), "SecretsUnavailable") from None
+        except ResticError as exc:
+            raise to_application_error(exc) from None
+        return await self._source(session, application, target, repo)
+
+    async def _load_archive(self, session: AsyncSession, application_id: str) -> Source:
+        """The application as a recovery reads its archive: no policy needed (after a catalog
+        import the repository is back before any policy is), and nothing created."""
+        target = await self._target(session, application_id)
+        application = await session.get(Application, application_id)
+        assert application is not None
+        try:
+            repo = await archive_repository(session, self.settings, application.id)
+        except crypto.CryptoError as exc:
+            raise fatal(str(exc), "SecretsUnavailable") from None
+        if repo is None:
+            raise fatal("the application has no archive in any storage", "NoArchive")
+        return await self._source(session, application, target, repo)
+
+    async def _source(
+        self, session: AsyncSession, application: Application, target: PgTarget, repo: Repository
+    ) -> Source:
         made = await session.scalars(
             select(BackupRestore.details[RESTORED_DATABASE].astext).where(
                 BackupRestore.application_id == application.id,
@@ -134,7 +161,7 @@ class ArchiveActivities:
             )
         )
         restored = tuple(DatabaseIdentity.parse(text) for text in made if text)
-        return Source(application_id, target, repo, restored)
+        return Source(str(application.id), target, repo, restored)
 
     def _stream(
         self, source: Source, seconds: int, progress: Callable[[Progress], None]

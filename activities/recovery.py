@@ -1,8 +1,9 @@
 """A restore to a moment (docs/pitr.md): recovery in a scratch server on the worker, then the
 database moved out into a new database on the application's server.
 
-The application's source, repository and identity checks are the archiver's
-(``ArchiveActivities._load``); the moment and the target are in the restore row.
+The application's source and identity checks are the archiver's, its repository the one the
+window is read from (``ArchiveActivities._load_archive``: no policy needed, as after a catalog
+import); the moment and the target are in the restore row.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class RecoveryActivities(ArchiveActivities):
         over the live one, into the copy beside it that ``swap_in_moment`` swaps in; the copy
         is verified against the recovered server (every table's rows counted in both)."""
         application_id, into_name, moment, asked = await self._job(restore_id)
-        source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        source = await read_metadata(self.sessions, lambda s: self._load_archive(s, application_id))
         staging = pg_databases.staging_names(restore_id)[0]
         into = replace(source.target, dbname=into_name or staging)
 
@@ -117,7 +118,7 @@ class RecoveryActivities(ArchiveActivities):
                 raise fatal(f"restore drill {drill_id} does not exist", "NotFound")
             application_id = str(drill.application_id)
             asked = str((drill.details or {})[TARGET_TIME])
-        source = await read_metadata(self.sessions, lambda s: self._load(s, application_id))
+        source = await read_metadata(self.sessions, lambda s: self._load_archive(s, application_id))
         into = replace(source.target, dbname=scratch_database(drill_id))
         moment = None if asked == LATEST else read_stamp(asked)
 

@@ -26,7 +26,7 @@ from adapters.restic import Repository
 from adapters.storage_backend import folder_usage
 from core import crypto, secret_contexts
 from core.settings import Settings
-from db.models import Application, BackupRepository, BackupStorage, Workspace
+from db.models import Application, BackupPolicy, BackupRepository, BackupStorage, Workspace
 from repository.names import KEY_FILE
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,25 @@ def seal_password(
         master_key=settings.master_key_text,
         context=secret_contexts.repository_password(application_id, storage_id),
     )
+
+
+async def archive_repository(
+    session: AsyncSession, settings: Settings, application_id: uuid.UUID | str
+) -> Repository | None:
+    """The repository an application's WAL archive is read from (the window, a restore or
+    drill to a moment): the one in its policy's storage; without a policy, the one it was
+    given last, since a catalog import brings repositories back but never policies
+    (docs/recovery.md). None when there is none yet (a read never creates one)."""
+    storage_id = await session.scalar(
+        select(BackupPolicy.storage_id).where(BackupPolicy.application_id == application_id)
+    )
+    query = select(BackupRepository).where(BackupRepository.application_id == application_id)
+    if storage_id is not None:
+        query = query.where(BackupRepository.storage_id == storage_id)
+    row = await session.scalar(query.order_by(BackupRepository.created_at.desc()).limit(1))
+    if row is None or not (Path(row.path) / "config").exists():
+        return None
+    return Repository(path=Path(row.path), password=read_password(settings, row))
 
 
 def read_password(settings: Settings, row: BackupRepository) -> str:

@@ -2,7 +2,8 @@
 repository's tags, and how its archiver stands.
 
 Read only: an application without a repository yet has an empty window (the repository is
-never created by a read). The API process reads the storage as the catalog import does.
+never created by a read). The API process reads the storage as the catalog import does; after
+an import, before a policy is made again, from the repository the import brought back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,8 +24,8 @@ from adapters.restic import Repository, Restic, ResticError, Snapshot
 from core import archive_lag
 from core.overdue import Verdict
 from core.settings import Settings
-from db.models import Application, AuditEvent, BackupPolicy, BackupRepository
-from repository.store import read_password
+from db.models import Application, AuditEvent, BackupPolicy
+from repository.store import archive_repository
 from schedules import archiver
 from services.errors import Conflict, Invalid
 
@@ -59,23 +59,6 @@ class Archiving:
         return archive_lag.judge(self.on_since, self.last_archived, now)
 
 
-async def _repository(
-    session: AsyncSession, settings: Settings, application_id: uuid.UUID
-) -> Repository | None:
-    """The application's repository in its policy's storage; None before the first write."""
-    row = await session.scalar(
-        select(BackupRepository)
-        .join(BackupPolicy, BackupPolicy.storage_id == BackupRepository.storage_id)
-        .where(
-            BackupPolicy.application_id == application_id,
-            BackupRepository.application_id == application_id,
-        )
-    )
-    if row is None or not (Path(row.path) / "config").exists():
-        return None
-    return Repository(path=Path(row.path), password=read_password(settings, row))
-
-
 async def _snapshots(restic: Restic, repo: Repository) -> list[Snapshot]:
     """The repository's snapshots; asked again while the archiver's forget of a superseded
     shipment holds the repository's lock (a second or so)."""
@@ -91,7 +74,7 @@ async def _snapshots(restic: Restic, repo: Repository) -> list[Snapshot]:
 
 async def archive(session: AsyncSession, settings: Settings, application_id: uuid.UUID) -> Archive:
     """The base backups and WAL shipments in the application's repository, by their tags."""
-    repo = await _repository(session, settings, application_id)
+    repo = await archive_repository(session, settings, application_id)
     if repo is None:
         return EMPTY
     restic = Restic(settings.restic_bin, cache_dir=settings.restic_cache)

@@ -57,6 +57,19 @@ async def own_temporal() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+def installations(settings: Settings, env: WorkflowEnvironment, tmp_path: Path) -> Settings:
+    """What every installation of a test shares: the Temporal server and the storages' mount."""
+    return settings.model_copy(
+        update={
+            "temporal_address": env.client.service_client.config.target_host,
+            "proxmox_host": None,
+            "proxmox_token_id": None,
+            "proxmox_token_secret": None,
+            "storage_mount_root": tmp_path / "storages",
+        }
+    )
+
+
 @contextlib.asynccontextmanager
 async def metadata_database(server: PostgresServer, settings: Settings) -> AsyncIterator[Settings]:
     """A migrated metadata database of one installation, dropped in every outcome."""
@@ -152,15 +165,7 @@ async def test_master_key_and_storage_bring_every_backup_back(
     own_temporal: WorkflowEnvironment,
     tmp_path: Path,
 ) -> None:
-    base = settings.model_copy(
-        update={
-            "temporal_address": own_temporal.client.service_client.config.target_host,
-            "proxmox_host": None,
-            "proxmox_token_id": None,
-            "proxmox_token_secret": None,
-            "storage_mount_root": tmp_path / "storages",
-        }
-    )
+    base = installations(settings, own_temporal, tmp_path)
     # -- the first installation: two backups, then its database is lost ------------------------
     async with metadata_database(database_server, base) as first:
         async with installation(first, own_temporal) as api:
