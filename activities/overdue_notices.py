@@ -1,6 +1,6 @@
 """Tells the failure webhook and the workspaces' notification channels when an application's
 backups, drills or offsite copies become overdue, or its continuous archiving stalls, and when
-they recover.
+they recover; and when an archiver lost its slot (``services/archive_notices.py``).
 
 Run by ``OverdueNoticesWorkflow`` from the ``overdue-notices`` system schedule, apart from any
 run, so a webhook that is down never delays or fails a backup. Each notice is recorded in the
@@ -11,6 +11,8 @@ named by the notice, so a retried attempt starts none twice.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 from sqlalchemy import exists, select
@@ -23,7 +25,7 @@ from activities.notify import deliver
 from contracts.channels import ChannelNotice
 from core.settings import Settings
 from db.models import NotificationChannel
-from services import offsite_targets, overdue, recovery_window
+from services import archive_notices, offsite_targets, overdue, recovery_window
 
 # what each kind of overdue period is about: (the event's prefix, overdue, recovered); the
 # overdue words may name the period's start ({since}) and the last success ({last})
@@ -70,6 +72,18 @@ def channel_notice(notice: overdue.Notice) -> ChannelNotice:
     )
 
 
+def slot_notice(lost: archive_notices.SlotLost) -> ChannelNotice:
+    """A channel's ``archive.slot_lost``, named by the archiver's audit event."""
+    return ChannelNotice(
+        event=archive_notices.LOST,
+        key=str(lost.event_id),
+        workspace_id=str(lost.workspace_id),
+        application_id=str(lost.application_id),
+        message=lost.message(),
+        occurred_at=lost.occurred_at.isoformat(),
+    )
+
+
 class OverdueNotifier:
     def __init__(
         self,
@@ -84,30 +98,48 @@ class OverdueNotifier:
     @activity.defn
     async def notify_overdue(self) -> int:
         """Sends every notice due now; returns how many were sent."""
-        url = self.settings.failure_webhook_url
         async with self.sessions() as alone:  # held until every notice is told and recorded
             await overdue.tell_alone(alone)
             channels = self.client is not None and bool(
                 await alone.scalar(select(exists().where(NotificationChannel.enabled)))
             )
-            if not url and not channels:
+            if not self.settings.failure_webhook_url and not channels:
                 return 0
             lags = await offsite_targets.offsite_lags(alone, self.settings)
             archiving = await recovery_window.archiving_states(alone, self.settings)
             due = await overdue.notices_due(alone, self.settings, offsite=lags, archiving=archiving)
+            lost = await archive_notices.notices_due(alone)
             sent = 0
             async with httpx.AsyncClient(timeout=10) as client:
                 for notice in due:
                     told = channel_notice(notice)
-                    started = False
-                    if channels and self.client is not None:
-                        started = await dispatch(self.client, self.sessions, told)
-                    if url:
-                        await deliver(client, url, notice.payload())
-                    if not (url or started):
-                        continue  # told nobody: stays due for a channel that chooses it later
-                    async with self.sessions() as session:
-                        overdue.record_notice(session, notice)
-                        await session.commit()
-                    sent += 1
+                    if await self._tell(client, channels, told, notice.payload()):
+                        async with self.sessions() as session:
+                            overdue.record_notice(session, notice)
+                            await session.commit()
+                        sent += 1
+                for slot in lost:
+                    if await self._tell(client, channels, slot_notice(slot), slot.payload()):
+                        async with self.sessions() as session:
+                            archive_notices.record(session, slot)
+                            await session.commit()
+                        sent += 1
             return sent
+
+    async def _tell(
+        self,
+        client: httpx.AsyncClient,
+        channels: bool,
+        told: ChannelNotice,
+        payload: dict[str, Any],
+    ) -> bool:
+        """Starts the channels' notice and posts the webhook's; False when nobody was told
+        (no webhook, no channel chose it): the notice stays due for a channel that chooses
+        it later."""
+        started = False
+        if channels and self.client is not None:
+            started = await dispatch(self.client, self.sessions, told)
+        url = self.settings.failure_webhook_url
+        if url:
+            await deliver(client, url, payload)
+        return bool(url) or started

@@ -25,6 +25,7 @@ Event = Literal[
     "offsite.recovered",
     "archive.overdue",
     "archive.recovered",
+    "archive.slot_lost",
     "storage.nearly_full",
 ]
 EVENTS: tuple[str, ...] = get_args(Event)

@@ -343,6 +343,7 @@ def summary(body: dict[str, Any]) -> str:
         "offsite.recovered": "offsite copies no longer overdue",
         "archive.overdue": "continuous archiving stalled",
         "archive.recovered": "continuous archiving ships again",
+        "archive.slot_lost": "WAL lost: the recovery window has a gap",
         "storage.nearly_full": "storage nearly full",
         "test": "test notification",
     }

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,27 +19,24 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from adapters.pg_archive import stream
 from adapters.pg_archive.window import read_stamp, stamp
-from adapters.restic import Repository, Restic
+from adapters.restic import Restic
 from contracts.copy import copy_workflow_id
 from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
-from db.models import BackupRepository
-from db.session import make_engine, make_sessionmaker
 from devstack.postgres import PostgresServer
-from repository.store import read_password
 from schedules.backup_policy import schedule_id
-from schedules.reconcile import reconcile_all
 from tests.conftest import free_port
 from tests.integration.test_offsite import add_target, copied
-from tests.integration.test_pitr_api import on_instance, policy, register, until_closed
+from tests.integration.test_pitr_api import App, on_instance, policy, register, until_closed
+from tests.integration.test_pitr_crash import BOUND_MB
 from tests.support import histories, pg_instance
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
-from tests.support.backups import finished, make_app, run_backup
+from tests.support.backups import finished, make_app, repository_of, run_backup
 from tests.support.cli import cairn
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
@@ -872,22 +870,11 @@ async def test_overdue_offsite_copies_are_told_once_then_recovered_once(
                 await temporal_client.get_workflow_handle(waiting).terminate("test over")
 
 
-async def shift_archive(settings: Settings, application_id: str, by: timedelta) -> None:
+async def shift_archive(settings: Settings, app: App, by: timedelta) -> None:
     """Moves every moment the application's archive records (shipments' ``until``, base
     backups' ``from``) ``by`` into the past, by rewriting the snapshots' tags with ``restic
     tag``: the archive then reads as if its archiver had stopped that much earlier."""
-    engine = make_engine(settings.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            row = await session.scalar(
-                select(BackupRepository).where(
-                    BackupRepository.application_id == uuid.UUID(application_id)
-                )
-            )
-            assert row is not None
-            repo = Repository(Path(row.path), read_password(settings, row))
-    finally:
-        await engine.dispose()
+    repo = await repository_of(settings, app.id, app.storage)
     for snap in Restic(settings.restic_bin, cache_dir=settings.restic_cache).snapshots(repo):
         tags = []
         for tag in snap.tags:
@@ -917,20 +904,23 @@ async def settled_shipment(api: ApiClient, window: str, headers: dict[str, str])
 
 
 @pytest.mark.usefixtures("worker")
-async def test_stalled_continuous_archiving_is_told_once_then_recovered_once(
+async def test_stalled_archiving_and_its_lost_slot_are_told_once_then_recovered_once(
     api: ApiClient,
     world: World,
     settings: Settings,
     temporal_client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A real archiver (a server of the test's own) terminated in Temporal behind cairn's back:
-    its shipments stop. The archive's moments and the audit event that turned archiving on
-    moved 20 minutes back (as if it had stopped then: past CairnArchiverStalled's 5 minutes
-    for 10), it is told once to a channel and the platform webhook, however often the notices
-    run; the reconcile starts the archiver again, its next shipment ends the period, told
-    once."""
-    with pg_instance.running() as server, SignedReceiver(HMAC_KEY) as receiver:
+    """A real archiver (a server of the test's own, ``max_slot_wal_keep_size`` bounded) whose
+    ``pg_receivewal`` hangs (SIGSTOP): its shipments stop while its workflow runs on. The
+    archive's moments and the audit event that turned archiving on moved 20 minutes back (as
+    if it had hung then: past CairnArchiverStalled's 5 minutes for 10), it is told once to a
+    channel and the platform webhook, however often the notices run. Meanwhile the server
+    writes past the bound and the slot is lost; ``pg_receivewal`` going on (SIGCONT), the
+    archiver finds the slot lost, replaces it (``archive.slot_lost`` in the audit log) and
+    ships: the period's end and the lost slot are told once each."""
+    bounded = {"max_slot_wal_keep_size": f"{BOUND_MB}MB"}
+    with pg_instance.running(bounded) as server, SignedReceiver(HMAC_KEY) as receiver:
         with server.connect("postgres") as conn:
             conn.execute("CREATE DATABASE shop")
         app = await register(api, world, on_instance(server))
@@ -940,6 +930,7 @@ async def test_stalled_continuous_archiving_is_told_once_then_recovered_once(
             await api.post(app.policy, json=policy(app, continuous_archiving=True), headers=owner),
             201,
         )
+        hung = 0
         try:
             await wait_for(
                 api, window, owner, lambda w: w["archiver"]["last_shipment_at"] is not None, 120
@@ -947,16 +938,18 @@ async def test_stalled_continuous_archiving_is_told_once_then_recovered_once(
             body = {
                 "name": "archive hook",
                 "kind": "webhook",
-                "events": ["archive.overdue", "archive.recovered"],
+                "events": ["archive.overdue", "archive.recovered", "archive.slot_lost"],
                 "url": receiver.url,
                 "secret": HMAC_KEY,
             }
             await expect(await api.post(channels_of(app.ws), json=body, headers=admin), 201)
             await run_notices(temporal_client)  # streaming: nothing to tell
-            archiver = temporal_client.get_workflow_handle(f"archiver-{app.id}")
-            await archiver.terminate("test: the archiver gone behind cairn's back")
+            slot = stream.slot_name(app.id)
+            found = subprocess.run(["pgrep", "-f", f"pg_receivewal.*{slot}"], capture_output=True)
+            (hung,) = [int(pid) for pid in found.stdout.split()]  # this test worker's child
+            os.kill(hung, signal.SIGSTOP)
             await settled_shipment(api, window, owner)
-            await shift_archive(settings, app.id, timedelta(minutes=20))
+            await shift_archive(settings, app, timedelta(minutes=20))
             with psycopg.connect(libpq_url(settings.database_url)) as conn:
                 conn.execute(
                     "UPDATE audit_events SET occurred_at = occurred_at - %s WHERE target_id = %s",
@@ -995,38 +988,56 @@ async def test_stalled_continuous_archiving_is_told_once_then_recovered_once(
                 )
                 await run_notices(temporal_client)  # the same period: told once
 
-                engine = make_engine(settings.database_url)
-                try:
-                    report = await reconcile_all(
-                        temporal_client, make_sessionmaker(engine), settings
-                    )
-                finally:
-                    await engine.dispose()
-                assert f"archiver-{app.id}" in report.created
-                await wait_for(
+                # the server writes past its bound while nobody streams: the slot is lost
+                target = server.target("shop")
+                with server.connect("shop") as conn:
+                    conn.execute("CREATE TABLE filler (id serial)")
+                    for _ in range(BOUND_MB // 16 + 2):
+                        conn.execute("INSERT INTO filler DEFAULT VALUES")
+                        conn.execute("SELECT pg_switch_wal()")
+                    for _ in range(10):
+                        conn.execute("CHECKPOINT")  # removes the segments past the bound
+                        if stream.slot_state(target, slot).lost:
+                            break
+                assert stream.slot_state(target, slot).lost
+                os.kill(hung, signal.SIGCONT)
+                hung = 0
+                # the archiver replaces the slot by itself and ships again after a gap
+                shown = await wait_for(
                     api,
                     window,
                     owner,
                     lambda w: (
-                        w["archiver"]["lag_seconds"] is not None
+                        w["gaps"] != []
+                        and w["archiver"]["lag_seconds"] is not None
                         and w["archiver"]["lag_seconds"] < 60
                     ),
-                    120,
+                    240,
                 )
+                assert datetime.fromisoformat(shown["gaps"][0]["from"]) == last
+                told_all = ["archive.overdue", "archive.recovered", "archive.slot_lost"]
                 await run_notices(temporal_client)
-                await until(lambda: events() == ["archive.overdue", "archive.recovered"])
+                await until(lambda: events() == told_all, why=lambda: receiver.events)
                 await run_notices(temporal_client)
                 await asyncio.sleep(2)
-                assert events() == ["archive.overdue", "archive.recovered"]
-                assert platform_events() == ["archive.overdue", "archive.recovered"]
+                assert events() == told_all
+                assert platform_events() == told_all
+                lost = receiver.events[-1]
+                assert f"a gap from {stamp(last)}" in lost["message"], lost
+                assert platform.events[-1]["last_archived"] == stamp(last)
             audit = await expect(
                 await api.get(f"/api/v1/workspaces/{app.ws}/audit-events", headers=admin), 200
             )
-            assert [e["action"] for e in audit["items"] if e["target_id"] == app.id][:2] == [
+            actions = [e["action"] for e in audit["items"] if e["target_id"] == app.id]
+            assert actions.count("archive.slot_lost") == 1  # the archiver's own, told once:
+            assert [a for a in actions if a.startswith("application.archive_")] == [
+                "application.archive_slot_lost",
                 "application.archive_recovered",
                 "application.archive_overdue",
             ]
         finally:
+            if hung:
+                os.kill(hung, signal.SIGCONT)
             off = policy(app, continuous_archiving=False)
             await expect(await api.post(app.policy, json=off, headers=owner), 200)
             await until_closed(temporal_client, app)  # slot and spool gone before the server
