@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
+from adapters.engines import redis
+from adapters.engines.redis import RedisTarget
 from core.restore_details import RestoreSource
 from core.settings import Settings
 from devstack.postgres import PostgresServer
@@ -21,6 +23,7 @@ from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import App, finished, make_app, run_backup, table_hashes, tree_hashes
 from tests.support.bypass import restore_bypassing_the_api
 from tests.support.cli import cairn
+from tests.support.engine_servers import redis_server
 from tests.support.served import served  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -352,3 +355,68 @@ async def test_the_worker_refuses_the_source_database_too(
     assert "the source application's database" in done["error_message"]
     assert untouched(production) == before
     assert ran(workspace.logs["production"]) == []
+
+
+def digest(target: RedisTarget) -> tuple[str, dict[str, int]]:
+    return redis.command(target, "DEBUG", "DIGEST"), redis.key_counts(target)
+
+
+async def test_a_named_database_goes_into_the_target_s_named_database(
+    api: ApiClient, world: World, database_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Production's Redis ``cache`` into staging's ``sessions`` (another server): staging's
+    dataset becomes production's at backup time; production's server is left as it is."""
+    options = ("--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes")
+    with redis_server(*options) as theirs, redis_server(*options) as ours:
+        cache, sessions = RedisTarget("127.0.0.1", theirs), RedisTarget("127.0.0.1", ours)
+        for args in (
+            ("SET", "plain", "v"),
+            ("HSET", "user:1", "name", "Ada"),
+            ("-n", "2", "SET", "k", "1"),
+        ):
+            redis.command(cache, *args)
+        redis.command(sessions, "SET", "staging-only", "1")
+        log = tmp_path / "production.log"
+        production = await make_app(
+            api,
+            world,
+            database_server,
+            tmp_path / "production",
+            hooks=hooks_logged_in(log),
+            databases={"cache": f"redis://127.0.0.1:{theirs}/0"},
+        )
+        at_backup = digest(cache)
+        backup = await run_backup(api, world, production)
+        assert backup["status"] == "succeeded", backup["error_message"]
+        redis.command(cache, "SET", "after-the-backup", "1")
+        before = digest(cache)
+        staging = await make_app(
+            api,
+            world,
+            database_server,
+            tmp_path / "staging",
+            beside=production,
+            databases={"sessions": f"redis://127.0.0.1:{ours}/0"},
+        )
+        shown = await expect(
+            await api.get(f"/api/v1/applications/{staging.id}", headers=world.auth("owner")), 200
+        )
+        body: dict[str, Any] = {
+            "source": {"application_id": production.id, "backup_id": backup["id"]},
+            "restore_type": "selective",
+            "databases": ["cache"],
+            "confirm": shown["name"],
+        }
+        problem = await expect(
+            await api.post(into(staging), json=body, headers=world.auth("owner")), 422
+        )
+        assert problem["errors"][0]["field"] == "body.database_map.cache"
+        assert "no database cache" in problem["errors"][0]["message"]
+        restore = await run(api, world, staging, {**body, "database_map": {"cache": "sessions"}})
+        assert restore["status"] == "succeeded", restore["error_message"]
+        assert digest(sessions) == at_backup
+        assert restore["databases"] == ["sessions"]
+        assert restore["source"]["database_map"] == {"cache": "sessions"}
+        assert digest(cache) == before
+        assert "role:master" in redis.command(cache, "INFO", "replication")
+        assert ran(log) == []
