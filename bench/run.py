@@ -72,14 +72,14 @@ async def measure(
             print(f"\n# offsite copies of a {megabytes} MiB database", flush=True)
             storages = settings.storage_mount_root
             await offsite.run(stack, dbs, work, storages, megabytes, sizes.runs, report)
+        if "engines" in only:
+            megabytes = sizes.database_mb // 4
+            print(f"\n# MariaDB and Redis, {megabytes} MiB each: raw tool, engine, whole backup")
+            await engines.mariadb_rows(work, megabytes, sizes.runs, report, stack)
+            await engines.redis_rows(work, megabytes, sizes.runs, report, stack)
     if "growth" in only:
         print("\n# repository growth", flush=True)
         growth.run(dbs, work, sizes.append_mb, sizes.uniform_scale, report)
-    if "engines" in only:
-        megabytes = sizes.database_mb // 4
-        print(f"\n# MariaDB and Redis engines, {megabytes} MiB each", flush=True)
-        engines.mariadb_rows(work, megabytes, sizes.runs, report)
-        engines.redis_rows(work, megabytes, sizes.runs, report)
 
 
 def main() -> None:

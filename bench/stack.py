@@ -90,11 +90,20 @@ class Stack:
     worker_pid: int
     volume_root: Path
 
-    async def new_app(self, name: str, database_url: str, volume: Path | None = None) -> str:
-        """An application of the local platform with a daily policy on the bench storage."""
+    async def new_app(
+        self,
+        name: str,
+        database_url: str | None,
+        volume: Path | None = None,
+        databases: dict[str, str] | None = None,
+    ) -> str:
+        """An application of the local platform with a daily policy on the bench storage;
+        ``databases``: its named databases (MariaDB, Redis), beside or instead of the main."""
         platform: dict[str, Any] = {"kind": "local", "database_url": database_url}
         if volume is not None:
             platform["volumes"] = {"files": str(volume)}
+        if databases:
+            platform["databases"] = databases
         app = await _ok(
             await self.api.post(
                 f"/api/v1/workspaces/{self.workspace_id}/applications",
