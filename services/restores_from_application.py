@@ -44,11 +44,11 @@ def _invalid(loc: tuple[str, ...], message: str) -> Invalid:
 
 
 def mapped(
-    restored: list[str], asked: Mapping[str, str], theirs: list[str], field: str, what: str
+    restored: list[str], asked: Mapping[str, str], targets: list[str], field: str, what: str
 ) -> dict[str, str]:
     """``{source name: target name}`` for every ``restored`` part: the name ``asked`` gives
-    it, else its own. Invalid on ``field``: a mapping of a part not restored, a target
-    name the target lacks (``theirs``: what it has), two parts into one."""
+    it, else its own. Invalid on ``field``: a mapping of a part not restored, a name the
+    target lacks (``targets``: the names it has), two parts into one."""
     unknown = sorted(set(asked) - set(restored))
     if unknown:
         raise _invalid(
@@ -57,10 +57,10 @@ def mapped(
         )
     names = {name: asked.get(name, name) for name in restored}
     for name, into in names.items():
-        if into not in theirs:
+        if into not in targets:
             raise _invalid(
                 (field, name),
-                f"the target application has no {what} {into} (it has {sorted(theirs)});"
+                f"the target application has no {what} {into} (it has {sorted(targets)});"
                 f" map {name} to one of them in {field}",
             )
     seen: dict[str, str] = {}
