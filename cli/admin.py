@@ -385,6 +385,16 @@ def apps_get(api: Api, app_id: str) -> None:
     api.call("GET", f"/applications/{app_id}")
 
 
+@apps.command("confirm-database")
+@click.argument("app_id")
+@click.argument("name")
+@pass_api
+def apps_confirm_database(api: Api, app_id: str, name: str) -> None:
+    """Confirm named database NAME's server (restarted or rebuilt) as the application's, so
+    restores write to it again: registration's checks, its identity recorded anew."""
+    api.call("POST", f"/applications/{app_id}/databases/{name}/confirm")
+
+
 @apps.command("delete")
 @click.argument("app_id")
 @pass_api

@@ -531,6 +531,7 @@ class Forwarder:
 async def test_a_restore_writes_nothing_to_a_server_that_is_not_the_registered_one(
     api: ApiClient,
     world: World,
+    served: str,  # noqa: F811
     database_server: PostgresServer,
     tmp_path: Path,
     shop: MariaTarget,
@@ -538,8 +539,8 @@ async def test_a_restore_writes_nothing_to_a_server_that_is_not_the_registered_o
     """The identity recorded at registration is asked again right before a restore writes:
     the MariaDB address re-pointed at another server holding a database of the same name and
     user, and another Redis started on the registered one's port, are refused, non-retryably,
-    and nothing is written to either; the database confirmed by a platform administrator is
-    restored again."""
+    and nothing is written to either; the database confirmed by a platform administrator
+    (``cairn admin apps confirm-database``) is restored again."""
     forwarder = Forwarder(shop.port)
     proxied = MariaTarget("127.0.0.1", forwarder.port, shop.user, shop.dbname, MARIA_PASSWORD)
     redis_options = ("--requirepass", REDIS_PASSWORD, "--repl-diskless-sync-delay", "0")
@@ -594,8 +595,12 @@ async def test_a_restore_writes_nothing_to_a_server_that_is_not_the_registered_o
             confirm = f"/api/v1/applications/{app.id}/databases/cache/confirm"
             refused = await api.post(confirm, headers=world.auth("owner"))
             assert refused.status_code == 403
-            confirmed = await api.post(confirm, headers=world.auth("platform_admin"))
-            assert (await expect(confirmed, 200)) == {"database": "cache", "identity_changed": True}
+            admin = world.tokens["platform_admin"]
+            code, out, err = await cairn(
+                served, admin, {}, "admin", "apps", "confirm-database", app.id, "cache"
+            )
+            assert code == 0, err
+            assert json.loads(out) == {"database": "cache", "identity_changed": True}
             body = {"restore_type": "selective", "databases": ["cache"]}
             restore = await run_restore(api, world, app, backup["id"], body)
             assert restore["status"] == "succeeded", restore["error_message"]
