@@ -512,7 +512,11 @@ class Forwarder:
                 near, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            far = socket.create_connection(("127.0.0.1", self.to))
+            try:
+                far = socket.create_connection(("127.0.0.1", self.to))
+            except OSError:  # nothing listens there any more: as a dead address would
+                near.close()
+                continue
             for a, b in ((near, far), (far, near)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -525,6 +529,8 @@ class Forwarder:
             sink.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
         self._listener.close()
 
 
