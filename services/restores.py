@@ -99,6 +99,15 @@ async def check_target(
 CONFIRMATION = "type the application's name exactly to confirm"
 
 
+def _registration_refused(what: str, why: str) -> Conflict:
+    """A registration made before a boundary existed that breaks it now: no restore writes
+    through it until a platform administrator corrects it."""
+    return Conflict(
+        f"the application's registered {what} is refused ({why}); a platform administrator"
+        " must correct the registration before it can be restored"
+    )
+
+
 def check_confirmed(application: Application, given: str | None, what: str) -> None:
     """A restore that overwrites live data needs the application's name typed (``confirm``),
     as the web UI and the CLI ask it; ``what`` says what would be overwritten."""
@@ -121,10 +130,7 @@ async def check_own_database(application: Application, settings: Settings) -> No
     try:
         await database_identity.refuse_protected(own, password, settings, "database_url")
     except BoundaryError as exc:
-        raise Conflict(
-            f"the application's registered database is refused ({exc.message}); a platform"
-            " administrator must correct the registration before it can be restored"
-        ) from None
+        raise _registration_refused("database", exc.message) from None
 
 
 def check_registration(
@@ -144,10 +150,19 @@ def check_registration(
             if path is not None:
                 check_volume_path(path, settings, field=f"volumes.{name}")
     except BoundaryError as exc:
-        raise Conflict(
-            f"the application's registered {exc.field} is refused ({exc.message}); a platform"
-            " administrator must correct the registration before it can be restored"
-        ) from None
+        raise _registration_refused(exc.field, exc.message) from None
+
+
+async def check_volumes_apart(
+    session: AsyncSession, application: Application, volumes: list[str]
+) -> None:
+    """The volumes a restore writes into are still apart from every other
+    (services.applications.check_volumes_apart); a registration that no longer is refuses
+    the restore."""
+    try:
+        await applications.check_volumes_apart(session, application, volumes)
+    except BoundaryError as exc:
+        raise _registration_refused(exc.field, exc.message) from None
 
 
 @dataclass(frozen=True)
@@ -271,23 +286,58 @@ async def request_restore(
     check_registration(application, database and stored_target is None, volumes, settings)
     if database and stored_target is None:
         await check_own_database(application, settings)
-    try:
-        await applications.check_volumes_apart(session, application, volumes)
-    except BoundaryError as exc:
-        raise Conflict(
-            f"the application's registered {exc.field} is refused ({exc.message}); a platform"
-            " administrator must correct the registration before it can be restored"
-        ) from None
+    await check_volumes_apart(session, application, volumes)
     await claim_application(session, temporal, application.id)
-    workflow_id = f"restore-{restore_id}"
     details = RestoreDetails(
         database, volumes, stored_target, config=parts.config, databases=parts.databases
     ).to_dict()
     if offsite is not None:
         details[SOURCE_KEY] = str(offsite)
+    return await start_restore(
+        session,
+        temporal,
+        RestoreWorkflow.run,
+        application,
+        actor,
+        restore_id=restore_id,
+        execution_id=execution.id,
+        restore_type=restore_type,
+        details=details,
+        audited={
+            "backup_id": str(execution.id),
+            "restore_type": restore_type,
+            "database": database,
+            "volumes": volumes,
+            "config": parts.config,
+            "databases": parts.databases,
+            "target": stored_target.shown() if stored_target else {},
+            "offsite_target_id": str(offsite) if offsite else None,
+        },
+    )
+
+
+async def start_restore(
+    session: AsyncSession,
+    temporal: Client,
+    workflow: Any,
+    application: Application,
+    actor: audit.Actor,
+    *,
+    restore_id: uuid.UUID,
+    execution_id: uuid.UUID | None,
+    restore_type: str,
+    details: dict[str, Any],
+    audited: dict[str, Any],
+    in_place: bool | None = None,
+) -> BackupRestore:
+    """Records the restore's row (pending, ``details`` stored) and its audit event
+    restore.request (``audited``), starts its workflow, then commits: a Temporal outage
+    leaves nothing stored. ``execution_id``: the backup restored (None for a restore to a
+    moment); ``in_place``: a restore to a moment's fourth argument (RestoreToTimeWorkflow)."""
+    workflow_id = f"restore-{restore_id}"
     restore = BackupRestore(
         id=restore_id,
-        backup_execution_id=execution.id,
+        backup_execution_id=execution_id,
         application_id=application.id,
         workflow_id=workflow_id,
         status=RunStatus.PENDING,
@@ -302,44 +352,13 @@ async def request_restore(
         "backup_restore",
         restore_id,
         workspace_id=application.workspace_id,
-        details={
-            "backup_id": str(execution.id),
-            "restore_type": restore_type,
-            "database": database,
-            "volumes": volumes,
-            "config": parts.config,
-            "databases": parts.databases,
-            "target": stored_target.shown() if stored_target else {},
-            "offsite_target_id": str(offsite) if offsite else None,
-        },
+        details=audited,
     )
-    return await start_restore(session, temporal, RestoreWorkflow.run, restore, application)
-
-
-async def start_restore(
-    session: AsyncSession,
-    temporal: Client,
-    workflow: Any,
-    restore: BackupRestore,
-    application: Application,
-    *,
-    in_place: bool | None = None,
-) -> BackupRestore:
-    """Starts the restore's workflow on its flushed row (audit included), then commits: a
-    Temporal outage leaves nothing stored. ``in_place``: a restore to a moment's fourth
-    argument (RestoreToTimeWorkflow)."""
-    assert restore.workflow_id is not None  # set with the row
     await session.flush()
     args: list[object] = [str(restore.id), str(application.id), str(application.workspace_id)]
     if in_place is not None:
         args.append(in_place)
-    handle = await start_run(
-        temporal,
-        workflow,
-        args,
-        restore.workflow_id,
-        application,
-    )
+    handle = await start_run(temporal, workflow, args, workflow_id, application)
     restore.run_id = handle.first_execution_run_id
     await session.commit()
     return restore

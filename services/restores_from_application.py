@@ -16,20 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from adapters.errors import AdapterError
-from core.boundaries import BoundaryError
 from core.engine_url import engine_of
 from core.restore_details import RestoreDetails, RestoreSource
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupRestore
-from services import applications, backups, database_identity
+from services import backups, database_identity
 from services.errors import Conflict, Invalid, NotFound
 from services.restores import (
     Parts,
     check_confirmed,
     check_own_database,
     check_registration,
+    check_volumes_apart,
     parts_to_restore,
     start_restore,
 )
@@ -183,37 +183,23 @@ async def request(
     if parts.database:
         await check_own_database(target, settings)
         await check_not_the_source(source, target, settings)
-    try:
-        await applications.check_volumes_apart(session, target, into_volumes)
-    except BoundaryError as exc:
-        raise Conflict(
-            f"the application's registered {exc.field} is refused ({exc.message}); a platform"
-            " administrator must correct the registration before it can be restored"
-        ) from None
+    await check_volumes_apart(session, target, into_volumes)
     await claim_application(session, temporal, target.id)
-    restore_id = uuid.uuid4()
     origin = RestoreSource(str(source.id), source.name, str(execution.id), volumes, databases)
     details = RestoreDetails(
         parts.database, into_volumes, databases=list(databases.values()), source=origin
     )
-    restore = BackupRestore(
-        id=restore_id,
-        backup_execution_id=execution.id,
-        application_id=target.id,
-        workflow_id=f"restore-{restore_id}",
-        status=RunStatus.PENDING,
+    return await start_restore(
+        session,
+        temporal,
+        RestoreWorkflow.run,
+        target,
+        actor,
+        restore_id=uuid.uuid4(),
+        execution_id=execution.id,
         restore_type=restore_type,
         details=details.to_dict(),
-    )
-    session.add(restore)
-    audit.record(
-        session,
-        actor,
-        "restore.request",
-        "backup_restore",
-        restore_id,
-        workspace_id=target.workspace_id,
-        details={
+        audited={
             "backup_id": str(execution.id),
             "restore_type": restore_type,
             "database": parts.database,
@@ -222,4 +208,3 @@ async def request(
             "source": origin.to_dict(),
         },
     )
-    return await start_restore(session, temporal, RestoreWorkflow.run, restore, target)

@@ -15,7 +15,6 @@ from adapters.pg_archive.window import stamp
 from contracts.archive import LATEST, TARGET_TIME
 from core.restore_details import RestoreDetails, StoredTarget
 from core.settings import Settings
-from core.states import RunStatus
 from db import audit
 from db.models import Application, BackupRestore
 from services import recovery_window
@@ -84,32 +83,21 @@ async def request(
         )
         target = StoredTarget(database_name=name)
     await claim_application(session, temporal, application.id)
-    restore_id = uuid.uuid4()
-    workflow_id = f"restore-{restore_id}"
     asked = stamp(moment) if moment else LATEST
-    restore = BackupRestore(
-        id=restore_id,
-        backup_execution_id=None,
-        application_id=application.id,
-        workflow_id=workflow_id,
-        status=RunStatus.PENDING,
+    return await start_restore(
+        session,
+        temporal,
+        RestoreToTimeWorkflow.run,
+        application,
+        actor,
+        restore_id=uuid.uuid4(),
+        execution_id=None,
         restore_type="selective",
         details={**RestoreDetails(True, [], target).to_dict(), TARGET_TIME: asked},
-    )
-    session.add(restore)
-    audit.record(
-        session,
-        actor,
-        "restore.request",
-        "backup_restore",
-        restore_id,
-        workspace_id=application.workspace_id,
-        details={
+        audited={
             TARGET_TIME: asked,
             "target": target.shown() if target else {},
             "in_place": in_place,
         },
-    )
-    return await start_restore(
-        session, temporal, RestoreToTimeWorkflow.run, restore, application, in_place=in_place
+        in_place=in_place,
     )
