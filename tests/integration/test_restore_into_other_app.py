@@ -20,7 +20,15 @@ from core.restore_details import RestoreSource
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support.api import ApiClient, World, expect, wait_for
-from tests.support.backups import App, finished, make_app, run_backup, table_hashes, tree_hashes
+from tests.support.backups import (
+    FULL_RESTORE_STEPS,
+    App,
+    finished,
+    make_app,
+    run_backup,
+    table_hashes,
+    tree_hashes,
+)
 from tests.support.bypass import restore_bypassing_the_api
 from tests.support.cli import cairn
 from tests.support.engine_servers import redis_server
@@ -39,6 +47,14 @@ def hooks_logged_in(log: Path) -> dict[str, list[str]]:
 
 def ran(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
+
+
+async def name_of(api: ApiClient, world: World, app: App) -> str:
+    """The application's name, as its owner sees it (what ``confirm`` asks for)."""
+    shown = await expect(
+        await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner")), 200
+    )
+    return str(shown["name"])
 
 
 def untouched(app: App) -> dict[str, Any]:
@@ -95,12 +111,10 @@ async def workspace(
         hooks=hooks_logged_in(logs["staging"]),
         beside=production,
     )
-    names = {}
-    for key, app in (("production", production), ("staging", staging)):
-        shown = await expect(
-            await api.get(f"/api/v1/applications/{app.id}", headers=world.auth("owner")), 200
-        )
-        names[key] = shown["name"]
+    names = {
+        "production": await name_of(api, world, production),
+        "staging": await name_of(api, world, staging),
+    }
     return Workspace(production, staging, backup, at_backup, logs, names)
 
 
@@ -150,17 +164,7 @@ async def test_production_into_staging_reads_production_and_never_touches_it(
         "volume_map": {"media": "media", "uploads": "uploads"},
         "database_map": {},
     }
-    assert [s["step"] for s in restore["timeline"]["steps"]] == [
-        "begin_restore",
-        "verify_backup",
-        "quiesce",
-        "restore_database",
-        "restore_volume",
-        "restore_volume",
-        "verify_restore",
-        "resume",
-        "finish_restore",
-    ]
+    assert [s["step"] for s in restore["timeline"]["steps"]] == FULL_RESTORE_STEPS
     owner = world.auth("owner")
     listed = await expect(
         await api.get(f"/api/v1/applications/{staging.id}/restores", headers=owner), 200
@@ -316,10 +320,7 @@ async def test_refusals_name_the_problem_and_change_nothing(
     problem = await refused(production, {**full, "confirm": workspace.names["production"]}, 422)
     assert problem["errors"][0]["field"] == "body.source.application_id"
     # a target whose database is production's, reached at another address
-    shown = await expect(
-        await api.get(f"/api/v1/applications/{impostor.id}", headers=world.auth("owner")), 200
-    )
-    problem = await refused(impostor, {**full, "confirm": shown["name"]}, 422)
+    problem = await refused(impostor, {**full, "confirm": await name_of(api, world, impostor)}, 422)
     assert problem["errors"][0]["field"] == "body.source.application_id", problem
     assert "the source application's database" in problem["errors"][0]["message"]
     assert "identity" in problem["errors"][0]["message"]
@@ -398,14 +399,11 @@ async def test_a_named_database_goes_into_the_target_s_named_database(
             beside=production,
             databases={"sessions": f"redis://127.0.0.1:{ours}/0"},
         )
-        shown = await expect(
-            await api.get(f"/api/v1/applications/{staging.id}", headers=world.auth("owner")), 200
-        )
         body: dict[str, Any] = {
             "source": {"application_id": production.id, "backup_id": backup["id"]},
             "restore_type": "selective",
             "databases": ["cache"],
-            "confirm": shown["name"],
+            "confirm": await name_of(api, world, staging),
         }
         problem = await expect(
             await api.post(into(staging), json=body, headers=world.auth("owner")), 422

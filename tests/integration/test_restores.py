@@ -20,6 +20,7 @@ from devstack.postgres import PostgresServer
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import (
+    FULL_RESTORE_STEPS,
     App,
     damage,
     make_app,
@@ -142,18 +143,7 @@ async def test_full_restore_brings_every_table_and_file_back(
     assert restore["status"] == "succeeded", restore["error_message"]
     assert all_hashes(app.db_url) == tables
     assert {name: tree_hashes(path) for name, path in app.volumes.items()} == files
-    steps = [s["step"] for s in restore["timeline"]["steps"]]
-    assert steps == [
-        "begin_restore",
-        "verify_backup",
-        "quiesce",
-        "restore_database",
-        "restore_volume",
-        "restore_volume",
-        "verify_restore",
-        "resume",
-        "finish_restore",
-    ]
+    assert [s["step"] for s in restore["timeline"]["steps"]] == FULL_RESTORE_STEPS
     leftovers = [p.name for p in app.volumes["uploads"].parent.iterdir() if "cairn" in p.name]
     assert leftovers == []
     with psycopg.connect(database_server.url("postgres", driver="postgresql")) as conn:

@@ -20,6 +20,18 @@ from repository.store import open_repository
 from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+# The steps of a full restore of a make_app application: its database and its two volumes.
+FULL_RESTORE_STEPS = [
+    "begin_restore",
+    "verify_backup",
+    "quiesce",
+    "restore_database",
+    "restore_volume",
+    "restore_volume",
+    "verify_restore",
+    "resume",
+    "finish_restore",
+]
 # Application databases made by this test run, dropped when the session ends (conftest).
 CREATED_DATABASES: list[str] = []
 
