@@ -26,8 +26,8 @@ from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from schedules.cron import next_times
 from tests.support import pg_instance
-from tests.support.api import ApiClient, World, expect, new_workspace, wait_for
-from tests.support.backups import repository_of
+from tests.support.api import ApiClient, World, expect, new_workspace
+from tests.support.backups import active_storage, repository_of
 from tests.support.histories import HISTORIES
 from workflows.archiver import ArchiverWorkflow
 
@@ -50,21 +50,7 @@ async def _register(
     api: ApiClient, world: World, instance: pg_instance.Instance
 ) -> tuple[str, str]:
     ws = await new_workspace(api, world, members=("owner",))
-    admin = world.auth("ws_admin")
-    accepted = await expect(
-        await api.post(
-            f"/api/v1/workspaces/{ws}/backup-storages",
-            json={"name": "main", "type": "local", "capacity_gb": 10},
-            headers=admin,
-        ),
-        202,
-    )
-    storage = await wait_for(
-        api,
-        f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}",
-        admin,
-        lambda s: s["status"] == "active",
-    )
+    storage = await active_storage(api, world, ws)
     target = instance.target(DB)
     url = f"postgresql://{target.user}:{target.password}@{target.host}:{target.port}/{DB}"
     app = await expect(

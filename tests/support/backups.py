@@ -132,6 +132,28 @@ def filled_data(pg: PostgresServer, tmp: Path, marker: str) -> tuple[str, str, d
     return dbname, libpq, volumes
 
 
+async def active_storage(
+    api: ApiClient, world: World, workspace: str, capacity_gb: int = 10
+) -> dict[str, Any]:
+    """A local storage ``main`` created in the workspace by its admin, once it is active."""
+    admin = world.auth("ws_admin")
+    accepted = await expect(
+        await api.post(
+            f"/api/v1/workspaces/{workspace}/backup-storages",
+            json={"name": "main", "type": "local", "capacity_gb": capacity_gb},
+            headers=admin,
+        ),
+        202,
+    )
+    storage: dict[str, Any] = await wait_for(
+        api,
+        f"/api/v1/workspaces/{workspace}/backup-storages/{accepted['id']}",
+        admin,
+        lambda s: s["status"] == "active",
+    )
+    return storage
+
+
 async def make_app(
     api: ApiClient,
     world: World,
@@ -152,21 +174,7 @@ async def make_app(
     marker = f"CAIRN-MARKER-{uuid.uuid4().hex}"
     if beside is None:
         ws = await new_workspace(api, world, members=("member", "owner"))
-        admin = world.auth("ws_admin")
-        accepted = await expect(
-            await api.post(
-                f"/api/v1/workspaces/{ws}/backup-storages",
-                json={"name": "main", "type": "local", "capacity_gb": capacity_gb},
-                headers=admin,
-            ),
-            202,
-        )
-        storage = await wait_for(
-            api,
-            f"/api/v1/workspaces/{ws}/backup-storages/{accepted['id']}",
-            admin,
-            lambda s: s["status"] == "active",
-        )
+        storage = await active_storage(api, world, ws, capacity_gb)
     else:
         ws = beside.workspace
         storage = {"id": beside.storage, "proxmox_storage_id": beside.storage_pve_id}
