@@ -390,6 +390,34 @@ def platform_of(
     return recorded(platform, calls)
 
 
+def backed_up_volume(platform: KubernetesPlatform, repo: Repository, volume: str) -> VolumeUpload:
+    """A backup of one volume alone (snapshot, upload, release) into ``repo``."""
+    run = str(uuid.uuid4())
+    try:
+        handle = platform.snapshot(run, [volume]).volumes[volume]
+        return platform.upload_volume(
+            run,
+            volume,
+            handle,
+            repo,
+            [f"execution={run}"],
+            parent=None,
+            force=False,
+            progress=lambda _p: None,
+        )
+    finally:
+        platform.release(run)
+
+
+def new_repository(storage: Path, namespace: str) -> Repository:
+    """A restic repository for ``namespace`` under the backup storage mounted at ``storage``,
+    initialised by the worker (so root's, mode 0700)."""
+    repo = Repository(storage / "stor1" / namespace, secrets.token_urlsafe(32))
+    repo.path.parent.mkdir(parents=True)
+    Restic().init(repo)
+    return repo
+
+
 @pytest.fixture(autouse=True)
 def requests_allowed_by_rbac(cairn: CairnCalls) -> Iterator[None]:
     """After each test: every request cairn made so far is granted by deploy/kubernetes/."""
@@ -648,33 +676,40 @@ def _listed_by_another_member(repo: Repository) -> list[str]:
     return [str(s["short_id"]) for s in json.loads(listed.stdout)]
 
 
+def _application_pod(container: dict[str, Any], *, fs_group: bool = False) -> dict[str, Any]:
+    """A pod spec run as the application's user (APP_USER:APP_USER, with fsGroup APP_USER
+    when ``fs_group``), its one container mounting the claim data-pvc at /data."""
+    security = {"runAsUser": APP_USER, "runAsGroup": APP_USER}
+    return {
+        "securityContext": {**security, "fsGroup": APP_USER} if fs_group else security,
+        "containers": [{**container, "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}],
+    }
+
+
+def _run_web_as_the_application(
+    kube_api: client.ApiClient, namespace: str, *, fs_group: bool
+) -> None:
+    """deployment/web patched to run as the application's user, mounting data-pvc."""
+    apps(kube_api).patch_namespaced_deployment(
+        "web",
+        namespace,
+        {"spec": {"template": {"spec": _application_pod({"name": "main"}, fs_group=fs_group)}}},
+    )
+
+
 def _as_the_application(
     kube_api: client.ApiClient, namespace: str, name: str, script: str
 ) -> tuple[str, str]:
     """A Job in the application's namespace, run as the application's user (no fsGroup:
     only the files' own owners and modes let it in), on its claim data-pvc: its outcome and
     log."""
+    container = {"name": "app", "image": "shop:1", "command": ["sh", "-c", script]}
     job = {
         "metadata": {"name": name},
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "securityContext": {"runAsUser": APP_USER, "runAsGroup": APP_USER},
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "shop:1",
-                            "command": ["sh", "-c", script],
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}
-                    ],
-                }
-            },
+            "template": {"spec": {"restartPolicy": "Never", **_application_pod(container)}},
         },
     }
     batch: Any = client.BatchV1Api(kube_api)
@@ -707,32 +742,7 @@ def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_o
     the restore gives back files the application owns, with their modes, that it can write;
     the repository stays usable by movers of any user in its group."""
     ns = app.namespace
-    apps(kube_api).patch_namespaced_deployment(
-        "web",
-        ns,
-        {
-            "spec": {
-                "template": {
-                    "spec": {
-                        "securityContext": {
-                            "runAsUser": APP_USER,
-                            "runAsGroup": APP_USER,
-                            "fsGroup": APP_USER,
-                        },
-                        "containers": [
-                            {
-                                "name": "main",
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}
-                        ],
-                    }
-                }
-            }
-        },
-    )
+    _run_web_as_the_application(kube_api, ns, fs_group=True)
     volume = kube.pvc_path(ns, "data-pvc")
     (volume / "private").mkdir(mode=0o700)
     (volume / "private" / "key.pem").write_bytes(os.urandom(3000))
@@ -747,19 +757,8 @@ def test_files_only_the_application_may_read_are_backed_up_and_restored_as_its_o
     )
     platform = platform_of(app, unprivileged, cairn)
 
-    backup, since = str(uuid.uuid4()), kube.store.revision
-    handle = platform.snapshot(backup, ["data"]).volumes["data"]
-    upload = platform.upload_volume(
-        backup,
-        "data",
-        handle,
-        app.repo,
-        [f"execution={backup}", "part=data"],
-        parent=None,
-        force=False,
-        progress=lambda _: None,
-    )
-    platform.release(backup)
+    since = kube.store.revision
+    upload = backed_up_volume(platform, app.repo, "data")
     assert upload.files == len([p for p in volume.rglob("*") if p.is_file()])
     (mover,) = mover_pods(kube, since)
     assert mover["spec"]["securityContext"] == {
@@ -848,9 +847,7 @@ def test_a_root_squash_export_refuses_root_movers_and_serves_the_repository_s_gr
     export.mkdir()
     export.chmod(0o711)
     kube.map_nfs(SQUASH_SERVER, "/export/squashed", export, root_squash=True)
-    repo = Repository(export / "stor1" / app.namespace, secrets.token_urlsafe(32))
-    repo.path.parent.mkdir(parents=True)
-    Restic().init(repo)  # by the worker: root's, 0700
+    repo = new_repository(export, app.namespace)
     on_squashed = {
         "storage_mount_root": export,
         "kube_storage_volume": {"nfs": {"server": SQUASH_SERVER, "path": "/export/squashed"}},
@@ -879,18 +876,8 @@ def test_a_root_squash_export_refuses_root_movers_and_serves_the_repository_s_gr
     platform = platform_of(app, grouped, cairn)
     backup = str(uuid.uuid4())
     dump = platform.dump_database(backup, repo, [f"execution={backup}"], lambda _: None)
-    handle = platform.snapshot(backup, ["data"]).volumes["data"]
-    upload = platform.upload_volume(
-        backup,
-        "data",
-        handle,
-        repo,
-        [f"execution={backup}"],
-        parent=None,
-        force=False,
-        progress=lambda _: None,
-    )
     platform.release(backup)
+    upload = backed_up_volume(platform, repo, "data")
     squashed_root = cairn_settings.model_copy(
         update={**on_squashed, "mover_run_as_user": 0, "mover_fs_group": STORAGE_GROUP}
     )
@@ -921,51 +908,12 @@ def test_a_root_squash_export_refuses_root_movers_and_serves_the_repository_s_gr
 def _the_application_s_own_root(kube: FakeKube, kube_api: client.ApiClient, ns: str) -> Path:
     """deployment/web made to run as APP_USER without fsGroup, mounting data-pvc, whose
     folder (returned) and files become that user's, the folder of mode 0750."""
-    apps(kube_api).patch_namespaced_deployment(
-        "web",
-        ns,
-        {
-            "spec": {
-                "template": {
-                    "spec": {
-                        "securityContext": {"runAsUser": APP_USER, "runAsGroup": APP_USER},
-                        "containers": [
-                            {
-                                "name": "main",
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}
-                        ],
-                    }
-                }
-            }
-        },
-    )
+    _run_web_as_the_application(kube_api, ns, fs_group=False)
     volume = kube.pvc_path(ns, "data-pvc")
     for path in [volume, *volume.rglob("*")]:
         os.chown(path, APP_USER, APP_USER)
     volume.chmod(0o750)
     return volume
-
-
-def _upload_data(platform: KubernetesPlatform, repo: Repository) -> VolumeUpload:
-    """A backup of the volume ``data`` alone, released."""
-    backup = str(uuid.uuid4())
-    handle = platform.snapshot(backup, ["data"]).volumes["data"]
-    upload = platform.upload_volume(
-        backup,
-        "data",
-        handle,
-        repo,
-        [f"execution={backup}"],
-        parent=None,
-        force=False,
-        progress=lambda _: None,
-    )
-    platform.release(backup)
-    return upload
 
 
 def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
@@ -985,7 +933,7 @@ def test_a_restored_volume_s_root_gets_back_its_owner_and_mode(
         update={"mover_run_as_user": None, "mover_fs_group": STORAGE_GROUP}
     )
     platform = platform_of(app, unprivileged, cairn)
-    upload = _upload_data(platform, app.repo)
+    upload = backed_up_volume(platform, app.repo, "data")
     assert "volume-root=1000:1000:0750" in Restic().snapshot(app.repo, upload.snapshot_id).tags
 
     restore, since = str(uuid.uuid4()), kube.store.revision
@@ -1031,9 +979,7 @@ def test_a_namespace_refusing_root_pods_leaves_the_restored_root_and_says_so(
         },
     )
     storage = _bound(kube, HOME, "backup-storage")
-    repo = Repository(storage / "stor1" / ns, secrets.token_urlsafe(32))
-    repo.path.parent.mkdir(parents=True)
-    Restic().init(repo)
+    repo = new_repository(storage, ns)
     on_claim = cairn_settings.model_copy(
         update={
             "storage_mount_root": storage,
@@ -1046,7 +992,7 @@ def test_a_namespace_refusing_root_pods_leaves_the_restored_root_and_says_so(
     enforce = "pod-security.kubernetes.io/enforce"
     core(kube_api).patch_namespace(HOME, {"metadata": {"labels": {enforce: "restricted"}}})
     try:
-        upload = _upload_data(platform, repo)
+        upload = backed_up_volume(platform, repo, "data")
         hashes = folder_hashes(volume)
         platform.quiesce()
         try:
@@ -1159,26 +1105,6 @@ def test_a_worker_killed_while_its_mover_runs_is_followed_by_the_same_job(
     finally:
         platform.release(run)
     assert leftovers(kube, app.namespace) == []
-
-
-def backed_up_volume(platform: KubernetesPlatform, app: App, volume: str) -> str:
-    """A backup of one volume (snapshot, upload, release): its restic snapshot id."""
-    run = str(uuid.uuid4())
-    try:
-        handle = platform.snapshot(run, [volume]).volumes[volume]
-        upload = platform.upload_volume(
-            run,
-            volume,
-            handle,
-            app.repo,
-            [f"execution={run}"],
-            parent=None,
-            force=False,
-            progress=lambda _p: None,
-        )
-    finally:
-        platform.release(run)
-    return upload.snapshot_id
 
 
 def test_each_claim_is_snapshotted_by_its_own_driver_and_retained_snapshots_do_not_stay(
@@ -1373,7 +1299,7 @@ def test_copies_of_a_volume_keep_its_volume_mode_and_topology(
     pinned = (kube.get("", "persistentvolumes", "", claim["spec"]["volumeName"]) or {})["spec"]
     platform = platform_of(app, cairn_settings, cairn, volumes={"local": "local-pvc"})
     before = kube.store.revision
-    snapshot = backed_up_volume(platform, app, "local")
+    snapshot = backed_up_volume(platform, app.repo, "local").snapshot_id
     drill = str(uuid.uuid4())
     try:
         platform.restore_volume(
@@ -1433,7 +1359,7 @@ def test_a_log_stream_cut_while_the_mover_runs_is_followed_again(
     again, past what it read, and gets the mover's result instead of failing a good upload."""
     platform = platform_of(app, cairn_settings, cairn)
     kube.cut_log_streams(2, after_lines=1)
-    snapshot = backed_up_volume(platform, app, "uploads")
+    snapshot = backed_up_volume(platform, app.repo, "uploads").snapshot_id
     assert kube.take_log_cut() is None  # both cuts happened
     assert [s.short_id for s in Restic().snapshots(app.repo, [])] == [snapshot]
     assert leftovers(kube, app.namespace) == []
@@ -1451,7 +1377,7 @@ def test_a_mover_whose_pod_keeps_a_mesh_sidecar_running_is_judged_by_its_own_con
     since = kube.store.revision
     kube.inject_sidecar(HOME)
     try:
-        snapshot = backed_up_volume(platform, app, "uploads")
+        snapshot = backed_up_volume(platform, app.repo, "uploads").snapshot_id
         with pytest.raises(PlatformError) as failed:
             absent.estimate_bytes(database=True, volumes=[])
     finally:
@@ -1478,7 +1404,7 @@ def test_a_restore_mover_evicted_while_it_works_is_run_again_to_the_end(
     platform = platform_of(app, cairn_settings, cairn)
     ns, folder = app.namespace, kube.pvc_path(app.namespace, CLAIMS["data"])
     backed_up = folder_hashes(folder)
-    snapshot = backed_up_volume(platform, app, "data")
+    snapshot = backed_up_volume(platform, app.repo, "data").snapshot_id
     (folder / "notes.txt").write_text("changed after the backup\n")
     (folder / "stray.txt").write_text("written after the backup")
     evicted: list[str] = []
@@ -1538,7 +1464,7 @@ def test_a_hand_over_cut_at_any_step_ends_with_the_backup_or_the_volume_untouche
         claim, ns, {"metadata": {"labels": {"tier": "gold"}, "annotations": {"owner": "shop"}}}
     )
     backed_up = folder_hashes(kube.pvc_path(ns, claim))
-    snapshot = backed_up_volume(platform, app, "data")
+    snapshot = backed_up_volume(platform, app.repo, "data").snapshot_id
     calls, cut_after = [0], [0]
 
     def cutting(call: Callable[..., Any]) -> Callable[..., Any]:
@@ -1617,7 +1543,7 @@ def test_a_volume_whose_class_retains_keeps_the_replaced_volume_and_nothing_else
     ns = app.namespace
     with retained_claim(kube, kube_api, ns):
         platform = platform_of(app, cairn_settings, cairn, volumes={"kept": "kept-pvc"})
-        snapshot = backed_up_volume(platform, app, "kept")
+        snapshot = backed_up_volume(platform, app.repo, "kept").snapshot_id
         (kube.pvc_path(ns, "kept-pvc") / "a.txt").write_text("changed\n")
         old = (kube.get("", "persistentvolumeclaims", ns, "kept-pvc") or {})["spec"]["volumeName"]
         before = {v["metadata"]["name"] for v in kube.list("", "persistentvolumes")}
