@@ -16,10 +16,10 @@ from contracts.copy import copy_workflow_id
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.browser.ui_pages import signed_in
-from tests.integration.test_offsite import add_target, copied, sample, scrape_api
+from tests.integration.test_offsite import sample, scrape_api, second_copy_waiting
 from tests.support.api import ApiClient, World, wait_for
 from tests.support.api import expect as expect_status
-from tests.support.backups import make_app, run_backup
+from tests.support.backups import make_app
 from tests.support.database import libpq_url
 from tests.support.offsite_servers import OffsiteSite
 
@@ -43,18 +43,7 @@ async def test_a_copy_past_its_allowance_is_marked_and_one_within_it_is_not(
     owner = world.auth("owner")
     site = OffsiteSite.started(tmp_path / "offsite")
     try:
-        target_id = await add_target(api, world, app.workspace, site)
-        policy = {
-            "storage_id": app.storage,
-            "schedule": "0 3 * * *",
-            "offsite_target_id": target_id,
-        }
-        await expect_status(await api.post(app.policy, json=policy, headers=owner), 200)
-        first = await run_backup(api, world, app)
-        await copied(api, world, app, first["id"])
-        site.everyday.stop()  # the next copy waits for the target
-        second = await run_backup(api, world, app)
-        assert second["status"] == "succeeded"
+        target_id, first, second = await second_copy_waiting(api, world, app, site)
     finally:
         site.stop()
     try:

@@ -31,7 +31,7 @@ from core.settings import Settings
 from devstack.postgres import PostgresServer
 from schedules.backup_policy import schedule_id
 from tests.conftest import free_port
-from tests.integration.test_offsite import add_target, copied
+from tests.integration.test_offsite import copied, second_copy_waiting
 from tests.integration.test_pitr_api import App, on_instance, policy, register, until_closed
 from tests.integration.test_pitr_crash import BOUND_MB
 from tests.support import histories, pg_instance
@@ -796,18 +796,7 @@ async def test_overdue_offsite_copies_are_told_once_then_recovered_once(
     site = OffsiteSite.started(tmp_path / "offsite")
     waiting = None
     try:
-        target_id = await add_target(api, world, app.workspace, site)
-        policy = {
-            "storage_id": app.storage,
-            "schedule": "0 3 * * *",
-            "offsite_target_id": target_id,
-        }
-        await expect(await api.post(app.policy, json=policy, headers=owner), 200)
-        first = await run_backup(api, world, app)
-        await copied(api, world, app, first["id"])
-        site.everyday.stop()  # the next copy waits for the target
-        second = await run_backup(api, world, app)
-        assert second["status"] == "succeeded"
+        target_id, first, second = await second_copy_waiting(api, world, app, site)
         waiting = copy_workflow_id(second["id"], target_id)
         application = f"/api/v1/applications/{app.id}"
         await wait_for(api, application, owner, lambda a: a["offsite"]["copies_pending"] == 1)

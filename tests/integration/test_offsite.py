@@ -89,6 +89,23 @@ async def copied(api: ApiClient, world: World, app: App, backup_id: str) -> Any:
     )
 
 
+async def second_copy_waiting(
+    api: ApiClient, world: World, app: App, site: OffsiteSite
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The application's backups copied to a new target on ``site``: a first backup copied,
+    then the target stopped and a second backup made, whose copy waits for the target.
+    Returns the target's id and both backups."""
+    target_id = await add_target(api, world, app.workspace, site)
+    policy = {"storage_id": app.storage, "schedule": "0 3 * * *", "offsite_target_id": target_id}
+    await expect(await api.post(app.policy, json=policy, headers=world.auth("owner")), 200)
+    first = await run_backup(api, world, app)
+    await copied(api, world, app, first["id"])
+    site.everyday.stop()
+    second = await run_backup(api, world, app)
+    assert second["status"] == "succeeded"
+    return target_id, first, second
+
+
 def restic(remote: Remote, *args: str) -> subprocess.CompletedProcess[str]:
     """restic itself on the offsite repository, as anyone holding these credentials could."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
