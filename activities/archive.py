@@ -32,7 +32,7 @@ from adapters.pg_archive.window import Shipment, read_archive, stamp, window
 from adapters.pg_dump import PgTarget
 from adapters.pg_identity import DatabaseIdentity, protected
 from adapters.restic import Progress, Repository, Restic, ResticError
-from contracts.archive import RESTORED_DATABASE, Stretch, StretchJob
+from contracts.archive import RESTORED_DATABASE, SLOT_LOST, Stretch, StretchJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
@@ -259,7 +259,7 @@ class ArchiveActivities:
             audit.record(
                 session,
                 ACTOR,
-                "archive.slot_lost",
+                SLOT_LOST,
                 "application",
                 application.id,
                 workspace_id=application.workspace_id,

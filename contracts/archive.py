@@ -19,6 +19,9 @@ RESTORED_DATABASE = "restored_database"
 """The key of a restore row's ``details`` holding the identity (``system_identifier:oid``) of
 the new database a restore to a moment made on the application's server: the archiver
 accepts it beside the live database (the application's own data), by identity, not name."""
+SLOT_LOST = "archive.slot_lost"
+"""The audit action the archiver writes when its slot was lost (the window has a gap from the
+last archived moment); ``services/archive_notices.py`` tells each one once."""
 STRETCH_SECONDS = 3600
 """How long one ``archive_wal`` activity streams before the workflow continues as new."""
 

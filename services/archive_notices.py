@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.archive import SLOT_LOST
 from db import audit
 from db.models import Application, AuditEvent
 from services.overdue import NOTICE_ACTOR
 
-LOST = "archive.slot_lost"  # written by the archiver
+LOST = SLOT_LOST
 TOLD = "application.archive_slot_lost"
 
 
