@@ -20,7 +20,7 @@ import asyncio
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -73,6 +73,9 @@ from db.models import (
 from db.runs import newest_success, settle
 from repository import names
 from repository.offsite import offsite_source
+from services import recovery_window
+from services.errors import Refusal
+from services.recovery_window import Moment
 
 ACTOR = audit.Actor(label="system:restore-drill")
 # Each SQL check runs in its own read-only transaction under this statement timeout.
@@ -149,6 +152,26 @@ class DrillActivities(ReadingActivities):
         assert drill is not None
         return drill
 
+    async def _scheduled_moment(self, session: AsyncSession, drill: RestoreDrill) -> dict[str, Any]:
+        """What a scheduled drill recovers when its policy asks for a moment (``target_time``
+        ``latest`` or ``random``), drawn and checked now as a manual drill's is when requested
+        (committed with the start, so a retry drills the same moment); {}: the newest backup.
+        A moment no longer restorable (archiving turned off, an empty window) fails the drill
+        with the reason."""
+        target = await session.scalar(
+            select(RestoreDrillPolicy.target_time)
+            .join(BackupPolicy, BackupPolicy.id == RestoreDrillPolicy.policy_id)
+            .where(BackupPolicy.application_id == drill.application_id)
+        )
+        if target is None:
+            return {}
+        try:
+            return await recovery_window.moment_to_drill(
+                session, self.settings, drill.application_id, cast(Moment, target)
+            )
+        except Refusal as exc:
+            raise fatal(exc.detail, "NotRestorable") from None
+
     @activity.defn
     async def begin_drill(self, begin: BeginDrill) -> DrillPlan:
         """Picks the newest successful backup (manual drills: the API picked it) and starts."""
@@ -160,6 +183,8 @@ class DrillActivities(ReadingActivities):
                     raise ApplicationError("drill not visible yet", type="NotYetVisible")
             else:
                 drill = await self._insert_scheduled(session, begin)
+                if drill.status == RunStatus.PENDING and drill.details is None:
+                    drill.details = await self._scheduled_moment(session, drill) or None
             if drill.status not in LIVE:
                 raise fatal(f"this drill had already ended ({drill.status})", "AlreadyEnded")
             moment = (drill.details or {}).get(TARGET_TIME)

@@ -82,6 +82,38 @@ def create_drill(
     DRILLS.started(api, out, app_id, accepted, wait)
 
 
+POLICY_FIELDS: list[Field] = [
+    ("schedule", "schedule"),
+    ("time zone", "timezone"),
+    ("enabled", "enabled"),
+    ("drills", lambda p: p["target_time"] or "the newest backup"),
+    ("checks", lambda p: ", ".join(c["name"] for c in p["checks"])),
+]
+
+
+@drills.command("policy")
+@app_option
+@click.option(
+    "--to",
+    "target_time",
+    type=click.Choice(["latest", "random", "backup"]),
+    help="what scheduled drills restore: a moment of the WAL archive (the latest, or one"
+    " drawn from the window at each drill; continuous archiving on), or the newest backup",
+)
+@output_options
+@with_api
+def drill_policy(api: Api, app_id: str, target_time: str | None, out: Output) -> None:
+    """Show the application's drill policy; --to changes what its scheduled drills restore
+    (schedule and checks are kept)."""
+    path = f"/applications/{app_id}/drill-policy"
+    policy = api.get(path)
+    if target_time is not None:
+        body = {key: policy[key] for key in ("schedule", "enabled", "checks")}
+        wanted = None if target_time == "backup" else target_time
+        policy = api.request("PUT", path, body={**body, "target_time": wanted})
+    out.record(policy, POLICY_FIELDS)
+
+
 @drills.command("watch")
 @app_option
 @click.argument("drill_id")

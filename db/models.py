@@ -273,9 +273,15 @@ class BackupRestore(Base):
 
 
 class RestoreDrillPolicy(Base):
-    """A backup policy's drill schedule (in the policy's time zone) and SQL checks (0006)."""
+    """A backup policy's drill schedule (in the policy's time zone) and SQL checks (0006), and
+    what its drills restore (0020)."""
 
     __tablename__ = "restore_drill_policies"
+    __table_args__ = (
+        CheckConstraint(
+            "target_time IN ('latest', 'random')", name="restore_drill_policies_target_time"
+        ),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     policy_id: Mapped[uuid.UUID] = mapped_column(
@@ -284,6 +290,9 @@ class RestoreDrillPolicy(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     schedule: Mapped[str] = mapped_column(String(100))
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    target_time: Mapped[str | None] = mapped_column(String(10))
+    """Scheduled drills recover this moment of the WAL archive (``latest``, ``random``)
+    instead of restoring the newest backup; None: the backup (0020)."""
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

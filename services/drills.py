@@ -7,20 +7,16 @@ is their own (``drill:{application_id}``), not the application's run lock.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from adapters.pg_archive.window import OutsideWindow, stamp
-from adapters.pg_archive.window import window as window_of
-from contracts.archive import DRAWN, LATEST, RANDOM, TARGET_TIME
 from contracts.drill import DrillRequest
 from core.run_outcome import is_live
 from core.settings import Settings
@@ -40,11 +36,9 @@ from schedules.backup_policy import ScheduleRejected
 from schedules.cron import CronError, check
 from services import backups, offsite_targets, recovery_window
 from services.errors import Conflict, Invalid, TemporalUnavailable
+from services.recovery_window import Moment
 from services.runs import start_run
 from workflows.drill import RestoreDrillWorkflow
-
-Moment = datetime | Literal["latest", "random"]
-"""What a drill to a moment asks for: a moment, the latest, or one drawn from the window."""
 
 
 def _schedule_refused(message: str) -> Invalid:
@@ -66,6 +60,7 @@ class DrillPolicyChange:
     schedule: str
     enabled: bool
     checks: list[dict[str, str]]
+    target_time: str | None = None  # scheduled drills to a moment: latest or random
 
 
 async def claim_drills(session: AsyncSession, temporal: Client, application_id: uuid.UUID) -> None:
@@ -93,36 +88,6 @@ async def claim_drills(session: AsyncSession, temporal: Client, application_id: 
             )
 
 
-def _moment_refused(message: str, kind: str) -> Invalid:
-    return Invalid([{"loc": ("target_time",), "msg": message, "type": kind}])
-
-
-async def moment_to_drill(
-    session: AsyncSession, settings: Settings, application: Application, target: Moment
-) -> dict[str, Any]:
-    """What a drill to a moment records in its details: the moment (a stamp, or ``latest``),
-    a ``random`` one drawn once from the window (gaps left out) and marked as drawn. The
-    moment is checked as a restore to a moment checks it (``recovery_window.plan_to``: 422
-    naming the window)."""
-    if not await recovery_window.archiving_on(session, application.id):
-        raise _moment_refused(
-            "continuous archiving is off for this application: a drill to a moment recovers"
-            " from its WAL archive; turn it on in the backup policy first",
-            "archiving_off",
-        )
-    if target == RANDOM:
-        found = window_of(await recovery_window.archive(session, settings, application.id))
-        try:
-            drawn = found.moment_at(secrets.SystemRandom().random())
-        except OutsideWindow as exc:
-            raise _moment_refused(str(exc), "outside_window") from None
-        await recovery_window.plan_to(session, settings, application.id, drawn)
-        return {TARGET_TIME: stamp(drawn), DRAWN: True}
-    moment = target if isinstance(target, datetime) else None  # None: latest
-    await recovery_window.plan_to(session, settings, application.id, moment)
-    return {TARGET_TIME: stamp(moment) if moment else LATEST}
-
-
 async def request_drill(
     session: AsyncSession,
     temporal: Client,
@@ -139,7 +104,7 @@ async def request_drill(
     ``source``: where the backup is read, as for a restore
     (``services.offsite_targets.copy_to_read``: a backup the primary's retention pruned is
     read from its offsite copy only). ``target``: a drill to a moment of the WAL archive
-    instead of a backup (``moment_to_drill``).
+    instead of a backup (``recovery_window.moment_to_drill``).
 
     Refusals: services.errors' Conflict, NotFound, Invalid and TemporalUnavailable, and
     services.runs' RunNotStarted.
@@ -154,7 +119,7 @@ async def request_drill(
         if earlier is not None:
             return earlier
     if target is not None:
-        moment = await moment_to_drill(session, settings, application, target)
+        moment = await recovery_window.moment_to_drill(session, settings, application.id, target)
         return await _start_drill(
             session, temporal, application, actor, idempotency_key, None, moment
         )
@@ -269,7 +234,8 @@ async def put_drill_policy(
     its backup policy and whether it was created.
 
     Refusals: services.errors' Conflict ``policy-required``, Invalid (the schedule: not
-    cron, too frequent, or refused by Temporal) and TemporalUnavailable.
+    cron, too frequent, or refused by Temporal; a ``target_time`` without continuous
+    archiving) and TemporalUnavailable.
     """
     policy = await backup_policy_of(session, application.id)
     if policy is None:
@@ -286,6 +252,8 @@ async def put_drill_policy(
         )
     except CronError as exc:
         raise _schedule_refused(str(exc)) from None
+    if change.target_time is not None and not policy.continuous_archiving:
+        raise recovery_window.archiving_off()
     drills = await drill_policy_of(session, policy, lock=True)
     created = drills is None
     if drills is None:
@@ -295,6 +263,7 @@ async def put_drill_policy(
         "schedule": change.schedule,
         "enabled": change.enabled,
         "checks": change.checks,
+        "target_time": change.target_time,
     }
     before = {key: getattr(drills, key) for key in values} if not created else {}
     for key, value in values.items():

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from adapters.pg_archive.window import Archive, OutsideWindow, Plan, Span, plan, read_archive
+from adapters.pg_archive.window import (
+    Archive,
+    OutsideWindow,
+    Plan,
+    Span,
+    plan,
+    read_archive,
+    stamp,
+)
 from adapters.pg_archive.window import window as window_of
 from adapters.restic import Repository, Restic, ResticError, Snapshot
+from contracts.archive import DRAWN, LATEST, RANDOM, TARGET_TIME
 from core import archive_lag
 from core.overdue import Verdict
 from core.settings import Settings
@@ -30,6 +41,9 @@ from schedules import archiver
 from services.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
+
+Moment = datetime | Literal["latest", "random"]
+"""What a drill to a moment asks for: a moment, the latest, or one drawn from the window."""
 
 EMPTY = Archive([], [])
 LOCK_ATTEMPTS = 5
@@ -142,6 +156,41 @@ async def plan_to(
         raise Invalid(
             [{"loc": ("target_time",), "msg": str(exc), "type": "outside_window"}]
         ) from exc
+
+
+def _moment_refused(message: str, kind: str) -> Invalid:
+    return Invalid([{"loc": ("target_time",), "msg": message, "type": kind}])
+
+
+def archiving_off() -> Invalid:
+    """The 422 of a drill to a moment (or a drill policy asking for one) without archiving."""
+    return _moment_refused(
+        "continuous archiving is off for this application: a drill to a moment recovers"
+        " from its WAL archive; turn it on in the backup policy first",
+        "archiving_off",
+    )
+
+
+async def moment_to_drill(
+    session: AsyncSession, settings: Settings, application_id: uuid.UUID, target: Moment
+) -> dict[str, Any]:
+    """What a drill to a moment records in its details: the moment (a stamp, or ``latest``),
+    a ``random`` one drawn once from the window (gaps left out) and marked as drawn. The
+    moment is checked as a restore to a moment checks it (``plan_to``: 422 naming the
+    window). For a manual drill when it is requested, for a scheduled one when it begins."""
+    if not await archiving_on(session, application_id):
+        raise archiving_off()
+    if target == RANDOM:
+        found = window_of(await archive(session, settings, application_id))
+        try:
+            drawn = found.moment_at(secrets.SystemRandom().random())
+        except OutsideWindow as exc:
+            raise _moment_refused(str(exc), "outside_window") from None
+        await plan_to(session, settings, application_id, drawn)
+        return {TARGET_TIME: stamp(drawn), DRAWN: True}
+    moment = target if isinstance(target, datetime) else None  # None: latest
+    await plan_to(session, settings, application_id, moment)
+    return {TARGET_TIME: stamp(moment) if moment else LATEST}
 
 
 async def archiving_states(session: AsyncSession, settings: Settings) -> dict[uuid.UUID, Archiving]:

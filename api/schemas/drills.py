@@ -24,7 +24,7 @@ from api.schemas.recovery import moment
 from api.schemas.restores import ReadSource
 from contracts.archive import LATEST, RANDOM
 from core.states import RunStatus
-from services.drills import Moment
+from services.recovery_window import Moment
 
 MAX_CHECKS = 20
 MAX_CHECK_SQL = 4000
@@ -62,6 +62,12 @@ class DrillPolicyIn(Input):
     )
     enabled: StrictBool = True
     checks: list[DrillCheck] = Field(default_factory=list, max_length=MAX_CHECKS)
+    target_time: Literal["latest", "random"] | None = Field(
+        default=None,
+        description="scheduled drills recover a moment of the WAL archive instead of restoring"
+        " the newest backup (continuous archiving on): `latest`, or `random` (a moment drawn"
+        " from the window at each drill, its gaps left out); null: the newest backup",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> DrillPolicyIn:
@@ -84,6 +90,10 @@ class DrillPolicyRow(Output):
     enabled: bool
     schedule: str
     checks: list[DrillCheckOut]
+    target_time: Literal["latest", "random"] | None = Field(
+        description="what scheduled drills restore: a moment of the WAL archive (`latest`,"
+        " `random`), or null: the newest backup"
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleOverlapPolicy
 
 from adapters.pg_archive.window import stamp
 from core.settings import Settings
 from tests.integration import test_pitr_api
 from tests.integration.test_cli import cairn
+from tests.integration.test_drills import finished_drill
 from tests.integration.test_pitr_api import (
     DB,
     Archived,
@@ -302,3 +303,102 @@ async def test_a_moment_in_a_gap_is_422_naming_the_window(
     assert f"{stamp(at(gap['from']))} to {stamp(at(gap['to']))}" in message, message
     assert ", except " in message
     assert snapshot(settings.database_url) == before
+
+
+async def test_a_scheduled_drill_recovers_the_policy_moment(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    temporal_client: Client,
+    archived: Archived,
+    instance: pg_instance.Instance,
+    served: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A drill policy with ``target_time`` (``latest``, ``random``): the drill its Temporal
+    schedule starts recovers that moment instead of restoring a backup; only with archiving
+    on, and never a fixed time."""
+    owner = world.auth("owner")
+    url = f"/api/v1/applications/{archived.app.id}/drill-policy"
+    last = await commit_rows(archived, range(40, 43))
+    await window_when(api, world, archived, lambda w: w["latest"] and at(w["latest"]) >= last)
+    body = {"schedule": "0 4 * * 0", "checks": [exactly(archived.commits)], "target_time": "latest"}
+    response = await api.put(url, json=body, headers=owner)
+    assert response.status_code in (200, 201), response.text
+    assert response.json()["target_time"] == "latest"
+    shown = await expect(await api.get(url, headers=world.auth("member")), 200)
+    assert shown["target_time"] == "latest" and shown["schedule_state"]["paused"] is False
+    schedule = temporal_client.get_schedule_handle(shown["schedule_id"])
+
+    def drills_to(target: str) -> list[str]:
+        return ["drills", "policy", "--app", archived.app.id, "--to", target, "-o", "json"]
+
+    async def scheduled() -> dict[str, Any]:
+        """The drill the schedule starts now, at its end."""
+        page = await expect(await api.get(drills_of(archived), headers=owner), 200)
+        known = {d["id"] for d in page["items"]}
+        # the schedule may not have seen the last one end yet, which its SKIP would drop
+        await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+        page = await wait_for(
+            api,
+            drills_of(archived),
+            owner,
+            lambda p: (
+                bool(p["items"])
+                and p["items"][0]["id"] not in known
+                and finished_drill(p["items"][0])
+            ),
+            seconds=180,
+        )
+        drill = page["items"][0]
+        assert drill["trigger"] == "schedule" and drill["backup_id"] is None, drill
+        return dict(drill)
+
+    latest = await scheduled()
+    assert latest["status"] == "succeeded", latest["error_message"]
+    assert latest["target_time"] == "latest" and latest["target_time_random"] is False
+    assert [c["outcome"] for c in latest["checks"]] == ["passed"]
+    assert latest["notes"]["recover database"].startswith("recovered to latest (")
+    assert scratch_left(archived, latest["id"]) == []
+
+    listed = ",".join(str(i) for i in sorted(archived.commits))
+    committed = {
+        "name": "only rows committed",
+        "sql": f"SELECT coalesce(bool_and(id = ANY('{{{listed}}}'::bigint[])), true) FROM orders",
+    }
+    window = await expect(await api.get(archived.window, headers=owner), 200)
+    body = {**body, "checks": [committed]}
+    await expect(await api.put(url, json=body, headers=owner), 200)
+    ran = await cairn(served, world.tokens["owner"], tmp_path, *drills_to("random"))
+    assert ran.code == 0, ran
+    assert ran.json()["target_time"] == "random" and ran.json()["checks"] == [committed]
+    drawn = await scheduled()
+    assert drawn["status"] == "succeeded", drawn["error_message"]
+    assert drawn["target_time_random"] is True
+    assert [c["outcome"] for c in drawn["checks"]] == ["passed"]
+    assert at(window["earliest"]) <= at(drawn["target_time"]) <= at(window["latest"])
+    assert drawn["notes"]["recover database"].startswith(f"recovered to {drawn['target_time']}")
+
+    # a fixed time, or any moment without archiving: 422 on target_time, nothing changed
+    plain = await register(api, world, on_instance(instance))
+    await expect(await api.post(plain.policy, json=policy(plain), headers=owner), 201)
+    before = snapshot(settings.database_url)
+    for moment in ["2026-12-07T14:31:05Z", "RANDOM", "", 1]:
+        problem = await expect(
+            await api.put(url, json={**body, "target_time": moment}, headers=owner), 422
+        )
+        assert [e["field"] for e in problem["errors"]] == ["body.target_time"], problem
+    problem = await expect(
+        await api.put(
+            f"/api/v1/applications/{plain.id}/drill-policy",
+            json={**body, "target_time": "latest"},
+            headers=owner,
+        ),
+        422,
+    )
+    assert [e["field"] for e in problem["errors"]] == ["body.target_time"], problem
+    assert problem["errors"][0]["message"].startswith("continuous archiving is off"), problem
+    assert snapshot(settings.database_url) == before
+    ran = await cairn(served, world.tokens["owner"], tmp_path, *drills_to("backup"))
+    assert ran.code == 0 and ran.json()["target_time"] is None, ran
+    await expect(await api.delete(url, headers=owner), 204)
