@@ -39,18 +39,20 @@ from adapters.pg_dump import DumpError
 from adapters.pg_identity import DatabaseIdentity
 from adapters.platform import Measured, OtherDatabase, Platform, Scratch, named_databases
 from adapters.restic import Repository, Restic, ResticError
+from adapters.uploaded_dump import read_custom_dump
 from contracts.restore import FinishRestore, NamedDatabaseJob, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError
 from core.database_url import split_database_url
-from core.restore_details import RestoreDetails, RestoreSource
+from core.restore_details import RestoreDetails, RestoreSource, RestoreUpload
 from core.settings import Settings
 from core.states import RunStatus
 from db import audit
-from db.models import Application, BackupExecution, BackupRestore
+from db.models import Application, BackupExecution, BackupRestore, BackupStorage
 from db.runs import settle
 from repository import names
 from repository.offsite import offsite_source
+from repository.store import open_repository
 from services import applications, database_identity
 
 ACTOR = audit.Actor(label="system:restore-workflow")
@@ -246,9 +248,11 @@ class RestoreActivities(ReadingActivities):
         restore = await session.get(BackupRestore, uuid.UUID(restore_id))
         if restore is None:  # the API's transaction may not be visible yet
             raise ApplicationError("restore not visible yet", type="NotYetVisible")
-        source = RestoreDetails.from_dict(restore.details).source
-        if source is not None:
-            return await self._load_from(session, restore, source)
+        details = RestoreDetails.from_dict(restore.details)
+        if details.source is not None:
+            return await self._load_from(session, restore, details.source)
+        if details.upload is not None:
+            return await self._load_upload(session, restore, details.upload)
         target_id = offsite_source(restore.details)
         if target_id is None:
             backup = await backup_to_read(
@@ -284,6 +288,55 @@ class RestoreActivities(ReadingActivities):
             execution.metadata_ or {}, source.volume_map, source.database_map
         )
         return Loaded(execution, application, repo, restore, self.restic, read_as, origin)
+
+    async def _load_upload(
+        self, session: AsyncSession, restore: BackupRestore, upload: RestoreUpload
+    ) -> Loaded:
+        """A dump the owner uploaded, read as a backup of one part (never stored as one: the
+        row stands for it in this run only) whose manifest holds the rows the dump itself
+        holds, once ``verify_backup`` has read them (docs/restore-from-upload.md)."""
+        application = await session.get(Application, restore.application_id)
+        storage = await session.get(BackupStorage, uuid.UUID(upload.storage_id))
+        if application is None or storage is None:
+            raise fatal("the storage that held the uploaded dump was deleted", "StorageDeleted")
+        try:
+            repo = await open_repository(session, self.settings, application, storage)
+        except crypto.CryptoError as exc:
+            raise fatal(str(exc), "SecretsUnavailable") from None
+        part = {"part": names.DATABASE, "snapshot_id": upload.snapshot_id, "bytes": upload.bytes}
+        as_backup = BackupExecution(
+            id=restore.id,
+            application_id=application.id,
+            storage_id=storage.id,
+            status=RunStatus.SUCCEEDED,
+            metadata_={"parts": [part], "database": {"row_counts": upload.row_counts or {}}},
+        )
+        return Loaded(as_backup, application, repo, restore, self.restic)
+
+    async def _read_upload(self, loaded: Loaded, upload: RestoreUpload) -> str:
+        """The uploaded dump read whole by pg_restore (a truncated or foreign file fails
+        here, before the application is stopped); the rows it holds recorded as what the
+        restored database must hold."""
+        try:
+            await asyncio.to_thread(loaded.restic.snapshot, loaded.repo, upload.snapshot_id)
+        except ResticError as exc:
+            raise to_application_error(exc) from None
+        with temporal_errors(translate=read_failure):
+            counts = await to_completion(
+                lambda: read_custom_dump(
+                    loaded.restic, loaded.repo, upload.snapshot_id, bin_dir=self.settings.pg_bin_dir
+                )
+            )
+        async with self.sessions() as session:
+            restore = await session.get(BackupRestore, loaded.restore.id)
+            assert restore is not None
+            details = RestoreDetails.from_dict(restore.details)
+            assert details.upload is not None
+            counted = replace(details.upload, row_counts=counts)
+            restore.details = replace(details, upload=counted).to_dict()
+            await session.commit()
+        rows = sum(counts.values())
+        return f"uploaded dump read whole by pg_restore: {len(counts)} tables, {rows} rows"
 
     def _reading(self, loaded: Loaded) -> Platform:
         """The application's platform, reading the backup where the restore reads it."""
@@ -323,7 +376,12 @@ class RestoreActivities(ReadingActivities):
             restore = loaded.restore
             if restore.status == RunStatus.PENDING:
                 restore.status, restore.started_at = RunStatus.RUNNING, datetime.now(UTC)
-                started = {"backup_id": str(loaded.execution.id)}
+                upload = RestoreDetails.from_dict(restore.details).upload
+                started = (
+                    {"upload_sha256": upload.sha256}
+                    if upload is not None
+                    else {"backup_id": str(loaded.execution.id)}
+                )
                 if loaded.source is not None:
                     started["source_application_id"] = str(loaded.source.id)
                 audit.record(
@@ -353,6 +411,8 @@ class RestoreActivities(ReadingActivities):
         parts restored, not of every backup kept (docs/architecture.md, Restores)."""
         loaded = await read_metadata(self.sessions, lambda s: self._load(s, restore_id))
         details = RestoreDetails.from_dict(loaded.restore.details)
+        if details.upload is not None:
+            return await self._read_upload(loaded, details.upload)
         parts = [
             *([names.DATABASE] if details.database else []),
             *(names.database_part(d) for d in details.databases),

@@ -281,6 +281,20 @@ def _unreadable(stderr: str) -> str:
     return shown + (f"; and {len(items) - 10} more" if len(items) > 10 else "")
 
 
+async def _summary_of(lines: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The summary among restic's JSON lines, read to their end (so restic never blocks
+    on a full pipe)."""
+    summary = None
+    async for line in lines:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("message_type") == "summary":
+            summary = message
+    return summary
+
+
 def _check_tags(tags: Sequence[str]) -> list[str]:
     # restic splits --tag values on commas, so "a,b" would silently become two tags.
     for tag in tags:
@@ -452,6 +466,50 @@ class Restic:
         args = ["--compression", "auto", "backup", "--json", "--host", HOST, "--stdin"]
         args += ["--stdin-filename", filename, *(f"--tag={tag}" for tag in _check_tags(tags))]
         return self._backup(repo, args, cwd=None, stdin=stdin, progress=progress)
+
+    async def backup_chunks(
+        self, repo: Repository, chunks: AsyncIterator[bytes], filename: str, tags: Sequence[str]
+    ) -> BackupResult:
+        """Stores ``chunks`` (an async reader, such as an HTTP request's body) as
+        ``/{filename}`` in a new snapshot, one chunk in memory at a time. An exception from
+        ``chunks`` stops restic (SIGTERM: it removes its lock), so no snapshot is made, and
+        propagates."""
+        args = ["--compression", "auto", "backup", "--json", "--host", HOST, "--stdin"]
+        args += ["--stdin-filename", filename, *(f"--tag={tag}" for tag in _check_tags(tags))]
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self._argv(repo, args),
+                    env=self._env(repo),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                )
+            except OSError as exc:
+                raise ResticError(f"cannot run {self.binary}: {exc}", retryable=False) from None
+            assert proc.stdin is not None and proc.stdout is not None
+            summary = asyncio.ensure_future(_summary_of(proc.stdout))
+            try:
+                async for chunk in chunks:
+                    proc.stdin.write(chunk)
+                    await proc.stdin.drain()
+                proc.stdin.close()
+                exit_code = await proc.wait()
+                found = await summary
+            except BaseException:
+                if proc.returncode is None:
+                    proc.terminate()
+                    await proc.wait()
+                summary.cancel()
+                raise
+            errors.seek(0, os.SEEK_END)
+            errors.seek(max(0, errors.tell() - 64 * 1024))
+            stderr = errors.read().decode(errors="replace")
+        if exit_code != 0:
+            raise _failure("backup", exit_code, stderr, repo)
+        if found is None:
+            raise ResticError("restic backup printed no summary", retryable=True, exit_code=0)
+        return _result(found)
 
     def _backup(
         self,

@@ -92,6 +92,11 @@ def conflict(
     return Problem(409, kind, title, detail, **extra)
 
 
+def too_large(detail: str, limit_bytes: int) -> Problem:
+    """413: the request's body is over the limit of what it sends (nothing was kept)."""
+    return Problem(413, "payload-too-large", "Payload too large", detail, limit_bytes=limit_bytes)
+
+
 def unauthorized(detail: str) -> Problem:
     return Problem(401, "unauthorized", "Unauthorized", detail)
 

@@ -6,7 +6,8 @@ workspace whose backup was read (docs/restore-into-another-app.md).
 Rows written before this type existed read unchanged: ``from_dict`` takes any of them, and
 ``to_dict`` writes the same keys they have (``notes`` only once the run left some, ``config``
 only when the configuration objects are restored, ``databases`` only when named databases
-are, ``source`` only when another application's backup is read).
+are, ``source`` only when another application's backup is read, ``upload`` only for an
+uploaded dump).
 """
 
 from __future__ import annotations
@@ -77,6 +78,45 @@ class RestoreSource:
 
 
 @dataclass(frozen=True)
+class RestoreUpload:
+    """A dump the application's owner uploaded to restore from: its format, size and SHA-256
+    as received, the storage whose repository holds it and its snapshot there; ``row_counts``
+    per table as the dump itself holds them, once the worker has read it through (None
+    before)."""
+
+    format: str
+    bytes: int
+    sha256: str
+    storage_id: str
+    snapshot_id: str
+    row_counts: dict[str, int] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RestoreUpload:
+        counts = raw.get("row_counts")
+        return cls(
+            str(raw["format"]),
+            int(raw["bytes"]),
+            str(raw["sha256"]),
+            str(raw["storage_id"]),
+            str(raw["snapshot_id"]),
+            dict(counts) if counts is not None else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {
+            "format": self.format,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "storage_id": self.storage_id,
+            "snapshot_id": self.snapshot_id,
+        }
+        if self.row_counts is not None:
+            stored["row_counts"] = dict(self.row_counts)
+        return stored
+
+
+@dataclass(frozen=True)
 class RestoreDetails:
     database: bool = False
     volumes: list[str] = field(default_factory=list)
@@ -87,11 +127,13 @@ class RestoreDetails:
     databases: list[str] = field(default_factory=list)
     # another application's backup read into this one; None: the application's own
     source: RestoreSource | None = None
+    # a dump the owner uploaded, restored instead of a backup; None: a backup
+    upload: RestoreUpload | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> RestoreDetails:
         raw = raw or {}
-        target, source = raw.get("target"), raw.get("source")
+        target, source, upload = raw.get("target"), raw.get("source"), raw.get("upload")
         return cls(
             database=bool(raw.get("database")),
             volumes=list(raw.get("volumes") or []),
@@ -100,6 +142,7 @@ class RestoreDetails:
             config=bool(raw.get("config")),
             databases=list(raw.get("databases") or []),
             source=RestoreSource.from_dict(source) if source else None,
+            upload=RestoreUpload.from_dict(upload) if upload else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,4 +159,6 @@ class RestoreDetails:
             stored["databases"] = list(self.databases)
         if self.source is not None:
             stored["source"] = self.source.to_dict()
+        if self.upload is not None:
+            stored["upload"] = self.upload.to_dict()
         return stored

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         " large tables and indexes (docs/performance.md)",
     )
 
+    upload_max_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=1,
+        description="the largest dump an application owner may upload to restore from;"
+        " a larger one is refused with 413 (docs/restore-from-upload.md)",
+    )
+
     proxmox_host: str | None = None
     proxmox_port: int = 8006
     proxmox_token_id: str | None = None

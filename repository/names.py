@@ -44,6 +44,10 @@ BASE_BACKUP_FILE: Final = "base.tar"
 _APPLICATION: Final = "application"
 _EXECUTION: Final = "execution"
 _PART: Final = "part"
+# On a dump an application owner uploaded to restore from (docs/restore-from-upload.md): the
+# restore it was uploaded for. Such a snapshot belongs to no execution and has no part tag:
+# retention, catalog imports and downloads never take it for a backup's.
+_UPLOAD: Final = "upload"
 # What an archive snapshot holds: its first and last WAL segment, whether the last one is a
 # ``.partial``, and the server time up to which every commit is in it (``until``); a base
 # backup's first segment, the server time it is consistent from (``from``), the server's major
@@ -132,6 +136,11 @@ def execution_tag(execution_id: Id) -> str:
     return f"{_EXECUTION}={execution_id}"
 
 
+def upload_tags(application_id: Id, restore_id: Id) -> list[str]:
+    """The tags of an uploaded dump's snapshot: its application and the restore it is for."""
+    return [application_tag(application_id), f"{_UPLOAD}={restore_id}"]
+
+
 def part_tag(part: str) -> str:
     return f"{_PART}={part}"
 
@@ -162,8 +171,8 @@ def volume_root_in(tags: Iterable[str]) -> str | None:
 
 
 def read_tags(tags: Iterable[str]) -> dict[str, str]:
-    """What a snapshot's tags say, by key (``application``, ``execution``, ``part``,
+    """What a snapshot's tags say, by key (``application``, ``execution``, ``part``, ``upload``,
     ``volume-root`` and the ``ARCHIVE_KEYS``); tags cairn did not write are left out."""
-    keys = (_APPLICATION, _EXECUTION, _PART, _VOLUME_ROOT, *ARCHIVE_KEYS)
+    keys = (_APPLICATION, _EXECUTION, _PART, _UPLOAD, _VOLUME_ROOT, *ARCHIVE_KEYS)
     pairs = (tag.partition("=") for tag in tags)
     return {key: value for key, sep, value in pairs if sep and key in keys}

@@ -159,6 +159,18 @@ async def archive_repository(
     drill to a moment): the one in its policy's storage; without a policy, the one it was
     given last, since a catalog import brings repositories back but never policies
     (docs/recovery.md). None when there is none yet (a read never creates one)."""
+    row = await current_repository(session, application_id)
+    if row is None:
+        return None
+    return Repository(path=Path(row.path), password=read_password(settings, row))
+
+
+async def current_repository(
+    session: AsyncSession, application_id: uuid.UUID | str
+) -> BackupRepository | None:
+    """The application's repository in its policy's storage, else the one it was given last
+    (``archive_repository``; an uploaded dump is stored there too); None when there is none
+    yet, or it was never written."""
     storage_id = await session.scalar(
         select(BackupPolicy.storage_id).where(BackupPolicy.application_id == application_id)
     )
@@ -168,7 +180,7 @@ async def archive_repository(
     row = await session.scalar(query.order_by(BackupRepository.created_at.desc()).limit(1))
     if row is None or not (Path(row.path) / "config").exists():
         return None
-    return Repository(path=Path(row.path), password=read_password(settings, row))
+    return row
 
 
 def read_password(settings: Settings, row: BackupRepository) -> str:

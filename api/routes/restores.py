@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api import presenters
 from api.deps import (
@@ -18,7 +19,7 @@ from api.deps import (
     application_reader,
 )
 from api.pagination import Cursor, Limit, Page, page_of
-from api.problems import forbidden, refusals
+from api.problems import forbidden, refusals, too_large
 from api.runs import cancel_run
 from api.schemas.restores import (
     RestoreDetail,
@@ -26,7 +27,7 @@ from api.schemas.restores import (
     RestoreOut,
     RestoreRequest,
 )
-from services import restores, restores_from_application
+from services import restores, restores_from_application, restores_from_upload
 
 router = APIRouter(prefix="/api/v1/applications/{app_id}", tags=["restores"])
 
@@ -90,6 +91,64 @@ async def restore_from_application(
             volume_map=body.volume_map,
             database_map=body.database_map,
             confirm=body.confirm,
+        )
+    await session.refresh(restore)
+    return presenters.restore(restore, settings)
+
+
+def _too_large(limit: int) -> Exception:
+    return too_large(f"the upload is over the limit of {limit} bytes; nothing was kept", limit)
+
+
+async def _bounded(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body, refused (413) at the first byte past ``limit``, however it is sent."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        yield chunk
+
+
+@router.post(
+    "/restores/from-upload",
+    status_code=202,
+    response_model=RestoreOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def restore_from_upload(
+    request: Request,
+    access: DedicatedAppWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    format: Literal["custom", "plain"] = "custom",
+    confirm: str | None = None,
+) -> dict[str, Any]:
+    """Restores the application's database from the dump in the body (raw bytes, streamed;
+    docs/restore-from-upload.md): read whole before the application is stopped, restored
+    beside the live database and swapped in."""
+    limit = settings.upload_max_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    with refusals(starting="restore"):
+        restore = await restores_from_upload.request(
+            session,
+            temporal,
+            settings,
+            access.application,
+            _bounded(request.stream(), limit),
+            access.workspace.principal.actor,
+            dump_format=format,
+            confirm=confirm,
         )
     await session.refresh(restore)
     return presenters.restore(restore, settings)

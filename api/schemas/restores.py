@@ -172,6 +172,17 @@ class SourceOut(Output):
     )
 
 
+class UploadOut(Output):
+    """The dump an application owner uploaded to restore from (docs/restore-from-upload.md)."""
+
+    format: str = Field(description="custom: pg_dump --format=custom")
+    bytes: int = Field(description="the size received")
+    sha256: str = Field(description="of the bytes received, hex")
+    row_counts: dict[str, int] | None = Field(
+        default=None, description="rows per table the dump holds, once the worker read it"
+    )
+
+
 def _from_details(key: str) -> AliasChoices:
     """A field shown flat that the row keeps in its ``details`` (core.restore_details)."""
     return AliasChoices(key, AliasPath("details", key))
@@ -183,7 +194,7 @@ class RestoreOut(Output):
     id: uuid.UUID
     backup_id: uuid.UUID | None = Field(
         validation_alias=AliasChoices("backup_id", "backup_execution_id"),
-        description="null: a restore to a moment (target_time)",
+        description="null: a restore to a moment (target_time) or from an upload (upload)",
     )
     application_id: uuid.UUID
     status: str
@@ -200,6 +211,11 @@ class RestoreOut(Output):
         default=None,
         validation_alias=_from_details("source"),
         description="another application's backup restored into this one; null: its own",
+    )
+    upload: UploadOut | None = Field(
+        default=None,
+        validation_alias=_from_details("upload"),
+        description="a dump uploaded by the owner, restored instead of a backup",
     )
     notes: dict[str, Any] | None = Field(default=None, validation_alias=_from_details("notes"))
     workflow_id: str | None
