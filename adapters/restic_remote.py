@@ -23,7 +23,7 @@ import re
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -53,6 +53,12 @@ TICK_SECONDS: Final = 2.0
 CHECK_TIMEOUT: Final = 15.0
 # The region an S3 target's check signs for when the target names none.
 S3_REGION: Final = "us-east-1"
+# The environment variables a Remote is handed over in, beside RESTIC_PASSWORD.
+HANDED_KIND: Final = "CAIRN_OFFSITE_KIND"
+HANDED_URL: Final = "CAIRN_OFFSITE_URL"
+HANDED_USERNAME: Final = "CAIRN_OFFSITE_USERNAME"
+HANDED_SECRET: Final = "CAIRN_OFFSITE_SECRET"
+HANDED: Final = (HANDED_KIND, HANDED_URL, HANDED_USERNAME, HANDED_SECRET)
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,31 @@ class Remote:
         base = self.url.rstrip("/")
         url = "/".join([base, *path])
         return Remote(url, self.username, self.secret, self.password, self.kind)
+
+    def handed(self) -> dict[str, str]:
+        """The whole remote as environment variables, for another process (a Kubernetes
+        mover, through its run Secret) to open it again with ``received``."""
+        return {
+            HANDED_KIND: self.kind,
+            HANDED_URL: self.url,
+            HANDED_USERNAME: self.username,
+            HANDED_SECRET: self.secret,
+            "RESTIC_PASSWORD": self.password,
+        }
+
+    @classmethod
+    def received(cls, environment: Mapping[str, str]) -> Remote:
+        """The remote ``handed`` put in ``environment``; ValueError when it is not there."""
+        missing = [name for name in (*HANDED, "RESTIC_PASSWORD") if not environment.get(name)]
+        if missing:
+            raise ValueError(f"the offsite repository is not handed over: {', '.join(missing)}")
+        return cls(
+            environment[HANDED_URL],
+            environment[HANDED_USERNAME],
+            environment[HANDED_SECRET],
+            environment["RESTIC_PASSWORD"],
+            environment[HANDED_KIND],
+        )
 
 
 def _inherited() -> dict[str, str]:
@@ -266,7 +297,11 @@ class RemoteReader(Restic):
         return Repository(path=Path(urlsplit(self.remote.url).path), password=self.remote.password)
 
     def _env(self, repo: Repository | None) -> dict[str, str]:
-        env = {k: v for k, v in super()._env(repo).items() if not k.startswith("AWS_")}
+        env = {
+            k: v
+            for k, v in super()._env(repo).items()
+            if not k.startswith("AWS_") and k not in HANDED  # restic needs its own words only
+        }
         return {**env, **self.remote.environment()}
 
     def _argv(self, repo: Repository, args: Sequence[str]) -> list[str]:

@@ -193,7 +193,7 @@ async def backup_page(
     for execution in items:
         await settled_view(session, temporal, execution)
     verified = await backups.last_verified(session, [e.id for e in items])
-    places = await offsite_targets.restorable_from(session, application, items)
+    places = await offsite_targets.restorable_from(session, items)
     return {
         "items": [
             backup(e, settings, last_verified_by_drill_at=verified.get(e.id), **_copies(places, e))
@@ -223,7 +223,7 @@ async def backup_detail(
         execution = await backups.backup_of(session, application, backup_id)
     await settled_view(session, temporal, execution, timeline_follows=True)
     verified = await backups.last_verified(session, [execution.id])
-    places = await offsite_targets.restorable_from(session, application, [execution])
+    places = await offsite_targets.restorable_from(session, [execution])
     body = backup(
         execution,
         settings,

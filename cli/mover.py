@@ -12,7 +12,10 @@ it even when its log cannot be read.
 
 Passwords come only from the environment, filled from Secrets by the Job:
 ``RESTIC_PASSWORD`` (the run Secret), ``PGPASSWORD`` (the application's own Secret) and
-``CAIRN_TARGET_PASSWORD`` (the run Secret, for a restore into another server).
+``CAIRN_TARGET_PASSWORD`` (the run Secret, for a restore into another server). A command
+that reads a backup from its offsite copy (``--offsite``, no storage mounted) finds the
+copy's place and everyday credentials there too (``CAIRN_OFFSITE_*``,
+``adapters/restic_remote.py``'s ``Remote.handed``).
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ from adapters.local_folders import count_files
 from adapters.local_platform import LocalPlatform
 from adapters.platform import OtherDatabase, Scratch, SqlCheck
 from adapters.restic import Progress, Repository, Restic
+from adapters.restic_remote import Remote, RemoteReader
 from core.settings import get_settings
 
 PROGRESS: Final = "cairn_progress"
 RESULT: Final = "cairn_result"
 F = TypeVar("F", bound=Callable[..., Any])
 REPO_HELP: Final = "the repository, as mounted in the pod (password: RESTIC_PASSWORD)"
-RUN_HELP: Final = "the backup or restore the mover works for (names its staging copies)"
+OFFSITE_HELP: Final = "read the offsite copy the run Secret names (CAIRN_OFFSITE_*), not --repo"
+RUN_HELP: Final = "the backup, restore or drill the mover works for (names its staging copies)"
 # What the kubelet keeps of a termination message.
 TERMINATION_MESSAGE_BYTES: Final = 4096
 
@@ -76,12 +81,28 @@ def _repository(path: str) -> Repository:
     return Repository(Path(path), os.environ.get("RESTIC_PASSWORD", ""))
 
 
+def _reading(repo: str | None, offsite: bool) -> tuple[Restic, Repository]:
+    """The restic and repository a command reads the backup from: the mounted ``repo``, or
+    the offsite copy handed over in the environment."""
+    restic = Restic(get_settings().restic_bin)
+    if offsite:
+        try:
+            reader = RemoteReader(restic, Remote.received(os.environ))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        return reader, reader.repository()
+    if repo is None:
+        raise click.UsageError("give --repo or --offsite")
+    return restic, _repository(repo)
+
+
 def _platform(
     db_host: str | None,
     db_port: int,
     db_name: str | None,
     db_user: str | None,
     volumes: tuple[str, ...] = (),
+    restic: Restic | None = None,
 ) -> LocalPlatform:
     """The local platform over the pod's view: the database as reached from here, folders."""
     database = (
@@ -95,7 +116,7 @@ def _platform(
         {"database": database, "volumes": folders},
         {"database_password": os.environ.get("PGPASSWORD")},
         cairn=settings,
-        restic=Restic(settings.restic_bin),
+        restic=restic or Restic(settings.restic_bin),
     )
 
 
@@ -111,6 +132,19 @@ def run_options(command: F) -> F:
         command,
         [
             click.option("--repo", required=True, help=REPO_HELP),
+            click.option("--run", "run_id", required=True, help=RUN_HELP),
+        ],
+    )
+
+
+def reading_options(command: F) -> F:
+    """Where a command reads the backup (the mounted repository or the offsite copy), and
+    the run it works for."""
+    return _options(
+        command,
+        [
+            click.option("--repo", help=REPO_HELP),
+            click.option("--offsite", is_flag=True, help=OFFSITE_HELP),
             click.option("--run", "run_id", required=True, help=RUN_HELP),
         ],
     )
@@ -179,14 +213,15 @@ def upload(
 
 
 @mover.command("restore-database")
-@run_options
+@reading_options
 @click.option("--snapshot", required=True, help="the snapshot to restore from")
 @click.option("--into-name", help="another database on the same server")
 @click.option("--into-url", help="another server (password: CAIRN_TARGET_PASSWORD)")
 @database_options
 @_reported
 def restore_database(
-    repo: str,
+    repo: str | None,
+    offsite: bool,
     run_id: str,
     snapshot: str,
     into_name: str | None,
@@ -197,28 +232,30 @@ def restore_database(
     db_user: str | None,
 ) -> None:
     """Restore into a staging database, then swap it in by rename (safe to repeat)."""
-    platform = _platform(db_host, db_port, db_name, db_user)
+    restic, repository = _reading(repo, offsite)
+    platform = _platform(db_host, db_port, db_name, db_user, restic=restic)
     into = None
     if into_name or into_url:
         into = OtherDatabase(into_name, into_url, os.environ.get("CAIRN_TARGET_PASSWORD"))
-    note = platform.restore_database(run_id, _repository(repo), snapshot, _progress, into=into)
+    note = platform.restore_database(run_id, repository, snapshot, _progress, into=into)
     _emit(RESULT, {"note": note})
 
 
 @mover.command("restore-volume")
 @click.argument("target")
-@run_options
+@reading_options
 @click.option("--snapshot", required=True, help="the snapshot to restore from")
 @_reported
-def restore_volume(target: str, repo: str, run_id: str, snapshot: str) -> None:
+def restore_volume(
+    target: str, repo: str | None, offsite: bool, run_id: str, snapshot: str
+) -> None:
     """Restore into a staging folder inside the (new) claim, swap it in, count the files
     (what the restore's verification compares: the claim is re-bound to this volume).
 
     The volume's root gets the owner and mode recorded at backup when this mover is root;
     otherwise (it cannot give the root away) the result names them as ``root``, for a root
     mover of its own to set."""
-    repository = _repository(repo)
-    restic = Restic(get_settings().restic_bin)
+    restic, repository = _reading(repo, offsite)
     swap_in_place(
         Path(target),
         run_id.replace("-", "")[:12],
@@ -278,26 +315,26 @@ def size(db_host: str, db_port: int, db_name: str, db_user: str | None) -> None:
 
 
 @mover.command("scratch-database")
-@click.option("--repo", required=True, help=REPO_HELP)
-@click.option("--run", "drill_id", required=True, help="the drill's id")
+@reading_options
 @click.option("--snapshot", required=True, help="the snapshot to restore from")
 @database_options
 @_reported
 def scratch_database(
-    repo: str,
-    drill_id: str,
+    repo: str | None,
+    offsite: bool,
+    run_id: str,
     snapshot: str,
     db_host: str,
     db_port: int,
     db_name: str,
     db_user: str | None,
 ) -> None:
-    """A drill's scratch database on the application's server, filled from the backup."""
-    platform = _platform(db_host, db_port, db_name, db_user)
-    platform.restore_database(
-        drill_id, _repository(repo), snapshot, _progress, into=Scratch(drill_id)
-    )
-    _emit(RESULT, {"database": platform.describe_scratch(drill_id)["scratch_database"]})
+    """A drill's scratch database on the application's server, filled from the backup
+    (``--run``: the drill's id)."""
+    restic, repository = _reading(repo, offsite)
+    platform = _platform(db_host, db_port, db_name, db_user, restic=restic)
+    platform.restore_database(run_id, repository, snapshot, _progress, into=Scratch(run_id))
+    _emit(RESULT, {"database": platform.describe_scratch(run_id)["scratch_database"]})
 
 
 @mover.command("scratch-measure")

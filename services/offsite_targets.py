@@ -341,10 +341,10 @@ async def copy_to_read(
     """The target whose copy a restore reads (None: the primary), from what it asked.
 
     ``source``: ``"primary"``, ``"offsite"`` (the backup's latest finished copy) or a target's
-    id. Only a copy marked ``copied`` is read, and only by a local application's restore (its
-    steps run restic on the worker, which reaches the target). A backup the primary's
-    retention pruned is read from its copy alone: refused from the primary, and refused when
-    no copy is left (409s naming why).
+    id. Only a copy marked ``copied`` is read (by restic on the worker for a local
+    application; for a Kubernetes one by its movers, which reach the target themselves). A
+    backup the primary's retention pruned is read from its copy alone: refused from the
+    primary, and refused when no copy is left (409s naming why).
     """
     pruned = execution.status == RunStatus.PRUNED
     if pruned:
@@ -373,17 +373,6 @@ async def copy_to_read(
                 offsite_copies=len(copied),
             )
         return None
-    if application.platform_kind != "local":
-        raise Invalid(
-            [
-                {
-                    "loc": ("source",),
-                    "msg": "reading an offsite copy (a restore, a drill) is for local"
-                    " applications only",
-                    "type": "invalid_restore",
-                }
-            ]
-        )
     query = select(BackupCopy).where(
         BackupCopy.execution_id == execution.id, BackupCopy.status == CopyStatus.COPIED
     )
@@ -415,12 +404,12 @@ async def copy_to_read(
 
 
 async def restorable_from(
-    session: AsyncSession, application: Application, executions: Sequence[BackupExecution]
+    session: AsyncSession, executions: Sequence[BackupExecution]
 ) -> dict[uuid.UUID, tuple[list[dict[str, Any]], list[str]]]:
     """Each backup's offsite copies (target, state, when copied) and the ``source`` values a
     restore of it accepts now: ``primary`` while its primary storage holds it, and the id of
     each target holding a finished copy (a backup the primary's retention pruned keeps only
-    those; only a local application's restore reads a copy)."""
+    those)."""
     found: dict[uuid.UUID, list[dict[str, Any]]] = {e.id: [] for e in executions}
     if found:
         rows = await session.execute(
@@ -448,7 +437,7 @@ async def restorable_from(
         readable = execution.status == RunStatus.SUCCEEDED or (
             execution.status == RunStatus.PRUNED and before == RunStatus.SUCCEEDED
         )
-        if readable and application.platform_kind == "local":
+        if readable:
             sources += [str(c["target_id"]) for c in copies if c["status"] == CopyStatus.COPIED]
         answer[execution.id] = (copies, sources)
     return answer

@@ -27,7 +27,8 @@ at its own mount path.
   claims labelled with the drill in cairn's namespace, all made, measured, checked and
   removed by movers there running the local platform's own drill code.
 - Mover pods reach the repository through ``CAIRN_KUBE_STORAGE_VOLUME``: a volume source
-  holding what the worker sees at ``CAIRN_STORAGE_MOUNT_ROOT``. cairn writes no
+  holding what the worker sees at ``CAIRN_STORAGE_MOUNT_ROOT``; a restore or drill that
+  reads an offsite copy mounts no storage: its movers reach the target themselves. cairn writes no
   NetworkPolicy; ``release`` removes the ones earlier versions wrote (``network.py``).
 """
 
@@ -71,6 +72,7 @@ from adapters.platform import (
     VolumeUpload,
 )
 from adapters.restic import Repository, Restic
+from adapters.restic_remote import RemoteReader
 from core.boundaries import BoundaryError, check_application_database
 from core.settings import Settings
 
@@ -217,7 +219,18 @@ class KubernetesPlatform:
     ) -> Mover:
         """A mover with the storage mounted and the repository password in its run Secret.
         With CAIRN_MOVER_FS_GROUP, the repository is first made that group's (``sharing``),
-        so movers of any user in it, and the worker, can use it."""
+        so movers of any user in it, and the worker, can use it.
+
+        A restore or drill reading an offsite copy (``self.restic`` a ``RemoteReader``) gets
+        a mover without the storage: the copy's place and everyday credentials go in its run
+        Secret and its restic reaches the target itself (``--offsite``)."""
+        if isinstance(self.restic, RemoteReader):
+            return Mover(
+                name,
+                [*args, "--offsite"],
+                secret={**self.restic.remote.handed(), **extra.pop("secret", {})},
+                **extra,
+            )
         if self.cairn.mover_fs_group is not None:
             sharing.share(repo.path, self.cairn.mover_fs_group)
         volumes = [self._storage_volume(), *extra.pop("volumes", [])]
