@@ -1,5 +1,6 @@
 """``cairn restores``: bring an application's data back from one of its backups, or another
-application's backup into it (``--from-app``, docs/restore-into-another-app.md).
+application's backup into it (``--from-app``, docs/restore-into-another-app.md), or its
+database from a dump file (``--from-file``, docs/restore-from-upload.md).
 
 A restore that overwrites live data (the database in place, or any volume folder) asks for
 the application's name to be typed, as the web UI does; scripts pass ``--confirm <name>``.
@@ -8,6 +9,7 @@ Into another application, the name asked is the target's (``--app``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +25,7 @@ from cli.output import (
     when,
 )
 from cli.runs import RunKind
+from cli.upload import upload_dump
 from repository import names
 
 # Where a restore or a drill reads the backup (the API's ``source``).
@@ -53,6 +56,7 @@ FIELDS: list[Field] = [
     ("volumes", "volumes"),
     ("target", "target"),
     ("from application", lambda r: _origin(r.get("source"))),
+    ("from upload", lambda r: _uploaded(r.get("upload"))),
     ("to the moment", "target_time"),
     ("notes", "notes"),
     ("workflow", "workflow_id"),
@@ -69,6 +73,13 @@ def _origin(source: dict[str, Any] | None) -> str | None:
     renamed = ", ".join(f"{a} -> {b}" for a, b in moved.items() if a != b)
     where = f"{source['application_name']} ({source['application_id']})"
     return f"{where}, backup {source['backup_id']}" + (f"; {renamed}" if renamed else "")
+
+
+def _uploaded(upload: dict[str, Any] | None) -> str | None:
+    """The dump a restore from an upload read, in one line."""
+    if not upload:
+        return None
+    return f"{upload['format']} dump, {upload['bytes']} bytes, sha256 {upload['sha256']}"
 
 
 def _pairs(values: tuple[str, ...], option: str) -> tuple[list[str], dict[str, str]]:
@@ -210,6 +221,21 @@ def _overwritten(
     " applications); --volume and --named-database then take SRC[=DST] to map a name",
 )
 @click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="REPLACE the application's database with this dump file (pg_dump --format=custom),"
+    " uploaded with progress, read whole by the worker before the application is stopped",
+)
+@click.option(
+    "--format",
+    "dump_format",
+    type=click.Choice(["custom", "plain"]),
+    default="custom",
+    show_default=True,
+    help="with --from-file: the dump's format (plain is not supported yet)",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="follow the restore until it ends (progress on stderr) and exit 0 succeeded,"
@@ -232,6 +258,8 @@ def create_restore(
     confirm: str | None,
     source: str,
     from_app: str | None,
+    from_file: Path | None,
+    dump_format: str,
     wait: bool,
     out: Output,
 ) -> None:
@@ -245,7 +273,28 @@ def create_restore(
     With --from-app SOURCE: the source's backup goes into --app (the target), whose data is
     replaced; the source is only read. --volume uploads=files puts the source's uploads
     into the target's files.
+
+    With --from-file DUMP: the application's database is replaced by the dump's contents.
     """
+    if from_file is not None:
+        others = (backup_id, moment, in_place, database, volumes, config, named, target_database)
+        if any(others) or target_url or from_app or source != "primary":
+            raise click.UsageError(
+                "--from-file replaces the application's database with the file: only"
+                " --format, --confirm and --wait apply"
+            )
+        application = api.get(f"/applications/{app_id}")
+        live = (application.get("platform") or {}).get("database_url") or ""
+        note(f"This restore OVERWRITES live data of application {application['name']}:")
+        note(f"  - the database {live}".rstrip())
+        note(
+            "The file is read whole first; then the application is stopped, its database"
+            " replaced by the dump's contents, and it is started again."
+        )
+        typed_confirmation(application["name"], confirm, "overwrite its live data")
+        accepted = upload_dump(api, app_id, from_file, dump_format, application["name"])
+        RESTORES.started(api, out, app_id, accepted, wait)
+        return
     if from_app is not None:
         if moment or in_place or config or target_database or target_url or source != "primary":
             raise click.UsageError(

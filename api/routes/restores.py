@@ -18,8 +18,9 @@ from api.deps import (
     TemporalDep,
     application_reader,
 )
+from api.openapi import PROBLEM
 from api.pagination import Cursor, Limit, Page, page_of
-from api.problems import forbidden, refusals, too_large
+from api.problems import MEDIA_TYPE, forbidden, refusals, too_large
 from api.runs import cancel_run
 from api.schemas.restores import (
     RestoreDetail,
@@ -120,6 +121,13 @@ async def _bounded(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
+        }
+    },
+    responses={
+        413: {
+            "description": "The body is over `CAIRN_UPLOAD_MAX_BYTES` (`payload-too-large`,"
+            " with `limit_bytes`); nothing was kept.",
+            "content": {MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{PROBLEM}"}}},
         }
     },
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -34,7 +35,11 @@ from tests.support.backups import (
     run_backup,
     table_hashes,
 )
+from tests.support.cli import cairn
+from tests.support.openapi import assert_documented
+from tests.support.served import served  # noqa: F401  (the fixture)
 
+ROUTE = "/api/v1/applications/{app_id}/restores/from-upload"
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
 
@@ -154,6 +159,7 @@ async def test_what_the_api_can_tell_is_refused_before_anything_is_stored(
         assert answer.status_code == status, (query, who, answer.text)
         assert answer.headers["content-type"] == "application/problem+json"
         assert words in answer.json()["detail"], answer.text
+        assert_documented(answer, "POST", ROUTE)
     problem = (await upload(api, world, uploading, b"")).json()
     assert problem["errors"] == [
         {"field": "body", "message": "the uploaded file is empty", "code": "empty_upload"}
@@ -176,6 +182,8 @@ async def test_what_the_api_can_tell_is_refused_before_anything_is_stored(
             )
             assert answer.status_code == 413, answer.text
             assert answer.json()["limit_bytes"] == 100_000
+            if isinstance(content, bytes):  # the checker reads the request back
+                assert_documented(answer, "POST", ROUTE)
 
     listed = await expect(
         await api.get(
@@ -211,3 +219,29 @@ async def test_a_truncated_dump_fails_before_the_application_is_stopped(
             (list(staging_names(restore["id"])),),
         ).fetchone()
     assert staged == (0,)
+
+
+async def test_the_cli_uploads_with_the_name_confirmed(
+    world: World,
+    uploading: Uploading,
+    settings: Settings,
+    served: str,  # noqa: F811
+) -> None:
+    token, app_id = world.tokens["owner"], uploading.app.id
+    before = table_hashes(uploading.app.db_url)
+    args = ("restores", "create", "--app", app_id, "--from-file", str(uploading.dump))
+    code, out, err = await cairn(served, token, {}, *args)
+    assert code == 2, (out, err)  # no terminal, no --confirm: nothing sent
+    assert "OVERWRITES" in err
+    assert await upload_snapshots(settings, uploading.app) == []
+    assert table_hashes(uploading.app.db_url) == before
+
+    code, out, err = await cairn(
+        served, token, {}, *args, "--confirm", uploading.name, "--wait", "-o", "json"
+    )
+    assert code == 0, (out, err)
+    restore = json.loads(out)
+    assert restore["status"] == "succeeded", restore["error_message"]
+    assert restore["upload"]["bytes"] == uploading.dump.stat().st_size
+    assert table_hashes(uploading.app.db_url) == uploading.other
+    assert ran(uploading.log) == ["stop", "start"]
