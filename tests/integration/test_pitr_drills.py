@@ -360,6 +360,7 @@ async def test_a_scheduled_drill_recovers_the_policy_moment(
     assert [c["outcome"] for c in latest["checks"]] == ["passed"]
     assert latest["notes"]["recover database"].startswith("recovered to latest (")
     assert scratch_left(archived, latest["id"]) == []
+    await histories.record(temporal_client, latest["workflow_id"], "drill-scheduled-to-a-moment")
 
     listed = ",".join(str(i) for i in sorted(archived.commits))
     committed = {
