@@ -39,7 +39,7 @@ from adapters.pg_dump import DumpError
 from adapters.pg_identity import DatabaseIdentity
 from adapters.platform import Measured, OtherDatabase, Platform, Scratch, named_databases
 from adapters.restic import Repository, Restic, ResticError
-from adapters.uploaded_dump import read_custom_dump
+from adapters.uploaded_dump import PLAIN, read_custom_dump, read_plain_dump
 from contracts.restore import FinishRestore, NamedDatabaseJob, RestorePlan, VolumeJob
 from core import crypto, metrics, secret_contexts
 from core.boundaries import BoundaryError
@@ -192,15 +192,22 @@ async def restore_database_of(
     run_id: str,
     into: OtherDatabase | Scratch | None,
     protect: tuple[DatabaseIdentity, ...] = (),
+    plain_sql: bool = False,
 ) -> str:
     """The backup's dump restored by ``platform`` (over the application's own database,
-    ``into`` another one or a drill's scratch database, never one of ``protect``); the
-    platform's note."""
+    ``into`` another one or a drill's scratch database, never one of ``protect``; an
+    uploaded plain-format script with ``plain_sql``); the platform's note."""
     snapshot = backup.snapshot(names.DATABASE)
     with temporal_errors(translate=read_failure):
         return await with_progress(
             lambda progress: platform.restore_database(
-                run_id, backup.repo, snapshot, progress, into=into, protect=protect
+                run_id,
+                backup.repo,
+                snapshot,
+                progress,
+                into=into,
+                protect=protect,
+                plain_sql=plain_sql,
             )
         )
 
@@ -321,10 +328,15 @@ class RestoreActivities(ReadingActivities):
             await asyncio.to_thread(loaded.restic.snapshot, loaded.repo, upload.snapshot_id)
         except ResticError as exc:
             raise to_application_error(exc) from None
+        restic, repo, snapshot = loaded.restic, loaded.repo, upload.snapshot_id
         with temporal_errors(translate=read_failure):
             counts = await to_completion(
-                lambda: read_custom_dump(
-                    loaded.restic, loaded.repo, upload.snapshot_id, bin_dir=self.settings.pg_bin_dir
+                (lambda: read_plain_dump(restic, repo, snapshot))
+                if upload.format == PLAIN
+                else (
+                    lambda: read_custom_dump(
+                        restic, repo, snapshot, bin_dir=self.settings.pg_bin_dir
+                    )
                 )
             )
         async with self.sessions() as session:
@@ -336,7 +348,8 @@ class RestoreActivities(ReadingActivities):
             restore.details = replace(details, upload=counted).to_dict()
             await session.commit()
         rows = sum(counts.values())
-        return f"uploaded dump read whole by pg_restore: {len(counts)} tables, {rows} rows"
+        how = "without a backslash command" if upload.format == PLAIN else "by pg_restore"
+        return f"uploaded dump read whole {how}: {len(counts)} tables, {rows} rows"
 
     def _reading(self, loaded: Loaded) -> Platform:
         """The application's platform, reading the backup where the restore reads it."""
@@ -478,7 +491,9 @@ class RestoreActivities(ReadingActivities):
                     source, self.settings, database_identity.SOURCE_DATABASE, wait_seconds=15
                 )
             protect = (found,) if found is not None else ()
-        return await restore_database_of(platform, loaded, restore_id, into, protect)
+        upload = RestoreDetails.from_dict(loaded.restore.details).upload
+        plain = upload is not None and upload.format == PLAIN
+        return await restore_database_of(platform, loaded, restore_id, into, protect, plain)
 
     @activity.defn
     async def restore_named_database(self, job: NamedDatabaseJob) -> str:

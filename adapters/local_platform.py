@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters import pg_databases, pg_dump, volume_root
+from adapters import pg_databases, pg_dump, uploaded_dump, volume_root
 from adapters.engines.contract import BackedUp, Engine, NamedDump
 from adapters.engines.schemes import engine_for
 from adapters.local_folders import count_files, remove_folder, restore_folder, swap_in_folder
@@ -326,29 +326,38 @@ class LocalPlatform:
         *,
         into: OtherDatabase | Scratch | None = None,
         protect: tuple[DatabaseIdentity, ...] = (),
+        plain_sql: bool = False,
     ) -> str:
         """Restores into a fresh database, then swaps it in by rename (a drill's scratch
         database is filled afresh in place: nothing live to keep)."""
         target = self._target(into)
         target = replace(target, protect=(*target.protect, *protect))
         if isinstance(into, Scratch):
-            self._fill(target, repo, snapshot)
+            self._fill(target, repo, snapshot, plain_sql)
             return f"database restored into {target.dbname}"
         staging, old = pg_databases.staging_names(run_id)
         pg_databases.check_writable(target, [target.dbname, staging, old])
         try:
             swapped = pg_databases.exists(target, old) and not pg_databases.exists(target, staging)
             if not swapped:  # a retry restores again: a half-done pg_restore left nothing usable
-                self._fill(replace(target, dbname=staging), repo, snapshot)
+                self._fill(replace(target, dbname=staging), repo, snapshot, plain_sql)
             pg_databases.swap(target, staging, old)
         except pg_dump.DumpError:
             pg_databases.drop(target, staging)
             raise
         return f"database {target.dbname} replaced by the backup's copy"
 
-    def _fill(self, copy: pg_dump.PgTarget, repo: Repository, snapshot: str) -> None:
-        """Creates the database ``copy`` afresh and fills it from the backup's dump."""
+    def _fill(
+        self, copy: pg_dump.PgTarget, repo: Repository, snapshot: str, plain_sql: bool = False
+    ) -> None:
+        """Creates the database ``copy`` afresh and fills it from the backup's dump (or an
+        uploaded plain-format script)."""
         pg_databases.create(copy, copy.dbname)
+        if plain_sql:
+            uploaded_dump.restore_plain(
+                copy, self.restic, repo, snapshot, bin_dir=self.cairn.pg_bin_dir
+            )
+            return
         pg_dump.restore_from_restic(
             copy,
             self.restic,

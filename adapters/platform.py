@@ -232,6 +232,7 @@ class Platform(Protocol):
         *,
         into: OtherDatabase | Scratch | None = None,
         protect: tuple[DatabaseIdentity, ...] = (),
+        plain_sql: bool = False,
     ) -> str:
         """Restores the dump into a staged copy, then swaps it in by rename; a note.
 
@@ -239,7 +240,9 @@ class Platform(Protocol):
         database (made afresh). Nothing live is overwritten until the copy is complete;
         repeating after a crash finishes the swap. ``protect``: databases the one written
         must not be, asked on the connection that writes (a restore from another
-        application: the source's database).
+        application: the source's database). ``plain_sql``: the snapshot is an uploaded
+        plain-format script, not a custom-format archive (``adapters/uploaded_dump.py``;
+        a platform that cannot run one refuses, not retryable).
         """
         ...
 

@@ -224,7 +224,7 @@ def _overwritten(
     "--from-file",
     "from_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="REPLACE the application's database with this dump file (pg_dump --format=custom),"
+    help="REPLACE the application's database with this dump file (see --format),"
     " uploaded with progress, read whole by the worker before the application is stopped",
 )
 @click.option(
@@ -233,7 +233,8 @@ def _overwritten(
     type=click.Choice(["custom", "plain"]),
     default="custom",
     show_default=True,
-    help="with --from-file: the dump's format (plain is not supported yet)",
+    help="with --from-file: the dump's format (pg_dump --format=custom, or plain SQL made"
+    " with --no-owner; psql's backslash commands are refused)",
 )
 @click.option(
     "--wait",

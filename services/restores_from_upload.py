@@ -5,15 +5,17 @@ The file is streamed into the application's restic repository (nothing staged on
 disk, one chunk in memory) as a snapshot tagged with the restore it is for
 (``repository/names.py::upload_tags``); the restore's row records it in ``details.upload``
 and the ordinary ``RestoreWorkflow`` runs: its ``verify backup`` step reads the whole dump
-through pg_restore before the application is stopped, then the dump is restored beside the
-live database and swapped in, and the result is verified against the rows the dump holds.
-What can be told from the first bytes (empty, not a custom-format archive) is refused here,
-before anything is stored.
+(through pg_restore, or a plain script line by line) before the application is stopped,
+then the dump is restored beside the live database and swapped in, and the result is
+verified against the rows the dump holds.
+What can be told from the first bytes (empty, not a custom-format archive, not text for a
+plain-format dump) is refused here, before anything is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import logging
 import uuid
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from adapters.restic import Repository, Restic, ResticError
-from adapters.uploaded_dump import CUSTOM_MAGIC
+from adapters.uploaded_dump import CUSTOM, CUSTOM_MAGIC, PLAIN
 from core.restore_details import RestoreDetails, RestoreUpload
 from core.settings import Settings
 from db import audit
@@ -45,7 +47,6 @@ from workflows.restore import RestoreWorkflow
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("custom", "plain")
 # bytes read before the format is judged: a tar archive's "ustar" is at byte 257
 _HEAD = 512
 
@@ -74,12 +75,31 @@ def check_head(head: bytes, dump_format: str) -> None:
     """The file's first bytes are those of the format it is said to be (Invalid)."""
     if not head:
         raise _refused("the uploaded file is empty", "empty_upload")
-    if dump_format == "custom" and not head.startswith(CUSTOM_MAGIC):
+    if dump_format == CUSTOM and not head.startswith(CUSTOM_MAGIC):
         raise _refused(
             f"not a pg_dump custom-format archive (it does not begin with PGDMP; it looks"
             f" like {_looks_like(head)})",
             "not_a_custom_dump",
         )
+    if dump_format == PLAIN and not _text(head):
+        looks = (
+            "a pg_dump custom-format archive: send it with format=custom"
+            if head.startswith(CUSTOM_MAGIC)
+            else _looks_like(head)
+        )
+        raise _refused(
+            f"not a plain-format SQL dump (not UTF-8 text; it looks like {looks})",
+            "not_a_plain_dump",
+        )
+
+
+def _text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes (a character cut at the end of ``head`` is fine)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in head
 
 
 @dataclass
@@ -125,19 +145,9 @@ async def _repository(
     return row.storage_id, Repository(path=Path(row.path), password=read_password(settings, row))
 
 
-def check_request(
-    application: Application, dump_format: str, confirm: str | None, settings: Settings
-) -> None:
-    """What is refused before a byte is read: the format, the application's kind and
-    database, the typed confirmation."""
-    if dump_format != "custom":
-        raise Unsupported(
-            "restoring from a plain-format SQL dump is not supported yet; make the dump with"
-            " pg_dump --format=custom",
-            "format-not-supported",
-            "Dump format not supported",
-            {"format": "only custom is accepted"},
-        )
+def check_request(application: Application, confirm: str | None, settings: Settings) -> None:
+    """What is refused before a byte is read: the application's kind and database, the
+    typed confirmation."""
     if application.platform_kind != "local":
         raise Unsupported(
             f"a restore from an uploaded dump is not built for {application.platform_kind}"
@@ -168,7 +178,7 @@ async def request(
 
     Refusals: services.errors' Invalid, Unsupported and Conflict, services.runs' as for any
     restore, and whatever ``chunks`` raises (a body over the size limit)."""
-    check_request(application, dump_format, confirm, settings)
+    check_request(application, confirm, settings)
     await check_own_database(application, settings)
     storage_id, repo = await _repository(session, settings, application)
     await claim_application(session, temporal, application.id)  # refused before the upload

@@ -618,7 +618,12 @@ class KubernetesPlatform:
         *,
         into: OtherDatabase | Scratch | None = None,
         protect: tuple[DatabaseIdentity, ...] = (),
+        plain_sql: bool = False,
     ) -> str:
+        if plain_sql:  # the mover runs pg_restore only (issue 26 part 4: local applications)
+            raise PlatformError(
+                "a Kubernetes application cannot restore a plain-format SQL dump", retryable=False
+            )
         if protect:  # the mover asks of cairn's database only (issue 26 part 3: not built)
             raise PlatformError(
                 "a Kubernetes application cannot yet receive another application's backup",

@@ -49,11 +49,12 @@ class Uploading:
     name: str
     log: Path
     dump: Path  # pg_dump --format=custom of another database
+    plain: Path  # pg_dump --format=plain of the same
     other: dict[str, str]  # that database's rows
 
 
-def pg_dump(url: str, out: Path) -> Path:
-    subprocess.run(["pg_dump", "--format=custom", f"--file={out}", url], check=True)
+def pg_dump(url: str, out: Path, dump_format: str = "custom") -> Path:
+    subprocess.run(["pg_dump", f"--format={dump_format}", f"--file={out}", url], check=True)
     return out
 
 
@@ -73,7 +74,9 @@ async def uploading(
             "INSERT INTO only_in_the_dump SELECT g, 'line\nbreak' FROM generate_series(1, 57) g"
         )
     dump = pg_dump(other_url, tmp_path / "other.dump")
-    return Uploading(app, await name_of(api, world, app), log, dump, table_hashes(other_url))
+    plain = pg_dump(other_url, tmp_path / "other.sql", "plain")
+    name = await name_of(api, world, app)
+    return Uploading(app, name, log, dump, plain, table_hashes(other_url))
 
 
 def from_upload(app: App, **query: str) -> str:
@@ -148,7 +151,8 @@ async def test_what_the_api_can_tell_is_refused_before_anything_is_stored(
         (tar_of(uploading.dump), {}, "owner", 422, "looks like a tar archive"),
         (os.urandom(70_000), {}, "owner", 422, "binary data of no known kind"),
         (b"CREATE TABLE t (x int);\n", {}, "owner", 422, "text (a plain-format SQL dump?)"),
-        (b"CREATE TABLE t (x int);\n", {"format": "plain"}, "owner", 422, "not supported yet"),
+        (dump, {"format": "plain"}, "owner", 422, "send it with format=custom"),
+        (os.urandom(70_000), {"format": "plain"}, "owner", 422, "not a plain-format SQL dump"),
         (dump, {"confirm": "not-its-name"}, "owner", 422, "type the application's name"),
         (dump, {"format": "sql"}, "owner", 422, "format"),
         (dump, {}, "member", 403, ""),
@@ -245,3 +249,64 @@ async def test_the_cli_uploads_with_the_name_confirmed(
     assert restore["upload"]["bytes"] == uploading.dump.stat().st_size
     assert table_hashes(uploading.app.db_url) == uploading.other
     assert ran(uploading.log) == ["stop", "start"]
+
+
+async def test_a_plain_dump_replaces_the_database_row_by_row(
+    api: ApiClient, world: World, uploading: Uploading
+) -> None:
+    content = uploading.plain.read_bytes()
+    assert b"\\restrict " in content  # pg_dump's own restricted mode, left out by the restore
+    answer = await upload(api, world, uploading, content, format="plain")
+    restore = await finished_restore(api, world, uploading, answer)
+    assert restore["status"] == "succeeded", restore["error_message"]
+    assert table_hashes(uploading.app.db_url) == uploading.other
+    assert ran(uploading.log) == ["stop", "start"]
+    shown = restore["upload"]
+    assert (shown["format"], shown["bytes"]) == ("plain", len(content))
+    assert shown["row_counts"]["public.only_in_the_dump"] == 57
+    assert shown["row_counts"]["public.items"] == 200 - 66
+
+
+async def test_a_plain_dump_runs_no_shell_command_and_no_broken_sql(
+    api: ApiClient, world: World, uploading: Uploading, tmp_path: Path
+) -> None:
+    before = table_hashes(uploading.app.db_url)
+    script = uploading.plain.read_bytes()
+    head, sep, rest = script.partition(b"\nCREATE TABLE ")
+    assert sep
+    pwned = tmp_path / "pwned"
+    shell = f"\\! touch {pwned}\n".encode()
+    inline = f"SELECT 1; \\! touch {pwned}\n".encode()
+
+    # a line that is a backslash command: refused when the dump is read, never stopped
+    answer = await upload(api, world, uploading, head + b"\n" + shell + sep + rest, format="plain")
+    restore = await finished_restore(api, world, uploading, answer)
+    assert restore["status"] == "failed"
+    assert "verify backup" in restore["error_message"], restore["error_message"]
+    assert "the psql command \\!" in restore["error_message"]
+    assert ran(uploading.log) == []
+
+    # one after SQL on its line: psql's restricted mode refuses it, before the swap
+    answer = await upload(api, world, uploading, head + b"\n" + inline + sep + rest, format="plain")
+    restore = await finished_restore(api, world, uploading, answer)
+    assert restore["status"] == "failed"
+    assert "restore database" in restore["error_message"], restore["error_message"]
+    assert "backslash commands are restricted" in restore["error_message"]
+    assert ran(uploading.log) == ["stop", "start"]
+
+    # SQL the server refuses, at the end of the script: the whole restore is refused
+    answer = await upload(
+        api, world, uploading, script + b"CREATE TABLE broken (;\n", format="plain"
+    )
+    restore = await finished_restore(api, world, uploading, answer)
+    assert restore["status"] == "failed"
+    assert "syntax error" in restore["error_message"], restore["error_message"]
+
+    assert not pwned.exists()
+    assert table_hashes(uploading.app.db_url) == before
+    with psycopg.connect(uploading.app.db_url) as conn:  # nothing staged beside it
+        staged = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_restore_%'"
+            " OR datname LIKE 'cairn_old_%'"
+        ).fetchone()
+    assert staged == (0,)
