@@ -66,7 +66,7 @@ def targets_of(workspace: str) -> str:
 
 
 async def add_target(
-    api: ApiClient, world: World, workspace: str, site: OffsiteSite, **extra: object
+    api: ApiClient, world: World, workspace: str, site: OffsiteSite | S3Site, **extra: object
 ) -> str:
     created = await expect(
         await api.post(
