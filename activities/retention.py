@@ -7,13 +7,15 @@ preview shows; the newest successful backup and protected backups are never prun
 
 Dumps are forgotten by their execution tag only, which continuous archiving's snapshots
 (WAL shipments, base backups) never carry: the dump rule cannot touch them. They are pruned
-by the policy's ``archive_window_days`` instead (``adapters/pg_archive/prune.py``).
+by the policy's ``archive_window_days`` instead (``adapters/pg_archive/prune.py``). A dump
+uploaded to restore from (docs/restore-from-upload.md) is forgotten once its restore ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,10 +28,11 @@ from activities.errors import to_application_error
 from activities.support import heartbeating, with_progress
 from adapters.pg_archive.prune import forget_outside
 from adapters.restic import Repository, Restic, ResticError
+from core.restore_details import RestoreDetails, RestoreUpload
 from core.settings import Settings
 from core.states import FINISHED, RunStatus
 from db import audit
-from db.models import Application, BackupExecution, BackupPolicy, BackupStorage
+from db.models import Application, BackupExecution, BackupPolicy, BackupRestore, BackupStorage
 from repository import names
 from repository.store import open_repository
 from services.policies import policy_rule, retention_plan
@@ -98,9 +101,13 @@ class RetentionActivities:
                 )
             ).all()
             expired = [str(row.id) for row in rows]
+            uploads = await _ended_uploads(session, policy)
             window_start = datetime.now(UTC) - timedelta(days=policy.archive_window_days)
             try:
                 await heartbeating(asyncio.to_thread(self._forget, repo, expired))
+                await heartbeating(
+                    asyncio.to_thread(self.restic.forget, repo, [u.snapshot_id for _, u in uploads])
+                )
                 outside = await heartbeating(
                     asyncio.to_thread(
                         forget_outside,
@@ -127,6 +134,18 @@ class RetentionActivities:
                         "continuous_archiving": policy.continuous_archiving,
                     },
                 )
+            for restore, upload in uploads:
+                details = RestoreDetails.from_dict(restore.details)
+                restore.details = replace(details, upload=replace(upload, forgotten=True)).to_dict()
+                audit.record(
+                    session,
+                    ACTOR,
+                    "restore.upload_forgotten",
+                    "backup_restore",
+                    restore.id,
+                    workspace_id=application.workspace_id,
+                    details={"snapshot_id": upload.snapshot_id, "bytes": upload.bytes},
+                )
             for row in rows:
                 row.metadata_ = {**(row.metadata_ or {}), "status_before_prune": row.status}
                 row.status = RunStatus.PRUNED
@@ -146,7 +165,7 @@ class RetentionActivities:
                     },
                 )
             await session.commit()
-        if not expired and not outside and activity.info().attempt == 1:
+        if not expired and not outside and not uploads and activity.info().attempt == 1:
             return []  # a retry prunes again: its first attempt may have failed there
         try:
             await with_progress(lambda _progress: self.restic.prune(repo))
@@ -164,3 +183,30 @@ class RetentionActivities:
 
     def data(self) -> list[Any]:
         return [self.list_retained_policies, self.apply_retention]
+
+
+async def _ended_uploads(
+    session: AsyncSession, policy: BackupPolicy
+) -> list[tuple[BackupRestore, RestoreUpload]]:
+    """The application's uploaded dumps in this policy's storage whose restore has ended and
+    whose snapshot is still there: nothing will read them again (a failed restore is asked
+    again with a new upload)."""
+    restores = await session.scalars(
+        select(BackupRestore)
+        .where(
+            BackupRestore.application_id == policy.application_id,
+            BackupRestore.status.in_(FINISHED),
+            BackupRestore.details.has_key("upload"),
+        )
+        .with_for_update()
+    )
+    found = []
+    for restore in restores:
+        upload = RestoreDetails.from_dict(restore.details).upload
+        if (
+            upload is not None
+            and not upload.forgotten
+            and upload.storage_id == str(policy.storage_id)
+        ):
+            found.append((restore, upload))
+    return found

@@ -82,7 +82,7 @@ class RestoreUpload:
     """A dump the application's owner uploaded to restore from: its format, size and SHA-256
     as received, the storage whose repository holds it and its snapshot there; ``row_counts``
     per table as the dump itself holds them, once the worker has read it through (None
-    before)."""
+    before); ``forgotten`` once retention dropped its snapshot after the restore ended."""
 
     format: str
     bytes: int
@@ -90,6 +90,7 @@ class RestoreUpload:
     storage_id: str
     snapshot_id: str
     row_counts: dict[str, int] | None = None
+    forgotten: bool = False
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RestoreUpload:
@@ -101,6 +102,7 @@ class RestoreUpload:
             str(raw["storage_id"]),
             str(raw["snapshot_id"]),
             dict(counts) if counts is not None else None,
+            bool(raw.get("forgotten", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +115,8 @@ class RestoreUpload:
         }
         if self.row_counts is not None:
             stored["row_counts"] = dict(self.row_counts)
+        if self.forgotten:
+            stored["forgotten"] = True
         return stored
 
 

@@ -181,6 +181,10 @@ class UploadOut(Output):
     row_counts: dict[str, int] | None = Field(
         default=None, description="rows per table the dump holds, once the worker read it"
     )
+    forgotten: bool = Field(
+        default=False,
+        description="true once retention dropped the dump from the repository after the restore",
+    )
 
 
 def _from_details(key: str) -> AliasChoices:

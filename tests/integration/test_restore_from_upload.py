@@ -18,12 +18,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from temporalio.client import Client
 
 from adapters.pg_databases import staging_names
 from adapters.restic import Restic
+from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from repository import names
+from tests.integration.test_drills import audit_actions
 from tests.integration.test_restore_into_other_app import hooks_logged_in, name_of, ran
 from tests.support.api import ApiClient, World, expect, running_app, wait_for
 from tests.support.backups import (
@@ -38,6 +41,7 @@ from tests.support.backups import (
 from tests.support.cli import cairn
 from tests.support.openapi import assert_documented
 from tests.support.served import served  # noqa: F401  (the fixture)
+from workflows.retention import RetentionSweepWorkflow
 
 ROUTE = "/api/v1/applications/{app_id}/restores/from-upload"
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -113,7 +117,11 @@ async def upload_snapshots(settings: Settings, app: App) -> list[str]:
 
 
 async def test_a_custom_dump_replaces_the_database_row_by_row(
-    api: ApiClient, world: World, uploading: Uploading, settings: Settings
+    api: ApiClient,
+    world: World,
+    uploading: Uploading,
+    settings: Settings,
+    temporal_client: Client,
 ) -> None:
     content = uploading.dump.read_bytes()
     restore = await finished_restore(
@@ -132,6 +140,24 @@ async def test_a_custom_dump_replaces_the_database_row_by_row(
     assert shown["row_counts"]["public.items"] == 200 - 66
     assert "read whole by pg_restore" in restore["notes"]["verify"]
     assert len(await upload_snapshots(settings, uploading.app)) == 1
+
+    # the restore has ended: the next retention sweep forgets the dump, once, audited
+    for sweep in ("first", "again"):
+        await temporal_client.execute_workflow(
+            RetentionSweepWorkflow.run,
+            id=f"test-upload-sweep-{restore['id']}-{sweep}",
+            task_queue=CONTROL_TASK_QUEUE,
+        )
+    assert await upload_snapshots(settings, uploading.app) == []
+    shown = await expect(
+        await api.get(
+            f"/api/v1/applications/{uploading.app.id}/restores/{restore['id']}",
+            headers=world.auth("owner"),
+        ),
+        200,
+    )
+    assert shown["upload"]["forgotten"] is True
+    assert audit_actions(settings, restore["id"]).count("restore.upload_forgotten") == 1
 
 
 def tar_of(path: Path) -> bytes:
