@@ -12,11 +12,9 @@ from pathlib import Path
 
 import click
 import httpx
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from cli.client import Api, CliError, app_option, problem_error, with_api
-from cli.output import note
+from cli.output import note, transfer_bar
 
 CHUNK = 1 << 20
 
@@ -37,18 +35,7 @@ def _fetch(url: str, part_file: Path, resume: bool) -> int:
         total = response.headers.get("Content-Length")
         size = int(total) + (start if resumed else 0) if total else None
         written = start if resumed else 0
-        console = Console(stderr=True)
-        with (
-            part_file.open("ab" if resumed else "wb") as out,
-            Progress(
-                *Progress.get_default_columns()[:1],
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=console,
-                disable=not console.is_terminal,
-            ) as bar,
-        ):
+        with part_file.open("ab" if resumed else "wb") as out, transfer_bar() as bar:
             task = bar.add_task(part_file.name, total=size, completed=written)
             for chunk in response.iter_bytes(CHUNK):
                 out.write(chunk)

@@ -20,6 +20,7 @@ import click
 from rich import box
 from rich.console import Console
 from rich.filesize import decimal
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 from cli.client import NotConfirmed
@@ -39,6 +40,20 @@ def when(value: str | None) -> str | None:
 
 def size(value: int | None) -> str | None:
     return None if value is None else decimal(value)
+
+
+def transfer_bar() -> Progress:
+    """A bar of bytes sent or received, on stderr (stdout stays parseable); silent when
+    stderr is not a terminal."""
+    console = Console(stderr=True)
+    return Progress(
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
 
 
 def cell(value: Any) -> str:

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from cli.client import Api, CliError, problem_error
+from cli.output import transfer_bar
 
 CHUNK = 1 << 20
 
@@ -21,18 +20,7 @@ def upload_dump(api: Api, app_id: str, path: Path, dump_format: str, confirm: st
     """Sends ``path`` to ``POST /applications/{app}/restores/from-upload``; the restore the
     API started."""
     size = path.stat().st_size
-    console = Console(stderr=True)
-    with (
-        path.open("rb") as dump,
-        Progress(
-            *Progress.get_default_columns()[:1],
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console,
-            disable=not console.is_terminal,
-        ) as bar,
-    ):
+    with path.open("rb") as dump, transfer_bar() as bar:
         task = bar.add_task(f"uploading {path.name}", total=size)
 
         def chunks() -> Iterator[bytes]:
