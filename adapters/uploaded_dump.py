@@ -93,16 +93,13 @@ def read_custom_dump(
     dump = restic.dump(repo, snapshot_id, names.DATABASE_FILE)
     assert dump.stdout is not None
     with tempfile.TemporaryFile() as errors:
-        try:
-            proc = subprocess.Popen(
-                [pg_restore, "--data-only", "--file=-"],
-                stdin=dump.stdout,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-            )
-        except OSError as exc:
-            dump.kill()
-            raise DumpError(f"cannot run {pg_restore}: {exc}", retryable=False) from None
+        proc = _start(
+            [pg_restore, "--data-only", "--file=-"],
+            dump,
+            stdin=dump.stdout,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
         dump.stdout.close()  # pg_restore holds its own copy; restic must see it go
         assert proc.stdout is not None
         try:
@@ -155,17 +152,14 @@ def restore_plain(
     dump = restic.dump(repo, snapshot_id, names.DATABASE_FILE)
     assert dump.stdout is not None
     with tempfile.TemporaryFile() as errors:
-        try:
-            proc = subprocess.Popen(
-                [*argv, f"--dbname={conninfo(target)}"],
-                env=environment(target),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
-        except OSError as exc:
-            dump.kill()
-            raise DumpError(f"cannot run {psql}: {exc}", retryable=False) from None
+        proc = _start(
+            [*argv, f"--dbname={conninfo(target)}"],
+            dump,
+            env=environment(target),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
         assert proc.stdin is not None
         try:
             _feed(dump.stdout, proc.stdin)
@@ -195,6 +189,24 @@ def _feed(script: IO[bytes], psql: IO[bytes]) -> None:
         psql.close()
     except BrokenPipeError:
         pass  # psql stopped at an error: its exit code and message say which
+
+
+def _start(
+    argv: list[str],
+    dump: subprocess.Popen[bytes],
+    *,
+    stdin: IO[bytes] | int,
+    stdout: int,
+    stderr: IO[bytes],
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``argv`` started on the dump; a tool that cannot start ends restic's dump too (nothing
+    would read it)."""
+    try:
+        return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+    except OSError as exc:
+        dump.kill()
+        raise DumpError(f"cannot run {argv[0]}: {exc}", retryable=False) from None
 
 
 def _finish(restic: Restic, repo: Repository, dump: subprocess.Popen[bytes]) -> None:
