@@ -72,8 +72,8 @@ from db.models import (
 )
 from db.runs import newest_success, settle
 from repository import names
-from repository.offsite import offsite_source
-from services import recovery_window
+from repository.offsite import CHOSEN_KEY, SOURCE_KEY, offsite_source
+from services import offsite_targets, recovery_window
 from services.errors import Refusal
 from services.recovery_window import Moment
 
@@ -152,25 +152,43 @@ class DrillActivities(ReadingActivities):
         assert drill is not None
         return drill
 
-    async def _scheduled_moment(self, session: AsyncSession, drill: RestoreDrill) -> dict[str, Any]:
-        """What a scheduled drill recovers when its policy asks for a moment (``target_time``
-        ``latest`` or ``random``), drawn and checked now as a manual drill's is when requested
-        (committed with the start, so a retry drills the same moment); {}: the newest backup.
-        A moment no longer restorable (archiving turned off, an empty window) fails the drill
-        with the reason."""
-        target = await session.scalar(
-            select(RestoreDrillPolicy.target_time)
-            .join(BackupPolicy, BackupPolicy.id == RestoreDrillPolicy.policy_id)
-            .where(BackupPolicy.application_id == drill.application_id)
-        )
-        if target is None:
-            return {}
-        try:
-            return await recovery_window.moment_to_drill(
-                session, self.settings, drill.application_id, cast(Moment, target)
+    async def _scheduled(self, session: AsyncSession, drill: RestoreDrill) -> dict[str, Any]:
+        """What a scheduled drill drills, from its policy, decided now and committed with the
+        start (a retry drills the same): a moment (``target_time`` ``latest`` or ``random``,
+        drawn and checked as a manual drill's is when requested), the newest backup with a
+        finished offsite copy (``source``: ``offsite`` or a target), or {}: the newest backup
+        from the primary. A moment no longer restorable (archiving turned off, an empty
+        window) or no copied backup fails the drill with the reason."""
+        policy = (
+            await session.execute(
+                select(RestoreDrillPolicy.target_time, RestoreDrillPolicy.source)
+                .join(BackupPolicy, BackupPolicy.id == RestoreDrillPolicy.policy_id)
+                .where(BackupPolicy.application_id == drill.application_id)
             )
-        except Refusal as exc:
-            raise fatal(exc.detail, "NotRestorable") from None
+        ).first()
+        target, source = policy if policy is not None else (None, None)
+        if target is not None:
+            try:
+                return await recovery_window.moment_to_drill(
+                    session, self.settings, drill.application_id, cast(Moment, target)
+                )
+            except Refusal as exc:
+                raise fatal(exc.detail, "NotRestorable") from None
+        if source is None:
+            return {}
+        at = None if source == "offsite" else uuid.UUID(source)
+        application = await session.get(Application, drill.application_id)
+        assert application is not None  # drills cascade with their application
+        chosen = await offsite_targets.newest_copied(session, application, at)
+        if chosen is None:
+            there = "at any offsite target" if at is None else f"at offsite target {at}"
+            raise fatal(
+                f"the drill policy reads an offsite copy, and no backup of the application has"
+                f" a finished copy {there} yet; wait for a copy or set the source to primary",
+                "NoCopy",
+            )
+        drill.backup_execution_id = chosen.execution.id
+        return {SOURCE_KEY: str(chosen.target_id), CHOSEN_KEY: chosen.why}
 
     @activity.defn
     async def begin_drill(self, begin: BeginDrill) -> DrillPlan:
@@ -184,7 +202,7 @@ class DrillActivities(ReadingActivities):
             else:
                 drill = await self._insert_scheduled(session, begin)
                 if drill.status == RunStatus.PENDING and drill.details is None:
-                    drill.details = await self._scheduled_moment(session, drill) or None
+                    drill.details = await self._scheduled(session, drill) or None
             if drill.status not in LIVE:
                 raise fatal(f"this drill had already ended ({drill.status})", "AlreadyEnded")
             moment = (drill.details or {}).get(TARGET_TIME)
@@ -200,13 +218,15 @@ class DrillActivities(ReadingActivities):
                     )
                 drill.backup_execution_id = newest.id
             execution = await session.get(BackupExecution, drill.backup_execution_id)
-            if offsite_source(drill.details) is not None:  # a pruned backup's copy may be read
+            offsite = offsite_source(drill.details)
+            if offsite is not None:  # a pruned backup's copy may be read
                 execution, _ = await backup_with_copy(
                     session, drill.backup_execution_id, drill.application_id, "drill"
                 )
             elif execution is None or execution.status != RunStatus.SUCCEEDED:
                 raise fatal("the backup to drill no longer exists or was pruned", "MissingBackup")
-            await self._start(session, begin, drill, {"backup_id": str(execution.id)})
+            source = {SOURCE_KEY: str(offsite)} if offsite is not None else {}
+            await self._start(session, begin, drill, {"backup_id": str(execution.id), **source})
             parts = names.parts_of(execution.metadata_)
             return DrillPlan(
                 str(drill.id),

@@ -87,6 +87,7 @@ POLICY_FIELDS: list[Field] = [
     ("time zone", "timezone"),
     ("enabled", "enabled"),
     ("drills", lambda p: p["target_time"] or "the newest backup"),
+    ("reads", "source"),
     ("checks", lambda p: ", ".join(c["name"] for c in p["checks"])),
 ]
 
@@ -100,17 +101,27 @@ POLICY_FIELDS: list[Field] = [
     help="what scheduled drills restore: a moment of the WAL archive (the latest, or one"
     " drawn from the window at each drill; continuous archiving on), or the newest backup",
 )
+@click.option(
+    "--from",
+    "source",
+    metavar="primary|offsite|TARGET_ID",
+    help="where scheduled drills read the backup: the primary storage, the newest backup with"
+    " a finished offsite copy, or the newest copied to this offsite target (docs/offsite.md)",
+)
 @output_options
 @with_api
-def drill_policy(api: Api, app_id: str, target_time: str | None, out: Output) -> None:
-    """Show the application's drill policy; --to changes what its scheduled drills restore
-    (schedule and checks are kept)."""
+def drill_policy(
+    api: Api, app_id: str, target_time: str | None, source: str | None, out: Output
+) -> None:
+    """Show the application's drill policy; --to changes what its scheduled drills restore,
+    --from where they read it (schedule, checks and the other are kept)."""
     path = f"/applications/{app_id}/drill-policy"
     policy = api.get(path)
-    if target_time is not None:
-        body = {key: policy[key] for key in ("schedule", "enabled", "checks")}
-        wanted = None if target_time == "backup" else target_time
-        policy = api.request("PUT", path, body={**body, "target_time": wanted})
+    if target_time is not None or source is not None:
+        body = {key: policy[key] for key in ("schedule", "enabled", "checks", "target_time")}
+        if target_time is not None:
+            body["target_time"] = None if target_time == "backup" else target_time
+        policy = api.request("PUT", path, body={**body, "source": source or policy["source"]})
     out.record(policy, POLICY_FIELDS)
 
 

@@ -274,12 +274,17 @@ class BackupRestore(Base):
 
 class RestoreDrillPolicy(Base):
     """A backup policy's drill schedule (in the policy's time zone) and SQL checks (0006), and
-    what its drills restore (0020)."""
+    what its drills restore (0020) and read it from (0021)."""
 
     __tablename__ = "restore_drill_policies"
     __table_args__ = (
         CheckConstraint(
             "target_time IN ('latest', 'random')", name="restore_drill_policies_target_time"
+        ),
+        CheckConstraint(
+            "source = 'offsite' OR source ~"
+            " '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'",
+            name="restore_drill_policies_source",
         ),
     )
 
@@ -293,6 +298,10 @@ class RestoreDrillPolicy(Base):
     target_time: Mapped[str | None] = mapped_column(String(10))
     """Scheduled drills recover this moment of the WAL archive (``latest``, ``random``)
     instead of restoring the newest backup; None: the backup (0020)."""
+    source: Mapped[str | None] = mapped_column(String(36))
+    """Scheduled drills read the newest backup with a finished offsite copy (``offsite``: at
+    any target; a target's id: there) instead of the primary storage; None: the primary
+    (0021). Not a foreign key: ``services/offsite_targets.py::delete`` refuses a named one."""
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

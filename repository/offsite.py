@@ -27,6 +27,10 @@ SOURCE_KEY: Final = "offsite_target_id"
 """The key of a restore's details naming the target whose copy it reads, not the primary."""
 
 
+CHOSEN_KEY: Final = "offsite_chosen"
+"""The key of a scheduled drill's details saying which backup it read from a copy and why."""
+
+
 def offsite_source(details: Mapping[str, Any] | None) -> uuid.UUID | None:
     """The target a restore reads its backup from; None: the primary storage."""
     raw = (details or {}).get(SOURCE_KEY)

@@ -61,6 +61,7 @@ class DrillPolicyChange:
     enabled: bool
     checks: list[dict[str, str]]
     target_time: str | None = None  # scheduled drills to a moment: latest or random
+    source: uuid.UUID | str = "primary"  # scheduled drills read primary, offsite or a target
 
 
 async def claim_drills(session: AsyncSession, temporal: Client, application_id: uuid.UUID) -> None:
@@ -222,6 +223,31 @@ async def drill_policy_of(
     return found
 
 
+async def _drill_source(
+    session: AsyncSession, application: Application, change: DrillPolicyChange
+) -> str | None:
+    """The drill policy's ``source`` as stored (None: the primary). A target must be the
+    workspace's (NotFound otherwise, as for a manual drill); a moment is recovered from the
+    WAL archive, which no offsite copy holds, so ``target_time`` takes the primary only."""
+    if change.source == "primary":
+        return None
+    if change.target_time is not None:
+        raise Invalid(
+            [
+                {
+                    "loc": ("source",),
+                    "msg": "a drill to a moment (target_time) recovers from the WAL archive,"
+                    " which offsite copies do not hold: leave source primary, or target_time"
+                    " null to drill the newest copied backup",
+                    "type": "moment_from_offsite",
+                }
+            ]
+        )
+    if isinstance(change.source, uuid.UUID):
+        await offsite_targets.get(session, application.workspace_id, change.source)
+    return str(change.source)
+
+
 async def put_drill_policy(
     session: AsyncSession,
     temporal: Client,
@@ -235,7 +261,8 @@ async def put_drill_policy(
 
     Refusals: services.errors' Conflict ``policy-required``, Invalid (the schedule: not
     cron, too frequent, or refused by Temporal; a ``target_time`` without continuous
-    archiving) and TemporalUnavailable.
+    archiving or with an offsite ``source``), NotFound (a target not the workspace's) and
+    TemporalUnavailable.
     """
     policy = await backup_policy_of(session, application.id)
     if policy is None:
@@ -254,6 +281,7 @@ async def put_drill_policy(
         raise _schedule_refused(str(exc)) from None
     if change.target_time is not None and not policy.continuous_archiving:
         raise recovery_window.archiving_off()
+    source = await _drill_source(session, application, change)
     drills = await drill_policy_of(session, policy, lock=True)
     created = drills is None
     if drills is None:
@@ -264,6 +292,7 @@ async def put_drill_policy(
         "enabled": change.enabled,
         "checks": change.checks,
         "target_time": change.target_time,
+        "source": source,
     }
     before = {key: getattr(drills, key) for key in values} if not created else {}
     for key, value in values.items():

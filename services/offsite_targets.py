@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.restic import Restic
@@ -40,6 +40,7 @@ from db.models import (
     BackupPolicy,
     BackupStorage,
     OffsiteTarget,
+    RestoreDrillPolicy,
 )
 from repository.offsite import seal_credentials, seal_maintenance
 from services import overdue
@@ -260,9 +261,13 @@ async def delete(session: AsyncSession, actor: audit.Actor, target: OffsiteTarge
     users = await session.scalar(
         select(BackupPolicy.id).where(BackupPolicy.offsite_target_id == target.id).limit(1)
     )
-    if users is not None:
+    readers = await session.scalar(
+        select(RestoreDrillPolicy.id).where(RestoreDrillPolicy.source == str(target.id)).limit(1)
+    )
+    if users is not None or readers is not None:
+        which = "backup" if users is not None else "drill"
         raise Conflict(
-            f"offsite target {target.name} is named by a backup policy; change the policy first",
+            f"offsite target {target.name} is named by a {which} policy; change the policy first",
             "offsite-target-in-use",
             "Offsite target in use",
         )
@@ -401,6 +406,71 @@ async def copy_to_read(
             title="No offsite copy",
         )
     return copy.target_id
+
+
+@dataclass(frozen=True)
+class CopiedBackup:
+    """The backup a scheduled drill from an offsite copy reads, and why that one."""
+
+    execution: BackupExecution
+    target_id: uuid.UUID
+    why: str
+
+
+async def newest_copied(
+    session: AsyncSession, application: Application, target_id: uuid.UUID | None
+) -> CopiedBackup | None:
+    """The newest backup with a finished copy at ``target_id`` (None: at any target; then its
+    latest finished copy, as ``copy_to_read`` reads for ``offsite``). A copy lags its backup,
+    so newer backups not copied yet are passed over (``why`` counts them); one the primary's
+    retention pruned counts, its copy outlives it. None: no backup has such a copy."""
+    readable = or_(
+        BackupExecution.status == RunStatus.SUCCEEDED,
+        and_(
+            BackupExecution.status == RunStatus.PRUNED,
+            func.coalesce(
+                BackupExecution.metadata_["status_before_prune"].astext, RunStatus.SUCCEEDED
+            )
+            == RunStatus.SUCCEEDED,
+        ),
+    )
+    query = (
+        select(BackupExecution, BackupCopy, OffsiteTarget.name)
+        .join(BackupCopy, BackupCopy.execution_id == BackupExecution.id)
+        .join(OffsiteTarget, OffsiteTarget.id == BackupCopy.target_id)
+        .where(
+            BackupExecution.application_id == application.id,
+            BackupCopy.status == CopyStatus.COPIED,
+            readable,
+        )
+    )
+    if target_id is not None:
+        query = query.where(BackupCopy.target_id == target_id)
+    found = (
+        await session.execute(
+            query.order_by(BackupExecution.completed_at.desc(), BackupCopy.copied_at.desc())
+        )
+    ).first()
+    if found is None:
+        return None
+    execution, copy, name = found
+    newer = await session.scalar(
+        select(func.count()).where(
+            BackupExecution.application_id == application.id,
+            BackupExecution.status == RunStatus.SUCCEEDED,
+            BackupExecution.completed_at > execution.completed_at,
+        )
+    )
+    there = "at that target" if target_id is not None else "at any target"
+    assert copy.copied_at is not None  # set with the status copied
+    copied = f"copied to {name} ({copy.target_id}) at {copy.copied_at.isoformat('T', 'seconds')}"
+    why = (
+        f"the newest successful backup, {copied}"
+        if not newer
+        else f"the newest backup with a finished offsite copy {there}, {copied}; {newer} newer"
+        f" backup(s) not copied {there} yet"
+    )
+    return CopiedBackup(execution, copy.target_id, why)
 
 
 async def restorable_from(

@@ -98,7 +98,11 @@ async def put_drill_policy(
     response: Response,
 ) -> dict[str, Any]:
     change = DrillPolicyChange(
-        body.schedule, body.enabled, [check.model_dump() for check in body.checks], body.target_time
+        body.schedule,
+        body.enabled,
+        [check.model_dump() for check in body.checks],
+        body.target_time,
+        body.source,
     )
     with refusals():
         drills, policy, created = await service.put_drill_policy(

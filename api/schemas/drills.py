@@ -68,6 +68,12 @@ class DrillPolicyIn(Input):
         " the newest backup (continuous archiving on): `latest`, or `random` (a moment drawn"
         " from the window at each drill, its gaps left out); null: the newest backup",
     )
+    source: ReadSource = Field(
+        default="primary",
+        description="where scheduled drills read the backup: the primary storage, the newest"
+        " backup with a finished offsite copy at any target (`offsite`) or at the target of"
+        " this id (docs/offsite.md); not with target_time",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> DrillPolicyIn:
@@ -94,7 +100,17 @@ class DrillPolicyRow(Output):
         description="what scheduled drills restore: a moment of the WAL archive (`latest`,"
         " `random`), or null: the newest backup"
     )
+    source: ReadSource = Field(
+        description="where scheduled drills read the backup: `primary`, `offsite` (the newest"
+        " backup with a finished copy at any target) or a target's id (its newest copied one)"
+    )
     created_at: datetime
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _primary(cls, value: object) -> object:
+        return "primary" if value is None else value  # the row's null: the primary storage
+
     updated_at: datetime
 
 
@@ -210,6 +226,12 @@ class DrillOut(Output):
             "offsite_target_id", AliasPath("details", "offsite_target_id")
         ),
         description="the offsite target whose copy the drill reads; null: the primary storage",
+    )
+    offsite_chosen: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("offsite_chosen", AliasPath("details", "offsite_chosen")),
+        description="a scheduled drill of a drill policy reading offsite: which backup it chose"
+        " and why (the newest with a finished copy there; newer ones not copied yet passed over)",
     )
     temporal_ui_url: str | None = None
     created_at: datetime
