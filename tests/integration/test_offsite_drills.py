@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from temporalio.client import Client, ScheduleOverlapPolicy
 
@@ -23,6 +24,7 @@ from tests.integration.test_offsite import (
 )
 from tests.support.api import ApiClient, World, expect, wait_for
 from tests.support.backups import make_app
+from tests.support.database import libpq_url
 from tests.support.offsite_servers import OffsiteSite
 from tests.support.served import served  # noqa: F401  (the fixture)
 
@@ -78,12 +80,23 @@ async def test_a_scheduled_drill_reads_the_newest_copied_backup_when_the_primary
         answer = await api.put(url, json={**body, "source": source}, headers=owner)
         assert answer.status_code == status, (source, answer.text)
         assert answer.headers["content-type"].startswith("application/problem+json")
-    # a moment is recovered from the WAL archive, never from a copy (this application has no
-    # archiving, which is refused first: 422 either way)
-    answer = await api.put(
-        url, json={**body, "source": "offsite", "target_time": "latest"}, headers=owner
-    )
-    assert answer.status_code == 422, answer.text
+    # a moment is recovered from the WAL archive, never from a copy: 422 on source. The flag
+    # alone is set (for the PUT's check only; no archiver is wanted here), else the
+    # archiving-off 422 on target_time would come first
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        flag = "UPDATE backup_policies SET continuous_archiving = %s WHERE application_id = %s"
+        conn.execute(flag, (True, app.id))
+        try:
+            problem = await expect(
+                await api.put(
+                    url, json={**body, "source": "offsite", "target_time": "latest"}, headers=owner
+                ),
+                422,
+            )
+        finally:
+            conn.execute(flag, (False, app.id))
+    assert [e["field"] for e in problem["errors"]] == ["body.source"], problem
+    assert "WAL archive, which offsite copies do not hold" in problem["errors"][0]["message"]
     assert await expect(await api.get(url, headers=owner), 200) | {"schedule_state": None} == (
         created | {"schedule_state": None}
     )
