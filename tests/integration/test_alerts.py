@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,15 +9,14 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
-from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.support import histories
 from tests.support.api import ApiClient, World, expect
 from tests.support.backups import App, make_app, run_backup
 from tests.support.database import libpq_url
+from tests.support.overdue_notices import run_notices
 from tests.support.webhook import WebhookReceiver
-from workflows.overdue_notices import OverdueNoticesWorkflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -113,10 +111,7 @@ async def notices(
 ) -> list[str]:
     """One run of the overdue-notices schedule's workflow; the events it sent about ``app``."""
     before = len(webhook.events)
-    workflow_id = f"test-overdue-notices-{uuid.uuid4()}"
-    await temporal.execute_workflow(
-        OverdueNoticesWorkflow.run, id=workflow_id, task_queue=CONTROL_TASK_QUEUE
-    )
+    workflow_id = await run_notices(temporal)
     if record:
         await histories.record(temporal, workflow_id, record)
     return [e["event"] for e in webhook.events[before:] if e.get("application_id") == app.id]

@@ -41,9 +41,9 @@ from tests.support.cli import cairn
 from tests.support.database import libpq_url
 from tests.support.notification_receivers import SignedReceiver, SmtpServer, verify
 from tests.support.offsite_servers import OffsiteSite
+from tests.support.overdue_notices import add_hook, run_notices, told
 from tests.support.served import served  # noqa: F401  (the fixture)
 from tests.support.webhook import WebhookReceiver
-from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
 from workflows.storage import RefreshStorageUsageWorkflow
 
 pytestmark = pytest.mark.integration
@@ -422,44 +422,26 @@ async def test_an_overdue_application_is_told_once_per_period(
     monkeypatch.setattr(settings, "failure_webhook_url", None)
     app = await make_app(api, world, database_server, tmp_path)
     with SignedReceiver(HMAC_KEY) as receiver:
-        body = {
-            "name": "overdue hook",
-            "kind": "webhook",
-            "events": ["application.overdue", "application.recovered"],
-            "url": receiver.url,
-            "secret": HMAC_KEY,
-        }
+        events = ["application.overdue", "application.recovered"]
+        await add_hook(api, world, app.workspace, receiver, "overdue hook", events)
         admin = world.auth("ws_admin")
-        await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
         with psycopg.connect(libpq_url(settings.database_url)) as conn:
             conn.execute(
                 "UPDATE backup_policies SET created_at = %s WHERE application_id = %s",
                 (datetime.now(UTC) - timedelta(days=3), app.id),
             )
 
-        async def notices() -> None:
-            await temporal_client.execute_workflow(
-                OVERDUE_NOTICES_WORKFLOW,
-                id=f"test-overdue-notices-{uuid.uuid4()}",
-                task_queue=CONTROL_TASK_QUEUE,
-            )
-
-        def events() -> list[str]:
-            return [
-                e["event"] for e in receiver.events if (e["application"] or {}).get("id") == app.id
-            ]
-
-        await notices()
-        await until(lambda: events() == ["application.overdue"])
+        await run_notices(temporal_client)
+        await until(lambda: told(receiver, app.id) == ["application.overdue"])
         overdue = receiver.events[-1]
         assert overdue["overdue_since"] and overdue["run"] is None
-        await notices()  # the same period: nobody told twice
+        await run_notices(temporal_client)  # the same period: nobody told twice
         assert (await run_backup(api, world, app))["status"] == "succeeded"
-        await notices()
-        await until(lambda: events() == ["application.overdue", "application.recovered"])
-        await notices()
+        await run_notices(temporal_client)
+        await until(lambda: told(receiver, app.id) == events)
+        await run_notices(temporal_client)
         await asyncio.sleep(2)
-        assert events() == ["application.overdue", "application.recovered"]
+        assert told(receiver, app.id) == events
         audit = await expect(
             await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events", headers=admin), 200
         )
@@ -491,15 +473,8 @@ async def test_a_schedule_paused_behind_cairn_s_back_is_told_once_then_recovered
     await schedule.pause(note="paused by hand, behind cairn's back")
     try:
         with SignedReceiver(HMAC_KEY) as receiver:
-            body = {
-                "name": "paused hook",
-                "kind": "webhook",
-                "events": ["application.overdue", "application.recovered"],
-                "url": receiver.url,
-                "secret": HMAC_KEY,
-            }
-            admin = world.auth("ws_admin")
-            await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
+            events = ["application.overdue", "application.recovered"]
+            await add_hook(api, world, app.workspace, receiver, "paused hook", events)
             with psycopg.connect(libpq_url(settings.database_url)) as conn:
                 conn.execute(
                     "UPDATE backup_policies SET created_at = %s WHERE application_id = %s",
@@ -507,30 +482,19 @@ async def test_a_schedule_paused_behind_cairn_s_back_is_told_once_then_recovered
                 )
             assert (await schedule.describe()).schedule.state.paused
 
-            def events() -> list[str]:
-                return [
-                    e["event"]
-                    for e in receiver.events
-                    if (e["application"] or {}).get("id") == app.id
-                ]
-
-            async def told(wanted: list[str]) -> None:
+            async def told_once(wanted: list[str]) -> None:
                 """The notices run three times, as their schedule would: told once."""
                 for _ in range(3):
-                    await temporal_client.execute_workflow(
-                        OVERDUE_NOTICES_WORKFLOW,
-                        id=f"test-overdue-notices-{uuid.uuid4()}",
-                        task_queue=CONTROL_TASK_QUEUE,
-                    )
-                await until(lambda: events() == wanted)
+                    await run_notices(temporal_client)
+                await until(lambda: told(receiver, app.id) == wanted)
                 await asyncio.sleep(3)  # a second notice would be on its way by now
-                assert events() == wanted
+                assert told(receiver, app.id) == wanted
 
             application = f"/api/v1/applications/{app.id}"
             assert (await expect(await api.get(application, headers=owner), 200))["overdue"]
-            await told(["application.overdue"])
+            await told_once(["application.overdue"])
             assert (await run_backup(api, world, app))["status"] == "succeeded"
-            await told(["application.overdue", "application.recovered"])
+            await told_once(events)
     finally:
         await schedule.unpause(note="found")
         disabled = {"storage_id": app.storage, "schedule": "*/15 * * * *", "enabled": False}
@@ -579,16 +543,6 @@ async def test_channels_through_the_cli(
     )["items"] == []
 
 
-async def run_notices(temporal_client: Client) -> str:
-    """One run of the ``overdue-notices`` schedule's workflow, as the schedule starts it;
-    returns its workflow id."""
-    workflow_id = f"test-overdue-notices-{uuid.uuid4()}"
-    await temporal_client.execute_workflow(
-        OVERDUE_NOTICES_WORKFLOW, id=workflow_id, task_queue=CONTROL_TASK_QUEUE
-    )
-    return workflow_id
-
-
 @pytest.mark.usefixtures("worker")
 async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
     api: ApiClient,
@@ -607,14 +561,8 @@ async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
     await expect(await api.put(drill_policy, json={"schedule": "0 4 * * *"}, headers=owner), 201)
     with SignedReceiver(HMAC_KEY) as receiver, WebhookReceiver() as platform:
         monkeypatch.setattr(settings, "failure_webhook_url", platform.url)
-        body = {
-            "name": "drill hook",
-            "kind": "webhook",
-            "events": ["drill.overdue", "drill.recovered"],
-            "url": receiver.url,
-            "secret": HMAC_KEY,
-        }
-        await expect(await api.post(channels_of(app.workspace), json=body, headers=admin), 201)
+        drill_events = ["drill.overdue", "drill.recovered"]
+        await add_hook(api, world, app.workspace, receiver, "drill hook", drill_events)
         # the daily drill made three days ago never ran
         with psycopg.connect(libpq_url(settings.database_url)) as conn:
             conn.execute(
@@ -625,21 +573,18 @@ async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
         standing = await expect(await api.get(drill_policy, headers=owner), 200)
         assert standing["overdue"] is True
 
-        def events() -> list[str]:
-            return [
-                e["event"] for e in receiver.events if (e["application"] or {}).get("id") == app.id
-            ]
-
         def platform_events() -> list[str]:
             return [e["event"] for e in platform.events if e.get("application_id") == app.id]
 
         await asyncio.gather(*(run_notices(temporal_client) for _ in range(3)))
-        await until(lambda: events() == ["drill.overdue"], why=lambda: receiver.events)
+        await until(
+            lambda: told(receiver, app.id) == ["drill.overdue"], why=lambda: receiver.events
+        )
         assert platform_events() == ["drill.overdue"]
-        told = receiver.events[-1]
+        notice = receiver.events[-1]
         since = datetime.fromisoformat(standing["overdue_since"])
-        assert datetime.fromisoformat(told["overdue_since"]) == since
-        assert "no successful restore drill since" in told["message"]
+        assert datetime.fromisoformat(notice["overdue_since"]) == since
+        assert "no successful restore drill since" in notice["message"]
         headers, raw = receiver.raw[-1]
         assert verify(HMAC_KEY, headers, raw) and headers["X-Cairn-Event"] == "drill.overdue"
         await run_notices(temporal_client)  # the same period: told once
@@ -650,11 +595,11 @@ async def test_an_overdue_drill_is_told_once_per_period_and_once_when_it_ends(
         drill = await wait_for(api, f"{drills}/{accepted['id']}", owner, finished, seconds=180)
         assert drill["status"] == "succeeded", drill
         await run_notices(temporal_client)
-        await until(lambda: events() == ["drill.overdue", "drill.recovered"])
+        await until(lambda: told(receiver, app.id) == drill_events)
         await run_notices(temporal_client)
         await asyncio.sleep(2)
-        assert events() == ["drill.overdue", "drill.recovered"]
-        assert platform_events() == ["drill.overdue", "drill.recovered"]
+        assert told(receiver, app.id) == drill_events
+        assert platform_events() == drill_events
         audit = await expect(
             await api.get(f"/api/v1/workspaces/{app.workspace}/audit-events", headers=admin), 200
         )
