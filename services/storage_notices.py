@@ -32,10 +32,9 @@ ENDED = "storage.nearly_full_ended"
 
 
 @dataclass(frozen=True)
-class FullNotice:
-    """A nearly-full period of a storage (or a workspace's quota) began (``fullness`` set)
-    or ended (None). ``period`` counts the periods of that target and check told before, so
-    the notice is named the same however often a retried step finds it."""
+class _Judged:
+    """One check of a storage (or a workspace's quota) on the last readings: nearly full
+    (``fullness`` set) or not (None)."""
 
     workspace_id: uuid.UUID
     target_type: Literal["backup_storage", "workspace"]
@@ -43,6 +42,14 @@ class FullNotice:
     name: str
     check: Check
     fullness: Fullness | None
+
+
+@dataclass(frozen=True)
+class FullNotice(_Judged):
+    """A nearly-full period of a storage (or a workspace's quota) began (``fullness`` set)
+    or ended (None). ``period`` counts the periods of that target and check told before, so
+    the notice is named the same however often a retried step finds it."""
+
     period: int
 
     @property
@@ -73,16 +80,6 @@ class FullNotice:
             f"the storages of workspace {self.name} hold {used} of its {full.limit // GIB} GB"
             f" backup quota ({full.share:.0%})"
         )
-
-
-@dataclass(frozen=True)
-class _Judged:
-    workspace_id: uuid.UUID
-    target_type: Literal["backup_storage", "workspace"]
-    target_id: uuid.UUID
-    name: str
-    check: Check
-    fullness: Fullness | None
 
 
 async def _judged(session: AsyncSession) -> list[_Judged]:
