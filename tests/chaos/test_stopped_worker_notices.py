@@ -10,22 +10,20 @@ import asyncio
 import inspect
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from contracts.task_queues import CONTROL_TASK_QUEUE
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
+from tests.support import overdue_notices
 from tests.support.api import expect
 from tests.support.backups import make_app
 from tests.support.chaos import Stack
 from tests.support.notification_receivers import SignedReceiver, verify
 from worker.main import build_workers
-from workflows.overdue_notices import OVERDUE_NOTICES_WORKFLOW
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -61,7 +59,7 @@ async def test_a_stopped_worker_is_told_once_overdue_and_once_recovered(stack: S
     app = await make_app(
         api, world, stack.pg, stack.app_folder("app"), policy={"schedule": "* * * * *"}
     )
-    owner, admin = world.auth("owner"), world.auth("ws_admin")
+    owner = world.auth("owner")
     application = f"/api/v1/applications/{app.id}"
 
     async def successes() -> list[dict[str, Any]]:
@@ -75,18 +73,11 @@ async def test_a_stopped_worker_is_told_once_overdue_and_once_recovered(stack: S
     assert (await expect(await api.get(application, headers=owner), 200))["overdue"] is False
 
     with SignedReceiver(KEY) as receiver:
-        body = {
-            "name": "on-call hook",
-            "kind": "webhook",
-            "events": ["application.overdue", "application.recovered"],
-            "url": receiver.url,
-            "secret": KEY,
-        }
-        channels = f"/api/v1/workspaces/{app.workspace}/notification-channels"
-        await expect(await api.post(channels, json=body, headers=admin), 201)
+        events = ["application.overdue", "application.recovered"]
+        await overdue_notices.add_hook(api, world, app.workspace, receiver, "on-call hook", events)
 
         def told() -> list[str]:
-            return [e["event"] for e in receiver.events if e["application"]["id"] == app.id]
+            return overdue_notices.told(receiver, app.id)
 
         def webhook() -> list[dict[str, Any]]:
             return [e for e in stack.webhook.events if e.get("application_id") == app.id]
@@ -114,11 +105,7 @@ async def test_a_stopped_worker_is_told_once_overdue_and_once_recovered(stack: S
         running = asyncio.create_task(control.run())
         try:
             for _ in range(3):
-                await client.execute_workflow(
-                    OVERDUE_NOTICES_WORKFLOW,
-                    id=f"test-overdue-notices-{uuid.uuid4()}",
-                    task_queue=CONTROL_TASK_QUEUE,
-                )
+                await overdue_notices.run_notices(client)
             await _until(lambda: told() == ["application.overdue"], 60, told)
             await _until(lambda: len(webhook()) == 1, 60, webhook)
             await asyncio.sleep(3)
