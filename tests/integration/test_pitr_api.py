@@ -250,6 +250,17 @@ def at(text: str | None) -> datetime:
     return datetime.fromisoformat(text)
 
 
+async def refused_outside_window(
+    api: ApiClient, url: str, moment: datetime, headers: dict[str, str]
+) -> None:
+    """A restore or drill to ``moment``, before the window, is a 422 on ``target_time``."""
+    problem = await expect(
+        await api.post(url, json={"target_time": moment.isoformat()}, headers=headers), 422
+    )
+    assert [e["field"] for e in problem["errors"]] == ["body.target_time"], problem
+    assert "is not restorable: the window is from" in problem["errors"][0]["message"]
+
+
 @pytest.fixture(scope="module")
 async def archived(
     api: ApiClient, world: World, temporal_client: Client, instance: pg_instance.Instance
@@ -389,12 +400,7 @@ async def test_a_moment_outside_the_window_or_a_bad_one_is_422(
     before = snapshot(settings.database_url)
     owner = world.auth("owner")
     early = min(archived.commits.values()) - timedelta(days=1)
-    problem = await expect(
-        await api.post(archived.restores, json={"target_time": early.isoformat()}, headers=owner),
-        422,
-    )
-    assert [e["field"] for e in problem["errors"]] == ["body.target_time"], problem
-    assert "is not restorable: the window is from" in problem["errors"][0]["message"]
+    await refused_outside_window(api, archived.restores, early, owner)
     for body in [
         {"target_time": "2026-12-07T14:31:05"},  # no offset
         {"target_time": "yesterday"},
