@@ -717,10 +717,15 @@ class Controllers:
 
     def _reopen(self, volume: dict[str, Any]) -> None:
         """A volume whose ``claimRef`` was cleared, or (re-)pointed at a claim by name (no
-        uid), is Available: to any claim, or pre-bound to that one, until a claim binds."""
-        ref = volume["spec"].get("claimRef") or {}
-        if (volume.get("status") or {}).get("phase") != "Available" and not ref.get("uid"):
-            self._set_volume_phase(volume["metadata"]["name"], "Available")
+        uid), is Available: to any claim, or pre-bound to that one, until a claim binds. Read
+        again from the store, not from the event: a claim may have bound it since the event's
+        write (a real controller's stale write fails on its resourceVersion)."""
+        current = self.api.store.get(PVS, "", volume["metadata"]["name"])
+        if current is None:
+            return
+        ref = current["spec"].get("claimRef") or {}
+        if (current.get("status") or {}).get("phase") != "Available" and not ref.get("uid"):
+            self._set_volume_phase(current["metadata"]["name"], "Available")
             self._retry_pending_claims()
 
     def _smaller_than_source(self, pvc: dict[str, Any], source: dict[str, Any]) -> str | None:
