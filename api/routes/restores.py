@@ -175,7 +175,7 @@ async def list_restores(
     return {"items": [presenters.restore(r, settings) for r in items], "next_cursor": next_cursor}
 
 
-@router.get("/restores/{restore_id}", response_model=RestoreDetail)
+@router.get("/restores/{restore_id:uuid}", response_model=RestoreDetail)
 async def get_restore(
     restore_id: uuid.UUID,
     access: DedicatedAppReader,
